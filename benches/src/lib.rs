@@ -1,0 +1,1 @@
+//! Benchmarks and load tools for Flin; see docs/benchmarks.md.

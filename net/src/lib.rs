@@ -1,0 +1,1 @@
+//! flin-net: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! flin-replication: placeholder until its issue lands.
