@@ -1,1 +1,52 @@
-//! engine
+//! flin-engine: the log-structured store under every Flin data model.
+//!
+//! The design is Bitcask's (one active append-only segment, an in-memory key directory, merges
+//! with hint files), with atomic batches, seq numbers for replication, and a memory mode.
+//!
+//! # Layout
+//! - [`format`]: the bytes: segment header, record header, batch records, limits.
+//! - `segment`: a segment mapped with memmap2; the published prefix is immutable and shared,
+//!   the tail belongs to its one writer. (One of two modules with `unsafe`.)
+//! - `index`: the sharded Robin Hood hash index, key -> (segment, offset, expiry), 16 B a slot.
+//! - `engine`: [`Engine`]: the write path (writer lock, append, index update, group commit),
+//!   reads, [`Txn`] (decide under the writer lock, then append: the seam replication will use),
+//!   scans, background flush/compaction/expiry threads.
+//! - `recovery`: open a directory: finish an interrupted compaction, hint files or full scans,
+//!   torn-tail truncation, highest-seq-wins index rebuild.
+//! - `compaction`: merge sealed segments, hint files, the manifest-driven atomic swap.
+//! - `log_iter`: the log in seq order from any seq (k-way merge over segments).
+//! - `hint`, `dir`: hint file format; directory layout, lock file, manifest. (`dir` has the
+//!   other `unsafe`: flock.)
+//!
+//! # Data flow
+//! A write takes the writer lock, encodes its record(s) straight into the active segment's
+//! mapping, publishes them, points the index at them, and releases the lock; under
+//! `Durability::Always` it then waits for a flush that covers its seq (one flush serves every
+//! writer waiting at the time). A read hashes the key (xxh3), read-locks one index shard,
+//! compares the key against the record in the mapping, and hands out the value in place.
+
+#![deny(unsafe_code)]
+
+mod compaction;
+#[allow(unsafe_code)]
+mod dir;
+mod engine;
+mod error;
+pub mod format;
+mod hint;
+mod index;
+mod log_iter;
+mod recovery;
+#[allow(unsafe_code)]
+mod segment;
+
+pub use compaction::{CompactionReport, CompactionStep};
+pub use engine::{
+    Clock, Committed, CompactionConfig, Config, Durability, Engine, Logger, ManualClock, Op, Stats,
+    Storage, SystemClock, Txn, Value, ValueRef, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN,
+};
+pub use error::{Corruption, Error, Result};
+pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};
+pub use log_iter::{LogEntry, LogIter, LogOp};
+pub use recovery::{RecoveryReport, TornTail};

@@ -1,0 +1,485 @@
+//! Compaction: merge sealed segments with much dead data into new segments holding only what is
+//! live, with a hint file each, and swap them in atomically.
+//!
+//! Steps (a crash after any of them leaves a directory that opens with every live key):
+//! 1. Copy live records of the inputs, in seq order, into `.seg.tmp` outputs; write `.hint.tmp`
+//!    files; fsync all. A crash here: recovery deletes the .tmp files.
+//! 2. Commit the MERGE manifest (inputs to remove, outputs to install). A crash after this:
+//!    recovery finishes the swap from it.
+//! 3. Rename outputs into place; map them; put them in the segment table.
+//! 4. Repoint the index, record by record, from input to output locations.
+//! 5. Drop the inputs from the table, delete their files, delete the manifest.
+//!
+//! Readers and the writer are never blocked for more than one record: liveness checks take one
+//! shard's read lock, repointing takes one shard's write lock per record.
+//!
+//! What is dropped: records the index no longer points at (overwritten or deleted), expired
+//! records, and tombstones, except that a tombstone (or an expired record, rewritten as a
+//! tombstone) is kept while a segment outside the merge may hold an older record of its key
+//! (any such segment has a record with a lower seq), so the older record cannot come back.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dir::{self, Manifest};
+use crate::engine::{key_hash, Inner};
+use crate::error::{Error, Result};
+use crate::format::{self, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
+use crate::hint::{HintEntry, HintWriter};
+use crate::index::{Index, Location, Slot};
+use crate::log_iter::LogIter;
+use crate::segment::{Segment, SegmentWriter};
+
+/// A point in a compaction where the test hook may stop it (as if the process died there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactionStep {
+    /// Outputs and hints written as .tmp files and synced; nothing committed.
+    OutputsWritten,
+    /// The manifest is committed; nothing renamed yet.
+    ManifestCommitted,
+    /// Outputs renamed into place and in the segment table; the index still points at inputs.
+    OutputsInstalled,
+    /// The index points at the outputs; inputs still on disk.
+    IndexUpdated,
+    /// Inputs deleted; the manifest still exists.
+    InputsRemoved,
+}
+
+impl CompactionStep {
+    pub const ALL: [CompactionStep; 5] = [
+        CompactionStep::OutputsWritten,
+        CompactionStep::ManifestCommitted,
+        CompactionStep::OutputsInstalled,
+        CompactionStep::IndexUpdated,
+        CompactionStep::InputsRemoved,
+    ];
+}
+
+/// What one compaction did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompactionReport {
+    pub segments_in: usize,
+    pub segments_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bytes_reclaimed: u64,
+    pub records_copied: u64,
+    pub tombstones_kept: u64,
+    pub expired_dropped: u64,
+    pub duration: Duration,
+}
+
+/// One output segment being filled.
+struct Output {
+    writer: SegmentWriter,
+    hints: HintWriter,
+}
+
+/// A live record that moved: the index must follow it.
+struct Moved {
+    hash: u64,
+    from: Location,
+    to: Location,
+    record_len: usize,
+}
+
+struct Merge<'a> {
+    inner: &'a Inner,
+    outputs: Vec<Output>,
+    moved: Vec<Moved>,
+    /// Expired records whose index slots should go: (hash, location).
+    expired: Vec<(u64, Location)>,
+    report: CompactionReport,
+    /// The test hook stopped the merge: leave everything as a crash would.
+    stopped_by_hook: bool,
+}
+
+impl Merge<'_> {
+    fn stop_at(&mut self, step: CompactionStep) -> Result<()> {
+        match &self.inner.config.compaction_fail_point {
+            Some(hook) if hook(step) => {
+                self.stopped_by_hook = true;
+                Err(Error::Invalid(format!(
+                    "compaction stopped at {step:?} by the test hook"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The output with room for `len` bytes, creating one if needed.
+    fn output_for(&mut self, len: usize) -> Result<&mut Output> {
+        if self
+            .outputs
+            .last()
+            .is_none_or(|o| o.writer.remaining() < len)
+        {
+            let inner = self.inner;
+            let id = inner.next_segment_id.fetch_add(1, Ordering::Relaxed);
+            let slot = inner
+                .segments
+                .write()
+                .expect("segment table lock")
+                .reserve()?;
+            let capacity = (len + SEGMENT_HEADER_BYTES)
+                .max(inner.config.segment_bytes)
+                .next_multiple_of(4096);
+            let created = match &inner.dir {
+                Some(dir) => Segment::create_file(
+                    &dir::tmp_path(&dir::segment_path(dir, id)),
+                    id,
+                    slot,
+                    capacity,
+                    SegmentOrigin::Compaction,
+                ),
+                None => Segment::create_anonymous(id, slot, capacity, SegmentOrigin::Compaction),
+            };
+            let segment = match created {
+                Ok(segment) => segment,
+                Err(e) => {
+                    inner
+                        .segments
+                        .write()
+                        .expect("segment table lock")
+                        .release(slot);
+                    return Err(e);
+                }
+            };
+            self.outputs.push(Output {
+                writer: SegmentWriter::new(Arc::new(segment)).expect("fresh segment"),
+                hints: HintWriter::new(id),
+            });
+        }
+        Ok(self.outputs.last_mut().expect("an output exists"))
+    }
+
+    /// Copies one record into the outputs; returns its new location.
+    fn copy(
+        &mut self,
+        kind: RecordKind,
+        namespace_tag: u8,
+        seq: u64,
+        expiry_ms: u64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Location> {
+        let len = format::record_len(key.len(), value.len());
+        let output = self.output_for(len)?;
+        let offset = output.writer.append(len, |out| {
+            format::encode_record(out, kind, namespace_tag, 0, seq, expiry_ms, key, value);
+        });
+        output.writer.publish();
+        let segment = &output.writer.segment;
+        segment.note_seq(seq);
+        if kind == RecordKind::Delete {
+            segment.add_dead(len);
+        }
+        output.hints.add(&HintEntry {
+            seq,
+            expiry_ms,
+            offset: offset as u32,
+            record_len: len as u32,
+            kind,
+            namespace_tag,
+            key,
+        });
+        let location = Location {
+            segment: segment.slot,
+            offset: offset as u32,
+        };
+        self.report.bytes_out += len as u64;
+        Ok(location)
+    }
+
+    /// The slot at `location` for this hash, if the index still points there.
+    fn indexed_slot(&self, hash: u64, location: Location) -> Option<Slot> {
+        let table = self.inner.index.read(Index::shard_of(hash));
+        table.find(hash, |l| l == location).map(|p| table.slot(p))
+    }
+
+    /// Whether the key has a live slot anywhere (a newer record than a tombstone).
+    fn key_is_indexed(&self, namespace_tag: u8, key: &[u8], hash: u64) -> bool {
+        let table = self.inner.index.read(Index::shard_of(hash));
+        let segments = self.inner.segments_read();
+        table
+            .find(hash, |l| Inner::record_is(&segments, l, namespace_tag, key))
+            .is_some()
+    }
+}
+
+/// Runs one compaction of the sealed segments whose garbage ratio is at least `ratio_min`.
+pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport> {
+    let _one_at_a_time = inner.compaction_lock.lock().expect("compaction lock");
+    let started = Instant::now();
+    let active_slot = inner.lock_writer().active.segment.slot;
+    let (inputs, outside_min_seq) = {
+        let table = inner.segments_read();
+        let mut inputs = Vec::new();
+        let mut outside_min_seq = u64::MAX;
+        for segment in table.all() {
+            let dead = segment.dead_bytes.load(Ordering::Relaxed);
+            if segment.slot != active_slot
+                && segment.is_sealed()
+                && dead > 0
+                && segment.garbage_ratio() >= ratio_min
+            {
+                inputs.push(segment.clone());
+            } else {
+                outside_min_seq = outside_min_seq.min(segment.min_seq.load(Ordering::Relaxed));
+            }
+        }
+        (inputs, outside_min_seq)
+    };
+    if inputs.is_empty() {
+        return Ok(CompactionReport::default());
+    }
+    let now_ms = inner.config.clock.now_ms();
+    let mut merge = Merge {
+        inner,
+        outputs: Vec::new(),
+        moved: Vec::new(),
+        expired: Vec::new(),
+        stopped_by_hook: false,
+        report: CompactionReport {
+            segments_in: inputs.len(),
+            bytes_in: inputs.iter().map(|s| s.published() as u64).sum(),
+            ..CompactionReport::default()
+        },
+    };
+    let result = copy_and_swap(&mut merge, &inputs, outside_min_seq, now_ms);
+    if result.is_err() && !merge.stopped_by_hook {
+        // A real failure (a full disk, say) before the outputs were installed: abandon them.
+        let mut table = inner.segments.write().expect("segment table lock");
+        for output in &merge.outputs {
+            let segment = &output.writer.segment;
+            if table.all().all(|s| s.slot != segment.slot) {
+                table.release(segment.slot);
+                if let Some(dir) = &inner.dir {
+                    let _ =
+                        std::fs::remove_file(dir::tmp_path(&dir::segment_path(dir, segment.id)));
+                    let _ = std::fs::remove_file(dir::tmp_path(&dir::hint_path(dir, segment.id)));
+                }
+            }
+        }
+    }
+    result?;
+    let mut report = merge.report;
+    report.bytes_reclaimed = report.bytes_in.saturating_sub(report.bytes_out);
+    report.duration = started.elapsed();
+    inner.compactions.fetch_add(1, Ordering::Relaxed);
+    inner
+        .reclaimed_bytes
+        .fetch_add(report.bytes_reclaimed, Ordering::Relaxed);
+    Ok(report)
+}
+
+fn copy_and_swap(
+    merge: &mut Merge<'_>,
+    inputs: &[Arc<Segment>],
+    outside_min_seq: u64,
+    now_ms: u64,
+) -> Result<()> {
+    let inner = merge.inner;
+    // Step 1: copy.
+    for entry in LogIter::over(inputs.to_vec(), 0) {
+        let entry = entry?;
+        for op in entry.ops {
+            let tag = op.namespace.tag();
+            let hash = key_hash(tag, &op.key);
+            let older_may_exist = entry.seq >= outside_min_seq;
+            match op.kind {
+                RecordKind::Put => {
+                    if merge.indexed_slot(hash, op.location).is_none() {
+                        continue; // overwritten or deleted since
+                    }
+                    if op.expiry_ms != 0 && op.expiry_ms <= now_ms {
+                        merge.expired.push((hash, op.location));
+                        merge.report.expired_dropped += 1;
+                        if older_may_exist {
+                            merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
+                            merge.report.tombstones_kept += 1;
+                        }
+                        continue;
+                    }
+                    let to = merge.copy(
+                        RecordKind::Put,
+                        tag,
+                        entry.seq,
+                        op.expiry_ms,
+                        &op.key,
+                        &op.value,
+                    )?;
+                    merge.moved.push(Moved {
+                        hash,
+                        from: op.location,
+                        to,
+                        record_len: op.record_len,
+                    });
+                    merge.report.records_copied += 1;
+                }
+                RecordKind::Delete => {
+                    if older_may_exist && !merge.key_is_indexed(tag, &op.key, hash) {
+                        merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
+                        merge.report.tombstones_kept += 1;
+                    }
+                }
+                RecordKind::Batch => unreachable!("the log iterator unpacks batches"),
+            }
+        }
+    }
+    merge.report.segments_out = merge.outputs.len();
+    for output in &merge.outputs {
+        let segment = &output.writer.segment;
+        segment.flush_range(0, segment.published())?;
+        segment.truncate_to_published()?;
+    }
+    if let Some(dir) = &inner.dir {
+        for output in std::mem::take(&mut merge.outputs) {
+            let id = output.writer.segment.id;
+            output
+                .hints
+                .write(&dir::tmp_path(&dir::hint_path(dir, id)))?;
+            merge.outputs.push(Output {
+                writer: output.writer,
+                hints: HintWriter::new(id),
+            });
+        }
+        dir::sync_dir(dir)?;
+    }
+    merge.stop_at(CompactionStep::OutputsWritten)?;
+
+    // Step 2: commit.
+    let manifest = Manifest {
+        inputs: inputs.iter().map(|s| s.id).collect(),
+        outputs: merge.outputs.iter().map(|o| o.writer.segment.id).collect(),
+    };
+    if let Some(dir) = &inner.dir {
+        manifest.commit(dir)?;
+    }
+    merge.stop_at(CompactionStep::ManifestCommitted)?;
+
+    // Step 3: install outputs.
+    if let Some(dir) = &inner.dir {
+        manifest.install_outputs(dir)?;
+    }
+    {
+        let mut table = inner.segments.write().expect("segment table lock");
+        for output in &merge.outputs {
+            let segment = &output.writer.segment;
+            let installed = match &inner.dir {
+                Some(dir) => {
+                    let mut reopened = Segment::open_file(
+                        &dir::segment_path(dir, segment.id),
+                        segment.slot,
+                        false,
+                    )?;
+                    reopened.set_published(segment.published());
+                    reopened.dead_bytes = std::sync::atomic::AtomicU64::new(
+                        segment.dead_bytes.load(Ordering::Relaxed),
+                    );
+                    reopened.min_seq =
+                        std::sync::atomic::AtomicU64::new(segment.min_seq.load(Ordering::Relaxed));
+                    reopened.max_seq =
+                        std::sync::atomic::AtomicU64::new(segment.max_seq.load(Ordering::Relaxed));
+                    Arc::new(reopened)
+                }
+                None => segment.clone(),
+            };
+            installed.mark_sealed();
+            table.install(installed);
+        }
+    }
+    merge.stop_at(CompactionStep::OutputsInstalled)?;
+
+    // Step 4: repoint the index, one record (one shard lock) at a time.
+    for moved in &merge.moved {
+        let mut table = inner.index.write(Index::shard_of(moved.hash));
+        match table.find(moved.hash, |l| l == moved.from) {
+            Some(position) => {
+                let expiry = table.slot(position).expiry_ms();
+                table.replace(position, Slot::new(moved.hash, moved.to, expiry));
+            }
+            None => {
+                // Overwritten or deleted while we copied: the copy is dead.
+                let segments = inner.segments_read();
+                segments.get(moved.to.segment).add_dead(moved.record_len);
+            }
+        }
+    }
+    for &(hash, location) in &merge.expired {
+        let mut table = inner.index.write(Index::shard_of(hash));
+        if let Some(position) = table.find(hash, |l| l == location) {
+            let segments = inner.segments_read();
+            let tag = segments
+                .get(location.segment)
+                .bytes(location.offset as usize, format::RECORD_HEADER_BYTES)[5];
+            table.remove_at(position);
+            inner.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
+            inner.expired_reclaimed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    merge.stop_at(CompactionStep::IndexUpdated)?;
+
+    // Step 5: retire the inputs.
+    {
+        let mut table = inner.segments.write().expect("segment table lock");
+        for input in inputs {
+            table.remove(input.slot);
+        }
+    }
+    if let Some(dir) = &inner.dir {
+        manifest.remove_inputs(dir)?;
+        merge.stop_at(CompactionStep::InputsRemoved)?;
+        manifest.remove(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes hint files for sealed log segments that have none, so the next open can skip
+/// reading their values. Returns how many it wrote.
+pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
+    let Some(dir) = &inner.dir else {
+        return Ok(0);
+    };
+    let sealed: Vec<Arc<Segment>> = inner
+        .segments_read()
+        .all()
+        .filter(|s| s.is_sealed())
+        .cloned()
+        .collect();
+    let mut written = 0;
+    for segment in sealed {
+        let path = dir::hint_path(dir, segment.id);
+        if path.exists() {
+            continue;
+        }
+        let mut hints = HintWriter::new(segment.id);
+        for entry in LogIter::over(vec![segment.clone()], 0) {
+            let entry = entry?;
+            for op in &entry.ops {
+                hints.add(&HintEntry {
+                    seq: entry.seq,
+                    expiry_ms: op.expiry_ms,
+                    offset: op.location.offset,
+                    record_len: op.record_len as u32,
+                    kind: op.kind,
+                    namespace_tag: op.namespace.tag(),
+                    key: &op.key,
+                });
+            }
+        }
+        let tmp = dir::tmp_path(&path);
+        hints.write(&tmp)?;
+        // The segment may have been compacted away meanwhile; its hint must not outlive it.
+        let _one_at_a_time = inner.compaction_lock.lock().expect("compaction lock");
+        if !dir::segment_path(dir, segment.id).exists() {
+            let _ = std::fs::remove_file(&tmp);
+            continue;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "install hint file", e))?;
+        dir::sync_dir(dir)?;
+        written += 1;
+    }
+    Ok(written)
+}

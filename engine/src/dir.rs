@@ -1,0 +1,262 @@
+//! The data directory: file names, the lock file, directory fsync, and the merge manifest that
+//! makes a compaction's swap atomic.
+//!
+//! Layout:
+//! - `LOCK`: held with flock(LOCK_EX) while an engine has the directory open.
+//! - `{id:020}.seg`: segments; `{id:020}.hint`: hint file of a sealed segment.
+//! - `{id:020}.seg.tmp`, `{id:020}.hint.tmp`: compaction output not yet installed.
+//! - `MERGE`: a committed compaction whose swap may be unfinished (see `Manifest`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub const LOCK_FILE: &str = "LOCK";
+pub const MANIFEST_FILE: &str = "MERGE";
+const MANIFEST_TMP_FILE: &str = "MERGE.tmp";
+const MANIFEST_MAGIC: &str = "FLINMERGE 1";
+
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.hint"))
+}
+
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// What a file name in the data directory is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Segment(u64),
+    Hint(u64),
+    Temporary,
+    Other,
+}
+
+pub fn classify(name: &str) -> FileKind {
+    if name.ends_with(".tmp") {
+        return FileKind::Temporary;
+    }
+    let parse = |stem: &str| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
+    if let Some(stem) = name.strip_suffix(".seg") {
+        if parse(stem) {
+            return FileKind::Segment(stem.parse().expect("20 digits fit u64"));
+        }
+    }
+    if let Some(stem) = name.strip_suffix(".hint") {
+        if parse(stem) {
+            return FileKind::Hint(stem.parse().expect("20 digits fit u64"));
+        }
+    }
+    FileKind::Other
+}
+
+/// fsyncs a directory so that file creations, renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "fsync directory", e))
+}
+
+/// The held lock on a data directory; released when dropped (the kernel drops flock locks when
+/// the descriptor closes, also when the process dies).
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open lock file", e))?;
+        // SAFETY: flock only reads the descriptor, which `file` keeps open during the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(Error::Locked { path });
+            }
+            return Err(Error::io(&path, "lock", err));
+        }
+        Ok(DirLock { _file: file })
+    }
+}
+
+/// A committed compaction: remove `inputs`, install `outputs` (rename their `.tmp` files). Written
+/// (to a temporary name, fsynced, renamed) once every output is durable; recovery finishes the
+/// swap if the manifest exists and deletes stray `.tmp` files if it does not.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub inputs: Vec<u64>,
+    pub outputs: Vec<u64>,
+}
+
+impl Manifest {
+    fn encode(&self) -> String {
+        let mut body = format!("{MANIFEST_MAGIC}\n");
+        for id in &self.inputs {
+            body.push_str(&format!("remove {id}\n"));
+        }
+        for id in &self.outputs {
+            body.push_str(&format!("install {id}\n"));
+        }
+        let crc = crc32fast::hash(body.as_bytes());
+        body.push_str(&format!("crc {crc}\n"));
+        body
+    }
+
+    fn decode(text: &str) -> Option<Manifest> {
+        let (body, crc_line) = text.trim_end_matches('\n').rsplit_once('\n')?;
+        let body = format!("{body}\n");
+        let crc: u32 = crc_line.strip_prefix("crc ")?.parse().ok()?;
+        if crc32fast::hash(body.as_bytes()) != crc {
+            return None;
+        }
+        let mut lines = body.lines();
+        if lines.next()? != MANIFEST_MAGIC {
+            return None;
+        }
+        let mut manifest = Manifest {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        for line in lines {
+            let (verb, id) = line.split_once(' ')?;
+            let id = id.parse().ok()?;
+            match verb {
+                "remove" => manifest.inputs.push(id),
+                "install" => manifest.outputs.push(id),
+                _ => return None,
+            }
+        }
+        Some(manifest)
+    }
+
+    /// Makes the manifest durable under its final name.
+    pub fn commit(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join(MANIFEST_TMP_FILE);
+        let path = dir.join(MANIFEST_FILE);
+        let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, "create manifest", e))?;
+        file.write_all(self.encode().as_bytes())
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(&tmp, "write manifest", e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename manifest", e))?;
+        sync_dir(dir)
+    }
+
+    /// Reads a committed manifest. A manifest that fails its checksum was never committed (the
+    /// rename is atomic, so this means a damaged disk) and is reported as corruption.
+    pub fn read(dir: &Path) -> Result<Option<Manifest>> {
+        let path = dir.join(MANIFEST_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Manifest::decode(&text)
+                .map(Some)
+                .ok_or_else(|| Error::corrupt(&path, 0, "merge manifest fails its checksum")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, "read manifest", e)),
+        }
+    }
+
+    /// Finishes the swap: installs outputs, removes inputs and their hints, then the manifest.
+    /// Every step is idempotent, so a crash anywhere in here is finished by the next open.
+    pub fn finish(&self, dir: &Path) -> Result<()> {
+        self.install_outputs(dir)?;
+        self.remove_inputs(dir)?;
+        self.remove(dir)
+    }
+
+    /// Renames the outputs' `.tmp` segment and hint files into place.
+    pub fn install_outputs(&self, dir: &Path) -> Result<()> {
+        for &id in &self.outputs {
+            for path in [segment_path(dir, id), hint_path(dir, id)] {
+                let tmp = tmp_path(&path);
+                if tmp.exists() {
+                    fs::rename(&tmp, &path)
+                        .map_err(|e| Error::io(&tmp, "install compacted file", e))?;
+                }
+            }
+        }
+        sync_dir(dir)
+    }
+
+    /// Deletes the inputs' segment and hint files.
+    pub fn remove_inputs(&self, dir: &Path) -> Result<()> {
+        for &id in &self.inputs {
+            for path in [segment_path(dir, id), hint_path(dir, id)] {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path, "remove compacted input", e)),
+                }
+            }
+        }
+        sync_dir(dir)
+    }
+
+    /// Deletes the manifest: the compaction is over.
+    pub fn remove(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        fs::remove_file(&path).map_err(|e| Error::io(&path, "remove manifest", e))?;
+        sync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let dir = Path::new("/d");
+        let name = |p: PathBuf| p.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(
+            classify(&name(segment_path(dir, 42))),
+            FileKind::Segment(42)
+        );
+        assert_eq!(classify(&name(hint_path(dir, 7))), FileKind::Hint(7));
+        assert_eq!(
+            classify(&name(tmp_path(&segment_path(dir, 7)))),
+            FileKind::Temporary
+        );
+        assert_eq!(classify("LOCK"), FileKind::Other);
+        assert_eq!(classify("12.seg"), FileKind::Other);
+    }
+
+    #[test]
+    fn manifest_round_trip_and_checksum() {
+        let manifest = Manifest {
+            inputs: vec![1, 2],
+            outputs: vec![9],
+        };
+        let text = manifest.encode();
+        assert_eq!(Manifest::decode(&text), Some(manifest));
+        assert_eq!(
+            Manifest::decode(&text.replace("remove 2", "remove 3")),
+            None
+        );
+    }
+
+    #[test]
+    fn second_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = DirLock::acquire(dir.path()).unwrap();
+        assert!(matches!(
+            DirLock::acquire(dir.path()),
+            Err(Error::Locked { .. })
+        ));
+    }
+}

@@ -1,0 +1,1421 @@
+//! The engine: the write path (one writer at a time, group commit), the read path (sharded
+//! index, records read in place from the mapping), transactions, scans, and the background
+//! threads (flush every second, compaction, active expiry).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::compaction::{self, CompactionReport, CompactionStep};
+use crate::dir::DirLock;
+use crate::error::{Error, Result};
+use crate::format::{
+    self, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES, VALUE_BYTES_MAX,
+};
+use crate::index::{Index, Location, Slot, SHARD_COUNT};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{Segment, SegmentSlot, SegmentWriter};
+
+/// When a write is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable before the write call returns; concurrent writers share one flush (group commit).
+    Always,
+    /// A background flush runs every second: a crash loses at most about the last second.
+    EverySec,
+    /// The operating system writes pages back when it likes.
+    No,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "always" => Ok(Durability::Always),
+            "everysec" => Ok(Durability::EverySec),
+            "no" => Ok(Durability::No),
+            other => Err(format!(
+                "unknown fsync policy '{other}' (expected always, everysec or no)"
+            )),
+        }
+    }
+}
+
+/// Where the data lives.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// Segment files in this directory (created if missing).
+    Directory(PathBuf),
+    /// Anonymous memory: the same engine, no files, nothing survives the process.
+    Memory,
+}
+
+/// The time source: injected so tests can move time.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(now_ms: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now_ms))
+    }
+    pub fn set(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::SeqCst);
+    }
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Where the engine reports what it notices (a truncated torn tail, a bad hint file, a
+/// compaction). The server sends it to its log.
+pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Background compaction settings.
+#[derive(Clone, Debug)]
+pub struct CompactionConfig {
+    /// Run compaction and active expiry on a background thread.
+    pub background: bool,
+    /// A sealed segment is merged once this share of its bytes is dead.
+    pub garbage_ratio_min: f64,
+    /// How often the background thread looks for work.
+    pub interval_ms: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            background: true,
+            garbage_ratio_min: 0.5,
+            interval_ms: 1000,
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Clone)]
+pub struct Config {
+    pub storage: Storage,
+    pub durability: Durability,
+    /// Size of a new segment; a record larger than this gets a segment of its own size.
+    pub segment_bytes: usize,
+    pub compaction: CompactionConfig,
+    /// Check each record's CRC when it is read (not only at recovery).
+    pub verify_checksums_on_read: bool,
+    pub clock: Arc<dyn Clock>,
+    pub logger: Logger,
+    /// Test hook: a compaction asks it before each step and stops (as if the process died) when
+    /// it answers true.
+    pub compaction_fail_point: Option<Arc<dyn Fn(CompactionStep) -> bool + Send + Sync>>,
+}
+
+/// Smallest segment size accepted (room for the header and some records).
+pub const SEGMENT_BYTES_MIN: usize = 4096;
+/// Largest segment: offsets in the index are 32 bits.
+pub const SEGMENT_BYTES_MAX: usize = u32::MAX as usize;
+
+impl Config {
+    /// Defaults for a data directory: `everysec`, 64 MiB segments, background compaction.
+    pub fn directory(path: impl Into<PathBuf>) -> Config {
+        Config {
+            storage: Storage::Directory(path.into()),
+            durability: Durability::EverySec,
+            segment_bytes: 64 << 20,
+            compaction: CompactionConfig::default(),
+            verify_checksums_on_read: true,
+            clock: Arc::new(SystemClock),
+            logger: Arc::new(|line: &str| eprintln!("flin-engine: {line}")),
+            compaction_fail_point: None,
+        }
+    }
+
+    /// Defaults for memory mode.
+    pub fn memory() -> Config {
+        Config {
+            storage: Storage::Memory,
+            durability: Durability::No,
+            ..Config::directory("")
+        }
+    }
+
+    pub fn durability(mut self, durability: Durability) -> Config {
+        self.durability = durability;
+        self
+    }
+
+    pub fn segment_bytes(mut self, bytes: usize) -> Config {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    pub fn background_compaction(mut self, on: bool) -> Config {
+        self.compaction.background = on;
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Config {
+        self.clock = clock;
+        self
+    }
+
+    pub fn logger(mut self, logger: Logger) -> Config {
+        self.logger = logger;
+        self
+    }
+}
+
+/// One write: a put or a delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        namespace: Namespace,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        /// Absolute expiry in ms since the epoch; 0 = none.
+        expiry_ms: u64,
+    },
+    Delete {
+        namespace: Namespace,
+        key: Vec<u8>,
+    },
+}
+
+impl Op {
+    pub fn namespace(&self) -> Namespace {
+        match self {
+            Op::Put { namespace, .. } | Op::Delete { namespace, .. } => *namespace,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
+
+    fn record_len(&self) -> usize {
+        match self {
+            Op::Put { key, value, .. } => format::record_len(key.len(), value.len()),
+            Op::Delete { key, .. } => format::record_len(key.len(), 0),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.key().len() > KEY_BYTES_MAX {
+            return Err(Error::TooLarge {
+                field: "key",
+                bytes: self.key().len(),
+                limit: KEY_BYTES_MAX,
+            });
+        }
+        if let Op::Put {
+            value, expiry_ms, ..
+        } = self
+        {
+            if value.len() > VALUE_BYTES_MAX {
+                return Err(Error::TooLarge {
+                    field: "value",
+                    bytes: value.len(),
+                    limit: VALUE_BYTES_MAX,
+                });
+            }
+            if *expiry_ms > format::EXPIRY_MS_MAX {
+                return Err(Error::Invalid(format!(
+                    "expiry {expiry_ms} ms is out of range"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Several writes applied all-or-nothing, also across a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+/// Most operations one batch may hold.
+pub const BATCH_OPS_MAX: usize = 1 << 20;
+
+impl WriteBatch {
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    pub fn put(
+        &mut self,
+        namespace: Namespace,
+        key: &[u8],
+        value: &[u8],
+        expiry_ms: u64,
+    ) -> &mut Self {
+        self.ops.push(Op::Put {
+            namespace,
+            key: key.to_vec(),
+            value: value.to_vec(),
+            expiry_ms,
+        });
+        self
+    }
+
+    pub fn delete(&mut self, namespace: Namespace, key: &[u8]) -> &mut Self {
+        self.ops.push(Op::Delete {
+            namespace,
+            key: key.to_vec(),
+        });
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Bytes the batch takes in the log.
+    fn encoded_len(&self) -> usize {
+        match self.ops.len() {
+            1 => self.ops[0].record_len(),
+            _ => RECORD_HEADER_BYTES + self.ops.iter().map(Op::record_len).sum::<usize>(),
+        }
+    }
+}
+
+/// A value read from the engine, borrowed from the mapping for the duration of a callback.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueRef<'a> {
+    pub value: &'a [u8],
+    /// Absolute expiry in ms since the epoch; 0 = none.
+    pub expiry_ms: u64,
+}
+
+/// An owned value with its expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub value: Vec<u8>,
+    pub expiry_ms: u64,
+}
+
+/// Counters for INFO and the benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub keys: u64,
+    pub segments: u64,
+    pub log_bytes: u64,
+    pub dead_bytes: u64,
+    pub index_bytes: u64,
+    pub last_seq: u64,
+    pub durable_seq: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub compaction_reclaimed_bytes: u64,
+    pub expired_keys_reclaimed: u64,
+}
+
+/// The segments in use, by slot.
+#[derive(Default)]
+pub(crate) struct SegmentTable {
+    slots: Vec<Option<Arc<Segment>>>,
+    free: Vec<SegmentSlot>,
+}
+
+impl SegmentTable {
+    pub fn get(&self, slot: SegmentSlot) -> &Arc<Segment> {
+        self.slots[slot as usize]
+            .as_ref()
+            .unwrap_or_else(|| panic!("index points at empty segment slot {slot}"))
+    }
+
+    /// A free slot number for a segment about to be created.
+    pub fn reserve(&mut self) -> Result<SegmentSlot> {
+        if let Some(slot) = self.free.pop() {
+            return Ok(slot);
+        }
+        if self.slots.len() > SegmentSlot::MAX as usize {
+            return Err(Error::Invalid("too many segments (65536)".into()));
+        }
+        self.slots.push(None);
+        Ok((self.slots.len() - 1) as SegmentSlot)
+    }
+
+    pub fn release(&mut self, slot: SegmentSlot) {
+        assert!(
+            self.slots[slot as usize].is_none(),
+            "release of a slot in use"
+        );
+        self.free.push(slot);
+    }
+
+    pub fn install(&mut self, segment: Arc<Segment>) {
+        let slot = segment.slot as usize;
+        self.slots[slot] = Some(segment);
+    }
+
+    pub fn remove(&mut self, slot: SegmentSlot) -> Option<Arc<Segment>> {
+        let removed = self.slots[slot as usize].take();
+        if removed.is_some() {
+            self.free.push(slot);
+        }
+        removed
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.slots.iter().flatten()
+    }
+}
+
+pub(crate) struct Writer {
+    pub active: SegmentWriter,
+    pub next_seq: u64,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Every record with seq <= this is on disk.
+    durable_seq: u64,
+    /// A thread is flushing; others wait for it instead of flushing again.
+    flushing: bool,
+    /// How far the active segment has been flushed: (segment id, offset).
+    flushed_segment_id: u64,
+    flushed_offset: usize,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub dir: Option<PathBuf>,
+    _lock: Option<DirLock>,
+    pub index: Index,
+    pub segments: RwLock<SegmentTable>,
+    pub writer: Mutex<Writer>,
+    sync: Mutex<SyncState>,
+    sync_done: Condvar,
+    poison: Mutex<Option<String>>,
+    poisoned: AtomicBool,
+    pub next_segment_id: AtomicU64,
+    /// Highest seq appended and visible to readers.
+    pub last_seq: AtomicU64,
+    /// Keys in the index per namespace tag (expired ones included until reclaimed).
+    pub key_counts: [AtomicU64; 8],
+    writes: AtomicU64,
+    flushes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub reclaimed_bytes: AtomicU64,
+    pub expired_reclaimed: AtomicU64,
+    /// Only one compaction at a time.
+    pub compaction_lock: Mutex<()>,
+    shutdown: Mutex<bool>,
+    shutdown_signal: Condvar,
+    recovery: RecoveryReport,
+}
+
+/// A handle to the engine; clone it freely across threads.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    _threads: Arc<BackgroundThreads>,
+}
+
+struct BackgroundThreads {
+    inner: Arc<Inner>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for BackgroundThreads {
+    fn drop(&mut self) {
+        *self.inner.shutdown.lock().expect("shutdown lock") = true;
+        self.inner.shutdown_signal.notify_all();
+        for handle in self.handles.lock().expect("handles lock").drain(..) {
+            let _ = handle.join();
+        }
+        // Last flush on a clean close, whatever the policy.
+        let _ = self.inner.flush();
+    }
+}
+
+/// The key's hash: xxh3 of the key seeded with the namespace, so equal keys in two namespaces
+/// land in unrelated places.
+pub(crate) fn key_hash(namespace_tag: u8, key: &[u8]) -> u64 {
+    xxh3_64_with_seed(key, namespace_tag as u64)
+}
+
+impl Engine {
+    /// Opens (recovering) or creates the engine.
+    pub fn open(config: Config) -> Result<Engine> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&config.segment_bytes) {
+            return Err(Error::Invalid(format!(
+                "segment size {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
+                config.segment_bytes
+            )));
+        }
+        let (dir, lock) = match &config.storage {
+            Storage::Memory => (None, None),
+            Storage::Directory(path) => {
+                std::fs::create_dir_all(path)
+                    .map_err(|e| Error::io(path, "create data directory", e))?;
+                let lock = DirLock::acquire(path)?;
+                (Some(path.clone()), Some(lock))
+            }
+        };
+        let recovered = recovery::recover(&config, dir.as_deref())?;
+        let inner = Arc::new(Inner {
+            dir,
+            _lock: lock,
+            index: recovered.index,
+            segments: RwLock::new(recovered.segments),
+            writer: Mutex::new(Writer {
+                active: recovered.active,
+                next_seq: recovered.last_seq + 1,
+            }),
+            sync: Mutex::new(SyncState {
+                durable_seq: recovered.last_seq,
+                ..SyncState::default()
+            }),
+            sync_done: Condvar::new(),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            next_segment_id: AtomicU64::new(recovered.next_segment_id),
+            last_seq: AtomicU64::new(recovered.last_seq),
+            key_counts: Default::default(),
+            writes: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            reclaimed_bytes: AtomicU64::new(0),
+            expired_reclaimed: AtomicU64::new(0),
+            compaction_lock: Mutex::new(()),
+            shutdown: Mutex::new(false),
+            shutdown_signal: Condvar::new(),
+            recovery: recovered.report,
+            config,
+        });
+        for (tag, count) in recovered.key_counts.iter().enumerate() {
+            inner.key_counts[tag].store(*count, Ordering::Relaxed);
+        }
+        let threads = Arc::new(BackgroundThreads {
+            inner: inner.clone(),
+            handles: Mutex::new(Vec::new()),
+        });
+        if inner.dir.is_some() && inner.config.durability == Durability::EverySec {
+            let worker = inner.clone();
+            threads.spawn("flin-flush", move || worker.flush_every_second());
+        }
+        if inner.config.compaction.background {
+            let worker = inner.clone();
+            threads.spawn("flin-compact", move || worker.background_maintenance());
+        }
+        Ok(Engine {
+            inner,
+            _threads: threads,
+        })
+    }
+
+    /// What recovery found when this engine opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Reads a key's value inside `read` without copying it. `read` runs while a shard lock is
+    /// held: keep it short (copy the bytes out or encode a reply).
+    pub fn get_with<R>(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
+        self.inner.get_with(namespace, key, read)
+    }
+
+    /// A key's value and expiry, copied.
+    pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
+        self.get_with(namespace, key, |v| Value {
+            value: v.value.to_vec(),
+            expiry_ms: v.expiry_ms,
+        })
+    }
+
+    /// Whether a live (unexpired) key exists.
+    pub fn contains(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        Ok(self.inner.lookup(namespace, key).is_some())
+    }
+
+    /// A key's expiry (0 = none), or `None` if the key does not exist.
+    pub fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self
+            .inner
+            .lookup(namespace, key)
+            .map(|slot| slot.expiry_ms()))
+    }
+
+    /// Sets a key; durable per the policy when this returns.
+    pub fn put(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        value: &[u8],
+        expiry_ms: u64,
+    ) -> Result<u64> {
+        let mut batch = WriteBatch::new();
+        batch.put(namespace, key, value, expiry_ms);
+        self.write(&batch)
+    }
+
+    /// Removes a key; returns whether it existed. Writes nothing if it did not.
+    pub fn delete(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        let committed = self.transaction(|txn| Ok(txn.delete(namespace, key)))?;
+        self.wait_durable(committed.seq)?;
+        Ok(committed.value)
+    }
+
+    /// Applies a batch atomically; durable per the policy when this returns.
+    pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
+        let seq = self.write_unsynced(batch)?;
+        self.wait_durable(Some(seq))?;
+        Ok(seq)
+    }
+
+    /// Applies a batch atomically and returns its seq without waiting for the flush: call
+    /// `wait_durable` before acknowledging it (the server does so once per pipeline).
+    pub fn write_unsynced(&self, batch: &WriteBatch) -> Result<u64> {
+        if batch.is_empty() {
+            return Err(Error::Invalid("empty batch".into()));
+        }
+        let mut writer = self.inner.lock_writer();
+        self.inner.append(&mut writer, batch)
+    }
+
+    /// Runs `decide` with the writer lock held: it reads the current state, decides, and queues
+    /// writes, which commit as one atomic record when it returns `Ok`. This is the seam where a
+    /// command turns into a log record (replication will sit between decide and apply). Does not
+    /// wait for durability: pass the returned seq to `wait_durable`.
+    pub fn transaction<R>(
+        &self,
+        decide: impl FnOnce(&mut Txn<'_>) -> Result<R>,
+    ) -> Result<Committed<R>> {
+        let mut writer = self.inner.lock_writer();
+        let mut txn = Txn {
+            inner: &self.inner,
+            batch: WriteBatch::new(),
+            overlay: HashMap::new(),
+            now_ms: self.inner.config.clock.now_ms(),
+        };
+        let value = decide(&mut txn)?;
+        let seq = if txn.batch.is_empty() {
+            None
+        } else {
+            Some(self.inner.append(&mut writer, &txn.batch)?)
+        };
+        Ok(Committed { value, seq })
+    }
+
+    /// Waits until `seq` is durable if the policy is `always`; returns at once otherwise.
+    pub fn wait_durable(&self, seq: Option<u64>) -> Result<()> {
+        match seq {
+            Some(seq) if self.inner.config.durability == Durability::Always => {
+                self.inner.sync_to(seq)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Flushes everything written so far, whatever the policy.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Highest seq written (visible to readers).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Highest seq known to be on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.inner.sync.lock().expect("sync lock").durable_seq
+    }
+
+    /// Keys in a namespace (expired keys count until they are reclaimed, as in Redis's DBSIZE).
+    pub fn len(&self, namespace: Namespace) -> u64 {
+        self.inner.key_counts[namespace.tag() as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self, namespace: Namespace) -> bool {
+        self.len(namespace) == 0
+    }
+
+    /// One step of a key scan: up to about `count` live keys of `namespace` and the cursor to
+    /// continue from (0 when the scan is complete). Like Redis's SCAN, a key present for the
+    /// whole scan is returned at least once, even if the index grows in between.
+    pub fn scan(
+        &self,
+        namespace: Namespace,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        self.inner.scan(namespace, cursor, count.max(1))
+    }
+
+    /// A live key of `namespace` picked from a random spot (`seed` picks the spot).
+    pub fn random_key(&self, namespace: Namespace, seed: u64) -> Result<Option<Vec<u8>>> {
+        let start_shard = (seed as usize) % SHARD_COUNT;
+        let mut cursor = (start_shard as u64) << 32;
+        let mut wrapped = false;
+        loop {
+            let (next, keys) = self.inner.scan(namespace, cursor, 1)?;
+            if let Some(key) = keys.into_iter().next() {
+                return Ok(Some(key));
+            }
+            if next == 0 {
+                if wrapped || start_shard == 0 {
+                    return Ok(None);
+                }
+                wrapped = true;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Every record with seq >= `from_seq`, in seq order (replication and streams read the log
+    /// this way). Records that compaction dropped (overwritten, deleted) are gone.
+    pub fn log_from(&self, from_seq: u64) -> crate::LogIter {
+        crate::log_iter::LogIter::new(&self.inner, from_seq)
+    }
+
+    /// Merges sealed segments whose garbage ratio passes `garbage_ratio_min` (0 merges every
+    /// sealed segment that has any dead bytes) now, on this thread.
+    pub fn compact(&self, garbage_ratio_min: f64) -> Result<CompactionReport> {
+        compaction::compact(&self.inner, garbage_ratio_min)
+    }
+
+    /// Removes expired keys from the index now (the background thread does this too).
+    pub fn reclaim_expired(&self) -> usize {
+        self.inner.reclaim_expired(0..SHARD_COUNT)
+    }
+
+    /// Writes hint files for sealed segments that lack one.
+    pub fn write_missing_hints(&self) -> Result<usize> {
+        compaction::write_missing_hints(&self.inner)
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let (segments, log_bytes, dead_bytes) = {
+            let table = inner.segments.read().expect("segment table lock");
+            table.all().fold((0, 0, 0), |(n, bytes, dead), s| {
+                (
+                    n + 1,
+                    bytes + s.published() as u64,
+                    dead + s.dead_bytes.load(Ordering::Relaxed),
+                )
+            })
+        };
+        Stats {
+            keys: inner
+                .key_counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+            segments,
+            log_bytes,
+            dead_bytes,
+            index_bytes: inner.index.memory_bytes() as u64,
+            last_seq: self.last_seq(),
+            durable_seq: self.durable_seq(),
+            writes: inner.writes.load(Ordering::Relaxed),
+            flushes: inner.flushes.load(Ordering::Relaxed),
+            compactions: inner.compactions.load(Ordering::Relaxed),
+            compaction_reclaimed_bytes: inner.reclaimed_bytes.load(Ordering::Relaxed),
+            expired_keys_reclaimed: inner.expired_reclaimed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes of memory the index uses.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.inner.index.memory_bytes()
+    }
+
+    /// The error that poisoned the engine, if any.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.poison.lock().expect("poison lock").clone()
+    }
+
+    /// Test hook: poisons the engine as a failed fsync would.
+    #[doc(hidden)]
+    pub fn poison_for_test(&self, reason: &str) {
+        self.inner.set_poison(reason.to_string());
+    }
+}
+
+/// The result of a transaction: what `decide` returned and the seq of the record written, if
+/// any.
+#[derive(Debug)]
+pub struct Committed<R> {
+    pub value: R,
+    pub seq: Option<u64>,
+}
+
+/// A transaction in progress (see `Engine::transaction`). Reads see the transaction's own
+/// writes.
+pub struct Txn<'a> {
+    inner: &'a Inner,
+    batch: WriteBatch,
+    /// Latest queued op per key, for read-your-writes.
+    overlay: HashMap<(Namespace, Vec<u8>), usize>,
+    now_ms: u64,
+}
+
+impl Txn<'_> {
+    /// The clock reading taken when the transaction started (all its expiry checks use it).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The key's current value, including this transaction's own writes; expired keys are
+    /// absent.
+    pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
+        if let Some(&at) = self.overlay.get(&(namespace, key.to_vec())) {
+            return Ok(match &self.batch.ops[at] {
+                Op::Put {
+                    value, expiry_ms, ..
+                } if *expiry_ms == 0 || *expiry_ms > self.now_ms => Some(Value {
+                    value: value.clone(),
+                    expiry_ms: *expiry_ms,
+                }),
+                _ => None,
+            });
+        }
+        self.inner
+            .get_with_at(namespace, key, self.now_ms, |v| Value {
+                value: v.value.to_vec(),
+                expiry_ms: v.expiry_ms,
+            })
+    }
+
+    /// Whether the key exists (seeing this transaction's writes).
+    pub fn contains(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        if let Some(&at) = self.overlay.get(&(namespace, key.to_vec())) {
+            return Ok(
+                matches!(&self.batch.ops[at], Op::Put { expiry_ms, .. } if *expiry_ms == 0 || *expiry_ms > self.now_ms),
+            );
+        }
+        Ok(self.inner.lookup_at(namespace, key, self.now_ms).is_some())
+    }
+
+    /// Queues a put.
+    pub fn put(
+        &mut self,
+        namespace: Namespace,
+        key: &[u8],
+        value: &[u8],
+        expiry_ms: u64,
+    ) -> Result<()> {
+        let op = Op::Put {
+            namespace,
+            key: key.to_vec(),
+            value: value.to_vec(),
+            expiry_ms,
+        };
+        op.validate()?;
+        self.push(op)
+    }
+
+    /// Queues a delete if the key exists; returns whether it did.
+    pub fn delete(&mut self, namespace: Namespace, key: &[u8]) -> bool {
+        if !self.contains(namespace, key).unwrap_or(false) {
+            return false;
+        }
+        self.push(Op::Delete {
+            namespace,
+            key: key.to_vec(),
+        })
+        .is_ok()
+    }
+
+    fn push(&mut self, op: Op) -> Result<()> {
+        if self.batch.ops.len() >= BATCH_OPS_MAX {
+            return Err(Error::Invalid(format!(
+                "transaction exceeds {BATCH_OPS_MAX} writes"
+            )));
+        }
+        self.overlay
+            .insert((op.namespace(), op.key().to_vec()), self.batch.ops.len());
+        self.batch.ops.push(op);
+        Ok(())
+    }
+
+    /// Writes queued so far.
+    pub fn pending(&self) -> usize {
+        self.batch.ops.len()
+    }
+}
+
+impl BackgroundThreads {
+    fn spawn(&self, name: &str, work: impl FnOnce() + Send + 'static) {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(work)
+            .expect("spawn engine thread");
+        self.handles.lock().expect("handles lock").push(handle);
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().expect("writer lock poisoned")
+    }
+
+    pub(crate) fn segments_read(&self) -> RwLockReadGuard<'_, SegmentTable> {
+        self.segments.read().expect("segment table lock poisoned")
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let reason = self
+                .poison
+                .lock()
+                .expect("poison lock")
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::Poisoned { reason });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_poison(&self, reason: String) {
+        let mut poison = self.poison.lock().expect("poison lock");
+        if poison.is_none() {
+            (self.config.logger)(&format!(
+                "engine poisoned, refusing writes from now on: {reason}"
+            ));
+            *poison = Some(reason);
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Whether the record at `location` holds `key` in `namespace`.
+    pub(crate) fn record_is(
+        table: &SegmentTable,
+        location: Location,
+        namespace_tag: u8,
+        key: &[u8],
+    ) -> bool {
+        let segment = table.get(location.segment);
+        let offset = location.offset as usize;
+        let header = segment.bytes(offset, RECORD_HEADER_BYTES);
+        let (key_len, _) = format::peek_lengths(header);
+        key_len == key.len()
+            && header[5] == namespace_tag
+            && segment.bytes(offset + RECORD_HEADER_BYTES, key_len) == key
+    }
+
+    /// The live slot of a key at `now_ms`.
+    fn lookup_at(&self, namespace: Namespace, key: &[u8], now_ms: u64) -> Option<Slot> {
+        let hash = key_hash(namespace.tag(), key);
+        let table = self.index.read(Index::shard_of(hash));
+        let segments = self.segments_read();
+        let position = table.find(hash, |l| {
+            Inner::record_is(&segments, l, namespace.tag(), key)
+        })?;
+        let slot = table.slot(position);
+        (!slot.is_expired(now_ms)).then_some(slot)
+    }
+
+    fn lookup(&self, namespace: Namespace, key: &[u8]) -> Option<Slot> {
+        self.lookup_at(namespace, key, self.config.clock.now_ms())
+    }
+
+    fn get_with<R>(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
+        self.get_with_at(namespace, key, self.config.clock.now_ms(), read)
+    }
+
+    fn get_with_at<R>(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        now_ms: u64,
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let hash = key_hash(namespace.tag(), key);
+        let table = self.index.read(Index::shard_of(hash));
+        let segments = self.segments_read();
+        let Some(position) = table.find(hash, |l| {
+            Inner::record_is(&segments, l, namespace.tag(), key)
+        }) else {
+            return Ok(None);
+        };
+        let slot = table.slot(position);
+        if slot.is_expired(now_ms) {
+            return Ok(None);
+        }
+        let location = slot.location();
+        let segment = segments.get(location.segment);
+        match segment.record_at(
+            location.offset as usize,
+            self.config.verify_checksums_on_read,
+        ) {
+            Ok(record) => Ok(Some(read(ValueRef {
+                value: record.value,
+                expiry_ms: slot.expiry_ms(),
+            }))),
+            Err(format::DecodeError::Corrupt(c)) => {
+                Err(Error::corrupt(segment.display_path(), c.offset, c.reason))
+            }
+            Err(other) => Err(Error::corrupt(
+                segment.display_path(),
+                location.offset as u64,
+                format!("indexed record unreadable: {other:?}"),
+            )),
+        }
+    }
+
+    /// Appends a batch as one record (or a batch record) and updates the index. Caller holds
+    /// the writer lock.
+    pub(crate) fn append(&self, writer: &mut Writer, batch: &WriteBatch) -> Result<u64> {
+        self.check_writable()?;
+        if batch.ops.len() > BATCH_OPS_MAX {
+            return Err(Error::Invalid(format!(
+                "batch of {} writes exceeds {BATCH_OPS_MAX}",
+                batch.ops.len()
+            )));
+        }
+        for op in &batch.ops {
+            op.validate()?;
+        }
+        let total = batch.encoded_len();
+        if total > SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES {
+            return Err(Error::TooLarge {
+                field: "batch",
+                bytes: total,
+                limit: SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
+            });
+        }
+        if total > writer.active.remaining() {
+            self.rotate(writer, total)?;
+        }
+        let seq = writer.next_seq;
+        let single = batch.ops.len() == 1;
+        let start = writer
+            .active
+            .append(total, |out| encode_batch(out, batch, seq, single));
+        writer.active.publish();
+        let segment = writer.active.segment.clone();
+        segment.note_seq(seq);
+        let first_record = if single {
+            start
+        } else {
+            start + RECORD_HEADER_BYTES
+        };
+        if !single {
+            // The batch header itself is overhead compaction reclaims.
+            segment.add_dead(RECORD_HEADER_BYTES);
+        }
+        self.apply_to_index(&segment, first_record, batch);
+        writer.next_seq += 1;
+        self.last_seq.store(seq, Ordering::Release);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(seq)
+    }
+
+    /// Points the index at freshly appended records. Every shard the batch touches is locked
+    /// (in shard order, so two writers cannot deadlock) before any changes, so no reader sees
+    /// half a batch.
+    fn apply_to_index(&self, segment: &Arc<Segment>, first_record: usize, batch: &WriteBatch) {
+        let hashes: Vec<u64> = batch
+            .ops
+            .iter()
+            .map(|op| key_hash(op.namespace().tag(), op.key()))
+            .collect();
+        let mut shards: Vec<usize> = hashes.iter().map(|&h| Index::shard_of(h)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
+        let segments = self.segments_read();
+        let mut offset = first_record;
+        for (op, &hash) in batch.ops.iter().zip(&hashes) {
+            let shard = Index::shard_of(hash);
+            let at = guards
+                .binary_search_by_key(&shard, |(s, _)| *s)
+                .expect("shard locked");
+            let table = &mut guards[at].1;
+            let location = Location {
+                segment: segment.slot,
+                offset: offset as u32,
+            };
+            let tag = op.namespace().tag();
+            let found = table.find(hash, |l| Inner::record_is(&segments, l, tag, op.key()));
+            if let Some(position) = found {
+                let old = table.slot(position);
+                Inner::mark_dead(&segments, old.location());
+            }
+            match (op, found) {
+                (Op::Put { expiry_ms, .. }, Some(position)) => {
+                    table.replace(position, Slot::new(hash, location, *expiry_ms))
+                }
+                (Op::Put { expiry_ms, .. }, None) => {
+                    table.insert_new(Slot::new(hash, location, *expiry_ms));
+                    self.key_counts[tag as usize].fetch_add(1, Ordering::Relaxed);
+                }
+                (Op::Delete { .. }, found) => {
+                    if let Some(position) = found {
+                        table.remove_at(position);
+                        self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
+                    }
+                    // A tombstone is dead from birth: it only shadows older records.
+                    segment.add_dead(op.record_len());
+                }
+            }
+            offset += op.record_len();
+        }
+    }
+
+    /// Adds the length of the record at `location` to its segment's dead bytes (tombstones
+    /// were counted dead when written).
+    pub(crate) fn mark_dead(segments: &SegmentTable, location: Location) {
+        let segment = segments.get(location.segment);
+        let header = segment.bytes(location.offset as usize, RECORD_HEADER_BYTES);
+        if header[4] == RecordKind::Delete as u8 {
+            return;
+        }
+        let (key_len, value_len) = format::peek_lengths(header);
+        segment.add_dead(format::record_len(key_len, value_len));
+    }
+
+    /// Seals the active segment and starts a new one with room for `needed` bytes.
+    fn rotate(&self, writer: &mut Writer, needed: usize) -> Result<()> {
+        let old = writer.active.segment.clone();
+        if !old.is_memory() {
+            let sealed = old
+                .flush_range(0, old.published())
+                .and_then(|_| old.truncate_to_published())
+                .and_then(|_| old.reopen_read_only());
+            match sealed {
+                Ok(Some(read_only)) => {
+                    self.segments
+                        .write()
+                        .expect("segment table lock")
+                        .install(Arc::new(read_only));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.set_poison(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        old.mark_sealed();
+        let capacity = (needed + SEGMENT_HEADER_BYTES)
+            .max(self.config.segment_bytes)
+            .next_multiple_of(4096);
+        let segment = self.create_segment(capacity)?;
+        writer.active = SegmentWriter::new(segment).expect("new segment has no writer");
+        Ok(())
+    }
+
+    /// Creates a log segment and installs it in the table.
+    pub(crate) fn create_segment(&self, capacity: usize) -> Result<Arc<Segment>> {
+        let id = self.next_segment_id.fetch_add(1, Ordering::Relaxed);
+        let slot = self
+            .segments
+            .write()
+            .expect("segment table lock")
+            .reserve()?;
+        let created = recovery::create_log_segment(self.dir.as_deref(), id, slot, capacity);
+        let mut table = self.segments.write().expect("segment table lock");
+        match created {
+            Ok(segment) => {
+                let segment = Arc::new(segment);
+                table.install(segment.clone());
+                Ok(segment)
+            }
+            Err(e) => {
+                table.release(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Flushes the active segment up to what is written now; returns the seq that is durable.
+    fn flush_active(&self) -> Result<u64> {
+        let (segment, to, seq) = {
+            let writer = self.lock_writer();
+            (
+                writer.active.segment.clone(),
+                writer.active.segment.published(),
+                self.last_seq.load(Ordering::Acquire),
+            )
+        };
+        let from = {
+            let state = self.sync.lock().expect("sync lock");
+            if state.flushed_segment_id == segment.id {
+                state.flushed_offset
+            } else {
+                0
+            }
+        };
+        segment.flush_range(from, to)?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.sync.lock().expect("sync lock");
+        state.flushed_segment_id = segment.id;
+        state.flushed_offset = to;
+        Ok(seq)
+    }
+
+    /// Makes `seq` durable, sharing one flush among all threads waiting at the same time.
+    pub(crate) fn sync_to(&self, seq: u64) -> Result<()> {
+        if self.dir.is_none() {
+            return Ok(());
+        }
+        let mut state = self.sync.lock().expect("sync lock");
+        loop {
+            if state.durable_seq >= seq {
+                return Ok(());
+            }
+            if self.poisoned.load(Ordering::Acquire) {
+                drop(state);
+                return self.check_writable();
+            }
+            if state.flushing {
+                state = self.sync_done.wait(state).expect("sync lock");
+                continue;
+            }
+            state.flushing = true;
+            drop(state);
+            let result = self.flush_active();
+            state = self.sync.lock().expect("sync lock");
+            state.flushing = false;
+            match result {
+                Ok(durable) => state.durable_seq = state.durable_seq.max(durable),
+                Err(e) => {
+                    // After a failed fsync the kernel may have dropped the dirty pages:
+                    // retrying could report success for data that is gone. Poison for good.
+                    self.set_poison(e.to_string());
+                }
+            }
+            self.sync_done.notify_all();
+        }
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        let seq = self.last_seq.load(Ordering::Acquire);
+        self.sync_to(seq)
+    }
+
+    fn wait_for_shutdown(&self, timeout: Duration) -> bool {
+        let stopped = self.shutdown.lock().expect("shutdown lock");
+        let (stopped, _) = self
+            .shutdown_signal
+            .wait_timeout_while(stopped, timeout, |stopped| !*stopped)
+            .expect("shutdown lock");
+        *stopped
+    }
+
+    fn flush_every_second(&self) {
+        while !self.wait_for_shutdown(Duration::from_secs(1)) {
+            let _ = self.flush();
+        }
+    }
+
+    fn background_maintenance(&self) {
+        let interval = Duration::from_millis(self.config.compaction.interval_ms.max(10));
+        // Active expiry walks a slice of the shards each round, so a large index is never
+        // locked for long.
+        let mut next_shard = 0;
+        const SHARDS_PER_ROUND: usize = 64;
+        while !self.wait_for_shutdown(interval) {
+            let end = (next_shard + SHARDS_PER_ROUND).min(SHARD_COUNT);
+            self.reclaim_expired(next_shard..end);
+            next_shard = if end == SHARD_COUNT { 0 } else { end };
+            if self.poisoned.load(Ordering::Acquire) {
+                continue;
+            }
+            let started = Instant::now();
+            match compaction::compact(self, self.config.compaction.garbage_ratio_min) {
+                Ok(report) if report.segments_in > 0 => (self.config.logger)(&format!(
+                    "compacted {} segments into {}: reclaimed {} bytes in {} ms",
+                    report.segments_in,
+                    report.segments_out,
+                    report.bytes_reclaimed,
+                    started.elapsed().as_millis()
+                )),
+                Ok(_) => {}
+                Err(e) => (self.config.logger)(&format!("compaction failed: {e}")),
+            }
+            if let Err(e) = compaction::write_missing_hints(self) {
+                (self.config.logger)(&format!("hint file writing failed: {e}"));
+            }
+        }
+    }
+
+    /// Drops expired keys of the given shards from the index. Nothing is written: recovery
+    /// treats an expired record as a tombstone, and compaction drops it.
+    pub(crate) fn reclaim_expired(&self, shards: std::ops::Range<usize>) -> usize {
+        let now_ms = self.config.clock.now_ms();
+        let mut reclaimed = 0;
+        for shard in shards {
+            if !self.index.read(shard).iter().any(|s| s.is_expired(now_ms)) {
+                continue;
+            }
+            let mut table = self.index.write(shard);
+            let segments = self.segments_read();
+            reclaimed += table.retain(|slot| {
+                if !slot.is_expired(now_ms) {
+                    return true;
+                }
+                Inner::mark_dead(&segments, slot.location());
+                let segment = segments.get(slot.location().segment);
+                let tag = segment.bytes(slot.location().offset as usize, RECORD_HEADER_BYTES)[5];
+                self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
+                false
+            });
+        }
+        self.expired_reclaimed
+            .fetch_add(reclaimed as u64, Ordering::Relaxed);
+        reclaimed
+    }
+
+    fn scan(&self, namespace: Namespace, cursor: u64, count: usize) -> Result<(u64, Vec<Vec<u8>>)> {
+        let now_ms = self.config.clock.now_ms();
+        let mut shard = (cursor >> 32) as usize;
+        let mut bucket = cursor as u32;
+        let mut keys = Vec::new();
+        let mut positions = Vec::new();
+        while shard < SHARD_COUNT {
+            let table = self.index.read(shard);
+            if table.is_empty() {
+                shard += 1;
+                bucket = 0;
+                continue;
+            }
+            let segments = self.segments_read();
+            let mask = (table.capacity() - 1) as u32;
+            loop {
+                positions.clear();
+                table.bucket_positions(bucket as usize, &mut positions);
+                for &position in &positions {
+                    let slot = table.slot(position);
+                    if slot.is_expired(now_ms) {
+                        continue;
+                    }
+                    let location = slot.location();
+                    let segment = segments.get(location.segment);
+                    let header = segment.bytes(location.offset as usize, RECORD_HEADER_BYTES);
+                    if header[5] != namespace.tag() {
+                        continue;
+                    }
+                    let (key_len, _) = format::peek_lengths(header);
+                    keys.push(
+                        segment
+                            .bytes(location.offset as usize + RECORD_HEADER_BYTES, key_len)
+                            .to_vec(),
+                    );
+                }
+                // Redis's reverse-binary cursor: stays correct when the table grows between
+                // calls, because buckets are visited in the order of their reversed bits.
+                bucket |= !mask;
+                bucket = bucket.reverse_bits().wrapping_add(1).reverse_bits();
+                if bucket == 0 {
+                    shard += 1;
+                    break;
+                }
+                if keys.len() >= count {
+                    return Ok((((shard as u64) << 32) | bucket as u64, keys));
+                }
+            }
+            if keys.len() >= count && shard < SHARD_COUNT {
+                return Ok(((shard as u64) << 32, keys));
+            }
+        }
+        Ok((0, keys))
+    }
+}
+
+/// Encodes a batch: a single op as a plain record, several inside a batch record.
+fn encode_batch(out: &mut [u8], batch: &WriteBatch, seq: u64, single: bool) {
+    let (mut at, flags) = if single {
+        (0, 0)
+    } else {
+        (RECORD_HEADER_BYTES, FLAG_IN_BATCH)
+    };
+    for op in &batch.ops {
+        at += match op {
+            Op::Put {
+                namespace,
+                key,
+                value,
+                expiry_ms,
+            } => format::encode_record(
+                &mut out[at..],
+                RecordKind::Put,
+                namespace.tag(),
+                flags,
+                seq,
+                *expiry_ms,
+                key,
+                value,
+            ),
+            Op::Delete { namespace, key } => format::encode_record(
+                &mut out[at..],
+                RecordKind::Delete,
+                namespace.tag(),
+                flags,
+                seq,
+                0,
+                key,
+                &[],
+            ),
+        };
+    }
+    if !single {
+        format::encode_header(
+            out,
+            RecordKind::Batch,
+            0,
+            0,
+            seq,
+            0,
+            0,
+            at - RECORD_HEADER_BYTES,
+        );
+        format::seal_record(&mut out[..at]);
+    }
+}

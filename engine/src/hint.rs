@@ -1,0 +1,222 @@
+//! Hint files: a sealed segment's keys with their record offsets, so recovery can rebuild the
+//! index without reading the values (Bitcask's hint files).
+//!
+//! A hint file is an optimization only: if it is missing, truncated or fails its checksum,
+//! recovery scans the segment instead.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::RecordKind;
+
+const HINT_MAGIC: [u8; 8] = *b"FLINHINT";
+const HINT_VERSION: u16 = 1;
+pub const HINT_HEADER_BYTES: usize = 24;
+pub const HINT_ENTRY_HEADER_BYTES: usize = 32;
+pub const HINT_FOOTER_BYTES: usize = 16;
+
+/// One record of the segment, as the hint file lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HintEntry<'a> {
+    pub seq: u64,
+    pub expiry_ms: u64,
+    pub offset: u32,
+    pub record_len: u32,
+    pub kind: RecordKind,
+    pub namespace_tag: u8,
+    pub key: &'a [u8],
+}
+
+/// Builds a hint file in memory.
+pub struct HintWriter {
+    buf: Vec<u8>,
+    entries: u64,
+}
+
+impl HintWriter {
+    pub fn new(segment_id: u64) -> HintWriter {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        buf.extend_from_slice(&HINT_MAGIC);
+        buf.extend_from_slice(&HINT_VERSION.to_le_bytes());
+        buf.extend_from_slice(&[0u8; 6]);
+        buf.extend_from_slice(&segment_id.to_le_bytes());
+        debug_assert_eq!(buf.len(), HINT_HEADER_BYTES);
+        HintWriter { buf, entries: 0 }
+    }
+
+    pub fn add(&mut self, entry: &HintEntry<'_>) {
+        self.buf.extend_from_slice(&entry.seq.to_le_bytes());
+        self.buf.extend_from_slice(&entry.expiry_ms.to_le_bytes());
+        self.buf.extend_from_slice(&entry.offset.to_le_bytes());
+        self.buf.extend_from_slice(&entry.record_len.to_le_bytes());
+        self.buf
+            .extend_from_slice(&(entry.key.len() as u32).to_le_bytes());
+        self.buf.push(entry.kind as u8);
+        self.buf.push(entry.namespace_tag);
+        self.buf.extend_from_slice(&[0u8; 2]);
+        self.buf.extend_from_slice(entry.key);
+        self.entries += 1;
+    }
+
+    /// Writes the file to `path` and fsyncs it (the caller fsyncs the directory).
+    pub fn write(mut self, path: &Path) -> Result<()> {
+        self.buf.extend_from_slice(&self.entries.to_le_bytes());
+        let crc = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf.extend_from_slice(&[0u8; 4]);
+        let mut file = File::create(path).map_err(|e| Error::io(path, "create hint file", e))?;
+        file.write_all(&self.buf)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(path, "write hint file", e))
+    }
+}
+
+/// A hint file read and checked in full.
+pub struct HintFile {
+    buf: Vec<u8>,
+    pub entries: u64,
+}
+
+impl HintFile {
+    /// Reads and checks the hint file of segment `segment_id`. `Ok(None)` if there is none;
+    /// `Err` names what is wrong with it (the caller logs it and scans the segment instead).
+    pub fn read(path: &Path, segment_id: u64) -> std::result::Result<Option<HintFile>, String> {
+        let buf = match fs::read(path) {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read: {e}")),
+        };
+        if buf.len() < HINT_HEADER_BYTES + HINT_FOOTER_BYTES {
+            return Err(format!("only {} bytes long", buf.len()));
+        }
+        if buf[0..8] != HINT_MAGIC {
+            return Err("bad magic bytes at byte 0".into());
+        }
+        let version = u16::from_le_bytes([buf[8], buf[9]]);
+        if version != HINT_VERSION {
+            return Err(format!("unsupported version {version} at byte 8"));
+        }
+        let named = u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes"));
+        if named != segment_id {
+            return Err(format!("names segment {named}, expected {segment_id}"));
+        }
+        let footer = buf.len() - HINT_FOOTER_BYTES;
+        let stored = u32::from_le_bytes(buf[footer + 8..footer + 12].try_into().expect("4 bytes"));
+        let actual = crc32fast::hash(&buf[..footer + 8]);
+        if stored != actual {
+            return Err(format!("checksum mismatch at byte {}", footer + 8));
+        }
+        let entries = u64::from_le_bytes(buf[footer..footer + 8].try_into().expect("8 bytes"));
+        Ok(Some(HintFile { buf, entries }))
+    }
+
+    /// The entries, in file order. The checksum matched, so a malformed entry means a bug in the
+    /// writer, and is reported as an error rather than trusted.
+    pub fn iter(&self) -> HintIter<'_> {
+        HintIter {
+            buf: &self.buf[..self.buf.len() - HINT_FOOTER_BYTES],
+            at: HINT_HEADER_BYTES,
+        }
+    }
+}
+
+pub struct HintIter<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for HintIter<'a> {
+    type Item = std::result::Result<HintEntry<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at == self.buf.len() {
+            return None;
+        }
+        let at = self.at;
+        let bad = || Some(Err(format!("malformed entry at byte {at}")));
+        let Some(header) = self.buf.get(at..at + HINT_ENTRY_HEADER_BYTES) else {
+            return bad();
+        };
+        let u32_at = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
+        let key_len = u32_at(24) as usize;
+        let kind = match header[28] {
+            1 => RecordKind::Put,
+            2 => RecordKind::Delete,
+            _ => return bad(),
+        };
+        let key_start = at + HINT_ENTRY_HEADER_BYTES;
+        let Some(key) = self.buf.get(key_start..key_start + key_len) else {
+            return bad();
+        };
+        self.at = key_start + key_len;
+        Some(Ok(HintEntry {
+            seq: u64_at(0),
+            expiry_ms: u64_at(8),
+            offset: u32_at(16),
+            record_len: u32_at(20),
+            kind,
+            namespace_tag: header[29],
+            key,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &[u8], seq: u64) -> HintEntry<'_> {
+        HintEntry {
+            seq,
+            expiry_ms: seq * 10,
+            offset: 32 + seq as u32,
+            record_len: 40,
+            kind: if seq.is_multiple_of(2) {
+                RecordKind::Put
+            } else {
+                RecordKind::Delete
+            },
+            namespace_tag: 1,
+            key,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        let mut writer = HintWriter::new(5);
+        writer.add(&entry(b"alpha", 2));
+        writer.add(&entry(b"", 3));
+        writer.write(&path).unwrap();
+        let file = HintFile::read(&path, 5).unwrap().unwrap();
+        let entries: Vec<_> = file.iter().map(|e| e.unwrap()).collect();
+        assert_eq!(entries, vec![entry(b"alpha", 2), entry(b"", 3)]);
+        assert_eq!(file.entries, 2);
+    }
+
+    #[test]
+    fn damage_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        let mut writer = HintWriter::new(5);
+        writer.add(&entry(b"alpha", 2));
+        writer.write(&path).unwrap();
+        assert!(HintFile::read(&path, 6).is_err(), "wrong segment id");
+        let good = fs::read(&path).unwrap();
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(HintFile::read(&path, 5).is_err(), "truncated at {cut}");
+        }
+        let mut flipped = good.clone();
+        flipped[30] ^= 4;
+        fs::write(&path, &flipped).unwrap();
+        assert!(HintFile::read(&path, 5).is_err());
+        assert!(HintFile::read(&dir.path().join("missing"), 5)
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,522 @@
+//! Opening a data directory: finish an interrupted compaction swap, load hint files or scan
+//! segments (checking every CRC), truncate a torn tail, rebuild the index.
+//!
+//! Recovery policy: the newest log segment (the tail) may end in a torn or corrupt record, the
+//! trace of a crash mid-write; it is cut back to its last whole record, the cut is logged with
+//! file and byte offset, and the bytes after it are zeroed. Any other segment must decode to its
+//! last byte: damage there is an error naming file and offset, and is never served as data.
+//!
+//! Which record of a key wins is decided by seq, not by file order: compaction outputs carry old
+//! seqs in new files, so the highest seq wins, and tombstones (and expired records, which count
+//! as tombstones) take part in that comparison until the end of recovery.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dir::{self, FileKind, Manifest};
+use crate::engine::{key_hash, Config, Inner, SegmentTable};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, DecodeError, RecordKind, SegmentOrigin, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::hint::HintFile;
+use crate::index::{Index, Location, Slot, EXPIRY_TOMBSTONE, SHARD_COUNT};
+use crate::segment::{Segment, SegmentWriter};
+
+/// Where recovery cut a torn tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub path: PathBuf,
+    /// Offset of the first byte dropped.
+    pub offset: u64,
+    /// What was wrong with the record there.
+    pub reason: String,
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub keys: u64,
+    pub segments: usize,
+    pub segments_from_hints: usize,
+    pub segments_scanned: usize,
+    pub records_scanned: u64,
+    pub torn_tail: Option<TornTail>,
+    /// Hint files that were unusable (each was replaced by a scan of its segment).
+    pub bad_hints: Vec<String>,
+    /// An interrupted compaction swap was finished.
+    pub finished_compaction: bool,
+    pub last_seq: u64,
+    pub duration: Duration,
+}
+
+pub(crate) struct Recovered {
+    pub index: Index,
+    pub segments: SegmentTable,
+    pub active: SegmentWriter,
+    pub last_seq: u64,
+    pub next_segment_id: u64,
+    pub key_counts: [u64; 8],
+    pub report: RecoveryReport,
+}
+
+/// Creates a log segment: in a directory under a temporary name, synced, then renamed, so a
+/// segment file in the directory always starts with a whole header.
+pub(crate) fn create_log_segment(
+    dir: Option<&Path>,
+    id: u64,
+    slot: u16,
+    capacity: usize,
+) -> Result<Segment> {
+    let Some(dir) = dir else {
+        return Segment::create_anonymous(id, slot, capacity, SegmentOrigin::Log);
+    };
+    let path = dir::segment_path(dir, id);
+    let tmp = dir::tmp_path(&path);
+    let segment = Segment::create_file(&tmp, id, slot, capacity, SegmentOrigin::Log)?;
+    segment.flush_range(0, SEGMENT_HEADER_BYTES)?;
+    segment.sync_file()?;
+    drop(segment);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "install segment", e))?;
+    dir::sync_dir(dir)?;
+    let segment = Segment::open_file(&path, slot, true)?;
+    segment.set_published(SEGMENT_HEADER_BYTES);
+    Ok(segment)
+}
+
+/// Rebuilds the index while segments load.
+struct Loader {
+    index: Index,
+    table: SegmentTable,
+    now_ms: u64,
+    last_seq: u64,
+    key_counts: [u64; 8],
+    /// Shards holding tombstone slots, purged at the end.
+    shards_with_tombstones: Vec<bool>,
+    records: u64,
+}
+
+impl Loader {
+    /// Applies one put or delete found at `location` with the highest-seq-wins rule.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &mut self,
+        kind: RecordKind,
+        namespace_tag: u8,
+        key: &[u8],
+        location: Location,
+        seq: u64,
+        expiry_ms: u64,
+        record_len: usize,
+    ) {
+        self.records += 1;
+        self.last_seq = self.last_seq.max(seq);
+        let segment = self.table.get(location.segment).clone();
+        segment.note_seq(seq);
+        let live = kind == RecordKind::Put && (expiry_ms == 0 || expiry_ms > self.now_ms);
+        if kind == RecordKind::Delete {
+            segment.add_dead(record_len);
+        }
+        let hash = key_hash(namespace_tag, key);
+        let shard = Index::shard_of(hash);
+        let new_slot = Slot::new(
+            hash,
+            location,
+            if live { expiry_ms } else { EXPIRY_TOMBSTONE },
+        );
+        let mut table = self.index.write(shard);
+        let found = table.find(hash, |l| {
+            Inner::record_is(&self.table, l, namespace_tag, key)
+        });
+        match found {
+            Some(position) => {
+                let old = table.slot(position);
+                let old_location = old.location();
+                let old_seq = format::peek_seq(
+                    self.table
+                        .get(old_location.segment)
+                        .bytes(old_location.offset as usize, RECORD_HEADER_BYTES),
+                );
+                if seq >= old_seq {
+                    Inner::mark_dead(&self.table, old_location);
+                    table.replace(position, new_slot);
+                    let count = &mut self.key_counts[namespace_tag as usize];
+                    *count = *count + live as u64 - (!old.is_tombstone()) as u64;
+                } else if kind == RecordKind::Put {
+                    segment.add_dead(record_len);
+                }
+            }
+            None => {
+                table.insert_new(new_slot);
+                self.key_counts[namespace_tag as usize] += live as u64;
+            }
+        }
+        if !live {
+            self.shards_with_tombstones[shard] = true;
+        }
+    }
+
+    /// Loads a segment from its hint file.
+    fn load_hints(
+        &mut self,
+        segment: &Arc<Segment>,
+        hints: &HintFile,
+    ) -> std::result::Result<(), String> {
+        let published = segment.capacity();
+        segment.set_published(published);
+        for entry in hints.iter() {
+            let entry = entry?;
+            let end = entry.offset as usize + entry.record_len as usize;
+            if (entry.offset as usize) < SEGMENT_HEADER_BYTES || end > published {
+                return Err(format!(
+                    "entry at offset {} lies outside the segment",
+                    entry.offset
+                ));
+            }
+            // Cheap cross-check that the hint and the segment agree; the CRC is checked on read.
+            let header = segment.bytes(entry.offset as usize, RECORD_HEADER_BYTES);
+            if format::peek_seq(header) != entry.seq
+                || format::peek_lengths(header).0 != entry.key.len()
+            {
+                return Err(format!(
+                    "entry at offset {} disagrees with the segment",
+                    entry.offset
+                ));
+            }
+            let location = Location {
+                segment: segment.slot,
+                offset: entry.offset,
+            };
+            self.resolve(
+                entry.kind,
+                entry.namespace_tag,
+                entry.key,
+                location,
+                entry.seq,
+                entry.expiry_ms,
+                entry.record_len as usize,
+            );
+        }
+        Ok(())
+    }
+
+    /// Scans a segment record by record. Returns where the valid records end and, if the scan
+    /// stopped early, why. `strict` segments must decode to their last byte.
+    fn scan(&mut self, segment: &Arc<Segment>, strict: bool) -> Result<(usize, Option<String>)> {
+        let bytes = segment.scan_bytes();
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let mut previous_seq = 0;
+        let stop = loop {
+            if offset == bytes.len() {
+                break None;
+            }
+            let record = match format::decode_record(&bytes[offset..], offset as u64, true) {
+                Ok(record) => record,
+                // The written part of the tail ends at zeroed bytes; a sealed segment may not.
+                Err(DecodeError::End) if strict => {
+                    break Some("zeroed bytes where a record was expected".to_string())
+                }
+                Err(DecodeError::End) => break None,
+                Err(DecodeError::Truncated) => {
+                    break Some("record runs past the end of the file".to_string())
+                }
+                Err(DecodeError::Corrupt(c)) => break Some(c.reason),
+            };
+            if record.seq < previous_seq || record.flags & format::FLAG_IN_BATCH != 0 {
+                break Some(format!(
+                    "record seq {} after seq {previous_seq}",
+                    record.seq
+                ));
+            }
+            previous_seq = record.seq;
+            // Visible to reads from here on, so key comparisons can look at it.
+            segment.set_published(offset + record.len);
+            if record.kind == RecordKind::Batch {
+                self.load_batch(segment, offset, record.seq, record.value)?;
+            } else {
+                let location = Location {
+                    segment: segment.slot,
+                    offset: offset as u32,
+                };
+                self.resolve(
+                    record.kind,
+                    record.namespace_tag,
+                    record.key,
+                    location,
+                    record.seq,
+                    record.expiry_ms,
+                    record.len,
+                );
+            }
+            offset += record.len;
+        };
+        if strict {
+            if let Some(reason) = stop {
+                // The tail of an active segment is all zeros; a sealed one ends exactly.
+                return Err(Error::corrupt(
+                    segment.display_path(),
+                    offset as u64,
+                    reason,
+                ));
+            }
+        }
+        Ok((offset, stop))
+    }
+
+    /// Loads the inner records of a batch (its CRC already covered them all).
+    fn load_batch(
+        &mut self,
+        segment: &Arc<Segment>,
+        batch_offset: usize,
+        seq: u64,
+        body: &[u8],
+    ) -> Result<()> {
+        segment.add_dead(RECORD_HEADER_BYTES);
+        let mut at = 0;
+        while at < body.len() {
+            let absolute = batch_offset + RECORD_HEADER_BYTES + at;
+            let inner = format::decode_record(&body[at..], absolute as u64, true).map_err(|e| {
+                Error::corrupt(
+                    segment.display_path(),
+                    absolute as u64,
+                    format!("bad record inside a batch: {e:?}"),
+                )
+            })?;
+            if inner.kind == RecordKind::Batch || inner.seq != seq {
+                return Err(Error::corrupt(
+                    segment.display_path(),
+                    absolute as u64,
+                    "malformed batch member",
+                ));
+            }
+            let location = Location {
+                segment: segment.slot,
+                offset: absolute as u32,
+            };
+            self.resolve(
+                inner.kind,
+                inner.namespace_tag,
+                inner.key,
+                location,
+                seq,
+                inner.expiry_ms,
+                inner.len,
+            );
+            at += inner.len;
+        }
+        Ok(())
+    }
+
+    /// Drops tombstone slots: they only mattered while older records could still show up.
+    fn purge_tombstones(&mut self) {
+        for shard in 0..SHARD_COUNT {
+            if !self.shards_with_tombstones[shard] {
+                continue;
+            }
+            let table = &self.table;
+            self.index.write(shard).retain(|slot| {
+                if slot.is_tombstone() {
+                    Inner::mark_dead(table, slot.location());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+}
+
+pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> {
+    let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    let mut loader = Loader {
+        index: Index::new(),
+        table: SegmentTable::default(),
+        now_ms: config.clock.now_ms(),
+        last_seq: 0,
+        key_counts: [0; 8],
+        shards_with_tombstones: vec![false; SHARD_COUNT],
+        records: 0,
+    };
+    let Some(dir) = dir else {
+        let slot = loader.table.reserve()?;
+        let segment = Arc::new(create_log_segment(None, 1, slot, config.segment_bytes)?);
+        loader.table.install(segment.clone());
+        return Ok(Recovered {
+            index: loader.index,
+            segments: loader.table,
+            active: SegmentWriter::new(segment).expect("fresh segment"),
+            last_seq: 0,
+            next_segment_id: 2,
+            key_counts: [0; 8],
+            report,
+        });
+    };
+
+    if let Some(manifest) = Manifest::read(dir)? {
+        (config.logger)(&format!(
+            "finishing an interrupted compaction: installing segments {:?}, removing {:?}",
+            manifest.outputs, manifest.inputs
+        ));
+        manifest.finish(dir)?;
+        report.finished_compaction = true;
+    }
+
+    let mut segment_ids = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list data directory", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, "list data directory", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        match dir::classify(name) {
+            FileKind::Segment(id) => segment_ids.push(id),
+            FileKind::Temporary => {
+                // Output of a compaction that never committed, or a segment never installed.
+                let path = entry.path();
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::io(&path, "remove temporary file", e))?;
+            }
+            FileKind::Hint(_) | FileKind::Other => {}
+        }
+    }
+    segment_ids.sort_unstable();
+
+    // Map every segment read-only first, to learn which is the tail (the newest log segment).
+    let mut segments = Vec::new();
+    for &id in &segment_ids {
+        let path = dir::segment_path(dir, id);
+        let slot = loader.table.reserve()?;
+        let segment = Segment::open_file(&path, slot, false)?;
+        if segment.id != id {
+            return Err(Error::corrupt(
+                &path,
+                16,
+                format!("header names segment {}, file name says {id}", segment.id),
+            ));
+        }
+        segments.push(segment);
+    }
+    let tail_id = segments
+        .iter()
+        .filter(|s| s.origin == SegmentOrigin::Log)
+        .map(|s| s.id)
+        .max();
+
+    // Hint files tell how many keys to expect: size the index once instead of growing it.
+    let mut hints = Vec::with_capacity(segments.len());
+    let mut expected_keys = 0;
+    for segment in &segments {
+        let hint = if Some(segment.id) == tail_id {
+            None
+        } else {
+            match HintFile::read(&dir::hint_path(dir, segment.id), segment.id) {
+                Ok(hint) => hint,
+                Err(reason) => {
+                    let line = format!(
+                        "{}: {reason}; scanning the segment instead",
+                        dir::hint_path(dir, segment.id).display()
+                    );
+                    (config.logger)(&line);
+                    report.bad_hints.push(line);
+                    None
+                }
+            }
+        };
+        expected_keys += hint.as_ref().map_or(0, |h| h.entries as usize);
+        hints.push(hint);
+    }
+    loader.index.reserve(expected_keys);
+
+    let mut active = None;
+    for (segment, hint) in segments.into_iter().zip(hints) {
+        let is_tail = Some(segment.id) == tail_id;
+        let segment = if is_tail {
+            let path = dir::segment_path(dir, segment.id);
+            Arc::new(Segment::open_file(&path, segment.slot, true)?)
+        } else {
+            segment.mark_sealed();
+            Arc::new(segment)
+        };
+        loader.table.install(segment.clone());
+        let from_hint = match &hint {
+            Some(hint) => match loader.load_hints(&segment, hint) {
+                Ok(()) => true,
+                Err(reason) => {
+                    // Entries already applied came from the segment's own records, and the scan
+                    // below applies the same records again: the seq rule makes that harmless.
+                    let line = format!(
+                        "{}: {reason}; scanning the segment instead",
+                        dir::hint_path(dir, segment.id).display()
+                    );
+                    (config.logger)(&line);
+                    report.bad_hints.push(line);
+                    false
+                }
+            },
+            None => false,
+        };
+        if from_hint {
+            report.segments_from_hints += 1;
+            continue;
+        }
+        report.segments_scanned += 1;
+        segment.set_published(SEGMENT_HEADER_BYTES);
+        let (end, stop) = loader.scan(&segment, !is_tail)?;
+        if is_tail {
+            let mut writer =
+                SegmentWriter::new(segment.clone()).expect("recovery holds the only writer");
+            // Whatever follows the last whole record goes, torn or not: a stale record left
+            // past a gap could otherwise line up with a later append and come back.
+            let zeroed = writer.zero_tail();
+            if zeroed > 0 {
+                segment.flush_range(end, segment.capacity())?;
+            }
+            if let Some(reason) = stop {
+                let path = segment.display_path();
+                (config.logger)(&format!(
+                    "truncated torn tail of {} at byte {end} ({reason}); zeroed {zeroed} bytes after it",
+                    path.display()
+                ));
+                report.torn_tail = Some(TornTail {
+                    path,
+                    offset: end as u64,
+                    reason,
+                });
+            }
+            active = Some(writer);
+        }
+    }
+    loader.purge_tombstones();
+    report.records_scanned = loader.records;
+
+    let mut next_segment_id = segment_ids.last().map_or(1, |id| id + 1);
+    let active = match active {
+        Some(writer) => writer,
+        None => {
+            let slot = loader.table.reserve()?;
+            let segment = Arc::new(create_log_segment(
+                Some(dir),
+                next_segment_id,
+                slot,
+                config.segment_bytes,
+            )?);
+            next_segment_id += 1;
+            loader.table.install(segment.clone());
+            SegmentWriter::new(segment).expect("fresh segment")
+        }
+    };
+    report.segments = loader.table.all().count();
+    report.keys = loader.key_counts.iter().sum();
+    report.last_seq = loader.last_seq;
+    report.duration = started.elapsed();
+    Ok(Recovered {
+        index: loader.index,
+        segments: loader.table,
+        active,
+        last_seq: loader.last_seq,
+        next_segment_id,
+        key_counts: loader.key_counts,
+        report,
+    })
+}

@@ -1,0 +1,398 @@
+//! One segment of the log: a preallocated file (or an anonymous map in memory mode) written
+//! through a memory mapping.
+//!
+//! This is one of the two modules allowed `unsafe` (the other is `dir.rs` for flock): the
+//! mapping hands out byte slices, and the split between the published prefix (immutable, read by
+//! any thread) and the unpublished tail (written by exactly one `SegmentWriter`) is what makes
+//! those slices sound.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::format::{self, DecodeError, RecordView, SegmentOrigin, SEGMENT_HEADER_BYTES};
+
+/// Index of a segment in the engine's segment table (what an index slot stores).
+pub type SegmentSlot = u16;
+
+/// A mapped segment. Bytes `[0, published)` hold the header and whole records and never change
+/// again; bytes past `published` belong to the segment's single writer.
+pub struct Segment {
+    /// File id: the number in the file name; increases with every new segment.
+    pub id: u64,
+    /// Written by the log writer or by compaction.
+    pub origin: SegmentOrigin,
+    /// Position in the segment table; reused after the segment is deleted.
+    pub slot: SegmentSlot,
+    /// The file, or `None` in memory mode.
+    path: Option<PathBuf>,
+    file: Option<File>,
+    map: MmapRaw,
+    /// Bytes of the prefix that readers may see.
+    published: AtomicUsize,
+    /// Whether a `SegmentWriter` was handed out (there is at most one, ever).
+    writer_taken: AtomicBool,
+    /// Bytes of records that no longer hold a live value (overwritten, deleted, expired,
+    /// tombstones): what compaction would reclaim.
+    pub dead_bytes: AtomicU64,
+    /// Lowest and highest seq of any record in the segment (u64::MAX / 0 when empty).
+    pub min_seq: AtomicU64,
+    pub max_seq: AtomicU64,
+    /// Set once the segment is sealed (no more appends).
+    sealed: AtomicBool,
+}
+
+// SAFETY: the raw mapping is only read below `published` (immutable bytes, published with
+// Release and read with Acquire) and only written past it by the unique `SegmentWriter`, so
+// sharing `&Segment` across threads cannot race.
+unsafe impl Send for Segment {}
+unsafe impl Sync for Segment {}
+
+fn preallocate(file: &File, path: &Path, bytes: u64) -> Result<()> {
+    // SAFETY: posix_fallocate only reads its integer arguments and the descriptor, which is open
+    // for the whole call because `file` is borrowed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, bytes as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        // Filesystems without fallocate: a sparse file still works, but a full disk then shows
+        // up as SIGBUS on a page fault instead of an error here.
+        libc::EOPNOTSUPP | libc::EINVAL => file
+            .set_len(bytes)
+            .map_err(|e| Error::io(path, "extend segment", e)),
+        errno => Err(Error::io(
+            path,
+            "preallocate segment",
+            std::io::Error::from_raw_os_error(errno),
+        )),
+    }
+}
+
+impl Segment {
+    fn new(
+        id: u64,
+        slot: SegmentSlot,
+        path: Option<PathBuf>,
+        file: Option<File>,
+        map: MmapRaw,
+        published: usize,
+    ) -> Segment {
+        Segment {
+            id,
+            origin: SegmentOrigin::Log,
+            slot,
+            path,
+            file,
+            map,
+            published: AtomicUsize::new(published),
+            writer_taken: AtomicBool::new(false),
+            dead_bytes: AtomicU64::new(0),
+            min_seq: AtomicU64::new(u64::MAX),
+            max_seq: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates a new preallocated segment file at `path` with its header written and synced.
+    pub fn create_file(
+        path: &Path,
+        id: u64,
+        slot: SegmentSlot,
+        capacity: usize,
+        origin: SegmentOrigin,
+    ) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io(path, "create segment", e))?;
+        preallocate(&file, path, capacity as u64)?;
+        let map = MmapOptions::new()
+            .len(capacity)
+            .map_raw(&file)
+            .map_err(|e| Error::io(path, "map segment", e))?;
+        let mut segment = Segment::new(id, slot, Some(path.to_path_buf()), Some(file), map, 0);
+        segment.origin = origin;
+        segment.write_header();
+        Ok(segment)
+    }
+
+    /// Creates a segment in anonymous memory (memory mode).
+    pub fn create_anonymous(
+        id: u64,
+        slot: SegmentSlot,
+        capacity: usize,
+        origin: SegmentOrigin,
+    ) -> Result<Segment> {
+        let map = MmapOptions::new()
+            .len(capacity)
+            .map_anon()
+            .map_err(|e| Error::io("<memory>", "map anonymous segment", e))?;
+        let mut segment = Segment::new(id, slot, None, None, MmapRaw::from(map), 0);
+        segment.origin = origin;
+        segment.write_header();
+        Ok(segment)
+    }
+
+    /// Writes the header of a segment nobody else can see yet.
+    fn write_header(&mut self) {
+        // SAFETY: `&mut self` on a segment not yet shared: nothing else reads or writes the
+        // mapping, which is at least a header long (capacity is checked by the engine).
+        let header =
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), SEGMENT_HEADER_BYTES) };
+        format::encode_segment_header(header, self.id, self.origin);
+        self.published
+            .store(SEGMENT_HEADER_BYTES, Ordering::Release);
+    }
+
+    /// Maps an existing segment file. `writable` maps it read-write for the tail segment, whose
+    /// torn tail recovery may zero and to which the writer appends.
+    pub fn open_file(path: &Path, slot: SegmentSlot, writable: bool) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| Error::io(path, "open segment", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path, "stat segment", e))?
+            .len() as usize;
+        if len < SEGMENT_HEADER_BYTES {
+            return Err(Error::corrupt(
+                path,
+                len as u64,
+                "file shorter than the segment header",
+            ));
+        }
+        let map = if writable {
+            MmapOptions::new().len(len).map_raw(&file)
+        } else {
+            MmapOptions::new().len(len).map_raw_read_only(&file)
+        }
+        .map_err(|e| Error::io(path, "map segment", e))?;
+        // Until recovery has scanned it, only the header is known to be good.
+        let mut segment = Segment::new(0, slot, Some(path.to_path_buf()), Some(file), map, len);
+        let (id, origin) = format::decode_segment_header(segment.bytes(0, SEGMENT_HEADER_BYTES))
+            .map_err(|c| Error::corrupt(path, c.offset, c.reason))?;
+        segment.id = id;
+        segment.origin = origin;
+        segment
+            .published
+            .store(SEGMENT_HEADER_BYTES, Ordering::Release);
+        Ok(segment)
+    }
+
+    /// The file path, or a placeholder for memory segments (for error messages).
+    pub fn display_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("<memory segment {}>", self.id)))
+    }
+
+    /// Mapped length.
+    pub fn capacity(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Bytes readers may see.
+    pub fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Marks the published prefix as known-good (recovery, after scanning the whole file).
+    pub(crate) fn set_published(&self, bytes: usize) {
+        assert!(bytes <= self.capacity());
+        self.published.store(bytes, Ordering::Release);
+    }
+
+    /// The whole mapping as bytes, for recovery's scan before anyone else sees the segment.
+    /// Only valid while no writer exists.
+    pub(crate) fn scan_bytes(&self) -> &[u8] {
+        assert!(
+            !self.writer_taken.load(Ordering::Acquire),
+            "scan_bytes while a writer exists"
+        );
+        // SAFETY: no writer exists (checked above, and recovery owns the segment exclusively
+        // before handing out a writer), so nothing mutates the mapping during this borrow.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+
+    /// Published bytes `[offset, offset + len)`.
+    pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        let published = self.published();
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= published),
+            "read of [{offset}, +{len}) past the published {published} bytes of segment {}",
+            self.id
+        );
+        // SAFETY: the range lies inside the published prefix, which is never written again
+        // while the mapping lives, and the mapping lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+    }
+
+    /// Published bytes from `offset` to the end of the published prefix.
+    pub fn bytes_from(&self, offset: usize) -> &[u8] {
+        let published = self.published();
+        self.bytes(offset.min(published), published.saturating_sub(offset))
+    }
+
+    /// Decodes the record at `offset`.
+    pub fn record_at(
+        &self,
+        offset: usize,
+        verify_crc: bool,
+    ) -> std::result::Result<RecordView<'_>, DecodeError> {
+        format::decode_record(self.bytes_from(offset), offset as u64, verify_crc)
+    }
+
+    /// Flushes bytes `[from, to)` of the mapping to the file and waits for the disk.
+    pub fn flush_range(&self, from: usize, to: usize) -> Result<()> {
+        if self.file.is_none() || to <= from {
+            return Ok(());
+        }
+        self.map
+            .flush_range(from, to - from)
+            .map_err(|e| Error::io(self.display_path(), "flush segment", e))
+    }
+
+    /// fsyncs the file (data and metadata such as its length).
+    pub fn sync_file(&self) -> Result<()> {
+        match &self.file {
+            Some(file) => file
+                .sync_all()
+                .map_err(|e| Error::io(self.display_path(), "fsync segment", e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Cuts the file to its published length (a sealed segment ends exactly at its last record)
+    /// and fsyncs it.
+    pub fn truncate_to_published(&self) -> Result<()> {
+        if let Some(file) = &self.file {
+            let path = self.display_path();
+            file.set_len(self.published() as u64)
+                .map_err(|e| Error::io(&path, "truncate segment", e))?;
+            file.sync_all()
+                .map_err(|e| Error::io(&path, "fsync segment", e))?;
+        }
+        Ok(())
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_sealed(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    pub fn is_memory(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// Notes that a record with `seq` lives in this segment.
+    pub(crate) fn note_seq(&self, seq: u64) {
+        self.min_seq.fetch_min(seq, Ordering::Relaxed);
+        self.max_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_dead(&self, bytes: usize) {
+        self.dead_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Share of the published bytes that is dead.
+    pub fn garbage_ratio(&self) -> f64 {
+        let total = self.published().saturating_sub(SEGMENT_HEADER_BYTES).max(1);
+        self.dead_bytes.load(Ordering::Relaxed) as f64 / total as f64
+    }
+
+    /// A read-only mapping of this sealed file segment (replaces the writable one after sealing).
+    pub(crate) fn reopen_read_only(&self) -> Result<Option<Segment>> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let mut reopened = Segment::open_file(path, self.slot, false)?;
+        reopened.id = self.id;
+        reopened
+            .published
+            .store(self.published(), Ordering::Release);
+        reopened.dead_bytes = AtomicU64::new(self.dead_bytes.load(Ordering::Relaxed));
+        reopened.min_seq = AtomicU64::new(self.min_seq.load(Ordering::Relaxed));
+        reopened.max_seq = AtomicU64::new(self.max_seq.load(Ordering::Relaxed));
+        reopened.mark_sealed();
+        Ok(Some(reopened))
+    }
+}
+
+/// The single writer of a segment's tail: appends records and publishes them to readers.
+pub struct SegmentWriter {
+    pub segment: Arc<Segment>,
+    /// Next byte to write; `>= published`.
+    offset: usize,
+}
+
+impl SegmentWriter {
+    /// The writer of `segment`, or `None` if one was already handed out (there is one, ever).
+    pub fn new(segment: Arc<Segment>) -> Option<SegmentWriter> {
+        if segment.writer_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let offset = segment.published();
+        Some(SegmentWriter { segment, offset })
+    }
+
+    /// Bytes left after the write position.
+    pub fn remaining(&self) -> usize {
+        self.segment.capacity() - self.offset
+    }
+
+    /// Reserves `len` bytes at the write position, lets `fill` write them, and returns their
+    /// offset. The bytes stay invisible to readers until `publish`.
+    pub fn append(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> usize {
+        assert!(
+            len <= self.remaining(),
+            "append of {len} bytes past the segment end"
+        );
+        let at = self.offset;
+        // SAFETY: `[at, at + len)` lies past `published` (readers never look there) and inside
+        // the mapping; this writer is the only one (`writer_taken`), and `&mut self` makes the
+        // borrow unique for the duration of `fill`.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.segment.map.as_mut_ptr().add(at), len) };
+        fill(bytes);
+        self.offset += len;
+        at
+    }
+
+    /// Makes everything appended so far visible to readers.
+    pub fn publish(&mut self) {
+        self.segment.published.store(self.offset, Ordering::Release);
+    }
+
+    /// Zeroes every non-zero byte from the write position to the end of the mapping, so stale
+    /// bytes past a torn tail can never be mistaken for records later. Returns bytes zeroed.
+    pub fn zero_tail(&mut self) -> usize {
+        const CHUNK: usize = 4096;
+        let mut zeroed = 0;
+        let mut at = self.offset;
+        let end = self.segment.capacity();
+        while at < end {
+            let len = CHUNK.min(end - at);
+            // SAFETY: as in `append`: past `published`, inside the mapping, unique writer.
+            let chunk = unsafe {
+                std::slice::from_raw_parts_mut(self.segment.map.as_mut_ptr().add(at), len)
+            };
+            if chunk.iter().any(|&b| b != 0) {
+                chunk.fill(0);
+                zeroed += len;
+            }
+            at += len;
+        }
+        zeroed
+    }
+}
