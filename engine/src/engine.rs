@@ -582,6 +582,14 @@ impl Engine {
             .map(|slot| slot.expiry_ms()))
     }
 
+    /// The seq of the record that holds the key now, or `None` if it does not exist: changes
+    /// whenever the key is written (WATCH compares it).
+    pub fn version(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self
+            .inner
+            .version_at(namespace, key, self.inner.config.clock.now_ms()))
+    }
+
     /// Sets a key; durable per the policy when this returns.
     pub fn put(
         &self,
@@ -836,6 +844,15 @@ impl Txn<'_> {
         Ok(self.inner.lookup_at(namespace, key, self.now_ms).is_some())
     }
 
+    /// The key's version (see `Engine::version`) as committed before this transaction; keys
+    /// this transaction wrote report `None` for "changed".
+    pub fn version(&self, namespace: Namespace, key: &[u8]) -> Option<u64> {
+        if self.overlay.contains_key(&(namespace, key.to_vec())) {
+            return None;
+        }
+        self.inner.version_at(namespace, key, self.now_ms)
+    }
+
     /// Queues a put.
     pub fn put(
         &mut self,
@@ -953,6 +970,25 @@ impl Inner {
         })?;
         let slot = table.slot(position);
         (!slot.is_expired(now_ms)).then_some(slot)
+    }
+
+    fn version_at(&self, namespace: Namespace, key: &[u8], now_ms: u64) -> Option<u64> {
+        let hash = key_hash(namespace.tag(), key);
+        let table = self.index.read(Index::shard_of(hash));
+        let segments = self.segments_read();
+        let position = table.find(hash, |l| {
+            Inner::record_is(&segments, l, namespace.tag(), key)
+        })?;
+        let slot = table.slot(position);
+        if slot.is_expired(now_ms) {
+            return None;
+        }
+        let location = slot.location();
+        Some(format::peek_seq(
+            segments
+                .get(location.segment)
+                .bytes(location.offset as usize, RECORD_HEADER_BYTES),
+        ))
     }
 
     fn lookup(&self, namespace: Namespace, key: &[u8]) -> Option<Slot> {
