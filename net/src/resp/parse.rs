@@ -372,13 +372,14 @@ fn split_token<B: LineBytes>(
         let mut out = c;
         match quote {
             Some(b'"') => {
-                let hex = (
-                    next(read + 2).and_then(hex_value),
-                    next(read + 3).and_then(hex_value),
-                );
-                if c == b'\\' && next(read + 1) == Some(b'x') && hex.0.is_some() && hex.1.is_some()
-                {
-                    out = (hex.0.unwrap() << 4) | hex.1.unwrap();
+                let escaped_hex = match (next(read + 1), next(read + 2), next(read + 3)) {
+                    (Some(b'x'), Some(high), Some(low)) if c == b'\\' => {
+                        hex_value(high).zip(hex_value(low))
+                    }
+                    _ => None,
+                };
+                if let Some((high, low)) = escaped_hex {
+                    out = (high << 4) | low;
                     read += 3;
                 } else if c == b'\\' && next(read + 1).is_some() {
                     read += 1;
