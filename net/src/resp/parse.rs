@@ -604,7 +604,7 @@ mod tests {
             Err(Error::InlineTooLong { .. })
         ));
         let mut count = b"*1".to_vec();
-        count.extend(std::iter::repeat(b'1').take(MAX_INLINE_BYTES + 1));
+        count.resize(count.len() + MAX_INLINE_BYTES + 1, b'1');
         assert_eq!(
             Checker::new().check(&count).unwrap_err().to_string(),
             "Protocol error: too big mbulk count string"

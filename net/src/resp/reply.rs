@@ -333,7 +333,7 @@ mod tests {
             -1e-300,
             f64::MAX,
             f64::MIN_POSITIVE,
-            123456789.123456789,
+            123456789.12345679,
         ] {
             let mut out = Vec::new();
             Reply::new(&mut out, RespVersion::Resp3).double(value);
