@@ -24,6 +24,10 @@
 
 pub mod binary;
 pub mod error;
+mod event_loop;
 pub mod resp;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use error::{Error, Result};
+pub use event_loop::{Action, Protocol, Server, ServerConfig, Service, ShutdownHandle};
