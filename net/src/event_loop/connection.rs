@@ -159,7 +159,7 @@ impl<T> Connection<T> {
             self.closing = true;
         }
         ReadOutcome {
-            keep_open: !(self.closing && !self.has_pending_output()),
+            keep_open: !self.closing || self.has_pending_output(),
             read_budget_used: false,
         }
     }
