@@ -1,0 +1,501 @@
+//! The engine's behaviour through its public API: reads, writes, batches, TTL, scans, the log,
+//! reopening, memory mode, locking, poisoning, corruption reporting.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use flin_engine::{
+    Config, Durability, Engine, Error, ManualClock, Namespace, RecordKind, WriteBatch,
+};
+
+const KV: Namespace = Namespace::Kv;
+
+fn value(engine: &Engine, key: &[u8]) -> Option<Vec<u8>> {
+    engine.get(KV, key).unwrap().map(|v| v.value)
+}
+
+#[test]
+fn put_overwrite_delete_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(quiet_config(dir.path()));
+        engine.put(KV, b"a", b"1", 0).unwrap();
+        engine.put(KV, b"a", b"2", 0).unwrap();
+        engine.put(KV, b"b", b"", 0).unwrap();
+        assert!(engine.delete(KV, b"b").unwrap());
+        assert!(
+            !engine.delete(KV, b"b").unwrap(),
+            "second delete finds nothing"
+        );
+        assert_eq!(value(&engine, b"a"), Some(b"2".to_vec()));
+        assert_eq!(value(&engine, b"b"), None);
+        assert_eq!(engine.len(KV), 1);
+    }
+    let engine = open(quiet_config(dir.path()));
+    assert_eq!(value(&engine, b"a"), Some(b"2".to_vec()));
+    assert_eq!(value(&engine, b"b"), None);
+    assert_eq!(engine.len(KV), 1);
+    assert_eq!(engine.recovery_report().keys, 1);
+}
+
+#[test]
+fn namespaces_keep_equal_keys_apart() {
+    let engine = open(Config::memory());
+    for ns in Namespace::ALL {
+        engine.put(ns, b"same", &[ns.tag()], 0).unwrap();
+    }
+    for ns in Namespace::ALL {
+        assert_eq!(
+            engine.get(ns, b"same").unwrap().unwrap().value,
+            vec![ns.tag()]
+        );
+        assert_eq!(engine.len(ns), 1);
+    }
+    engine.delete(Namespace::Queue, b"same").unwrap();
+    assert!(engine.get(Namespace::Queue, b"same").unwrap().is_none());
+    assert!(engine.get(Namespace::Stream, b"same").unwrap().is_some());
+    let (_, keys) = engine.scan(Namespace::Document, 0, 100).unwrap();
+    assert_eq!(keys, vec![b"same".to_vec()]);
+}
+
+#[test]
+fn expired_keys_are_invisible_at_once_and_stay_dead_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    {
+        let engine = open(small_config(dir.path(), &clock, &log));
+        engine.put(KV, b"old", b"forever", 0).unwrap();
+        // Fill a few segments so "old" sits in a sealed one.
+        for i in 0..100u32 {
+            engine
+                .put(KV, format!("filler{i}").as_bytes(), &[0u8; 64], 0)
+                .unwrap();
+        }
+        engine.put(KV, b"old", b"short-lived", 1_000_500).unwrap();
+        assert_eq!(engine.expiry_of(KV, b"old").unwrap(), Some(1_000_500));
+        clock.advance(499);
+        assert_eq!(value(&engine, b"old"), Some(b"short-lived".to_vec()));
+        clock.advance(1);
+        assert_eq!(
+            value(&engine, b"old"),
+            None,
+            "expired exactly at its expiry time"
+        );
+        assert!(!engine.contains(KV, b"old").unwrap());
+        let (_, keys) = engine.scan(KV, 0, 1000).unwrap();
+        assert!(!keys.contains(&b"old".to_vec()));
+    }
+    // The expired record must not let the older "forever" value come back.
+    let engine = open(small_config(dir.path(), &clock, &log));
+    assert_eq!(value(&engine, b"old"), None);
+    engine.compact(0.0).unwrap();
+    drop(engine);
+    let engine = open(small_config(dir.path(), &clock, &log));
+    assert_eq!(value(&engine, b"old"), None);
+    assert_eq!(engine.len(KV), 100);
+}
+
+#[test]
+fn reclaim_expired_drops_index_entries() {
+    let clock = Arc::new(ManualClock::new(10_000));
+    let engine = open(
+        Config::memory()
+            .clock(clock.clone())
+            .background_compaction(false),
+    );
+    for i in 0..50u32 {
+        engine
+            .put(
+                KV,
+                &i.to_le_bytes(),
+                b"v",
+                if i % 2 == 0 { 10_100 } else { 0 },
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        engine.len(KV),
+        50,
+        "expired keys count until reclaimed, as in DBSIZE"
+    );
+    clock.advance(100);
+    assert_eq!(engine.reclaim_expired(), 25);
+    assert_eq!(engine.len(KV), 25);
+    assert_eq!(engine.stats().expired_keys_reclaimed, 25);
+}
+
+#[test]
+fn batch_is_one_record_and_one_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(quiet_config(dir.path()));
+    engine.put(KV, b"gone", b"x", 0).unwrap();
+    let mut batch = WriteBatch::new();
+    batch
+        .put(KV, b"k1", b"v1", 0)
+        .put(Namespace::Queue, b"q1", b"m1", 0)
+        .delete(KV, b"gone")
+        .put(KV, b"k1", b"v1-again", 0);
+    let seq = engine.write(&batch).unwrap();
+    assert_eq!(
+        value(&engine, b"k1"),
+        Some(b"v1-again".to_vec()),
+        "later op in a batch wins"
+    );
+    assert_eq!(
+        engine.get(Namespace::Queue, b"q1").unwrap().unwrap().value,
+        b"m1"
+    );
+    assert_eq!(value(&engine, b"gone"), None);
+    let entries: Vec<_> = engine.log_from(seq).map(|e| e.unwrap()).collect();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].seq, seq);
+    assert_eq!(entries[0].ops.len(), 4);
+    assert_eq!(entries[0].ops[2].kind, RecordKind::Delete);
+    drop(engine);
+    let engine = open(quiet_config(dir.path()));
+    assert_eq!(value(&engine, b"k1"), Some(b"v1-again".to_vec()));
+    assert_eq!(value(&engine, b"gone"), None);
+}
+
+#[test]
+fn transaction_reads_its_own_writes_and_commits_atomically() {
+    let engine = open(Config::memory());
+    engine.put(KV, b"counter", b"41", 0).unwrap();
+    let committed = engine
+        .transaction(|txn| {
+            let current: i64 = std::str::from_utf8(&txn.get(KV, b"counter")?.unwrap().value)
+                .unwrap()
+                .parse()
+                .unwrap();
+            txn.put(KV, b"counter", (current + 1).to_string().as_bytes(), 0)?;
+            let seen = txn.get(KV, b"counter")?.unwrap().value;
+            assert!(txn.delete(KV, b"counter"));
+            assert!(!txn.contains(KV, b"counter")?);
+            txn.put(KV, b"counter", &seen, 0)?;
+            Ok(seen)
+        })
+        .unwrap();
+    assert_eq!(committed.value, b"42");
+    assert!(committed.seq.is_some());
+    assert_eq!(value(&engine, b"counter"), Some(b"42".to_vec()));
+    // A transaction that fails writes nothing.
+    let before = engine.last_seq();
+    let failed = engine.transaction(|txn| {
+        txn.put(KV, b"counter", b"0", 0)?;
+        Err::<(), _>(Error::Invalid("decided not to".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(engine.last_seq(), before);
+    assert_eq!(value(&engine, b"counter"), Some(b"42".to_vec()));
+    // A read-only transaction writes nothing either.
+    assert_eq!(engine.transaction(|_| Ok(())).unwrap().seq, None);
+}
+
+#[test]
+fn concurrent_increments_through_transactions_lose_nothing() {
+    let engine = open(Config::memory());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    engine
+                        .transaction(|txn| {
+                            let n: u64 = txn.get(KV, b"n")?.map_or(0, |v| {
+                                std::str::from_utf8(&v.value).unwrap().parse().unwrap()
+                            });
+                            txn.put(KV, b"n", (n + 1).to_string().as_bytes(), 0)
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(value(&engine, b"n"), Some(b"2000".to_vec()));
+}
+
+#[test]
+fn version_changes_on_every_write() {
+    let engine = open(Config::memory());
+    assert_eq!(engine.version(KV, b"k").unwrap(), None);
+    engine.put(KV, b"k", b"1", 0).unwrap();
+    let first = engine.version(KV, b"k").unwrap().unwrap();
+    engine.put(KV, b"k", b"1", 0).unwrap();
+    let second = engine.version(KV, b"k").unwrap().unwrap();
+    assert!(second > first);
+    engine.delete(KV, b"k").unwrap();
+    assert_eq!(engine.version(KV, b"k").unwrap(), None);
+}
+
+#[test]
+fn scan_returns_every_key_even_while_the_index_grows() {
+    let engine = open(Config::memory());
+    let mut expected = BTreeSet::new();
+    for i in 0..3000u32 {
+        let key = format!("key:{i}").into_bytes();
+        engine.put(KV, &key, b"v", 0).unwrap();
+        expected.insert(key);
+    }
+    let mut seen = BTreeSet::new();
+    let mut cursor = 0;
+    let mut added = 0u32;
+    loop {
+        let (next, keys) = engine.scan(KV, cursor, 10).unwrap();
+        seen.extend(keys);
+        // Grow the index between calls: keys present all along must still be returned.
+        for _ in 0..20 {
+            engine
+                .put(KV, format!("late:{added}").as_bytes(), b"v", 0)
+                .unwrap();
+            added += 1;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let missing: Vec<_> = expected.difference(&seen).collect();
+    assert!(missing.is_empty(), "{} keys never returned", missing.len());
+    assert!(engine.random_key(KV, 7).unwrap().is_some());
+    assert!(open(Config::memory()).random_key(KV, 7).unwrap().is_none());
+}
+
+#[test]
+fn log_from_yields_every_seq_in_order_across_segments_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(quiet_config(dir.path()));
+    for i in 0..300u32 {
+        engine
+            .put(KV, format!("k{}", i % 50).as_bytes(), &[1u8; 40], 0)
+            .unwrap();
+    }
+    let all: Vec<_> = engine.log_from(0).map(|e| e.unwrap()).collect();
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
+    let tail: Vec<u64> = engine.log_from(290).map(|e| e.unwrap().seq).collect();
+    assert_eq!(tail, (290..=300).collect::<Vec<_>>());
+    engine.compact(0.0).unwrap();
+    let after: Vec<u64> = engine.log_from(0).map(|e| e.unwrap().seq).collect();
+    assert!(
+        after.windows(2).all(|w| w[0] < w[1]),
+        "still in seq order after compaction"
+    );
+    assert!(after.len() < 300, "compaction dropped overwritten records");
+    assert!(after.ends_with(&[300]));
+}
+
+#[test]
+fn memory_mode_has_the_same_api_and_no_files() {
+    let engine = open(Config::memory().segment_bytes(4096));
+    for i in 0..500u32 {
+        engine.put(KV, &i.to_le_bytes(), &[7u8; 100], 0).unwrap();
+    }
+    for i in 0..250u32 {
+        engine.put(KV, &i.to_le_bytes(), &[8u8; 100], 0).unwrap();
+    }
+    let report = engine.compact(0.3).unwrap();
+    assert!(
+        report.segments_in > 0 && report.bytes_reclaimed > 0,
+        "{report:?}"
+    );
+    for i in 0..500u32 {
+        let expected = if i < 250 { 8u8 } else { 7u8 };
+        assert_eq!(value(&engine, &i.to_le_bytes()), Some(vec![expected; 100]));
+    }
+    engine.flush().unwrap();
+}
+
+#[test]
+fn a_second_engine_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(quiet_config(dir.path()));
+    match Engine::open(quiet_config(dir.path())) {
+        Err(Error::Locked { path }) => assert!(path.ends_with("LOCK")),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("second open succeeded"),
+    }
+}
+
+#[test]
+fn poisoned_engine_refuses_writes_and_keeps_serving_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(quiet_config(dir.path()));
+    engine.put(KV, b"k", b"v", 0).unwrap();
+    engine.poison_for_test("fsync failed: Input/output error");
+    let err = engine.put(KV, b"k2", b"v", 0).unwrap_err();
+    assert!(matches!(err, Error::Poisoned { .. }));
+    assert!(err.to_string().contains("refuses writes"), "{err}");
+    assert!(engine
+        .transaction(|txn| txn.put(KV, b"x", b"y", 0))
+        .is_err());
+    assert_eq!(value(&engine, b"k"), Some(b"v".to_vec()));
+    assert!(engine.poisoned().is_some());
+}
+
+#[test]
+fn oversized_and_invalid_writes_are_refused_with_the_field_named() {
+    let engine = open(Config::memory());
+    let key = vec![0u8; flin_engine::KEY_BYTES_MAX + 1];
+    match engine.put(KV, &key, b"v", 0) {
+        Err(Error::TooLarge { field: "key", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match engine.put(KV, b"k", b"v", u64::MAX) {
+        Err(Error::Invalid(message)) => assert!(message.contains("expiry")),
+        other => panic!("{other:?}"),
+    }
+    assert!(engine.write(&WriteBatch::new()).is_err());
+    assert_eq!(engine.len(KV), 0, "nothing half-written");
+}
+
+#[test]
+fn values_larger_than_a_segment_get_a_segment_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![0xabu8; 100_000];
+    {
+        let engine = open(quiet_config(dir.path()));
+        engine.put(KV, b"small", b"s", 0).unwrap();
+        engine.put(KV, b"big", &big, 0).unwrap();
+        engine.put(KV, b"after", b"a", 0).unwrap();
+        assert_eq!(value(&engine, b"big"), Some(big.clone()));
+    }
+    let engine = open(quiet_config(dir.path()));
+    assert_eq!(value(&engine, b"big"), Some(big));
+    assert_eq!(value(&engine, b"after"), Some(b"a".to_vec()));
+}
+
+#[test]
+fn group_commit_under_always_makes_every_acknowledged_write_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = quiet_config(dir.path())
+        .durability(Durability::Always)
+        .segment_bytes(1 << 20);
+    let engine = open(config.clone());
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for i in 0..100u32 {
+                    let seq = engine
+                        .put(KV, format!("{t}:{i}").as_bytes(), b"v", 0)
+                        .unwrap();
+                    assert!(engine.durable_seq() >= seq, "acknowledged before durable");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.writes, 400);
+    assert!(stats.flushes <= 400, "at most one flush per write");
+    assert_eq!(stats.durable_seq, stats.last_seq);
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(quiet_config(dir.path()));
+        for i in 0..200u32 {
+            engine.put(KV, &i.to_le_bytes(), &[3u8; 50], 0).unwrap();
+        }
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3);
+    let victim = &files[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let (start, _) = record_ranges(&bytes)[5];
+    bytes[start + 40] ^= 0x10;
+    std::fs::write(victim, &bytes).unwrap();
+    match Engine::open(quiet_config(dir.path())) {
+        Err(Error::Corrupt { path, corruption }) => {
+            assert_eq!(&path, victim);
+            assert_eq!(corruption.offset, start as u64);
+            assert!(
+                corruption.reason.contains("checksum"),
+                "{}",
+                corruption.reason
+            );
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("corrupt segment opened"),
+    }
+}
+
+#[test]
+fn corruption_found_on_read_is_an_error_not_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(quiet_config(dir.path()));
+        for i in 0..200u32 {
+            engine.put(KV, &i.to_le_bytes(), &[3u8; 50], 0).unwrap();
+        }
+        engine.write_missing_hints().unwrap();
+    }
+    // With hint files, recovery does not read values: damage a value and read it.
+    let files = segment_files(dir.path());
+    let victim = &files[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let (start, end) = record_ranges(&bytes)[2];
+    bytes[end - 1] ^= 1;
+    std::fs::write(victim, &bytes).unwrap();
+    let engine = open(quiet_config(dir.path()));
+    assert!(engine.recovery_report().segments_from_hints >= 1);
+    let damaged = std::fs::read(victim).unwrap();
+    let key = flin_engine::format::decode_record(&damaged[start..], 0, false)
+        .unwrap()
+        .key
+        .to_vec();
+    match engine.get(KV, &key) {
+        Err(Error::Corrupt { path, corruption }) => {
+            assert_eq!(&path, victim);
+            assert_eq!(corruption.offset, start as u64);
+        }
+        other => panic!("damaged value served: {other:?}"),
+    }
+}
+
+#[test]
+fn damaged_hint_files_fall_back_to_scanning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = HashMap::new();
+    {
+        let engine = open(quiet_config(dir.path()));
+        for i in 0..300u32 {
+            let key = format!("k{}", i % 120);
+            engine.put(KV, key.as_bytes(), &i.to_le_bytes(), 0).unwrap();
+            model.insert(key, i);
+        }
+        assert!(engine.write_missing_hints().unwrap() >= 2);
+    }
+    let hints: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hint"))
+        .collect();
+    // One truncated, one with a flipped bit.
+    let bytes = std::fs::read(&hints[0]).unwrap();
+    std::fs::write(&hints[0], &bytes[..bytes.len() / 2]).unwrap();
+    let mut bytes = std::fs::read(&hints[1]).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&hints[1], &bytes).unwrap();
+    let engine = open(quiet_config(dir.path()));
+    assert_eq!(engine.recovery_report().bad_hints.len(), 2);
+    for (key, i) in &model {
+        assert_eq!(
+            value(&engine, key.as_bytes()),
+            Some(i.to_le_bytes().to_vec()),
+            "{key}"
+        );
+    }
+    assert_eq!(engine.len(KV), model.len() as u64);
+}
