@@ -198,13 +198,13 @@ impl Merge<'_> {
         table.find(hash, |l| l == location).map(|p| table.slot(p))
     }
 
-    /// Whether the key has a live slot anywhere (a newer record than a tombstone).
-    fn key_is_indexed(&self, namespace_tag: u8, key: &[u8], hash: u64) -> bool {
+    /// Where the index says the key lives now, if anywhere.
+    fn current_location(&self, namespace_tag: u8, key: &[u8], hash: u64) -> Option<Location> {
         let table = self.inner.index.read(Index::shard_of(hash));
         let segments = self.inner.segments_read();
         table
             .find(hash, |l| Inner::record_is(&segments, l, namespace_tag, key))
-            .is_some()
+            .map(|p| table.slot(p).location())
     }
 }
 
@@ -289,18 +289,22 @@ fn copy_and_swap(
             let hash = key_hash(tag, &op.key);
             let older_may_exist = entry.seq >= outside_min_seq;
             match op.kind {
+                RecordKind::Put if op.expiry_ms != 0 && op.expiry_ms <= now_ms => {
+                    // An expired record is a tombstone while it is the key's newest version
+                    // (its slot may already be gone: recovery and active expiry drop them).
+                    let current = merge.current_location(tag, &op.key, hash);
+                    if current == Some(op.location) {
+                        merge.expired.push((hash, op.location));
+                    }
+                    merge.report.expired_dropped += 1;
+                    if older_may_exist && (current.is_none() || current == Some(op.location)) {
+                        merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
+                        merge.report.tombstones_kept += 1;
+                    }
+                }
                 RecordKind::Put => {
                     if merge.indexed_slot(hash, op.location).is_none() {
                         continue; // overwritten or deleted since
-                    }
-                    if op.expiry_ms != 0 && op.expiry_ms <= now_ms {
-                        merge.expired.push((hash, op.location));
-                        merge.report.expired_dropped += 1;
-                        if older_may_exist {
-                            merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
-                            merge.report.tombstones_kept += 1;
-                        }
-                        continue;
                     }
                     let to = merge.copy(
                         RecordKind::Put,
@@ -319,7 +323,7 @@ fn copy_and_swap(
                     merge.report.records_copied += 1;
                 }
                 RecordKind::Delete => {
-                    if older_may_exist && !merge.key_is_indexed(tag, &op.key, hash) {
+                    if older_may_exist && merge.current_location(tag, &op.key, hash).is_none() {
                         merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
                         merge.report.tombstones_kept += 1;
                     }
