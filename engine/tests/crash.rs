@@ -325,3 +325,57 @@ fn compaction_then_reopen_keeps_every_live_key_and_no_dead_one() {
         "compaction outputs have hint files"
     );
 }
+
+/// An expired record in a merged segment must keep shadowing an older value of its key in a
+/// segment the merge leaves alone (the bug the crash tests found first).
+#[test]
+fn expired_record_keeps_shadowing_an_older_value_outside_a_partial_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let engine = open(small_config(dir.path(), &clock, &log));
+    engine.put(KV, b"victim", b"old value", 0).unwrap();
+    // Segment A: mostly live filler, so its garbage ratio stays low.
+    for i in 0..60u32 {
+        engine
+            .put(KV, format!("a{i}").as_bytes(), &[b'a'; 60], 0)
+            .unwrap();
+    }
+    engine.put(KV, b"victim", b"new value", 1_000_010).unwrap();
+    // Segment B: one key overwritten again and again, so it is mostly garbage.
+    for i in 0..120u32 {
+        engine
+            .put(KV, b"churn", &i.to_le_bytes().repeat(15), 0)
+            .unwrap();
+    }
+    // Seal B.
+    for i in 0..60u32 {
+        engine
+            .put(KV, format!("c{i}").as_bytes(), &[b'c'; 60], 0)
+            .unwrap();
+    }
+    clock.advance(100);
+    assert!(engine.get(KV, b"victim").unwrap().is_none());
+    assert_eq!(engine.reclaim_expired(), 1);
+    let report = engine.compact(0.5).unwrap();
+    assert!(report.segments_in >= 1, "{report:?}");
+    assert!(
+        report.tombstones_kept >= 1,
+        "the expired record must become a tombstone: {report:?}"
+    );
+    drop(engine);
+    let engine = open(small_config(dir.path(), &clock, &log));
+    assert_eq!(
+        engine.get(KV, b"victim").unwrap(),
+        None,
+        "older value came back"
+    );
+    engine.compact(0.0).unwrap();
+    drop(engine);
+    let engine = open(small_config(dir.path(), &clock, &log));
+    assert_eq!(
+        engine.get(KV, b"victim").unwrap(),
+        None,
+        "older value came back after a full merge"
+    );
+}

@@ -40,7 +40,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..KEYS, 0usize..120, proptest::option::weighted(0.3, 1u64..3000))
+        6 => (0..KEYS, 0usize..400, proptest::option::weighted(0.4, 1u64..3000))
             .prop_map(|(key, len, ttl_ms)| Step::Put { key, len, ttl_ms }),
         2 => (0..KEYS).prop_map(|key| Step::Delete { key }),
         2 => proptest::collection::vec((0..KEYS, proptest::option::of(0usize..60)), 1..6)
@@ -177,7 +177,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_a_hashmap_model(steps in proptest::collection::vec(step(), 1..80)) {
+    fn engine_matches_a_hashmap_model(steps in proptest::collection::vec(step(), 1..200)) {
         run(steps);
     }
 }
