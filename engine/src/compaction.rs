@@ -93,6 +93,8 @@ struct Merge<'a> {
     report: CompactionReport,
     /// The test hook stopped the merge: leave everything as a crash would.
     stopped_by_hook: bool,
+    /// The manifest was (perhaps) written: outputs must not be deleted any more.
+    manifest_may_exist: bool,
 }
 
 impl Merge<'_> {
@@ -211,6 +213,11 @@ impl Merge<'_> {
 /// Runs one compaction of the sealed segments whose garbage ratio is at least `ratio_min`.
 pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport> {
     let _one_at_a_time = inner.compaction_lock.lock().expect("compaction lock");
+    if inner.compaction_disabled.load(Ordering::Acquire) {
+        return Err(Error::Invalid(
+            "compaction is off after a failed swap; restart to finish it".into(),
+        ));
+    }
     let started = Instant::now();
     let active_slot = inner.lock_writer().active.segment.slot;
     let (inputs, outside_min_seq) = {
@@ -241,6 +248,7 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
         moved: Vec::new(),
         expired: Vec::new(),
         stopped_by_hook: false,
+        manifest_may_exist: false,
         report: CompactionReport {
             segments_in: inputs.len(),
             bytes_in: inputs.iter().map(|s| s.published() as u64).sum(),
@@ -248,7 +256,12 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
         },
     };
     let result = copy_and_swap(&mut merge, &inputs, outside_min_seq, now_ms);
-    if result.is_err() && !merge.stopped_by_hook {
+    if result.is_err() && merge.manifest_may_exist {
+        // The swap is committed (or may be) on disk: the next open finishes it. Keep every file,
+        // and stop compacting in this process so no second merge races with it.
+        inner.compaction_disabled.store(true, Ordering::Release);
+        (inner.config.logger)("compaction failed after its manifest was written; compaction is off until restart, which finishes the swap");
+    } else if result.is_err() && !merge.stopped_by_hook {
         // A real failure (a full disk, say) before the outputs were installed: abandon them.
         let mut table = inner.segments.write().expect("segment table lock");
         for output in &merge.outputs {
@@ -359,6 +372,7 @@ fn copy_and_swap(
         outputs: merge.outputs.iter().map(|o| o.writer.segment.id).collect(),
     };
     if let Some(dir) = &inner.dir {
+        merge.manifest_may_exist = true;
         manifest.commit(dir)?;
     }
     merge.stop_at(CompactionStep::ManifestCommitted)?;

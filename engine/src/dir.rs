@@ -174,6 +174,18 @@ impl Manifest {
     /// Finishes the swap: installs outputs, removes inputs and their hints, then the manifest.
     /// Every step is idempotent, so a crash anywhere in here is finished by the next open.
     pub fn finish(&self, dir: &Path) -> Result<()> {
+        // Inputs go only if every output is there: a manifest whose outputs vanished must not
+        // take the only copy of the data with it.
+        for &id in &self.outputs {
+            let path = segment_path(dir, id);
+            if !path.exists() && !tmp_path(&path).exists() {
+                return Err(Error::corrupt(
+                    dir.join(MANIFEST_FILE),
+                    0,
+                    format!("merge manifest installs segment {id}, which is missing; inputs kept"),
+                ));
+            }
+        }
         self.install_outputs(dir)?;
         self.remove_inputs(dir)?;
         self.remove(dir)
@@ -247,6 +259,23 @@ mod tests {
         assert_eq!(
             Manifest::decode(&text.replace("remove 2", "remove 3")),
             None
+        );
+    }
+
+    #[test]
+    fn finish_keeps_inputs_when_an_output_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(segment_path(dir.path(), 1), b"input").unwrap();
+        let manifest = Manifest {
+            inputs: vec![1],
+            outputs: vec![9],
+        };
+        manifest.commit(dir.path()).unwrap();
+        assert!(matches!(Manifest::read(dir.path()).unwrap(), Some(m) if m == manifest));
+        assert!(manifest.finish(dir.path()).is_err());
+        assert!(
+            segment_path(dir.path(), 1).exists(),
+            "input deleted without its output"
         );
     }
 

@@ -436,6 +436,8 @@ pub(crate) struct Inner {
     pub expired_reclaimed: AtomicU64,
     /// Only one compaction at a time.
     pub compaction_lock: Mutex<()>,
+    /// Set when a compaction failed after committing its manifest.
+    pub compaction_disabled: AtomicBool,
     shutdown: Mutex<bool>,
     shutdown_signal: Condvar,
     recovery: RecoveryReport,
@@ -515,6 +517,7 @@ impl Engine {
             reclaimed_bytes: AtomicU64::new(0),
             expired_reclaimed: AtomicU64::new(0),
             compaction_lock: Mutex::new(()),
+            compaction_disabled: AtomicBool::new(false),
             shutdown: Mutex::new(false),
             shutdown_signal: Condvar::new(),
             recovery: recovered.report,
@@ -1065,7 +1068,9 @@ impl Inner {
                 limit: SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
             });
         }
-        if total > writer.active.remaining() {
+        // A sealed active segment means an earlier rotation sealed it but could not create the
+        // next one (a full disk, say): try again rather than write past its end.
+        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
             self.rotate(writer, total)?;
         }
         let seq = writer.next_seq;
@@ -1159,7 +1164,7 @@ impl Inner {
     /// Seals the active segment and starts a new one with room for `needed` bytes.
     fn rotate(&self, writer: &mut Writer, needed: usize) -> Result<()> {
         let old = writer.active.segment.clone();
-        if !old.is_memory() {
+        if !old.is_memory() && !old.is_sealed() {
             let sealed = old
                 .flush_range(0, old.published())
                 .and_then(|_| old.truncate_to_published())
@@ -1178,6 +1183,7 @@ impl Inner {
                 }
             }
         }
+        // From here the old segment takes no more appends, even if creating the next one fails.
         old.mark_sealed();
         let capacity = (needed + SEGMENT_HEADER_BYTES)
             .max(self.config.segment_bytes)

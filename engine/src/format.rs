@@ -38,7 +38,8 @@ struct SegmentHeaderLayout {
     magic: [u8; 8],
     version: u16,
     header_bytes: u16,
-    reserved: u32,
+    origin: u8,
+    reserved: [u8; 3],
     segment_id: u64,
     reserved2: u32,
     crc32: u32,
@@ -69,8 +70,8 @@ impl RecordKind {
     }
 }
 
-/// Keeps the keys of the four data models apart in one engine. Tag 0 is never used, so a zeroed
-/// header can never look like a record.
+/// Keeps the keys of the four data models apart in one engine. Tag 0 belongs to no namespace
+/// (batch records carry it); a zeroed header is told apart by its kind byte, never 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Namespace {

@@ -1,10 +1,12 @@
-//! Opening a data directory: finish an interrupted compaction swap, load hint files or scan
-//! segments (checking every CRC), truncate a torn tail, rebuild the index.
+//! Opening a data directory: finish an interrupted compaction swap, load hint files (checked
+//! entry by entry against their segment; record CRCs are then checked on read) or scan segments
+//! (checking every CRC), truncate a torn tail, rebuild the index.
 //!
 //! Recovery policy: the newest log segment (the tail) may end in a torn or corrupt record, the
 //! trace of a crash mid-write; it is cut back to its last whole record, the cut is logged with
-//! file and byte offset, and the bytes after it are zeroed. Any other segment must decode to its
-//! last byte: damage there is an error naming file and offset, and is never served as data.
+//! file and byte offset, and the bytes after it are zeroed. Any other scanned segment must decode
+//! to its last byte: damage there is an error naming file and offset, and is never served as
+//! data.
 //!
 //! Which record of a key wins is decided by seq, not by file order: compaction outputs carry old
 //! seqs in new files, so the highest seq wins, and tombstones (and expired records, which count
@@ -157,7 +159,9 @@ impl Loader {
         }
     }
 
-    /// Loads a segment from its hint file.
+    /// Loads a segment from its hint file. Every entry is checked against the segment before
+    /// any is applied, so a rejected hint file leaves nothing behind for the scan that replaces
+    /// it.
     fn load_hints(
         &mut self,
         segment: &Arc<Segment>,
@@ -165,6 +169,7 @@ impl Loader {
     ) -> std::result::Result<(), String> {
         let published = segment.capacity();
         segment.set_published(published);
+        let mut entries = 0;
         for entry in hints.iter() {
             let entry = entry?;
             let end = entry.offset as usize + entry.record_len as usize;
@@ -174,16 +179,31 @@ impl Loader {
                     entry.offset
                 ));
             }
-            // Cheap cross-check that the hint and the segment agree; the CRC is checked on read.
+            // The hint must describe the record that is really there; its CRC is checked on read.
             let header = segment.bytes(entry.offset as usize, RECORD_HEADER_BYTES);
+            let (key_len, value_len) = format::peek_lengths(header);
             if format::peek_seq(header) != entry.seq
-                || format::peek_lengths(header).0 != entry.key.len()
+                || key_len != entry.key.len()
+                || format::record_len(key_len, value_len) != entry.record_len as usize
+                || header[4] != entry.kind as u8
+                || header[5] != entry.namespace_tag
+                || segment.bytes(entry.offset as usize + RECORD_HEADER_BYTES, key_len) != entry.key
             {
                 return Err(format!(
                     "entry at offset {} disagrees with the segment",
                     entry.offset
                 ));
             }
+            entries += 1;
+        }
+        if entries != hints.entries {
+            return Err(format!(
+                "footer counts {} entries, file holds {entries}",
+                hints.entries
+            ));
+        }
+        for entry in hints.iter() {
+            let entry = entry?;
             let location = Location {
                 segment: segment.slot,
                 offset: entry.offset,
@@ -443,8 +463,6 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
             Some(hint) => match loader.load_hints(&segment, hint) {
                 Ok(()) => true,
                 Err(reason) => {
-                    // Entries already applied came from the segment's own records, and the scan
-                    // below applies the same records again: the seq rule makes that harmless.
                     let line = format!(
                         "{}: {reason}; scanning the segment instead",
                         dir::hint_path(dir, segment.id).display()

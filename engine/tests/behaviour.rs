@@ -499,3 +499,93 @@ fn damaged_hint_files_fall_back_to_scanning() {
     }
     assert_eq!(engine.len(KV), model.len() as u64);
 }
+
+#[test]
+fn a_failed_rotation_refuses_writes_without_losing_any_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(quiet_config(dir.path()));
+    let next_id = segment_files(dir.path()).len() as u64 + 1;
+    // Block the names the next segments would be created under (each failed attempt uses up
+    // one id), as a full disk would refuse them.
+    let blockers: Vec<_> = (next_id..next_id + 400)
+        .map(|id| dir.path().join(format!("{id:020}.seg.tmp")))
+        .collect();
+    for blocker in &blockers {
+        std::fs::create_dir(blocker).unwrap();
+    }
+    let mut acknowledged = Vec::new();
+    let mut failures = 0;
+    for i in 0..200u32 {
+        match engine.put(KV, &i.to_le_bytes(), &[5u8; 40], 0) {
+            Ok(_) => acknowledged.push(i),
+            Err(e) => {
+                assert!(matches!(e, Error::Io { .. }), "{e}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 0 && !acknowledged.is_empty());
+    // A write small enough for the sealed segment's leftover space must fail too, not land
+    // past the end of the truncated file.
+    assert!(engine.put(KV, b"t", b"", 0).is_err());
+    // Once rotation failed, no write may land in the sealed segment (it would be past its end).
+    let first_failure = (0..200u32).find(|i| !acknowledged.contains(i)).unwrap();
+    assert!(
+        acknowledged.iter().all(|&i| i < first_failure),
+        "a write succeeded after rotation failed"
+    );
+    for &i in &acknowledged {
+        assert!(
+            value(&engine, &i.to_le_bytes()).is_some(),
+            "reads keep working"
+        );
+    }
+    for blocker in &blockers {
+        std::fs::remove_dir(blocker).unwrap();
+    }
+    engine.put(KV, b"after", b"space is back", 0).unwrap();
+    drop(engine);
+    let engine = open(quiet_config(dir.path()));
+    for &i in &acknowledged {
+        assert!(value(&engine, &i.to_le_bytes()).is_some(), "key {i} lost");
+    }
+    assert_eq!(value(&engine, b"after"), Some(b"space is back".to_vec()));
+}
+
+#[test]
+fn a_hint_file_describing_another_segment_is_rejected_before_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = HashMap::new();
+    {
+        let engine = open(quiet_config(dir.path()));
+        for i in 0..300u32 {
+            let key = format!("k{}", i % 90);
+            engine.put(KV, key.as_bytes(), &i.to_le_bytes(), 0).unwrap();
+            model.insert(key, i);
+        }
+        engine.write_missing_hints().unwrap();
+    }
+    // Give segment 2 the hint file of segment 1, with its id and checksum patched so that only
+    // the entries themselves are wrong.
+    let hint = |id: u64| dir.path().join(format!("{id:020}.hint"));
+    let mut bytes = std::fs::read(hint(1)).unwrap();
+    bytes[16..24].copy_from_slice(&2u64.to_le_bytes());
+    let footer = bytes.len() - 16;
+    let crc = crc32fast::hash(&bytes[..footer + 8]);
+    bytes[footer + 8..footer + 12].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(hint(2), &bytes).unwrap();
+    let engine = open(quiet_config(dir.path()));
+    assert_eq!(
+        engine.recovery_report().bad_hints.len(),
+        1,
+        "{:?}",
+        engine.recovery_report()
+    );
+    for (key, i) in &model {
+        assert_eq!(
+            value(&engine, key.as_bytes()),
+            Some(i.to_le_bytes().to_vec()),
+            "{key}"
+        );
+    }
+}
