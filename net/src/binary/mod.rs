@@ -1,0 +1,213 @@
+//! Flin's binary protocol: length-prefixed frames on the same port as RESP.
+//!
+//! Every frame, request or response, is a 12-byte header and a body:
+//!
+//! ```text
+//! offset  width  field
+//!      0      1  magic 0xFB
+//!      1      1  version (1)
+//!      2      1  opcode
+//!      3      1  request: flags / response: status
+//!      4      4  request id, u32 little-endian (echoed in the response)
+//!      8      4  body length, u32 little-endian
+//!     12      n  body
+//! ```
+//!
+//! The magic 0xFB is not ASCII and never occurs in UTF-8, so it cannot begin
+//! a RESP frame (type bytes are ASCII punctuation) or an inline command
+//! (typed text): the server tells the protocols apart by a connection's
+//! first byte. `docs/protocol.md` draws every body.
+//!
+//! As for RESP, [`check`] first finds out, without allocating, whether a
+//! whole frame is buffered (it only reads the header), then
+//! [`parse_request`] / [`parse_response`] decode it, borrowing every byte
+//! string from the buffer.
+
+mod frame;
+mod request;
+mod response;
+
+pub use frame::{check, peek_header, FrameWriter, Header};
+pub use request::{
+    encode_auth, encode_del, encode_exists, encode_expire, encode_get, encode_incr, encode_incr_by,
+    encode_mdel, encode_mget, encode_mset, encode_ping, encode_scan, encode_set, encode_ttl,
+    parse_request, Items, Op, Pairs, Request, SetCondition,
+};
+pub use response::{encode_error, parse_response, OptionalItems, Response, ScanPage};
+
+/// First byte of every frame.
+pub const MAGIC: u8 = 0xFB;
+// 0xF5..=0xFF never occur in UTF-8, so no typed text starts with the magic.
+const _: () = assert!(MAGIC >= 0xF5);
+/// The protocol version this build speaks. A peer that receives another
+/// version replies with a protocol error and closes; new opcodes and flags
+/// are added without changing it (see `docs/protocol.md`).
+pub const VERSION: u8 = 1;
+
+/// Bytes of the header in front of every body.
+pub const HEADER_LEN: usize = 12;
+// magic + version + opcode + flags/status + request id + body length.
+const _: () = assert!(HEADER_LEN == 1 + 1 + 1 + 1 + 4 + 4);
+
+/// Longest request body: one maximal value (Redis's 512 MiB) plus room for
+/// its key and the other fields.
+pub const MAX_REQUEST_BODY_BYTES: usize = 512 * 1024 * 1024 + 64 * 1024;
+/// Longest response body: what the u32 length field can say.
+pub const MAX_RESPONSE_BODY_BYTES: usize = u32::MAX as usize;
+/// Most keys (MGET, MDEL, SCAN replies) or pairs (MSET) in one batch; the
+/// same bound as RESP's argument count.
+pub const MAX_BATCH_ITEMS: usize = 1024 * 1024;
+/// Length value that marks a missing item in an MGET response.
+pub const NULL_LEN: u32 = u32::MAX;
+
+/// Request opcodes. Ranges 0x40..=0x5F (queues), 0x60..=0x7F (streams) and
+/// 0x80..=0x9F (documents) are reserved for the other data models;
+/// 0xF0..=0xFF for protocol extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Liveness check; echoes the body.
+    Ping = 0x01,
+    /// Authenticate the connection.
+    Auth = 0x02,
+    /// Read a key.
+    Get = 0x10,
+    /// Write a key, optionally with a TTL and an NX/XX condition.
+    Set = 0x11,
+    /// Delete a key.
+    Del = 0x12,
+    /// Test a key.
+    Exists = 0x13,
+    /// Add 1 to an integer value.
+    Incr = 0x14,
+    /// Add a signed delta to an integer value.
+    IncrBy = 0x15,
+    /// Set a key's time to live in milliseconds.
+    Expire = 0x16,
+    /// A key's remaining time to live in milliseconds.
+    Ttl = 0x17,
+    /// Read many keys.
+    MGet = 0x20,
+    /// Write many keys.
+    MSet = 0x21,
+    /// Delete many keys.
+    MDel = 0x22,
+    /// Iterate over keys with a cursor.
+    Scan = 0x28,
+}
+
+impl Opcode {
+    /// Every opcode, for tests and documentation.
+    pub const ALL: [Opcode; 14] = [
+        Opcode::Ping,
+        Opcode::Auth,
+        Opcode::Get,
+        Opcode::Set,
+        Opcode::Del,
+        Opcode::Exists,
+        Opcode::Incr,
+        Opcode::IncrBy,
+        Opcode::Expire,
+        Opcode::Ttl,
+        Opcode::MGet,
+        Opcode::MSet,
+        Opcode::MDel,
+        Opcode::Scan,
+    ];
+
+    /// The opcode with this byte, if this build knows it.
+    pub fn from_u8(byte: u8) -> Option<Opcode> {
+        Opcode::ALL.into_iter().find(|op| *op as u8 == byte)
+    }
+}
+
+/// Request flag bits for SET.
+pub mod flags {
+    /// SET only if the key does not exist (Redis NX).
+    pub const SET_NX: u8 = 0x01;
+    /// SET only if the key exists (Redis XX).
+    pub const SET_XX: u8 = 0x02;
+    /// SET body ends with a u64 TTL in milliseconds.
+    pub const SET_TTL: u8 = 0x04;
+    /// SCAN body ends with a match pattern.
+    pub const SCAN_PATTERN: u8 = 0x01;
+}
+
+/// Response status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    /// Done; the body is the opcode's result.
+    Ok = 0x00,
+    /// The key does not exist (GET); empty body.
+    NotFound = 0x01,
+    /// SET's NX/XX condition was not met; empty body.
+    NotStored = 0x02,
+    /// The command failed; the body is a UTF-8 message (`ERR ...`).
+    Error = 0x10,
+    /// The key holds another data model's value; body is a message.
+    WrongType = 0x11,
+    /// Authentication is required or failed; body is a message.
+    NoAuth = 0x12,
+    /// The opcode is not known to this server; the connection stays open.
+    UnknownOpcode = 0x13,
+    /// The frame was malformed; body is a message and the server closes the
+    /// connection after sending it.
+    ProtocolError = 0x1F,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 8] = [
+        Status::Ok,
+        Status::NotFound,
+        Status::NotStored,
+        Status::Error,
+        Status::WrongType,
+        Status::NoAuth,
+        Status::UnknownOpcode,
+        Status::ProtocolError,
+    ];
+
+    /// The status with this byte, if known.
+    pub fn from_u8(byte: u8) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| *status as u8 == byte)
+    }
+}
+
+/// True for bytes that start a binary frame rather than RESP.
+pub fn is_binary_first_byte(byte: u8) -> bool {
+    byte == MAGIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_cannot_start_resp_or_text() {
+        for resp_type in b"*$+-:_,#!=(%~|>" {
+            assert!(!is_binary_first_byte(*resp_type));
+        }
+        for byte in 0u8..0x80 {
+            assert!(!is_binary_first_byte(byte), "ASCII 0x{byte:02x}");
+        }
+    }
+
+    #[test]
+    fn opcode_and_status_bytes_round_trip() {
+        for op in Opcode::ALL {
+            assert_eq!(Opcode::from_u8(op as u8), Some(op));
+            let byte = op as u8;
+            assert!(!(0x40..=0x9F).contains(&byte), "{op:?} in a reserved range");
+        }
+        for status in Status::ALL {
+            assert_eq!(Status::from_u8(status as u8), Some(status));
+        }
+        assert_eq!(Opcode::from_u8(0x40), None);
+        assert_eq!(Status::from_u8(0x03), None);
+    }
+}
+
+#[cfg(test)]
+mod codec_tests;

@@ -1,0 +1,447 @@
+//! The server side: one mio event loop per thread, each with its own
+//! `SO_REUSEPORT` listener on the shared port (see `sys` for why), feeding
+//! complete requests to a [`Service`].
+
+mod connection;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::binary;
+use connection::{Connection, Scratch};
+
+/// The protocol of a connection, chosen by its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// RESP2/RESP3, multibulk or inline.
+    Resp,
+    /// Flin's binary frames (first byte [`binary::MAGIC`]).
+    Binary,
+}
+
+/// What the connection should do after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Go on with the next request.
+    Continue,
+    /// Flush the replies written so far, then close. Requests after this
+    /// one in the same read are not handled.
+    Close,
+}
+
+/// The server's command layer, called by the loops.
+pub trait Service: Send + Sync + 'static {
+    /// Per-connection state (auth, RESP version, transaction queue...).
+    type Session: Send;
+    /// A new connection was accepted.
+    fn new_session(&self, conn_id: u64, peer: SocketAddr) -> Self::Session;
+    /// One RESP command; `args[0]` is the command name. Append the reply to `out`.
+    fn handle_resp(&self, session: &mut Self::Session, args: &[&[u8]], out: &mut Vec<u8>)
+        -> Action;
+    /// One binary request. Append the response frame to `out`
+    /// (`request.respond(out, status)...finish()`).
+    fn handle_binary(
+        &self,
+        session: &mut Self::Session,
+        request: &binary::Request<'_>,
+        out: &mut Vec<u8>,
+    ) -> Action;
+    /// Called once after every request parsed from one read has been
+    /// handled, before the replies are written to the socket: the server
+    /// uses it to wait for the group fsync under `--fsync always`, so no
+    /// reply leaves before its write is durable. Default: nothing.
+    fn before_reply_flush(&self, _session: &mut Self::Session) {}
+    /// Called when a connection closes (client gone, error, shutdown).
+    fn on_close(&self, _session: &mut Self::Session) {}
+}
+
+/// Default for [`ServerConfig::max_clients`] (Redis's `maxclients`).
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Default for [`ServerConfig::output_buffer_limit_bytes`].
+pub const DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+/// How often a loop looks at the shutdown flag even without a wake-up, so a
+/// signal handler that can only set the flag still stops the server.
+const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long shutdown keeps trying to flush pending replies.
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Events taken from one `poll` call.
+const EVENTS_PER_POLL: usize = 1024;
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+
+/// How the server listens and what it allows.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Event loops (threads); 0 means one per available core.
+    pub threads: usize,
+    /// Connections open at once, over all loops; the next one gets
+    /// `-ERR max number of clients reached` and is closed.
+    pub max_clients: usize,
+    /// A client whose unsent replies exceed this is disconnected, so a
+    /// client that never reads cannot grow the server's memory.
+    pub output_buffer_limit_bytes: usize,
+    /// Largest RESP request (Redis's `client-query-buffer-limit`).
+    pub max_request_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Defaults: one loop per core, 10,000 clients, 256 MiB output limit,
+    /// 1 GiB requests.
+    pub fn new(bind: SocketAddr) -> Self {
+        ServerConfig {
+            bind,
+            threads: 0,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            output_buffer_limit_bytes: DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
+            max_request_bytes: crate::resp::MAX_FRAME_BYTES,
+        }
+    }
+
+    fn thread_count(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Stops a running server from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Arc<ShutdownState>,
+}
+
+struct ShutdownState {
+    requested: AtomicBool,
+    wakers: Vec<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks every loop to stop: they stop accepting, flush pending replies
+    /// (best effort, for up to a second), close connections, and `run`
+    /// returns.
+    pub fn shutdown(&self) {
+        self.state.requested.store(true, Ordering::SeqCst);
+        for waker in &self.state.wakers {
+            // A failed wake is covered by the periodic flag check.
+            let _ = waker.wake();
+        }
+    }
+
+    /// True once shutdown was requested.
+    pub fn is_shutdown(&self) -> bool {
+        self.state.requested.load(Ordering::SeqCst)
+    }
+}
+
+type LoopRunner = Box<dyn FnOnce() -> io::Result<()> + Send>;
+
+/// A bound, not yet running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    loops: Vec<LoopRunner>,
+    shutdown: ShutdownHandle,
+}
+
+impl Server {
+    /// Binds (so a bind error is reported before threads start) and returns
+    /// the handle.
+    pub fn bind<S: Service>(config: ServerConfig, service: Arc<S>) -> io::Result<Server> {
+        let threads = config.thread_count();
+        // Port 0: the first listener picks the port, the others join it.
+        let first = crate::sys::reuseport_listener(config.bind)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..threads {
+            listeners.push(crate::sys::reuseport_listener(local_addr)?);
+        }
+        let mut polls = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), WAKER)?);
+            polls.push(poll);
+        }
+        let shutdown = ShutdownHandle {
+            state: Arc::new(ShutdownState {
+                requested: AtomicBool::new(false),
+                wakers,
+            }),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            client_count: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(1),
+        });
+        let mut loops: Vec<LoopRunner> = Vec::with_capacity(threads);
+        for (poll, listener) in polls.into_iter().zip(listeners) {
+            let mut listener = TcpListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)?;
+            let event_loop = EventLoop {
+                poll,
+                listener: Some(listener),
+                service: Arc::clone(&service),
+                shared: Arc::clone(&shared),
+                shutdown: shutdown.clone(),
+                connections: Vec::new(),
+                free_slots: Vec::new(),
+                deferred_reads: Vec::new(),
+                accept_pending: false,
+                scratch: Scratch::default(),
+            };
+            loops.push(Box::new(move || event_loop.run()));
+        }
+        Ok(Server {
+            local_addr,
+            loops,
+            shutdown,
+        })
+    }
+
+    /// The address the listeners are bound to (with the real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Runs the loops until `shutdown()` is called from another thread.
+    /// Returns the first loop error, if any (an error in one loop shuts the
+    /// others down).
+    pub fn run(self) -> io::Result<()> {
+        let mut threads = Vec::with_capacity(self.loops.len());
+        for (index, run_loop) in self.loops.into_iter().enumerate() {
+            let shutdown = self.shutdown.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("flin-net-{index}"))
+                .spawn(move || {
+                    let result = run_loop();
+                    if result.is_err() {
+                        shutdown.shutdown();
+                    }
+                    result
+                })?;
+            threads.push(thread);
+        }
+        let mut first_error = None;
+        for thread in threads {
+            let result = thread.join().unwrap_or_else(|_| {
+                self.shutdown.shutdown();
+                Err(io::Error::other("event loop thread panicked"))
+            });
+            if let Err(err) = result {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// State every loop shares.
+struct Shared {
+    config: ServerConfig,
+    /// Open connections over all loops, for `max_clients`.
+    client_count: AtomicUsize,
+    /// Source of connection ids, unique over the process.
+    next_conn_id: AtomicU64,
+}
+
+struct EventLoop<S: Service> {
+    poll: Poll,
+    /// `None` once shutdown has stopped accepting.
+    listener: Option<TcpListener>,
+    service: Arc<S>,
+    shared: Arc<Shared>,
+    shutdown: ShutdownHandle,
+    /// Slot `i` holds the connection with token `i`.
+    connections: Vec<Option<Connection<S::Session>>>,
+    free_slots: Vec<usize>,
+    /// Connections that used their read budget with bytes possibly left in
+    /// the socket; edge-triggered readiness will not fire again for those,
+    /// so the loop reads them next iteration without waiting.
+    deferred_reads: Vec<usize>,
+    /// An accept failed with something other than WouldBlock (EMFILE...);
+    /// retry next iteration, since edge-triggered readiness will not repeat.
+    accept_pending: bool,
+    scratch: Scratch,
+}
+
+impl<S: Service> EventLoop<S> {
+    fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        while !self.shutdown.is_shutdown() {
+            let timeout = if self.deferred_reads.is_empty() && !self.accept_pending {
+                SHUTDOWN_POLL_INTERVAL
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    self.close_all();
+                    return Err(err);
+                }
+            }
+            if std::mem::take(&mut self.accept_pending) {
+                self.accept_all();
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(slot) => {
+                        let readable = event.is_readable() || event.is_read_closed();
+                        self.on_ready(slot, readable, event.is_writable());
+                    }
+                }
+            }
+            for slot in std::mem::take(&mut self.deferred_reads) {
+                self.on_ready(slot, true, false);
+            }
+        }
+        self.shut_down();
+        Ok(())
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => {
+                    self.accept_pending = true;
+                    return;
+                }
+            };
+            self.admit(stream, peer);
+        }
+    }
+
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr) {
+        let previous = self.shared.client_count.fetch_add(1, Ordering::SeqCst);
+        if previous >= self.shared.config.max_clients {
+            self.shared.client_count.fetch_sub(1, Ordering::SeqCst);
+            // A fresh socket's send buffer has room for one line; if not,
+            // the client is closed without it, which is all Redis promises.
+            let _ = io::Write::write(&mut stream, b"-ERR max number of clients reached\r\n");
+            return;
+        }
+        // Replies are written once per read; Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.connections.push(None);
+            self.connections.len() - 1
+        });
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), Interest::READABLE)
+            .is_err()
+        {
+            self.free_slots.push(slot);
+            self.shared.client_count.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let session = self.service.new_session(id, peer);
+        let max_request_bytes = self.shared.config.max_request_bytes;
+        self.connections[slot] = Some(Connection::new(stream, session, max_request_bytes));
+    }
+
+    fn on_ready(&mut self, slot: usize, readable: bool, writable: bool) {
+        let Some(Some(connection)) = self.connections.get_mut(slot) else {
+            return;
+        };
+        let limit = self.shared.config.output_buffer_limit_bytes;
+        let mut keep = true;
+        if readable {
+            let outcome = connection.read_and_handle(&*self.service, &mut self.scratch, limit);
+            if outcome.read_budget_used {
+                self.deferred_reads.push(slot);
+            }
+            keep = outcome.keep_open;
+        }
+        if keep && writable {
+            keep = connection.flush(limit);
+        }
+        if keep {
+            keep = connection.update_interest(self.poll.registry(), Token(slot));
+        }
+        if !keep {
+            self.close(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut connection) = self.connections[slot].take() {
+            let _ = self.poll.registry().deregister(connection.stream_mut());
+            self.service.on_close(connection.session_mut());
+            self.free_slots.push(slot);
+            self.shared.client_count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn close_all(&mut self) {
+        for slot in 0..self.connections.len() {
+            self.close(slot);
+        }
+    }
+
+    /// Stop accepting, flush what was answered (best effort, bounded in
+    /// time), close everything. Requests already read were handled when they
+    /// were read, so there is nothing left to handle.
+    fn shut_down(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let limit = self.shared.config.output_buffer_limit_bytes;
+        let deadline = std::time::Instant::now() + SHUTDOWN_FLUSH_TIMEOUT;
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        loop {
+            for slot in 0..self.connections.len() {
+                let Some(connection) = self.connections[slot].as_mut() else {
+                    continue;
+                };
+                let registry = self.poll.registry();
+                if !connection.flush(limit)
+                    || !connection.has_pending_output()
+                    || !connection.update_interest(registry, Token(slot))
+                {
+                    self.close(slot);
+                }
+            }
+            let now = std::time::Instant::now();
+            if self.connections.iter().all(Option::is_none) || now >= deadline {
+                break;
+            }
+            let _ = self.poll.poll(&mut events, Some(deadline - now));
+        }
+        self.close_all();
+    }
+}
