@@ -152,3 +152,30 @@ fn pipeline_of_ten_thousand_commands() {
     assert_eq!(c.read_exact(expected.len()), expected);
     c.roundtrip(&resp(&[b"DBSIZE"]), b":5000\r\n");
 }
+
+#[test]
+fn binary_protocol_on_the_same_port() {
+    use flin_net::binary::{self, parse_response, SetCondition, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerGuard::start(dir.path(), &[]);
+    let mut c = server.connect();
+    let mut request = Vec::new();
+    binary::encode_set(&mut request, 1, b"bk", b"bv", Some(60_000), SetCondition::Always).unwrap();
+    binary::encode_get(&mut request, 2, b"bk").unwrap();
+    binary::encode_ttl(&mut request, 3, b"bk").unwrap();
+    c.send(&request);
+    let read_frame = |c: &mut common::RawClient| {
+        let mut frame = c.read_exact(binary::HEADER_LEN);
+        let body_len = u32::from_le_bytes(frame[8..12].try_into().unwrap()) as usize;
+        frame.extend(c.read_exact(body_len));
+        frame
+    };
+    let set = read_frame(&mut c);
+    assert_eq!(parse_response(&set).unwrap().status, Status::Ok);
+    let get = read_frame(&mut c);
+    let get = parse_response(&get).unwrap();
+    assert_eq!((get.request_id, get.status, get.value()), (2, Status::Ok, &b"bv"[..]));
+    let ttl = read_frame(&mut c);
+    let ttl = parse_response(&ttl).unwrap().integer().unwrap();
+    assert!((59_000..=60_000).contains(&ttl), "{ttl}");
+}
