@@ -160,7 +160,15 @@ fn binary_protocol_on_the_same_port() {
     let server = ServerGuard::start(dir.path(), &[]);
     let mut c = server.connect();
     let mut request = Vec::new();
-    binary::encode_set(&mut request, 1, b"bk", b"bv", Some(60_000), SetCondition::Always).unwrap();
+    binary::encode_set(
+        &mut request,
+        1,
+        b"bk",
+        b"bv",
+        Some(60_000),
+        SetCondition::Always,
+    )
+    .unwrap();
     binary::encode_get(&mut request, 2, b"bk").unwrap();
     binary::encode_ttl(&mut request, 3, b"bk").unwrap();
     c.send(&request);
@@ -174,7 +182,10 @@ fn binary_protocol_on_the_same_port() {
     assert_eq!(parse_response(&set).unwrap().status, Status::Ok);
     let get = read_frame(&mut c);
     let get = parse_response(&get).unwrap();
-    assert_eq!((get.request_id, get.status, get.value()), (2, Status::Ok, &b"bv"[..]));
+    assert_eq!(
+        (get.request_id, get.status, get.value()),
+        (2, Status::Ok, &b"bv"[..])
+    );
     let ttl = read_frame(&mut c);
     let ttl = parse_response(&ttl).unwrap().integer().unwrap();
     assert!((59_000..=60_000).contains(&ttl), "{ttl}");
