@@ -1,0 +1,181 @@
+//! Transactions: MULTI EXEC DISCARD WATCH UNWATCH. EXEC runs every queued command inside ONE
+//! engine transaction, so the batch commits as one atomic log record and no other client's
+//! write lands in between; WATCH compares each key's engine version at EXEC time.
+
+use crate::context::{Call, MultiState, Outcome, KV};
+use crate::dispatch;
+use crate::frame::Frame;
+
+pub fn multi(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
+    if call.session.multi.is_some() {
+        return Err(Frame::error("ERR MULTI calls can not be nested"));
+    }
+    call.session.multi = Some(MultiState::default());
+    Ok(Frame::ok())
+}
+
+pub fn discard(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
+    if call.session.multi.take().is_none() {
+        return Err(Frame::error("ERR DISCARD without MULTI"));
+    }
+    call.session.watched.clear();
+    Ok(Frame::ok())
+}
+
+pub fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    if call.session.multi.is_some() {
+        return Err(Frame::error("ERR WATCH inside MULTI is not allowed"));
+    }
+    for key in &args[1..] {
+        if call
+            .session
+            .watched
+            .iter()
+            .any(|(watched, _)| watched == key)
+        {
+            continue;
+        }
+        let version = call.engine().version(KV, key)?;
+        call.session.watched.push((key.to_vec(), version));
+    }
+    Ok(Frame::ok())
+}
+
+pub fn unwatch(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
+    call.session.watched.clear();
+    Ok(Frame::ok())
+}
+
+pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
+    let Some(multi) = call.session.multi.take() else {
+        return Err(Frame::error("ERR EXEC without MULTI"));
+    };
+    let watched = std::mem::take(&mut call.session.watched);
+    if multi.aborted {
+        return Err(Frame::error(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    let shared = call.shared;
+    let session = &mut *call.session;
+    let committed = shared.engine.transaction(|txn| {
+        if watched
+            .iter()
+            .any(|(key, version)| txn.version(KV, key) != *version)
+        {
+            return Ok(None);
+        }
+        let mut replies = Vec::with_capacity(multi.queued.len());
+        let mut written = Vec::new();
+        for queued in &multi.queued {
+            let args: Vec<&[u8]> = queued.iter().map(Vec::as_slice).collect();
+            let mut inner = Call::in_transaction(shared, session, txn, &mut written);
+            replies.push(dispatch::run_queued(&mut inner, &args));
+        }
+        Ok(Some(replies))
+    })?;
+    session.note_write(committed.seq);
+    Ok(committed.value.map_or(Frame::NullArray, Frame::Array))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::test_support::*;
+    use crate::context::Session;
+    use crate::frame::Frame;
+
+    #[test]
+    fn multi_exec_runs_queued_commands() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("exec"), err("ERR EXEC without MULTI"));
+        assert_eq!(h.run("discard"), err("ERR DISCARD without MULTI"));
+        assert_eq!(h.run("multi"), ok());
+        assert_eq!(h.run("multi"), err("ERR MULTI calls can not be nested"));
+        assert_eq!(h.run("set a 1"), Frame::Simple("QUEUED".into()));
+        assert_eq!(h.run("incr a"), Frame::Simple("QUEUED".into()));
+        assert_eq!(h.run("get a"), Frame::Simple("QUEUED".into()));
+        assert_eq!(h.run("incr nonint"), Frame::Simple("QUEUED".into()));
+        assert_eq!(
+            h.run("watch x"),
+            err("ERR WATCH inside MULTI is not allowed")
+        );
+        assert_eq!(
+            h.run("exec"),
+            Frame::Array(vec![ok(), int(2), bulk("2"), int(1)])
+        );
+        h.run("multi");
+        h.run("set a 1");
+        h.run("incr a");
+        h.run("get a");
+        h.run("set s x");
+        h.run("incr s");
+        h.run("flushdb");
+        h.run("get a");
+        assert_eq!(
+            h.run("exec"),
+            Frame::Array(vec![
+                ok(),
+                int(2),
+                bulk("2"),
+                ok(),
+                err("ERR value is not an integer or out of range"),
+                ok(),
+                Frame::Null,
+            ])
+        );
+        assert_eq!(h.run("dbsize"), int(0));
+    }
+
+    #[test]
+    fn queuing_errors_abort() {
+        let mut h = Harness::new();
+        h.run("multi");
+        h.run("set a 1");
+        assert_eq!(
+            h.run("get"),
+            err("ERR wrong number of arguments for 'get' command")
+        );
+        assert!(h.run("nosuch").is_error());
+        assert_eq!(
+            h.run("exec"),
+            err("EXECABORT Transaction discarded because of previous errors.")
+        );
+        assert_eq!(h.run("get a"), Frame::Null);
+        h.run("multi");
+        h.run("set a 1");
+        assert_eq!(h.run("discard"), ok());
+        assert_eq!(h.run("get a"), Frame::Null);
+    }
+
+    #[test]
+    fn watch_detects_other_writers() {
+        let mut h = Harness::new();
+        h.run("set w 1");
+        assert_eq!(h.run("watch w missing"), ok());
+        // Another connection writes the watched key.
+        let mut other = Session::new(2, "127.0.0.1:2".parse().unwrap(), true);
+        crate::dispatch::execute(&h.shared, &mut other, &[b"set", b"w", b"2"]);
+        h.run("multi");
+        h.run("set w 3");
+        assert_eq!(h.run("exec"), Frame::NullArray);
+        assert_eq!(h.run("get w"), bulk("2"));
+        // Unchanged watched keys (including a still-missing one) let EXEC run.
+        h.run("watch w missing");
+        h.run("multi");
+        h.run("set w 3");
+        assert_eq!(h.run("exec"), Frame::Array(vec![ok()]));
+        // A watched key created by someone else aborts.
+        h.run("watch missing");
+        crate::dispatch::execute(&h.shared, &mut other, &[b"set", b"missing", b"x"]);
+        h.run("multi");
+        h.run("get w");
+        assert_eq!(h.run("exec"), Frame::NullArray);
+        // UNWATCH forgets.
+        h.run("watch w");
+        crate::dispatch::execute(&h.shared, &mut other, &[b"set", b"w", b"9"]);
+        h.run("unwatch");
+        h.run("multi");
+        h.run("get w");
+        assert_eq!(h.run("exec"), Frame::Array(vec![bulk("9")]));
+    }
+}

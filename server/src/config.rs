@@ -1,0 +1,228 @@
+//! Command-line flags (hand-written parser) and the options they produce.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use flin_engine::Durability;
+
+pub const DEFAULT_PORT: u16 = 7380;
+pub const DEFAULT_BIND: &str = "127.0.0.1";
+pub const DEFAULT_DATA: &str = "./data";
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+
+/// The daemon's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub port: u16,
+    pub bind: IpAddr,
+    /// `None` with `--memory`: nothing is written to disk.
+    pub data: Option<PathBuf>,
+    pub fsync: Durability,
+    /// Event loops; 0 = one per core.
+    pub threads: usize,
+    pub requirepass: Option<Vec<u8>>,
+    pub max_clients: usize,
+    pub node_id: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: DEFAULT_PORT,
+            bind: DEFAULT_BIND.parse().expect("default bind address"),
+            data: Some(PathBuf::from(DEFAULT_DATA)),
+            fsync: Durability::EverySec,
+            threads: 0,
+            requirepass: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            node_id: "flin-0".into(),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Invocation {
+    Run(Options),
+    Help,
+    Version,
+}
+
+pub const HELP: &str = "\
+flin-server: Flin's daemon (Redis-compatible RESP and Flin's binary protocol on one port)
+
+USAGE:
+    flin-server [FLAGS]
+
+FLAGS:
+    --port <PORT>          TCP port to listen on (default 7380; 0 picks a free port,
+                           and the startup line says which)
+    --bind <ADDR>          IP address to listen on (default 127.0.0.1)
+    --data <DIR>           data directory, created if missing (default ./data)
+    --memory               keep everything in memory: no files, nothing survives a restart
+                           (--data is then ignored)
+    --fsync <POLICY>       when writes reach the disk: always (before each reply, shared
+                           by concurrent clients), everysec (default: a crash loses at
+                           most about a second), no (the OS decides)
+    --threads <N>          event-loop threads (default: one per core)
+    --requirepass <PASS>   require AUTH <PASS> (or HELLO ... AUTH default <PASS>) before
+                           any other command
+    --maxclients <N>       most connections open at once (default 10000)
+    --node-id <ID>         this node's name, shown by INFO (default flin-0)
+    --help, -h             print this help and exit
+    --version, -V          print the version and exit
+";
+
+/// Parses the arguments after the program name.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
+    let mut options = Options::default();
+    let mut memory = false;
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        // Accept --flag=value as well as --flag value.
+        let (flag, inline_value) = match flag.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
+            _ => (flag, None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline_value
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("flag {name} needs a value (see --help)"))
+        };
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(Invocation::Help),
+            "--version" | "-V" => return Ok(Invocation::Version),
+            "--port" => options.port = parse_number(&flag, &value(&flag)?)?,
+            "--bind" => {
+                let text = value(&flag)?;
+                options.bind = text
+                    .parse()
+                    .map_err(|_| format!("--bind: '{text}' is not an IP address"))?;
+            }
+            "--data" => {
+                let text = value(&flag)?;
+                if text.is_empty() {
+                    return Err("--data: the directory must not be empty".into());
+                }
+                options.data = Some(PathBuf::from(text));
+            }
+            "--memory" => memory = true,
+            "--fsync" => {
+                options.fsync = value(&flag)?.parse().map_err(|e| format!("--fsync: {e}"))?;
+            }
+            "--threads" => {
+                options.threads = parse_number(&flag, &value(&flag)?)?;
+                if options.threads == 0 {
+                    return Err("--threads: must be at least 1".into());
+                }
+            }
+            "--requirepass" => {
+                let pass = value(&flag)?;
+                if pass.is_empty() {
+                    return Err("--requirepass: the password must not be empty".into());
+                }
+                options.requirepass = Some(pass.into_bytes());
+            }
+            "--maxclients" => {
+                options.max_clients = parse_number(&flag, &value(&flag)?)?;
+                if options.max_clients == 0 {
+                    return Err("--maxclients: must be at least 1".into());
+                }
+            }
+            "--node-id" => {
+                let id = value(&flag)?;
+                if id.is_empty() || id.contains(char::is_whitespace) {
+                    return Err("--node-id: must be non-empty, without spaces".into());
+                }
+                options.node_id = id;
+            }
+            other => return Err(format!("unknown flag '{other}' (see --help)")),
+        }
+    }
+    if memory {
+        options.data = None;
+    }
+    Ok(Invocation::Run(options))
+}
+
+fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: '{text}' is not a valid number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Invocation, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        assert_eq!(parse(&[]).unwrap(), Invocation::Run(Options::default()));
+        let Invocation::Run(options) = parse(&[
+            "--port",
+            "0",
+            "--bind",
+            "0.0.0.0",
+            "--data",
+            "/tmp/x",
+            "--fsync",
+            "always",
+            "--threads=2",
+            "--requirepass",
+            "pw",
+            "--maxclients",
+            "5",
+            "--node-id",
+            "n1",
+        ])
+        .unwrap() else {
+            panic!("expected Run")
+        };
+        assert_eq!(options.port, 0);
+        assert_eq!(options.bind.to_string(), "0.0.0.0");
+        assert_eq!(options.data, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(options.fsync, Durability::Always);
+        assert_eq!(options.threads, 2);
+        assert_eq!(options.requirepass.as_deref(), Some(&b"pw"[..]));
+        assert_eq!(options.max_clients, 5);
+        assert_eq!(options.node_id, "n1");
+        let Invocation::Run(options) = parse(&["--memory"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(options.data, None);
+        assert_eq!(parse(&["--help"]).unwrap(), Invocation::Help);
+    }
+
+    #[test]
+    fn bad_flags_are_explained() {
+        assert_eq!(
+            parse(&["--port", "x"]).unwrap_err(),
+            "--port: 'x' is not a valid number"
+        );
+        assert_eq!(
+            parse(&["--port", "70000"]).unwrap_err(),
+            "--port: '70000' is not a valid number"
+        );
+        assert_eq!(
+            parse(&["--port"]).unwrap_err(),
+            "flag --port needs a value (see --help)"
+        );
+        assert_eq!(
+            parse(&["--frob"]).unwrap_err(),
+            "unknown flag '--frob' (see --help)"
+        );
+        assert!(parse(&["--fsync", "sometimes"])
+            .unwrap_err()
+            .starts_with("--fsync: unknown fsync policy"));
+        assert_eq!(
+            parse(&["--bind", "localhost"]).unwrap_err(),
+            "--bind: 'localhost' is not an IP address"
+        );
+    }
+}

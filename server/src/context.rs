@@ -1,0 +1,297 @@
+//! What a command runs against: [`Shared`] (the engine, the options, counters and the client
+//! registry, one per process), [`Session`] (one per connection), and [`Call`], which joins them
+//! with the one write path every mutating command goes through.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use flin_engine::{Engine, Namespace, Txn, Value};
+use flin_net::resp::RespVersion;
+
+use crate::config::Options;
+use crate::frame::Frame;
+
+/// A command's result: `Ok` is the reply, `Err` an error reply. `?` turns engine errors and
+/// argument errors into the latter.
+pub type Outcome = Result<Frame, Frame>;
+
+/// All key-value data lives in this namespace.
+pub const KV: Namespace = Namespace::Kv;
+
+impl From<flin_engine::Error> for Frame {
+    fn from(error: flin_engine::Error) -> Frame {
+        Frame::error(format!("ERR {error}"))
+    }
+}
+
+/// Process-wide counters for INFO.
+#[derive(Default)]
+pub struct Counters {
+    pub commands_processed: AtomicU64,
+    pub connections_received: AtomicU64,
+    pub connected_clients: AtomicU64,
+    pub rejected_connections: AtomicU64,
+}
+
+/// What CLIENT LIST shows of a connection. Updated only when it changes (name, library, RESP
+/// version), so the registry's lock is not taken on every command.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    pub name: String,
+    pub lib_name: String,
+    pub lib_version: String,
+    pub resp: u8,
+    pub connected_at: Instant,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub engine: Engine,
+    pub options: Options,
+    pub counters: Counters,
+    /// Open connections by id (CLIENT LIST).
+    pub clients: Mutex<BTreeMap<u64, ClientInfo>>,
+    pub started: Instant,
+    /// Mixed into RANDOMKEY's seed so consecutive calls pick different spots.
+    random_counter: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(engine: Engine, options: Options) -> Shared {
+        Shared {
+            engine,
+            options,
+            counters: Counters::default(),
+            clients: Mutex::new(BTreeMap::new()),
+            started: Instant::now(),
+            random_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The engine's clock (tests inject a manual one).
+    pub fn now_ms(&self) -> u64 {
+        self.engine.config().clock.now_ms()
+    }
+
+    /// A fresh pseudo-random number (not for secrets).
+    pub fn next_random(&self) -> u64 {
+        let counter = self.random_counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+        // splitmix64 of the counter and the clock.
+        let mut z = counter
+            .wrapping_add(nanos)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Applies `change` to the registry entry of connection `id`.
+    pub fn update_client(&self, id: u64, change: impl FnOnce(&mut ClientInfo)) {
+        if let Some(info) = self
+            .clients
+            .lock()
+            .expect("client registry lock")
+            .get_mut(&id)
+        {
+            change(info);
+        }
+    }
+}
+
+/// A MULTI in progress.
+#[derive(Default, Debug)]
+pub struct MultiState {
+    /// Commands queued for EXEC, each with its arguments.
+    pub queued: Vec<Vec<Vec<u8>>>,
+    /// A command was refused while queuing: EXEC must answer EXECABORT.
+    pub aborted: bool,
+}
+
+/// Limit on commands queued in one MULTI, so a client cannot grow the server without bound.
+pub const MULTI_QUEUED_MAX: usize = 1 << 20;
+
+/// One connection's state.
+pub struct Session {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub resp: RespVersion,
+    pub authenticated: bool,
+    pub name: Option<String>,
+    pub multi: Option<MultiState>,
+    /// WATCHed keys and the version each had when watched (`None`: absent).
+    pub watched: Vec<(Vec<u8>, Option<u64>)>,
+    /// Highest seq this connection wrote since its replies were last flushed: the reply must
+    /// not leave before it is durable (`Service::before_reply_flush`).
+    pub unflushed_seq: Option<u64>,
+}
+
+impl Session {
+    pub fn new(id: u64, peer: SocketAddr, authenticated: bool) -> Session {
+        Session {
+            id,
+            peer,
+            resp: RespVersion::Resp2,
+            authenticated,
+            name: None,
+            multi: None,
+            watched: Vec::new(),
+            unflushed_seq: None,
+        }
+    }
+
+    pub fn note_write(&mut self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.unflushed_seq = Some(self.unflushed_seq.map_or(seq, |old| old.max(seq)));
+        }
+    }
+}
+
+/// One command's view: the shared state, its session, and, inside EXEC, the transaction that
+/// every queued command shares.
+pub struct Call<'a, 't> {
+    pub shared: &'a Shared,
+    pub session: &'a mut Session,
+    txn: Option<&'a mut Txn<'t>>,
+    /// Inside EXEC: every key this transaction has put, because FLUSHALL must delete them too
+    /// and the engine's scan sees only committed keys.
+    written_in_transaction: Option<&'a mut Vec<Vec<u8>>>,
+}
+
+/// The transaction a command's `decide` step writes through: the engine's [`Txn`] restricted
+/// to the key-value namespace, remembering put keys when it is EXEC's shared transaction.
+pub struct KvTxn<'a, 't> {
+    txn: &'a mut Txn<'t>,
+    written: Option<&'a mut Vec<Vec<u8>>>,
+}
+
+impl KvTxn<'_, '_> {
+    pub fn now_ms(&self) -> u64 {
+        self.txn.now_ms()
+    }
+
+    pub fn get(&self, key: &[u8]) -> flin_engine::Result<Option<Value>> {
+        self.txn.get(KV, key)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> flin_engine::Result<bool> {
+        self.txn.contains(KV, key)
+    }
+
+    pub fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> flin_engine::Result<()> {
+        self.txn.put(KV, key, value, expiry_ms)?;
+        if let Some(written) = self.written.as_deref_mut() {
+            written.push(key.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Deletes the key if it exists; returns whether it did.
+    pub fn delete(&mut self, key: &[u8]) -> bool {
+        self.txn.delete(KV, key)
+    }
+}
+
+impl<'a, 't> Call<'a, 't> {
+    /// A command run on its own: each `write` is its own engine transaction.
+    pub fn standalone(shared: &'a Shared, session: &'a mut Session) -> Self {
+        Call {
+            shared,
+            session,
+            txn: None,
+            written_in_transaction: None,
+        }
+    }
+
+    /// A command run inside EXEC: reads see, and writes join, `txn`.
+    pub fn in_transaction(
+        shared: &'a Shared,
+        session: &'a mut Session,
+        txn: &'a mut Txn<'t>,
+        written: &'a mut Vec<Vec<u8>>,
+    ) -> Self {
+        Call {
+            shared,
+            session,
+            txn: Some(txn),
+            written_in_transaction: Some(written),
+        }
+    }
+
+    /// Keys put earlier in this EXEC (empty outside EXEC).
+    pub fn keys_written_in_transaction(&self) -> Vec<Vec<u8>> {
+        self.written_in_transaction
+            .as_deref()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn is_in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// The time expiries are compared with (the transaction's, inside EXEC).
+    pub fn now_ms(&self) -> u64 {
+        match &self.txn {
+            Some(txn) => txn.now_ms(),
+            None => self.shared.now_ms(),
+        }
+    }
+
+    /// A live key's value and expiry.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value>, Frame> {
+        Ok(match &self.txn {
+            Some(txn) => txn.get(KV, key)?,
+            None => self.shared.engine.get(KV, key)?,
+        })
+    }
+
+    /// Whether a live key exists.
+    pub fn exists(&self, key: &[u8]) -> Result<bool, Frame> {
+        Ok(match &self.txn {
+            Some(txn) => txn.contains(KV, key)?,
+            None => self.shared.engine.contains(KV, key)?,
+        })
+    }
+
+    /// THE write path: every mutating command decides and queues its writes in `decide`, which
+    /// runs with the engine's writer lock held, so read-modify-write is atomic; the writes
+    /// commit as one log record. If `decide` returns an error reply nothing is written.
+    /// Replication will slot in here (decide, replicate, apply).
+    pub fn write(&mut self, decide: impl FnOnce(&mut KvTxn<'_, '_>) -> Outcome) -> Outcome {
+        if let Some(txn) = self.txn.as_deref_mut() {
+            return decide(&mut KvTxn {
+                txn,
+                written: self.written_in_transaction.as_deref_mut(),
+            });
+        }
+        let mut refusal = None;
+        let result =
+            self.shared
+                .engine
+                .transaction(|txn| match decide(&mut KvTxn { txn, written: None }) {
+                    Ok(frame) => Ok(frame),
+                    Err(frame) => {
+                        refusal = Some(frame);
+                        Err(flin_engine::Error::Invalid("command refused".into()))
+                    }
+                });
+        match result {
+            Ok(committed) => {
+                self.session.note_write(committed.seq);
+                Ok(committed.value)
+            }
+            Err(error) => Err(refusal.unwrap_or_else(|| Frame::from(error))),
+        }
+    }
+}

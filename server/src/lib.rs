@@ -1,0 +1,38 @@
+//! flin-server: Flin's daemon and its Redis-compatible key-value command set.
+//!
+//! # Layout
+//! - `config`: command-line flags and [`config::Options`].
+//! - `frame`: [`frame::Frame`], the value a command returns; encoded to RESP2/RESP3 by
+//!   flin-net's encoder.
+//! - `context`: [`context::Shared`] (engine, options, counters, client registry),
+//!   [`context::Session`] (one per connection) and [`context::Call`], whose `write` is the one
+//!   path by which every mutating command reaches the engine (one engine transaction each, or
+//!   EXEC's shared transaction).
+//! - `dispatch`: lookup, arity, authentication, MULTI queuing, then the command.
+//! - `cmd`: the command table and one file per family (`connection`, `strings`, `keys`,
+//!   `server`, `transactions`), each parse -> apply -> reply.
+//! - `service`: flin-net's `Service`: RESP and binary requests in, frames out; waits for the
+//!   group fsync before replies leave under `--fsync always`.
+//! - `glob`, `number`: Redis's glob matching and number rules.
+//! - `signal`: SIGINT/SIGTERM -> a flag (the only `unsafe`).
+//! - `daemon`: startup (open the engine, bind, log line), run, and orderly shutdown.
+//!
+//! # Data flow
+//! socket -> flin-net parses a request -> `KvService::handle_*` -> `dispatch::execute` ->
+//! command: reads via `Call::get` (no writer lock), writes via `Call::write` ->
+//! `Engine::transaction` (seq recorded in the session) -> `Frame` -> encoded into the output
+//! buffer -> `before_reply_flush` waits for durability of the highest seq -> socket.
+
+#![deny(unsafe_code)]
+
+pub mod cmd;
+pub mod config;
+pub mod context;
+pub mod daemon;
+pub mod dispatch;
+pub mod frame;
+pub mod glob;
+pub mod number;
+pub mod service;
+#[allow(unsafe_code)]
+pub mod signal;

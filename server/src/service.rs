@@ -1,0 +1,336 @@
+//! [`KvService`]: flin-net's `Service` for the key-value command set. RESP commands go to the
+//! dispatcher and their frames are encoded in the session's RESP version; binary requests are
+//! turned into the same commands, and their frames into binary responses.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flin_net::binary::{Op, Request, SetCondition, Status};
+use flin_net::{Action, Service};
+
+use crate::context::{ClientInfo, Session, Shared};
+use crate::dispatch;
+use crate::frame::Frame;
+
+/// The daemon's service: shared state behind an `Arc`, one [`Session`] per connection.
+pub struct KvService {
+    pub shared: Arc<Shared>,
+}
+
+impl KvService {
+    pub fn new(shared: Arc<Shared>) -> KvService {
+        KvService { shared }
+    }
+}
+
+impl Service for KvService {
+    type Session = Session;
+
+    fn new_session(&self, conn_id: u64, peer: SocketAddr) -> Session {
+        let counters = &self.shared.counters;
+        counters
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        counters.connected_clients.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .clients
+            .lock()
+            .expect("client registry lock")
+            .insert(
+                conn_id,
+                ClientInfo {
+                    peer,
+                    name: String::new(),
+                    lib_name: String::new(),
+                    lib_version: String::new(),
+                    resp: 2,
+                    connected_at: Instant::now(),
+                },
+            );
+        Session::new(conn_id, peer, self.shared.options.requirepass.is_none())
+    }
+
+    fn handle_resp(&self, session: &mut Session, args: &[&[u8]], out: &mut Vec<u8>) -> Action {
+        let (frame, action) = dispatch::execute(&self.shared, session, args);
+        frame.encode(session.resp, out);
+        action
+    }
+
+    fn handle_binary(
+        &self,
+        session: &mut Session,
+        request: &Request<'_>,
+        out: &mut Vec<u8>,
+    ) -> Action {
+        respond_binary(&self.shared, session, request, out);
+        Action::Continue
+    }
+
+    /// Under `--fsync always`, waits (with every other writer: group commit) until this
+    /// connection's writes are on disk, so no reply leaves before its write is durable.
+    fn before_reply_flush(&self, session: &mut Session) {
+        if let Some(seq) = session.unflushed_seq.take() {
+            if let Err(error) = self.shared.engine.wait_durable(Some(seq)) {
+                // The replies are already written to the buffer and the trait gives no way to
+                // withdraw them; the engine is now poisoned and refuses further writes.
+                eprintln!("flin-server: flush failed, writes are refused from now on: {error}");
+            }
+        }
+    }
+
+    fn on_close(&self, session: &mut Session) {
+        self.shared
+            .counters
+            .connected_clients
+            .fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .clients
+            .lock()
+            .expect("client registry lock")
+            .remove(&session.id);
+    }
+}
+
+/// Runs a binary request as the equivalent command and writes its response.
+pub fn respond_binary(
+    shared: &Shared,
+    session: &mut Session,
+    request: &Request<'_>,
+    out: &mut Vec<u8>,
+) {
+    // Number arguments are formatted into these so `args` can borrow them.
+    let first_number;
+    let second_number;
+    let mut args: Vec<&[u8]> = Vec::new();
+    match &request.op {
+        Op::Ping { payload } => {
+            args.push(b"PING");
+            if !payload.is_empty() {
+                args.push(payload);
+            }
+        }
+        Op::Auth { username, password } => {
+            args.push(b"AUTH");
+            if !username.is_empty() {
+                args.push(username);
+            }
+            args.push(password);
+        }
+        Op::Get { key } => args.extend([&b"GET"[..], key]),
+        Op::Set {
+            key,
+            value,
+            ttl_ms,
+            condition,
+        } => {
+            args.extend([&b"SET"[..], key, value]);
+            if let Some(ttl_ms) = ttl_ms {
+                first_number = ttl_ms.to_string();
+                args.extend([&b"PX"[..], first_number.as_bytes()]);
+            }
+            match condition {
+                SetCondition::Always => {}
+                SetCondition::IfAbsent => args.push(b"NX"),
+                SetCondition::IfPresent => args.push(b"XX"),
+            }
+        }
+        Op::Del { key } => args.extend([&b"DEL"[..], key]),
+        Op::Exists { key } => args.extend([&b"EXISTS"[..], key]),
+        Op::Incr { key } => args.extend([&b"INCR"[..], key]),
+        Op::IncrBy { key, delta } => {
+            first_number = delta.to_string();
+            args.extend([&b"INCRBY"[..], key, first_number.as_bytes()]);
+        }
+        Op::Expire { key, ttl_ms } => {
+            first_number = ttl_ms.to_string();
+            args.extend([&b"PEXPIRE"[..], key, first_number.as_bytes()]);
+        }
+        Op::Ttl { key } => args.extend([&b"PTTL"[..], key]),
+        Op::MGet { keys } => {
+            args.push(b"MGET");
+            args.extend(keys.clone());
+        }
+        Op::MSet { pairs } => {
+            args.push(b"MSET");
+            for (key, value) in pairs.clone() {
+                args.extend([key, value]);
+            }
+        }
+        Op::MDel { keys } => {
+            args.push(b"DEL");
+            args.extend(keys.clone());
+        }
+        Op::Scan {
+            cursor,
+            count,
+            pattern,
+        } => {
+            first_number = cursor.to_string();
+            second_number = count.max(&1).to_string();
+            args.extend([
+                &b"SCAN"[..],
+                first_number.as_bytes(),
+                b"COUNT",
+                second_number.as_bytes(),
+            ]);
+            if let Some(pattern) = pattern {
+                args.extend([&b"MATCH"[..], pattern]);
+            }
+        }
+    }
+    let (frame, _) = dispatch::execute(shared, session, &args);
+    write_binary_response(request, frame, out);
+}
+
+fn write_binary_response(request: &Request<'_>, frame: Frame, out: &mut Vec<u8>) {
+    let written = match (&request.op, frame) {
+        (_, Frame::Error(message)) => {
+            let status = if message.starts_with("NOAUTH") || message.starts_with("WRONGPASS") {
+                Status::NoAuth
+            } else if message.starts_with("WRONGTYPE") {
+                Status::WrongType
+            } else {
+                Status::Error
+            };
+            request
+                .respond(out, status)
+                .raw(message.as_bytes())
+                .finish()
+        }
+        (Op::Ping { payload }, _) => request.respond(out, Status::Ok).raw(payload).finish(),
+        (Op::Get { .. }, Frame::Bulk(value)) => {
+            request.respond(out, Status::Ok).raw(&value).finish()
+        }
+        (Op::Get { .. }, _) => request.respond(out, Status::NotFound).finish(),
+        (Op::Set { .. }, Frame::Null) => request.respond(out, Status::NotStored).finish(),
+        (Op::Set { .. } | Op::Auth { .. } | Op::MSet { .. }, _) => {
+            request.respond(out, Status::Ok).finish()
+        }
+        (
+            Op::Del { .. } | Op::Exists { .. } | Op::Expire { .. } | Op::MDel { .. },
+            Frame::Integer(n),
+        ) => request
+            .respond(out, Status::Ok)
+            .u64(n.max(0) as u64)
+            .finish(),
+        (Op::Incr { .. } | Op::IncrBy { .. } | Op::Ttl { .. }, Frame::Integer(n)) => {
+            request.respond(out, Status::Ok).i64(n).finish()
+        }
+        (Op::MGet { .. }, Frame::Array(values)) => {
+            let mut writer = request.respond(out, Status::Ok).u32(values.len() as u32);
+            for value in &values {
+                writer = writer.optional_bytes(match value {
+                    Frame::Bulk(bytes) => Some(bytes),
+                    _ => None,
+                });
+            }
+            writer.finish()
+        }
+        (Op::Scan { .. }, Frame::Array(mut parts)) if parts.len() == 2 => {
+            let keys = parts.pop();
+            let cursor = parts.pop();
+            let (Some(Frame::Bulk(cursor)), Some(Frame::Array(keys))) = (cursor, keys) else {
+                unreachable!("SCAN replies [cursor, keys]");
+            };
+            let cursor = std::str::from_utf8(&cursor)
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let mut writer = request
+                .respond(out, Status::Ok)
+                .u64(cursor)
+                .u32(keys.len() as u32);
+            for key in &keys {
+                if let Frame::Bulk(key) = key {
+                    writer = writer.bytes(key);
+                }
+            }
+            writer.finish()
+        }
+        (op, frame) => unreachable!("command for {op:?} replied {frame:?}"),
+    };
+    if let Err(error) = written {
+        flin_net::binary::encode_error(
+            out,
+            request.op.opcode() as u8,
+            request.request_id,
+            Status::Error,
+            &format!("ERR {error}"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flin_net::binary::{self, parse_request, parse_response, Status};
+
+    use crate::cmd::test_support::Harness;
+
+    fn round_trip(h: &mut Harness, request: &[u8]) -> (Status, Vec<u8>) {
+        let len = binary::check(request, binary::MAX_REQUEST_BODY_BYTES).unwrap();
+        let request = parse_request(&request[..len]).unwrap();
+        let mut out = Vec::new();
+        super::respond_binary(&h.shared, &mut h.session, &request, &mut out);
+        let response = parse_response(&out).unwrap();
+        assert_eq!(response.request_id, request.request_id);
+        (response.status, response.body.to_vec())
+    }
+
+    #[test]
+    fn binary_ops_map_onto_commands() {
+        let mut h = Harness::new();
+        let mut buf = Vec::new();
+        binary::encode_set(&mut buf, 7, b"k", b"v", None, binary::SetCondition::Always).unwrap();
+        assert_eq!(round_trip(&mut h, &buf), (Status::Ok, vec![]));
+        buf.clear();
+        binary::encode_set(
+            &mut buf,
+            8,
+            b"k",
+            b"v",
+            None,
+            binary::SetCondition::IfAbsent,
+        )
+        .unwrap();
+        assert_eq!(round_trip(&mut h, &buf).0, Status::NotStored);
+        buf.clear();
+        binary::encode_get(&mut buf, 9, b"k").unwrap();
+        assert_eq!(round_trip(&mut h, &buf), (Status::Ok, b"v".to_vec()));
+        buf.clear();
+        binary::encode_get(&mut buf, 9, b"nope").unwrap();
+        assert_eq!(round_trip(&mut h, &buf).0, Status::NotFound);
+        buf.clear();
+        binary::encode_incr(&mut buf, 10, b"n").unwrap();
+        assert_eq!(
+            round_trip(&mut h, &buf),
+            (Status::Ok, 1i64.to_le_bytes().to_vec())
+        );
+        buf.clear();
+        binary::encode_incr(&mut buf, 10, b"k").unwrap();
+        let (status, body) = round_trip(&mut h, &buf);
+        assert_eq!(
+            (status, body.as_slice()),
+            (
+                Status::Error,
+                &b"ERR value is not an integer or out of range"[..]
+            )
+        );
+        buf.clear();
+        binary::encode_mset(&mut buf, 11, &[(&b"a"[..], &b"1"[..]), (b"b", b"2")]).unwrap();
+        assert_eq!(round_trip(&mut h, &buf).0, Status::Ok);
+        buf.clear();
+        binary::encode_mdel(&mut buf, 12, &[&b"a"[..], b"b", b"c"]).unwrap();
+        assert_eq!(
+            round_trip(&mut h, &buf),
+            (Status::Ok, 2u64.to_le_bytes().to_vec())
+        );
+        buf.clear();
+        binary::encode_ttl(&mut buf, 13, b"k").unwrap();
+        assert_eq!(
+            round_trip(&mut h, &buf),
+            (Status::Ok, (-1i64).to_le_bytes().to_vec())
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting the real `flin-server` binary for integration tests, and a raw RESP client.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A running server; Drop kills it, so no test leaves a process behind.
+pub struct ServerGuard {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl ServerGuard {
+    /// Starts the binary on an ephemeral port with `--data <dir>` and `extra` flags, and waits
+    /// for its startup line.
+    pub fn start(data: &Path, extra: &[&str]) -> ServerGuard {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flin-server"))
+            .args(["--port", "0", "--threads", "2", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start flin-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("startup line");
+        let addr = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("listening="))
+            .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
+            .parse()
+            .expect("address");
+        ServerGuard {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id() as i32, libc::SIGTERM);
+        child.wait().expect("wait for flin-server")
+    }
+
+    /// SIGKILL: a crash.
+    pub fn crash(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    pub fn connect(&self) -> RawClient {
+        RawClient::connect(self.addr)
+    }
+}
+
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not yet
+    // reaped, so it cannot name another process.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A client that sends raw bytes and reads raw replies.
+pub struct RawClient {
+    stream: TcpStream,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads exactly `len` bytes.
+    pub fn read_exact(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        self.stream.read_exact(&mut buf).expect("read reply");
+        buf
+    }
+
+    /// Sends `request` and asserts that the reply is exactly `expected`.
+    pub fn roundtrip(&mut self, request: &[u8], expected: &[u8]) {
+        self.send(request);
+        let got = self.read_exact(expected.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "reply to {:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+
+    /// True if the server closed the connection (read returns 0).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0))
+    }
+}
+
+/// Encodes a command as a RESP multibulk.
+pub fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
