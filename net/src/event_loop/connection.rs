@@ -100,9 +100,10 @@ impl<T> Connection<T> {
         self.out.len() - self.write_start
     }
 
-    /// Reads what the socket has (up to the budget); after each read,
-    /// handles every complete request, calls `before_reply_flush`, and
-    /// writes the replies.
+    /// Reads what the socket has (up to the budget) and handles every complete
+    /// request; the replies wait in the output buffer until the loop calls
+    /// `finish_replies`, after every ready connection has been handled, so one
+    /// group fsync covers the writes of all of them.
     pub(super) fn read_and_handle<S: Service<Session = T>>(
         &mut self,
         service: &S,
@@ -145,12 +146,11 @@ impl<T> Connection<T> {
                     read_budget_used: false,
                 };
             }
-            service.before_reply_flush(&mut self.session);
-            if !self.flush(output_limit_bytes) {
-                return ReadOutcome {
-                    keep_open: false,
-                    read_budget_used: false,
-                };
+            if received < READ_CHUNK_BYTES {
+                // A short read drained the socket: no need to spend a syscall on
+                // the read that would only say WouldBlock (edge-triggered
+                // readiness fires again when more bytes arrive).
+                break;
             }
         }
         if peer_closed {
@@ -289,6 +289,17 @@ impl<T> Connection<T> {
             }
         }
         true
+    }
+
+    /// Lets the service make the handled writes durable, then writes the
+    /// replies. Returns false if the connection must close.
+    pub(super) fn finish_replies<S: Service<Session = T>>(
+        &mut self,
+        service: &S,
+        output_limit_bytes: usize,
+    ) -> bool {
+        service.before_reply_flush(&mut self.session);
+        self.flush(output_limit_bytes)
     }
 
     /// Writes as much pending output as the socket takes. Returns false if

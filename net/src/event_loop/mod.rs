@@ -198,6 +198,7 @@ impl Server {
                 free_slots: Vec::new(),
                 deferred_reads: Vec::new(),
                 accept_pending: false,
+                replies_pending: Vec::new(),
                 scratch: Scratch::default(),
             };
             loops.push(Box::new(move || event_loop.run()));
@@ -277,6 +278,9 @@ struct EventLoop<S: Service> {
     /// An accept failed with something other than WouldBlock (EMFILE...);
     /// retry next iteration, since edge-triggered readiness will not repeat.
     accept_pending: bool,
+    /// Connections that handled requests this iteration: their replies are
+    /// written after all of them were handled (see `finish_iteration`).
+    replies_pending: Vec<usize>,
     scratch: Scratch,
 }
 
@@ -313,6 +317,7 @@ impl<S: Service> EventLoop<S> {
             for slot in std::mem::take(&mut self.deferred_reads) {
                 self.on_ready(slot, true, false);
             }
+            self.finish_iteration();
         }
         self.shut_down();
         Ok(())
@@ -379,22 +384,45 @@ impl<S: Service> EventLoop<S> {
             return;
         };
         let limit = self.shared.config.output_buffer_limit_bytes;
-        let mut keep = true;
         if readable {
+            // Replies (old and new) are written in `finish_iteration`, after
+            // `before_reply_flush`: none may leave before its write is durable.
             let outcome = connection.read_and_handle(&*self.service, &mut self.scratch, limit);
             if outcome.read_budget_used {
                 self.deferred_reads.push(slot);
             }
-            keep = outcome.keep_open;
+            if outcome.keep_open {
+                self.replies_pending.push(slot);
+            } else {
+                self.close(slot);
+            }
+            return;
         }
-        if keep && writable {
-            keep = connection.flush(limit);
-        }
+        let mut keep = !writable || connection.flush(limit);
         if keep {
             keep = connection.update_interest(self.poll.registry(), Token(slot));
         }
         if !keep {
             self.close(slot);
+        }
+    }
+
+    /// Second half of an iteration: every connection that handled requests
+    /// waits for durability (the first wait flushes for all of them: group
+    /// commit across connections) and writes its replies.
+    fn finish_iteration(&mut self) {
+        let limit = self.shared.config.output_buffer_limit_bytes;
+        for slot in std::mem::take(&mut self.replies_pending) {
+            let Some(Some(connection)) = self.connections.get_mut(slot) else {
+                continue;
+            };
+            let mut keep = connection.finish_replies(&*self.service, limit);
+            if keep {
+                keep = connection.update_interest(self.poll.registry(), Token(slot));
+            }
+            if !keep {
+                self.close(slot);
+            }
         }
     }
 
