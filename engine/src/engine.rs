@@ -588,9 +588,7 @@ impl Engine {
     /// The seq of the record that holds the key now, or `None` if it does not exist: changes
     /// whenever the key is written (WATCH compares it).
     pub fn version(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
-        Ok(self
-            .inner
-            .version_at(namespace, key, self.inner.config.clock.now_ms()))
+        Ok(self.inner.version_at(namespace, key, None))
     }
 
     /// Sets a key; durable per the policy when this returns.
@@ -831,7 +829,7 @@ impl Txn<'_> {
             });
         }
         self.inner
-            .get_with_at(namespace, key, self.now_ms, |v| Value {
+            .get_with_at(namespace, key, Some(self.now_ms), |v| Value {
                 value: v.value.to_vec(),
                 expiry_ms: v.expiry_ms,
             })
@@ -844,7 +842,10 @@ impl Txn<'_> {
                 matches!(&self.batch.ops[at], Op::Put { expiry_ms, .. } if *expiry_ms == 0 || *expiry_ms > self.now_ms),
             );
         }
-        Ok(self.inner.lookup_at(namespace, key, self.now_ms).is_some())
+        Ok(self
+            .inner
+            .lookup_at(namespace, key, Some(self.now_ms))
+            .is_some())
     }
 
     /// The key's version (see `Engine::version`) as committed before this transaction; keys
@@ -853,7 +854,7 @@ impl Txn<'_> {
         if self.overlay.contains_key(&(namespace, key.to_vec())) {
             return None;
         }
-        self.inner.version_at(namespace, key, self.now_ms)
+        self.inner.version_at(namespace, key, Some(self.now_ms))
     }
 
     /// Queues a put.
@@ -964,18 +965,14 @@ impl Inner {
     }
 
     /// The live slot of a key at `now_ms`.
-    fn lookup_at(&self, namespace: Namespace, key: &[u8], now_ms: u64) -> Option<Slot> {
-        let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
-        })?;
-        let slot = table.slot(position);
-        (!slot.is_expired(now_ms)).then_some(slot)
+    /// Whether a slot has expired at `now_ms`, or now if `None`: most keys have no expiry, so
+    /// the clock is only read for those that do.
+    fn has_expired(&self, slot: &Slot, now_ms: Option<u64>) -> bool {
+        slot.expiry_ms() != 0
+            && slot.is_expired(now_ms.unwrap_or_else(|| self.config.clock.now_ms()))
     }
 
-    fn version_at(&self, namespace: Namespace, key: &[u8], now_ms: u64) -> Option<u64> {
+    fn lookup_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<Slot> {
         let hash = key_hash(namespace.tag(), key);
         let table = self.index.read(Index::shard_of(hash));
         let segments = self.segments_read();
@@ -983,7 +980,18 @@ impl Inner {
             Inner::record_is(&segments, l, namespace.tag(), key)
         })?;
         let slot = table.slot(position);
-        if slot.is_expired(now_ms) {
+        (!self.has_expired(&slot, now_ms)).then_some(slot)
+    }
+
+    fn version_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<u64> {
+        let hash = key_hash(namespace.tag(), key);
+        let table = self.index.read(Index::shard_of(hash));
+        let segments = self.segments_read();
+        let position = table.find(hash, |l| {
+            Inner::record_is(&segments, l, namespace.tag(), key)
+        })?;
+        let slot = table.slot(position);
+        if self.has_expired(&slot, now_ms) {
             return None;
         }
         let location = slot.location();
@@ -995,7 +1003,7 @@ impl Inner {
     }
 
     fn lookup(&self, namespace: Namespace, key: &[u8]) -> Option<Slot> {
-        self.lookup_at(namespace, key, self.config.clock.now_ms())
+        self.lookup_at(namespace, key, None)
     }
 
     fn get_with<R>(
@@ -1004,14 +1012,14 @@ impl Inner {
         key: &[u8],
         read: impl FnOnce(ValueRef<'_>) -> R,
     ) -> Result<Option<R>> {
-        self.get_with_at(namespace, key, self.config.clock.now_ms(), read)
+        self.get_with_at(namespace, key, None, read)
     }
 
     fn get_with_at<R>(
         &self,
         namespace: Namespace,
         key: &[u8],
-        now_ms: u64,
+        now_ms: Option<u64>,
         read: impl FnOnce(ValueRef<'_>) -> R,
     ) -> Result<Option<R>> {
         let hash = key_hash(namespace.tag(), key);
@@ -1023,7 +1031,7 @@ impl Inner {
             return Ok(None);
         };
         let slot = table.slot(position);
-        if slot.is_expired(now_ms) {
+        if self.has_expired(&slot, now_ms) {
             return Ok(None);
         }
         let location = slot.location();
