@@ -23,6 +23,8 @@ pub struct Options {
     pub requirepass: Option<Vec<u8>>,
     pub max_clients: usize,
     pub node_id: String,
+    /// Size of a new log segment; small values make rotation and compaction frequent (tests).
+    pub segment_bytes: usize,
 }
 
 impl Default for Options {
@@ -36,6 +38,7 @@ impl Default for Options {
             requirepass: None,
             max_clients: DEFAULT_MAX_CLIENTS,
             node_id: "flin-0".into(),
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -69,6 +72,8 @@ FLAGS:
                            any other command
     --maxclients <N>       most connections open at once (default 10000)
     --node-id <ID>         this node's name, shown by INFO (default flin-0)
+    --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
+                           4096): smaller means more frequent rotation and compaction
     --help, -h             print this help and exit
     --version, -V          print the version and exit
 ";
@@ -112,6 +117,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "--memory" => memory = true,
             "--fsync" => {
                 options.fsync = value(&flag)?.parse().map_err(|e| format!("--fsync: {e}"))?;
+            }
+            "--segment-bytes" => {
+                options.segment_bytes = parse_number(&flag, &value(&flag)?)?;
+                let range = flin_engine::SEGMENT_BYTES_MIN..=flin_engine::SEGMENT_BYTES_MAX;
+                if !range.contains(&options.segment_bytes) {
+                    return Err(format!("--segment-bytes: must be within {range:?}"));
+                }
             }
             "--threads" => {
                 options.threads = parse_number(&flag, &value(&flag)?)?;
@@ -180,11 +192,15 @@ mod tests {
             "5",
             "--node-id",
             "n1",
+            "--segment-bytes",
+            "8192",
         ])
         .unwrap() else {
             panic!("expected Run")
         };
         assert_eq!(options.port, 0);
+        assert_eq!(options.segment_bytes, 8192);
+        assert!(parse(&["--segment-bytes", "100"]).is_err());
         assert_eq!(options.bind.to_string(), "0.0.0.0");
         assert_eq!(options.data, Some(PathBuf::from("/tmp/x")));
         assert_eq!(options.fsync, Durability::Always);

@@ -22,7 +22,8 @@ pub fn run(options: Options) -> Result<(), String> {
         Some(dir) => Config::directory(dir),
         None => Config::memory(),
     }
-    .durability(options.fsync);
+    .durability(options.fsync)
+    .segment_bytes(options.segment_bytes);
     let engine = Engine::open(config).map_err(|e| format!("cannot open the engine: {e}"))?;
     let report = engine.recovery_report();
     let data = options
