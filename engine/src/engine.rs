@@ -959,9 +959,10 @@ impl Inner {
         let offset = location.offset as usize;
         let header = segment.bytes(offset, RECORD_HEADER_BYTES);
         let (key_len, _) = format::peek_lengths(header);
+        // Checked read: the location may come from a hint file only sampled at recovery.
         key_len == key.len()
             && header[5] == namespace_tag
-            && segment.bytes(offset + RECORD_HEADER_BYTES, key_len) == key
+            && segment.bytes_checked(offset + RECORD_HEADER_BYTES, key_len) == Some(key)
     }
 
     /// The live slot of a key at `now_ms`.

@@ -235,6 +235,13 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
     }
 
+    /// Published bytes `[offset, offset + len)`, or `None` if they run past the published
+    /// prefix (for lengths read from bytes that may be wrong, such as a bad hint's target).
+    pub fn bytes_checked(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        (end <= self.published()).then(|| self.bytes(offset, len))
+    }
+
     /// Published bytes from `offset` to the end of the published prefix.
     pub fn bytes_from(&self, offset: usize) -> &[u8] {
         let published = self.published();
