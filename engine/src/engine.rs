@@ -18,7 +18,7 @@ use crate::format::{
     self, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES,
     SEGMENT_HEADER_BYTES, VALUE_BYTES_MAX,
 };
-use crate::index::{Index, Location, Slot, SHARD_COUNT};
+use crate::index::{Index, Location, Slot, Table, SHARD_COUNT};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{Segment, SegmentSlot, SegmentWriter};
 
@@ -211,22 +211,27 @@ pub enum Op {
 
 impl Op {
     pub fn namespace(&self) -> Namespace {
-        match self {
-            Op::Put { namespace, .. } | Op::Delete { namespace, .. } => *namespace,
-        }
+        WriteOp::namespace(self)
     }
 
     pub fn key(&self) -> &[u8] {
-        match self {
-            Op::Put { key, .. } | Op::Delete { key, .. } => key,
-        }
+        WriteOp::key(self)
     }
+}
+
+/// What the write path needs of one write: implemented by the owned `Op` (batches,
+/// transactions) and the borrowed `PutRef` (`Engine::put`, which then allocates nothing).
+pub(crate) trait WriteOp {
+    fn namespace(&self) -> Namespace;
+    fn key(&self) -> &[u8];
+    /// Value and expiry of a put; `None` for a delete.
+    fn put_value(&self) -> Option<(&[u8], u64)>;
 
     fn record_len(&self) -> usize {
-        match self {
-            Op::Put { key, value, .. } => format::record_len(key.len(), value.len()),
-            Op::Delete { key, .. } => format::record_len(key.len(), 0),
-        }
+        format::record_len(
+            self.key().len(),
+            self.put_value().map_or(0, |(v, _)| v.len()),
+        )
     }
 
     fn validate(&self) -> Result<()> {
@@ -237,10 +242,7 @@ impl Op {
                 limit: KEY_BYTES_MAX,
             });
         }
-        if let Op::Put {
-            value, expiry_ms, ..
-        } = self
-        {
+        if let Some((value, expiry_ms)) = self.put_value() {
             if value.len() > VALUE_BYTES_MAX {
                 return Err(Error::TooLarge {
                     field: "value",
@@ -248,13 +250,66 @@ impl Op {
                     limit: VALUE_BYTES_MAX,
                 });
             }
-            if *expiry_ms > format::EXPIRY_MS_MAX {
+            if expiry_ms > format::EXPIRY_MS_MAX {
                 return Err(Error::Invalid(format!(
                     "expiry {expiry_ms} ms is out of range"
                 )));
             }
         }
         Ok(())
+    }
+}
+
+impl WriteOp for Op {
+    fn namespace(&self) -> Namespace {
+        match self {
+            Op::Put { namespace, .. } | Op::Delete { namespace, .. } => *namespace,
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
+
+    fn put_value(&self) -> Option<(&[u8], u64)> {
+        match self {
+            Op::Put {
+                value, expiry_ms, ..
+            } => Some((value, *expiry_ms)),
+            Op::Delete { .. } => None,
+        }
+    }
+}
+
+/// A put borrowing its key and value.
+pub(crate) struct PutRef<'a> {
+    namespace: Namespace,
+    key: &'a [u8],
+    value: &'a [u8],
+    expiry_ms: u64,
+}
+
+impl WriteOp for PutRef<'_> {
+    fn namespace(&self) -> Namespace {
+        self.namespace
+    }
+
+    fn key(&self) -> &[u8] {
+        self.key
+    }
+
+    fn put_value(&self) -> Option<(&[u8], u64)> {
+        Some((self.value, self.expiry_ms))
+    }
+}
+
+/// Bytes a group of writes takes in the log: one record, or a batch record around them.
+fn encoded_len<O: WriteOp>(ops: &[O]) -> usize {
+    match ops.len() {
+        1 => ops[0].record_len(),
+        _ => RECORD_HEADER_BYTES + ops.iter().map(WriteOp::record_len).sum::<usize>(),
     }
 }
 
@@ -302,14 +357,6 @@ impl WriteBatch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
-    }
-
-    /// Bytes the batch takes in the log.
-    fn encoded_len(&self) -> usize {
-        match self.ops.len() {
-            1 => self.ops[0].record_len(),
-            _ => RECORD_HEADER_BYTES + self.ops.iter().map(Op::record_len).sum::<usize>(),
-        }
     }
 }
 
@@ -599,9 +646,15 @@ impl Engine {
         value: &[u8],
         expiry_ms: u64,
     ) -> Result<u64> {
-        let mut batch = WriteBatch::new();
-        batch.put(namespace, key, value, expiry_ms);
-        self.write(&batch)
+        let put = [PutRef {
+            namespace,
+            key,
+            value,
+            expiry_ms,
+        }];
+        let seq = self.inner.append(&mut self.inner.lock_writer(), &put)?;
+        self.wait_durable(Some(seq))?;
+        Ok(seq)
     }
 
     /// Removes a key; returns whether it existed. Writes nothing if it did not.
@@ -625,7 +678,7 @@ impl Engine {
             return Err(Error::Invalid("empty batch".into()));
         }
         let mut writer = self.inner.lock_writer();
-        self.inner.append(&mut writer, batch)
+        self.inner.append(&mut writer, &batch.ops)
     }
 
     /// Runs `decide` with the writer lock held: it reads the current state, decides, and queues
@@ -640,14 +693,14 @@ impl Engine {
         let mut txn = Txn {
             inner: &self.inner,
             batch: WriteBatch::new(),
-            overlay: HashMap::new(),
+            overlay: None,
             now_ms: self.inner.config.clock.now_ms(),
         };
         let value = decide(&mut txn)?;
         let seq = if txn.batch.is_empty() {
             None
         } else {
-            Some(self.inner.append(&mut writer, &txn.batch)?)
+            Some(self.inner.append(&mut writer, &txn.batch.ops)?)
         };
         Ok(Committed { value, seq })
     }
@@ -803,12 +856,27 @@ pub struct Committed<R> {
 pub struct Txn<'a> {
     inner: &'a Inner,
     batch: WriteBatch,
-    /// Latest queued op per key, for read-your-writes.
-    overlay: HashMap<(Namespace, Vec<u8>), usize>,
+    /// Latest queued op per key, for read-your-writes; built once the transaction holds more
+    /// than `OVERLAY_AFTER_OPS` writes (below that a linear scan is cheaper than hashing).
+    overlay: Option<HashMap<(Namespace, Vec<u8>), usize>>,
     now_ms: u64,
 }
 
+const OVERLAY_AFTER_OPS: usize = 16;
+
 impl Txn<'_> {
+    /// Index of the latest queued write of a key.
+    fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
+        match &self.overlay {
+            Some(overlay) => overlay.get(&(namespace, key.to_vec())).copied(),
+            None => self
+                .batch
+                .ops
+                .iter()
+                .rposition(|op| op.namespace() == namespace && op.key() == key),
+        }
+    }
+
     /// The clock reading taken when the transaction started (all its expiry checks use it).
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -817,7 +885,7 @@ impl Txn<'_> {
     /// The key's current value, including this transaction's own writes; expired keys are
     /// absent.
     pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
-        if let Some(&at) = self.overlay.get(&(namespace, key.to_vec())) {
+        if let Some(at) = self.pending_op(namespace, key) {
             return Ok(match &self.batch.ops[at] {
                 Op::Put {
                     value, expiry_ms, ..
@@ -837,7 +905,7 @@ impl Txn<'_> {
 
     /// Whether the key exists (seeing this transaction's writes).
     pub fn contains(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
-        if let Some(&at) = self.overlay.get(&(namespace, key.to_vec())) {
+        if let Some(at) = self.pending_op(namespace, key) {
             return Ok(
                 matches!(&self.batch.ops[at], Op::Put { expiry_ms, .. } if *expiry_ms == 0 || *expiry_ms > self.now_ms),
             );
@@ -851,7 +919,7 @@ impl Txn<'_> {
     /// The key's version (see `Engine::version`) as committed before this transaction; keys
     /// this transaction wrote report `None` for "changed".
     pub fn version(&self, namespace: Namespace, key: &[u8]) -> Option<u64> {
-        if self.overlay.contains_key(&(namespace, key.to_vec())) {
+        if self.pending_op(namespace, key).is_some() {
             return None;
         }
         self.inner.version_at(namespace, key, Some(self.now_ms))
@@ -893,9 +961,23 @@ impl Txn<'_> {
                 "transaction exceeds {BATCH_OPS_MAX} writes"
             )));
         }
-        self.overlay
-            .insert((op.namespace(), op.key().to_vec()), self.batch.ops.len());
         self.batch.ops.push(op);
+        let ops = &self.batch.ops;
+        match &mut self.overlay {
+            Some(overlay) => {
+                let last = ops.len() - 1;
+                overlay.insert((ops[last].namespace(), ops[last].key().to_vec()), last);
+            }
+            None if ops.len() > OVERLAY_AFTER_OPS => {
+                let overlay = ops
+                    .iter()
+                    .enumerate()
+                    .map(|(at, op)| ((op.namespace(), op.key().to_vec()), at))
+                    .collect();
+                self.overlay = Some(overlay);
+            }
+            None => {}
+        }
         Ok(())
     }
 
@@ -1058,18 +1140,18 @@ impl Inner {
 
     /// Appends a batch as one record (or a batch record) and updates the index. Caller holds
     /// the writer lock.
-    pub(crate) fn append(&self, writer: &mut Writer, batch: &WriteBatch) -> Result<u64> {
+    pub(crate) fn append<O: WriteOp>(&self, writer: &mut Writer, ops: &[O]) -> Result<u64> {
         self.check_writable()?;
-        if batch.ops.len() > BATCH_OPS_MAX {
+        if ops.is_empty() || ops.len() > BATCH_OPS_MAX {
             return Err(Error::Invalid(format!(
-                "batch of {} writes exceeds {BATCH_OPS_MAX}",
-                batch.ops.len()
+                "batch of {} writes is outside 1..={BATCH_OPS_MAX}",
+                ops.len()
             )));
         }
-        for op in &batch.ops {
+        for op in ops {
             op.validate()?;
         }
-        let total = batch.encoded_len();
+        let total = encoded_len(ops);
         if total > SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES {
             return Err(Error::TooLarge {
                 field: "batch",
@@ -1083,10 +1165,10 @@ impl Inner {
             self.rotate(writer, total)?;
         }
         let seq = writer.next_seq;
-        let single = batch.ops.len() == 1;
+        let single = ops.len() == 1;
         let start = writer
             .active
-            .append(total, |out| encode_batch(out, batch, seq, single));
+            .append(total, |out| encode_batch(out, ops, seq));
         writer.active.publish();
         let segment = writer.active.segment.clone();
         segment.note_seq(seq);
@@ -1099,7 +1181,7 @@ impl Inner {
             // The batch header itself is overhead compaction reclaims.
             segment.add_dead(RECORD_HEADER_BYTES);
         }
-        self.apply_to_index(&segment, first_record, batch);
+        self.apply_to_index(&segment, first_record, ops);
         writer.next_seq += 1;
         self.last_seq.store(seq, Ordering::Release);
         self.writes.fetch_add(1, Ordering::Relaxed);
@@ -1109,9 +1191,16 @@ impl Inner {
     /// Points the index at freshly appended records. Every shard the batch touches is locked
     /// (in shard order, so two writers cannot deadlock) before any changes, so no reader sees
     /// half a batch.
-    fn apply_to_index(&self, segment: &Arc<Segment>, first_record: usize, batch: &WriteBatch) {
-        let hashes: Vec<u64> = batch
-            .ops
+    fn apply_to_index<O: WriteOp>(&self, segment: &Arc<Segment>, first_record: usize, ops: &[O]) {
+        if let [op] = ops {
+            // One write, one shard: no bookkeeping to allocate.
+            let hash = key_hash(op.namespace().tag(), op.key());
+            let mut table = self.index.write(Index::shard_of(hash));
+            let segments = self.segments_read();
+            self.apply_one(&mut table, &segments, segment, op, hash, first_record);
+            return;
+        }
+        let hashes: Vec<u64> = ops
             .iter()
             .map(|op| key_hash(op.namespace().tag(), op.key()))
             .collect();
@@ -1121,40 +1210,50 @@ impl Inner {
         let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
         let segments = self.segments_read();
         let mut offset = first_record;
-        for (op, &hash) in batch.ops.iter().zip(&hashes) {
-            let shard = Index::shard_of(hash);
+        for (op, &hash) in ops.iter().zip(&hashes) {
             let at = guards
-                .binary_search_by_key(&shard, |(s, _)| *s)
+                .binary_search_by_key(&Index::shard_of(hash), |(s, _)| *s)
                 .expect("shard locked");
-            let table = &mut guards[at].1;
-            let location = Location {
-                segment: segment.slot,
-                offset: offset as u32,
-            };
-            let tag = op.namespace().tag();
-            let found = table.find(hash, |l| Inner::record_is(&segments, l, tag, op.key()));
-            if let Some(position) = found {
-                let old = table.slot(position);
-                Inner::mark_dead(&segments, old.location());
-            }
-            match (op, found) {
-                (Op::Put { expiry_ms, .. }, Some(position)) => {
-                    table.replace(position, Slot::new(hash, location, *expiry_ms))
-                }
-                (Op::Put { expiry_ms, .. }, None) => {
-                    table.insert_new(Slot::new(hash, location, *expiry_ms));
-                    self.key_counts[tag as usize].fetch_add(1, Ordering::Relaxed);
-                }
-                (Op::Delete { .. }, found) => {
-                    if let Some(position) = found {
-                        table.remove_at(position);
-                        self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
-                    }
-                    // A tombstone is dead from birth: it only shadows older records.
-                    segment.add_dead(op.record_len());
-                }
-            }
+            self.apply_one(&mut guards[at].1, &segments, segment, op, hash, offset);
             offset += op.record_len();
+        }
+    }
+
+    /// Points the index at one record written at `offset` of `segment`.
+    fn apply_one<O: WriteOp>(
+        &self,
+        table: &mut Table,
+        segments: &SegmentTable,
+        segment: &Arc<Segment>,
+        op: &O,
+        hash: u64,
+        offset: usize,
+    ) {
+        let location = Location {
+            segment: segment.slot,
+            offset: offset as u32,
+        };
+        let tag = op.namespace().tag();
+        let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key()));
+        if let Some(position) = found {
+            Inner::mark_dead(segments, table.slot(position).location());
+        }
+        match (op.put_value(), found) {
+            (Some((_, expiry_ms)), Some(position)) => {
+                table.replace(position, Slot::new(hash, location, expiry_ms))
+            }
+            (Some((_, expiry_ms)), None) => {
+                table.insert_new(Slot::new(hash, location, expiry_ms));
+                self.key_counts[tag as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            (None, found) => {
+                if let Some(position) = found {
+                    table.remove_at(position);
+                    self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
+                }
+                // A tombstone is dead from birth: it only shadows older records.
+                segment.add_dead(op.record_len());
+            }
         }
     }
 
@@ -1420,38 +1519,34 @@ impl Inner {
     }
 }
 
-/// Encodes a batch: a single op as a plain record, several inside a batch record.
-fn encode_batch(out: &mut [u8], batch: &WriteBatch, seq: u64, single: bool) {
+/// Encodes writes: a single one as a plain record, several inside a batch record.
+fn encode_batch<O: WriteOp>(out: &mut [u8], ops: &[O], seq: u64) {
+    let single = ops.len() == 1;
     let (mut at, flags) = if single {
         (0, 0)
     } else {
         (RECORD_HEADER_BYTES, FLAG_IN_BATCH)
     };
-    for op in &batch.ops {
-        at += match op {
-            Op::Put {
-                namespace,
-                key,
-                value,
-                expiry_ms,
-            } => format::encode_record(
+    for op in ops {
+        at += match op.put_value() {
+            Some((value, expiry_ms)) => format::encode_record(
                 &mut out[at..],
                 RecordKind::Put,
-                namespace.tag(),
+                op.namespace().tag(),
                 flags,
                 seq,
-                *expiry_ms,
-                key,
+                expiry_ms,
+                op.key(),
                 value,
             ),
-            Op::Delete { namespace, key } => format::encode_record(
+            None => format::encode_record(
                 &mut out[at..],
                 RecordKind::Delete,
-                namespace.tag(),
+                op.namespace().tag(),
                 flags,
                 seq,
                 0,
-                key,
+                op.key(),
                 &[],
             ),
         };

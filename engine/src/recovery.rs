@@ -189,7 +189,7 @@ impl Loader {
                 ));
             }
             previous_end = end;
-            if entries == 0 || entries % HINT_SAMPLE_EVERY == 0 || entries + 1 == hints.entries {
+            if entries == 0 || entries.is_multiple_of(HINT_SAMPLE_EVERY) || entries + 1 == hints.entries {
                 let header = segment.bytes(start, RECORD_HEADER_BYTES);
                 let (key_len, value_len) = format::peek_lengths(header);
                 if format::peek_seq(header) != entry.seq
