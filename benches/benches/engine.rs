@@ -24,13 +24,18 @@ fn benching() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
-/// Keys in the populated engine for the get benchmarks (a power of two).
+/// Keys in the populated engine for the get benchmarks (a power of two): 2^20 by default,
+/// `FLIN_BENCH_GET_KEYS` overrides it (rounded up to a power of two), e.g. 16384 for a set that
+/// fits in the CPU caches.
 fn populated_keys() -> u64 {
-    if benching() {
-        1 << 20
-    } else {
-        1 << 12
+    if !benching() {
+        return 1 << 12;
     }
+    std::env::var("FLIN_BENCH_GET_KEYS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|n| n.max(2).next_power_of_two())
+        .unwrap_or(1 << 20)
 }
 
 /// Most fresh keys one engine takes in the put benchmarks before it is replaced (untimed), so
@@ -151,6 +156,7 @@ fn bench_get(c: &mut Criterion) {
         populate(&engine, keys, VALUE_BYTES);
         engine.write_missing_hints().expect("hints");
     }
+    eprintln!("get: {keys} keys populated");
     let mut group = c.benchmark_group("get");
     group.throughput(Throughput::Elements(GETS_PER_ITER));
     for verify in [true, false] {
