@@ -169,6 +169,8 @@ fn thread_cpu_time() -> Duration {
 struct Recovery {
     wall: Duration,
     cpu: Duration,
+    /// Peak RSS during the open above the RSS before it, if the peak mark could be reset.
+    peak: Option<u64>,
     keys: u64,
     from_hints: usize,
     scanned: usize,
@@ -176,15 +178,24 @@ struct Recovery {
 }
 
 fn recover(dir: &Path, options: &Options) -> Recovery {
+    // Reset the peak-RSS mark (VmHWM) so it shows the peak of this open alone.
+    let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let rss_before = proc_status_bytes("VmRSS").unwrap_or(0);
     let cpu_start = thread_cpu_time();
     let start = Instant::now();
     let engine = Engine::open(config(dir, options)).expect("reopen");
     let wall = start.elapsed();
     let cpu = thread_cpu_time().saturating_sub(cpu_start);
+    let peak = if hwm_reset {
+        proc_status_bytes("VmHWM").map(|hwm| hwm.saturating_sub(rss_before))
+    } else {
+        None
+    };
     let report = engine.recovery_report();
     let recovery = Recovery {
         wall,
         cpu,
+        peak,
         keys: report.keys,
         from_hints: report.segments_from_hints,
         scanned: report.segments_scanned,
@@ -197,7 +208,7 @@ fn recover(dir: &Path, options: &Options) -> Recovery {
 fn print_recovery(label: &str, r: &Recovery, expected: u64) {
     assert_eq!(r.keys, expected, "recovered key count");
     println!(
-        "  {label:<24} {:>9.1} ms  {:>7.2} M keys/s  | cpu {:>8.1} ms {:>6.2} M keys/s  (segments from hints {}, scanned {}; index after open {:.1} B/key)",
+        "  {label:<24} {:>9.1} ms  {:>7.2} M keys/s  | cpu {:>8.1} ms {:>6.2} M keys/s  (segments from hints {}, scanned {}; index after open {:.1} B/key; peak RSS +{})",
         r.wall.as_secs_f64() * 1e3,
         r.keys as f64 / r.wall.as_secs_f64() / 1e6,
         r.cpu.as_secs_f64() * 1e3,
@@ -205,6 +216,8 @@ fn print_recovery(label: &str, r: &Recovery, expected: u64) {
         r.from_hints,
         r.scanned,
         r.index_bytes as f64 / r.keys.max(1) as f64,
+        r.peak
+            .map_or("unknown".to_string(), |p| format!("{:.1} MiB", mib(p))),
     );
 }
 
