@@ -48,10 +48,20 @@ fn keys_per_engine() -> u64 {
     }
 }
 
+/// A tempdir engine's settings. `FLIN_BENCH_SEGMENT_MIB` overrides the engine's 64 MiB
+/// segments (e.g. 1024, so a 2^20-key put run never rotates); the compaction benchmark sets
+/// its own.
 fn directory_config(dir: &TempDir) -> Config {
-    Config::directory(dir.path())
+    let config = Config::directory(dir.path())
         .durability(Durability::No)
-        .background_compaction(false)
+        .background_compaction(false);
+    match std::env::var("FLIN_BENCH_SEGMENT_MIB")
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+    {
+        Some(mib) => config.segment_bytes(mib << 20),
+        None => config,
+    }
 }
 
 fn memory_config() -> Config {
