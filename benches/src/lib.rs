@@ -1,1 +1,108 @@
 //! Benchmarks and load tools for Flin; see docs/benchmarks.md.
+//!
+//! Shared helpers for the criterion benches (`benches/engine.rs`) and the footprint binary
+//! (`src/bin/engine_footprint.rs`): deterministic keys and values, and a few readings from
+//! `/proc` so every figure is printed with the machine and the load it was taken under.
+
+/// Bytes in every benchmark key.
+pub const KEY_BYTES: usize = 16;
+
+/// splitmix64: a cheap bijective mixer, so keys are spread over the hash space and a walk over
+/// `0..n` in a permuted order touches the index at random.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The 16-byte key number `i` (distinct for distinct `i`; costs a few ns, no allocation).
+pub fn key(i: u64) -> [u8; KEY_BYTES] {
+    let mut k = [0u8; KEY_BYTES];
+    k[..8].copy_from_slice(&mix(i).to_le_bytes());
+    k[8..].copy_from_slice(&i.to_le_bytes());
+    k
+}
+
+/// A value of `len` bytes (contents do not matter to the engine; not all zero anyway).
+pub fn value(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ 0x5a)
+        .collect()
+}
+
+/// Position `i` of a permutation of `0..n` (`n` a power of two): an odd multiplier is a
+/// bijection modulo a power of two, so the walk visits every key once per `n` steps in a
+/// scattered order.
+pub fn permuted(i: u64, n: u64) -> u64 {
+    debug_assert!(n.is_power_of_two());
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15 | 1) & (n - 1)
+}
+
+/// A field of `/proc/self/status` in bytes (`VmRSS`, `RssAnon`, `RssFile`, ...), if present.
+pub fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        let kb: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+        Some(kb * 1024)
+    })
+}
+
+/// `nproc`, the CPU model and the load average, for the header of every report.
+pub fn machine_line() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "nproc={cpus} cpu=\"{model}\" loadavg=\"{}\"",
+        load_average()
+    )
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5 and 15 minute load).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_distinct_and_sized() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000 {
+            assert!(seen.insert(key(i)));
+        }
+        assert_eq!(key(7).len(), KEY_BYTES);
+    }
+
+    #[test]
+    fn permuted_is_a_permutation() {
+        let n = 1 << 12;
+        let mut seen = vec![false; n as usize];
+        for i in 0..n {
+            let j = permuted(i, n) as usize;
+            assert!(!seen[j]);
+            seen[j] = true;
+        }
+    }
+
+    #[test]
+    fn reads_rss() {
+        assert!(proc_status_bytes("VmRSS").unwrap_or(1) > 0);
+        assert!(!machine_line().is_empty());
+    }
+}
