@@ -112,6 +112,22 @@ impl HintFile {
         Ok(Some(HintFile { buf, entries }))
     }
 
+    /// The entry count a hint file's footer claims, read without loading the file (an estimate
+    /// for sizing the index; the file is checked in full when it is loaded).
+    pub fn footer_entries(path: &Path) -> Option<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        file.seek(SeekFrom::End(-(HINT_FOOTER_BYTES as i64))).ok()?;
+        let mut footer = [0u8; HINT_FOOTER_BYTES];
+        file.read_exact(&mut footer).ok()?;
+        let entries = u64::from_le_bytes(footer[0..8].try_into().expect("8 bytes"));
+        // A damaged footer must not size the index: no more entries than the file can hold.
+        let most = len.saturating_sub((HINT_HEADER_BYTES + HINT_FOOTER_BYTES) as u64)
+            / HINT_ENTRY_HEADER_BYTES as u64;
+        (entries <= most).then_some(entries)
+    }
+
     /// The entries, in file order. The checksum matched, so a malformed entry means a bug in the
     /// writer, and is reported as an error rather than trusted.
     pub fn iter(&self) -> HintIter<'_> {

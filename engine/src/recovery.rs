@@ -1,5 +1,5 @@
 //! Opening a data directory: finish an interrupted compaction swap, load hint files (checked
-//! entry by entry against their segment; record CRCs are then checked on read) or scan segments
+//! against their segment by sampling; record CRCs are then checked on read) or scan segments
 //! (checking every CRC), truncate a torn tail, rebuild the index.
 //!
 //! Recovery policy: the newest log segment (the tail) may end in a torn or corrupt record, the
@@ -189,7 +189,10 @@ impl Loader {
                 ));
             }
             previous_end = end;
-            if entries == 0 || entries.is_multiple_of(HINT_SAMPLE_EVERY) || entries + 1 == hints.entries {
+            if entries == 0
+                || entries.is_multiple_of(HINT_SAMPLE_EVERY)
+                || entries + 1 == hints.entries
+            {
                 let header = segment.bytes(start, RECORD_HEADER_BYTES);
                 let (key_len, value_len) = format::peek_lengths(header);
                 if format::peek_seq(header) != entry.seq
@@ -254,11 +257,14 @@ impl Loader {
                 }
                 Err(DecodeError::Corrupt(c)) => break Some(c.reason),
             };
-            if record.seq < previous_seq || record.flags & format::FLAG_IN_BATCH != 0 {
+            if record.seq < previous_seq {
                 break Some(format!(
                     "record seq {} after seq {previous_seq}",
                     record.seq
                 ));
+            }
+            if record.flags & format::FLAG_IN_BATCH != 0 {
+                break Some("batch member outside a batch".to_string());
             }
             previous_seq = record.seq;
             // Visible to reads from here on, so key comparisons can look at it.
@@ -434,11 +440,19 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         .map(|s| s.id)
         .max();
 
-    // Hint files tell how many keys to expect: size the index once instead of growing it.
-    let mut hints = Vec::with_capacity(segments.len());
-    let mut expected_keys = 0;
-    for segment in &segments {
-        let hint = if Some(segment.id) == tail_id {
+    // Hint files tell how many keys to expect: size the index once instead of growing it. Only
+    // their footers are read here; each file is loaded (and checked) when its segment is.
+    let expected_keys: u64 = segments
+        .iter()
+        .filter(|s| Some(s.id) != tail_id)
+        .filter_map(|s| HintFile::footer_entries(&dir::hint_path(dir, s.id)))
+        .sum();
+    loader.index.reserve(expected_keys as usize);
+
+    let mut active = None;
+    for segment in segments {
+        let is_tail = Some(segment.id) == tail_id;
+        let hint = if is_tail {
             None
         } else {
             match HintFile::read(&dir::hint_path(dir, segment.id), segment.id) {
@@ -454,14 +468,6 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
                 }
             }
         };
-        expected_keys += hint.as_ref().map_or(0, |h| h.entries as usize);
-        hints.push(hint);
-    }
-    loader.index.reserve(expected_keys);
-
-    let mut active = None;
-    for (segment, hint) in segments.into_iter().zip(hints) {
-        let is_tail = Some(segment.id) == tail_id;
         let segment = if is_tail {
             let path = dir::segment_path(dir, segment.id);
             Arc::new(Segment::open_file(&path, segment.slot, true)?)
