@@ -227,7 +227,7 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
         for segment in table.all() {
             let dead = segment.dead_bytes.load(Ordering::Relaxed);
             if segment.slot != active_slot
-                && segment.is_sealed()
+                && segment.is_durably_sealed()
                 && dead > 0
                 && segment.garbage_ratio() >= ratio_min
             {
@@ -463,7 +463,7 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
     let sealed: Vec<Arc<Segment>> = inner
         .segments_read()
         .all()
-        .filter(|s| s.is_sealed())
+        .filter(|s| s.is_durably_sealed())
         .cloned()
         .collect();
     let mut written = 0;

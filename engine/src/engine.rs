@@ -481,6 +481,13 @@ pub(crate) struct Inner {
     pub compactions: AtomicU64,
     pub reclaimed_bytes: AtomicU64,
     pub expired_reclaimed: AtomicU64,
+    /// A sealed log segment waiting for the sealer thread to flush, truncate and remap it (at
+    /// most one: a rotation finishes an earlier one itself if the sealer has not yet).
+    seal_pending: Mutex<Option<Arc<Segment>>>,
+    /// Wakes the sealer thread.
+    seal_wanted: Condvar,
+    /// Held while a segment is being sealed, by the sealer thread or a rotation.
+    seal_lock: Mutex<()>,
     /// Only one compaction at a time.
     pub compaction_lock: Mutex<()>,
     /// Set when a compaction failed after committing its manifest.
@@ -506,6 +513,7 @@ impl Drop for BackgroundThreads {
     fn drop(&mut self) {
         *self.inner.shutdown.lock().expect("shutdown lock") = true;
         self.inner.shutdown_signal.notify_all();
+        self.inner.seal_wanted.notify_all();
         for handle in self.handles.lock().expect("handles lock").drain(..) {
             let _ = handle.join();
         }
@@ -563,6 +571,9 @@ impl Engine {
             compactions: AtomicU64::new(0),
             reclaimed_bytes: AtomicU64::new(0),
             expired_reclaimed: AtomicU64::new(0),
+            seal_pending: Mutex::new(None),
+            seal_wanted: Condvar::new(),
+            seal_lock: Mutex::new(()),
             compaction_lock: Mutex::new(()),
             compaction_disabled: AtomicBool::new(false),
             shutdown: Mutex::new(false),
@@ -577,6 +588,10 @@ impl Engine {
             inner: inner.clone(),
             handles: Mutex::new(Vec::new()),
         });
+        if inner.dir.is_some() {
+            let worker = inner.clone();
+            threads.spawn("flin-seal", move || worker.seal_in_background());
+        }
         if inner.dir.is_some() && inner.config.durability == Durability::EverySec {
             let worker = inner.clone();
             threads.spawn("flin-flush", move || worker.flush_every_second());
@@ -1269,36 +1284,90 @@ impl Inner {
         segment.add_dead(format::record_len(key_len, value_len));
     }
 
-    /// Seals the active segment and starts a new one with room for `needed` bytes.
+    /// Starts a new active segment with room for `needed` bytes. The old one takes no more
+    /// appends at once; flushing it, cutting it to its last record and remapping it read-only
+    /// (a 64 MiB write-back under `everysec` or `no`) happens on the sealer thread, so the
+    /// writer lock is not held through it. Until then, every flush covers it too (`flush_active`).
     fn rotate(&self, writer: &mut Writer, needed: usize) -> Result<()> {
         let old = writer.active.segment.clone();
-        if !old.is_memory() && !old.is_sealed() {
-            let sealed = old
-                .flush_range(0, old.published())
-                .and_then(|_| old.truncate_to_published())
-                .and_then(|_| old.reopen_read_only());
-            match sealed {
-                Ok(Some(read_only)) => {
-                    self.segments
-                        .write()
-                        .expect("segment table lock")
-                        .install(Arc::new(read_only));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.set_poison(e.to_string());
-                    return Err(e);
-                }
+        // At most one segment waits for its seal: finish an earlier one here if need be.
+        let earlier = self.seal_pending.lock().expect("seal lock").clone();
+        if let Some(earlier) = earlier {
+            if !Arc::ptr_eq(&earlier, &old) {
+                self.seal_segment(&earlier)?;
             }
         }
         // From here the old segment takes no more appends, even if creating the next one fails.
         old.mark_sealed();
+        if old.is_memory() {
+            old.mark_durably_sealed();
+        } else if !old.is_durably_sealed() {
+            *self.seal_pending.lock().expect("seal lock") = Some(old);
+            self.seal_wanted.notify_one();
+        }
         let capacity = (needed + SEGMENT_HEADER_BYTES)
             .max(self.config.segment_bytes)
             .next_multiple_of(4096);
         let segment = self.create_segment(capacity)?;
         writer.active = SegmentWriter::new(segment).expect("new segment has no writer");
         Ok(())
+    }
+
+    /// Flushes a sealed segment, cuts its file to the last record, fsyncs it, and swaps in a
+    /// read-only mapping. Idempotent. A failure poisons the engine (its records may not be on
+    /// disk, and the flush will not be retried).
+    fn seal_segment(&self, segment: &Arc<Segment>) -> Result<()> {
+        let _sealing = self.seal_lock.lock().expect("seal lock");
+        if !segment.is_durably_sealed() {
+            let sealed = segment
+                .flush_range(0, segment.published())
+                .and_then(|_| segment.truncate_to_published())
+                .and_then(|_| segment.reopen_read_only());
+            match sealed {
+                Ok(Some(read_only)) => {
+                    self.segments
+                        .write()
+                        .expect("segment table lock")
+                        .install(Arc::new(read_only));
+                    segment.mark_durably_sealed();
+                }
+                Ok(None) => segment.mark_durably_sealed(),
+                Err(e) => {
+                    self.set_poison(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        let mut pending = self.seal_pending.lock().expect("seal lock");
+        if pending.as_ref().is_some_and(|p| Arc::ptr_eq(p, segment)) {
+            *pending = None;
+        }
+        Ok(())
+    }
+
+    /// The sealer thread: seals what rotation hands over, and finishes before shutdown.
+    fn seal_in_background(&self) {
+        loop {
+            let pending = {
+                let pending = self.seal_pending.lock().expect("seal lock");
+                // Shutdown also notifies `seal_wanted`; the timeout is only a backstop.
+                let stopping = || *self.shutdown.lock().expect("shutdown lock");
+                let (pending, _) = self
+                    .seal_wanted
+                    .wait_timeout_while(pending, Duration::from_millis(100), |p| {
+                        p.is_none() && !stopping()
+                    })
+                    .expect("seal lock");
+                pending.clone()
+            };
+            if let Some(segment) = pending {
+                if let Err(e) = self.seal_segment(&segment) {
+                    (self.config.logger)(&format!("sealing segment {} failed: {e}", segment.id));
+                }
+            } else if *self.shutdown.lock().expect("shutdown lock") {
+                return;
+            }
+        }
     }
 
     /// Creates a log segment and installs it in the table.
@@ -1326,14 +1395,20 @@ impl Inner {
 
     /// Flushes the active segment up to what is written now; returns the seq that is durable.
     fn flush_active(&self) -> Result<u64> {
-        let (segment, to, seq) = {
+        let (segment, to, seq, sealing) = {
             let writer = self.lock_writer();
             (
                 writer.active.segment.clone(),
                 writer.active.segment.published(),
                 self.last_seq.load(Ordering::Acquire),
+                self.seal_pending.lock().expect("seal lock").clone(),
             )
         };
+        // Records of a segment still waiting for its seal are older than the active ones: they
+        // must be on disk before this flush may declare `seq` durable.
+        if let Some(sealing) = sealing {
+            sealing.flush_range(0, sealing.published())?;
+        }
         let from = {
             let state = self.sync.lock().expect("sync lock");
             if state.flushed_segment_id == segment.id {

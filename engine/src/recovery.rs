@@ -434,11 +434,17 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         }
         segments.push(segment);
     }
-    let tail_id = segments
+    let mut log_ids: Vec<u64> = segments
         .iter()
         .filter(|s| s.origin == SegmentOrigin::Log)
         .map(|s| s.id)
-        .max();
+        .collect();
+    log_ids.sort_unstable();
+    let tail_id = log_ids.last().copied();
+    // The log segment before the tail may have been waiting for its seal (flush, cut to its
+    // last record, fsync: done off the writer's path) when the process stopped.
+    let sealing_id = log_ids.iter().rev().nth(1).copied();
+    let mut discard_tail = None;
 
     // Hint files tell how many keys to expect: size the index once instead of growing it. Only
     // their footers are read here; each file is loaded (and checked) when its segment is.
@@ -468,6 +474,7 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
                 }
             }
         };
+        let is_sealing = Some(segment.id) == sealing_id;
         let segment = if is_tail {
             let path = dir::segment_path(dir, segment.id);
             Arc::new(Segment::open_file(&path, segment.slot, true)?)
@@ -492,12 +499,72 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
             None => false,
         };
         if from_hint {
+            // Hint files are only written for segments whose seal finished.
+            segment.mark_durably_sealed();
             report.segments_from_hints += 1;
             continue;
         }
         report.segments_scanned += 1;
+        if is_tail {
+            if let Some(reason) = discard_tail.take() {
+                // The records here came after records lost in the segment before: keeping them
+                // would not leave a prefix of the log. None was acknowledged under `always`
+                // (a flush covers the sealing segment before the active one).
+                let mut writer =
+                    SegmentWriter::new(segment.clone()).expect("recovery holds the only writer");
+                let zeroed = writer.zero_tail();
+                segment.flush_range(SEGMENT_HEADER_BYTES, segment.capacity())?;
+                let path = segment.display_path();
+                (config.logger)(&format!(
+                    "discarded {zeroed} bytes of {}: {reason}",
+                    path.display()
+                ));
+                report.torn_tail = Some(TornTail {
+                    path,
+                    offset: SEGMENT_HEADER_BYTES as u64,
+                    reason,
+                });
+                active = Some(writer);
+                continue;
+            }
+        }
         segment.set_published(SEGMENT_HEADER_BYTES);
-        let (end, stop) = loader.scan(&segment, !is_tail)?;
+        let (end, stop) = loader.scan(&segment, !is_tail && !is_sealing)?;
+        if is_sealing {
+            // Finish its seal: cut the file to its last whole record. Bytes after a clean end
+            // must be zeros; anything else there (or a torn record) means records were lost,
+            // and then the tail's records cannot be kept either.
+            let path = segment.display_path();
+            let file_len = segment.capacity();
+            let garbage_after = segment.scan_bytes()[end..].iter().any(|&b| b != 0);
+            if let Some(reason) = stop.or_else(|| {
+                garbage_after.then(|| "non-zero bytes after the last record".to_string())
+            }) {
+                (config.logger)(&format!(
+                    "segment {} was waiting for its seal and is torn at byte {end} ({reason}); cut there",
+                    path.display()
+                ));
+                discard_tail = Some(format!(
+                    "the segment before it was torn at byte {end} of {}",
+                    path.display()
+                ));
+            }
+            if file_len > end {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|file| {
+                        file.set_len(end as u64)?;
+                        file.sync_all()
+                    })
+                    .map_err(|e| Error::io(&path, "finish sealing segment", e))?;
+            }
+            segment.mark_durably_sealed();
+            continue;
+        }
+        if !is_tail {
+            segment.mark_durably_sealed();
+        }
         if is_tail {
             let mut writer =
                 SegmentWriter::new(segment.clone()).expect("recovery holds the only writer");

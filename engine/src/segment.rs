@@ -45,6 +45,9 @@ pub struct Segment {
     pub max_seq: AtomicU64,
     /// Set once the segment is sealed (no more appends).
     sealed: AtomicBool,
+    /// Set once a sealed segment is flushed, cut to its last record and fsynced (or was found
+    /// so at recovery): only then may compaction or a hint file rely on its file.
+    durably_sealed: AtomicBool,
 }
 
 // SAFETY: the raw mapping is only read below `published` (immutable bytes, published with
@@ -94,6 +97,7 @@ impl Segment {
             min_seq: AtomicU64::new(u64::MAX),
             max_seq: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            durably_sealed: AtomicBool::new(false),
         }
     }
 
@@ -298,6 +302,15 @@ impl Segment {
         self.sealed.store(true, Ordering::Release);
     }
 
+    pub fn is_durably_sealed(&self) -> bool {
+        self.durably_sealed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_durably_sealed(&self) {
+        self.mark_sealed();
+        self.durably_sealed.store(true, Ordering::Release);
+    }
+
     pub fn is_memory(&self) -> bool {
         self.file.is_none()
     }
@@ -331,7 +344,7 @@ impl Segment {
         reopened.dead_bytes = AtomicU64::new(self.dead_bytes.load(Ordering::Relaxed));
         reopened.min_seq = AtomicU64::new(self.min_seq.load(Ordering::Relaxed));
         reopened.max_seq = AtomicU64::new(self.max_seq.load(Ordering::Relaxed));
-        reopened.mark_sealed();
+        reopened.mark_durably_sealed();
         Ok(Some(reopened))
     }
 }

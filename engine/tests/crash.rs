@@ -379,3 +379,81 @@ fn expired_record_keeps_shadowing_an_older_value_outside_a_partial_merge() {
         "older value came back after a full merge"
     );
 }
+
+/// Writes `n` distinct keys into small segments; returns their groups (one key each) and the
+/// log segment files, oldest first.
+fn write_across_segments(dir: &Path, n: usize) -> (Vec<Vec<usize>>, Vec<std::path::PathBuf>) {
+    let engine = open(quiet_config(dir));
+    for i in 0..n {
+        engine.put(KV, &key(i), &val(i), 0).unwrap();
+    }
+    drop(engine);
+    ((0..n).map(|i| vec![i]).collect(), segment_files(dir))
+}
+
+/// The key index of every record of a segment file, in file order.
+fn keys_in(path: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(path).unwrap();
+    record_ranges(&bytes)
+        .iter()
+        .map(|&(start, _)| {
+            let record = flin_engine::format::decode_record(&bytes[start..], 0, true).unwrap();
+            std::str::from_utf8(&record.key[4..])
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_previous_segment_still_waiting_for_its_seal_opens_and_gets_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (groups, files) = write_across_segments(dir.path(), 250);
+    assert!(files.len() >= 3);
+    // A crash before the sealer ran: the segment keeps its preallocated zero tail.
+    let previous = &files[files.len() - 2];
+    let sealed_len = std::fs::metadata(previous).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(previous)
+        .unwrap()
+        .set_len(sealed_len + 8192)
+        .unwrap();
+    assert_prefix(
+        dir.path(),
+        &groups,
+        groups.len(),
+        "unsealed previous segment",
+    );
+    assert_eq!(
+        std::fs::metadata(previous).unwrap().len(),
+        sealed_len,
+        "seal finished at recovery"
+    );
+}
+
+#[test]
+fn a_torn_previous_segment_is_cut_and_the_newer_records_go_with_it() {
+    let original = tempfile::tempdir().unwrap();
+    let (groups, files) = write_across_segments(original.path(), 250);
+    let previous = files[files.len() - 2].file_name().unwrap().to_owned();
+    let bytes = std::fs::read(&files[files.len() - 2]).unwrap();
+    let (start, end) = *record_ranges(&bytes).last().unwrap();
+    let torn_key = *keys_in(&files[files.len() - 2]).last().unwrap();
+    for cut in [start + 1, start + 31, (start + end) / 2, end - 1] {
+        let image = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), image.path());
+        let mut torn = bytes.clone();
+        torn[cut..end].fill(0);
+        torn.resize(bytes.len() + 4096, 0);
+        std::fs::write(image.path().join(&previous), &torn).unwrap();
+        let what =
+            format!("previous segment torn at byte {cut} of its last record [{start}, {end})");
+        let kept = assert_prefix(image.path(), &groups, torn_key, &what);
+        assert_eq!(
+            kept, torn_key,
+            "{what}: exactly the records before the torn one survive"
+        );
+    }
+}
