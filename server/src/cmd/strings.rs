@@ -180,8 +180,13 @@ pub fn get(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 pub fn set(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let options = parse_string_options(call, &args[3..], "set")?;
     let (key, value) = (args[1], args[2]);
+    // A plain SET needs nothing of the old value: reading it would copy it for nothing.
+    let needs_old = options.if_absent
+        || options.if_present
+        || options.get
+        || matches!(options.ttl, TtlChange::Keep);
     call.write(|txn| {
-        let old = txn.get(key)?;
+        let old = if needs_old { txn.get(key)? } else { None };
         let condition_failed =
             (options.if_absent && old.is_some()) || (options.if_present && old.is_none());
         let reply = |old: Option<flin_engine::Value>, written: bool| match (options.get, written) {
