@@ -1,8 +1,13 @@
 //! Benchmarks and load tools for Flin; see docs/benchmarks.md.
 //!
-//! Shared helpers for the criterion benches (`benches/engine.rs`) and the footprint binary
-//! (`src/bin/engine_footprint.rs`): deterministic keys and values, and a few readings from
-//! `/proc` so every figure is printed with the machine and the load it was taken under.
+//! - [`load`]: the `flin-bench` load generator (`src/bin/flin-bench.rs`), for the binary
+//!   protocol and RESP.
+//! - This file: shared helpers for the criterion benches (`benches/engine.rs`), the footprint
+//!   binary (`src/bin/engine_footprint.rs`) and flin-bench: deterministic keys and values, and a
+//!   few readings from `/proc` so every figure is printed with the machine and the load it was
+//!   taken under.
+
+pub mod load;
 
 /// Bytes in every benchmark key.
 pub const KEY_BYTES: usize = 16;
