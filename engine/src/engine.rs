@@ -18,7 +18,7 @@ use crate::format::{
     self, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES,
     SEGMENT_HEADER_BYTES, VALUE_BYTES_MAX,
 };
-use crate::index::{Index, Location, Slot, Table, SHARD_COUNT};
+use crate::index::{Index, Location, Shard, Slot, SHARD_COUNT};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{Segment, SegmentSlot, SegmentWriter};
 
@@ -392,8 +392,10 @@ pub struct Stats {
     pub expired_keys_reclaimed: u64,
 }
 
-/// The segments in use, by slot.
-#[derive(Default)]
+/// The segments in use, by slot. The engine's copy sits behind `Inner::segments`; every change
+/// to it is published to the index shards (`Index::publish_segments`), whose snapshots lookups
+/// use.
+#[derive(Clone, Default)]
 pub(crate) struct SegmentTable {
     slots: Vec<Option<Arc<Segment>>>,
     free: Vec<SegmentSlot>,
@@ -547,6 +549,7 @@ impl Engine {
             }
         };
         let recovered = recovery::recover(&config, dir.as_deref())?;
+        recovered.index.publish_segments(&recovered.segments);
         let inner = Arc::new(Inner {
             dir,
             _lock: lock,
@@ -1072,29 +1075,28 @@ impl Inner {
 
     fn lookup_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<Slot> {
         let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
+        let shard = self.index.read(Index::shard_of(hash));
+        let position = shard.table.find(hash, |l| {
+            Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
-        let slot = table.slot(position);
+        let slot = shard.table.slot(position);
         (!self.has_expired(&slot, now_ms)).then_some(slot)
     }
 
     fn version_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<u64> {
         let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
+        let shard = self.index.read(Index::shard_of(hash));
+        let position = shard.table.find(hash, |l| {
+            Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
-        let slot = table.slot(position);
+        let slot = shard.table.slot(position);
         if self.has_expired(&slot, now_ms) {
             return None;
         }
         let location = slot.location();
         Some(format::peek_seq(
-            segments
+            shard
+                .segments
                 .get(location.segment)
                 .bytes(location.offset as usize, RECORD_HEADER_BYTES),
         ))
@@ -1121,19 +1123,18 @@ impl Inner {
         read: impl FnOnce(ValueRef<'_>) -> R,
     ) -> Result<Option<R>> {
         let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let Some(position) = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
+        let shard = self.index.read(Index::shard_of(hash));
+        let Some(position) = shard.table.find(hash, |l| {
+            Inner::record_is(&shard.segments, l, namespace.tag(), key)
         }) else {
             return Ok(None);
         };
-        let slot = table.slot(position);
+        let slot = shard.table.slot(position);
         if self.has_expired(&slot, now_ms) {
             return Ok(None);
         }
         let location = slot.location();
-        let segment = segments.get(location.segment);
+        let segment = shard.segments.get(location.segment);
         match segment.record_at(
             location.offset as usize,
             self.config.verify_checksums_on_read,
@@ -1210,9 +1211,8 @@ impl Inner {
         if let [op] = ops {
             // One write, one shard: no bookkeeping to allocate.
             let hash = key_hash(op.namespace().tag(), op.key());
-            let mut table = self.index.write(Index::shard_of(hash));
-            let segments = self.segments_read();
-            self.apply_one(&mut table, &segments, segment, op, hash, first_record);
+            let mut shard = self.index.write(Index::shard_of(hash));
+            self.apply_one(&mut shard, segment, op, hash, first_record);
             return;
         }
         let hashes: Vec<u64> = ops
@@ -1223,13 +1223,12 @@ impl Inner {
         shards.sort_unstable();
         shards.dedup();
         let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
-        let segments = self.segments_read();
         let mut offset = first_record;
         for (op, &hash) in ops.iter().zip(&hashes) {
             let at = guards
                 .binary_search_by_key(&Index::shard_of(hash), |(s, _)| *s)
                 .expect("shard locked");
-            self.apply_one(&mut guards[at].1, &segments, segment, op, hash, offset);
+            self.apply_one(&mut guards[at].1, segment, op, hash, offset);
             offset += op.record_len();
         }
     }
@@ -1237,8 +1236,7 @@ impl Inner {
     /// Points the index at one record written at `offset` of `segment`.
     fn apply_one<O: WriteOp>(
         &self,
-        table: &mut Table,
-        segments: &SegmentTable,
+        shard: &mut Shard,
         segment: &Arc<Segment>,
         op: &O,
         hash: u64,
@@ -1248,6 +1246,7 @@ impl Inner {
             segment: segment.slot,
             offset: offset as u32,
         };
+        let Shard { table, segments } = shard;
         let tag = op.namespace().tag();
         let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key()));
         if let Some(position) = found {
@@ -1325,10 +1324,10 @@ impl Inner {
                 .and_then(|_| segment.reopen_read_only());
             match sealed {
                 Ok(Some(read_only)) => {
-                    self.segments
-                        .write()
-                        .expect("segment table lock")
-                        .install(Arc::new(read_only));
+                    let mut table = self.segments.write().expect("segment table lock");
+                    table.install(Arc::new(read_only));
+                    self.index.publish_segments(&table);
+                    drop(table);
                     segment.mark_durably_sealed();
                 }
                 Ok(None) => segment.mark_durably_sealed(),
@@ -1343,6 +1342,17 @@ impl Inner {
             *pending = None;
         }
         Ok(())
+    }
+
+    /// Seals the segment waiting for the sealer thread, if any, on this thread: compaction and
+    /// hint writing only take durably sealed segments, and a caller asking for either now
+    /// should not depend on how far the sealer has got.
+    pub(crate) fn finish_pending_seal(&self) -> Result<()> {
+        let pending = self.seal_pending.lock().expect("seal lock").clone();
+        match pending {
+            Some(segment) => self.seal_segment(&segment),
+            None => Ok(()),
+        }
     }
 
     /// The sealer thread: seals what rotation hands over, and finishes before shutdown.
@@ -1384,6 +1394,7 @@ impl Inner {
             Ok(segment) => {
                 let segment = Arc::new(segment);
                 table.install(segment.clone());
+                self.index.publish_segments(&table);
                 Ok(segment)
             }
             Err(e) => {
@@ -1517,16 +1528,22 @@ impl Inner {
         let now_ms = self.config.clock.now_ms();
         let mut reclaimed = 0;
         for shard in shards {
-            if !self.index.read(shard).iter().any(|s| s.is_expired(now_ms)) {
+            if !self
+                .index
+                .read(shard)
+                .table
+                .iter()
+                .any(|s| s.is_expired(now_ms))
+            {
                 continue;
             }
-            let mut table = self.index.write(shard);
-            let segments = self.segments_read();
+            let mut guard = self.index.write(shard);
+            let Shard { table, segments } = &mut *guard;
             reclaimed += table.retain(|slot| {
                 if !slot.is_expired(now_ms) {
                     return true;
                 }
-                Inner::mark_dead(&segments, slot.location());
+                Inner::mark_dead(segments, slot.location());
                 let segment = segments.get(slot.location().segment);
                 let tag = segment.bytes(slot.location().offset as usize, RECORD_HEADER_BYTES)[5];
                 self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
@@ -1545,13 +1562,13 @@ impl Inner {
         let mut keys = Vec::new();
         let mut positions = Vec::new();
         while shard < SHARD_COUNT {
-            let table = self.index.read(shard);
+            let guard = self.index.read(shard);
+            let Shard { table, segments } = &*guard;
             if table.is_empty() {
                 shard += 1;
                 bucket = 0;
                 continue;
             }
-            let segments = self.segments_read();
             let mask = (table.capacity() - 1) as u32;
             loop {
                 positions.clear();
