@@ -629,6 +629,20 @@ impl Engine {
         self.inner.get_with(namespace, key, read)
     }
 
+    /// Reads many keys of one namespace, calling `read(i, value)` for each `keys[i]` in order
+    /// (`None`: absent or expired). Much faster per key than as many `get_with` calls when the
+    /// keys are spread over a large index: lookups go in groups whose memory accesses overlap
+    /// (MGET uses it). `read` runs while shard locks are held: keep it short. On a corrupt
+    /// record it returns the error, having called `read` for the keys before it.
+    pub fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+        read: impl FnMut(usize, Option<ValueRef<'_>>),
+    ) -> Result<()> {
+        self.inner.get_many_with(namespace, keys, read)
+    }
+
     /// A key's value and expiry, copied.
     pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
         self.get_with(namespace, key, |v| Value {
@@ -882,6 +896,10 @@ pub struct Txn<'a> {
 
 const OVERLAY_AFTER_OPS: usize = 16;
 
+/// Keys `get_many_with` looks up together: enough independent misses in flight to cover the
+/// memory latency, few enough that the shard locks of one group are a handful.
+const GET_MANY_GROUP: usize = 16;
+
 impl Txn<'_> {
     /// Index of the latest queued write of a key.
     fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
@@ -1124,6 +1142,19 @@ impl Inner {
     ) -> Result<Option<R>> {
         let hash = key_hash(namespace.tag(), key);
         let shard = self.index.read(Index::shard_of(hash));
+        self.read_in_shard(&shard, namespace, key, hash, now_ms, read)
+    }
+
+    /// Looks a key up in its shard (locked by the caller) and hands its value to `read`.
+    fn read_in_shard<R>(
+        &self,
+        shard: &Shard,
+        namespace: Namespace,
+        key: &[u8],
+        hash: u64,
+        now_ms: Option<u64>,
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
         let Some(position) = shard.table.find(hash, |l| {
             Inner::record_is(&shard.segments, l, namespace.tag(), key)
         }) else {
@@ -1152,6 +1183,69 @@ impl Inner {
                 format!("indexed record unreadable: {other:?}"),
             )),
         }
+    }
+
+    /// `Engine::get_many_with`: groups of up to `GET_MANY_GROUP` keys. Each group locks its
+    /// shards (in shard order, as batch writers do, so neither can deadlock the other), then
+    /// makes three passes: load every key's home slot, load every first candidate's record
+    /// header, then do the real lookups, which find both in cache. The loads of one pass do not
+    /// depend on each other, so their cache and TLB misses overlap.
+    fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+        mut read: impl FnMut(usize, Option<ValueRef<'_>>),
+    ) -> Result<()> {
+        let tag = namespace.tag();
+        for (group_number, group) in keys.chunks(GET_MANY_GROUP).enumerate() {
+            let first = group_number * GET_MANY_GROUP;
+            let mut hashes = [0u64; GET_MANY_GROUP];
+            let mut by_shard = [0usize; GET_MANY_GROUP];
+            for (i, key) in group.iter().enumerate() {
+                hashes[i] = key_hash(tag, key.as_ref());
+                by_shard[i] = i;
+            }
+            let by_shard = &mut by_shard[..group.len()];
+            by_shard.sort_unstable_by_key(|&i| Index::shard_of(hashes[i]));
+            let mut guards: [Option<RwLockReadGuard<'_, Shard>>; GET_MANY_GROUP] =
+                std::array::from_fn(|_| None);
+            let mut guard_of = [0usize; GET_MANY_GROUP];
+            let mut locked = 0;
+            let mut previous = usize::MAX;
+            for &i in by_shard.iter() {
+                let shard = Index::shard_of(hashes[i]);
+                if shard != previous {
+                    guards[locked] = Some(self.index.read(shard));
+                    locked += 1;
+                    previous = shard;
+                }
+                guard_of[i] = locked - 1;
+            }
+            let shard_of_key = |i: usize| guards[guard_of[i]].as_deref().expect("locked");
+            let mut touched = 0u64;
+            for (i, &hash) in hashes[..group.len()].iter().enumerate() {
+                touched ^= shard_of_key(i).table.home_tag(hash) as u64;
+            }
+            for (i, &hash) in hashes[..group.len()].iter().enumerate() {
+                let shard = shard_of_key(i);
+                if let Some(location) = shard.table.first_candidate(hash) {
+                    let segment = shard.segments.get(location.segment);
+                    touched ^= segment.bytes(location.offset as usize, 1)[0] as u64;
+                }
+            }
+            std::hint::black_box(touched);
+            for (i, key) in group.iter().enumerate() {
+                let shard = shard_of_key(i);
+                let found =
+                    self.read_in_shard(shard, namespace, key.as_ref(), hashes[i], None, |v| {
+                        read(first + i, Some(v))
+                    })?;
+                if found.is_none() {
+                    read(first + i, None);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Appends a batch as one record (or a batch record) and updates the index. Caller holds

@@ -145,6 +145,40 @@ impl Table {
         }
     }
 
+    /// The tag in the key's home bucket (0 for an empty table). `get_many` calls this for a
+    /// whole group of keys before probing any: the loads are independent, so their cache misses
+    /// overlap instead of following one another.
+    pub fn home_tag(&self, hash: u64) -> u32 {
+        match self.slots.len() {
+            0 => 0,
+            _ => self.slots[hash as u32 as usize & self.mask()].tag,
+        }
+    }
+
+    /// The location of the first slot on the key's probe path whose tag matches, without
+    /// comparing keys (for `get_many`'s second round of overlapped loads: the record it names
+    /// is almost always the key's).
+    pub fn first_candidate(&self, hash: u64) -> Option<Location> {
+        if self.len == 0 {
+            return None;
+        }
+        let tag = hash as u32;
+        let mask = self.mask();
+        let mut position = tag as usize & mask;
+        let mut distance = 0;
+        loop {
+            let slot = &self.slots[position];
+            if slot.is_empty() || self.distance(position, slot) < distance {
+                return None;
+            }
+            if slot.tag == tag {
+                return Some(slot.location());
+            }
+            position = (position + 1) & mask;
+            distance += 1;
+        }
+    }
+
     pub fn slot(&self, position: usize) -> Slot {
         self.slots[position]
     }

@@ -656,3 +656,50 @@ fn readers_see_whole_values_through_rotation_sealing_and_compaction() {
         assert_eq!(value(&engine, &key.to_le_bytes()), Some(value_of(key, 60)));
     }
 }
+
+#[test]
+fn get_many_answers_each_key_in_order_like_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let engine = open(small_config(dir.path(), &clock, &log));
+    for i in 0..500u32 {
+        let expiry = if i % 7 == 0 { 1_000_100 } else { 0 };
+        engine
+            .put(KV, format!("k{i}").as_bytes(), &i.to_le_bytes(), expiry)
+            .unwrap();
+    }
+    engine
+        .put(Namespace::Queue, b"k1", b"other namespace", 0)
+        .unwrap();
+    for i in (0..500u32).step_by(5) {
+        engine.delete(KV, format!("k{i}").as_bytes()).unwrap();
+    }
+    clock.advance(100);
+    // More than one group, duplicates, misses, deleted, expired, and a key of another
+    // namespace.
+    let keys: Vec<String> = (0..700u32)
+        .map(|i| format!("k{}", (i * 37) % 600))
+        .chain(["k1".to_string(), "k1".to_string(), "nope".to_string()])
+        .collect();
+    let mut answers = Vec::new();
+    engine
+        .get_many_with(KV, &keys, |i, v| {
+            answers.push((i, v.map(|v| v.value.to_vec())))
+        })
+        .unwrap();
+    let expected: Vec<(usize, Option<Vec<u8>>)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (i, value(&engine, key.as_bytes())))
+        .collect();
+    assert_eq!(answers, expected);
+    let hits = answers.iter().filter(|(_, v)| v.is_some()).count();
+    assert!(hits > 300 && hits < answers.len(), "{hits} hits");
+    assert_eq!(value(&engine, b"k7"), None, "expired");
+    let mut none = 0;
+    engine
+        .get_many_with(KV, &[] as &[&[u8]], |_, _| none += 1)
+        .unwrap();
+    assert_eq!(none, 0);
+}
