@@ -8,7 +8,9 @@
 #   flin-bench resp  RESP, against both
 #   flin-bench bin   Flin's binary protocol, against flin (its redis column is the RESP figure of
 #                    redis for the same workload, so the ratio is flin-binary / redis-RESP)
-# and a second table with flin's binary/RESP ratio for each flin-bench workload.
+# and a second table with flin's binary/RESP ratio for each flin-bench workload, and a third with the
+# server CPU per key (from /proc/<pid>/stat, via flin-bench --server-pid): on a shared machine it
+# moves less with other users' load than throughput does.
 #
 #   benches/compare.sh                         # everything, 3 rounds (about 10 minutes)
 #   ROUNDS=1 SCALE=10 benches/compare.sh       # quick look: request counts divided by 10
@@ -97,12 +99,13 @@ redis_benchmark() {
         awk -F'","' '/^"SET"/ {set=$2} /^"GET"/ {get=$2} END {gsub(/"/, "", set); gsub(/"/, "", get); print set+0, get+0}'
 }
 
-# flin_bench PORT PROTOCOL ARGS... -> prints one keys/s figure per workload, in order
+# flin_bench PORT PROTOCOL ARGS... -> prints "KEYS_PER_SEC:SERVER_CPU_US_PER_KEY" per workload, in
+# order (the server is the one `measure` started: $running_pid).
 flin_bench() {
     local port=$1 protocol=$2
     shift 2
-    "$BENCH" -p "$port" --protocol "$protocol" --json -q "$@" |
-        python3 -c 'import json,sys; print(" ".join("%.0f" % r["keys_per_sec"] for r in json.load(sys.stdin)["results"]))'
+    "$BENCH" -p "$port" --protocol "$protocol" --server-pid "$running_pid" --json -q "$@" |
+        python3 -c 'import json,sys; print(" ".join("%.0f:%.3f" % (r["keys_per_sec"], r["server_cpu_us_per_key"] or 0) for r in json.load(sys.stdin)["results"]))'
 }
 
 # stop PID: SIGTERM, then wait (bounded) until it is gone, so the next server does not share the
@@ -151,6 +154,7 @@ measure() {
 
 results=()
 binary_vs_resp=()
+cpu_per_key=()
 
 # redis_benchmark_scenario NAME MODE REQUESTS ARGS...: SET and GET through redis-benchmark.
 redis_benchmark_scenario() {
@@ -208,10 +212,11 @@ flin_bench_scenario() {
             read -r server protocol <<<"$target"
             local figures
             figures=$(measure "$server" "$mode" flin_bench_at "$protocol" "${args[@]}")
-            echo "  flin-bench $name round $round $server/$protocol: $figures keys/s" >&2
+            echo "  flin-bench $name round $round $server/$protocol: $figures (keys/s:server CPU us/key)" >&2
             local i=0
             for figure in $figures; do
-                samples["$server-$protocol-$i"]+="$figure "
+                samples["$server-$protocol-$i"]+="${figure%%:*} "
+                samples["cpu-$server-$protocol-$i"]+="${figure##*:} "
                 i=$((i + 1))
             done
         done
@@ -225,6 +230,11 @@ flin_bench_scenario() {
         results+=("$(printf '| flin-bench resp | %s | %.0f | %.0f | %s |' "$test" "$redis" "$flin_resp" "$(ratio "$flin_resp" "$redis")")")
         results+=("$(printf '| flin-bench binary | %s | %.0f (RESP) | %.0f | %s |' "$test" "$redis" "$flin_binary" "$(ratio "$flin_binary" "$redis")")")
         binary_vs_resp+=("$(printf '| %s | %.0f | %.0f | %s |' "$test" "$flin_resp" "$flin_binary" "$(ratio "$flin_binary" "$flin_resp")")")
+        local cpu_redis cpu_resp cpu_binary
+        cpu_redis=$(printf '%s\n' ${samples["cpu-redis-resp-$i"]} | median)
+        cpu_resp=$(printf '%s\n' ${samples["cpu-flin-resp-$i"]} | median)
+        cpu_binary=$(printf '%s\n' ${samples["cpu-flin-binary-$i"]} | median)
+        cpu_per_key+=("$(printf '| %s | %.2f | %.2f | %.2f | %s |' "$test" "$cpu_redis" "$cpu_resp" "$cpu_binary" "$(ratio "$cpu_resp" "$cpu_binary")")")
     done
 }
 
@@ -253,4 +263,11 @@ if [ ${#binary_vs_resp[@]} -gt 0 ]; then
     echo "| flin-bench test | flin RESP | flin binary | binary/RESP |"
     echo "|---|---|---|---|"
     printf '%s\n' "${binary_vs_resp[@]}"
+    echo
+    echo "Server CPU (user + system) per key, microseconds; the last column is how many binary keys"
+    echo "one RESP key's server CPU pays for:"
+    echo
+    echo "| flin-bench test | redis RESP | flin RESP | flin binary | flin RESP/binary |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${cpu_per_key[@]}"
 fi

@@ -62,6 +62,7 @@ fn config(addr: SocketAddr, protocol: Protocol, workload: &str, requests: u64) -
         value_bytes: 10,
         seed: 1,
         progress: false,
+        server_pid: None,
     }
 }
 
@@ -125,8 +126,11 @@ fn a_time_bound_stops_a_run_without_a_count() {
     let mut config = config(server.addr, Protocol::Binary, "get", 1);
     config.requests = None;
     config.duration = Duration::from_millis(200);
+    // The in-process server is this process: its CPU time is readable.
+    config.server_pid = Some(std::process::id());
     let result = run(config).unwrap();
     assert!(result.requests > 0);
+    assert!(result.server_cpu_seconds.is_some_and(|s| s >= 0.0));
     assert_eq!(result.latency_ns.len(), result.requests);
 }
 

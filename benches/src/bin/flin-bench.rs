@@ -34,6 +34,8 @@ FLAGS:
                                set, get, incr, mixed[:GET%] (default 50),
                                mset[:KEYS] (default 10), mget[:KEYS] (default 10)
         --seed <N>             key generator seed (default 1)
+        --server-pid <PID>     report the CPU time this process (the server, on this machine)
+                               used during each workload, per key
         --json                 print the results as one JSON document on stdout
     -q, --quiet                no progress line on stderr
         --help                 print this help
@@ -61,6 +63,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocatio
     let mut seed = 1u64;
     let mut json = false;
     let mut quiet = false;
+    let mut server_pid = None;
 
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -106,6 +109,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocatio
                     .collect::<Result<_, _>>()?;
             }
             "--seed" => seed = number(&flag, &value()?)?,
+            "--server-pid" => server_pid = Some(number(&flag, &value()?)?),
             "--json" => json = true,
             "-q" | "--quiet" => quiet = true,
             other => return Err(format!("unknown flag {other} (see --help)")),
@@ -130,6 +134,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocatio
             value_bytes,
             seed,
             progress: !quiet,
+            server_pid,
         },
         workloads,
         json,

@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// The server's process id, on this machine: its CPU time during the run is reported.
+    pub server_pid: Option<u32>,
 }
 
 /// What a run measured.
@@ -55,6 +57,8 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// Latencies in nanoseconds.
     pub latency_ns: Histogram<u64>,
+    /// CPU seconds (user + system) the server used during the run, with `server_pid`.
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl RunResult {
@@ -64,6 +68,12 @@ impl RunResult {
 
     pub fn keys_per_second(&self) -> f64 {
         self.keys as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU microseconds per key (per request for single-key workloads).
+    pub fn server_cpu_us_per_key(&self) -> Option<f64> {
+        let seconds = self.server_cpu_seconds?;
+        Some(seconds * 1e6 / self.keys.max(1) as f64)
     }
 }
 
@@ -145,6 +155,7 @@ pub fn run(config: RunConfig) -> Result<RunResult, WireError> {
             sent_at: Instant::now(),
         });
     }
+    let server_cpu_before = config.server_pid.and_then(crate::process_cpu_seconds);
     let started = Instant::now();
     let shared = Arc::new(Shared {
         unclaimed: AtomicU64::new(config.requests.unwrap_or(u64::MAX)),
@@ -179,6 +190,10 @@ pub fn run(config: RunConfig) -> Result<RunResult, WireError> {
         progress.maybe_draw(&shared);
     }
     let elapsed = started.elapsed();
+    let server_cpu_after = shared
+        .config
+        .server_pid
+        .and_then(crate::process_cpu_seconds);
     progress.finish(&shared);
     let mut merged = ThreadTotals {
         requests: 0,
@@ -209,6 +224,9 @@ pub fn run(config: RunConfig) -> Result<RunResult, WireError> {
         first_refusal: merged.first_refusal,
         elapsed,
         latency_ns: merged.latency_ns,
+        server_cpu_seconds: server_cpu_before
+            .zip(server_cpu_after)
+            .map(|(before, after)| after - before),
     })
 }
 

@@ -53,8 +53,14 @@ pub fn text(result: &RunResult) -> String {
         Some(message) => format!(", {} refused (first: {message})", result.refused),
         None => String::new(),
     };
+    let cpu = match (result.server_cpu_seconds, result.server_cpu_us_per_key()) {
+        (Some(seconds), Some(per_key)) => {
+            format!("\n  server CPU: {seconds:.2} s = {per_key:.2} us per key")
+        }
+        _ => String::new(),
+    };
     format!(
-        "{}: {} requests in {:.2} s: {:.0} requests/s{keys}{refused}\n  latency us: {latency}max {:.0}  (mean {:.1})",
+        "{}: {} requests in {:.2} s: {:.0} requests/s{keys}{refused}\n  latency us: {latency}max {:.0}  (mean {:.1}){cpu}",
         result.workload,
         result.requests,
         result.elapsed.as_secs_f64(),
@@ -86,6 +92,8 @@ pub fn json(result: &RunResult) -> Value {
         "requests_per_sec": result.requests_per_second(),
         "keys_per_sec": result.keys_per_second(),
         "latency_us": Value::Object(latency),
+        "server_cpu_seconds": result.server_cpu_seconds,
+        "server_cpu_us_per_key": result.server_cpu_us_per_key(),
     })
 }
 
