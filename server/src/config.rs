@@ -9,6 +9,9 @@ pub const DEFAULT_PORT: u16 = 7380;
 pub const DEFAULT_BIND: &str = "127.0.0.1";
 pub const DEFAULT_DATA: &str = "./data";
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+pub const DEFAULT_COMPACTION_INTERVAL_MS: u64 = 1000;
+/// Below this the background thread would spin; the engine itself floors the interval at 10.
+pub const COMPACTION_INTERVAL_MS_MIN: u64 = 10;
 
 /// The daemon's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +28,9 @@ pub struct Options {
     pub node_id: String,
     /// Size of a new log segment; small values make rotation and compaction frequent (tests).
     pub segment_bytes: usize,
+    /// How often the background thread looks for segments to compact (and expired keys to
+    /// drop); small values make compaction frequent (the crash harness).
+    pub compaction_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -39,6 +45,7 @@ impl Default for Options {
             max_clients: DEFAULT_MAX_CLIENTS,
             node_id: "flin-0".into(),
             segment_bytes: 64 << 20,
+            compaction_interval_ms: DEFAULT_COMPACTION_INTERVAL_MS,
         }
     }
 }
@@ -74,6 +81,9 @@ FLAGS:
     --node-id <ID>         this node's name, shown by INFO (default flin-0)
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
+    --compaction-interval-ms <MS>
+                           how often background compaction looks for work (default 1000;
+                           at least 10): smaller means more frequent compaction
     --help, -h             print this help and exit
     --version, -V          print the version and exit
 ";
@@ -123,6 +133,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 let range = flin_engine::SEGMENT_BYTES_MIN..=flin_engine::SEGMENT_BYTES_MAX;
                 if !range.contains(&options.segment_bytes) {
                     return Err(format!("--segment-bytes: must be within {range:?}"));
+                }
+            }
+            "--compaction-interval-ms" => {
+                options.compaction_interval_ms = parse_number(&flag, &value(&flag)?)?;
+                if options.compaction_interval_ms < COMPACTION_INTERVAL_MS_MIN {
+                    return Err(format!(
+                        "--compaction-interval-ms: must be at least {COMPACTION_INTERVAL_MS_MIN}"
+                    ));
                 }
             }
             "--threads" => {
@@ -194,6 +212,8 @@ mod tests {
             "n1",
             "--segment-bytes",
             "8192",
+            "--compaction-interval-ms",
+            "50",
         ])
         .unwrap() else {
             panic!("expected Run")
@@ -201,6 +221,11 @@ mod tests {
         assert_eq!(options.port, 0);
         assert_eq!(options.segment_bytes, 8192);
         assert!(parse(&["--segment-bytes", "100"]).is_err());
+        assert_eq!(options.compaction_interval_ms, 50);
+        assert_eq!(
+            parse(&["--compaction-interval-ms", "5"]).unwrap_err(),
+            "--compaction-interval-ms: must be at least 10"
+        );
         assert_eq!(options.bind.to_string(), "0.0.0.0");
         assert_eq!(options.data, Some(PathBuf::from("/tmp/x")));
         assert_eq!(options.fsync, Durability::Always);

@@ -18,12 +18,13 @@ const SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Runs the daemon until a signal stops it.
 pub fn run(options: Options) -> Result<(), String> {
     crate::signal::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let config = match &options.data {
+    let mut config = match &options.data {
         Some(dir) => Config::directory(dir),
         None => Config::memory(),
     }
     .durability(options.fsync)
     .segment_bytes(options.segment_bytes);
+    config.compaction.interval_ms = options.compaction_interval_ms;
     let engine = Engine::open(config).map_err(|e| format!("cannot open the engine: {e}"))?;
     let report = engine.recovery_report();
     let data = options
