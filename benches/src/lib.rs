@@ -3,6 +3,11 @@
 //! Shared helpers for the criterion benches (`benches/engine.rs`) and the footprint binary
 //! (`src/bin/engine_footprint.rs`): deterministic keys and values, and a few readings from
 //! `/proc` so every figure is printed with the machine and the load it was taken under.
+//!
+//! [`crashtest`] is the crash-recovery harness behind `src/bin/flin-crashtest.rs` (and the
+//! short run in flin-server's test suite); see docs/reliability.md.
+
+pub mod crashtest;
 
 /// Bytes in every benchmark key.
 pub const KEY_BYTES: usize = 16;
