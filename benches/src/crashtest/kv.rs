@@ -168,10 +168,13 @@ enum SeenTtl {
 fn matches(state: ValueState, seen: &Seen, t0: u64, t1: u64) -> bool {
     match (state, seen) {
         (ValueState::Absent, Seen::Absent) => true,
-        (ValueState::Present { expiry, .. }, Seen::Absent) => match expiry {
-            Expiry::Short { earliest_ms, .. } => t1 >= earliest_ms,
-            _ => false,
-        },
+        (
+            ValueState::Present {
+                expiry: Expiry::Short { earliest_ms, .. },
+                ..
+            },
+            Seen::Absent,
+        ) => t1 >= earliest_ms,
         (
             ValueState::Present { op, len, expiry },
             Seen::Present {

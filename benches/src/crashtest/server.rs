@@ -218,7 +218,7 @@ pub fn inspect(data: &Path, segment_bytes: usize) -> DiskActivity {
     // The newest log segment is active (preallocated, zero-padded); the one before it is
     // sealed unless its seal is pending. Compaction outputs have higher ids, so walk down
     // from the top until two log segments are found.
-    log_segments.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    log_segments.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
     let mut logs_seen = 0;
     for (_, path) in &log_segments {
         if read_origin(path) != Some(SegmentOrigin::Log) {
