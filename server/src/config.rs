@@ -31,6 +31,14 @@ pub struct Options {
     /// How often the background thread looks for segments to compact (and expired keys to
     /// drop); small values make compaction frequent (the crash harness).
     pub compaction_interval_ms: u64,
+    /// Close a connection idle this many seconds (Redis's `timeout`); 0 = never.
+    pub timeout_seconds: u64,
+    /// Close a connection whose request is still incomplete this many seconds after its
+    /// first byte arrived (slow-request protection); 0 = never.
+    pub request_timeout_seconds: u64,
+    /// Disconnect a client whose unsent replies pass this many bytes (Redis's hard
+    /// client-output-buffer limit).
+    pub output_buffer_limit_bytes: usize,
 }
 
 impl Default for Options {
@@ -46,6 +54,9 @@ impl Default for Options {
             node_id: "flin-0".into(),
             segment_bytes: 64 << 20,
             compaction_interval_ms: DEFAULT_COMPACTION_INTERVAL_MS,
+            timeout_seconds: 0,
+            request_timeout_seconds: flin_net::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            output_buffer_limit_bytes: flin_net::DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
         }
     }
 }
@@ -78,6 +89,14 @@ FLAGS:
     --requirepass <PASS>   require AUTH <PASS> (or HELLO ... AUTH default <PASS>) before
                            any other command
     --maxclients <N>       most connections open at once (default 10000)
+    --timeout <SECONDS>    close a connection that sends nothing for this long (default 0:
+                           never, as in Redis)
+    --request-timeout <SECONDS>
+                           close a connection whose request is still incomplete this long
+                           after its first byte (default 60; 0: never)
+    --output-buffer-limit <BYTES>
+                           disconnect a client whose unsent replies pass this size (default
+                           268435456 = 256 MiB)
     --node-id <ID>         this node's name, shown by INFO (default flin-0)
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
@@ -141,6 +160,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err(format!(
                         "--compaction-interval-ms: must be at least {COMPACTION_INTERVAL_MS_MIN}"
                     ));
+                }
+            }
+            "--timeout" => options.timeout_seconds = parse_number(&flag, &value(&flag)?)?,
+            "--request-timeout" => {
+                options.request_timeout_seconds = parse_number(&flag, &value(&flag)?)?
+            }
+            "--output-buffer-limit" => {
+                options.output_buffer_limit_bytes = parse_number(&flag, &value(&flag)?)?;
+                if options.output_buffer_limit_bytes == 0 {
+                    return Err("--output-buffer-limit: must be at least 1".into());
                 }
             }
             "--threads" => {
@@ -214,6 +243,11 @@ mod tests {
             "8192",
             "--compaction-interval-ms",
             "50",
+            "--timeout",
+            "30",
+            "--request-timeout=5",
+            "--output-buffer-limit",
+            "1048576",
         ])
         .unwrap() else {
             panic!("expected Run")
@@ -222,6 +256,14 @@ mod tests {
         assert_eq!(options.segment_bytes, 8192);
         assert!(parse(&["--segment-bytes", "100"]).is_err());
         assert_eq!(options.compaction_interval_ms, 50);
+        assert_eq!(
+            (
+                options.timeout_seconds,
+                options.request_timeout_seconds,
+                options.output_buffer_limit_bytes
+            ),
+            (30, 5, 1 << 20)
+        );
         assert_eq!(
             parse(&["--compaction-interval-ms", "5"]).unwrap_err(),
             "--compaction-interval-ms: must be at least 10"

@@ -38,6 +38,10 @@ pub fn run(options: Options) -> Result<(), String> {
     let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
     server_config.threads = options.threads;
     server_config.max_clients = options.max_clients;
+    let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+    server_config.idle_timeout = seconds(options.timeout_seconds);
+    server_config.request_timeout = seconds(options.request_timeout_seconds);
+    server_config.output_buffer_limit_bytes = options.output_buffer_limit_bytes;
     let server = Server::bind(server_config, Arc::new(KvService::new(shared)))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
     // One line, flushed at once: tests and operators read the bound address from it.
