@@ -159,7 +159,13 @@ impl<'a> Iterator for HintIter<'a> {
             return None;
         }
         let at = self.at;
-        let bad = || Some(Err(format!("malformed entry at byte {at}")));
+        // A malformed entry ends the iteration: without a valid length there is no next entry
+        // to find, and a caller that skipped errors would otherwise get this one for ever.
+        let buf_len = self.buf.len();
+        let mut bad = || {
+            self.at = buf_len;
+            Some(Err(format!("malformed entry at byte {at}")))
+        };
         let Some(header) = self.buf.get(at..at + HINT_ENTRY_HEADER_BYTES) else {
             return bad();
         };
@@ -235,6 +241,17 @@ mod tests {
             fs::write(&path, &good[..cut]).unwrap();
             assert!(HintFile::read(&path, 5).is_err(), "truncated at {cut}");
         }
+        let mut malformed = HintWriter::new(5);
+        malformed.add(&entry(b"alpha", 2));
+        malformed.buf[HINT_HEADER_BYTES + 28] = 9; // an unknown kind
+        malformed.write(&path).unwrap();
+        let file = HintFile::read(&path, 5).unwrap().unwrap();
+        let entries: Vec<_> = file.iter().take(3).collect();
+        assert_eq!(
+            entries,
+            vec![Err("malformed entry at byte 24".to_string())],
+            "a malformed entry is reported once and ends the iteration"
+        );
         let mut flipped = good.clone();
         flipped[30] ^= 4;
         fs::write(&path, &flipped).unwrap();
