@@ -240,8 +240,10 @@ impl<T> Connection<T> {
         }
     }
 
-    /// Handles every complete request in the buffer, in order. Returns
-    /// false if the connection must close at once (output limit passed).
+    /// Handles every complete request in the buffer, in order, and restarts
+    /// the request timeout's clock when a new request is left at the front.
+    /// Returns false if the connection must close at once (output limit
+    /// passed).
     fn handle_requests<S: Service<Session = T>>(
         &mut self,
         service: &S,
@@ -260,6 +262,7 @@ impl<T> Connection<T> {
         keep
     }
 
+    /// The loop of `handle_requests`.
     fn handle_buffered_requests<S: Service<Session = T>>(
         &mut self,
         service: &S,
