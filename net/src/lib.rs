@@ -42,4 +42,7 @@ mod sys;
 
 pub use client::{Client, ClientOptions, Error as ClientError};
 pub use error::{Error, Result};
-pub use event_loop::{Action, Protocol, Server, ServerConfig, Service, ShutdownHandle};
+pub use event_loop::{
+    Action, Protocol, Server, ServerConfig, Service, ShutdownHandle, DEFAULT_MAX_CLIENTS,
+    DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES, DEFAULT_REQUEST_TIMEOUT,
+};
