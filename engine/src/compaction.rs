@@ -129,6 +129,7 @@ impl Merge<'_> {
                 .next_multiple_of(4096);
             let created = match &inner.dir {
                 Some(dir) => Segment::create_file(
+                    &inner.backend,
                     &dir::tmp_path(&dir::segment_path(dir, id)),
                     id,
                     slot,
@@ -269,9 +270,10 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
             if table.all().all(|s| s.slot != segment.slot) {
                 table.release(segment.slot);
                 if let Some(dir) = &inner.dir {
+                    let backend = &inner.backend;
                     let _ =
-                        std::fs::remove_file(dir::tmp_path(&dir::segment_path(dir, segment.id)));
-                    let _ = std::fs::remove_file(dir::tmp_path(&dir::hint_path(dir, segment.id)));
+                        backend.remove_file(&dir::tmp_path(&dir::segment_path(dir, segment.id)));
+                    let _ = backend.remove_file(&dir::tmp_path(&dir::hint_path(dir, segment.id)));
                 }
             }
         }
@@ -356,13 +358,13 @@ fn copy_and_swap(
             let id = output.writer.segment.id;
             output
                 .hints
-                .write(&dir::tmp_path(&dir::hint_path(dir, id)))?;
+                .write(&inner.backend, &dir::tmp_path(&dir::hint_path(dir, id)))?;
             merge.outputs.push(Output {
                 writer: output.writer,
                 hints: HintWriter::new(id),
             });
         }
-        dir::sync_dir(dir)?;
+        dir::sync_dir(&inner.backend, dir)?;
     }
     merge.stop_at(CompactionStep::OutputsWritten)?;
 
@@ -373,13 +375,13 @@ fn copy_and_swap(
     };
     if let Some(dir) = &inner.dir {
         merge.manifest_may_exist = true;
-        manifest.commit(dir)?;
+        manifest.commit(&inner.backend, dir)?;
     }
     merge.stop_at(CompactionStep::ManifestCommitted)?;
 
     // Step 3: install outputs.
     if let Some(dir) = &inner.dir {
-        manifest.install_outputs(dir)?;
+        manifest.install_outputs(&inner.backend, dir)?;
     }
     {
         let mut table = inner.segments.write().expect("segment table lock");
@@ -388,6 +390,7 @@ fn copy_and_swap(
             let installed = match &inner.dir {
                 Some(dir) => {
                     let mut reopened = Segment::open_file(
+                        &inner.backend,
                         &dir::segment_path(dir, segment.id),
                         segment.slot,
                         false,
@@ -447,9 +450,9 @@ fn copy_and_swap(
         }
     }
     if let Some(dir) = &inner.dir {
-        manifest.remove_inputs(dir)?;
+        manifest.remove_inputs(&inner.backend, dir)?;
         merge.stop_at(CompactionStep::InputsRemoved)?;
-        manifest.remove(dir)?;
+        manifest.remove(&inner.backend, dir)?;
     }
     Ok(())
 }
@@ -469,7 +472,7 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
     let mut written = 0;
     for segment in sealed {
         let path = dir::hint_path(dir, segment.id);
-        if path.exists() {
+        if inner.backend.exists(&path) {
             continue;
         }
         let mut hints = HintWriter::new(segment.id);
@@ -488,15 +491,18 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
             }
         }
         let tmp = dir::tmp_path(&path);
-        hints.write(&tmp)?;
+        hints.write(&inner.backend, &tmp)?;
         // The segment may have been compacted away meanwhile; its hint must not outlive it.
         let _one_at_a_time = inner.compaction_lock.lock().expect("compaction lock");
-        if !dir::segment_path(dir, segment.id).exists() {
-            let _ = std::fs::remove_file(&tmp);
+        if !inner.backend.exists(&dir::segment_path(dir, segment.id)) {
+            let _ = inner.backend.remove_file(&tmp);
             continue;
         }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "install hint file", e))?;
-        dir::sync_dir(dir)?;
+        inner
+            .backend
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io(&path, "install hint file", e))?;
+        dir::sync_dir(&inner.backend, dir)?;
         written += 1;
     }
     Ok(written)

@@ -11,16 +11,17 @@ use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::backend::{Backend, DirLock};
 use crate::compaction::{self, CompactionReport, CompactionStep};
-use crate::dir::DirLock;
 use crate::error::{Error, Result};
 use crate::format::{
     self, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES,
     SEGMENT_HEADER_BYTES, VALUE_BYTES_MAX,
 };
 use crate::index::{Index, Location, Slot, Table, SHARD_COUNT};
-use crate::recovery::{self, RecoveryReport};
+use crate::recovery::{self, CreateError, RecoveryReport};
 use crate::segment::{Segment, SegmentSlot, SegmentWriter};
+use crate::sim::SimDisk;
 
 /// When a write is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub enum Storage {
     Directory(PathBuf),
     /// Anonymous memory: the same engine, no files, nothing survives the process.
     Memory,
+    /// Segment files in this directory of a simulated disk (power-loss and fault-injection
+    /// tests; see `sim`).
+    Simulated { disk: SimDisk, dir: PathBuf },
 }
 
 /// The time source: injected so tests can move time.
@@ -136,6 +140,11 @@ pub struct Config {
     /// Test hook: a compaction asks it before each step and stops (as if the process died) when
     /// it answers true.
     pub compaction_fail_point: Option<Arc<dyn Fn(CompactionStep) -> bool + Send + Sync>>,
+    /// Seal rotated segments on the `flin-seal` thread (the default). `false` seals each one
+    /// inside the rotation, after the next segment exists: slower writes, but every file
+    /// operation then happens in an order the writer alone decides, so a simulated-disk test
+    /// replays exactly from its seed.
+    pub background_sealing: bool,
 }
 
 /// Smallest segment size accepted (room for the header and some records).
@@ -155,6 +164,18 @@ impl Config {
             clock: Arc::new(SystemClock),
             logger: Arc::new(|line: &str| eprintln!("flin-engine: {line}")),
             compaction_fail_point: None,
+            background_sealing: true,
+        }
+    }
+
+    /// Defaults for a directory on a simulated disk (as `directory`).
+    pub fn simulated(disk: &SimDisk, dir: impl Into<PathBuf>) -> Config {
+        Config {
+            storage: Storage::Simulated {
+                disk: disk.clone(),
+                dir: dir.into(),
+            },
+            ..Config::directory("")
         }
     }
 
@@ -462,6 +483,8 @@ struct SyncState {
 
 pub(crate) struct Inner {
     pub config: Config,
+    /// The filesystem or the simulated disk: every file operation goes through it.
+    pub backend: Backend,
     pub dir: Option<PathBuf>,
     _lock: Option<DirLock>,
     pub index: Index,
@@ -537,17 +560,23 @@ impl Engine {
                 config.segment_bytes
             )));
         }
-        let (dir, lock) = match &config.storage {
-            Storage::Memory => (None, None),
-            Storage::Directory(path) => {
-                std::fs::create_dir_all(path)
-                    .map_err(|e| Error::io(path, "create data directory", e))?;
-                let lock = DirLock::acquire(path)?;
-                (Some(path.clone()), Some(lock))
-            }
+        let (backend, dir) = match &config.storage {
+            Storage::Memory => (Backend::Os, None),
+            Storage::Directory(path) => (Backend::Os, Some(path.clone())),
+            Storage::Simulated { disk, dir } => (Backend::Sim(disk.clone()), Some(dir.clone())),
         };
-        let recovered = recovery::recover(&config, dir.as_deref())?;
+        let lock = match &dir {
+            Some(path) => {
+                backend
+                    .create_dir_all(path)
+                    .map_err(|e| Error::io(path, "create data directory", e))?;
+                Some(backend.lock_dir(path)?)
+            }
+            None => None,
+        };
+        let recovered = recovery::recover(&config, &backend, dir.as_deref())?;
         let inner = Arc::new(Inner {
+            backend,
             dir,
             _lock: lock,
             index: recovered.index,
@@ -588,7 +617,7 @@ impl Engine {
             inner: inner.clone(),
             handles: Mutex::new(Vec::new()),
         });
-        if inner.dir.is_some() {
+        if inner.dir.is_some() && inner.config.background_sealing {
             let worker = inner.clone();
             threads.spawn("flin-seal", move || worker.seal_in_background());
         }
@@ -1310,6 +1339,12 @@ impl Inner {
             .next_multiple_of(4096);
         let segment = self.create_segment(capacity)?;
         writer.active = SegmentWriter::new(segment).expect("new segment has no writer");
+        if !self.config.background_sealing {
+            let pending = self.seal_pending.lock().expect("seal lock").clone();
+            if let Some(pending) = pending {
+                self.seal_segment(&pending)?;
+            }
+        }
         Ok(())
     }
 
@@ -1322,7 +1357,7 @@ impl Inner {
             let sealed = segment
                 .flush_range(0, segment.published())
                 .and_then(|_| segment.truncate_to_published())
-                .and_then(|_| segment.reopen_read_only());
+                .and_then(|_| segment.reopen_read_only(&self.backend));
             match sealed {
                 Ok(Some(read_only)) => {
                     self.segments
@@ -1378,7 +1413,8 @@ impl Inner {
             .write()
             .expect("segment table lock")
             .reserve()?;
-        let created = recovery::create_log_segment(self.dir.as_deref(), id, slot, capacity);
+        let created =
+            recovery::create_log_segment(&self.backend, self.dir.as_deref(), id, slot, capacity);
         let mut table = self.segments.write().expect("segment table lock");
         match created {
             Ok(segment) => {
@@ -1388,7 +1424,13 @@ impl Inner {
             }
             Err(e) => {
                 table.release(slot);
-                Err(e)
+                if let CreateError::InstalledUnsynced(e) = &e {
+                    // The new segment may or may not be in the directory after a power loss, and
+                    // a retried fsync could lie: refuse writes, as after any failed fsync. (It
+                    // stays the newest log segment, so the next open takes it as the tail.)
+                    self.set_poison(e.to_string());
+                }
+                Err(e.into_error())
             }
         }
     }

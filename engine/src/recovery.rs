@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::Backend;
 use crate::dir::{self, FileKind, Manifest};
 use crate::engine::{key_hash, Config, Inner, SegmentTable};
 use crate::error::{Error, Result};
@@ -63,27 +64,53 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// How creating a log segment failed.
+pub(crate) enum CreateError {
+    /// Nothing was installed: the directory is as before (a `.tmp` file may be left, which the
+    /// next open deletes). Trying again later is fine (a full disk, say).
+    NotInstalled(Error),
+    /// The segment was renamed into place but the directory fsync failed: whether its name is
+    /// durable is unknown, and a second fsync could not be trusted to tell (decision 10).
+    InstalledUnsynced(Error),
+}
+
+impl CreateError {
+    pub fn into_error(self) -> Error {
+        match self {
+            CreateError::NotInstalled(e) | CreateError::InstalledUnsynced(e) => e,
+        }
+    }
+}
+
 /// Creates a log segment: in a directory under a temporary name, synced, then renamed, so a
-/// segment file in the directory always starts with a whole header.
+/// segment file in the directory always starts with a whole header. The file stays open and
+/// mapped across the rename: nothing can fail between the rename and the directory fsync.
 pub(crate) fn create_log_segment(
+    backend: &Backend,
     dir: Option<&Path>,
     id: u64,
     slot: u16,
     capacity: usize,
-) -> Result<Segment> {
+) -> std::result::Result<Segment, CreateError> {
     let Some(dir) = dir else {
-        return Segment::create_anonymous(id, slot, capacity, SegmentOrigin::Log);
+        return Segment::create_anonymous(id, slot, capacity, SegmentOrigin::Log)
+            .map_err(CreateError::NotInstalled);
     };
     let path = dir::segment_path(dir, id);
     let tmp = dir::tmp_path(&path);
-    let segment = Segment::create_file(&tmp, id, slot, capacity, SegmentOrigin::Log)?;
-    segment.flush_range(0, SEGMENT_HEADER_BYTES)?;
-    segment.sync_file()?;
-    drop(segment);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "install segment", e))?;
-    dir::sync_dir(dir)?;
-    let segment = Segment::open_file(&path, slot, true)?;
-    segment.set_published(SEGMENT_HEADER_BYTES);
+    let mut segment = Segment::create_file(backend, &tmp, id, slot, capacity, SegmentOrigin::Log)
+        .map_err(CreateError::NotInstalled)?;
+    segment
+        .flush_range(0, SEGMENT_HEADER_BYTES)
+        .and_then(|_| segment.sync_file())
+        .and_then(|_| {
+            backend
+                .rename(&tmp, &path)
+                .map_err(|e| Error::io(&path, "install segment", e))
+        })
+        .map_err(CreateError::NotInstalled)?;
+    segment.renamed(&path);
+    dir::sync_dir(backend, dir).map_err(CreateError::InstalledUnsynced)?;
     Ok(segment)
 }
 
@@ -364,7 +391,7 @@ impl Loader {
     }
 }
 
-pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> {
+pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     let mut loader = Loader {
@@ -378,7 +405,10 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
     };
     let Some(dir) = dir else {
         let slot = loader.table.reserve()?;
-        let segment = Arc::new(create_log_segment(None, 1, slot, config.segment_bytes)?);
+        let segment = Arc::new(
+            create_log_segment(backend, None, 1, slot, config.segment_bytes)
+                .map_err(CreateError::into_error)?,
+        );
         loader.table.install(segment.clone());
         return Ok(Recovered {
             index: loader.index,
@@ -391,27 +421,28 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         });
     };
 
-    if let Some(manifest) = Manifest::read(dir)? {
+    if let Some(manifest) = Manifest::read(backend, dir)? {
         (config.logger)(&format!(
             "finishing an interrupted compaction: installing segments {:?}, removing {:?}",
             manifest.outputs, manifest.inputs
         ));
-        manifest.finish(dir)?;
+        manifest.finish(backend, dir)?;
         report.finished_compaction = true;
     }
 
     let mut segment_ids = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list data directory", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, "list data directory", e))?;
-        let name = entry.file_name();
+    let names = backend
+        .list_dir(dir)
+        .map_err(|e| Error::io(dir, "list data directory", e))?;
+    for name in names {
         let Some(name) = name.to_str() else { continue };
         match dir::classify(name) {
             FileKind::Segment(id) => segment_ids.push(id),
             FileKind::Temporary => {
                 // Output of a compaction that never committed, or a segment never installed.
-                let path = entry.path();
-                std::fs::remove_file(&path)
+                let path = dir.join(name);
+                backend
+                    .remove_file(&path)
                     .map_err(|e| Error::io(&path, "remove temporary file", e))?;
             }
             FileKind::Hint(_) | FileKind::Other => {}
@@ -424,7 +455,7 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
     for &id in &segment_ids {
         let path = dir::segment_path(dir, id);
         let slot = loader.table.reserve()?;
-        let segment = Segment::open_file(&path, slot, false)?;
+        let segment = Segment::open_file(backend, &path, slot, false)?;
         if segment.id != id {
             return Err(Error::corrupt(
                 &path,
@@ -451,7 +482,7 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
     let expected_keys: u64 = segments
         .iter()
         .filter(|s| Some(s.id) != tail_id)
-        .filter_map(|s| HintFile::footer_entries(&dir::hint_path(dir, s.id)))
+        .filter_map(|s| HintFile::footer_entries(backend, &dir::hint_path(dir, s.id)))
         .sum();
     loader.index.reserve(expected_keys as usize);
 
@@ -461,7 +492,7 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         let hint = if is_tail {
             None
         } else {
-            match HintFile::read(&dir::hint_path(dir, segment.id), segment.id) {
+            match HintFile::read(backend, &dir::hint_path(dir, segment.id), segment.id) {
                 Ok(hint) => hint,
                 Err(reason) => {
                     let line = format!(
@@ -477,7 +508,7 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         let is_sealing = Some(segment.id) == sealing_id;
         let segment = if is_tail {
             let path = dir::segment_path(dir, segment.id);
-            Arc::new(Segment::open_file(&path, segment.slot, true)?)
+            Arc::new(Segment::open_file(backend, &path, segment.slot, true)?)
         } else {
             segment.mark_sealed();
             Arc::new(segment)
@@ -550,9 +581,8 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
                 ));
             }
             if file_len > end {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
+                backend
+                    .open(&path, true)
                     .and_then(|file| {
                         file.set_len(end as u64)?;
                         file.sync_all()
@@ -597,12 +627,16 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         Some(writer) => writer,
         None => {
             let slot = loader.table.reserve()?;
-            let segment = Arc::new(create_log_segment(
-                Some(dir),
-                next_segment_id,
-                slot,
-                config.segment_bytes,
-            )?);
+            let segment = Arc::new(
+                create_log_segment(
+                    backend,
+                    Some(dir),
+                    next_segment_id,
+                    slot,
+                    config.segment_bytes,
+                )
+                .map_err(CreateError::into_error)?,
+            );
             next_segment_id += 1;
             loader.table.install(segment.clone());
             SegmentWriter::new(segment).expect("fresh segment")
