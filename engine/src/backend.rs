@@ -86,6 +86,13 @@ impl Mapping {
         }
     }
 
+    /// The mapped file was renamed (the simulated disk names it in its trace and faults).
+    pub fn renamed(&mut self, path: &Path) {
+        if let MappingOwner::Sim(map) = &mut self.owner {
+            map.renamed(path);
+        }
+    }
+
     #[inline(always)]
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr

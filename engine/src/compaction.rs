@@ -4,7 +4,8 @@
 //! Steps (a crash after any of them leaves a directory that opens with every live key):
 //! 1. Copy live records of the inputs, in seq order, into `.seg.tmp` outputs; write `.hint.tmp`
 //!    files; fsync all. A crash here: recovery deletes the .tmp files.
-//! 2. Commit the MERGE manifest (inputs to remove, outputs to install). A crash after this:
+//! 2. Flush the log (the records that made the dropped ones dead must outlive them), then
+//!    commit the MERGE manifest (inputs to remove, outputs to install). A crash after this:
 //!    recovery finishes the swap from it.
 //! 3. Rename outputs into place; map them; put them in the segment table.
 //! 4. Repoint the index, record by record, from input to output locations.
@@ -29,7 +30,7 @@ use crate::format::{self, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
 use crate::index::{Index, Location, Slot};
 use crate::log_iter::LogIter;
-use crate::segment::{Segment, SegmentWriter};
+use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
 /// A point in a compaction where the test hook may stop it (as if the process died there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +127,7 @@ impl Merge<'_> {
                 .reserve()?;
             let capacity = (len + SEGMENT_HEADER_BYTES)
                 .max(inner.config.segment_bytes)
-                .next_multiple_of(4096);
+                .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
             let created = match &inner.dir {
                 Some(dir) => Segment::create_file(
                     &inner.backend,
@@ -368,7 +369,13 @@ fn copy_and_swap(
     }
     merge.stop_at(CompactionStep::OutputsWritten)?;
 
-    // Step 2: commit.
+    // Step 2: commit. Records were left out because newer ones replaced them (or a newer put
+    // replaced a tombstone); once the inputs are gone, losing one of those newer records to a
+    // power failure would bring back an older value, or none, instead of the dropped one. So
+    // everything appended until now, which includes every write the copy saw in the index,
+    // is made durable first. (Taking the writer lock waits for an append still under way.)
+    let appended = inner.lock_writer().next_seq - 1;
+    inner.sync_to(appended)?;
     let manifest = Manifest {
         inputs: inputs.iter().map(|s| s.id).collect(),
         outputs: merge.outputs.iter().map(|o| o.writer.segment.id).collect(),

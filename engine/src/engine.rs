@@ -20,7 +20,7 @@ use crate::format::{
 };
 use crate::index::{Index, Location, Slot, Table, SHARD_COUNT};
 use crate::recovery::{self, CreateError, RecoveryReport};
-use crate::segment::{Segment, SegmentSlot, SegmentWriter};
+use crate::segment::{Segment, SegmentSlot, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 use crate::sim::SimDisk;
 
 /// When a write is durable.
@@ -665,21 +665,21 @@ impl Engine {
 
     /// Whether a live (unexpired) key exists.
     pub fn contains(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
-        Ok(self.inner.lookup(namespace, key).is_some())
+        Ok(self.inner.lookup(namespace, key)?.is_some())
     }
 
     /// A key's expiry (0 = none), or `None` if the key does not exist.
     pub fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
         Ok(self
             .inner
-            .lookup(namespace, key)
+            .lookup(namespace, key)?
             .map(|slot| slot.expiry_ms()))
     }
 
     /// The seq of the record that holds the key now, or `None` if it does not exist: changes
     /// whenever the key is written (WATCH compares it).
     pub fn version(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
-        Ok(self.inner.version_at(namespace, key, None))
+        self.inner.version_at(namespace, key, None)
     }
 
     /// Sets a key; durable per the policy when this returns.
@@ -956,7 +956,7 @@ impl Txn<'_> {
         }
         Ok(self
             .inner
-            .lookup_at(namespace, key, Some(self.now_ms))
+            .lookup_at(namespace, key, Some(self.now_ms))?
             .is_some())
     }
 
@@ -966,7 +966,10 @@ impl Txn<'_> {
         if self.pending_op(namespace, key).is_some() {
             return None;
         }
-        self.inner.version_at(namespace, key, Some(self.now_ms))
+        // A damaged record counts as changed (WATCH then aborts, which is always safe).
+        self.inner
+            .version_at(namespace, key, Some(self.now_ms))
+            .unwrap_or(None)
     }
 
     /// Queues a put.
@@ -1099,37 +1102,97 @@ impl Inner {
             && slot.is_expired(now_ms.unwrap_or_else(|| self.config.clock.now_ms()))
     }
 
-    fn lookup_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<Slot> {
-        let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
-        })?;
-        let slot = table.slot(position);
-        (!self.has_expired(&slot, now_ms)).then_some(slot)
+    /// The position of `key`'s slot in `table`. A slot whose tag matches but whose record holds
+    /// another key is almost always another key with the same 32-bit tag; it may also be this
+    /// key's own record, damaged after a hint file let recovery skip reading it. So when no
+    /// slot matches, the first such record is checked (a cold path): damage is reported, not
+    /// passed off as a missing key.
+    fn find_key(
+        table: &Table,
+        segments: &SegmentTable,
+        hash: u64,
+        namespace_tag: u8,
+        key: &[u8],
+    ) -> Result<Option<usize>> {
+        let mut other_key = None;
+        let found = table.find(hash, |l| {
+            let is_key = Inner::record_is(segments, l, namespace_tag, key);
+            if !is_key && other_key.is_none() {
+                other_key = Some(l);
+            }
+            is_key
+        });
+        match (found, other_key) {
+            (None, Some(location)) => Inner::check_record(segments, location).map(|()| None),
+            (found, _) => Ok(found),
+        }
     }
 
-    fn version_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<u64> {
+    /// Verifies the record at `location` (its checksum included).
+    #[cold]
+    fn check_record(segments: &SegmentTable, location: Location) -> Result<()> {
+        let segment = segments.get(location.segment);
+        segment
+            .record_at(location.offset as usize, true)
+            .map(drop)
+            .map_err(|e| Inner::unreadable(segment, location, e))
+    }
+
+    /// The error for an indexed record that fails to decode.
+    fn unreadable(segment: &Segment, location: Location, error: format::DecodeError) -> Error {
+        match error {
+            format::DecodeError::Corrupt(c) => {
+                Error::corrupt(segment.display_path(), c.offset, c.reason)
+            }
+            other => Error::corrupt(
+                segment.display_path(),
+                location.offset as u64,
+                format!("indexed record unreadable: {other:?}"),
+            ),
+        }
+    }
+
+    fn lookup_at(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        now_ms: Option<u64>,
+    ) -> Result<Option<Slot>> {
         let hash = key_hash(namespace.tag(), key);
         let table = self.index.read(Index::shard_of(hash));
         let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
-        })?;
+        let Some(position) = Inner::find_key(&table, &segments, hash, namespace.tag(), key)? else {
+            return Ok(None);
+        };
+        let slot = table.slot(position);
+        Ok((!self.has_expired(&slot, now_ms)).then_some(slot))
+    }
+
+    fn version_at(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        now_ms: Option<u64>,
+    ) -> Result<Option<u64>> {
+        let hash = key_hash(namespace.tag(), key);
+        let table = self.index.read(Index::shard_of(hash));
+        let segments = self.segments_read();
+        let Some(position) = Inner::find_key(&table, &segments, hash, namespace.tag(), key)? else {
+            return Ok(None);
+        };
         let slot = table.slot(position);
         if self.has_expired(&slot, now_ms) {
-            return None;
+            return Ok(None);
         }
         let location = slot.location();
-        Some(format::peek_seq(
+        Ok(Some(format::peek_seq(
             segments
                 .get(location.segment)
                 .bytes(location.offset as usize, RECORD_HEADER_BYTES),
-        ))
+        )))
     }
 
-    fn lookup(&self, namespace: Namespace, key: &[u8]) -> Option<Slot> {
+    fn lookup(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Slot>> {
         self.lookup_at(namespace, key, None)
     }
 
@@ -1152,9 +1215,7 @@ impl Inner {
         let hash = key_hash(namespace.tag(), key);
         let table = self.index.read(Index::shard_of(hash));
         let segments = self.segments_read();
-        let Some(position) = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
-        }) else {
+        let Some(position) = Inner::find_key(&table, &segments, hash, namespace.tag(), key)? else {
             return Ok(None);
         };
         let slot = table.slot(position);
@@ -1171,14 +1232,7 @@ impl Inner {
                 value: record.value,
                 expiry_ms: slot.expiry_ms(),
             }))),
-            Err(format::DecodeError::Corrupt(c)) => {
-                Err(Error::corrupt(segment.display_path(), c.offset, c.reason))
-            }
-            Err(other) => Err(Error::corrupt(
-                segment.display_path(),
-                location.offset as u64,
-                format!("indexed record unreadable: {other:?}"),
-            )),
+            Err(e) => Err(Inner::unreadable(segment, location, e)),
         }
     }
 
@@ -1330,13 +1384,18 @@ impl Inner {
         old.mark_sealed();
         if old.is_memory() {
             old.mark_durably_sealed();
+        } else if old.published() == SEGMENT_HEADER_BYTES {
+            // No records (a write too large for a fresh segment): sealing costs one truncate and
+            // fsync, and done before the next segment exists it lets recovery read an unsealed
+            // segment without records as one whose records were all lost.
+            self.seal_segment(&old)?;
         } else if !old.is_durably_sealed() {
             *self.seal_pending.lock().expect("seal lock") = Some(old);
             self.seal_wanted.notify_one();
         }
         let capacity = (needed + SEGMENT_HEADER_BYTES)
             .max(self.config.segment_bytes)
-            .next_multiple_of(4096);
+            .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
         let segment = self.create_segment(capacity)?;
         writer.active = SegmentWriter::new(segment).expect("new segment has no writer");
         if !self.config.background_sealing {
@@ -1354,6 +1413,8 @@ impl Inner {
     fn seal_segment(&self, segment: &Arc<Segment>) -> Result<()> {
         let _sealing = self.seal_lock.lock().expect("seal lock");
         if !segment.is_durably_sealed() {
+            // After a failed flush nothing is flushed again (decision 10).
+            self.check_writable()?;
             let sealed = segment
                 .flush_range(0, segment.published())
                 .and_then(|_| segment.truncate_to_published())
@@ -1397,7 +1458,11 @@ impl Inner {
             };
             if let Some(segment) = pending {
                 if let Err(e) = self.seal_segment(&segment) {
+                    // The engine is poisoned: no rotation hands over another segment, and
+                    // trying this one again would retry a failed flush. The next open finishes
+                    // the seal from what is on disk.
                     (self.config.logger)(&format!("sealing segment {} failed: {e}", segment.id));
+                    return;
                 }
             } else if *self.shutdown.lock().expect("shutdown lock") {
                 return;

@@ -25,7 +25,7 @@ use crate::format::{
 };
 use crate::hint::HintFile;
 use crate::index::{Index, Location, Slot, EXPIRY_TOMBSTONE, SHARD_COUNT};
-use crate::segment::{Segment, SegmentWriter};
+use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
 /// Where recovery cut a torn tail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,6 +391,31 @@ impl Loader {
     }
 }
 
+/// Why the tail's records must go because the segment before it, whose seal never finished,
+/// lost records at its end. A rotation appends the write that did not fit as the tail's first
+/// record, so that record's seq must follow the last one in the segment before; and a rotation
+/// away from a segment without records seals it before the tail exists, so an unsealed segment
+/// without records lost all of them.
+fn tail_gap(tail: &Segment, unsealed: Option<(Option<u64>, PathBuf)>) -> Option<String> {
+    let (last_seq, path) = unsealed?;
+    let bytes = tail.scan_bytes();
+    let first = format::decode_record(&bytes[SEGMENT_HEADER_BYTES..], 0, true).ok()?;
+    match last_seq {
+        Some(last_seq) if first.seq == last_seq + 1 => None,
+        Some(last_seq) => Some(format!(
+            "it starts at seq {}, but {} (whose seal never finished) ends at seq {last_seq}: \
+             the records between were lost",
+            first.seq,
+            path.display()
+        )),
+        None => Some(format!(
+            "it starts at seq {}, but no record of {} (whose seal never finished) survived",
+            first.seq,
+            path.display()
+        )),
+    }
+}
+
 pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
@@ -431,6 +456,7 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
     }
 
     let mut segment_ids = Vec::new();
+    let mut hint_ids = Vec::new();
     let names = backend
         .list_dir(dir)
         .map_err(|e| Error::io(dir, "list data directory", e))?;
@@ -445,10 +471,29 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
                     .remove_file(&path)
                     .map_err(|e| Error::io(&path, "remove temporary file", e))?;
             }
-            FileKind::Hint(_) | FileKind::Other => {}
+            FileKind::Hint(id) => hint_ids.push(id),
+            FileKind::Other => {}
         }
     }
     segment_ids.sort_unstable();
+    // A hint file is deleted only after its segment, and a compaction that deletes both leaves
+    // its manifest until both are gone (acted on above). A hint without its segment therefore
+    // means the segment file was lost: its records, and the older values they replaced or
+    // deleted, cannot be told apart from live data any more. Refuse to guess.
+    if let Some(&id) = hint_ids
+        .iter()
+        .find(|id| segment_ids.binary_search(id).is_err())
+    {
+        return Err(Error::corrupt(
+            dir::segment_path(dir, id),
+            0,
+            format!(
+                "segment file is missing but its hint file {} remains: its records are lost; \
+                 restore the segment, or delete the hint file to accept the loss",
+                dir::hint_path(dir, id).display()
+            ),
+        ));
+    }
 
     // Map every segment read-only first, to learn which is the tail (the newest log segment).
     let mut segments = Vec::new();
@@ -476,6 +521,9 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
     // last record, fsync: done off the writer's path) when the process stopped.
     let sealing_id = log_ids.iter().rev().nth(1).copied();
     let mut discard_tail = None;
+    // The segment before the tail, if its seal never finished, and the last seq in it: the tail
+    // must then continue right after it, or records at its end were lost (`tail_gap`).
+    let mut unsealed_before_tail = None;
 
     // Hint files tell how many keys to expect: size the index once instead of growing it. Only
     // their footers are read here; each file is loaded (and checked) when its segment is.
@@ -505,7 +553,13 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
                 }
             }
         };
-        let is_sealing = Some(segment.id) == sealing_id;
+        // Only a file still at its preallocated length can be waiting for its seal: a sealed
+        // one was cut to its last record (and ends on a page boundary only by chance), so
+        // damage in it is an error, as in any sealed segment, not a torn write to cut off.
+        let is_sealing = Some(segment.id) == sealing_id
+            && segment
+                .capacity()
+                .is_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
         let segment = if is_tail {
             let path = dir::segment_path(dir, segment.id);
             Arc::new(Segment::open_file(backend, &path, segment.slot, true)?)
@@ -536,6 +590,9 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
             continue;
         }
         report.segments_scanned += 1;
+        if is_tail && discard_tail.is_none() {
+            discard_tail = tail_gap(&segment, unsealed_before_tail.take());
+        }
         if is_tail {
             if let Some(reason) = discard_tail.take() {
                 // The records here came after records lost in the segment before: keeping them
@@ -579,6 +636,11 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
                     "the segment before it was torn at byte {end} of {}",
                     path.display()
                 ));
+            } else if file_len > end {
+                // Zeros after the last record: the room a rotation left, or records whose pages
+                // never reached the disk. Only the tail's first seq can tell them apart.
+                let max_seq = segment.max_seq.load(std::sync::atomic::Ordering::Relaxed);
+                unsealed_before_tail = Some(((max_seq > 0).then_some(max_seq), path.clone()));
             }
             if file_len > end {
                 backend
@@ -633,7 +695,10 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
                     Some(dir),
                     next_segment_id,
                     slot,
-                    config.segment_bytes,
+                    // As at rotation: an unsealed segment is known by its aligned length.
+                    config
+                        .segment_bytes
+                        .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES),
                 )
                 .map_err(CreateError::into_error)?,
             );

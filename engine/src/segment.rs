@@ -15,6 +15,10 @@ use crate::backend::{Backend, FileHandle, Mapping};
 use crate::error::{Error, Result};
 use crate::format::{self, DecodeError, RecordView, SegmentOrigin, SEGMENT_HEADER_BYTES};
 
+/// A segment's capacity (its preallocated file length) is a multiple of this. Sealing cuts the
+/// file to its last record, so an unsealed segment is told apart by its length.
+pub const SEGMENT_CAPACITY_ALIGN_BYTES: usize = 4096;
+
 /// Index of a segment in the engine's segment table (what an index slot stores).
 pub type SegmentSlot = u16;
 
@@ -166,6 +170,7 @@ impl Segment {
     /// Records that the file was renamed to `path` (its descriptor and mapping stay valid).
     pub(crate) fn renamed(&mut self, path: &Path) {
         self.path = Some(path.to_path_buf());
+        self.map.renamed(path);
         if let Some(FileHandle::Sim(file)) = &mut self.file {
             file.renamed(path);
         }

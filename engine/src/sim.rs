@@ -43,7 +43,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -72,6 +72,9 @@ pub enum SyncKind {
 #[derive(Clone)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+    /// Names of threads whose operations wait until `resume_threads` (a test holding the
+    /// sealer back, say).
+    paused: Arc<(Mutex<BTreeSet<String>>, Condvar)>,
 }
 
 /// A planned failure of one sync.
@@ -140,10 +143,14 @@ struct State {
     operations: u64,
     /// Syncs (msync, fsync, directory fsync) so far; each also counts as an operation.
     syncs: u64,
+    /// Syncs attempted per path (including those that failed), while the power was on.
+    sync_attempts: HashMap<PathBuf, u64>,
     crash_after_operations: Option<u64>,
     crash_after_syncs: Option<u64>,
     crashed: bool,
     full: bool,
+    /// The disk fills once this many operations have happened.
+    full_after_operations: Option<u64>,
     sync_failures: Vec<SyncFailure>,
     trace: VecDeque<String>,
 }
@@ -330,6 +337,7 @@ impl State {
         }
         self.operation(&format!("sync {kind:?}"), path)?;
         self.syncs += 1;
+        *self.sync_attempts.entry(path.to_path_buf()).or_insert(0) += 1;
         let text = path.to_string_lossy();
         let planned = self.sync_failures.iter().position(|f| {
             f.kind.is_none_or(|k| k == kind) && text.contains(f.path_contains.as_str())
@@ -340,6 +348,13 @@ impl State {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         Ok(())
+    }
+
+    fn is_full(&self) -> bool {
+        self.full
+            || self
+                .full_after_operations
+                .is_some_and(|n| self.operations >= n)
     }
 
     fn inode_of(&self, path: &Path) -> io::Result<u64> {
@@ -445,13 +460,45 @@ impl SimDisk {
                 locks: BTreeSet::new(),
                 operations: 0,
                 syncs: 0,
+                sync_attempts: HashMap::new(),
                 crash_after_operations: None,
                 crash_after_syncs: None,
                 crashed: false,
                 full: false,
+                full_after_operations: None,
                 sync_failures: Vec::new(),
                 trace: VecDeque::new(),
             })),
+            paused: Arc::new((Mutex::new(BTreeSet::new()), Condvar::new())),
+        }
+    }
+
+    /// Makes every operation that changes the disk wait, when a thread named `name` issues it,
+    /// until `resume_threads` (the engine's sealer is `flin-seal`): a test then decides when
+    /// that thread's work reaches the disk.
+    pub fn pause_thread(&self, name: &str) {
+        let (paused, _) = &*self.paused;
+        paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+    }
+
+    /// Lets paused threads go on.
+    pub fn resume_threads(&self) {
+        let (paused, resumed) = &*self.paused;
+        paused.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        resumed.notify_all();
+    }
+
+    /// Waits while the calling thread is paused.
+    fn wait_if_paused(&self) {
+        let (paused, resumed) = &*self.paused;
+        let name = std::thread::current().name().map(str::to_string);
+        let Some(name) = name else { return };
+        let mut set = paused.lock().unwrap_or_else(|e| e.into_inner());
+        while set.contains(&name) {
+            set = resumed.wait(set).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -495,6 +542,12 @@ impl SimDisk {
         self.lock().syncs
     }
 
+    /// Syncs attempted on `path` so far, failed ones included (a test that a failed sync is
+    /// never retried).
+    pub fn syncs_of(&self, path: &Path) -> u64 {
+        self.lock().sync_attempts.get(path).copied().unwrap_or(0)
+    }
+
     /// Makes the next sync of `kind` (any kind if `None`) on a path containing `path_contains`
     /// fail with EIO, once; the pages it covered are dropped as after a real writeback error.
     pub fn fail_next_sync(&self, kind: Option<SyncKind>, path_contains: &str) {
@@ -506,7 +559,14 @@ impl SimDisk {
 
     /// While full, creating, preallocating, extending and renaming files fail with ENOSPC.
     pub fn set_full(&self, full: bool) {
-        self.lock().full = full;
+        let mut state = self.lock();
+        state.full = full;
+        state.full_after_operations = None;
+    }
+
+    /// The disk fills (as `set_full(true)`) once `n` operations have happened in all.
+    pub fn set_full_after_operations(&self, n: u64) {
+        self.lock().full_after_operations = Some(n);
     }
 
     /// The last operations, one a line (for failure messages).
@@ -595,17 +655,41 @@ impl SimDisk {
         for change in &state.pending[..kept] {
             change.apply(&mut names);
         }
+        let image = Self::build(&state, &names, |inode, name| {
+            Self::power_loss_contents(inode, name, &mut rng)
+        });
+        image.trace_note(format!(
+            "image of a power loss, seed {seed}, kept {kept} unsynced directory changes"
+        ));
+        image
+    }
+
+    /// A copy of the disk as the running system sees it, as if every write and name had
+    /// reached the platter (a test damaging copies of one image). Panics as `after_power_loss`.
+    pub fn copy(&self) -> SimDisk {
+        let state = self.lock();
+        let image = Self::build(&state, &state.names, Self::contents);
+        image.trace_note("copy of a disk".to_string());
+        image
+    }
+
+    /// A new disk holding `names`, each file with the bytes `contents` gives its inode, all on
+    /// the platter.
+    fn build(
+        state: &State,
+        names: &BTreeMap<PathBuf, u64>,
+        mut contents: impl FnMut(&Inode, &Path) -> Vec<u8>,
+    ) -> SimDisk {
         let image = SimDisk::new();
         {
             let mut fresh = image.lock();
             fresh.dirs = state.dirs.clone();
             let mut carried: HashMap<u64, u64> = HashMap::new();
-            for (name, &old_id) in &names {
+            for (name, &old_id) in names {
                 let id = match carried.get(&old_id) {
                     Some(&id) => id,
                     None => {
-                        let bytes =
-                            Self::power_loss_contents(&state.inodes[&old_id], name, &mut rng);
+                        let bytes = contents(&state.inodes[&old_id], name);
                         let id = fresh.new_inode().expect("map a buffer");
                         let inode = fresh.inode(id);
                         inode.resize(bytes.len()).expect("grow an unmapped buffer");
@@ -620,9 +704,6 @@ impl SimDisk {
                 fresh.durable_names.insert(name.clone(), id);
             }
         }
-        image.trace_note(format!(
-            "image of a power loss, seed {seed}, kept {kept} unsynced directory changes"
-        ));
         image
     }
 
@@ -659,8 +740,9 @@ impl SimDisk {
                     1 => false,
                     _ => rng.below(2) == 0,
                 };
-                for at in sector..(sector + SECTOR_BYTES).min(end) {
-                    out[at] = if take_new { new(at) } else { old(at) };
+                let sector_end = (sector + SECTOR_BYTES).min(end);
+                for (at, byte) in (sector..).zip(&mut out[sector..sector_end]) {
+                    *byte = if take_new { new(at) } else { old(at) };
                 }
             }
         }
@@ -696,6 +778,7 @@ impl SimDisk {
     }
 
     pub(crate) fn create(&self, path: &Path, must_be_new: bool) -> io::Result<SimFile> {
+        self.wait_if_paused();
         let mut state = self.lock();
         let parent = path.parent().unwrap_or(Path::new(""));
         if !state.dirs.contains(parent) {
@@ -710,7 +793,7 @@ impl SimDisk {
                 format!("{} exists", path.display()),
             ));
         }
-        if existing.is_none() && state.full {
+        if existing.is_none() && state.is_full() {
             state.powered()?;
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
@@ -764,10 +847,11 @@ impl SimDisk {
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.wait_if_paused();
         let mut state = self.lock();
         state.powered()?;
         state.inode_of(from)?;
-        if state.full {
+        if state.is_full() {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         state.operation(&format!("rename {} ->", from.display()), to)?;
@@ -779,6 +863,7 @@ impl SimDisk {
     }
 
     pub(crate) fn remove(&self, path: &Path) -> io::Result<()> {
+        self.wait_if_paused();
         let mut state = self.lock();
         state.powered()?;
         state.inode_of(path)?;
@@ -809,6 +894,7 @@ impl SimDisk {
     }
 
     pub(crate) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.wait_if_paused();
         let mut state = self.lock();
         state.sync(SyncKind::Directory, dir)?;
         let pending = std::mem::take(&mut state.pending);
@@ -836,10 +922,11 @@ impl SimFile {
     }
 
     pub(crate) fn set_len(&self, bytes: u64, preallocate: bool) -> io::Result<()> {
+        self.disk.wait_if_paused();
         let mut state = self.disk.lock();
         state.powered()?;
         let grows = bytes as usize > state.inode(self.inode).len;
-        if grows && state.full {
+        if grows && state.is_full() {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         let what = if preallocate {
@@ -855,6 +942,7 @@ impl SimFile {
     /// segment before its writer exists, a sealed one, a compaction output written by the
     /// calling thread).
     pub(crate) fn sync_all(&self) -> io::Result<()> {
+        self.disk.wait_if_paused();
         let mut state = self.disk.lock();
         if let Err(e) = state.sync(SyncKind::File, &self.path) {
             if !state.crashed {
@@ -873,11 +961,12 @@ impl SimFile {
     }
 
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.disk.wait_if_paused();
         let mut state = self.disk.lock();
         state.powered()?;
         let inode_len = state.inode(self.inode).len;
         let end = self.position + bytes.len();
-        if end > inode_len && state.full {
+        if end > inode_len && state.is_full() {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         state.operation(&format!("write {} bytes", bytes.len()), &self.path)?;
@@ -922,6 +1011,10 @@ impl SimFile {
 }
 
 impl SimMapping {
+    pub(crate) fn renamed(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+    }
+
     pub(crate) fn ptr(&self) -> *mut u8 {
         self.memory.map.as_mut_ptr()
     }
@@ -933,6 +1026,7 @@ impl SimMapping {
     /// msync: copies the range to the platter. The caller does not store into it meanwhile
     /// (see `Mapping::flush_range`).
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.disk.wait_if_paused();
         let mut state = self.disk.lock();
         let end = (offset + len).min(self.len);
         if let Err(e) = state.sync(SyncKind::Flush, &self.path) {
