@@ -586,6 +586,7 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
         if from_hint {
             // Hint files are only written for segments whose seal finished.
             segment.mark_durably_sealed();
+            segment.mark_loaded_from_hints();
             report.segments_from_hints += 1;
             continue;
         }

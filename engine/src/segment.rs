@@ -50,6 +50,9 @@ pub struct Segment {
     /// Set once a sealed segment is flushed, cut to its last record and fsynced (or was found
     /// so at recovery): only then may compaction or a hint file rely on its file.
     durably_sealed: AtomicBool,
+    /// Recovery loaded the index entries from a hint file instead of reading (and checking)
+    /// the records: damage in them is found only when they are read.
+    loaded_from_hints: AtomicBool,
 }
 
 // SAFETY: the mapping is only read below `published` (immutable bytes, published with
@@ -81,6 +84,7 @@ impl Segment {
             max_seq: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
             durably_sealed: AtomicBool::new(false),
+            loaded_from_hints: AtomicBool::new(false),
         }
     }
 
@@ -294,6 +298,14 @@ impl Segment {
     pub(crate) fn mark_durably_sealed(&self) {
         self.mark_sealed();
         self.durably_sealed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn loaded_from_hints(&self) -> bool {
+        self.loaded_from_hints.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_loaded_from_hints(&self) {
+        self.loaded_from_hints.store(true, Ordering::Relaxed);
     }
 
     pub fn is_memory(&self) -> bool {
