@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use flin_benches::{key, machine_line, permuted, value};
+use flin_benches::{key, machine_line, permuted, value, KEY_BYTES};
 use flin_engine::{Config, Durability, Engine, Namespace, WriteBatch};
 use tempfile::TempDir;
 
@@ -207,6 +207,42 @@ fn bench_get(c: &mut Criterion) {
             })
         });
     }
+    // The same lookups through `get_many_with`, 16 keys a call (an MGET of 16), default
+    // verification: the keys of one call have their memory accesses overlapped.
+    let engine = Engine::open(directory_config(&dir)).expect("reopen");
+    let mut next = 0u64;
+    group.bench_function("many16/hit", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for _ in 0..GETS_PER_ITER / 16 {
+                let batch: [[u8; KEY_BYTES]; 16] =
+                    std::array::from_fn(|j| key(permuted(next.wrapping_add(j as u64), keys)));
+                next = next.wrapping_add(16);
+                engine
+                    .get_many_with(Namespace::Kv, &batch, |_, v| {
+                        bytes += v.expect("hit").value.len()
+                    })
+                    .expect("get_many");
+            }
+            bytes
+        })
+    });
+    let mut next = 0u64;
+    group.bench_function("many16/miss", |b| {
+        b.iter(|| {
+            let mut found = 0;
+            for _ in 0..GETS_PER_ITER / 16 {
+                let batch: [[u8; KEY_BYTES]; 16] = std::array::from_fn(|j| {
+                    key(keys + (next.wrapping_add(j as u64) & ((1 << 40) - 1)))
+                });
+                next = next.wrapping_add(16);
+                engine
+                    .get_many_with(Namespace::Kv, &batch, |_, v| found += v.is_some() as usize)
+                    .expect("get_many");
+            }
+            assert_eq!(found, 0);
+        })
+    });
     group.finish();
 }
 

@@ -3,6 +3,11 @@
 //! Shared helpers for the criterion benches (`benches/engine.rs`) and the footprint binary
 //! (`src/bin/engine_footprint.rs`): deterministic keys and values, and a few readings from
 //! `/proc` so every figure is printed with the machine and the load it was taken under.
+//!
+//! [`crashtest`] is the crash-recovery harness behind `src/bin/flin-crashtest.rs` (and the
+//! short run in flin-server's test suite); see docs/reliability.md.
+
+pub mod crashtest;
 
 /// Bytes in every benchmark key.
 pub const KEY_BYTES: usize = 16;
@@ -41,7 +46,16 @@ pub fn permuted(i: u64, n: u64) -> u64 {
 
 /// A field of `/proc/self/status` in bytes (`VmRSS`, `RssAnon`, `RssFile`, ...), if present.
 pub fn proc_status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_bytes("/proc/self/status", field)
+}
+
+/// The same field of another process (`VmRSS`, `VmHWM`: the peak), e.g. a server under test.
+pub fn process_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    status_bytes(&format!("/proc/{pid}/status"), field)
+}
+
+fn status_bytes(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     status.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
         let kb: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
@@ -103,6 +117,8 @@ mod tests {
     #[test]
     fn reads_rss() {
         assert!(proc_status_bytes("VmRSS").unwrap_or(1) > 0);
+        let own = process_status_bytes(std::process::id(), "VmHWM");
+        assert!(own.unwrap_or(1) > 0);
         assert!(!machine_line().is_empty());
     }
 }

@@ -28,7 +28,7 @@ use crate::engine::{key_hash, Inner};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
-use crate::index::{Index, Location, Slot};
+use crate::index::{Index, Location, Shard, Slot};
 use crate::log_iter::LogIter;
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
@@ -198,17 +198,22 @@ impl Merge<'_> {
 
     /// The slot at `location` for this hash, if the index still points there.
     fn indexed_slot(&self, hash: u64, location: Location) -> Option<Slot> {
-        let table = self.inner.index.read(Index::shard_of(hash));
-        table.find(hash, |l| l == location).map(|p| table.slot(p))
+        let shard = self.inner.index.read(Index::shard_of(hash));
+        shard
+            .table
+            .find(hash, |l| l == location)
+            .map(|p| shard.table.slot(p))
     }
 
     /// Where the index says the key lives now, if anywhere.
     fn current_location(&self, namespace_tag: u8, key: &[u8], hash: u64) -> Option<Location> {
-        let table = self.inner.index.read(Index::shard_of(hash));
-        let segments = self.inner.segments_read();
-        table
-            .find(hash, |l| Inner::record_is(&segments, l, namespace_tag, key))
-            .map(|p| table.slot(p).location())
+        let shard = self.inner.index.read(Index::shard_of(hash));
+        shard
+            .table
+            .find(hash, |l| {
+                Inner::record_is(&shard.segments, l, namespace_tag, key)
+            })
+            .map(|p| shard.table.slot(p).location())
     }
 }
 
@@ -221,6 +226,7 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
         ));
     }
     let started = Instant::now();
+    inner.finish_pending_seal()?;
     let active_slot = inner.lock_writer().active.segment.slot;
     let (inputs, outside_min_seq) = {
         let table = inner.segments_read();
@@ -417,12 +423,14 @@ fn copy_and_swap(
             installed.mark_sealed();
             table.install(installed);
         }
+        inner.index.publish_segments(&table);
     }
     merge.stop_at(CompactionStep::OutputsInstalled)?;
 
     // Step 4: repoint the index, one record (one shard lock) at a time.
     for moved in &merge.moved {
-        let mut table = inner.index.write(Index::shard_of(moved.hash));
+        let mut shard = inner.index.write(Index::shard_of(moved.hash));
+        let Shard { table, segments } = &mut *shard;
         match table.find(moved.hash, |l| l == moved.from) {
             Some(position) => {
                 let expiry = table.slot(position).expiry_ms();
@@ -430,15 +438,14 @@ fn copy_and_swap(
             }
             None => {
                 // Overwritten or deleted while we copied: the copy is dead.
-                let segments = inner.segments_read();
                 segments.get(moved.to.segment).add_dead(moved.record_len);
             }
         }
     }
     for &(hash, location) in &merge.expired {
-        let mut table = inner.index.write(Index::shard_of(hash));
+        let mut shard = inner.index.write(Index::shard_of(hash));
+        let Shard { table, segments } = &mut *shard;
         if let Some(position) = table.find(hash, |l| l == location) {
-            let segments = inner.segments_read();
             let tag = segments
                 .get(location.segment)
                 .bytes(location.offset as usize, format::RECORD_HEADER_BYTES)[5];
@@ -455,6 +462,7 @@ fn copy_and_swap(
         for input in inputs {
             table.remove(input.slot);
         }
+        inner.index.publish_segments(&table);
     }
     if let Some(dir) = &inner.dir {
         manifest.remove_inputs(&inner.backend, dir)?;
@@ -470,6 +478,7 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
     let Some(dir) = &inner.dir else {
         return Ok(0);
     };
+    inner.finish_pending_seal()?;
     let sealed: Vec<Arc<Segment>> = inner
         .segments_read()
         .all()

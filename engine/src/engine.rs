@@ -18,7 +18,7 @@ use crate::format::{
     self, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES,
     SEGMENT_HEADER_BYTES, VALUE_BYTES_MAX,
 };
-use crate::index::{Index, Location, Slot, Table, SHARD_COUNT};
+use crate::index::{Index, Location, Shard, Slot, SHARD_COUNT};
 use crate::recovery::{self, CreateError, RecoveryReport};
 use crate::segment::{Segment, SegmentSlot, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 use crate::sim::SimDisk;
@@ -413,8 +413,10 @@ pub struct Stats {
     pub expired_keys_reclaimed: u64,
 }
 
-/// The segments in use, by slot.
-#[derive(Default)]
+/// The segments in use, by slot. The engine's copy sits behind `Inner::segments`; every change
+/// to it is published to the index shards (`Index::publish_segments`), whose snapshots lookups
+/// use.
+#[derive(Clone, Default)]
 pub(crate) struct SegmentTable {
     slots: Vec<Option<Arc<Segment>>>,
     free: Vec<SegmentSlot>,
@@ -575,6 +577,7 @@ impl Engine {
             None => None,
         };
         let recovered = recovery::recover(&config, &backend, dir.as_deref())?;
+        recovered.index.publish_segments(&recovered.segments);
         let inner = Arc::new(Inner {
             backend,
             dir,
@@ -653,6 +656,20 @@ impl Engine {
         read: impl FnOnce(ValueRef<'_>) -> R,
     ) -> Result<Option<R>> {
         self.inner.get_with(namespace, key, read)
+    }
+
+    /// Reads many keys of one namespace, calling `read(i, value)` for each `keys[i]` in order
+    /// (`None`: absent or expired). Much faster per key than as many `get_with` calls when the
+    /// keys are spread over a large index: lookups go in groups whose memory accesses overlap
+    /// (MGET uses it). `read` runs while shard locks are held: keep it short. On a corrupt
+    /// record it returns the error, having called `read` for the keys before it.
+    pub fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+        read: impl FnMut(usize, Option<ValueRef<'_>>),
+    ) -> Result<()> {
+        self.inner.get_many_with(namespace, keys, read)
     }
 
     /// A key's value and expiry, copied.
@@ -908,6 +925,10 @@ pub struct Txn<'a> {
 
 const OVERLAY_AFTER_OPS: usize = 16;
 
+/// Keys `get_many_with` looks up together: enough independent misses in flight to cover the
+/// memory latency, few enough that the shard locks of one group are a handful.
+const GET_MANY_GROUP: usize = 16;
+
 impl Txn<'_> {
     /// Index of the latest queued write of a key.
     fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
@@ -1131,29 +1152,28 @@ impl Inner {
 
     fn lookup_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<Slot> {
         let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
+        let shard = self.index.read(Index::shard_of(hash));
+        let position = shard.table.find(hash, |l| {
+            Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
-        let slot = table.slot(position);
+        let slot = shard.table.slot(position);
         (!self.has_expired(&slot, now_ms)).then_some(slot)
     }
 
     fn version_at(&self, namespace: Namespace, key: &[u8], now_ms: Option<u64>) -> Option<u64> {
         let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
-        let position = table.find(hash, |l| {
-            Inner::record_is(&segments, l, namespace.tag(), key)
+        let shard = self.index.read(Index::shard_of(hash));
+        let position = shard.table.find(hash, |l| {
+            Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
-        let slot = table.slot(position);
+        let slot = shard.table.slot(position);
         if self.has_expired(&slot, now_ms) {
             return None;
         }
         let location = slot.location();
         Some(format::peek_seq(
-            segments
+            shard
+                .segments
                 .get(location.segment)
                 .bytes(location.offset as usize, RECORD_HEADER_BYTES),
         ))
@@ -1180,21 +1200,33 @@ impl Inner {
         read: impl FnOnce(ValueRef<'_>) -> R,
     ) -> Result<Option<R>> {
         let hash = key_hash(namespace.tag(), key);
-        let table = self.index.read(Index::shard_of(hash));
-        let segments = self.segments_read();
+        let shard = self.index.read(Index::shard_of(hash));
+        self.read_in_shard(&shard, namespace, key, hash, now_ms, read)
+    }
+
+    /// Looks a key up in its shard (locked by the caller) and hands its value to `read`.
+    fn read_in_shard<R>(
+        &self,
+        shard: &Shard,
+        namespace: Namespace,
+        key: &[u8],
+        hash: u64,
+        now_ms: Option<u64>,
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
         // A damaged record claims the slot whose tag it matches, so that the read below reports
         // it (see `record_is_or_damaged`).
-        let Some(position) = table.find(hash, |l| {
-            Inner::record_is_or_damaged(&segments, l, namespace.tag(), key)
+        let Some(position) = shard.table.find(hash, |l| {
+            Inner::record_is_or_damaged(&shard.segments, l, namespace.tag(), key)
         }) else {
             return Ok(None);
         };
-        let slot = table.slot(position);
+        let slot = shard.table.slot(position);
         if self.has_expired(&slot, now_ms) {
             return Ok(None);
         }
         let location = slot.location();
-        let segment = segments.get(location.segment);
+        let segment = shard.segments.get(location.segment);
         match segment.record_at(
             location.offset as usize,
             self.config.verify_checksums_on_read,
@@ -1212,6 +1244,69 @@ impl Inner {
                 format!("indexed record unreadable: {other:?}"),
             )),
         }
+    }
+
+    /// `Engine::get_many_with`: groups of up to `GET_MANY_GROUP` keys. Each group locks its
+    /// shards (in shard order, as batch writers do, so neither can deadlock the other), then
+    /// makes three passes: load every key's home slot, load every first candidate's record
+    /// header, then do the real lookups, which find both in cache. The loads of one pass do not
+    /// depend on each other, so their cache and TLB misses overlap.
+    fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+        mut read: impl FnMut(usize, Option<ValueRef<'_>>),
+    ) -> Result<()> {
+        let tag = namespace.tag();
+        for (group_number, group) in keys.chunks(GET_MANY_GROUP).enumerate() {
+            let first = group_number * GET_MANY_GROUP;
+            let mut hashes = [0u64; GET_MANY_GROUP];
+            let mut by_shard = [0usize; GET_MANY_GROUP];
+            for (i, key) in group.iter().enumerate() {
+                hashes[i] = key_hash(tag, key.as_ref());
+                by_shard[i] = i;
+            }
+            let by_shard = &mut by_shard[..group.len()];
+            by_shard.sort_unstable_by_key(|&i| Index::shard_of(hashes[i]));
+            let mut guards: [Option<RwLockReadGuard<'_, Shard>>; GET_MANY_GROUP] =
+                std::array::from_fn(|_| None);
+            let mut guard_of = [0usize; GET_MANY_GROUP];
+            let mut locked = 0;
+            let mut previous = usize::MAX;
+            for &i in by_shard.iter() {
+                let shard = Index::shard_of(hashes[i]);
+                if shard != previous {
+                    guards[locked] = Some(self.index.read(shard));
+                    locked += 1;
+                    previous = shard;
+                }
+                guard_of[i] = locked - 1;
+            }
+            let shard_of_key = |i: usize| guards[guard_of[i]].as_deref().expect("locked");
+            let mut touched = 0u64;
+            for (i, &hash) in hashes[..group.len()].iter().enumerate() {
+                touched ^= shard_of_key(i).table.home_tag(hash) as u64;
+            }
+            for (i, &hash) in hashes[..group.len()].iter().enumerate() {
+                let shard = shard_of_key(i);
+                if let Some(location) = shard.table.first_candidate(hash) {
+                    let segment = shard.segments.get(location.segment);
+                    touched ^= segment.bytes(location.offset as usize, 1)[0] as u64;
+                }
+            }
+            std::hint::black_box(touched);
+            for (i, key) in group.iter().enumerate() {
+                let shard = shard_of_key(i);
+                let found =
+                    self.read_in_shard(shard, namespace, key.as_ref(), hashes[i], None, |v| {
+                        read(first + i, Some(v))
+                    })?;
+                if found.is_none() {
+                    read(first + i, None);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Appends a batch as one record (or a batch record) and updates the index. Caller holds
@@ -1271,9 +1366,8 @@ impl Inner {
         if let [op] = ops {
             // One write, one shard: no bookkeeping to allocate.
             let hash = key_hash(op.namespace().tag(), op.key());
-            let mut table = self.index.write(Index::shard_of(hash));
-            let segments = self.segments_read();
-            self.apply_one(&mut table, &segments, segment, op, hash, first_record);
+            let mut shard = self.index.write(Index::shard_of(hash));
+            self.apply_one(&mut shard, segment, op, hash, first_record);
             return;
         }
         let hashes: Vec<u64> = ops
@@ -1284,13 +1378,12 @@ impl Inner {
         shards.sort_unstable();
         shards.dedup();
         let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
-        let segments = self.segments_read();
         let mut offset = first_record;
         for (op, &hash) in ops.iter().zip(&hashes) {
             let at = guards
                 .binary_search_by_key(&Index::shard_of(hash), |(s, _)| *s)
                 .expect("shard locked");
-            self.apply_one(&mut guards[at].1, &segments, segment, op, hash, offset);
+            self.apply_one(&mut guards[at].1, segment, op, hash, offset);
             offset += op.record_len();
         }
     }
@@ -1298,8 +1391,7 @@ impl Inner {
     /// Points the index at one record written at `offset` of `segment`.
     fn apply_one<O: WriteOp>(
         &self,
-        table: &mut Table,
-        segments: &SegmentTable,
+        shard: &mut Shard,
         segment: &Arc<Segment>,
         op: &O,
         hash: u64,
@@ -1309,6 +1401,7 @@ impl Inner {
             segment: segment.slot,
             offset: offset as u32,
         };
+        let Shard { table, segments } = shard;
         let tag = op.namespace().tag();
         let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key()));
         if let Some(position) = found {
@@ -1399,10 +1492,10 @@ impl Inner {
                 .and_then(|_| segment.reopen_read_only(&self.backend));
             match sealed {
                 Ok(Some(read_only)) => {
-                    self.segments
-                        .write()
-                        .expect("segment table lock")
-                        .install(Arc::new(read_only));
+                    let mut table = self.segments.write().expect("segment table lock");
+                    table.install(Arc::new(read_only));
+                    self.index.publish_segments(&table);
+                    drop(table);
                     segment.mark_durably_sealed();
                 }
                 Ok(None) => segment.mark_durably_sealed(),
@@ -1417,6 +1510,17 @@ impl Inner {
             *pending = None;
         }
         Ok(())
+    }
+
+    /// Seals the segment waiting for the sealer thread, if any, on this thread: compaction and
+    /// hint writing only take durably sealed segments, and a caller asking for either now
+    /// should not depend on how far the sealer has got.
+    pub(crate) fn finish_pending_seal(&self) -> Result<()> {
+        let pending = self.seal_pending.lock().expect("seal lock").clone();
+        match pending {
+            Some(segment) => self.seal_segment(&segment),
+            None => Ok(()),
+        }
     }
 
     /// The sealer thread: seals what rotation hands over, and finishes before shutdown.
@@ -1463,6 +1567,7 @@ impl Inner {
             Ok(segment) => {
                 let segment = Arc::new(segment);
                 table.install(segment.clone());
+                self.index.publish_segments(&table);
                 Ok(segment)
             }
             Err(e) => {
@@ -1602,16 +1707,22 @@ impl Inner {
         let now_ms = self.config.clock.now_ms();
         let mut reclaimed = 0;
         for shard in shards {
-            if !self.index.read(shard).iter().any(|s| s.is_expired(now_ms)) {
+            if !self
+                .index
+                .read(shard)
+                .table
+                .iter()
+                .any(|s| s.is_expired(now_ms))
+            {
                 continue;
             }
-            let mut table = self.index.write(shard);
-            let segments = self.segments_read();
+            let mut guard = self.index.write(shard);
+            let Shard { table, segments } = &mut *guard;
             reclaimed += table.retain(|slot| {
                 if !slot.is_expired(now_ms) {
                     return true;
                 }
-                Inner::mark_dead(&segments, slot.location());
+                Inner::mark_dead(segments, slot.location());
                 let segment = segments.get(slot.location().segment);
                 let tag = segment.bytes(slot.location().offset as usize, RECORD_HEADER_BYTES)[5];
                 self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
@@ -1630,13 +1741,13 @@ impl Inner {
         let mut keys = Vec::new();
         let mut positions = Vec::new();
         while shard < SHARD_COUNT {
-            let table = self.index.read(shard);
+            let guard = self.index.read(shard);
+            let Shard { table, segments } = &*guard;
             if table.is_empty() {
                 shard += 1;
                 bucket = 0;
                 continue;
             }
-            let segments = self.segments_read();
             let mask = (table.capacity() - 1) as u32;
             loop {
                 positions.clear();

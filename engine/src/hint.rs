@@ -93,6 +93,12 @@ impl HintFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read: {e}")),
         };
+        HintFile::parse(buf, segment_id).map(Some)
+    }
+
+    /// Checks the bytes of a hint file for segment `segment_id` (header, footer, checksum; the
+    /// entries are checked as `iter` reaches them). `Err` names what is wrong and where.
+    pub fn parse(buf: Vec<u8>, segment_id: u64) -> std::result::Result<HintFile, String> {
         if buf.len() < HINT_HEADER_BYTES + HINT_FOOTER_BYTES {
             return Err(format!("only {} bytes long", buf.len()));
         }
@@ -105,7 +111,9 @@ impl HintFile {
         }
         let named = u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes"));
         if named != segment_id {
-            return Err(format!("names segment {named}, expected {segment_id}"));
+            return Err(format!(
+                "names segment {named} at byte 16, expected {segment_id}"
+            ));
         }
         let footer = buf.len() - HINT_FOOTER_BYTES;
         let stored = u32::from_le_bytes(buf[footer + 8..footer + 12].try_into().expect("4 bytes"));
@@ -114,7 +122,7 @@ impl HintFile {
             return Err(format!("checksum mismatch at byte {}", footer + 8));
         }
         let entries = u64::from_le_bytes(buf[footer..footer + 8].try_into().expect("8 bytes"));
-        Ok(Some(HintFile { buf, entries }))
+        Ok(HintFile { buf, entries })
     }
 
     /// The entry count a hint file's footer claims, read without loading the file (an estimate
@@ -154,7 +162,13 @@ impl<'a> Iterator for HintIter<'a> {
             return None;
         }
         let at = self.at;
-        let bad = || Some(Err(format!("malformed entry at byte {at}")));
+        // A malformed entry ends the iteration: without a valid length there is no next entry
+        // to find, and a caller that skipped errors would otherwise get this one for ever.
+        let buf_len = self.buf.len();
+        let mut bad = || {
+            self.at = buf_len;
+            Some(Err(format!("malformed entry at byte {at}")))
+        };
         let Some(header) = self.buf.get(at..at + HINT_ENTRY_HEADER_BYTES) else {
             return bad();
         };
@@ -237,6 +251,17 @@ mod tests {
                 "truncated at {cut}"
             );
         }
+        let mut malformed = HintWriter::new(5);
+        malformed.add(&entry(b"alpha", 2));
+        malformed.buf[HINT_HEADER_BYTES + 28] = 9; // an unknown kind
+        malformed.write(&Backend::Os, &path).unwrap();
+        let file = HintFile::read(&Backend::Os, &path, 5).unwrap().unwrap();
+        let entries: Vec<_> = file.iter().take(3).collect();
+        assert_eq!(
+            entries,
+            vec![Err("malformed entry at byte 24".to_string())],
+            "a malformed entry is reported once and ends the iteration"
+        );
         let mut flipped = good.clone();
         flipped[30] ^= 4;
         fs::write(&path, &flipped).unwrap();

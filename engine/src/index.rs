@@ -9,9 +9,14 @@
 //! The index is split into `SHARD_COUNT` shards chosen by the hash's top bits, each an
 //! open-addressing Robin Hood table behind its own RwLock: readers of different shards never
 //! touch the same lock, and growing one shard moves 1/1024 of the keys.
+//!
+//! Each shard also holds a snapshot of the segment table (`Shard::segments`), so a lookup that
+//! holds the shard lock reaches the segments its slots point at without taking a second lock:
+//! a global segment-table lock would be one cache line written by every read on every core.
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::engine::SegmentTable;
 use crate::segment::SegmentSlot;
 
 /// Number of shards (a power of two).
@@ -134,6 +139,40 @@ impl Table {
             }
             if slot.tag == tag && is_key(slot.location()) {
                 return Some(position);
+            }
+            position = (position + 1) & mask;
+            distance += 1;
+        }
+    }
+
+    /// The tag in the key's home bucket (0 for an empty table). `get_many` calls this for a
+    /// whole group of keys before probing any: the loads are independent, so their cache misses
+    /// overlap instead of following one another.
+    pub fn home_tag(&self, hash: u64) -> u32 {
+        match self.slots.len() {
+            0 => 0,
+            _ => self.slots[hash as u32 as usize & self.mask()].tag,
+        }
+    }
+
+    /// The location of the first slot on the key's probe path whose tag matches, without
+    /// comparing keys (for `get_many`'s second round of overlapped loads: the record it names
+    /// is almost always the key's).
+    pub fn first_candidate(&self, hash: u64) -> Option<Location> {
+        if self.len == 0 {
+            return None;
+        }
+        let tag = hash as u32;
+        let mask = self.mask();
+        let mut position = tag as usize & mask;
+        let mut distance = 0;
+        loop {
+            let slot = &self.slots[position];
+            if slot.is_empty() || self.distance(position, slot) < distance {
+                return None;
+            }
+            if slot.tag == tag {
+                return Some(slot.location());
             }
             position = (position + 1) & mask;
             distance += 1;
@@ -284,9 +323,20 @@ impl Table {
     }
 }
 
+/// One shard of the index: its table and the segments its slots point into.
+#[derive(Default)]
+pub struct Shard {
+    pub table: Table,
+    /// A snapshot of the segment table holding every segment a slot of this shard points at
+    /// (and usually others). Invariant, kept by `Index::publish_segments`: a segment is in every
+    /// shard's snapshot before any slot points at it, and leaves the snapshots only after no
+    /// slot does.
+    pub segments: Arc<SegmentTable>,
+}
+
 /// The sharded index.
 pub struct Index {
-    shards: Box<[RwLock<Table>]>,
+    shards: Box<[RwLock<Shard>]>,
 }
 
 impl Default for Index {
@@ -299,7 +349,7 @@ impl Index {
     pub fn new() -> Index {
         Index {
             shards: (0..SHARD_COUNT)
-                .map(|_| RwLock::new(Table::default()))
+                .map(|_| RwLock::new(Shard::default()))
                 .collect(),
         }
     }
@@ -309,7 +359,7 @@ impl Index {
         (hash >> (64 - SHARD_BITS)) as usize
     }
 
-    pub fn read(&self, shard: usize) -> RwLockReadGuard<'_, Table> {
+    pub fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
         // A poisoned shard lock means a panic while the table was being changed: the broken
         // invariant is not recoverable, so keep panicking.
         self.shards[shard]
@@ -317,18 +367,32 @@ impl Index {
             .expect("index shard lock poisoned")
     }
 
-    pub fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Table> {
+    pub fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
         self.shards[shard]
             .write()
             .expect("index shard lock poisoned")
     }
 
+    /// Gives every shard a snapshot of `segments`. The caller holds the segment table's write
+    /// lock, so publishers never interleave; a shard is locked only for its own swap.
+    pub fn publish_segments(&self, segments: &SegmentTable) {
+        let snapshot = Arc::new(segments.clone());
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().expect("index shard lock poisoned");
+            let old = std::mem::replace(&mut shard.segments, snapshot.clone());
+            drop(shard);
+            // The last reference to a retired segment may be this one: unmapping it happens
+            // here, with no shard locked.
+            drop(old);
+        }
+    }
+
     /// Bytes the index occupies: slots plus the shard array.
     pub fn memory_bytes(&self) -> usize {
-        let shard_array = self.shards.len() * std::mem::size_of::<RwLock<Table>>();
+        let shard_array = self.shards.len() * std::mem::size_of::<RwLock<Shard>>();
         shard_array
             + (0..SHARD_COUNT)
-                .map(|s| self.read(s).memory_bytes())
+                .map(|s| self.read(s).table.memory_bytes())
                 .sum::<usize>()
     }
 
@@ -336,7 +400,8 @@ impl Index {
     pub fn reserve(&self, keys: usize) {
         let per_shard = keys.div_ceil(SHARD_COUNT);
         for shard in 0..SHARD_COUNT {
-            let mut table = self.write(shard);
+            let mut guard = self.write(shard);
+            let table = &mut guard.table;
             let mut capacity = TABLE_SLOTS_MIN;
             while capacity * LOAD_NUMERATOR < (per_shard + table.len) * LOAD_DENOMINATOR {
                 capacity *= 2;

@@ -23,6 +23,8 @@
 //! - `compaction`: merge sealed segments, hint files, the manifest-driven atomic swap.
 //! - `log_iter`: the log in seq order from any seq (k-way merge over segments).
 //! - `hint`, `dir`: hint file format; directory layout, manifest.
+//! - `fuzzing` (hidden): the decoders recovery runs on disk bytes, for the fuzz targets in
+//!   `fuzz/` and the property tests in `tests/hostile_bytes.rs`.
 //!
 //! # Data flow
 //! A write takes the writer lock, encodes its record(s) straight into the active segment's
@@ -40,6 +42,8 @@ mod dir;
 mod engine;
 mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hint;
 mod index;
 mod log_iter;

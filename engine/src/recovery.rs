@@ -154,7 +154,8 @@ impl Loader {
             location,
             if live { expiry_ms } else { EXPIRY_TOMBSTONE },
         );
-        let mut table = self.index.write(shard);
+        let mut guard = self.index.write(shard);
+        let table = &mut guard.table;
         let found = table.find(hash, |l| {
             Inner::record_is(&self.table, l, namespace_tag, key)
         });
@@ -379,7 +380,7 @@ impl Loader {
                 continue;
             }
             let table = &self.table;
-            self.index.write(shard).retain(|slot| {
+            self.index.write(shard).table.retain(|slot| {
                 if slot.is_tombstone() {
                     Inner::mark_dead(table, slot.location());
                     false

@@ -589,3 +589,117 @@ fn a_hint_file_describing_another_segment_is_rejected_before_use() {
         );
     }
 }
+
+/// Readers on other threads see a whole, current-or-newer value of every key while the writer
+/// rotates 4 KiB segments, the sealer remaps them read-only and compaction merges and retires
+/// them: the segments a lookup reaches through the index stay mapped for as long as it needs
+/// them.
+#[test]
+fn readers_see_whole_values_through_rotation_sealing_and_compaction() {
+    const KEYS: u32 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(quiet_config(dir.path()));
+    // Value of key k at version n: k and n, then filler, so a reader can check it is whole.
+    let value_of = |key: u32, version: u32| -> Vec<u8> {
+        let mut value = Vec::with_capacity(200);
+        value.extend_from_slice(&key.to_le_bytes());
+        value.extend_from_slice(&version.to_le_bytes());
+        value.resize(200, (key ^ version) as u8);
+        value
+    };
+    for key in 0..KEYS {
+        engine
+            .put(KV, &key.to_le_bytes(), &value_of(key, 0), 0)
+            .unwrap();
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let engine = engine.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut newest_seen = vec![0u32; KEYS as usize];
+                let mut reads = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    for key in 0..KEYS {
+                        let value = value(&engine, &key.to_le_bytes()).expect("key never deleted");
+                        let version = u32::from_le_bytes(value[4..8].try_into().unwrap());
+                        assert_eq!(value, value_of(key, version), "torn value of key {key}");
+                        assert!(
+                            version >= newest_seen[key as usize],
+                            "key {key} went back in time"
+                        );
+                        newest_seen[key as usize] = version;
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    for version in 1..=60u32 {
+        for key in 0..KEYS {
+            engine
+                .put(KV, &key.to_le_bytes(), &value_of(key, version), 0)
+                .unwrap();
+        }
+        if version % 5 == 0 {
+            engine.compact(0.0).unwrap();
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    for reader in readers {
+        assert!(reader.join().expect("reader panicked") > 0);
+    }
+    assert!(engine.stats().compactions >= 12);
+    for key in 0..KEYS {
+        assert_eq!(value(&engine, &key.to_le_bytes()), Some(value_of(key, 60)));
+    }
+}
+
+#[test]
+fn get_many_answers_each_key_in_order_like_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let engine = open(small_config(dir.path(), &clock, &log));
+    for i in 0..500u32 {
+        let expiry = if i % 7 == 0 { 1_000_100 } else { 0 };
+        engine
+            .put(KV, format!("k{i}").as_bytes(), &i.to_le_bytes(), expiry)
+            .unwrap();
+    }
+    engine
+        .put(Namespace::Queue, b"k1", b"other namespace", 0)
+        .unwrap();
+    for i in (0..500u32).step_by(5) {
+        engine.delete(KV, format!("k{i}").as_bytes()).unwrap();
+    }
+    clock.advance(100);
+    // More than one group, duplicates, misses, deleted, expired, and a key of another
+    // namespace.
+    let keys: Vec<String> = (0..700u32)
+        .map(|i| format!("k{}", (i * 37) % 600))
+        .chain(["k1".to_string(), "k1".to_string(), "nope".to_string()])
+        .collect();
+    let mut answers = Vec::new();
+    engine
+        .get_many_with(KV, &keys, |i, v| {
+            answers.push((i, v.map(|v| v.value.to_vec())))
+        })
+        .unwrap();
+    let expected: Vec<(usize, Option<Vec<u8>>)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (i, value(&engine, key.as_bytes())))
+        .collect();
+    assert_eq!(answers, expected);
+    let hits = answers.iter().filter(|(_, v)| v.is_some()).count();
+    assert!(hits > 300 && hits < answers.len(), "{hits} hits");
+    assert_eq!(value(&engine, b"k7"), None, "expired");
+    let mut none = 0;
+    engine
+        .get_many_with(KV, &[] as &[&[u8]], |_, _| none += 1)
+        .unwrap();
+    assert_eq!(none, 0);
+}

@@ -30,4 +30,7 @@ pub mod resp;
 mod sys;
 
 pub use error::{Error, Result};
-pub use event_loop::{Action, Protocol, Server, ServerConfig, Service, ShutdownHandle};
+pub use event_loop::{
+    Action, Protocol, Server, ServerConfig, Service, ShutdownHandle, DEFAULT_MAX_CLIENTS,
+    DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES, DEFAULT_REQUEST_TIMEOUT,
+};

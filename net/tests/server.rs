@@ -210,6 +210,45 @@ fn frame_sent_one_byte_at_a_time() {
 }
 
 #[test]
+fn request_still_incomplete_after_the_request_timeout_is_refused() {
+    let server = Running::start(|config| config.request_timeout = Some(Duration::from_millis(300)));
+    let mut slow = server.connect();
+    slow.write_all(b"*2\r\n$4\r\nECHO\r\n$5\r\nhel").unwrap();
+    // Never finished: the server answers with an error and closes.
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_close(&mut slow)),
+        "-ERR Protocol error: request not complete after 0.3 s\r\n"
+    );
+    // A request that arrives whole is answered on a fresh connection.
+    let mut other = server.connect();
+    other.write_all(b"PING\r\n").unwrap();
+    assert_eq!(read_exact_len(&mut other, 7), b"+PONG\r\n");
+}
+
+#[test]
+fn request_timeout_counts_from_each_request_not_the_connection() {
+    let server = Running::start(|config| config.request_timeout = Some(Duration::from_millis(400)));
+    let mut client = server.connect();
+    // Ten whole requests, 100 ms apart: together longer than the timeout, each well inside it.
+    for _ in 0..10 {
+        client.write_all(b"PING\r\n").unwrap();
+        assert_eq!(read_exact_len(&mut client, 7), b"+PONG\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn idle_connection_is_closed_after_the_idle_timeout() {
+    let server = Running::start(|config| config.idle_timeout = Some(Duration::from_millis(300)));
+    let mut idle = server.connect();
+    idle.write_all(b"PING\r\n").unwrap();
+    assert_eq!(read_exact_len(&mut idle, 7), b"+PONG\r\n");
+    // Then silence: the server closes without a word, as Redis does.
+    assert_eq!(read_to_close(&mut idle), b"");
+    assert_eq!(server.service.closed.load(Ordering::Relaxed), 1);
+}
+
+#[test]
 fn protocol_error_is_replied_then_the_connection_closes() {
     let server = Running::start(|_| {});
     let mut client = server.connect();

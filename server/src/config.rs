@@ -9,6 +9,9 @@ pub const DEFAULT_PORT: u16 = 7380;
 pub const DEFAULT_BIND: &str = "127.0.0.1";
 pub const DEFAULT_DATA: &str = "./data";
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+pub const DEFAULT_COMPACTION_INTERVAL_MS: u64 = 1000;
+/// Below this the background thread would spin; the engine itself floors the interval at 10.
+pub const COMPACTION_INTERVAL_MS_MIN: u64 = 10;
 
 /// The daemon's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +28,17 @@ pub struct Options {
     pub node_id: String,
     /// Size of a new log segment; small values make rotation and compaction frequent (tests).
     pub segment_bytes: usize,
+    /// How often the background thread looks for segments to compact (and expired keys to
+    /// drop); small values make compaction frequent (the crash harness).
+    pub compaction_interval_ms: u64,
+    /// Close a connection idle this many seconds (Redis's `timeout`); 0 = never.
+    pub timeout_seconds: u64,
+    /// Close a connection whose request is still incomplete this many seconds after its
+    /// first byte arrived (slow-request protection); 0 = never.
+    pub request_timeout_seconds: u64,
+    /// Disconnect a client whose unsent replies pass this many bytes (Redis's hard
+    /// client-output-buffer limit).
+    pub output_buffer_limit_bytes: usize,
 }
 
 impl Default for Options {
@@ -39,6 +53,10 @@ impl Default for Options {
             max_clients: DEFAULT_MAX_CLIENTS,
             node_id: "flin-0".into(),
             segment_bytes: 64 << 20,
+            compaction_interval_ms: DEFAULT_COMPACTION_INTERVAL_MS,
+            timeout_seconds: 0,
+            request_timeout_seconds: flin_net::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            output_buffer_limit_bytes: flin_net::DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
         }
     }
 }
@@ -71,9 +89,20 @@ FLAGS:
     --requirepass <PASS>   require AUTH <PASS> (or HELLO ... AUTH default <PASS>) before
                            any other command
     --maxclients <N>       most connections open at once (default 10000)
+    --timeout <SECONDS>    close a connection that sends nothing for this long (default 0:
+                           never, as in Redis)
+    --request-timeout <SECONDS>
+                           close a connection whose request is still incomplete this long
+                           after its first byte (default 60; 0: never)
+    --output-buffer-limit <BYTES>
+                           disconnect a client whose unsent replies pass this size (default
+                           268435456 = 256 MiB)
     --node-id <ID>         this node's name, shown by INFO (default flin-0)
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
+    --compaction-interval-ms <MS>
+                           how often background compaction looks for work (default 1000;
+                           at least 10): smaller means more frequent compaction
     --help, -h             print this help and exit
     --version, -V          print the version and exit
 ";
@@ -123,6 +152,24 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 let range = flin_engine::SEGMENT_BYTES_MIN..=flin_engine::SEGMENT_BYTES_MAX;
                 if !range.contains(&options.segment_bytes) {
                     return Err(format!("--segment-bytes: must be within {range:?}"));
+                }
+            }
+            "--compaction-interval-ms" => {
+                options.compaction_interval_ms = parse_number(&flag, &value(&flag)?)?;
+                if options.compaction_interval_ms < COMPACTION_INTERVAL_MS_MIN {
+                    return Err(format!(
+                        "--compaction-interval-ms: must be at least {COMPACTION_INTERVAL_MS_MIN}"
+                    ));
+                }
+            }
+            "--timeout" => options.timeout_seconds = parse_number(&flag, &value(&flag)?)?,
+            "--request-timeout" => {
+                options.request_timeout_seconds = parse_number(&flag, &value(&flag)?)?
+            }
+            "--output-buffer-limit" => {
+                options.output_buffer_limit_bytes = parse_number(&flag, &value(&flag)?)?;
+                if options.output_buffer_limit_bytes == 0 {
+                    return Err("--output-buffer-limit: must be at least 1".into());
                 }
             }
             "--threads" => {
@@ -194,6 +241,13 @@ mod tests {
             "n1",
             "--segment-bytes",
             "8192",
+            "--compaction-interval-ms",
+            "50",
+            "--timeout",
+            "30",
+            "--request-timeout=5",
+            "--output-buffer-limit",
+            "1048576",
         ])
         .unwrap() else {
             panic!("expected Run")
@@ -201,6 +255,19 @@ mod tests {
         assert_eq!(options.port, 0);
         assert_eq!(options.segment_bytes, 8192);
         assert!(parse(&["--segment-bytes", "100"]).is_err());
+        assert_eq!(options.compaction_interval_ms, 50);
+        assert_eq!(
+            (
+                options.timeout_seconds,
+                options.request_timeout_seconds,
+                options.output_buffer_limit_bytes
+            ),
+            (30, 5, 1 << 20)
+        );
+        assert_eq!(
+            parse(&["--compaction-interval-ms", "5"]).unwrap_err(),
+            "--compaction-interval-ms: must be at least 10"
+        );
         assert_eq!(options.bind.to_string(), "0.0.0.0");
         assert_eq!(options.data, Some(PathBuf::from("/tmp/x")));
         assert_eq!(options.fsync, Durability::Always);

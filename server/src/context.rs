@@ -256,6 +256,23 @@ impl<'a, 't> Call<'a, 't> {
         })
     }
 
+    /// The values of several keys, in order (MGET). Outside a transaction one
+    /// `Engine::get_many_with` call overlaps the lookups' memory accesses.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, Frame> {
+        let mut values = Vec::with_capacity(keys.len());
+        match &self.txn {
+            Some(txn) => {
+                for key in keys {
+                    values.push(txn.get(KV, key)?.map(|found| found.value));
+                }
+            }
+            None => self.shared.engine.get_many_with(KV, keys, |_, found| {
+                values.push(found.map(|found| found.value.to_vec()))
+            })?,
+        }
+        Ok(values)
+    }
+
     /// Whether a live key exists.
     pub fn exists(&self, key: &[u8]) -> Result<bool, Frame> {
         Ok(match &self.txn {

@@ -18,12 +18,13 @@ const SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Runs the daemon until a signal stops it.
 pub fn run(options: Options) -> Result<(), String> {
     crate::signal::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let config = match &options.data {
+    let mut config = match &options.data {
         Some(dir) => Config::directory(dir),
         None => Config::memory(),
     }
     .durability(options.fsync)
     .segment_bytes(options.segment_bytes);
+    config.compaction.interval_ms = options.compaction_interval_ms;
     let engine = Engine::open(config).map_err(|e| format!("cannot open the engine: {e}"))?;
     let report = engine.recovery_report();
     let data = options
@@ -37,6 +38,10 @@ pub fn run(options: Options) -> Result<(), String> {
     let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
     server_config.threads = options.threads;
     server_config.max_clients = options.max_clients;
+    let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+    server_config.idle_timeout = seconds(options.timeout_seconds);
+    server_config.request_timeout = seconds(options.request_timeout_seconds);
+    server_config.output_buffer_limit_bytes = options.output_buffer_limit_bytes;
     let server = Server::bind(server_config, Arc::new(KvService::new(shared)))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
     // One line, flushed at once: tests and operators read the bound address from it.

@@ -24,6 +24,9 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
     };
     let command = match check(shared, session, name, args) {
         Ok(command) => command,
+        Err(refusal) if cmd::lookup(name).is_some_and(|c| c.name == "exec") => {
+            return (abort_exec(session, refusal), Action::Continue);
+        }
         Err(refusal) => {
             if let Some(multi) = session.multi.as_mut() {
                 multi.aborted = true;
@@ -69,6 +72,20 @@ fn check(
         return Err(Frame::error("NOAUTH Authentication required."));
     }
     Ok(command)
+}
+
+/// An EXEC refused before it ran (wrong arity, not authenticated) discards the transaction and
+/// its watches, and says why, as Redis's `execCommandAbort` does.
+fn abort_exec(session: &mut Session, refusal: Frame) -> Frame {
+    session.multi = None;
+    session.watched.clear();
+    let Frame::Error(reason) = refusal else {
+        unreachable!("a refusal is an error frame");
+    };
+    let reason = reason.strip_prefix("ERR ").unwrap_or(&reason);
+    Frame::error(format!(
+        "EXECABORT Transaction discarded because of: {reason}"
+    ))
 }
 
 fn queue(multi: &mut MultiState, args: &[&[u8]]) -> Frame {
@@ -138,6 +155,22 @@ mod tests {
             err("ERR wrong number of arguments for 'get' command")
         );
         assert_eq!(h.run("PiNg"), crate::frame::Frame::Simple("PONG".into()));
+    }
+
+    #[test]
+    fn exec_with_arguments_discards_the_transaction() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("multi"), ok());
+        assert_eq!(
+            h.run("set a 1"),
+            crate::frame::Frame::Simple("QUEUED".into())
+        );
+        assert_eq!(
+            h.run("exec now"),
+            err("EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command")
+        );
+        assert_eq!(h.run("exec"), err("ERR EXEC without MULTI"));
+        assert_eq!(h.run("get a"), crate::frame::Frame::Null);
     }
 
     #[test]

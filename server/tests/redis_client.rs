@@ -176,3 +176,166 @@ fn resp3_through_the_client() {
     let missing: Value = redis::cmd("GET").arg("nope").query(&mut con).unwrap();
     assert_eq!(missing, Value::Nil);
 }
+
+/// The commands the first test leaves out, so every command of the key-value set goes through
+/// a third-party client at least once.
+#[test]
+fn redis_crate_covers_the_remaining_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerGuard::start(dir.path(), &[]);
+    let mut con = connect(&server);
+    let query = |con: &mut redis::Connection, args: &[&str]| -> Value {
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query(con).unwrap()
+    };
+    let ok = Value::Okay;
+    let int = Value::Int;
+    let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+    assert_eq!(
+        query(&mut con, &["PING"]),
+        Value::SimpleString("PONG".into())
+    );
+    assert_eq!(query(&mut con, &["PING", "hi"]), bulk("hi"));
+    assert_eq!(query(&mut con, &["ECHO", "echo"]), bulk("echo"));
+    assert_eq!(query(&mut con, &["SELECT", "0"]), ok);
+    // SET and every option.
+    assert_eq!(query(&mut con, &["SET", "k", "1", "EX", "100"]), ok);
+    assert_eq!(query(&mut con, &["TTL", "k"]), int(100));
+    assert_eq!(query(&mut con, &["SET", "k", "2", "KEEPTTL"]), ok);
+    assert_eq!(query(&mut con, &["TTL", "k"]), int(100));
+    assert_eq!(
+        query(&mut con, &["SET", "k", "3", "PX", "5000", "GET"]),
+        bulk("2")
+    );
+    assert!(
+        matches!(query(&mut con, &["PTTL", "k"]), Value::Int(ms) if (4000..=5000).contains(&ms))
+    );
+    assert_eq!(query(&mut con, &["SET", "k", "4", "NX"]), Value::Nil);
+    assert_eq!(query(&mut con, &["SET", "absent", "4", "XX"]), Value::Nil);
+    assert_eq!(query(&mut con, &["EXISTS", "absent"]), int(0));
+    assert_eq!(
+        query(&mut con, &["SET", "k", "5", "EXAT", "4102444800"]),
+        ok
+    );
+    assert_eq!(query(&mut con, &["EXPIRETIME", "k"]), int(4_102_444_800));
+    assert_eq!(
+        query(&mut con, &["SET", "k", "6", "PXAT", "4102444800123"]),
+        ok
+    );
+    assert_eq!(
+        query(&mut con, &["PEXPIRETIME", "k"]),
+        int(4_102_444_800_123)
+    );
+    assert_eq!(query(&mut con, &["SETEX", "se", "50", "v"]), ok);
+    assert_eq!(query(&mut con, &["TTL", "se"]), int(50));
+    assert_eq!(query(&mut con, &["PSETEX", "pse", "50000", "v"]), ok);
+    assert!(
+        matches!(query(&mut con, &["PTTL", "pse"]), Value::Int(ms) if (49_000..=50_000).contains(&ms))
+    );
+    assert_eq!(query(&mut con, &["SETNX", "se", "w"]), int(0));
+    // Expiry commands.
+    assert_eq!(query(&mut con, &["EXPIREAT", "se", "4102444800"]), int(1));
+    assert_eq!(query(&mut con, &["EXPIRETIME", "se"]), int(4_102_444_800));
+    assert_eq!(
+        query(&mut con, &["PEXPIREAT", "se", "4102444800500"]),
+        int(1)
+    );
+    assert_eq!(
+        query(&mut con, &["PEXPIRETIME", "se"]),
+        int(4_102_444_800_500)
+    );
+    assert_eq!(query(&mut con, &["PEXPIRE", "se", "20000"]), int(1));
+    assert_eq!(query(&mut con, &["EXPIRE", "se", "10", "GT"]), int(0));
+    assert_eq!(query(&mut con, &["EXPIREAT", "se", "1"]), int(1));
+    assert_eq!(
+        query(&mut con, &["EXISTS", "se"]),
+        int(0),
+        "a past EXPIREAT deletes"
+    );
+    // Counters.
+    assert_eq!(query(&mut con, &["INCRBY", "n", "40"]), int(40));
+    assert_eq!(query(&mut con, &["DECRBY", "n", "-2"]), int(42));
+    assert_eq!(query(&mut con, &["INCRBYFLOAT", "n", "0.5"]), bulk("42.5"));
+    // Deletes and substrings.
+    assert_eq!(query(&mut con, &["SET", "s", "hello"]), ok);
+    assert_eq!(query(&mut con, &["SUBSTR", "s", "1", "3"]), bulk("ell"));
+    assert_eq!(query(&mut con, &["UNLINK", "s", "absent"]), int(1));
+    assert_eq!(
+        query(&mut con, &["TYPE", "s"]),
+        Value::SimpleString("none".into())
+    );
+    assert_eq!(
+        query(&mut con, &["SCAN", "0", "COUNT", "1000", "MATCH", "p*"]),
+        Value::Array(vec![bulk("0"), Value::Array(vec![bulk("pse")])])
+    );
+    // Server and client commands.
+    assert!(
+        matches!(query(&mut con, &["CONFIG", "GET", "maxmemory"]), Value::Array(ref a) if a == &[bulk("maxmemory"), bulk("0")])
+    );
+    assert_eq!(query(&mut con, &["CONFIG", "SET", "maxmemory", "0"]), ok);
+    assert_eq!(query(&mut con, &["CLIENT", "SETNAME", "tester"]), ok);
+    assert_eq!(query(&mut con, &["CLIENT", "GETNAME"]), bulk("tester"));
+    assert_eq!(
+        query(&mut con, &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"]),
+        ok
+    );
+    let list = query(&mut con, &["CLIENT", "LIST"]);
+    let Value::BulkString(list) = list else {
+        panic!("CLIENT LIST: {list:?}")
+    };
+    assert!(String::from_utf8_lossy(&list).contains("name=tester"));
+    // RESP2: the map of command docs arrives as a flat array of name, docs.
+    let Value::Array(docs) = query(&mut con, &["COMMAND", "DOCS", "GET"]) else {
+        panic!("COMMAND DOCS")
+    };
+    assert_eq!(docs[0], bulk("get"));
+    let Value::Array(info) = query(&mut con, &["COMMAND", "INFO", "SET"]) else {
+        panic!("COMMAND INFO")
+    };
+    assert_eq!(info.len(), 1);
+    let keyspace: String = redis::cmd("INFO").arg("keyspace").query(&mut con).unwrap();
+    assert!(keyspace.contains("db0:keys="), "{keyspace}");
+    // WATCH, UNWATCH and DISCARD.
+    assert_eq!(query(&mut con, &["WATCH", "n"]), ok);
+    assert_eq!(query(&mut con, &["UNWATCH"]), ok);
+    assert_eq!(query(&mut con, &["MULTI"]), ok);
+    assert_eq!(
+        query(&mut con, &["INCR", "n"]),
+        Value::SimpleString("QUEUED".into())
+    );
+    assert_eq!(query(&mut con, &["DISCARD"]), ok);
+    assert_eq!(query(&mut con, &["GET", "n"]), bulk("42.5"));
+    assert_eq!(query(&mut con, &["FLUSHDB"]), ok);
+    assert_eq!(query(&mut con, &["DBSIZE"]), int(0));
+    assert_eq!(query(&mut con, &["QUIT"]), ok);
+}
+
+#[test]
+fn redis_crate_authenticates_with_requirepass() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerGuard::start(dir.path(), &["--requirepass", "pa55"]);
+    let mut anonymous = connect(&server);
+    let refused = redis::cmd("GET")
+        .arg("k")
+        .query::<Value>(&mut anonymous)
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("NOAUTH"));
+    let url = format!("redis://:pa55@{}/", server.addr);
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let _: () = con.set("k", "v").unwrap();
+    assert_eq!(con.get::<_, String>("k").unwrap(), "v");
+    let wrong = format!("redis://:nope@{}/", server.addr);
+    let error = redis::Client::open(wrong)
+        .unwrap()
+        .get_connection()
+        .err()
+        .expect("wrong password refused");
+    assert_eq!(
+        error.kind(),
+        redis::ErrorKind::AuthenticationFailed,
+        "{error}"
+    );
+}

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -42,6 +43,14 @@ fn recycle<'b>(mut slices: Vec<&[u8]>) -> Vec<&'b [u8]> {
         .collect()
 }
 
+/// Why a connection is past its time.
+pub(super) enum TimedOut {
+    /// Nothing received for the idle timeout.
+    Idle,
+    /// The request at the front of the buffer has been incomplete for this long.
+    Request(Duration),
+}
+
 /// What a read pass decided.
 pub(super) struct ReadOutcome {
     /// False: close the connection now.
@@ -66,6 +75,11 @@ pub(super) struct Connection<T> {
     closing: bool,
     /// WRITABLE is part of the registered interest.
     wants_writable: bool,
+    /// When bytes last arrived (or the connection opened): for the idle timeout.
+    last_received_at: Instant,
+    /// When the first byte of the incomplete request at the front of the buffer arrived
+    /// (`None`: no partial request buffered): for the request timeout.
+    partial_request_since: Option<Instant>,
 }
 
 impl<T> Connection<T> {
@@ -81,7 +95,49 @@ impl<T> Connection<T> {
             write_start: 0,
             closing: false,
             wants_writable: false,
+            last_received_at: Instant::now(),
+            partial_request_since: None,
         }
+    }
+
+    /// Whether the connection is past its idle or request timeout at `now`.
+    pub(super) fn timed_out(
+        &self,
+        now: Instant,
+        idle_timeout: Option<Duration>,
+        request_timeout: Option<Duration>,
+    ) -> Option<TimedOut> {
+        if self.closing {
+            return None;
+        }
+        if let (Some(since), Some(limit)) = (self.partial_request_since, request_timeout) {
+            let waited = now.saturating_duration_since(since);
+            if waited >= limit {
+                return Some(TimedOut::Request(limit));
+            }
+        }
+        match idle_timeout {
+            Some(limit) if now.saturating_duration_since(self.last_received_at) >= limit => {
+                Some(TimedOut::Idle)
+            }
+            _ => None,
+        }
+    }
+
+    /// Answers a request that did not arrive in time with a protocol error; the connection
+    /// closes once it is sent.
+    pub(super) fn refuse_slow_request(&mut self, after: Duration) {
+        let message = format!(
+            "Protocol error: request not complete after {} s",
+            after.as_secs_f64()
+        );
+        match self.protocol {
+            Some(Protocol::Binary) => {
+                binary::encode_error(&mut self.out, 0, 0, Status::ProtocolError, &message)
+            }
+            _ => Reply::new(&mut self.out, RespVersion::Resp2).error(&format!("ERR {message}")),
+        }
+        self.closing = true;
     }
 
     pub(super) fn stream_mut(&mut self) -> &mut TcpStream {
@@ -112,6 +168,8 @@ impl<T> Connection<T> {
     ) -> ReadOutcome {
         let mut budget = READ_BUDGET_BYTES;
         let mut peer_closed = false;
+        // One clock read per readiness event serves both timeouts.
+        let now = Instant::now();
         while !self.closing {
             if budget == 0 {
                 return ReadOutcome {
@@ -130,7 +188,10 @@ impl<T> Connection<T> {
                     peer_closed = true;
                     break;
                 }
-                Ok(received) => budget = budget.saturating_sub(received),
+                Ok(received) => {
+                    budget = budget.saturating_sub(received);
+                    self.last_received_at = now;
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -140,7 +201,7 @@ impl<T> Connection<T> {
                     }
                 }
             }
-            if !self.handle_requests(service, scratch, output_limit_bytes) {
+            if !self.handle_requests(service, scratch, output_limit_bytes, now) {
                 return ReadOutcome {
                     keep_open: false,
                     read_budget_used: false,
@@ -179,9 +240,30 @@ impl<T> Connection<T> {
         }
     }
 
-    /// Handles every complete request in the buffer, in order. Returns
-    /// false if the connection must close at once (output limit passed).
+    /// Handles every complete request in the buffer, in order, and restarts
+    /// the request timeout's clock when a new request is left at the front.
+    /// Returns false if the connection must close at once (output limit
+    /// passed).
     fn handle_requests<S: Service<Session = T>>(
+        &mut self,
+        service: &S,
+        scratch: &mut Scratch,
+        output_limit_bytes: usize,
+        now: Instant,
+    ) -> bool {
+        let first_pending = self.read_start;
+        let keep = self.handle_buffered_requests(service, scratch, output_limit_bytes);
+        if self.read_start == self.read_buf.len() {
+            self.partial_request_since = None;
+        } else if self.read_start != first_pending || self.partial_request_since.is_none() {
+            // A new request is at the front: its clock starts now.
+            self.partial_request_since = Some(now);
+        }
+        keep
+    }
+
+    /// The loop of `handle_requests`.
+    fn handle_buffered_requests<S: Service<Session = T>>(
         &mut self,
         service: &S,
         scratch: &mut Scratch,

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -65,6 +65,12 @@ pub trait Service: Send + Sync + 'static {
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 /// Default for [`ServerConfig::output_buffer_limit_bytes`].
 pub const DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+/// Default for [`ServerConfig::request_timeout`]: long enough for a 512 MiB value over a link
+/// of 10 MB/s, short enough that a client trickling a request (slowloris) cannot pin its
+/// connection and buffer for long.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a loop looks for connections past their idle or request timeout.
+const TIMEOUT_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a loop looks at the shutdown flag even without a wake-up, so a
 /// signal handler that can only set the flag still stops the server.
 const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -91,11 +97,17 @@ pub struct ServerConfig {
     pub output_buffer_limit_bytes: usize,
     /// Largest RESP request (Redis's `client-query-buffer-limit`).
     pub max_request_bytes: usize,
+    /// A connection that sends nothing for this long is closed (Redis's `timeout`); `None`
+    /// (the default, as in Redis) keeps idle connections open.
+    pub idle_timeout: Option<Duration>,
+    /// A request still incomplete this long after its first byte arrived closes its
+    /// connection with a protocol error; `None` waits for ever.
+    pub request_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
     /// Defaults: one loop per core, 10,000 clients, 256 MiB output limit,
-    /// 1 GiB requests.
+    /// 1 GiB requests, no idle timeout, 60 s to finish a request.
     pub fn new(bind: SocketAddr) -> Self {
         ServerConfig {
             bind,
@@ -103,6 +115,8 @@ impl ServerConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             output_buffer_limit_bytes: DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
             max_request_bytes: crate::resp::MAX_FRAME_BYTES,
+            idle_timeout: None,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
         }
     }
 
@@ -200,6 +214,7 @@ impl Server {
                 accept_pending: false,
                 replies_pending: Vec::new(),
                 scratch: Scratch::default(),
+                next_timeout_sweep: Instant::now() + TIMEOUT_SWEEP_INTERVAL,
             };
             loops.push(Box::new(move || event_loop.run()));
         }
@@ -282,6 +297,8 @@ struct EventLoop<S: Service> {
     /// written after all of them were handled (see `finish_iteration`).
     replies_pending: Vec<usize>,
     scratch: Scratch,
+    /// When to look for timed-out connections next.
+    next_timeout_sweep: Instant,
 }
 
 impl<S: Service> EventLoop<S> {
@@ -318,6 +335,7 @@ impl<S: Service> EventLoop<S> {
                 self.on_ready(slot, true, false);
             }
             self.finish_iteration();
+            self.close_timed_out();
         }
         self.shut_down();
         Ok(())
@@ -420,6 +438,39 @@ impl<S: Service> EventLoop<S> {
             if keep {
                 keep = connection.update_interest(self.poll.registry(), Token(slot));
             }
+            if !keep {
+                self.close(slot);
+            }
+        }
+    }
+
+    /// Every `TIMEOUT_SWEEP_INTERVAL`: closes connections idle past `idle_timeout`, and
+    /// answers a request incomplete past `request_timeout` with an error, then closes.
+    fn close_timed_out(&mut self) {
+        let config = &self.shared.config;
+        if config.idle_timeout.is_none() && config.request_timeout.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if now < self.next_timeout_sweep {
+            return;
+        }
+        self.next_timeout_sweep = now + TIMEOUT_SWEEP_INTERVAL;
+        let (idle_timeout, request_timeout) = (config.idle_timeout, config.request_timeout);
+        let limit = config.output_buffer_limit_bytes;
+        for slot in 0..self.connections.len() {
+            let Some(connection) = self.connections[slot].as_mut() else {
+                continue;
+            };
+            let keep = match connection.timed_out(now, idle_timeout, request_timeout) {
+                None => true,
+                Some(connection::TimedOut::Idle) => false,
+                Some(connection::TimedOut::Request(after)) => {
+                    connection.refuse_slow_request(after);
+                    connection.flush(limit)
+                        && connection.update_interest(self.poll.registry(), Token(slot))
+                }
+            };
             if !keep {
                 self.close(slot);
             }

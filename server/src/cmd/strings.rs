@@ -290,14 +290,13 @@ pub fn getex(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 }
 
 pub fn mget(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let mut values = Vec::with_capacity(args.len() - 1);
-    for key in &args[1..] {
-        values.push(
-            call.get(key)?
-                .map_or(Frame::Null, |found| Frame::Bulk(found.value)),
-        );
-    }
-    Ok(Frame::Array(values))
+    let values = call.get_many(&args[1..])?;
+    Ok(Frame::Array(
+        values
+            .into_iter()
+            .map(|value| value.map_or(Frame::Null, Frame::Bulk))
+            .collect(),
+    ))
 }
 
 /// Checks MSET-style pairs up front, so a bad key cannot leave half the pairs written.
