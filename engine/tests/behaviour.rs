@@ -435,7 +435,7 @@ fn corruption_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
 fn corruption_found_on_read_is_an_error_not_data() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let engine = open(quiet_inline_sealing_config(dir.path()));
+        let engine = open(quiet_config(dir.path()));
         for i in 0..200u32 {
             engine.put(KV, &i.to_le_bytes(), &[3u8; 50], 0).unwrap();
         }
@@ -469,7 +469,7 @@ fn damaged_hint_files_fall_back_to_scanning() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = HashMap::new();
     {
-        let engine = open(quiet_inline_sealing_config(dir.path()));
+        let engine = open(quiet_config(dir.path()));
         for i in 0..300u32 {
             let key = format!("k{}", i % 120);
             engine.put(KV, key.as_bytes(), &i.to_le_bytes(), 0).unwrap();
@@ -557,7 +557,7 @@ fn a_hint_file_describing_another_segment_is_rejected_before_use() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = HashMap::new();
     {
-        let engine = open(quiet_inline_sealing_config(dir.path()));
+        let engine = open(quiet_config(dir.path()));
         for i in 0..300u32 {
             let key = format!("k{}", i % 90);
             engine.put(KV, key.as_bytes(), &i.to_le_bytes(), 0).unwrap();

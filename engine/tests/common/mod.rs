@@ -29,14 +29,6 @@ pub fn quiet_config(dir: &Path) -> Config {
         .logger(Arc::new(|_: &str| {}))
 }
 
-/// `quiet_config` with rotated segments sealed inside the rotation: a test that needs every
-/// sealed segment durably sealed (for hint files, say) cannot race the sealer thread then.
-pub fn quiet_inline_sealing_config(dir: &Path) -> Config {
-    let mut config = quiet_config(dir);
-    config.background_sealing = false;
-    config
-}
-
 pub fn open(config: Config) -> Engine {
     Engine::open(config).expect("engine opens")
 }
