@@ -4,7 +4,8 @@
 //! Steps (a crash after any of them leaves a directory that opens with every live key):
 //! 1. Copy live records of the inputs, in seq order, into `.seg.tmp` outputs; write `.hint.tmp`
 //!    files; fsync all. A crash here: recovery deletes the .tmp files.
-//! 2. Commit the MERGE manifest (inputs to remove, outputs to install). A crash after this:
+//! 2. Flush the log (the records that made the dropped ones dead must outlive them), then
+//!    commit the MERGE manifest (inputs to remove, outputs to install). A crash after this:
 //!    recovery finishes the swap from it.
 //! 3. Rename outputs into place; map them; put them in the segment table.
 //! 4. Repoint the index, record by record, from input to output locations.
@@ -29,7 +30,7 @@ use crate::format::{self, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
 use crate::index::{Index, Location, Shard, Slot};
 use crate::log_iter::LogIter;
-use crate::segment::{Segment, SegmentWriter};
+use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
 /// A point in a compaction where the test hook may stop it (as if the process died there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,9 +127,10 @@ impl Merge<'_> {
                 .reserve()?;
             let capacity = (len + SEGMENT_HEADER_BYTES)
                 .max(inner.config.segment_bytes)
-                .next_multiple_of(4096);
+                .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
             let created = match &inner.dir {
                 Some(dir) => Segment::create_file(
+                    &inner.backend,
                     &dir::tmp_path(&dir::segment_path(dir, id)),
                     id,
                     slot,
@@ -275,9 +277,10 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
             if table.all().all(|s| s.slot != segment.slot) {
                 table.release(segment.slot);
                 if let Some(dir) = &inner.dir {
+                    let backend = &inner.backend;
                     let _ =
-                        std::fs::remove_file(dir::tmp_path(&dir::segment_path(dir, segment.id)));
-                    let _ = std::fs::remove_file(dir::tmp_path(&dir::hint_path(dir, segment.id)));
+                        backend.remove_file(&dir::tmp_path(&dir::segment_path(dir, segment.id)));
+                    let _ = backend.remove_file(&dir::tmp_path(&dir::hint_path(dir, segment.id)));
                 }
             }
         }
@@ -362,30 +365,36 @@ fn copy_and_swap(
             let id = output.writer.segment.id;
             output
                 .hints
-                .write(&dir::tmp_path(&dir::hint_path(dir, id)))?;
+                .write(&inner.backend, &dir::tmp_path(&dir::hint_path(dir, id)))?;
             merge.outputs.push(Output {
                 writer: output.writer,
                 hints: HintWriter::new(id),
             });
         }
-        dir::sync_dir(dir)?;
+        dir::sync_dir(&inner.backend, dir)?;
     }
     merge.stop_at(CompactionStep::OutputsWritten)?;
 
-    // Step 2: commit.
+    // Step 2: commit. Records were left out because newer ones replaced them (or a newer put
+    // replaced a tombstone); once the inputs are gone, losing one of those newer records to a
+    // power failure would bring back an older value, or none, instead of the dropped one. So
+    // everything appended until now, which includes every write the copy saw in the index,
+    // is made durable first. (Taking the writer lock waits for an append still under way.)
+    let appended = inner.lock_writer().next_seq - 1;
+    inner.sync_to(appended)?;
     let manifest = Manifest {
         inputs: inputs.iter().map(|s| s.id).collect(),
         outputs: merge.outputs.iter().map(|o| o.writer.segment.id).collect(),
     };
     if let Some(dir) = &inner.dir {
         merge.manifest_may_exist = true;
-        manifest.commit(dir)?;
+        manifest.commit(&inner.backend, dir)?;
     }
     merge.stop_at(CompactionStep::ManifestCommitted)?;
 
     // Step 3: install outputs.
     if let Some(dir) = &inner.dir {
-        manifest.install_outputs(dir)?;
+        manifest.install_outputs(&inner.backend, dir)?;
     }
     {
         let mut table = inner.segments.write().expect("segment table lock");
@@ -394,6 +403,7 @@ fn copy_and_swap(
             let installed = match &inner.dir {
                 Some(dir) => {
                     let mut reopened = Segment::open_file(
+                        &inner.backend,
                         &dir::segment_path(dir, segment.id),
                         segment.slot,
                         false,
@@ -455,9 +465,9 @@ fn copy_and_swap(
         inner.index.publish_segments(&table);
     }
     if let Some(dir) = &inner.dir {
-        manifest.remove_inputs(dir)?;
+        manifest.remove_inputs(&inner.backend, dir)?;
         merge.stop_at(CompactionStep::InputsRemoved)?;
-        manifest.remove(dir)?;
+        manifest.remove(&inner.backend, dir)?;
     }
     Ok(())
 }
@@ -478,7 +488,7 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
     let mut written = 0;
     for segment in sealed {
         let path = dir::hint_path(dir, segment.id);
-        if path.exists() {
+        if inner.backend.exists(&path) {
             continue;
         }
         let mut hints = HintWriter::new(segment.id);
@@ -497,15 +507,18 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
             }
         }
         let tmp = dir::tmp_path(&path);
-        hints.write(&tmp)?;
+        hints.write(&inner.backend, &tmp)?;
         // The segment may have been compacted away meanwhile; its hint must not outlive it.
         let _one_at_a_time = inner.compaction_lock.lock().expect("compaction lock");
-        if !dir::segment_path(dir, segment.id).exists() {
-            let _ = std::fs::remove_file(&tmp);
+        if !inner.backend.exists(&dir::segment_path(dir, segment.id)) {
+            let _ = inner.backend.remove_file(&tmp);
             continue;
         }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "install hint file", e))?;
-        dir::sync_dir(dir)?;
+        inner
+            .backend
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io(&path, "install hint file", e))?;
+        dir::sync_dir(&inner.backend, dir)?;
         written += 1;
     }
     Ok(written)

@@ -1,5 +1,6 @@
-//! The data directory: file names, the lock file, directory fsync, and the merge manifest that
-//! makes a compaction's swap atomic.
+//! The data directory: file names, directory fsync, and the merge manifest that makes a
+//! compaction's swap atomic. (The lock file's flock lives with the other syscalls in
+//! `backend.rs`.)
 //!
 //! Layout:
 //! - `LOCK`: held with flock(LOCK_EX) while an engine has the directory open.
@@ -7,11 +8,9 @@
 //! - `{id:020}.seg.tmp`, `{id:020}.hint.tmp`: compaction output not yet installed.
 //! - `MERGE`: a committed compaction whose swap may be unfinished (see `Manifest`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 
 pub const LOCK_FILE: &str = "LOCK";
@@ -61,39 +60,10 @@ pub fn classify(name: &str) -> FileKind {
 }
 
 /// fsyncs a directory so that file creations, renames and removals in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub fn sync_dir(backend: &Backend, dir: &Path) -> Result<()> {
+    backend
+        .sync_dir(dir)
         .map_err(|e| Error::io(dir, "fsync directory", e))
-}
-
-/// The held lock on a data directory; released when dropped (the kernel drops flock locks when
-/// the descriptor closes, also when the process dies).
-pub struct DirLock {
-    _file: File,
-}
-
-impl DirLock {
-    pub fn acquire(dir: &Path) -> Result<DirLock> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "open lock file", e))?;
-        // SAFETY: flock only reads the descriptor, which `file` keeps open during the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(Error::Locked { path });
-            }
-            return Err(Error::io(&path, "lock", err));
-        }
-        Ok(DirLock { _file: file })
-    }
 }
 
 /// A committed compaction: remove `inputs`, install `outputs` (rename their `.tmp` files). Written
@@ -147,23 +117,29 @@ impl Manifest {
     }
 
     /// Makes the manifest durable under its final name.
-    pub fn commit(&self, dir: &Path) -> Result<()> {
+    pub fn commit(&self, backend: &Backend, dir: &Path) -> Result<()> {
         let tmp = dir.join(MANIFEST_TMP_FILE);
         let path = dir.join(MANIFEST_FILE);
-        let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, "create manifest", e))?;
+        let mut file = backend
+            .create_truncate(&tmp)
+            .map_err(|e| Error::io(&tmp, "create manifest", e))?;
         file.write_all(self.encode().as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(&tmp, "write manifest", e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename manifest", e))?;
-        sync_dir(dir)
+        backend
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io(&path, "rename manifest", e))?;
+        sync_dir(backend, dir)
     }
 
     /// Reads a committed manifest. A manifest that fails its checksum was never committed (the
     /// rename is atomic, so this means a damaged disk) and is reported as corruption.
-    pub fn read(dir: &Path) -> Result<Option<Manifest>> {
+    pub fn read(backend: &Backend, dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => Manifest::decode(&text)
+        match backend.read(&path) {
+            Ok(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(Manifest::decode)
                 .map(Some)
                 .ok_or_else(|| Error::corrupt(&path, 0, "merge manifest fails its checksum")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -173,12 +149,12 @@ impl Manifest {
 
     /// Finishes the swap: installs outputs, removes inputs and their hints, then the manifest.
     /// Every step is idempotent, so a crash anywhere in here is finished by the next open.
-    pub fn finish(&self, dir: &Path) -> Result<()> {
+    pub fn finish(&self, backend: &Backend, dir: &Path) -> Result<()> {
         // Inputs go only if every output is there: a manifest whose outputs vanished must not
         // take the only copy of the data with it.
         for &id in &self.outputs {
             let path = segment_path(dir, id);
-            if !path.exists() && !tmp_path(&path).exists() {
+            if !backend.exists(&path) && !backend.exists(&tmp_path(&path)) {
                 return Err(Error::corrupt(
                     dir.join(MANIFEST_FILE),
                     0,
@@ -186,44 +162,47 @@ impl Manifest {
                 ));
             }
         }
-        self.install_outputs(dir)?;
-        self.remove_inputs(dir)?;
-        self.remove(dir)
+        self.install_outputs(backend, dir)?;
+        self.remove_inputs(backend, dir)?;
+        self.remove(backend, dir)
     }
 
     /// Renames the outputs' `.tmp` segment and hint files into place.
-    pub fn install_outputs(&self, dir: &Path) -> Result<()> {
+    pub fn install_outputs(&self, backend: &Backend, dir: &Path) -> Result<()> {
         for &id in &self.outputs {
             for path in [segment_path(dir, id), hint_path(dir, id)] {
                 let tmp = tmp_path(&path);
-                if tmp.exists() {
-                    fs::rename(&tmp, &path)
+                if backend.exists(&tmp) {
+                    backend
+                        .rename(&tmp, &path)
                         .map_err(|e| Error::io(&tmp, "install compacted file", e))?;
                 }
             }
         }
-        sync_dir(dir)
+        sync_dir(backend, dir)
     }
 
     /// Deletes the inputs' segment and hint files.
-    pub fn remove_inputs(&self, dir: &Path) -> Result<()> {
+    pub fn remove_inputs(&self, backend: &Backend, dir: &Path) -> Result<()> {
         for &id in &self.inputs {
             for path in [segment_path(dir, id), hint_path(dir, id)] {
-                match fs::remove_file(&path) {
+                match backend.remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io(&path, "remove compacted input", e)),
                 }
             }
         }
-        sync_dir(dir)
+        sync_dir(backend, dir)
     }
 
     /// Deletes the manifest: the compaction is over.
-    pub fn remove(&self, dir: &Path) -> Result<()> {
+    pub fn remove(&self, backend: &Backend, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
-        fs::remove_file(&path).map_err(|e| Error::io(&path, "remove manifest", e))?;
-        sync_dir(dir)
+        backend
+            .remove_file(&path)
+            .map_err(|e| Error::io(&path, "remove manifest", e))?;
+        sync_dir(backend, dir)
     }
 }
 
@@ -270,9 +249,11 @@ mod tests {
             inputs: vec![1],
             outputs: vec![9],
         };
-        manifest.commit(dir.path()).unwrap();
-        assert!(matches!(Manifest::read(dir.path()).unwrap(), Some(m) if m == manifest));
-        assert!(manifest.finish(dir.path()).is_err());
+        manifest.commit(&Backend::Os, dir.path()).unwrap();
+        assert!(
+            matches!(Manifest::read(&Backend::Os, dir.path()).unwrap(), Some(m) if m == manifest)
+        );
+        assert!(manifest.finish(&Backend::Os, dir.path()).is_err());
         assert!(
             segment_path(dir.path(), 1).exists(),
             "input deleted without its output"
@@ -282,9 +263,9 @@ mod tests {
     #[test]
     fn second_lock_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _held = DirLock::acquire(dir.path()).unwrap();
+        let _held = Backend::Os.lock_dir(dir.path()).unwrap();
         assert!(matches!(
-            DirLock::acquire(dir.path()),
+            Backend::Os.lock_dir(dir.path()),
             Err(Error::Locked { .. })
         ));
     }

@@ -4,10 +4,9 @@
 //! A hint file is an optimization only: if it is missing, truncated or fails its checksum,
 //! recovery scans the segment instead.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::RecordKind;
 
@@ -61,12 +60,14 @@ impl HintWriter {
     }
 
     /// Writes the file to `path` and fsyncs it (the caller fsyncs the directory).
-    pub fn write(mut self, path: &Path) -> Result<()> {
+    pub fn write(mut self, backend: &Backend, path: &Path) -> Result<()> {
         self.buf.extend_from_slice(&self.entries.to_le_bytes());
         let crc = crc32fast::hash(&self.buf);
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf.extend_from_slice(&[0u8; 4]);
-        let mut file = File::create(path).map_err(|e| Error::io(path, "create hint file", e))?;
+        let mut file = backend
+            .create_truncate(path)
+            .map_err(|e| Error::io(path, "create hint file", e))?;
         file.write_all(&self.buf)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(path, "write hint file", e))
@@ -82,8 +83,12 @@ pub struct HintFile {
 impl HintFile {
     /// Reads and checks the hint file of segment `segment_id`. `Ok(None)` if there is none;
     /// `Err` names what is wrong with it (the caller logs it and scans the segment instead).
-    pub fn read(path: &Path, segment_id: u64) -> std::result::Result<Option<HintFile>, String> {
-        let buf = match fs::read(path) {
+    pub fn read(
+        backend: &Backend,
+        path: &Path,
+        segment_id: u64,
+    ) -> std::result::Result<Option<HintFile>, String> {
+        let buf = match backend.read(path) {
             Ok(buf) => buf,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read: {e}")),
@@ -122,13 +127,11 @@ impl HintFile {
 
     /// The entry count a hint file's footer claims, read without loading the file (an estimate
     /// for sizing the index; the file is checked in full when it is loaded).
-    pub fn footer_entries(path: &Path) -> Option<u64> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = File::open(path).ok()?;
-        let len = file.metadata().ok()?.len();
-        file.seek(SeekFrom::End(-(HINT_FOOTER_BYTES as i64))).ok()?;
-        let mut footer = [0u8; HINT_FOOTER_BYTES];
-        file.read_exact(&mut footer).ok()?;
+    pub fn footer_entries(backend: &Backend, path: &Path) -> Option<u64> {
+        let (len, footer) = backend.read_tail(path, HINT_FOOTER_BYTES).ok()?;
+        if footer.len() < HINT_FOOTER_BYTES {
+            return None;
+        }
         let entries = u64::from_le_bytes(footer[0..8].try_into().expect("8 bytes"));
         // A damaged footer must not size the index: no more entries than the file can hold.
         let most = len.saturating_sub((HINT_HEADER_BYTES + HINT_FOOTER_BYTES) as u64)
@@ -197,6 +200,7 @@ impl<'a> Iterator for HintIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entry(key: &[u8], seq: u64) -> HintEntry<'_> {
         HintEntry {
@@ -221,8 +225,8 @@ mod tests {
         let mut writer = HintWriter::new(5);
         writer.add(&entry(b"alpha", 2));
         writer.add(&entry(b"", 3));
-        writer.write(&path).unwrap();
-        let file = HintFile::read(&path, 5).unwrap().unwrap();
+        writer.write(&Backend::Os, &path).unwrap();
+        let file = HintFile::read(&Backend::Os, &path, 5).unwrap().unwrap();
         let entries: Vec<_> = file.iter().map(|e| e.unwrap()).collect();
         assert_eq!(entries, vec![entry(b"alpha", 2), entry(b"", 3)]);
         assert_eq!(file.entries, 2);
@@ -234,18 +238,24 @@ mod tests {
         let path = dir.path().join("h");
         let mut writer = HintWriter::new(5);
         writer.add(&entry(b"alpha", 2));
-        writer.write(&path).unwrap();
-        assert!(HintFile::read(&path, 6).is_err(), "wrong segment id");
+        writer.write(&Backend::Os, &path).unwrap();
+        assert!(
+            HintFile::read(&Backend::Os, &path, 6).is_err(),
+            "wrong segment id"
+        );
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
             fs::write(&path, &good[..cut]).unwrap();
-            assert!(HintFile::read(&path, 5).is_err(), "truncated at {cut}");
+            assert!(
+                HintFile::read(&Backend::Os, &path, 5).is_err(),
+                "truncated at {cut}"
+            );
         }
         let mut malformed = HintWriter::new(5);
         malformed.add(&entry(b"alpha", 2));
         malformed.buf[HINT_HEADER_BYTES + 28] = 9; // an unknown kind
-        malformed.write(&path).unwrap();
-        let file = HintFile::read(&path, 5).unwrap().unwrap();
+        malformed.write(&Backend::Os, &path).unwrap();
+        let file = HintFile::read(&Backend::Os, &path, 5).unwrap().unwrap();
         let entries: Vec<_> = file.iter().take(3).collect();
         assert_eq!(
             entries,
@@ -255,8 +265,8 @@ mod tests {
         let mut flipped = good.clone();
         flipped[30] ^= 4;
         fs::write(&path, &flipped).unwrap();
-        assert!(HintFile::read(&path, 5).is_err());
-        assert!(HintFile::read(&dir.path().join("missing"), 5)
+        assert!(HintFile::read(&Backend::Os, &path, 5).is_err());
+        assert!(HintFile::read(&Backend::Os, &dir.path().join("missing"), 5)
             .unwrap()
             .is_none());
     }

@@ -5,8 +5,15 @@
 //!
 //! # Layout
 //! - [`format`]: the bytes: segment header, record header, batch records, limits.
-//! - `segment`: a segment mapped with memmap2; the published prefix is immutable and shared,
-//!   the tail belongs to its one writer. (One of two modules with `unsafe`.)
+//! - `segment`: a mapped segment; the published prefix is immutable and shared, the tail
+//!   belongs to its one writer. (A module with `unsafe`: slices of the mapping.)
+//! - `backend`: the storage backend seam. Every file operation (create, preallocate, map,
+//!   msync, fsync, truncate, rename, remove, directory fsync, read, list) goes through it: the
+//!   real filesystem, or [`sim::SimDisk`]. Records are read and written through the mapping's
+//!   raw pointer, never through the backend. (`unsafe`: `posix_fallocate`, `flock`.)
+//! - [`sim`]: the simulated disk for power-loss and fault-injection tests: it keeps what was
+//!   flushed apart from what was only written, loses power at a chosen operation, and builds
+//!   the image a machine would boot from. (`unsafe`: its page-cache buffers.)
 //! - `index`: the sharded Robin Hood hash index, key -> (segment, offset, expiry), 16 B a slot.
 //! - `engine`: [`Engine`]: the write path (writer lock, append, index update, group commit),
 //!   reads, [`Txn`] (decide under the writer lock, then append: the seam replication will use),
@@ -15,8 +22,7 @@
 //!   torn-tail truncation, highest-seq-wins index rebuild.
 //! - `compaction`: merge sealed segments, hint files, the manifest-driven atomic swap.
 //! - `log_iter`: the log in seq order from any seq (k-way merge over segments).
-//! - `hint`, `dir`: hint file format; directory layout, lock file, manifest. (`dir` has the
-//!   other `unsafe`: flock.)
+//! - `hint`, `dir`: hint file format; directory layout, manifest.
 //! - `fuzzing` (hidden): the decoders recovery runs on disk bytes, for the fuzz targets in
 //!   `fuzz/` and the property tests in `tests/hostile_bytes.rs`.
 //!
@@ -29,8 +35,9 @@
 
 #![deny(unsafe_code)]
 
-mod compaction;
 #[allow(unsafe_code)]
+mod backend;
+mod compaction;
 mod dir;
 mod engine;
 mod error;
@@ -43,6 +50,8 @@ mod log_iter;
 mod recovery;
 #[allow(unsafe_code)]
 mod segment;
+#[allow(unsafe_code)]
+pub mod sim;
 
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{

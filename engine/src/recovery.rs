@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::Backend;
 use crate::dir::{self, FileKind, Manifest};
 use crate::engine::{key_hash, Config, Inner, SegmentTable};
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ use crate::format::{
 };
 use crate::hint::HintFile;
 use crate::index::{Index, Location, Slot, EXPIRY_TOMBSTONE, SHARD_COUNT};
-use crate::segment::{Segment, SegmentWriter};
+use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
 /// Where recovery cut a torn tail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,27 +64,53 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// How creating a log segment failed.
+pub(crate) enum CreateError {
+    /// Nothing was installed: the directory is as before (a `.tmp` file may be left, which the
+    /// next open deletes). Trying again later is fine (a full disk, say).
+    NotInstalled(Error),
+    /// The segment was renamed into place but the directory fsync failed: whether its name is
+    /// durable is unknown, and a second fsync could not be trusted to tell (decision 10).
+    InstalledUnsynced(Error),
+}
+
+impl CreateError {
+    pub fn into_error(self) -> Error {
+        match self {
+            CreateError::NotInstalled(e) | CreateError::InstalledUnsynced(e) => e,
+        }
+    }
+}
+
 /// Creates a log segment: in a directory under a temporary name, synced, then renamed, so a
-/// segment file in the directory always starts with a whole header.
+/// segment file in the directory always starts with a whole header. The file stays open and
+/// mapped across the rename: nothing can fail between the rename and the directory fsync.
 pub(crate) fn create_log_segment(
+    backend: &Backend,
     dir: Option<&Path>,
     id: u64,
     slot: u16,
     capacity: usize,
-) -> Result<Segment> {
+) -> std::result::Result<Segment, CreateError> {
     let Some(dir) = dir else {
-        return Segment::create_anonymous(id, slot, capacity, SegmentOrigin::Log);
+        return Segment::create_anonymous(id, slot, capacity, SegmentOrigin::Log)
+            .map_err(CreateError::NotInstalled);
     };
     let path = dir::segment_path(dir, id);
     let tmp = dir::tmp_path(&path);
-    let segment = Segment::create_file(&tmp, id, slot, capacity, SegmentOrigin::Log)?;
-    segment.flush_range(0, SEGMENT_HEADER_BYTES)?;
-    segment.sync_file()?;
-    drop(segment);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "install segment", e))?;
-    dir::sync_dir(dir)?;
-    let segment = Segment::open_file(&path, slot, true)?;
-    segment.set_published(SEGMENT_HEADER_BYTES);
+    let mut segment = Segment::create_file(backend, &tmp, id, slot, capacity, SegmentOrigin::Log)
+        .map_err(CreateError::NotInstalled)?;
+    segment
+        .flush_range(0, SEGMENT_HEADER_BYTES)
+        .and_then(|_| segment.sync_file())
+        .and_then(|_| {
+            backend
+                .rename(&tmp, &path)
+                .map_err(|e| Error::io(&path, "install segment", e))
+        })
+        .map_err(CreateError::NotInstalled)?;
+    segment.renamed(&path);
+    dir::sync_dir(backend, dir).map_err(CreateError::InstalledUnsynced)?;
     Ok(segment)
 }
 
@@ -365,7 +392,32 @@ impl Loader {
     }
 }
 
-pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> {
+/// Why the tail's records must go because the segment before it, whose seal never finished,
+/// lost records at its end. A rotation appends the write that did not fit as the tail's first
+/// record, so that record's seq must follow the last one in the segment before; and a rotation
+/// away from a segment without records seals it before the tail exists, so an unsealed segment
+/// without records lost all of them.
+fn tail_gap(tail: &Segment, unsealed: Option<(Option<u64>, PathBuf)>) -> Option<String> {
+    let (last_seq, path) = unsealed?;
+    let bytes = tail.scan_bytes();
+    let first = format::decode_record(&bytes[SEGMENT_HEADER_BYTES..], 0, true).ok()?;
+    match last_seq {
+        Some(last_seq) if first.seq == last_seq + 1 => None,
+        Some(last_seq) => Some(format!(
+            "it starts at seq {}, but {} (whose seal never finished) ends at seq {last_seq}: \
+             the records between were lost",
+            first.seq,
+            path.display()
+        )),
+        None => Some(format!(
+            "it starts at seq {}, but no record of {} (whose seal never finished) survived",
+            first.seq,
+            path.display()
+        )),
+    }
+}
+
+pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     let mut loader = Loader {
@@ -379,7 +431,10 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
     };
     let Some(dir) = dir else {
         let slot = loader.table.reserve()?;
-        let segment = Arc::new(create_log_segment(None, 1, slot, config.segment_bytes)?);
+        let segment = Arc::new(
+            create_log_segment(backend, None, 1, slot, config.segment_bytes)
+                .map_err(CreateError::into_error)?,
+        );
         loader.table.install(segment.clone());
         return Ok(Recovered {
             index: loader.index,
@@ -392,40 +447,61 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         });
     };
 
-    if let Some(manifest) = Manifest::read(dir)? {
+    if let Some(manifest) = Manifest::read(backend, dir)? {
         (config.logger)(&format!(
             "finishing an interrupted compaction: installing segments {:?}, removing {:?}",
             manifest.outputs, manifest.inputs
         ));
-        manifest.finish(dir)?;
+        manifest.finish(backend, dir)?;
         report.finished_compaction = true;
     }
 
     let mut segment_ids = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list data directory", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, "list data directory", e))?;
-        let name = entry.file_name();
+    let mut hint_ids = Vec::new();
+    let names = backend
+        .list_dir(dir)
+        .map_err(|e| Error::io(dir, "list data directory", e))?;
+    for name in names {
         let Some(name) = name.to_str() else { continue };
         match dir::classify(name) {
             FileKind::Segment(id) => segment_ids.push(id),
             FileKind::Temporary => {
                 // Output of a compaction that never committed, or a segment never installed.
-                let path = entry.path();
-                std::fs::remove_file(&path)
+                let path = dir.join(name);
+                backend
+                    .remove_file(&path)
                     .map_err(|e| Error::io(&path, "remove temporary file", e))?;
             }
-            FileKind::Hint(_) | FileKind::Other => {}
+            FileKind::Hint(id) => hint_ids.push(id),
+            FileKind::Other => {}
         }
     }
     segment_ids.sort_unstable();
+    // A hint file is deleted only after its segment, and a compaction that deletes both leaves
+    // its manifest until both are gone (acted on above). A hint without its segment therefore
+    // means the segment file was lost: its records, and the older values they replaced or
+    // deleted, cannot be told apart from live data any more. Refuse to guess.
+    if let Some(&id) = hint_ids
+        .iter()
+        .find(|id| segment_ids.binary_search(id).is_err())
+    {
+        return Err(Error::corrupt(
+            dir::segment_path(dir, id),
+            0,
+            format!(
+                "segment file is missing but its hint file {} remains: its records are lost; \
+                 restore the segment, or delete the hint file to accept the loss",
+                dir::hint_path(dir, id).display()
+            ),
+        ));
+    }
 
     // Map every segment read-only first, to learn which is the tail (the newest log segment).
     let mut segments = Vec::new();
     for &id in &segment_ids {
         let path = dir::segment_path(dir, id);
         let slot = loader.table.reserve()?;
-        let segment = Segment::open_file(&path, slot, false)?;
+        let segment = Segment::open_file(backend, &path, slot, false)?;
         if segment.id != id {
             return Err(Error::corrupt(
                 &path,
@@ -446,13 +522,16 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
     // last record, fsync: done off the writer's path) when the process stopped.
     let sealing_id = log_ids.iter().rev().nth(1).copied();
     let mut discard_tail = None;
+    // The segment before the tail, if its seal never finished, and the last seq in it: the tail
+    // must then continue right after it, or records at its end were lost (`tail_gap`).
+    let mut unsealed_before_tail = None;
 
     // Hint files tell how many keys to expect: size the index once instead of growing it. Only
     // their footers are read here; each file is loaded (and checked) when its segment is.
     let expected_keys: u64 = segments
         .iter()
         .filter(|s| Some(s.id) != tail_id)
-        .filter_map(|s| HintFile::footer_entries(&dir::hint_path(dir, s.id)))
+        .filter_map(|s| HintFile::footer_entries(backend, &dir::hint_path(dir, s.id)))
         .sum();
     loader.index.reserve(expected_keys as usize);
 
@@ -462,7 +541,7 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         let hint = if is_tail {
             None
         } else {
-            match HintFile::read(&dir::hint_path(dir, segment.id), segment.id) {
+            match HintFile::read(backend, &dir::hint_path(dir, segment.id), segment.id) {
                 Ok(hint) => hint,
                 Err(reason) => {
                     let line = format!(
@@ -475,10 +554,16 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
                 }
             }
         };
-        let is_sealing = Some(segment.id) == sealing_id;
+        // Only a file still at its preallocated length can be waiting for its seal: a sealed
+        // one was cut to its last record (and ends on a page boundary only by chance), so
+        // damage in it is an error, as in any sealed segment, not a torn write to cut off.
+        let is_sealing = Some(segment.id) == sealing_id
+            && segment
+                .capacity()
+                .is_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
         let segment = if is_tail {
             let path = dir::segment_path(dir, segment.id);
-            Arc::new(Segment::open_file(&path, segment.slot, true)?)
+            Arc::new(Segment::open_file(backend, &path, segment.slot, true)?)
         } else {
             segment.mark_sealed();
             Arc::new(segment)
@@ -502,10 +587,14 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         if from_hint {
             // Hint files are only written for segments whose seal finished.
             segment.mark_durably_sealed();
+            segment.mark_loaded_from_hints();
             report.segments_from_hints += 1;
             continue;
         }
         report.segments_scanned += 1;
+        if is_tail && discard_tail.is_none() {
+            discard_tail = tail_gap(&segment, unsealed_before_tail.take());
+        }
         if is_tail {
             if let Some(reason) = discard_tail.take() {
                 // The records here came after records lost in the segment before: keeping them
@@ -549,11 +638,15 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
                     "the segment before it was torn at byte {end} of {}",
                     path.display()
                 ));
+            } else if file_len > end {
+                // Zeros after the last record: the room a rotation left, or records whose pages
+                // never reached the disk. Only the tail's first seq can tell them apart.
+                let max_seq = segment.max_seq.load(std::sync::atomic::Ordering::Relaxed);
+                unsealed_before_tail = Some(((max_seq > 0).then_some(max_seq), path.clone()));
             }
             if file_len > end {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
+                backend
+                    .open(&path, true)
                     .and_then(|file| {
                         file.set_len(end as u64)?;
                         file.sync_all()
@@ -598,12 +691,19 @@ pub(crate) fn recover(config: &Config, dir: Option<&Path>) -> Result<Recovered> 
         Some(writer) => writer,
         None => {
             let slot = loader.table.reserve()?;
-            let segment = Arc::new(create_log_segment(
-                Some(dir),
-                next_segment_id,
-                slot,
-                config.segment_bytes,
-            )?);
+            let segment = Arc::new(
+                create_log_segment(
+                    backend,
+                    Some(dir),
+                    next_segment_id,
+                    slot,
+                    // As at rotation: an unsealed segment is known by its aligned length.
+                    config
+                        .segment_bytes
+                        .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES),
+                )
+                .map_err(CreateError::into_error)?,
+            );
             next_segment_id += 1;
             loader.table.install(segment.clone());
             SegmentWriter::new(segment).expect("fresh segment")

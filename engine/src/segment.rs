@@ -1,21 +1,23 @@
 //! One segment of the log: a preallocated file (or an anonymous map in memory mode) written
 //! through a memory mapping.
 //!
-//! This is one of the two modules allowed `unsafe` (the other is `dir.rs` for flock): the
-//! mapping hands out byte slices, and the split between the published prefix (immutable, read by
-//! any thread) and the unpublished tail (written by exactly one `SegmentWriter`) is what makes
-//! those slices sound.
+//! This is one of the modules allowed `unsafe` (with `backend.rs` and `sim.rs`): the mapping
+//! hands out byte slices, and the split between the published prefix (immutable, read by any
+//! thread) and the unpublished tail (written by exactly one `SegmentWriter`) is what makes those
+//! slices sound. Files are created, mapped, flushed and cut through the storage backend
+//! (`backend.rs`); records are read and written through the mapping's raw pointer alone.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use memmap2::{MmapOptions, MmapRaw};
-
+use crate::backend::{Backend, FileHandle, Mapping};
 use crate::error::{Error, Result};
 use crate::format::{self, DecodeError, RecordView, SegmentOrigin, SEGMENT_HEADER_BYTES};
+
+/// A segment's capacity (its preallocated file length) is a multiple of this. Sealing cuts the
+/// file to its last record, so an unsealed segment is told apart by its length.
+pub const SEGMENT_CAPACITY_ALIGN_BYTES: usize = 4096;
 
 /// Index of a segment in the engine's segment table (what an index slot stores).
 pub type SegmentSlot = u16;
@@ -31,8 +33,8 @@ pub struct Segment {
     pub slot: SegmentSlot,
     /// The file, or `None` in memory mode.
     path: Option<PathBuf>,
-    file: Option<File>,
-    map: MmapRaw,
+    file: Option<FileHandle>,
+    map: Mapping,
     /// Bytes of the prefix that readers may see.
     published: AtomicUsize,
     /// Whether a `SegmentWriter` was handed out (there is at most one, ever).
@@ -48,40 +50,24 @@ pub struct Segment {
     /// Set once a sealed segment is flushed, cut to its last record and fsynced (or was found
     /// so at recovery): only then may compaction or a hint file rely on its file.
     durably_sealed: AtomicBool,
+    /// Recovery loaded the index entries from a hint file instead of reading (and checking)
+    /// the records: damage in them is found only when they are read.
+    loaded_from_hints: AtomicBool,
 }
 
-// SAFETY: the raw mapping is only read below `published` (immutable bytes, published with
+// SAFETY: the mapping is only read below `published` (immutable bytes, published with
 // Release and read with Acquire) and only written past it by the unique `SegmentWriter`, so
 // sharing `&Segment` across threads cannot race.
 unsafe impl Send for Segment {}
 unsafe impl Sync for Segment {}
-
-fn preallocate(file: &File, path: &Path, bytes: u64) -> Result<()> {
-    // SAFETY: posix_fallocate only reads its integer arguments and the descriptor, which is open
-    // for the whole call because `file` is borrowed.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, bytes as libc::off_t) };
-    match rc {
-        0 => Ok(()),
-        // Filesystems without fallocate: a sparse file still works, but a full disk then shows
-        // up as SIGBUS on a page fault instead of an error here.
-        libc::EOPNOTSUPP | libc::EINVAL => file
-            .set_len(bytes)
-            .map_err(|e| Error::io(path, "extend segment", e)),
-        errno => Err(Error::io(
-            path,
-            "preallocate segment",
-            std::io::Error::from_raw_os_error(errno),
-        )),
-    }
-}
 
 impl Segment {
     fn new(
         id: u64,
         slot: SegmentSlot,
         path: Option<PathBuf>,
-        file: Option<File>,
-        map: MmapRaw,
+        file: Option<FileHandle>,
+        map: Mapping,
         published: usize,
     ) -> Segment {
         Segment {
@@ -98,27 +84,26 @@ impl Segment {
             max_seq: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
             durably_sealed: AtomicBool::new(false),
+            loaded_from_hints: AtomicBool::new(false),
         }
     }
 
     /// Creates a new preallocated segment file at `path` with its header written and synced.
     pub fn create_file(
+        backend: &Backend,
         path: &Path,
         id: u64,
         slot: SegmentSlot,
         capacity: usize,
         origin: SegmentOrigin,
     ) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
+        let file = backend
+            .create_new(path)
             .map_err(|e| Error::io(path, "create segment", e))?;
-        preallocate(&file, path, capacity as u64)?;
-        let map = MmapOptions::new()
-            .len(capacity)
-            .map_raw(&file)
+        file.preallocate(capacity as u64)
+            .map_err(|e| Error::io(path, "preallocate segment", e))?;
+        let map = file
+            .map(capacity, true)
             .map_err(|e| Error::io(path, "map segment", e))?;
         let mut segment = Segment::new(id, slot, Some(path.to_path_buf()), Some(file), map, 0);
         segment.origin = origin;
@@ -133,11 +118,9 @@ impl Segment {
         capacity: usize,
         origin: SegmentOrigin,
     ) -> Result<Segment> {
-        let map = MmapOptions::new()
-            .len(capacity)
-            .map_anon()
+        let map = Mapping::anonymous(capacity)
             .map_err(|e| Error::io("<memory>", "map anonymous segment", e))?;
-        let mut segment = Segment::new(id, slot, None, None, MmapRaw::from(map), 0);
+        let mut segment = Segment::new(id, slot, None, None, map, 0);
         segment.origin = origin;
         segment.write_header();
         Ok(segment)
@@ -156,16 +139,16 @@ impl Segment {
 
     /// Maps an existing segment file. `writable` maps it read-write for the tail segment, whose
     /// torn tail recovery may zero and to which the writer appends.
-    pub fn open_file(path: &Path, slot: SegmentSlot, writable: bool) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(path)
+    pub fn open_file(
+        backend: &Backend,
+        path: &Path,
+        slot: SegmentSlot,
+        writable: bool,
+    ) -> Result<Segment> {
+        let file = backend
+            .open(path, writable)
             .map_err(|e| Error::io(path, "open segment", e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(path, "stat segment", e))?
-            .len() as usize;
+        let len = file.len().map_err(|e| Error::io(path, "stat segment", e))? as usize;
         if len < SEGMENT_HEADER_BYTES {
             return Err(Error::corrupt(
                 path,
@@ -173,12 +156,9 @@ impl Segment {
                 "file shorter than the segment header",
             ));
         }
-        let map = if writable {
-            MmapOptions::new().len(len).map_raw(&file)
-        } else {
-            MmapOptions::new().len(len).map_raw_read_only(&file)
-        }
-        .map_err(|e| Error::io(path, "map segment", e))?;
+        let map = file
+            .map(len, writable)
+            .map_err(|e| Error::io(path, "map segment", e))?;
         // Until recovery has scanned it, only the header is known to be good.
         let mut segment = Segment::new(0, slot, Some(path.to_path_buf()), Some(file), map, len);
         let (id, origin) = format::decode_segment_header(segment.bytes(0, SEGMENT_HEADER_BYTES))
@@ -189,6 +169,15 @@ impl Segment {
             .published
             .store(SEGMENT_HEADER_BYTES, Ordering::Release);
         Ok(segment)
+    }
+
+    /// Records that the file was renamed to `path` (its descriptor and mapping stay valid).
+    pub(crate) fn renamed(&mut self, path: &Path) {
+        self.path = Some(path.to_path_buf());
+        self.map.renamed(path);
+        if let Some(FileHandle::Sim(file)) = &mut self.file {
+            file.renamed(path);
+        }
     }
 
     /// The file path, or a placeholder for memory segments (for error messages).
@@ -311,6 +300,14 @@ impl Segment {
         self.durably_sealed.store(true, Ordering::Release);
     }
 
+    pub(crate) fn loaded_from_hints(&self) -> bool {
+        self.loaded_from_hints.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_loaded_from_hints(&self) {
+        self.loaded_from_hints.store(true, Ordering::Relaxed);
+    }
+
     pub fn is_memory(&self) -> bool {
         self.file.is_none()
     }
@@ -332,11 +329,11 @@ impl Segment {
     }
 
     /// A read-only mapping of this sealed file segment (replaces the writable one after sealing).
-    pub(crate) fn reopen_read_only(&self) -> Result<Option<Segment>> {
+    pub(crate) fn reopen_read_only(&self, backend: &Backend) -> Result<Option<Segment>> {
         let Some(path) = &self.path else {
             return Ok(None);
         };
-        let mut reopened = Segment::open_file(path, self.slot, false)?;
+        let mut reopened = Segment::open_file(backend, path, self.slot, false)?;
         reopened.id = self.id;
         reopened
             .published

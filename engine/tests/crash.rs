@@ -414,11 +414,13 @@ fn a_previous_segment_still_waiting_for_its_seal_opens_and_gets_sealed() {
     // A crash before the sealer ran: the segment keeps its preallocated zero tail.
     let previous = &files[files.len() - 2];
     let sealed_len = std::fs::metadata(previous).unwrap().len();
+    // Back to a preallocated length: capacities are multiples of 4096 bytes.
+    let capacity = (sealed_len + 1).next_multiple_of(4096);
     std::fs::OpenOptions::new()
         .write(true)
         .open(previous)
         .unwrap()
-        .set_len(sealed_len + 8192)
+        .set_len(capacity)
         .unwrap();
     assert_prefix(
         dir.path(),
@@ -446,7 +448,8 @@ fn a_torn_previous_segment_is_cut_and_the_newer_records_go_with_it() {
         copy_dir(original.path(), image.path());
         let mut torn = bytes.clone();
         torn[cut..end].fill(0);
-        torn.resize(bytes.len() + 4096, 0);
+        // Back to its preallocated length, as before its seal.
+        torn.resize((bytes.len() + 1).next_multiple_of(4096), 0);
         std::fs::write(image.path().join(&previous), &torn).unwrap();
         let what =
             format!("previous segment torn at byte {cut} of its last record [{start}, {end})");
