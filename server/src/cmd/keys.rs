@@ -2,7 +2,7 @@
 //! PEXPIRETIME TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX.
 
 use super::strings::{invalid_expire, put_or_expire, storable_expiry, ExpiryUnit};
-use super::{int_arg, is, syntax_error, text};
+use super::{int_arg, is, shown, syntax_error};
 use crate::context::{Call, Outcome, KV};
 use crate::frame::Frame;
 use crate::glob;
@@ -49,7 +49,7 @@ impl ExpireCondition {
                 _ => {
                     return Err(Frame::error(format!(
                         "ERR Unsupported option {}",
-                        text(option)
+                        shown(option)
                     )))
                 }
             }
@@ -202,14 +202,31 @@ pub fn keys(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     }
 }
 
-/// Type names SCAN's TYPE accepts (Redis's); only `string` exists in this key space so far.
-const TYPE_NAMES: &[&str] = &["string", "list", "set", "zset", "hash", "stream"];
+/// A SCAN cursor as Redis reads it (`strtoul` in base 10, then a check for a leading space,
+/// trailing bytes and overflow): the empty string is 0, a `+` or `-` sign is allowed and a
+/// negative number wraps (`-1` is `u64::MAX`), as C's `strtoul` does.
+fn parse_cursor(text: &[u8]) -> Option<u64> {
+    let (negative, digits) = match text.first() {
+        None => return Some(0),
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        Some(_) => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let magnitude = digits.iter().try_fold(0u64, |value, digit| {
+        value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })?;
+    Some(if negative {
+        magnitude.wrapping_neg()
+    } else {
+        magnitude
+    })
+}
 
 pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let cursor: u64 = std::str::from_utf8(args[1])
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
+    let cursor = parse_cursor(args[1]).ok_or_else(|| Frame::error("ERR invalid cursor"))?;
     let mut pattern: Option<&[u8]> = None;
     let mut count = SCAN_COUNT_DEFAULT;
     let mut only_strings = true;
@@ -225,14 +242,10 @@ pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             }
             count = asked as usize;
         } else if is(args[index], "TYPE") {
-            let name = text(value).to_ascii_lowercase();
-            if !TYPE_NAMES.contains(&name.as_str()) {
-                return Err(Frame::error(format!(
-                    "ERR unknown type name '{}'",
-                    text(value)
-                )));
-            }
-            only_strings = name == "string";
+            // Redis compares the name with each key's type name, case-insensitively: an
+            // unknown name is no error, it just matches nothing (Redis kept it so as not to
+            // break clients; Valkey 8 made it an error).
+            only_strings = is(value, "string");
         } else {
             return Err(syntax_error());
         }
@@ -415,12 +428,75 @@ mod tests {
             panic!()
         };
         assert_eq!(reply[1], Frame::Array(vec![]));
-        assert_eq!(h.run("scan 0 type foo"), err("ERR unknown type name 'foo'"));
+        let Frame::Array(reply) = h.run("scan 0 count 1000 type foo") else {
+            panic!()
+        };
+        assert_eq!(
+            reply[1],
+            Frame::Array(vec![]),
+            "an unknown type matches nothing"
+        );
+        let Frame::Array(reply) = h.run("scan 0 count 1000 type STRING") else {
+            panic!()
+        };
+        assert!(matches!(&reply[1], Frame::Array(keys) if keys.len() == 31));
         assert_eq!(h.run("scan x"), err("ERR invalid cursor"));
         assert_eq!(h.run("scan 0 count 0"), err("ERR syntax error"));
         assert_eq!(h.run("scan 0 count"), err("ERR syntax error"));
         assert_eq!(h.run("scan 0 foo bar"), err("ERR syntax error"));
         assert!(matches!(h.run("randomkey"), Frame::Bulk(_)));
+        // As in Redis, the empty key matches only "*" (KEYS's "everything") and "".
+        h.run_args(&[b"set", b"", b"x"]);
+        let Frame::Array(all) = h.run("keys *") else {
+            panic!()
+        };
+        assert_eq!(all.len(), 32);
+        let Frame::Array(stars) = h.run("keys **") else {
+            panic!()
+        };
+        assert_eq!(stars.len(), 31, "'**' does not match the empty key");
+        assert_eq!(h.run_args(&[b"keys", b""]), Frame::Array(vec![bulk("")]));
+    }
+
+    #[test]
+    fn scan_cursors_read_as_strtoul_does() {
+        use super::parse_cursor;
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"00"), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"-0"), Some(0));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b"18446744073709551616"[..],
+            b"-",
+            b"+",
+            b" 0",
+            b"0 ",
+            b"1.5",
+            b"x",
+            b"0x10",
+        ] {
+            assert_eq!(
+                parse_cursor(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Any cursor is safe to continue from: past the end it finishes the scan.
+        let mut h = Harness::new();
+        h.run("set a 1");
+        for cursor in ["-1", "4294967295", "123456789012", ""] {
+            let Frame::Array(reply) = h.run_args(&[b"scan", cursor.as_bytes()]) else {
+                panic!("scan {cursor:?}")
+            };
+            assert!(
+                matches!(&reply[..], [Frame::Bulk(_), Frame::Array(_)]),
+                "scan {cursor:?}"
+            );
+        }
     }
 
     #[test]

@@ -194,9 +194,17 @@ pub fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
-/// Text of an argument for an error message (lossy).
+/// Text of an argument (lossy).
 pub fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
+}
+
+/// An argument as Redis's error messages show it: they format arguments with C's `%s`, which
+/// stops at the first NUL byte. (Invalid UTF-8 shows as U+FFFD: Flin's error texts are
+/// strings, where Redis copies the raw bytes.)
+pub fn shown(arg: &[u8]) -> String {
+    let end = arg.iter().position(|byte| *byte == 0).unwrap_or(arg.len());
+    text(&arg[..end])
 }
 
 #[cfg(test)]

@@ -75,6 +75,13 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
         Ok(Some(replies))
     })?;
     session.note_write(committed.seq);
+    let flushed = multi.queued.iter().any(|args| {
+        args[0].eq_ignore_ascii_case(b"flushall") || args[0].eq_ignore_ascii_case(b"flushdb")
+    });
+    if flushed && committed.value.is_some() {
+        // As FLUSHALL outside MULTI does: expired keys nobody reclaimed yet go too.
+        shared.engine.reclaim_expired();
+    }
     Ok(committed.value.map_or(Frame::NullArray, Frame::Array))
 }
 
