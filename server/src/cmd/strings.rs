@@ -170,7 +170,10 @@ pub fn put_or_expire(
     expiry_ms: u64,
 ) -> Result<(), Frame> {
     if expiry_ms != 0 && expiry_ms <= txn.now_ms() {
-        txn.delete(key);
+        if !txn.delete(key) {
+            // Nothing to delete, nothing written: WATCH must still see the write.
+            txn.touch(key);
+        }
     } else {
         txn.put(key, value, expiry_ms)?;
     }
