@@ -559,6 +559,33 @@ mod tests {
     }
 
     #[test]
+    fn command_info_flags_match_redis() {
+        let mut h = Harness::new();
+        let flags = |h: &mut Harness, name: &str| {
+            let Frame::Array(entries) = h.run(&format!("command info {name}")) else {
+                panic!()
+            };
+            let Frame::Array(entry) = &entries[0] else {
+                panic!()
+            };
+            entry[2].clone()
+        };
+        let simple =
+            |names: &[&str]| Frame::Set(names.iter().map(|n| Frame::Simple((*n).into())).collect());
+        for name in ["echo", "select", "time"] {
+            assert_eq!(
+                flags(&mut h, name),
+                simple(&["loading", "stale", "fast"]),
+                "{name}"
+            );
+        }
+        // Containers carry no flags of their own in Redis.
+        assert_eq!(flags(&mut h, "config"), simple(&[]));
+        assert_eq!(flags(&mut h, "client"), simple(&[]));
+        assert_eq!(flags(&mut h, "get"), simple(&["readonly", "fast"]));
+    }
+
+    #[test]
     fn config_errors_match_redis() {
         let mut h = Harness::new();
         assert_eq!(
