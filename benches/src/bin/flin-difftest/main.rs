@@ -109,12 +109,14 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-fn start(options: &Options, scratch: &std::path::Path) -> Result<Session, String> {
-    let redis_dir = scratch.join("redis");
+/// Both servers, started with `extra` flags (each understands `--requirepass`).
+fn start(options: &Options, scratch: &std::path::Path, extra: &[&str]) -> Result<Session, String> {
+    let name = if extra.is_empty() { "plain" } else { "extra" };
+    let redis_dir = scratch.join(format!("redis-{name}"));
     std::fs::create_dir_all(&redis_dir).map_err(|e| e.to_string())?;
-    let redis = Server::start_redis(&options.redis, &redis_dir)?;
-    let data = options.data.then(|| scratch.join("flin"));
-    let flin = Server::start_flin(&options.flin, data.as_deref())?;
+    let redis = Server::start_redis(&options.redis, &redis_dir, extra)?;
+    let data = options.data.then(|| scratch.join(format!("flin-{name}")));
+    let flin = Server::start_flin(&options.flin, data.as_deref(), extra)?;
     println!(
         "redis-server at {} ({}), flin-server at {} ({})",
         redis.addr,
@@ -127,7 +129,7 @@ fn start(options: &Options, scratch: &std::path::Path) -> Result<Session, String
 
 fn run(options: &Options) -> Result<bool, String> {
     let scratch = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
-    let mut session = start(options, scratch.path())?;
+    let mut session = start(options, scratch.path(), &[])?;
     session.trace = options.trace;
     if options.mode != Mode::Random {
         let mut steps = 0;
@@ -143,6 +145,25 @@ fn run(options: &Options) -> Result<bool, String> {
                 session.run(&format!("{}#{index}", group.name), step)?;
                 steps += 1;
             }
+        }
+        if options
+            .group
+            .as_deref()
+            .is_none_or(|name| name == "requirepass")
+        {
+            // The same servers started with a password, for the authentication rules; its
+            // counts join the main report.
+            let mut guarded = start(
+                options,
+                scratch.path(),
+                &["--requirepass", script::PASSWORD],
+            )?;
+            guarded.trace = options.trace;
+            for (index, step) in script::requirepass_steps().iter().enumerate() {
+                guarded.run(&format!("requirepass#{index}"), step)?;
+                steps += 1;
+            }
+            session.report.absorb(std::mem::take(&mut guarded.report));
         }
         println!(
             "curated: {steps} steps, {} divergences so far",

@@ -24,8 +24,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// `redis-server` on a free port, with no persistence and its files in `dir`.
-    pub fn start_redis(binary: &Path, dir: &Path) -> Result<Server, String> {
+    /// `redis-server` on a free port, with no persistence, its files in `dir` and `extra`
+    /// arguments (`--requirepass x`).
+    pub fn start_redis(binary: &Path, dir: &Path, extra: &[&str]) -> Result<Server, String> {
         // Redis cannot pick its own port and say which: take a free one from the kernel, then
         // hand it over (a race with another process is possible, hence the retries).
         let mut last_error = String::new();
@@ -37,6 +38,7 @@ impl Server {
                 .args(["--protected-mode", "yes", "--logfile", ""])
                 .arg("--dir")
                 .arg(dir)
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -57,14 +59,20 @@ impl Server {
         Err(format!("redis-server did not start: {last_error}"))
     }
 
-    /// `flin-server --memory` on a port it picks (its startup line says which).
-    pub fn start_flin(binary: &Path, data: Option<&Path>) -> Result<Server, String> {
+    /// `flin-server --memory` (or `--data`) on a port it picks (its startup line says which),
+    /// with `extra` flags.
+    pub fn start_flin(
+        binary: &Path,
+        data: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<Server, String> {
         let mut command = Command::new(binary);
         command.args(["--bind", "127.0.0.1", "--port", "0", "--threads", "1"]);
         match data {
             Some(dir) => command.arg("--data").arg(dir),
             None => command.arg("--memory"),
         };
+        command.args(extra);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -101,7 +109,8 @@ impl Server {
             }
             if let Ok(mut connection) = Connection::open(self.addr) {
                 connection.send(b"*1\r\n$4\r\nPING\r\n");
-                if connection.read() == Value::Simple(b"PONG".to_vec()) {
+                // PONG, or NOAUTH when started with a password: either way it is serving.
+                if matches!(connection.read(), Value::Simple(_) | Value::Error(_)) {
                     return Ok(());
                 }
             }

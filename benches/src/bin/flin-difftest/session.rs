@@ -66,6 +66,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds another run's counts to this one.
+    pub fn absorb(&mut self, other: Report) {
+        self.compared += other.compared;
+        self.same += other.same;
+        for (rule, count) in other.tolerated {
+            *self.tolerated.entry(rule).or_default() += count;
+        }
+        for (rule, (count, first)) in other.known {
+            self.known.entry(rule).or_insert((0, first)).0 += count;
+        }
+        self.divergences.extend(other.divergences);
+    }
+
     /// Counts a verdict; returns whether the two servers' states may now differ (a known or
     /// unknown divergence), so random mode starts them afresh.
     fn record(&mut self, verdict: &Verdict, divergence: impl FnOnce() -> Divergence) -> bool {
