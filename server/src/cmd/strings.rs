@@ -321,13 +321,16 @@ fn check_pairs(args: &[&[u8]], command: &str) -> Result<(), Frame> {
     if args.len().is_multiple_of(2) {
         return Err(wrong_arity(command));
     }
-    if args[1..]
+    if let Some(pair) = args[1..]
         .chunks(2)
-        .any(|pair| pair[0].len() > KEY_BYTES_MAX)
+        .find(|pair| pair[0].len() > KEY_BYTES_MAX)
     {
-        return Err(Frame::error(format!(
-            "ERR key exceeds the limit of {KEY_BYTES_MAX} bytes"
-        )));
+        // The engine's own wording, as SET gives it for the same key.
+        return Err(Frame::from(flin_engine::Error::TooLarge {
+            field: "key",
+            bytes: pair[0].len(),
+            limit: KEY_BYTES_MAX,
+        }));
     }
     Ok(())
 }
@@ -636,6 +639,20 @@ mod tests {
         assert_eq!(h.run("get c"), Frame::Null);
         assert_eq!(h.run("msetnx c 3 d 4"), int(1));
         assert_eq!(h.run("mget c d"), Frame::Array(vec![bulk("3"), bulk("4")]));
+        // A key past the engine's limit: the same error from SET and MSET, nothing written.
+        let long_key = vec![b'k'; flin_engine::KEY_BYTES_MAX + 1];
+        let refusal = err(&format!(
+            "ERR key of {} bytes exceeds the limit of {} bytes",
+            long_key.len(),
+            flin_engine::KEY_BYTES_MAX
+        ));
+        assert_eq!(h.run_args(&[b"set", &long_key, b"v"]), refusal);
+        assert_eq!(h.run_args(&[b"mset", b"e", b"5", &long_key, b"v"]), refusal);
+        assert_eq!(
+            h.run_args(&[b"msetnx", b"e", b"5", &long_key, b"v"]),
+            refusal
+        );
+        assert_eq!(h.run("exists e"), int(0));
     }
 
     #[test]

@@ -408,6 +408,16 @@ fn known_divergence(
             return Some("incrbyfloat-long-double-range");
         }
     }
+    // The engine holds keys of at most 1 MiB (Redis: 512 MiB).
+    let key_limit = flin_engine::KEY_BYTES_MAX;
+    if flin_error.as_deref().is_some_and(|e| {
+        e.starts_with("ERR key of ")
+            && e.ends_with(&format!("exceeds the limit of {key_limit} bytes"))
+    }) && args.iter().skip(1).any(|arg| arg.len() > key_limit)
+        && !redis.is_error()
+    {
+        return Some("engine-key-limit");
+    }
     // Error texts are strings in Flin: an echoed argument's invalid UTF-8 shows as U+FFFD.
     if let (Value::Error(redis_text), Value::Error(flin_text)) = (redis, flin) {
         if std::str::from_utf8(redis_text).is_err()

@@ -197,7 +197,10 @@ fn run(options: &Options) -> Result<bool, String> {
     for divergence in report.divergences.iter().take(options.show) {
         println!(
             "\nDIVERGENCE at {}\n  request: {}\n  redis:   {}\n  flin:    {}",
-            divergence.label, divergence.request, divergence.redis, divergence.flin
+            divergence.label,
+            cut(&divergence.request, REQUEST_SHOWN_CHARS),
+            cut(&divergence.redis.to_string(), REPLY_SHOWN_CHARS),
+            cut(&divergence.flin.to_string(), REPLY_SHOWN_CHARS)
         );
     }
     if report.divergences.len() > options.show {
@@ -216,19 +219,24 @@ fn run(options: &Options) -> Result<bool, String> {
         println!(
             "  known (documented) {rule}: {count}, first at {}: {}\n      redis: {}\n      flin:  {}",
             first.label,
-            first.request,
-            cut(&first.redis.to_string()),
-            cut(&first.flin.to_string())
+            cut(&first.request, SUMMARY_SHOWN_CHARS),
+            cut(&first.redis.to_string(), SUMMARY_SHOWN_CHARS),
+            cut(&first.flin.to_string(), SUMMARY_SHOWN_CHARS)
         );
     }
     Ok(report.divergences.is_empty())
 }
 
-/// A reply shown on one line of a summary.
-fn cut(text: &str) -> String {
-    const SHOWN_CHARS: usize = 120;
-    match text.char_indices().nth(SHOWN_CHARS) {
-        Some((at, _)) => format!("{}...", &text[..at]),
+/// Characters of a request, a reply, and either in the summary, that are printed: keys and
+/// values of megabytes would bury the report.
+const REQUEST_SHOWN_CHARS: usize = 400;
+const REPLY_SHOWN_CHARS: usize = 2000;
+const SUMMARY_SHOWN_CHARS: usize = 120;
+
+/// `text` cut to `chars` characters, with an ellipsis when cut.
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}... ({} bytes)", &text[..at], text.len()),
         None => text.to_string(),
     }
 }

@@ -1227,6 +1227,39 @@ pub fn groups() -> Vec<Group> {
             b.args(vec![vec![0xc3, 0xa9], b"x".to_vec()]);
             b.args(vec![b"NOSUCH".to_vec(), vec![0xc3, 0xa9, 0xff]]);
         }),
+        group("engine-limits", |b| {
+            // A key one byte past the engine's 1 MiB limit (Redis takes up to 512 MiB).
+            let long_key = vec![b'k'; flin_engine::KEY_BYTES_MAX + 1];
+            b.args(vec![b"SET".to_vec(), long_key.clone(), b"v".to_vec()]);
+            b.args(vec![
+                b"MSET".to_vec(),
+                b"a".to_vec(),
+                b"1".to_vec(),
+                long_key.clone(),
+                b"v".to_vec(),
+            ]);
+            b.steps.push(Step::Quiet {
+                client: 0,
+                args: vec![b"FLUSHALL".to_vec()],
+            });
+            b.args(vec![b"GET".to_vec(), long_key.clone()]);
+            b.args(vec![b"EXISTS".to_vec(), long_key.clone()]);
+            b.c(&["GET a"]);
+            // Values around 1 MiB and 8 MiB, whole and in ranges.
+            for length in [1 << 20, 8 << 20] {
+                let value: Vec<u8> = (0..length).map(|i| (i % 251) as u8).collect();
+                b.args(vec![b"SET".to_vec(), b"big".to_vec(), value]);
+                b.c(&[
+                    "STRLEN big",
+                    "GETRANGE big -10 -1",
+                    "APPEND big tail",
+                    "STRLEN big",
+                    "SETRANGE big 5 xyz",
+                    "GETRANGE big 0 9",
+                ]);
+                b.c(&["GET big"]);
+            }
+        }),
         group("arity-and-command-table", |b| {
             // Every command with no arguments and with too many, and its COMMAND INFO.
             for name in COMMAND_NAMES {
