@@ -135,10 +135,15 @@ fn ttl_generic(
     key: &[u8],
     present: impl FnOnce(u64, u64) -> i64,
 ) -> Outcome {
+    // The time first: the lookup reads the clock again, no earlier, and finds the key live
+    // only if its expiry is after that, so the remaining time is at least 1 ms. (Read the
+    // other way round, a key live at the lookup could be past its expiry at `now`, and PTTL
+    // would reply 0, which Redis, with one time per command, never does.)
+    let now_ms = call.now_ms();
     Ok(Frame::Integer(match expiry_of(call, key)? {
         None => -2,
         Some(0) => -1,
-        Some(expiry_ms) => present(expiry_ms, call.now_ms()),
+        Some(expiry_ms) => present(expiry_ms, now_ms),
     }))
 }
 
@@ -383,6 +388,48 @@ mod tests {
         h.run("set k v px 100");
         h.clock.advance(100);
         assert_eq!(h.run("ttl k"), int(-2));
+    }
+
+    /// A clock that moves 1 ms at every reading, so every pair of readings in a command
+    /// differs, as it can on a real clock.
+    struct TickingClock(std::sync::atomic::AtomicU64);
+
+    impl flin_engine::Clock for TickingClock {
+        fn now_ms(&self) -> u64 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn pttl_of_a_live_key_is_never_zero() {
+        use std::sync::Arc;
+        let clock = Arc::new(TickingClock(START_MS.into()));
+        let engine = flin_engine::Engine::open(
+            flin_engine::Config::memory()
+                .background_compaction(false)
+                .clock(clock),
+        )
+        .unwrap();
+        let shared = crate::context::Shared::new(engine, crate::config::Options::default());
+        let mut session = crate::context::Session::new(1, "127.0.0.1:1".parse().unwrap(), true);
+        let mut run = |args: &[&[u8]]| crate::dispatch::execute(&shared, &mut session, args).0;
+        // Several expiries, so the expiry falls on every phase of the readings' ticks.
+        for px in 20..30 {
+            let px = px.to_string();
+            assert_eq!(run(&[b"set", b"k", b"v", b"px", px.as_bytes()]), ok());
+            let mut readings = Vec::new();
+            loop {
+                let Frame::Integer(pttl) = run(&[b"pttl", b"k"]) else {
+                    panic!("pttl")
+                };
+                readings.push(pttl);
+                if pttl == -2 {
+                    break;
+                }
+            }
+            assert!(readings.len() > 2, "{readings:?}");
+            assert!(!readings.contains(&0), "PTTL replied 0: {readings:?}");
+        }
     }
 
     #[test]
