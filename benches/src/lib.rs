@@ -1,13 +1,16 @@
 //! Benchmarks and load tools for Flin; see docs/benchmarks.md.
 //!
-//! Shared helpers for the criterion benches (`benches/engine.rs`) and the footprint binary
-//! (`src/bin/engine_footprint.rs`): deterministic keys and values, and a few readings from
-//! `/proc` so every figure is printed with the machine and the load it was taken under.
-//!
-//! [`crashtest`] is the crash-recovery harness behind `src/bin/flin-crashtest.rs` (and the
-//! short run in flin-server's test suite); see docs/reliability.md.
+//! - [`load`]: the `flin-bench` load generator (`src/bin/flin-bench.rs`), for the binary
+//!   protocol and RESP.
+//! - [`crashtest`]: the crash-recovery harness behind `src/bin/flin-crashtest.rs` (and the
+//!   short run in flin-server's test suite); see docs/reliability.md.
+//! - This file: shared helpers for the criterion benches (`benches/engine.rs`), the footprint
+//!   binary (`src/bin/engine_footprint.rs`), flin-bench and the harness: deterministic keys and
+//!   values, and a few readings from `/proc` so every figure is printed with the machine and the
+//!   load it was taken under.
 
 pub mod crashtest;
+pub mod load;
 
 /// Bytes in every benchmark key.
 pub const KEY_BYTES: usize = 16;
@@ -63,6 +66,23 @@ fn status_bytes(path: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// CPU time (user + system) process `pid` has used, in seconds, from `/proc/<pid>/stat`; `None`
+/// if it cannot be read. flin-bench reads the server's before and after a run, so a figure on a
+/// shared machine comes with what the server itself spent, which other users' load moves less
+/// than wall-clock throughput.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf takes no pointers and has no preconditions.
+    #[allow(unsafe_code)]
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
 /// `nproc`, the CPU model and the load average, for the header of every report.
 pub fn machine_line() -> String {
     let cpus = std::thread::available_parallelism()
@@ -112,6 +132,13 @@ mod tests {
             assert!(!seen[j]);
             seen[j] = true;
         }
+    }
+
+    #[test]
+    fn reads_own_cpu_time() {
+        let spent = process_cpu_seconds(std::process::id()).unwrap();
+        assert!(spent >= 0.0);
+        assert_eq!(process_cpu_seconds(u32::MAX), None);
     }
 
     #[test]

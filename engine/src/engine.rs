@@ -725,7 +725,7 @@ impl Engine {
         let mut txn = Txn {
             inner: &self.inner,
             batch: WriteBatch::new(),
-            overlay: None,
+            overlay: std::cell::OnceCell::new(),
             now_ms: self.inner.config.clock.now_ms(),
         };
         let value = decide(&mut txn)?;
@@ -888,9 +888,12 @@ pub struct Committed<R> {
 pub struct Txn<'a> {
     inner: &'a Inner,
     batch: WriteBatch,
-    /// Latest queued op per key, for read-your-writes; built once the transaction holds more
-    /// than `OVERLAY_AFTER_OPS` writes (below that a linear scan is cheaper than hashing).
-    overlay: Option<HashMap<(Namespace, Vec<u8>), usize>>,
+    /// Latest queued op per key, for read-your-writes; built by the first read of a
+    /// transaction that holds more than `OVERLAY_AFTER_OPS` writes (below that a linear scan is
+    /// cheaper than hashing), then kept up to date by every write. A transaction that only
+    /// writes (MSET) never builds it: hashing and copying each key again cost a quarter of the
+    /// server's CPU in a 100-key MSET benchmark (docs/benchmarks.md, issue 4).
+    overlay: std::cell::OnceCell<HashMap<(Namespace, Vec<u8>), usize>>,
     now_ms: u64,
 }
 
@@ -903,14 +906,19 @@ const GET_MANY_GROUP: usize = 16;
 impl Txn<'_> {
     /// Index of the latest queued write of a key.
     fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
-        match &self.overlay {
-            Some(overlay) => overlay.get(&(namespace, key.to_vec())).copied(),
-            None => self
-                .batch
-                .ops
+        let ops = &self.batch.ops;
+        if ops.len() <= OVERLAY_AFTER_OPS && self.overlay.get().is_none() {
+            return ops
                 .iter()
-                .rposition(|op| op.namespace() == namespace && op.key() == key),
+                .rposition(|op| op.namespace() == namespace && op.key() == key);
         }
+        let overlay = self.overlay.get_or_init(|| {
+            ops.iter()
+                .enumerate()
+                .map(|(at, op)| ((op.namespace(), op.key().to_vec()), at))
+                .collect()
+        });
+        overlay.get(&(namespace, key.to_vec())).copied()
     }
 
     /// The clock reading taken when the transaction started (all its expiry checks use it).
@@ -998,21 +1006,10 @@ impl Txn<'_> {
             )));
         }
         self.batch.ops.push(op);
-        let ops = &self.batch.ops;
-        match &mut self.overlay {
-            Some(overlay) => {
-                let last = ops.len() - 1;
-                overlay.insert((ops[last].namespace(), ops[last].key().to_vec()), last);
-            }
-            None if ops.len() > OVERLAY_AFTER_OPS => {
-                let overlay = ops
-                    .iter()
-                    .enumerate()
-                    .map(|(at, op)| ((op.namespace(), op.key().to_vec()), at))
-                    .collect();
-                self.overlay = Some(overlay);
-            }
-            None => {}
+        if let Some(overlay) = self.overlay.get_mut() {
+            let last = self.batch.ops.len() - 1;
+            let op = &self.batch.ops[last];
+            overlay.insert((op.namespace(), op.key().to_vec()), last);
         }
         Ok(())
     }

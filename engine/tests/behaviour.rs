@@ -195,6 +195,41 @@ fn transaction_reads_its_own_writes_and_commits_atomically() {
     assert_eq!(engine.transaction(|_| Ok(())).unwrap().seq, None);
 }
 
+/// Past 16 queued writes, reads inside a transaction go through a hash map of the latest write
+/// per key, built by the first such read; writes after it must keep it current.
+#[test]
+fn a_long_transaction_reads_its_latest_writes_before_and_after_the_overlay_exists() {
+    let engine = open(Config::memory());
+    engine.put(KV, b"old", b"committed", 0).unwrap();
+    engine
+        .transaction(|txn| {
+            for i in 0..40u32 {
+                txn.put(KV, format!("k{i}").as_bytes(), &i.to_le_bytes(), 0)?;
+            }
+            // The first read past 16 writes builds the map; it must hold the latest of each key.
+            txn.put(KV, b"k3", b"rewritten", 0)?;
+            assert_eq!(txn.get(KV, b"k3")?.unwrap().value, b"rewritten");
+            assert_eq!(txn.get(KV, b"k39")?.unwrap().value, 39u32.to_le_bytes());
+            assert_eq!(txn.get(KV, b"old")?.unwrap().value, b"committed");
+            // Writes after it: a put, a delete, a put of a new key.
+            txn.put(KV, b"k5", b"again", 0)?;
+            assert!(txn.delete(KV, b"k6"));
+            assert!(txn.delete(KV, b"old"));
+            txn.put(KV, b"new", b"n", 0)?;
+            assert_eq!(txn.get(KV, b"k5")?.unwrap().value, b"again");
+            assert!(!txn.contains(KV, b"k6")?);
+            assert!(!txn.contains(KV, b"old")?);
+            assert_eq!(txn.get(KV, b"new")?.unwrap().value, b"n");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(value(&engine, b"k3"), Some(b"rewritten".to_vec()));
+    assert_eq!(value(&engine, b"k5"), Some(b"again".to_vec()));
+    assert_eq!(value(&engine, b"k6"), None);
+    assert_eq!(value(&engine, b"old"), None);
+    assert_eq!(value(&engine, b"k39"), Some(39u32.to_le_bytes().to_vec()));
+}
+
 #[test]
 fn concurrent_increments_through_transactions_lose_nothing() {
     let engine = open(Config::memory());

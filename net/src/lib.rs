@@ -12,23 +12,35 @@
 //!   picks RESP or binary, every complete request is handed to the
 //!   [`Service`] in order, and the replies it appended are written once per
 //!   read.
-//! - [`error`]: the crate's one [`Error`] type.
-//! - `sys`: the only `unsafe` code, the libc calls that make an
-//!   `SO_REUSEPORT` listener.
+//! - [`client`]: the blocking Rust client ([`Client`]): a thread-safe
+//!   connection pool, one group of methods per data model, pipelines, and
+//!   its own [`ClientError`] that tells server, network and protocol
+//!   errors apart. It uses the binary codec's request encoders and response
+//!   decoders, the other side of what the server uses.
+//! - [`error`]: the codec's and the server side's [`Error`] type.
+//! - `sys`: the only `unsafe` code: the libc calls that make an
+//!   `SO_REUSEPORT` listener, and the client's non-blocking peek at idle
+//!   connections.
 //!
-//! Data flow: socket → read buffer → `resp::Checker::check` /
+//! Data flow (server): socket → read buffer → `resp::Checker::check` /
 //! `binary::check` → parse (no copies) → `Service::handle_*` appends to the
 //! output buffer → `Service::before_reply_flush` → socket.
+//!
+//! Data flow (client): `Kv` method → `binary::encode_*` into the
+//! connection's output buffer → one write → read buffer → `binary::check` →
+//! `binary::parse_response` (request id and opcode checked) → decoded value.
 
 #![deny(unsafe_code)]
 
 pub mod binary;
+pub mod client;
 pub mod error;
 mod event_loop;
 pub mod resp;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use client::{Client, ClientOptions, Error as ClientError};
 pub use error::{Error, Result};
 pub use event_loop::{
     Action, Protocol, Server, ServerConfig, Service, ShutdownHandle, DEFAULT_MAX_CLIENTS,

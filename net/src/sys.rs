@@ -1,9 +1,13 @@
-//! The crate's only `unsafe` code: a listening socket with `SO_REUSEPORT`,
-//! which std does not offer. Linux-only, like the rest of the daemon.
+//! The crate's only `unsafe` code: the socket calls std does not offer.
+//! Linux-only, like the rest of the daemon.
 //!
-//! Each event loop gets its own listener on the same port, and the kernel
-//! spreads incoming connections across them: no acceptor thread, no
-//! hand-off channel, and a busy loop does not delay accepts on the others.
+//! - A listening socket with `SO_REUSEPORT`: each event loop gets its own
+//!   listener on the same port, and the kernel spreads incoming connections
+//!   across them: no acceptor thread, no hand-off channel, and a busy loop
+//!   does not delay accepts on the others.
+//! - A one-syscall, non-blocking peek at an idle client socket
+//!   ([`peek_idle`]), so the client's pool finds connections the server
+//!   closed (a restart) before it sends a request on them.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -106,9 +110,70 @@ fn bind(listener: &TcpListener, addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
+/// What a non-blocking peek at an idle client connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleSocket {
+    /// Nothing to read: the connection is still open as far as we know.
+    Quiet,
+    /// The peer closed or reset it (end of stream, or an error is pending).
+    Closed,
+    /// Bytes arrived that no request asked for: the stream is out of step.
+    UnexpectedBytes,
+}
+
+/// Peeks at `stream` without blocking and without consuming anything:
+/// `recv(MSG_PEEK | MSG_DONTWAIT)` is one syscall, where std's `peek` on a
+/// blocking socket would need two more to switch it to non-blocking and back.
+pub(crate) fn peek_idle(stream: &std::net::TcpStream) -> IdleSocket {
+    let mut byte = 0u8;
+    // SAFETY: the pointer and length describe `byte`, a live u8 on the stack
+    // for the duration of the call; the fd is owned by `stream`, which the
+    // borrow keeps open. MSG_PEEK leaves the data in the socket.
+    let received = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match received {
+        0 => IdleSocket::Closed,
+        n if n > 0 => IdleSocket::UnexpectedBytes,
+        _ => match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => IdleSocket::Quiet,
+            _ => IdleSocket::Closed,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_tells_quiet_from_closed_and_unexpected() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        assert_eq!(peek_idle(&client), IdleSocket::Quiet);
+        server.write_all(b"x").unwrap();
+        // Loopback delivers at once, but do not rely on timing: wait for it.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        client.peek(&mut [0u8; 1]).unwrap();
+        assert_eq!(peek_idle(&client), IdleSocket::UnexpectedBytes);
+        let mut other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        drop(peer);
+        other
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(std::io::Read::read(&mut other, &mut [0u8; 1]).unwrap(), 0);
+        assert_eq!(peek_idle(&other), IdleSocket::Closed);
+    }
 
     #[test]
     fn two_listeners_share_an_ephemeral_port() {

@@ -1,6 +1,9 @@
 //! [`KvService`]: flin-net's `Service` for the key-value command set. RESP commands go to the
 //! dispatcher and their frames are encoded in the session's RESP version; binary requests are
-//! turned into the same commands, and their frames into binary responses.
+//! turned into the same commands, and their frames into binary responses. Two exceptions, for
+//! speed: GET and a plain SET (no TTL, no condition) of an authenticated connection skip the
+//! argument list and the command table (GET copies the value from the log straight into the
+//! response); they do what the commands do in those cases, SET through the same `Call::write`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -100,6 +103,18 @@ pub fn respond_binary(
     request: &Request<'_>,
     out: &mut Vec<u8>,
 ) {
+    if session.authenticated {
+        match &request.op {
+            Op::Get { key } => return get_zero_copy(shared, request, key, out),
+            Op::Set {
+                key,
+                value,
+                ttl_ms: None,
+                condition: SetCondition::Always,
+            } => return plain_set(shared, session, request, key, value, out),
+            _ => {}
+        }
+    }
     // Number arguments are formatted into these so `args` can borrow them.
     let first_number;
     let second_number;
@@ -182,6 +197,70 @@ pub fn respond_binary(
     }
     let (frame, _) = dispatch::execute(shared, session, &args);
     write_binary_response(request, frame, out);
+}
+
+/// A binary GET of an authenticated connection, answered straight from the engine: the value is
+/// copied once, from the log into the response, under the shard's read lock. The general path
+/// (arguments, command lookup, a `Frame::Bulk` holding a copy of the value, then the response)
+/// cost the binary protocol what it should save over RESP. What `dispatch::execute` does for a
+/// GET is all here: count the command and refuse an unauthenticated connection (the caller
+/// sends those down the general path, which answers NOAUTH); a binary connection has no MULTI.
+fn get_zero_copy(shared: &Shared, request: &Request<'_>, key: &[u8], out: &mut Vec<u8>) {
+    shared
+        .counters
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
+    let found = shared.engine.get_with(crate::context::KV, key, |found| {
+        request.respond(out, Status::Ok).raw(found.value).finish()
+    });
+    let error = match found {
+        Ok(Some(Ok(()))) => return,
+        Ok(None) => {
+            request
+                .respond(out, Status::NotFound)
+                .finish()
+                .expect("an empty body is within the limit");
+            return;
+        }
+        Ok(Some(Err(error))) => format!("ERR {error}"),
+        Err(error) => format!("ERR {error}"),
+    };
+    flin_net::binary::encode_error(
+        out,
+        request.op.opcode() as u8,
+        request.request_id,
+        Status::Error,
+        &error,
+    );
+}
+
+/// A binary SET without TTL or condition of an authenticated connection: what the SET command
+/// does in that case (write the value with no expiry, which clears an old TTL), through the one
+/// write path (`Call::write`), without building arguments for the command table to parse back.
+fn plain_set(
+    shared: &Shared,
+    session: &mut Session,
+    request: &Request<'_>,
+    key: &[u8],
+    value: &[u8],
+    out: &mut Vec<u8>,
+) {
+    shared
+        .counters
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
+    let written = crate::context::Call::standalone(shared, session).write(|txn| {
+        txn.put(key, value, 0)?;
+        // The reply is not used: OK goes out below. An integer allocates nothing.
+        Ok(Frame::Integer(1))
+    });
+    match written {
+        Ok(_) => request
+            .respond(out, Status::Ok)
+            .finish()
+            .expect("an empty body is within the limit"),
+        Err(frame) => write_binary_response(request, frame, out),
+    }
 }
 
 fn write_binary_response(request: &Request<'_>, frame: Frame, out: &mut Vec<u8>) {
@@ -331,6 +410,73 @@ mod tests {
         assert_eq!(
             round_trip(&mut h, &buf),
             (Status::Ok, (-1i64).to_le_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn binary_get_and_plain_set_keep_the_commands_semantics() {
+        use std::sync::atomic::Ordering;
+        let mut h = Harness::new();
+        let mut buf = Vec::new();
+        assert_eq!(h.run("set t old px 100000"), crate::frame::Frame::ok());
+        let before = h.shared.counters.commands_processed.load(Ordering::Relaxed);
+        binary::encode_set(
+            &mut buf,
+            1,
+            b"t",
+            b"new",
+            None,
+            binary::SetCondition::Always,
+        )
+        .unwrap();
+        assert_eq!(round_trip(&mut h, &buf), (Status::Ok, vec![]));
+        buf.clear();
+        binary::encode_get(&mut buf, 2, b"t").unwrap();
+        assert_eq!(round_trip(&mut h, &buf), (Status::Ok, b"new".to_vec()));
+        let counted = h.shared.counters.commands_processed.load(Ordering::Relaxed);
+        assert_eq!(counted, before + 2, "both count as commands");
+        // A plain SET clears the TTL, as SET does.
+        assert_eq!(h.run("pttl t"), crate::frame::Frame::Integer(-1));
+        // An expired key is absent.
+        assert_eq!(h.run("set e v px 10"), crate::frame::Frame::ok());
+        h.clock.advance(11);
+        buf.clear();
+        binary::encode_get(&mut buf, 3, b"e").unwrap();
+        assert_eq!(round_trip(&mut h, &buf), (Status::NotFound, vec![]));
+        // A key over the limit is refused by the write, as for SET.
+        buf.clear();
+        let long_key = vec![b'k'; flin_engine::KEY_BYTES_MAX + 1];
+        binary::encode_set(
+            &mut buf,
+            4,
+            &long_key,
+            b"v",
+            None,
+            binary::SetCondition::Always,
+        )
+        .unwrap();
+        assert_eq!(round_trip(&mut h, &buf).0, Status::Error);
+    }
+
+    #[test]
+    fn binary_get_and_set_need_auth_when_a_password_is_set() {
+        let mut h = Harness::with_options(crate::config::Options {
+            requirepass: Some(b"secret".to_vec()),
+            ..crate::config::Options::default()
+        });
+        let mut buf = Vec::new();
+        binary::encode_set(&mut buf, 1, b"k", b"v", None, binary::SetCondition::Always).unwrap();
+        let (status, message) = round_trip(&mut h, &buf);
+        assert_eq!(status, Status::NoAuth);
+        assert!(message.starts_with(b"NOAUTH"));
+        buf.clear();
+        binary::encode_get(&mut buf, 2, b"k").unwrap();
+        assert_eq!(round_trip(&mut h, &buf).0, Status::NoAuth);
+        h.session.authenticated = true;
+        assert_eq!(
+            h.run("get k"),
+            crate::frame::Frame::Null,
+            "nothing was written"
         );
     }
 }

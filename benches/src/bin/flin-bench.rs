@@ -1,0 +1,206 @@
+//! flin-bench: a load generator for Flin (and anything that speaks RESP), like redis-benchmark,
+//! for the binary protocol and RESP. See `flin-bench --help` and docs/benchmarks.md.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use flin_benches::load::report;
+use flin_benches::load::{run, Protocol, RunConfig, Workload};
+
+/// A count-bounded run still stops after this long, so no run is unbounded in time.
+const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+const HELP: &str = "\
+flin-bench: load generator for Flin's binary protocol and RESP (like redis-benchmark)
+
+USAGE:
+    flin-bench [FLAGS]
+
+FLAGS:
+    -h, --host <HOST>          server host (default 127.0.0.1)
+    -p, --port <PORT>          server port (default 7380)
+        --protocol <P>         binary (default) or resp
+    -a, --password <PASS>      authenticate every connection
+    -c, --connections <N>      connections (default 50)
+        --threads <N>          client threads sharing the connections (default 1)
+    -P, --pipeline <N>         requests in flight per connection, written together (default 1)
+    -n, --requests <N>         requests per workload (default 100000; an MSET counts once)
+        --duration <SECS>      run each workload this long instead of -n (with -n: whichever
+                               ends first); a count-bounded run stops after 300 s anyway
+    -r, --keyspace <N>         keys are key:000000000000 .. key:<N-1>, uniformly random
+                               (default 1000000)
+    -d, --value-size <BYTES>   value size (default 3, as redis-benchmark)
+    -t, --workload <LIST>      comma-separated, run in order (default set,get):
+                               set, get, incr, mixed[:GET%] (default 50),
+                               mset[:KEYS] (default 10), mget[:KEYS] (default 10)
+        --seed <N>             key generator seed (default 1)
+        --server-pid <PID>     report the CPU time this process (the server, on this machine)
+                               used during each workload, per key
+        --json                 print the results as one JSON document on stdout
+    -q, --quiet                no progress line on stderr
+        --help                 print this help
+";
+
+struct Invocation {
+    config: RunConfig,
+    workloads: Vec<Workload>,
+    json: bool,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocation>, String> {
+    let mut host = "127.0.0.1".to_string();
+    let mut port: u16 = 7380;
+    let mut protocol = Protocol::Binary;
+    let mut password = None;
+    let mut connections = 50usize;
+    let mut threads = 1usize;
+    let mut pipeline = 1usize;
+    let mut requests: Option<u64> = None;
+    let mut duration: Option<Duration> = None;
+    let mut keyspace = 1_000_000u64;
+    let mut value_bytes = 3usize;
+    let mut workloads = vec![Workload::parse("set")?, Workload::parse("get")?];
+    let mut seed = 1u64;
+    let mut json = false;
+    let mut quiet = false;
+    let mut server_pid = None;
+
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
+            _ => (flag, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value (see --help)"))
+        };
+        match flag.as_str() {
+            "--help" => return Ok(None),
+            "-h" | "--host" => host = value()?,
+            "-p" | "--port" => port = number(&flag, &value()?)?,
+            "--protocol" => protocol = Protocol::parse(&value()?)?,
+            "-a" | "--password" => password = Some(value()?),
+            "-c" | "--connections" => connections = positive(&flag, &value()?)?,
+            "--threads" => threads = positive(&flag, &value()?)?,
+            "-P" | "--pipeline" => pipeline = positive(&flag, &value()?)?,
+            "-n" | "--requests" => requests = Some(positive(&flag, &value()?)?),
+            "--duration" => {
+                let text = value()?;
+                let seconds: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .ok_or_else(|| {
+                        format!("--duration: '{text}' is not a positive number of seconds")
+                    })?;
+                duration = Some(Duration::from_secs_f64(seconds));
+            }
+            "-r" | "--keyspace" => keyspace = positive(&flag, &value()?)?,
+            "-d" | "--value-size" => value_bytes = number(&flag, &value()?)?,
+            "-t" | "--workload" => {
+                workloads = value()?
+                    .split(',')
+                    .map(Workload::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--seed" => seed = number(&flag, &value()?)?,
+            "--server-pid" => server_pid = Some(number(&flag, &value()?)?),
+            "--json" => json = true,
+            "-q" | "--quiet" => quiet = true,
+            other => return Err(format!("unknown flag {other} (see --help)")),
+        }
+    }
+    if requests.is_none() && duration.is_none() {
+        requests = Some(100_000);
+    }
+    let addr = resolve(&host, port)?;
+    Ok(Some(Invocation {
+        config: RunConfig {
+            addr,
+            protocol,
+            password,
+            workload: workloads[0],
+            connections,
+            threads: threads.min(connections),
+            pipeline,
+            requests,
+            duration: duration.unwrap_or(DEFAULT_TIME_LIMIT),
+            keyspace,
+            value_bytes,
+            seed,
+            progress: !quiet,
+            server_pid,
+        },
+        workloads,
+        json,
+    }))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
+    text.replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: '{text}' is not a valid number"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    flag: &str,
+    text: &str,
+) -> Result<T, String> {
+    let value: T = number(flag, text)?;
+    if value <= T::default() {
+        return Err(format!("{flag}: must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} resolved to no address"))
+}
+
+fn main() {
+    let invocation = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(invocation)) => invocation,
+        Ok(None) => {
+            print!("{HELP}");
+            return;
+        }
+        Err(message) => {
+            eprintln!("flin-bench: {message}");
+            std::process::exit(2);
+        }
+    };
+    let mut config = invocation.config;
+    if !invocation.json {
+        println!("flin-bench: {}", report::describe(&config));
+        println!("machine: {}", flin_benches::machine_line());
+    }
+    let mut results = Vec::new();
+    for workload in invocation.workloads {
+        config.workload = workload;
+        match run(config.clone()) {
+            Ok(result) => {
+                if !invocation.json {
+                    println!("{}", report::text(&result));
+                }
+                results.push(result);
+            }
+            Err(error) => {
+                eprintln!("flin-bench: {workload} failed: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if invocation.json {
+        let document = report::json_document(&config, &results);
+        println!("{}", serde_json::to_string_pretty(&document).expect("JSON"));
+    }
+}

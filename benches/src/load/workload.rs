@@ -1,0 +1,270 @@
+//! What a load run sends: [`Workload`], one family per data model, and the
+//! protocol-independent [`Op`] each request is encoded from.
+//!
+//! Only key-value exists now. The other models slot in as siblings of
+//! [`KvWorkload`] with their issues: `Workload::Queue(QueueWorkload::{Push,
+//! Pop})`, `Workload::Stream(StreamWorkload::{Publish, Consume})`,
+//! `Workload::Document(DocumentWorkload::{Insert, Query})`, each adding its
+//! [`Op`] variants and their encodings in `wire.rs`.
+
+use std::fmt;
+
+/// Bytes of every generated key: `key:` and 12 decimal digits, the shape
+/// of redis-benchmark's `key:__rand_int__`, so both tools write the same
+/// bytes.
+pub const KEY_BYTES: usize = 16;
+/// Most keys in one generated MSET or MGET.
+pub const BATCH_KEYS_MAX: usize = 100_000;
+/// Keys per MSET/MGET when the workload does not say (redis-benchmark's
+/// MSET test uses 10).
+pub const DEFAULT_BATCH_KEYS: usize = 10;
+/// GETs per 100 requests of `mixed` when it does not say.
+pub const DEFAULT_GET_PERCENT: u8 = 50;
+
+/// One generated key.
+pub type Key = [u8; KEY_BYTES];
+
+/// A load to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Key-value commands.
+    Kv(KvWorkload),
+}
+
+/// Key-value loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvWorkload {
+    /// SET of a random key.
+    Set,
+    /// GET of a random key.
+    Get,
+    /// INCR of a random key.
+    Incr,
+    /// GET with probability `get_percent`/100, SET otherwise.
+    Mixed { get_percent: u8 },
+    /// MSET of `keys` random keys, one value each.
+    MSet { keys: usize },
+    /// MGET of `keys` random keys.
+    MGet { keys: usize },
+}
+
+/// One request, before a protocol encodes it. Slices borrow the
+/// generator's buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op<'a> {
+    Set { key: &'a [u8], value: &'a [u8] },
+    Get { key: &'a [u8] },
+    Incr { key: &'a [u8] },
+    MSet { keys: &'a [Key], value: &'a [u8] },
+    MGet { keys: &'a [Key] },
+}
+
+impl Workload {
+    /// Parses `set`, `get`, `incr`, `mixed[:GET_PERCENT]`, `mset[:KEYS]`,
+    /// `mget[:KEYS]`.
+    pub fn parse(text: &str) -> Result<Workload, String> {
+        let (name, parameter) = match text.split_once(':') {
+            Some((name, parameter)) => (name, Some(parameter)),
+            None => (text, None),
+        };
+        let number = |default: usize, max: usize| -> Result<usize, String> {
+            let Some(parameter) = parameter else {
+                return Ok(default);
+            };
+            match parameter.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "workload {text}: '{parameter}' is not a number in 1..={max}"
+                )),
+            }
+        };
+        let workload = match name.to_ascii_lowercase().as_str() {
+            "set" | "get" | "incr" if parameter.is_some() => {
+                return Err(format!("workload {name} takes no parameter"))
+            }
+            "set" => KvWorkload::Set,
+            "get" => KvWorkload::Get,
+            "incr" => KvWorkload::Incr,
+            "mixed" => KvWorkload::Mixed {
+                get_percent: number(usize::from(DEFAULT_GET_PERCENT), 100)? as u8,
+            },
+            "mset" => KvWorkload::MSet {
+                keys: number(DEFAULT_BATCH_KEYS, BATCH_KEYS_MAX)?,
+            },
+            "mget" => KvWorkload::MGet {
+                keys: number(DEFAULT_BATCH_KEYS, BATCH_KEYS_MAX)?,
+            },
+            _ => {
+                return Err(format!(
+                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N])"
+                ))
+            }
+        };
+        Ok(Workload::Kv(workload))
+    }
+
+    /// Keys a request reads or writes (MSET of 100: 100), for keys/s.
+    pub fn keys_per_request(&self) -> usize {
+        match self {
+            Workload::Kv(KvWorkload::MSet { keys } | KvWorkload::MGet { keys }) => *keys,
+            Workload::Kv(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workload::Kv(KvWorkload::Set) => write!(f, "set"),
+            Workload::Kv(KvWorkload::Get) => write!(f, "get"),
+            Workload::Kv(KvWorkload::Incr) => write!(f, "incr"),
+            Workload::Kv(KvWorkload::Mixed { get_percent }) => write!(f, "mixed:{get_percent}"),
+            Workload::Kv(KvWorkload::MSet { keys }) => write!(f, "mset:{keys}"),
+            Workload::Kv(KvWorkload::MGet { keys }) => write!(f, "mget:{keys}"),
+        }
+    }
+}
+
+/// Makes requests for one connection thread: random keys in
+/// `0..keyspace`, a fixed value (redis-benchmark's too is all `x`).
+pub struct Generator {
+    workload: Workload,
+    keyspace: u64,
+    rng: u64,
+    value: Vec<u8>,
+    keys: Vec<Key>,
+}
+
+impl Generator {
+    pub fn new(workload: Workload, keyspace: u64, value_bytes: usize, seed: u64) -> Generator {
+        let batch = workload.keys_per_request();
+        Generator {
+            workload,
+            keyspace: keyspace.max(1),
+            // xorshift must not start at 0.
+            rng: crate::mix(seed) | 1,
+            value: vec![b'x'; value_bytes],
+            keys: vec![[0; KEY_BYTES]; batch],
+        }
+    }
+
+    /// The next request.
+    pub fn next_op(&mut self) -> Op<'_> {
+        let Workload::Kv(kv) = self.workload;
+        match kv {
+            KvWorkload::Set => {
+                self.fill_keys(1);
+                Op::Set {
+                    key: &self.keys[0],
+                    value: &self.value,
+                }
+            }
+            KvWorkload::Get => {
+                self.fill_keys(1);
+                Op::Get { key: &self.keys[0] }
+            }
+            KvWorkload::Incr => {
+                self.fill_keys(1);
+                Op::Incr { key: &self.keys[0] }
+            }
+            KvWorkload::Mixed { get_percent } => {
+                let get = self.next_random() % 100 < u64::from(get_percent);
+                self.fill_keys(1);
+                if get {
+                    Op::Get { key: &self.keys[0] }
+                } else {
+                    Op::Set {
+                        key: &self.keys[0],
+                        value: &self.value,
+                    }
+                }
+            }
+            KvWorkload::MSet { keys } => {
+                self.fill_keys(keys);
+                Op::MSet {
+                    keys: &self.keys,
+                    value: &self.value,
+                }
+            }
+            KvWorkload::MGet { keys } => {
+                self.fill_keys(keys);
+                Op::MGet { keys: &self.keys }
+            }
+        }
+    }
+
+    fn fill_keys(&mut self, count: usize) {
+        for index in 0..count {
+            let number = self.next_random() % self.keyspace;
+            let key = &mut self.keys[index];
+            write_key(key, number);
+        }
+    }
+
+    /// xorshift64: fast, and good enough to spread keys.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+/// `key:` and `number` as 12 zero-padded digits (numbers past 10^12 wrap).
+pub fn write_key(key: &mut Key, mut number: u64) {
+    key[..4].copy_from_slice(b"key:");
+    for digit in key[4..].iter_mut().rev() {
+        *digit = b'0' + (number % 10) as u8;
+        number /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_parse_and_print_back() {
+        for text in ["set", "get", "incr", "mixed:80", "mset:100", "mget:5"] {
+            assert_eq!(Workload::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(
+            Workload::parse("mset").unwrap(),
+            Workload::Kv(KvWorkload::MSet { keys: 10 })
+        );
+        assert_eq!(Workload::parse("mixed").unwrap().to_string(), "mixed:50");
+        assert!(Workload::parse("mixed:101").is_err());
+        assert!(Workload::parse("mset:0").is_err());
+        assert!(Workload::parse("set:3").is_err());
+        assert!(Workload::parse("lpush").is_err());
+    }
+
+    #[test]
+    fn keys_have_redis_benchmark_shape_and_stay_in_the_keyspace() {
+        let mut key = [0; KEY_BYTES];
+        write_key(&mut key, 42);
+        assert_eq!(&key, b"key:000000000042");
+        let mut generator = Generator::new(Workload::parse("mset:50").unwrap(), 1000, 3, 7);
+        for _ in 0..100 {
+            let Op::MSet { keys, value } = generator.next_op() else {
+                panic!("mset workload");
+            };
+            assert_eq!((keys.len(), value), (50, &b"xxx"[..]));
+            for key in keys {
+                let number: u64 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
+                assert!(number < 1000);
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_sends_about_its_share_of_gets() {
+        let mut generator = Generator::new(Workload::parse("mixed:80").unwrap(), 100, 3, 1);
+        let gets = (0..10_000)
+            .filter(|_| matches!(generator.next_op(), Op::Get { .. }))
+            .count();
+        assert!((7_500..8_500).contains(&gets), "{gets} GETs of 10000");
+    }
+}

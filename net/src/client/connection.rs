@@ -1,0 +1,335 @@
+//! [`Connection`]: one blocking socket speaking the binary protocol, with
+//! request ids checked on every response. The pool and the pipelines are
+//! built on it; tools that manage their own sockets (`flin-bench`) use it
+//! directly.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use super::decode;
+use super::error::{Error, ProtocolError, Result, ServerError};
+use super::ClientOptions;
+use crate::binary::{self, Response, Status, HEADER_LEN};
+use crate::sys::{self, IdleSocket};
+
+/// Size of the read buffer of a new connection; it doubles when a response
+/// needs more.
+const READ_BUFFER_INITIAL_BYTES: usize = 64 * 1024;
+/// Buffers above this are shrunk back once empty, so one large response or
+/// pipeline does not pin its memory for the life of the connection.
+const IDLE_BUFFER_KEEP_BYTES: usize = 1024 * 1024;
+/// Bytes of a RESP error line shown when the server answers in RESP.
+const RESP_LINE_SHOWN_BYTES: usize = 256;
+
+/// One request sent (or queued) and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    request_id: u32,
+    opcode: u8,
+}
+
+/// A blocking connection to a Flin server over the binary protocol.
+///
+/// Requests are queued with [`Connection::queue`] (nothing is written yet),
+/// written together by [`Connection::flush`], and their responses read in
+/// order by [`Connection::receive`], which checks that each carries the id
+/// and opcode of the oldest unanswered request. After a network or protocol
+/// error the connection is *broken*: every later call fails at once, and the
+/// pool discards it.
+pub struct Connection {
+    stream: TcpStream,
+    /// Encoded requests not written yet.
+    out: Vec<u8>,
+    /// Received bytes: `read_start..read_end` are not parsed yet. The vector
+    /// is kept at its full length (zeroed once when it grows), so reads need
+    /// no fresh zeroing.
+    read_buf: Vec<u8>,
+    read_start: usize,
+    read_end: usize,
+    /// Id for the next request; wraps around (ids only have to tell
+    /// consecutive requests apart).
+    next_request_id: u32,
+    /// Requests queued or sent whose responses have not been read, oldest
+    /// first.
+    awaiting: VecDeque<Awaiting>,
+    /// A network or protocol error left the stream out of step.
+    broken: bool,
+    /// Largest response body accepted; a longer claim is a protocol error
+    /// before any of its bytes are buffered.
+    max_response_body_bytes: usize,
+}
+
+impl Connection {
+    /// Connects to `addr` with `options`' timeouts and, if the options carry
+    /// a password, authenticates.
+    pub fn open(addr: SocketAddr, options: &ClientOptions) -> Result<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, options.connect_timeout)?;
+        // Requests are written once per call or pipeline: Nagle would only
+        // add latency.
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(options.read_timeout)?;
+        stream.set_write_timeout(options.write_timeout)?;
+        let mut connection = Connection {
+            stream,
+            out: Vec::new(),
+            read_buf: vec![0; READ_BUFFER_INITIAL_BYTES],
+            read_start: 0,
+            read_end: 0,
+            next_request_id: 1,
+            awaiting: VecDeque::new(),
+            broken: false,
+            max_response_body_bytes: options.max_response_body_bytes,
+        };
+        if let Some(password) = &options.password {
+            let username = options.username.as_deref().unwrap_or_default();
+            connection.queue(|out, id| binary::encode_auth(out, id, username, password))?;
+            let response = connection.receive()?;
+            decode::done(&response)?;
+        }
+        Ok(connection)
+    }
+
+    /// Queues one request: `encode` appends exactly one frame with the id it
+    /// is given (use the `binary::encode_*` functions). Nothing is written
+    /// until [`Connection::flush`] or [`Connection::receive`]. Returns the
+    /// request id. If `encode` refuses (a limit would be passed), nothing is
+    /// queued and the error is [`Error::Request`].
+    ///
+    /// Panics if `encode` appends something other than one frame with the
+    /// given id: that is a bug in the caller, not something a server did.
+    pub fn queue(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>, u32) -> crate::Result<()>,
+    ) -> Result<u32> {
+        let request_id = self.next_request_id;
+        let frame_start = self.out.len();
+        encode(&mut self.out, request_id).map_err(Error::Request)?;
+        let header =
+            binary::peek_header(&self.out[frame_start..]).expect("encode appended a frame header");
+        assert!(
+            header.request_id == request_id
+                && frame_start + HEADER_LEN + header.body_len == self.out.len(),
+            "encode must append exactly one frame with the request id it is given"
+        );
+        self.next_request_id = request_id.wrapping_add(1);
+        self.awaiting.push_back(Awaiting {
+            request_id,
+            opcode: header.opcode,
+        });
+        Ok(request_id)
+    }
+
+    /// Queues frames encoded elsewhere (a pipeline's), giving each the next
+    /// request id. `frames` must be whole frames from this crate's encoders.
+    pub(crate) fn queue_encoded(&mut self, frames: &[u8]) -> usize {
+        let mut at = self.out.len();
+        self.out.extend_from_slice(frames);
+        let mut count = 0;
+        while at < self.out.len() {
+            let header = binary::peek_header(&self.out[at..]).expect("whole frames");
+            let request_id = self.next_request_id;
+            self.next_request_id = request_id.wrapping_add(1);
+            self.out[at + 4..at + 8].copy_from_slice(&request_id.to_le_bytes());
+            self.awaiting.push_back(Awaiting {
+                request_id,
+                opcode: header.opcode,
+            });
+            at += HEADER_LEN + header.body_len;
+            count += 1;
+        }
+        count
+    }
+
+    /// Writes every queued request in one `write_all`.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_usable()?;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.stream.write_all(&self.out) {
+            self.broken = true;
+            return Err(Error::Network(error));
+        }
+        self.out.clear();
+        if self.out.capacity() > IDLE_BUFFER_KEEP_BYTES {
+            self.out.shrink_to(IDLE_BUFFER_KEEP_BYTES);
+        }
+        Ok(())
+    }
+
+    /// Reads the response to the oldest unanswered request (flushing queued
+    /// requests first, so it cannot wait for an answer to something never
+    /// sent). Every status is returned as it came except
+    /// [`Status::ProtocolError`], which is an [`Error::Server`] and breaks
+    /// the connection (the server closes it after sending that status).
+    ///
+    /// Panics if no request is awaiting a response (a bug in the caller).
+    pub fn receive(&mut self) -> Result<Response<'_>> {
+        let awaiting = *self
+            .awaiting
+            .front()
+            .expect("receive() called with no request awaiting a response");
+        self.flush()?;
+        let frame_len = loop {
+            match binary::check(
+                &self.read_buf[self.read_start..self.read_end],
+                self.max_response_body_bytes,
+            ) {
+                Ok(frame_len) => break frame_len,
+                Err(crate::Error::Incomplete) => self.fill()?,
+                Err(error) => {
+                    self.broken = true;
+                    return Err(self.unreadable_frame(error));
+                }
+            }
+        };
+        self.awaiting.pop_front();
+        let start = self.read_start;
+        self.read_start += frame_len;
+        let response = match binary::parse_response(&self.read_buf[start..start + frame_len]) {
+            Ok(response) => response,
+            Err(error) => {
+                self.broken = true;
+                return Err(Error::Protocol(ProtocolError::Frame(error)));
+            }
+        };
+        if response.status == Status::ProtocolError {
+            self.broken = true;
+            return Err(Error::Server(ServerError {
+                status: response.status,
+                message: response.message().into_owned(),
+            }));
+        }
+        if response.request_id != awaiting.request_id {
+            self.broken = true;
+            return Err(Error::Protocol(ProtocolError::UnexpectedRequestId {
+                expected: awaiting.request_id,
+                got: response.request_id,
+            }));
+        }
+        if response.opcode != awaiting.opcode {
+            self.broken = true;
+            return Err(Error::Protocol(ProtocolError::UnexpectedOpcode {
+                expected: awaiting.opcode,
+                got: response.opcode,
+            }));
+        }
+        Ok(response)
+    }
+
+    /// Requests queued or sent whose responses have not been read.
+    pub fn awaiting_responses(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    /// True after a network or protocol error: the connection cannot be
+    /// used again.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Marks the connection unusable (a response made no sense to its
+    /// caller, so the stream cannot be trusted).
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// True if the connection can take a new request: not broken, nothing
+    /// outstanding, and a non-blocking peek finds neither a close (a server
+    /// restart) nor bytes nobody asked for.
+    pub(crate) fn is_reusable(&self) -> bool {
+        !self.broken
+            && self.awaiting.is_empty()
+            && self.out.is_empty()
+            && self.read_start == self.read_end
+            && sys::peek_idle(&self.stream) == IdleSocket::Quiet
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.broken {
+            return Err(Error::Network(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection was broken by an earlier error",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer, making room first.
+    fn fill(&mut self) -> Result<()> {
+        self.make_room();
+        loop {
+            match self.stream.read(&mut self.read_buf[self.read_end..]) {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(Error::Network(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    )));
+                }
+                Ok(received) => {
+                    self.read_end += received;
+                    return Ok(());
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    self.broken = true;
+                    return Err(Error::Network(error));
+                }
+            }
+        }
+    }
+
+    /// Moves unparsed bytes to the front, and doubles the buffer if it is
+    /// still full (the frame is longer than the buffer). Growth is bounded
+    /// because `check` refuses bodies over the limit from their header.
+    fn make_room(&mut self) {
+        if self.read_start == self.read_end {
+            self.read_start = 0;
+            self.read_end = 0;
+            if self.read_buf.len() > IDLE_BUFFER_KEEP_BYTES {
+                self.read_buf.truncate(IDLE_BUFFER_KEEP_BYTES);
+                self.read_buf.shrink_to_fit();
+            }
+        } else if self.read_start > 0 {
+            self.read_buf.copy_within(self.read_start..self.read_end, 0);
+            self.read_end -= self.read_start;
+            self.read_start = 0;
+        }
+        if self.read_end == self.read_buf.len() {
+            let doubled = self.read_buf.len() * 2;
+            self.read_buf.resize(doubled, 0);
+        }
+    }
+
+    /// The error for bytes that are not a frame. A server that has not seen
+    /// our first byte yet answers in RESP (`-ERR max number of clients
+    /// reached`); show that line rather than "bad magic 0x2d".
+    fn unreadable_frame(&self, error: crate::Error) -> Error {
+        let pending = &self.read_buf[self.read_start..self.read_end];
+        if let crate::Error::BadMagic { got: b'-' | b'+' } = error {
+            let line = &pending[1..pending.len().min(RESP_LINE_SHOWN_BYTES)];
+            let line = line.split(|byte| *byte == b'\r').next().unwrap_or(line);
+            return Error::Protocol(ProtocolError::Resp(
+                String::from_utf8_lossy(line).into_owned(),
+            ));
+        }
+        Error::Protocol(ProtocolError::Frame(error))
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.stream.peer_addr().ok())
+            .field("awaiting", &self.awaiting.len())
+            .field("broken", &self.broken)
+            .finish()
+    }
+}

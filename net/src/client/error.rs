@@ -1,0 +1,206 @@
+//! The client's error: which side failed, so a caller can decide what to do.
+//!
+//! The codec's [`crate::Error`] describes bytes; this one tells a program
+//! whether the server refused the request ([`Error::Server`]: the
+//! connection is fine, the request was understood and answered), the
+//! network failed ([`Error::Network`]: the request may or may not have been
+//! applied), the server's bytes made no sense ([`Error::Protocol`]), or the
+//! request was refused before anything was sent ([`Error::Request`]).
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::binary::Status;
+
+/// `Result` with the client's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything a client call can fail with.
+#[derive(Debug)]
+pub enum Error {
+    /// The server answered with an error status. The connection stays
+    /// usable, except after [`Status::ProtocolError`] (the server closes it).
+    Server(ServerError),
+    /// Connecting, reading or writing failed, timed out, or the server
+    /// closed the connection. That connection is discarded; the next call
+    /// opens a new one. A request that was written before the failure may
+    /// or may not have been applied: the client never resends it.
+    Network(io::Error),
+    /// The server sent bytes that are not a valid answer to what was asked.
+    /// That connection is discarded.
+    Protocol(ProtocolError),
+    /// The request was refused before anything was sent: it would pass a
+    /// protocol limit (body over `MAX_REQUEST_BODY_BYTES`, more than
+    /// `MAX_BATCH_ITEMS` keys).
+    Request(crate::Error),
+    /// Every one of the pool's connections stayed in use for the whole
+    /// wait ([`super::ClientOptions::pool_wait_timeout`]).
+    PoolExhausted {
+        /// The pool's size.
+        size: usize,
+        /// How long the call waited for a connection.
+        waited: Duration,
+    },
+}
+
+impl Error {
+    /// True for [`Error::Server`].
+    pub fn is_server(&self) -> bool {
+        matches!(self, Error::Server(_))
+    }
+
+    /// True for [`Error::Network`].
+    pub fn is_network(&self) -> bool {
+        matches!(self, Error::Network(_))
+    }
+
+    /// True for [`Error::Protocol`].
+    pub fn is_protocol(&self) -> bool {
+        matches!(self, Error::Protocol(_))
+    }
+
+    /// The status of a server error.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            Error::Server(error) => Some(error.status),
+            _ => None,
+        }
+    }
+
+    /// True if the connection this error came from must not be reused.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        match self {
+            Error::Server(error) => error.status == Status::ProtocolError,
+            Error::Network(_) | Error::Protocol(_) => true,
+            Error::Request(_) | Error::PoolExhausted { .. } => false,
+        }
+    }
+}
+
+/// An error status and its message, as the server sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// Which kind of error (never [`Status::Ok`], `NotFound` or `NotStored`).
+    pub status: Status,
+    /// The server's message, Redis style: `ERR value is not an integer or
+    /// out of range`, `NOAUTH Authentication required.`.
+    pub message: String,
+}
+
+/// Ways a server's bytes can fail to answer a request.
+#[derive(Debug)]
+pub enum ProtocolError {
+    /// The frame itself is malformed: bad magic or version, a body over the
+    /// client's limit, a truncated field, trailing bytes, an unknown status.
+    Frame(crate::Error),
+    /// Responses come back in request order; this one carries another id.
+    UnexpectedRequestId {
+        /// The id of the oldest unanswered request.
+        expected: u32,
+        /// The id in the response.
+        got: u32,
+    },
+    /// The response echoes another opcode than its request's.
+    UnexpectedOpcode {
+        /// The request's opcode.
+        expected: u8,
+        /// The response's opcode.
+        got: u8,
+    },
+    /// A status the request's opcode cannot have (NOT_STORED for a GET).
+    UnexpectedStatus {
+        /// The request's opcode.
+        opcode: u8,
+        /// The status that came back.
+        status: Status,
+    },
+    /// A value outside what the opcode can answer (a TTL of -5 ms).
+    UnexpectedValue {
+        /// The request's opcode.
+        opcode: u8,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The server answered in RESP, not the binary protocol: this is what a
+    /// server says before it knows the protocol, e.g. `-ERR max number of
+    /// clients reached`. Holds the line without `-` and CRLF.
+    Resp(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Server(error) => write!(f, "{error}"),
+            Error::Network(error) => write!(f, "network error: {error}"),
+            Error::Protocol(error) => write!(f, "protocol error: {error}"),
+            Error::Request(error) => write!(f, "request refused before sending: {error}"),
+            Error::PoolExhausted { size, waited } => write!(
+                f,
+                "all {size} pooled connections stayed busy for {} ms",
+                waited.as_millis()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server error ({:?}): {}", self.status, self.message)
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Frame(error) => write!(f, "{error}"),
+            ProtocolError::UnexpectedRequestId { expected, got } => {
+                write!(f, "response to request id {got} where {expected} was due")
+            }
+            ProtocolError::UnexpectedOpcode { expected, got } => write!(
+                f,
+                "response opcode 0x{got:02x} to a request with opcode 0x{expected:02x}"
+            ),
+            ProtocolError::UnexpectedStatus { opcode, status } => {
+                write!(
+                    f,
+                    "status {status:?} is not an answer to opcode 0x{opcode:02x}"
+                )
+            }
+            ProtocolError::UnexpectedValue { opcode, what } => {
+                write!(f, "{what} in the response to opcode 0x{opcode:02x}")
+            }
+            ProtocolError::Resp(line) => write!(f, "the server answered in RESP: {line}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Network(error) => Some(error),
+            Error::Protocol(ProtocolError::Frame(error)) | Error::Request(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<io::Error> for Error {
+    fn from(error: io::Error) -> Self {
+        Error::Network(error)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(error: ProtocolError) -> Self {
+        Error::Protocol(error)
+    }
+}
+
+impl From<ServerError> for Error {
+    fn from(error: ServerError) -> Self {
+        Error::Server(error)
+    }
+}

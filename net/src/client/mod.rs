@@ -1,0 +1,299 @@
+//! The Rust client: blocking, raw sockets, the binary protocol.
+//!
+//! Layout:
+//! - [`Client`] (this file): a cheap-to-clone handle, safe to share across
+//!   threads, with one group of methods per data model: [`Client::kv`]
+//!   now; [`Client::queue`], [`Client::stream`] and [`Client::db`] are
+//!   there already and gain their methods with the issues that add those
+//!   models to the server.
+//! - `pool`: up to [`ClientOptions::pool_size`] connections; each call
+//!   checks one out, uses it, and returns it.
+//! - [`Connection`]: one socket; queues requests, writes them in one go,
+//!   reads responses in order and checks their ids and opcodes.
+//! - [`Pipeline`]: many requests in one write, replies in order.
+//! - `decode`: response frame to return value, shared by single calls and
+//!   pipelines; [`Reply`], [`Ttl`], [`ScanPage`].
+//! - [`error`]: [`Error`] tells a server error from a network error from a
+//!   protocol error.
+//!
+//! # Failures, reconnecting, and retries
+//!
+//! - A call that fails on the network ([`Error::Network`]) or gets bytes
+//!   that make no sense ([`Error::Protocol`]) returns that error and its
+//!   connection is discarded. The next call opens a new connection, so a
+//!   `Client` outlives server restarts without being re-created.
+//! - Before an idle pooled connection is used, a non-blocking peek checks
+//!   that the server has not closed it (a restart does that to every idle
+//!   connection). A closed one is replaced before anything is sent, which is
+//!   not a retry: the request has not left the client.
+//! - **Nothing is ever retried.** Once any byte of a request has been
+//!   written, a failure is reported to the caller, whatever the request:
+//!   the client cannot know whether the server applied it, and resending an
+//!   INCR or a SET NX could apply it twice. A caller that knows a request
+//!   is idempotent (a GET, a plain SET) may call again.
+//! - A server error ([`Error::Server`]: wrong type, not an integer, NOAUTH)
+//!   leaves the connection in use; the request was understood and refused.
+//!
+//! Blocking calls are bounded by [`ClientOptions`]' connect, read and write
+//! timeouts; a timed-out connection is discarded like any network failure
+//! (its late reply would put the stream out of step).
+
+mod connection;
+mod decode;
+pub mod error;
+mod kv;
+mod pipeline;
+mod pool;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use connection::Connection;
+pub use decode::{Reply, ScanPage, Ttl};
+pub use error::{Error, ProtocolError, Result, ServerError};
+pub use kv::{Kv, Scan, SetOptions};
+pub use pipeline::{KvPipeline, Pipeline};
+
+use crate::binary;
+
+/// Default for [`ClientOptions::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`ClientOptions::read_timeout`] and
+/// [`ClientOptions::write_timeout`].
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`ClientOptions::pool_size`].
+pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Default for [`ClientOptions::pool_wait_timeout`].
+pub const DEFAULT_POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`ClientOptions::max_response_body_bytes`]: what the server
+/// accepts as a request (1 GiB), so a hostile or broken server cannot make
+/// the client buffer 4 GiB.
+pub const DEFAULT_MAX_RESPONSE_BODY_BYTES: usize = 1024 * 1024 * 1024;
+
+/// How a [`Client`] connects. Build with [`ClientOptions::new`] and the
+/// chained setters.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) username: Option<Vec<u8>>,
+    pub(crate) password: Option<Vec<u8>>,
+    pub(crate) pool_size: usize,
+    pub(crate) pool_wait_timeout: Duration,
+    pub(crate) max_response_body_bytes: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: Some(DEFAULT_IO_TIMEOUT),
+            write_timeout: Some(DEFAULT_IO_TIMEOUT),
+            username: None,
+            password: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
+            max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY_BYTES,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults: 5 s to connect, 30 s per read or write, no password,
+    /// 8 pooled connections, 5 s to wait for one.
+    pub fn new() -> ClientOptions {
+        ClientOptions::default()
+    }
+
+    /// How long opening a TCP connection may take (per address).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one read may block; `None` blocks forever. A zero duration
+    /// is refused by the socket when a connection is opened.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long one write may block; `None` blocks forever.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Authenticate every connection with this password (the server's
+    /// `--requirepass`), as the default user.
+    pub fn password(mut self, password: impl Into<Vec<u8>>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Authenticate as this user (with [`ClientOptions::password`]).
+    pub fn username(mut self, username: impl Into<Vec<u8>>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Most connections open at once (at least 1). A call that finds them
+    /// all in use waits for one.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a call waits for a pooled connection before it fails with
+    /// [`Error::PoolExhausted`].
+    pub fn pool_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_wait_timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted; a longer one is a protocol error
+    /// (and its connection is dropped) before its bytes are buffered.
+    pub fn max_response_body_bytes(mut self, limit: usize) -> Self {
+        self.max_response_body_bytes = limit.min(binary::MAX_RESPONSE_BODY_BYTES);
+        self
+    }
+}
+
+/// A handle to a Flin server. Clones share one connection pool; it is
+/// `Send + Sync`, so threads can share one `Client` (or clone it).
+///
+/// ```no_run
+/// use flin_net::Client;
+///
+/// let client = Client::connect("127.0.0.1:7380")?;
+/// client.kv().set("greeting", "hello")?;
+/// assert_eq!(client.kv().get("greeting")?.as_deref(), Some(&b"hello"[..]));
+/// # Ok::<(), flin_net::ClientError>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pool: Arc<pool::Pool>,
+}
+
+impl Client {
+    /// Connects with the default [`ClientOptions`]. One connection is
+    /// opened (and authenticated) at once, so an unreachable server or a
+    /// wrong password is reported here rather than by the first call.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
+        Client::connect_with(addr, ClientOptions::default())
+    }
+
+    /// Connects with `options`.
+    pub fn connect_with(addr: impl ToSocketAddrs, options: ClientOptions) -> Result<Client> {
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+        if addrs.is_empty() {
+            return Err(Error::Network(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            )));
+        }
+        let pool = pool::Pool::new(addrs, options);
+        let first = pool.open_connection()?;
+        pool.adopt(first);
+        Ok(Client {
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// Key-value commands.
+    pub fn kv(&self) -> Kv<'_> {
+        Kv::new(self)
+    }
+
+    /// Message queues. No methods yet: they arrive with the queue issue
+    /// (`QUEUE.PUSH`, `QUEUE.POP`, acknowledgements; opcodes 0x40..=0x5F).
+    pub fn queue(&self) -> Queue<'_> {
+        Queue { _client: self }
+    }
+
+    /// Streams. No methods yet: they arrive with the streams issue
+    /// (publish, fetch by offset, consumer groups; opcodes 0x60..=0x7F).
+    pub fn stream(&self) -> Stream<'_> {
+        Stream { _client: self }
+    }
+
+    /// Documents. No methods yet: they arrive with the documents issue
+    /// (insert, find, update, indexes; opcodes 0x80..=0x9F).
+    pub fn db(&self) -> Db<'_> {
+        Db { _client: self }
+    }
+
+    /// A new, empty pipeline: queue requests, then
+    /// [`Pipeline::execute`] sends them in one write on one connection.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline::new(self)
+    }
+
+    /// Sends a PING and returns its echoed payload.
+    pub fn ping(&self, payload: &[u8]) -> Result<Vec<u8>> {
+        self.call(
+            |out, id| binary::encode_ping(out, id, payload),
+            decode::pong,
+        )
+    }
+
+    /// Connections open now (idle or in use), at most the pool size.
+    pub fn open_connections(&self) -> usize {
+        self.pool.open_count()
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.pool.options
+    }
+
+    /// One request on a pooled connection: encode, send, read the response,
+    /// decode it. A response the decoder refuses discards the connection:
+    /// a server that answers nonsense is not trusted with the next request.
+    pub(crate) fn call<T>(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>, u32) -> crate::Result<()>,
+        decode: impl FnOnce(&binary::Response<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut connection = self.pool.checkout()?;
+        connection.queue(encode)?;
+        let response = connection.receive()?;
+        let result = decode(&response);
+        if matches!(&result, Err(error) if error.breaks_connection()) {
+            connection.mark_broken();
+        }
+        result
+    }
+
+    pub(crate) fn checkout(&self) -> Result<pool::Pooled<'_>> {
+        self.pool.checkout()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("open_connections", &self.pool.open_count())
+            .finish()
+    }
+}
+
+/// Message-queue commands (none yet; see [`Client::queue`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Queue<'c> {
+    _client: &'c Client,
+}
+
+/// Stream commands (none yet; see [`Client::stream`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Stream<'c> {
+    _client: &'c Client,
+}
+
+/// Document commands (none yet; see [`Client::db`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Db<'c> {
+    _client: &'c Client,
+}
