@@ -48,11 +48,50 @@ pub struct ClientInfo {
     pub connected_at: Instant,
 }
 
+/// Buckets of [`TouchStamps`]: enough that two keys rarely share one.
+const TOUCH_BUCKETS: usize = 1024;
+
+/// What WATCH compares besides a key's engine version, for the one write that leaves no
+/// record: a SET (or EXEC'd SET) with an expiry already past, on a missing key, writes nothing
+/// (the key would be gone at once), yet Redis counts it as a modification and aborts an EXEC
+/// watching the key. Such a write bumps its key's bucket here. Keys share buckets by hash, so
+/// another key's such write can abort an EXEC too: rare, and an aborted EXEC is retried.
+pub struct TouchStamps {
+    buckets: Box<[AtomicU64]>,
+}
+
+impl TouchStamps {
+    fn new() -> TouchStamps {
+        TouchStamps {
+            buckets: (0..TOUCH_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn bucket(&self, key: &[u8]) -> &AtomicU64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        &self.buckets[hasher.finish() as usize % TOUCH_BUCKETS]
+    }
+
+    /// The key's stamp, for WATCH to remember and EXEC to compare.
+    pub fn get(&self, key: &[u8]) -> u64 {
+        self.bucket(key).load(Ordering::Acquire)
+    }
+
+    /// Marks a write to `key` that left no record.
+    pub fn touch(&self, key: &[u8]) {
+        self.bucket(key).fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// State shared by every connection.
 pub struct Shared {
     pub engine: Engine,
     pub options: Options,
     pub counters: Counters,
+    /// Writes that left no record, for WATCH.
+    pub touches: TouchStamps,
     /// Open connections by id (CLIENT LIST).
     pub clients: Mutex<BTreeMap<u64, ClientInfo>>,
     pub started: Instant,
@@ -66,6 +105,7 @@ impl Shared {
             engine,
             options,
             counters: Counters::default(),
+            touches: TouchStamps::new(),
             clients: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             random_counter: AtomicU64::new(0),
@@ -117,6 +157,14 @@ pub struct MultiState {
 /// Limit on commands queued in one MULTI, so a client cannot grow the server without bound.
 pub const MULTI_QUEUED_MAX: usize = 1 << 20;
 
+/// A WATCHed key: its engine version when watched (`None`: absent) and its touch stamp.
+#[derive(Debug)]
+pub struct Watched {
+    pub key: Vec<u8>,
+    pub version: Option<u64>,
+    pub touches: u64,
+}
+
 /// One connection's state.
 pub struct Session {
     pub id: u64,
@@ -125,8 +173,8 @@ pub struct Session {
     pub authenticated: bool,
     pub name: Option<String>,
     pub multi: Option<MultiState>,
-    /// WATCHed keys and the version each had when watched (`None`: absent).
-    pub watched: Vec<(Vec<u8>, Option<u64>)>,
+    /// WATCHed keys, each with what EXEC compares.
+    pub watched: Vec<Watched>,
     /// Highest seq this connection wrote since its replies were last flushed: the reply must
     /// not leave before it is durable (`Service::before_reply_flush`).
     pub unflushed_seq: Option<u64>,
@@ -169,6 +217,7 @@ pub struct Call<'a, 't> {
 pub struct KvTxn<'a, 't> {
     txn: &'a mut Txn<'t>,
     written: Option<&'a mut Vec<Vec<u8>>>,
+    touches: &'a TouchStamps,
 }
 
 impl KvTxn<'_, '_> {
@@ -195,6 +244,12 @@ impl KvTxn<'_, '_> {
     /// Deletes the key if it exists; returns whether it did.
     pub fn delete(&mut self, key: &[u8]) -> bool {
         self.txn.delete(KV, key)
+    }
+
+    /// Counts a write to `key` that leaves no record (see [`TouchStamps`]). Runs under the
+    /// writer lock, like EXEC's comparison of the stamps.
+    pub fn touch(&mut self, key: &[u8]) {
+        self.touches.touch(key);
     }
 }
 
@@ -290,19 +345,23 @@ impl<'a, 't> Call<'a, 't> {
             return decide(&mut KvTxn {
                 txn,
                 written: self.written_in_transaction.as_deref_mut(),
+                touches: &self.shared.touches,
             });
         }
         let mut refusal = None;
-        let result =
-            self.shared
-                .engine
-                .transaction(|txn| match decide(&mut KvTxn { txn, written: None }) {
-                    Ok(frame) => Ok(frame),
-                    Err(frame) => {
-                        refusal = Some(frame);
-                        Err(flin_engine::Error::Invalid("command refused".into()))
-                    }
-                });
+        let result = self.shared.engine.transaction(|txn| {
+            match decide(&mut KvTxn {
+                txn,
+                written: None,
+                touches: &self.shared.touches,
+            }) {
+                Ok(frame) => Ok(frame),
+                Err(frame) => {
+                    refusal = Some(frame);
+                    Err(flin_engine::Error::Invalid("command refused".into()))
+                }
+            }
+        });
         match result {
             Ok(committed) => {
                 self.session.note_write(committed.seq);

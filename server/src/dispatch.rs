@@ -121,10 +121,10 @@ fn unknown_command(args: &[&[u8]]) -> Frame {
             break;
         }
         let room = UNKNOWN_ARGS_SHOWN_BYTES - shown.len();
-        let text = String::from_utf8_lossy(&arg[..arg.len().min(room)]).into_owned();
+        let text = cmd::shown(&arg[..arg.len().min(room)]);
         shown.push_str(&format!("'{text}' "));
     }
-    let name = String::from_utf8_lossy(&args[0][..args[0].len().min(128)]).into_owned();
+    let name = cmd::shown(&args[0][..args[0].len().min(UNKNOWN_ARGS_SHOWN_BYTES)]);
     Frame::error(format!(
         "ERR unknown command '{name}', with args beginning with: {shown}"
     ))
@@ -155,6 +155,74 @@ mod tests {
             err("ERR wrong number of arguments for 'get' command")
         );
         assert_eq!(h.run("PiNg"), crate::frame::Frame::Simple("PONG".into()));
+        // Redis formats the arguments with %s: each stops at its first NUL byte.
+        assert_eq!(
+            h.run_args(&[b"fo\0o", b"a\0b", b"c"]),
+            err("ERR unknown command 'fo', with args beginning with: 'a' 'c' ")
+        );
+    }
+
+    /// Every command, with every one or two arguments from a pool of hostile values and a
+    /// sample of three, through the real dispatcher: the server must answer (with a reply or
+    /// an error), never panic. (The pool has no SETRANGE offset just under the 512 MiB limit,
+    /// which would legitimately allocate that much.)
+    #[test]
+    fn no_command_panics_on_odd_arguments() {
+        let pool: &[&[u8]] = &[
+            b"",
+            b"0",
+            b"-1",
+            b"1",
+            b"9223372036854775807",
+            b"-9223372036854775808",
+            b"18446744073709551616",
+            b"536870912",
+            b"1e400",
+            b"0x1p99999",
+            b"-inf",
+            b"\x00\xff\r\n",
+            b"*",
+            b"[^",
+            b"EX",
+            b"PXAT",
+            b"GT",
+            b"NX",
+            b"TYPE",
+            b"COUNT",
+            b"ID",
+            b"SETNAME",
+            b"3",
+        ];
+        let mut h = Harness::new();
+        let mut runs = 0;
+        for command in crate::cmd::TABLE {
+            let name = command.name.as_bytes();
+            let mut run = |h: &mut Harness, rest: &[&[u8]]| {
+                let mut args = vec![name];
+                args.extend_from_slice(rest);
+                let _ = h.run_args(&args);
+                runs += 1;
+            };
+            run(&mut h, &[]);
+            for a in pool {
+                run(&mut h, &[a]);
+                for b in pool {
+                    run(&mut h, &[a, b]);
+                }
+            }
+            for (i, a) in pool.iter().enumerate() {
+                for b in pool.iter().skip(i % 5).step_by(5) {
+                    for c in pool.iter().skip(i % 3).step_by(3) {
+                        run(&mut h, &[b"k", a, b, c]);
+                        run(&mut h, &[a, b, c]);
+                    }
+                }
+            }
+            // Leave MULTI and reset the protocol so the next command runs for real.
+            h.session.multi = None;
+            h.session.watched.clear();
+        }
+        assert!(runs > 40_000, "{runs} runs");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Glob matching for KEYS and SCAN MATCH, following Redis's `stringmatchlen` (util.c): `*`,
-//! `?`, `[abc]`, `[^a]` negation, `[a-c]` ranges (either order), and `\` escapes.
+//! `?`, `[abc]`, `[^a]` negation, `[a-c]` ranges (either order), and `\` escapes. As in Redis,
+//! the empty string matches only the empty pattern.
 
 /// Nesting bound for `*` backtracking: Redis caps its recursion the same way, so a pattern of
 /// many stars cannot take exponential time.
@@ -112,13 +113,9 @@ fn match_from(
             break;
         }
     }
-    if string.is_empty() {
-        // Trailing stars match the empty rest (Redis misses this only for an empty string,
-        // where KEYS and SCAN special-case "*" anyway).
-        while let [b'*', rest @ ..] = pattern {
-            pattern = rest;
-        }
-    }
+    // Trailing stars were stripped above once the string ran out; an empty string never
+    // enters the loop, so, as in Redis, it matches only the empty pattern (`**` does not match
+    // the empty key). KEYS and SCAN treat the pattern "*" as "everything" before getting here.
     pattern.is_empty() && string.is_empty()
 }
 
@@ -129,7 +126,9 @@ mod tests {
     #[test]
     fn redis_glob_rules() {
         let cases: &[(&str, &str, bool)] = &[
-            ("*", "", true),
+            ("*", "", false),
+            ("**", "", false),
+            ("a**", "a", true),
             ("*", "anything", true),
             ("h?llo", "hello", true),
             ("h?llo", "hllo", false),

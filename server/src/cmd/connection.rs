@@ -2,7 +2,7 @@
 
 use flin_net::resp::RespVersion;
 
-use super::{int_arg, is, syntax_error, text, wrong_arity};
+use super::{int_arg, is, shown, syntax_error, wrong_arity};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
 
@@ -111,7 +111,7 @@ pub fn hello(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         } else {
             return Err(Frame::error(format!(
                 "ERR Syntax error in HELLO option '{}'",
-                text(args[next])
+                shown(args[next])
             )));
         }
     }

@@ -2,7 +2,7 @@
 //! PEXPIRETIME TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX.
 
 use super::strings::{invalid_expire, put_or_expire, storable_expiry, ExpiryUnit};
-use super::{int_arg, is, syntax_error, text};
+use super::{int_arg, is, shown, syntax_error};
 use crate::context::{Call, Outcome, KV};
 use crate::frame::Frame;
 use crate::glob;
@@ -49,7 +49,7 @@ impl ExpireCondition {
                 _ => {
                     return Err(Frame::error(format!(
                         "ERR Unsupported option {}",
-                        text(option)
+                        shown(option)
                     )))
                 }
             }
@@ -135,10 +135,15 @@ fn ttl_generic(
     key: &[u8],
     present: impl FnOnce(u64, u64) -> i64,
 ) -> Outcome {
+    // The time first: the lookup reads the clock again, no earlier, and finds the key live
+    // only if its expiry is after that, so the remaining time is at least 1 ms. (Read the
+    // other way round, a key live at the lookup could be past its expiry at `now`, and PTTL
+    // would reply 0, which Redis, with one time per command, never does.)
+    let now_ms = call.now_ms();
     Ok(Frame::Integer(match expiry_of(call, key)? {
         None => -2,
         Some(0) => -1,
-        Some(expiry_ms) => present(expiry_ms, call.now_ms()),
+        Some(expiry_ms) => present(expiry_ms, now_ms),
     }))
 }
 
@@ -202,14 +207,31 @@ pub fn keys(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     }
 }
 
-/// Type names SCAN's TYPE accepts (Redis's); only `string` exists in this key space so far.
-const TYPE_NAMES: &[&str] = &["string", "list", "set", "zset", "hash", "stream"];
+/// A SCAN cursor as Redis reads it (`strtoul` in base 10, then a check for a leading space,
+/// trailing bytes and overflow): the empty string is 0, a `+` or `-` sign is allowed and a
+/// negative number wraps (`-1` is `u64::MAX`), as C's `strtoul` does.
+fn parse_cursor(text: &[u8]) -> Option<u64> {
+    let (negative, digits) = match text.first() {
+        None => return Some(0),
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        Some(_) => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let magnitude = digits.iter().try_fold(0u64, |value, digit| {
+        value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })?;
+    Some(if negative {
+        magnitude.wrapping_neg()
+    } else {
+        magnitude
+    })
+}
 
 pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let cursor: u64 = std::str::from_utf8(args[1])
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
+    let cursor = parse_cursor(args[1]).ok_or_else(|| Frame::error("ERR invalid cursor"))?;
     let mut pattern: Option<&[u8]> = None;
     let mut count = SCAN_COUNT_DEFAULT;
     let mut only_strings = true;
@@ -225,14 +247,10 @@ pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             }
             count = asked as usize;
         } else if is(args[index], "TYPE") {
-            let name = text(value).to_ascii_lowercase();
-            if !TYPE_NAMES.contains(&name.as_str()) {
-                return Err(Frame::error(format!(
-                    "ERR unknown type name '{}'",
-                    text(value)
-                )));
-            }
-            only_strings = name == "string";
+            // Redis compares the name with each key's type name, case-insensitively: an
+            // unknown name is no error, it just matches nothing (Redis kept it so as not to
+            // break clients; Valkey 8 made it an error).
+            only_strings = is(value, "string");
         } else {
             return Err(syntax_error());
         }
@@ -372,6 +390,48 @@ mod tests {
         assert_eq!(h.run("ttl k"), int(-2));
     }
 
+    /// A clock that moves 1 ms at every reading, so every pair of readings in a command
+    /// differs, as it can on a real clock.
+    struct TickingClock(std::sync::atomic::AtomicU64);
+
+    impl flin_engine::Clock for TickingClock {
+        fn now_ms(&self) -> u64 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn pttl_of_a_live_key_is_never_zero() {
+        use std::sync::Arc;
+        let clock = Arc::new(TickingClock(START_MS.into()));
+        let engine = flin_engine::Engine::open(
+            flin_engine::Config::memory()
+                .background_compaction(false)
+                .clock(clock),
+        )
+        .unwrap();
+        let shared = crate::context::Shared::new(engine, crate::config::Options::default());
+        let mut session = crate::context::Session::new(1, "127.0.0.1:1".parse().unwrap(), true);
+        let mut run = |args: &[&[u8]]| crate::dispatch::execute(&shared, &mut session, args).0;
+        // Several expiries, so the expiry falls on every phase of the readings' ticks.
+        for px in 20..30 {
+            let px = px.to_string();
+            assert_eq!(run(&[b"set", b"k", b"v", b"px", px.as_bytes()]), ok());
+            let mut readings = Vec::new();
+            loop {
+                let Frame::Integer(pttl) = run(&[b"pttl", b"k"]) else {
+                    panic!("pttl")
+                };
+                readings.push(pttl);
+                if pttl == -2 {
+                    break;
+                }
+            }
+            assert!(readings.len() > 2, "{readings:?}");
+            assert!(!readings.contains(&0), "PTTL replied 0: {readings:?}");
+        }
+    }
+
     #[test]
     fn keys_scan_randomkey() {
         let mut h = Harness::new();
@@ -415,12 +475,75 @@ mod tests {
             panic!()
         };
         assert_eq!(reply[1], Frame::Array(vec![]));
-        assert_eq!(h.run("scan 0 type foo"), err("ERR unknown type name 'foo'"));
+        let Frame::Array(reply) = h.run("scan 0 count 1000 type foo") else {
+            panic!()
+        };
+        assert_eq!(
+            reply[1],
+            Frame::Array(vec![]),
+            "an unknown type matches nothing"
+        );
+        let Frame::Array(reply) = h.run("scan 0 count 1000 type STRING") else {
+            panic!()
+        };
+        assert!(matches!(&reply[1], Frame::Array(keys) if keys.len() == 31));
         assert_eq!(h.run("scan x"), err("ERR invalid cursor"));
         assert_eq!(h.run("scan 0 count 0"), err("ERR syntax error"));
         assert_eq!(h.run("scan 0 count"), err("ERR syntax error"));
         assert_eq!(h.run("scan 0 foo bar"), err("ERR syntax error"));
         assert!(matches!(h.run("randomkey"), Frame::Bulk(_)));
+        // As in Redis, the empty key matches only "*" (KEYS's "everything") and "".
+        h.run_args(&[b"set", b"", b"x"]);
+        let Frame::Array(all) = h.run("keys *") else {
+            panic!()
+        };
+        assert_eq!(all.len(), 32);
+        let Frame::Array(stars) = h.run("keys **") else {
+            panic!()
+        };
+        assert_eq!(stars.len(), 31, "'**' does not match the empty key");
+        assert_eq!(h.run_args(&[b"keys", b""]), Frame::Array(vec![bulk("")]));
+    }
+
+    #[test]
+    fn scan_cursors_read_as_strtoul_does() {
+        use super::parse_cursor;
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"00"), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"-0"), Some(0));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b"18446744073709551616"[..],
+            b"-",
+            b"+",
+            b" 0",
+            b"0 ",
+            b"1.5",
+            b"x",
+            b"0x10",
+        ] {
+            assert_eq!(
+                parse_cursor(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Any cursor is safe to continue from: past the end it finishes the scan.
+        let mut h = Harness::new();
+        h.run("set a 1");
+        for cursor in ["-1", "4294967295", "123456789012", ""] {
+            let Frame::Array(reply) = h.run_args(&[b"scan", cursor.as_bytes()]) else {
+                panic!("scan {cursor:?}")
+            };
+            assert!(
+                matches!(&reply[..], [Frame::Bulk(_), Frame::Array(_)]),
+                "scan {cursor:?}"
+            );
+        }
     }
 
     #[test]

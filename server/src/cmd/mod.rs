@@ -59,6 +59,11 @@ const WFAST: &[&str] = &["write", "fast"];
 const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 const F: &[&str] = &["fast"];
+/// Redis marks these commands as allowed while loading and on a stale replica too.
+const FLS: &[&str] = &["loading", "stale", "fast"];
+/// A container command (CONFIG, CLIENT): Redis gives the container no flags; its subcommands
+/// have them.
+const CONTAINER: &[&str] = &[];
 const NOAUTH: &[&str] = &[
     "noscript",
     "loading",
@@ -67,7 +72,6 @@ const NOAUTH: &[&str] = &[
     "no_auth",
     "allow_busy",
 ];
-const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 const TXN: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
 macro_rules! command {
@@ -91,11 +95,11 @@ const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
 /// Every command the server knows.
 pub static TABLE: &[Command] = &[
     command!("ping", -1, F, NO_KEYS, "connection", "Returns the server's liveliness response.", connection::ping),
-    command!("echo", 2, F, NO_KEYS, "connection", "Returns the given string.", connection::echo),
+    command!("echo", 2, FLS, NO_KEYS, "connection", "Returns the given string.", connection::echo),
     command!("quit", -1, NOAUTH, NO_KEYS, "connection", "Closes the connection.", connection::quit),
     command!("hello", -1, NOAUTH, NO_KEYS, "connection", "Handshakes with the server.", connection::hello),
     command!("auth", -2, NOAUTH, NO_KEYS, "connection", "Authenticates the connection.", connection::auth),
-    command!("select", 2, F, NO_KEYS, "connection", "Changes the selected database.", connection::select),
+    command!("select", 2, FLS, NO_KEYS, "connection", "Changes the selected database.", connection::select),
     command!("get", 2, RF, ONE_KEY, "string", "Returns the string value of a key.", strings::get),
     command!("set", -3, WD, ONE_KEY, "string", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", strings::set),
     command!("setnx", 3, WF, ONE_KEY, "string", "Set the string value of a key only when the key doesn't exist.", strings::setnx),
@@ -138,11 +142,11 @@ pub static TABLE: &[Command] = &[
     command!("dbsize", 1, RF, NO_KEYS, "server", "Returns the number of keys in the database.", server::dbsize),
     command!("flushdb", -1, W, NO_KEYS, "server", "Remove all keys from the current database.", server::flushall),
     command!("flushall", -1, W, NO_KEYS, "server", "Removes all keys from all databases.", server::flushall),
-    command!("time", 1, F, NO_KEYS, "server", "Returns the server time.", server::time),
+    command!("time", 1, FLS, NO_KEYS, "server", "Returns the server time.", server::time),
     command!("info", -1, &["loading", "stale"], NO_KEYS, "server", "Returns information and statistics about the server.", server::info),
-    command!("config", -2, ADMIN, NO_KEYS, "server", "A container for server configuration commands.", server::config),
+    command!("config", -2, CONTAINER, NO_KEYS, "server", "A container for server configuration commands.", server::config),
     command!("command", -1, &["loading", "stale"], NO_KEYS, "server", "Returns detailed information about all commands.", server::command),
-    command!("client", -2, &["noscript", "loading", "stale"], NO_KEYS, "connection", "A container for client connection commands.", server::client),
+    command!("client", -2, CONTAINER, NO_KEYS, "connection", "A container for client connection commands.", server::client),
     command!("multi", 1, TXN, NO_KEYS, "transactions", "Starts a transaction.", transactions::multi),
     command!("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NO_KEYS, "transactions", "Executes all commands in a transaction.", transactions::exec),
     command!("discard", 1, TXN, NO_KEYS, "transactions", "Discards a transaction.", transactions::discard),
@@ -194,9 +198,17 @@ pub fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
-/// Text of an argument for an error message (lossy).
+/// Text of an argument (lossy).
 pub fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
+}
+
+/// An argument as Redis's error messages show it: they format arguments with C's `%s`, which
+/// stops at the first NUL byte. (Invalid UTF-8 shows as U+FFFD: Flin's error texts are
+/// strings, where Redis copies the raw bytes.)
+pub fn shown(arg: &[u8]) -> String {
+    let end = arg.iter().position(|byte| *byte == 0).unwrap_or(arg.len());
+    text(&arg[..end])
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use flin_engine::Durability;
 use flin_net::resp::RespVersion;
 
 use super::connection::REDIS_COMPAT_VERSION;
-use super::{int_arg, is, syntax_error, text, wrong_arity, Command, TABLE};
+use super::{int_arg, is, shown, syntax_error, text, wrong_arity, Command, TABLE};
 use crate::context::{Call, Outcome, KV};
 use crate::frame::Frame;
 use crate::glob;
@@ -59,6 +59,9 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             return Ok(Frame::ok());
         }
         if deleted_this_pass == 0 {
+            // Keys that expired but were not reclaimed yet are invisible to the scan, yet
+            // DBSIZE counts them: drop them too, so a flushed database is empty (DBSIZE 0).
+            call.engine().reclaim_expired();
             return Ok(Frame::ok());
         }
     }
@@ -277,7 +280,8 @@ pub fn config(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
                 let name = text(pair[0]).to_ascii_lowercase();
                 let Some((_, current)) = parameters.iter().find(|(known, _)| *known == name) else {
                     return Err(Frame::error(format!(
-                        "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                        shown(pair[0])
                     )));
                 };
                 // Settings are fixed at startup: setting the current value is fine, changing
@@ -291,16 +295,21 @@ pub fn config(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             Ok(Frame::ok())
         }
         "resetstat" if args.len() == 2 => Ok(Frame::ok()),
+        "resetstat" => Err(wrong_arity("config|resetstat")),
         _ => Err(unknown_subcommand(args[1], "CONFIG")),
     }
 }
 
+/// Redis's `addReplySubcommandSyntaxError`: the subcommand as given, cut at 128 bytes.
 fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
     Frame::error(format!(
         "ERR unknown subcommand '{}'. Try {command} HELP.",
-        text(sub)
+        shown(&sub[..sub.len().min(SUBCOMMAND_SHOWN_BYTES)])
     ))
 }
+
+/// Bytes of an unknown subcommand shown in the error (Redis's `%.128s`).
+const SUBCOMMAND_SHOWN_BYTES: usize = 128;
 
 fn command_info(command: &Command) -> Frame {
     let category = match command.group {
@@ -421,7 +430,7 @@ pub fn client(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             if field != "lib-name" && field != "lib-ver" {
                 return Err(Frame::error(format!(
                     "ERR Unrecognized option '{}'",
-                    text(args[2])
+                    shown(args[2])
                 )));
             }
             if !printable_without_spaces(args[3]) {
@@ -526,6 +535,79 @@ mod tests {
         h.run("set a 1");
         assert_eq!(h.run("flushall async"), ok());
         assert_eq!(h.run("dbsize"), int(0));
+    }
+
+    #[test]
+    fn flush_leaves_no_expired_key_counted() {
+        let mut h = Harness::new();
+        h.run("set gone v px 10");
+        h.run("set kept v");
+        h.clock.advance(20);
+        assert_eq!(
+            h.run("dbsize"),
+            int(2),
+            "an expired key counts until reclaimed"
+        );
+        assert_eq!(h.run("flushall"), ok());
+        assert_eq!(h.run("dbsize"), int(0));
+        h.run("set gone v px 10");
+        h.clock.advance(20);
+        h.run("multi");
+        h.run("flushdb");
+        assert_eq!(h.run("exec"), Frame::Array(vec![ok()]));
+        assert_eq!(h.run("dbsize"), int(0));
+    }
+
+    #[test]
+    fn command_info_flags_match_redis() {
+        let mut h = Harness::new();
+        let flags = |h: &mut Harness, name: &str| {
+            let Frame::Array(entries) = h.run(&format!("command info {name}")) else {
+                panic!()
+            };
+            let Frame::Array(entry) = &entries[0] else {
+                panic!()
+            };
+            entry[2].clone()
+        };
+        let simple =
+            |names: &[&str]| Frame::Set(names.iter().map(|n| Frame::Simple((*n).into())).collect());
+        for name in ["echo", "select", "time"] {
+            assert_eq!(
+                flags(&mut h, name),
+                simple(&["loading", "stale", "fast"]),
+                "{name}"
+            );
+        }
+        // Containers carry no flags of their own in Redis.
+        assert_eq!(flags(&mut h, "config"), simple(&[]));
+        assert_eq!(flags(&mut h, "client"), simple(&[]));
+        assert_eq!(flags(&mut h, "get"), simple(&["readonly", "fast"]));
+    }
+
+    #[test]
+    fn config_errors_match_redis() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run("config resetstat x"),
+            err("ERR wrong number of arguments for 'config|resetstat' command")
+        );
+        assert_eq!(
+            h.run("config set NoSuch 1"),
+            err("ERR Unknown option or number of arguments for CONFIG SET - 'NoSuch'")
+        );
+        let long = "x".repeat(200);
+        assert_eq!(
+            h.run(&format!("config {long}")),
+            err(&format!(
+                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                &long[..128]
+            ))
+        );
+        assert_eq!(
+            h.run_args(&[b"client", b"no\0pe"]),
+            err("ERR unknown subcommand 'no'. Try CLIENT HELP.")
+        );
     }
 
     #[test]

@@ -77,11 +77,15 @@ struct StringOptions {
     ttl: TtlChange,
 }
 
-fn parse_string_options(
-    call: &Call<'_, '_>,
-    args: &[&[u8]],
+/// An expiry option as given: its unit and the unparsed amount.
+type PendingExpiry<'a> = Option<(ExpiryUnit, &'a [u8])>;
+
+/// Checks the options' syntax; the expiry amount is checked by [`expiry_at`], when the
+/// command gets to it (SET at once, GETEX only once the key is found, as Redis 7.2 does).
+fn parse_string_options<'a>(
+    args: &[&'a [u8]],
     command: &'static str,
-) -> Result<StringOptions, Frame> {
+) -> Result<(StringOptions, PendingExpiry<'a>), Frame> {
     let is_set = command == "set";
     let mut options = StringOptions {
         if_absent: false,
@@ -95,7 +99,7 @@ fn parse_string_options(
     };
     let mut keep_ttl = false;
     let mut persist = false;
-    let mut expiry: Option<(ExpiryUnit, &[u8])> = None;
+    let mut expiry: PendingExpiry<'a> = None;
     let mut index = 0;
     while index < args.len() {
         let option = args[index];
@@ -139,19 +143,22 @@ fn parse_string_options(
     if persist {
         options.ttl = TtlChange::Persist;
     }
-    if let Some((unit, amount)) = expiry {
-        let amount = int_arg(amount)?;
-        if amount <= 0 {
-            return Err(invalid_expire(command));
-        }
-        let absolute = unit
-            .to_absolute_ms(amount, call.now_ms())
-            .filter(|ms| *ms > 0)
-            .ok_or_else(|| invalid_expire(command))?;
-        storable_expiry(absolute, command)?;
-        options.ttl = TtlChange::At(absolute);
+    Ok((options, expiry))
+}
+
+/// The absolute expiry in ms an EX/PX/EXAT/PXAT amount asks for (Redis's
+/// `getExpireMillisecondsOrReply`): a positive integer whose time the engine can store.
+fn expiry_at(unit: ExpiryUnit, amount: &[u8], now_ms: u64, command: &str) -> Result<i64, Frame> {
+    let amount = int_arg(amount)?;
+    if amount <= 0 {
+        return Err(invalid_expire(command));
     }
-    Ok(options)
+    let absolute = unit
+        .to_absolute_ms(amount, now_ms)
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| invalid_expire(command))?;
+    storable_expiry(absolute, command)?;
+    Ok(absolute)
 }
 
 /// Writes `value` under `key` with `expiry_ms` (0 = none); an expiry at or before `now` deletes
@@ -163,7 +170,10 @@ pub fn put_or_expire(
     expiry_ms: u64,
 ) -> Result<(), Frame> {
     if expiry_ms != 0 && expiry_ms <= txn.now_ms() {
-        txn.delete(key);
+        if !txn.delete(key) {
+            // Nothing to delete, nothing written: WATCH must still see the write.
+            txn.touch(key);
+        }
     } else {
         txn.put(key, value, expiry_ms)?;
     }
@@ -178,7 +188,10 @@ pub fn get(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 }
 
 pub fn set(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let options = parse_string_options(call, &args[3..], "set")?;
+    let (mut options, expiry) = parse_string_options(&args[3..], "set")?;
+    if let Some((unit, amount)) = expiry {
+        options.ttl = TtlChange::At(expiry_at(unit, amount, call.now_ms(), "set")?);
+    }
     let (key, value) = (args[1], args[2]);
     // A plain SET needs nothing of the old value: reading it would copy it for nothing.
     let needs_old = options.if_absent
@@ -268,16 +281,20 @@ pub fn getdel(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 }
 
 pub fn getex(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let options = parse_string_options(call, &args[2..], "getex")?;
+    let (mut options, expiry) = parse_string_options(&args[2..], "getex")?;
     let key = args[1];
-    if options.ttl == TtlChange::Keep {
+    if options.ttl == TtlChange::Keep && expiry.is_none() {
         // No option: a plain read, no write.
         return get(call, args);
     }
     call.write(|txn| {
         let Some(old) = txn.get(key)? else {
+            // A missing key is answered before the expiry amount is looked at.
             return Ok(Frame::Null);
         };
+        if let Some((unit, amount)) = expiry {
+            options.ttl = TtlChange::At(expiry_at(unit, amount, txn.now_ms(), "getex")?);
+        }
         let expiry_ms = match options.ttl {
             TtlChange::At(ms) => ms.max(0) as u64,
             _ => 0,
@@ -304,13 +321,16 @@ fn check_pairs(args: &[&[u8]], command: &str) -> Result<(), Frame> {
     if args.len().is_multiple_of(2) {
         return Err(wrong_arity(command));
     }
-    if args[1..]
+    if let Some(pair) = args[1..]
         .chunks(2)
-        .any(|pair| pair[0].len() > KEY_BYTES_MAX)
+        .find(|pair| pair[0].len() > KEY_BYTES_MAX)
     {
-        return Err(Frame::error(format!(
-            "ERR key exceeds the limit of {KEY_BYTES_MAX} bytes"
-        )));
+        // The engine's own wording, as SET gives it for the same key.
+        return Err(Frame::from(flin_engine::Error::TooLarge {
+            field: "key",
+            bytes: pair[0].len(),
+            limit: KEY_BYTES_MAX,
+        }));
     }
     Ok(())
 }
@@ -589,6 +609,18 @@ mod tests {
         assert_eq!(h.run(&format!("getex g pxat {}", START_MS - 10)), bulk("v"));
         assert_eq!(h.run("exists g"), int(0));
         assert_eq!(h.run("getex missing ex 5"), Frame::Null);
+        // Redis 7.2 looks the key up before it reads the amount: a missing key is null even
+        // with an invalid one; a syntax error still comes first.
+        assert_eq!(h.run("getex missing ex 0"), Frame::Null);
+        assert_eq!(h.run("getex missing px x"), Frame::Null);
+        assert_eq!(h.run("getex missing pxat nx"), Frame::Null);
+        assert_eq!(h.run("getex missing ex"), err("ERR syntax error"));
+        assert_eq!(h.run("getex missing foo"), err("ERR syntax error"));
+        h.run("set g v");
+        assert_eq!(
+            h.run("getex g px x"),
+            err("ERR value is not an integer or out of range")
+        );
     }
 
     #[test]
@@ -607,6 +639,20 @@ mod tests {
         assert_eq!(h.run("get c"), Frame::Null);
         assert_eq!(h.run("msetnx c 3 d 4"), int(1));
         assert_eq!(h.run("mget c d"), Frame::Array(vec![bulk("3"), bulk("4")]));
+        // A key past the engine's limit: the same error from SET and MSET, nothing written.
+        let long_key = vec![b'k'; flin_engine::KEY_BYTES_MAX + 1];
+        let refusal = err(&format!(
+            "ERR key of {} bytes exceeds the limit of {} bytes",
+            long_key.len(),
+            flin_engine::KEY_BYTES_MAX
+        ));
+        assert_eq!(h.run_args(&[b"set", &long_key, b"v"]), refusal);
+        assert_eq!(h.run_args(&[b"mset", b"e", b"5", &long_key, b"v"]), refusal);
+        assert_eq!(
+            h.run_args(&[b"msetnx", b"e", b"5", &long_key, b"v"]),
+            refusal
+        );
+        assert_eq!(h.run("exists e"), int(0));
     }
 
     #[test]
@@ -685,6 +731,13 @@ mod tests {
             h.run("incrbyfloat f inf"),
             err("ERR increment would produce NaN or Infinity")
         );
+        assert_eq!(h.run("incrbyfloat hex 0x10"), bulk("16"));
+        assert_eq!(h.run("incrbyfloat hex -0x1.8p1"), bulk("13"));
+        assert_eq!(
+            h.run("incrbyfloat hex 1e400"),
+            err("ERR value is not a valid float")
+        );
+        assert_eq!(h.run("get hex"), bulk("13"));
         h.run("setex ttl 100 5");
         h.run("incr ttl");
         assert_eq!(h.run("ttl ttl"), int(100));

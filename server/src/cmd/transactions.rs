@@ -2,7 +2,7 @@
 //! engine transaction, so the batch commits as one atomic log record and no other client's
 //! write lands in between; WATCH compares each key's engine version at EXEC time.
 
-use crate::context::{Call, MultiState, Outcome, KV};
+use crate::context::{Call, MultiState, Outcome, Watched, KV};
 use crate::dispatch;
 use crate::frame::Frame;
 
@@ -31,12 +31,17 @@ pub fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             .session
             .watched
             .iter()
-            .any(|(watched, _)| watched == key)
+            .any(|watched| watched.key == *key)
         {
             continue;
         }
         let version = call.engine().version(KV, key)?;
-        call.session.watched.push((key.to_vec(), version));
+        let touches = call.shared.touches.get(key);
+        call.session.watched.push(Watched {
+            key: key.to_vec(),
+            version,
+            touches,
+        });
     }
     Ok(Frame::ok())
 }
@@ -59,10 +64,10 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     let shared = call.shared;
     let session = &mut *call.session;
     let committed = shared.engine.transaction(|txn| {
-        if watched
-            .iter()
-            .any(|(key, version)| txn.version(KV, key) != *version)
-        {
+        if watched.iter().any(|watched| {
+            txn.version(KV, &watched.key) != watched.version
+                || shared.touches.get(&watched.key) != watched.touches
+        }) {
             return Ok(None);
         }
         let mut replies = Vec::with_capacity(multi.queued.len());
@@ -75,6 +80,13 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
         Ok(Some(replies))
     })?;
     session.note_write(committed.seq);
+    let flushed = multi.queued.iter().any(|args| {
+        args[0].eq_ignore_ascii_case(b"flushall") || args[0].eq_ignore_ascii_case(b"flushdb")
+    });
+    if flushed && committed.value.is_some() {
+        // As FLUSHALL outside MULTI does: expired keys nobody reclaimed yet go too.
+        shared.engine.reclaim_expired();
+    }
     Ok(committed.value.map_or(Frame::NullArray, Frame::Array))
 }
 
@@ -145,6 +157,31 @@ mod tests {
         h.run("set a 1");
         assert_eq!(h.run("discard"), ok());
         assert_eq!(h.run("get a"), Frame::Null);
+    }
+
+    #[test]
+    fn watch_sees_a_set_that_expired_at_once() {
+        // Redis counts `SET k v PXAT <past>` on a missing key as a modification (the key is
+        // set, then gone): an EXEC watching it aborts, though nothing was stored.
+        let mut h = Harness::new();
+        h.run("watch missing");
+        let mut other = Session::new(2, "127.0.0.1:2".parse().unwrap(), true);
+        let past = (START_MS - 1000).to_string();
+        let set = [&b"set"[..], b"missing", b"v", b"pxat", past.as_bytes()];
+        let (reply, _) = crate::dispatch::execute(&h.shared, &mut other, &set);
+        assert_eq!(reply, ok());
+        assert_eq!(h.run("exists missing"), int(0));
+        h.run("multi");
+        h.run("ping");
+        assert_eq!(h.run("exec"), Frame::NullArray);
+        // Watching again starts from the new stamp.
+        h.run("watch missing");
+        h.run("multi");
+        h.run("ping");
+        assert_eq!(
+            h.run("exec"),
+            Frame::Array(vec![Frame::Simple("PONG".into())])
+        );
     }
 
     #[test]
