@@ -108,6 +108,17 @@ impl Mapping {
         self.len
     }
 
+    /// Faults bytes `[offset, offset + len)` in, writable, without changing them
+    /// (`MADV_POPULATE_WRITE`), so a writer that comes later takes no page faults there. Safe
+    /// while another thread writes those bytes: the kernel maps pages, it does not store to
+    /// them. A no-op on the simulated disk, whose memory is an ordinary buffer.
+    pub fn populate_write(&self, offset: usize, len: usize) -> io::Result<()> {
+        match &self.owner {
+            MappingOwner::Os(map) => map.advise_range(memmap2::Advice::PopulateWrite, offset, len),
+            MappingOwner::Sim(_) => Ok(()),
+        }
+    }
+
     /// Writes bytes `[offset, offset + len)` back to the file and waits for the disk (msync
     /// with `MS_SYNC`, whose start memmap2 rounds down to a page). The caller must not be
     /// writing these bytes concurrently (they are published, or the caller is their writer).

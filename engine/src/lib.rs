@@ -55,7 +55,7 @@ pub mod sim;
 
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
-    Clock, Committed, CompactionConfig, Config, Durability, Engine, Logger, ManualClock, Op, Stats,
+    Clock, Committed, CompactionConfig, Config, Durability, Engine, Logger, ManualClock, Stats,
     Storage, SystemClock, Txn, Value, ValueRef, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN,
 };

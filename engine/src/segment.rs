@@ -250,6 +250,17 @@ impl Segment {
         format::decode_record(self.bytes_from(offset), offset as u64, verify_crc)
     }
 
+    /// Faults the unwritten bytes `[from, to)` in ahead of the writer (see
+    /// `Mapping::populate_write`). Fails with the kernel's error (e.g. when the file was cut
+    /// shorter meanwhile); the caller just stops.
+    pub fn prefault(&self, from: usize, to: usize) -> std::io::Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        self.map
+            .populate_write(from, to.min(self.capacity()) - from)
+    }
+
     /// Flushes bytes `[from, to)` of the mapping to the file and waits for the disk.
     pub fn flush_range(&self, from: usize, to: usize) -> Result<()> {
         if self.file.is_none() || to <= from {
@@ -316,6 +327,20 @@ impl Segment {
     pub(crate) fn note_seq(&self, seq: u64) {
         self.min_seq.fetch_min(seq, Ordering::Relaxed);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// `note_seq` for the one thread appending to this segment in seq order (the log writer,
+    /// a compaction filling its output): plain loads and stores, no locked instructions on
+    /// the put path.
+    pub(crate) fn note_appended_seq(&self, seq: u64) {
+        debug_assert!(
+            seq >= self.max_seq.load(Ordering::Relaxed),
+            "seqs appended out of order"
+        );
+        if self.min_seq.load(Ordering::Relaxed) == u64::MAX {
+            self.min_seq.store(seq, Ordering::Relaxed);
+        }
+        self.max_seq.store(seq, Ordering::Relaxed);
     }
 
     pub(crate) fn add_dead(&self, bytes: usize) {
