@@ -373,6 +373,14 @@ impl Index {
             .expect("index shard lock poisoned")
     }
 
+    /// A shard, without locking: for recovery, which owns the index before anyone else sees
+    /// it (no atomic instructions per record).
+    pub fn shard_mut(&mut self, shard: usize) -> &mut Shard {
+        self.shards[shard]
+            .get_mut()
+            .expect("index shard lock poisoned")
+    }
+
     /// Gives every shard a snapshot of `segments`. The caller holds the segment table's write
     /// lock, so publishers never interleave; a shard is locked only for its own swap.
     pub fn publish_segments(&self, segments: &SegmentTable) {

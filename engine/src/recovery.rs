@@ -124,54 +124,133 @@ struct Loader {
     /// Shards holding tombstone slots, purged at the end.
     shards_with_tombstones: Vec<bool>,
     records: u64,
+    /// Lowest and highest seq seen in the segment being loaded, stored into it once it is
+    /// done (`finish_segment`) rather than with two atomic updates per record.
+    segment_seqs: (u64, u64),
 }
 
-impl Loader {
-    /// Applies one put or delete found at `location` with the highest-seq-wins rule.
+/// A record found by a scan or named by a hint, waiting in a group for `resolve_group`.
+struct Found<'a> {
+    kind: RecordKind,
+    namespace_tag: u8,
+    key: &'a [u8],
+    location: Location,
+    seq: u64,
+    expiry_ms: u64,
+    record_len: usize,
+    hash: u64,
+}
+
+/// Records resolved together: their index slots are loaded first, all at once, so the cache
+/// misses of a 10M-key index overlap instead of coming one per record (they were most of a
+/// hinted open's time).
+const RESOLVE_GROUP: usize = 16;
+
+impl<'a> Found<'a> {
     #[allow(clippy::too_many_arguments)]
-    fn resolve(
-        &mut self,
+    fn new(
         kind: RecordKind,
         namespace_tag: u8,
-        key: &[u8],
+        key: &'a [u8],
         location: Location,
         seq: u64,
         expiry_ms: u64,
         record_len: usize,
-    ) {
+    ) -> Found<'a> {
+        Found {
+            kind,
+            namespace_tag,
+            key,
+            location,
+            seq,
+            expiry_ms,
+            record_len,
+            hash: key_hash(namespace_tag, key),
+        }
+    }
+}
+
+impl Loader {
+    /// Adds a record to `group`, resolving the group once it is full.
+    fn push<'a>(&mut self, group: &mut Vec<Found<'a>>, found: Found<'a>) {
+        group.push(found);
+        if group.len() == RESOLVE_GROUP {
+            self.resolve_group(group);
+        }
+    }
+
+    /// Resolves (and empties) a group: touches every record's home slot, then applies each
+    /// in order.
+    fn resolve_group(&mut self, group: &mut Vec<Found<'_>>) {
+        let mut touched = 0u64;
+        for found in group.iter() {
+            let shard = self.index.shard_mut(Index::shard_of(found.hash));
+            touched ^= shard.table.home_tag(found.hash) as u64;
+        }
+        std::hint::black_box(touched);
+        for found in group.drain(..) {
+            self.resolve(&found);
+        }
+    }
+
+    /// Stores the seq range of the segment just loaded and starts a new one.
+    fn finish_segment(&mut self, segment: &Segment) {
+        let (min, max) = std::mem::replace(&mut self.segment_seqs, (u64::MAX, 0));
+        if min <= max {
+            segment.note_seq(min);
+            segment.note_seq(max);
+        }
+    }
+
+    /// Applies one put or delete found at `location` with the highest-seq-wins rule.
+    fn resolve(&mut self, found: &Found<'_>) {
+        let &Found {
+            kind,
+            namespace_tag,
+            key,
+            location,
+            seq,
+            expiry_ms,
+            record_len,
+            hash,
+        } = found;
         self.records += 1;
         self.last_seq = self.last_seq.max(seq);
-        let segment = self.table.get(location.segment).clone();
-        segment.note_seq(seq);
-        let live = kind == RecordKind::Put && (expiry_ms == 0 || expiry_ms > self.now_ms);
+        self.segment_seqs = (self.segment_seqs.0.min(seq), self.segment_seqs.1.max(seq));
+        let Loader {
+            index,
+            table: segments,
+            key_counts,
+            shards_with_tombstones,
+            now_ms,
+            ..
+        } = self;
+        let segment = segments.get(location.segment);
+        let live = kind == RecordKind::Put && (expiry_ms == 0 || expiry_ms > *now_ms);
         if kind == RecordKind::Delete {
             segment.add_dead(record_len);
         }
-        let hash = key_hash(namespace_tag, key);
         let shard = Index::shard_of(hash);
         let new_slot = Slot::new(
             hash,
             location,
             if live { expiry_ms } else { EXPIRY_TOMBSTONE },
         );
-        let mut guard = self.index.write(shard);
-        let table = &mut guard.table;
-        let found = table.find(hash, |l| {
-            Inner::record_is(&self.table, l, namespace_tag, key)
-        });
+        let table = &mut index.shard_mut(shard).table;
+        let found = table.find(hash, |l| Inner::record_is(segments, l, namespace_tag, key));
         match found {
             Some(position) => {
                 let old = table.slot(position);
                 let old_location = old.location();
                 let old_seq = format::peek_seq(
-                    self.table
+                    segments
                         .get(old_location.segment)
                         .bytes(old_location.offset as usize, RECORD_HEADER_BYTES),
                 );
                 if seq >= old_seq {
-                    Inner::mark_dead(&self.table, old_location);
+                    Inner::mark_dead(segments, old_location);
                     table.replace(position, new_slot);
-                    let count = &mut self.key_counts[namespace_tag as usize];
+                    let count = &mut key_counts[namespace_tag as usize];
                     *count = *count + live as u64 - (!old.is_tombstone()) as u64;
                 } else if kind == RecordKind::Put {
                     segment.add_dead(record_len);
@@ -179,11 +258,11 @@ impl Loader {
             }
             None => {
                 table.insert_new(new_slot);
-                self.key_counts[namespace_tag as usize] += live as u64;
+                key_counts[namespace_tag as usize] += live as u64;
             }
         }
         if !live {
-            self.shards_with_tombstones[shard] = true;
+            shards_with_tombstones[shard] = true;
         }
     }
 
@@ -244,13 +323,14 @@ impl Loader {
                 hints.entries
             ));
         }
+        let mut group = Vec::with_capacity(RESOLVE_GROUP);
         for entry in hints.iter() {
             let entry = entry?;
             let location = Location {
                 segment: segment.slot,
                 offset: entry.offset,
             };
-            self.resolve(
+            let found = Found::new(
                 entry.kind,
                 entry.namespace_tag,
                 entry.key,
@@ -259,7 +339,10 @@ impl Loader {
                 entry.expiry_ms,
                 entry.record_len as usize,
             );
+            self.push(&mut group, found);
         }
+        self.resolve_group(&mut group);
+        self.finish_segment(segment);
         Ok(())
     }
 
@@ -269,6 +352,7 @@ impl Loader {
         let bytes = segment.scan_bytes();
         let mut offset = SEGMENT_HEADER_BYTES;
         let mut previous_seq = 0;
+        let mut group = Vec::with_capacity(RESOLVE_GROUP);
         let stop = loop {
             if offset == bytes.len() {
                 break None;
@@ -298,13 +382,13 @@ impl Loader {
             // Visible to reads from here on, so key comparisons can look at it.
             segment.set_published(offset + record.len);
             if record.kind == RecordKind::Batch {
-                self.load_batch(segment, offset, record.seq, record.value)?;
+                self.load_batch(segment, offset, record.seq, record.value, &mut group)?;
             } else {
                 let location = Location {
                     segment: segment.slot,
                     offset: offset as u32,
                 };
-                self.resolve(
+                let found = Found::new(
                     record.kind,
                     record.namespace_tag,
                     record.key,
@@ -313,9 +397,12 @@ impl Loader {
                     record.expiry_ms,
                     record.len,
                 );
+                self.push(&mut group, found);
             }
             offset += record.len;
         };
+        self.resolve_group(&mut group);
+        self.finish_segment(segment);
         if strict {
             if let Some(reason) = stop {
                 // The tail of an active segment is all zeros; a sealed one ends exactly.
@@ -330,12 +417,13 @@ impl Loader {
     }
 
     /// Loads the inner records of a batch (its CRC already covered them all).
-    fn load_batch(
+    fn load_batch<'a>(
         &mut self,
         segment: &Arc<Segment>,
         batch_offset: usize,
         seq: u64,
-        body: &[u8],
+        body: &'a [u8],
+        group: &mut Vec<Found<'a>>,
     ) -> Result<()> {
         segment.add_dead(RECORD_HEADER_BYTES);
         let mut at = 0;
@@ -359,7 +447,7 @@ impl Loader {
                 segment: segment.slot,
                 offset: absolute as u32,
             };
-            self.resolve(
+            let found = Found::new(
                 inner.kind,
                 inner.namespace_tag,
                 inner.key,
@@ -368,6 +456,7 @@ impl Loader {
                 inner.expiry_ms,
                 inner.len,
             );
+            self.push(group, found);
             at += inner.len;
         }
         Ok(())
@@ -380,7 +469,7 @@ impl Loader {
                 continue;
             }
             let table = &self.table;
-            self.index.write(shard).table.retain(|slot| {
+            self.index.shard_mut(shard).table.retain(|slot| {
                 if slot.is_tombstone() {
                     Inner::mark_dead(table, slot.location());
                     false
@@ -428,6 +517,7 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
         key_counts: [0; 8],
         shards_with_tombstones: vec![false; SHARD_COUNT],
         records: 0,
+        segment_seqs: (u64::MAX, 0),
     };
     let Some(dir) = dir else {
         let slot = loader.table.reserve()?;
