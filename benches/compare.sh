@@ -29,6 +29,9 @@ ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-}
 CLIENTS=${CLIENTS:-50}
+# flin-server --threads (empty: its default, one event loop per core). FLIN_THREADS=1 gives flin
+# the one event-loop thread Redis has, leaving the other core of a 2-core machine to the client.
+FLIN_THREADS=${FLIN_THREADS:-}
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
     echo "installing redis-server and redis-tools" >&2
@@ -82,6 +85,7 @@ start_flin() {
     port=$(free_port)
     dir=$(mktemp -d -p "$work")
     local args=(--port "$port" --bind 127.0.0.1)
+    [ -n "$FLIN_THREADS" ] && args+=(--threads "$FLIN_THREADS")
     case $mode in
         memory) args+=(--memory) ;;
         everysec) args+=(--data "$dir/data" --fsync everysec) ;;
@@ -138,21 +142,30 @@ selected() {
     return 1
 }
 
+# cpu_ticks PID: user + system CPU time of a process so far, in clock ticks (1/100 s).
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 # measure SERVER MODE COMMAND... : starts SERVER (redis|flin) in MODE, runs COMMAND with the port
-# as its first argument, stops the server, prints what COMMAND printed.
+# as its last argument, stops the server, prints what COMMAND printed. MEASURE_CPU=1 appends the
+# server's CPU ticks spent during COMMAND.
 measure() {
-    local server=$1 mode=$2 pid port output
+    local server=$1 mode=$2 pid port output before
     shift 2
     read -r pid port < <("start_$server" "$mode")
     running_pid=$pid
     wait_ready "$port"
+    before=$(cpu_ticks "$pid")
     output=$("$@" "$port")
+    [ -n "${MEASURE_CPU:-}" ] && output="$output $(($(cpu_ticks "$pid") - before))"
     stop "$pid"
     running_pid=""
     echo "$output"
 }
 
 results=()
+server_cpu=()
 binary_vs_resp=()
 cpu_per_key=()
 
@@ -162,24 +175,34 @@ redis_benchmark_scenario() {
     shift 3
     selected "$name" redis-benchmark || return 0
     requests=$((requests / SCALE))
-    local redis_set=() redis_get=() flin_set=() flin_get=()
+    local redis_set=() redis_get=() flin_set=() flin_get=() redis_cpu=() flin_cpu=()
     local rb=(redis_benchmark_at -n "$requests" "$@")
     for round in $(seq 1 "$ROUNDS"); do
         local order=(redis flin)
         [ $((round % 2)) -eq 0 ] && order=(flin redis)
         for server in "${order[@]}"; do
-            read -r set get < <(measure "$server" "$mode" "${rb[@]}")
-            echo "  redis-benchmark $name round $round $server: SET $set/s GET $get/s" >&2
-            if [ "$server" = redis ]; then redis_set+=("$set"); redis_get+=("$get"); else flin_set+=("$set"); flin_get+=("$get"); fi
+            read -r set get ticks < <(MEASURE_CPU=1 measure "$server" "$mode" "${rb[@]}")
+            # Server CPU per request over the SET and GET runs, in microseconds.
+            local cpu
+            cpu=$(python3 -c "import sys; print('%.2f' % (int(sys.argv[1]) * 1e4 / (2 * int(sys.argv[2]))))" "$ticks" "$requests")
+            echo "  redis-benchmark $name round $round $server: SET $set/s GET $get/s, server CPU $cpu us/request" >&2
+            if [ "$server" = redis ]; then
+                redis_set+=("$set"); redis_get+=("$get"); redis_cpu+=("$cpu")
+            else
+                flin_set+=("$set"); flin_get+=("$get"); flin_cpu+=("$cpu")
+            fi
         done
     done
-    local rs rg fs fg
+    local rs rg fs fg rc fc
     rs=$(printf '%s\n' "${redis_set[@]}" | median)
     rg=$(printf '%s\n' "${redis_get[@]}" | median)
     fs=$(printf '%s\n' "${flin_set[@]}" | median)
     fg=$(printf '%s\n' "${flin_get[@]}" | median)
+    rc=$(printf '%s\n' "${redis_cpu[@]}" | median)
+    fc=$(printf '%s\n' "${flin_cpu[@]}" | median)
     results+=("$(printf '| redis-benchmark | %s SET | %.0f | %.0f | %s |' "$name" "$rs" "$fs" "$(ratio "$fs" "$rs")")")
     results+=("$(printf '| redis-benchmark | %s GET | %.0f | %.0f | %s |' "$name" "$rg" "$fg" "$(ratio "$fg" "$rg")")")
+    server_cpu+=("$(printf '| %s | %.2f | %.2f | %s |' "$name" "$rc" "$fc" "$(ratio "$rc" "$fc")")")
 }
 
 # The port comes last from `measure`; redis-benchmark wants it first.
@@ -239,7 +262,7 @@ flin_bench_scenario() {
 }
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "redis: $(redis-server --version | cut -d' ' -f3), $ROUNDS rounds, median of each" >&2
+echo "redis: $(redis-server --version | cut -d' ' -f3), $ROUNDS rounds, median of each; flin --threads ${FLIN_THREADS:-default}" >&2
 
 # Issue 3's scenarios, through redis-benchmark.
 redis_benchmark_scenario pipelined memory 2000000 -t set,get -P 16 -r 1000000
@@ -258,6 +281,15 @@ echo
 echo "| tool | test | redis | flin | flin/redis |"
 echo "|---|---|---|---|---|"
 printf '%s\n' "${results[@]}"
+if [ ${#server_cpu[@]} -gt 0 ]; then
+    echo
+    echo "Server CPU (user + system) per redis-benchmark request, microseconds (SET and GET runs"
+    echo "together); the last column is redis's CPU per request over flin's:"
+    echo
+    echo "| scenario | redis | flin | redis/flin |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${server_cpu[@]}"
+fi
 if [ ${#binary_vs_resp[@]} -gt 0 ]; then
     echo
     echo "| flin-bench test | flin RESP | flin binary | binary/RESP |"
