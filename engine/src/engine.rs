@@ -1119,7 +1119,6 @@ impl Inner {
             && segment.bytes_checked(offset + RECORD_HEADER_BYTES, key_len) == Some(key)
     }
 
-    /// The live slot of a key at `now_ms`.
     /// Whether a slot has expired at `now_ms`, or now if `None`: most keys have no expiry, so
     /// the clock is only read for those that do.
     fn has_expired(&self, slot: &Slot, now_ms: Option<u64>) -> bool {

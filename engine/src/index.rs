@@ -159,24 +159,8 @@ impl Table {
     /// comparing keys (for `get_many`'s second round of overlapped loads: the record it names
     /// is almost always the key's).
     pub fn first_candidate(&self, hash: u64) -> Option<Location> {
-        if self.len == 0 {
-            return None;
-        }
-        let tag = hash as u32;
-        let mask = self.mask();
-        let mut position = tag as usize & mask;
-        let mut distance = 0;
-        loop {
-            let slot = &self.slots[position];
-            if slot.is_empty() || self.distance(position, slot) < distance {
-                return None;
-            }
-            if slot.tag == tag {
-                return Some(slot.location());
-            }
-            position = (position + 1) & mask;
-            distance += 1;
-        }
+        self.find(hash, |_| true)
+            .map(|position| self.slots[position].location())
     }
 
     pub fn slot(&self, position: usize) -> Slot {

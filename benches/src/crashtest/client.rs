@@ -69,12 +69,7 @@ impl Client {
 
 /// Appends `args` as a RESP multibulk command.
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
+    flin_net::resp::encode_command(out, args);
 }
 
 fn invalid(what: String) -> io::Error {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use flin_net::binary::{self, FrameWriter, Opcode, SetCondition, Status};
 use flin_net::client::{ClientOptions, Connection};
+use flin_net::resp;
 
 use super::workload::Op;
 
@@ -242,24 +243,15 @@ impl RespConnection {
     }
 
     fn command(&mut self, args: &[&[u8]]) {
-        self.array_header(args.len());
-        for arg in args {
-            self.bulk(arg);
-        }
+        resp::encode_command(&mut self.out, args);
     }
 
     fn array_header(&mut self, len: usize) {
-        self.out.push(b'*');
-        push_decimal(&mut self.out, len);
-        self.out.extend_from_slice(b"\r\n");
+        resp::encode_array_header(&mut self.out, len);
     }
 
     fn bulk(&mut self, bytes: &[u8]) {
-        self.out.push(b'$');
-        push_decimal(&mut self.out, bytes.len());
-        self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(bytes);
-        self.out.extend_from_slice(b"\r\n");
+        resp::encode_bulk(&mut self.out, bytes);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -316,20 +308,6 @@ impl RespConnection {
             }
         }
     }
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut value: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Length of the RESP2 reply at the start of `buf`, `None` if it is not
@@ -404,13 +382,5 @@ mod tests {
         assert_eq!(resp_reply_len(b"+O"), Ok(None));
         assert!(resp_reply_len(b"?\r\n").is_err());
         assert!(resp_reply_len(b"$x\r\n").is_err());
-    }
-
-    #[test]
-    fn decimal() {
-        let mut out = Vec::new();
-        push_decimal(&mut out, 0);
-        push_decimal(&mut out, 1234);
-        assert_eq!(out, b"01234");
     }
 }

@@ -134,11 +134,7 @@ impl RawClient {
 
 /// Encodes a command as a RESP multibulk.
 pub fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    flin_net::resp::encode_command(&mut out, args);
     out
 }

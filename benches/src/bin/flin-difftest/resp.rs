@@ -293,12 +293,8 @@ fn parse_at(buffer: &[u8], start: usize, depth: usize) -> Result<Option<(Value, 
 
 /// A command as a multibulk request.
 pub fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    flin_net::resp::encode_command(&mut out, args);
     out
 }
 
