@@ -23,6 +23,10 @@ pub enum Error {
     InvalidMultibulkLength { offset: usize },
     /// `$` line that is not a decimal integer in `0..=MAX_BULK_BYTES`.
     InvalidBulkLength { offset: usize },
+    /// A `*` count above `UNAUTHENTICATED_MAX_ARGS` before the connection authenticated.
+    UnauthenticatedMultibulkLength { offset: usize },
+    /// A `$` length above `UNAUTHENTICATED_MAX_BULK_BYTES` before the connection authenticated.
+    UnauthenticatedBulkLength { offset: usize },
     /// An element of a multibulk that does not start with `$`.
     ExpectedBulk { got: u8, offset: usize },
     /// A bulk string not followed by `\r\n`: the stream is out of step.
@@ -97,6 +101,14 @@ impl fmt::Display for Error {
             Error::InvalidBulkLength { offset } => {
                 write!(f, "Protocol error: invalid bulk length at byte {offset}")
             }
+            Error::UnauthenticatedMultibulkLength { offset } => write!(
+                f,
+                "Protocol error: unauthenticated multibulk length at byte {offset}"
+            ),
+            Error::UnauthenticatedBulkLength { offset } => write!(
+                f,
+                "Protocol error: unauthenticated bulk length at byte {offset}"
+            ),
             Error::ExpectedBulk { got, offset } => {
                 let shown = if got.is_ascii_graphic() || *got == b' ' {
                     format!("'{}'", *got as char)

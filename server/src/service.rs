@@ -83,6 +83,10 @@ impl Service for KvService {
         }
     }
 
+    fn requires_auth(&self, session: &Session) -> bool {
+        !session.authenticated
+    }
+
     fn on_close(&self, session: &mut Session) {
         self.shared
             .counters

@@ -129,6 +129,96 @@ fn auth_and_transactions_on_the_wire() {
     c.roundtrip(&resp(&[b"EXEC"]), b"*-1\r\n");
 }
 
+/// Before AUTH, with a password set, a request is held to Redis's limits for unauthenticated
+/// clients (10 elements, 16 KiB a bulk string; 16 KiB a binary body): a client without the
+/// password cannot make the server buffer a large request. After AUTH the normal limits apply.
+#[test]
+fn unauthenticated_requests_are_held_to_small_limits() {
+    use flin_net::binary::{self, parse_response, SetCondition, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerGuard::start(dir.path(), &["--requirepass", "s3cret"]);
+
+    // Eleven elements: refused on the `*` line, before any element arrives; then closed.
+    let mut c = server.connect();
+    c.roundtrip(
+        b"*11\r\n",
+        b"-ERR Protocol error: unauthenticated multibulk length at byte 1\r\n",
+    );
+    assert!(c.is_closed());
+
+    // A bulk length over 16 KiB: refused on its `$` line (byte 15 of this frame).
+    let mut c = server.connect();
+    c.roundtrip(
+        b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
+        b"-ERR Protocol error: unauthenticated bulk length at byte 15\r\n",
+    );
+    assert!(c.is_closed());
+
+    // At the limits exactly: answered (NOAUTH), the connection stays.
+    let mut c = server.connect();
+    let big = vec![b'v'; 16 * 1024];
+    let ten: Vec<&[u8]> = [
+        &b"MSET"[..],
+        b"a",
+        b"1",
+        b"b",
+        b"2",
+        b"c",
+        b"3",
+        b"d",
+        b"4",
+        b"e",
+    ]
+    .to_vec();
+    c.roundtrip(&resp(&ten), b"-NOAUTH Authentication required.\r\n");
+    c.roundtrip(
+        &resp(&[b"SET", b"k", &big]),
+        b"-NOAUTH Authentication required.\r\n",
+    );
+    // Authenticated, the same connection may send more and larger.
+    c.roundtrip(&resp(&[b"AUTH", b"s3cret"]), b"+OK\r\n");
+    let bigger = vec![b'w'; 1024 * 1024];
+    c.roundtrip(&resp(&[b"SET", b"k", &bigger]), b"+OK\r\n");
+    let mut mset: Vec<&[u8]> = vec![b"MSET"];
+    let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
+    for key in &keys {
+        mset.push(key.as_bytes());
+        mset.push(b"x");
+    }
+    c.roundtrip(&resp(&mset), b"+OK\r\n");
+    c.roundtrip(&resp(&[b"STRLEN", b"k"]), b":1048576\r\n");
+
+    // Binary: a body over 16 KiB before AUTH is a protocol error; after AUTH it is not.
+    let read_frame = |c: &mut common::RawClient| {
+        let mut frame = c.read_exact(binary::HEADER_LEN);
+        let body_len = u32::from_le_bytes(frame[8..12].try_into().unwrap()) as usize;
+        frame.extend(c.read_exact(body_len));
+        frame
+    };
+    let mut c = server.connect();
+    let mut request = Vec::new();
+    binary::encode_set(&mut request, 1, b"bk", &bigger, None, SetCondition::Always).unwrap();
+    c.send(&request[..binary::HEADER_LEN]);
+    let refused = read_frame(&mut c);
+    let refused = parse_response(&refused).unwrap();
+    assert_eq!(
+        (refused.request_id, refused.status),
+        (1, Status::ProtocolError)
+    );
+    assert!(c.is_closed());
+
+    let mut c = server.connect();
+    let mut request = Vec::new();
+    binary::encode_auth(&mut request, 1, b"", b"s3cret").unwrap();
+    binary::encode_set(&mut request, 2, b"bk", &bigger, None, SetCondition::Always).unwrap();
+    c.send(&request);
+    for id in [1, 2] {
+        let reply = read_frame(&mut c);
+        let reply = parse_response(&reply).unwrap();
+        assert_eq!((reply.request_id, reply.status), (id, Status::Ok));
+    }
+}
+
 #[test]
 fn pipeline_of_ten_thousand_commands() {
     let dir = tempfile::tempdir().unwrap();

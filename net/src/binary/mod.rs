@@ -52,6 +52,9 @@ const _: () = assert!(HEADER_LEN == 1 + 1 + 1 + 1 + 4 + 4);
 /// Longest request body: one maximal value (Redis's 512 MiB) plus room for
 /// its key and the other fields.
 pub const MAX_REQUEST_BODY_BYTES: usize = 512 * 1024 * 1024 + 64 * 1024;
+/// Longest request body before the connection authenticated (with a password set): room for
+/// an AUTH with a long password, and for nothing that could grow the server's memory.
+pub const UNAUTHENTICATED_MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest response body: what the u32 length field can say.
 pub const MAX_RESPONSE_BODY_BYTES: usize = u32::MAX as usize;
 /// Most keys (MGET, MDEL, SCAN replies) or pairs (MSET) in one batch; the

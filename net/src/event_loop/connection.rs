@@ -295,6 +295,8 @@ impl<T> Connection<T> {
     /// Handles one RESP command if a whole one is buffered.
     fn handle_resp<S: Service<Session = T>>(&mut self, service: &S, scratch: &mut Scratch) -> bool {
         let start = self.read_start;
+        self.resp_checker
+            .set_unauthenticated(service.requires_auth(&self.session));
         let frame = match self.resp_checker.check(&self.read_buf[start..]) {
             Ok(frame) => frame,
             Err(Error::Incomplete) => return false,
@@ -326,7 +328,12 @@ impl<T> Connection<T> {
     fn handle_binary<S: Service<Session = T>>(&mut self, service: &S) -> bool {
         let start = self.read_start;
         let pending = &self.read_buf[start..];
-        let len = match binary::check(pending, binary::MAX_REQUEST_BODY_BYTES) {
+        let limit = if service.requires_auth(&self.session) {
+            binary::UNAUTHENTICATED_MAX_BODY_BYTES
+        } else {
+            binary::MAX_REQUEST_BODY_BYTES
+        };
+        let len = match binary::check(pending, limit) {
             Ok(len) => len,
             Err(Error::Incomplete) => return false,
             Err(err) => {

@@ -57,6 +57,14 @@ pub trait Service: Send + Sync + 'static {
     /// uses it to wait for the group fsync under `--fsync always`, so no
     /// reply leaves before its write is durable. Default: nothing.
     fn before_reply_flush(&self, _session: &mut Self::Session) {}
+    /// True while the connection still has to authenticate (a password is set and it has not
+    /// given it): its next request is then held to the small size limits Redis puts on such
+    /// clients (`resp::UNAUTHENTICATED_*`, `binary::UNAUTHENTICATED_MAX_BODY_BYTES`), so a
+    /// client without the password cannot make the server buffer a large request. Default:
+    /// false.
+    fn requires_auth(&self, _session: &Self::Session) -> bool {
+        false
+    }
     /// Called when a connection closes (client gone, error, shutdown).
     fn on_close(&self, _session: &mut Self::Session) {}
 }

@@ -7,6 +7,7 @@ pub mod request;
 
 pub use parse::{
     parse, Checker, Frame, FrameKind, MAX_ARGS, MAX_BULK_BYTES, MAX_FRAME_BYTES, MAX_INLINE_BYTES,
+    UNAUTHENTICATED_MAX_ARGS, UNAUTHENTICATED_MAX_BULK_BYTES,
 };
 pub use reply::{format_i64, Reply, RespVersion};
 pub use request::{encode_array_header, encode_bulk, encode_command};

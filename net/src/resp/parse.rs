@@ -26,6 +26,11 @@ pub const MAX_INLINE_BYTES: usize = 64 * 1024;
 /// Largest whole command (Redis's `client-query-buffer-limit` default): it
 /// bounds the read buffer a single client can make the server hold.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024 * 1024;
+/// Most elements a command may have before its connection has authenticated (with a password
+/// set): Redis's limit, so a client without the password cannot make the server buffer much.
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+/// Largest bulk string before authentication (Redis's 16 KiB).
+pub const UNAUTHENTICATED_MAX_BULK_BYTES: usize = 16 * 1024;
 
 /// How a checked frame is laid out; [`parse`] needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,8 @@ pub struct Checker {
     argc: usize,
     /// The `*` line has been read.
     in_multibulk: bool,
+    /// The connection has not authenticated yet: the `UNAUTHENTICATED_*` limits apply.
+    unauthenticated: bool,
 }
 
 impl Default for Checker {
@@ -90,7 +97,15 @@ impl Checker {
             args_left: 0,
             argc: 0,
             in_multibulk: false,
+            unauthenticated: false,
         }
+    }
+
+    /// Holds the next frames to [`UNAUTHENTICATED_MAX_ARGS`] elements of at most
+    /// [`UNAUTHENTICATED_MAX_BULK_BYTES`] each (`true`), or lifts that (`false`). The server
+    /// sets it before each frame while a password is required and not yet given.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// Checks whether `buf` starts with a whole command. Returns
@@ -104,7 +119,9 @@ impl Checker {
             self.check_inline(buf)
         };
         if !matches!(result, Err(Error::Incomplete)) {
+            let unauthenticated = self.unauthenticated;
             *self = Checker::with_max_frame_bytes(self.max_frame_bytes);
+            self.unauthenticated = unauthenticated;
         }
         result
     }
@@ -115,6 +132,9 @@ impl Checker {
             let count = count
                 .filter(|n| *n <= MAX_ARGS as i64)
                 .ok_or(Error::InvalidMultibulkLength { offset: 1 })?;
+            if self.unauthenticated && count > UNAUTHENTICATED_MAX_ARGS as i64 {
+                return Err(Error::UnauthenticatedMultibulkLength { offset: 1 });
+            }
             if count <= 0 {
                 return Ok(Frame {
                     len: next,
@@ -140,6 +160,9 @@ impl Checker {
             let len = len
                 .filter(|n| (0..=MAX_BULK_BYTES as i64).contains(n))
                 .ok_or(Error::InvalidBulkLength { offset: at + 1 })? as usize;
+            if self.unauthenticated && len > UNAUTHENTICATED_MAX_BULK_BYTES {
+                return Err(Error::UnauthenticatedBulkLength { offset: at + 1 });
+            }
             let value_end = value_start + len;
             // Checked on the claimed length, before any of the value arrives,
             // so a client cannot make the buffer grow towards an impossible frame.
@@ -594,6 +617,37 @@ mod tests {
                 limit: 100
             })
         ));
+    }
+
+    #[test]
+    fn unauthenticated_limits_apply_only_while_set() {
+        let mut checker = Checker::new();
+        checker.set_unauthenticated(true);
+        assert!(matches!(
+            checker.check(b"*11\r\n"),
+            Err(Error::UnauthenticatedMultibulkLength { offset: 1 })
+        ));
+        // The limit survives the reset after a frame, and a partial frame.
+        assert_eq!(checker.check(b"*1\r\n$1\r\na\r\n").unwrap().argc, 1);
+        assert!(checker
+            .check(b"*2\r\n$1\r\na\r\n")
+            .is_err_and(|e| e.is_incomplete()));
+        assert!(matches!(
+            checker.check(b"*2\r\n$1\r\na\r\n$16385\r\n"),
+            Err(Error::UnauthenticatedBulkLength { offset: 12 })
+        ));
+        let mut at_limit = b"*10\r\n$16384\r\n".to_vec();
+        at_limit.extend(vec![b'x'; UNAUTHENTICATED_MAX_BULK_BYTES]);
+        at_limit.extend(b"\r\n");
+        for _ in 1..UNAUTHENTICATED_MAX_ARGS {
+            at_limit.extend(b"$0\r\n\r\n");
+        }
+        assert_eq!(checker.check(&at_limit).unwrap().argc, 10);
+        checker.set_unauthenticated(false);
+        assert!(checker.check(b"*11\r\n").is_err_and(|e| e.is_incomplete()));
+        assert!(checker
+            .check(b"*11\r\n$16385\r\n")
+            .is_err_and(|e| e.is_incomplete()));
     }
 
     #[test]
