@@ -189,17 +189,11 @@ fn unauthenticated_requests_are_held_to_small_limits() {
     c.roundtrip(&resp(&[b"STRLEN", b"k"]), b":1048576\r\n");
 
     // Binary: a body over 16 KiB before AUTH is a protocol error; after AUTH it is not.
-    let read_frame = |c: &mut common::RawClient| {
-        let mut frame = c.read_exact(binary::HEADER_LEN);
-        let body_len = u32::from_le_bytes(frame[8..12].try_into().unwrap()) as usize;
-        frame.extend(c.read_exact(body_len));
-        frame
-    };
     let mut c = server.connect();
     let mut request = Vec::new();
     binary::encode_set(&mut request, 1, b"bk", &bigger, None, SetCondition::Always).unwrap();
     c.send(&request[..binary::HEADER_LEN]);
-    let refused = read_frame(&mut c);
+    let refused = c.read_binary_frame();
     let refused = parse_response(&refused).unwrap();
     assert_eq!(
         (refused.request_id, refused.status),
@@ -213,7 +207,7 @@ fn unauthenticated_requests_are_held_to_small_limits() {
     binary::encode_set(&mut request, 2, b"bk", &bigger, None, SetCondition::Always).unwrap();
     c.send(&request);
     for id in [1, 2] {
-        let reply = read_frame(&mut c);
+        let reply = c.read_binary_frame();
         let reply = parse_response(&reply).unwrap();
         assert_eq!((reply.request_id, reply.status), (id, Status::Ok));
     }
@@ -262,21 +256,15 @@ fn binary_protocol_on_the_same_port() {
     binary::encode_get(&mut request, 2, b"bk").unwrap();
     binary::encode_ttl(&mut request, 3, b"bk").unwrap();
     c.send(&request);
-    let read_frame = |c: &mut common::RawClient| {
-        let mut frame = c.read_exact(binary::HEADER_LEN);
-        let body_len = u32::from_le_bytes(frame[8..12].try_into().unwrap()) as usize;
-        frame.extend(c.read_exact(body_len));
-        frame
-    };
-    let set = read_frame(&mut c);
+    let set = c.read_binary_frame();
     assert_eq!(parse_response(&set).unwrap().status, Status::Ok);
-    let get = read_frame(&mut c);
+    let get = c.read_binary_frame();
     let get = parse_response(&get).unwrap();
     assert_eq!(
         (get.request_id, get.status, get.value()),
         (2, Status::Ok, &b"bv"[..])
     );
-    let ttl = read_frame(&mut c);
+    let ttl = c.read_binary_frame();
     let ttl = parse_response(&ttl).unwrap().integer().unwrap();
     assert!((59_000..=60_000).contains(&ttl), "{ttl}");
 }

@@ -113,6 +113,14 @@ impl RawClient {
         buf
     }
 
+    /// Reads one binary response frame: its header, then the body its length field announces.
+    pub fn read_binary_frame(&mut self) -> Vec<u8> {
+        let mut frame = self.read_exact(flin_net::binary::HEADER_LEN);
+        let body_len = u32::from_le_bytes(frame[8..12].try_into().unwrap()) as usize;
+        frame.extend(self.read_exact(body_len));
+        frame
+    }
+
     /// Sends `request` and asserts that the reply is exactly `expected`.
     pub fn roundtrip(&mut self, request: &[u8], expected: &[u8]) {
         self.send(request);
