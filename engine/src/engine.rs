@@ -1522,6 +1522,9 @@ impl Inner {
         if !segment.is_durably_sealed() {
             // After a failed flush nothing is flushed again (decision 10).
             self.check_writable()?;
+            // Nothing writes this segment any more: its page-table entries can go before the
+            // flush, which then sends no TLB-shootdown interrupt per page to the writer's core.
+            segment.drop_page_entries(segment.published());
             let sealed = segment
                 .flush_range(0, segment.published())
                 .and_then(|_| segment.truncate_to_published())

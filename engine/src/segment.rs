@@ -261,6 +261,18 @@ impl Segment {
             .populate_write(from, to.min(self.capacity()) - from)
     }
 
+    /// Drops the mapping's page-table entries for bytes `[0, to)` of a file segment before its
+    /// final flush, so writeback need not write-protect them one by one (see
+    /// `Mapping::drop_file_page_entries`). The bytes stay readable. Nothing for a segment
+    /// without a file (memory mode), whose anonymous memory would be lost.
+    pub fn drop_page_entries(&self, to: usize) {
+        if self.file.is_none() || to == 0 {
+            return;
+        }
+        // An optimisation only: on failure the flush write-protects the entries itself.
+        let _ = self.map.drop_file_page_entries(0, to.min(self.capacity()));
+    }
+
     /// Flushes bytes `[from, to)` of the mapping to the file and waits for the disk.
     pub fn flush_range(&self, from: usize, to: usize) -> Result<()> {
         if self.file.is_none() || to <= from {
