@@ -152,10 +152,17 @@ pub struct MultiState {
     pub queued: Vec<Vec<Vec<u8>>>,
     /// A command was refused while queuing: EXEC must answer EXECABORT.
     pub aborted: bool,
+    /// Memory the queue holds: every argument's bytes plus its `Vec` header, and each
+    /// command's argument vector (checked against `MULTI_QUEUED_BYTES_MAX`).
+    pub queued_bytes: usize,
 }
 
 /// Limit on commands queued in one MULTI, so a client cannot grow the server without bound.
 pub const MULTI_QUEUED_MAX: usize = 1 << 20;
+
+/// Limit on the memory one MULTI's queue holds (1 GiB, the size of the largest request): the
+/// count limit alone let a client queue a million commands of 512 MiB each.
+pub const MULTI_QUEUED_BYTES_MAX: usize = 1 << 30;
 
 /// A WATCHed key: its engine version when watched (`None`: absent) and its touch stamp.
 #[derive(Debug)]

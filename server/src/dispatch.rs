@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use flin_net::Action;
 
 use crate::cmd::{self, Command};
-use crate::context::{Call, MultiState, Session, Shared, MULTI_QUEUED_MAX};
+use crate::context::{Call, MultiState, Session, Shared, MULTI_QUEUED_BYTES_MAX, MULTI_QUEUED_MAX};
 use crate::frame::Frame;
 
 /// Bytes of the unknown-command message's argument list, as in Redis.
@@ -39,7 +39,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
             command.name,
             "exec" | "discard" | "multi" | "watch" | "quit"
         ) {
-            return (queue(multi, args), Action::Continue);
+            return (queue(multi, args, MULTI_QUEUED_BYTES_MAX), Action::Continue);
         }
     }
     let reply = {
@@ -88,13 +88,24 @@ fn abort_exec(session: &mut Session, refusal: Frame) -> Frame {
     ))
 }
 
-fn queue(multi: &mut MultiState, args: &[&[u8]]) -> Frame {
+/// Queues a command for EXEC, or refuses it (and dooms the EXEC) when the queue would pass
+/// `MULTI_QUEUED_MAX` commands or `max_bytes` of memory.
+fn queue(multi: &mut MultiState, args: &[&[u8]], max_bytes: usize) -> Frame {
     if multi.queued.len() >= MULTI_QUEUED_MAX {
         multi.aborted = true;
         return Frame::error(format!(
             "ERR MULTI holds at most {MULTI_QUEUED_MAX} commands"
         ));
     }
+    let header = std::mem::size_of::<Vec<u8>>();
+    let bytes = header + args.iter().map(|arg| arg.len() + header).sum::<usize>();
+    if multi.queued_bytes + bytes > max_bytes {
+        multi.aborted = true;
+        return Frame::error(format!(
+            "ERR MULTI holds at most {max_bytes} bytes of queued commands"
+        ));
+    }
+    multi.queued_bytes += bytes;
     multi
         .queued
         .push(args.iter().map(|arg| arg.to_vec()).collect());
@@ -134,6 +145,35 @@ fn unknown_command(args: &[&[u8]]) -> Frame {
 mod tests {
     use crate::cmd::test_support::*;
     use crate::config::Options;
+
+    #[test]
+    fn a_multi_queue_is_capped_in_bytes_and_the_refusal_dooms_exec() {
+        use super::queue;
+        use crate::context::MultiState;
+        use crate::frame::Frame;
+        let mut multi = MultiState::default();
+        let value = vec![b'v'; 1000];
+        let args: [&[u8]; 3] = [b"SET", b"k", &value];
+        // 1,004 bytes of arguments and 4 Vec headers (the 3 arguments and the command).
+        let per_command = 1004 + 4 * std::mem::size_of::<Vec<u8>>();
+        let limit = 3 * per_command;
+        for _ in 0..3 {
+            assert_eq!(
+                queue(&mut multi, &args, limit),
+                Frame::Simple("QUEUED".into())
+            );
+        }
+        assert_eq!(multi.queued_bytes, limit);
+        assert!(!multi.aborted);
+        assert_eq!(
+            queue(&mut multi, &[b"PING"], limit),
+            Frame::error(format!(
+                "ERR MULTI holds at most {limit} bytes of queued commands"
+            ))
+        );
+        assert!(multi.aborted);
+        assert_eq!(multi.queued.len(), 3);
+    }
 
     #[test]
     fn unknown_command_and_arity_errors_match_redis() {
