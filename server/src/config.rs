@@ -39,6 +39,9 @@ pub struct Options {
     /// Disconnect a client whose unsent replies pass this many bytes (Redis's hard
     /// client-output-buffer limit).
     pub output_buffer_limit_bytes: usize,
+    /// Most bytes of incomplete requests buffered over all connections; 0 = no limit beyond
+    /// each connection's own (1 GiB).
+    pub max_request_memory_bytes: usize,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             timeout_seconds: 0,
             request_timeout_seconds: flin_net::DEFAULT_REQUEST_TIMEOUT.as_secs(),
             output_buffer_limit_bytes: flin_net::DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
+            max_request_memory_bytes: 0,
         }
     }
 }
@@ -97,6 +101,10 @@ FLAGS:
     --output-buffer-limit <BYTES>
                            disconnect a client whose unsent replies pass this size (default
                            268435456 = 256 MiB)
+    --max-request-memory <BYTES>
+                           most bytes of incomplete requests buffered over all connections;
+                           the client whose read passes it gets an error and is closed
+                           (default 0: no total limit, each request at most 1 GiB)
     --node-id <ID>         this node's name, shown by INFO (default flin-0)
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
@@ -171,6 +179,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 if options.output_buffer_limit_bytes == 0 {
                     return Err("--output-buffer-limit: must be at least 1".into());
                 }
+            }
+            "--max-request-memory" => {
+                options.max_request_memory_bytes = parse_number(&flag, &value(&flag)?)?
             }
             "--threads" => {
                 options.threads = parse_number(&flag, &value(&flag)?)?;
@@ -248,6 +259,8 @@ mod tests {
             "--request-timeout=5",
             "--output-buffer-limit",
             "1048576",
+            "--max-request-memory",
+            "4096",
         ])
         .unwrap() else {
             panic!("expected Run")
@@ -264,6 +277,7 @@ mod tests {
             ),
             (30, 5, 1 << 20)
         );
+        assert_eq!(options.max_request_memory_bytes, 4096);
         assert_eq!(
             parse(&["--compaction-interval-ms", "5"]).unwrap_err(),
             "--compaction-interval-ms: must be at least 10"

@@ -42,6 +42,8 @@ pub fn run(options: Options) -> Result<(), String> {
     server_config.idle_timeout = seconds(options.timeout_seconds);
     server_config.request_timeout = seconds(options.request_timeout_seconds);
     server_config.output_buffer_limit_bytes = options.output_buffer_limit_bytes;
+    server_config.max_request_memory_bytes =
+        (options.max_request_memory_bytes > 0).then_some(options.max_request_memory_bytes);
     let server = Server::bind(server_config, Arc::new(KvService::new(shared)))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
     // One line, flushed at once: tests and operators read the bound address from it.

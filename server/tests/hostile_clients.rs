@@ -45,16 +45,22 @@ struct Watched {
 
 impl Watched {
     fn start() -> Watched {
+        Watched::start_with(&[])
+    }
+
+    /// `start` with more server flags.
+    fn start_with(extra: &[&str]) -> Watched {
         let dir = tempfile::tempdir().unwrap();
-        let server = ServerGuard::start(
-            dir.path(),
-            &[
-                "--request-timeout",
-                &REQUEST_TIMEOUT_SECONDS.to_string(),
-                "--output-buffer-limit",
-                &OUTPUT_LIMIT_BYTES.to_string(),
-            ],
-        );
+        let timeout = REQUEST_TIMEOUT_SECONDS.to_string();
+        let output_limit = OUTPUT_LIMIT_BYTES.to_string();
+        let mut flags = vec![
+            "--request-timeout",
+            &timeout,
+            "--output-buffer-limit",
+            &output_limit,
+        ];
+        flags.extend_from_slice(extra);
+        let server = ServerGuard::start(dir.path(), &flags);
         let stop = Arc::new(AtomicBool::new(false));
         let addr = server.addr;
         let flag = Arc::clone(&stop);
@@ -317,5 +323,48 @@ fn a_client_that_never_reads_is_cut_at_the_output_limit() {
         cut = total < asked;
     }
     assert!(cut, "the server kept answering a client that never read");
+    watched.finish();
+}
+
+/// With `--max-request-memory`, incomplete requests are capped over all connections: three
+/// clients each send 3 MiB of a 4 MiB SET and stop; the first two fit under 8 MiB, the third
+/// passes it and is answered with an error and closed, and the first two then finish their
+/// requests normally.
+#[test]
+fn incomplete_requests_of_all_clients_are_capped_in_total() {
+    const LIMIT_BYTES: usize = 8 << 20;
+    let limit = LIMIT_BYTES.to_string();
+    let watched = Watched::start_with(&["--max-request-memory", &limit]);
+    let header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4194304\r\n";
+    let part = vec![b'x'; 3 << 20];
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let mut client = watched.connect();
+        client.write_all(header).unwrap();
+        client.write_all(&part).unwrap();
+        started.push(client);
+        // Let the server read it all before the next client comes.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut third = watched.connect();
+    third
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The server stops reading it once it is refused, so the write may fail: the reply says.
+    let _ = third.write_all(header).and_then(|_| third.write_all(&part));
+    let refused = read_until_closed(&mut third);
+    let expected = format!(
+        "-ERR Protocol error: incomplete requests of all clients passed the server's limit of \
+         {LIMIT_BYTES} bytes (--max-request-memory)\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&refused), expected);
+    // The two that fitted finish their SETs.
+    for mut client in started {
+        client.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        client.write_all(b"\r\n").unwrap();
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"+OK\r\n");
+    }
     watched.finish();
 }

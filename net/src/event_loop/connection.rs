@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -80,6 +81,9 @@ pub(super) struct Connection<T> {
     /// When the first byte of the incomplete request at the front of the buffer arrived
     /// (`None`: no partial request buffered): for the request timeout.
     partial_request_since: Option<Instant>,
+    /// Unhandled bytes this connection last added to the server-wide count of incomplete
+    /// requests (`Shared::request_bytes`; kept only under `max_request_memory_bytes`).
+    accounted_request_bytes: usize,
 }
 
 impl<T> Connection<T> {
@@ -97,7 +101,37 @@ impl<T> Connection<T> {
             wants_writable: false,
             last_received_at: Instant::now(),
             partial_request_since: None,
+            accounted_request_bytes: 0,
         }
+    }
+
+    /// Brings this connection's share of `total` (bytes of incomplete requests over all
+    /// connections) up to date and returns the new total.
+    pub(super) fn account_request_bytes(&mut self, total: &AtomicUsize) -> usize {
+        let now = if self.closing {
+            0
+        } else {
+            self.read_buf.len() - self.read_start
+        };
+        let before = std::mem::replace(&mut self.accounted_request_bytes, now);
+        if now >= before {
+            total.fetch_add(now - before, Ordering::Relaxed) + (now - before)
+        } else {
+            total.fetch_sub(before - now, Ordering::Relaxed) - (before - now)
+        }
+    }
+
+    /// Takes this connection's share out of `total` (it is closing).
+    pub(super) fn release_request_bytes(&mut self, total: &AtomicUsize) {
+        let before = std::mem::take(&mut self.accounted_request_bytes);
+        if before > 0 {
+            total.fetch_sub(before, Ordering::Relaxed);
+        }
+    }
+
+    /// An incomplete request is buffered (and the connection still reads).
+    pub(super) fn holds_partial_request(&self) -> bool {
+        !self.closing && self.read_start < self.read_buf.len()
     }
 
     /// Whether the connection is past its idle or request timeout at `now`.
@@ -127,13 +161,18 @@ impl<T> Connection<T> {
     /// Answers a request that did not arrive in time with a protocol error; the connection
     /// closes once it is sent.
     pub(super) fn refuse_slow_request(&mut self, after: Duration) {
-        let message = format!(
+        self.refuse(&format!(
             "Protocol error: request not complete after {} s",
             after.as_secs_f64()
-        );
+        ));
+    }
+
+    /// Answers the incomplete request at the front with `message` (a protocol error in the
+    /// connection's protocol) and stops reading; the connection closes once it is sent.
+    pub(super) fn refuse(&mut self, message: &str) {
         match self.protocol {
             Some(Protocol::Binary) => {
-                binary::encode_error(&mut self.out, 0, 0, Status::ProtocolError, &message)
+                binary::encode_error(&mut self.out, 0, 0, Status::ProtocolError, message)
             }
             _ => Reply::new(&mut self.out, RespVersion::Resp2).error(&format!("ERR {message}")),
         }

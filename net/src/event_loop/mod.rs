@@ -111,6 +111,10 @@ pub struct ServerConfig {
     /// A request still incomplete this long after its first byte arrived closes its
     /// connection with a protocol error; `None` waits for ever.
     pub request_timeout: Option<Duration>,
+    /// Most bytes of incomplete requests buffered over all connections; the connection whose
+    /// read passes it, if it holds an incomplete request, is answered with an error and
+    /// closed. `None` (the default): each connection is bounded by `max_request_bytes` only.
+    pub max_request_memory_bytes: Option<usize>,
 }
 
 impl ServerConfig {
@@ -125,6 +129,7 @@ impl ServerConfig {
             max_request_bytes: crate::resp::MAX_FRAME_BYTES,
             idle_timeout: None,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            max_request_memory_bytes: None,
         }
     }
 
@@ -204,6 +209,7 @@ impl Server {
             config,
             client_count: AtomicUsize::new(0),
             next_conn_id: AtomicU64::new(1),
+            request_bytes: AtomicUsize::new(0),
         });
         let mut loops: Vec<LoopRunner> = Vec::with_capacity(threads);
         for (poll, listener) in polls.into_iter().zip(listeners) {
@@ -282,6 +288,9 @@ struct Shared {
     client_count: AtomicUsize,
     /// Source of connection ids, unique over the process.
     next_conn_id: AtomicU64,
+    /// Bytes of incomplete requests buffered over all loops; kept only when
+    /// `max_request_memory_bytes` is set.
+    request_bytes: AtomicUsize,
 }
 
 struct EventLoop<S: Service> {
@@ -414,6 +423,15 @@ impl<S: Service> EventLoop<S> {
             // Replies (old and new) are written in `finish_iteration`, after
             // `before_reply_flush`: none may leave before its write is durable.
             let outcome = connection.read_and_handle(&*self.service, &mut self.scratch, limit);
+            if let Some(max) = self.shared.config.max_request_memory_bytes {
+                let total = connection.account_request_bytes(&self.shared.request_bytes);
+                if total > max && connection.holds_partial_request() {
+                    connection.refuse(&format!(
+                        "Protocol error: incomplete requests of all clients passed the \
+                         server's limit of {max} bytes (--max-request-memory)"
+                    ));
+                }
+            }
             if outcome.read_budget_used {
                 self.deferred_reads.push(slot);
             }
@@ -487,6 +505,7 @@ impl<S: Service> EventLoop<S> {
 
     fn close(&mut self, slot: usize) {
         if let Some(mut connection) = self.connections[slot].take() {
+            connection.release_request_bytes(&self.shared.request_bytes);
             let _ = self.poll.registry().deregister(connection.stream_mut());
             self.service.on_close(connection.session_mut());
             self.free_slots.push(slot);
