@@ -108,25 +108,27 @@ impl<T> Connection<T> {
     /// Brings this connection's share of `total` (bytes of incomplete requests over all
     /// connections) up to date and returns the new total.
     pub(super) fn account_request_bytes(&mut self, total: &AtomicUsize) -> usize {
-        let now = if self.closing {
+        let unhandled = if self.closing {
             0
         } else {
             self.read_buf.len() - self.read_start
         };
-        let before = std::mem::replace(&mut self.accounted_request_bytes, now);
-        if now >= before {
-            total.fetch_add(now - before, Ordering::Relaxed) + (now - before)
-        } else {
-            total.fetch_sub(before - now, Ordering::Relaxed) - (before - now)
-        }
+        self.share_request_bytes(total, unhandled)
     }
 
     /// Takes this connection's share out of `total` (it is closing).
     pub(super) fn release_request_bytes(&mut self, total: &AtomicUsize) {
-        let before = std::mem::take(&mut self.accounted_request_bytes);
-        if before > 0 {
-            total.fetch_sub(before, Ordering::Relaxed);
-        }
+        self.share_request_bytes(total, 0);
+    }
+
+    /// Sets this connection's share of `total` to `bytes`; returns the new total. The change
+    /// may be negative: added as a wrapped difference, which the atomic's wrapping add undoes.
+    fn share_request_bytes(&mut self, total: &AtomicUsize, bytes: usize) -> usize {
+        let before = std::mem::replace(&mut self.accounted_request_bytes, bytes);
+        let change = bytes.wrapping_sub(before);
+        total
+            .fetch_add(change, Ordering::Relaxed)
+            .wrapping_add(change)
     }
 
     /// An incomplete request is buffered (and the connection still reads).

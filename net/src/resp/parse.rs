@@ -119,9 +119,11 @@ impl Checker {
             self.check_inline(buf)
         };
         if !matches!(result, Err(Error::Incomplete)) {
-            let unauthenticated = self.unauthenticated;
-            *self = Checker::with_max_frame_bytes(self.max_frame_bytes);
-            self.unauthenticated = unauthenticated;
+            // Ready for the next frame; the limits stay as they are.
+            self.checked_bytes = 0;
+            self.args_left = 0;
+            self.argc = 0;
+            self.in_multibulk = false;
         }
         result
     }
