@@ -101,7 +101,7 @@ impl Wire {
             Protocol::Resp => {
                 let mut connection = RespConnection::open(addr)?;
                 if let Some(password) = password {
-                    connection.command(&[b"AUTH", password.as_bytes()]);
+                    resp::encode_command(&mut connection.out, &[b"AUTH", password.as_bytes()]);
                     if let Outcome::Refused(message) = connection.receive()? {
                         return Err(WireError(format!("AUTH refused: {message}")));
                     }
@@ -220,38 +220,27 @@ impl RespConnection {
     }
 
     fn queue(&mut self, op: &Op<'_>) {
+        let out = &mut self.out;
         match *op {
-            Op::Set { key, value } => self.command(&[b"SET", key, value]),
-            Op::Get { key } => self.command(&[b"GET", key]),
-            Op::Incr { key } => self.command(&[b"INCR", key]),
+            Op::Set { key, value } => resp::encode_command(out, &[b"SET", key, value]),
+            Op::Get { key } => resp::encode_command(out, &[b"GET", key]),
+            Op::Incr { key } => resp::encode_command(out, &[b"INCR", key]),
             Op::MSet { keys, value } => {
-                self.array_header(1 + 2 * keys.len());
-                self.bulk(b"MSET");
+                resp::encode_array_header(out, 1 + 2 * keys.len());
+                resp::encode_bulk(out, b"MSET");
                 for key in keys {
-                    self.bulk(key);
-                    self.bulk(value);
+                    resp::encode_bulk(out, key);
+                    resp::encode_bulk(out, value);
                 }
             }
             Op::MGet { keys } => {
-                self.array_header(1 + keys.len());
-                self.bulk(b"MGET");
+                resp::encode_array_header(out, 1 + keys.len());
+                resp::encode_bulk(out, b"MGET");
                 for key in keys {
-                    self.bulk(key);
+                    resp::encode_bulk(out, key);
                 }
             }
         }
-    }
-
-    fn command(&mut self, args: &[&[u8]]) {
-        resp::encode_command(&mut self.out, args);
-    }
-
-    fn array_header(&mut self, len: usize) {
-        resp::encode_array_header(&mut self.out, len);
-    }
-
-    fn bulk(&mut self, bytes: &[u8]) {
-        resp::encode_bulk(&mut self.out, bytes);
     }
 
     fn flush(&mut self) -> io::Result<()> {
