@@ -15,9 +15,10 @@
 //!   flushed apart from what was only written, loses power at a chosen operation, and builds
 //!   the image a machine would boot from. (`unsafe`: its page-cache buffers.)
 //! - `index`: the sharded Robin Hood hash index, key -> (segment, offset, expiry), 16 B a slot.
-//! - `engine`: [`Engine`]: the write path (writer lock, append, index update, group commit),
-//!   reads, [`Txn`] (decide under the writer lock, then append: the seam replication will use),
-//!   scans, background flush/compaction/expiry threads.
+//! - `engine/`: [`Engine`] and the state behind it, a module per concern: `config`, `batch` (the
+//!   typed list of writes), `table` (segments by slot), `write` (writer lock, append, index update,
+//!   rotation), `read`, `txn` ([`Txn`]: decide under the writer lock, then append), `sync` (group
+//!   commit), `seal` (the sealer thread), `maintenance` (expiry and compaction threads).
 //! - `recovery`: open a directory: finish an interrupted compaction, hint files or full scans,
 //!   torn-tail truncation, highest-seq-wins index rebuild.
 //! - `compaction`: merge sealed segments, hint files, the manifest-driven atomic swap.

@@ -1,0 +1,556 @@
+//! The engine: [`Engine`], a handle shared by every thread, over [`Inner`], the state behind it.
+//!
+//! # Layout
+//! - `config`: [`Config`] and its parts (durability, storage, clock, logger, compaction).
+//! - `batch`: [`WriteBatch`], the typed list of writes applied as one record, and its encoding.
+//! - `table`: [`SegmentTable`], the segments in use by slot.
+//! - `write`: the write path (append under the writer lock, index update, rotation).
+//! - `read`: lookups, multi-key reads, scans.
+//! - `txn`: [`Txn`], reads that see a transaction's own writes.
+//! - `sync`: group commit and the once-a-second flush.
+//! - `seal`: the sealer thread (seal full segments, prefault new ones).
+//! - `maintenance`: background threads, active expiry, compaction's schedule.
+
+mod batch;
+mod config;
+mod maintenance;
+mod read;
+mod seal;
+mod sync;
+mod table;
+mod txn;
+mod write;
+
+pub(crate) use batch::{OpView, WriteOp};
+pub use batch::{WriteBatch, BATCH_OPS_MAX};
+pub use config::{
+    Clock, CompactionConfig, Config, Durability, Logger, ManualClock, Storage, SystemClock,
+    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+pub(crate) use table::SegmentTable;
+pub use txn::{Committed, Txn};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::backend::{Backend, DirLock};
+use crate::compaction::{self, CompactionReport};
+use crate::error::{Error, Result};
+use crate::format::Namespace;
+use crate::index::{Index, SHARD_COUNT};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{Segment, SegmentWriter};
+
+/// A value read from the engine, borrowed from the mapping for the duration of a callback.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueRef<'a> {
+    pub value: &'a [u8],
+    /// Absolute expiry in ms since the epoch; 0 = none.
+    pub expiry_ms: u64,
+}
+
+/// An owned value with its expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub value: Vec<u8>,
+    pub expiry_ms: u64,
+}
+
+/// Counters for INFO and the benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub keys: u64,
+    pub segments: u64,
+    pub log_bytes: u64,
+    pub dead_bytes: u64,
+    pub index_bytes: u64,
+    pub last_seq: u64,
+    pub durable_seq: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub compaction_reclaimed_bytes: u64,
+    pub expired_keys_reclaimed: u64,
+}
+
+pub(crate) struct Writer {
+    pub active: SegmentWriter,
+    pub next_seq: u64,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Every record with seq <= this is on disk.
+    durable_seq: u64,
+    /// A thread is flushing; others wait for it instead of flushing again.
+    flushing: bool,
+    /// How far the active segment has been flushed: (segment id, offset).
+    flushed_segment_id: u64,
+    flushed_offset: usize,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    /// The filesystem or the simulated disk: every file operation goes through it.
+    pub backend: Backend,
+    pub dir: Option<PathBuf>,
+    _lock: Option<DirLock>,
+    pub index: Index,
+    pub segments: RwLock<SegmentTable>,
+    pub writer: Mutex<Writer>,
+    sync: Mutex<SyncState>,
+    sync_done: Condvar,
+    poison: Mutex<Option<String>>,
+    poisoned: AtomicBool,
+    pub next_segment_id: AtomicU64,
+    /// Highest seq appended and visible to readers.
+    pub last_seq: AtomicU64,
+    /// Keys in the index per namespace tag (expired ones included until reclaimed).
+    pub key_counts: [AtomicU64; 8],
+    writes: AtomicU64,
+    flushes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub reclaimed_bytes: AtomicU64,
+    pub expired_reclaimed: AtomicU64,
+    /// A sealed log segment waiting for the sealer thread to flush, truncate and remap it (at
+    /// most one: a rotation finishes an earlier one itself if the sealer has not yet).
+    seal_pending: Mutex<Option<Arc<Segment>>>,
+    /// A new active segment whose pages the sealer thread should fault in ahead of the writer
+    /// (set under `seal_pending`'s lock, so the sealer's wait cannot miss it).
+    prefault_wanted: Mutex<Option<Arc<Segment>>>,
+    /// Wakes the sealer thread.
+    seal_wanted: Condvar,
+    /// Held while a segment is being sealed, by the sealer thread or a rotation.
+    seal_lock: Mutex<()>,
+    /// Only one compaction at a time.
+    pub compaction_lock: Mutex<()>,
+    /// Set when a compaction failed after committing its manifest.
+    pub compaction_disabled: AtomicBool,
+    shutdown: Mutex<bool>,
+    shutdown_signal: Condvar,
+    recovery: RecoveryReport,
+}
+
+/// A handle to the engine; clone it freely across threads.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    _threads: Arc<BackgroundThreads>,
+}
+
+struct BackgroundThreads {
+    inner: Arc<Inner>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for BackgroundThreads {
+    fn drop(&mut self) {
+        *self.inner.shutdown.lock().expect("shutdown lock") = true;
+        self.inner.shutdown_signal.notify_all();
+        self.inner.seal_wanted.notify_all();
+        for handle in self.handles.lock().expect("handles lock").drain(..) {
+            let _ = handle.join();
+        }
+        // Last flush on a clean close, whatever the policy.
+        let _ = self.inner.flush();
+    }
+}
+
+/// The key's hash: xxh3 of the key seeded with the namespace, so equal keys in two namespaces
+/// land in unrelated places.
+pub(crate) fn key_hash(namespace_tag: u8, key: &[u8]) -> u64 {
+    xxh3_64_with_seed(key, namespace_tag as u64)
+}
+
+impl Engine {
+    /// Opens (recovering) or creates the engine.
+    pub fn open(config: Config) -> Result<Engine> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&config.segment_bytes) {
+            return Err(Error::Invalid(format!(
+                "segment size {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
+                config.segment_bytes
+            )));
+        }
+        let (backend, dir) = match &config.storage {
+            Storage::Memory => (Backend::Os, None),
+            Storage::Directory(path) => (Backend::Os, Some(path.clone())),
+            Storage::Simulated { disk, dir } => (Backend::Sim(disk.clone()), Some(dir.clone())),
+        };
+        let lock = match &dir {
+            Some(path) => {
+                backend
+                    .create_dir_all(path)
+                    .map_err(|e| Error::io(path, "create data directory", e))?;
+                Some(backend.lock_dir(path)?)
+            }
+            None => None,
+        };
+        let recovered = recovery::recover(&config, &backend, dir.as_deref())?;
+        recovered.index.publish_segments(&recovered.segments);
+        let inner = Arc::new(Inner {
+            backend,
+            dir,
+            _lock: lock,
+            index: recovered.index,
+            segments: RwLock::new(recovered.segments),
+            writer: Mutex::new(Writer {
+                active: recovered.active,
+                next_seq: recovered.last_seq + 1,
+            }),
+            sync: Mutex::new(SyncState {
+                durable_seq: recovered.last_seq,
+                ..SyncState::default()
+            }),
+            sync_done: Condvar::new(),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            next_segment_id: AtomicU64::new(recovered.next_segment_id),
+            last_seq: AtomicU64::new(recovered.last_seq),
+            key_counts: Default::default(),
+            writes: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            reclaimed_bytes: AtomicU64::new(0),
+            expired_reclaimed: AtomicU64::new(0),
+            seal_pending: Mutex::new(None),
+            prefault_wanted: Mutex::new(None),
+            seal_wanted: Condvar::new(),
+            seal_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
+            compaction_disabled: AtomicBool::new(false),
+            shutdown: Mutex::new(false),
+            shutdown_signal: Condvar::new(),
+            recovery: recovered.report,
+            config,
+        });
+        for (tag, count) in recovered.key_counts.iter().enumerate() {
+            inner.key_counts[tag].store(*count, Ordering::Relaxed);
+        }
+        let threads = Arc::new(BackgroundThreads {
+            inner: inner.clone(),
+            handles: Mutex::new(Vec::new()),
+        });
+        if inner.config.background_sealing {
+            // In memory mode it only prefaults: memory segments need no seal.
+            let worker = inner.clone();
+            let active = worker.lock_writer().active.segment.clone();
+            worker.request_prefault(active);
+            threads.spawn("flin-seal", move || worker.seal_in_background());
+        }
+        if inner.dir.is_some() && inner.config.durability == Durability::EverySec {
+            let worker = inner.clone();
+            threads.spawn("flin-flush", move || worker.flush_every_second());
+        }
+        if inner.config.compaction.background {
+            let worker = inner.clone();
+            threads.spawn("flin-compact", move || worker.background_maintenance());
+        }
+        Ok(Engine {
+            inner,
+            _threads: threads,
+        })
+    }
+
+    /// What recovery found when this engine opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Reads a key's value inside `read` without copying it. `read` runs while a shard lock is
+    /// held: keep it short (copy the bytes out or encode a reply).
+    pub fn get_with<R>(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
+        self.inner.get_with(namespace, key, read)
+    }
+
+    /// Reads many keys of one namespace, calling `read(i, value)` for each `keys[i]` in order
+    /// (`None`: absent or expired). Much faster per key than as many `get_with` calls when the
+    /// keys are spread over a large index: lookups go in groups whose memory accesses overlap
+    /// (MGET uses it). `read` runs while shard locks are held: keep it short. On a corrupt
+    /// record it returns the error, having called `read` for the keys before it.
+    pub fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+        read: impl FnMut(usize, Option<ValueRef<'_>>),
+    ) -> Result<()> {
+        self.inner.get_many_with(namespace, keys, read)
+    }
+
+    /// A key's value and expiry, copied.
+    pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
+        self.get_with(namespace, key, |v| Value {
+            value: v.value.to_vec(),
+            expiry_ms: v.expiry_ms,
+        })
+    }
+
+    /// Whether a live (unexpired) key exists.
+    pub fn contains(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        Ok(self.inner.lookup(namespace, key).is_some())
+    }
+
+    /// A key's expiry (0 = none), or `None` if the key does not exist.
+    pub fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self
+            .inner
+            .lookup(namespace, key)
+            .map(|slot| slot.expiry_ms()))
+    }
+
+    /// The seq of the record that holds the key now, or `None` if it does not exist: changes
+    /// whenever the key is written (WATCH compares it).
+    pub fn version(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self.inner.version_at(namespace, key, None))
+    }
+
+    /// Sets a key; durable per the policy when this returns.
+    pub fn put(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        value: &[u8],
+        expiry_ms: u64,
+    ) -> Result<u64> {
+        let put = [OpView {
+            namespace,
+            key,
+            put: Some((value, expiry_ms)),
+        }];
+        let seq = self.inner.append(&mut self.inner.lock_writer(), &put)?;
+        self.wait_durable(Some(seq))?;
+        Ok(seq)
+    }
+
+    /// Removes a key; returns whether it existed. Writes nothing if it did not.
+    pub fn delete(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        let committed = self.transaction(|txn| Ok(txn.delete(namespace, key)))?;
+        self.wait_durable(committed.seq)?;
+        Ok(committed.value)
+    }
+
+    /// Applies a batch atomically; durable per the policy when this returns.
+    pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
+        let seq = self.write_unsynced(batch)?;
+        self.wait_durable(Some(seq))?;
+        Ok(seq)
+    }
+
+    /// Applies a batch atomically and returns its seq without waiting for the flush: call
+    /// `wait_durable` before acknowledging it (the server does so once per pipeline).
+    pub fn write_unsynced(&self, batch: &WriteBatch) -> Result<u64> {
+        if batch.is_empty() {
+            return Err(Error::Invalid("empty batch".into()));
+        }
+        let ops = batch.views();
+        let mut writer = self.inner.lock_writer();
+        self.inner.append(&mut writer, &ops)
+    }
+
+    /// Runs `decide` with the writer lock held: it reads the current state, decides, and queues
+    /// writes, which commit as one atomic record when it returns `Ok`. This is the seam where a
+    /// command turns into a log record (replication will sit between decide and apply). Does not
+    /// wait for durability: pass the returned seq to `wait_durable`.
+    pub fn transaction<R>(
+        &self,
+        decide: impl FnOnce(&mut Txn<'_>) -> Result<R>,
+    ) -> Result<Committed<R>> {
+        let mut writer = self.inner.lock_writer();
+        let mut txn = Txn {
+            inner: &self.inner,
+            batch: WriteBatch::new(),
+            overlay: std::cell::OnceCell::new(),
+            now_ms: self.inner.config.clock.now_ms(),
+        };
+        let value = decide(&mut txn)?;
+        let seq = if txn.batch.is_empty() {
+            None
+        } else {
+            Some(self.inner.append(&mut writer, &txn.batch.views())?)
+        };
+        Ok(Committed { value, seq })
+    }
+
+    /// Waits until `seq` is durable if the policy is `always`; returns at once otherwise.
+    pub fn wait_durable(&self, seq: Option<u64>) -> Result<()> {
+        match seq {
+            Some(seq) if self.inner.config.durability == Durability::Always => {
+                self.inner.sync_to(seq)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Flushes everything written so far, whatever the policy.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Highest seq written (visible to readers).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Highest seq known to be on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.inner.sync.lock().expect("sync lock").durable_seq
+    }
+
+    /// Keys in a namespace (expired keys count until they are reclaimed, as in Redis's DBSIZE).
+    pub fn len(&self, namespace: Namespace) -> u64 {
+        self.inner.key_counts[namespace.tag() as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self, namespace: Namespace) -> bool {
+        self.len(namespace) == 0
+    }
+
+    /// One step of a key scan: up to about `count` live keys of `namespace` and the cursor to
+    /// continue from (0 when the scan is complete). Like Redis's SCAN, a key present for the
+    /// whole scan is returned at least once, even if the index grows in between.
+    pub fn scan(
+        &self,
+        namespace: Namespace,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        self.inner.scan(namespace, cursor, count.max(1))
+    }
+
+    /// A live key of `namespace` picked from a random spot (`seed` picks the spot).
+    pub fn random_key(&self, namespace: Namespace, seed: u64) -> Result<Option<Vec<u8>>> {
+        let start_shard = (seed as usize) % SHARD_COUNT;
+        let mut cursor = (start_shard as u64) << 32;
+        let mut wrapped = false;
+        loop {
+            let (next, keys) = self.inner.scan(namespace, cursor, 1)?;
+            if let Some(key) = keys.into_iter().next() {
+                return Ok(Some(key));
+            }
+            if next == 0 {
+                if wrapped || start_shard == 0 {
+                    return Ok(None);
+                }
+                wrapped = true;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Every record with seq >= `from_seq`, in seq order (replication and streams read the log
+    /// this way). Records that compaction dropped (overwritten, deleted) are gone.
+    pub fn log_from(&self, from_seq: u64) -> crate::LogIter {
+        crate::log_iter::LogIter::new(&self.inner, from_seq)
+    }
+
+    /// Merges sealed segments whose garbage ratio passes `garbage_ratio_min` (0 merges every
+    /// sealed segment that has any dead bytes) now, on this thread.
+    pub fn compact(&self, garbage_ratio_min: f64) -> Result<CompactionReport> {
+        compaction::compact(&self.inner, garbage_ratio_min)
+    }
+
+    /// Removes expired keys from the index now (the background thread does this too).
+    pub fn reclaim_expired(&self) -> usize {
+        self.inner.reclaim_expired(0..SHARD_COUNT)
+    }
+
+    /// Writes hint files for sealed segments that lack one.
+    pub fn write_missing_hints(&self) -> Result<usize> {
+        compaction::write_missing_hints(&self.inner)
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let (segments, log_bytes, dead_bytes) = {
+            let table = inner.segments.read().expect("segment table lock");
+            table.all().fold((0, 0, 0), |(n, bytes, dead), s| {
+                (
+                    n + 1,
+                    bytes + s.published() as u64,
+                    dead + s.dead_bytes.load(Ordering::Relaxed),
+                )
+            })
+        };
+        Stats {
+            keys: inner
+                .key_counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+            segments,
+            log_bytes,
+            dead_bytes,
+            index_bytes: inner.index.memory_bytes() as u64,
+            last_seq: self.last_seq(),
+            durable_seq: self.durable_seq(),
+            writes: inner.writes.load(Ordering::Relaxed),
+            flushes: inner.flushes.load(Ordering::Relaxed),
+            compactions: inner.compactions.load(Ordering::Relaxed),
+            compaction_reclaimed_bytes: inner.reclaimed_bytes.load(Ordering::Relaxed),
+            expired_keys_reclaimed: inner.expired_reclaimed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes of memory the index uses.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.inner.index.memory_bytes()
+    }
+
+    /// The error that poisoned the engine, if any.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.poison.lock().expect("poison lock").clone()
+    }
+
+    /// Test hook: poisons the engine as a failed fsync would.
+    #[doc(hidden)]
+    pub fn poison_for_test(&self, reason: &str) {
+        self.inner.set_poison(reason.to_string());
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().expect("writer lock poisoned")
+    }
+
+    pub(crate) fn segments_read(&self) -> RwLockReadGuard<'_, SegmentTable> {
+        self.segments.read().expect("segment table lock poisoned")
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let reason = self
+                .poison
+                .lock()
+                .expect("poison lock")
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::Poisoned { reason });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_poison(&self, reason: String) {
+        let mut poison = self.poison.lock().expect("poison lock");
+        if poison.is_none() {
+            (self.config.logger)(&format!(
+                "engine poisoned, refusing writes from now on: {reason}"
+            ));
+            *poison = Some(reason);
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+}

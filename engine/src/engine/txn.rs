@@ -1,0 +1,151 @@
+//! [`Txn`]: reads that see a transaction's own queued writes, under the writer lock.
+
+use std::collections::HashMap;
+
+use super::{Inner, OpView, Value, WriteBatch, WriteOp, BATCH_OPS_MAX};
+use crate::error::{Error, Result};
+use crate::format::Namespace;
+
+/// The result of a transaction: what `decide` returned and the seq of the record written, if
+/// any.
+#[derive(Debug)]
+pub struct Committed<R> {
+    pub value: R,
+    pub seq: Option<u64>,
+}
+
+/// A transaction in progress (see `Engine::transaction`). Reads see the transaction's own
+/// writes.
+pub struct Txn<'a> {
+    pub(super) inner: &'a Inner,
+    pub(super) batch: WriteBatch,
+    /// Latest queued op per key, for read-your-writes; built by the first read of a
+    /// transaction that holds more than `OVERLAY_AFTER_OPS` writes (below that a linear scan is
+    /// cheaper than hashing), then kept up to date by every write. A transaction that only
+    /// writes (MSET) never builds it: hashing and copying each key again cost a quarter of the
+    /// server's CPU in a 100-key MSET benchmark (docs/benchmarks.md, issue 4).
+    pub(super) overlay: std::cell::OnceCell<HashMap<(Namespace, Vec<u8>), usize>>,
+    pub(super) now_ms: u64,
+}
+
+const OVERLAY_AFTER_OPS: usize = 16;
+
+impl Txn<'_> {
+    /// Index of the latest queued write of a key.
+    fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
+        let batch = &self.batch;
+        if batch.len() <= OVERLAY_AFTER_OPS && self.overlay.get().is_none() {
+            return (0..batch.len()).rev().find(|&at| {
+                let op = batch.op(at);
+                op.namespace == namespace && op.key == key
+            });
+        }
+        let overlay = self.overlay.get_or_init(|| {
+            (0..batch.len())
+                .map(|at| {
+                    let op = batch.op(at);
+                    ((op.namespace, op.key.to_vec()), at)
+                })
+                .collect()
+        });
+        overlay.get(&(namespace, key.to_vec())).copied()
+    }
+
+    /// A queued write's value and expiry, if it is a put still live at the transaction's time.
+    fn pending_value(&self, at: usize) -> Option<(&[u8], u64)> {
+        self.batch
+            .op(at)
+            .put
+            .filter(|&(_, expiry_ms)| expiry_ms == 0 || expiry_ms > self.now_ms)
+    }
+
+    /// The clock reading taken when the transaction started (all its expiry checks use it).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The key's current value, including this transaction's own writes; expired keys are
+    /// absent.
+    pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
+        if let Some(at) = self.pending_op(namespace, key) {
+            return Ok(self.pending_value(at).map(|(value, expiry_ms)| Value {
+                value: value.to_vec(),
+                expiry_ms,
+            }));
+        }
+        self.inner
+            .get_with_at(namespace, key, Some(self.now_ms), |v| Value {
+                value: v.value.to_vec(),
+                expiry_ms: v.expiry_ms,
+            })
+    }
+
+    /// Whether the key exists (seeing this transaction's writes).
+    pub fn contains(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        if let Some(at) = self.pending_op(namespace, key) {
+            return Ok(self.pending_value(at).is_some());
+        }
+        Ok(self
+            .inner
+            .lookup_at(namespace, key, Some(self.now_ms))
+            .is_some())
+    }
+
+    /// The key's version (see `Engine::version`) as committed before this transaction; keys
+    /// this transaction wrote report `None` for "changed".
+    pub fn version(&self, namespace: Namespace, key: &[u8]) -> Option<u64> {
+        if self.pending_op(namespace, key).is_some() {
+            return None;
+        }
+        self.inner.version_at(namespace, key, Some(self.now_ms))
+    }
+
+    /// Queues a put.
+    pub fn put(
+        &mut self,
+        namespace: Namespace,
+        key: &[u8],
+        value: &[u8],
+        expiry_ms: u64,
+    ) -> Result<()> {
+        OpView {
+            namespace,
+            key,
+            put: Some((value, expiry_ms)),
+        }
+        .validate()?;
+        self.push(namespace, key, value, Some(expiry_ms))
+    }
+
+    /// Queues a delete if the key exists; returns whether it did.
+    pub fn delete(&mut self, namespace: Namespace, key: &[u8]) -> bool {
+        if !self.contains(namespace, key).unwrap_or(false) {
+            return false;
+        }
+        self.push(namespace, key, &[], None).is_ok()
+    }
+
+    fn push(
+        &mut self,
+        namespace: Namespace,
+        key: &[u8],
+        value: &[u8],
+        expiry_ms: Option<u64>,
+    ) -> Result<()> {
+        if self.batch.len() >= BATCH_OPS_MAX {
+            return Err(Error::Invalid(format!(
+                "transaction exceeds {BATCH_OPS_MAX} writes"
+            )));
+        }
+        self.batch.push(namespace, key, value, expiry_ms);
+        if let Some(overlay) = self.overlay.get_mut() {
+            overlay.insert((namespace, key.to_vec()), self.batch.len() - 1);
+        }
+        Ok(())
+    }
+
+    /// Writes queued so far.
+    pub fn pending(&self) -> usize {
+        self.batch.len()
+    }
+}

@@ -1,0 +1,245 @@
+//! The write path: one writer at a time appends a group of writes as one record, points the
+//! index at it, and rotates to a new segment when the active one is full.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::batch::{encode_batch, encoded_len};
+use super::{key_hash, Inner, SegmentTable, WriteOp, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
+use crate::error::{Error, Result};
+use crate::format::{self, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::index::{Index, Location, Shard, Slot};
+use crate::recovery::{self, CreateError};
+use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
+
+impl Inner {
+    /// Appends a batch as one record (or a batch record) and updates the index. Caller holds
+    /// the writer lock.
+    pub(crate) fn append<O: WriteOp>(&self, writer: &mut Writer, ops: &[O]) -> Result<u64> {
+        self.check_writable()?;
+        if ops.is_empty() || ops.len() > BATCH_OPS_MAX {
+            return Err(Error::Invalid(format!(
+                "batch of {} writes is outside 1..={BATCH_OPS_MAX}",
+                ops.len()
+            )));
+        }
+        for op in ops {
+            op.validate()?;
+        }
+        let total = encoded_len(ops);
+        if total > SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES {
+            return Err(Error::TooLarge {
+                field: "batch",
+                bytes: total,
+                limit: SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
+            });
+        }
+        // A sealed active segment means an earlier rotation sealed it but could not create the
+        // next one (a full disk, say): try again rather than write past its end.
+        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
+            self.rotate(writer, total)?;
+        }
+        let seq = writer.next_seq;
+        let single = ops.len() == 1;
+        let start = writer
+            .active
+            .append(total, |out| encode_batch(out, ops, seq));
+        writer.active.publish();
+        let segment = writer.active.segment.clone();
+        segment.note_appended_seq(seq);
+        let first_record = if single {
+            start
+        } else {
+            start + RECORD_HEADER_BYTES
+        };
+        if !single {
+            // The batch header itself is overhead compaction reclaims.
+            segment.add_dead(RECORD_HEADER_BYTES);
+        }
+        self.apply_to_index(&segment, first_record, ops);
+        writer.next_seq += 1;
+        self.last_seq.store(seq, Ordering::Release);
+        // Only writers holding the writer lock change it: a load and a store, not a locked add.
+        self.writes
+            .store(self.writes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        Ok(seq)
+    }
+
+    /// Points the index at freshly appended records. Every shard the batch touches is locked
+    /// (in shard order, so two writers cannot deadlock) before any changes, so no reader sees
+    /// half a batch.
+    pub(super) fn apply_to_index<O: WriteOp>(
+        &self,
+        segment: &Arc<Segment>,
+        first_record: usize,
+        ops: &[O],
+    ) {
+        if let [op] = ops {
+            // One write, one shard: no bookkeeping to allocate.
+            let hash = key_hash(op.namespace().tag(), op.key());
+            let mut shard = self.index.write(Index::shard_of(hash));
+            self.apply_one(&mut shard, segment, op, hash, first_record);
+            return;
+        }
+        let hashes: Vec<u64> = ops
+            .iter()
+            .map(|op| key_hash(op.namespace().tag(), op.key()))
+            .collect();
+        let mut shards: Vec<usize> = hashes.iter().map(|&h| Index::shard_of(h)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
+        let guard_of: Vec<usize> = hashes
+            .iter()
+            .map(|&hash| {
+                guards
+                    .binary_search_by_key(&Index::shard_of(hash), |(s, _)| *s)
+                    .expect("shard locked")
+            })
+            .collect();
+        // As in `get_many_with`: load every key's home slot, then the record a matching tag
+        // points at (an overwrite compares keys there), before changing anything, so the
+        // batch's cache misses overlap instead of coming one per key.
+        let mut touched = 0u64;
+        for (&hash, &at) in hashes.iter().zip(&guard_of) {
+            touched ^= guards[at].1.table.home_tag(hash) as u64;
+        }
+        for (&hash, &at) in hashes.iter().zip(&guard_of) {
+            let shard = &guards[at].1;
+            if let Some(location) = shard.table.first_candidate(hash) {
+                let candidate = shard.segments.get(location.segment);
+                touched ^= candidate.bytes(location.offset as usize, 1)[0] as u64;
+            }
+        }
+        std::hint::black_box(touched);
+        let mut offset = first_record;
+        for ((op, &hash), &at) in ops.iter().zip(&hashes).zip(&guard_of) {
+            self.apply_one(&mut guards[at].1, segment, op, hash, offset);
+            offset += op.record_len();
+        }
+    }
+
+    /// Points the index at one record written at `offset` of `segment`.
+    pub(super) fn apply_one<O: WriteOp>(
+        &self,
+        shard: &mut Shard,
+        segment: &Arc<Segment>,
+        op: &O,
+        hash: u64,
+        offset: usize,
+    ) {
+        let location = Location {
+            segment: segment.slot,
+            offset: offset as u32,
+        };
+        let Shard { table, segments } = shard;
+        let tag = op.namespace().tag();
+        let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key()));
+        if let Some(position) = found {
+            Inner::mark_dead(segments, table.slot(position).location());
+        }
+        match (op.put_value(), found) {
+            (Some((_, expiry_ms)), Some(position)) => {
+                table.replace(position, Slot::new(hash, location, expiry_ms))
+            }
+            (Some((_, expiry_ms)), None) => {
+                table.insert_new(Slot::new(hash, location, expiry_ms));
+                self.key_counts[tag as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            (None, found) => {
+                if let Some(position) = found {
+                    table.remove_at(position);
+                    self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
+                }
+                // A tombstone is dead from birth: it only shadows older records.
+                segment.add_dead(op.record_len());
+            }
+        }
+    }
+
+    /// Adds the length of the record at `location` to its segment's dead bytes (tombstones
+    /// were counted dead when written).
+    pub(crate) fn mark_dead(segments: &SegmentTable, location: Location) {
+        let segment = segments.get(location.segment);
+        let header = segment.bytes(location.offset as usize, RECORD_HEADER_BYTES);
+        if header[4] == RecordKind::Delete as u8 {
+            return;
+        }
+        let (key_len, value_len) = format::peek_lengths(header);
+        segment.add_dead(format::record_len(key_len, value_len));
+    }
+
+    /// Starts a new active segment with room for `needed` bytes. The old one takes no more
+    /// appends at once; flushing it, cutting it to its last record and remapping it read-only
+    /// (a 64 MiB write-back under `everysec` or `no`) happens on the sealer thread, so the
+    /// writer lock is not held through it. Until then, every flush covers it too (`flush_active`).
+    pub(super) fn rotate(&self, writer: &mut Writer, needed: usize) -> Result<()> {
+        let old = writer.active.segment.clone();
+        // At most one segment waits for its seal: finish an earlier one here if need be.
+        let earlier = self.seal_pending.lock().expect("seal lock").clone();
+        if let Some(earlier) = earlier {
+            if !Arc::ptr_eq(&earlier, &old) {
+                self.seal_segment(&earlier)?;
+            }
+        }
+        // From here the old segment takes no more appends, even if creating the next one fails.
+        old.mark_sealed();
+        if old.is_memory() {
+            old.mark_durably_sealed();
+        } else if old.published() == SEGMENT_HEADER_BYTES {
+            // No records (a write too large for a fresh segment): sealing costs one truncate and
+            // fsync, and done before the next segment exists it lets recovery read an unsealed
+            // segment without records as one whose records were all lost.
+            self.seal_segment(&old)?;
+        } else if !old.is_durably_sealed() {
+            *self.seal_pending.lock().expect("seal lock") = Some(old);
+            self.seal_wanted.notify_one();
+        }
+        let capacity = (needed + SEGMENT_HEADER_BYTES)
+            .max(self.config.segment_bytes)
+            .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
+        let segment = self.create_segment(capacity)?;
+        if self.config.background_sealing {
+            self.request_prefault(segment.clone());
+        }
+        writer.active = SegmentWriter::new(segment).expect("new segment has no writer");
+        if !self.config.background_sealing {
+            let pending = self.seal_pending.lock().expect("seal lock").clone();
+            if let Some(pending) = pending {
+                self.seal_segment(&pending)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a log segment and installs it in the table.
+    pub(crate) fn create_segment(&self, capacity: usize) -> Result<Arc<Segment>> {
+        let id = self.next_segment_id.fetch_add(1, Ordering::Relaxed);
+        let slot = self
+            .segments
+            .write()
+            .expect("segment table lock")
+            .reserve()?;
+        let created =
+            recovery::create_log_segment(&self.backend, self.dir.as_deref(), id, slot, capacity);
+        let mut table = self.segments.write().expect("segment table lock");
+        match created {
+            Ok(segment) => {
+                let segment = Arc::new(segment);
+                table.install(segment.clone());
+                self.index.publish_segments(&table);
+                Ok(segment)
+            }
+            Err(e) => {
+                table.release(slot);
+                if let CreateError::InstalledUnsynced(e) = &e {
+                    // The new segment may or may not be in the directory after a power loss, and
+                    // a retried fsync could lie: refuse writes, as after any failed fsync. (It
+                    // stays the newest log segment, so the next open takes it as the tail.)
+                    self.set_poison(e.to_string());
+                }
+                Err(e.into_error())
+            }
+        }
+    }
+}
