@@ -28,7 +28,7 @@ use crate::engine::{key_hash, Inner};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
-use crate::index::{Index, Location, Shard, Slot};
+use crate::index::{Index, Location, Slot};
 use crate::log_iter::LogIter;
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
@@ -79,6 +79,7 @@ struct Output {
 
 /// A live record that moved: the index must follow it.
 struct Moved {
+    namespace_tag: u8,
     hash: u64,
     from: Location,
     to: Location,
@@ -89,8 +90,8 @@ struct Merge<'a> {
     inner: &'a Inner,
     outputs: Vec<Output>,
     moved: Vec<Moved>,
-    /// Expired records whose index slots should go: (hash, location).
-    expired: Vec<(u64, Location)>,
+    /// Expired records whose index slots should go: (namespace tag, hash, location).
+    expired: Vec<(u8, u64, Location)>,
     report: CompactionReport,
     /// The test hook stopped the merge: leave everything as a crash would.
     stopped_by_hook: bool,
@@ -197,23 +198,21 @@ impl Merge<'_> {
     }
 
     /// The slot at `location` for this hash, if the index still points there.
-    fn indexed_slot(&self, hash: u64, location: Location) -> Option<Slot> {
+    fn indexed_slot(&self, namespace_tag: u8, hash: u64, location: Location) -> Option<Slot> {
         let shard = self.inner.index.read(Index::shard_of(hash));
-        shard
-            .table
-            .find(hash, |l| l == location)
-            .map(|p| shard.table.slot(p))
+        let table = shard.table(namespace_tag);
+        table.find(hash, |l| l == location).map(|p| table.slot(p))
     }
 
     /// Where the index says the key lives now, if anywhere.
     fn current_location(&self, namespace_tag: u8, key: &[u8], hash: u64) -> Option<Location> {
         let shard = self.inner.index.read(Index::shard_of(hash));
-        shard
-            .table
+        let table = shard.table(namespace_tag);
+        table
             .find(hash, |l| {
                 Inner::record_is(&shard.segments, l, namespace_tag, key)
             })
-            .map(|p| shard.table.slot(p).location())
+            .map(|p| table.slot(p).location())
     }
 }
 
@@ -316,7 +315,7 @@ fn copy_and_swap(
                     // (its slot may already be gone: recovery and active expiry drop them).
                     let current = merge.current_location(tag, &op.key, hash);
                     if current == Some(op.location) {
-                        merge.expired.push((hash, op.location));
+                        merge.expired.push((tag, hash, op.location));
                     }
                     merge.report.expired_dropped += 1;
                     if older_may_exist && (current.is_none() || current == Some(op.location)) {
@@ -325,7 +324,7 @@ fn copy_and_swap(
                     }
                 }
                 RecordKind::Put => {
-                    if merge.indexed_slot(hash, op.location).is_none() {
+                    if merge.indexed_slot(tag, hash, op.location).is_none() {
                         continue; // overwritten or deleted since
                     }
                     let to = merge.copy(
@@ -337,6 +336,7 @@ fn copy_and_swap(
                         &op.value,
                     )?;
                     merge.moved.push(Moved {
+                        namespace_tag: tag,
                         hash,
                         from: op.location,
                         to,
@@ -430,7 +430,7 @@ fn copy_and_swap(
     // Step 4: repoint the index, one record (one shard lock) at a time.
     for moved in &merge.moved {
         let mut shard = inner.index.write(Index::shard_of(moved.hash));
-        let Shard { table, segments } = &mut *shard;
+        let (table, segments) = shard.table_mut(moved.namespace_tag);
         match table.find(moved.hash, |l| l == moved.from) {
             Some(position) => {
                 let expiry = table.slot(position).expiry_ms();
@@ -442,13 +442,10 @@ fn copy_and_swap(
             }
         }
     }
-    for &(hash, location) in &merge.expired {
+    for &(tag, hash, location) in &merge.expired {
         let mut shard = inner.index.write(Index::shard_of(hash));
-        let Shard { table, segments } = &mut *shard;
+        let (table, _) = shard.table_mut(tag);
         if let Some(position) = table.find(hash, |l| l == location) {
-            let tag = segments
-                .get(location.segment)
-                .bytes(location.offset as usize, format::RECORD_HEADER_BYTES)[5];
             table.remove_at(position);
             inner.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
             inner.expired_reclaimed.fetch_add(1, Ordering::Relaxed);

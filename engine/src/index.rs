@@ -307,15 +307,33 @@ impl Table {
     }
 }
 
-/// One shard of the index: its table and the segments its slots point into.
+/// Tables per shard: one per namespace tag a record can carry (`format::Namespace`; tag 0, a
+/// batch's, never gets a slot). A namespace's keys live only in its own tables, so iterating or
+/// scanning one namespace never touches another's slots.
+pub const TABLES_PER_SHARD: usize = 8;
+
+/// One shard of the index: a table per namespace and the segments their slots point into.
 #[derive(Default)]
 pub struct Shard {
-    pub table: Table,
+    pub tables: [Table; TABLES_PER_SHARD],
     /// A snapshot of the segment table holding every segment a slot of this shard points at
     /// (and usually others). Invariant, kept by `Index::publish_segments`: a segment is in every
     /// shard's snapshot before any slot points at it, and leaves the snapshots only after no
     /// slot does.
     pub segments: Arc<SegmentTable>,
+}
+
+impl Shard {
+    /// The table of namespace tag `tag`.
+    pub fn table(&self, tag: u8) -> &Table {
+        &self.tables[tag as usize]
+    }
+
+    /// The table of namespace tag `tag`, with the segment snapshot beside it (a caller that
+    /// changes slots usually reads records too).
+    pub fn table_mut(&mut self, tag: u8) -> (&mut Table, &SegmentTable) {
+        (&mut self.tables[tag as usize], &self.segments)
+    }
 }
 
 /// The sharded index.
@@ -384,16 +402,20 @@ impl Index {
         let shard_array = self.shards.len() * std::mem::size_of::<RwLock<Shard>>();
         shard_array
             + (0..SHARD_COUNT)
-                .map(|s| self.read(s).table.memory_bytes())
+                .map(|s| {
+                    let shard = self.read(s);
+                    shard.tables.iter().map(Table::memory_bytes).sum::<usize>()
+                })
                 .sum::<usize>()
     }
 
-    /// Preallocates every shard for `keys` keys in all (recovery knows roughly how many).
-    pub fn reserve(&self, keys: usize) {
+    /// Preallocates every shard's table of namespace tag `tag` for `keys` keys in all (recovery
+    /// knows roughly how many).
+    pub fn reserve(&self, tag: u8, keys: usize) {
         let per_shard = keys.div_ceil(SHARD_COUNT);
         for shard in 0..SHARD_COUNT {
             let mut guard = self.write(shard);
-            let table = &mut guard.table;
+            let table = &mut guard.tables[tag as usize];
             let mut capacity = TABLE_SLOTS_MIN;
             while capacity * LOAD_NUMERATOR < (per_shard + table.len) * LOAD_DENOMINATOR {
                 capacity *= 2;

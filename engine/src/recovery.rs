@@ -185,7 +185,7 @@ impl Loader {
         let mut touched = 0u64;
         for found in group.iter() {
             let shard = self.index.shard_mut(Index::shard_of(found.hash));
-            touched ^= shard.table.home_tag(found.hash) as u64;
+            touched ^= shard.table(found.namespace_tag).home_tag(found.hash) as u64;
         }
         std::hint::black_box(touched);
         for found in group.drain(..) {
@@ -236,7 +236,7 @@ impl Loader {
             location,
             if live { expiry_ms } else { EXPIRY_TOMBSTONE },
         );
-        let table = &mut index.shard_mut(shard).table;
+        let (table, _) = index.shard_mut(shard).table_mut(namespace_tag);
         let found = table.find(hash, |l| Inner::record_is(segments, l, namespace_tag, key));
         match found {
             Some(position) => {
@@ -468,15 +468,17 @@ impl Loader {
             if !self.shards_with_tombstones[shard] {
                 continue;
             }
-            let table = &self.table;
-            self.index.shard_mut(shard).table.retain(|slot| {
-                if slot.is_tombstone() {
-                    Inner::mark_dead(table, slot.location());
-                    false
-                } else {
-                    true
-                }
-            });
+            let segments = &self.table;
+            for table in self.index.shard_mut(shard).tables.iter_mut() {
+                table.retain(|slot| {
+                    if slot.is_tombstone() {
+                        Inner::mark_dead(segments, slot.location());
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
         }
     }
 }
@@ -623,7 +625,9 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
         .filter(|s| Some(s.id) != tail_id)
         .filter_map(|s| HintFile::footer_entries(backend, &dir::hint_path(dir, s.id)))
         .sum();
-    loader.index.reserve(expected_keys as usize);
+    loader
+        .index
+        .reserve(crate::format::Namespace::Kv.tag(), expected_keys as usize);
 
     let mut active = None;
     for segment in segments {

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{BackgroundThreads, Inner};
 use crate::compaction;
-use crate::format::RECORD_HEADER_BYTES;
-use crate::index::{Shard, SHARD_COUNT};
+use crate::index::{Shard, SHARD_COUNT, TABLES_PER_SHARD};
 
 impl BackgroundThreads {
     pub(super) fn spawn(&self, name: &str, work: impl FnOnce() + Send + 'static) {
@@ -66,27 +65,24 @@ impl Inner {
         let now_ms = self.config.clock.now_ms();
         let mut reclaimed = 0;
         for shard in shards {
-            if !self
-                .index
-                .read(shard)
-                .table
-                .iter()
-                .any(|s| s.is_expired(now_ms))
-            {
-                continue;
-            }
-            let mut guard = self.index.write(shard);
-            let Shard { table, segments } = &mut *guard;
-            reclaimed += table.retain(|slot| {
-                if !slot.is_expired(now_ms) {
-                    return true;
+            let has_expired =
+                |shard: &Shard, tag: usize| shard.tables[tag].iter().any(|s| s.is_expired(now_ms));
+            for tag in 0..TABLES_PER_SHARD {
+                if !has_expired(&self.index.read(shard), tag) {
+                    continue;
                 }
-                Inner::mark_dead(segments, slot.location());
-                let segment = segments.get(slot.location().segment);
-                let tag = segment.bytes(slot.location().offset as usize, RECORD_HEADER_BYTES)[5];
-                self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
-                false
-            });
+                let mut guard = self.index.write(shard);
+                let (table, segments) = guard.table_mut(tag as u8);
+                let dropped = table.retain(|slot| {
+                    if !slot.is_expired(now_ms) {
+                        return true;
+                    }
+                    Inner::mark_dead(segments, slot.location());
+                    false
+                });
+                self.key_counts[tag].fetch_sub(dropped as u64, Ordering::Relaxed);
+                reclaimed += dropped;
+            }
         }
         self.expired_reclaimed
             .fetch_add(reclaimed as u64, Ordering::Relaxed);

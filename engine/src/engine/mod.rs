@@ -53,6 +53,18 @@ pub struct ValueRef<'a> {
     pub expiry_ms: u64,
 }
 
+/// A live record of a namespace, borrowed from the mapping for the duration of a callback
+/// (`Engine::for_each`).
+#[derive(Clone, Copy, Debug)]
+pub struct LiveRecord<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// The seq of the write that set this value.
+    pub seq: u64,
+    /// Absolute expiry in ms since the epoch; 0 = none.
+    pub expiry_ms: u64,
+}
+
 /// An owned value with its expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value {
@@ -427,6 +439,20 @@ impl Engine {
         count: usize,
     ) -> Result<(u64, Vec<Vec<u8>>)> {
         self.inner.scan(namespace, cursor, count.max(1))
+    }
+
+    /// Calls `visit` for every live record of `namespace` whose key starts with `prefix` (empty:
+    /// all), in no particular order, and returns how many index slots it examined: the
+    /// namespace's keys only, however many other namespaces hold (each namespace has tables of
+    /// its own in every index shard). `visit` runs under one index shard's read lock at a time:
+    /// keep it short. Records written while the walk runs may or may not be seen.
+    pub fn for_each(
+        &self,
+        namespace: Namespace,
+        prefix: &[u8],
+        visit: impl FnMut(LiveRecord<'_>),
+    ) -> Result<u64> {
+        self.inner.for_each_in(namespace, prefix, visit)
     }
 
     /// A live key of `namespace` picked from a random spot (`seed` picks the spot).

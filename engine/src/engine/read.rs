@@ -3,7 +3,7 @@
 
 use std::sync::RwLockReadGuard;
 
-use super::{key_hash, Inner, SegmentTable, ValueRef};
+use super::{key_hash, Inner, LiveRecord, SegmentTable, ValueRef};
 use crate::error::{Error, Result};
 use crate::format::{self, Namespace, RECORD_HEADER_BYTES};
 use crate::index::{Index, Location, Shard, Slot, SHARD_COUNT};
@@ -80,10 +80,11 @@ impl Inner {
     ) -> Option<Slot> {
         let hash = key_hash(namespace.tag(), key);
         let shard = self.index.read(Index::shard_of(hash));
-        let position = shard.table.find(hash, |l| {
+        let table = shard.table(namespace.tag());
+        let position = table.find(hash, |l| {
             Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
-        let slot = shard.table.slot(position);
+        let slot = table.slot(position);
         (!self.has_expired(&slot, now_ms)).then_some(slot)
     }
 
@@ -95,10 +96,11 @@ impl Inner {
     ) -> Option<u64> {
         let hash = key_hash(namespace.tag(), key);
         let shard = self.index.read(Index::shard_of(hash));
-        let position = shard.table.find(hash, |l| {
+        let table = shard.table(namespace.tag());
+        let position = table.find(hash, |l| {
             Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
-        let slot = shard.table.slot(position);
+        let slot = table.slot(position);
         if self.has_expired(&slot, now_ms) {
             return None;
         }
@@ -148,34 +150,28 @@ impl Inner {
     ) -> Result<Option<R>> {
         // A damaged record claims the slot whose tag it matches, so that the read below reports
         // it (see `record_is_or_damaged`).
-        let Some(position) = shard.table.find(hash, |l| {
+        let table = shard.table(namespace.tag());
+        let Some(position) = table.find(hash, |l| {
             Inner::record_is_or_damaged(&shard.segments, l, namespace.tag(), key)
         }) else {
             return Ok(None);
         };
-        let slot = shard.table.slot(position);
+        let slot = table.slot(position);
         if self.has_expired(&slot, now_ms) {
             return Ok(None);
         }
         let location = slot.location();
         let segment = shard.segments.get(location.segment);
-        match segment.record_at(
-            location.offset as usize,
-            self.config.verify_checksums_on_read,
-        ) {
-            Ok(record) => Ok(Some(read(ValueRef {
-                value: record.value,
-                expiry_ms: slot.expiry_ms(),
-            }))),
-            Err(format::DecodeError::Corrupt(c)) => {
-                Err(Error::corrupt(segment.display_path(), c.offset, c.reason))
-            }
-            Err(other) => Err(Error::corrupt(
-                segment.display_path(),
-                location.offset as u64,
-                format!("indexed record unreadable: {other:?}"),
-            )),
-        }
+        let record = segment
+            .record_at(
+                location.offset as usize,
+                self.config.verify_checksums_on_read,
+            )
+            .map_err(|e| decode_error(segment, location, e))?;
+        Ok(Some(read(ValueRef {
+            value: record.value,
+            expiry_ms: slot.expiry_ms(),
+        })))
     }
 
     /// `Engine::get_many_with`: groups of up to `GET_MANY_GROUP` keys. Each group locks its
@@ -217,11 +213,11 @@ impl Inner {
             let shard_of_key = |i: usize| guards[guard_of[i]].as_deref().expect("locked");
             let mut touched = 0u64;
             for (i, &hash) in hashes[..group.len()].iter().enumerate() {
-                touched ^= shard_of_key(i).table.home_tag(hash) as u64;
+                touched ^= shard_of_key(i).table(tag).home_tag(hash) as u64;
             }
             for (i, &hash) in hashes[..group.len()].iter().enumerate() {
                 let shard = shard_of_key(i);
-                if let Some(location) = shard.table.first_candidate(hash) {
+                if let Some(location) = shard.table(tag).first_candidate(hash) {
                     // The first cache lines of the record: its header, key and (for small
                     // values) all of the value, which the CRC check reads whole.
                     let segment = shard.segments.get(location.segment);
@@ -259,7 +255,7 @@ impl Inner {
         let mut positions = Vec::new();
         while shard < SHARD_COUNT {
             let guard = self.index.read(shard);
-            let Shard { table, segments } = &*guard;
+            let (table, segments) = (guard.table(namespace.tag()), &guard.segments);
             if table.is_empty() {
                 shard += 1;
                 bucket = 0;
@@ -277,9 +273,6 @@ impl Inner {
                     let location = slot.location();
                     let segment = segments.get(location.segment);
                     let header = segment.bytes(location.offset as usize, RECORD_HEADER_BYTES);
-                    if header[5] != namespace.tag() {
-                        continue;
-                    }
                     let (key_len, _) = format::peek_lengths(header);
                     keys.push(
                         segment
@@ -304,5 +297,72 @@ impl Inner {
             }
         }
         Ok((0, keys))
+    }
+}
+
+impl Inner {
+    /// Calls `visit` for every live record of `namespace` whose key starts with `prefix`, one
+    /// shard at a time under that shard's read lock; returns how many of the namespace's index
+    /// slots it examined. Only the namespace's own tables are walked (`index::Shard::tables`),
+    /// so the cost follows the namespace's size, not the index's. A record that fails its
+    /// checksum stops the walk with the error.
+    pub(super) fn for_each_in(
+        &self,
+        namespace: Namespace,
+        prefix: &[u8],
+        mut visit: impl FnMut(LiveRecord<'_>),
+    ) -> Result<u64> {
+        let now_ms = self.config.clock.now_ms();
+        let verify = self.config.verify_checksums_on_read;
+        let mut examined = 0u64;
+        for shard in 0..SHARD_COUNT {
+            let guard = self.index.read(shard);
+            let (table, segments) = (guard.table(namespace.tag()), &guard.segments);
+            for slot in table.iter() {
+                examined += 1;
+                if slot.is_expired(now_ms) {
+                    continue;
+                }
+                let location = slot.location();
+                let segment = segments.get(location.segment);
+                let offset = location.offset as usize;
+                let header = segment.bytes(offset, RECORD_HEADER_BYTES);
+                let (key_len, _) = format::peek_lengths(header);
+                if key_len < prefix.len()
+                    || segment.bytes_checked(offset + RECORD_HEADER_BYTES, prefix.len())
+                        != Some(prefix)
+                {
+                    continue;
+                }
+                let record = segment
+                    .record_at(offset, verify)
+                    .map_err(|e| decode_error(segment, location, e))?;
+                visit(LiveRecord {
+                    key: record.key,
+                    value: record.value,
+                    seq: record.seq,
+                    expiry_ms: record.expiry_ms,
+                });
+            }
+        }
+        Ok(examined)
+    }
+}
+
+/// The engine error for an indexed record that does not decode.
+pub(super) fn decode_error(
+    segment: &Segment,
+    location: Location,
+    error: format::DecodeError,
+) -> Error {
+    match error {
+        format::DecodeError::Corrupt(c) => {
+            Error::corrupt(segment.display_path(), c.offset, c.reason)
+        }
+        other => Error::corrupt(
+            segment.display_path(),
+            location.offset as u64,
+            format!("indexed record unreadable: {other:?}"),
+        ),
     }
 }

@@ -101,12 +101,12 @@ impl Inner {
         // points at (an overwrite compares keys there), before changing anything, so the
         // batch's cache misses overlap instead of coming one per key.
         let mut touched = 0u64;
-        for (&hash, &at) in hashes.iter().zip(&guard_of) {
-            touched ^= guards[at].1.table.home_tag(hash) as u64;
+        for ((op, &hash), &at) in ops.iter().zip(&hashes).zip(&guard_of) {
+            touched ^= guards[at].1.table(op.namespace().tag()).home_tag(hash) as u64;
         }
-        for (&hash, &at) in hashes.iter().zip(&guard_of) {
+        for ((op, &hash), &at) in ops.iter().zip(&hashes).zip(&guard_of) {
             let shard = &guards[at].1;
-            if let Some(location) = shard.table.first_candidate(hash) {
+            if let Some(location) = shard.table(op.namespace().tag()).first_candidate(hash) {
                 let candidate = shard.segments.get(location.segment);
                 touched ^= candidate.bytes(location.offset as usize, 1)[0] as u64;
             }
@@ -132,8 +132,8 @@ impl Inner {
             segment: segment.slot,
             offset: offset as u32,
         };
-        let Shard { table, segments } = shard;
         let tag = op.namespace().tag();
+        let (table, segments) = shard.table_mut(tag);
         let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key()));
         if let Some(position) = found {
             Inner::mark_dead(segments, table.slot(position).location());
