@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 use crate::dir::{self, Manifest};
 use crate::engine::{key_hash, Inner};
 use crate::error::{Error, Result};
-use crate::format::{self, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
+use crate::format::{self, Header, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
 use crate::index::{Index, Location, Slot};
 use crate::log_iter::LogIter;
+use crate::ranges::RangeMarkers;
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
 /// A point in a compaction where the test hook may stop it (as if the process died there).
@@ -68,6 +69,8 @@ pub struct CompactionReport {
     pub records_copied: u64,
     pub tombstones_kept: u64,
     pub expired_dropped: u64,
+    /// Log-only records dropped because a range marker covers them.
+    pub appends_dropped: u64,
     pub duration: Duration,
 }
 
@@ -92,6 +95,8 @@ struct Merge<'a> {
     moved: Vec<Moved>,
     /// Expired records whose index slots should go: (namespace tag, hash, location).
     expired: Vec<(u8, u64, Location)>,
+    /// Range markers in effect that moved: (namespace tag, prefix, from, to, record length).
+    moved_markers: Vec<(u8, Vec<u8>, Location, Location, usize)>,
     report: CompactionReport,
     /// The test hook stopped the merge: leave everything as a crash would.
     stopped_by_hook: bool,
@@ -159,26 +164,27 @@ impl Merge<'_> {
         Ok(self.outputs.last_mut().expect("an output exists"))
     }
 
-    /// Copies one record into the outputs; returns its new location.
-    fn copy(
-        &mut self,
-        kind: RecordKind,
-        namespace_tag: u8,
-        seq: u64,
-        expiry_ms: u64,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<Location> {
+    /// Copies one record into the outputs (as a plain record: batches come apart, their
+    /// members keeping the batch's seq and term); returns its new location.
+    fn copy(&mut self, header: &Header, key: &[u8], value: &[u8]) -> Result<Location> {
         let len = format::record_len(key.len(), value.len());
         let output = self.output_for(len)?;
         let offset = output.writer.append(len, |out| {
-            format::encode_record(out, kind, namespace_tag, 0, seq, expiry_ms, key, value);
+            format::encode_record(out, header, key, value);
         });
         output.writer.publish();
         let segment = &output.writer.segment;
+        let (kind, namespace_tag, seq, expiry_ms) = (
+            header.kind,
+            header.namespace_tag,
+            header.seq,
+            header.expiry_ms,
+        );
         segment.note_seq(seq);
-        if kind == RecordKind::Delete {
-            segment.add_dead(len);
+        match kind {
+            RecordKind::Delete => segment.add_dead(len),
+            RecordKind::Append => segment.note_append(namespace_tag, len),
+            _ => {}
         }
         output.hints.add(&HintEntry {
             seq,
@@ -216,9 +222,73 @@ impl Merge<'_> {
     }
 }
 
-/// Runs one compaction of the sealed segments whose garbage ratio is at least `ratio_min`.
+/// Segments whose covered bytes one background round counts at most (each count reads the
+/// segment's record headers and keys).
+pub(crate) const COVERED_COUNTS_PER_ROUND: usize = 16;
+
+/// Counts, for up to `segments_max` sealed segments whose figure is stale (the range markers
+/// changed since it was counted), the bytes of log-only records the markers in effect drop
+/// (`Segment::covered_bytes`), so that compaction's garbage ratio sees them. Returns how many
+/// segments it counted.
+pub(crate) fn count_covered(inner: &Inner, segments_max: usize) -> Result<usize> {
+    let (markers, generation) = markers_in_effect(inner);
+    let stale: Vec<Arc<Segment>> = inner
+        .segments_read()
+        .all()
+        .filter(|s| {
+            s.is_durably_sealed()
+                && !s.is_superseded()
+                && s.append_bytes.load(Ordering::Relaxed) > 0
+                && s.covered_generation.load(Ordering::Relaxed) != generation
+        })
+        .take(segments_max)
+        .cloned()
+        .collect();
+    for segment in &stale {
+        let mut covered = 0u64;
+        crate::log_iter::visit_records(segment, |record, _| {
+            if record.kind == RecordKind::Append
+                && markers
+                    .covering(record.namespace_tag, record.key, record.seq)
+                    .is_some()
+            {
+                covered += record.len as u64;
+            }
+        })?;
+        segment.covered_bytes.store(covered, Ordering::Relaxed);
+        segment
+            .covered_generation
+            .store(generation, Ordering::Relaxed);
+    }
+    Ok(stale.len())
+}
+
+/// A copy of the range markers in effect and their generation, so a long pass does not hold
+/// the writer's markers lock.
+fn markers_in_effect(inner: &Inner) -> (RangeMarkers, u64) {
+    let ranges = inner.ranges.read().expect("range markers lock");
+    let mut copy = RangeMarkers::default();
+    for (tag, prefix, marker) in ranges.iter() {
+        copy.install(tag, prefix, marker.clone());
+    }
+    (copy, ranges.generation())
+}
+
+/// Runs one compaction of the sealed segments whose garbage ratio is at least `ratio_min`,
+/// after counting what range markers drop in every segment whose count is stale.
 pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport> {
+    compact_counting(inner, ratio_min, usize::MAX)
+}
+
+/// `compact`, counting covered bytes in at most `counts_max` segments first (the background
+/// thread bounds the work of one round).
+pub(crate) fn compact_counting(
+    inner: &Inner,
+    ratio_min: f64,
+    counts_max: usize,
+) -> Result<CompactionReport> {
     let _one_at_a_time = inner.compaction_lock.lock().expect("compaction lock");
+    count_covered(inner, counts_max)?;
     if inner.compaction_disabled.load(Ordering::Acquire) {
         return Err(Error::Invalid(
             "compaction is off after a failed swap; restart to finish it".into(),
@@ -227,15 +297,18 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
     let started = Instant::now();
     inner.finish_pending_seal()?;
     let active_slot = inner.lock_writer().active.segment.slot;
+    // Records at or after the lowest pin stay exactly as written: segments holding any are
+    // left alone.
+    let pinned_from = inner.pins.lowest().unwrap_or(u64::MAX);
     let (inputs, outside_min_seq) = {
         let table = inner.segments_read();
         let mut inputs = Vec::new();
         let mut outside_min_seq = u64::MAX;
         for segment in table.all() {
-            let dead = segment.dead_bytes.load(Ordering::Relaxed);
             if segment.slot != active_slot
                 && segment.is_durably_sealed()
-                && dead > 0
+                && segment.max_seq.load(Ordering::Relaxed) < pinned_from
+                && segment.reclaimable_bytes() > 0
                 && segment.garbage_ratio() >= ratio_min
             {
                 inputs.push(segment.clone());
@@ -254,6 +327,7 @@ pub(crate) fn compact(inner: &Inner, ratio_min: f64) -> Result<CompactionReport>
         outputs: Vec::new(),
         moved: Vec::new(),
         expired: Vec::new(),
+        moved_markers: Vec::new(),
         stopped_by_hook: false,
         manifest_may_exist: false,
         report: CompactionReport {
@@ -302,13 +376,23 @@ fn copy_and_swap(
     now_ms: u64,
 ) -> Result<()> {
     let inner = merge.inner;
-    // Step 1: copy.
+    // Step 1: copy. Range markers are read once: one written meanwhile only drops more, which
+    // the next compaction sees (the generation makes the outputs' coverage count again).
+    let (markers, markers_generation) = markers_in_effect(inner);
     for entry in LogIter::over(inputs.to_vec(), 0) {
         let entry = entry?;
         for op in entry.ops {
             let tag = op.namespace.tag();
             let hash = key_hash(tag, &op.key);
             let older_may_exist = entry.seq >= outside_min_seq;
+            let header = |kind: RecordKind, expiry_ms: u64| Header {
+                kind,
+                namespace_tag: tag,
+                flags: 0,
+                seq: entry.seq,
+                term: entry.term,
+                expiry_ms,
+            };
             match op.kind {
                 RecordKind::Put if op.expiry_ms != 0 && op.expiry_ms <= now_ms => {
                     // An expired record is a tombstone while it is the key's newest version
@@ -319,7 +403,7 @@ fn copy_and_swap(
                     }
                     merge.report.expired_dropped += 1;
                     if older_may_exist && (current.is_none() || current == Some(op.location)) {
-                        merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
+                        merge.copy(&header(RecordKind::Delete, 0), &op.key, &[])?;
                         merge.report.tombstones_kept += 1;
                     }
                 }
@@ -327,14 +411,8 @@ fn copy_and_swap(
                     if merge.indexed_slot(tag, hash, op.location).is_none() {
                         continue; // overwritten or deleted since
                     }
-                    let to = merge.copy(
-                        RecordKind::Put,
-                        tag,
-                        entry.seq,
-                        op.expiry_ms,
-                        &op.key,
-                        &op.value,
-                    )?;
+                    let to =
+                        merge.copy(&header(RecordKind::Put, op.expiry_ms), &op.key, &op.value)?;
                     merge.moved.push(Moved {
                         namespace_tag: tag,
                         hash,
@@ -346,13 +424,38 @@ fn copy_and_swap(
                 }
                 RecordKind::Delete => {
                     if older_may_exist && merge.current_location(tag, &op.key, hash).is_none() {
-                        merge.copy(RecordKind::Delete, tag, entry.seq, 0, &op.key, &[])?;
+                        merge.copy(&header(RecordKind::Delete, 0), &op.key, &[])?;
                         merge.report.tombstones_kept += 1;
                     }
+                }
+                RecordKind::Append => {
+                    if markers.covering(tag, &op.key, entry.seq).is_some() {
+                        merge.report.appends_dropped += 1;
+                        continue;
+                    }
+                    merge.copy(&header(RecordKind::Append, 0), &op.key, &op.value)?;
+                    merge.report.records_copied += 1;
+                }
+                RecordKind::DropRange => {
+                    if !markers.is_current(tag, &op.key, op.location) {
+                        continue; // a newer marker for the prefix replaced it
+                    }
+                    let to = merge.copy(&header(RecordKind::DropRange, 0), &op.key, &op.value)?;
+                    merge
+                        .moved_markers
+                        .push((tag, op.key.clone(), op.location, to, op.record_len));
+                    merge.report.records_copied += 1;
                 }
                 RecordKind::Batch => unreachable!("the log iterator unpacks batches"),
             }
         }
+    }
+    for output in &merge.outputs {
+        output
+            .writer
+            .segment
+            .covered_generation
+            .store(markers_generation, Ordering::Relaxed);
     }
     merge.report.segments_out = merge.outputs.len();
     for output in &merge.outputs {
@@ -409,19 +512,18 @@ fn copy_and_swap(
                         false,
                     )?;
                     reopened.set_published(segment.published());
-                    reopened.dead_bytes = std::sync::atomic::AtomicU64::new(
-                        segment.dead_bytes.load(Ordering::Relaxed),
-                    );
-                    reopened.min_seq =
-                        std::sync::atomic::AtomicU64::new(segment.min_seq.load(Ordering::Relaxed));
-                    reopened.max_seq =
-                        std::sync::atomic::AtomicU64::new(segment.max_seq.load(Ordering::Relaxed));
+                    reopened.take_accounting_from(segment);
                     Arc::new(reopened)
                 }
                 None => segment.clone(),
             };
             installed.mark_sealed();
             table.install(installed);
+        }
+        // From here a log reader sees the outputs instead of the inputs (both are in the table
+        // until the index points at the outputs): the same records, never twice.
+        for input in inputs {
+            input.mark_superseded();
         }
         inner.index.publish_segments(&table);
     }
@@ -439,6 +541,17 @@ fn copy_and_swap(
             None => {
                 // Overwritten or deleted while we copied: the copy is dead.
                 segments.get(moved.to.segment).add_dead(moved.record_len);
+            }
+        }
+    }
+    {
+        let mut ranges = inner.ranges.write().expect("range markers lock");
+        for (tag, prefix, from, to, record_len) in &merge.moved_markers {
+            if ranges.is_current(*tag, prefix, *from) {
+                ranges.relocate(*tag, prefix, *from, *to);
+            } else {
+                // Replaced by a newer marker while we copied: the copy is dead.
+                inner.segments_read().get(to.segment).add_dead(*record_len);
             }
         }
     }

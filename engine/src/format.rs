@@ -7,19 +7,18 @@ use crate::error::Corruption;
 
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FLINSEG\0";
-/// Version of the segment and record layout. Bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the segment and record layout. Bumped on any incompatible change (history in
+/// docs/storage-format.md: version 2 added the term to every record header).
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes of the segment header; the first record starts right after it.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 /// Bytes of a record header; the key and then the value follow it.
-pub const RECORD_HEADER_BYTES: usize = 32;
+pub const RECORD_HEADER_BYTES: usize = 40;
 
 /// Largest key accepted, in bytes. Keys live in the record and are compared on every lookup.
 pub const KEY_BYTES_MAX: usize = 1 << 20;
 /// Largest value accepted, in bytes: Redis's proto-max-bulk-len.
 pub const VALUE_BYTES_MAX: usize = 512 << 20;
-/// Expiry times are kept in 48 bits of the index slot (good until the year 10889).
-pub const EXPIRY_MS_MAX: u64 = (1 << 48) - 2;
 
 /// Pins the header sizes: the layout below writes exactly these many bytes.
 #[repr(C)]
@@ -31,6 +30,7 @@ struct RecordHeaderLayout {
     key_len: u32,
     value_len: u32,
     seq: u64,
+    term: u64,
     expiry_ms: u64,
 }
 #[repr(C)]
@@ -55,18 +55,35 @@ pub enum RecordKind {
     Put = 1,
     /// Removes key (a tombstone).
     Delete = 2,
-    /// An atomic group: the value holds whole inner Put/Delete records sharing this seq.
+    /// An atomic group: the value holds whole inner records of the other kinds, sharing this
+    /// seq.
     Batch = 3,
+    /// A log-only record: kept in the log under its key, never in the hash index. Data models
+    /// find it by seq (a stream partition's records); it is dropped by the `DropRange` marker
+    /// that covers it.
+    Append = 4,
+    /// A range marker: every `Append` record of its namespace whose key starts with this
+    /// record's key (the prefix), whose rest of the key sorts before this record's value (the
+    /// bound), and whose seq is lower than this record's, is dropped. One record reclaims a
+    /// whole range (a stream's retention, a queue's consumed prefix).
+    DropRange = 5,
 }
 
 impl RecordKind {
-    fn from_u8(byte: u8) -> Option<RecordKind> {
+    pub fn from_u8(byte: u8) -> Option<RecordKind> {
         match byte {
             1 => Some(RecordKind::Put),
             2 => Some(RecordKind::Delete),
             3 => Some(RecordKind::Batch),
+            4 => Some(RecordKind::Append),
+            5 => Some(RecordKind::DropRange),
             _ => None,
         }
+    }
+
+    /// Whether records of this kind live in the hash index (a key's current value).
+    pub fn is_indexed(self) -> bool {
+        matches!(self, RecordKind::Put | RecordKind::Delete)
     }
 }
 
@@ -119,6 +136,8 @@ pub struct RecordView<'a> {
     pub namespace_tag: u8,
     pub flags: u16,
     pub seq: u64,
+    /// The term of the leader that wrote the record (0 on a node that never ran replication).
+    pub term: u64,
     pub expiry_ms: u64,
     pub key: &'a [u8],
     pub value: &'a [u8],
@@ -154,27 +173,24 @@ pub fn record_len(key_len: usize, value_len: usize) -> usize {
     RECORD_HEADER_BYTES + key_len + value_len
 }
 
+/// The fixed fields of a record header (the lengths come from the key and value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: RecordKind,
+    pub namespace_tag: u8,
+    pub flags: u16,
+    pub seq: u64,
+    pub term: u64,
+    pub expiry_ms: u64,
+}
+
 /// Writes a record into `out` (exactly `record_len(key, value)` bytes) and returns its length.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_record(
-    out: &mut [u8],
-    kind: RecordKind,
-    namespace_tag: u8,
-    flags: u16,
-    seq: u64,
-    expiry_ms: u64,
-    key: &[u8],
-    value: &[u8],
-) -> usize {
+pub fn encode_record(out: &mut [u8], header: &Header, key: &[u8], value: &[u8]) -> usize {
     let len = record_len(key.len(), value.len());
     assert!(out.len() >= len, "record buffer too small");
     encode_header(
         &mut out[..RECORD_HEADER_BYTES],
-        kind,
-        namespace_tag,
-        flags,
-        seq,
-        expiry_ms,
+        header,
         key.len(),
         value.len(),
     );
@@ -185,26 +201,17 @@ pub fn encode_record(
 }
 
 /// Writes a record header without its checksum (see `seal_record`).
-#[allow(clippy::too_many_arguments)]
-pub fn encode_header(
-    out: &mut [u8],
-    kind: RecordKind,
-    namespace_tag: u8,
-    flags: u16,
-    seq: u64,
-    expiry_ms: u64,
-    key_len: usize,
-    value_len: usize,
-) {
+pub fn encode_header(out: &mut [u8], header: &Header, key_len: usize, value_len: usize) {
     assert!(key_len <= KEY_BYTES_MAX && value_len <= u32::MAX as usize);
     out[0..4].copy_from_slice(&0u32.to_le_bytes());
-    out[4] = kind as u8;
-    out[5] = namespace_tag;
-    out[6..8].copy_from_slice(&flags.to_le_bytes());
+    out[4] = header.kind as u8;
+    out[5] = header.namespace_tag;
+    out[6..8].copy_from_slice(&header.flags.to_le_bytes());
     out[8..12].copy_from_slice(&(key_len as u32).to_le_bytes());
     out[12..16].copy_from_slice(&(value_len as u32).to_le_bytes());
-    out[16..24].copy_from_slice(&seq.to_le_bytes());
-    out[24..32].copy_from_slice(&expiry_ms.to_le_bytes());
+    out[16..24].copy_from_slice(&header.seq.to_le_bytes());
+    out[24..32].copy_from_slice(&header.term.to_le_bytes());
+    out[32..40].copy_from_slice(&header.expiry_ms.to_le_bytes());
 }
 
 /// Computes the CRC32 over everything after the checksum field and stores it.
@@ -229,6 +236,21 @@ pub fn peek_lengths(header: &[u8]) -> (usize, usize) {
 /// Reads the seq of the record at the start of `buf` without checking it.
 pub fn peek_seq(buf: &[u8]) -> u64 {
     u64_at(buf, 16)
+}
+
+/// Reads the term of the record at the start of `buf` without checking it.
+pub fn peek_term(buf: &[u8]) -> u64 {
+    u64_at(buf, 24)
+}
+
+/// Reads the expiry of the record at the start of `buf` without checking it.
+pub fn peek_expiry(buf: &[u8]) -> u64 {
+    u64_at(buf, 32)
+}
+
+/// Reads the kind byte of the record at the start of `buf` without checking it.
+pub fn peek_kind(buf: &[u8]) -> u8 {
+    buf[4]
 }
 
 /// Decodes the record at the start of `buf`. With `verify_crc`, the checksum is checked too.
@@ -259,7 +281,8 @@ pub fn decode_record(
         RecordKind::Batch if namespace_tag != 0 || key_len != 0 => {
             return Err(corrupt("batch record with a key or namespace".into()))
         }
-        RecordKind::Put | RecordKind::Delete if Namespace::from_tag(namespace_tag).is_none() => {
+        RecordKind::Batch => {}
+        _ if Namespace::from_tag(namespace_tag).is_none() => {
             return Err(corrupt(format!("unknown namespace tag {namespace_tag}")))
         }
         _ => {}
@@ -287,7 +310,8 @@ pub fn decode_record(
         namespace_tag,
         flags,
         seq: u64_at(header, 16),
-        expiry_ms: u64_at(header, 24),
+        term: u64_at(header, 24),
+        expiry_ms: u64_at(header, 32),
         key: &buf[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + key_len],
         value: &buf[RECORD_HEADER_BYTES + key_len..len],
         len,
@@ -316,6 +340,19 @@ pub fn encode_segment_header(out: &mut [u8], segment_id: u64, origin: SegmentOri
     out[28..32].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Why a segment of another format version is refused: named so an operator knows what to do.
+pub fn unsupported_version(version: u16) -> String {
+    match version {
+        1 => format!(
+            "segment format version 1 is not readable by this build, which reads version \
+             {FORMAT_VERSION} (since version 2 every record carries the term it was written in); \
+             run the build that wrote it and copy the keys out with a Redis client \
+             (docs/storage-format.md, section 8)"
+        ),
+        other => format!("unsupported format version {other} (this build reads {FORMAT_VERSION})"),
+    }
+}
+
 /// Checks a segment header and returns the segment id it names and its origin.
 pub fn decode_segment_header(buf: &[u8]) -> Result<(u64, SegmentOrigin), Corruption> {
     let bad = |reason: &str| Corruption {
@@ -332,9 +369,7 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<(u64, SegmentOrigin), Corrupt
     if version != FORMAT_VERSION {
         return Err(Corruption {
             offset: 8,
-            reason: format!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
-            ),
+            reason: unsupported_version(version),
         });
     }
     let crc = crc32fast::hash(&buf[0..28]);
@@ -361,15 +396,66 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<(u64, SegmentOrigin), Corrupt
 mod tests {
     use super::*;
 
+    fn header(kind: RecordKind, seq: u64) -> Header {
+        Header {
+            kind,
+            namespace_tag: Namespace::Kv.tag(),
+            flags: 0,
+            seq,
+            term: 3,
+            expiry_ms: 7,
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_needs_a_namespace() {
+        for kind in [
+            RecordKind::Put,
+            RecordKind::Delete,
+            RecordKind::Append,
+            RecordKind::DropRange,
+        ] {
+            let mut buf = vec![0u8; 100];
+            let len = encode_record(&mut buf, &header(kind, 5), b"k", b"v");
+            assert_eq!(decode_record(&buf, 0, true).unwrap().kind, kind);
+            let mut without = header(kind, 5);
+            without.namespace_tag = 0;
+            encode_record(&mut buf, &without, b"k", b"v");
+            assert!(matches!(
+                decode_record(&buf[..len], 0, true),
+                Err(DecodeError::Corrupt(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn version_1_segments_are_refused_by_name() {
+        let mut buf = [0u8; SEGMENT_HEADER_BYTES];
+        encode_segment_header(&mut buf, 3, SegmentOrigin::Log);
+        buf[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let refused = decode_segment_header(&buf).unwrap_err();
+        assert_eq!(refused.offset, 8);
+        assert!(
+            refused.reason.contains("format version 1"),
+            "{}",
+            refused.reason
+        );
+        assert!(
+            refused.reason.contains("reads version 2"),
+            "{}",
+            refused.reason
+        );
+    }
+
     #[test]
     fn record_round_trip() {
         let mut buf = vec![0u8; 100];
-        let len = encode_record(&mut buf, RecordKind::Put, 1, 0, 42, 7, b"key", b"value");
+        let len = encode_record(&mut buf, &header(RecordKind::Put, 42), b"key", b"value");
         assert_eq!(len, RECORD_HEADER_BYTES + 8);
         let record = decode_record(&buf, 0, true).unwrap();
         assert_eq!(record.kind, RecordKind::Put);
         assert_eq!(record.namespace(), Some(Namespace::Kv));
-        assert_eq!((record.seq, record.expiry_ms), (42, 7));
+        assert_eq!((record.seq, record.term, record.expiry_ms), (42, 3, 7));
         assert_eq!((record.key, record.value), (&b"key"[..], &b"value"[..]));
         assert_eq!(
             decode_record(&buf[len..], len as u64, true).err(),
@@ -380,7 +466,7 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_detected() {
         let mut buf = vec![0u8; 64];
-        let len = encode_record(&mut buf, RecordKind::Put, 1, 0, 9, 0, b"k", b"some value");
+        let len = encode_record(&mut buf, &header(RecordKind::Put, 9), b"k", b"some value");
         for bit in 0..len * 8 {
             let mut copy = buf[..len].to_vec();
             copy[bit / 8] ^= 1 << (bit % 8);
@@ -394,7 +480,7 @@ mod tests {
     #[test]
     fn short_buffer_is_truncated_not_corrupt() {
         let mut buf = vec![0u8; 64];
-        let len = encode_record(&mut buf, RecordKind::Put, 1, 0, 1, 0, b"k", b"v");
+        let len = encode_record(&mut buf, &header(RecordKind::Put, 1), b"k", b"v");
         for cut in 1..len {
             assert_eq!(
                 decode_record(&buf[..cut], 0, true).err(),

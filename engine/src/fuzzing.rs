@@ -3,6 +3,7 @@
 //! to change with the decoders.
 
 use crate::format::{self, DecodeError, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::hint::HintWriter;
 use crate::hint::{HintFile, HINT_FOOTER_BYTES, HINT_HEADER_BYTES};
 
 /// Where a scan of records stopped and why (`None`: at the end, or at zeroed bytes).
@@ -101,16 +102,7 @@ pub fn decode_hint(bytes: &[u8], segment_id: u64) -> Result<u64, String> {
 /// Wraps `entries` in a valid header and footer (right magic, segment id 1, checksum), so the
 /// entry decoder sees random entries past the checks that random bytes never pass.
 pub fn decode_hint_entries(entries: &[u8]) -> Result<u64, String> {
-    let mut file = Vec::with_capacity(HINT_HEADER_BYTES + entries.len() + HINT_FOOTER_BYTES);
-    file.extend_from_slice(b"FLINHINT");
-    file.extend_from_slice(&1u16.to_le_bytes());
-    file.extend_from_slice(&[0; 6]);
-    file.extend_from_slice(&1u64.to_le_bytes());
-    file.extend_from_slice(entries);
-    file.extend_from_slice(&0u64.to_le_bytes());
-    let crc = crc32fast::hash(&file);
-    file.extend_from_slice(&crc.to_le_bytes());
-    file.extend_from_slice(&[0; 4]);
+    let file = HintWriter::with_raw_entries(1, entries);
     let hints = HintFile::parse(file, 1).expect("a sealed hint file passes its own checks");
     walk_entries(
         &hints,
@@ -146,40 +138,41 @@ mod tests {
         // A batch of two members, then a single put.
         let member_len = format::record_len(1, 1);
         let body = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES;
+        let header = |kind: RecordKind, namespace_tag: u8, flags: u16, seq: u64| format::Header {
+            kind,
+            namespace_tag,
+            flags,
+            seq,
+            term: 2,
+            expiry_ms: 0,
+        };
         format::encode_record(
             &mut segment[body..],
-            RecordKind::Put,
-            1,
-            1,
-            5,
-            0,
+            &header(RecordKind::Put, 1, 1, 5),
             b"a",
             b"1",
         );
         format::encode_record(
             &mut segment[body + member_len..],
-            RecordKind::Delete,
-            1,
-            1,
-            5,
-            0,
+            &header(RecordKind::Delete, 1, 1, 5),
             b"b",
             b"",
         );
         let batch_len = RECORD_HEADER_BYTES + member_len + format::record_len(1, 0);
         format::encode_header(
             &mut segment[at..],
-            RecordKind::Batch,
-            0,
-            0,
-            5,
-            0,
+            &header(RecordKind::Batch, 0, 0, 5),
             0,
             batch_len - RECORD_HEADER_BYTES,
         );
         format::seal_record(&mut segment[at..at + batch_len]);
         at += batch_len;
-        at += format::encode_record(&mut segment[at..], RecordKind::Put, 1, 0, 6, 0, b"c", b"3");
+        at += format::encode_record(
+            &mut segment[at..],
+            &header(RecordKind::Put, 1, 0, 6),
+            b"c",
+            b"3",
+        );
         let (records, end) = scan_records(&segment, true);
         assert_eq!(
             (records, end),

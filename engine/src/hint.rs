@@ -1,5 +1,7 @@
 //! Hint files: a sealed segment's keys with their record offsets, so recovery can rebuild the
-//! index without reading the values (Bitcask's hint files).
+//! index without reading the values (Bitcask's hint files). Every record is listed, log-only
+//! records and range markers too, and the footer counts the indexed ones per namespace, so
+//! recovery sizes each namespace's tables once.
 //!
 //! A hint file is an optimization only: if it is missing, truncated or fails its checksum,
 //! recovery scans the segment instead.
@@ -11,10 +13,14 @@ use crate::error::{Error, Result};
 use crate::format::RecordKind;
 
 const HINT_MAGIC: [u8; 8] = *b"FLINHINT";
-const HINT_VERSION: u16 = 1;
+const HINT_VERSION: u16 = 2;
 pub const HINT_HEADER_BYTES: usize = 24;
 pub const HINT_ENTRY_HEADER_BYTES: usize = 32;
-pub const HINT_FOOTER_BYTES: usize = 16;
+/// Namespace tags counted in the footer (as `index::TABLES_PER_SHARD`).
+const FOOTER_TAGS: usize = 8;
+/// Footer: a u64 count of indexed entries per namespace tag, the u64 count of all entries, a
+/// u32 CRC of everything before it, 4 bytes of padding.
+pub const HINT_FOOTER_BYTES: usize = FOOTER_TAGS * 8 + 16;
 
 /// One record of the segment, as the hint file lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +38,8 @@ pub struct HintEntry<'a> {
 pub struct HintWriter {
     buf: Vec<u8>,
     entries: u64,
+    /// Put and delete entries per namespace tag.
+    indexed_per_tag: [u64; FOOTER_TAGS],
 }
 
 impl HintWriter {
@@ -42,7 +50,11 @@ impl HintWriter {
         buf.extend_from_slice(&[0u8; 6]);
         buf.extend_from_slice(&segment_id.to_le_bytes());
         debug_assert_eq!(buf.len(), HINT_HEADER_BYTES);
-        HintWriter { buf, entries: 0 }
+        HintWriter {
+            buf,
+            entries: 0,
+            indexed_per_tag: [0; FOOTER_TAGS],
+        }
     }
 
     pub fn add(&mut self, entry: &HintEntry<'_>) {
@@ -57,18 +69,38 @@ impl HintWriter {
         self.buf.extend_from_slice(&[0u8; 2]);
         self.buf.extend_from_slice(entry.key);
         self.entries += 1;
+        if entry.kind.is_indexed() {
+            self.indexed_per_tag[entry.namespace_tag as usize % FOOTER_TAGS] += 1;
+        }
     }
 
-    /// Writes the file to `path` and fsyncs it (the caller fsyncs the directory).
-    pub fn write(mut self, backend: &Backend, path: &Path) -> Result<()> {
+    /// A whole hint file for segment `segment_id` around entry bytes taken as they are (the
+    /// fuzz targets use it to reach the entry decoder past the file's checks).
+    pub fn with_raw_entries(segment_id: u64, entries: &[u8]) -> Vec<u8> {
+        let mut writer = HintWriter::new(segment_id);
+        writer.buf.extend_from_slice(entries);
+        writer.finish()
+    }
+
+    /// The file's bytes: the entries and the footer.
+    fn finish(mut self) -> Vec<u8> {
+        for count in self.indexed_per_tag {
+            self.buf.extend_from_slice(&count.to_le_bytes());
+        }
         self.buf.extend_from_slice(&self.entries.to_le_bytes());
         let crc = crc32fast::hash(&self.buf);
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf.extend_from_slice(&[0u8; 4]);
+        self.buf
+    }
+
+    /// Writes the file to `path` and fsyncs it (the caller fsyncs the directory).
+    pub fn write(self, backend: &Backend, path: &Path) -> Result<()> {
+        let bytes = self.finish();
         let mut file = backend
             .create_truncate(path)
             .map_err(|e| Error::io(path, "create hint file", e))?;
-        file.write_all(&self.buf)
+        file.write_all(&bytes)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(path, "write hint file", e))
     }
@@ -116,27 +148,35 @@ impl HintFile {
             ));
         }
         let footer = buf.len() - HINT_FOOTER_BYTES;
-        let stored = u32::from_le_bytes(buf[footer + 8..footer + 12].try_into().expect("4 bytes"));
-        let actual = crc32fast::hash(&buf[..footer + 8]);
+        let crc_at = footer + FOOTER_TAGS * 8 + 8;
+        let stored = u32::from_le_bytes(buf[crc_at..crc_at + 4].try_into().expect("4 bytes"));
+        let actual = crc32fast::hash(&buf[..crc_at]);
         if stored != actual {
-            return Err(format!("checksum mismatch at byte {}", footer + 8));
+            return Err(format!("checksum mismatch at byte {crc_at}"));
         }
-        let entries = u64::from_le_bytes(buf[footer..footer + 8].try_into().expect("8 bytes"));
+        if buf[crc_at + 4..].iter().any(|&b| b != 0) {
+            return Err(format!("non-zero padding at byte {}", crc_at + 4));
+        }
+        let entries = u64::from_le_bytes(buf[crc_at - 8..crc_at].try_into().expect("8 bytes"));
         Ok(HintFile { buf, entries })
     }
 
-    /// The entry count a hint file's footer claims, read without loading the file (an estimate
-    /// for sizing the index; the file is checked in full when it is loaded).
-    pub fn footer_entries(backend: &Backend, path: &Path) -> Option<u64> {
+    /// The indexed entries per namespace tag a hint file's footer claims, read without loading
+    /// the file (an estimate for sizing the index; the file is checked in full when it is
+    /// loaded).
+    pub fn footer_counts(backend: &Backend, path: &Path) -> Option<[u64; FOOTER_TAGS]> {
         let (len, footer) = backend.read_tail(path, HINT_FOOTER_BYTES).ok()?;
         if footer.len() < HINT_FOOTER_BYTES {
             return None;
         }
-        let entries = u64::from_le_bytes(footer[0..8].try_into().expect("8 bytes"));
+        let mut counts = [0u64; FOOTER_TAGS];
+        for (tag, count) in counts.iter_mut().enumerate() {
+            *count = u64::from_le_bytes(footer[tag * 8..tag * 8 + 8].try_into().expect("8 bytes"));
+        }
         // A damaged footer must not size the index: no more entries than the file can hold.
         let most = len.saturating_sub((HINT_HEADER_BYTES + HINT_FOOTER_BYTES) as u64)
             / HINT_ENTRY_HEADER_BYTES as u64;
-        (entries <= most).then_some(entries)
+        (counts.iter().try_fold(0u64, |sum, &c| sum.checked_add(c))? <= most).then_some(counts)
     }
 
     /// The entries, in file order. The checksum matched, so a malformed entry means a bug in the
@@ -175,10 +215,9 @@ impl<'a> Iterator for HintIter<'a> {
         let u32_at = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
         let key_len = u32_at(24) as usize;
-        let kind = match header[28] {
-            1 => RecordKind::Put,
-            2 => RecordKind::Delete,
-            _ => return bad(),
+        let kind = match RecordKind::from_u8(header[28]) {
+            Some(RecordKind::Batch) | None => return bad(),
+            Some(kind) => kind,
         };
         let key_start = at + HINT_ENTRY_HEADER_BYTES;
         let Some(key) = self.buf.get(key_start..key_start + key_len) else {
@@ -206,12 +245,12 @@ mod tests {
         HintEntry {
             seq,
             expiry_ms: seq * 10,
-            offset: 32 + seq as u32,
-            record_len: 40,
-            kind: if seq.is_multiple_of(2) {
-                RecordKind::Put
-            } else {
-                RecordKind::Delete
+            offset: 40 + seq as u32,
+            record_len: 48,
+            kind: match seq % 3 {
+                0 => RecordKind::Put,
+                1 => RecordKind::Delete,
+                _ => RecordKind::Append,
             },
             namespace_tag: 1,
             key,
@@ -225,11 +264,18 @@ mod tests {
         let mut writer = HintWriter::new(5);
         writer.add(&entry(b"alpha", 2));
         writer.add(&entry(b"", 3));
+        writer.add(&entry(b"beta", 4));
         writer.write(&Backend::Os, &path).unwrap();
         let file = HintFile::read(&Backend::Os, &path, 5).unwrap().unwrap();
         let entries: Vec<_> = file.iter().map(|e| e.unwrap()).collect();
-        assert_eq!(entries, vec![entry(b"alpha", 2), entry(b"", 3)]);
-        assert_eq!(file.entries, 2);
+        assert_eq!(
+            entries,
+            vec![entry(b"alpha", 2), entry(b"", 3), entry(b"beta", 4)]
+        );
+        assert_eq!(file.entries, 3);
+        let mut counts = [0u64; FOOTER_TAGS];
+        counts[1] = 2; // the put and the delete, not the append
+        assert_eq!(HintFile::footer_counts(&Backend::Os, &path), Some(counts));
     }
 
     #[test]

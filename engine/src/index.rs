@@ -31,6 +31,9 @@ const LOAD_DENOMINATOR: usize = 8;
 
 /// Expiry value that marks a tombstone during recovery (never seen outside it).
 pub const EXPIRY_TOMBSTONE: u64 = (1 << 48) - 1;
+/// Largest expiry a slot holds (the year 10889): a later one is stored as this, and the exact
+/// time stays in the record (Redis accepts expiries up to the year 292 million).
+pub const EXPIRY_INDEX_MAX: u64 = (1 << 48) - 2;
 const EXPIRY_MASK: u64 = (1 << 48) - 1;
 
 /// Where a record lives.
@@ -69,6 +72,18 @@ impl Slot {
 
     fn is_empty(&self) -> bool {
         self.offset == 0
+    }
+
+    /// The expiry a slot keeps for a record expiring at `expiry_ms`: the same, or
+    /// `EXPIRY_INDEX_MAX` for a later one (never reached in practice; the record has the
+    /// exact time).
+    pub fn indexed_expiry(expiry_ms: u64) -> u64 {
+        expiry_ms.min(EXPIRY_INDEX_MAX)
+    }
+
+    /// Whether the slot's expiry was capped (`indexed_expiry`): the exact one is in the record.
+    pub fn expiry_is_capped(&self) -> bool {
+        self.expiry_ms() == EXPIRY_INDEX_MAX
     }
 
     pub fn location(&self) -> Location {

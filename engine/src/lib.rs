@@ -48,6 +48,7 @@ pub mod fuzzing;
 mod hint;
 mod index;
 mod log_iter;
+mod ranges;
 mod recovery;
 #[allow(unsafe_code)]
 mod segment;
@@ -57,8 +58,8 @@ pub mod sim;
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
     Clock, Committed, CompactionConfig, Config, Durability, Engine, LiveRecord, Logger,
-    ManualClock, Stats, Storage, SystemClock, Txn, Value, ValueRef, WriteBatch, BATCH_OPS_MAX,
-    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    ManualClock, Op, Pin, Stats, Storage, SystemClock, Txn, Value, ValueRef, WriteBatch,
+    BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};
 pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};

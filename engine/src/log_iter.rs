@@ -12,7 +12,7 @@ use crate::format::{self, Namespace, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HE
 use crate::index::Location;
 use crate::segment::Segment;
 
-/// One put or delete read from the log.
+/// One write read from the log (a put, delete, log-only append or range marker).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogOp {
     pub kind: RecordKind,
@@ -29,7 +29,22 @@ pub struct LogOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub seq: u64,
+    /// The term the entry was written in.
+    pub term: u64,
     pub ops: Vec<LogOp>,
+}
+
+impl LogOp {
+    /// The op as an `Op` borrowing this one's bytes (to put in a `WriteBatch`).
+    pub fn as_op(&self) -> crate::Op<'_> {
+        crate::Op {
+            kind: self.kind,
+            namespace: self.namespace,
+            key: &self.key,
+            value: &self.value,
+            expiry_ms: self.expiry_ms,
+        }
+    }
 }
 
 struct Cursor {
@@ -45,12 +60,12 @@ impl Cursor {
             .then(|| format::peek_seq(self.segment.bytes(self.offset, RECORD_HEADER_BYTES)))
     }
 
-    /// Decodes the record at the cursor into ops and moves past it.
-    fn take(&mut self, ops: &mut Vec<LogOp>) -> Result<u64> {
+    /// Decodes the record at the cursor into ops and moves past it; returns its seq and term.
+    fn take(&mut self, ops: &mut Vec<LogOp>) -> Result<(u64, u64)> {
         let bytes = self.segment.bytes(self.offset, self.end - self.offset);
         let record = format::decode_record(bytes, self.offset as u64, true)
             .map_err(|e| self.error(self.offset, format!("{e:?}")))?;
-        let seq = record.seq;
+        let (seq, term) = (record.seq, record.term);
         if record.kind == RecordKind::Batch {
             let mut at = self.offset + RECORD_HEADER_BYTES;
             let end = self.offset + record.len;
@@ -65,7 +80,7 @@ impl Cursor {
             ops.push(self.op(&record, self.offset)?);
         }
         self.offset += record.len;
-        Ok(seq)
+        Ok((seq, term))
     }
 
     fn op(&self, record: &format::RecordView<'_>, offset: usize) -> Result<LogOp> {
@@ -101,7 +116,12 @@ pub struct LogIter {
 
 impl LogIter {
     pub(crate) fn new(inner: &Inner, from_seq: u64) -> LogIter {
-        let segments: Vec<Arc<Segment>> = inner.segments_read().all().cloned().collect();
+        let segments: Vec<Arc<Segment>> = inner
+            .segments_read()
+            .all()
+            .filter(|s| !s.is_superseded())
+            .cloned()
+            .collect();
         LogIter::over(segments, from_seq)
     }
 
@@ -136,9 +156,10 @@ impl LogIter {
             let Reverse((seq, index)) = self.heap.pop()?;
             let cursor = &mut self.cursors[index];
             let mut ops = Vec::new();
-            if let Err(e) = cursor.take(&mut ops) {
-                return Some(Err(e));
-            }
+            let term = match cursor.take(&mut ops) {
+                Ok((_, term)) => term,
+                Err(e) => return Some(Err(e)),
+            };
             // Compaction splits a batch into single records with the batch's seq: gather them.
             while cursor.peek_seq() == Some(seq) {
                 if let Err(e) = cursor.take(&mut ops) {
@@ -149,7 +170,7 @@ impl LogIter {
                 self.heap.push(Reverse((next, index)));
             }
             if seq >= self.from_seq {
-                return Some(Ok(LogEntry { seq, ops }));
+                return Some(Ok(LogEntry { seq, term, ops }));
             }
         }
     }
@@ -168,4 +189,40 @@ impl Iterator for LogIter {
         }
         item
     }
+}
+
+/// Calls `visit` with every record of a segment's published prefix and its offset: top-level
+/// records and the members of each batch (not the batch record itself), without checking
+/// CRCs (counting, not serving data). Stops at the first record that does not decode.
+pub(crate) fn visit_records(
+    segment: &Segment,
+    mut visit: impl FnMut(&format::RecordView<'_>, usize),
+) -> Result<()> {
+    let end = segment.published();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let bad = |offset: usize, e: format::DecodeError| {
+        Error::corrupt(segment.display_path(), offset as u64, format!("{e:?}"))
+    };
+    while offset + RECORD_HEADER_BYTES <= end {
+        let record =
+            format::decode_record(segment.bytes(offset, end - offset), offset as u64, false)
+                .map_err(|e| bad(offset, e))?;
+        if record.kind == RecordKind::Batch {
+            let mut at = offset + RECORD_HEADER_BYTES;
+            while at < offset + record.len {
+                let member = format::decode_record(
+                    segment.bytes(at, offset + record.len - at),
+                    at as u64,
+                    false,
+                )
+                .map_err(|e| bad(at, e))?;
+                visit(&member, at);
+                at += member.len;
+            }
+        } else {
+            visit(&record, offset);
+        }
+        offset += record.len;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 //! (`backend.rs`); records are read and written through the mapping's raw pointer alone.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::backend::{Backend, FileHandle, Mapping};
@@ -45,11 +45,22 @@ pub struct Segment {
     /// Lowest and highest seq of any record in the segment (u64::MAX / 0 when empty).
     pub min_seq: AtomicU64,
     pub max_seq: AtomicU64,
+    /// Bytes of log-only (`Append`) records, and a bit per namespace tag that has any here.
+    pub append_bytes: AtomicU64,
+    pub append_namespaces: AtomicU8,
+    /// Bytes of `Append` records that range markers drop, as last counted (they are not in
+    /// `dead_bytes`: a marker does not say which segments it reaches), and the marker
+    /// generation that count is for (`u64::MAX`: never counted).
+    pub covered_bytes: AtomicU64,
+    pub covered_generation: AtomicU64,
     /// Set once the segment is sealed (no more appends).
     sealed: AtomicBool,
     /// Set once a sealed segment is flushed, cut to its last record and fsynced (or was found
     /// so at recovery): only then may compaction or a hint file rely on its file.
     durably_sealed: AtomicBool,
+    /// A compaction installed copies of this segment's live records: log readers skip it from
+    /// now on (it leaves the table once the index points at the copies).
+    superseded: AtomicBool,
     /// Recovery loaded the index entries from a hint file instead of reading (and checking)
     /// the records: damage in them is found only when they are read.
     loaded_from_hints: AtomicBool,
@@ -82,8 +93,13 @@ impl Segment {
             dead_bytes: AtomicU64::new(0),
             min_seq: AtomicU64::new(u64::MAX),
             max_seq: AtomicU64::new(0),
+            append_bytes: AtomicU64::new(0),
+            append_namespaces: AtomicU8::new(0),
+            covered_bytes: AtomicU64::new(0),
+            covered_generation: AtomicU64::new(u64::MAX),
             sealed: AtomicBool::new(false),
             durably_sealed: AtomicBool::new(false),
+            superseded: AtomicBool::new(false),
             loaded_from_hints: AtomicBool::new(false),
         }
     }
@@ -323,6 +339,14 @@ impl Segment {
         self.durably_sealed.store(true, Ordering::Release);
     }
 
+    pub(crate) fn mark_superseded(&self) {
+        self.superseded.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
+    }
+
     pub(crate) fn loaded_from_hints(&self) -> bool {
         self.loaded_from_hints.load(Ordering::Relaxed)
     }
@@ -359,10 +383,36 @@ impl Segment {
         self.dead_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Share of the published bytes that is dead.
+    /// Notes a log-only record of namespace `tag` of `bytes` bytes.
+    pub(crate) fn note_append(&self, tag: u8, bytes: usize) {
+        self.append_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.append_namespaces.fetch_or(1 << tag, Ordering::Relaxed);
+    }
+
+    /// Bytes compaction would reclaim: dead records plus log-only records range markers drop.
+    pub fn reclaimable_bytes(&self) -> u64 {
+        self.dead_bytes.load(Ordering::Relaxed) + self.covered_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Share of the published bytes that compaction would reclaim.
     pub fn garbage_ratio(&self) -> f64 {
         let total = self.published().saturating_sub(SEGMENT_HEADER_BYTES).max(1);
-        self.dead_bytes.load(Ordering::Relaxed) as f64 / total as f64
+        self.reclaimable_bytes() as f64 / total as f64
+    }
+
+    /// Takes over `other`'s accounting (dead bytes, seq range, log-only records): `other` is
+    /// the same file, mapped anew.
+    pub(crate) fn take_accounting_from(&mut self, other: &Segment) {
+        let copy = |to: &mut AtomicU64, from: &AtomicU64| {
+            *to = AtomicU64::new(from.load(Ordering::Relaxed));
+        };
+        copy(&mut self.dead_bytes, &other.dead_bytes);
+        copy(&mut self.min_seq, &other.min_seq);
+        copy(&mut self.max_seq, &other.max_seq);
+        copy(&mut self.append_bytes, &other.append_bytes);
+        copy(&mut self.covered_bytes, &other.covered_bytes);
+        copy(&mut self.covered_generation, &other.covered_generation);
+        self.append_namespaces = AtomicU8::new(other.append_namespaces.load(Ordering::Relaxed));
     }
 
     /// A read-only mapping of this sealed file segment (replaces the writable one after sealing).
@@ -375,9 +425,7 @@ impl Segment {
         reopened
             .published
             .store(self.published(), Ordering::Release);
-        reopened.dead_bytes = AtomicU64::new(self.dead_bytes.load(Ordering::Relaxed));
-        reopened.min_seq = AtomicU64::new(self.min_seq.load(Ordering::Relaxed));
-        reopened.max_seq = AtomicU64::new(self.max_seq.load(Ordering::Relaxed));
+        reopened.take_accounting_from(self);
         reopened.mark_durably_sealed();
         Ok(Some(reopened))
     }

@@ -173,7 +173,7 @@ fn transaction_reads_its_own_writes_and_commits_atomically() {
                 .unwrap();
             txn.put(KV, b"counter", (current + 1).to_string().as_bytes(), 0)?;
             let seen = txn.get(KV, b"counter")?.unwrap().value;
-            assert!(txn.delete(KV, b"counter"));
+            assert!(txn.delete(KV, b"counter")?);
             assert!(!txn.contains(KV, b"counter")?);
             txn.put(KV, b"counter", &seen, 0)?;
             Ok(seen)
@@ -213,8 +213,8 @@ fn a_long_transaction_reads_its_latest_writes_before_and_after_the_overlay_exist
             assert_eq!(txn.get(KV, b"old")?.unwrap().value, b"committed");
             // Writes after it: a put, a delete, a put of a new key.
             txn.put(KV, b"k5", b"again", 0)?;
-            assert!(txn.delete(KV, b"k6"));
-            assert!(txn.delete(KV, b"old"));
+            assert!(txn.delete(KV, b"k6")?);
+            assert!(txn.delete(KV, b"old")?);
             txn.put(KV, b"new", b"n", 0)?;
             assert_eq!(txn.get(KV, b"k5")?.unwrap().value, b"again");
             assert!(!txn.contains(KV, b"k6")?);
@@ -382,12 +382,40 @@ fn oversized_and_invalid_writes_are_refused_with_the_field_named() {
         Err(Error::TooLarge { field: "key", .. }) => {}
         other => panic!("{other:?}"),
     }
-    match engine.put(KV, b"k", b"v", u64::MAX) {
-        Err(Error::Invalid(message)) => assert!(message.contains("expiry")),
+    let mut expiring_append = WriteBatch::new();
+    expiring_append.push_op(&flin_engine::Op {
+        kind: flin_engine::RecordKind::Append,
+        namespace: KV,
+        key: b"k",
+        value: b"v",
+        expiry_ms: 5,
+    });
+    match engine.write(&expiring_append) {
+        Err(Error::Invalid(message)) => assert!(message.contains("expiry"), "{message}"),
         other => panic!("{other:?}"),
     }
     assert!(engine.write(&WriteBatch::new()).is_err());
     assert_eq!(engine.len(KV), 0, "nothing half-written");
+}
+
+/// Redis accepts expiries up to the year 292 million (`PEXPIREAT k 9223372036854770000`); the
+/// index keeps 48 bits of them, the record the exact time, which reads report.
+#[test]
+fn expiries_past_the_index_range_are_kept_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let far = 9_223_372_036_854_770_000u64;
+    {
+        let engine = open(quiet_config(dir.path()));
+        engine.put(KV, b"far", b"v", far).unwrap();
+        engine.put(KV, b"max", b"v", u64::MAX).unwrap();
+        assert_eq!(engine.expiry_of(KV, b"far").unwrap(), Some(far));
+        assert_eq!(engine.get(KV, b"max").unwrap().unwrap().expiry_ms, u64::MAX);
+        engine.flush().unwrap();
+    }
+    let engine = open(quiet_config(dir.path()));
+    assert_eq!(engine.expiry_of(KV, b"far").unwrap(), Some(far));
+    assert_eq!(engine.get(KV, b"far").unwrap().unwrap().expiry_ms, far);
+    assert_eq!(engine.len(KV), 2);
 }
 
 #[test]

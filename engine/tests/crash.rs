@@ -335,11 +335,15 @@ fn expired_record_keeps_shadowing_an_older_value_outside_a_partial_merge() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let engine = open(small_config(dir.path(), &clock, &log));
     engine.put(KV, b"victim", b"old value", 0).unwrap();
-    // Segment A: mostly live filler, so its garbage ratio stays low.
-    for i in 0..60u32 {
+    // Segment A: live filler up to its end, so its garbage ratio stays low; the filler that
+    // did not fit starts segment B.
+    let segments = engine.stats().segments;
+    let mut i = 0u32;
+    while engine.stats().segments == segments {
         engine
             .put(KV, format!("a{i}").as_bytes(), &[b'a'; 60], 0)
             .unwrap();
+        i += 1;
     }
     engine.put(KV, b"victim", b"new value", 1_000_010).unwrap();
     // Segment B: one key overwritten again and again, so it is mostly garbage.

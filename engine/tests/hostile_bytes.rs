@@ -28,7 +28,15 @@ fn segment_with(records: &[(Vec<u8>, Vec<u8>, bool)]) -> (Vec<u8>, Vec<usize>) {
         } else {
             (RecordKind::Put, value.as_slice())
         };
-        at += format::encode_record(&mut image[at..], kind, 1, 0, seq as u64 + 1, 0, key, value);
+        let header = format::Header {
+            kind,
+            namespace_tag: 1,
+            flags: 0,
+            seq: seq as u64 + 1,
+            term: 1,
+            expiry_ms: 0,
+        };
+        at += format::encode_record(&mut image[at..], &header, key, value);
     }
     (image, starts)
 }
@@ -57,7 +65,7 @@ proptest! {
     /// Random bytes behind a plausible record header reach the length and batch checks.
     #[test]
     fn random_records_after_a_valid_header(
-        kind in 0u8..5, namespace in 0u8..7, key_len in 0u32..64, value_len in 0u32..256,
+        kind in 0u8..7, namespace in 0u8..7, key_len in 0u32..64, value_len in 0u32..256,
         tail in proptest::collection::vec(any::<u8>(), 0..320),
     ) {
         let mut bytes = vec![0u8; SEGMENT_HEADER_BYTES];

@@ -249,7 +249,7 @@ impl KvTxn<'_, '_> {
     }
 
     /// Deletes the key if it exists; returns whether it did.
-    pub fn delete(&mut self, key: &[u8]) -> bool {
+    pub fn delete(&mut self, key: &[u8]) -> flin_engine::Result<bool> {
         self.txn.delete(KV, key)
     }
 

@@ -1,81 +1,82 @@
-//! The typed list of writes the engine applies atomically ([`WriteBatch`]), and how a group of
-//! writes is encoded into the log.
+//! The typed list of writes the engine applies atomically ([`WriteBatch`], each write an
+//! [`Op`]), and how a group of writes is encoded into the log. This list is the unit that
+//! crosses from a data model to the engine, and later from a leader to its followers: data, not
+//! code, so it can be logged, replicated, replayed and inspected.
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES, VALUE_BYTES_MAX,
+    self, Header, Namespace, RecordKind, FLAG_IN_BATCH, KEY_BYTES_MAX, RECORD_HEADER_BYTES,
+    VALUE_BYTES_MAX,
 };
 
-/// What the write path needs of one write: implemented by `OpView`, a put or delete
-/// borrowing its key and value (from a `WriteBatch`'s buffer, or from `Engine::put`'s
-/// arguments, which then allocates nothing).
-pub(crate) trait WriteOp {
-    fn namespace(&self) -> Namespace;
-    fn key(&self) -> &[u8];
-    /// Value and expiry of a put; `None` for a delete.
-    fn put_value(&self) -> Option<(&[u8], u64)>;
+/// One write, borrowing its key and value (from a [`WriteBatch`]'s buffer, from the log, or
+/// from `Engine::put`'s arguments, which then allocates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Op<'a> {
+    /// `Put`, `Delete`, `Append` or `DropRange` (never `Batch`).
+    pub kind: RecordKind,
+    pub namespace: Namespace,
+    /// The key; for `DropRange`, the key prefix it covers.
+    pub key: &'a [u8],
+    /// The value; empty for `Delete`; for `DropRange`, the bound (exclusive) that the rest of a
+    /// covered key sorts before.
+    pub value: &'a [u8],
+    /// Absolute expiry in ms since the epoch (0 = none); only a `Put` may have one.
+    pub expiry_ms: u64,
+}
 
-    fn record_len(&self) -> usize {
-        format::record_len(
-            self.key().len(),
-            self.put_value().map_or(0, |(v, _)| v.len()),
-        )
+impl Op<'_> {
+    /// Bytes of the record this op becomes (as a member of a batch or on its own).
+    pub fn record_len(&self) -> usize {
+        format::record_len(self.key.len(), self.value.len())
     }
 
-    fn validate(&self) -> Result<()> {
-        if self.key().len() > KEY_BYTES_MAX {
+    /// Checks the limits a write must respect before anything is appended.
+    pub fn validate(&self) -> Result<()> {
+        if self.key.len() > KEY_BYTES_MAX {
             return Err(Error::TooLarge {
                 field: "key",
-                bytes: self.key().len(),
+                bytes: self.key.len(),
                 limit: KEY_BYTES_MAX,
             });
         }
-        if let Some((value, expiry_ms)) = self.put_value() {
-            if value.len() > VALUE_BYTES_MAX {
-                return Err(Error::TooLarge {
-                    field: "value",
-                    bytes: value.len(),
-                    limit: VALUE_BYTES_MAX,
-                });
-            }
-            if expiry_ms > format::EXPIRY_MS_MAX {
-                return Err(Error::Invalid(format!(
-                    "expiry {expiry_ms} ms is out of range"
-                )));
-            }
+        if self.value.len() > VALUE_BYTES_MAX {
+            return Err(Error::TooLarge {
+                field: "value",
+                bytes: self.value.len(),
+                limit: VALUE_BYTES_MAX,
+            });
         }
-        Ok(())
-    }
-}
-
-/// One write, borrowing its key and value.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct OpView<'a> {
-    pub(crate) namespace: Namespace,
-    pub(crate) key: &'a [u8],
-    /// Value and expiry of a put; `None` for a delete.
-    pub(crate) put: Option<(&'a [u8], u64)>,
-}
-
-impl WriteOp for OpView<'_> {
-    fn namespace(&self) -> Namespace {
-        self.namespace
+        match self.kind {
+            RecordKind::Put => Ok(()),
+            RecordKind::Delete | RecordKind::Append | RecordKind::DropRange
+                if self.expiry_ms == 0 =>
+            {
+                Ok(())
+            }
+            RecordKind::Batch => Err(Error::Invalid("a batch cannot be a batch member".into())),
+            kind => Err(Error::Invalid(format!("a {kind:?} record has no expiry"))),
+        }
     }
 
-    fn key(&self) -> &[u8] {
-        self.key
-    }
-
-    fn put_value(&self) -> Option<(&[u8], u64)> {
-        self.put
+    /// This op's record header, for a write at `seq` in `term`.
+    fn header(&self, flags: u16, seq: u64, term: u64) -> Header {
+        Header {
+            kind: self.kind,
+            namespace_tag: self.namespace.tag(),
+            flags,
+            seq,
+            term,
+            expiry_ms: self.expiry_ms,
+        }
     }
 }
 
 /// Bytes a group of writes takes in the log: one record, or a batch record around them.
-pub(super) fn encoded_len<O: WriteOp>(ops: &[O]) -> usize {
+pub(super) fn encoded_len(ops: &[Op<'_>]) -> usize {
     match ops.len() {
         1 => ops[0].record_len(),
-        _ => RECORD_HEADER_BYTES + ops.iter().map(WriteOp::record_len).sum::<usize>(),
+        _ => RECORD_HEADER_BYTES + ops.iter().map(Op::record_len).sum::<usize>(),
     }
 }
 
@@ -84,7 +85,7 @@ pub(super) fn encoded_len<O: WriteOp>(ops: &[O]) -> usize {
 /// grows, not two per put (they were a tenth of a batched put's time).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
-    /// Every op's key, then (for a put) its value.
+    /// Every op's key, then its value.
     bytes: Vec<u8>,
     ops: Vec<BatchOp>,
 }
@@ -92,13 +93,13 @@ pub struct WriteBatch {
 /// Where one write of a `WriteBatch` lies in its buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct BatchOp {
-    pub(crate) namespace: Namespace,
+    kind: RecordKind,
+    namespace: Namespace,
     /// Offset of the key in `WriteBatch::bytes`; the value follows the key.
     start: usize,
     key_len: usize,
     value_len: usize,
-    /// `Some(expiry_ms)` for a put (0 = no expiry), `None` for a delete.
-    expiry_ms: Option<u64>,
+    expiry_ms: u64,
 }
 
 /// Most operations one batch may hold.
@@ -109,6 +110,7 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
+    /// Sets `key` to `value` (expiring at `expiry_ms`, 0 = never).
     pub fn put(
         &mut self,
         namespace: Namespace,
@@ -116,21 +118,43 @@ impl WriteBatch {
         value: &[u8],
         expiry_ms: u64,
     ) -> &mut Self {
-        self.push(namespace, key, value, Some(expiry_ms))
+        self.push(RecordKind::Put, namespace, key, value, expiry_ms)
     }
 
+    /// Removes `key` (a tombstone record, written whether or not the key exists).
     pub fn delete(&mut self, namespace: Namespace, key: &[u8]) -> &mut Self {
-        self.push(namespace, key, &[], None)
+        self.push(RecordKind::Delete, namespace, key, &[], 0)
     }
 
-    pub(crate) fn push(
+    /// Appends a log-only record: it stays in the log (found again by its seq) until a
+    /// `drop_range` covers it, and never enters the hash index.
+    pub fn append(&mut self, namespace: Namespace, key: &[u8], value: &[u8]) -> &mut Self {
+        self.push(RecordKind::Append, namespace, key, value, 0)
+    }
+
+    /// Drops every log-only record of `namespace` whose key starts with `prefix` and whose
+    /// rest sorts before `bound`, written before this batch. A bound may only grow: a lower
+    /// one than the namespace's current marker for `prefix` is refused when the batch is
+    /// written.
+    pub fn drop_range(&mut self, namespace: Namespace, prefix: &[u8], bound: &[u8]) -> &mut Self {
+        self.push(RecordKind::DropRange, namespace, prefix, bound, 0)
+    }
+
+    /// Adds an op as read from elsewhere (a replicated entry, a replay).
+    pub fn push_op(&mut self, op: &Op<'_>) -> &mut Self {
+        self.push(op.kind, op.namespace, op.key, op.value, op.expiry_ms)
+    }
+
+    fn push(
         &mut self,
+        kind: RecordKind,
         namespace: Namespace,
         key: &[u8],
         value: &[u8],
-        expiry_ms: Option<u64>,
+        expiry_ms: u64,
     ) -> &mut Self {
         self.ops.push(BatchOp {
+            kind,
             namespace,
             start: self.bytes.len(),
             key_len: key.len(),
@@ -150,27 +174,39 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
+    /// Forgets every op, keeping the buffers for reuse.
+    pub fn clear(&mut self) {
+        self.ops.clear();
+        self.bytes.clear();
+    }
+
     /// Write number `i`.
-    pub(crate) fn op(&self, i: usize) -> OpView<'_> {
+    pub fn op(&self, i: usize) -> Op<'_> {
         let op = &self.ops[i];
         let key_end = op.start + op.key_len;
-        OpView {
+        Op {
+            kind: op.kind,
             namespace: op.namespace,
             key: &self.bytes[op.start..key_end],
-            put: op
-                .expiry_ms
-                .map(|expiry_ms| (&self.bytes[key_end..key_end + op.value_len], expiry_ms)),
+            value: &self.bytes[key_end..key_end + op.value_len],
+            expiry_ms: op.expiry_ms,
         }
     }
 
     /// Every write, in order.
-    pub(crate) fn views(&self) -> Vec<OpView<'_>> {
-        (0..self.ops.len()).map(|i| self.op(i)).collect()
+    pub fn iter(&self) -> impl Iterator<Item = Op<'_>> + '_ {
+        (0..self.ops.len()).map(|i| self.op(i))
+    }
+
+    /// Every write, in order, collected.
+    pub(crate) fn views(&self) -> Vec<Op<'_>> {
+        self.iter().collect()
     }
 }
 
-/// Encodes writes: a single one as a plain record, several inside a batch record.
-pub(super) fn encode_batch<O: WriteOp>(out: &mut [u8], ops: &[O], seq: u64) {
+/// Encodes writes at `seq` in `term`: a single one as a plain record, several inside a batch
+/// record.
+pub(super) fn encode_batch(out: &mut [u8], ops: &[Op<'_>], seq: u64, term: u64) {
     let single = ops.len() == 1;
     let (mut at, flags) = if single {
         (0, 0)
@@ -178,40 +214,23 @@ pub(super) fn encode_batch<O: WriteOp>(out: &mut [u8], ops: &[O], seq: u64) {
         (RECORD_HEADER_BYTES, FLAG_IN_BATCH)
     };
     for op in ops {
-        at += match op.put_value() {
-            Some((value, expiry_ms)) => format::encode_record(
-                &mut out[at..],
-                RecordKind::Put,
-                op.namespace().tag(),
-                flags,
-                seq,
-                expiry_ms,
-                op.key(),
-                value,
-            ),
-            None => format::encode_record(
-                &mut out[at..],
-                RecordKind::Delete,
-                op.namespace().tag(),
-                flags,
-                seq,
-                0,
-                op.key(),
-                &[],
-            ),
-        };
+        at += format::encode_record(
+            &mut out[at..],
+            &op.header(flags, seq, term),
+            op.key,
+            op.value,
+        );
     }
     if !single {
-        format::encode_header(
-            out,
-            RecordKind::Batch,
-            0,
-            0,
+        let header = Header {
+            kind: RecordKind::Batch,
+            namespace_tag: 0,
+            flags: 0,
             seq,
-            0,
-            0,
-            at - RECORD_HEADER_BYTES,
-        );
+            term,
+            expiry_ms: 0,
+        };
+        format::encode_header(out, &header, 0, at - RECORD_HEADER_BYTES);
         format::seal_record(&mut out[..at]);
     }
 }

@@ -42,7 +42,11 @@ impl Inner {
                 continue;
             }
             let started = Instant::now();
-            match compaction::compact(self, self.config.compaction.garbage_ratio_min) {
+            match compaction::compact_counting(
+                self,
+                self.config.compaction.garbage_ratio_min,
+                compaction::COVERED_COUNTS_PER_ROUND,
+            ) {
                 Ok(report) if report.segments_in > 0 => (self.config.logger)(&format!(
                     "compacted {} segments into {}: reclaimed {} bytes in {} ms",
                     report.segments_in,

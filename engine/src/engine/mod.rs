@@ -14,6 +14,7 @@
 mod batch;
 mod config;
 mod maintenance;
+mod pins;
 mod read;
 mod seal;
 mod sync;
@@ -21,12 +22,13 @@ mod table;
 mod txn;
 mod write;
 
-pub(crate) use batch::{OpView, WriteOp};
-pub use batch::{WriteBatch, BATCH_OPS_MAX};
+pub use batch::{Op, WriteBatch, BATCH_OPS_MAX};
 pub use config::{
     Clock, CompactionConfig, Config, Durability, Logger, ManualClock, Storage, SystemClock,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
+pub use pins::Pin;
+pub(crate) use pins::PinSet;
 pub(crate) use table::SegmentTable;
 pub use txn::{Committed, Txn};
 
@@ -40,8 +42,9 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::backend::{Backend, DirLock};
 use crate::compaction::{self, CompactionReport};
 use crate::error::{Error, Result};
-use crate::format::Namespace;
+use crate::format::{Namespace, RecordKind};
 use crate::index::{Index, SHARD_COUNT};
+use crate::ranges::RangeMarkers;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{Segment, SegmentWriter};
 
@@ -92,6 +95,8 @@ pub struct Stats {
 pub(crate) struct Writer {
     pub active: SegmentWriter,
     pub next_seq: u64,
+    /// The term new records are written in (replication's leader term; 0 on a lone node).
+    pub term: u64,
 }
 
 #[derive(Default)]
@@ -112,6 +117,10 @@ pub(crate) struct Inner {
     pub dir: Option<PathBuf>,
     _lock: Option<DirLock>,
     pub index: Index,
+    /// The range markers in effect (log-only records they drop are dead).
+    pub ranges: RwLock<RangeMarkers>,
+    /// Compaction pins held.
+    pub pins: Arc<PinSet>,
     pub segments: RwLock<SegmentTable>,
     pub writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
@@ -208,10 +217,13 @@ impl Engine {
             dir,
             _lock: lock,
             index: recovered.index,
+            ranges: RwLock::new(recovered.ranges),
+            pins: Arc::new(PinSet::default()),
             segments: RwLock::new(recovered.segments),
             writer: Mutex::new(Writer {
                 active: recovered.active,
                 next_seq: recovered.last_seq + 1,
+                term: recovered.last_term,
             }),
             sync: Mutex::new(SyncState {
                 durable_seq: recovered.last_seq,
@@ -316,10 +328,7 @@ impl Engine {
 
     /// A key's expiry (0 = none), or `None` if the key does not exist.
     pub fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> Result<Option<u64>> {
-        Ok(self
-            .inner
-            .lookup(namespace, key)
-            .map(|slot| slot.expiry_ms()))
+        Ok(self.inner.expiry_of(namespace, key))
     }
 
     /// The seq of the record that holds the key now, or `None` if it does not exist: changes
@@ -336,10 +345,12 @@ impl Engine {
         value: &[u8],
         expiry_ms: u64,
     ) -> Result<u64> {
-        let put = [OpView {
+        let put = [Op {
+            kind: RecordKind::Put,
             namespace,
             key,
-            put: Some((value, expiry_ms)),
+            value,
+            expiry_ms,
         }];
         let seq = self.inner.append(&mut self.inner.lock_writer(), &put)?;
         self.wait_durable(Some(seq))?;
@@ -348,7 +359,7 @@ impl Engine {
 
     /// Removes a key; returns whether it existed. Writes nothing if it did not.
     pub fn delete(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
-        let committed = self.transaction(|txn| Ok(txn.delete(namespace, key)))?;
+        let committed = self.transaction(|txn| txn.delete(namespace, key))?;
         self.wait_durable(committed.seq)?;
         Ok(committed.value)
     }
@@ -479,6 +490,19 @@ impl Engine {
     /// this way). Records that compaction dropped (overwritten, deleted) are gone.
     pub fn log_from(&self, from_seq: u64) -> crate::LogIter {
         crate::log_iter::LogIter::new(&self.inner, from_seq)
+    }
+
+    /// Whether a log-only record of `namespace` with this key and seq is dropped by a range
+    /// marker in effect (a reader of the log filters those out; compaction removes them).
+    pub fn is_dropped(&self, namespace: Namespace, key: &[u8], seq: u64) -> bool {
+        let ranges = self.inner.ranges.read().expect("range markers lock");
+        ranges.any_in(namespace.tag()) && ranges.covering(namespace.tag(), key, seq).is_some()
+    }
+
+    /// Keeps compaction away from every record with seq >= `seq` until the returned pin is
+    /// dropped or advanced (see [`Pin`]).
+    pub fn pin(&self, seq: u64) -> Pin {
+        Pin::new(&self.inner.pins, seq)
     }
 
     /// Merges sealed segments whose garbage ratio passes `garbage_ratio_min` (0 merges every

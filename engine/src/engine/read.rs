@@ -113,6 +113,30 @@ impl Inner {
         ))
     }
 
+    /// A live key's expiry (0 = none): the slot's, or the record's when the slot caps it.
+    pub(super) fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> Option<u64> {
+        let hash = key_hash(namespace.tag(), key);
+        let shard = self.index.read(Index::shard_of(hash));
+        let table = shard.table(namespace.tag());
+        let position = table.find(hash, |l| {
+            Inner::record_is(&shard.segments, l, namespace.tag(), key)
+        })?;
+        let slot = table.slot(position);
+        if self.has_expired(&slot, None) {
+            return None;
+        }
+        if !slot.expiry_is_capped() {
+            return Some(slot.expiry_ms());
+        }
+        let location = slot.location();
+        Some(format::peek_expiry(
+            shard
+                .segments
+                .get(location.segment)
+                .bytes(location.offset as usize, RECORD_HEADER_BYTES),
+        ))
+    }
+
     pub(super) fn lookup(&self, namespace: Namespace, key: &[u8]) -> Option<Slot> {
         self.lookup_at(namespace, key, None)
     }
@@ -170,7 +194,8 @@ impl Inner {
             .map_err(|e| decode_error(segment, location, e))?;
         Ok(Some(read(ValueRef {
             value: record.value,
-            expiry_ms: slot.expiry_ms(),
+            // The record's, not the slot's: a slot caps expiries past the year 10889.
+            expiry_ms: record.expiry_ms,
         })))
     }
 

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::{Inner, OpView, Value, WriteBatch, WriteOp, BATCH_OPS_MAX};
+use super::{Inner, Op, Value, WriteBatch, BATCH_OPS_MAX};
 use crate::error::{Error, Result};
-use crate::format::Namespace;
+use crate::format::{Namespace, RecordKind};
 
 /// The result of a transaction: what `decide` returned and the seq of the record written, if
 /// any.
@@ -31,21 +31,20 @@ pub struct Txn<'a> {
 const OVERLAY_AFTER_OPS: usize = 16;
 
 impl Txn<'_> {
-    /// Index of the latest queued write of a key.
+    /// Index of the latest queued indexed write (put or delete) of a key.
     fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
         let batch = &self.batch;
+        let matches =
+            |op: &Op<'_>| op.kind.is_indexed() && op.namespace == namespace && op.key == key;
         if batch.len() <= OVERLAY_AFTER_OPS && self.overlay.get().is_none() {
-            return (0..batch.len()).rev().find(|&at| {
-                let op = batch.op(at);
-                op.namespace == namespace && op.key == key
-            });
+            return (0..batch.len()).rev().find(|&at| matches(&batch.op(at)));
         }
         let overlay = self.overlay.get_or_init(|| {
-            (0..batch.len())
-                .map(|at| {
-                    let op = batch.op(at);
-                    ((op.namespace, op.key.to_vec()), at)
-                })
+            batch
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| op.kind.is_indexed())
+                .map(|(at, op)| ((op.namespace, op.key.to_vec()), at))
                 .collect()
         });
         overlay.get(&(namespace, key.to_vec())).copied()
@@ -53,10 +52,9 @@ impl Txn<'_> {
 
     /// A queued write's value and expiry, if it is a put still live at the transaction's time.
     fn pending_value(&self, at: usize) -> Option<(&[u8], u64)> {
-        self.batch
-            .op(at)
-            .put
-            .filter(|&(_, expiry_ms)| expiry_ms == 0 || expiry_ms > self.now_ms)
+        let op = self.batch.op(at);
+        (op.kind == RecordKind::Put && (op.expiry_ms == 0 || op.expiry_ms > self.now_ms))
+            .then_some((op.value, op.expiry_ms))
     }
 
     /// The clock reading taken when the transaction started (all its expiry checks use it).
@@ -108,38 +106,43 @@ impl Txn<'_> {
         value: &[u8],
         expiry_ms: u64,
     ) -> Result<()> {
-        OpView {
+        self.push(Op {
+            kind: RecordKind::Put,
             namespace,
             key,
-            put: Some((value, expiry_ms)),
-        }
-        .validate()?;
-        self.push(namespace, key, value, Some(expiry_ms))
+            value,
+            expiry_ms,
+        })
     }
 
     /// Queues a delete if the key exists; returns whether it did.
-    pub fn delete(&mut self, namespace: Namespace, key: &[u8]) -> bool {
-        if !self.contains(namespace, key).unwrap_or(false) {
-            return false;
+    pub fn delete(&mut self, namespace: Namespace, key: &[u8]) -> Result<bool> {
+        if !self.contains(namespace, key)? {
+            return Ok(false);
         }
-        self.push(namespace, key, &[], None).is_ok()
+        self.push(Op {
+            kind: RecordKind::Delete,
+            namespace,
+            key,
+            value: &[],
+            expiry_ms: 0,
+        })?;
+        Ok(true)
     }
 
-    fn push(
-        &mut self,
-        namespace: Namespace,
-        key: &[u8],
-        value: &[u8],
-        expiry_ms: Option<u64>,
-    ) -> Result<()> {
+    /// Queues any write (a log-only append, a range marker, or a put or delete as is).
+    pub fn push(&mut self, op: Op<'_>) -> Result<()> {
+        op.validate()?;
         if self.batch.len() >= BATCH_OPS_MAX {
             return Err(Error::Invalid(format!(
                 "transaction exceeds {BATCH_OPS_MAX} writes"
             )));
         }
-        self.batch.push(namespace, key, value, expiry_ms);
-        if let Some(overlay) = self.overlay.get_mut() {
-            overlay.insert((namespace, key.to_vec()), self.batch.len() - 1);
+        self.batch.push_op(&op);
+        if op.kind.is_indexed() {
+            if let Some(overlay) = self.overlay.get_mut() {
+                overlay.insert((op.namespace, op.key.to_vec()), self.batch.len() - 1);
+            }
         }
         Ok(())
     }
@@ -147,5 +150,10 @@ impl Txn<'_> {
     /// Writes queued so far.
     pub fn pending(&self) -> usize {
         self.batch.len()
+    }
+
+    /// The writes queued so far, in order.
+    pub fn batch(&self) -> &WriteBatch {
+        &self.batch
     }
 }

@@ -5,18 +5,68 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::batch::{encode_batch, encoded_len};
-use super::{key_hash, Inner, SegmentTable, WriteOp, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
+use super::{key_hash, Inner, Op, SegmentTable, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::index::{Index, Location, Shard, Slot};
+use crate::ranges::Marker;
 use crate::recovery::{self, CreateError};
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
 impl Inner {
-    /// Appends a batch as one record (or a batch record) and updates the index. Caller holds
-    /// the writer lock.
-    pub(crate) fn append<O: WriteOp>(&self, writer: &mut Writer, ops: &[O]) -> Result<u64> {
+    /// Appends a group of writes as one record (or a batch record) at the next seq, in the
+    /// writer's current term, and updates the index. Caller holds the writer lock.
+    pub(crate) fn append(&self, writer: &mut Writer, ops: &[Op<'_>]) -> Result<u64> {
+        let seq = writer.next_seq;
+        let term = writer.term;
+        self.append_at(writer, ops, seq, term)
+    }
+
+    /// Appends a group of writes at `seq` (which must be the next one) in `term`.
+    pub(crate) fn append_at(
+        &self,
+        writer: &mut Writer,
+        ops: &[Op<'_>],
+        seq: u64,
+        term: u64,
+    ) -> Result<u64> {
         self.check_writable()?;
+        self.check_group(ops)?;
+        assert_eq!(seq, writer.next_seq, "appends take the next seq");
+        let total = encoded_len(ops);
+        // A sealed active segment means an earlier rotation sealed it but could not create the
+        // next one (a full disk, say): try again rather than write past its end.
+        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
+            self.rotate(writer, total)?;
+        }
+        let single = ops.len() == 1;
+        let start = writer
+            .active
+            .append(total, |out| encode_batch(out, ops, seq, term));
+        writer.active.publish();
+        let segment = writer.active.segment.clone();
+        segment.note_appended_seq(seq);
+        let first_record = if single {
+            start
+        } else {
+            start + RECORD_HEADER_BYTES
+        };
+        if !single {
+            // The batch header itself is overhead compaction reclaims.
+            segment.add_dead(RECORD_HEADER_BYTES);
+        }
+        self.apply_to_index(&segment, first_record, ops, seq);
+        writer.next_seq += 1;
+        self.last_seq.store(seq, Ordering::Release);
+        // Only writers holding the writer lock change it: a load and a store, not a locked add.
+        self.writes
+            .store(self.writes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        Ok(seq)
+    }
+
+    /// Checks a group of writes before any byte of it is written: its size, each op's limits,
+    /// and that no range marker lowers a bound already in effect.
+    fn check_group(&self, ops: &[Op<'_>]) -> Result<()> {
         if ops.is_empty() || ops.len() > BATCH_OPS_MAX {
             return Err(Error::Invalid(format!(
                 "batch of {} writes is outside 1..={BATCH_OPS_MAX}",
@@ -34,64 +84,78 @@ impl Inner {
                 limit: SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
             });
         }
-        // A sealed active segment means an earlier rotation sealed it but could not create the
-        // next one (a full disk, say): try again rather than write past its end.
-        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
-            self.rotate(writer, total)?;
+        let mut markers = ops.iter().filter(|op| op.kind == RecordKind::DropRange);
+        if let Some(first) = markers.next() {
+            let ranges = self.ranges.read().expect("range markers lock");
+            for (at, op) in std::iter::once(first).chain(markers).enumerate() {
+                if let Some(refusal) = ranges.refusal(op.namespace.tag(), op.key, op.value) {
+                    return Err(Error::Invalid(refusal));
+                }
+                let twice = ops
+                    .iter()
+                    .filter(|other| other.kind == RecordKind::DropRange)
+                    .skip(at + 1)
+                    .any(|other| other.namespace == op.namespace && other.key == op.key);
+                if twice {
+                    return Err(Error::Invalid(format!(
+                        "two drop_range markers for prefix {:?} in one batch",
+                        op.key
+                    )));
+                }
+            }
         }
-        let seq = writer.next_seq;
-        let single = ops.len() == 1;
-        let start = writer
-            .active
-            .append(total, |out| encode_batch(out, ops, seq));
-        writer.active.publish();
-        let segment = writer.active.segment.clone();
-        segment.note_appended_seq(seq);
-        let first_record = if single {
-            start
-        } else {
-            start + RECORD_HEADER_BYTES
-        };
-        if !single {
-            // The batch header itself is overhead compaction reclaims.
-            segment.add_dead(RECORD_HEADER_BYTES);
-        }
-        self.apply_to_index(&segment, first_record, ops);
-        writer.next_seq += 1;
-        self.last_seq.store(seq, Ordering::Release);
-        // Only writers holding the writer lock change it: a load and a store, not a locked add.
-        self.writes
-            .store(self.writes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        Ok(seq)
+        Ok(())
     }
 
-    /// Points the index at freshly appended records. Every shard the batch touches is locked
-    /// (in shard order, so two writers cannot deadlock) before any changes, so no reader sees
-    /// half a batch.
-    pub(super) fn apply_to_index<O: WriteOp>(
+    /// Points the index at freshly appended records (and records log-only ones and range
+    /// markers where they belong). Every shard the batch touches is locked (in shard order, so
+    /// two writers cannot deadlock) before any changes, so no reader sees half a batch.
+    pub(super) fn apply_to_index(
         &self,
         segment: &Arc<Segment>,
         first_record: usize,
-        ops: &[O],
+        ops: &[Op<'_>],
+        seq: u64,
     ) {
         if let [op] = ops {
-            // One write, one shard: no bookkeeping to allocate.
-            let hash = key_hash(op.namespace().tag(), op.key());
-            let mut shard = self.index.write(Index::shard_of(hash));
-            self.apply_one(&mut shard, segment, op, hash, first_record);
-            return;
+            if op.kind.is_indexed() {
+                // One write, one shard: no bookkeeping to allocate.
+                let hash = key_hash(op.namespace.tag(), op.key);
+                let mut shard = self.index.write(Index::shard_of(hash));
+                self.apply_one(&mut shard, segment, op, hash, first_record);
+                return;
+            }
         }
-        let hashes: Vec<u64> = ops
+        // (op, hash, offset) of every indexed op; the others are handled on the way.
+        let mut indexed = Vec::with_capacity(ops.len());
+        let mut offset = first_record;
+        for op in ops {
+            match op.kind {
+                RecordKind::Put | RecordKind::Delete => {
+                    indexed.push((op, key_hash(op.namespace.tag(), op.key), offset))
+                }
+                RecordKind::Append => segment.note_append(op.namespace.tag(), op.record_len()),
+                RecordKind::DropRange => {
+                    let location = Location {
+                        segment: segment.slot,
+                        offset: offset as u32,
+                    };
+                    self.install_marker(op, seq, location);
+                }
+                RecordKind::Batch => unreachable!("validated: batches do not nest"),
+            }
+            offset += op.record_len();
+        }
+        let mut shards: Vec<usize> = indexed
             .iter()
-            .map(|op| key_hash(op.namespace().tag(), op.key()))
+            .map(|&(_, hash, _)| Index::shard_of(hash))
             .collect();
-        let mut shards: Vec<usize> = hashes.iter().map(|&h| Index::shard_of(h)).collect();
         shards.sort_unstable();
         shards.dedup();
         let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
-        let guard_of: Vec<usize> = hashes
+        let guard_of: Vec<usize> = indexed
             .iter()
-            .map(|&hash| {
+            .map(|&(_, hash, _)| {
                 guards
                     .binary_search_by_key(&Index::shard_of(hash), |(s, _)| *s)
                     .expect("shard locked")
@@ -101,30 +165,47 @@ impl Inner {
         // points at (an overwrite compares keys there), before changing anything, so the
         // batch's cache misses overlap instead of coming one per key.
         let mut touched = 0u64;
-        for ((op, &hash), &at) in ops.iter().zip(&hashes).zip(&guard_of) {
-            touched ^= guards[at].1.table(op.namespace().tag()).home_tag(hash) as u64;
+        for (&(op, hash, _), &at) in indexed.iter().zip(&guard_of) {
+            touched ^= guards[at].1.table(op.namespace.tag()).home_tag(hash) as u64;
         }
-        for ((op, &hash), &at) in ops.iter().zip(&hashes).zip(&guard_of) {
+        for (&(op, hash, _), &at) in indexed.iter().zip(&guard_of) {
             let shard = &guards[at].1;
-            if let Some(location) = shard.table(op.namespace().tag()).first_candidate(hash) {
+            if let Some(location) = shard.table(op.namespace.tag()).first_candidate(hash) {
                 let candidate = shard.segments.get(location.segment);
                 touched ^= candidate.bytes(location.offset as usize, 1)[0] as u64;
             }
         }
         std::hint::black_box(touched);
-        let mut offset = first_record;
-        for ((op, &hash), &at) in ops.iter().zip(&hashes).zip(&guard_of) {
+        for (&(op, hash, offset), &at) in indexed.iter().zip(&guard_of) {
             self.apply_one(&mut guards[at].1, segment, op, hash, offset);
-            offset += op.record_len();
+        }
+    }
+
+    /// Puts a range marker written at `location` in effect; the one it replaces is dead.
+    fn install_marker(&self, op: &Op<'_>, seq: u64, location: Location) {
+        let marker = Marker {
+            bound: op.value.to_vec(),
+            seq,
+            location,
+            record_len: op.record_len(),
+        };
+        let replaced = self.ranges.write().expect("range markers lock").install(
+            op.namespace.tag(),
+            op.key,
+            marker,
+        );
+        if let Some(old) = replaced {
+            let segments = self.segments_read();
+            segments.get(old.location.segment).add_dead(old.record_len);
         }
     }
 
     /// Points the index at one record written at `offset` of `segment`.
-    pub(super) fn apply_one<O: WriteOp>(
+    pub(super) fn apply_one(
         &self,
         shard: &mut Shard,
         segment: &Arc<Segment>,
-        op: &O,
+        op: &Op<'_>,
         hash: u64,
         offset: usize,
     ) {
@@ -132,21 +213,26 @@ impl Inner {
             segment: segment.slot,
             offset: offset as u32,
         };
-        let tag = op.namespace().tag();
+        let tag = op.namespace.tag();
         let (table, segments) = shard.table_mut(tag);
-        let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key()));
+        let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key));
         if let Some(position) = found {
             Inner::mark_dead(segments, table.slot(position).location());
         }
-        match (op.put_value(), found) {
-            (Some((_, expiry_ms)), Some(position)) => {
-                table.replace(position, Slot::new(hash, location, expiry_ms))
-            }
-            (Some((_, expiry_ms)), None) => {
-                table.insert_new(Slot::new(hash, location, expiry_ms));
+        match (op.kind, found) {
+            (RecordKind::Put, Some(position)) => table.replace(
+                position,
+                Slot::new(hash, location, Slot::indexed_expiry(op.expiry_ms)),
+            ),
+            (RecordKind::Put, None) => {
+                table.insert_new(Slot::new(
+                    hash,
+                    location,
+                    Slot::indexed_expiry(op.expiry_ms),
+                ));
                 self.key_counts[tag as usize].fetch_add(1, Ordering::Relaxed);
             }
-            (None, found) => {
+            (_, found) => {
                 if let Some(position) = found {
                     table.remove_at(position);
                     self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);

@@ -15,8 +15,11 @@ const KEYS_SCAN_STEP: usize = 1024;
 /// DEL and UNLINK (the engine frees space in the background either way).
 pub fn del(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     call.write(|txn| {
-        let deleted = args[1..].iter().filter(|key| txn.delete(key)).count();
-        Ok(Frame::Integer(deleted as i64))
+        let mut deleted = 0;
+        for key in &args[1..] {
+            deleted += txn.delete(key)? as i64;
+        }
+        Ok(Frame::Integer(deleted))
     })
 }
 
@@ -89,7 +92,7 @@ fn expire_generic(
     let absolute_ms = unit
         .to_absolute_ms(amount, call.now_ms())
         .ok_or_else(|| invalid_expire(command))?;
-    let expiry_ms = storable_expiry(absolute_ms, command)?;
+    let expiry_ms = storable_expiry(absolute_ms);
     let key = args[1];
     call.write(|txn| {
         let Some(old) = txn.get(key)? else {
@@ -294,7 +297,7 @@ fn rename_generic(call: &mut Call<'_, '_>, args: &[&[u8]], only_if_absent: bool)
             return Ok(Frame::Integer(0));
         }
         txn.put(destination, &value.value, value.expiry_ms)?;
-        txn.delete(source);
+        txn.delete(source)?;
         Ok(if only_if_absent {
             Frame::Integer(1)
         } else {

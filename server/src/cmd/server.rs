@@ -36,7 +36,9 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             let (next, page) = call.engine().scan(KV, cursor, FLUSH_BATCH_KEYS)?;
             if !page.is_empty() {
                 call.write(|txn| {
-                    deleted_this_pass += page.iter().filter(|key| txn.delete(key)).count();
+                    for key in &page {
+                        deleted_this_pass += txn.delete(key)? as usize;
+                    }
                     Ok(Frame::ok())
                 })?;
             }
@@ -51,9 +53,9 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         if call.is_in_transaction() {
             let written = call.keys_written_in_transaction();
             call.write(|txn| {
-                written.iter().for_each(|key| {
-                    txn.delete(key);
-                });
+                for key in &written {
+                    txn.delete(key)?;
+                }
                 Ok(Frame::ok())
             })?;
             return Ok(Frame::ok());

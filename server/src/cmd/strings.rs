@@ -47,12 +47,11 @@ impl ExpiryUnit {
     }
 }
 
-/// The expiry the engine stores: absolute ms, refusing what it cannot represent.
-pub fn storable_expiry(absolute_ms: i64, command: &str) -> Result<u64, Frame> {
-    if absolute_ms > flin_engine::format::EXPIRY_MS_MAX as i64 {
-        return Err(invalid_expire(command));
-    }
-    Ok(absolute_ms.max(0) as u64)
+/// The expiry the engine stores for an absolute time in ms: a time already past (negative
+/// included) is stored as 0 ms, which has expired too. The engine keeps any u64 exactly, as
+/// Redis keeps any positive i64 (`PEXPIREAT k 9223372036854770000`).
+pub fn storable_expiry(absolute_ms: i64) -> u64 {
+    absolute_ms.max(0) as u64
 }
 
 /// What to do with the TTL when a value is written.
@@ -157,7 +156,6 @@ fn expiry_at(unit: ExpiryUnit, amount: &[u8], now_ms: u64, command: &str) -> Res
         .to_absolute_ms(amount, now_ms)
         .filter(|ms| *ms > 0)
         .ok_or_else(|| invalid_expire(command))?;
-    storable_expiry(absolute, command)?;
     Ok(absolute)
 }
 
@@ -170,7 +168,7 @@ pub fn put_or_expire(
     expiry_ms: u64,
 ) -> Result<(), Frame> {
     if expiry_ms != 0 && expiry_ms <= txn.now_ms() {
-        if !txn.delete(key) {
+        if !txn.delete(key)? {
             // Nothing to delete, nothing written: WATCH must still see the write.
             txn.touch(key);
         }
@@ -244,7 +242,7 @@ fn set_with_ttl(
     let absolute = unit
         .to_absolute_ms(amount, call.now_ms())
         .ok_or_else(|| invalid_expire(command))?;
-    let expiry_ms = storable_expiry(absolute, command)?;
+    let expiry_ms = storable_expiry(absolute);
     let (key, value) = (args[1], args[3]);
     call.write(|txn| {
         txn.put(key, value, expiry_ms)?;
@@ -274,7 +272,7 @@ pub fn getdel(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     call.write(|txn| {
         let old = txn.get(key)?;
         if old.is_some() {
-            txn.delete(key);
+            txn.delete(key)?;
         }
         Ok(old.map_or(Frame::Null, |old| Frame::Bulk(old.value)))
     })

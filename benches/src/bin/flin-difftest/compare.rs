@@ -97,16 +97,10 @@ pub fn compare(context: Context<'_>, redis: &Value, flin: &Value) -> Verdict {
     match tolerate(context, redis, flin) {
         Verdict::Differ => context
             .args
-            .and_then(|args| known_divergence(args, redis, flin, now_ms()))
+            .and_then(|args| known_divergence(args, redis, flin))
             .map_or(Verdict::Differ, Verdict::Known),
         verdict => verdict,
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 fn tolerate(context: Context<'_>, redis: &Value, flin: &Value) -> Verdict {
@@ -354,28 +348,12 @@ fn close_floats(redis: &Value, flin: &Value) -> Verdict {
 
 /// Divergences docs/commands.md documents as deliberate, each recognised from the command
 /// and both replies precisely enough that a different bug would not be taken for it.
-fn known_divergence(
-    args: &[Vec<u8>],
-    redis: &Value,
-    flin: &Value,
-    now_ms: u64,
-) -> Option<&'static str> {
+fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'static str> {
     let name = upper(args.first());
     let flin_error = match flin {
         Value::Error(text) => Some(String::from_utf8_lossy(text).into_owned()),
         _ => None,
     };
-    // The engine stores expiry times in 48 bits (until the year 10889): a later time is
-    // refused where Redis accepts it.
-    if let Some(error) = &flin_error {
-        if error.starts_with("ERR invalid expire time in '")
-            && !redis.is_error()
-            && requested_expiry_ms(args, now_ms)
-                .is_some_and(|ms| ms > flin_engine::format::EXPIRY_MS_MAX as i128)
-        {
-            return Some("engine-expiry-limit");
-        }
-    }
     if name == "INCRBYFLOAT" {
         let redis_number = match redis {
             Value::Bulk(text) => std::str::from_utf8(text)
@@ -427,35 +405,6 @@ fn known_divergence(
         }
     }
     None
-}
-
-/// The absolute expiry, in ms, that a SET/GETEX/SETEX/PSETEX/EXPIRE-family command asks for.
-fn requested_expiry_ms(args: &[Vec<u8>], now_ms: u64) -> Option<i128> {
-    let number = |arg: &Vec<u8>| -> Option<i128> { std::str::from_utf8(arg).ok()?.parse().ok() };
-    let now = now_ms as i128;
-    let (unit, amount) = match upper(args.first()).as_str() {
-        "SET" | "GETEX" => {
-            // The last expiry option is the one that counts.
-            let at = args.iter().rposition(|arg| {
-                matches!(
-                    String::from_utf8_lossy(arg).to_ascii_uppercase().as_str(),
-                    "EX" | "PX" | "EXAT" | "PXAT"
-                )
-            })?;
-            (upper(args.get(at)), number(args.get(at + 1)?)?)
-        }
-        "SETEX" | "EXPIRE" => ("EX".into(), number(args.get(2)?)?),
-        "PSETEX" | "PEXPIRE" => ("PX".into(), number(args.get(2)?)?),
-        "EXPIREAT" => ("EXAT".into(), number(args.get(2)?)?),
-        "PEXPIREAT" => ("PXAT".into(), number(args.get(2)?)?),
-        _ => return None,
-    };
-    Some(match unit.as_str() {
-        "EX" => amount * 1000 + now,
-        "PX" => amount + now,
-        "EXAT" => amount * 1000,
-        _ => amount,
-    })
 }
 
 /// What one reply's verdict means for the replies that follow it in the same EXEC or
@@ -734,23 +683,6 @@ mod tests {
 
     #[test]
     fn known_divergences_are_recognised_precisely() {
-        let ok = Value::Simple(b"OK".to_vec());
-        let refused = error("ERR invalid expire time in 'set' command");
-        assert_eq!(
-            verdict("SET k v EXAT 9223372036854775", &ok, &refused),
-            Verdict::Known("engine-expiry-limit")
-        );
-        // A time the engine can hold, refused, is a bug, not the limit.
-        assert_eq!(verdict("SET k v EX 100", &ok, &refused), Verdict::Differ);
-        let refused = error("ERR invalid expire time in 'expire' command");
-        assert_eq!(
-            verdict("EXPIRE k 9223372036854", &int(1), &refused),
-            Verdict::Known("engine-expiry-limit")
-        );
-        assert_eq!(
-            verdict("EXPIRE k 9223372036854", &refused, &refused.clone()),
-            Verdict::Same
-        );
         let huge = bulk(&format!("2{}", "0".repeat(308)));
         assert_eq!(
             verdict(
