@@ -57,9 +57,9 @@ pub mod sim;
 
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
-    Clock, Committed, CompactionConfig, Config, Durability, Engine, LiveRecord, Logger,
-    ManualClock, Op, Pin, Stats, Storage, SystemClock, Txn, Value, ValueRef, WriteBatch,
-    BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    Change, Clock, Committed, CompactionConfig, Config, Durability, Engine, LiveRecord, Logger,
+    ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn, Value,
+    ValueRef, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};
 pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};

@@ -389,6 +389,11 @@ impl Segment {
         self.append_namespaces.fetch_or(1 << tag, Ordering::Relaxed);
     }
 
+    /// Whether the segment holds log-only records of namespace `tag`.
+    pub fn has_appends_in(&self, tag: u8) -> bool {
+        self.append_namespaces.load(Ordering::Relaxed) & (1 << tag) != 0
+    }
+
     /// Bytes compaction would reclaim: dead records plus log-only records range markers drop.
     pub fn reclaimable_bytes(&self) -> u64 {
         self.dead_bytes.load(Ordering::Relaxed) + self.covered_bytes.load(Ordering::Relaxed)

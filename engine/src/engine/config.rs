@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::Observer;
 use crate::compaction::CompactionStep;
+use crate::format::Namespace;
 use crate::sim::SimDisk;
 
 /// When a write is durable.
@@ -130,6 +132,8 @@ pub struct Config {
     /// operation then happens in an order the writer alone decides, so a simulated-disk test
     /// replays exactly from its seed.
     pub background_sealing: bool,
+    /// The apply hook of each observed namespace (see `observe`).
+    pub observers: Vec<(Namespace, Arc<dyn Observer>)>,
 }
 
 /// Smallest segment size accepted (room for the header and some records).
@@ -150,6 +154,7 @@ impl Config {
             logger: Arc::new(|line: &str| eprintln!("flin-engine: {line}")),
             compaction_fail_point: None,
             background_sealing: true,
+            observers: Vec::new(),
         }
     }
 
@@ -195,6 +200,14 @@ impl Config {
 
     pub fn logger(mut self, logger: Logger) -> Config {
         self.logger = logger;
+        self
+    }
+
+    /// Registers the apply hook of `namespace` (one per namespace): it sees every committed
+    /// change of the namespace, in seq order, from open on (the contract is in
+    /// `engine::observe`).
+    pub fn observe(mut self, namespace: Namespace, observer: Arc<dyn Observer>) -> Config {
+        self.observers.push((namespace, observer));
         self
     }
 }

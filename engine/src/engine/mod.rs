@@ -14,6 +14,7 @@
 mod batch;
 mod config;
 mod maintenance;
+mod observe;
 mod pins;
 mod read;
 mod seal;
@@ -27,6 +28,8 @@ pub use config::{
     Clock, CompactionConfig, Config, Durability, Logger, ManualClock, Storage, SystemClock,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
+pub(crate) use observe::Observers;
+pub use observe::{Change, Observer, Origin, Replay};
 pub use pins::Pin;
 pub(crate) use pins::PinSet;
 pub(crate) use table::SegmentTable;
@@ -121,6 +124,8 @@ pub(crate) struct Inner {
     pub ranges: RwLock<RangeMarkers>,
     /// Compaction pins held.
     pub pins: Arc<PinSet>,
+    /// The data models' apply hooks.
+    pub observers: Observers,
     pub segments: RwLock<SegmentTable>,
     pub writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
@@ -219,6 +224,7 @@ impl Engine {
             index: recovered.index,
             ranges: RwLock::new(recovered.ranges),
             pins: Arc::new(PinSet::default()),
+            observers: Observers::new(&config.observers),
             segments: RwLock::new(recovered.segments),
             writer: Mutex::new(Writer {
                 active: recovered.active,
@@ -258,6 +264,13 @@ impl Engine {
             inner: inner.clone(),
             handles: Mutex::new(Vec::new()),
         });
+        let engine = Engine {
+            inner: inner.clone(),
+            _threads: threads.clone(),
+        };
+        // Before any background thread: no compaction may run before the observers' pins are
+        // held, and no write before their replay is done.
+        engine.start_observers()?;
         if inner.config.background_sealing {
             // In memory mode it only prefaults: memory segments need no seal.
             let worker = inner.clone();
@@ -273,10 +286,7 @@ impl Engine {
             let worker = inner.clone();
             threads.spawn("flin-compact", move || worker.background_maintenance());
         }
-        Ok(Engine {
-            inner,
-            _threads: threads,
-        })
+        Ok(engine)
     }
 
     /// What recovery found when this engine opened.

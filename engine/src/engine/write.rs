@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::batch::{encode_batch, encoded_len};
-use super::{key_hash, Inner, Op, SegmentTable, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
+use super::{key_hash, Inner, Op, Origin, SegmentTable, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::index::{Index, Location, Shard, Slot};
@@ -56,6 +56,9 @@ impl Inner {
             segment.add_dead(RECORD_HEADER_BYTES);
         }
         self.apply_to_index(&segment, first_record, ops, seq);
+        if self.observers.watches_any(ops) {
+            self.observers.deliver(seq, term, ops, Origin::Live);
+        }
         writer.next_seq += 1;
         self.last_seq.store(seq, Ordering::Release);
         // Only writers holding the writer lock change it: a load and a store, not a locked add.
