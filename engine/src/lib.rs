@@ -59,7 +59,7 @@ pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
     Change, Clock, Committed, CompactionConfig, Config, Durability, Engine, LiveRecord, Logger,
     ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn, Value,
-    ValueRef, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};
 pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};

@@ -462,3 +462,89 @@ mod observers {
         }
     }
 }
+
+mod wakeups {
+    use flin_engine::{Namespace, WriteBatch};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Waiters on several threads, each on its own prefix: a write from yet another thread
+    /// wakes exactly the waiters whose prefix its keys start with, once per write, and a
+    /// dropped registration is not woken again.
+    #[test]
+    fn a_write_wakes_the_waiters_of_its_prefix_on_any_thread() {
+        let engine = super::memory();
+        let (woken_tx, woken_rx) = mpsc::channel::<&'static str>();
+        let mut waiting = Vec::new();
+        for (name, namespace, prefix) in [
+            ("orders", Namespace::Queue, &b"q/orders/"[..]),
+            ("all-queues", Namespace::Queue, &b"q/"[..]),
+            ("mails", Namespace::Queue, &b"q/mails/"[..]),
+            ("kv-orders", Namespace::Kv, &b"q/orders/"[..]),
+        ] {
+            let (registered_tx, registered_rx) = mpsc::channel();
+            let engine = engine.clone();
+            let woken_tx = woken_tx.clone();
+            waiting.push(std::thread::spawn(move || {
+                let (wake_tx, wake_rx) = mpsc::channel::<()>();
+                let wake_tx = std::sync::Mutex::new(wake_tx);
+                let handle = engine.wake_on(
+                    namespace,
+                    prefix,
+                    Arc::new(move || {
+                        let _ = wake_tx.lock().unwrap().send(());
+                    }),
+                );
+                registered_tx.send(()).unwrap();
+                // Each waiter waits for two wake-ups, reporting each, then unregisters.
+                for _ in 0..2 {
+                    if wake_rx.recv_timeout(Duration::from_secs(10)).is_ok() {
+                        woken_tx.send(name).unwrap();
+                    }
+                }
+                drop(handle);
+            }));
+            registered_rx.recv().unwrap();
+        }
+        let mut batch = WriteBatch::new();
+        batch.append(Namespace::Queue, b"q/orders/1", b"m");
+        batch.append(Namespace::Queue, b"q/orders/2", b"m");
+        engine.write(&batch).unwrap();
+        let mut first: Vec<_> = (0..2).map(|_| woken_rx.recv().unwrap()).collect();
+        first.sort();
+        assert_eq!(first, ["all-queues", "orders"], "once each per write");
+        engine.put(Namespace::Queue, b"q/mails/9", b"m", 0).unwrap();
+        let mut second: Vec<_> = (0..2).map(|_| woken_rx.recv().unwrap()).collect();
+        second.sort();
+        assert_eq!(second, ["all-queues", "mails"]);
+        engine.put(Namespace::Kv, b"q/orders/3", b"v", 0).unwrap();
+        assert_eq!(woken_rx.recv().unwrap(), "kv-orders");
+        // all-queues has had its two wake-ups and unregistered; orders and mails wait on.
+        engine.delete(Namespace::Queue, b"q/mails/9").unwrap();
+        assert_eq!(woken_rx.recv().unwrap(), "mails");
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        let handle = engine.wake_on(
+            Namespace::Stream,
+            b"",
+            Arc::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        engine.put(Namespace::Stream, b"anything", b"v", 0).unwrap();
+        drop(handle);
+        engine.put(Namespace::Stream, b"anything", b"v", 0).unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 1, "dropped registrations are not woken");
+        // The second wake-ups of the two left: then every thread is done.
+        engine.put(Namespace::Queue, b"q/orders/4", b"m", 0).unwrap();
+        assert_eq!(woken_rx.recv().unwrap(), "orders");
+        engine.put(Namespace::Kv, b"q/orders/5", b"m", 0).unwrap();
+        assert_eq!(woken_rx.recv().unwrap(), "kv-orders");
+        for thread in waiting {
+            thread.join().unwrap();
+        }
+        assert!(woken_rx.try_recv().is_err(), "no extra wake-ups");
+    }
+}

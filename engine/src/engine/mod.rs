@@ -21,6 +21,7 @@ mod seal;
 mod sync;
 mod table;
 mod txn;
+mod wake;
 mod write;
 
 pub use batch::{Op, WriteBatch, BATCH_OPS_MAX};
@@ -34,6 +35,8 @@ pub use pins::Pin;
 pub(crate) use pins::PinSet;
 pub(crate) use table::SegmentTable;
 pub use txn::{Committed, Txn};
+pub(crate) use wake::Waiters;
+pub use wake::{WaitHandle, Wake};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -126,6 +129,8 @@ pub(crate) struct Inner {
     pub pins: Arc<PinSet>,
     /// The data models' apply hooks.
     pub observers: Observers,
+    /// Who waits for writes under a key prefix.
+    pub waiters: Arc<Waiters>,
     pub segments: RwLock<SegmentTable>,
     pub writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
@@ -225,6 +230,7 @@ impl Engine {
             ranges: RwLock::new(recovered.ranges),
             pins: Arc::new(PinSet::default()),
             observers: Observers::new(&config.observers),
+            waiters: Arc::new(Waiters::default()),
             segments: RwLock::new(recovered.segments),
             writer: Mutex::new(Writer {
                 active: recovered.active,
@@ -507,6 +513,15 @@ impl Engine {
     pub fn is_dropped(&self, namespace: Namespace, key: &[u8], seq: u64) -> bool {
         let ranges = self.inner.ranges.read().expect("range markers lock");
         ranges.any_in(namespace.tag()) && ranges.covering(namespace.tag(), key, seq).is_some()
+    }
+
+    /// Calls `wake` after every committed write with an op in `namespace` whose key starts
+    /// with `prefix` (any kind: put, delete, append, range marker), until the handle is
+    /// dropped. `wake` runs on the writing thread with the writer lock held: it must be quick
+    /// (signal an event loop, a condvar) and must not write. Register, then look for data, then
+    /// wait, and no write is missed.
+    pub fn wake_on(&self, namespace: Namespace, prefix: &[u8], wake: Wake) -> WaitHandle {
+        Waiters::register(&self.inner.waiters, namespace, prefix, wake)
     }
 
     /// Keeps compaction away from every record with seq >= `seq` until the returned pin is

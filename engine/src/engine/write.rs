@@ -61,6 +61,7 @@ impl Inner {
         }
         writer.next_seq += 1;
         self.last_seq.store(seq, Ordering::Release);
+        self.waiters.wake_for(ops);
         // Only writers holding the writer lock change it: a load and a store, not a locked add.
         self.writes
             .store(self.writes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
