@@ -25,11 +25,14 @@ pub(crate) struct Waiters {
     table: Mutex<WaitTable>,
 }
 
+/// The waiters of one (namespace tag, prefix), each with its registration id.
+type PrefixWaiters = Vec<(u64, Wake)>;
+
 #[derive(Default)]
 struct WaitTable {
     next_id: u64,
     /// Waiters by (namespace tag, prefix).
-    by_prefix: HashMap<(u8, Vec<u8>), Vec<(u64, Wake)>>,
+    by_prefix: HashMap<(u8, Vec<u8>), PrefixWaiters>,
     /// Per namespace tag, the prefix lengths registered and how many waiters use each: a key
     /// is looked up once per length.
     lengths: [BTreeMap<usize, usize>; 8],
