@@ -97,6 +97,11 @@ struct Merge<'a> {
     expired: Vec<(u8, u64, Location)>,
     /// Range markers in effect that moved: (namespace tag, prefix, from, to, record length).
     moved_markers: Vec<(u8, Vec<u8>, Location, Location, usize)>,
+    /// Records kept because an uncommitted write replaced them: (from, to).
+    moved_held: Vec<(Location, Location)>,
+    /// Records above this seq may still be truncated (a replicated engine's commit point;
+    /// `u64::MAX` on a lone node): a decision must not rest on them.
+    committed: u64,
     report: CompactionReport,
     /// The test hook stopped the merge: leave everything as a crash would.
     stopped_by_hook: bool,
@@ -203,6 +208,16 @@ impl Merge<'_> {
         Ok(location)
     }
 
+    /// Counts `bytes` of the copy at `location` (in an output) as dead.
+    fn output_dead(&self, location: Location, bytes: usize) {
+        let output = self
+            .outputs
+            .iter()
+            .find(|o| o.writer.segment.slot == location.segment)
+            .expect("a copy lives in an output");
+        output.writer.segment.add_dead(bytes);
+    }
+
     /// The slot at `location` for this hash, if the index still points there.
     fn indexed_slot(&self, namespace_tag: u8, hash: u64, location: Location) -> Option<Slot> {
         let shard = self.inner.index.read(Index::shard_of(hash));
@@ -211,14 +226,22 @@ impl Merge<'_> {
     }
 
     /// Where the index says the key lives now, if anywhere.
+    /// Where the index says the key lives now, if anywhere, counting a key whose newest record
+    /// is not committed yet as absent: a truncation may take that record back, and then a
+    /// tombstone this compaction kept must still shadow older values.
     fn current_location(&self, namespace_tag: u8, key: &[u8], hash: u64) -> Option<Location> {
         let shard = self.inner.index.read(Index::shard_of(hash));
         let table = shard.table(namespace_tag);
-        table
+        let location = table
             .find(hash, |l| {
                 Inner::record_is(&shard.segments, l, namespace_tag, key)
             })
-            .map(|p| table.slot(p).location())
+            .map(|p| table.slot(p).location())?;
+        let header = shard
+            .segments
+            .get(location.segment)
+            .bytes(location.offset as usize, format::RECORD_HEADER_BYTES);
+        (format::peek_seq(header) <= self.committed).then_some(location)
     }
 }
 
@@ -263,13 +286,17 @@ pub(crate) fn count_covered(inner: &Inner, segments_max: usize) -> Result<usize>
     Ok(stale.len())
 }
 
-/// A copy of the range markers in effect and their generation, so a long pass does not hold
-/// the writer's markers lock.
+/// A copy of the committed range markers in effect and their generation, so a long pass does
+/// not hold the writer's markers lock. A marker not committed yet (a replicated engine) drops
+/// nothing here: a truncation may take it back.
 fn markers_in_effect(inner: &Inner) -> (RangeMarkers, u64) {
+    let committed = inner.committed_for_compaction();
     let ranges = inner.ranges.read().expect("range markers lock");
     let mut copy = RangeMarkers::default();
     for (tag, prefix, marker) in ranges.iter() {
-        copy.install(tag, prefix, marker.clone());
+        if marker.seq <= committed {
+            copy.install(tag, prefix, marker.clone());
+        }
     }
     (copy, ranges.generation())
 }
@@ -328,6 +355,8 @@ pub(crate) fn compact_counting(
         moved: Vec::new(),
         expired: Vec::new(),
         moved_markers: Vec::new(),
+        moved_held: Vec::new(),
+        committed: inner.committed_for_compaction(),
         stopped_by_hook: false,
         manifest_may_exist: false,
         report: CompactionReport {
@@ -393,6 +422,18 @@ fn copy_and_swap(
                 term: entry.term,
                 expiry_ms,
             };
+            // In a replicated engine a record an uncommitted write replaced is still the
+            // committed one: it stays, whatever the index says, and the undo log follows it
+            // (step 4). It counts as dead unless a truncation brings it back.
+            if matches!(op.kind, RecordKind::Put | RecordKind::DropRange)
+                && inner.undo_holds(op.location)
+            {
+                let to = merge.copy(&header(op.kind, op.expiry_ms), &op.key, &op.value)?;
+                merge.output_dead(to, op.record_len);
+                merge.moved_held.push((op.location, to));
+                merge.report.records_copied += 1;
+                continue;
+            }
             match op.kind {
                 RecordKind::Put if op.expiry_ms != 0 && op.expiry_ms <= now_ms => {
                     // An expired record is a tombstone while it is the key's newest version
@@ -517,7 +558,10 @@ fn copy_and_swap(
                 }
                 None => segment.clone(),
             };
+            // Written whole, synced and cut to its last record before the manifest: later
+            // compactions may take it as an input (until this, outputs waited for a restart).
             installed.mark_sealed();
+            installed.mark_durably_sealed();
             table.install(installed);
         }
         // From here a log reader sees the outputs instead of the inputs (both are in the table
@@ -554,6 +598,16 @@ fn copy_and_swap(
                 inner.segments_read().get(to.segment).add_dead(*record_len);
             }
         }
+    }
+    if let Some(undo) = &inner.undo {
+        let moved: std::collections::HashMap<Location, Location> = merge
+            .moved
+            .iter()
+            .map(|m| (m.from, m.to))
+            .chain(merge.moved_markers.iter().map(|m| (m.2, m.3)))
+            .chain(merge.moved_held.iter().copied())
+            .collect();
+        undo.lock().expect("undo log lock").relocate(&moved);
     }
     for &(tag, hash, location) in &merge.expired {
         let mut shard = inner.index.write(Index::shard_of(hash));

@@ -7,6 +7,7 @@
 //! - `{id:020}.seg`: segments; `{id:020}.hint`: hint file of a sealed segment.
 //! - `{id:020}.seg.tmp`, `{id:020}.hint.tmp`: compaction output not yet installed.
 //! - `MERGE`: a committed compaction whose swap may be unfinished (see `Manifest`).
+//! - `CUT`: log suffixes a truncation removed, for recovery to cut off (see `Cuts`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,9 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const MANIFEST_FILE: &str = "MERGE";
 const MANIFEST_TMP_FILE: &str = "MERGE.tmp";
 const MANIFEST_MAGIC: &str = "FLINMERGE 1";
+pub const CUTS_FILE: &str = "CUT";
+const CUTS_TMP_FILE: &str = "CUT.tmp";
+const CUTS_MAGIC: &str = "FLINCUT 1";
 
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
@@ -206,6 +210,119 @@ impl Manifest {
     }
 }
 
+/// Log suffixes removed by `Engine::truncate_after`: for each segment, the offset its valid
+/// records end at (the header's end: none are valid). The engine cannot cut a segment that
+/// readers may have mapped, so it writes this list (fsynced) before appending anything after
+/// the truncation, stops reading past the cuts, and recovery makes them real: it cuts each
+/// file there (deleting one left without records) and its hint file, then deletes the list.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cuts {
+    /// (segment id, offset of the first byte cut off).
+    pub cuts: Vec<(u64, u64)>,
+}
+
+impl Cuts {
+    fn encode(&self) -> String {
+        let mut body = format!("{CUTS_MAGIC}\n");
+        for (id, offset) in &self.cuts {
+            body.push_str(&format!("cut {id} {offset}\n"));
+        }
+        let crc = crc32fast::hash(body.as_bytes());
+        body.push_str(&format!("crc {crc}\n"));
+        body
+    }
+
+    fn decode(text: &str) -> Option<Cuts> {
+        let (body, crc_line) = text.trim_end_matches('\n').rsplit_once('\n')?;
+        let body = format!("{body}\n");
+        let crc: u32 = crc_line.strip_prefix("crc ")?.parse().ok()?;
+        if crc32fast::hash(body.as_bytes()) != crc {
+            return None;
+        }
+        let mut lines = body.lines();
+        if lines.next()? != CUTS_MAGIC {
+            return None;
+        }
+        let mut cuts = Cuts::default();
+        for line in lines {
+            let rest = line.strip_prefix("cut ")?;
+            let (id, offset) = rest.split_once(' ')?;
+            cuts.cuts.push((id.parse().ok()?, offset.parse().ok()?));
+        }
+        Some(cuts)
+    }
+
+    /// Makes the list durable under its final name (replacing an earlier one).
+    pub fn commit(&self, backend: &Backend, dir: &Path) -> Result<()> {
+        let tmp = dir.join(CUTS_TMP_FILE);
+        let path = dir.join(CUTS_FILE);
+        let mut file = backend
+            .create_truncate(&tmp)
+            .map_err(|e| Error::io(&tmp, "create cut list", e))?;
+        file.write_all(self.encode().as_bytes())
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(&tmp, "write cut list", e))?;
+        backend
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io(&path, "rename cut list", e))?;
+        sync_dir(backend, dir)
+    }
+
+    /// Reads the list, if there is one; a damaged one is corruption (it was renamed into place
+    /// whole).
+    pub fn read(backend: &Backend, dir: &Path) -> Result<Option<Cuts>> {
+        let path = dir.join(CUTS_FILE);
+        match backend.read(&path) {
+            Ok(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(Cuts::decode)
+                .map(Some)
+                .ok_or_else(|| Error::corrupt(&path, 0, "cut list fails its checksum")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, "read cut list", e)),
+        }
+    }
+
+    /// Cuts every listed segment (a missing one was compacted away after the cut, its valid
+    /// records copied), deletes their hint files, then the list. Idempotent, so a crash in
+    /// here is finished by the next open.
+    pub fn finish(&self, backend: &Backend, dir: &Path, header_bytes: u64) -> Result<()> {
+        for &(id, offset) in &self.cuts {
+            let path = segment_path(dir, id);
+            if !backend.exists(&path) {
+                continue;
+            }
+            let hint = hint_path(dir, id);
+            match backend.remove_file(&hint) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&hint, "remove hint of a cut segment", e)),
+            }
+            if offset <= header_bytes {
+                backend
+                    .remove_file(&path)
+                    .map_err(|e| Error::io(&path, "remove cut segment", e))?;
+            } else {
+                backend
+                    .open(&path, true)
+                    .and_then(|file| {
+                        if file.len()? > offset {
+                            file.set_len(offset)?;
+                        }
+                        file.sync_all()
+                    })
+                    .map_err(|e| Error::io(&path, "cut segment", e))?;
+            }
+        }
+        sync_dir(backend, dir)?;
+        let path = dir.join(CUTS_FILE);
+        backend
+            .remove_file(&path)
+            .map_err(|e| Error::io(&path, "remove cut list", e))?;
+        sync_dir(backend, dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +375,16 @@ mod tests {
             segment_path(dir.path(), 1).exists(),
             "input deleted without its output"
         );
+    }
+
+    #[test]
+    fn cut_list_round_trip_and_checksum() {
+        let cuts = Cuts {
+            cuts: vec![(4, 120), (5, 32)],
+        };
+        let text = cuts.encode();
+        assert_eq!(Cuts::decode(&text), Some(cuts));
+        assert_eq!(Cuts::decode(&text.replace("cut 4 120", "cut 4 121")), None);
     }
 
     #[test]

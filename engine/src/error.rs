@@ -44,6 +44,13 @@ pub enum Error {
     Invalid(String),
     /// The engine is shutting down.
     Closed,
+    /// A log reader needs the entry with this seq and the log no longer has it (compaction
+    /// dropped it before the reader was made, or a truncation cut it): a follower this far
+    /// behind needs a snapshot.
+    NotInLog { seq: u64 },
+    /// A truncation removed entries after `seq` that a log reader had already returned (it was
+    /// at `reader_at`): the history it read is not the log's any more.
+    Truncated { seq: u64, reader_at: u64 },
 }
 
 impl Error {
@@ -113,6 +120,14 @@ impl fmt::Display for Error {
             ),
             Error::Invalid(message) => f.write_str(message),
             Error::Closed => f.write_str("engine is closed"),
+            Error::NotInLog { seq } => write!(
+                f,
+                "log entry {seq} is not in the log any more (compacted or truncated)"
+            ),
+            Error::Truncated { seq, reader_at } => write!(
+                f,
+                "the log was truncated after entry {seq}, behind a reader already at {reader_at}"
+            ),
         }
     }
 }

@@ -18,11 +18,17 @@
 //! - `engine/`: [`Engine`] and the state behind it, a module per concern: `config`, `batch` (the
 //!   typed list of writes), `table` (segments by slot), `write` (writer lock, append, index update,
 //!   rotation), `read`, `txn` ([`Txn`]: decide under the writer lock, then append), `sync` (group
-//!   commit), `seal` (the sealer thread), `maintenance` (expiry and compaction threads).
+//!   commit), `seal` (the sealer thread), `maintenance` (expiry and compaction threads), and the
+//!   seams the data models and replication use: `observe` (apply hooks, [`Observer`]), `wake`
+//!   (wake-ups on a key prefix), `pins` (compaction pins), `reader` ([`LogReader`], the exact
+//!   tail reader), `replicate` (terms, leader-chosen seqs, commit point, `truncate_after`) and
+//!   `undo` (what an uncommitted entry replaced).
+//! - `ranges`: range markers (`DropRange` records) and what they drop.
 //! - `recovery`: open a directory: finish an interrupted compaction, hint files or full scans,
 //!   torn-tail truncation, highest-seq-wins index rebuild.
 //! - `compaction`: merge sealed segments, hint files, the manifest-driven atomic swap.
-//! - `log_iter`: the log in seq order from any seq (k-way merge over segments).
+//! - `log_iter`: the surviving records in seq order from any seq (k-way merge over segments),
+//!   for compaction and replays.
 //! - `hint`, `dir`: hint file format; directory layout, manifest.
 //! - `fuzzing` (hidden): the decoders recovery runs on disk bytes, for the fuzz targets in
 //!   `fuzz/` and the property tests in `tests/hostile_bytes.rs`.
@@ -57,9 +63,10 @@ pub mod sim;
 
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
-    Change, Clock, Committed, CompactionConfig, Config, Durability, Engine, LiveRecord, Logger,
-    ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn, Value,
-    ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    Change, Clock, Committed, CompactionConfig, Config, Durability, Engine, LiveRecord, LogReader,
+    Logger, ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn,
+    Value, ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};
 pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};

@@ -137,7 +137,7 @@ impl LogIter {
             if segment.max_seq.load(std::sync::atomic::Ordering::Relaxed) < from_seq {
                 continue;
             }
-            let end = segment.published();
+            let end = segment.readable_len();
             let cursor = Cursor {
                 segment,
                 offset: SEGMENT_HEADER_BYTES,
@@ -198,7 +198,7 @@ pub(crate) fn visit_records(
     segment: &Segment,
     mut visit: impl FnMut(&format::RecordView<'_>, usize),
 ) -> Result<()> {
-    let end = segment.published();
+    let end = segment.readable_len();
     let mut offset = SEGMENT_HEADER_BYTES;
     let bad = |offset: usize, e: format::DecodeError| {
         Error::corrupt(segment.display_path(), offset as u64, format!("{e:?}"))

@@ -11,7 +11,7 @@
 //! from the marker records (recovery keeps the highest seq of each prefix), consulted by
 //! compaction to leave covered records behind and by readers that want only live records.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::index::Location;
 
@@ -32,8 +32,9 @@ pub(crate) struct Marker {
 #[derive(Default)]
 pub(crate) struct RangeMarkers {
     markers: HashMap<(u8, Vec<u8>), Marker>,
-    /// Prefix lengths in use per namespace tag: a key is checked against a prefix of each.
-    prefix_lengths: [BTreeSet<usize>; 8],
+    /// Prefix lengths in use per namespace tag, with how many markers use each: a key is
+    /// checked against a prefix of each length.
+    prefix_lengths: [BTreeMap<usize, usize>; 8],
     /// Bumped whenever the markers change, so cached coverage figures know they are stale.
     generation: u64,
 }
@@ -67,7 +68,9 @@ impl RangeMarkers {
             Some(current) if current.seq > marker.seq => Some(marker),
             Some(current) => Some(std::mem::replace(current, marker)),
             None => {
-                self.prefix_lengths[tag as usize].insert(prefix.len());
+                *self.prefix_lengths[tag as usize]
+                    .entry(prefix.len())
+                    .or_default() += 1;
                 self.markers.insert((tag, prefix.to_vec()), marker);
                 None
             }
@@ -77,7 +80,10 @@ impl RangeMarkers {
     /// The marker that drops an `Append` record of namespace `tag` with this key and seq, if
     /// any.
     pub fn covering(&self, tag: u8, key: &[u8], seq: u64) -> Option<&Marker> {
-        for &length in self.prefix_lengths[tag as usize].range(..=key.len()) {
+        for &length in self.prefix_lengths[tag as usize]
+            .range(..=key.len())
+            .map(|(l, _)| l)
+        {
             let Some(marker) = self.markers.get(&(tag, key[..length].to_vec())) else {
                 continue;
             };
@@ -86,6 +92,32 @@ impl RangeMarkers {
             }
         }
         None
+    }
+
+    /// Puts back the marker that was in effect for `prefix` (`None`: none) after a truncation
+    /// removed a newer one.
+    pub fn restore(&mut self, tag: u8, prefix: &[u8], before: Option<Marker>) {
+        self.generation += 1;
+        let key = (tag, prefix.to_vec());
+        match before {
+            Some(marker) => {
+                if self.markers.insert(key, marker).is_none() {
+                    *self.prefix_lengths[tag as usize]
+                        .entry(prefix.len())
+                        .or_default() += 1;
+                }
+            }
+            None => {
+                if self.markers.remove(&key).is_some() {
+                    let lengths = &mut self.prefix_lengths[tag as usize];
+                    let count = lengths.get_mut(&prefix.len()).expect("length counted");
+                    *count -= 1;
+                    if *count == 0 {
+                        lengths.remove(&prefix.len());
+                    }
+                }
+            }
+        }
     }
 
     /// Whether the marker record at `location` is the one in effect for its prefix.

@@ -37,6 +37,11 @@ pub struct Segment {
     map: Mapping,
     /// Bytes of the prefix that readers may see.
     published: AtomicUsize,
+    /// Where a truncation (`Engine::truncate_after`) cut the segment's valid records off
+    /// (`usize::MAX`: never cut). The bytes after it stay mapped (a reader may still hold
+    /// them), but log readers, compaction and hint files stop there, and the next open cuts
+    /// the file.
+    cut_at: AtomicUsize,
     /// Whether a `SegmentWriter` was handed out (there is at most one, ever).
     writer_taken: AtomicBool,
     /// Bytes of records that no longer hold a live value (overwritten, deleted, expired,
@@ -89,6 +94,7 @@ impl Segment {
             file,
             map,
             published: AtomicUsize::new(published),
+            cut_at: AtomicUsize::new(usize::MAX),
             writer_taken: AtomicBool::new(false),
             dead_bytes: AtomicU64::new(0),
             min_seq: AtomicU64::new(u64::MAX),
@@ -211,6 +217,16 @@ impl Segment {
     /// Bytes readers may see.
     pub fn published(&self) -> usize {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// The published bytes a log reader may use: all of them, or up to a truncation's cut.
+    pub fn readable_len(&self) -> usize {
+        self.published().min(self.cut_at.load(Ordering::Acquire))
+    }
+
+    /// Cuts the valid records off at `offset` (a record boundary): see `cut_at`.
+    pub(crate) fn cut(&self, offset: usize) {
+        self.cut_at.fetch_min(offset, Ordering::AcqRel);
     }
 
     /// Marks the published prefix as known-good (recovery, after scanning the whole file).
@@ -383,6 +399,11 @@ impl Segment {
         self.dead_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// Takes back dead bytes (a truncation restored the record they were).
+    pub(crate) fn sub_dead(&self, bytes: usize) {
+        self.dead_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+    }
+
     /// Notes a log-only record of namespace `tag` of `bytes` bytes.
     pub(crate) fn note_append(&self, tag: u8, bytes: usize) {
         self.append_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -418,6 +439,7 @@ impl Segment {
         copy(&mut self.covered_bytes, &other.covered_bytes);
         copy(&mut self.covered_generation, &other.covered_generation);
         self.append_namespaces = AtomicU8::new(other.append_namespaces.load(Ordering::Relaxed));
+        self.cut_at = AtomicUsize::new(other.cut_at.load(Ordering::Acquire));
     }
 
     /// A read-only mapping of this sealed file segment (replaces the writable one after sealing).

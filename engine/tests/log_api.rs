@@ -536,9 +536,15 @@ mod wakeups {
         engine.put(Namespace::Stream, b"anything", b"v", 0).unwrap();
         drop(handle);
         engine.put(Namespace::Stream, b"anything", b"v", 0).unwrap();
-        assert_eq!(count.load(Ordering::SeqCst), 1, "dropped registrations are not woken");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "dropped registrations are not woken"
+        );
         // The second wake-ups of the two left: then every thread is done.
-        engine.put(Namespace::Queue, b"q/orders/4", b"m", 0).unwrap();
+        engine
+            .put(Namespace::Queue, b"q/orders/4", b"m", 0)
+            .unwrap();
         assert_eq!(woken_rx.recv().unwrap(), "orders");
         engine.put(Namespace::Kv, b"q/orders/5", b"m", 0).unwrap();
         assert_eq!(woken_rx.recv().unwrap(), "kv-orders");

@@ -134,6 +134,12 @@ pub struct Config {
     pub background_sealing: bool,
     /// The apply hook of each observed namespace (see `observe`).
     pub observers: Vec<(Namespace, Arc<dyn Observer>)>,
+    /// Replication runs on this engine, and this is the commit point it recorded durably (the
+    /// highest seq it passed to `Engine::commit_through` and persisted): entries above it are
+    /// applied at open with an undo log, kept for every entry above the commit point, so that
+    /// `truncate_after` can remove them; they are never compacted. `None`: a lone node, which
+    /// commits as it writes.
+    pub replicated: Option<u64>,
 }
 
 /// Smallest segment size accepted (room for the header and some records).
@@ -155,6 +161,7 @@ impl Config {
             compaction_fail_point: None,
             background_sealing: true,
             observers: Vec::new(),
+            replicated: None,
         }
     }
 
@@ -200,6 +207,12 @@ impl Config {
 
     pub fn logger(mut self, logger: Logger) -> Config {
         self.logger = logger;
+        self
+    }
+
+    /// A replicated engine whose durable commit point is `committed_seq` (see the field).
+    pub fn replicated(mut self, committed_seq: u64) -> Config {
+        self.replicated = Some(committed_seq);
         self
     }
 

@@ -17,10 +17,13 @@ mod maintenance;
 mod observe;
 mod pins;
 mod read;
+mod reader;
+mod replicate;
 mod seal;
 mod sync;
 mod table;
 mod txn;
+mod undo;
 mod wake;
 mod write;
 
@@ -33,6 +36,7 @@ pub(crate) use observe::Observers;
 pub use observe::{Change, Observer, Origin, Replay};
 pub use pins::Pin;
 pub(crate) use pins::PinSet;
+pub use reader::LogReader;
 pub(crate) use table::SegmentTable;
 pub use txn::{Committed, Txn};
 pub(crate) use wake::Waiters;
@@ -103,6 +107,8 @@ pub(crate) struct Writer {
     pub next_seq: u64,
     /// The term new records are written in (replication's leader term; 0 on a lone node).
     pub term: u64,
+    /// The term of the log's last entry.
+    pub last_term: u64,
 }
 
 #[derive(Default)]
@@ -131,6 +137,16 @@ pub(crate) struct Inner {
     pub observers: Observers,
     /// Who waits for writes under a key prefix.
     pub waiters: Arc<Waiters>,
+    /// Replicated engines only: what each uncommitted entry replaced (`engine::undo`).
+    pub undo: Option<Mutex<undo::UndoLog>>,
+    /// Replicated engines only: the commit point, and the compaction pin just after it.
+    pub committed: AtomicU64,
+    pub replication_pin: Mutex<Option<Pin>>,
+    /// Truncations so far, and the seq each kept through (log readers check them).
+    pub truncations: AtomicU64,
+    pub truncation_log: Mutex<Vec<u64>>,
+    /// The cuts truncations made in this process, rewritten whole to `CUT` each time.
+    pub cuts: Mutex<crate::dir::Cuts>,
     pub segments: RwLock<SegmentTable>,
     pub writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
@@ -231,11 +247,20 @@ impl Engine {
             pins: Arc::new(PinSet::default()),
             observers: Observers::new(&config.observers),
             waiters: Arc::new(Waiters::default()),
+            undo: config
+                .replicated
+                .map(|_| Mutex::new(undo::UndoLog::default())),
+            committed: AtomicU64::new(recovered.committed_seq),
+            replication_pin: Mutex::new(None),
+            truncations: AtomicU64::new(0),
+            truncation_log: Mutex::new(Vec::new()),
+            cuts: Mutex::new(crate::dir::Cuts::default()),
             segments: RwLock::new(recovered.segments),
             writer: Mutex::new(Writer {
                 active: recovered.active,
                 next_seq: recovered.last_seq + 1,
                 term: recovered.last_term,
+                last_term: recovered.last_term,
             }),
             sync: Mutex::new(SyncState {
                 durable_seq: recovered.last_seq,
@@ -274,6 +299,13 @@ impl Engine {
             inner: inner.clone(),
             _threads: threads.clone(),
         };
+        if inner.undo.is_some() {
+            // Entries from the commit point on are never compacted, and recovery left those
+            // above it out of the index: they go in now, with their undo items.
+            let committed = inner.committed.load(Ordering::Acquire);
+            *inner.replication_pin.lock().expect("pin lock") = Some(engine.pin(committed));
+            engine.apply_uncommitted(committed)?;
+        }
         // Before any background thread: no compaction may run before the observers' pins are
         // held, and no write before their replay is done.
         engine.start_observers()?;
@@ -502,8 +534,11 @@ impl Engine {
         }
     }
 
-    /// Every record with seq >= `from_seq`, in seq order (replication and streams read the log
-    /// this way). Records that compaction dropped (overwritten, deleted) are gone.
+    /// Every record that survives, with seq >= `from_seq`, in seq order, as of now: each seq
+    /// at most once (a compaction swapping segments meanwhile is seen before or after, never
+    /// both), and no seq whose records compaction dropped (overwritten, deleted, covered by a
+    /// range marker). For an exact read that follows the tail and never skips a seq, use
+    /// [`Engine::reader`].
     pub fn log_from(&self, from_seq: u64) -> crate::LogIter {
         crate::log_iter::LogIter::new(&self.inner, from_seq)
     }

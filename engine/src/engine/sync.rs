@@ -74,6 +74,12 @@ impl Inner {
         }
     }
 
+    /// A truncation removed the entries above `seq`: nothing above it is durable any more.
+    pub(super) fn lower_durable_seq(&self, seq: u64) {
+        let mut state = self.sync.lock().expect("sync lock");
+        state.durable_seq = state.durable_seq.min(seq);
+    }
+
     pub(crate) fn flush(&self) -> Result<()> {
         let seq = self.last_seq.load(Ordering::Acquire);
         self.sync_to(seq)

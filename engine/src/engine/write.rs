@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::batch::{encode_batch, encoded_len};
+use super::undo::UndoItem;
 use super::{key_hash, Inner, Op, Origin, SegmentTable, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
@@ -55,7 +56,12 @@ impl Inner {
             // The batch header itself is overhead compaction reclaims.
             segment.add_dead(RECORD_HEADER_BYTES);
         }
-        self.apply_to_index(&segment, first_record, ops, seq);
+        let mut undo = self.undo.as_ref().map(|_| Vec::new());
+        self.apply_to_index(&segment, first_record, ops, seq, undo.as_mut());
+        if let (Some(log), Some(items)) = (&self.undo, undo) {
+            log.lock().expect("undo log lock").push(seq, items);
+        }
+        writer.last_term = term;
         if self.observers.watches_any(ops) {
             self.observers.deliver(seq, term, ops, Origin::Live);
         }
@@ -120,13 +126,14 @@ impl Inner {
         first_record: usize,
         ops: &[Op<'_>],
         seq: u64,
+        mut undo: Option<&mut Vec<UndoItem>>,
     ) {
         if let [op] = ops {
             if op.kind.is_indexed() {
                 // One write, one shard: no bookkeeping to allocate.
                 let hash = key_hash(op.namespace.tag(), op.key);
                 let mut shard = self.index.write(Index::shard_of(hash));
-                self.apply_one(&mut shard, segment, op, hash, first_record);
+                self.apply_one(&mut shard, segment, op, hash, first_record, undo);
                 return;
             }
         }
@@ -144,7 +151,7 @@ impl Inner {
                         segment: segment.slot,
                         offset: offset as u32,
                     };
-                    self.install_marker(op, seq, location);
+                    self.install_marker(op, seq, location, undo.as_deref_mut());
                 }
                 RecordKind::Batch => unreachable!("validated: batches do not nest"),
             }
@@ -181,12 +188,25 @@ impl Inner {
         }
         std::hint::black_box(touched);
         for (&(op, hash, offset), &at) in indexed.iter().zip(&guard_of) {
-            self.apply_one(&mut guards[at].1, segment, op, hash, offset);
+            self.apply_one(
+                &mut guards[at].1,
+                segment,
+                op,
+                hash,
+                offset,
+                undo.as_deref_mut(),
+            );
         }
     }
 
     /// Puts a range marker written at `location` in effect; the one it replaces is dead.
-    fn install_marker(&self, op: &Op<'_>, seq: u64, location: Location) {
+    pub(super) fn install_marker(
+        &self,
+        op: &Op<'_>,
+        seq: u64,
+        location: Location,
+        undo: Option<&mut Vec<UndoItem>>,
+    ) {
         let marker = Marker {
             bound: op.value.to_vec(),
             seq,
@@ -198,9 +218,18 @@ impl Inner {
             op.key,
             marker,
         );
-        if let Some(old) = replaced {
+        if let Some(old) = &replaced {
             let segments = self.segments_read();
             segments.get(old.location.segment).add_dead(old.record_len);
+        }
+        if let Some(undo) = undo {
+            undo.push(UndoItem::Marker {
+                tag: op.namespace.tag(),
+                prefix: op.key.to_vec(),
+                written: location,
+                record_len: op.record_len(),
+                before: replaced,
+            });
         }
     }
 
@@ -212,6 +241,7 @@ impl Inner {
         op: &Op<'_>,
         hash: u64,
         offset: usize,
+        undo: Option<&mut Vec<UndoItem>>,
     ) {
         let location = Location {
             segment: segment.slot,
@@ -222,6 +252,18 @@ impl Inner {
         let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key));
         if let Some(position) = found {
             Inner::mark_dead(segments, table.slot(position).location());
+        }
+        if let Some(undo) = undo {
+            let written = (op.kind == RecordKind::Put).then_some(location);
+            let before = found.map(|position| table.slot(position));
+            if written.is_some() || before.is_some() {
+                undo.push(UndoItem::Slot {
+                    tag,
+                    hash,
+                    written,
+                    before,
+                });
+            }
         }
         match (op.kind, found) {
             (RecordKind::Put, Some(position)) => table.replace(

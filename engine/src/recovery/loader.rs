@@ -29,6 +29,9 @@ pub(super) struct Loader {
     /// Lowest and highest seq seen in the segment being loaded, stored into it once it is
     /// done (`finish_segment`) rather than with two atomic updates per record.
     segment_seqs: (u64, u64),
+    /// Records above this seq stay out of the index and the markers: a replicated engine's
+    /// uncommitted entries, applied after recovery with their undo items.
+    pub commit_limit: u64,
 }
 
 /// A record found by a scan or named by a hint, on its way to the index (puts and deletes wait
@@ -71,7 +74,7 @@ const RESOLVE_GROUP: usize = 16;
 const HINT_SAMPLE_EVERY: u64 = 64;
 
 impl Loader {
-    pub fn new(now_ms: u64) -> Loader {
+    pub fn new(now_ms: u64, commit_limit: u64) -> Loader {
         Loader {
             index: Index::new(),
             table: SegmentTable::default(),
@@ -83,6 +86,7 @@ impl Loader {
             shards_with_tombstones: vec![false; SHARD_COUNT],
             records: 0,
             segment_seqs: (u64::MAX, 0),
+            commit_limit,
         }
     }
 
@@ -98,6 +102,9 @@ impl Loader {
             self.segment_seqs.0.min(found.seq),
             self.segment_seqs.1.max(found.seq),
         );
+        if found.seq > self.commit_limit && found.kind != RecordKind::Append {
+            return;
+        }
         match found.kind {
             RecordKind::Put | RecordKind::Delete => {
                 group.push(found);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
-use crate::dir::{self, FileKind, Manifest};
+use crate::dir::{self, Cuts, FileKind, Manifest};
 use crate::engine::{Config, SegmentTable};
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentOrigin, SEGMENT_HEADER_BYTES};
@@ -69,6 +69,9 @@ pub(crate) struct Recovered {
     pub last_seq: u64,
     /// The term of the newest record (the writer's term until told otherwise).
     pub last_term: u64,
+    /// The commit point: `last_seq`, or a replicated engine's durable one if lower (the
+    /// entries above it are not in `index`).
+    pub committed_seq: u64,
     pub next_segment_id: u64,
     pub key_counts: [u64; 8],
     pub report: RecoveryReport,
@@ -175,7 +178,7 @@ struct TailCheck {
 pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let mut loader = Loader::new(config.clock.now_ms());
+    let mut loader = Loader::new(config.clock.now_ms(), config.replicated.unwrap_or(u64::MAX));
     let Some(dir) = dir else {
         return fresh_memory(loader, config, backend, report);
     };
@@ -186,6 +189,13 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
         ));
         manifest.finish(backend, dir)?;
         report.finished_compaction = true;
+    }
+    if let Some(cuts) = Cuts::read(backend, dir)? {
+        (config.logger)(&format!(
+            "finishing a truncation of the log: cutting segments at {:?}",
+            cuts.cuts
+        ));
+        cuts.finish(backend, dir, SEGMENT_HEADER_BYTES as u64)?;
     }
     let segment_ids = list_directory(backend, dir)?;
     let segments = open_segments(&mut loader, backend, dir, &segment_ids)?;
@@ -239,6 +249,7 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
     report.duration = started.elapsed();
     Ok(Recovered {
         last_term: loader.last_term(),
+        committed_seq: loader.last_seq.min(loader.commit_limit),
         last_seq: loader.last_seq,
         index: loader.index,
         segments: loader.table,
@@ -270,6 +281,7 @@ fn fresh_memory(
         active: SegmentWriter::new(segment).expect("fresh segment"),
         last_seq: 0,
         last_term: 0,
+        committed_seq: 0,
         next_segment_id: 2,
         key_counts: [0; 8],
         report,

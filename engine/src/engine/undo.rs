@@ -1,0 +1,227 @@
+//! The undo log of a replicated engine: for every entry not yet committed by a majority, what
+//! its writes replaced in the index and in the range markers, so `truncate_after` can put both
+//! back exactly as they were.
+//!
+//! A record that an uncommitted write replaced is still the key's committed value: it is
+//! *held*. Compaction copies held records like live ones (an index that does not point at them
+//! any more would otherwise let it drop them) and moves the undo log's references with them.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{Inner, SegmentTable};
+use crate::index::{Index, Location, Slot};
+use crate::ranges::Marker;
+
+/// What one write of an uncommitted entry replaced.
+#[derive(Clone, Debug)]
+pub(crate) enum UndoItem {
+    /// An indexed write: where its record is (`None` for a delete, which leaves no slot), and
+    /// the key's slot before it (`None`: the key was absent).
+    Slot {
+        tag: u8,
+        hash: u64,
+        written: Option<Location>,
+        before: Option<Slot>,
+    },
+    /// A range marker: the one in effect before it (`None`: none).
+    Marker {
+        tag: u8,
+        prefix: Vec<u8>,
+        written: Location,
+        record_len: usize,
+        before: Option<Marker>,
+    },
+}
+
+impl UndoItem {
+    /// The record this write replaced, which stays the committed one until the write commits.
+    fn held(&self) -> Option<Location> {
+        match self {
+            UndoItem::Slot { before, .. } => before.map(|slot| slot.location()),
+            UndoItem::Marker { before, .. } => before.as_ref().map(|m| m.location),
+        }
+    }
+
+    fn relocate(&mut self, moved: &HashMap<Location, Location>) {
+        match self {
+            UndoItem::Slot {
+                hash,
+                before: Some(slot),
+                ..
+            } => {
+                if let Some(&to) = moved.get(&slot.location()) {
+                    *slot = Slot::new(*hash, to, slot.expiry_ms());
+                }
+            }
+            UndoItem::Marker {
+                before: Some(marker),
+                ..
+            } => {
+                if let Some(&to) = moved.get(&marker.location) {
+                    marker.location = to;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The uncommitted entries' undo items, oldest first, and how many items hold each record.
+#[derive(Default)]
+pub(crate) struct UndoLog {
+    entries: VecDeque<(u64, Vec<UndoItem>)>,
+    held: HashMap<Location, usize>,
+}
+
+impl UndoLog {
+    pub fn push(&mut self, seq: u64, items: Vec<UndoItem>) {
+        for item in &items {
+            if let Some(location) = item.held() {
+                *self.held.entry(location).or_default() += 1;
+            }
+        }
+        self.entries.push_back((seq, items));
+    }
+
+    /// Forgets the entries through `seq` (committed: nothing will undo them).
+    pub fn trim_through(&mut self, seq: u64) {
+        while self.entries.front().is_some_and(|(s, _)| *s <= seq) {
+            let (_, items) = self.entries.pop_front().expect("front exists");
+            for item in &items {
+                self.release(item);
+            }
+        }
+    }
+
+    fn release(&mut self, item: &UndoItem) {
+        if let Some(location) = item.held() {
+            let count = self.held.get_mut(&location).expect("held counted");
+            *count -= 1;
+            if *count == 0 {
+                self.held.remove(&location);
+            }
+        }
+    }
+
+    /// Whether an uncommitted write replaced the record at `location`.
+    pub fn holds(&self, location: Location) -> bool {
+        self.held.contains_key(&location)
+    }
+
+    /// Compaction moved records: the references follow them.
+    pub fn relocate(&mut self, moved: &HashMap<Location, Location>) {
+        let mut held = HashMap::with_capacity(self.held.len());
+        for (_, items) in &mut self.entries {
+            for item in items.iter_mut() {
+                item.relocate(moved);
+                if let Some(location) = item.held() {
+                    *held.entry(location).or_default() += 1;
+                }
+            }
+        }
+        self.held = held;
+    }
+
+    /// Takes the entries after `seq`, newest first.
+    pub fn take_after(&mut self, seq: u64) -> Vec<(u64, Vec<UndoItem>)> {
+        let mut taken = Vec::new();
+        while self.entries.back().is_some_and(|(s, _)| *s > seq) {
+            let entry = self.entries.pop_back().expect("back exists");
+            for item in &entry.1 {
+                self.release(item);
+            }
+            taken.push(entry);
+        }
+        taken
+    }
+}
+
+impl Inner {
+    /// The highest seq compaction may base a decision on: a replicated engine's commit point
+    /// (records above it may be truncated), everything on a lone node.
+    pub(crate) fn committed_for_compaction(&self) -> u64 {
+        match self.undo {
+            Some(_) => self.committed.load(std::sync::atomic::Ordering::Acquire),
+            None => u64::MAX,
+        }
+    }
+
+    /// Whether an uncommitted write replaced the record at `location` (replicated engines).
+    pub(crate) fn undo_holds(&self, location: Location) -> bool {
+        self.undo
+            .as_ref()
+            .is_some_and(|undo| undo.lock().expect("undo log lock").holds(location))
+    }
+
+    /// Puts the index and the range markers back as they were before `item`'s write, and moves
+    /// the dead-byte counts with them (the truncated record is dead, the restored one live).
+    pub(super) fn undo(&self, item: UndoItem) {
+        match item {
+            UndoItem::Slot {
+                tag,
+                hash,
+                written,
+                before,
+            } => {
+                let mut shard = self.index.write(Index::shard_of(hash));
+                let (table, segments) = shard.table_mut(tag);
+                match written {
+                    Some(location) => {
+                        let position = table
+                            .find(hash, |l| l == location)
+                            .expect("an undone write's slot is the key's newest");
+                        Inner::mark_dead(segments, location);
+                        match before {
+                            Some(old) => {
+                                unmark_dead(segments, old.location());
+                                table.replace(position, old);
+                            }
+                            None => {
+                                table.remove_at(position);
+                                self.key_counts[tag as usize]
+                                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    None => {
+                        if let Some(old) = before {
+                            unmark_dead(segments, old.location());
+                            table.insert_new(old);
+                            self.key_counts[tag as usize]
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            UndoItem::Marker {
+                tag,
+                prefix,
+                written,
+                record_len,
+                before,
+            } => {
+                let segments = self.segments_read();
+                segments.get(written.segment).add_dead(record_len);
+                if let Some(old) = &before {
+                    segments.get(old.location.segment).sub_dead(old.record_len);
+                }
+                drop(segments);
+                self.ranges
+                    .write()
+                    .expect("range markers lock")
+                    .restore(tag, &prefix, before);
+            }
+        }
+    }
+}
+
+/// Takes back the dead bytes `mark_dead` added for the record at `location`.
+fn unmark_dead(segments: &SegmentTable, location: Location) {
+    let segment = segments.get(location.segment);
+    let header = segment.bytes(location.offset as usize, crate::format::RECORD_HEADER_BYTES);
+    if header[4] == crate::format::RecordKind::Delete as u8 {
+        return;
+    }
+    let (key_len, value_len) = crate::format::peek_lengths(header);
+    segment.sub_dead(crate::format::record_len(key_len, value_len));
+}
