@@ -220,8 +220,8 @@ impl Merge<'_> {
 
     /// The slot at `location` for this hash, if the index still points there.
     fn indexed_slot(&self, namespace_tag: u8, hash: u64, location: Location) -> Option<Slot> {
-        let shard = self.inner.index.read(Index::shard_of(hash));
-        let table = shard.table(namespace_tag);
+        let shard = self.inner.index.read(namespace_tag, Index::shard_of(hash));
+        let table = &shard.table;
         table.find(hash, |l| l == location).map(|p| table.slot(p))
     }
 
@@ -230,8 +230,8 @@ impl Merge<'_> {
     /// is not committed yet as absent: a truncation may take that record back, and then a
     /// tombstone this compaction kept must still shadow older values.
     fn current_location(&self, namespace_tag: u8, key: &[u8], hash: u64) -> Option<Location> {
-        let shard = self.inner.index.read(Index::shard_of(hash));
-        let table = shard.table(namespace_tag);
+        let shard = self.inner.index.read(namespace_tag, Index::shard_of(hash));
+        let table = &shard.table;
         let location = table
             .find(hash, |l| {
                 Inner::record_is(&shard.segments, l, namespace_tag, key)
@@ -575,8 +575,10 @@ fn copy_and_swap(
 
     // Step 4: repoint the index, one record (one shard lock) at a time.
     for moved in &merge.moved {
-        let mut shard = inner.index.write(Index::shard_of(moved.hash));
-        let (table, segments) = shard.table_mut(moved.namespace_tag);
+        let mut shard = inner
+            .index
+            .write(moved.namespace_tag, Index::shard_of(moved.hash));
+        let (table, segments) = shard.split_mut();
         match table.find(moved.hash, |l| l == moved.from) {
             Some(position) => {
                 let expiry = table.slot(position).expiry_ms();
@@ -610,8 +612,8 @@ fn copy_and_swap(
         undo.lock().expect("undo log lock").relocate(&moved);
     }
     for &(tag, hash, location) in &merge.expired {
-        let mut shard = inner.index.write(Index::shard_of(hash));
-        let (table, _) = shard.table_mut(tag);
+        let mut shard = inner.index.write(tag, Index::shard_of(hash));
+        let table = &mut shard.table;
         if let Some(position) = table.find(hash, |l| l == location) {
             table.remove_at(position);
             inner.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);

@@ -16,7 +16,7 @@ const HINT_MAGIC: [u8; 8] = *b"FLINHINT";
 const HINT_VERSION: u16 = 2;
 pub const HINT_HEADER_BYTES: usize = 24;
 pub const HINT_ENTRY_HEADER_BYTES: usize = 32;
-/// Namespace tags counted in the footer (as `index::TABLES_PER_SHARD`).
+/// Namespace tags counted in the footer (as `index::NAMESPACE_TAGS`).
 const FOOTER_TAGS: usize = 8;
 /// Footer: a u64 count of indexed entries per namespace tag, the u64 count of all entries, a
 /// u32 CRC of everything before it, 4 bytes of padding.

@@ -322,15 +322,16 @@ impl Table {
     }
 }
 
-/// Tables per shard: one per namespace tag a record can carry (`format::Namespace`; tag 0, a
-/// batch's, never gets a slot). A namespace's keys live only in its own tables, so iterating or
-/// scanning one namespace never touches another's slots.
-pub const TABLES_PER_SHARD: usize = 8;
+/// Namespace tags an index exists for (`format::Namespace`; tag 0, a batch's, never gets a
+/// slot): each namespace has its own sharded index, so iterating or scanning one never touches
+/// another's slots, and a lookup touches exactly what it did with one index (a shard's lock,
+/// table and segment snapshot share a cache line).
+pub const NAMESPACE_TAGS: usize = 8;
 
-/// One shard of the index: a table per namespace and the segments their slots point into.
+/// One shard of a namespace's index: its table and the segments its slots point into.
 #[derive(Default)]
 pub struct Shard {
-    pub tables: [Table; TABLES_PER_SHARD],
+    pub table: Table,
     /// A snapshot of the segment table holding every segment a slot of this shard points at
     /// (and usually others). Invariant, kept by `Index::publish_segments`: a segment is in every
     /// shard's snapshot before any slot points at it, and leaves the snapshots only after no
@@ -339,19 +340,14 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The table of namespace tag `tag`.
-    pub fn table(&self, tag: u8) -> &Table {
-        &self.tables[tag as usize]
-    }
-
-    /// The table of namespace tag `tag`, with the segment snapshot beside it (a caller that
-    /// changes slots usually reads records too).
-    pub fn table_mut(&mut self, tag: u8) -> (&mut Table, &SegmentTable) {
-        (&mut self.tables[tag as usize], &self.segments)
+    /// The table to change and the segments to read records from, borrowed together.
+    pub fn split_mut(&mut self) -> (&mut Table, &SegmentTable) {
+        (&mut self.table, &self.segments)
     }
 }
 
-/// The sharded index.
+/// The index: for each namespace tag, `SHARD_COUNT` shards, in one array (namespace tag
+/// `t`'s shard `s` at `t * SHARD_COUNT + s`: one indirection from the index to a shard).
 pub struct Index {
     shards: Box<[RwLock<Shard>]>,
 }
@@ -365,35 +361,38 @@ impl Default for Index {
 impl Index {
     pub fn new() -> Index {
         Index {
-            shards: (0..SHARD_COUNT)
+            shards: (0..NAMESPACE_TAGS * SHARD_COUNT)
                 .map(|_| RwLock::new(Shard::default()))
                 .collect(),
         }
     }
 
     /// Shard of a hash: its top bits (the low bits pick the bucket inside the shard).
+    #[inline]
     pub fn shard_of(hash: u64) -> usize {
         (hash >> (64 - SHARD_BITS)) as usize
     }
 
-    pub fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
+    #[inline]
+    pub fn read(&self, tag: u8, shard: usize) -> RwLockReadGuard<'_, Shard> {
         // A poisoned shard lock means a panic while the table was being changed: the broken
         // invariant is not recoverable, so keep panicking.
-        self.shards[shard]
+        self.shards[tag as usize * SHARD_COUNT + shard]
             .read()
             .expect("index shard lock poisoned")
     }
 
-    pub fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
-        self.shards[shard]
+    #[inline]
+    pub fn write(&self, tag: u8, shard: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[tag as usize * SHARD_COUNT + shard]
             .write()
             .expect("index shard lock poisoned")
     }
 
     /// A shard, without locking: for recovery, which owns the index before anyone else sees
     /// it (no atomic instructions per record).
-    pub fn shard_mut(&mut self, shard: usize) -> &mut Shard {
-        self.shards[shard]
+    pub fn shard_mut(&mut self, tag: u8, shard: usize) -> &mut Shard {
+        self.shards[tag as usize * SHARD_COUNT + shard]
             .get_mut()
             .expect("index shard lock poisoned")
     }
@@ -412,25 +411,23 @@ impl Index {
         }
     }
 
-    /// Bytes the index occupies: slots plus the shard array.
+    /// Bytes the index occupies: slots plus the shard arrays.
     pub fn memory_bytes(&self) -> usize {
-        let shard_array = self.shards.len() * std::mem::size_of::<RwLock<Shard>>();
-        shard_array
-            + (0..SHARD_COUNT)
-                .map(|s| {
-                    let shard = self.read(s);
-                    shard.tables.iter().map(Table::memory_bytes).sum::<usize>()
-                })
+        let shard_arrays = NAMESPACE_TAGS * SHARD_COUNT * std::mem::size_of::<RwLock<Shard>>();
+        shard_arrays
+            + (0..NAMESPACE_TAGS as u8)
+                .flat_map(|tag| (0..SHARD_COUNT).map(move |shard| (tag, shard)))
+                .map(|(tag, shard)| self.read(tag, shard).table.memory_bytes())
                 .sum::<usize>()
     }
 
-    /// Preallocates every shard's table of namespace tag `tag` for `keys` keys in all (recovery
-    /// knows roughly how many).
+    /// Preallocates every shard of namespace tag `tag` for `keys` keys in all (recovery knows
+    /// roughly how many).
     pub fn reserve(&self, tag: u8, keys: usize) {
         let per_shard = keys.div_ceil(SHARD_COUNT);
         for shard in 0..SHARD_COUNT {
-            let mut guard = self.write(shard);
-            let table = &mut guard.tables[tag as usize];
+            let mut guard = self.write(tag, shard);
+            let table = &mut guard.table;
             let mut capacity = TABLE_SLOTS_MIN;
             while capacity * LOAD_NUMERATOR < (per_shard + table.len) * LOAD_DENOMINATOR {
                 capacity *= 2;

@@ -27,11 +27,13 @@ pub struct Op<'a> {
 
 impl Op<'_> {
     /// Bytes of the record this op becomes (as a member of a batch or on its own).
+    #[inline]
     pub fn record_len(&self) -> usize {
         format::record_len(self.key.len(), self.value.len())
     }
 
     /// Checks the limits a write must respect before anything is appended.
+    #[inline]
     pub fn validate(&self) -> Result<()> {
         if self.key.len() > KEY_BYTES_MAX {
             return Err(Error::TooLarge {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{BackgroundThreads, Inner};
 use crate::compaction;
-use crate::index::{Shard, SHARD_COUNT, TABLES_PER_SHARD};
+use crate::index::{NAMESPACE_TAGS, SHARD_COUNT};
 
 impl BackgroundThreads {
     pub(super) fn spawn(&self, name: &str, work: impl FnOnce() + Send + 'static) {
@@ -69,14 +69,18 @@ impl Inner {
         let now_ms = self.config.clock.now_ms();
         let mut reclaimed = 0;
         for shard in shards {
-            let has_expired =
-                |shard: &Shard, tag: usize| shard.tables[tag].iter().any(|s| s.is_expired(now_ms));
-            for tag in 0..TABLES_PER_SHARD {
-                if !has_expired(&self.index.read(shard), tag) {
+            for tag in 0..NAMESPACE_TAGS as u8 {
+                let has_expired = self
+                    .index
+                    .read(tag, shard)
+                    .table
+                    .iter()
+                    .any(|s| s.is_expired(now_ms));
+                if !has_expired {
                     continue;
                 }
-                let mut guard = self.index.write(shard);
-                let (table, segments) = guard.table_mut(tag as u8);
+                let mut guard = self.index.write(tag, shard);
+                let (table, segments) = guard.split_mut();
                 let dropped = table.retain(|slot| {
                     if !slot.is_expired(now_ms) {
                         return true;
@@ -84,7 +88,7 @@ impl Inner {
                     Inner::mark_dead(segments, slot.location());
                     false
                 });
-                self.key_counts[tag].fetch_sub(dropped as u64, Ordering::Relaxed);
+                self.key_counts[tag as usize].fetch_sub(dropped as u64, Ordering::Relaxed);
                 reclaimed += dropped;
             }
         }

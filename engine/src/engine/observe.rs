@@ -232,8 +232,8 @@ impl Inner {
         // (seq, segment slot, offset) of every record to replay.
         let mut found: Vec<(u64, Location)> = Vec::new();
         for shard in 0..SHARD_COUNT {
-            let guard = self.index.read(shard);
-            for slot in guard.table(tag).iter() {
+            let guard = self.index.read(tag, shard);
+            for slot in guard.table.iter() {
                 if slot.is_expired(now_ms) {
                     continue;
                 }

@@ -79,8 +79,8 @@ impl Inner {
         now_ms: Option<u64>,
     ) -> Option<Slot> {
         let hash = key_hash(namespace.tag(), key);
-        let shard = self.index.read(Index::shard_of(hash));
-        let table = shard.table(namespace.tag());
+        let shard = self.index.read(namespace.tag(), Index::shard_of(hash));
+        let table = &shard.table;
         let position = table.find(hash, |l| {
             Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
@@ -95,8 +95,8 @@ impl Inner {
         now_ms: Option<u64>,
     ) -> Option<u64> {
         let hash = key_hash(namespace.tag(), key);
-        let shard = self.index.read(Index::shard_of(hash));
-        let table = shard.table(namespace.tag());
+        let shard = self.index.read(namespace.tag(), Index::shard_of(hash));
+        let table = &shard.table;
         let position = table.find(hash, |l| {
             Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
@@ -116,8 +116,8 @@ impl Inner {
     /// A live key's expiry (0 = none): the slot's, or the record's when the slot caps it.
     pub(super) fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> Option<u64> {
         let hash = key_hash(namespace.tag(), key);
-        let shard = self.index.read(Index::shard_of(hash));
-        let table = shard.table(namespace.tag());
+        let shard = self.index.read(namespace.tag(), Index::shard_of(hash));
+        let table = &shard.table;
         let position = table.find(hash, |l| {
             Inner::record_is(&shard.segments, l, namespace.tag(), key)
         })?;
@@ -158,7 +158,7 @@ impl Inner {
         read: impl FnOnce(ValueRef<'_>) -> R,
     ) -> Result<Option<R>> {
         let hash = key_hash(namespace.tag(), key);
-        let shard = self.index.read(Index::shard_of(hash));
+        let shard = self.index.read(namespace.tag(), Index::shard_of(hash));
         self.read_in_shard(&shard, namespace, key, hash, now_ms, read)
     }
 
@@ -174,7 +174,7 @@ impl Inner {
     ) -> Result<Option<R>> {
         // A damaged record claims the slot whose tag it matches, so that the read below reports
         // it (see `record_is_or_damaged`).
-        let table = shard.table(namespace.tag());
+        let table = &shard.table;
         let Some(position) = table.find(hash, |l| {
             Inner::record_is_or_damaged(&shard.segments, l, namespace.tag(), key)
         }) else {
@@ -229,7 +229,7 @@ impl Inner {
             for &i in by_shard.iter() {
                 let shard = Index::shard_of(hashes[i]);
                 if shard != previous {
-                    guards[locked] = Some(self.index.read(shard));
+                    guards[locked] = Some(self.index.read(tag, shard));
                     locked += 1;
                     previous = shard;
                 }
@@ -238,11 +238,11 @@ impl Inner {
             let shard_of_key = |i: usize| guards[guard_of[i]].as_deref().expect("locked");
             let mut touched = 0u64;
             for (i, &hash) in hashes[..group.len()].iter().enumerate() {
-                touched ^= shard_of_key(i).table(tag).home_tag(hash) as u64;
+                touched ^= shard_of_key(i).table.home_tag(hash) as u64;
             }
             for (i, &hash) in hashes[..group.len()].iter().enumerate() {
                 let shard = shard_of_key(i);
-                if let Some(location) = shard.table(tag).first_candidate(hash) {
+                if let Some(location) = shard.table.first_candidate(hash) {
                     // The first cache lines of the record: its header, key and (for small
                     // values) all of the value, which the CRC check reads whole.
                     let segment = shard.segments.get(location.segment);
@@ -279,8 +279,8 @@ impl Inner {
         let mut keys = Vec::new();
         let mut positions = Vec::new();
         while shard < SHARD_COUNT {
-            let guard = self.index.read(shard);
-            let (table, segments) = (guard.table(namespace.tag()), &guard.segments);
+            let guard = self.index.read(namespace.tag(), shard);
+            let (table, segments) = (&guard.table, &guard.segments);
             if table.is_empty() {
                 shard += 1;
                 bucket = 0;
@@ -341,8 +341,8 @@ impl Inner {
         let verify = self.config.verify_checksums_on_read;
         let mut examined = 0u64;
         for shard in 0..SHARD_COUNT {
-            let guard = self.index.read(shard);
-            let (table, segments) = (guard.table(namespace.tag()), &guard.segments);
+            let guard = self.index.read(namespace.tag(), shard);
+            let (table, segments) = (&guard.table, &guard.segments);
             for slot in table.iter() {
                 examined += 1;
                 if slot.is_expired(now_ms) {

@@ -31,7 +31,9 @@ impl Engine {
                 match op.kind {
                     RecordKind::Put | RecordKind::Delete => {
                         let hash = super::key_hash(op.namespace.tag(), &op.key);
-                        let mut shard = inner.index.write(crate::index::Index::shard_of(hash));
+                        let mut shard = inner
+                            .index
+                            .write(op.namespace.tag(), crate::index::Index::shard_of(hash));
                         inner.apply_one(
                             &mut shard,
                             &segment,

@@ -163,8 +163,8 @@ impl Inner {
                 written,
                 before,
             } => {
-                let mut shard = self.index.write(Index::shard_of(hash));
-                let (table, segments) = shard.table_mut(tag);
+                let mut shard = self.index.write(tag, Index::shard_of(hash));
+                let (table, segments) = shard.split_mut();
                 match written {
                     Some(location) => {
                         let position = table

@@ -32,9 +32,8 @@ impl Inner {
         term: u64,
     ) -> Result<u64> {
         self.check_writable()?;
-        self.check_group(ops)?;
+        let total = self.check_group(ops)?;
         assert_eq!(seq, writer.next_seq, "appends take the next seq");
-        let total = encoded_len(ops);
         // A sealed active segment means an earlier rotation sealed it but could not create the
         // next one (a full disk, say): try again rather than write past its end.
         if total > writer.active.remaining() || writer.active.segment.is_sealed() {
@@ -75,16 +74,19 @@ impl Inner {
     }
 
     /// Checks a group of writes before any byte of it is written: its size, each op's limits,
-    /// and that no range marker lowers a bound already in effect.
-    fn check_group(&self, ops: &[Op<'_>]) -> Result<()> {
+    /// and that no range marker lowers a bound already in effect. Returns the bytes it takes
+    /// in the log.
+    fn check_group(&self, ops: &[Op<'_>]) -> Result<usize> {
         if ops.is_empty() || ops.len() > BATCH_OPS_MAX {
             return Err(Error::Invalid(format!(
                 "batch of {} writes is outside 1..={BATCH_OPS_MAX}",
                 ops.len()
             )));
         }
+        let mut markers = 0;
         for op in ops {
             op.validate()?;
+            markers += (op.kind == RecordKind::DropRange) as usize;
         }
         let total = encoded_len(ops);
         if total > SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES {
@@ -94,24 +96,32 @@ impl Inner {
                 limit: SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES,
             });
         }
-        let mut markers = ops.iter().filter(|op| op.kind == RecordKind::DropRange);
-        if let Some(first) = markers.next() {
-            let ranges = self.ranges.read().expect("range markers lock");
-            for (at, op) in std::iter::once(first).chain(markers).enumerate() {
-                if let Some(refusal) = ranges.refusal(op.namespace.tag(), op.key, op.value) {
-                    return Err(Error::Invalid(refusal));
-                }
-                let twice = ops
-                    .iter()
-                    .filter(|other| other.kind == RecordKind::DropRange)
-                    .skip(at + 1)
-                    .any(|other| other.namespace == op.namespace && other.key == op.key);
-                if twice {
-                    return Err(Error::Invalid(format!(
-                        "two drop_range markers for prefix {:?} in one batch",
-                        op.key
-                    )));
-                }
+        if markers > 0 {
+            self.check_markers(ops)?;
+        }
+        Ok(total)
+    }
+
+    /// No range marker of `ops` may lower a bound in effect, nor share its prefix with another.
+    #[cold]
+    fn check_markers(&self, ops: &[Op<'_>]) -> Result<()> {
+        let ranges = self.ranges.read().expect("range markers lock");
+        let markers: Vec<&Op<'_>> = ops
+            .iter()
+            .filter(|op| op.kind == RecordKind::DropRange)
+            .collect();
+        for (at, op) in markers.iter().enumerate() {
+            if let Some(refusal) = ranges.refusal(op.namespace.tag(), op.key, op.value) {
+                return Err(Error::Invalid(refusal));
+            }
+            if markers[at + 1..]
+                .iter()
+                .any(|other| other.namespace == op.namespace && other.key == op.key)
+            {
+                return Err(Error::Invalid(format!(
+                    "two drop_range markers for prefix {:?} in one batch",
+                    op.key
+                )));
             }
         }
         Ok(())
@@ -132,7 +142,7 @@ impl Inner {
             if op.kind.is_indexed() {
                 // One write, one shard: no bookkeeping to allocate.
                 let hash = key_hash(op.namespace.tag(), op.key);
-                let mut shard = self.index.write(Index::shard_of(hash));
+                let mut shard = self.index.write(op.namespace.tag(), Index::shard_of(hash));
                 self.apply_one(&mut shard, segment, op, hash, first_record, undo);
                 return;
             }
@@ -157,18 +167,23 @@ impl Inner {
             }
             offset += op.record_len();
         }
-        let mut shards: Vec<usize> = indexed
+        // (namespace tag, shard) of every indexed op, locked in that order.
+        let shard_of = |op: &Op<'_>, hash: u64| (op.namespace.tag(), Index::shard_of(hash));
+        let mut shards: Vec<(u8, usize)> = indexed
             .iter()
-            .map(|&(_, hash, _)| Index::shard_of(hash))
+            .map(|&(op, hash, _)| shard_of(op, hash))
             .collect();
         shards.sort_unstable();
         shards.dedup();
-        let mut guards: Vec<_> = shards.iter().map(|&s| (s, self.index.write(s))).collect();
+        let mut guards: Vec<_> = shards
+            .iter()
+            .map(|&(tag, shard)| ((tag, shard), self.index.write(tag, shard)))
+            .collect();
         let guard_of: Vec<usize> = indexed
             .iter()
-            .map(|&(_, hash, _)| {
+            .map(|&(op, hash, _)| {
                 guards
-                    .binary_search_by_key(&Index::shard_of(hash), |(s, _)| *s)
+                    .binary_search_by_key(&shard_of(op, hash), |(s, _)| *s)
                     .expect("shard locked")
             })
             .collect();
@@ -176,12 +191,12 @@ impl Inner {
         // points at (an overwrite compares keys there), before changing anything, so the
         // batch's cache misses overlap instead of coming one per key.
         let mut touched = 0u64;
-        for (&(op, hash, _), &at) in indexed.iter().zip(&guard_of) {
-            touched ^= guards[at].1.table(op.namespace.tag()).home_tag(hash) as u64;
+        for (&(_, hash, _), &at) in indexed.iter().zip(&guard_of) {
+            touched ^= guards[at].1.table.home_tag(hash) as u64;
         }
-        for (&(op, hash, _), &at) in indexed.iter().zip(&guard_of) {
+        for (&(_, hash, _), &at) in indexed.iter().zip(&guard_of) {
             let shard = &guards[at].1;
-            if let Some(location) = shard.table(op.namespace.tag()).first_candidate(hash) {
+            if let Some(location) = shard.table.first_candidate(hash) {
                 let candidate = shard.segments.get(location.segment);
                 touched ^= candidate.bytes(location.offset as usize, 1)[0] as u64;
             }
@@ -248,7 +263,7 @@ impl Inner {
             offset: offset as u32,
         };
         let tag = op.namespace.tag();
-        let (table, segments) = shard.table_mut(tag);
+        let (table, segments) = shard.split_mut();
         let found = table.find(hash, |l| Inner::record_is(segments, l, tag, op.key));
         if let Some(position) = found {
             Inner::mark_dead(segments, table.slot(position).location());

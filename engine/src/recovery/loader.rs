@@ -9,7 +9,7 @@ use crate::format::{
     self, DecodeError, RecordKind, RecordView, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::hint::HintFile;
-use crate::index::{Index, Location, Slot, EXPIRY_TOMBSTONE, SHARD_COUNT};
+use crate::index::{Index, Location, Slot, EXPIRY_TOMBSTONE, NAMESPACE_TAGS, SHARD_COUNT};
 use crate::ranges::{Marker, RangeMarkers};
 use crate::segment::Segment;
 
@@ -138,8 +138,10 @@ impl Loader {
     fn resolve_group(&mut self, group: &mut Vec<Found<'_>>) {
         let mut touched = 0u64;
         for found in group.iter() {
-            let shard = self.index.shard_mut(Index::shard_of(found.hash));
-            touched ^= shard.table(found.namespace_tag).home_tag(found.hash) as u64;
+            let shard = self
+                .index
+                .shard_mut(found.namespace_tag, Index::shard_of(found.hash));
+            touched ^= shard.table.home_tag(found.hash) as u64;
         }
         std::hint::black_box(touched);
         for found in group.drain(..) {
@@ -192,7 +194,7 @@ impl Loader {
                 EXPIRY_TOMBSTONE
             },
         );
-        let (table, _) = index.shard_mut(shard).table_mut(namespace_tag);
+        let table = &mut index.shard_mut(namespace_tag, shard).table;
         let found = table.find(hash, |l| Inner::record_is(segments, l, namespace_tag, key));
         match found {
             Some(position) => {
@@ -438,8 +440,8 @@ impl Loader {
                 continue;
             }
             let segments = &self.table;
-            for table in self.index.shard_mut(shard).tables.iter_mut() {
-                table.retain(|slot| {
+            for tag in 0..NAMESPACE_TAGS as u8 {
+                self.index.shard_mut(tag, shard).table.retain(|slot| {
                     if slot.is_tombstone() {
                         Inner::mark_dead(segments, slot.location());
                         false
