@@ -6,7 +6,10 @@
 //!   replies for either version.
 //! - [`binary`]: Flin's own length-prefixed protocol on the same port, with
 //!   the same check-then-parse split; encoders for requests (client side)
-//!   and responses (server side).
+//!   and responses (server side). `binary::commands` is the opcode table
+//!   (one row per command without a codec of its own, plus CALL, any command
+//!   by name); `binary::value` the typed values those commands and push
+//!   frames carry.
 //! - `event_loop`: N mio loops, one per core, each with its own listener.
 //!   Bytes read from a socket go to the connection's buffer, the first byte
 //!   picks RESP or binary, every complete request is handed to the
