@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flin_net::binary::{Op, Request, SetCondition, Status};
-use flin_net::{Action, Service};
+use flin_net::{Action, ConnectionHandle, Service};
 
 use crate::context::{ClientInfo, Session, Shared};
 use crate::dispatch;
@@ -33,7 +33,8 @@ impl KvService {
 impl Service for KvService {
     type Session = Session;
 
-    fn new_session(&self, conn_id: u64, peer: SocketAddr) -> Session {
+    fn new_session(&self, handle: ConnectionHandle, peer: SocketAddr) -> Session {
+        let conn_id = handle.id();
         let counters = &self.shared.counters;
         counters
             .connections_received
