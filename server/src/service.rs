@@ -110,6 +110,26 @@ pub fn respond_binary(
     request: &Request<'_>,
     out: &mut Vec<u8>,
 ) -> Action {
+    // The fast paths first: they are most of the traffic. Inside MULTI they would answer
+    // at once what must be queued, so they are not taken there.
+    if session.authenticated && session.multi.is_none() {
+        match &request.op {
+            Op::Get { key } => {
+                get_zero_copy(shared, request, key, out);
+                return Action::Continue;
+            }
+            Op::Set {
+                key,
+                value,
+                ttl_ms: None,
+                condition: SetCondition::Always,
+            } => {
+                plain_set(shared, session, request, key, value, out);
+                return Action::Continue;
+            }
+            _ => {}
+        }
+    }
     match &request.op {
         Op::Call { args } => {
             let args: Vec<&[u8]> = args.clone().collect();
@@ -135,24 +155,6 @@ pub fn respond_binary(
             "ERR inside MULTI, send commands by name (CALL, opcode 0xF0)",
         );
         return Action::Continue;
-    }
-    if session.authenticated {
-        match &request.op {
-            Op::Get { key } => {
-                get_zero_copy(shared, request, key, out);
-                return Action::Continue;
-            }
-            Op::Set {
-                key,
-                value,
-                ttl_ms: None,
-                condition: SetCondition::Always,
-            } => {
-                plain_set(shared, session, request, key, value, out);
-                return Action::Continue;
-            }
-            _ => {}
-        }
     }
     // Number arguments are formatted into these so `args` can borrow them.
     let first_number;

@@ -128,9 +128,28 @@ impl Opcode {
         Opcode::Call,
     ];
 
-    /// The opcode with this byte, if this build knows it.
+    /// The opcode with this byte, if this build knows it. A `match` (a jump table), not a
+    /// search of `ALL`: it runs once per request.
+    #[inline]
     pub fn from_u8(byte: u8) -> Option<Opcode> {
-        Opcode::ALL.into_iter().find(|op| *op as u8 == byte)
+        Some(match byte {
+            0x01 => Opcode::Ping,
+            0x02 => Opcode::Auth,
+            0x10 => Opcode::Get,
+            0x11 => Opcode::Set,
+            0x12 => Opcode::Del,
+            0x13 => Opcode::Exists,
+            0x14 => Opcode::Incr,
+            0x15 => Opcode::IncrBy,
+            0x16 => Opcode::Expire,
+            0x17 => Opcode::Ttl,
+            0x20 => Opcode::MGet,
+            0x21 => Opcode::MSet,
+            0x22 => Opcode::MDel,
+            0x28 => Opcode::Scan,
+            0xF0 => Opcode::Call,
+            _ => return None,
+        })
     }
 }
 
@@ -226,6 +245,12 @@ mod tests {
         for status in Status::ALL {
             assert_eq!(Status::from_u8(status as u8), Some(status));
         }
+        let known = (0..=u8::MAX).filter(|byte| Opcode::from_u8(*byte).is_some());
+        assert_eq!(
+            known.count(),
+            Opcode::ALL.len(),
+            "from_u8 knows exactly ALL"
+        );
         assert_eq!(Opcode::from_u8(0x40), None);
         assert_eq!(Status::from_u8(0x03), None);
     }

@@ -276,8 +276,16 @@ impl Connection {
     }
 
     /// Runs one command by name (`["APPEND", "k", "v"]`) over the CALL opcode and returns
-    /// its typed value; a server error is [`Error::Server`].
+    /// its typed value; a server error is [`Error::Server`]. Pushes that arrive before the
+    /// response are queued for [`Connection::receive_push`].
+    ///
+    /// Panics if another request is still awaiting its response (its response would come
+    /// first: a bug in the caller).
     pub fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Value> {
+        assert!(
+            self.awaiting.is_empty(),
+            "command() called with another request awaiting its response"
+        );
         self.queue(|out, id| binary::encode_call(out, id, args))?;
         let response = self.receive()?;
         decode::typed(&response)

@@ -67,18 +67,6 @@ pub(super) struct Handling<'a, S> {
     pub gates_known_open: Option<u64>,
 }
 
-/// What handling the request at the front of the buffer did.
-enum Step {
-    /// Not a whole request yet.
-    Incomplete,
-    /// An empty request (`*0`, a blank inline line): nothing to answer.
-    Skipped,
-    /// The service handled it and asks for `action`.
-    Handled { action: Action, origin: ReplyOrigin },
-    /// The loop answered it itself (a protocol error, an unknown opcode); `close` after it.
-    Answered { origin: ReplyOrigin, close: bool },
-}
-
 /// A request waiting to be completed by `on_wake` or `on_park_timeout`.
 #[derive(Debug, Clone, Copy)]
 struct Parked {
@@ -503,23 +491,12 @@ impl<T> Connection<T> {
                 } else {
                     Protocol::Resp
                 });
-            let reply_start = self.out.len();
-            let step = match protocol {
-                Protocol::Resp => self.handle_resp(ctx.service, ctx.scratch),
-                Protocol::Binary => self.handle_binary(ctx.service),
+            let handled = match protocol {
+                Protocol::Resp => self.handle_resp(ctx),
+                Protocol::Binary => self.handle_binary(ctx),
             };
-            match step {
-                Step::Incomplete => break,
-                Step::Skipped => {}
-                Step::Handled { action, origin } => self.settle(ctx, reply_start, action, origin),
-                Step::Answered { origin, close } => {
-                    if close {
-                        self.stop_handling();
-                    }
-                    if ctx.gates_known_open.is_some() {
-                        self.record_reply(reply_start, None, 0, origin);
-                    }
-                }
+            if !handled {
+                break; // incomplete
             }
             if self.pending_output_bytes() > ctx.output_limit_bytes {
                 return false;
@@ -545,6 +522,23 @@ impl<T> Connection<T> {
         if let Some(known_open) = ctx.gates_known_open {
             let seq = ctx.service.take_reply_gate(&mut self.session);
             self.record_reply(reply_start, seq, known_open, origin);
+        }
+    }
+
+    /// The loop answered a request itself (a protocol error, an unknown opcode), and closes
+    /// after it if `close`.
+    fn answered<S>(
+        &mut self,
+        ctx: &Handling<'_, S>,
+        reply_start: usize,
+        origin: ReplyOrigin,
+        close: bool,
+    ) {
+        if close {
+            self.stop_handling();
+        }
+        if ctx.gates_known_open.is_some() {
+            self.record_reply(reply_start, None, 0, origin);
         }
     }
 
@@ -619,27 +613,27 @@ impl<T> Connection<T> {
         keep && self.pending_output_bytes() <= ctx.output_limit_bytes
     }
 
-    /// Handles one RESP command if a whole one is buffered.
-    fn handle_resp<S: Service<Session = T>>(&mut self, service: &S, scratch: &mut Scratch) -> Step {
+    /// Handles one RESP command if a whole one is buffered; false if none is.
+    fn handle_resp<S: Service<Session = T>>(&mut self, ctx: &mut Handling<'_, S>) -> bool {
+        let (service, reply_start) = (ctx.service, self.out.len());
         let start = self.read_start;
         self.resp_checker
             .set_unauthenticated(service.requires_auth(&self.session));
         let frame = match self.resp_checker.check(&self.read_buf[start..]) {
             Ok(frame) => frame,
-            Err(Error::Incomplete) => return Step::Incomplete,
+            Err(Error::Incomplete) => return false,
             Err(err) => {
                 // Like Redis: reply, then close; the stream is out of step.
                 Reply::new(&mut self.out, RespVersion::Resp2).error(&err.resp_reply());
-                return Step::Answered {
-                    origin: RESP_REQUEST,
-                    close: true,
-                };
+                self.answered(ctx, reply_start, RESP_REQUEST, true);
+                return true;
             }
         };
         self.read_start += frame.len;
         if frame.argc == 0 {
-            return Step::Skipped;
+            return true;
         }
+        let scratch = &mut *ctx.scratch;
         let buf = &mut self.read_buf[start..start + frame.len];
         resp::parse(buf, &frame, &mut scratch.ranges);
         let buf = &*buf;
@@ -647,14 +641,13 @@ impl<T> Connection<T> {
         args.extend(scratch.ranges.iter().map(|range| &buf[range.clone()]));
         let action = service.handle_resp(&mut self.session, &args, &mut self.out);
         scratch.args = recycle(args);
-        Step::Handled {
-            action,
-            origin: RESP_REQUEST,
-        }
+        self.settle(ctx, reply_start, action, RESP_REQUEST);
+        true
     }
 
     /// Handles one binary request if a whole one is buffered.
-    fn handle_binary<S: Service<Session = T>>(&mut self, service: &S) -> Step {
+    fn handle_binary<S: Service<Session = T>>(&mut self, ctx: &mut Handling<'_, S>) -> bool {
+        let (service, reply_start) = (ctx.service, self.out.len());
         let start = self.read_start;
         let pending = &self.read_buf[start..];
         let limit = if service.requires_auth(&self.session) {
@@ -664,7 +657,7 @@ impl<T> Connection<T> {
         };
         let len = match binary::check(pending, limit) {
             Ok(len) => len,
-            Err(Error::Incomplete) => return Step::Incomplete,
+            Err(Error::Incomplete) => return false,
             Err(err) => {
                 let header = binary::peek_header(pending);
                 let (opcode, id) = header.map_or((0, 0), |h| (h.opcode, h.request_id));
@@ -675,13 +668,12 @@ impl<T> Connection<T> {
                     Status::ProtocolError,
                     &err.to_string(),
                 );
-                return Step::Answered {
-                    origin: ReplyOrigin::Request {
-                        opcode,
-                        request_id: id,
-                    },
-                    close: true,
+                let origin = ReplyOrigin::Request {
+                    opcode,
+                    request_id: id,
                 };
+                self.answered(ctx, reply_start, origin, true);
+                return true;
             }
         };
         self.read_start += len;
@@ -694,7 +686,7 @@ impl<T> Connection<T> {
         match binary::parse_request(frame) {
             Ok(request) => {
                 let action = service.handle_binary(&mut self.session, &request, &mut self.out);
-                Step::Handled { action, origin }
+                self.settle(ctx, reply_start, action, origin);
             }
             Err(err) => {
                 let status = if err.is_recoverable() {
@@ -709,12 +701,10 @@ impl<T> Connection<T> {
                     status,
                     &err.to_string(),
                 );
-                Step::Answered {
-                    origin,
-                    close: !err.is_recoverable(),
-                }
+                self.answered(ctx, reply_start, origin, !err.is_recoverable());
             }
         }
+        true
     }
 
     /// Lets the service make the handled writes durable, then writes the
