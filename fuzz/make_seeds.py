@@ -42,6 +42,18 @@ binary = {
     "response_mget": frame(0x20, struct.pack("<I", 2) + b(b"x") + struct.pack("<I", 0xFFFFFFFF)),
     "response_scan": frame(0x28, struct.pack("<QI", 5, 1) + b(b"key")),
     "huge_claim": bytes([0xFB, 1, 0x11, 0]) + struct.pack("<II", 1, 0xFFFFFFFF),
+    # CALL (0xF0): an argument list whose first item is the name.
+    "call": frame(0xF0, struct.pack("<I", 3) + b(b"APPEND") + b(b"k") + b(b"v")),
+    # A typed value (an array of a simple, an integer, a map of bulk to double, a boolean),
+    # as a CALL response, and as a push frame (status 0x20, request id 0).
+    "response_value": frame(0xF0, bytes([0x05]) + struct.pack("<I", 4)
+                            + bytes([0x01]) + b(b"OK") + bytes([0x03]) + struct.pack("<q", 42)
+                            + bytes([0x06]) + struct.pack("<I", 1) + bytes([0x04]) + b(b"k")
+                            + bytes([0x08]) + struct.pack("<d", 0.5) + bytes([0x09, 1])),
+    "push": frame(0xF0, bytes([0x05]) + struct.pack("<I", 3) + bytes([0x04]) + b(b"message")
+                  + bytes([0x04]) + b(b"news") + bytes([0x04]) + b(b"hi"), flags=0x20, request_id=0),
+    # Nesting deeper than the decoder's 64 levels.
+    "deep_value": frame(0xF0, (bytes([0x05]) + struct.pack("<I", 1)) * 100 + bytes([0x00])),
 }
 for name, data in binary.items():
     write("binary_frame", name, data)

@@ -1,5 +1,5 @@
 //! Binary protocol frames: check, then parse as a request and as a response (walking every
-//! value and scan key), frame after frame.
+//! value and scan key, and decoding the body as a typed value), frame after frame.
 #![no_main]
 
 use flin_net::binary::{self, parse_request, parse_response, MAX_REQUEST_BODY_BYTES};
@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(response) = parse_response(frame) {
             let _ = response.values().map(|values| values.count());
             let _ = response.scan_page().map(|page| page.keys.count());
+            let _ = response.typed_value();
         }
         start += len;
     }

@@ -62,6 +62,17 @@ pub enum Error {
     TooManyItems { count: usize, limit: usize },
     /// A response status byte this build does not know.
     UnknownStatus { got: u8 },
+    /// A typed value's tag byte this build does not know.
+    UnknownValueTag { tag: u8, offset: usize },
+    /// Aggregates nested deeper than `binary::MAX_VALUE_DEPTH`.
+    ValueTooDeep { limit: usize, offset: usize },
+    /// A text field (simple string, error, verbatim, big number) that is not UTF-8.
+    InvalidText { field: &'static str, offset: usize },
+    /// A boolean byte other than 0 and 1.
+    InvalidBoolean { got: u8, offset: usize },
+    /// A table command given a number of arguments its arity does not allow (refused by the
+    /// encoder, before anything is sent).
+    WrongArity { name: &'static str, args: usize },
 
     /// A socket or poll call failed.
     Io(io::Error),
@@ -175,6 +186,23 @@ impl fmt::Display for Error {
                 write!(f, "batch of {count} items exceeds limit {limit}")
             }
             Error::UnknownStatus { got } => write!(f, "unknown status 0x{got:02x}"),
+            Error::UnknownValueTag { tag, offset } => {
+                write!(f, "unknown value tag 0x{tag:02x} at body offset {offset}")
+            }
+            Error::ValueTooDeep { limit, offset } => write!(
+                f,
+                "values nested deeper than {limit} levels at body offset {offset}"
+            ),
+            Error::InvalidText { field, offset } => {
+                write!(f, "field '{field}' at body offset {offset} is not UTF-8")
+            }
+            Error::InvalidBoolean { got, offset } => {
+                write!(f, "invalid boolean {got} at body offset {offset}")
+            }
+            Error::WrongArity { name, args } => write!(
+                f,
+                "wrong number of arguments for '{name}' command ({args} after the name)"
+            ),
             Error::Io(err) => write!(f, "i/o error: {err}"),
         }
     }

@@ -6,12 +6,21 @@
 //!   replies for either version.
 //! - [`binary`]: Flin's own length-prefixed protocol on the same port, with
 //!   the same check-then-parse split; encoders for requests (client side)
-//!   and responses (server side).
+//!   and responses (server side). `binary::commands` is the opcode table
+//!   (one row per command without a codec of its own, plus CALL, any command
+//!   by name); `binary::value` the typed values those commands and push
+//!   frames carry.
 //! - `event_loop`: N mio loops, one per core, each with its own listener.
 //!   Bytes read from a socket go to the connection's buffer, the first byte
 //!   picks RESP or binary, every complete request is handed to the
 //!   [`Service`] in order, and the replies it appended are written once per
-//!   read.
+//!   read. A request may park ([`Action::Park`]): the requests behind it
+//!   wait, and the service completes it later from `on_wake` (after a
+//!   [`ConnectionHandle::wake`] from any thread) or `on_park_timeout` (its
+//!   deadline on the injected [`Clock`] passed); `on_wake` may also push
+//!   messages. A reply may wait behind a gate ([`ReplyGates`]) without
+//!   blocking the loop.
+//! - `clock`: [`Clock`] and [`SystemClock`], the time parked deadlines use.
 //! - [`client`]: the blocking Rust client ([`Client`]): a thread-safe
 //!   connection pool, one group of methods per data model, pipelines, and
 //!   its own [`ClientError`] that tells server, network and protocol
@@ -24,16 +33,21 @@
 //!
 //! Data flow (server): socket → read buffer → `resp::Checker::check` /
 //! `binary::check` → parse (no copies) → `Service::handle_*` appends to the
-//! output buffer → `Service::before_reply_flush` → socket.
+//! output buffer (or parks) → `Service::take_reply_gate` → `Service::before_reply_flush`
+//! → socket, up to the first reply whose gate is closed. Other threads reach a
+//! connection through its `ConnectionHandle` → the loop's mailbox →
+//! `Service::on_wake` → the same output path.
 //!
 //! Data flow (client): `Kv` method → `binary::encode_*` into the
 //! connection's output buffer → one write → read buffer → `binary::check` →
-//! `binary::parse_response` (request id and opcode checked) → decoded value.
+//! push frames set aside for `Connection::receive_push` → `binary::parse_response`
+//! (request id and opcode checked) → decoded value.
 
 #![deny(unsafe_code)]
 
 pub mod binary;
 pub mod client;
+mod clock;
 pub mod error;
 mod event_loop;
 pub mod resp;
@@ -41,8 +55,10 @@ pub mod resp;
 mod sys;
 
 pub use client::{Client, ClientOptions, Error as ClientError};
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use event_loop::{
-    Action, Protocol, Server, ServerConfig, Service, ShutdownHandle, DEFAULT_MAX_CLIENTS,
-    DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES, DEFAULT_REQUEST_TIMEOUT,
+    Action, ConnectionHandle, GateStatus, LoopsHandle, Protocol, ReplyGates, Server, ServerConfig,
+    Service, ShutdownHandle, DEFAULT_MAX_CLIENTS, DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
 };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flin_net::binary::{self, Header, Status, HEADER_LEN, MAGIC, VERSION};
-use flin_net::client::{Client, ClientOptions, Error, ProtocolError};
+use flin_net::client::{Client, ClientOptions, Connection, Error, ProtocolError, Value};
 
 /// What the fake server does with one request.
 enum Answer {
@@ -322,4 +322,138 @@ fn a_request_over_the_limits_is_refused_before_sending() {
     // The connection was never touched.
     client.kv().set("a", "1").unwrap();
     assert_eq!(client.open_connections(), 1);
+}
+
+/// A push frame with a typed-value body.
+fn push_frame(opcode: u8, write: impl FnOnce(&mut binary::ValueWriter<'_>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    binary::encode_push(&mut out, opcode, write).unwrap();
+    out
+}
+
+#[test]
+fn pushes_between_responses_are_set_aside_and_responses_stay_checked() {
+    // Every answer is preceded by a push naming the request it came before.
+    let addr = fake_server(Arc::new(|h: &Header, _: &[u8]| {
+        let mut reply = push_frame(0xF0, |value| {
+            value.array(2);
+            value.bulk(b"before");
+            value.integer(i64::from(h.request_id));
+        });
+        let mut body = Vec::new();
+        binary::ValueWriter::new(&mut body).simple("OK");
+        reply.extend(frame(h.opcode, 0, h.request_id, &body));
+        Some(Answer::Send(reply))
+    }));
+    let options = ClientOptions::new().pool_size(1);
+    let client = Client::connect_with(addr, options.clone()).unwrap();
+    assert_eq!(
+        client.command(&["SET", "k", "v"]).unwrap(),
+        Value::Simple("OK".into())
+    );
+    // The pooled connection holds an unread push: it is not reused, but replaced.
+    assert_eq!(
+        client.command(&["SET", "k", "w"]).unwrap(),
+        Value::Simple("OK".into())
+    );
+
+    let mut connection = Connection::open(addr, &options).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            connection.command(&["PING"]).unwrap(),
+            Value::Simple("OK".into())
+        );
+    }
+    assert_eq!(connection.queued_pushes(), 3);
+    for id in 1..=3 {
+        let push = connection.receive_push().unwrap();
+        assert_eq!(push.opcode, 0xF0);
+        assert_eq!(
+            push.value,
+            Value::Array(vec![Value::Bulk(b"before".to_vec()), Value::Integer(id)])
+        );
+    }
+    assert!(connection.try_receive_push().is_none());
+}
+
+#[test]
+fn receive_push_waits_for_a_push_and_a_timeout_keeps_the_connection() {
+    // A subscriber's server: answers the first request, then pushes once, 150 ms later.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut header = [0u8; HEADER_LEN];
+        stream.read_exact(&mut header).unwrap();
+        let header = binary::peek_header(&header).unwrap();
+        let mut body = vec![0u8; header.body_len];
+        stream.read_exact(&mut body).unwrap();
+        let mut ok = Vec::new();
+        binary::ValueWriter::new(&mut ok).simple("OK");
+        stream
+            .write_all(&frame(header.opcode, 0, header.request_id, &ok))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        stream
+            .write_all(&push_frame(0x40, |value| value.bulk(b"late")))
+            .unwrap();
+        // Hold the connection until the client leaves.
+        let _ = stream.read(&mut [0u8; 1]);
+    });
+    let options = ClientOptions::new().read_timeout(Some(Duration::from_millis(50)));
+    let mut connection = Connection::open(addr, &options).unwrap();
+    assert_eq!(
+        connection.command(&["SUB"]).unwrap(),
+        Value::Simple("OK".into())
+    );
+    // Nothing yet: a timeout, and the connection is still good.
+    let Err(Error::Network(error)) = connection.receive_push() else {
+        panic!("expected a timeout");
+    };
+    assert!(matches!(
+        error.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut
+    ));
+    assert!(!connection.is_broken());
+    let push = (0..20)
+        .find_map(|_| connection.receive_push().ok())
+        .expect("the push arrives within a second");
+    assert_eq!(push.opcode, 0x40);
+    assert_eq!(push.value, Value::Bulk(b"late".to_vec()));
+    assert!(!connection.is_broken());
+}
+
+#[test]
+fn hostile_pushes_break_the_connection() {
+    // A push whose value does not decode.
+    let client = client_of(|h| {
+        let mut reply = frame(0xF0, Status::Push as u8, 0, &[0x42]);
+        reply.extend(frame(h.opcode, 0, h.request_id, &[0]));
+        reply
+    });
+    assert!(matches!(
+        protocol_error(client.command(&["PING"])),
+        ProtocolError::Frame(flin_net::Error::UnknownValueTag { tag: 0x42, .. })
+    ));
+    // More pushes than the queue holds.
+    let addr = fake_server(Arc::new(|h: &Header, _: &[u8]| {
+        let mut reply = Vec::new();
+        for _ in 0..3 {
+            reply.extend(push_frame(0xF0, |value| value.null()));
+        }
+        reply.extend(frame(h.opcode, 0, h.request_id, &[0]));
+        Some(Answer::Send(reply))
+    }));
+    let options = ClientOptions::new().max_queued_pushes(2);
+    let client = Client::connect_with(addr, options).unwrap();
+    assert!(matches!(
+        protocol_error(client.command(&["PING"])),
+        ProtocolError::PushQueueFull { limit: 2 }
+    ));
+    // A typed value that does not decode, in a response.
+    let client = client_of(|h| frame(h.opcode, 0, h.request_id, &[0x05, 9, 0, 0, 0]));
+    assert!(matches!(
+        protocol_error(client.command(&["KEYS", "*"])),
+        ProtocolError::Frame(flin_net::Error::Truncated { .. })
+    ));
 }

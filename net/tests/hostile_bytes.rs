@@ -141,13 +141,31 @@ proptest! {
                             }
                             Err(_) => {}
                         }
-                        let _ = parse_response(&buf[..len]);
+                        if let Ok(response) = parse_response(&buf[..len]) {
+                            let _ = response.typed_value();
+                        }
                         start += len;
                     }
                     Err(Error::Incomplete) => break,
                     Err(_) => return Ok(()),
                 }
             }
+        }
+    }
+}
+
+proptest! {
+    /// Typed values (CALL and table responses, push frames) from bytes a hostile server
+    /// could send: tags, counts and lengths mixed with anything. Decoding returns a value or
+    /// an error; it never panics, never recurses past the depth limit, and never allocates
+    /// from a count the body cannot hold.
+    #[test]
+    fn typed_values_from_hostile_bytes(body in proptest::collection::vec(
+        prop_oneof![0u8..12, Just(0xFF), Just(0x05), any::<u8>()], 0..512)) {
+        if let Ok(value) = binary::decode_value(&body) {
+            let mut again = Vec::new();
+            binary::ValueWriter::new(&mut again).value(&value);
+            prop_assert_eq!(again, body, "a decoded value encodes back to its bytes");
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use flin_net::binary::{self, Op, Request, Status};
 use flin_net::resp::{Reply, RespVersion};
-use flin_net::{Action, Server, ServerConfig, Service, ShutdownHandle};
+use flin_net::{Action, ConnectionHandle, Server, ServerConfig, Service, ShutdownHandle};
 
 #[derive(Default)]
 struct MapService {
@@ -23,7 +23,7 @@ struct MapService {
 impl Service for MapService {
     type Session = ();
 
-    fn new_session(&self, _conn_id: u64, _peer: SocketAddr) {}
+    fn new_session(&self, _handle: ConnectionHandle, _peer: SocketAddr) {}
 
     fn handle_resp(&self, _: &mut (), args: &[&[u8]], out: &mut Vec<u8>) -> Action {
         let mut reply = Reply::new(out, RespVersion::Resp2);

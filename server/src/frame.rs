@@ -1,7 +1,9 @@
 //! [`Frame`]: what a command returns, as a small value tree. Commands build frames (so unit
 //! tests compare values, and the binary protocol can map them to its own responses); the RESP
-//! bytes come from flin-net's encoder, which picks RESP2 or RESP3 per session.
+//! bytes come from flin-net's encoder, which picks RESP2 or RESP3 per session, and the binary
+//! protocol's typed values (CALL and table commands) from its `ValueWriter`.
 
+use flin_net::binary::ValueWriter;
 use flin_net::resp::{Reply, RespVersion};
 
 /// A command's reply.
@@ -52,6 +54,36 @@ impl Frame {
     pub fn encode(&self, version: RespVersion, out: &mut Vec<u8>) {
         let mut reply = Reply::new(out, version);
         self.write(&mut reply);
+    }
+
+    /// Appends the frame as a binary typed value (`flin_net::binary::value`). A null array
+    /// is the one null; everything else keeps its type, as in RESP3.
+    pub fn write_value(&self, value: &mut ValueWriter<'_>) {
+        match self {
+            Frame::Simple(text) => value.simple(text),
+            Frame::Error(text) => value.error(text),
+            Frame::Integer(n) => value.integer(*n),
+            Frame::Bulk(bytes) => value.bulk(bytes),
+            Frame::Null | Frame::NullArray => value.null(),
+            Frame::Array(items) => {
+                value.array(items.len());
+                items.iter().for_each(|item| item.write_value(value));
+            }
+            Frame::Map(pairs) => {
+                value.map(pairs.len());
+                for (key, item) in pairs {
+                    key.write_value(value);
+                    item.write_value(value);
+                }
+            }
+            Frame::Set(items) => {
+                value.set(items.len());
+                items.iter().for_each(|item| item.write_value(value));
+            }
+            Frame::Double(x) => value.double(*x),
+            Frame::Bool(b) => value.boolean(*b),
+            Frame::Verbatim(text) => value.verbatim(b"txt", text.as_bytes()),
+        }
     }
 
     fn write(&self, reply: &mut Reply<'_>) {
@@ -108,5 +140,40 @@ mod tests {
         );
         assert_eq!(bytes(&Frame::Bool(true), RespVersion::Resp2), b":1\r\n");
         assert_eq!(bytes(&Frame::Bool(true), RespVersion::Resp3), b"#t\r\n");
+    }
+
+    #[test]
+    fn every_frame_becomes_the_typed_value_of_its_type() {
+        use flin_net::binary::{decode_value, Value};
+        let frame = Frame::Array(vec![
+            Frame::ok(),
+            Frame::error("ERR x"),
+            Frame::Integer(-3),
+            Frame::bulk("b"),
+            Frame::Null,
+            Frame::NullArray,
+            Frame::Map(vec![(Frame::bulk("k"), Frame::Double(0.5))]),
+            Frame::Set(vec![Frame::Bool(false)]),
+            Frame::Verbatim("text".into()),
+        ]);
+        let mut out = Vec::new();
+        frame.write_value(&mut ValueWriter::new(&mut out));
+        assert_eq!(
+            decode_value(&out).unwrap(),
+            Value::Array(vec![
+                Value::Simple("OK".into()),
+                Value::Error("ERR x".into()),
+                Value::Integer(-3),
+                Value::Bulk(b"b".to_vec()),
+                Value::Null,
+                Value::Null,
+                Value::Map(vec![(Value::Bulk(b"k".to_vec()), Value::Double(0.5))]),
+                Value::Set(vec![Value::Boolean(false)]),
+                Value::Verbatim {
+                    format: *b"txt",
+                    text: "text".into()
+                },
+            ])
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! [`KvService`]: flin-net's `Service` for the key-value command set. RESP commands go to the
 //! dispatcher and their frames are encoded in the session's RESP version; binary requests are
-//! turned into the same commands, and their frames into binary responses. Two exceptions, for
-//! speed: GET and a plain SET (no TTL, no condition) of an authenticated connection skip the
-//! argument list and the command table (GET copies the value from the log straight into the
-//! response); they do what the commands do in those cases, SET through the same `Call::write`.
+//! turned into the same commands, and their frames into binary responses: typed bodies for
+//! the typed key-value opcodes, a typed value for CALL and the opcode table's rows. Two
+//! exceptions, for speed: GET and a plain SET (no TTL, no condition) of an authenticated
+//! connection skip the argument list and the command table (GET copies the value from the log
+//! straight into the response); they do what the commands do in those cases, SET through the
+//! same `Call::write`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flin_net::binary::{Op, Request, SetCondition, Status};
-use flin_net::{Action, Service};
+use flin_net::{Action, ConnectionHandle, Service};
 
 use crate::context::{ClientInfo, Session, Shared};
 use crate::dispatch;
@@ -31,7 +33,8 @@ impl KvService {
 impl Service for KvService {
     type Session = Session;
 
-    fn new_session(&self, conn_id: u64, peer: SocketAddr) -> Session {
+    fn new_session(&self, handle: ConnectionHandle, peer: SocketAddr) -> Session {
+        let conn_id = handle.id();
         let counters = &self.shared.counters;
         counters
             .connections_received
@@ -67,8 +70,7 @@ impl Service for KvService {
         request: &Request<'_>,
         out: &mut Vec<u8>,
     ) -> Action {
-        respond_binary(&self.shared, session, request, out);
-        Action::Continue
+        respond_binary(&self.shared, session, request, out)
     }
 
     /// Under `--fsync always`, waits (with every other writer: group commit) until this
@@ -100,24 +102,59 @@ impl Service for KvService {
     }
 }
 
-/// Runs a binary request as the equivalent command and writes its response.
+/// Runs a binary request as the equivalent command and writes its response. Returns what
+/// the command asks of the connection (QUIT called by name closes it).
 pub fn respond_binary(
     shared: &Shared,
     session: &mut Session,
     request: &Request<'_>,
     out: &mut Vec<u8>,
-) {
-    if session.authenticated {
+) -> Action {
+    // The fast paths first: they are most of the traffic. Inside MULTI they would answer
+    // at once what must be queued, so they are not taken there.
+    if session.authenticated && session.multi.is_none() {
         match &request.op {
-            Op::Get { key } => return get_zero_copy(shared, request, key, out),
+            Op::Get { key } => {
+                get_zero_copy(shared, request, key, out);
+                return Action::Continue;
+            }
             Op::Set {
                 key,
                 value,
                 ttl_ms: None,
                 condition: SetCondition::Always,
-            } => return plain_set(shared, session, request, key, value, out),
+            } => {
+                plain_set(shared, session, request, key, value, out);
+                return Action::Continue;
+            }
             _ => {}
         }
+    }
+    match &request.op {
+        Op::Call { args } => {
+            let args: Vec<&[u8]> = args.clone().collect();
+            return respond_with_value(shared, session, request, &args, out);
+        }
+        Op::Command { name, args, .. } => {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+            all.push(name.as_bytes());
+            all.extend(args.clone());
+            return respond_with_value(shared, session, request, &all, out);
+        }
+        _ => {}
+    }
+    if let Some(multi) = session.multi.as_mut() {
+        // A typed opcode's response has no shape for "QUEUED"; inside MULTI (opened by a
+        // CALL), commands go by name. The refusal dooms the EXEC, as a refused command does.
+        multi.aborted = true;
+        flin_net::binary::encode_error(
+            out,
+            request.op.opcode(),
+            request.request_id,
+            Status::Error,
+            "ERR inside MULTI, send commands by name (CALL, opcode 0xF0)",
+        );
+        return Action::Continue;
     }
     // Number arguments are formatted into these so `args` can borrow them.
     let first_number;
@@ -198,9 +235,54 @@ pub fn respond_binary(
                 args.extend([&b"MATCH"[..], pattern]);
             }
         }
+        Op::Call { .. } | Op::Command { .. } => unreachable!("answered above"),
     }
     let (frame, _) = dispatch::execute(shared, session, &args);
     write_binary_response(request, frame, out);
+    Action::Continue
+}
+
+/// A command called by name or through a table row: its frame becomes a typed value; an
+/// error frame at the top becomes an error status, as for the typed opcodes.
+fn respond_with_value(
+    shared: &Shared,
+    session: &mut Session,
+    request: &Request<'_>,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Action {
+    let (frame, action) = dispatch::execute(shared, session, args);
+    let written = match &frame {
+        Frame::Error(message) => request
+            .respond(out, error_status(message))
+            .raw(message.as_bytes())
+            .finish(),
+        _ => request
+            .respond(out, Status::Ok)
+            .value(|value| frame.write_value(value))
+            .finish(),
+    };
+    if let Err(error) = written {
+        flin_net::binary::encode_error(
+            out,
+            request.op.opcode(),
+            request.request_id,
+            Status::Error,
+            &format!("ERR {error}"),
+        );
+    }
+    action
+}
+
+/// The status of an error reply, by its code.
+fn error_status(message: &str) -> Status {
+    if message.starts_with("NOAUTH") || message.starts_with("WRONGPASS") {
+        Status::NoAuth
+    } else if message.starts_with("WRONGTYPE") {
+        Status::WrongType
+    } else {
+        Status::Error
+    }
 }
 
 /// A binary GET of an authenticated connection, answered straight from the engine: the value is
@@ -231,7 +313,7 @@ fn get_zero_copy(shared: &Shared, request: &Request<'_>, key: &[u8], out: &mut V
     };
     flin_net::binary::encode_error(
         out,
-        request.op.opcode() as u8,
+        request.op.opcode(),
         request.request_id,
         Status::Error,
         &error,
@@ -269,19 +351,10 @@ fn plain_set(
 
 fn write_binary_response(request: &Request<'_>, frame: Frame, out: &mut Vec<u8>) {
     let written = match (&request.op, frame) {
-        (_, Frame::Error(message)) => {
-            let status = if message.starts_with("NOAUTH") || message.starts_with("WRONGPASS") {
-                Status::NoAuth
-            } else if message.starts_with("WRONGTYPE") {
-                Status::WrongType
-            } else {
-                Status::Error
-            };
-            request
-                .respond(out, status)
-                .raw(message.as_bytes())
-                .finish()
-        }
+        (_, Frame::Error(message)) => request
+            .respond(out, error_status(&message))
+            .raw(message.as_bytes())
+            .finish(),
         (Op::Ping { payload }, _) => request.respond(out, Status::Ok).raw(payload).finish(),
         (Op::Get { .. }, Frame::Bulk(value)) => {
             request.respond(out, Status::Ok).raw(&value).finish()
@@ -337,7 +410,7 @@ fn write_binary_response(request: &Request<'_>, frame: Frame, out: &mut Vec<u8>)
     if let Err(error) = written {
         flin_net::binary::encode_error(
             out,
-            request.op.opcode() as u8,
+            request.op.opcode(),
             request.request_id,
             Status::Error,
             &format!("ERR {error}"),
@@ -355,7 +428,7 @@ mod tests {
         let len = binary::check(request, binary::MAX_REQUEST_BODY_BYTES).unwrap();
         let request = parse_request(&request[..len]).unwrap();
         let mut out = Vec::new();
-        super::respond_binary(&h.shared, &mut h.session, &request, &mut out);
+        let _ = super::respond_binary(&h.shared, &mut h.session, &request, &mut out);
         let response = parse_response(&out).unwrap();
         assert_eq!(response.request_id, request.request_id);
         (response.status, response.body.to_vec())
@@ -460,6 +533,97 @@ mod tests {
         )
         .unwrap();
         assert_eq!(round_trip(&mut h, &buf).0, Status::Error);
+    }
+
+    #[test]
+    fn call_runs_any_command_and_answers_a_typed_value() {
+        use flin_net::binary::{decode_value, Value};
+        let mut h = Harness::new();
+        let call = |h: &mut Harness, args: &[&str]| {
+            let mut buf = Vec::new();
+            binary::encode_call(&mut buf, 5, args).unwrap();
+            let (status, body) = round_trip(h, &buf);
+            match status {
+                Status::Ok => Ok(decode_value(&body).unwrap()),
+                _ => Err((status, String::from_utf8(body).unwrap())),
+            }
+        };
+        assert_eq!(call(&mut h, &["APPEND", "k", "ab"]), Ok(Value::Integer(2)));
+        assert_eq!(
+            call(&mut h, &["getrange", "k", "1", "-1"]),
+            Ok(Value::Bulk(b"b".to_vec()))
+        );
+        assert_eq!(call(&mut h, &["GET", "nope"]), Ok(Value::Null));
+        assert_eq!(
+            call(&mut h, &["INCR", "k"]),
+            Err((
+                Status::Error,
+                "ERR value is not an integer or out of range".into()
+            ))
+        );
+        assert_eq!(
+            call(&mut h, &["NOSUCH"]),
+            Err((
+                Status::Error,
+                "ERR unknown command 'NOSUCH', with args beginning with: ".into()
+            ))
+        );
+        // MULTI by name queues what comes by name; EXEC answers an array with an error in it.
+        assert_eq!(call(&mut h, &["MULTI"]), Ok(Value::Simple("OK".into())));
+        assert_eq!(
+            call(&mut h, &["SET", "n", "1"]),
+            Ok(Value::Simple("QUEUED".into()))
+        );
+        assert_eq!(
+            call(&mut h, &["INCR", "k"]),
+            Ok(Value::Simple("QUEUED".into()))
+        );
+        assert_eq!(
+            call(&mut h, &["EXEC"]),
+            Ok(Value::Array(vec![
+                Value::Simple("OK".into()),
+                Value::Error("ERR value is not an integer or out of range".into()),
+            ]))
+        );
+    }
+
+    #[test]
+    fn typed_opcodes_inside_multi_are_refused_and_doom_the_exec() {
+        let mut h = Harness::new();
+        let mut buf = Vec::new();
+        binary::encode_call(&mut buf, 1, &["MULTI"]).unwrap();
+        assert_eq!(round_trip(&mut h, &buf).0, Status::Ok);
+        for encode in [
+            |buf: &mut Vec<u8>| binary::encode_get(buf, 2, b"k"),
+            |buf: &mut Vec<u8>| {
+                binary::encode_set(buf, 2, b"k", b"v", None, binary::SetCondition::Always)
+            },
+            |buf: &mut Vec<u8>| binary::encode_del(buf, 2, b"k"),
+        ] {
+            buf.clear();
+            encode(&mut buf).unwrap();
+            let (status, message) = round_trip(&mut h, &buf);
+            assert_eq!(status, Status::Error);
+            assert!(message.starts_with(b"ERR inside MULTI"));
+        }
+        buf.clear();
+        binary::encode_call(&mut buf, 3, &["EXEC"]).unwrap();
+        let (status, message) = round_trip(&mut h, &buf);
+        assert_eq!(status, Status::Error);
+        assert!(message.starts_with(b"EXECABORT"), "{message:?}");
+        assert_eq!(h.run("get k"), crate::frame::Frame::Null, "nothing ran");
+    }
+
+    #[test]
+    fn quit_by_name_closes() {
+        let mut h = Harness::new();
+        let mut buf = Vec::new();
+        binary::encode_call(&mut buf, 1, &["QUIT"]).unwrap();
+        let request = parse_request(&buf).unwrap();
+        let mut out = Vec::new();
+        let action = super::respond_binary(&h.shared, &mut h.session, &request, &mut out);
+        assert_eq!(action, flin_net::Action::Close);
+        assert_eq!(parse_response(&out).unwrap().status, Status::Ok);
     }
 
     #[test]

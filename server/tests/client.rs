@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::ServerGuard;
 use flin_net::binary::{self, Status};
-use flin_net::client::{Client, ClientOptions, Connection, Error, Reply, SetOptions, Ttl};
+use flin_net::client::{Client, ClientOptions, Connection, Error, Reply, SetOptions, Ttl, Value};
 
 /// Upper bound on how long a test waits for something another thread does; reaching it fails
 /// the test (it bounds a hang, it is not a performance assertion).
@@ -91,6 +91,49 @@ fn every_kv_method_round_trips() {
     );
     assert_eq!(kv.mdel(&["a", "b", "missing"]).unwrap(), 2);
     assert_eq!(kv.mget(&["a", "b", "c"]).unwrap()[2], Some(b"3".to_vec()));
+}
+
+#[test]
+fn any_command_by_name_over_the_binary_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = start(dir.path(), &[]);
+    assert_eq!(
+        client.command(&["APPEND", "k", "ab"]).unwrap(),
+        Value::Integer(2)
+    );
+    assert_eq!(
+        client.command(&["append", "k", "c"]).unwrap(),
+        Value::Integer(3)
+    );
+    assert_eq!(client.kv().get("k").unwrap(), Some(b"abc".to_vec()));
+    assert_eq!(
+        client.command(&["GETRANGE", "k", "1", "-1"]).unwrap(),
+        Value::Bulk(b"bc".to_vec())
+    );
+    assert_eq!(client.command(&["GET", "missing"]).unwrap(), Value::Null);
+    let Value::Map(hello) = client.command(&["HELLO"]).unwrap() else {
+        panic!("HELLO answers a map");
+    };
+    assert!(hello.contains(&(
+        Value::Bulk(b"server".to_vec()),
+        Value::Bulk(b"flin".to_vec())
+    )));
+    let error = client.command(&["INCR", "k"]).unwrap_err();
+    assert_eq!(error.status(), Some(Status::Error));
+    // Pipelined, with per-command outcomes.
+    let mut pipeline = client.pipeline();
+    pipeline
+        .command(&["SET", "n", "41"])
+        .command(&["INCR", "n"])
+        .command(&["NOSUCH"]);
+    let replies = pipeline.execute().unwrap();
+    assert_eq!(replies[0], Ok(Reply::Command(Value::Simple("OK".into()))));
+    assert_eq!(replies[1], Ok(Reply::Command(Value::Integer(42))));
+    assert!(replies[2]
+        .as_ref()
+        .unwrap_err()
+        .message
+        .starts_with("ERR unknown command 'NOSUCH'"));
 }
 
 #[test]

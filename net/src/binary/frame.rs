@@ -86,6 +86,15 @@ impl<'a> BodyReader<'a> {
         Ok(bytes)
     }
 
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    /// Three bytes (a verbatim string's format).
+    pub(crate) fn array3(&mut self, field: &'static str) -> Result<[u8; 3]> {
+        Ok(self.take(3, field)?.try_into().expect("3 bytes"))
+    }
+
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32> {
         Ok(u32::from_le_bytes(
             self.take(4, field)?.try_into().expect("4 bytes"),
@@ -238,6 +247,13 @@ impl<'a> FrameWriter<'a> {
     /// Bytes with no length prefix (a body that is one value).
     pub fn raw(self, value: &[u8]) -> Self {
         self.out.extend_from_slice(value);
+        self
+    }
+
+    /// A typed value (`super::value`), written by `write`: the body of a table command's
+    /// response or of a push.
+    pub fn value(self, write: impl FnOnce(&mut super::ValueWriter<'_>)) -> Self {
+        write(&mut super::ValueWriter::new(self.out));
         self
     }
 

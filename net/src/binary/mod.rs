@@ -23,17 +23,23 @@
 //! [`parse_request`] / [`parse_response`] decode it, borrowing every byte
 //! string from the buffer.
 
+pub mod commands;
 mod frame;
 mod request;
 mod response;
+pub mod value;
 
+pub use commands::{CommandSpec, TABLE};
 pub use frame::{check, peek_header, FrameWriter, Header};
 pub use request::{
-    encode_auth, encode_del, encode_exists, encode_expire, encode_get, encode_incr, encode_incr_by,
-    encode_mdel, encode_mget, encode_mset, encode_ping, encode_scan, encode_set, encode_ttl,
-    parse_request, Items, Op, Pairs, Request, SetCondition,
+    encode_auth, encode_call, encode_command, encode_del, encode_exists, encode_expire, encode_get,
+    encode_incr, encode_incr_by, encode_mdel, encode_mget, encode_mset, encode_ping, encode_scan,
+    encode_set, encode_ttl, parse_request, Items, Op, Pairs, ReplyTo, Request, SetCondition,
 };
-pub use response::{encode_error, parse_response, OptionalItems, Response, ScanPage};
+pub use response::{
+    encode_error, encode_push, parse_response, OptionalItems, Response, ScanPage, PUSH_REQUEST_ID,
+};
+pub use value::{decode_value, Value, ValueWriter, MAX_VALUE_DEPTH};
 
 /// First byte of every frame.
 pub const MAGIC: u8 = 0xFB;
@@ -63,9 +69,9 @@ pub const MAX_BATCH_ITEMS: usize = 1024 * 1024;
 /// Length value that marks a missing item in an MGET response.
 pub const NULL_LEN: u32 = u32::MAX;
 
-/// Request opcodes. Ranges 0x40..=0x5F (queues), 0x60..=0x7F (streams) and
-/// 0x80..=0x9F (documents) are reserved for the other data models;
-/// 0xF0..=0xFF for protocol extensions.
+/// The opcodes with a codec of their own. Ranges 0x40..=0x5F (queues), 0x60..=0x7F (streams)
+/// and 0x80..=0x9F (documents) belong to the data models' rows of [`commands::TABLE`];
+/// 0xF0..=0xFF to protocol extensions ([`Opcode::Call`] is the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Opcode {
@@ -97,11 +103,14 @@ pub enum Opcode {
     MDel = 0x22,
     /// Iterate over keys with a cursor.
     Scan = 0x28,
+    /// Any command by name: the body is an argument list whose first item is the name; the
+    /// response a typed value (see [`commands`]).
+    Call = 0xF0,
 }
 
 impl Opcode {
     /// Every opcode, for tests and documentation.
-    pub const ALL: [Opcode; 14] = [
+    pub const ALL: [Opcode; 15] = [
         Opcode::Ping,
         Opcode::Auth,
         Opcode::Get,
@@ -116,11 +125,31 @@ impl Opcode {
         Opcode::MSet,
         Opcode::MDel,
         Opcode::Scan,
+        Opcode::Call,
     ];
 
-    /// The opcode with this byte, if this build knows it.
+    /// The opcode with this byte, if this build knows it. A `match` (a jump table), not a
+    /// search of `ALL`: it runs once per request.
+    #[inline]
     pub fn from_u8(byte: u8) -> Option<Opcode> {
-        Opcode::ALL.into_iter().find(|op| *op as u8 == byte)
+        Some(match byte {
+            0x01 => Opcode::Ping,
+            0x02 => Opcode::Auth,
+            0x10 => Opcode::Get,
+            0x11 => Opcode::Set,
+            0x12 => Opcode::Del,
+            0x13 => Opcode::Exists,
+            0x14 => Opcode::Incr,
+            0x15 => Opcode::IncrBy,
+            0x16 => Opcode::Expire,
+            0x17 => Opcode::Ttl,
+            0x20 => Opcode::MGet,
+            0x21 => Opcode::MSet,
+            0x22 => Opcode::MDel,
+            0x28 => Opcode::Scan,
+            0xF0 => Opcode::Call,
+            _ => return None,
+        })
     }
 }
 
@@ -157,11 +186,15 @@ pub enum Status {
     /// The frame was malformed; body is a message and the server closes the
     /// connection after sending it.
     ProtocolError = 0x1F,
+    /// Not a response: a message the server sent on its own (request id 0; the opcode names
+    /// the kind of push; the body is a typed value). A client routes it aside and goes on
+    /// waiting for its response.
+    Push = 0x20,
 }
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Ok,
         Status::NotFound,
         Status::NotStored,
@@ -170,6 +203,7 @@ impl Status {
         Status::NoAuth,
         Status::UnknownOpcode,
         Status::ProtocolError,
+        Status::Push,
     ];
 
     /// The status with this byte, if known.
@@ -202,11 +236,21 @@ mod tests {
         for op in Opcode::ALL {
             assert_eq!(Opcode::from_u8(op as u8), Some(op));
             let byte = op as u8;
-            assert!(!(0x40..=0x9F).contains(&byte), "{op:?} in a reserved range");
+            assert!(!(0x40..=0x9F).contains(&byte), "{op:?} in a model range");
+            assert!(
+                commands::by_opcode(TABLE, byte).is_none(),
+                "{op:?} in the table"
+            );
         }
         for status in Status::ALL {
             assert_eq!(Status::from_u8(status as u8), Some(status));
         }
+        let known = (0..=u8::MAX).filter(|byte| Opcode::from_u8(*byte).is_some());
+        assert_eq!(
+            known.count(),
+            Opcode::ALL.len(),
+            "from_u8 knows exactly ALL"
+        );
         assert_eq!(Opcode::from_u8(0x40), None);
         assert_eq!(Status::from_u8(0x03), None);
     }

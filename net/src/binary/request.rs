@@ -1,6 +1,7 @@
 //! Requests: the decoded [`Request`] the server handles, and one encoder per
 //! opcode for the client.
 
+use super::commands::{self, CommandSpec};
 use super::frame::{check, BodyReader, FrameWriter};
 use super::{flags, Opcode, Status, HEADER_LEN, MAX_REQUEST_BODY_BYTES, MAX_RESPONSE_BODY_BYTES};
 use crate::error::{Error, Result};
@@ -25,7 +26,8 @@ pub enum SetCondition {
     IfPresent,
 }
 
-/// The operation of a request, one variant per opcode.
+/// The operation of a request: one variant per typed opcode, one for the rows of the opcode
+/// table, one for a command called by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op<'a> {
     /// PING; the response echoes `payload`.
@@ -68,12 +70,25 @@ pub enum Op<'a> {
         count: u32,
         pattern: Option<&'a [u8]>,
     },
+    /// A row of the opcode table ([`commands::TABLE`]): the command `name`, with `args`
+    /// after the name. Answered with a typed value.
+    Command {
+        /// The row's name (lower case).
+        name: &'static str,
+        /// The row's opcode, echoed in the response.
+        opcode: u8,
+        /// The arguments after the name.
+        args: Items<'a>,
+    },
+    /// [`Opcode::Call`]: any command by name; `args[0]` is the name. Answered with a typed
+    /// value.
+    Call { args: Items<'a> },
 }
 
 impl Op<'_> {
-    /// The opcode of this operation.
-    pub fn opcode(&self) -> Opcode {
-        match self {
+    /// The opcode byte of this operation, echoed in its response.
+    pub fn opcode(&self) -> u8 {
+        let typed = match self {
             Op::Ping { .. } => Opcode::Ping,
             Op::Auth { .. } => Opcode::Auth,
             Op::Get { .. } => Opcode::Get,
@@ -88,7 +103,10 @@ impl Op<'_> {
             Op::MSet { .. } => Opcode::MSet,
             Op::MDel { .. } => Opcode::MDel,
             Op::Scan { .. } => Opcode::Scan,
-        }
+            Op::Call { .. } => Opcode::Call,
+            Op::Command { opcode, .. } => return *opcode,
+        };
+        typed as u8
     }
 }
 
@@ -96,9 +114,35 @@ impl Request<'_> {
     /// Starts the response to this request in `out`; add the body fields
     /// and call `finish()`. Response bodies may be up to 4 GiB - 1.
     pub fn respond<'o>(&self, out: &'o mut Vec<u8>, status: Status) -> FrameWriter<'o> {
+        self.reply_to().respond(out, status)
+    }
+
+    /// What a response to this request must echo, kept after the request's bytes are gone:
+    /// a request that parks (`Action::Park`) is answered later from it.
+    pub fn reply_to(&self) -> ReplyTo {
+        ReplyTo {
+            opcode: self.op.opcode(),
+            request_id: self.request_id,
+        }
+    }
+}
+
+/// The opcode and request id a response echoes: enough to answer a request later, when its
+/// bytes are no longer in the read buffer (a parked request completed in `Service::on_wake`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplyTo {
+    /// The request's opcode.
+    pub opcode: u8,
+    /// The request's id.
+    pub request_id: u32,
+}
+
+impl ReplyTo {
+    /// Starts the response in `out`; add the body and call `finish()`.
+    pub fn respond<'o>(&self, out: &'o mut Vec<u8>, status: Status) -> FrameWriter<'o> {
         FrameWriter::new(
             out,
-            self.op.opcode() as u8,
+            self.opcode,
             status as u8,
             self.request_id,
             MAX_RESPONSE_BODY_BYTES,
@@ -208,8 +252,18 @@ impl ExactSizeIterator for Pairs<'_> {}
 
 /// Decodes a request frame that [`super::check`] accepted (or checks it
 /// here: a frame shorter than its header says gives `Incomplete`). `frame`
-/// must be exactly one frame.
+/// must be exactly one frame. Opcodes without a codec of their own are looked up in
+/// [`commands::TABLE`].
 pub fn parse_request(frame: &[u8]) -> Result<Request<'_>> {
+    parse_request_in(frame, commands::TABLE)
+}
+
+/// [`parse_request`] with another opcode table (tests of rows the real table does not hold
+/// yet).
+pub(crate) fn parse_request_in<'a>(
+    frame: &'a [u8],
+    table: &'static [CommandSpec],
+) -> Result<Request<'a>> {
     let len = check(frame, MAX_REQUEST_BODY_BYTES)?;
     if len != frame.len() {
         return Err(Error::TrailingBytes {
@@ -217,9 +271,12 @@ pub fn parse_request(frame: &[u8]) -> Result<Request<'_>> {
         });
     }
     let header = super::peek_header(frame).expect("checked frame has a header");
-    let opcode = Opcode::from_u8(header.opcode).ok_or(Error::UnknownOpcode {
-        opcode: header.opcode,
-    })?;
+    let Some(opcode) = Opcode::from_u8(header.opcode) else {
+        let spec = commands::by_opcode(table, header.opcode).ok_or(Error::UnknownOpcode {
+            opcode: header.opcode,
+        })?;
+        return parse_table_command(frame, &header, spec);
+    };
     let allowed_flags = match opcode {
         Opcode::Set => flags::SET_NX | flags::SET_XX | flags::SET_TTL,
         Opcode::Scan => flags::SCAN_PATTERN,
@@ -294,12 +351,48 @@ pub fn parse_request(frame: &[u8]) -> Result<Request<'_>> {
                 None
             },
         },
+        Opcode::Call => Op::Call {
+            args: read_arguments(&mut body)?,
+        },
     };
     body.finish()?;
     Ok(Request {
         request_id: header.request_id,
         op,
     })
+}
+
+/// A request for a row of the opcode table: no flags, an argument list.
+fn parse_table_command<'a>(
+    frame: &'a [u8],
+    header: &super::Header,
+    spec: &'static CommandSpec,
+) -> Result<Request<'a>> {
+    if header.flags_or_status != 0 {
+        return Err(Error::UnknownFlags {
+            opcode: header.opcode,
+            flags: header.flags_or_status,
+        });
+    }
+    let mut body = BodyReader::new(&frame[HEADER_LEN..]);
+    let args = match spec.body {
+        commands::Body::Arguments => read_arguments(&mut body)?,
+    };
+    body.finish()?;
+    Ok(Request {
+        request_id: header.request_id,
+        op: Op::Command {
+            name: spec.name,
+            opcode: spec.opcode,
+            args,
+        },
+    })
+}
+
+/// An argument list: u32 count, then count × bytes.
+fn read_arguments<'a>(body: &mut BodyReader<'a>) -> Result<Items<'a>> {
+    let count = body.count("count")?;
+    Items::read(body, count, 1, "argument")
 }
 
 fn parse_set<'a>(body: &mut BodyReader<'a>, opcode: u8, flag_bits: u8) -> Result<Op<'a>> {
@@ -466,6 +559,51 @@ pub fn encode_mset(out: &mut Vec<u8>, request_id: u32, pairs: &[(&[u8], &[u8])])
         writer = writer.bytes(key).bytes(value);
     }
     writer.finish()
+}
+
+fn encode_arguments<A: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    request_id: u32,
+    args: &[A],
+) -> Result<()> {
+    if args.len() > super::MAX_BATCH_ITEMS {
+        return Err(Error::TooManyItems {
+            count: args.len(),
+            limit: super::MAX_BATCH_ITEMS,
+        });
+    }
+    let mut writer =
+        FrameWriter::new(out, opcode, 0, request_id, MAX_REQUEST_BODY_BYTES).u32(args.len() as u32);
+    for arg in args {
+        writer = writer.bytes(arg.as_ref());
+    }
+    writer.finish()
+}
+
+/// Appends a CALL request: any command by name, `args[0]` being the name
+/// (`[b"APPEND", b"k", b"v"]`). The response is a typed value.
+pub fn encode_call<A: AsRef<[u8]>>(out: &mut Vec<u8>, request_id: u32, args: &[A]) -> Result<()> {
+    encode_arguments(out, Opcode::Call as u8, request_id, args)
+}
+
+/// Appends a request for a row of the opcode table, `args` being the arguments after the
+/// name. Refused (nothing appended) if their number does not fit the row's arity.
+pub fn encode_command<A: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    request_id: u32,
+    spec: &CommandSpec,
+    args: &[A],
+) -> Result<()> {
+    if !spec.arity_ok(args.len()) {
+        return Err(Error::WrongArity {
+            name: spec.name,
+            args: args.len(),
+        });
+    }
+    match spec.body {
+        commands::Body::Arguments => encode_arguments(out, spec.opcode, request_id, args),
+    }
 }
 
 /// Appends a SCAN request.

@@ -4,6 +4,7 @@
 
 use super::frame::{check, peek_header, BodyReader, FrameWriter};
 use super::request::Items;
+use super::value::{decode_value, Value, ValueWriter};
 use super::{Status, HEADER_LEN, MAX_RESPONSE_BODY_BYTES};
 use crate::error::{Error, Result};
 
@@ -85,6 +86,16 @@ impl<'a> Response<'a> {
         })
     }
 
+    /// The typed value of a table command, a CALL, or a push.
+    pub fn typed_value(&self) -> Result<Value> {
+        decode_value(self.body)
+    }
+
+    /// True for a push frame (a message the server sent on its own, not a response).
+    pub fn is_push(&self) -> bool {
+        self.status == Status::Push
+    }
+
     /// The page of a SCAN.
     pub fn scan_page(&self) -> Result<ScanPage<'a>> {
         let mut reader = BodyReader::new(self.body);
@@ -150,4 +161,28 @@ pub fn encode_error(out: &mut Vec<u8>, opcode: u8, request_id: u32, status: Stat
     .raw(message.as_bytes())
     .finish()
     .expect("an error message is far below 4 GiB");
+}
+
+/// Request id of every push frame. Pushes are told from responses by their status
+/// ([`Status::Push`]), not by this id: a client's ids may wrap around to 0.
+pub const PUSH_REQUEST_ID: u32 = 0;
+
+/// Appends a push frame: status [`Status::Push`], request id 0, `opcode` naming the kind of
+/// push (the opcode of the command that subscribed to it; [`super::Opcode::Call`] for
+/// commands called by name), and the typed value `write` writes as its body. Fails (and
+/// appends nothing) only if the body passes 4 GiB - 1.
+pub fn encode_push(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    write: impl FnOnce(&mut ValueWriter<'_>),
+) -> Result<()> {
+    FrameWriter::new(
+        out,
+        opcode,
+        Status::Push as u8,
+        PUSH_REQUEST_ID,
+        MAX_RESPONSE_BODY_BYTES,
+    )
+    .value(write)
+    .finish()
 }

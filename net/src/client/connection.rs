@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use super::decode;
 use super::error::{Error, ProtocolError, Result, ServerError};
 use super::ClientOptions;
-use crate::binary::{self, Response, Status, HEADER_LEN};
+use crate::binary::{self, Response, Status, Value, HEADER_LEN};
 use crate::sys::{self, IdleSocket};
 
 /// Size of the read buffer of a new connection; it doubles when a response
@@ -21,6 +21,16 @@ const READ_BUFFER_INITIAL_BYTES: usize = 64 * 1024;
 const IDLE_BUFFER_KEEP_BYTES: usize = 1024 * 1024;
 /// Bytes of a RESP error line shown when the server answers in RESP.
 const RESP_LINE_SHOWN_BYTES: usize = 256;
+
+/// A message the server sent on its own (a binary push frame): what a subscription delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    /// The kind of push: the opcode of the command that subscribed to it
+    /// ([`binary::Opcode::Call`] for commands called by name).
+    pub opcode: u8,
+    /// The message.
+    pub value: Value,
+}
 
 /// One request sent (or queued) and not answered yet.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +47,11 @@ struct Awaiting {
 /// and opcode of the oldest unanswered request. After a network or protocol
 /// error the connection is *broken*: every later call fails at once, and the
 /// pool discards it.
+///
+/// Push frames (messages the server sends on its own, told apart by their status byte) may
+/// arrive between responses: `receive` sets them aside, in arrival order, and
+/// [`Connection::receive_push`] hands them out. Responses keep their strict id and opcode
+/// checks; a push never counts as one.
 pub struct Connection {
     stream: TcpStream,
     /// Encoded requests not written yet.
@@ -58,6 +73,11 @@ pub struct Connection {
     /// Largest response body accepted; a longer claim is a protocol error
     /// before any of its bytes are buffered.
     max_response_body_bytes: usize,
+    /// Pushes received and not handed out yet, oldest first.
+    pushes: VecDeque<Push>,
+    /// Most pushes kept unread; one more is a protocol error that breaks the connection,
+    /// so a subscriber that never reads cannot grow the client's memory without bound.
+    max_queued_pushes: usize,
 }
 
 impl Connection {
@@ -80,6 +100,8 @@ impl Connection {
             awaiting: VecDeque::new(),
             broken: false,
             max_response_body_bytes: options.max_response_body_bytes,
+            pushes: VecDeque::new(),
+            max_queued_pushes: options.max_queued_pushes,
         };
         if let Some(password) = &options.password {
             let username = options.username.as_deref().unwrap_or_default();
@@ -163,6 +185,7 @@ impl Connection {
     /// sent). Every status is returned as it came except
     /// [`Status::ProtocolError`], which is an [`Error::Server`] and breaks
     /// the connection (the server closes it after sending that status).
+    /// Push frames read on the way are queued for [`Connection::receive_push`].
     ///
     /// Panics if no request is awaiting a response (a bug in the caller).
     pub fn receive(&mut self) -> Result<Response<'_>> {
@@ -171,23 +194,17 @@ impl Connection {
             .front()
             .expect("receive() called with no request awaiting a response");
         self.flush()?;
-        let frame_len = loop {
-            match binary::check(
-                &self.read_buf[self.read_start..self.read_end],
-                self.max_response_body_bytes,
-            ) {
-                Ok(frame_len) => break frame_len,
-                Err(crate::Error::Incomplete) => self.fill()?,
-                Err(error) => {
-                    self.broken = true;
-                    return Err(self.unreadable_frame(error));
-                }
+        let start = loop {
+            let frame_len = self.next_frame_len(true)?;
+            let start = self.read_start;
+            self.read_start += frame_len;
+            if !self.take_push(start, frame_len)? {
+                break start;
             }
         };
         self.awaiting.pop_front();
-        let start = self.read_start;
-        self.read_start += frame_len;
-        let response = match binary::parse_response(&self.read_buf[start..start + frame_len]) {
+        let end = self.read_start;
+        let response = match binary::parse_response(&self.read_buf[start..end]) {
             Ok(response) => response,
             Err(error) => {
                 self.broken = true;
@@ -218,6 +235,111 @@ impl Connection {
         Ok(response)
     }
 
+    /// The next push: a queued one, or else the next frame from the server, which must be a
+    /// push (no request may be awaiting its response: read those with
+    /// [`Connection::receive`] first). Blocks up to the read timeout; a timeout returns
+    /// [`Error::Network`] but leaves the connection usable (nothing is out of step while no
+    /// response is awaited), so a subscriber can poll with a short timeout.
+    ///
+    /// Panics if a request is awaiting its response (a bug in the caller).
+    pub fn receive_push(&mut self) -> Result<Push> {
+        if let Some(push) = self.pushes.pop_front() {
+            return Ok(push);
+        }
+        assert!(
+            self.awaiting.is_empty(),
+            "receive_push() called with a response awaited: receive() it first"
+        );
+        self.check_usable()?;
+        let frame_len = self.next_frame_len(false)?;
+        let start = self.read_start;
+        self.read_start += frame_len;
+        if self.take_push(start, frame_len)? {
+            return Ok(self.pushes.pop_front().expect("a push was just queued"));
+        }
+        self.broken = true;
+        let header = binary::peek_header(&self.read_buf[start..]).expect("a checked frame");
+        Err(Error::Protocol(ProtocolError::UnsolicitedResponse {
+            request_id: header.request_id,
+            opcode: header.opcode,
+        }))
+    }
+
+    /// A push already received, without reading from the socket.
+    pub fn try_receive_push(&mut self) -> Option<Push> {
+        self.pushes.pop_front()
+    }
+
+    /// Pushes received and not handed out yet.
+    pub fn queued_pushes(&self) -> usize {
+        self.pushes.len()
+    }
+
+    /// Runs one command by name (`["APPEND", "k", "v"]`) over the CALL opcode and returns
+    /// its typed value; a server error is [`Error::Server`]. Pushes that arrive before the
+    /// response are queued for [`Connection::receive_push`].
+    ///
+    /// Panics if another request is still awaiting its response (its response would come
+    /// first: a bug in the caller).
+    pub fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Value> {
+        assert!(
+            self.awaiting.is_empty(),
+            "command() called with another request awaiting its response"
+        );
+        self.queue(|out, id| binary::encode_call(out, id, args))?;
+        let response = self.receive()?;
+        decode::typed(&response)
+    }
+
+    /// Length of the next whole frame in the read buffer, reading until one is there. A
+    /// malformed frame breaks the connection; so does a read error if `break_on_timeout`,
+    /// or any read error but a timeout otherwise.
+    fn next_frame_len(&mut self, break_on_timeout: bool) -> Result<usize> {
+        loop {
+            match binary::check(
+                &self.read_buf[self.read_start..self.read_end],
+                self.max_response_body_bytes,
+            ) {
+                Ok(frame_len) => return Ok(frame_len),
+                Err(crate::Error::Incomplete) => self.fill(break_on_timeout)?,
+                Err(error) => {
+                    self.broken = true;
+                    return Err(self.unreadable_frame(error));
+                }
+            }
+        }
+    }
+
+    /// If the frame at `start` is a push, decodes and queues it and returns true. A push
+    /// that does not decode, or one past the queue's limit, breaks the connection.
+    fn take_push(&mut self, start: usize, frame_len: usize) -> Result<bool> {
+        let frame = &self.read_buf[start..start + frame_len];
+        if frame[3] != Status::Push as u8 {
+            return Ok(false);
+        }
+        let push = binary::parse_response(frame).and_then(|push| {
+            Ok(Push {
+                opcode: push.opcode,
+                value: push.typed_value()?,
+            })
+        });
+        let push = match push {
+            Ok(push) => push,
+            Err(error) => {
+                self.broken = true;
+                return Err(Error::Protocol(ProtocolError::Frame(error)));
+            }
+        };
+        if self.pushes.len() >= self.max_queued_pushes {
+            self.broken = true;
+            return Err(Error::Protocol(ProtocolError::PushQueueFull {
+                limit: self.max_queued_pushes,
+            }));
+        }
+        self.pushes.push_back(push);
+        Ok(true)
+    }
+
     /// Requests queued or sent whose responses have not been read.
     pub fn awaiting_responses(&self) -> usize {
         self.awaiting.len()
@@ -241,6 +363,7 @@ impl Connection {
     pub(crate) fn is_reusable(&self) -> bool {
         !self.broken
             && self.awaiting.is_empty()
+            && self.pushes.is_empty()
             && self.out.is_empty()
             && self.read_start == self.read_end
             && sys::peek_idle(&self.stream) == IdleSocket::Quiet
@@ -261,8 +384,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Reads more bytes into the buffer, making room first.
-    fn fill(&mut self) -> Result<()> {
+    /// Reads more bytes into the buffer, making room first. Any failure breaks the
+    /// connection, except a timeout when `break_on_timeout` is false.
+    fn fill(&mut self, break_on_timeout: bool) -> Result<()> {
         self.make_room();
         loop {
             match self.stream.read(&mut self.read_buf[self.read_end..]) {
@@ -279,7 +403,11 @@ impl Connection {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    self.broken = true;
+                    let timed_out = matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                    self.broken |= break_on_timeout || !timed_out;
                     return Err(Error::Network(error));
                 }
             }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::error::{Error, ProtocolError, Result, ServerError};
-use crate::binary::{Response, Status};
+use crate::binary::{Response, Status, Value};
 
 /// A key's time to live, as TTL reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct ScanPage {
 
 /// The answer to one pipelined request, by the shape of its method's
 /// return value (a pipelined `get` gives `Value`, `incr` gives `Integer`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// Done, nothing to return: `set`, `mset`.
     Done,
@@ -53,6 +53,8 @@ pub enum Reply {
     Page(ScanPage),
     /// `ping`: the payload, echoed.
     Pong(Vec<u8>),
+    /// `command`: the command's typed value.
+    Command(Value),
 }
 
 /// How to decode a pipelined request's response into a [`Reply`].
@@ -68,6 +70,7 @@ pub(crate) enum ReplyKind {
     Ttl,
     Page,
     Pong,
+    Command,
 }
 
 impl ReplyKind {
@@ -86,6 +89,7 @@ impl ReplyKind {
             ReplyKind::Ttl => Reply::Ttl(ttl(response)?),
             ReplyKind::Page => Reply::Page(page(response)?),
             ReplyKind::Pong => Reply::Pong(pong(response)?),
+            ReplyKind::Command => Reply::Command(typed(response)?),
         })
     }
 }
@@ -103,7 +107,8 @@ fn ok_status(response: &Response<'_>) -> Result<()> {
             status: response.status,
             message: response.message().into_owned(),
         })),
-        Status::NotFound | Status::NotStored => Err(unexpected_status(response)),
+        // A push never gets here: `Connection::receive` routes it aside.
+        Status::NotFound | Status::NotStored | Status::Push => Err(unexpected_status(response)),
     }
 }
 
@@ -207,12 +212,18 @@ pub(crate) fn pong(response: &Response<'_>) -> Result<Vec<u8>> {
     Ok(response.value().to_vec())
 }
 
+/// A table command or CALL: a typed value.
+pub(crate) fn typed(response: &Response<'_>) -> Result<Value> {
+    ok_status(response)?;
+    response.typed_value().map_err(frame_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [ReplyKind; 10] = [
+    const KINDS: [ReplyKind; 11] = [
         ReplyKind::Done,
         ReplyKind::Stored,
         ReplyKind::Value,
@@ -223,6 +234,7 @@ mod tests {
         ReplyKind::Ttl,
         ReplyKind::Page,
         ReplyKind::Pong,
+        ReplyKind::Command,
     ];
 
     fn response(status: Status, body: &[u8]) -> Response<'_> {
@@ -259,6 +271,11 @@ mod tests {
             values(&response(Status::Ok, &mget)).unwrap(),
             vec![None, Some(b"x".to_vec())]
         );
+        assert_eq!(
+            typed(&ok(&[0x03, 5, 0, 0, 0, 0, 0, 0, 0])).unwrap(),
+            Value::Integer(5)
+        );
+        assert!(typed(&ok(&[0x03, 5])).unwrap_err().is_protocol());
         let error = integer(&response(Status::WrongType, b"WRONGTYPE no")).unwrap_err();
         assert_eq!(error.status(), Some(Status::WrongType));
     }

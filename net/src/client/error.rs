@@ -126,6 +126,18 @@ pub enum ProtocolError {
     /// server says before it knows the protocol, e.g. `-ERR max number of
     /// clients reached`. Holds the line without `-` and CRLF.
     Resp(String),
+    /// A response arrived while no request was awaiting one.
+    UnsolicitedResponse {
+        /// The response's request id.
+        request_id: u32,
+        /// The response's opcode.
+        opcode: u8,
+    },
+    /// More pushes arrived unread than [`super::ClientOptions::max_queued_pushes`] allows.
+    PushQueueFull {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -171,6 +183,13 @@ impl fmt::Display for ProtocolError {
                 write!(f, "{what} in the response to opcode 0x{opcode:02x}")
             }
             ProtocolError::Resp(line) => write!(f, "the server answered in RESP: {line}"),
+            ProtocolError::UnsolicitedResponse { request_id, opcode } => write!(
+                f,
+                "a response (id {request_id}, opcode 0x{opcode:02x}) with no request awaiting it"
+            ),
+            ProtocolError::PushQueueFull { limit } => {
+                write!(f, "more than {limit} pushes received and not read")
+            }
         }
     }
 }

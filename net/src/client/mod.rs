@@ -9,7 +9,8 @@
 //! - `pool`: up to [`ClientOptions::pool_size`] connections; each call
 //!   checks one out, uses it, and returns it.
 //! - [`Connection`]: one socket; queues requests, writes them in one go,
-//!   reads responses in order and checks their ids and opcodes.
+//!   reads responses in order and checks their ids and opcodes; sets push
+//!   frames aside for [`Connection::receive_push`].
 //! - [`Pipeline`]: many requests in one write, replies in order.
 //! - `decode`: response frame to return value, shared by single calls and
 //!   pipelines; [`Reply`], [`Ttl`], [`ScanPage`].
@@ -49,7 +50,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use connection::Connection;
+pub use crate::binary::Value;
+pub use connection::{Connection, Push};
 pub use decode::{Reply, ScanPage, Ttl};
 pub use error::{Error, ProtocolError, Result, ServerError};
 pub use kv::{Kv, Scan, SetOptions};
@@ -70,6 +72,8 @@ pub const DEFAULT_POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// accepts as a request (1 GiB), so a hostile or broken server cannot make
 /// the client buffer 4 GiB.
 pub const DEFAULT_MAX_RESPONSE_BODY_BYTES: usize = 1024 * 1024 * 1024;
+/// Default for [`ClientOptions::max_queued_pushes`].
+pub const DEFAULT_MAX_QUEUED_PUSHES: usize = 65_536;
 
 /// How a [`Client`] connects. Build with [`ClientOptions::new`] and the
 /// chained setters.
@@ -83,6 +87,7 @@ pub struct ClientOptions {
     pub(crate) pool_size: usize,
     pub(crate) pool_wait_timeout: Duration,
     pub(crate) max_response_body_bytes: usize,
+    pub(crate) max_queued_pushes: usize,
 }
 
 impl Default for ClientOptions {
@@ -96,6 +101,7 @@ impl Default for ClientOptions {
             pool_size: DEFAULT_POOL_SIZE,
             pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY_BYTES,
+            max_queued_pushes: DEFAULT_MAX_QUEUED_PUSHES,
         }
     }
 }
@@ -157,6 +163,14 @@ impl ClientOptions {
     /// (and its connection is dropped) before its bytes are buffered.
     pub fn max_response_body_bytes(mut self, limit: usize) -> Self {
         self.max_response_body_bytes = limit.min(binary::MAX_RESPONSE_BODY_BYTES);
+        self
+    }
+
+    /// Most push frames a [`Connection`] keeps unread (65,536 by default); one more is a
+    /// protocol error that drops the connection, so a subscriber that stops reading cannot
+    /// grow the client's memory without bound.
+    pub fn max_queued_pushes(mut self, limit: usize) -> Self {
+        self.max_queued_pushes = limit.max(1);
         self
     }
 }
@@ -237,6 +251,17 @@ impl Client {
             |out, id| binary::encode_ping(out, id, payload),
             decode::pong,
         )
+    }
+
+    /// Runs one command by name, `args[0]` being the name (`["APPEND", "k", "v"]`), over the
+    /// binary protocol's CALL opcode: any command the server knows, with its reply as a typed
+    /// [`Value`]. A command that replies with an error is [`Error::Server`].
+    ///
+    /// Subscriptions do not belong on the pool (their pushes would arrive on a connection
+    /// other calls share): open a [`Connection`] for them and read
+    /// [`Connection::receive_push`].
+    pub fn command<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Value> {
+        self.call(|out, id| binary::encode_call(out, id, args), decode::typed)
     }
 
     /// Connections open now (idle or in use), at most the pool size.

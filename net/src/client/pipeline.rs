@@ -55,6 +55,12 @@ impl<'c> Pipeline<'c> {
         self
     }
 
+    /// Queues a command by name (`["APPEND", "k", "v"]`): [`Reply::Command`].
+    pub fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> &mut Self {
+        self.push(ReplyKind::Command, |out| binary::encode_call(out, 0, args));
+        self
+    }
+
     /// Requests queued.
     pub fn len(&self) -> usize {
         self.kinds.len()

@@ -1,8 +1,22 @@
 //! The server side: one mio event loop per thread, each with its own
 //! `SO_REUSEPORT` listener on the shared port (see `sys` for why), feeding
 //! complete requests to a [`Service`].
+//!
+//! Layout: `connection` (one client's buffers, parsing, parking and gated output), `wake`
+//! (waking a loop from other threads: [`ConnectionHandle`], [`LoopsHandle`]), `timers`
+//! (parked deadlines), `gates` (reply gates: [`ReplyGates`] and each connection's queue).
+//!
+//! One iteration of a loop: poll (for at most 100 ms, or until the next parked deadline);
+//! accept; read and handle every ready connection; deliver wakes from the mailbox
+//! (`Service::on_wake`); fire due deadlines (`Service::on_park_timeout`); check the reply
+//! gates its connections wait on; let the service make writes durable
+//! (`Service::before_reply_flush`) and write every reply a gate does not hold; sweep for
+//! timed-out connections.
 
 mod connection;
+mod gates;
+mod timers;
+mod wake;
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +28,12 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::binary;
-use connection::{Connection, Scratch};
+use crate::clock::{Clock, SystemClock};
+use connection::{Connection, Handling, Scratch};
+pub use gates::{GateStatus, ReplyGates};
+use timers::{Timer, Timers};
+use wake::LoopSignal;
+pub use wake::{ConnectionHandle, LoopsHandle};
 
 /// The protocol of a connection, chosen by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +44,7 @@ pub enum Protocol {
     Binary,
 }
 
-/// What the connection should do after a request.
+/// What the connection should do after a request (or a wake, or a parked deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Go on with the next request.
@@ -33,14 +52,27 @@ pub enum Action {
     /// Flush the replies written so far, then close. Requests after this
     /// one in the same read are not handled.
     Close,
+    /// The request's reply is not written yet: it will be, from `Service::on_wake` (after
+    /// someone calls the connection's [`ConnectionHandle::wake`]) or from
+    /// `Service::on_park_timeout` once `deadline_ms` (absolute, on
+    /// [`ServerConfig::clock`]) passes. Until then the requests pipelined after it are not
+    /// handled (their bytes are buffered), so replies stay in request order, as for a
+    /// blocked Redis client. `None`: no deadline. Neither the idle nor the request timeout
+    /// closes a parked connection.
+    Park {
+        /// When to call `on_park_timeout`; `None` waits for a wake only.
+        deadline_ms: Option<u64>,
+    },
 }
 
 /// The server's command layer, called by the loops.
 pub trait Service: Send + Sync + 'static {
     /// Per-connection state (auth, RESP version, transaction queue...).
     type Session: Send;
-    /// A new connection was accepted.
-    fn new_session(&self, conn_id: u64, peer: SocketAddr) -> Self::Session;
+    /// A new connection was accepted. `handle` names it (`handle.id()` is its id, unique
+    /// over the process); keep a clone to wake it from another thread, to complete a parked
+    /// request or push messages to it.
+    fn new_session(&self, handle: ConnectionHandle, peer: SocketAddr) -> Self::Session;
     /// One RESP command; `args[0]` is the command name. Append the reply to `out`.
     fn handle_resp(&self, session: &mut Self::Session, args: &[&[u8]], out: &mut Vec<u8>)
         -> Action;
@@ -52,10 +84,38 @@ pub trait Service: Send + Sync + 'static {
         request: &binary::Request<'_>,
         out: &mut Vec<u8>,
     ) -> Action;
+    /// The connection was woken ([`ConnectionHandle::wake`]); called on its loop's thread.
+    /// With a parked request: complete it (write its reply, return `Continue`: the
+    /// requests buffered behind it are handled next) or keep waiting (return `Park` again,
+    /// with a new deadline or none). With or without one: write any messages to push into
+    /// `out` (`resp::Reply::push` / `Reply::message`, `binary::encode_push`), in the
+    /// protocol the session speaks. A connection that never sent a byte has no protocol yet
+    /// and should not be pushed to. Not called for a connection that is closing. Default:
+    /// `Continue` (a service that parks must answer here).
+    fn on_wake(&self, _session: &mut Self::Session, _out: &mut Vec<u8>) -> Action {
+        Action::Continue
+    }
+    /// The parked request's deadline passed: write its timeout reply (a null for a
+    /// blocking pop) and return `Continue`, or `Park` again. Default: `Close` (a service
+    /// that parks with a deadline must answer here; closing beats leaving the client out of
+    /// step).
+    fn on_park_timeout(&self, _session: &mut Self::Session, _out: &mut Vec<u8>) -> Action {
+        Action::Close
+    }
+    /// Asked after every reply the service wrote (each handled request, each `on_wake` and
+    /// `on_park_timeout`), only when [`ServerConfig::gates`] is set: the seq that must be
+    /// open ([`ReplyGates`]) before that reply, and everything written after it on this
+    /// connection, may be sent; `None` if the reply needs no gate. Called once per reply,
+    /// so it should be a field read (take the seq the request's write left in the session).
+    /// Default: `None`.
+    fn take_reply_gate(&self, _session: &mut Self::Session) -> Option<u64> {
+        None
+    }
     /// Called once after every request parsed from one read has been
     /// handled, before the replies are written to the socket: the server
     /// uses it to wait for the group fsync under `--fsync always`, so no
     /// reply leaves before its write is durable. Default: nothing.
+    /// (Reply gates replace it: they wait without blocking the loop.)
     fn before_reply_flush(&self, _session: &mut Self::Session) {}
     /// True while the connection still has to authenticate (a password is set and it has not
     /// given it): its next request is then held to the small size limits Redis puts on such
@@ -65,7 +125,10 @@ pub trait Service: Send + Sync + 'static {
     fn requires_auth(&self, _session: &Self::Session) -> bool {
         false
     }
-    /// Called when a connection closes (client gone, error, shutdown).
+    /// Called when a connection closes (client gone, error, shutdown), parked or not:
+    /// release what a parked request holds (its place among a key's waiters, a message
+    /// handed to it and not yet written). Its handles stay valid objects; waking them does
+    /// nothing.
     fn on_close(&self, _session: &mut Self::Session) {}
 }
 
@@ -91,7 +154,7 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 
 /// How the server listens and what it allows.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port.
     pub bind: SocketAddr,
@@ -115,6 +178,29 @@ pub struct ServerConfig {
     /// read passes it, if it holds an incomplete request, is answered with an error and
     /// closed. `None` (the default): each connection is bounded by `max_request_bytes` only.
     pub max_request_memory_bytes: Option<usize>,
+    /// The time parked requests' deadlines are measured in ([`SystemClock`] by default);
+    /// tests inject a clock they move by hand, then call [`LoopsHandle::wake_all`].
+    pub clock: Arc<dyn Clock>,
+    /// The authority that opens reply gates; `None` (the default): replies are never held,
+    /// and `Service::take_reply_gate` is never called.
+    pub gates: Option<Arc<dyn ReplyGates>>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("threads", &self.threads)
+            .field("max_clients", &self.max_clients)
+            .field("output_buffer_limit_bytes", &self.output_buffer_limit_bytes)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_request_memory_bytes", &self.max_request_memory_bytes)
+            .field("clock_now_ms", &self.clock.now_ms())
+            .field("gates", &self.gates.as_ref().map(|gates| gates.status()))
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -130,6 +216,8 @@ impl ServerConfig {
             idle_timeout: None,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             max_request_memory_bytes: None,
+            clock: Arc::new(SystemClock),
+            gates: None,
         }
     }
 
@@ -150,7 +238,7 @@ pub struct ShutdownHandle {
 
 struct ShutdownState {
     requested: AtomicBool,
-    wakers: Vec<Waker>,
+    loops: LoopsHandle,
 }
 
 impl ShutdownHandle {
@@ -159,10 +247,8 @@ impl ShutdownHandle {
     /// returns.
     pub fn shutdown(&self) {
         self.state.requested.store(true, Ordering::SeqCst);
-        for waker in &self.state.wakers {
-            // A failed wake is covered by the periodic flag check.
-            let _ = waker.wake();
-        }
+        // A failed wake is covered by the periodic flag check.
+        self.state.loops.wake_all();
     }
 
     /// True once shutdown was requested.
@@ -178,6 +264,7 @@ pub struct Server {
     local_addr: SocketAddr,
     loops: Vec<LoopRunner>,
     shutdown: ShutdownHandle,
+    loops_handle: LoopsHandle,
 }
 
 impl Server {
@@ -193,16 +280,20 @@ impl Server {
             listeners.push(crate::sys::reuseport_listener(local_addr)?);
         }
         let mut polls = Vec::with_capacity(threads);
-        let mut wakers = Vec::with_capacity(threads);
+        let mut signals = Vec::with_capacity(threads);
         for _ in 0..threads {
             let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), WAKER)?);
+            signals.push(Arc::new(LoopSignal::new(Waker::new(
+                poll.registry(),
+                WAKER,
+            )?)));
             polls.push(poll);
         }
+        let loops_handle = LoopsHandle::new(signals.clone());
         let shutdown = ShutdownHandle {
             state: Arc::new(ShutdownState {
                 requested: AtomicBool::new(false),
-                wakers,
+                loops: loops_handle.clone(),
             }),
         };
         let shared = Arc::new(Shared {
@@ -212,11 +303,16 @@ impl Server {
             request_bytes: AtomicUsize::new(0),
         });
         let mut loops: Vec<LoopRunner> = Vec::with_capacity(threads);
-        for (poll, listener) in polls.into_iter().zip(listeners) {
+        for (index, ((poll, listener), signal)) in
+            polls.into_iter().zip(listeners).zip(signals).enumerate()
+        {
             let mut listener = TcpListener::from_std(listener);
             poll.registry()
                 .register(&mut listener, LISTENER, Interest::READABLE)?;
             let event_loop = EventLoop {
+                index,
+                signal,
+                loops: loops_handle.clone(),
                 poll,
                 listener: Some(listener),
                 service: Arc::clone(&service),
@@ -229,6 +325,10 @@ impl Server {
                 replies_pending: Vec::new(),
                 scratch: Scratch::default(),
                 next_timeout_sweep: Instant::now() + TIMEOUT_SWEEP_INTERVAL,
+                timers: Timers::default(),
+                mail: Vec::new(),
+                gated: Vec::new(),
+                gates_known_open: 0,
             };
             loops.push(Box::new(move || event_loop.run()));
         }
@@ -236,6 +336,7 @@ impl Server {
             local_addr,
             loops,
             shutdown,
+            loops_handle,
         })
     }
 
@@ -247,6 +348,12 @@ impl Server {
     /// A handle that stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// A handle that wakes every loop (for the reply-gate authority, and for tests that
+    /// move a manual clock).
+    pub fn loops_handle(&self) -> LoopsHandle {
+        self.loops_handle.clone()
     }
 
     /// Runs the loops until `shutdown()` is called from another thread.
@@ -294,6 +401,12 @@ struct Shared {
 }
 
 struct EventLoop<S: Service> {
+    /// This loop's place among the server's loops.
+    index: usize,
+    /// Its doorbell and mailbox, shared with the handles of its connections.
+    signal: Arc<LoopSignal>,
+    /// Every loop's doorbell, for the gate authority.
+    loops: LoopsHandle,
     poll: Poll,
     /// `None` once shutdown has stopped accepting.
     listener: Option<TcpListener>,
@@ -316,17 +429,38 @@ struct EventLoop<S: Service> {
     scratch: Scratch,
     /// When to look for timed-out connections next.
     next_timeout_sweep: Instant,
+    /// Deadlines of parked requests.
+    timers: Timers,
+    /// Mail taken from the signal, kept for its allocation.
+    mail: Vec<(usize, u64)>,
+    /// `(slot, id)` of the connections whose replies wait for a gate: the only ones the
+    /// gate check looks at. Entries of closed connections are dropped by that check.
+    gated: Vec<(usize, u64)>,
+    /// The highest seq this loop has seen open (gates only open further).
+    gates_known_open: u64,
+}
+
+/// What a connection's handling needs from its loop. A function, not a method, so it
+/// borrows the loop's fields one by one and the connection can be borrowed beside them.
+fn handling<'a, S: Service>(
+    service: &'a S,
+    scratch: &'a mut Scratch,
+    config: &ServerConfig,
+    gates_known_open: u64,
+) -> Handling<'a, S> {
+    Handling {
+        service,
+        scratch,
+        output_limit_bytes: config.output_buffer_limit_bytes,
+        gates_known_open: config.gates.as_ref().map(|_| gates_known_open),
+    }
 }
 
 impl<S: Service> EventLoop<S> {
     fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         while !self.shutdown.is_shutdown() {
-            let timeout = if self.deferred_reads.is_empty() && !self.accept_pending {
-                SHUTDOWN_POLL_INTERVAL
-            } else {
-                Duration::ZERO
-            };
+            let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -338,10 +472,11 @@ impl<S: Service> EventLoop<S> {
             if std::mem::take(&mut self.accept_pending) {
                 self.accept_all();
             }
+            let mut woken = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => {}
+                    WAKER => woken = true,
                     Token(slot) => {
                         let readable = event.is_readable() || event.is_read_closed();
                         self.on_ready(slot, readable, event.is_writable());
@@ -351,11 +486,30 @@ impl<S: Service> EventLoop<S> {
             for slot in std::mem::take(&mut self.deferred_reads) {
                 self.on_ready(slot, true, false);
             }
+            if woken {
+                self.deliver_wakes();
+            }
+            self.fire_due_timers();
             self.finish_iteration();
             self.close_timed_out();
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// How long `poll` may wait: until the next parked deadline, at most the shutdown
+    /// poll interval; not at all while reads or accepts are pending.
+    fn poll_timeout(&self) -> Duration {
+        let mut timeout = if self.deferred_reads.is_empty() && !self.accept_pending {
+            SHUTDOWN_POLL_INTERVAL
+        } else {
+            Duration::ZERO
+        };
+        if let Some(deadline_ms) = self.timers.next_deadline_ms() {
+            let now_ms = self.shared.config.clock.now_ms();
+            timeout = timeout.min(Duration::from_millis(deadline_ms.saturating_sub(now_ms)));
+        }
+        timeout
     }
 
     fn accept_all(&mut self) {
@@ -409,9 +563,10 @@ impl<S: Service> EventLoop<S> {
             return;
         }
         let id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let session = self.service.new_session(id, peer);
+        let handle = ConnectionHandle::new(Arc::clone(&self.signal), self.index, slot, id);
+        let session = self.service.new_session(handle.clone(), peer);
         let max_request_bytes = self.shared.config.max_request_bytes;
-        self.connections[slot] = Some(Connection::new(stream, session, max_request_bytes));
+        self.connections[slot] = Some(Connection::new(stream, session, handle, max_request_bytes));
     }
 
     fn on_ready(&mut self, slot: usize, readable: bool, writable: bool) {
@@ -422,7 +577,13 @@ impl<S: Service> EventLoop<S> {
         if readable {
             // Replies (old and new) are written in `finish_iteration`, after
             // `before_reply_flush`: none may leave before its write is durable.
-            let outcome = connection.read_and_handle(&*self.service, &mut self.scratch, limit);
+            let mut ctx = handling(
+                &*self.service,
+                &mut self.scratch,
+                &self.shared.config,
+                self.gates_known_open,
+            );
+            let outcome = connection.read_and_handle(&mut ctx);
             if let Some(max) = self.shared.config.max_request_memory_bytes {
                 let total = connection.account_request_bytes(&self.shared.request_bytes);
                 if total > max && connection.holds_partial_request() {
@@ -435,11 +596,7 @@ impl<S: Service> EventLoop<S> {
             if outcome.read_budget_used {
                 self.deferred_reads.push(slot);
             }
-            if outcome.keep_open {
-                self.replies_pending.push(slot);
-            } else {
-                self.close(slot);
-            }
+            self.after_handling(slot, outcome.keep_open);
             return;
         }
         let mut keep = !writable || connection.flush(limit);
@@ -451,10 +608,149 @@ impl<S: Service> EventLoop<S> {
         }
     }
 
-    /// Second half of an iteration: every connection that handled requests
-    /// waits for durability (the first wait flushes for all of them: group
-    /// commit across connections) and writes its replies.
+    /// After a connection handled something (requests, a wake, a deadline): closes it, or
+    /// takes its new deadline and gate listing and queues its replies for writing.
+    fn after_handling(&mut self, slot: usize, keep_open: bool) {
+        if !keep_open {
+            self.close(slot);
+            return;
+        }
+        let connection = self.connections[slot]
+            .as_mut()
+            .expect("the connection just handled is open");
+        if let Some((deadline_ms, park)) = connection.take_new_timer() {
+            self.timers.add(Timer {
+                deadline_ms,
+                slot,
+                id: connection.id(),
+                park,
+            });
+        }
+        if connection.needs_gate_listing() {
+            self.gated.push((slot, connection.id()));
+        }
+        self.replies_pending.push(slot);
+    }
+
+    /// Calls `on_wake` for every connection in the mailbox. An entry whose connection is
+    /// gone (or whose slot another connection took since) is ignored.
+    fn deliver_wakes(&mut self) {
+        let mut mail = std::mem::take(&mut self.mail);
+        self.signal.take_mail(&mut mail);
+        let now = Instant::now();
+        for &(slot, id) in &mail {
+            let Some(Some(connection)) = self.connections.get_mut(slot) else {
+                continue;
+            };
+            if connection.id() != id {
+                continue;
+            }
+            connection.handle().clear_queued();
+            if connection.is_closing() {
+                continue;
+            }
+            let mut ctx = handling(
+                &*self.service,
+                &mut self.scratch,
+                &self.shared.config,
+                self.gates_known_open,
+            );
+            let keep_open = connection.wake(&mut ctx, now);
+            self.after_handling(slot, keep_open);
+        }
+        mail.clear();
+        self.mail = mail;
+    }
+
+    /// Calls `on_park_timeout` for every parked request whose deadline passed. A timer of
+    /// a park that already ended (completed, parked again, connection closed) is ignored.
+    fn fire_due_timers(&mut self) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let now_ms = self.shared.config.clock.now_ms();
+        let now = Instant::now();
+        while let Some(timer) = self.timers.pop_due(now_ms) {
+            let Some(Some(connection)) = self.connections.get_mut(timer.slot) else {
+                continue;
+            };
+            if connection.id() != timer.id || connection.parked_number() != Some(timer.park) {
+                continue;
+            }
+            let mut ctx = handling(
+                &*self.service,
+                &mut self.scratch,
+                &self.shared.config,
+                self.gates_known_open,
+            );
+            let keep_open = connection.park_timed_out(&mut ctx, now);
+            self.after_handling(timer.slot, keep_open);
+        }
+        let connections = &self.connections;
+        let open = connections.len() - self.free_slots.len();
+        self.timers.compact(open, |timer| {
+            connections
+                .get(timer.slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.id() == timer.id && c.parked_number() == Some(timer.park))
+        });
+    }
+
+    /// Asks the gate authority to open the highest gate this loop's connections wait on,
+    /// reads where the gates stand, and lets out (or, after a failure, withdraws) what each
+    /// gated connection holds. Looks only at the gated connections.
+    fn check_gates(&mut self) {
+        if self.gated.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let Some(gates) = shared.config.gates.as_deref() else {
+            return;
+        };
+        let connections = &self.connections;
+        let mut highest = 0;
+        self.gated.retain(
+            |&(slot, id)| match connections.get(slot).and_then(Option::as_ref) {
+                Some(connection) if connection.id() == id => {
+                    highest = highest.max(connection.highest_gate());
+                    true
+                }
+                _ => false,
+            },
+        );
+        if highest > self.gates_known_open {
+            gates.request(highest, &self.loops);
+        }
+        let status = gates.status();
+        self.gates_known_open = self.gates_known_open.max(status.opened_through);
+        let mut at = 0;
+        while at < self.gated.len() {
+            let (slot, _) = self.gated[at];
+            let connection = self.connections[slot]
+                .as_mut()
+                .expect("closed connections were dropped from the list");
+            let mut changed = connection.release_gates(status.opened_through);
+            if let Some(reason) = &status.failed {
+                changed |= connection.has_gated_replies();
+                connection.withdraw_replies(reason);
+            }
+            if changed {
+                self.replies_pending.push(slot);
+            }
+            if connection.has_gated_replies() {
+                at += 1;
+            } else {
+                connection.unlist_gated();
+                self.gated.swap_remove(at);
+            }
+        }
+    }
+
+    /// Second half of an iteration: gated replies whose gates opened are let out; every
+    /// connection that handled requests waits for durability (the first wait flushes for
+    /// all of them: group commit across connections) and writes its replies.
     fn finish_iteration(&mut self) {
+        self.check_gates();
         let limit = self.shared.config.output_buffer_limit_bytes;
         for slot in std::mem::take(&mut self.replies_pending) {
             let Some(Some(connection)) = self.connections.get_mut(slot) else {
@@ -521,7 +817,9 @@ impl<S: Service> EventLoop<S> {
 
     /// Stop accepting, flush what was answered (best effort, bounded in
     /// time), close everything. Requests already read were handled when they
-    /// were read, so there is nothing left to handle.
+    /// were read, so there is nothing left to handle but parked requests, which are
+    /// closed (`on_close` releases them) and replies held by gates, which leave if their
+    /// gates open within the time.
     fn shut_down(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -530,6 +828,9 @@ impl<S: Service> EventLoop<S> {
         let deadline = std::time::Instant::now() + SHUTDOWN_FLUSH_TIMEOUT;
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
+            // Replies held by a gate may still be let out (or withdrawn) within the time.
+            self.check_gates();
+            self.replies_pending.clear();
             for slot in 0..self.connections.len() {
                 let Some(connection) = self.connections[slot].as_mut() else {
                     continue;

@@ -115,6 +115,18 @@ impl<'a> Reply<'a> {
         self.header(if self.is_resp3() { b'>' } else { b'*' }, len as i64);
     }
 
+    /// A pub/sub message, `["message", channel, payload]`, as a push (`>3`) in RESP3 and
+    /// the array Redis sends a subscribed RESP2 client (`*3`). A RESP2 client tells it from
+    /// a reply only because it is in subscribed mode and expects nothing else: the server
+    /// must send it only to a connection that subscribed (RESP3 clients can tell by the
+    /// type byte).
+    pub fn message(&mut self, channel: &[u8], payload: &[u8]) {
+        self.push(3);
+        self.bulk(b"message");
+        self.bulk(channel);
+        self.bulk(payload);
+    }
+
     /// `,1.5` in RESP3, the bulk string `1.5` in RESP2. Infinities and NaN
     /// are written `inf`, `-inf`, `nan` as in Redis; finite values use the
     /// shortest text that reads back to the same double, with an exponent
@@ -268,6 +280,11 @@ mod tests {
         );
         assert_eq!(both(|r| r.set(3)), ("*3\r\n".into(), "~3\r\n".into()));
         assert_eq!(both(|r| r.push(3)), ("*3\r\n".into(), ">3\r\n".into()));
+        let message = "3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n";
+        assert_eq!(
+            both(|r| r.message(b"news", b"hi")),
+            (format!("*{message}"), format!(">{message}"))
+        );
     }
 
     #[test]

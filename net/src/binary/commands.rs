@@ -1,0 +1,171 @@
+//! The opcode table: binary opcodes for commands that need no hand-written codec.
+//!
+//! The key-value opcodes (0x01..=0x28, [`super::Opcode`]) have typed bodies written for them,
+//! because GET and SET are the hot path. Every other command reaches the server in one of two
+//! generic ways, both with the same body, an *argument list* (u32 count, then count × bytes):
+//!
+//! - a row of [`TABLE`]: the opcode names the command, the body holds its arguments (without
+//!   the name). Parsed into [`super::Op::Command`]. A data model adds its commands here, one
+//!   row each, in its reserved range; nothing else in flin-net changes.
+//! - [`super::Opcode::Call`] (0xF0): the body's first argument is the command's name, so a
+//!   binary client can run any command the server knows, table row or not. Parsed into
+//!   [`super::Op::Call`].
+//!
+//! Both are answered with a typed value (`super::value`) or an error status; the server runs
+//! them through the same dispatcher as RESP. Arity is checked twice: by the encoder here, so
+//! a client cannot send a malformed call, and by the server's command table, which writes
+//! Redis's error text.
+
+use std::ops::RangeInclusive;
+
+/// Opcodes reserved for message queues.
+pub const QUEUE_OPCODES: RangeInclusive<u8> = 0x40..=0x5F;
+/// Opcodes reserved for streams.
+pub const STREAM_OPCODES: RangeInclusive<u8> = 0x60..=0x7F;
+/// Opcodes reserved for documents.
+pub const DOCUMENT_OPCODES: RangeInclusive<u8> = 0x80..=0x9F;
+/// Opcodes reserved for protocol extensions ([`super::Opcode::Call`] is the first).
+pub const EXTENSION_OPCODES: RangeInclusive<u8> = 0xF0..=0xFF;
+
+/// How a row's request body is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// u32 count, then count × bytes: the command's arguments, without its name.
+    Arguments,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The command's name as the server's command table spells it (lower case,
+    /// `queue.push`); the server runs it as if this name came first in the arguments.
+    pub name: &'static str,
+    /// Its opcode, in its model's reserved range.
+    pub opcode: u8,
+    /// Redis's arity, counting the name: `n` exactly n, `-n` at least n.
+    pub arity: i64,
+    /// Request body layout.
+    pub body: Body,
+}
+
+impl CommandSpec {
+    /// True if `args` arguments (after the name) fit the arity.
+    pub fn arity_ok(&self, args: usize) -> bool {
+        let with_name = args as i64 + 1;
+        if self.arity >= 0 {
+            with_name == self.arity
+        } else {
+            with_name >= -self.arity
+        }
+    }
+}
+
+/// Every command with an opcode of its own beyond the typed key-value opcodes. Empty until
+/// the data-model issues add their rows (queues 0x40..=0x5F, streams 0x60..=0x7F, documents
+/// 0x80..=0x9F); until then [`super::Opcode::Call`] carries every other command.
+pub static TABLE: &[CommandSpec] = &[];
+
+/// The row for `opcode` in `table`.
+pub(crate) fn by_opcode(table: &'static [CommandSpec], opcode: u8) -> Option<&'static CommandSpec> {
+    table.iter().find(|spec| spec.opcode == opcode)
+}
+
+/// The row of [`TABLE`] for a command name (ASCII case-insensitive).
+pub fn by_name(name: &[u8]) -> Option<&'static CommandSpec> {
+    TABLE
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// What a table must hold to be served: unique names and opcodes, each opcode in a reserved
+/// model range (not a typed opcode's, not an extension's). Returns the first problem.
+pub fn check_table(table: &[CommandSpec]) -> Result<(), String> {
+    for (i, spec) in table.iter().enumerate() {
+        let in_a_model_range = [QUEUE_OPCODES, STREAM_OPCODES, DOCUMENT_OPCODES]
+            .iter()
+            .any(|range| range.contains(&spec.opcode));
+        if !in_a_model_range {
+            return Err(format!(
+                "'{}' has opcode 0x{:02x}, outside the model ranges",
+                spec.name, spec.opcode
+            ));
+        }
+        if spec.name.is_empty() || spec.name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(format!(
+                "'{}' must be a non-empty lower-case name",
+                spec.name
+            ));
+        }
+        if spec.arity == 0 {
+            return Err(format!("'{}' has arity 0 (the name counts)", spec.name));
+        }
+        if let Some(other) = table[..i]
+            .iter()
+            .find(|other| other.opcode == spec.opcode || other.name == spec.name)
+        {
+            return Err(format!("'{}' and '{}' collide", other.name, spec.name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_well_formed() {
+        check_table(TABLE).unwrap();
+        for spec in TABLE {
+            assert_eq!(by_opcode(TABLE, spec.opcode), Some(spec));
+            assert_eq!(
+                by_name(spec.name.to_ascii_uppercase().as_bytes()),
+                Some(spec)
+            );
+        }
+    }
+
+    #[test]
+    fn check_table_finds_each_problem() {
+        let row = |name, opcode, arity| CommandSpec {
+            name,
+            opcode,
+            arity,
+            body: Body::Arguments,
+        };
+        assert!(
+            check_table(&[row("queue.push", 0x40, -3), row("stream.publish", 0x60, -3)]).is_ok()
+        );
+        assert!(check_table(&[row("get", 0x10, 2)])
+            .unwrap_err()
+            .contains("outside"));
+        assert!(check_table(&[row("x", 0xF0, 2)])
+            .unwrap_err()
+            .contains("outside"));
+        assert!(check_table(&[row("Queue.Push", 0x40, 2)])
+            .unwrap_err()
+            .contains("lower-case"));
+        assert!(check_table(&[row("queue.push", 0x40, 0)])
+            .unwrap_err()
+            .contains("arity"));
+        assert!(check_table(&[row("a", 0x40, 2), row("b", 0x40, 2)])
+            .unwrap_err()
+            .contains("collide"));
+        assert!(check_table(&[row("a", 0x40, 2), row("a", 0x41, 2)])
+            .unwrap_err()
+            .contains("collide"));
+    }
+
+    #[test]
+    fn arity_counts_the_name() {
+        let exact = CommandSpec {
+            name: "queue.ack",
+            opcode: 0x42,
+            arity: 3,
+            body: Body::Arguments,
+        };
+        assert!(!exact.arity_ok(1) && exact.arity_ok(2) && !exact.arity_ok(3));
+        let at_least = CommandSpec { arity: -2, ..exact };
+        assert!(!at_least.arity_ok(0) && at_least.arity_ok(1) && at_least.arity_ok(9));
+    }
+}
