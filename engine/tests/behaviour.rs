@@ -165,34 +165,31 @@ fn batch_is_one_record_and_one_seq() {
 fn transaction_reads_its_own_writes_and_commits_atomically() {
     let engine = open(Config::memory());
     engine.put(KV, b"counter", b"41", 0).unwrap();
-    let committed = engine
-        .transaction(|txn| {
-            let current: i64 = std::str::from_utf8(&txn.get(KV, b"counter")?.unwrap().value)
-                .unwrap()
-                .parse()
-                .unwrap();
-            txn.put(KV, b"counter", (current + 1).to_string().as_bytes(), 0)?;
-            let seen = txn.get(KV, b"counter")?.unwrap().value;
-            assert!(txn.delete(KV, b"counter")?);
-            assert!(!txn.contains(KV, b"counter")?);
-            txn.put(KV, b"counter", &seen, 0)?;
-            Ok(seen)
-        })
+    let mut txn = engine.begin();
+    let current: i64 = std::str::from_utf8(&txn.get(KV, b"counter").unwrap().unwrap().value)
+        .unwrap()
+        .parse()
         .unwrap();
-    assert_eq!(committed.value, b"42");
-    assert!(committed.seq.is_some());
+    txn.put(KV, b"counter", (current + 1).to_string().as_bytes(), 0)
+        .unwrap();
+    let seen = txn.get(KV, b"counter").unwrap().unwrap().value;
+    assert!(txn.delete(KV, b"counter").unwrap());
+    assert!(!txn.contains(KV, b"counter").unwrap());
+    txn.put(KV, b"counter", &seen, 0).unwrap();
+    assert_eq!(txn.batch().len(), 3, "the queued writes are a typed list");
+    let seq = txn.commit().unwrap();
+    assert_eq!(seen, b"42");
+    assert!(seq.is_some());
     assert_eq!(value(&engine, b"counter"), Some(b"42".to_vec()));
-    // A transaction that fails writes nothing.
+    // A transaction dropped without committing writes nothing.
     let before = engine.last_seq();
-    let failed = engine.transaction(|txn| {
-        txn.put(KV, b"counter", b"0", 0)?;
-        Err::<(), _>(Error::Invalid("decided not to".into()))
-    });
-    assert!(failed.is_err());
+    let mut txn = engine.begin();
+    txn.put(KV, b"counter", b"0", 0).unwrap();
+    drop(txn);
     assert_eq!(engine.last_seq(), before);
     assert_eq!(value(&engine, b"counter"), Some(b"42".to_vec()));
     // A read-only transaction writes nothing either.
-    assert_eq!(engine.transaction(|_| Ok(())).unwrap().seq, None);
+    assert_eq!(engine.begin().commit().unwrap(), None);
 }
 
 /// Past 16 queued writes, reads inside a transaction go through a hash map of the latest write
@@ -201,28 +198,29 @@ fn transaction_reads_its_own_writes_and_commits_atomically() {
 fn a_long_transaction_reads_its_latest_writes_before_and_after_the_overlay_exists() {
     let engine = open(Config::memory());
     engine.put(KV, b"old", b"committed", 0).unwrap();
-    engine
-        .transaction(|txn| {
-            for i in 0..40u32 {
-                txn.put(KV, format!("k{i}").as_bytes(), &i.to_le_bytes(), 0)?;
-            }
-            // The first read past 16 writes builds the map; it must hold the latest of each key.
-            txn.put(KV, b"k3", b"rewritten", 0)?;
-            assert_eq!(txn.get(KV, b"k3")?.unwrap().value, b"rewritten");
-            assert_eq!(txn.get(KV, b"k39")?.unwrap().value, 39u32.to_le_bytes());
-            assert_eq!(txn.get(KV, b"old")?.unwrap().value, b"committed");
-            // Writes after it: a put, a delete, a put of a new key.
-            txn.put(KV, b"k5", b"again", 0)?;
-            assert!(txn.delete(KV, b"k6")?);
-            assert!(txn.delete(KV, b"old")?);
-            txn.put(KV, b"new", b"n", 0)?;
-            assert_eq!(txn.get(KV, b"k5")?.unwrap().value, b"again");
-            assert!(!txn.contains(KV, b"k6")?);
-            assert!(!txn.contains(KV, b"old")?);
-            assert_eq!(txn.get(KV, b"new")?.unwrap().value, b"n");
-            Ok(())
-        })
-        .unwrap();
+    let mut txn = engine.begin();
+    for i in 0..40u32 {
+        txn.put(KV, format!("k{i}").as_bytes(), &i.to_le_bytes(), 0)
+            .unwrap();
+    }
+    // The first read past 16 writes builds the map; it must hold the latest of each key.
+    txn.put(KV, b"k3", b"rewritten", 0).unwrap();
+    assert_eq!(txn.get(KV, b"k3").unwrap().unwrap().value, b"rewritten");
+    assert_eq!(
+        txn.get(KV, b"k39").unwrap().unwrap().value,
+        39u32.to_le_bytes()
+    );
+    assert_eq!(txn.get(KV, b"old").unwrap().unwrap().value, b"committed");
+    // Writes after it: a put, a delete, a put of a new key.
+    txn.put(KV, b"k5", b"again", 0).unwrap();
+    assert!(txn.delete(KV, b"k6").unwrap());
+    assert!(txn.delete(KV, b"old").unwrap());
+    txn.put(KV, b"new", b"n", 0).unwrap();
+    assert_eq!(txn.get(KV, b"k5").unwrap().unwrap().value, b"again");
+    assert!(!txn.contains(KV, b"k6").unwrap());
+    assert!(!txn.contains(KV, b"old").unwrap());
+    assert_eq!(txn.get(KV, b"new").unwrap().unwrap().value, b"n");
+    txn.commit().unwrap();
     assert_eq!(value(&engine, b"k3"), Some(b"rewritten".to_vec()));
     assert_eq!(value(&engine, b"k5"), Some(b"again".to_vec()));
     assert_eq!(value(&engine, b"k6"), None);
@@ -238,14 +236,13 @@ fn concurrent_increments_through_transactions_lose_nothing() {
             let engine = engine.clone();
             std::thread::spawn(move || {
                 for _ in 0..500 {
-                    engine
-                        .transaction(|txn| {
-                            let n: u64 = txn.get(KV, b"n")?.map_or(0, |v| {
-                                std::str::from_utf8(&v.value).unwrap().parse().unwrap()
-                            });
-                            txn.put(KV, b"n", (n + 1).to_string().as_bytes(), 0)
-                        })
+                    let mut txn = engine.begin();
+                    let n: u64 = txn.get(KV, b"n").unwrap().map_or(0, |v| {
+                        std::str::from_utf8(&v.value).unwrap().parse().unwrap()
+                    });
+                    txn.put(KV, b"n", (n + 1).to_string().as_bytes(), 0)
                         .unwrap();
+                    txn.commit().unwrap();
                 }
             })
         })
@@ -367,9 +364,9 @@ fn poisoned_engine_refuses_writes_and_keeps_serving_reads() {
     let err = engine.put(KV, b"k2", b"v", 0).unwrap_err();
     assert!(matches!(err, Error::Poisoned { .. }));
     assert!(err.to_string().contains("refuses writes"), "{err}");
-    assert!(engine
-        .transaction(|txn| txn.put(KV, b"x", b"y", 0))
-        .is_err());
+    let mut txn = engine.begin();
+    txn.put(KV, b"x", b"y", 0).unwrap();
+    assert!(txn.commit().is_err());
     assert_eq!(value(&engine, b"k"), Some(b"v".to_vec()));
     assert!(engine.poisoned().is_some());
 }

@@ -93,9 +93,9 @@ fn a_failed_group_commit_flush_poisons_the_engine_and_is_never_retried() {
         Err(Error::Poisoned { .. })
     ));
     assert!(matches!(engine.flush(), Err(Error::Poisoned { .. })));
-    assert!(engine
-        .transaction(|txn| txn.put(KV, b"t", b"t", 0))
-        .is_err());
+    let mut txn = engine.begin();
+    txn.put(KV, b"t", b"t", 0).unwrap();
+    assert!(txn.commit().is_err());
     for i in 0..5 {
         assert_eq!(get(&engine, i), Some(value(i)));
     }

@@ -33,7 +33,7 @@
 //!
 //! Data flow (server): socket → read buffer → `resp::Checker::check` /
 //! `binary::check` → parse (no copies) → `Service::handle_*` appends to the
-//! output buffer (or parks) → `Service::take_reply_gate` → `Service::before_reply_flush`
+//! output buffer (or parks) → `Service::take_reply_gate`
 //! → socket, up to the first reply whose gate is closed. Other threads reach a
 //! connection through its `ConnectionHandle` → the loop's mailbox →
 //! `Service::on_wake` → the same output path.

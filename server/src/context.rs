@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use flin_engine::{Engine, Namespace, Txn, Value};
+
+use crate::store::{Reader, Store};
 use flin_net::resp::RespVersion;
 
 use crate::config::Options;
@@ -87,7 +89,11 @@ impl TouchStamps {
 
 /// State shared by every connection.
 pub struct Shared {
-    pub engine: Engine,
+    /// The engine, behind the one write path and a read-only view.
+    pub store: Store,
+    /// Under `--fsync always` with a data directory: what holds replies until their writes
+    /// are durable.
+    pub gates: Option<std::sync::Arc<crate::gates::DurableGates>>,
     pub options: Options,
     pub counters: Counters,
     /// Writes that left no record, for WATCH.
@@ -102,7 +108,8 @@ pub struct Shared {
 impl Shared {
     pub fn new(engine: Engine, options: Options) -> Shared {
         Shared {
-            engine,
+            store: Store::new(engine),
+            gates: None,
             options,
             counters: Counters::default(),
             touches: TouchStamps::new(),
@@ -114,7 +121,7 @@ impl Shared {
 
     /// The engine's clock (tests inject a manual one).
     pub fn now_ms(&self) -> u64 {
-        self.engine.config().clock.now_ms()
+        self.store.reader().now_ms()
     }
 
     /// A fresh pseudo-random number (not for secrets).
@@ -182,9 +189,9 @@ pub struct Session {
     pub multi: Option<MultiState>,
     /// WATCHed keys, each with what EXEC compares.
     pub watched: Vec<Watched>,
-    /// Highest seq this connection wrote since its replies were last flushed: the reply must
-    /// not leave before it is durable (`Service::before_reply_flush`).
-    pub unflushed_seq: Option<u64>,
+    /// The seq the reply just written must wait for (the highest this connection's last
+    /// command wrote): taken by the event loop as the reply's gate (`Service::take_reply_gate`).
+    pub reply_gate: Option<u64>,
 }
 
 impl Session {
@@ -197,13 +204,14 @@ impl Session {
             name: None,
             multi: None,
             watched: Vec::new(),
-            unflushed_seq: None,
+            reply_gate: None,
         }
     }
 
+    /// The reply being written acknowledges the write with this seq: it waits for it.
     pub fn note_write(&mut self, seq: Option<u64>) {
         if let Some(seq) = seq {
-            self.unflushed_seq = Some(self.unflushed_seq.map_or(seq, |old| old.max(seq)));
+            self.reply_gate = Some(self.reply_gate.map_or(seq, |old| old.max(seq)));
         }
     }
 }
@@ -298,8 +306,9 @@ impl<'a, 't> Call<'a, 't> {
         self.txn.is_some()
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.shared.engine
+    /// The engine's reads (commands write only through `write`).
+    pub fn read(&self) -> Reader<'a> {
+        self.shared.store.reader()
     }
 
     /// The time expiries are compared with (the transaction's, inside EXEC).
@@ -314,7 +323,7 @@ impl<'a, 't> Call<'a, 't> {
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>, Frame> {
         Ok(match &self.txn {
             Some(txn) => txn.get(KV, key)?,
-            None => self.shared.engine.get(KV, key)?,
+            None => self.shared.store.reader().get(KV, key)?,
         })
     }
 
@@ -328,9 +337,13 @@ impl<'a, 't> Call<'a, 't> {
                     values.push(txn.get(KV, key)?.map(|found| found.value));
                 }
             }
-            None => self.shared.engine.get_many_with(KV, keys, |_, found| {
-                values.push(found.map(|found| found.value.to_vec()))
-            })?,
+            None => self
+                .shared
+                .store
+                .reader()
+                .get_many_with(KV, keys, |_, found| {
+                    values.push(found.map(|found| found.value.to_vec()))
+                })?,
         }
         Ok(values)
     }
@@ -339,42 +352,31 @@ impl<'a, 't> Call<'a, 't> {
     pub fn exists(&self, key: &[u8]) -> Result<bool, Frame> {
         Ok(match &self.txn {
             Some(txn) => txn.contains(KV, key)?,
-            None => self.shared.engine.contains(KV, key)?,
+            None => self.shared.store.reader().contains(KV, key)?,
         })
     }
 
-    /// THE write path: every mutating command decides and queues its writes in `decide`, which
-    /// runs with the engine's writer lock held, so read-modify-write is atomic; the writes
-    /// commit as one log record. If `decide` returns an error reply nothing is written.
-    /// Replication will slot in here (decide, replicate, apply).
+    /// How every mutating key-value command writes: `decide` reads and queues its writes
+    /// (through the key-value view of the transaction) and they commit through the one write
+    /// path (`Store::write`) as one log entry, or, inside EXEC, join EXEC's transaction. If
+    /// `decide` returns an error reply nothing is written.
     pub fn write(&mut self, decide: impl FnOnce(&mut KvTxn<'_, '_>) -> Outcome) -> Outcome {
+        let touches = &self.shared.touches;
         if let Some(txn) = self.txn.as_deref_mut() {
             return decide(&mut KvTxn {
                 txn,
                 written: self.written_in_transaction.as_deref_mut(),
-                touches: &self.shared.touches,
+                touches,
             });
         }
-        let mut refusal = None;
-        let result = self.shared.engine.transaction(|txn| {
-            match decide(&mut KvTxn {
+        let written = self.shared.store.write(|txn| {
+            decide(&mut KvTxn {
                 txn,
                 written: None,
-                touches: &self.shared.touches,
-            }) {
-                Ok(frame) => Ok(frame),
-                Err(frame) => {
-                    refusal = Some(frame);
-                    Err(flin_engine::Error::Invalid("command refused".into()))
-                }
-            }
-        });
-        match result {
-            Ok(committed) => {
-                self.session.note_write(committed.seq);
-                Ok(committed.value)
-            }
-            Err(error) => Err(refusal.unwrap_or_else(|| Frame::from(error))),
-        }
+                touches,
+            })
+        })?;
+        self.session.note_write(written.seq);
+        Ok(written.reply)
     }
 }

@@ -1,60 +1,126 @@
 //! The daemon's life: open the engine, bind, print the startup line, serve until SIGINT or
 //! SIGTERM, then stop accepting, finish in-flight requests, flush the engine and return.
+//!
+//! [`Daemon::start`] does everything up to serving, on any engine configuration: the binary
+//! passes the one its flags describe, and tests pass one on the simulated disk, to make the
+//! disk fail under a running server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flin_engine::{Config, Engine};
-use flin_net::{Server, ServerConfig};
+use flin_engine::{Config, Durability, Engine, Storage};
+use flin_net::{Server, ServerConfig, ShutdownHandle};
 
 use crate::config::Options;
 use crate::context::Shared;
+use crate::gates::DurableGates;
 use crate::service::KvService;
 
 /// How often the watcher thread looks at the signal flag.
 const SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// A server bound and ready to serve.
+pub struct Daemon {
+    pub engine: Engine,
+    pub shared: Arc<Shared>,
+    server: Server,
+    gates: Option<Arc<DurableGates>>,
+}
+
+impl Daemon {
+    /// The engine configuration the flags describe.
+    pub fn engine_config(options: &Options) -> Config {
+        let mut config = match &options.data {
+            Some(dir) => Config::directory(dir),
+            None => Config::memory(),
+        }
+        .durability(options.fsync)
+        .segment_bytes(options.segment_bytes);
+        config.compaction.interval_ms = options.compaction_interval_ms;
+        config
+    }
+
+    /// Opens the engine with `engine_config` (recovering its data) and binds the port
+    /// `options` name. Under `--fsync always` on disk, replies wait for their writes to be
+    /// durable (`gates`).
+    pub fn start(options: &Options, engine_config: Config) -> Result<Daemon, String> {
+        let on_disk = !matches!(engine_config.storage, Storage::Memory);
+        let always = engine_config.durability == Durability::Always;
+        let engine =
+            Engine::open(engine_config).map_err(|e| format!("cannot open the engine: {e}"))?;
+        let gates = match on_disk && always {
+            true => Some(
+                DurableGates::start(engine.clone())
+                    .map_err(|e| format!("cannot start the flusher thread: {e}"))?,
+            ),
+            false => None,
+        };
+        let mut shared = Shared::new(engine.clone(), options.clone());
+        shared.gates = gates.clone();
+        let shared = Arc::new(shared);
+        let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
+        server_config.threads = options.threads;
+        server_config.max_clients = options.max_clients;
+        let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+        server_config.idle_timeout = seconds(options.timeout_seconds);
+        server_config.request_timeout = seconds(options.request_timeout_seconds);
+        server_config.output_buffer_limit_bytes = options.output_buffer_limit_bytes;
+        server_config.max_request_memory_bytes =
+            (options.max_request_memory_bytes > 0).then_some(options.max_request_memory_bytes);
+        if let Some(gates) = &gates {
+            server_config.gates = Some(gates.clone());
+        }
+        let server = Server::bind(server_config, Arc::new(KvService::new(shared.clone())))
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
+        Ok(Daemon {
+            engine,
+            shared,
+            server,
+            gates,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.server.shutdown_handle()
+    }
+
+    /// Serves until the shutdown handle is used, then stops the flusher and flushes the
+    /// engine once more.
+    pub fn serve(self) -> Result<(), String> {
+        let served = self.server.run();
+        if let Some(gates) = &self.gates {
+            gates.stop();
+        }
+        let flushed = self.engine.flush();
+        served.map_err(|e| format!("event loop failed: {e}"))?;
+        flushed.map_err(|e| format!("final flush failed: {e}"))
+    }
+}
+
 /// Runs the daemon until a signal stops it.
 pub fn run(options: Options) -> Result<(), String> {
     crate::signal::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let mut config = match &options.data {
-        Some(dir) => Config::directory(dir),
-        None => Config::memory(),
-    }
-    .durability(options.fsync)
-    .segment_bytes(options.segment_bytes);
-    config.compaction.interval_ms = options.compaction_interval_ms;
-    let engine = Engine::open(config).map_err(|e| format!("cannot open the engine: {e}"))?;
-    let report = engine.recovery_report();
+    let daemon = Daemon::start(&options, Daemon::engine_config(&options))?;
+    let report = daemon.engine.recovery_report();
     let data = options
         .data
         .as_ref()
         .map_or("(memory)".to_string(), |d| d.display().to_string());
-    let keys = report.keys;
-    let recovery_ms = report.duration.as_secs_f64() * 1000.0;
-
-    let shared = Arc::new(Shared::new(engine.clone(), options.clone()));
-    let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
-    server_config.threads = options.threads;
-    server_config.max_clients = options.max_clients;
-    let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
-    server_config.idle_timeout = seconds(options.timeout_seconds);
-    server_config.request_timeout = seconds(options.request_timeout_seconds);
-    server_config.output_buffer_limit_bytes = options.output_buffer_limit_bytes;
-    server_config.max_request_memory_bytes =
-        (options.max_request_memory_bytes > 0).then_some(options.max_request_memory_bytes);
-    let server = Server::bind(server_config, Arc::new(KvService::new(shared)))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
     // One line, flushed at once: tests and operators read the bound address from it.
     println!(
-        "flin-server {} data={data} fsync={:?} keys_recovered={keys} recovery_ms={recovery_ms:.1} listening={}",
+        "flin-server {} data={data} fsync={:?} keys_recovered={} recovery_ms={:.1} listening={}",
         env!("CARGO_PKG_VERSION"),
         options.fsync,
-        server.local_addr()
+        report.keys,
+        report.duration.as_secs_f64() * 1000.0,
+        daemon.local_addr()
     );
-
-    let shutdown = server.shutdown_handle();
+    let shutdown = daemon.shutdown_handle();
     let watcher = std::thread::Builder::new()
         .name("flin-signals".into())
         .spawn(move || {
@@ -64,11 +130,9 @@ pub fn run(options: Options) -> Result<(), String> {
             shutdown.shutdown();
         })
         .map_err(|e| format!("cannot start the signal watcher: {e}"))?;
-    let served = server.run();
+    let served = daemon.serve();
     let _ = watcher.join();
-    let flushed = engine.flush();
-    served.map_err(|e| format!("event loop failed: {e}"))?;
-    flushed.map_err(|e| format!("final flush failed: {e}"))?;
+    served?;
     eprintln!("flin-server: stopped cleanly");
     Ok(())
 }

@@ -21,7 +21,8 @@
 //! socket -> flin-net parses a request -> `KvService::handle_*` -> `dispatch::execute` ->
 //! command: reads via `Call::get` (no writer lock), writes via `Call::write` ->
 //! `Engine::transaction` (seq recorded in the session) -> `Frame` -> encoded into the output
-//! buffer -> `before_reply_flush` waits for durability of the highest seq -> socket.
+//! buffer, behind its reply gate (`gates`: under `--fsync always`, until what it acknowledges is
+//! durable) -> socket.
 
 #![deny(unsafe_code)]
 
@@ -31,8 +32,10 @@ pub mod context;
 pub mod daemon;
 pub mod dispatch;
 pub mod frame;
+pub mod gates;
 pub mod glob;
 pub mod number;
 pub mod service;
 #[allow(unsafe_code)]
 pub mod signal;
+pub mod store;

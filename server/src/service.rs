@@ -73,16 +73,12 @@ impl Service for KvService {
         respond_binary(&self.shared, session, request, out)
     }
 
-    /// Under `--fsync always`, waits (with every other writer: group commit) until this
-    /// connection's writes are on disk, so no reply leaves before its write is durable.
-    fn before_reply_flush(&self, session: &mut Session) {
-        if let Some(seq) = session.unflushed_seq.take() {
-            if let Err(error) = self.shared.engine.wait_durable(Some(seq)) {
-                // The replies are already written to the buffer and the trait gives no way to
-                // withdraw them; the engine is now poisoned and refuses further writes.
-                eprintln!("flin-server: flush failed, writes are refused from now on: {error}");
-            }
-        }
+    /// Under `--fsync always` (the only time the loop asks), the gate of the reply just
+    /// written: the seq its command wrote, or the log's last seq for a reply that wrote
+    /// nothing, so no reply leaves before what it acknowledges or shows is durable.
+    fn take_reply_gate(&self, session: &mut Session) -> Option<u64> {
+        let written = session.reply_gate.take();
+        written.or_else(|| self.shared.gates.as_ref()?.gate_for_read())
     }
 
     fn requires_auth(&self, session: &Session) -> bool {
@@ -296,9 +292,12 @@ fn get_zero_copy(shared: &Shared, request: &Request<'_>, key: &[u8], out: &mut V
         .counters
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    let found = shared.engine.get_with(crate::context::KV, key, |found| {
-        request.respond(out, Status::Ok).raw(found.value).finish()
-    });
+    let found = shared
+        .store
+        .reader()
+        .get_with(crate::context::KV, key, |found| {
+            request.respond(out, Status::Ok).raw(found.value).finish()
+        });
     let error = match found {
         Ok(Some(Ok(()))) => return,
         Ok(None) => {

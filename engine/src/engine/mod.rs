@@ -38,7 +38,7 @@ pub use pins::Pin;
 pub(crate) use pins::PinSet;
 pub use reader::LogReader;
 pub(crate) use table::SegmentTable;
-pub use txn::{Committed, Txn};
+pub use txn::Txn;
 pub(crate) use wake::Waiters;
 pub use wake::{WaitHandle, Wake};
 
@@ -407,9 +407,11 @@ impl Engine {
 
     /// Removes a key; returns whether it existed. Writes nothing if it did not.
     pub fn delete(&self, namespace: Namespace, key: &[u8]) -> Result<bool> {
-        let committed = self.transaction(|txn| txn.delete(namespace, key))?;
-        self.wait_durable(committed.seq)?;
-        Ok(committed.value)
+        let mut txn = self.begin();
+        let existed = txn.delete(namespace, key)?;
+        let seq = txn.commit()?;
+        self.wait_durable(seq)?;
+        Ok(existed)
     }
 
     /// Applies a batch atomically; durable per the policy when this returns.
@@ -430,28 +432,19 @@ impl Engine {
         self.inner.append(&mut writer, &ops)
     }
 
-    /// Runs `decide` with the writer lock held: it reads the current state, decides, and queues
-    /// writes, which commit as one atomic record when it returns `Ok`. This is the seam where a
-    /// command turns into a log record (replication will sit between decide and apply). Does not
-    /// wait for durability: pass the returned seq to `wait_durable`.
-    pub fn transaction<R>(
-        &self,
-        decide: impl FnOnce(&mut Txn<'_>) -> Result<R>,
-    ) -> Result<Committed<R>> {
-        let mut writer = self.inner.lock_writer();
-        let mut txn = Txn {
+    /// Starts a transaction: takes the writer lock, so what it reads stays current until it
+    /// commits or is dropped (read-modify-write is atomic across threads). Its writes queue
+    /// as a typed list ([`Txn::batch`]) and reach the log only at [`Txn::commit`], as one
+    /// entry: the data crossing from the deciding code to the engine (and, later, to
+    /// replication) is that list, not code. Dropping it without committing writes nothing.
+    pub fn begin(&self) -> Txn<'_> {
+        Txn {
+            writer: self.inner.lock_writer(),
             inner: &self.inner,
             batch: WriteBatch::new(),
             overlay: std::cell::OnceCell::new(),
             now_ms: self.inner.config.clock.now_ms(),
-        };
-        let value = decide(&mut txn)?;
-        let seq = if txn.batch.is_empty() {
-            None
-        } else {
-            Some(self.inner.append(&mut writer, &txn.batch.views())?)
-        };
-        Ok(Committed { value, seq })
+        }
     }
 
     /// Waits until `seq` is durable if the policy is `always`; returns at once otherwise.

@@ -6,17 +6,10 @@ use super::{Inner, Op, Value, WriteBatch, BATCH_OPS_MAX};
 use crate::error::{Error, Result};
 use crate::format::{Namespace, RecordKind};
 
-/// The result of a transaction: what `decide` returned and the seq of the record written, if
-/// any.
-#[derive(Debug)]
-pub struct Committed<R> {
-    pub value: R,
-    pub seq: Option<u64>,
-}
-
-/// A transaction in progress (see `Engine::transaction`). Reads see the transaction's own
-/// writes.
+/// A transaction in progress (see `Engine::begin`): it holds the writer lock. Reads see the
+/// transaction's own writes.
 pub struct Txn<'a> {
+    pub(super) writer: std::sync::MutexGuard<'a, super::Writer>,
     pub(super) inner: &'a Inner,
     pub(super) batch: WriteBatch,
     /// Latest queued op per key, for read-your-writes; built by the first read of a
@@ -155,5 +148,16 @@ impl Txn<'_> {
     /// The writes queued so far, in order.
     pub fn batch(&self) -> &WriteBatch {
         &self.batch
+    }
+
+    /// Appends the queued writes as one entry and returns its seq (`None`: nothing was
+    /// queued, nothing written), then releases the writer lock. Does not wait for durability:
+    /// pass the seq to `Engine::wait_durable`.
+    pub fn commit(mut self) -> Result<Option<u64>> {
+        if self.batch.is_empty() {
+            return Ok(None);
+        }
+        let ops = self.batch.views();
+        self.inner.append(&mut self.writer, &ops).map(Some)
     }
 }

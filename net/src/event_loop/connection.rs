@@ -707,14 +707,8 @@ impl<T> Connection<T> {
         true
     }
 
-    /// Lets the service make the handled writes durable, then writes the
-    /// replies. Returns false if the connection must close.
-    pub(super) fn finish_replies<S: Service<Session = T>>(
-        &mut self,
-        service: &S,
-        output_limit_bytes: usize,
-    ) -> bool {
-        service.before_reply_flush(&mut self.session);
+    /// Writes the replies the gates let go. Returns false if the connection must close.
+    pub(super) fn finish_replies(&mut self, output_limit_bytes: usize) -> bool {
         self.flush(output_limit_bytes)
     }
 

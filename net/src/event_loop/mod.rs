@@ -9,8 +9,7 @@
 //! One iteration of a loop: poll (for at most 100 ms, or until the next parked deadline);
 //! accept; read and handle every ready connection; deliver wakes from the mailbox
 //! (`Service::on_wake`); fire due deadlines (`Service::on_park_timeout`); check the reply
-//! gates its connections wait on; let the service make writes durable
-//! (`Service::before_reply_flush`) and write every reply a gate does not hold; sweep for
+//! gates its connections wait on; write every reply a gate does not hold; sweep for
 //! timed-out connections.
 
 mod connection;
@@ -111,12 +110,6 @@ pub trait Service: Send + Sync + 'static {
     fn take_reply_gate(&self, _session: &mut Self::Session) -> Option<u64> {
         None
     }
-    /// Called once after every request parsed from one read has been
-    /// handled, before the replies are written to the socket: the server
-    /// uses it to wait for the group fsync under `--fsync always`, so no
-    /// reply leaves before its write is durable. Default: nothing.
-    /// (Reply gates replace it: they wait without blocking the loop.)
-    fn before_reply_flush(&self, _session: &mut Self::Session) {}
     /// True while the connection still has to authenticate (a password is set and it has not
     /// given it): its next request is then held to the small size limits Redis puts on such
     /// clients (`resp::UNAUTHENTICATED_*`, `binary::UNAUTHENTICATED_MAX_BODY_BYTES`), so a
@@ -575,8 +568,8 @@ impl<S: Service> EventLoop<S> {
         };
         let limit = self.shared.config.output_buffer_limit_bytes;
         if readable {
-            // Replies (old and new) are written in `finish_iteration`, after
-            // `before_reply_flush`: none may leave before its write is durable.
+            // Replies (old and new) are written in `finish_iteration`, after every ready
+            // connection was handled, up to the first reply its gate holds.
             let mut ctx = handling(
                 &*self.service,
                 &mut self.scratch,
@@ -756,7 +749,7 @@ impl<S: Service> EventLoop<S> {
             let Some(Some(connection)) = self.connections.get_mut(slot) else {
                 continue;
             };
-            let mut keep = connection.finish_replies(&*self.service, limit);
+            let mut keep = connection.finish_replies(limit);
             if keep {
                 keep = connection.update_interest(self.poll.registry(), Token(slot));
             }

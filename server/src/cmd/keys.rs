@@ -129,7 +129,7 @@ fn expiry_of(call: &Call<'_, '_>, key: &[u8]) -> Result<Option<u64>, Frame> {
     if call.is_in_transaction() {
         return Ok(call.get(key)?.map(|found| found.expiry_ms));
     }
-    Ok(call.engine().expiry_of(KV, key)?)
+    Ok(call.read().expiry_of(KV, key)?)
 }
 
 /// TTL/PTTL/EXPIRETIME/PEXPIRETIME: -2 missing, -1 no expiry, else `present(expiry_ms)`.
@@ -197,7 +197,7 @@ pub fn keys(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let mut found = Vec::new();
     let mut cursor = 0;
     loop {
-        let (next, page) = call.engine().scan(KV, cursor, KEYS_SCAN_STEP)?;
+        let (next, page) = call.read().scan(KV, cursor, KEYS_SCAN_STEP)?;
         found.extend(
             page.into_iter()
                 .filter(|key| match_all || glob::matches(pattern, key))
@@ -259,7 +259,7 @@ pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         }
         index += 2;
     }
-    let (next, page) = call.engine().scan(KV, cursor, count)?;
+    let (next, page) = call.read().scan(KV, cursor, count)?;
     let keys = page
         .into_iter()
         .filter(|key| only_strings && pattern.is_none_or(|pattern| glob::matches(pattern, key)))
@@ -273,7 +273,7 @@ pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 
 pub fn randomkey(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     let seed = call.shared.next_random();
-    Ok(match call.engine().random_key(KV, seed)? {
+    Ok(match call.read().random_key(KV, seed)? {
         Some(key) => Frame::Bulk(key),
         None => Frame::Null,
     })

@@ -17,7 +17,7 @@ use crate::glob;
 const FLUSH_BATCH_KEYS: usize = 1024;
 
 pub fn dbsize(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
-    Ok(Frame::Integer(call.engine().len(KV) as i64))
+    Ok(Frame::Integer(call.read().len(KV) as i64))
 }
 
 /// FLUSHDB and FLUSHALL (one database). Outside EXEC it deletes in batches of
@@ -33,7 +33,7 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         let mut deleted_this_pass = 0;
         let mut cursor = 0;
         loop {
-            let (next, page) = call.engine().scan(KV, cursor, FLUSH_BATCH_KEYS)?;
+            let (next, page) = call.read().scan(KV, cursor, FLUSH_BATCH_KEYS)?;
             if !page.is_empty() {
                 call.write(|txn| {
                     for key in &page {
@@ -63,7 +63,7 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         if deleted_this_pass == 0 {
             // Keys that expired but were not reclaimed yet are invisible to the scan, yet
             // DBSIZE counts them: drop them too, so a flushed database is empty (DBSIZE 0).
-            call.engine().reclaim_expired();
+            call.read().reclaim_expired();
             return Ok(Frame::ok());
         }
     }
@@ -112,7 +112,7 @@ pub fn info(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
     let shared = call.shared;
     let options = &shared.options;
-    let stats = shared.engine.stats();
+    let stats = shared.store.reader().stats();
     let mut title = section.to_string();
     title[..1].make_ascii_uppercase();
     let _ = write!(out, "# {title}\r\n");
@@ -165,7 +165,10 @@ fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
                 "flin_compaction_reclaimed_bytes",
                 &stats.compaction_reclaimed_bytes,
             );
-            line("flin_poisoned", &(shared.engine.poisoned().is_some() as u8));
+            line(
+                "flin_poisoned",
+                &(shared.store.reader().poisoned().is_some() as u8),
+            );
         }
         "stats" => {
             let counters = &shared.counters;
@@ -185,7 +188,7 @@ fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
             line("flin_writes", &stats.writes);
         }
         "keyspace" => {
-            let keys = shared.engine.len(KV);
+            let keys = shared.store.reader().len(KV);
             if keys > 0 {
                 // The engine does not count keys with a TTL: expires is reported as 0.
                 line("db0", &format_args!("keys={keys},expires=0,avg_ttl=0"));

@@ -388,7 +388,7 @@ impl Call<'_, '_> {
         if self.is_in_transaction() {
             return Ok(self.get(key)?.map(|found| found.value.len()));
         }
-        Ok(self.engine().get_with(KV, key, |found| found.value.len())?)
+        Ok(self.read().get_with(KV, key, |found| found.value.len())?)
     }
 }
 

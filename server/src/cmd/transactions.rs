@@ -35,7 +35,7 @@ pub fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         {
             continue;
         }
-        let version = call.engine().version(KV, key)?;
+        let version = call.read().version(KV, key)?;
         let touches = call.shared.touches.get(key);
         call.session.watched.push(Watched {
             key: key.to_vec(),
@@ -63,7 +63,9 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     }
     let shared = call.shared;
     let session = &mut *call.session;
-    let committed = shared.engine.transaction(|txn| {
+    // Every queued command, of whatever data model, decides in one transaction: its writes
+    // commit as one log entry, all or nothing, through the one write path.
+    let written = shared.store.write(|txn| {
         if watched.iter().any(|watched| {
             txn.version(KV, &watched.key) != watched.version
                 || shared.touches.get(&watched.key) != watched.touches
@@ -79,15 +81,15 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
         }
         Ok(Some(replies))
     })?;
-    session.note_write(committed.seq);
+    session.note_write(written.seq);
     let flushed = multi.queued.iter().any(|args| {
         args[0].eq_ignore_ascii_case(b"flushall") || args[0].eq_ignore_ascii_case(b"flushdb")
     });
-    if flushed && committed.value.is_some() {
+    if flushed && written.reply.is_some() {
         // As FLUSHALL outside MULTI does: expired keys nobody reclaimed yet go too.
-        shared.engine.reclaim_expired();
+        shared.store.reader().reclaim_expired();
     }
-    Ok(committed.value.map_or(Frame::NullArray, Frame::Array))
+    Ok(written.reply.map_or(Frame::NullArray, Frame::Array))
 }
 
 #[cfg(test)]

@@ -1,0 +1,158 @@
+//! [`Store`]: the server's one door to the engine. Commands of every data model get a
+//! [`Reader`] (reads only) and write through [`Store::write`], the one write path: a command
+//! decides under the engine's writer lock, queuing its writes as a typed list of engine
+//! operations (`flin_engine::WriteBatch`, inside the `Txn`), and the path commits that list as
+//! one log entry and returns its seq, which the connection's reply then waits on (reply
+//! gates). The list, not code, is what crosses to the engine: the cluster's replication sits
+//! in `commit`, between "decided" and "applied".
+
+use flin_engine::{Engine, LiveRecord, Namespace, Stats, Txn, Value, ValueRef};
+
+use crate::frame::Frame;
+
+/// The engine, behind the one write path and a read-only view.
+pub struct Store {
+    engine: Engine,
+}
+
+/// A command's decision, committed: its reply and the seq of the entry it wrote (`None`:
+/// it wrote nothing).
+#[derive(Debug)]
+pub struct Written<R> {
+    pub reply: R,
+    pub seq: Option<u64>,
+}
+
+impl Store {
+    pub fn new(engine: Engine) -> Store {
+        Store { engine }
+    }
+
+    /// Reads, for any command.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            engine: &self.engine,
+        }
+    }
+
+    /// THE write path: `decide` reads the current state and queues writes in the transaction
+    /// (its reads see its own writes; the writer lock is held, so read-modify-write is atomic
+    /// across connections and loops); if it answers `Ok`, the queued writes commit as one log
+    /// entry. An error reply writes nothing.
+    pub fn write<R>(
+        &self,
+        decide: impl FnOnce(&mut Txn<'_>) -> Result<R, Frame>,
+    ) -> Result<Written<R>, Frame> {
+        let mut txn = self.engine.begin();
+        let reply = decide(&mut txn)?;
+        let seq = self.commit(txn)?;
+        Ok(Written { reply, seq })
+    }
+
+    /// A transaction several commands decide in (EXEC), committed with [`Store::commit`].
+    pub fn begin(&self) -> Txn<'_> {
+        self.engine.begin()
+    }
+
+    /// Commits what a transaction queued, as one entry (every model's writes of an EXEC
+    /// together).
+    pub fn commit(&self, txn: Txn<'_>) -> Result<Option<u64>, Frame> {
+        Ok(txn.commit()?)
+    }
+}
+
+/// The engine's reads, and nothing that writes.
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    engine: &'a Engine,
+}
+
+impl<'a> Reader<'a> {
+    pub fn get(&self, namespace: Namespace, key: &[u8]) -> flin_engine::Result<Option<Value>> {
+        self.engine.get(namespace, key)
+    }
+
+    pub fn get_with<R>(
+        &self,
+        namespace: Namespace,
+        key: &[u8],
+        read: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> flin_engine::Result<Option<R>> {
+        self.engine.get_with(namespace, key, read)
+    }
+
+    pub fn get_many_with<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+        read: impl FnMut(usize, Option<ValueRef<'_>>),
+    ) -> flin_engine::Result<()> {
+        self.engine.get_many_with(namespace, keys, read)
+    }
+
+    pub fn contains(&self, namespace: Namespace, key: &[u8]) -> flin_engine::Result<bool> {
+        self.engine.contains(namespace, key)
+    }
+
+    pub fn expiry_of(&self, namespace: Namespace, key: &[u8]) -> flin_engine::Result<Option<u64>> {
+        self.engine.expiry_of(namespace, key)
+    }
+
+    pub fn version(&self, namespace: Namespace, key: &[u8]) -> flin_engine::Result<Option<u64>> {
+        self.engine.version(namespace, key)
+    }
+
+    pub fn scan(
+        &self,
+        namespace: Namespace,
+        cursor: u64,
+        count: usize,
+    ) -> flin_engine::Result<(u64, Vec<Vec<u8>>)> {
+        self.engine.scan(namespace, cursor, count)
+    }
+
+    pub fn for_each(
+        &self,
+        namespace: Namespace,
+        prefix: &[u8],
+        visit: impl FnMut(LiveRecord<'_>),
+    ) -> flin_engine::Result<u64> {
+        self.engine.for_each(namespace, prefix, visit)
+    }
+
+    pub fn random_key(
+        &self,
+        namespace: Namespace,
+        seed: u64,
+    ) -> flin_engine::Result<Option<Vec<u8>>> {
+        self.engine.random_key(namespace, seed)
+    }
+
+    pub fn len(&self, namespace: Namespace) -> u64 {
+        self.engine.len(namespace)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    pub fn poisoned(&self) -> Option<String> {
+        self.engine.poisoned()
+    }
+
+    /// The highest seq written: a reply that showed what it wrote waits until it is durable.
+    pub fn last_seq(&self) -> u64 {
+        self.engine.last_seq()
+    }
+
+    /// Drops expired keys from the index now. Writes nothing (expiry costs no record), so a
+    /// reader may ask: FLUSHALL does, so that DBSIZE reads 0 after it.
+    pub fn reclaim_expired(&self) -> usize {
+        self.engine.reclaim_expired()
+    }
+
+    /// The engine's clock (tests inject a manual one).
+    pub fn now_ms(&self) -> u64 {
+        self.engine.config().clock.now_ms()
+    }
+}
