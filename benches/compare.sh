@@ -19,6 +19,9 @@
 #                                              # fb-mset100,fb-mixed)
 #   ONLY=redis-benchmark benches/compare.sh    # issue 3's four redis-benchmark scenarios
 #   ONLY=flin-bench benches/compare.sh         # the flin-bench tests only
+#   ONLY=cpu benches/compare.sh                # server CPU per command: SET, MSET (10 keys), GET
+#                                              # with -P 16 (cpu-set-p16, cpu-mset-p16, cpu-get-p16)
+#   FLIN_B=/tmp/old/flin-server ONLY=cpu benches/compare.sh   # and another build, side by side
 #
 # Installs Debian's redis-server/redis-tools when missing (the test suite never needs them).
 # Servers listen on 127.0.0.1 only and are stopped by PID after each measurement and on exit.
@@ -40,6 +43,9 @@ fi
 cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin flin-bench
 FLIN=target/release/flin-server
 BENCH=target/release/flin-bench
+# FLIN_B=/path/to/another/flin-server adds that build as a third server ("flinb") to the
+# cpu-per-command scenarios, for an A/B of two builds in one run.
+FLIN_B=${FLIN_B:-}
 
 work=$(mktemp -d)
 # The one server running now (each is stopped before the next starts), for the exit trap; an
@@ -93,6 +99,23 @@ start_flin() {
     esac
     "$FLIN" "${args[@]}" >"$dir/log" 2>&1 &
     echo "$! $port"
+}
+
+start_flinb() {
+    FLIN="$FLIN_B" start_flin "$@"
+}
+
+# redis_benchmark_one PORT ARGS... -> prints the requests/s of the one test run
+redis_benchmark_one() {
+    local port=$1
+    shift
+    redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" --csv "$@" 2>/dev/null |
+        awk -F'","' 'NR == 2 {print $2 + 0}'
+}
+
+redis_benchmark_one_at() {
+    local port=${*: -1}
+    redis_benchmark_one "$port" "${@:1:$#-1}"
 }
 
 # redis_benchmark PORT ARGS... -> prints "set_rps get_rps"
@@ -261,6 +284,44 @@ flin_bench_scenario() {
     done
 }
 
+# cpu_scenario NAME MODE REQUESTS TEST ARGS...: one redis-benchmark test (-t TEST) against
+# redis, flin (and FLIN_B's build): requests/s and the server's CPU per request.
+cpu_per_command=()
+cpu_scenario() {
+    local name=$1 mode=$2 requests=$3 test=$4
+    shift 4
+    selected "$name" cpu || return 0
+    requests=$((requests / SCALE))
+    local servers=(redis flin)
+    [ -n "$FLIN_B" ] && servers+=(flinb)
+    declare -A rps=() cpu=()
+    for round in $(seq 1 "$ROUNDS"); do
+        local order=("${servers[@]}")
+        [ $((round % 2)) -eq 0 ] && order=($(printf '%s\n' "${servers[@]}" | tac))
+        for server in "${order[@]}"; do
+            read -r rate ticks < <(MEASURE_CPU=1 measure "$server" "$mode" redis_benchmark_one_at -n "$requests" -t "$test" "$@")
+            local us
+            us=$(python3 -c "import sys; print('%.3f' % (int(sys.argv[1]) * 1e4 / int(sys.argv[2])))" "$ticks" "$requests")
+            echo "  cpu $name round $round $server: $rate requests/s, server CPU $us us/request" >&2
+            rps[$server]+="$rate "
+            cpu[$server]+="$us "
+        done
+    done
+    local line="| $name |" r
+    for server in "${servers[@]}"; do
+        r=$(printf '%s\n' ${rps[$server]} | median)
+        line+=" $(printf '%.0f' "$r") |"
+    done
+    local redis_cpu flin_cpu
+    redis_cpu=$(printf '%s\n' ${cpu[redis]} | median)
+    flin_cpu=$(printf '%s\n' ${cpu[flin]} | median)
+    for server in "${servers[@]}"; do
+        line+=" $(printf '%s\n' ${cpu[$server]} | median) |"
+    done
+    line+=" $(ratio "$flin_cpu" "$redis_cpu") |"
+    cpu_per_command+=("$line")
+}
+
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "redis: $(redis-server --version | cut -d' ' -f3), $ROUNDS rounds, median of each; flin --threads ${FLIN_THREADS:-default}" >&2
 
@@ -269,6 +330,12 @@ redis_benchmark_scenario pipelined memory 2000000 -t set,get -P 16 -r 1000000
 redis_benchmark_scenario plain memory 2000000 -t set,get -r 1000000
 redis_benchmark_scenario everysec everysec 2000000 -t set,get -d 100 -P 16 -r 1000000
 redis_benchmark_scenario always always 200000 -t set,get -r 1000000
+
+# Server CPU per command under the same redis-benchmark load (issue 10's targets: flin at most
+# redis's CPU per command).
+cpu_scenario cpu-set-p16 memory 2000000 set -P 16 -r 1000000
+cpu_scenario cpu-mset-p16 memory 400000 mset -P 16 -r 1000000
+cpu_scenario cpu-get-p16 memory 2000000 get -P 16 -r 1000000
 
 # The same workloads through flin-bench, over RESP (both servers) and the binary protocol (flin).
 flin_bench_scenario fb-p16 memory set,get -c "$CLIENTS" -P 16 -d 100 -r 1000000 -n $((2000000 / SCALE))
@@ -289,6 +356,20 @@ if [ ${#server_cpu[@]} -gt 0 ]; then
     echo "| scenario | redis | flin | redis/flin |"
     echo "|---|---|---|---|"
     printf '%s\n' "${server_cpu[@]}"
+fi
+if [ ${#cpu_per_command[@]} -gt 0 ]; then
+    echo
+    echo "redis-benchmark, one test each: requests/s, then server CPU (user + system) per request in"
+    echo "microseconds, then flin's CPU per request over redis's:"
+    echo
+    if [ -n "$FLIN_B" ]; then
+        echo "| scenario | redis req/s | flin req/s | flin-b req/s | redis us | flin us | flin-b us | flin/redis CPU |"
+        echo "|---|---|---|---|---|---|---|---|"
+    else
+        echo "| scenario | redis req/s | flin req/s | redis us | flin us | flin/redis CPU |"
+        echo "|---|---|---|---|---|---|"
+    fi
+    printf '%s\n' "${cpu_per_command[@]}"
 fi
 if [ ${#binary_vs_resp[@]} -gt 0 ]; then
     echo

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, Header, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
 use crate::index::{Index, Location, Slot};
-use crate::log_iter::LogIter;
+use crate::log_iter::merge_records;
 use crate::ranges::RangeMarkers;
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
@@ -408,18 +408,17 @@ fn copy_and_swap(
     // Step 1: copy. Range markers are read once: one written meanwhile only drops more, which
     // the next compaction sees (the generation makes the outputs' coverage count again).
     let (markers, markers_generation) = markers_in_effect(inner);
-    for entry in LogIter::over(inputs.to_vec(), 0) {
-        let entry = entry?;
-        for op in entry.ops {
+    merge_records(inputs, 0, |seq, term, ops| {
+        for op in ops {
             let tag = op.namespace.tag();
-            let hash = key_hash(tag, &op.key);
-            let older_may_exist = entry.seq >= outside_min_seq;
+            let hash = key_hash(tag, op.key);
+            let older_may_exist = seq >= outside_min_seq;
             let header = |kind: RecordKind, expiry_ms: u64| Header {
                 kind,
                 namespace_tag: tag,
                 flags: 0,
-                seq: entry.seq,
-                term: entry.term,
+                seq,
+                term,
                 expiry_ms,
             };
             // In a replicated engine a record an uncommitted write replaced is still the
@@ -428,7 +427,7 @@ fn copy_and_swap(
             if matches!(op.kind, RecordKind::Put | RecordKind::DropRange)
                 && inner.undo_holds(op.location)
             {
-                let to = merge.copy(&header(op.kind, op.expiry_ms), &op.key, &op.value)?;
+                let to = merge.copy(&header(op.kind, op.expiry_ms), op.key, op.value)?;
                 merge.output_dead(to, op.record_len);
                 merge.moved_held.push((op.location, to));
                 merge.report.records_copied += 1;
@@ -438,13 +437,13 @@ fn copy_and_swap(
                 RecordKind::Put if op.expiry_ms != 0 && op.expiry_ms <= now_ms => {
                     // An expired record is a tombstone while it is the key's newest version
                     // (its slot may already be gone: recovery and active expiry drop them).
-                    let current = merge.current_location(tag, &op.key, hash);
+                    let current = merge.current_location(tag, op.key, hash);
                     if current == Some(op.location) {
                         merge.expired.push((tag, hash, op.location));
                     }
                     merge.report.expired_dropped += 1;
                     if older_may_exist && (current.is_none() || current == Some(op.location)) {
-                        merge.copy(&header(RecordKind::Delete, 0), &op.key, &[])?;
+                        merge.copy(&header(RecordKind::Delete, 0), op.key, &[])?;
                         merge.report.tombstones_kept += 1;
                     }
                 }
@@ -453,7 +452,7 @@ fn copy_and_swap(
                         continue; // overwritten or deleted since
                     }
                     let to =
-                        merge.copy(&header(RecordKind::Put, op.expiry_ms), &op.key, &op.value)?;
+                        merge.copy(&header(RecordKind::Put, op.expiry_ms), op.key, op.value)?;
                     merge.moved.push(Moved {
                         namespace_tag: tag,
                         hash,
@@ -464,33 +463,38 @@ fn copy_and_swap(
                     merge.report.records_copied += 1;
                 }
                 RecordKind::Delete => {
-                    if older_may_exist && merge.current_location(tag, &op.key, hash).is_none() {
-                        merge.copy(&header(RecordKind::Delete, 0), &op.key, &[])?;
+                    if older_may_exist && merge.current_location(tag, op.key, hash).is_none() {
+                        merge.copy(&header(RecordKind::Delete, 0), op.key, &[])?;
                         merge.report.tombstones_kept += 1;
                     }
                 }
                 RecordKind::Append => {
-                    if markers.covering(tag, &op.key, entry.seq).is_some() {
+                    if markers.covering(tag, op.key, seq).is_some() {
                         merge.report.appends_dropped += 1;
                         continue;
                     }
-                    merge.copy(&header(RecordKind::Append, 0), &op.key, &op.value)?;
+                    merge.copy(&header(RecordKind::Append, 0), op.key, op.value)?;
                     merge.report.records_copied += 1;
                 }
                 RecordKind::DropRange => {
-                    if !markers.is_current(tag, &op.key, op.location) {
+                    if !markers.is_current(tag, op.key, op.location) {
                         continue; // a newer marker for the prefix replaced it
                     }
-                    let to = merge.copy(&header(RecordKind::DropRange, 0), &op.key, &op.value)?;
-                    merge
-                        .moved_markers
-                        .push((tag, op.key.clone(), op.location, to, op.record_len));
+                    let to = merge.copy(&header(RecordKind::DropRange, 0), op.key, op.value)?;
+                    merge.moved_markers.push((
+                        tag,
+                        op.key.to_vec(),
+                        op.location,
+                        to,
+                        op.record_len,
+                    ));
                     merge.report.records_copied += 1;
                 }
                 RecordKind::Batch => unreachable!("the log iterator unpacks batches"),
             }
         }
-    }
+        Ok(())
+    })?;
     for output in &merge.outputs {
         output
             .writer
@@ -658,20 +662,20 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
             continue;
         }
         let mut hints = HintWriter::new(segment.id);
-        for entry in LogIter::over(vec![segment.clone()], 0) {
-            let entry = entry?;
-            for op in &entry.ops {
+        merge_records(std::slice::from_ref(&segment), 0, |seq, _, ops| {
+            for op in ops {
                 hints.add(&HintEntry {
-                    seq: entry.seq,
+                    seq,
                     expiry_ms: op.expiry_ms,
                     offset: op.location.offset,
                     record_len: op.record_len as u32,
                     kind: op.kind,
                     namespace_tag: op.namespace.tag(),
-                    key: &op.key,
+                    key: op.key,
                 });
             }
-        }
+            Ok(())
+        })?;
         let tmp = dir::tmp_path(&path);
         hints.write(&inner.backend, &tmp)?;
         // The segment may have been compacted away meanwhile; its hint must not outlive it.

@@ -47,6 +47,111 @@ impl LogOp {
     }
 }
 
+/// One write read from the log in place: borrowed from its segment (compaction and hint
+/// writing read every record of their segments, and copying each key and value out was most
+/// of their allocations).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpRef<'a> {
+    pub kind: RecordKind,
+    pub namespace: Namespace,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub expiry_ms: u64,
+    pub location: Location,
+    pub record_len: usize,
+}
+
+/// Decodes the record at `offset` of `segment` (a batch's members, or the record itself) into
+/// `ops`; returns its seq, term and length. The batch's CRC covers its members, so they are
+/// decoded without checking their own.
+fn take_ops<'a>(
+    segment: &'a Segment,
+    offset: usize,
+    end: usize,
+    ops: &mut Vec<OpRef<'a>>,
+) -> Result<(u64, u64, usize)> {
+    let error =
+        |at: usize, reason: String| Error::corrupt(segment.display_path(), at as u64, reason);
+    let record = format::decode_record(segment.bytes(offset, end - offset), offset as u64, true)
+        .map_err(|e| error(offset, format!("{e:?}")))?;
+    let mut push = |view: &format::RecordView<'a>, at: usize| -> Result<()> {
+        ops.push(OpRef {
+            kind: view.kind,
+            namespace: view
+                .namespace()
+                .ok_or_else(|| error(at, "record without a namespace".into()))?,
+            key: view.key,
+            value: view.value,
+            expiry_ms: view.expiry_ms,
+            location: Location {
+                segment: segment.slot,
+                offset: at as u32,
+            },
+            record_len: view.len,
+        });
+        Ok(())
+    };
+    if record.kind == RecordKind::Batch {
+        let mut at = offset + RECORD_HEADER_BYTES;
+        let batch_end = offset + record.len;
+        while at < batch_end {
+            let inner = format::decode_record(segment.bytes(at, batch_end - at), at as u64, false)
+                .map_err(|e| error(at, format!("{e:?}")))?;
+            push(&inner, at)?;
+            at += inner.len;
+        }
+    } else {
+        push(&record, offset)?;
+    }
+    Ok((record.seq, record.term, record.len))
+}
+
+/// The seq of the record at `offset`, if a whole header lies before `end`.
+fn peek_seq_at(segment: &Segment, offset: usize, end: usize) -> Option<u64> {
+    (offset + RECORD_HEADER_BYTES <= end)
+        .then(|| format::peek_seq(segment.bytes(offset, RECORD_HEADER_BYTES)))
+}
+
+/// Calls `visit(seq, term, ops)` for every entry of `segments` with seq >= `from_seq`, in seq
+/// order (a k-way merge), the ops borrowed from the segments: no copy, no allocation a record.
+/// A former batch split into consecutive records with its seq (a compaction output) comes
+/// back together.
+pub(crate) fn merge_records<'a>(
+    segments: &'a [Arc<Segment>],
+    from_seq: u64,
+    mut visit: impl FnMut(u64, u64, &[OpRef<'a>]) -> Result<()>,
+) -> Result<()> {
+    let mut offsets: Vec<usize> = vec![SEGMENT_HEADER_BYTES; segments.len()];
+    let ends: Vec<usize> = segments.iter().map(|s| s.readable_len()).collect();
+    let mut heap = BinaryHeap::new();
+    for (index, segment) in segments.iter().enumerate() {
+        if segment.max_seq.load(std::sync::atomic::Ordering::Relaxed) < from_seq {
+            continue;
+        }
+        if let Some(seq) = peek_seq_at(segment, offsets[index], ends[index]) {
+            heap.push(Reverse((seq, index)));
+        }
+    }
+    let mut ops = Vec::new();
+    while let Some(Reverse((seq, index))) = heap.pop() {
+        let segment: &'a Segment = &segments[index];
+        ops.clear();
+        let (_, term, len) = take_ops(segment, offsets[index], ends[index], &mut ops)?;
+        offsets[index] += len;
+        while peek_seq_at(segment, offsets[index], ends[index]) == Some(seq) {
+            let (_, _, len) = take_ops(segment, offsets[index], ends[index], &mut ops)?;
+            offsets[index] += len;
+        }
+        if let Some(next) = peek_seq_at(segment, offsets[index], ends[index]) {
+            heap.push(Reverse((next, index)));
+        }
+        if seq >= from_seq {
+            visit(seq, term, &ops)?;
+        }
+    }
+    Ok(())
+}
+
 struct Cursor {
     segment: Arc<Segment>,
     offset: usize,
@@ -56,52 +161,24 @@ struct Cursor {
 
 impl Cursor {
     fn peek_seq(&self) -> Option<u64> {
-        (self.offset + RECORD_HEADER_BYTES <= self.end)
-            .then(|| format::peek_seq(self.segment.bytes(self.offset, RECORD_HEADER_BYTES)))
+        peek_seq_at(&self.segment, self.offset, self.end)
     }
 
     /// Decodes the record at the cursor into ops and moves past it; returns its seq and term.
     fn take(&mut self, ops: &mut Vec<LogOp>) -> Result<(u64, u64)> {
-        let bytes = self.segment.bytes(self.offset, self.end - self.offset);
-        let record = format::decode_record(bytes, self.offset as u64, true)
-            .map_err(|e| self.error(self.offset, format!("{e:?}")))?;
-        let (seq, term) = (record.seq, record.term);
-        if record.kind == RecordKind::Batch {
-            let mut at = self.offset + RECORD_HEADER_BYTES;
-            let end = self.offset + record.len;
-            while at < end {
-                let inner =
-                    format::decode_record(self.segment.bytes(at, end - at), at as u64, false)
-                        .map_err(|e| self.error(at, format!("{e:?}")))?;
-                ops.push(self.op(&inner, at)?);
-                at += inner.len;
-            }
-        } else {
-            ops.push(self.op(&record, self.offset)?);
-        }
-        self.offset += record.len;
+        let mut found = Vec::new();
+        let (seq, term, len) = take_ops(&self.segment, self.offset, self.end, &mut found)?;
+        ops.extend(found.iter().map(|op| LogOp {
+            kind: op.kind,
+            namespace: op.namespace,
+            key: op.key.to_vec(),
+            value: op.value.to_vec(),
+            expiry_ms: op.expiry_ms,
+            location: op.location,
+            record_len: op.record_len,
+        }));
+        self.offset += len;
         Ok((seq, term))
-    }
-
-    fn op(&self, record: &format::RecordView<'_>, offset: usize) -> Result<LogOp> {
-        Ok(LogOp {
-            kind: record.kind,
-            namespace: record
-                .namespace()
-                .ok_or_else(|| self.error(offset, "record without a namespace".into()))?,
-            key: record.key.to_vec(),
-            value: record.value.to_vec(),
-            expiry_ms: record.expiry_ms,
-            location: Location {
-                segment: self.segment.slot,
-                offset: offset as u32,
-            },
-            record_len: record.len,
-        })
-    }
-
-    fn error(&self, offset: usize, reason: String) -> Error {
-        Error::corrupt(self.segment.display_path(), offset as u64, reason)
     }
 }
 

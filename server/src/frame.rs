@@ -10,7 +10,7 @@ use flin_net::resp::{Reply, RespVersion};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
     /// `+OK`.
-    Simple(String),
+    Simple(std::borrow::Cow<'static, str>),
     /// `-ERR ...`: the text starts with the error code.
     Error(String),
     Integer(i64),

@@ -74,11 +74,42 @@ impl Op<'_> {
     }
 }
 
+/// A group of writes the write path takes: a slice of ops (`Engine::put`'s one), or a
+/// [`WriteBatch`], read in place (collecting its ops into a vector cost an allocation a write).
+pub(crate) trait Ops {
+    fn count(&self) -> usize;
+    fn at(&self, i: usize) -> Op<'_>;
+}
+
+impl Ops for [Op<'_>] {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> Op<'_> {
+        self[i]
+    }
+}
+
+impl Ops for WriteBatch {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> Op<'_> {
+        self.op(i)
+    }
+}
+
 /// Bytes a group of writes takes in the log: one record, or a batch record around them.
-pub(super) fn encoded_len(ops: &[Op<'_>]) -> usize {
-    match ops.len() {
-        1 => ops[0].record_len(),
-        _ => RECORD_HEADER_BYTES + ops.iter().map(Op::record_len).sum::<usize>(),
+pub(super) fn encoded_len<O: Ops + ?Sized>(ops: &O) -> usize {
+    match ops.count() {
+        1 => ops.at(0).record_len(),
+        n => RECORD_HEADER_BYTES + (0..n).map(|i| ops.at(i).record_len()).sum::<usize>(),
     }
 }
 
@@ -176,6 +207,17 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
+    /// Makes room for `ops` more writes holding `bytes` more key and value bytes.
+    pub fn reserve(&mut self, ops: usize, bytes: usize) {
+        self.ops.reserve(ops);
+        self.bytes.reserve(bytes);
+    }
+
+    /// Bytes the batch's buffers hold allocated.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ops.capacity() * std::mem::size_of::<BatchOp>()
+    }
+
     /// Forgets every op, keeping the buffers for reuse.
     pub fn clear(&mut self) {
         self.ops.clear();
@@ -199,23 +241,19 @@ impl WriteBatch {
     pub fn iter(&self) -> impl Iterator<Item = Op<'_>> + '_ {
         (0..self.ops.len()).map(|i| self.op(i))
     }
-
-    /// Every write, in order, collected.
-    pub(crate) fn views(&self) -> Vec<Op<'_>> {
-        self.iter().collect()
-    }
 }
 
 /// Encodes writes at `seq` in `term`: a single one as a plain record, several inside a batch
 /// record.
-pub(super) fn encode_batch(out: &mut [u8], ops: &[Op<'_>], seq: u64, term: u64) {
-    let single = ops.len() == 1;
+pub(super) fn encode_batch<O: Ops + ?Sized>(out: &mut [u8], ops: &O, seq: u64, term: u64) {
+    let single = ops.count() == 1;
     let (mut at, flags) = if single {
         (0, 0)
     } else {
         (RECORD_HEADER_BYTES, FLAG_IN_BATCH)
     };
-    for op in ops {
+    for i in 0..ops.count() {
+        let op = ops.at(i);
         at += format::encode_record(
             &mut out[at..],
             &op.header(flags, seq, term),

@@ -109,6 +109,11 @@ pub(crate) struct Writer {
     pub term: u64,
     /// The term of the log's last entry.
     pub last_term: u64,
+    /// The write path's reusable bookkeeping.
+    pub scratch: write::ApplyScratch,
+    /// A batch buffer `begin` lends to its transaction and takes back, emptied, at its end,
+    /// so a transaction allocates nothing once the buffer has grown.
+    pub spare_batch: WriteBatch,
 }
 
 #[derive(Default)]
@@ -261,6 +266,8 @@ impl Engine {
                 next_seq: recovered.last_seq + 1,
                 term: recovered.last_term,
                 last_term: recovered.last_term,
+                scratch: write::ApplyScratch::default(),
+                spare_batch: WriteBatch::new(),
             }),
             sync: Mutex::new(SyncState {
                 durable_seq: recovered.last_seq,
@@ -400,7 +407,7 @@ impl Engine {
             value,
             expiry_ms,
         }];
-        let seq = self.inner.append(&mut self.inner.lock_writer(), &put)?;
+        let seq = self.inner.append(&mut self.inner.lock_writer(), &put[..])?;
         self.wait_durable(Some(seq))?;
         Ok(seq)
     }
@@ -427,9 +434,8 @@ impl Engine {
         if batch.is_empty() {
             return Err(Error::Invalid("empty batch".into()));
         }
-        let ops = batch.views();
         let mut writer = self.inner.lock_writer();
-        self.inner.append(&mut writer, &ops)
+        self.inner.append(&mut writer, batch)
     }
 
     /// Starts a transaction: takes the writer lock, so what it reads stays current until it
@@ -438,10 +444,12 @@ impl Engine {
     /// entry: the data crossing from the deciding code to the engine (and, later, to
     /// replication) is that list, not code. Dropping it without committing writes nothing.
     pub fn begin(&self) -> Txn<'_> {
+        let mut writer = self.inner.lock_writer();
+        let batch = std::mem::take(&mut writer.spare_batch);
         Txn {
-            writer: self.inner.lock_writer(),
+            writer,
             inner: &self.inner,
-            batch: WriteBatch::new(),
+            batch,
             overlay: std::cell::OnceCell::new(),
             now_ms: self.inner.config.clock.now_ms(),
         }

@@ -109,6 +109,12 @@ impl Observers {
         observers
     }
 
+    /// Whether any namespace has an observer.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.mask != 0
+    }
+
     /// Whether any observer watches a namespace of these ops.
     #[inline]
     pub fn watches_any(&self, ops: &[Op<'_>]) -> bool {

@@ -96,8 +96,7 @@ impl Engine {
                 writer.last_term
             )));
         }
-        let ops = batch.views();
-        self.inner.append_at(&mut writer, &ops, seq, term)
+        self.inner.append_at(&mut writer, batch, seq, term)
     }
 
     /// The entry with `seq`, read from the log (`None`: beyond the log's end).

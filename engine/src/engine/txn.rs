@@ -23,6 +23,21 @@ pub struct Txn<'a> {
 
 const OVERLAY_AFTER_OPS: usize = 16;
 
+/// Batches whose buffers are kept for the next transaction at most this big (bytes), so one
+/// huge transaction does not pin its memory.
+const SPARE_BATCH_BYTES_MAX: usize = 1 << 20;
+
+impl Drop for Txn<'_> {
+    /// Gives the batch buffer back to the writer, emptied, for the next transaction.
+    fn drop(&mut self) {
+        let mut batch = std::mem::take(&mut self.batch);
+        if batch.capacity_bytes() <= SPARE_BATCH_BYTES_MAX {
+            batch.clear();
+            self.writer.spare_batch = batch;
+        }
+    }
+}
+
 impl Txn<'_> {
     /// Index of the latest queued indexed write (put or delete) of a key.
     fn pending_op(&self, namespace: Namespace, key: &[u8]) -> Option<usize> {
@@ -157,7 +172,12 @@ impl Txn<'_> {
         if self.batch.is_empty() {
             return Ok(None);
         }
-        let ops = self.batch.views();
-        self.inner.append(&mut self.writer, &ops).map(Some)
+        let Txn {
+            writer,
+            inner,
+            batch,
+            ..
+        } = &mut self;
+        inner.append(writer, batch).map(Some)
     }
 }

@@ -72,6 +72,12 @@ impl Waiters {
         }
     }
 
+    /// Whether anyone waits at all.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) != 0
+    }
+
     /// Wakes every waiter whose prefix some op's key starts with (each once).
     #[inline]
     pub fn wake_for(&self, ops: &[Op<'_>]) {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::batch::{encode_batch, encoded_len};
+use super::batch::{encode_batch, encoded_len, Ops};
 use super::undo::UndoItem;
 use super::{key_hash, Inner, Op, Origin, SegmentTable, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
 use crate::error::{Error, Result};
@@ -14,20 +14,32 @@ use crate::ranges::Marker;
 use crate::recovery::{self, CreateError};
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
+/// The write path's bookkeeping for a batch, kept by the writer and reused (its locks make it
+/// single-threaded): a batch of a hundred keys allocated three vectors for it every time.
+#[derive(Default)]
+pub(crate) struct ApplyScratch {
+    /// (op number, key hash, record offset) of each indexed op.
+    indexed: Vec<(usize, u64, usize)>,
+    /// (namespace tag, shard) to lock, sorted and deduplicated.
+    shards: Vec<(u8, usize)>,
+    /// For each indexed op, the position of its shard's guard.
+    guard_of: Vec<usize>,
+}
+
 impl Inner {
     /// Appends a group of writes as one record (or a batch record) at the next seq, in the
     /// writer's current term, and updates the index. Caller holds the writer lock.
-    pub(crate) fn append(&self, writer: &mut Writer, ops: &[Op<'_>]) -> Result<u64> {
+    pub(crate) fn append<O: Ops + ?Sized>(&self, writer: &mut Writer, ops: &O) -> Result<u64> {
         let seq = writer.next_seq;
         let term = writer.term;
         self.append_at(writer, ops, seq, term)
     }
 
     /// Appends a group of writes at `seq` (which must be the next one) in `term`.
-    pub(crate) fn append_at(
+    pub(crate) fn append_at<O: Ops + ?Sized>(
         &self,
         writer: &mut Writer,
-        ops: &[Op<'_>],
+        ops: &O,
         seq: u64,
         term: u64,
     ) -> Result<u64> {
@@ -39,7 +51,7 @@ impl Inner {
         if total > writer.active.remaining() || writer.active.segment.is_sealed() {
             self.rotate(writer, total)?;
         }
-        let single = ops.len() == 1;
+        let single = ops.count() == 1;
         let start = writer
             .active
             .append(total, |out| encode_batch(out, ops, seq, term));
@@ -56,17 +68,24 @@ impl Inner {
             segment.add_dead(RECORD_HEADER_BYTES);
         }
         let mut undo = self.undo.as_ref().map(|_| Vec::new());
-        self.apply_to_index(&segment, first_record, ops, seq, undo.as_mut());
+        let scratch = &mut writer.scratch;
+        self.apply_to_index(&segment, first_record, ops, seq, undo.as_mut(), scratch);
         if let (Some(log), Some(items)) = (&self.undo, undo) {
             log.lock().expect("undo log lock").push(seq, items);
         }
         writer.last_term = term;
-        if self.observers.watches_any(ops) {
-            self.observers.deliver(seq, term, ops, Origin::Live);
+        if self.observers.any() || self.waiters.any() {
+            let ops: Vec<Op<'_>> = (0..ops.count()).map(|i| ops.at(i)).collect();
+            if self.observers.watches_any(&ops) {
+                self.observers.deliver(seq, term, &ops, Origin::Live);
+            }
+            writer.next_seq += 1;
+            self.last_seq.store(seq, Ordering::Release);
+            self.waiters.wake_for(&ops);
+        } else {
+            writer.next_seq += 1;
+            self.last_seq.store(seq, Ordering::Release);
         }
-        writer.next_seq += 1;
-        self.last_seq.store(seq, Ordering::Release);
-        self.waiters.wake_for(ops);
         // Only writers holding the writer lock change it: a load and a store, not a locked add.
         self.writes
             .store(self.writes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -76,15 +95,16 @@ impl Inner {
     /// Checks a group of writes before any byte of it is written: its size, each op's limits,
     /// and that no range marker lowers a bound already in effect. Returns the bytes it takes
     /// in the log.
-    fn check_group(&self, ops: &[Op<'_>]) -> Result<usize> {
-        if ops.is_empty() || ops.len() > BATCH_OPS_MAX {
+    fn check_group<O: Ops + ?Sized>(&self, ops: &O) -> Result<usize> {
+        let count = ops.count();
+        if count == 0 || count > BATCH_OPS_MAX {
             return Err(Error::Invalid(format!(
-                "batch of {} writes is outside 1..={BATCH_OPS_MAX}",
-                ops.len()
+                "batch of {count} writes is outside 1..={BATCH_OPS_MAX}"
             )));
         }
         let mut markers = 0;
-        for op in ops {
+        for i in 0..count {
+            let op = ops.at(i);
             op.validate()?;
             markers += (op.kind == RecordKind::DropRange) as usize;
         }
@@ -104,10 +124,10 @@ impl Inner {
 
     /// No range marker of `ops` may lower a bound in effect, nor share its prefix with another.
     #[cold]
-    fn check_markers(&self, ops: &[Op<'_>]) -> Result<()> {
+    fn check_markers<O: Ops + ?Sized>(&self, ops: &O) -> Result<()> {
         let ranges = self.ranges.read().expect("range markers lock");
-        let markers: Vec<&Op<'_>> = ops
-            .iter()
+        let markers: Vec<Op<'_>> = (0..ops.count())
+            .map(|i| ops.at(i))
             .filter(|op| op.kind == RecordKind::DropRange)
             .collect();
         for (at, op) in markers.iter().enumerate() {
@@ -128,32 +148,46 @@ impl Inner {
     }
 
     /// Points the index at freshly appended records (and records log-only ones and range
-    /// markers where they belong). Every shard the batch touches is locked (in shard order, so
-    /// two writers cannot deadlock) before any changes, so no reader sees half a batch.
-    pub(super) fn apply_to_index(
+    /// markers where they belong). Every shard the batch touches is locked (in (namespace,
+    /// shard) order, so two writers cannot deadlock) before any changes, so no reader sees
+    /// half a batch. `scratch` is the writer's reusable bookkeeping (no allocation a write but
+    /// the shard guards').
+    pub(super) fn apply_to_index<O: Ops + ?Sized>(
         &self,
         segment: &Arc<Segment>,
         first_record: usize,
-        ops: &[Op<'_>],
+        ops: &O,
         seq: u64,
         mut undo: Option<&mut Vec<UndoItem>>,
+        scratch: &mut ApplyScratch,
     ) {
-        if let [op] = ops {
+        if ops.count() == 1 {
+            let op = ops.at(0);
             if op.kind.is_indexed() {
-                // One write, one shard: no bookkeeping to allocate.
+                // One write, one shard: no bookkeeping.
                 let hash = key_hash(op.namespace.tag(), op.key);
                 let mut shard = self.index.write(op.namespace.tag(), Index::shard_of(hash));
-                self.apply_one(&mut shard, segment, op, hash, first_record, undo);
+                self.apply_one(&mut shard, segment, &op, hash, first_record, undo);
                 return;
             }
         }
-        // (op, hash, offset) of every indexed op; the others are handled on the way.
-        let mut indexed = Vec::with_capacity(ops.len());
+        let ApplyScratch {
+            indexed,
+            shards,
+            guard_of,
+        } = scratch;
+        indexed.clear();
+        shards.clear();
+        guard_of.clear();
+        // (op number, hash, offset) of every indexed op; the others are handled on the way.
         let mut offset = first_record;
-        for op in ops {
+        for i in 0..ops.count() {
+            let op = ops.at(i);
             match op.kind {
                 RecordKind::Put | RecordKind::Delete => {
-                    indexed.push((op, key_hash(op.namespace.tag(), op.key), offset))
+                    let hash = key_hash(op.namespace.tag(), op.key);
+                    indexed.push((i, hash, offset));
+                    shards.push((op.namespace.tag(), Index::shard_of(hash)));
                 }
                 RecordKind::Append => segment.note_append(op.namespace.tag(), op.record_len()),
                 RecordKind::DropRange => {
@@ -161,52 +195,48 @@ impl Inner {
                         segment: segment.slot,
                         offset: offset as u32,
                     };
-                    self.install_marker(op, seq, location, undo.as_deref_mut());
+                    self.install_marker(&op, seq, location, undo.as_deref_mut());
                 }
                 RecordKind::Batch => unreachable!("validated: batches do not nest"),
             }
             offset += op.record_len();
         }
         // (namespace tag, shard) of every indexed op, locked in that order.
-        let shard_of = |op: &Op<'_>, hash: u64| (op.namespace.tag(), Index::shard_of(hash));
-        let mut shards: Vec<(u8, usize)> = indexed
-            .iter()
-            .map(|&(op, hash, _)| shard_of(op, hash))
-            .collect();
+        guard_of.extend(shards.iter().copied().map(|(tag, shard)| {
+            // Remembered before sorting: the op's own (tag, shard), found again below.
+            (tag as usize) << 32 | shard
+        }));
         shards.sort_unstable();
         shards.dedup();
         let mut guards: Vec<_> = shards
             .iter()
-            .map(|&(tag, shard)| ((tag, shard), self.index.write(tag, shard)))
+            .map(|&(tag, shard)| self.index.write(tag, shard))
             .collect();
-        let guard_of: Vec<usize> = indexed
-            .iter()
-            .map(|&(op, hash, _)| {
-                guards
-                    .binary_search_by_key(&shard_of(op, hash), |(s, _)| *s)
-                    .expect("shard locked")
-            })
-            .collect();
+        for slot in guard_of.iter_mut() {
+            let key = ((*slot >> 32) as u8, *slot & 0xFFFF_FFFF);
+            *slot = shards.binary_search(&key).expect("shard locked");
+        }
         // As in `get_many_with`: load every key's home slot, then the record a matching tag
         // points at (an overwrite compares keys there), before changing anything, so the
         // batch's cache misses overlap instead of coming one per key.
         let mut touched = 0u64;
-        for (&(_, hash, _), &at) in indexed.iter().zip(&guard_of) {
-            touched ^= guards[at].1.table.home_tag(hash) as u64;
+        for (&(_, hash, _), &at) in indexed.iter().zip(guard_of.iter()) {
+            touched ^= guards[at].table.home_tag(hash) as u64;
         }
-        for (&(_, hash, _), &at) in indexed.iter().zip(&guard_of) {
-            let shard = &guards[at].1;
+        for (&(_, hash, _), &at) in indexed.iter().zip(guard_of.iter()) {
+            let shard = &guards[at];
             if let Some(location) = shard.table.first_candidate(hash) {
                 let candidate = shard.segments.get(location.segment);
                 touched ^= candidate.bytes(location.offset as usize, 1)[0] as u64;
             }
         }
         std::hint::black_box(touched);
-        for (&(op, hash, offset), &at) in indexed.iter().zip(&guard_of) {
+        for (&(i, hash, offset), &at) in indexed.iter().zip(guard_of.iter()) {
+            let op = ops.at(i);
             self.apply_one(
-                &mut guards[at].1,
+                &mut guards[at],
                 segment,
-                op,
+                &op,
                 hash,
                 offset,
                 undo.as_deref_mut(),

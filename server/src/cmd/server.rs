@@ -575,8 +575,9 @@ mod tests {
             };
             entry[2].clone()
         };
-        let simple =
-            |names: &[&str]| Frame::Set(names.iter().map(|n| Frame::Simple((*n).into())).collect());
+        let simple = |names: &[&'static str]| {
+            Frame::Set(names.iter().map(|n| Frame::Simple((*n).into())).collect())
+        };
         for name in ["echo", "select", "time"] {
             assert_eq!(
                 flags(&mut h, name),
