@@ -451,7 +451,7 @@ impl Engine {
             inner: &self.inner,
             batch,
             overlay: std::cell::OnceCell::new(),
-            now_ms: self.inner.config.clock.now_ms(),
+            now_ms: std::cell::OnceCell::new(),
         }
     }
 

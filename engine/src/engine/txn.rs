@@ -18,7 +18,9 @@ pub struct Txn<'a> {
     /// writes (MSET) never builds it: hashing and copying each key again cost a quarter of the
     /// server's CPU in a 100-key MSET benchmark (docs/benchmarks.md, issue 4).
     pub(super) overlay: std::cell::OnceCell<HashMap<(Namespace, Vec<u8>), usize>>,
-    pub(super) now_ms: u64,
+    /// The clock reading every expiry check of the transaction uses, taken at its first need
+    /// (a blind write never reads the clock).
+    pub(super) now_ms: std::cell::OnceCell<u64>,
 }
 
 const OVERLAY_AFTER_OPS: usize = 16;
@@ -61,13 +63,15 @@ impl Txn<'_> {
     /// A queued write's value and expiry, if it is a put still live at the transaction's time.
     fn pending_value(&self, at: usize) -> Option<(&[u8], u64)> {
         let op = self.batch.op(at);
-        (op.kind == RecordKind::Put && (op.expiry_ms == 0 || op.expiry_ms > self.now_ms))
+        (op.kind == RecordKind::Put && (op.expiry_ms == 0 || op.expiry_ms > self.now_ms()))
             .then_some((op.value, op.expiry_ms))
     }
 
-    /// The clock reading taken when the transaction started (all its expiry checks use it).
+    /// The clock reading all the transaction's expiry checks use (taken at its first use).
     pub fn now_ms(&self) -> u64 {
-        self.now_ms
+        *self
+            .now_ms
+            .get_or_init(|| self.inner.config.clock.now_ms())
     }
 
     /// The key's current value, including this transaction's own writes; expired keys are
@@ -80,7 +84,7 @@ impl Txn<'_> {
             }));
         }
         self.inner
-            .get_with_at(namespace, key, Some(self.now_ms), |v| Value {
+            .get_with_at(namespace, key, Some(self.now_ms()), |v| Value {
                 value: v.value.to_vec(),
                 expiry_ms: v.expiry_ms,
             })
@@ -93,7 +97,7 @@ impl Txn<'_> {
         }
         Ok(self
             .inner
-            .lookup_at(namespace, key, Some(self.now_ms))
+            .lookup_at(namespace, key, Some(self.now_ms()))
             .is_some())
     }
 
@@ -103,7 +107,7 @@ impl Txn<'_> {
         if self.pending_op(namespace, key).is_some() {
             return None;
         }
-        self.inner.version_at(namespace, key, Some(self.now_ms))
+        self.inner.version_at(namespace, key, Some(self.now_ms()))
     }
 
     /// Queues a put.
