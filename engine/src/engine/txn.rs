@@ -69,9 +69,7 @@ impl Txn<'_> {
 
     /// The clock reading all the transaction's expiry checks use (taken at its first use).
     pub fn now_ms(&self) -> u64 {
-        *self
-            .now_ms
-            .get_or_init(|| self.inner.config.clock.now_ms())
+        *self.now_ms.get_or_init(|| self.inner.config.clock.now_ms())
     }
 
     /// The key's current value, including this transaction's own writes; expired keys are
