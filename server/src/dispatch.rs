@@ -235,7 +235,7 @@ mod tests {
         ];
         let mut h = Harness::new();
         let mut runs = 0;
-        for command in crate::cmd::TABLE {
+        for command in crate::cmd::commands() {
             let name = command.name.as_bytes();
             let mut run = |h: &mut Harness, rest: &[&[u8]]| {
                 let mut args = vec![name];
