@@ -195,6 +195,17 @@ pub fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
+/// Redis's `addReplySubcommandSyntaxError`: the subcommand as given, cut at 128 bytes.
+pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {command} HELP.",
+        shown(&sub[..sub.len().min(SUBCOMMAND_SHOWN_BYTES)])
+    ))
+}
+
+/// Bytes of an unknown subcommand shown in the error (Redis's `%.128s`).
+const SUBCOMMAND_SHOWN_BYTES: usize = 128;
+
 /// An argument as Redis's error messages show it: they format arguments with C's `%s`, which
 /// stops at the first NUL byte. (Invalid UTF-8 shows as U+FFFD: Flin's error texts are
 /// strings, where Redis copies the raw bytes.)

@@ -7,7 +7,9 @@ use flin_engine::Durability;
 use flin_net::resp::RespVersion;
 
 use super::connection::REDIS_COMPAT_VERSION;
-use super::{commands, int_arg, is, shown, syntax_error, text, wrong_arity, Command};
+use super::{
+    commands, int_arg, is, shown, syntax_error, text, unknown_subcommand, wrong_arity, Command,
+};
 use crate::context::{Call, Outcome, KV};
 use crate::frame::Frame;
 use crate::glob;
@@ -305,17 +307,6 @@ pub fn config(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         _ => Err(unknown_subcommand(args[1], "CONFIG")),
     }
 }
-
-/// Redis's `addReplySubcommandSyntaxError`: the subcommand as given, cut at 128 bytes.
-fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
-    Frame::error(format!(
-        "ERR unknown subcommand '{}'. Try {command} HELP.",
-        shown(&sub[..sub.len().min(SUBCOMMAND_SHOWN_BYTES)])
-    ))
-}
-
-/// Bytes of an unknown subcommand shown in the error (Redis's `%.128s`).
-const SUBCOMMAND_SHOWN_BYTES: usize = 128;
 
 fn command_info(command: &Command) -> Frame {
     let category = match command.group {

@@ -50,6 +50,31 @@ pub enum KvError {
     NoSuchKey,
     /// A SCAN cursor that does not parse.
     InvalidCursor,
+    /// COPY onto itself.
+    SameObject,
+    /// A bit offset that is not an integer in `0..=BIT_OFFSET_MAX`.
+    BitOffset,
+    /// SETBIT's value is not 0 or 1.
+    BitValue,
+    /// BITPOS's bit is not 0 or 1.
+    BitArgument,
+    /// BITFIELD's type is not `i1`..`i64` or `u1`..`u63`.
+    BitfieldType,
+    /// BITFIELD's OVERFLOW is not WRAP, SAT or FAIL.
+    BitfieldOverflowType,
+    /// BITFIELD_RO with SET or INCRBY.
+    BitfieldReadOnly,
+    /// BITOP NOT with more than one source.
+    BitopNotSources,
+    /// LCS with both LEN and IDX.
+    LcsLenAndIdx,
+    /// LCS whose table would pass [`STRING_BYTES_MAX`].
+    LcsTableTooLarge,
+    /// OBJECT FREQ: access frequencies are tracked only under an LFU eviction policy, which
+    /// Flin does not have.
+    FrequencyNotTracked,
+    /// OBJECT IDLETIME: Flin does not record when a key was last read (docs/commands.md).
+    IdleTimeNotTracked,
     /// The storage engine refused (a key or value over its limit, writes after a failed
     /// flush, ...).
     Engine(flin_engine::Error),

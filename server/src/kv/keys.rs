@@ -184,6 +184,27 @@ pub fn rename(
     Ok(true)
 }
 
+/// COPY: copies `source`'s value and TTL to `destination`; whether it did (not for a missing
+/// source, nor onto an existing key without `replace`).
+pub fn copy(
+    txn: &mut impl KvWrite,
+    source: &[u8],
+    destination: &[u8],
+    replace: bool,
+) -> Result<bool> {
+    if source == destination {
+        return Err(KvError::SameObject);
+    }
+    let Some(value) = txn.get(source)? else {
+        return Ok(false);
+    };
+    if !replace && txn.contains(destination)? {
+        return Ok(false);
+    }
+    txn.put(destination, &value.value, value.expiry_ms)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +269,29 @@ mod tests {
             txn.put(b"c", b"3", 0)?;
             assert!(!rename(txn, b"b", b"c", true)?);
             assert_eq!(delete(txn, &[b"b", b"c", b"zz"])?, 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn copy_keeps_the_ttl_and_replaces_only_when_asked() {
+        let kv = Kv::new();
+        kv.write(|txn| {
+            assert!(matches!(
+                copy(txn, b"a", b"a", true),
+                Err(KvError::SameObject)
+            ));
+            assert!(!copy(txn, b"missing", b"b", true)?);
+            let expiry = txn.now_ms() + 5_000;
+            txn.put(b"a", b"1", expiry)?;
+            txn.put(b"b", b"2", 0)?;
+            assert!(!copy(txn, b"a", b"b", false)?);
+            assert_eq!(txn.get(b"b")?.unwrap().value, b"2");
+            assert!(copy(txn, b"a", b"b", true)?);
+            let copied = txn.get(b"b")?.unwrap();
+            assert_eq!((copied.value, copied.expiry_ms), (b"1".to_vec(), expiry));
+            assert!(copy(txn, b"a", b"c", false)?);
+            assert_eq!(count_existing(txn, &[b"a", b"b", b"c", b"a", b"d"])?, 4);
             Ok(())
         });
     }

@@ -7,9 +7,14 @@
 //!   - `core`: the seam the core runs over ([`KvRead`], [`KvWrite`], [`KvScan`]), [`KvError`],
 //!     [`STRING_BYTES_MAX`] and `put_or_expire`, the rule every write with an expiry follows.
 //!   - `strings`: SET and its variants, GETEX, MSET, APPEND, ranges, counters.
-//!   - `keys`: DEL, EXISTS, EXPIRE, TTL, PERSIST, TYPE, KEYS, SCAN, RANDOMKEY, RENAME.
+//!   - `keys`: DEL, EXISTS, TOUCH, EXPIRE, TTL, PERSIST, TYPE, KEYS, SCAN, RANDOMKEY, RENAME,
+//!     COPY.
 //!   - `expiry`: expiry arithmetic, pure (units, [`expiry::ExpiryChange`], EXPIRE's
 //!     conditions, how TTL and friends present a reading).
+//!   - `bits`: SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD: pure bit operations (each
+//!     property-tested against a bit-by-bit reference) and their runs on a key.
+//!   - `lcs`: LCS, Redis's dynamic program and walk, pure.
+//!   - `object`: OBJECT's answers for a string (encoding, reference count), pure.
 //! - The shell, `commands`: the model's rows of the command table and one file per family,
 //!   each command parse -> core -> [`Frame`](crate::frame::Frame); the one place a
 //!   [`KvError`] becomes Redis's error text.
@@ -23,10 +28,13 @@
 //! commits as one log entry through `Store::write` (or joins EXEC's) -> the shell builds the
 //! reply from the typed result, or from the `KvError`.
 
+pub mod bits;
 pub mod commands;
 mod core;
 pub mod expiry;
 pub mod keys;
+pub mod lcs;
+pub mod object;
 pub mod strings;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,12 +1,14 @@
-//! Key-space commands: DEL UNLINK EXISTS EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME
-//! PEXPIRETIME TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX.
+//! Key-space commands: DEL UNLINK EXISTS TOUCH EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME
+//! PEXPIRETIME TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX COPY OBJECT.
 
 use super::integer;
-use crate::cmd::is;
+use crate::cmd::connection::select_database;
+use crate::cmd::{is, unknown_subcommand, wrong_arity};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
 use crate::kv::expiry::{ExpireCondition, ExpiryUnit, TtlFormat};
 use crate::kv::keys::{self, ScanOptions, SCAN_COUNT_DEFAULT};
+use crate::kv::object;
 use crate::kv::{KvError, KvRead};
 
 /// DEL and UNLINK (the engine frees space in the background either way).
@@ -163,6 +165,101 @@ pub fn renamenx(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let (source, destination) = (args[1], args[2]);
     let renamed = call.write(|txn| keys::rename(txn, source, destination, true))?;
     Ok(Frame::Integer(renamed as i64))
+}
+
+/// COPY's options: REPLACE, and DB with the one database there is (another index is refused
+/// as SELECT refuses it).
+pub fn copy(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let mut replace = false;
+    let mut index = 3;
+    while index < args.len() {
+        if is(args[index], "REPLACE") {
+            replace = true;
+        } else if is(args[index], "DB") && index + 1 < args.len() {
+            select_database(args[index + 1])?;
+            index += 1;
+        } else {
+            return Err(KvError::Syntax.into());
+        }
+        index += 1;
+    }
+    let (source, destination) = (args[1], args[2]);
+    let copied = call.write(|txn| keys::copy(txn, source, destination, replace))?;
+    Ok(Frame::Integer(copied as i64))
+}
+
+/// TOUCH: how many of the keys exist (Flin keeps no access times to update).
+pub fn touch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    exists(call, args)
+}
+
+/// OBJECT HELP's lines, as Redis words them.
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key, OBJECT HELP. A missing key answers null.
+pub fn object(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
+    let arity = |wanted: usize| {
+        if args.len() == wanted {
+            Ok(())
+        } else {
+            Err(wrong_arity(&format!("object|{sub}")))
+        }
+    };
+    let null_or_integer = |value: Option<i64>| value.map_or(Frame::Null, Frame::Integer);
+    match sub.as_str() {
+        "help" => {
+            arity(2)?;
+            Ok(Frame::Array(
+                OBJECT_HELP
+                    .iter()
+                    .map(|line| Frame::Simple((*line).into()))
+                    .collect(),
+            ))
+        }
+        "encoding" => {
+            arity(3)?;
+            Ok(match object::encoding_at(call, args[2])? {
+                Some(encoding) => Frame::bulk(encoding.name()),
+                None => Frame::Null,
+            })
+        }
+        "refcount" => {
+            arity(3)?;
+            Ok(null_or_integer(object::refcount_at(call, args[2])?))
+        }
+        "freq" => {
+            arity(3)?;
+            let untracked = KvError::FrequencyNotTracked;
+            Ok(null_or_integer(object::untracked_at(
+                call, args[2], untracked,
+            )?))
+        }
+        "idletime" => {
+            arity(3)?;
+            let untracked = KvError::IdleTimeNotTracked;
+            Ok(null_or_integer(object::untracked_at(
+                call, args[2], untracked,
+            )?))
+        }
+        _ => Err(unknown_subcommand(args[1], "OBJECT")),
+    }
 }
 
 #[cfg(test)]
@@ -392,5 +489,74 @@ mod tests {
         assert_eq!(h.run("renamenx b b"), int(0));
         assert_eq!(h.run("renamenx b d"), int(1));
         assert_eq!(h.run("get d"), bulk("1"));
+    }
+
+    #[test]
+    fn copy_touch() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("copy a b"), int(0));
+        h.run("setex a 100 1");
+        assert_eq!(h.run("copy a b"), int(1));
+        assert_eq!(h.run("ttl b"), int(100), "COPY keeps the TTL");
+        h.run("set c 3");
+        assert_eq!(h.run("copy a c"), int(0));
+        assert_eq!(h.run("get c"), bulk("3"));
+        assert_eq!(h.run("copy a c replace db 0"), int(1));
+        assert_eq!(h.run("get c"), bulk("1"));
+        assert_eq!(
+            h.run("copy a a"),
+            err("ERR source and destination objects are the same")
+        );
+        assert_eq!(h.run("copy a b db 1"), err("ERR DB index is out of range"));
+        assert_eq!(
+            h.run("copy a b db x"),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            h.run("copy a b db 4294967296"),
+            err("ERR value is out of range, value must between -2147483648 and 2147483647")
+        );
+        assert_eq!(h.run("copy a b db"), err("ERR syntax error"));
+        assert_eq!(h.run("copy a b foo"), err("ERR syntax error"));
+        assert_eq!(h.run("touch a b missing a"), int(3));
+    }
+
+    #[test]
+    fn object() {
+        let mut h = Harness::new();
+        h.run("mset int 42 big 12345 text hello");
+        h.run(&format!("set long {}", "x".repeat(45)));
+        let encoding = |h: &mut Harness, key: &str| h.run(&format!("object encoding {key}"));
+        assert_eq!(encoding(&mut h, "int"), bulk("int"));
+        assert_eq!(encoding(&mut h, "text"), bulk("embstr"));
+        assert_eq!(encoding(&mut h, "long"), bulk("raw"));
+        assert_eq!(encoding(&mut h, "missing"), Frame::Null);
+        assert_eq!(h.run("object refcount int"), int(2147483647));
+        assert_eq!(h.run("object refcount big"), int(1));
+        assert_eq!(h.run("object freq missing"), Frame::Null);
+        assert!(
+            matches!(h.run("object freq int"), Frame::Error(text) if text.starts_with("ERR An LFU maxmemory policy is not selected"))
+        );
+        assert_eq!(h.run("object idletime missing"), Frame::Null);
+        assert_eq!(
+            h.run("object idletime int"),
+            err("ERR Flin does not record when a key was last accessed, idle time not tracked.")
+        );
+        let Frame::Array(help) = h.run("object help") else {
+            panic!("help")
+        };
+        assert_eq!(help.len(), 15);
+        assert_eq!(
+            h.run("object encoding"),
+            err("ERR wrong number of arguments for 'object|encoding' command")
+        );
+        assert_eq!(
+            h.run("object help x"),
+            err("ERR wrong number of arguments for 'object|help' command")
+        );
+        assert_eq!(
+            h.run("object foo k"),
+            err("ERR unknown subcommand 'foo'. Try OBJECT HELP.")
+        );
     }
 }

@@ -2,18 +2,23 @@
 //! file per family, each command parse -> core -> reply:
 //! - `strings`: GET SET SETNX SETEX PSETEX GETSET GETDEL GETEX MGET MSET MSETNX APPEND STRLEN
 //!   GETRANGE SUBSTR SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT
-//! - `keys`: DEL UNLINK EXISTS EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME PEXPIRETIME TTL
-//!   PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX
+//!   LCS
+//! - `keys`: DEL UNLINK EXISTS TOUCH EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME PEXPIRETIME
+//!   TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX COPY OBJECT
+//! - `bits`: SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD BITFIELD_RO
 //!
 //! A command parses its arguments into the core's typed arguments, calls the core (reads
 //! through `Call` as a [`KvRead`](super::KvRead), writes through `Call::write`), and builds a
 //! [`Frame`] from the typed result. Every refusal is a [`KvError`], turned into Redis's exact
 //! text here, in one place ([`From<KvError> for Frame`](#impl-From<KvError>-for-Frame)).
 
+pub mod bits;
 pub mod keys;
 pub mod strings;
 
-use crate::cmd::{command, Command, ALL_KEYS, NO_KEYS, ONE_KEY, R, RF, W, WD, WF, WFAST};
+use crate::cmd::{
+    command, Command, ALL_KEYS, CONTAINER, NO_KEYS, ONE_KEY, R, RF, W, WD, WF, WFAST,
+};
 use crate::frame::Frame;
 use crate::kv::KvError;
 use crate::number::parse_i64;
@@ -43,6 +48,14 @@ pub static TABLE: &[Command] = &[
     command!("decr", 2, WF, ONE_KEY, "string", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", strings::decr),
     command!("decrby", 3, WF, ONE_KEY, "string", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", strings::decrby),
     command!("incrbyfloat", 3, WF, ONE_KEY, "string", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", strings::incrbyfloat),
+    command!("lcs", -3, R, (1, 2, 1), "string", "Finds the longest common substring.", strings::lcs),
+    command!("setbit", 4, WD, ONE_KEY, "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", bits::setbit),
+    command!("getbit", 3, RF, ONE_KEY, "bitmap", "Returns a bit value by offset.", bits::getbit),
+    command!("bitcount", -2, R, ONE_KEY, "bitmap", "Counts the number of set bits (population counting) in a string.", bits::bitcount),
+    command!("bitpos", -3, R, ONE_KEY, "bitmap", "Finds the first set (1) or clear (0) bit in a string.", bits::bitpos),
+    command!("bitop", -4, WD, (2, -1, 1), "bitmap", "Performs bitwise operations on multiple strings, and stores the result.", bits::bitop),
+    command!("bitfield", -2, WD, ONE_KEY, "bitmap", "Performs arbitrary bitfield integer operations on strings.", bits::bitfield),
+    command!("bitfield_ro", -2, RF, ONE_KEY, "bitmap", "Performs arbitrary read-only bitfield integer operations on strings.", bits::bitfield_ro),
     command!("del", -2, W, ALL_KEYS, "generic", "Deletes one or more keys.", keys::del),
     command!("unlink", -2, WFAST, ALL_KEYS, "generic", "Asynchronously deletes one or more keys.", keys::del),
     command!("exists", -2, RF, ALL_KEYS, "generic", "Determines whether one or more keys exist.", keys::exists),
@@ -61,6 +74,9 @@ pub static TABLE: &[Command] = &[
     command!("randomkey", 1, R, NO_KEYS, "generic", "Returns a random key name from the database.", keys::randomkey),
     command!("rename", 3, W, (1, 2, 1), "generic", "Renames a key and overwrites the destination.", keys::rename),
     command!("renamenx", 3, WFAST, (1, 2, 1), "generic", "Renames a key only when the target key name doesn't exist.", keys::renamenx),
+    command!("copy", -3, WD, (1, 2, 1), "generic", "Copies the value of a key to a new key.", keys::copy),
+    command!("touch", -2, RF, ALL_KEYS, "generic", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", keys::touch),
+    command!("object", -2, CONTAINER, NO_KEYS, "generic", "A container for object introspection commands.", keys::object),
 ];
 
 impl From<KvError> for Frame {
@@ -91,6 +107,33 @@ impl From<KvError> for Frame {
             KvError::GtWithLt => text("ERR GT and LT options at the same time are not compatible"),
             KvError::NoSuchKey => text("ERR no such key"),
             KvError::InvalidCursor => text("ERR invalid cursor"),
+            KvError::SameObject => text("ERR source and destination objects are the same"),
+            KvError::BitOffset => text("ERR bit offset is not an integer or out of range"),
+            KvError::BitValue => text("ERR bit is not an integer or out of range"),
+            KvError::BitArgument => text("ERR The bit argument must be 1 or 0."),
+            KvError::BitfieldType => text(
+                "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not \
+                 supported but i64 is.",
+            ),
+            KvError::BitfieldOverflowType => text("ERR Invalid OVERFLOW type specified"),
+            KvError::BitfieldReadOnly => text("ERR BITFIELD_RO only supports the GET subcommand"),
+            KvError::BitopNotSources => {
+                text("ERR BITOP NOT must be called with a single source key.")
+            }
+            KvError::LcsLenAndIdx => {
+                text("ERR If you want both the length and indexes, please just use IDX.")
+            }
+            KvError::LcsTableTooLarge => {
+                text("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+            }
+            KvError::FrequencyNotTracked => text(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
+                 Please note that when switching between policies at runtime LRU and LFU data \
+                 will take some time to adjust.",
+            ),
+            KvError::IdleTimeNotTracked => text(
+                "ERR Flin does not record when a key was last accessed, idle time not tracked.",
+            ),
             KvError::Engine(error) => format!("ERR {error}"),
         })
     }

@@ -1,11 +1,12 @@
 //! String commands: GET SET SETNX SETEX PSETEX GETSET GETDEL GETEX MGET MSET MSETNX APPEND
-//! STRLEN GETRANGE SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT.
+//! STRLEN GETRANGE SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT LCS.
 
 use super::{bulk_or_null, integer};
 use crate::cmd::{is, wrong_arity};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
 use crate::kv::expiry::{storable_expiry, ExpiryArg, ExpiryChange, ExpiryUnit};
+use crate::kv::lcs::{self, LcsAnswer, LcsQuery};
 use crate::kv::strings::{self, GetExChange, SetCondition, SetOptions};
 use crate::kv::{KvError, KvRead};
 use crate::number::{parse_f64, parse_i64};
@@ -229,6 +230,79 @@ pub fn incrbyfloat(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let key = args[1];
     let text = call.write(|txn| strings::increment_float(txn, key, delta))?;
     Ok(Frame::Bulk(text.into_bytes()))
+}
+
+/// LCS's options: `[LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`, in any order.
+struct LcsOptions {
+    query: LcsQuery,
+    with_match_length: bool,
+}
+
+fn parse_lcs_options(args: &[&[u8]]) -> Result<LcsOptions, KvError> {
+    let (mut length, mut indexes, mut with_match_length) = (false, false, false);
+    let mut min_length = 0i64;
+    let mut index = 0;
+    while index < args.len() {
+        let option = args[index];
+        let more = index + 1 < args.len();
+        if is(option, "IDX") {
+            indexes = true;
+        } else if is(option, "LEN") {
+            length = true;
+        } else if is(option, "WITHMATCHLEN") {
+            with_match_length = true;
+        } else if is(option, "MINMATCHLEN") && more {
+            min_length = integer(args[index + 1])?.max(0);
+            index += 1;
+        } else {
+            return Err(KvError::Syntax);
+        }
+        index += 1;
+    }
+    let query = match (length, indexes) {
+        (true, true) => return Err(KvError::LcsLenAndIdx),
+        (_, true) => LcsQuery::Matches {
+            min_length: min_length as u64,
+        },
+        (true, false) => LcsQuery::Length,
+        (false, false) => LcsQuery::Sequence,
+    };
+    Ok(LcsOptions {
+        query,
+        with_match_length,
+    })
+}
+
+pub fn lcs(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let options = parse_lcs_options(&args[3..])?;
+    Ok(
+        match lcs::lcs_of_keys(call, args[1], args[2], options.query)? {
+            LcsAnswer::Sequence(sequence) => Frame::Bulk(sequence),
+            LcsAnswer::Length(length) => Frame::Integer(length as i64),
+            LcsAnswer::Matches { matches, length } => {
+                let range = |(start, end): (u32, u32)| {
+                    Frame::Array(vec![
+                        Frame::Integer(start as i64),
+                        Frame::Integer(end as i64),
+                    ])
+                };
+                let matches = matches
+                    .into_iter()
+                    .map(|run| {
+                        let mut entry = vec![range(run.a), range(run.b)];
+                        if options.with_match_length {
+                            entry.push(Frame::Integer(run.length as i64));
+                        }
+                        Frame::Array(entry)
+                    })
+                    .collect();
+                Frame::Map(vec![
+                    (Frame::bulk("matches"), Frame::Array(matches)),
+                    (Frame::bulk("len"), Frame::Integer(length as i64)),
+                ])
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -455,5 +529,42 @@ mod tests {
         h.run("setex ttl 100 5");
         h.run("incr ttl");
         assert_eq!(h.run("ttl ttl"), int(100));
+    }
+
+    #[test]
+    fn lcs_shapes() {
+        let mut h = Harness::new();
+        h.run("mset a ohmytext b mynewtext");
+        assert_eq!(h.run("lcs a b"), bulk("mytext"));
+        assert_eq!(h.run("lcs a b len"), int(6));
+        let range = |start, end| Frame::Array(vec![int(start), int(end)]);
+        let idx = h.run("lcs a b idx minmatchlen 4 withmatchlen");
+        assert_eq!(
+            idx,
+            Frame::Map(vec![
+                (
+                    bulk("matches"),
+                    Frame::Array(vec![Frame::Array(vec![range(4, 7), range(5, 8), int(4)])])
+                ),
+                (bulk("len"), int(6)),
+            ])
+        );
+        assert_eq!(
+            h.run("lcs a b len idx"),
+            err("ERR If you want both the length and indexes, please just use IDX.")
+        );
+        assert_eq!(h.run("lcs a b minmatchlen"), err("ERR syntax error"));
+        assert_eq!(
+            h.run("lcs a b minmatchlen x"),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(h.run("lcs a missing"), bulk(""));
+        assert_eq!(
+            h.run("lcs missing missing idx"),
+            Frame::Map(vec![
+                (bulk("matches"), Frame::Array(vec![])),
+                (bulk("len"), int(0)),
+            ])
+        );
     }
 }
