@@ -65,6 +65,7 @@ fn check(
     if !command.arity_ok(args.len()) {
         return Err(cmd::wrong_arity(command.name));
     }
+    command.check_subcommand(args)?;
     if shared.options.requirepass.is_some()
         && !session.authenticated
         && !command.has_flag("no_auth")

@@ -31,17 +31,44 @@ pub struct Command {
     /// Command group for COMMAND DOCS.
     pub group: &'static str,
     pub summary: &'static str,
+    /// A container's subcommands (lower-case name, Redis's arity counting the container's
+    /// name), which the dispatcher checks before running or queuing the command, as Redis
+    /// checks its subcommand table; empty for other commands. (CONFIG and CLIENT still check
+    /// theirs when they run.)
+    pub subcommands: &'static [(&'static str, i64)],
     pub run: fn(&mut Call<'_, '_>, &[&[u8]]) -> Outcome,
+}
+
+/// Whether `argc` arguments (the name included) satisfy Redis's `arity`: `n` exactly, `-n` at
+/// least n.
+fn arity_allows(arity: i64, argc: usize) -> bool {
+    let argc = argc as i64;
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
 }
 
 impl Command {
     pub fn arity_ok(&self, argc: usize) -> bool {
-        let argc = argc as i64;
-        if self.arity >= 0 {
-            argc == self.arity
-        } else {
-            argc >= -self.arity
+        arity_allows(self.arity, argc)
+    }
+
+    /// For a container given a subcommand, Redis's refusal of `args` before anything runs:
+    /// an unknown subcommand, or a wrong number of arguments for it.
+    pub fn check_subcommand(&self, args: &[&[u8]]) -> Result<(), Frame> {
+        let Some(sub) = args.get(1).filter(|_| !self.subcommands.is_empty()) else {
+            return Ok(());
+        };
+        let Some((name, arity)) = self.subcommands.iter().find(|(name, _)| is(sub, name)) else {
+            let container = text(args[0]).to_ascii_uppercase();
+            return Err(unknown_subcommand(sub, &container));
+        };
+        if !arity_allows(*arity, args.len()) {
+            return Err(wrong_arity(&format!("{}|{name}", self.name)));
         }
+        Ok(())
     }
 
     pub fn has_flag(&self, flag: &str) -> bool {
@@ -72,9 +99,12 @@ const NOAUTH: &[&str] = &[
 ];
 const TXN: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
-/// A row of a command table.
+/// A row of a command table (a container's ends with its subcommands).
 macro_rules! command {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal, $summary:literal, $run:path) => {
+        $crate::cmd::command!($name, $arity, $flags, $keys, $group, $summary, $run, &[])
+    };
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal, $summary:literal, $run:path, $subcommands:expr) => {
         $crate::cmd::Command {
             name: $name,
             arity: $arity,
@@ -82,6 +112,7 @@ macro_rules! command {
             keys: $keys,
             group: $group,
             summary: $summary,
+            subcommands: $subcommands,
             run: $run,
         }
     };

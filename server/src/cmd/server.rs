@@ -312,6 +312,7 @@ fn command_info(command: &Command) -> Frame {
     let category = match command.group {
         "generic" => "@keyspace",
         "string" => "@string",
+        "bitmap" => "@bitmap",
         "connection" => "@connection",
         "transactions" => "@transaction",
         _ => "@admin",

@@ -33,10 +33,24 @@ pub enum Verdict {
     Differ,
 }
 
+/// Documented divergences in a read's reply only: the command changes nothing, so the two
+/// servers' states still agree after it (random mode does not start them afresh, and the
+/// replies after it in an EXEC or pipeline are judged on their own).
+const REPLY_ONLY_RULES: &[&str] = &["object-encoding-by-value", "object-idletime-not-tracked"];
+
+/// Whether a documented divergence is in a reply only (see [`REPLY_ONLY_RULES`]).
+pub fn reply_only(rule: &str) -> bool {
+    REPLY_ONLY_RULES.contains(&rule)
+}
+
 impl Verdict {
     fn and(self, other: Verdict) -> Verdict {
         match (self, other) {
             (Verdict::Differ, _) | (_, Verdict::Differ) => Verdict::Differ,
+            // The one that may leave the servers' states apart speaks for both.
+            (Verdict::Known(first), Verdict::Known(second)) => {
+                Verdict::Known(if reply_only(first) { second } else { first })
+            }
             (Verdict::Known(rule), _) | (_, Verdict::Known(rule)) => Verdict::Known(rule),
             (Verdict::Tolerated(rule), _) | (_, Verdict::Tolerated(rule)) => {
                 Verdict::Tolerated(rule)
@@ -386,6 +400,16 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
             return Some("incrbyfloat-long-double-range");
         }
     }
+    if name == "OBJECT" {
+        return object_divergence(&upper(args.get(1)), redis, flin);
+    }
+    if name == "COPY" && copies_to_another_database(args) {
+        // Flin has one database: DB n refused as SELECT n is (Redis has 16 by default).
+        let refused = flin_error.as_deref() == Some("ERR DB index is out of range");
+        if refused && !redis.is_error() {
+            return Some("single-database");
+        }
+    }
     // The engine holds keys of at most 1 MiB (Redis: 512 MiB).
     let key_limit = flin_engine::KEY_BYTES_MAX;
     if flin_error.as_deref().is_some_and(|e| {
@@ -405,6 +429,44 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
         }
     }
     None
+}
+
+/// OBJECT's documented divergences (docs/commands.md, OBJECT): Flin answers ENCODING and
+/// REFCOUNT from the value's bytes, as Redis encodes a string SET wrote, where Redis also
+/// remembers how the value was written (APPEND, SETRANGE, SETBIT, BITFIELD and BITOP leave it
+/// `raw`, INCRBYFLOAT `embstr`, and a copy of a shared integer is not shared); and it refuses
+/// IDLETIME, which it does not track.
+fn object_divergence(sub: &str, redis: &Value, flin: &Value) -> Option<&'static str> {
+    match sub {
+        "ENCODING" => {
+            let (Value::Bulk(redis), Value::Bulk(flin)) = (redis, flin) else {
+                return None;
+            };
+            let written_in_place = redis == b"raw" && (flin == b"embstr" || flin == b"int");
+            let float_result = redis == b"embstr" && flin == b"int";
+            (written_in_place || float_result).then_some("object-encoding-by-value")
+        }
+        "REFCOUNT" => (redis.integer() == Some(1) && flin.integer() == Some(i32::MAX as i64))
+            .then_some("object-encoding-by-value"),
+        "IDLETIME" => {
+            let refused = matches!(flin, Value::Error(text)
+                if text == b"ERR Flin does not record when a key was last accessed, idle time not tracked.");
+            (refused && redis.integer().is_some()).then_some("object-idletime-not-tracked")
+        }
+        _ => None,
+    }
+}
+
+/// Whether COPY's options name a database Redis has and Flin does not (1 to 15: Redis's
+/// default is 16 databases).
+fn copies_to_another_database(args: &[Vec<u8>]) -> bool {
+    args.windows(2).skip(3).any(|pair| {
+        pair[0].eq_ignore_ascii_case(b"DB")
+            && std::str::from_utf8(&pair[1])
+                .ok()
+                .and_then(|text| text.parse::<i64>().ok())
+                .is_some_and(|db| (1..16).contains(&db))
+    })
 }
 
 /// What one reply's verdict means for the replies that follow it in the same EXEC or
@@ -437,7 +499,9 @@ impl Carry {
             (verdict, _) => verdict,
         };
         if let Verdict::Known(rule) = verdict {
-            self.known.get_or_insert(rule);
+            if !reply_only(rule) {
+                self.known.get_or_insert(rule);
+            }
         }
         let rounded = verdict == Verdict::Tolerated("incrbyfloat-f64") && redis != flin;
         if rounded && args[0].eq_ignore_ascii_case(b"INCRBYFLOAT") {
@@ -727,6 +791,77 @@ mod tests {
         assert_eq!(
             verdict("x", &raw, &error("ERR unknown command 'x'")),
             Verdict::Differ
+        );
+    }
+
+    #[test]
+    fn object_and_copy_divergences_are_recognised_precisely() {
+        let encoding =
+            |redis: &str, flin: &str| verdict("OBJECT ENCODING k", &bulk(redis), &bulk(flin));
+        assert_eq!(
+            encoding("raw", "embstr"),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(
+            encoding("raw", "int"),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(
+            encoding("embstr", "int"),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(encoding("int", "embstr"), Verdict::Differ);
+        assert_eq!(encoding("embstr", "raw"), Verdict::Differ);
+        assert_eq!(
+            verdict("OBJECT REFCOUNT k", &int(1), &int(2147483647)),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(
+            verdict("OBJECT REFCOUNT k", &int(2147483647), &int(1)),
+            Verdict::Differ
+        );
+        let idle =
+            error("ERR Flin does not record when a key was last accessed, idle time not tracked.");
+        assert_eq!(
+            verdict("OBJECT IDLETIME k", &int(3), &idle),
+            Verdict::Known("object-idletime-not-tracked")
+        );
+        assert_eq!(
+            verdict("OBJECT IDLETIME k", &Value::NullBulk, &idle),
+            Verdict::Differ
+        );
+        assert_eq!(verdict("OBJECT FREQ k", &int(3), &idle), Verdict::Differ);
+        let out_of_range = error("ERR DB index is out of range");
+        assert_eq!(
+            verdict("COPY a b DB 1", &int(1), &out_of_range),
+            Verdict::Known("single-database")
+        );
+        assert_eq!(
+            verdict("COPY a b DB 16", &int(1), &out_of_range),
+            Verdict::Differ
+        );
+        assert_eq!(
+            verdict("COPY a b REPLACE", &int(1), &out_of_range),
+            Verdict::Differ
+        );
+        // Reply-only divergences do not speak for a whole EXEC when another one may not be.
+        assert_eq!(
+            Verdict::Known("object-encoding-by-value").and(Verdict::Known("single-database")),
+            Verdict::Known("single-database")
+        );
+        let mut carry = Carry::default();
+        let object = args("OBJECT IDLETIME k");
+        carry.follow(
+            &object,
+            &int(1),
+            &idle,
+            Verdict::Known("object-idletime-not-tracked"),
+        );
+        let get = args("GET k");
+        assert_eq!(
+            carry.follow(&get, &bulk("a"), &bulk("b"), Verdict::Differ),
+            Verdict::Differ,
+            "a reply-only divergence does not excuse what follows"
         );
     }
 

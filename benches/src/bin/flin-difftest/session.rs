@@ -91,7 +91,7 @@ impl Report {
                     .entry(rule)
                     .or_insert_with(|| (0, divergence()))
                     .0 += 1;
-                return true;
+                return !compare::reply_only(rule);
             }
             Verdict::Differ => {
                 self.divergences.push(divergence());

@@ -3,7 +3,7 @@
 
 use super::integer;
 use crate::cmd::connection::select_database;
-use crate::cmd::{is, unknown_subcommand, wrong_arity};
+use crate::cmd::{is, unknown_subcommand};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
 use crate::kv::expiry::{ExpireCondition, ExpiryUnit, TtlFormat};
@@ -212,47 +212,39 @@ const OBJECT_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key, OBJECT HELP. A missing key answers null.
+/// OBJECT's subcommands and their arities, which the dispatcher checks (inside MULTI too).
+pub const OBJECT_SUBCOMMANDS: &[(&str, i64)] = &[
+    ("encoding", 3),
+    ("freq", 3),
+    ("help", 2),
+    ("idletime", 3),
+    ("refcount", 3),
+];
+
+/// OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key, OBJECT HELP (subcommand and arity checked by
+/// the dispatcher). A missing key answers null.
 pub fn object(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
-    let arity = |wanted: usize| {
-        if args.len() == wanted {
-            Ok(())
-        } else {
-            Err(wrong_arity(&format!("object|{sub}")))
-        }
-    };
     let null_or_integer = |value: Option<i64>| value.map_or(Frame::Null, Frame::Integer);
+    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
     match sub.as_str() {
-        "help" => {
-            arity(2)?;
-            Ok(Frame::Array(
-                OBJECT_HELP
-                    .iter()
-                    .map(|line| Frame::Simple((*line).into()))
-                    .collect(),
-            ))
-        }
-        "encoding" => {
-            arity(3)?;
-            Ok(match object::encoding_at(call, args[2])? {
-                Some(encoding) => Frame::bulk(encoding.name()),
-                None => Frame::Null,
-            })
-        }
-        "refcount" => {
-            arity(3)?;
-            Ok(null_or_integer(object::refcount_at(call, args[2])?))
-        }
+        "help" => Ok(Frame::Array(
+            OBJECT_HELP
+                .iter()
+                .map(|line| Frame::Simple((*line).into()))
+                .collect(),
+        )),
+        "encoding" => Ok(match object::encoding_at(call, args[2])? {
+            Some(encoding) => Frame::bulk(encoding.name()),
+            None => Frame::Null,
+        }),
+        "refcount" => Ok(null_or_integer(object::refcount_at(call, args[2])?)),
         "freq" => {
-            arity(3)?;
             let untracked = KvError::FrequencyNotTracked;
             Ok(null_or_integer(object::untracked_at(
                 call, args[2], untracked,
             )?))
         }
         "idletime" => {
-            arity(3)?;
             let untracked = KvError::IdleTimeNotTracked;
             Ok(null_or_integer(object::untracked_at(
                 call, args[2], untracked,
@@ -557,6 +549,20 @@ mod tests {
         assert_eq!(
             h.run("object foo k"),
             err("ERR unknown subcommand 'foo'. Try OBJECT HELP.")
+        );
+        // Checked before queuing, as Redis does: the EXEC is then refused.
+        assert_eq!(h.run("multi"), ok());
+        assert_eq!(
+            h.run("Object foo"),
+            err("ERR unknown subcommand 'foo'. Try OBJECT HELP.")
+        );
+        assert_eq!(
+            h.run("object freq"),
+            err("ERR wrong number of arguments for 'object|freq' command")
+        );
+        assert_eq!(
+            h.run("exec"),
+            err("EXECABORT Transaction discarded because of previous errors.")
         );
     }
 }

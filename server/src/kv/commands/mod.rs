@@ -76,7 +76,7 @@ pub static TABLE: &[Command] = &[
     command!("renamenx", 3, WFAST, (1, 2, 1), "generic", "Renames a key only when the target key name doesn't exist.", keys::renamenx),
     command!("copy", -3, WD, (1, 2, 1), "generic", "Copies the value of a key to a new key.", keys::copy),
     command!("touch", -2, RF, ALL_KEYS, "generic", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", keys::touch),
-    command!("object", -2, CONTAINER, NO_KEYS, "generic", "A container for object introspection commands.", keys::object),
+    command!("object", -2, CONTAINER, NO_KEYS, "generic", "A container for object introspection commands.", keys::object, keys::OBJECT_SUBCOMMANDS),
 ];
 
 impl From<KvError> for Frame {
