@@ -111,7 +111,7 @@ pub fn compare(context: Context<'_>, redis: &Value, flin: &Value) -> Verdict {
     match tolerate(context, redis, flin) {
         Verdict::Differ => context
             .args
-            .and_then(|args| known_divergence(args, redis, flin))
+            .and_then(|args| known_divergence(args, redis, flin, context.in_exec))
             .map_or(Verdict::Differ, Verdict::Known),
         verdict => verdict,
     }
@@ -362,7 +362,12 @@ fn close_floats(redis: &Value, flin: &Value) -> Verdict {
 
 /// Divergences docs/commands.md documents as deliberate, each recognised from the command
 /// and both replies precisely enough that a different bug would not be taken for it.
-fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'static str> {
+fn known_divergence(
+    args: &[Vec<u8>],
+    redis: &Value,
+    flin: &Value,
+    in_exec: bool,
+) -> Option<&'static str> {
     let name = upper(args.first());
     let flin_error = match flin {
         Value::Error(text) => Some(String::from_utf8_lossy(text).into_owned()),
@@ -384,6 +389,19 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
         if past_f64 && flin_range_error {
             return Some("incrbyfloat-long-double-range");
         }
+        // A stored value past f64's range (`1e325`, say, which SETRANGE or APPEND can build):
+        // Redis reads it and the infinite increment makes the sum infinite; Flin cannot read
+        // it. A valid increment rules out every other cause of Flin's refusal.
+        let redis_infinite_sum = matches!(redis, Value::Error(text)
+            if text == b"ERR increment would produce NaN or Infinity");
+        let flin_unreadable = flin_error.as_deref() == Some("ERR value is not a valid float");
+        let valid_increment = args
+            .get(2)
+            .and_then(|arg| std::str::from_utf8(arg).ok())
+            .is_some_and(|text| text.parse::<f64>().is_ok_and(|n| !n.is_nan()));
+        if redis_infinite_sum && flin_unreadable && valid_increment {
+            return Some("incrbyfloat-long-double-range");
+        }
         // Below long double's range Redis refuses the literal; in f64 it already read as 0.
         let redis_refused =
             matches!(redis, Value::Error(text) if text == b"ERR value is not a valid float");
@@ -401,7 +419,7 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
         }
     }
     if name == "OBJECT" {
-        return object_divergence(&upper(args.get(1)), redis, flin);
+        return object_divergence(&upper(args.get(1)), redis, flin, in_exec);
     }
     if name == "COPY" && copies_to_another_database(args) {
         // Flin has one database: DB n refused as SELECT n is (Redis has 16 by default).
@@ -434,9 +452,16 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
 /// OBJECT's documented divergences (docs/commands.md, OBJECT): Flin answers ENCODING and
 /// REFCOUNT from the value's bytes, as Redis encodes a string SET wrote, where Redis also
 /// remembers how the value was written (APPEND, SETRANGE, SETBIT, BITFIELD and BITOP leave it
-/// `raw`, INCRBYFLOAT `embstr`, and a copy of a shared integer is not shared); and it refuses
+/// `raw`, INCRBYFLOAT `embstr`, and a copy of a shared integer is not shared; inside EXEC, a
+/// value an earlier queued command wrote is still referenced by that command's arguments, so
+/// Redis counts 2, for a value INCRBYFLOAT wrote too, whatever its bytes); and it refuses
 /// IDLETIME, which it does not track.
-fn object_divergence(sub: &str, redis: &Value, flin: &Value) -> Option<&'static str> {
+fn object_divergence(
+    sub: &str,
+    redis: &Value,
+    flin: &Value,
+    in_exec: bool,
+) -> Option<&'static str> {
     match sub {
         "ENCODING" => {
             let (Value::Bulk(redis), Value::Bulk(flin)) = (redis, flin) else {
@@ -446,8 +471,14 @@ fn object_divergence(sub: &str, redis: &Value, flin: &Value) -> Option<&'static 
             let float_result = redis == b"embstr" && flin == b"int";
             (written_in_place || float_result).then_some("object-encoding-by-value")
         }
-        "REFCOUNT" => (redis.integer() == Some(1) && flin.integer() == Some(i32::MAX as i64))
-            .then_some("object-encoding-by-value"),
+        "REFCOUNT" => {
+            let unshared = redis.integer() == Some(1) && flin.integer() == Some(i32::MAX as i64);
+            let flin_answer = flin
+                .integer()
+                .is_some_and(|n| n == 1 || n == i32::MAX as i64);
+            let held_by_exec = in_exec && redis.integer() == Some(2) && flin_answer;
+            (unshared || held_by_exec).then_some("object-encoding-by-value")
+        }
         "IDLETIME" => {
             let refused = matches!(flin, Value::Error(text)
                 if text == b"ERR Flin does not record when a key was last accessed, idle time not tracked.");
@@ -506,14 +537,48 @@ impl Carry {
         let rounded = verdict == Verdict::Tolerated("incrbyfloat-f64") && redis != flin;
         if rounded && args[0].eq_ignore_ascii_case(b"INCRBYFLOAT") {
             self.rounded_keys.extend(args.get(1).cloned());
+        } else {
+            let derived = derived_from(&self.rounded_keys, args);
+            self.rounded_keys.extend(derived);
         }
         verdict
     }
 
-    /// Keys an INCRBYFLOAT left with different digits on the two servers.
+    /// Keys an INCRBYFLOAT left with different digits on the two servers, and keys a later
+    /// command in the same EXEC or pipeline may have written from them.
     pub fn rounded_keys(&self) -> &[Vec<u8>] {
         &self.rounded_keys
     }
+}
+
+/// The arguments of a command that mentions one of `rounded` keys: any of them may be a key it
+/// wrote from a rounded value (COPY's or RENAME's destination, BITOP's), so they are forgotten
+/// too (deleting a key that agrees on both servers changes nothing).
+fn derived_from(rounded: &[Vec<u8>], args: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    if args[1..].iter().any(|arg| rounded.contains(arg)) {
+        args[1..]
+            .iter()
+            .filter(|arg| !rounded.contains(arg))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Keys an EXEC whose INCRBYFLOATs were tolerated may have left different on the two servers:
+/// each INCRBYFLOAT's key, and what later queued commands wrote from one.
+pub fn rounded_in_exec(queued: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
+    let mut rounded: Vec<Vec<u8>> = Vec::new();
+    for args in queued {
+        if args[0].eq_ignore_ascii_case(b"INCRBYFLOAT") && args.len() > 1 {
+            rounded.push(args[1].clone());
+        } else {
+            let derived = derived_from(&rounded, args);
+            rounded.extend(derived);
+        }
+    }
+    rounded
 }
 
 /// EXEC: each element against the command that produced it.
@@ -772,6 +837,16 @@ mod tests {
             ),
             Verdict::Differ
         );
+        let infinite = error("ERR increment would produce NaN or Infinity");
+        let unreadable = error("ERR value is not a valid float");
+        assert_eq!(
+            verdict("INCRBYFLOAT k -inf", &infinite, &unreadable),
+            Verdict::Known("incrbyfloat-long-double-range")
+        );
+        assert_eq!(
+            verdict("INCRBYFLOAT k x", &infinite, &unreadable),
+            Verdict::Differ
+        );
         assert_eq!(
             verdict(
                 "INCRBYFLOAT k 1e-300",
@@ -863,6 +938,31 @@ mod tests {
             Verdict::Differ,
             "a reply-only divergence does not excuse what follows"
         );
+    }
+
+    #[test]
+    fn keys_written_from_a_rounded_float_are_forgotten_too() {
+        let queued = vec![
+            args("INCRBYFLOAT k 1.5"),
+            args("BITOP AND d k x"),
+            args("COPY d e"),
+            args("GET other"),
+        ];
+        let rounded = rounded_in_exec(&queued);
+        for key in ["k", "d", "x", "e"] {
+            assert!(rounded.contains(&key.as_bytes().to_vec()), "{key}");
+        }
+        assert!(!rounded.contains(&b"other".to_vec()));
+        let mut carry = Carry::default();
+        let float = args("INCRBYFLOAT k 0.2");
+        carry.follow(
+            &float,
+            &bulk("0.3"),
+            &bulk("0.30000000000000004"),
+            Verdict::Tolerated("incrbyfloat-f64"),
+        );
+        carry.follow(&args("COPY k c"), &int(1), &int(1), Verdict::Same);
+        assert!(carry.rounded_keys().contains(&b"c".to_vec()));
     }
 
     #[test]

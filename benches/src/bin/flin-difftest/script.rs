@@ -1522,6 +1522,14 @@ pub fn groups() -> Vec<Group> {
                 "OBJECT IDLETIME a",
                 "COPY a c DB 1",
                 "COPY a a DB 1",
+                "MULTI",
+                "SET inexec hello",
+                "OBJECT REFCOUNT inexec",
+                "INCRBYFLOAT inexec2 0",
+                "OBJECT REFCOUNT inexec2",
+                "EXEC",
+                "OBJECT REFCOUNT inexec",
+                "OBJECT REFCOUNT inexec2",
             ]);
         }),
         group("keys-glob", |b| {
