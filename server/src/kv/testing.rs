@@ -9,8 +9,7 @@ use super::core::Result;
 use crate::context::{KvTxn, TouchStamps};
 use crate::store::{Reader, Store};
 
-/// Start of the manual clock: 2023-11-14T22:13:20Z (as `cmd::test_support`).
-pub const START_MS: u64 = 1_700_000_000_000;
+pub use crate::cmd::test_support::START_MS;
 
 /// An in-memory engine, its manual clock and the WATCH stamps writes bump.
 pub struct Kv {

@@ -10,7 +10,7 @@
 //! A command parses its arguments into the core's typed arguments, calls the core (reads
 //! through `Call` as a [`KvRead`](super::KvRead), writes through `Call::write`), and builds a
 //! [`Frame`] from the typed result. Every refusal is a [`KvError`], turned into Redis's exact
-//! text here, in one place ([`From<KvError> for Frame`](#impl-From<KvError>-for-Frame)).
+//! text here, in one place (`impl From<KvError> for Frame`).
 
 pub mod bits;
 pub mod keys;
