@@ -15,6 +15,7 @@ use flin_net::resp::RespVersion;
 
 use crate::config::Options;
 use crate::frame::Frame;
+use crate::kv::{self, KvRead, KvScan, KvWrite};
 
 /// A command's result: `Ok` is the reply, `Err` an error reply. `?` turns engine errors and
 /// argument errors into the latter.
@@ -63,7 +64,7 @@ pub struct TouchStamps {
 }
 
 impl TouchStamps {
-    fn new() -> TouchStamps {
+    pub(crate) fn new() -> TouchStamps {
         TouchStamps {
             buckets: (0..TOUCH_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -235,20 +236,38 @@ pub struct KvTxn<'a, 't> {
     touches: &'a TouchStamps,
 }
 
-impl KvTxn<'_, '_> {
-    pub fn now_ms(&self) -> u64 {
+impl<'a, 't> KvTxn<'a, 't> {
+    /// The key-value view of `txn`; `written` collects the keys it puts (EXEC's shared
+    /// transaction, for FLUSHALL).
+    pub(crate) fn new(
+        txn: &'a mut Txn<'t>,
+        written: Option<&'a mut Vec<Vec<u8>>>,
+        touches: &'a TouchStamps,
+    ) -> KvTxn<'a, 't> {
+        KvTxn {
+            txn,
+            written,
+            touches,
+        }
+    }
+}
+
+impl KvRead for KvTxn<'_, '_> {
+    fn now_ms(&self) -> u64 {
         self.txn.now_ms()
     }
 
-    pub fn get(&self, key: &[u8]) -> flin_engine::Result<Option<Value>> {
-        self.txn.get(KV, key)
+    fn get(&self, key: &[u8]) -> kv::Result<Option<Value>> {
+        Ok(self.txn.get(KV, key)?)
     }
 
-    pub fn contains(&self, key: &[u8]) -> flin_engine::Result<bool> {
-        self.txn.contains(KV, key)
+    fn contains(&self, key: &[u8]) -> kv::Result<bool> {
+        Ok(self.txn.contains(KV, key)?)
     }
+}
 
-    pub fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> flin_engine::Result<()> {
+impl KvWrite for KvTxn<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> kv::Result<()> {
         self.txn.put(KV, key, value, expiry_ms)?;
         if let Some(written) = self.written.as_deref_mut() {
             written.push(key.to_vec());
@@ -256,15 +275,59 @@ impl KvTxn<'_, '_> {
         Ok(())
     }
 
-    /// Deletes the key if it exists; returns whether it did.
-    pub fn delete(&mut self, key: &[u8]) -> flin_engine::Result<bool> {
-        self.txn.delete(KV, key)
+    fn delete(&mut self, key: &[u8]) -> kv::Result<bool> {
+        Ok(self.txn.delete(KV, key)?)
     }
 
-    /// Counts a write to `key` that leaves no record (see [`TouchStamps`]). Runs under the
-    /// writer lock, like EXEC's comparison of the stamps.
-    pub fn touch(&mut self, key: &[u8]) {
+    /// Runs under the writer lock, like EXEC's comparison of the stamps.
+    fn touch(&mut self, key: &[u8]) {
         self.touches.touch(key);
+    }
+}
+
+/// Committed key-value state, read without a transaction, at the engine clock's time.
+impl KvRead for Reader<'_> {
+    fn now_ms(&self) -> u64 {
+        Reader::now_ms(self)
+    }
+
+    fn get(&self, key: &[u8]) -> kv::Result<Option<Value>> {
+        Ok(Reader::get(self, KV, key)?)
+    }
+
+    fn contains(&self, key: &[u8]) -> kv::Result<bool> {
+        Ok(Reader::contains(self, KV, key)?)
+    }
+
+    fn read_with<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(&[u8], u64) -> R,
+    ) -> kv::Result<Option<R>> {
+        Ok(self.get_with(KV, key, |found| read(found.value, found.expiry_ms))?)
+    }
+
+    /// One `Engine::get_many_with` call overlaps the lookups' memory accesses.
+    fn get_many(&self, keys: &[&[u8]]) -> kv::Result<Vec<Option<Vec<u8>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        self.get_many_with(KV, keys, |_, found| {
+            values.push(found.map(|found| found.value.to_vec()))
+        })?;
+        Ok(values)
+    }
+
+    fn expiry_of(&self, key: &[u8]) -> kv::Result<Option<u64>> {
+        Ok(Reader::expiry_of(self, KV, key)?)
+    }
+}
+
+impl KvScan for Reader<'_> {
+    fn scan_page(&self, cursor: u64, count: usize) -> kv::Result<(u64, Vec<Vec<u8>>)> {
+        Ok(self.scan(KV, cursor, count)?)
+    }
+
+    fn random_key(&self, seed: u64) -> kv::Result<Option<Vec<u8>>> {
+        Ok(Reader::random_key(self, KV, seed)?)
     }
 }
 
@@ -311,72 +374,80 @@ impl<'a, 't> Call<'a, 't> {
         self.shared.store.reader()
     }
 
+    /// How every mutating key-value command writes: `decide` reads and queues its writes
+    /// (through the key-value view of the transaction) and they commit through the one write
+    /// path (`Store::write`) as one log entry, or, inside EXEC, join EXEC's transaction. If
+    /// `decide` refuses, nothing is written and the refusal is the reply.
+    pub fn write<R>(
+        &mut self,
+        decide: impl FnOnce(&mut KvTxn<'_, '_>) -> kv::Result<R>,
+    ) -> Result<R, Frame> {
+        let touches = &self.shared.touches;
+        if let Some(txn) = self.txn.as_deref_mut() {
+            let written = self.written_in_transaction.as_deref_mut();
+            return Ok(decide(&mut KvTxn::new(txn, written, touches))?);
+        }
+        let written = self
+            .shared
+            .store
+            .write(|txn| Ok(decide(&mut KvTxn::new(txn, None, touches))?))?;
+        self.session.note_write(written.seq);
+        Ok(written.reply)
+    }
+}
+
+/// A command's reads: inside EXEC through EXEC's transaction (so they see the writes queued
+/// before them), otherwise the committed state, without the writer lock.
+impl KvRead for Call<'_, '_> {
     /// The time expiries are compared with (the transaction's, inside EXEC).
-    pub fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         match &self.txn {
             Some(txn) => txn.now_ms(),
             None => self.shared.now_ms(),
         }
     }
 
-    /// A live key's value and expiry.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Value>, Frame> {
-        Ok(match &self.txn {
-            Some(txn) => txn.get(KV, key)?,
-            None => self.shared.store.reader().get(KV, key)?,
-        })
-    }
-
-    /// The values of several keys, in order (MGET). Outside a transaction one
-    /// `Engine::get_many_with` call overlaps the lookups' memory accesses.
-    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, Frame> {
-        let mut values = Vec::with_capacity(keys.len());
+    fn get(&self, key: &[u8]) -> kv::Result<Option<Value>> {
         match &self.txn {
-            Some(txn) => {
-                for key in keys {
-                    values.push(txn.get(KV, key)?.map(|found| found.value));
-                }
-            }
-            None => self
-                .shared
-                .store
-                .reader()
-                .get_many_with(KV, keys, |_, found| {
-                    values.push(found.map(|found| found.value.to_vec()))
-                })?,
+            Some(txn) => Ok(txn.get(KV, key)?),
+            None => KvRead::get(&self.read(), key),
         }
-        Ok(values)
     }
 
-    /// Whether a live key exists.
-    pub fn exists(&self, key: &[u8]) -> Result<bool, Frame> {
-        Ok(match &self.txn {
-            Some(txn) => txn.contains(KV, key)?,
-            None => self.shared.store.reader().contains(KV, key)?,
-        })
+    fn contains(&self, key: &[u8]) -> kv::Result<bool> {
+        match &self.txn {
+            Some(txn) => Ok(txn.contains(KV, key)?),
+            None => KvRead::contains(&self.read(), key),
+        }
     }
 
-    /// How every mutating key-value command writes: `decide` reads and queues its writes
-    /// (through the key-value view of the transaction) and they commit through the one write
-    /// path (`Store::write`) as one log entry, or, inside EXEC, join EXEC's transaction. If
-    /// `decide` returns an error reply nothing is written.
-    pub fn write(&mut self, decide: impl FnOnce(&mut KvTxn<'_, '_>) -> Outcome) -> Outcome {
-        let touches = &self.shared.touches;
-        if let Some(txn) = self.txn.as_deref_mut() {
-            return decide(&mut KvTxn {
-                txn,
-                written: self.written_in_transaction.as_deref_mut(),
-                touches,
-            });
+    fn read_with<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(&[u8], u64) -> R,
+    ) -> kv::Result<Option<R>> {
+        match &self.txn {
+            Some(txn) => Ok(txn
+                .get(KV, key)?
+                .map(|found| read(&found.value, found.expiry_ms))),
+            None => self.read().read_with(key, read),
         }
-        let written = self.shared.store.write(|txn| {
-            decide(&mut KvTxn {
-                txn,
-                written: None,
-                touches,
-            })
-        })?;
-        self.session.note_write(written.seq);
-        Ok(written.reply)
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> kv::Result<Vec<Option<Vec<u8>>>> {
+        match &self.txn {
+            Some(txn) => keys
+                .iter()
+                .map(|key| Ok(txn.get(KV, key)?.map(|found| found.value)))
+                .collect(),
+            None => self.read().get_many(keys),
+        }
+    }
+
+    fn expiry_of(&self, key: &[u8]) -> kv::Result<Option<u64>> {
+        match &self.txn {
+            Some(txn) => Ok(txn.get(KV, key)?.map(|found| found.expiry_ms)),
+            None => KvRead::expiry_of(&self.read(), key),
+        }
     }
 }

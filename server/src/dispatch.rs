@@ -65,6 +65,7 @@ fn check(
     if !command.arity_ok(args.len()) {
         return Err(cmd::wrong_arity(command.name));
     }
+    command.check_subcommand(args)?;
     if shared.options.requirepass.is_some()
         && !session.authenticated
         && !command.has_flag("no_auth")
@@ -235,7 +236,7 @@ mod tests {
         ];
         let mut h = Harness::new();
         let mut runs = 0;
-        for command in crate::cmd::TABLE {
+        for command in crate::cmd::commands() {
             let name = command.name.as_bytes();
             let mut run = |h: &mut Harness, rest: &[&[u8]]| {
                 let mut args = vec![name];

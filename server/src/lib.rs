@@ -9,8 +9,12 @@
 //!   path by which every mutating command reaches the engine (one engine transaction each, or
 //!   EXEC's shared transaction).
 //! - `dispatch`: lookup, arity, authentication, MULTI queuing, then the command.
-//! - `cmd`: the command table and one file per family (`connection`, `strings`, `keys`,
-//!   `server`, `transactions`), each parse -> apply -> reply.
+//! - `cmd`: the command table (its own rows and each data model's) and the families that
+//!   belong to no model (`connection`, `server`, `transactions`), each parse -> apply -> reply.
+//! - `kv`: the key-value data model, a folder of its own: a core (typed arguments in, typed
+//!   results or `KvError` out; no sockets or frames, tested on an in-memory engine) and a thin
+//!   command shell (`kv::commands`: parse -> core -> `Frame`). Queues, streams and documents
+//!   will each get a folder of this shape.
 //! - `service`: flin-net's `Service`: RESP and binary requests in, frames out; waits for the
 //!   group fsync before replies leave under `--fsync always`.
 //! - `glob`, `number`: Redis's glob matching and number rules.
@@ -19,8 +23,9 @@
 //!
 //! # Data flow
 //! socket -> flin-net parses a request -> `KvService::handle_*` -> `dispatch::execute` ->
-//! command: reads via `Call::get` (no writer lock), writes via `Call::write` ->
-//! `Engine::transaction` (seq recorded in the session) -> `Frame` -> encoded into the output
+//! command (a model's shell parses its arguments and calls its core): reads through the `Call`
+//! (no writer lock), writes via `Call::write` -> `Store::write` (one transaction, committed as
+//! one log entry; seq recorded in the session) -> `Frame` -> encoded into the output
 //! buffer, behind its reply gate (`gates`: under `--fsync always`, until what it acknowledges is
 //! durable) -> socket.
 
@@ -34,6 +39,7 @@ pub mod dispatch;
 pub mod frame;
 pub mod gates;
 pub mod glob;
+pub mod kv;
 pub mod number;
 pub mod service;
 #[allow(unsafe_code)]

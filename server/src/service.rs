@@ -335,9 +335,7 @@ fn plain_set(
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
     let written = crate::context::Call::standalone(shared, session).write(|txn| {
-        txn.put(key, value, 0)?;
-        // The reply is not used: OK goes out below. An integer allocates nothing.
-        Ok(Frame::Integer(1))
+        crate::kv::strings::set(txn, key, value, &crate::kv::strings::SetOptions::PLAIN)
     });
     match written {
         Ok(_) => request

@@ -28,8 +28,22 @@ pub fn quit(_call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
 }
 
 pub fn select(_call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    match int_arg(args[1])? {
-        0 => Ok(Frame::ok()),
+    select_database(args[1])?;
+    Ok(Frame::ok())
+}
+
+/// A database index (SELECT, COPY's DB): Flin has one database, 0. Read as Redis's
+/// `getIntFromObjectOrReply` reads it (a 32-bit integer), so the errors are Redis's; any other
+/// index is out of range, as in a Redis configured with one database.
+pub fn select_database(arg: &[u8]) -> Result<(), Frame> {
+    let index = int_arg(arg)?;
+    if i32::try_from(index).is_err() {
+        return Err(Frame::error(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        ));
+    }
+    match index {
+        0 => Ok(()),
         _ => Err(Frame::error("ERR DB index is out of range")),
     }
 }
@@ -166,6 +180,11 @@ mod tests {
         assert_eq!(h.run("echo x"), bulk("x"));
         assert_eq!(h.run("select 0"), ok());
         assert_eq!(h.run("select 1"), err("ERR DB index is out of range"));
+        // Read as a 32-bit integer, as Redis reads a database index.
+        assert_eq!(
+            h.run("select 4294967296"),
+            err("ERR value is out of range, value must between -2147483648 and 2147483647")
+        );
         assert_eq!(
             h.run("select x"),
             err("ERR value is not an integer or out of range")

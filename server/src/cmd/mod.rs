@@ -1,19 +1,16 @@
-//! The command table and the command families, one file each (parse -> apply -> reply):
+//! The command table, and the command families that belong to no data model, one file each
+//! (parse -> apply -> reply):
 //! - `connection`: PING ECHO QUIT HELLO AUTH SELECT
-//! - `strings`: GET SET SETNX SETEX PSETEX GETSET GETDEL GETEX MGET MSET MSETNX APPEND STRLEN
-//!   GETRANGE SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT
-//! - `keys`: DEL UNLINK EXISTS EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL PERSIST TYPE KEYS SCAN
-//!   RANDOMKEY RENAME RENAMENX
 //! - `server`: DBSIZE FLUSHDB FLUSHALL TIME INFO CONFIG COMMAND CLIENT
 //! - `transactions`: MULTI EXEC DISCARD WATCH UNWATCH
 //!
-//! Each command is `fn(&mut Call, args) -> Outcome`, with `args[0]` the name; the arity was
-//! checked by the dispatcher from the table.
+//! Each data model keeps its commands in its own folder with its own rows of the table
+//! (`kv::commands::TABLE`); [`commands`] joins them with this module's [`TABLE`]. Each command
+//! is `fn(&mut Call, args) -> Outcome`, with `args[0]` the name; the arity was checked by the
+//! dispatcher from the table.
 
 pub mod connection;
-pub mod keys;
 pub mod server;
-pub mod strings;
 pub mod transactions;
 
 use std::collections::HashMap;
@@ -34,17 +31,44 @@ pub struct Command {
     /// Command group for COMMAND DOCS.
     pub group: &'static str,
     pub summary: &'static str,
+    /// A container's subcommands (lower-case name, Redis's arity counting the container's
+    /// name), which the dispatcher checks before running or queuing the command, as Redis
+    /// checks its subcommand table; empty for other commands. (CONFIG and CLIENT still check
+    /// theirs when they run.)
+    pub subcommands: &'static [(&'static str, i64)],
     pub run: fn(&mut Call<'_, '_>, &[&[u8]]) -> Outcome,
+}
+
+/// Whether `argc` arguments (the name included) satisfy Redis's `arity`: `n` exactly, `-n` at
+/// least n.
+fn arity_allows(arity: i64, argc: usize) -> bool {
+    let argc = argc as i64;
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
 }
 
 impl Command {
     pub fn arity_ok(&self, argc: usize) -> bool {
-        let argc = argc as i64;
-        if self.arity >= 0 {
-            argc == self.arity
-        } else {
-            argc >= -self.arity
+        arity_allows(self.arity, argc)
+    }
+
+    /// For a container given a subcommand, Redis's refusal of `args` before anything runs:
+    /// an unknown subcommand, or a wrong number of arguments for it.
+    pub fn check_subcommand(&self, args: &[&[u8]]) -> Result<(), Frame> {
+        let Some(sub) = args.get(1).filter(|_| !self.subcommands.is_empty()) else {
+            return Ok(());
+        };
+        let Some((name, arity)) = self.subcommands.iter().find(|(name, _)| is(sub, name)) else {
+            let container = text(args[0]).to_ascii_uppercase();
+            return Err(unknown_subcommand(sub, &container));
+        };
+        if !arity_allows(*arity, args.len()) {
+            return Err(wrong_arity(&format!("{}|{name}", self.name)));
         }
+        Ok(())
     }
 
     pub fn has_flag(&self, flag: &str) -> bool {
@@ -52,18 +76,19 @@ impl Command {
     }
 }
 
-const W: &[&str] = &["write"];
-const WD: &[&str] = &["write", "denyoom"];
-const WF: &[&str] = &["write", "denyoom", "fast"];
-const WFAST: &[&str] = &["write", "fast"];
-const R: &[&str] = &["readonly"];
-const RF: &[&str] = &["readonly", "fast"];
+// Flag sets of the table's rows (`pub(crate)`: the models' tables use them too).
+pub(crate) const W: &[&str] = &["write"];
+pub(crate) const WD: &[&str] = &["write", "denyoom"];
+pub(crate) const WF: &[&str] = &["write", "denyoom", "fast"];
+pub(crate) const WFAST: &[&str] = &["write", "fast"];
+pub(crate) const R: &[&str] = &["readonly"];
+pub(crate) const RF: &[&str] = &["readonly", "fast"];
 const F: &[&str] = &["fast"];
 /// Redis marks these commands as allowed while loading and on a stale replica too.
 const FLS: &[&str] = &["loading", "stale", "fast"];
 /// A container command (CONFIG, CLIENT): Redis gives the container no flags; its subcommands
 /// have them.
-const CONTAINER: &[&str] = &[];
+pub(crate) const CONTAINER: &[&str] = &[];
 const NOAUTH: &[&str] = &[
     "noscript",
     "loading",
@@ -74,25 +99,32 @@ const NOAUTH: &[&str] = &[
 ];
 const TXN: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
+/// A row of a command table (a container's ends with its subcommands).
 macro_rules! command {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal, $summary:literal, $run:path) => {
-        Command {
+        $crate::cmd::command!($name, $arity, $flags, $keys, $group, $summary, $run, &[])
+    };
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal, $summary:literal, $run:path, $subcommands:expr) => {
+        $crate::cmd::Command {
             name: $name,
             arity: $arity,
             flags: $flags,
             keys: $keys,
             group: $group,
             summary: $summary,
+            subcommands: $subcommands,
             run: $run,
         }
     };
 }
+pub(crate) use command;
 
-const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
-const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
-const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
+pub(crate) const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
+pub(crate) const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
+pub(crate) const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
 
-/// Every command the server knows.
+/// The commands of no data model: connection, server and transactions.
+#[rustfmt::skip]
 pub static TABLE: &[Command] = &[
     command!("ping", -1, F, NO_KEYS, "connection", "Returns the server's liveliness response.", connection::ping),
     command!("echo", 2, FLS, NO_KEYS, "connection", "Returns the given string.", connection::echo),
@@ -100,45 +132,6 @@ pub static TABLE: &[Command] = &[
     command!("hello", -1, NOAUTH, NO_KEYS, "connection", "Handshakes with the server.", connection::hello),
     command!("auth", -2, NOAUTH, NO_KEYS, "connection", "Authenticates the connection.", connection::auth),
     command!("select", 2, FLS, NO_KEYS, "connection", "Changes the selected database.", connection::select),
-    command!("get", 2, RF, ONE_KEY, "string", "Returns the string value of a key.", strings::get),
-    command!("set", -3, WD, ONE_KEY, "string", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", strings::set),
-    command!("setnx", 3, WF, ONE_KEY, "string", "Set the string value of a key only when the key doesn't exist.", strings::setnx),
-    command!("setex", 4, WD, ONE_KEY, "string", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", strings::setex),
-    command!("psetex", 4, WD, ONE_KEY, "string", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", strings::psetex),
-    command!("getset", 3, WF, ONE_KEY, "string", "Returns the previous string value of a key after setting it to a new value.", strings::getset),
-    command!("getdel", 2, WFAST, ONE_KEY, "string", "Returns the string value of a key after deleting the key.", strings::getdel),
-    command!("getex", -2, WFAST, ONE_KEY, "string", "Returns the string value of a key after setting its expiration time.", strings::getex),
-    command!("mget", -2, RF, ALL_KEYS, "string", "Atomically returns the string values of one or more keys.", strings::mget),
-    command!("mset", -3, WD, (1, -1, 2), "string", "Atomically creates or modifies the string values of one or more keys.", strings::mset),
-    command!("msetnx", -3, WD, (1, -1, 2), "string", "Atomically modifies the string values of one or more keys only when all keys don't exist.", strings::msetnx),
-    command!("append", 3, WF, ONE_KEY, "string", "Appends a string to the value of a key. Creates the key if it doesn't exist.", strings::append),
-    command!("strlen", 2, RF, ONE_KEY, "string", "Returns the length of a string value.", strings::strlen),
-    command!("getrange", 4, R, ONE_KEY, "string", "Returns a substring of the string stored at a key.", strings::getrange),
-    command!("substr", 4, R, ONE_KEY, "string", "Returns a substring from a string value.", strings::getrange),
-    command!("setrange", 4, WD, ONE_KEY, "string", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", strings::setrange),
-    command!("incr", 2, WF, ONE_KEY, "string", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", strings::incr),
-    command!("incrby", 3, WF, ONE_KEY, "string", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", strings::incrby),
-    command!("decr", 2, WF, ONE_KEY, "string", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", strings::decr),
-    command!("decrby", 3, WF, ONE_KEY, "string", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", strings::decrby),
-    command!("incrbyfloat", 3, WF, ONE_KEY, "string", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", strings::incrbyfloat),
-    command!("del", -2, W, ALL_KEYS, "generic", "Deletes one or more keys.", keys::del),
-    command!("unlink", -2, WFAST, ALL_KEYS, "generic", "Asynchronously deletes one or more keys.", keys::del),
-    command!("exists", -2, RF, ALL_KEYS, "generic", "Determines whether one or more keys exist.", keys::exists),
-    command!("expire", -3, WFAST, ONE_KEY, "generic", "Sets the expiration time of a key in seconds.", keys::expire),
-    command!("pexpire", -3, WFAST, ONE_KEY, "generic", "Sets the expiration time of a key in milliseconds.", keys::pexpire),
-    command!("expireat", -3, WFAST, ONE_KEY, "generic", "Sets the expiration time of a key to a Unix timestamp.", keys::expireat),
-    command!("pexpireat", -3, WFAST, ONE_KEY, "generic", "Sets the expiration time of a key to a Unix milliseconds timestamp.", keys::pexpireat),
-    command!("expiretime", 2, RF, ONE_KEY, "generic", "Returns the expiration time of a key as a Unix timestamp.", keys::expiretime),
-    command!("pexpiretime", 2, RF, ONE_KEY, "generic", "Returns the expiration time of a key as a Unix milliseconds timestamp.", keys::pexpiretime),
-    command!("ttl", 2, RF, ONE_KEY, "generic", "Returns the expiration time in seconds of a key.", keys::ttl),
-    command!("pttl", 2, RF, ONE_KEY, "generic", "Returns the expiration time in milliseconds of a key.", keys::pttl),
-    command!("persist", 2, WFAST, ONE_KEY, "generic", "Removes the expiration time of a key.", keys::persist),
-    command!("type", 2, RF, ONE_KEY, "generic", "Determines the type of value stored at a key.", keys::type_of),
-    command!("keys", 2, R, NO_KEYS, "generic", "Returns all key names that match a pattern.", keys::keys),
-    command!("scan", -2, R, NO_KEYS, "generic", "Iterates over the key names in the database.", keys::scan),
-    command!("randomkey", 1, R, NO_KEYS, "generic", "Returns a random key name from the database.", keys::randomkey),
-    command!("rename", 3, W, (1, 2, 1), "generic", "Renames a key and overwrites the destination.", keys::rename),
-    command!("renamenx", 3, WFAST, (1, 2, 1), "generic", "Renames a key only when the target key name doesn't exist.", keys::renamenx),
     command!("dbsize", 1, RF, NO_KEYS, "server", "Returns the number of keys in the database.", server::dbsize),
     command!("flushdb", -1, W, NO_KEYS, "server", "Remove all keys from the current database.", server::flushall),
     command!("flushall", -1, W, NO_KEYS, "server", "Removes all keys from all databases.", server::flushall),
@@ -154,21 +147,51 @@ pub static TABLE: &[Command] = &[
     command!("unwatch", 1, TXN, NO_KEYS, "transactions", "Forgets about watched keys of a transaction.", transactions::unwatch),
 ];
 
-/// Longest command name in the table, so lookups lower-case into a stack buffer.
-const NAME_BYTES_MAX: usize = 16;
+/// Every command the server knows: this module's table, then each data model's (COMMAND lists
+/// them in this order).
+pub fn commands() -> impl Iterator<Item = &'static Command> + Clone {
+    [TABLE, crate::kv::commands::TABLE].into_iter().flatten()
+}
+
+/// Bytes of the stack buffer a name is lower-cased into for the lookup: at least the longest
+/// name in the tables (checked when the lookup map is built, so a longer name added to a table
+/// fails every test instead of being "unknown"). A longer request name matches no command.
+const NAME_BUFFER_BYTES: usize = 32;
+
+/// The lookup map, and the longest name in it.
+struct ByName {
+    commands: HashMap<&'static [u8], &'static Command>,
+    longest: usize,
+}
 
 /// The command named `name`, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static Command> {
-    static BY_NAME: OnceLock<HashMap<&'static [u8], &'static Command>> = OnceLock::new();
-    let by_name = BY_NAME.get_or_init(|| TABLE.iter().map(|c| (c.name.as_bytes(), c)).collect());
-    if name.len() > NAME_BYTES_MAX {
+    static BY_NAME: OnceLock<ByName> = OnceLock::new();
+    let by_name = BY_NAME.get_or_init(|| {
+        let mut map = HashMap::new();
+        for command in commands() {
+            assert!(
+                command.name.len() <= NAME_BUFFER_BYTES,
+                "command name '{}' is longer than the lookup's {NAME_BUFFER_BYTES}-byte buffer",
+                command.name
+            );
+            let previous = map.insert(command.name.as_bytes(), command);
+            assert!(previous.is_none(), "'{}' is in two tables", command.name);
+        }
+        let longest = map.keys().map(|name| name.len()).max().unwrap_or(0);
+        ByName {
+            commands: map,
+            longest,
+        }
+    });
+    if name.len() > by_name.longest {
         return None;
     }
-    let mut lower = [0u8; NAME_BYTES_MAX];
+    let mut lower = [0u8; NAME_BUFFER_BYTES];
     for (slot, byte) in lower.iter_mut().zip(name) {
         *slot = byte.to_ascii_lowercase();
     }
-    by_name.get(&lower[..name.len()]).copied()
+    by_name.commands.get(&lower[..name.len()]).copied()
 }
 
 // ---- argument helpers shared by the families ----
@@ -203,12 +226,43 @@ pub fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
+/// Redis's `addReplySubcommandSyntaxError`: the subcommand as given, cut at 128 bytes.
+pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {command} HELP.",
+        shown(&sub[..sub.len().min(SUBCOMMAND_SHOWN_BYTES)])
+    ))
+}
+
+/// Bytes of an unknown subcommand shown in the error (Redis's `%.128s`).
+const SUBCOMMAND_SHOWN_BYTES: usize = 128;
+
 /// An argument as Redis's error messages show it: they format arguments with C's `%s`, which
 /// stops at the first NUL byte. (Invalid UTF-8 shows as U+FFFD: Flin's error texts are
 /// strings, where Redis copies the raw bytes.)
 pub fn shown(arg: &[u8]) -> String {
     let end = arg.iter().position(|byte| *byte == 0).unwrap_or(arg.len());
     text(&arg[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{commands, lookup, NAME_BUFFER_BYTES};
+
+    #[test]
+    fn every_command_is_found_by_its_name_in_any_case() {
+        for command in commands() {
+            let upper = command.name.to_ascii_uppercase();
+            for name in [command.name, &upper] {
+                let found = lookup(name.as_bytes()).map(|found| found.name);
+                assert_eq!(found, Some(command.name));
+            }
+        }
+        assert!(commands().count() > 50);
+        // Longer than any name: unknown, whatever its bytes.
+        assert!(lookup(&[b'a'; NAME_BUFFER_BYTES + 1]).is_none());
+        assert!(lookup(b"getx").is_none());
+    }
 }
 
 #[cfg(test)]

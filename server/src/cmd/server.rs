@@ -7,10 +7,13 @@ use flin_engine::Durability;
 use flin_net::resp::RespVersion;
 
 use super::connection::REDIS_COMPAT_VERSION;
-use super::{int_arg, is, shown, syntax_error, text, wrong_arity, Command, TABLE};
+use super::{
+    commands, int_arg, is, shown, syntax_error, text, unknown_subcommand, wrong_arity, Command,
+};
 use crate::context::{Call, Outcome, KV};
 use crate::frame::Frame;
 use crate::glob;
+use crate::kv::KvWrite;
 
 /// Keys deleted per engine transaction by FLUSHDB/FLUSHALL, so one flush of a huge database
 /// does not hold the writer lock (or build one record) for all of it.
@@ -39,7 +42,7 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
                     for key in &page {
                         deleted_this_pass += txn.delete(key)? as usize;
                     }
-                    Ok(Frame::ok())
+                    Ok(())
                 })?;
             }
             if next == 0 {
@@ -56,7 +59,7 @@ pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
                 for key in &written {
                     txn.delete(key)?;
                 }
-                Ok(Frame::ok())
+                Ok(())
             })?;
             return Ok(Frame::ok());
         }
@@ -251,7 +254,7 @@ fn config_parameters(call: &Call<'_, '_>) -> Vec<(&'static str, String)> {
         ("timeout", "0".into()),
         (
             "proto-max-bulk-len",
-            super::strings::STRING_BYTES_MAX.to_string(),
+            crate::kv::STRING_BYTES_MAX.to_string(),
         ),
         ("io-threads", options.threads.max(1).to_string()),
     ]
@@ -305,21 +308,11 @@ pub fn config(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     }
 }
 
-/// Redis's `addReplySubcommandSyntaxError`: the subcommand as given, cut at 128 bytes.
-fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
-    Frame::error(format!(
-        "ERR unknown subcommand '{}'. Try {command} HELP.",
-        shown(&sub[..sub.len().min(SUBCOMMAND_SHOWN_BYTES)])
-    ))
-}
-
-/// Bytes of an unknown subcommand shown in the error (Redis's `%.128s`).
-const SUBCOMMAND_SHOWN_BYTES: usize = 128;
-
 fn command_info(command: &Command) -> Frame {
     let category = match command.group {
         "generic" => "@keyspace",
         "string" => "@string",
+        "bitmap" => "@bitmap",
         "connection" => "@connection",
         "transactions" => "@transaction",
         _ => "@admin",
@@ -354,16 +347,16 @@ fn command_docs(command: &Command) -> Frame {
 
 pub fn command(_call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let Some(sub) = args.get(1) else {
-        return Ok(Frame::Array(TABLE.iter().map(command_info).collect()));
+        return Ok(Frame::Array(commands().map(command_info).collect()));
     };
     let named = || args[2..].iter().map(|name| super::lookup(name));
     match text(sub).to_ascii_lowercase().as_str() {
-        "count" if args.len() == 2 => Ok(Frame::Integer(TABLE.len() as i64)),
+        "count" if args.len() == 2 => Ok(Frame::Integer(commands().count() as i64)),
         "list" => Ok(Frame::Array(
-            TABLE.iter().map(|c| Frame::bulk(c.name)).collect(),
+            commands().map(|c| Frame::bulk(c.name)).collect(),
         )),
         "info" => Ok(Frame::Array(if args.len() == 2 {
-            TABLE.iter().map(command_info).collect()
+            commands().map(command_info).collect()
         } else {
             named()
                 .map(|c| c.map_or(Frame::Null, command_info))
@@ -371,7 +364,7 @@ pub fn command(_call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         })),
         "docs" => {
             let commands: Vec<&Command> = if args.len() == 2 {
-                TABLE.iter().collect()
+                commands().collect()
             } else {
                 named().flatten().collect()
             };
@@ -665,7 +658,10 @@ mod tests {
             h.run("config foo"),
             err("ERR unknown subcommand 'foo'. Try CONFIG HELP.")
         );
-        assert_eq!(h.run("command count"), int(crate::cmd::TABLE.len() as i64));
+        assert_eq!(
+            h.run("command count"),
+            int(crate::cmd::commands().count() as i64)
+        );
         let Frame::Array(info) = h.run("command info get nope") else {
             panic!()
         };

@@ -33,10 +33,24 @@ pub enum Verdict {
     Differ,
 }
 
+/// Documented divergences in a read's reply only: the command changes nothing, so the two
+/// servers' states still agree after it (random mode does not start them afresh, and the
+/// replies after it in an EXEC or pipeline are judged on their own).
+const REPLY_ONLY_RULES: &[&str] = &["object-encoding-by-value", "object-idletime-not-tracked"];
+
+/// Whether a documented divergence is in a reply only (see [`REPLY_ONLY_RULES`]).
+pub fn reply_only(rule: &str) -> bool {
+    REPLY_ONLY_RULES.contains(&rule)
+}
+
 impl Verdict {
     fn and(self, other: Verdict) -> Verdict {
         match (self, other) {
             (Verdict::Differ, _) | (_, Verdict::Differ) => Verdict::Differ,
+            // The one that may leave the servers' states apart speaks for both.
+            (Verdict::Known(first), Verdict::Known(second)) => {
+                Verdict::Known(if reply_only(first) { second } else { first })
+            }
             (Verdict::Known(rule), _) | (_, Verdict::Known(rule)) => Verdict::Known(rule),
             (Verdict::Tolerated(rule), _) | (_, Verdict::Tolerated(rule)) => {
                 Verdict::Tolerated(rule)
@@ -97,7 +111,7 @@ pub fn compare(context: Context<'_>, redis: &Value, flin: &Value) -> Verdict {
     match tolerate(context, redis, flin) {
         Verdict::Differ => context
             .args
-            .and_then(|args| known_divergence(args, redis, flin))
+            .and_then(|args| known_divergence(args, redis, flin, context.in_exec))
             .map_or(Verdict::Differ, Verdict::Known),
         verdict => verdict,
     }
@@ -348,7 +362,12 @@ fn close_floats(redis: &Value, flin: &Value) -> Verdict {
 
 /// Divergences docs/commands.md documents as deliberate, each recognised from the command
 /// and both replies precisely enough that a different bug would not be taken for it.
-fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'static str> {
+fn known_divergence(
+    args: &[Vec<u8>],
+    redis: &Value,
+    flin: &Value,
+    in_exec: bool,
+) -> Option<&'static str> {
     let name = upper(args.first());
     let flin_error = match flin {
         Value::Error(text) => Some(String::from_utf8_lossy(text).into_owned()),
@@ -370,6 +389,19 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
         if past_f64 && flin_range_error {
             return Some("incrbyfloat-long-double-range");
         }
+        // A stored value past f64's range (`1e325`, say, which SETRANGE or APPEND can build):
+        // Redis reads it and the infinite increment makes the sum infinite; Flin cannot read
+        // it. A valid increment rules out every other cause of Flin's refusal.
+        let redis_infinite_sum = matches!(redis, Value::Error(text)
+            if text == b"ERR increment would produce NaN or Infinity");
+        let flin_unreadable = flin_error.as_deref() == Some("ERR value is not a valid float");
+        let valid_increment = args
+            .get(2)
+            .and_then(|arg| std::str::from_utf8(arg).ok())
+            .is_some_and(|text| text.parse::<f64>().is_ok_and(|n| !n.is_nan()));
+        if redis_infinite_sum && flin_unreadable && valid_increment {
+            return Some("incrbyfloat-long-double-range");
+        }
         // Below long double's range Redis refuses the literal; in f64 it already read as 0.
         let redis_refused =
             matches!(redis, Value::Error(text) if text == b"ERR value is not a valid float");
@@ -384,6 +416,16 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
                 .is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b)));
         if redis_refused && matches!(flin, Value::Bulk(_)) && underflow {
             return Some("incrbyfloat-long-double-range");
+        }
+    }
+    if name == "OBJECT" {
+        return object_divergence(&upper(args.get(1)), redis, flin, in_exec);
+    }
+    if name == "COPY" && copies_to_another_database(args) {
+        // Flin has one database: DB n refused as SELECT n is (Redis has 16 by default).
+        let refused = flin_error.as_deref() == Some("ERR DB index is out of range");
+        if refused && !redis.is_error() {
+            return Some("single-database");
         }
     }
     // The engine holds keys of at most 1 MiB (Redis: 512 MiB).
@@ -405,6 +447,57 @@ fn known_divergence(args: &[Vec<u8>], redis: &Value, flin: &Value) -> Option<&'s
         }
     }
     None
+}
+
+/// OBJECT's documented divergences (docs/commands.md, OBJECT): Flin answers ENCODING and
+/// REFCOUNT from the value's bytes, as Redis encodes a string SET wrote, where Redis also
+/// remembers how the value was written (APPEND, SETRANGE, SETBIT, BITFIELD and BITOP leave it
+/// `raw`, INCRBYFLOAT `embstr`, and a copy of a shared integer is not shared; inside EXEC, a
+/// value an earlier queued command wrote is still referenced by that command's arguments, so
+/// Redis counts 2, for a value INCRBYFLOAT wrote too, whatever its bytes); and it refuses
+/// IDLETIME, which it does not track.
+fn object_divergence(
+    sub: &str,
+    redis: &Value,
+    flin: &Value,
+    in_exec: bool,
+) -> Option<&'static str> {
+    match sub {
+        "ENCODING" => {
+            let (Value::Bulk(redis), Value::Bulk(flin)) = (redis, flin) else {
+                return None;
+            };
+            let written_in_place = redis == b"raw" && (flin == b"embstr" || flin == b"int");
+            let float_result = redis == b"embstr" && flin == b"int";
+            (written_in_place || float_result).then_some("object-encoding-by-value")
+        }
+        "REFCOUNT" => {
+            let unshared = redis.integer() == Some(1) && flin.integer() == Some(i32::MAX as i64);
+            let flin_answer = flin
+                .integer()
+                .is_some_and(|n| n == 1 || n == i32::MAX as i64);
+            let held_by_exec = in_exec && redis.integer() == Some(2) && flin_answer;
+            (unshared || held_by_exec).then_some("object-encoding-by-value")
+        }
+        "IDLETIME" => {
+            let refused = matches!(flin, Value::Error(text)
+                if text == b"ERR Flin does not record when a key was last accessed, idle time not tracked.");
+            (refused && redis.integer().is_some()).then_some("object-idletime-not-tracked")
+        }
+        _ => None,
+    }
+}
+
+/// Whether COPY's options name a database Redis has and Flin does not (1 to 15: Redis's
+/// default is 16 databases).
+fn copies_to_another_database(args: &[Vec<u8>]) -> bool {
+    args.windows(2).skip(3).any(|pair| {
+        pair[0].eq_ignore_ascii_case(b"DB")
+            && std::str::from_utf8(&pair[1])
+                .ok()
+                .and_then(|text| text.parse::<i64>().ok())
+                .is_some_and(|db| (1..16).contains(&db))
+    })
 }
 
 /// What one reply's verdict means for the replies that follow it in the same EXEC or
@@ -437,19 +530,55 @@ impl Carry {
             (verdict, _) => verdict,
         };
         if let Verdict::Known(rule) = verdict {
-            self.known.get_or_insert(rule);
+            if !reply_only(rule) {
+                self.known.get_or_insert(rule);
+            }
         }
         let rounded = verdict == Verdict::Tolerated("incrbyfloat-f64") && redis != flin;
         if rounded && args[0].eq_ignore_ascii_case(b"INCRBYFLOAT") {
             self.rounded_keys.extend(args.get(1).cloned());
+        } else {
+            let derived = derived_from(&self.rounded_keys, args);
+            self.rounded_keys.extend(derived);
         }
         verdict
     }
 
-    /// Keys an INCRBYFLOAT left with different digits on the two servers.
+    /// Keys an INCRBYFLOAT left with different digits on the two servers, and keys a later
+    /// command in the same EXEC or pipeline may have written from them.
     pub fn rounded_keys(&self) -> &[Vec<u8>] {
         &self.rounded_keys
     }
+}
+
+/// The arguments of a command that mentions one of `rounded` keys: any of them may be a key it
+/// wrote from a rounded value (COPY's or RENAME's destination, BITOP's), so they are forgotten
+/// too (deleting a key that agrees on both servers changes nothing).
+fn derived_from(rounded: &[Vec<u8>], args: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    if args[1..].iter().any(|arg| rounded.contains(arg)) {
+        args[1..]
+            .iter()
+            .filter(|arg| !rounded.contains(arg))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Keys an EXEC whose INCRBYFLOATs were tolerated may have left different on the two servers:
+/// each INCRBYFLOAT's key, and what later queued commands wrote from one.
+pub fn rounded_in_exec(queued: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
+    let mut rounded: Vec<Vec<u8>> = Vec::new();
+    for args in queued {
+        if args[0].eq_ignore_ascii_case(b"INCRBYFLOAT") && args.len() > 1 {
+            rounded.push(args[1].clone());
+        } else {
+            let derived = derived_from(&rounded, args);
+            rounded.extend(derived);
+        }
+    }
+    rounded
 }
 
 /// EXEC: each element against the command that produced it.
@@ -708,6 +837,16 @@ mod tests {
             ),
             Verdict::Differ
         );
+        let infinite = error("ERR increment would produce NaN or Infinity");
+        let unreadable = error("ERR value is not a valid float");
+        assert_eq!(
+            verdict("INCRBYFLOAT k -inf", &infinite, &unreadable),
+            Verdict::Known("incrbyfloat-long-double-range")
+        );
+        assert_eq!(
+            verdict("INCRBYFLOAT k x", &infinite, &unreadable),
+            Verdict::Differ
+        );
         assert_eq!(
             verdict(
                 "INCRBYFLOAT k 1e-300",
@@ -728,6 +867,102 @@ mod tests {
             verdict("x", &raw, &error("ERR unknown command 'x'")),
             Verdict::Differ
         );
+    }
+
+    #[test]
+    fn object_and_copy_divergences_are_recognised_precisely() {
+        let encoding =
+            |redis: &str, flin: &str| verdict("OBJECT ENCODING k", &bulk(redis), &bulk(flin));
+        assert_eq!(
+            encoding("raw", "embstr"),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(
+            encoding("raw", "int"),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(
+            encoding("embstr", "int"),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(encoding("int", "embstr"), Verdict::Differ);
+        assert_eq!(encoding("embstr", "raw"), Verdict::Differ);
+        assert_eq!(
+            verdict("OBJECT REFCOUNT k", &int(1), &int(2147483647)),
+            Verdict::Known("object-encoding-by-value")
+        );
+        assert_eq!(
+            verdict("OBJECT REFCOUNT k", &int(2147483647), &int(1)),
+            Verdict::Differ
+        );
+        let idle =
+            error("ERR Flin does not record when a key was last accessed, idle time not tracked.");
+        assert_eq!(
+            verdict("OBJECT IDLETIME k", &int(3), &idle),
+            Verdict::Known("object-idletime-not-tracked")
+        );
+        assert_eq!(
+            verdict("OBJECT IDLETIME k", &Value::NullBulk, &idle),
+            Verdict::Differ
+        );
+        assert_eq!(verdict("OBJECT FREQ k", &int(3), &idle), Verdict::Differ);
+        let out_of_range = error("ERR DB index is out of range");
+        assert_eq!(
+            verdict("COPY a b DB 1", &int(1), &out_of_range),
+            Verdict::Known("single-database")
+        );
+        assert_eq!(
+            verdict("COPY a b DB 16", &int(1), &out_of_range),
+            Verdict::Differ
+        );
+        assert_eq!(
+            verdict("COPY a b REPLACE", &int(1), &out_of_range),
+            Verdict::Differ
+        );
+        // Reply-only divergences do not speak for a whole EXEC when another one may not be.
+        assert_eq!(
+            Verdict::Known("object-encoding-by-value").and(Verdict::Known("single-database")),
+            Verdict::Known("single-database")
+        );
+        let mut carry = Carry::default();
+        let object = args("OBJECT IDLETIME k");
+        carry.follow(
+            &object,
+            &int(1),
+            &idle,
+            Verdict::Known("object-idletime-not-tracked"),
+        );
+        let get = args("GET k");
+        assert_eq!(
+            carry.follow(&get, &bulk("a"), &bulk("b"), Verdict::Differ),
+            Verdict::Differ,
+            "a reply-only divergence does not excuse what follows"
+        );
+    }
+
+    #[test]
+    fn keys_written_from_a_rounded_float_are_forgotten_too() {
+        let queued = vec![
+            args("INCRBYFLOAT k 1.5"),
+            args("BITOP AND d k x"),
+            args("COPY d e"),
+            args("GET other"),
+        ];
+        let rounded = rounded_in_exec(&queued);
+        for key in ["k", "d", "x", "e"] {
+            assert!(rounded.contains(&key.as_bytes().to_vec()), "{key}");
+        }
+        assert!(!rounded.contains(&b"other".to_vec()));
+        let mut carry = Carry::default();
+        let float = args("INCRBYFLOAT k 0.2");
+        carry.follow(
+            &float,
+            &bulk("0.3"),
+            &bulk("0.30000000000000004"),
+            Verdict::Tolerated("incrbyfloat-f64"),
+        );
+        carry.follow(&args("COPY k c"), &int(1), &int(1), Verdict::Same);
+        assert!(carry.rounded_keys().contains(&b"c".to_vec()));
     }
 
     #[test]

@@ -138,6 +138,73 @@ const EXPIRE_OPTIONS: &[&[u8]] = &[b"NX", b"XX", b"GT", b"LT", b"gt", b"FOO"];
 /// relative EXPIRE/PEXPIRE draw from this pool, and GT/LT go with absolute times only.
 const RELATIVE_EXPIRE_OPTIONS: &[&[u8]] = &[b"NX", b"XX", b"nx", b"FOO"];
 
+/// Bit offsets for SETBIT, and for BITFIELD's writes: small, or refused (past bit 2^32 - 1,
+/// negative, not integers). Never one near the limit, which would make both servers build a
+/// 512 MiB string.
+const BIT_OFFSETS: &[&[u8]] = &[
+    b"0",
+    b"1",
+    b"7",
+    b"8",
+    b"15",
+    b"63",
+    b"100",
+    b"-1",
+    b"x",
+    b"",
+    b"1.5",
+    b"4294967296",
+    b"9223372036854775807",
+];
+/// Reads may look anywhere: GETBIT and BITFIELD's GET allocate nothing.
+const READ_BIT_OFFSETS: &[&[u8]] = &[b"4294967295", b"4294967294", b"1000000"];
+const BIT_VALUES: &[&[u8]] = &[b"0", b"1", b"0", b"1", b"2", b"-1", b"x", b""];
+const BIT_UNITS: &[&[u8]] = &[b"BYTE", b"BIT", b"bit", b"byte", b"FOO"];
+const BITOP_NAMES: &[&[u8]] = &[b"AND", b"OR", b"XOR", b"NOT", b"and", b"not", b"NAND"];
+const FIELD_TYPES: &[&[u8]] = &[
+    b"u8", b"i8", b"u1", b"i1", b"u4", b"i5", b"i16", b"u16", b"i64", b"u63", b"u64", b"i65",
+    b"i0", b"x8", b"U8", b"",
+];
+/// BITFIELD offsets for any op: small, `#N`, refused.
+const FIELD_OFFSETS: &[&[u8]] = &[
+    b"0",
+    b"1",
+    b"5",
+    b"8",
+    b"13",
+    b"#0",
+    b"#1",
+    b"#3",
+    b"100",
+    b"-1",
+    b"x",
+    b"#",
+    b"#-1",
+    b"4294967296",
+];
+const OVERFLOW_MODES: &[&[u8]] = &[b"WRAP", b"SAT", b"FAIL", b"fail", b"FOO"];
+const LCS_OPTIONS: &[&[u8]] = &[
+    b"LEN",
+    b"IDX",
+    b"WITHMATCHLEN",
+    b"MINMATCHLEN",
+    b"idx",
+    b"FOO",
+];
+const LCS_LENGTHS: &[&[u8]] = &[b"0", b"1", b"2", b"3", b"-1", b"x"];
+/// COPY's DB: the one database Flin has, and indexes both servers refuse (never 1-15, which
+/// Redis has and Flin does not: a documented divergence the curated script shows).
+const COPY_DATABASES: &[&[u8]] = &[b"0", b"x", b"16", b"-1", b"4294967296", b""];
+const OBJECT_SUBCOMMANDS: &[&[u8]] = &[
+    b"ENCODING",
+    b"REFCOUNT",
+    b"FREQ",
+    b"IDLETIME",
+    b"HELP",
+    b"encoding",
+    b"FOO",
+];
+
 /// Draws one sequence.
 pub struct Generator {
     rng: Rng,
@@ -218,7 +285,7 @@ impl Generator {
     pub fn command(&mut self) -> Vec<Vec<u8>> {
         let weights = [
             10, 12, 4, 3, 3, 3, 2, 3, 4, 2, 3, 3, 4, 3, 5, 3, 3, 6, 4, 3, 2, 3, 2, 2, 2, 2, 1, 1,
-            1, 2, 2,
+            1, 2, 4, 2, 3, 3, 3, 4, 2, 2, 1, 2, 2,
         ];
         let word = |text: &str| text.as_bytes().to_vec();
         let mut args = match self.rng.weighted(&weights) {
@@ -357,12 +424,137 @@ impl Generator {
             27 => vec![word("NOSUCH"), self.key()],
             28 => vec![word("ECHO"), self.pick(VALUES)],
             29 => vec![word("PING")],
+            30 => vec![
+                word("SETBIT"),
+                self.key(),
+                self.pick(BIT_OFFSETS),
+                self.pick(BIT_VALUES),
+            ],
+            31 => vec![word("GETBIT"), self.key(), self.read_bit_offset()],
+            32 => {
+                let mut args = vec![word("BITCOUNT"), self.key()];
+                args.extend(self.bit_range(2));
+                args
+            }
+            33 => {
+                let bit = self.pick(&[b"0", b"1", b"1", b"0", b"2", b"x"]);
+                let mut args = vec![word("BITPOS"), self.key(), bit];
+                args.extend(self.bit_range(1));
+                args
+            }
+            34 => {
+                let mut args = vec![word("BITOP"), self.pick(BITOP_NAMES), self.key()];
+                for _ in 0..self.rng.between(1, 3) {
+                    args.push(self.key());
+                }
+                args
+            }
+            35 => {
+                let name = ["BITFIELD", "BITFIELD", "BITFIELD_RO"][self.rng.below(3) as usize];
+                let mut args = vec![word(name), self.key()];
+                args.extend(self.field_ops(name == "BITFIELD_RO"));
+                args
+            }
+            36 => {
+                let mut args = vec![word("LCS"), self.key(), self.key()];
+                for _ in 0..self.rng.below(3) {
+                    let option = self.pick(LCS_OPTIONS);
+                    let takes_length = option.eq_ignore_ascii_case(b"MINMATCHLEN");
+                    args.push(option);
+                    if takes_length && !self.rng.percent(10) {
+                        args.push(self.pick(LCS_LENGTHS));
+                    }
+                }
+                args
+            }
+            37 => {
+                let mut args = vec![word("COPY"), self.key(), self.key()];
+                if self.rng.percent(40) {
+                    args.push(word(
+                        ["REPLACE", "replace", "FOO"][self.rng.below(3) as usize],
+                    ));
+                }
+                if self.rng.percent(20) {
+                    args.extend([word("DB"), self.pick(COPY_DATABASES)]);
+                }
+                args
+            }
+            38 => {
+                let mut args = vec![word("TOUCH")];
+                for _ in 0..self.rng.between(1, 3) {
+                    args.push(self.key());
+                }
+                args
+            }
+            39 => vec![word("OBJECT"), self.pick(OBJECT_SUBCOMMANDS), self.key()],
             _ => vec![
                 word("HELLO"),
                 word(["2", "3", "4", "x"][self.rng.below(4) as usize]),
             ],
         };
         self.mutate(&mut args);
+        args
+    }
+
+    /// A GETBIT offset: anywhere, even at the limit (reading allocates nothing).
+    fn read_bit_offset(&mut self) -> Vec<u8> {
+        if self.rng.percent(15) {
+            self.pick(READ_BIT_OFFSETS)
+        } else {
+            self.pick(BIT_OFFSETS)
+        }
+    }
+
+    /// BITCOUNT's (`required` 2) or BITPOS's (1) optional range: none, or start, end and a
+    /// unit word, each sometimes left out.
+    fn bit_range(&mut self, required: u64) -> Vec<Vec<u8>> {
+        let parts = match self.rng.below(4) {
+            0 => 0,
+            1 => required,
+            2 => 2,
+            _ => 3,
+        };
+        let mut args: Vec<Vec<u8>> = (0..parts.min(2))
+            .map(|_| self.pick(RANGE_OFFSETS))
+            .collect();
+        if parts == 3 {
+            args.push(self.pick(BIT_UNITS));
+        }
+        args
+    }
+
+    /// BITFIELD's operations: GET, SET, INCRBY and OVERFLOW in any order (BITFIELD_RO mostly
+    /// GETs). Writes stay near the start of the string.
+    fn field_ops(&mut self, read_only: bool) -> Vec<Vec<u8>> {
+        let word = |text: &str| text.as_bytes().to_vec();
+        let mut args = Vec::new();
+        for _ in 0..self.rng.between(1, 4) {
+            let kind = if read_only && self.rng.percent(80) {
+                0
+            } else {
+                self.rng.below(4)
+            };
+            match kind {
+                0 => {
+                    let offset = if self.rng.percent(10) {
+                        self.pick(READ_BIT_OFFSETS)
+                    } else {
+                        self.pick(FIELD_OFFSETS)
+                    };
+                    args.extend([word("GET"), self.pick(FIELD_TYPES), offset]);
+                }
+                1 | 2 => {
+                    let name = if kind == 1 { "SET" } else { "INCRBY" };
+                    args.extend([
+                        word(name),
+                        self.pick(FIELD_TYPES),
+                        self.pick(FIELD_OFFSETS),
+                        self.pick(INTEGERS),
+                    ]);
+                }
+                _ => args.extend([word("OVERFLOW"), self.pick(OVERFLOW_MODES)]),
+            }
+        }
         args
     }
 
@@ -534,6 +726,27 @@ mod tests {
                 saw_multi |= name == b"MULTI";
                 if name == b"SELECT" {
                     assert!(args.get(1).is_none_or(|db| db != b"1"), "never another db");
+                }
+                if name == b"SETBIT" && args.len() > 2 {
+                    assert!(
+                        BIT_OFFSETS.contains(&args[2].as_slice()),
+                        "SETBIT never writes near the 512 MiB limit"
+                    );
+                }
+                if name == b"BITFIELD" {
+                    for op in args.windows(3) {
+                        if op[0] == b"SET" || op[0] == b"INCRBY" {
+                            assert!(FIELD_OFFSETS.contains(&op[2].as_slice()), "small writes");
+                        }
+                    }
+                }
+                if name == b"COPY" {
+                    assert!(
+                        !args
+                            .windows(2)
+                            .any(|pair| pair[0] == b"DB" && pair[1] == b"1"),
+                        "never another db"
+                    );
                 }
                 if name == b"SETRANGE" && args.len() > 2 {
                     let offset: i64 = std::str::from_utf8(&args[2])

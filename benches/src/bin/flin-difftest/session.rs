@@ -91,7 +91,7 @@ impl Report {
                     .entry(rule)
                     .or_insert_with(|| (0, divergence()))
                     .0 += 1;
-                return true;
+                return !compare::reply_only(rule);
             }
             Verdict::Differ => {
                 self.divergences.push(divergence());
@@ -107,6 +107,11 @@ struct Client {
     flin: Connection,
     /// Inside MULTI: the commands both servers queued.
     queued: Option<Vec<Vec<Vec<u8>>>>,
+    /// Since this client's WATCH, some client sent a SET with an absolute expiry (EXAT or
+    /// PXAT): one in the past on a missing key writes nothing but bumps Flin's WATCH stamp of
+    /// a bucket of keys, which may abort an EXEC watching another key of the bucket
+    /// (docs/commands.md, Transactions).
+    stamp_bumped_since_watch: bool,
 }
 
 pub struct Session {
@@ -161,6 +166,7 @@ impl Session {
             redis: connect(self.redis.addr, "redis")?,
             flin: connect(self.flin.addr, "flin")?,
             queued: None,
+            stamp_bumped_since_watch: false,
         })
     }
 
@@ -320,6 +326,7 @@ impl Session {
         };
         let verdict = compare::compare(context, &redis, &flin);
         let verdict = carry.follow(args, &redis, &flin, verdict);
+        let verdict = self.watch_bucket(client, &name, &redis, &flin, verdict);
         if self.trace {
             println!(
                 "{label} [{client}] {}\n    redis: {redis}\n    flin:  {flin}",
@@ -330,15 +337,14 @@ impl Session {
         // servers hold different values under its key: forget the key, or every later read
         // of it would be reported.
         let mut forget: Vec<Vec<u8>> = carry.rounded_keys().to_vec();
-        if matches!(verdict, Verdict::Tolerated(_)) && name == "EXEC" {
-            forget.extend(
-                queued
-                    .iter()
-                    .flatten()
-                    .filter(|args| args[0].eq_ignore_ascii_case(b"INCRBYFLOAT") && args.len() > 1)
-                    .map(|args| args[1].clone()),
-            );
+        // (A reply-only documented divergence in the same EXEC may speak for it: any verdict
+        // but "same" may hide a rounding.)
+        if verdict != Verdict::Same && name == "EXEC" {
+            forget.extend(compare::rounded_in_exec(
+                queued.as_deref().unwrap_or_default(),
+            ));
         }
+        self.note_stamp_bumps(client, &name, args, queued.as_deref());
         self.clients[client].queued = match (name.as_str(), queued) {
             ("EXEC" | "DISCARD", _) => None,
             ("MULTI", None) if redis == Value::Simple(b"OK".to_vec()) && redis == flin => {
@@ -361,6 +367,61 @@ impl Session {
             redis,
             flin,
         })
+    }
+
+    /// The documented divergence of WATCH's stamp buckets: Flin aborted an EXEC (a null
+    /// array) that Redis ran, after a SET with an absolute expiry since the WATCH.
+    fn watch_bucket(
+        &self,
+        client: usize,
+        name: &str,
+        redis: &Value,
+        flin: &Value,
+        verdict: Verdict,
+    ) -> Verdict {
+        let aborted = matches!(flin, Value::NullArray | Value::Null);
+        let ran = matches!(redis, Value::Array(_));
+        if verdict == Verdict::Differ
+            && name == "EXEC"
+            && aborted
+            && ran
+            && self.clients[client].stamp_bumped_since_watch
+        {
+            return Verdict::Known("watch-stamp-bucket");
+        }
+        verdict
+    }
+
+    /// Keeps [`Client::stamp_bumped_since_watch`]: a WATCH starts afresh, a SET with EXAT or
+    /// PXAT (run now, or by this EXEC) counts for every client.
+    fn note_stamp_bumps(
+        &mut self,
+        client: usize,
+        name: &str,
+        args: &[Vec<u8>],
+        queued: Option<&[Vec<Vec<u8>>]>,
+    ) {
+        let absolute_set = |args: &[Vec<u8>]| {
+            args[0].eq_ignore_ascii_case(b"SET")
+                && args.iter().skip(3).any(|arg| {
+                    arg.eq_ignore_ascii_case(b"EXAT") || arg.eq_ignore_ascii_case(b"PXAT")
+                })
+        };
+        // `queued`: the commands this client had queued before this one (`None`: not in
+        // MULTI, so this one runs now).
+        let bumps = match (name, queued) {
+            ("EXEC", Some(queued)) => queued.iter().any(|args| absolute_set(args)),
+            (_, None) => absolute_set(args),
+            (_, Some(_)) => false,
+        };
+        if bumps {
+            for other in &mut self.clients {
+                other.stamp_bumped_since_watch = true;
+            }
+        }
+        if name == "WATCH" && queued.is_none() {
+            self.clients[client].stamp_bumped_since_watch = false;
+        }
     }
 
     /// Follows a SCAN reply's cursor to the end on one server, and returns `["0", every key

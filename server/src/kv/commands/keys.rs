@@ -1,84 +1,41 @@
-//! Key-space commands: DEL UNLINK EXISTS EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME
-//! PEXPIRETIME TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX.
+//! Key-space commands: DEL UNLINK EXISTS TOUCH EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME
+//! PEXPIRETIME TTL PTTL PERSIST TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX COPY OBJECT.
 
-use super::strings::{invalid_expire, put_or_expire, storable_expiry, ExpiryUnit};
-use super::{int_arg, is, shown, syntax_error};
-use crate::context::{Call, Outcome, KV};
+use super::integer;
+use crate::cmd::connection::select_database;
+use crate::cmd::{is, unknown_subcommand};
+use crate::context::{Call, Outcome};
 use crate::frame::Frame;
-use crate::glob;
-
-/// SCAN's default COUNT, as in Redis.
-const SCAN_COUNT_DEFAULT: usize = 10;
-/// Keys fetched per engine scan step while KEYS walks the whole key space.
-const KEYS_SCAN_STEP: usize = 1024;
+use crate::kv::expiry::{ExpireCondition, ExpiryUnit, TtlFormat};
+use crate::kv::keys::{self, ScanOptions, SCAN_COUNT_DEFAULT};
+use crate::kv::object;
+use crate::kv::{KvError, KvRead};
 
 /// DEL and UNLINK (the engine frees space in the background either way).
 pub fn del(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    call.write(|txn| {
-        let mut deleted = 0;
-        for key in &args[1..] {
-            deleted += txn.delete(key)? as i64;
-        }
-        Ok(Frame::Integer(deleted))
-    })
+    let deleted = call.write(|txn| keys::delete(txn, &args[1..]))?;
+    Ok(Frame::Integer(deleted as i64))
 }
 
 pub fn exists(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let mut count = 0;
-    for key in &args[1..] {
-        count += call.exists(key)? as i64;
-    }
-    Ok(Frame::Integer(count))
+    Ok(Frame::Integer(
+        keys::count_existing(call, &args[1..])? as i64
+    ))
 }
 
-/// EXPIRE's NX/XX/GT/LT condition.
-#[derive(Clone, Copy, Default)]
-struct ExpireCondition {
-    nx: bool,
-    xx: bool,
-    gt: bool,
-    lt: bool,
-}
-
-impl ExpireCondition {
-    fn parse(options: &[&[u8]]) -> Result<ExpireCondition, Frame> {
-        let mut condition = ExpireCondition::default();
-        for option in options {
-            match () {
-                _ if is(option, "NX") => condition.nx = true,
-                _ if is(option, "XX") => condition.xx = true,
-                _ if is(option, "GT") => condition.gt = true,
-                _ if is(option, "LT") => condition.lt = true,
-                _ => {
-                    return Err(Frame::error(format!(
-                        "ERR Unsupported option {}",
-                        shown(option)
-                    )))
-                }
-            }
+/// EXPIRE's option words: each NX/XX/GT/LT, then the combinations Redis refuses.
+fn parse_condition(options: &[&[u8]]) -> Result<ExpireCondition, KvError> {
+    let mut condition = ExpireCondition::default();
+    for option in options {
+        match () {
+            _ if is(option, "NX") => condition.nx = true,
+            _ if is(option, "XX") => condition.xx = true,
+            _ if is(option, "GT") => condition.gt = true,
+            _ if is(option, "LT") => condition.lt = true,
+            _ => return Err(KvError::UnsupportedOption(option.to_vec())),
         }
-        if condition.nx && (condition.xx || condition.gt || condition.lt) {
-            return Err(Frame::error(
-                "ERR NX and XX, GT or LT options at the same time are not compatible",
-            ));
-        }
-        if condition.gt && condition.lt {
-            return Err(Frame::error(
-                "ERR GT and LT options at the same time are not compatible",
-            ));
-        }
-        Ok(condition)
     }
-
-    /// Whether the new expiry may replace `current_ms` (0 = none, which GT/LT treat as
-    /// infinite).
-    fn allows(self, current_ms: u64, new_ms: i64) -> bool {
-        let has_ttl = current_ms != 0;
-        !(self.nx && has_ttl
-            || self.xx && !has_ttl
-            || self.gt && (!has_ttl || new_ms <= current_ms as i64)
-            || self.lt && has_ttl && new_ms >= current_ms as i64)
-    }
+    condition.check()
 }
 
 fn expire_generic(
@@ -87,25 +44,14 @@ fn expire_generic(
     unit: ExpiryUnit,
     command: &'static str,
 ) -> Outcome {
-    let condition = ExpireCondition::parse(&args[3..])?;
-    let amount = int_arg(args[2])?;
+    let condition = parse_condition(&args[3..])?;
+    let amount = integer(args[2])?;
     let absolute_ms = unit
         .to_absolute_ms(amount, call.now_ms())
-        .ok_or_else(|| invalid_expire(command))?;
-    let expiry_ms = storable_expiry(absolute_ms);
+        .ok_or(KvError::InvalidExpire { command })?;
     let key = args[1];
-    call.write(|txn| {
-        let Some(old) = txn.get(key)? else {
-            return Ok(Frame::Integer(0));
-        };
-        if !condition.allows(old.expiry_ms, absolute_ms) {
-            return Ok(Frame::Integer(0));
-        }
-        // A past or zero expiry deletes the key (put_or_expire), as in Redis.
-        let expiry_ms = expiry_ms.max(1);
-        put_or_expire(txn, key, &old.value, expiry_ms)?;
-        Ok(Frame::Integer(1))
-    })
+    let set = call.write(|txn| keys::expire(txn, key, absolute_ms, condition))?;
+    Ok(Frame::Integer(set as i64))
 }
 
 pub fn expire(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
@@ -124,194 +70,188 @@ pub fn pexpireat(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     expire_generic(call, args, ExpiryUnit::UnixMilliseconds, "pexpireat")
 }
 
-/// A key's expiry: `None` if missing, `Some(0)` if it has none.
-fn expiry_of(call: &Call<'_, '_>, key: &[u8]) -> Result<Option<u64>, Frame> {
-    if call.is_in_transaction() {
-        return Ok(call.get(key)?.map(|found| found.expiry_ms));
-    }
-    Ok(call.read().expiry_of(KV, key)?)
-}
-
-/// TTL/PTTL/EXPIRETIME/PEXPIRETIME: -2 missing, -1 no expiry, else `present(expiry_ms)`.
-fn ttl_generic(
-    call: &mut Call<'_, '_>,
-    key: &[u8],
-    present: impl FnOnce(u64, u64) -> i64,
-) -> Outcome {
-    // The time first: the lookup reads the clock again, no earlier, and finds the key live
-    // only if its expiry is after that, so the remaining time is at least 1 ms. (Read the
-    // other way round, a key live at the lookup could be past its expiry at `now`, and PTTL
-    // would reply 0, which Redis, with one time per command, never does.)
-    let now_ms = call.now_ms();
-    Ok(Frame::Integer(match expiry_of(call, key)? {
-        None => -2,
-        Some(0) => -1,
-        Some(expiry_ms) => present(expiry_ms, now_ms),
-    }))
+fn ttl_generic(call: &mut Call<'_, '_>, key: &[u8], format: TtlFormat) -> Outcome {
+    Ok(Frame::Integer(keys::ttl(call, key)?.reply(format)))
 }
 
 pub fn ttl(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    // Redis rounds the remaining milliseconds to the nearest second.
-    ttl_generic(call, args[1], |expiry, now| {
-        ((expiry.saturating_sub(now) + 500) / 1000) as i64
-    })
+    ttl_generic(call, args[1], TtlFormat::Seconds)
 }
 
 pub fn pttl(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    ttl_generic(call, args[1], |expiry, now| {
-        expiry.saturating_sub(now) as i64
-    })
+    ttl_generic(call, args[1], TtlFormat::Milliseconds)
 }
 
 pub fn expiretime(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    ttl_generic(call, args[1], |expiry, _| ((expiry + 500) / 1000) as i64)
+    ttl_generic(call, args[1], TtlFormat::UnixSeconds)
 }
 
 pub fn pexpiretime(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    ttl_generic(call, args[1], |expiry, _| expiry as i64)
+    ttl_generic(call, args[1], TtlFormat::UnixMilliseconds)
 }
 
 pub fn persist(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let key = args[1];
-    call.write(|txn| match txn.get(key)? {
-        Some(old) if old.expiry_ms != 0 => {
-            txn.put(key, &old.value, 0)?;
-            Ok(Frame::Integer(1))
-        }
-        _ => Ok(Frame::Integer(0)),
-    })
+    let removed = call.write(|txn| keys::persist(txn, key))?;
+    Ok(Frame::Integer(removed as i64))
 }
 
 pub fn type_of(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let kind = if call.exists(args[1])? {
-        "string"
-    } else {
-        "none"
-    };
-    Ok(Frame::Simple(kind.into()))
+    Ok(Frame::Simple(keys::type_name(call, args[1])?.into()))
 }
 
 pub fn keys(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let pattern = args[1];
-    let match_all = pattern == b"*";
-    let mut found = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let (next, page) = call.read().scan(KV, cursor, KEYS_SCAN_STEP)?;
-        found.extend(
-            page.into_iter()
-                .filter(|key| match_all || glob::matches(pattern, key))
-                .map(Frame::Bulk),
-        );
-        if next == 0 {
-            return Ok(Frame::Array(found));
-        }
-        cursor = next;
-    }
+    let found = keys::matching_keys(&call.read(), args[1])?;
+    Ok(Frame::Array(found.into_iter().map(Frame::Bulk).collect()))
 }
 
-/// A SCAN cursor as Redis reads it (`strtoul` in base 10, then a check for a leading space,
-/// trailing bytes and overflow): the empty string is 0, a `+` or `-` sign is allowed and a
-/// negative number wraps (`-1` is `u64::MAX`), as C's `strtoul` does.
-fn parse_cursor(text: &[u8]) -> Option<u64> {
-    let (negative, digits) = match text.first() {
-        None => return Some(0),
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        Some(_) => (false, text),
+/// SCAN's options: MATCH, COUNT and TYPE, each with its value, in any order and repeated (the
+/// last wins).
+fn parse_scan_options<'a>(args: &[&'a [u8]]) -> Result<ScanOptions<'a>, KvError> {
+    let mut options = ScanOptions {
+        pattern: None,
+        count: SCAN_COUNT_DEFAULT,
+        only_strings: true,
     };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let magnitude = digits.iter().try_fold(0u64, |value, digit| {
-        value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-    })?;
-    Some(if negative {
-        magnitude.wrapping_neg()
-    } else {
-        magnitude
-    })
-}
-
-pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let cursor = parse_cursor(args[1]).ok_or_else(|| Frame::error("ERR invalid cursor"))?;
-    let mut pattern: Option<&[u8]> = None;
-    let mut count = SCAN_COUNT_DEFAULT;
-    let mut only_strings = true;
-    let mut index = 2;
-    while index < args.len() {
-        let value = args.get(index + 1).copied().ok_or_else(syntax_error)?;
-        if is(args[index], "MATCH") {
-            pattern = Some(value).filter(|p| *p != b"*");
-        } else if is(args[index], "COUNT") {
-            let asked = int_arg(value)?;
+    for pair in args.chunks(2) {
+        let [name, value] = pair else {
+            return Err(KvError::Syntax);
+        };
+        if is(name, "MATCH") {
+            options.pattern = Some(*value).filter(|p| *p != b"*");
+        } else if is(name, "COUNT") {
+            let asked = integer(value)?;
             if asked < 1 {
-                return Err(syntax_error());
+                return Err(KvError::Syntax);
             }
-            count = asked as usize;
-        } else if is(args[index], "TYPE") {
+            options.count = asked as usize;
+        } else if is(name, "TYPE") {
             // Redis compares the name with each key's type name, case-insensitively: an
             // unknown name is no error, it just matches nothing (Redis kept it so as not to
             // break clients; Valkey 8 made it an error).
-            only_strings = is(value, "string");
+            options.only_strings = is(value, "string");
         } else {
-            return Err(syntax_error());
+            return Err(KvError::Syntax);
         }
-        index += 2;
     }
-    let (next, page) = call.read().scan(KV, cursor, count)?;
-    let keys = page
-        .into_iter()
-        .filter(|key| only_strings && pattern.is_none_or(|pattern| glob::matches(pattern, key)))
-        .map(Frame::Bulk)
-        .collect();
+    Ok(options)
+}
+
+pub fn scan(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let cursor = keys::parse_cursor(args[1])?;
+    let options = parse_scan_options(&args[2..])?;
+    let (next, page) = keys::scan(&call.read(), cursor, &options)?;
     Ok(Frame::Array(vec![
         Frame::bulk(next.to_string()),
-        Frame::Array(keys),
+        Frame::Array(page.into_iter().map(Frame::Bulk).collect()),
     ]))
 }
 
 pub fn randomkey(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     let seed = call.shared.next_random();
-    Ok(match call.read().random_key(KV, seed)? {
+    Ok(match keys::random_key(&call.read(), seed)? {
         Some(key) => Frame::Bulk(key),
         None => Frame::Null,
     })
 }
 
-/// Moves `source` (value and TTL) to `destination`; `only_if_absent` is RENAMENX.
-fn rename_generic(call: &mut Call<'_, '_>, args: &[&[u8]], only_if_absent: bool) -> Outcome {
-    let (source, destination) = (args[1], args[2]);
-    call.write(|txn| {
-        let Some(value) = txn.get(source)? else {
-            return Err(Frame::error("ERR no such key"));
-        };
-        if source == destination {
-            return Ok(if only_if_absent {
-                Frame::Integer(0)
-            } else {
-                Frame::ok()
-            });
-        }
-        if only_if_absent && txn.contains(destination)? {
-            return Ok(Frame::Integer(0));
-        }
-        txn.put(destination, &value.value, value.expiry_ms)?;
-        txn.delete(source)?;
-        Ok(if only_if_absent {
-            Frame::Integer(1)
-        } else {
-            Frame::ok()
-        })
-    })
-}
-
 pub fn rename(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    rename_generic(call, args, false)
+    let (source, destination) = (args[1], args[2]);
+    call.write(|txn| keys::rename(txn, source, destination, false))?;
+    Ok(Frame::ok())
 }
 
 pub fn renamenx(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    rename_generic(call, args, true)
+    let (source, destination) = (args[1], args[2]);
+    let renamed = call.write(|txn| keys::rename(txn, source, destination, true))?;
+    Ok(Frame::Integer(renamed as i64))
+}
+
+/// COPY's options: REPLACE, and DB with the one database there is (another index is refused
+/// as SELECT refuses it).
+pub fn copy(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let mut replace = false;
+    let mut index = 3;
+    while index < args.len() {
+        if is(args[index], "REPLACE") {
+            replace = true;
+        } else if is(args[index], "DB") && index + 1 < args.len() {
+            select_database(args[index + 1])?;
+            index += 1;
+        } else {
+            return Err(KvError::Syntax.into());
+        }
+        index += 1;
+    }
+    let (source, destination) = (args[1], args[2]);
+    let copied = call.write(|txn| keys::copy(txn, source, destination, replace))?;
+    Ok(Frame::Integer(copied as i64))
+}
+
+/// TOUCH: how many of the keys exist (Flin keeps no access times to update).
+pub fn touch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    exists(call, args)
+}
+
+/// OBJECT HELP's lines, as Redis words them.
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// OBJECT's subcommands and their arities, which the dispatcher checks (inside MULTI too).
+pub const OBJECT_SUBCOMMANDS: &[(&str, i64)] = &[
+    ("encoding", 3),
+    ("freq", 3),
+    ("help", 2),
+    ("idletime", 3),
+    ("refcount", 3),
+];
+
+/// OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key, OBJECT HELP (subcommand and arity checked by
+/// the dispatcher). A missing key answers null.
+pub fn object(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let null_or_integer = |value: Option<i64>| value.map_or(Frame::Null, Frame::Integer);
+    let sub = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "help" => Ok(Frame::Array(
+            OBJECT_HELP
+                .iter()
+                .map(|line| Frame::Simple((*line).into()))
+                .collect(),
+        )),
+        "encoding" => Ok(match object::encoding_at(call, args[2])? {
+            Some(encoding) => Frame::bulk(encoding.name()),
+            None => Frame::Null,
+        }),
+        "refcount" => Ok(null_or_integer(object::refcount_at(call, args[2])?)),
+        "freq" => {
+            let untracked = KvError::FrequencyNotTracked;
+            Ok(null_or_integer(object::untracked_at(
+                call, args[2], untracked,
+            )?))
+        }
+        "idletime" => {
+            let untracked = KvError::IdleTimeNotTracked;
+            Ok(null_or_integer(object::untracked_at(
+                call, args[2], untracked,
+            )?))
+        }
+        _ => Err(unknown_subcommand(args[1], "OBJECT")),
+    }
 }
 
 #[cfg(test)]
@@ -509,32 +449,8 @@ mod tests {
     }
 
     #[test]
-    fn scan_cursors_read_as_strtoul_does() {
-        use super::parse_cursor;
-        assert_eq!(parse_cursor(b"0"), Some(0));
-        assert_eq!(parse_cursor(b""), Some(0));
-        assert_eq!(parse_cursor(b"00"), Some(0));
-        assert_eq!(parse_cursor(b"+7"), Some(7));
-        assert_eq!(parse_cursor(b"-0"), Some(0));
-        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b"18446744073709551616"[..],
-            b"-",
-            b"+",
-            b" 0",
-            b"0 ",
-            b"1.5",
-            b"x",
-            b"0x10",
-        ] {
-            assert_eq!(
-                parse_cursor(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+    fn any_cursor_is_safe_to_continue_from() {
+        // The parse itself: kv::keys's unit test of the same name.
         // Any cursor is safe to continue from: past the end it finishes the scan.
         let mut h = Harness::new();
         h.run("set a 1");
@@ -565,5 +481,88 @@ mod tests {
         assert_eq!(h.run("renamenx b b"), int(0));
         assert_eq!(h.run("renamenx b d"), int(1));
         assert_eq!(h.run("get d"), bulk("1"));
+    }
+
+    #[test]
+    fn copy_touch() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("copy a b"), int(0));
+        h.run("setex a 100 1");
+        assert_eq!(h.run("copy a b"), int(1));
+        assert_eq!(h.run("ttl b"), int(100), "COPY keeps the TTL");
+        h.run("set c 3");
+        assert_eq!(h.run("copy a c"), int(0));
+        assert_eq!(h.run("get c"), bulk("3"));
+        assert_eq!(h.run("copy a c replace db 0"), int(1));
+        assert_eq!(h.run("get c"), bulk("1"));
+        assert_eq!(
+            h.run("copy a a"),
+            err("ERR source and destination objects are the same")
+        );
+        assert_eq!(h.run("copy a b db 1"), err("ERR DB index is out of range"));
+        assert_eq!(
+            h.run("copy a b db x"),
+            err("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            h.run("copy a b db 4294967296"),
+            err("ERR value is out of range, value must between -2147483648 and 2147483647")
+        );
+        assert_eq!(h.run("copy a b db"), err("ERR syntax error"));
+        assert_eq!(h.run("copy a b foo"), err("ERR syntax error"));
+        assert_eq!(h.run("touch a b missing a"), int(3));
+    }
+
+    #[test]
+    fn object() {
+        let mut h = Harness::new();
+        h.run("mset int 42 big 12345 text hello");
+        h.run(&format!("set long {}", "x".repeat(45)));
+        let encoding = |h: &mut Harness, key: &str| h.run(&format!("object encoding {key}"));
+        assert_eq!(encoding(&mut h, "int"), bulk("int"));
+        assert_eq!(encoding(&mut h, "text"), bulk("embstr"));
+        assert_eq!(encoding(&mut h, "long"), bulk("raw"));
+        assert_eq!(encoding(&mut h, "missing"), Frame::Null);
+        assert_eq!(h.run("object refcount int"), int(2147483647));
+        assert_eq!(h.run("object refcount big"), int(1));
+        assert_eq!(h.run("object freq missing"), Frame::Null);
+        assert!(
+            matches!(h.run("object freq int"), Frame::Error(text) if text.starts_with("ERR An LFU maxmemory policy is not selected"))
+        );
+        assert_eq!(h.run("object idletime missing"), Frame::Null);
+        assert_eq!(
+            h.run("object idletime int"),
+            err("ERR Flin does not record when a key was last accessed, idle time not tracked.")
+        );
+        let Frame::Array(help) = h.run("object help") else {
+            panic!("help")
+        };
+        assert_eq!(help.len(), 15);
+        assert_eq!(
+            h.run("object encoding"),
+            err("ERR wrong number of arguments for 'object|encoding' command")
+        );
+        assert_eq!(
+            h.run("object help x"),
+            err("ERR wrong number of arguments for 'object|help' command")
+        );
+        assert_eq!(
+            h.run("object foo k"),
+            err("ERR unknown subcommand 'foo'. Try OBJECT HELP.")
+        );
+        // Checked before queuing, as Redis does: the EXEC is then refused.
+        assert_eq!(h.run("multi"), ok());
+        assert_eq!(
+            h.run("Object foo"),
+            err("ERR unknown subcommand 'foo'. Try OBJECT HELP.")
+        );
+        assert_eq!(
+            h.run("object freq"),
+            err("ERR wrong number of arguments for 'object|freq' command")
+        );
+        assert_eq!(
+            h.run("exec"),
+            err("EXECABORT Transaction discarded because of previous errors.")
+        );
     }
 }
