@@ -15,8 +15,14 @@
 //!   results or `KvError` out; no sockets or frames, tested on an in-memory engine) and a thin
 //!   command shell (`kv::commands`: parse -> core -> `Frame`). Queues, streams and documents
 //!   will each get a folder of this shape.
-//! - `service`: flin-net's `Service`: RESP and binary requests in, frames out; waits for the
-//!   group fsync before replies leave under `--fsync always`.
+//! - `store`: [`store::Store`], the one door to the engine: a read-only [`store::Reader`] for
+//!   every command, and `Store::write`, the one write path (a typed list of engine ops,
+//!   committed as one log entry with its seq).
+//! - `gates`: [`gates::DurableGates`]: under `--fsync always` a reply waits behind a gate that
+//!   the `flin-durable` thread opens once its write is flushed, or withdraws when the flush
+//!   fails.
+//! - `service`: flin-net's `Service`: RESP and binary requests in, frames out, each reply
+//!   behind the gate of the seq it acknowledges.
 //! - `glob`, `number`: Redis's glob matching and number rules.
 //! - `signal`: SIGINT/SIGTERM -> a flag (the only `unsafe`).
 //! - `daemon`: startup (open the engine, bind, log line), run, and orderly shutdown.

@@ -24,7 +24,7 @@ pub fn dbsize(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
 }
 
 /// FLUSHDB and FLUSHALL (one database). Outside EXEC it deletes in batches of
-/// [`FLUSH_BATCH_KEYS`], each atomic, so the flush as a whole is not: a concurrent writer's
+/// `FLUSH_BATCH_KEYS` (1,024), each atomic, so the flush as a whole is not: a concurrent writer's
 /// key may survive. Inside EXEC it is part of the one transaction.
 pub fn flushall(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     match args {
