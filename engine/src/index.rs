@@ -384,7 +384,20 @@ impl Index {
 
     #[inline]
     pub fn write(&self, tag: u8, shard: usize) -> RwLockWriteGuard<'_, Shard> {
-        self.shards[tag as usize * SHARD_COUNT + shard]
+        self.write_at(Index::place(tag, shard))
+    }
+
+    /// Where namespace `tag`'s shard `shard` is among every namespace's shards: one number
+    /// that orders (namespace, shard) pairs (a batch sorts and searches these).
+    #[inline]
+    pub fn place(tag: u8, shard: usize) -> usize {
+        tag as usize * SHARD_COUNT + shard
+    }
+
+    /// The shard at `place` ([`Index::place`]), locked for writing.
+    #[inline]
+    pub fn write_at(&self, place: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[place]
             .write()
             .expect("index shard lock poisoned")
     }

@@ -1,7 +1,7 @@
 //! A fixed workload for counting the instructions of the engine's put and get paths with
 //! callgrind, which is steady where wall-clock timings on a shared machine are not.
 //!
-//! `engine_hotpath put|get|miss|always N`: N puts of fresh keys (`Durability::No`, one 1 GiB
+//! `engine_hotpath put|batch|get|miss|always N`: N puts of fresh keys (one at a time, or in batches of 100) (`Durability::No`, one 1 GiB
 //! segment, so no rotation), N gets that hit or N that miss (after N keys written in batches),
 //! or N puts under `Durability::Always` (for counting system calls). Only the functions named
 //! `timed_*` are meant to be counted:
@@ -39,6 +39,19 @@ fn timed_gets(engine: &Engine, keys: std::ops::Range<u64>) -> usize {
     bytes
 }
 
+#[inline(never)]
+fn timed_batches(engine: &Engine, n: u64, v: &[u8]) {
+    let mut i = 0;
+    while i < n {
+        let mut batch = WriteBatch::new();
+        for k in i..(i + 100).min(n) {
+            batch.put(Namespace::Kv, &key(k), v, 0);
+        }
+        engine.write(&batch).expect("batch");
+        i += 100;
+    }
+}
+
 fn populate(engine: &Engine, n: u64, v: &[u8]) {
     let mut i = 0;
     while i < n {
@@ -53,7 +66,7 @@ fn populate(engine: &Engine, n: u64, v: &[u8]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: engine_hotpath put|get|miss|always N";
+    let usage = "usage: engine_hotpath put|batch|get|miss|always N";
     let (Some(mode), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!("{usage}");
@@ -74,6 +87,7 @@ fn main() {
     let engine = Engine::open(config).expect("open");
     match mode.as_str() {
         "put" | "always" => timed_puts(&engine, n, &v),
+        "batch" => timed_batches(&engine, n, &v),
         "get" => {
             populate(&engine, n, &v);
             std::hint::black_box(timed_gets(&engine, 0..n));

@@ -20,9 +20,10 @@ use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 pub(crate) struct ApplyScratch {
     /// (op number, key hash, record offset) of each indexed op.
     indexed: Vec<(usize, u64, usize)>,
-    /// (namespace tag, shard) to lock, sorted and deduplicated.
-    shards: Vec<(u8, usize)>,
-    /// For each indexed op, the position of its shard's guard.
+    /// The shards to lock (`Index::place`: namespace and shard in one number), sorted and
+    /// deduplicated.
+    shards: Vec<usize>,
+    /// For each indexed op, its shard's place, then the position of that shard's guard.
     guard_of: Vec<usize>,
 }
 
@@ -103,12 +104,14 @@ impl Inner {
             )));
         }
         let mut markers = 0;
+        let mut total = if count == 1 { 0 } else { RECORD_HEADER_BYTES };
         for i in 0..count {
             let op = ops.at(i);
             op.validate()?;
             markers += (op.kind == RecordKind::DropRange) as usize;
+            total += op.record_len();
         }
-        let total = encoded_len(ops);
+        debug_assert_eq!(total, encoded_len(ops));
         if total > SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES {
             return Err(Error::TooLarge {
                 field: "batch",
@@ -187,7 +190,7 @@ impl Inner {
                 RecordKind::Put | RecordKind::Delete => {
                     let hash = key_hash(op.namespace.tag(), op.key);
                     indexed.push((i, hash, offset));
-                    shards.push((op.namespace.tag(), Index::shard_of(hash)));
+                    guard_of.push(Index::place(op.namespace.tag(), Index::shard_of(hash)));
                 }
                 RecordKind::Append => segment.note_append(op.namespace.tag(), op.record_len()),
                 RecordKind::DropRange => {
@@ -201,20 +204,16 @@ impl Inner {
             }
             offset += op.record_len();
         }
-        // (namespace tag, shard) of every indexed op, locked in that order.
-        guard_of.extend(shards.iter().copied().map(|(tag, shard)| {
-            // Remembered before sorting: the op's own (tag, shard), found again below.
-            (tag as usize) << 32 | shard
-        }));
+        // The shards of every indexed op, locked in (namespace, shard) order.
+        shards.extend_from_slice(guard_of);
         shards.sort_unstable();
         shards.dedup();
         let mut guards: Vec<_> = shards
             .iter()
-            .map(|&(tag, shard)| self.index.write(tag, shard))
+            .map(|&place| self.index.write_at(place))
             .collect();
         for slot in guard_of.iter_mut() {
-            let key = ((*slot >> 32) as u8, *slot & 0xFFFF_FFFF);
-            *slot = shards.binary_search(&key).expect("shard locked");
+            *slot = shards.binary_search(slot).expect("shard locked");
         }
         // As in `get_many_with`: load every key's home slot, then the record a matching tag
         // points at (an overwrite compares keys there), before changing anything, so the
