@@ -11,8 +11,11 @@
 //! 4. Repoint the index, record by record, from input to output locations.
 //! 5. Drop the inputs from the table, delete their files, delete the manifest.
 //!
-//! Readers and the writer are never blocked for more than one record: liveness checks take one
-//! shard's read lock, repointing takes one shard's write lock per record.
+//! Readers and the writer are never blocked for more than a group of records: liveness checks
+//! and repointing go `GROUP_RECORDS` records at a time, each group holding the read (or write)
+//! locks of the shards its records hash to, taken in shard order as a batch writer takes them.
+//! Within a group the index loads of all its records are issued before any is used, so their
+//! cache misses overlap: one lookup's miss, not the copy, was most of a compaction's time.
 //!
 //! What is dropped: records the index no longer points at (overwritten or deleted), expired
 //! records, and tombstones, except that a tombstone (or an expired record, rewritten as a
@@ -29,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, Header, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
 use crate::index::{Index, Location, Slot};
-use crate::log_iter::merge_records;
+use crate::log_iter::{merge_records, OpRef};
 use crate::ranges::RangeMarkers;
 use crate::segment::{Segment, SegmentWriter, SEGMENT_CAPACITY_ALIGN_BYTES};
 
@@ -79,6 +82,9 @@ struct Output {
     writer: SegmentWriter,
     hints: HintWriter,
 }
+
+/// Records whose index lookups one group does together (see the module's doc).
+const GROUP_RECORDS: usize = 64;
 
 /// A live record that moved: the index must follow it.
 struct Moved {
@@ -218,11 +224,34 @@ impl Merge<'_> {
         output.writer.segment.add_dead(bytes);
     }
 
-    /// The slot at `location` for this hash, if the index still points there.
-    fn indexed_slot(&self, namespace_tag: u8, hash: u64, location: Location) -> Option<Slot> {
-        let shard = self.inner.index.read(namespace_tag, Index::shard_of(hash));
-        let table = &shard.table;
-        table.find(hash, |l| l == location).map(|p| table.slot(p))
+    /// For each `(place, hash, location)` of `lookups` (`Index::place` of the key's shard),
+    /// whether the index still points there, into `live`. The group's shards are read-locked
+    /// together, in place order, and every home slot is loaded before any probe, so the
+    /// group's cache misses overlap.
+    fn still_indexed(&self, lookups: &[(usize, u64, Location)], live: &mut Vec<bool>) {
+        live.clear();
+        let mut order: Vec<usize> = (0..lookups.len()).collect();
+        order.sort_unstable_by_key(|&i| lookups[i].0);
+        let mut guards = Vec::with_capacity(lookups.len());
+        let mut guard_of = vec![0usize; lookups.len()];
+        let mut previous = usize::MAX;
+        for &i in &order {
+            let place = lookups[i].0;
+            if place != previous {
+                guards.push(self.inner.index.read_at(place));
+                previous = place;
+            }
+            guard_of[i] = guards.len() - 1;
+        }
+        let mut touched = 0u64;
+        for (i, &(_, hash, _)) in lookups.iter().enumerate() {
+            touched ^= guards[guard_of[i]].table.home_tag(hash) as u64;
+        }
+        std::hint::black_box(touched);
+        for (i, &(_, hash, location)) in lookups.iter().enumerate() {
+            let table = &guards[guard_of[i]].table;
+            live.push(table.find(hash, |l| l == location).is_some());
+        }
     }
 
     /// Where the index says the key lives now, if anywhere.
@@ -398,6 +427,139 @@ pub(crate) fn compact_counting(
     Ok(report)
 }
 
+/// A group's index lookups, reused from group to group.
+#[derive(Default)]
+struct Group {
+    /// (`Index::place`, hash, location) of each put whose liveness the index decides.
+    lookups: Vec<(usize, u64, Location)>,
+    /// For each record of the group, its lookup's number (`usize::MAX`: none).
+    lookup_of: Vec<usize>,
+    /// For each lookup, whether the index still points at the record.
+    live: Vec<bool>,
+}
+
+/// Step 1 for one group of records (in seq order): the live puts' index lookups together,
+/// then each record copied, rewritten as a tombstone, or dropped.
+fn copy_group(
+    merge: &mut Merge<'_>,
+    markers: &RangeMarkers,
+    records: &[(u64, u64, OpRef<'_>)],
+    group: &mut Group,
+    outside_min_seq: u64,
+    now_ms: u64,
+) -> Result<()> {
+    let inner = merge.inner;
+    let expired = |op: &OpRef<'_>| op.expiry_ms != 0 && op.expiry_ms <= now_ms;
+    group.lookups.clear();
+    group.lookup_of.clear();
+    for (_, _, op) in records {
+        let lookup = if op.kind == RecordKind::Put && !expired(op) {
+            let tag = op.namespace.tag();
+            let hash = key_hash(tag, op.key);
+            let place = Index::place(tag, Index::shard_of(hash));
+            group.lookups.push((place, hash, op.location));
+            group.lookups.len() - 1
+        } else {
+            usize::MAX
+        };
+        group.lookup_of.push(lookup);
+    }
+    merge.still_indexed(&group.lookups, &mut group.live);
+    for (i, &(seq, term, op)) in records.iter().enumerate() {
+        let tag = op.namespace.tag();
+        let older_may_exist = seq >= outside_min_seq;
+        let header = |kind: RecordKind, expiry_ms: u64| Header {
+            kind,
+            namespace_tag: tag,
+            flags: 0,
+            seq,
+            term,
+            expiry_ms,
+        };
+        // In a replicated engine a record an uncommitted write replaced is still the committed
+        // one: it stays, whatever the index says, and the undo log follows it (step 4). It
+        // counts as dead unless a truncation brings it back. Asked after the index (a write
+        // that replaces a record enters the undo log before the index, under the undo log's
+        // lock), so a record is always found in one or the other.
+        let copy_held = |merge: &mut Merge<'_>| -> Result<()> {
+            let to = merge.copy(&header(op.kind, op.expiry_ms), op.key, op.value)?;
+            merge.output_dead(to, op.record_len);
+            merge.moved_held.push((op.location, to));
+            merge.report.records_copied += 1;
+            Ok(())
+        };
+        match op.kind {
+            RecordKind::Put if expired(&op) => {
+                // An expired record is a tombstone while it is the key's newest version (its
+                // slot may already be gone: recovery and active expiry drop them).
+                let hash = key_hash(tag, op.key);
+                let current = merge.current_location(tag, op.key, hash);
+                if inner.undo_holds(op.location) {
+                    copy_held(merge)?;
+                    continue;
+                }
+                if current == Some(op.location) {
+                    merge.expired.push((tag, hash, op.location));
+                }
+                merge.report.expired_dropped += 1;
+                if older_may_exist && (current.is_none() || current == Some(op.location)) {
+                    merge.copy(&header(RecordKind::Delete, 0), op.key, &[])?;
+                    merge.report.tombstones_kept += 1;
+                }
+            }
+            RecordKind::Put => {
+                let lookup = group.lookup_of[i];
+                if !group.live[lookup] {
+                    if inner.undo_holds(op.location) {
+                        copy_held(merge)?;
+                    }
+                    continue; // overwritten or deleted since
+                }
+                let to = merge.copy(&header(RecordKind::Put, op.expiry_ms), op.key, op.value)?;
+                merge.moved.push(Moved {
+                    namespace_tag: tag,
+                    hash: group.lookups[lookup].1,
+                    from: op.location,
+                    to,
+                    record_len: op.record_len,
+                });
+                merge.report.records_copied += 1;
+            }
+            RecordKind::Delete => {
+                let hash = key_hash(tag, op.key);
+                if older_may_exist && merge.current_location(tag, op.key, hash).is_none() {
+                    merge.copy(&header(RecordKind::Delete, 0), op.key, &[])?;
+                    merge.report.tombstones_kept += 1;
+                }
+            }
+            RecordKind::Append => {
+                if markers.covering(tag, op.key, seq).is_some() {
+                    merge.report.appends_dropped += 1;
+                    continue;
+                }
+                merge.copy(&header(RecordKind::Append, 0), op.key, op.value)?;
+                merge.report.records_copied += 1;
+            }
+            RecordKind::DropRange => {
+                if inner.undo_holds(op.location) {
+                    copy_held(merge)?;
+                    continue;
+                }
+                if !markers.is_current(tag, op.key, op.location) {
+                    continue; // a newer marker for the prefix replaced it
+                }
+                let to = merge.copy(&header(RecordKind::DropRange, 0), op.key, op.value)?;
+                merge
+                    .moved_markers
+                    .push((tag, op.key.to_vec(), op.location, to, op.record_len));
+                merge.report.records_copied += 1;
+            }
+            RecordKind::Batch => unreachable!("the log iterator unpacks batches"),
+        }
+    }
+    Ok(())
+}
+
 fn copy_and_swap(
     merge: &mut Merge<'_>,
     inputs: &[Arc<Segment>],
@@ -408,93 +570,33 @@ fn copy_and_swap(
     // Step 1: copy. Range markers are read once: one written meanwhile only drops more, which
     // the next compaction sees (the generation makes the outputs' coverage count again).
     let (markers, markers_generation) = markers_in_effect(inner);
+    // Records wait until a group is full; then the group's index lookups are done together
+    // and its records handled in seq order.
+    let mut pending: Vec<(u64, u64, OpRef<'_>)> = Vec::with_capacity(2 * GROUP_RECORDS);
+    let mut group = Group::default();
     merge_records(inputs, 0, |seq, term, ops| {
-        for op in ops {
-            let tag = op.namespace.tag();
-            let hash = key_hash(tag, op.key);
-            let older_may_exist = seq >= outside_min_seq;
-            let header = |kind: RecordKind, expiry_ms: u64| Header {
-                kind,
-                namespace_tag: tag,
-                flags: 0,
-                seq,
-                term,
-                expiry_ms,
-            };
-            // In a replicated engine a record an uncommitted write replaced is still the
-            // committed one: it stays, whatever the index says, and the undo log follows it
-            // (step 4). It counts as dead unless a truncation brings it back.
-            if matches!(op.kind, RecordKind::Put | RecordKind::DropRange)
-                && inner.undo_holds(op.location)
-            {
-                let to = merge.copy(&header(op.kind, op.expiry_ms), op.key, op.value)?;
-                merge.output_dead(to, op.record_len);
-                merge.moved_held.push((op.location, to));
-                merge.report.records_copied += 1;
-                continue;
-            }
-            match op.kind {
-                RecordKind::Put if op.expiry_ms != 0 && op.expiry_ms <= now_ms => {
-                    // An expired record is a tombstone while it is the key's newest version
-                    // (its slot may already be gone: recovery and active expiry drop them).
-                    let current = merge.current_location(tag, op.key, hash);
-                    if current == Some(op.location) {
-                        merge.expired.push((tag, hash, op.location));
-                    }
-                    merge.report.expired_dropped += 1;
-                    if older_may_exist && (current.is_none() || current == Some(op.location)) {
-                        merge.copy(&header(RecordKind::Delete, 0), op.key, &[])?;
-                        merge.report.tombstones_kept += 1;
-                    }
-                }
-                RecordKind::Put => {
-                    if merge.indexed_slot(tag, hash, op.location).is_none() {
-                        continue; // overwritten or deleted since
-                    }
-                    let to =
-                        merge.copy(&header(RecordKind::Put, op.expiry_ms), op.key, op.value)?;
-                    merge.moved.push(Moved {
-                        namespace_tag: tag,
-                        hash,
-                        from: op.location,
-                        to,
-                        record_len: op.record_len,
-                    });
-                    merge.report.records_copied += 1;
-                }
-                RecordKind::Delete => {
-                    if older_may_exist && merge.current_location(tag, op.key, hash).is_none() {
-                        merge.copy(&header(RecordKind::Delete, 0), op.key, &[])?;
-                        merge.report.tombstones_kept += 1;
-                    }
-                }
-                RecordKind::Append => {
-                    if markers.covering(tag, op.key, seq).is_some() {
-                        merge.report.appends_dropped += 1;
-                        continue;
-                    }
-                    merge.copy(&header(RecordKind::Append, 0), op.key, op.value)?;
-                    merge.report.records_copied += 1;
-                }
-                RecordKind::DropRange => {
-                    if !markers.is_current(tag, op.key, op.location) {
-                        continue; // a newer marker for the prefix replaced it
-                    }
-                    let to = merge.copy(&header(RecordKind::DropRange, 0), op.key, op.value)?;
-                    merge.moved_markers.push((
-                        tag,
-                        op.key.to_vec(),
-                        op.location,
-                        to,
-                        op.record_len,
-                    ));
-                    merge.report.records_copied += 1;
-                }
-                RecordKind::Batch => unreachable!("the log iterator unpacks batches"),
-            }
+        pending.extend(ops.iter().map(|&op| (seq, term, op)));
+        if pending.len() >= GROUP_RECORDS {
+            copy_group(
+                merge,
+                &markers,
+                &pending,
+                &mut group,
+                outside_min_seq,
+                now_ms,
+            )?;
+            pending.clear();
         }
         Ok(())
     })?;
+    copy_group(
+        merge,
+        &markers,
+        &pending,
+        &mut group,
+        outside_min_seq,
+        now_ms,
+    )?;
     for output in &merge.outputs {
         output
             .writer
@@ -577,20 +679,38 @@ fn copy_and_swap(
     }
     merge.stop_at(CompactionStep::OutputsInstalled)?;
 
-    // Step 4: repoint the index, one record (one shard lock) at a time.
-    for moved in &merge.moved {
-        let mut shard = inner
-            .index
-            .write(moved.namespace_tag, Index::shard_of(moved.hash));
-        let (table, segments) = shard.split_mut();
-        match table.find(moved.hash, |l| l == moved.from) {
-            Some(position) => {
-                let expiry = table.slot(position).expiry_ms();
-                table.replace(position, Slot::new(moved.hash, moved.to, expiry));
+    // Step 4: repoint the index, a group of records at a time (their shards write-locked
+    // together, in place order as a batch writer locks them; every home slot loaded first).
+    for moved in merge.moved.chunks(GROUP_RECORDS) {
+        let place = |m: &Moved| Index::place(m.namespace_tag, Index::shard_of(m.hash));
+        let mut order: Vec<usize> = (0..moved.len()).collect();
+        order.sort_unstable_by_key(|&i| place(&moved[i]));
+        let mut guards = Vec::with_capacity(moved.len());
+        let mut guard_of = vec![0usize; moved.len()];
+        let mut previous = usize::MAX;
+        for &i in &order {
+            if place(&moved[i]) != previous {
+                previous = place(&moved[i]);
+                guards.push(inner.index.write_at(previous));
             }
-            None => {
-                // Overwritten or deleted while we copied: the copy is dead.
-                segments.get(moved.to.segment).add_dead(moved.record_len);
+            guard_of[i] = guards.len() - 1;
+        }
+        let mut touched = 0u64;
+        for (m, &at) in moved.iter().zip(&guard_of) {
+            touched ^= guards[at].table.home_tag(m.hash) as u64;
+        }
+        std::hint::black_box(touched);
+        for (m, &at) in moved.iter().zip(&guard_of) {
+            let (table, segments) = guards[at].split_mut();
+            match table.find(m.hash, |l| l == m.from) {
+                Some(position) => {
+                    let expiry = table.slot(position).expiry_ms();
+                    table.replace(position, Slot::new(m.hash, m.to, expiry));
+                }
+                None => {
+                    // Overwritten or deleted while we copied: the copy is dead.
+                    segments.get(m.to.segment).add_dead(m.record_len);
+                }
             }
         }
     }

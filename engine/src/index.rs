@@ -375,9 +375,15 @@ impl Index {
 
     #[inline]
     pub fn read(&self, tag: u8, shard: usize) -> RwLockReadGuard<'_, Shard> {
+        self.read_at(Index::place(tag, shard))
+    }
+
+    /// The shard at `place` ([`Index::place`]), locked for reading.
+    #[inline]
+    pub fn read_at(&self, place: usize) -> RwLockReadGuard<'_, Shard> {
         // A poisoned shard lock means a panic while the table was being changed: the broken
         // invariant is not recoverable, so keep panicking.
-        self.shards[tag as usize * SHARD_COUNT + shard]
+        self.shards[place]
             .read()
             .expect("index shard lock poisoned")
     }

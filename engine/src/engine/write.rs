@@ -68,12 +68,19 @@ impl Inner {
             // The batch header itself is overhead compaction reclaims.
             segment.add_dead(RECORD_HEADER_BYTES);
         }
-        let mut undo = self.undo.as_ref().map(|_| Vec::new());
+        // The undo log is locked across the index update, so compaction, which asks the index
+        // first and the undo log second, finds a replaced record in one or the other.
+        let mut undo_log = self
+            .undo
+            .as_ref()
+            .map(|log| log.lock().expect("undo log lock"));
+        let mut undo = undo_log.as_ref().map(|_| Vec::new());
         let scratch = &mut writer.scratch;
         self.apply_to_index(&segment, first_record, ops, seq, undo.as_mut(), scratch);
-        if let (Some(log), Some(items)) = (&self.undo, undo) {
-            log.lock().expect("undo log lock").push(seq, items);
+        if let (Some(log), Some(items)) = (undo_log.as_mut(), undo) {
+            log.push(seq, items);
         }
+        drop(undo_log);
         writer.last_term = term;
         if self.observers.any() || self.waiters.any() {
             let ops: Vec<Op<'_>> = (0..ops.count()).map(|i| ops.at(i)).collect();
