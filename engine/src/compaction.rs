@@ -8,7 +8,7 @@
 //!    commit the MERGE manifest (inputs to remove, outputs to install). A crash after this:
 //!    recovery finishes the swap from it.
 //! 3. Rename outputs into place; map them; put them in the segment table.
-//! 4. Repoint the index, record by record, from input to output locations.
+//! 4. Repoint the index, a group of records at a time, from input to output locations.
 //! 5. Drop the inputs from the table, delete their files, delete the manifest.
 //!
 //! Readers and the writer are never blocked for more than a group of records: liveness checks
