@@ -22,6 +22,7 @@
 #   ONLY=cpu benches/compare.sh                # server CPU per command: SET, MSET (10 keys), GET
 #                                              # with -P 16 (cpu-set-p16, cpu-mset-p16, cpu-get-p16)
 #   FLIN_B=/tmp/old/flin-server ONLY=cpu benches/compare.sh   # and another build, side by side
+#                                              # (redis-benchmark and cpu scenarios)
 #
 # Installs Debian's redis-server/redis-tools when missing (the test suite never needs them).
 # Servers listen on 127.0.0.1 only and are stopped by PID after each measurement and on exit.
@@ -44,7 +45,7 @@ cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin 
 FLIN=target/release/flin-server
 BENCH=target/release/flin-bench
 # FLIN_B=/path/to/another/flin-server adds that build as a third server ("flinb") to the
-# cpu-per-command scenarios, for an A/B of two builds in one run.
+# redis-benchmark and cpu-per-command scenarios, for an A/B of two builds in one run.
 FLIN_B=${FLIN_B:-}
 
 work=$(mktemp -d)
@@ -192,40 +193,47 @@ server_cpu=()
 binary_vs_resp=()
 cpu_per_key=()
 
-# redis_benchmark_scenario NAME MODE REQUESTS ARGS...: SET and GET through redis-benchmark.
+# redis_benchmark_scenario NAME MODE REQUESTS ARGS...: SET and GET through redis-benchmark,
+# against redis, flin (and FLIN_B's build, in the same rounds).
+ab_results=()
 redis_benchmark_scenario() {
     local name=$1 mode=$2 requests=$3
     shift 3
     selected "$name" redis-benchmark || return 0
     requests=$((requests / SCALE))
-    local redis_set=() redis_get=() flin_set=() flin_get=() redis_cpu=() flin_cpu=()
+    local servers=(redis flin)
+    [ -n "$FLIN_B" ] && servers+=(flinb)
+    declare -A set_rps=() get_rps=() cpu=()
     local rb=(redis_benchmark_at -n "$requests" "$@")
     for round in $(seq 1 "$ROUNDS"); do
-        local order=(redis flin)
-        [ $((round % 2)) -eq 0 ] && order=(flin redis)
+        local order=("${servers[@]}")
+        [ $((round % 2)) -eq 0 ] && order=($(printf '%s
+' "${servers[@]}" | tac))
         for server in "${order[@]}"; do
             read -r set get ticks < <(MEASURE_CPU=1 measure "$server" "$mode" "${rb[@]}")
             # Server CPU per request over the SET and GET runs, in microseconds.
-            local cpu
-            cpu=$(python3 -c "import sys; print('%.2f' % (int(sys.argv[1]) * 1e4 / (2 * int(sys.argv[2]))))" "$ticks" "$requests")
-            echo "  redis-benchmark $name round $round $server: SET $set/s GET $get/s, server CPU $cpu us/request" >&2
-            if [ "$server" = redis ]; then
-                redis_set+=("$set"); redis_get+=("$get"); redis_cpu+=("$cpu")
-            else
-                flin_set+=("$set"); flin_get+=("$get"); flin_cpu+=("$cpu")
-            fi
+            local us
+            us=$(python3 -c "import sys; print('%.2f' % (int(sys.argv[1]) * 1e4 / (2 * int(sys.argv[2]))))" "$ticks" "$requests")
+            echo "  redis-benchmark $name round $round $server: SET $set/s GET $get/s, server CPU $us us/request" >&2
+            set_rps[$server]+="$set "
+            get_rps[$server]+="$get "
+            cpu[$server]+="$us "
         done
     done
-    local rs rg fs fg rc fc
-    rs=$(printf '%s\n' "${redis_set[@]}" | median)
-    rg=$(printf '%s\n' "${redis_get[@]}" | median)
-    fs=$(printf '%s\n' "${flin_set[@]}" | median)
-    fg=$(printf '%s\n' "${flin_get[@]}" | median)
-    rc=$(printf '%s\n' "${redis_cpu[@]}" | median)
-    fc=$(printf '%s\n' "${flin_cpu[@]}" | median)
-    results+=("$(printf '| redis-benchmark | %s SET | %.0f | %.0f | %s |' "$name" "$rs" "$fs" "$(ratio "$fs" "$rs")")")
-    results+=("$(printf '| redis-benchmark | %s GET | %.0f | %.0f | %s |' "$name" "$rg" "$fg" "$(ratio "$fg" "$rg")")")
-    server_cpu+=("$(printf '| %s | %.2f | %.2f | %s |' "$name" "$rc" "$fc" "$(ratio "$rc" "$fc")")")
+    declare -A ms=() mg=() mc=()
+    for server in "${servers[@]}"; do
+        ms[$server]=$(printf '%s\n' ${set_rps[$server]} | median)
+        mg[$server]=$(printf '%s\n' ${get_rps[$server]} | median)
+        mc[$server]=$(printf '%s\n' ${cpu[$server]} | median)
+    done
+    results+=("$(printf '| redis-benchmark | %s SET | %.0f | %.0f | %s |' "$name" "${ms[redis]}" "${ms[flin]}" "$(ratio "${ms[flin]}" "${ms[redis]}")")")
+    results+=("$(printf '| redis-benchmark | %s GET | %.0f | %.0f | %s |' "$name" "${mg[redis]}" "${mg[flin]}" "$(ratio "${mg[flin]}" "${mg[redis]}")")")
+    server_cpu+=("$(printf '| %s | %.2f | %.2f | %s |' "$name" "${mc[redis]}" "${mc[flin]}" "$(ratio "${mc[redis]}" "${mc[flin]}")")")
+    if [ -n "$FLIN_B" ]; then
+        ab_results+=("$(printf '| %s SET | %.0f | %.0f | %s |' "$name" "${ms[flinb]}" "${ms[flin]}" "$(ratio "${ms[flin]}" "${ms[flinb]}")")")
+        ab_results+=("$(printf '| %s GET | %.0f | %.0f | %s |' "$name" "${mg[flinb]}" "${mg[flin]}" "$(ratio "${mg[flin]}" "${mg[flinb]}")")")
+        ab_results+=("$(printf '| %s CPU us/request | %.2f | %.2f | %s |' "$name" "${mc[flinb]}" "${mc[flin]}" "$(ratio "${mc[flin]}" "${mc[flinb]}")")")
+    fi
 }
 
 # The port comes last from `measure`; redis-benchmark wants it first.
@@ -356,6 +364,14 @@ if [ ${#server_cpu[@]} -gt 0 ]; then
     echo "| scenario | redis | flin | redis/flin |"
     echo "|---|---|---|---|"
     printf '%s\n' "${server_cpu[@]}"
+fi
+if [ ${#ab_results[@]} -gt 0 ]; then
+    echo
+    echo "redis-benchmark scenarios, FLIN_B's build against this one (same rounds):"
+    echo
+    echo "| scenario | flin-b | flin | flin/flin-b |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${ab_results[@]}"
 fi
 if [ ${#cpu_per_command[@]} -gt 0 ]; then
     echo
