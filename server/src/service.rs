@@ -16,10 +16,10 @@ use flin_net::binary::{Op, Request, SetCondition, Status};
 use flin_net::{Action, ConnectionHandle, Service};
 
 use crate::context::{ClientInfo, Session, Shared};
-use crate::queue::session::{self as queue_session, QueueSession, ReplyTarget};
-use crate::queue::{DeliveryKind, Mailbox};
 use crate::dispatch;
 use crate::frame::Frame;
+use crate::queue::session::{self as queue_session, QueueSession, ReplyTarget};
+use crate::queue::{DeliveryKind, Mailbox};
 
 /// The daemon's service: shared state behind an `Arc`, one [`Session`] per connection.
 pub struct KvService {
@@ -181,12 +181,15 @@ impl Service for KvService {
             .expect("client registry lock")
             .remove(&session.id);
         // What it held goes back to its queues; its exclusive queues go.
-        if let Err(error) =
-            self.shared
-                .queues
-                .connection_closed(&self.shared.store, session.id, self.shared.now_ms())
-        {
-            eprintln!("flin-server: queues of closed connection {}: {error}", session.id);
+        if let Err(error) = self.shared.queues.connection_closed(
+            &self.shared.store,
+            session.id,
+            self.shared.now_ms(),
+        ) {
+            eprintln!(
+                "flin-server: queues of closed connection {}: {error}",
+                session.id
+            );
         }
     }
 }

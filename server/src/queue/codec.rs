@@ -249,7 +249,9 @@ pub fn encode_queue(qid: u32, options: &QueueOptions) -> Vec<u8> {
 pub fn decode_queue(value: &[u8]) -> Result<(u32, QueueOptions), QueueError> {
     let corrupt = || QueueError::Corrupt("queue declaration".into());
     let mut r = Reader::new(value);
-    (r.u8() == Some(VERSION)).then_some(()).ok_or_else(corrupt)?;
+    (r.u8() == Some(VERSION))
+        .then_some(())
+        .ok_or_else(corrupt)?;
     let parse = |r: &mut Reader<'_>| -> Option<(u32, QueueOptions)> {
         let qid = r.u32()?;
         let flags = r.u8()?;
@@ -418,9 +420,15 @@ mod tests {
         };
         let value = encode_message(&message);
         assert_eq!(decode_message(&value).unwrap(), message);
-        assert_eq!(value[DELIVERIES_OFFSET..DELIVERIES_OFFSET + 4], 2u32.to_le_bytes());
+        assert_eq!(
+            value[DELIVERIES_OFFSET..DELIVERIES_OFFSET + 4],
+            2u32.to_le_bytes()
+        );
         assert!(decode_message(&value[..10]).is_err());
-        assert_eq!(parse_message_key(&message_key(3, 1 << 40)), Some((3, 1 << 40)));
+        assert_eq!(
+            parse_message_key(&message_key(3, 1 << 40)),
+            Some((3, 1 << 40))
+        );
         let rule = BindingRule::Headers {
             all: false,
             pairs: vec![(b"a".to_vec(), b"1".to_vec())],

@@ -306,7 +306,10 @@ fn mpush(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let mut template = NewMessage::default();
     let at = message_options(args, 2, &mut template, &["PAYLOADS"])?;
     if at >= args.len() || at + 1 >= args.len() {
-        return Err(refusal(args, "PAYLOADS and at least one payload are required"));
+        return Err(refusal(
+            args,
+            "PAYLOADS and at least one payload are required",
+        ));
     }
     let mut messages = Vec::with_capacity(args.len() - at - 1);
     for payload in &args[at + 1..] {
@@ -328,7 +331,9 @@ fn mpush(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         .map_err(refused(args))?;
     call.session.note_write(seq);
     Ok(Frame::Array(
-        ids.into_iter().map(|id| Frame::Integer(id as i64)).collect(),
+        ids.into_iter()
+            .map(|id| Frame::Integer(id as i64))
+            .collect(),
     ))
 }
 
@@ -566,7 +571,7 @@ fn binding_rule(args: &[&[u8]]) -> Result<BindingRule, Frame> {
         _ => return Err(refusal(args, "HEADERS must be followed by ALL or ANY")),
     };
     let pairs = &rest[2..];
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err(refusal(args, "HEADERS pairs need a name and a value each"));
     }
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs

@@ -96,10 +96,9 @@ impl std::fmt::Display for QueueError {
                 shown(name)
             ),
             QueueError::NotInFlight(id) => write!(f, "message id {id} is not in flight"),
-            QueueError::Foreign(id) => write!(
-                f,
-                "message id {id} was delivered to another connection"
-            ),
+            QueueError::Foreign(id) => {
+                write!(f, "message id {id} was delivered to another connection")
+            }
             QueueError::Full(name) => write!(
                 f,
                 "queue '{}' is full (MAXLEN with OVERFLOW REJECT)",
@@ -373,8 +372,13 @@ enum Change {
         memory: Option<Vec<u8>>,
     },
     /// A message leaves its queue (acked, dropped, dead-lettered, or about to return).
-    Gone { queue: Vec<u8>, id: u64 },
-    DeadLettered { queue: Vec<u8> },
+    Gone {
+        queue: Vec<u8>,
+        id: u64,
+    },
+    DeadLettered {
+        queue: Vec<u8>,
+    },
 }
 
 /// Log writes and the changes they stand for.
@@ -566,14 +570,23 @@ impl Queues {
             check_owner(name, queue, conn)?;
             let declared = &queue.options;
             let differs = [
-                (declared.durable != options.durable, "durability (DURABLE|TRANSIENT)"),
+                (
+                    declared.durable != options.durable,
+                    "durability (DURABLE|TRANSIENT)",
+                ),
                 (declared.exclusive != options.exclusive, "EXCLUSIVE"),
                 (declared.max_len != options.max_len, "MAXLEN"),
                 (declared.overflow != options.overflow, "OVERFLOW"),
                 (declared.ttl_ms != options.ttl_ms, "TTL"),
                 (declared.dlq != options.dlq, "DLQ"),
-                (declared.max_deliveries != options.max_deliveries, "MAXDELIVERIES"),
-                (declared.visibility_ms != options.visibility_ms, "VISIBILITY"),
+                (
+                    declared.max_deliveries != options.max_deliveries,
+                    "MAXDELIVERIES",
+                ),
+                (
+                    declared.visibility_ms != options.visibility_ms,
+                    "VISIBILITY",
+                ),
             ];
             if let Some((_, option)) = differs.into_iter().find(|(d, _)| *d) {
                 return Err(QueueError::Mismatch {
@@ -588,14 +601,15 @@ impl Queues {
         let mut plan = Plan::default();
         plan.put(codec::NEXT_QID_KEY, (qid as u64 + 1).to_le_bytes().to_vec());
         if queue.on_disk() {
-            plan.put(&codec::queue_key(name), codec::encode_queue(qid, &queue.options));
+            plan.put(
+                &codec::queue_key(name),
+                codec::encode_queue(qid, &queue.options),
+            );
         }
         let seq = commit(store, &plan)?;
         let owner = queue.options.exclusive.then_some(conn);
         state.next_qid = qid + 1;
-        state
-            .queues
-            .insert(name.to_vec(), Queue { owner, ..queue });
+        state.queues.insert(name.to_vec(), Queue { owner, ..queue });
         Ok((true, seq))
     }
 
@@ -641,7 +655,7 @@ impl Queues {
         self.lock()
             .queues
             .keys()
-            .filter(|name| pattern.map_or(true, |p| crate::glob::matches(p, name)))
+            .filter(|name| pattern.is_none_or(|p| crate::glob::matches(p, name)))
             .cloned()
             .collect()
     }
@@ -775,13 +789,12 @@ impl Queues {
         let queue = state.queue(name, conn)?;
         let ids = owned_ids(queue, ids, conn)?;
         let mut plan = Plan::default();
-        let flights: Vec<(u64, Flight)> = ids
-            .iter()
-            .map(|id| (*id, queue.in_flight[id]))
-            .collect();
+        let flights: Vec<(u64, Flight)> = ids.iter().map(|id| (*id, queue.in_flight[id])).collect();
         for (id, flight) in flights {
             let reason = (!requeue).then_some(DeathReason::Rejected);
-            plan_return(&mut state, &mut plan, store, name, id, flight, reason, now_ms)?;
+            plan_return(
+                &mut state, &mut plan, store, name, id, flight, reason, now_ms,
+            )?;
         }
         let seq = commit(store, &plan)?;
         apply(&mut state, plan);
@@ -867,7 +880,9 @@ impl Queues {
         let mut plan = Plan::default();
         let mut touched = BTreeSet::new();
         for (name, id, flight) in held {
-            plan_return(&mut state, &mut plan, store, &name, id, flight, None, now_ms)?;
+            plan_return(
+                &mut state, &mut plan, store, &name, id, flight, None, now_ms,
+            )?;
             touched.insert(name);
         }
         commit(store, &plan)?;
@@ -911,7 +926,9 @@ impl Queues {
             moved += due.len() + expired.len();
             for id in due {
                 let flight = queue_of(&state, &name).in_flight[&id];
-                plan_return(&mut state, &mut plan, store, &name, id, flight, None, now_ms)?;
+                plan_return(
+                    &mut state, &mut plan, store, &name, id, flight, None, now_ms,
+                )?;
             }
             for (priority, entry) in expired {
                 let deliveries = queue_of(&state, &name)
@@ -1143,11 +1160,7 @@ impl Queues {
                     routing::topic_matches(key, routing_key)
                 }
                 (ExchangeKind::Headers, BindingRule::Headers { all, pairs }) => {
-                    routing::headers_match(
-                        BindingRule::headers_mode(*all),
-                        pairs,
-                        &message.headers,
-                    )
+                    routing::headers_match(BindingRule::headers_mode(*all), pairs, &message.headers)
                 }
                 _ => false,
             })
@@ -1169,7 +1182,11 @@ impl Queues {
         }
         let seq = commit(store, &plan)?;
         apply(&mut state, plan);
-        state.exchanges.get_mut(exchange).expect("checked").published += 1;
+        state
+            .exchanges
+            .get_mut(exchange)
+            .expect("checked")
+            .published += 1;
         for queue in &targets {
             dispatch(&mut state, store, queue, now_ms);
         }
@@ -1417,7 +1434,11 @@ fn plan_push(
             (own, 0) => own,
             (own, queue) => own.min(queue),
         };
-        let expiry_ms = if ttl > 0 { now_ms.saturating_add(ttl) } else { 0 };
+        let expiry_ms = if ttl > 0 {
+            now_ms.saturating_add(ttl)
+        } else {
+            0
+        };
         let value = codec::encode_message(&StoredMessage {
             priority: message.priority,
             deliveries: 0,
@@ -1457,7 +1478,8 @@ fn read_message(
     }
     let key = codec::message_key(queue.qid, id);
     // A message this plan already rewrote (returned, then dead-lettered) reads as planned.
-    if let Some((_, Some(value))) = plan.and_then(|p| p.writes.iter().rev().find(|(k, _)| *k == key))
+    if let Some((_, Some(value))) =
+        plan.and_then(|p| p.writes.iter().rev().find(|(k, _)| *k == key))
     {
         return codec::decode_message(value).map(Some);
     }
@@ -1648,12 +1670,7 @@ fn ack(
     }
     let seq = commit(store, &plan)?;
     apply(state, plan);
-    state
-        .queues
-        .get_mut(name)
-        .expect("present")
-        .counters
-        .acked += ids.len() as u64;
+    state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
     Ok((ids.len() as u64, seq))
 }
 
@@ -1758,7 +1775,8 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
             return;
         }
         if let Some(waiter) = queue.waiters.pop_front() {
-            let Ok((messages, _)) = take(state, store, name, waiter.count, waiter.conn, false, now_ms)
+            let Ok((messages, _)) =
+                take(state, store, name, waiter.count, waiter.conn, false, now_ms)
             else {
                 return;
             };
@@ -1779,13 +1797,10 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
             continue;
         }
         let n = queue.consumers.len();
-        let Some(index) = (0..n)
-            .map(|i| (queue.next_consumer + i) % n)
-            .find(|&i| {
-                let c = &queue.consumers[i];
-                c.prefetch == 0 || c.unacked < c.prefetch
-            })
-        else {
+        let Some(index) = (0..n).map(|i| (queue.next_consumer + i) % n).find(|&i| {
+            let c = &queue.consumers[i];
+            c.prefetch == 0 || c.unacked < c.prefetch
+        }) else {
             return;
         };
         queue.next_consumer = (index + 1) % n;

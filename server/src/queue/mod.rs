@@ -29,3 +29,5 @@ pub use self::core::{
     QueueInfo, Queues, Result, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS, PAYLOAD_BYTES_MAX,
     PRIORITIES,
 };
+#[cfg(test)]
+mod tests;

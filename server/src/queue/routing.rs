@@ -26,9 +26,7 @@ pub fn topic_matches(pattern: &[u8], routing_key: &[u8]) -> bool {
                 }
             }
             b"*" => {
-                for i in 0..key.len() {
-                    next[i + 1] = reachable[i];
-                }
+                next[1..].copy_from_slice(&reachable[..key.len()]);
             }
             literal => {
                 for i in 0..key.len() {
@@ -131,8 +129,16 @@ mod tests {
             &headers
         ));
         // A pair without a value matches on presence.
-        assert!(headers_match(HeadersMatch::All, &[pair("type", "")], &headers));
-        assert!(!headers_match(HeadersMatch::All, &[pair("size", "")], &headers));
+        assert!(headers_match(
+            HeadersMatch::All,
+            &[pair("type", "")],
+            &headers
+        ));
+        assert!(!headers_match(
+            HeadersMatch::All,
+            &[pair("size", "")],
+            &headers
+        ));
         // An empty ALL binding matches everything; an empty ANY nothing.
         assert!(headers_match(HeadersMatch::All, &[], &headers));
         assert!(!headers_match(HeadersMatch::Any, &[], &headers));

@@ -154,6 +154,8 @@ pub fn deliveries_action(parked: &Option<Parked>) -> Action {
 
 /// Splits deliveries into the ones that answer the parked pop (at most one) and the rest.
 pub fn is_for_parked(parked: &Option<Parked>, delivery: &Delivery) -> bool {
-    matches!(delivery.kind, DeliveryKind::Pop { .. } | DeliveryKind::Deleted)
-        && parked.as_ref().is_some_and(|p| p.queue == delivery.queue)
+    matches!(
+        delivery.kind,
+        DeliveryKind::Pop { .. } | DeliveryKind::Deleted
+    ) && parked.as_ref().is_some_and(|p| p.queue == delivery.queue)
 }
