@@ -1146,6 +1146,28 @@ impl Queues {
         now_ms: u64,
     ) -> Result<Written<u64>> {
         let mut state = self.lock();
+        if exchange.is_empty() {
+            // RabbitMQ's default exchange: the routing key names the queue.
+            if !state.queues.contains_key(routing_key) {
+                if mandatory {
+                    return Err(QueueError::Unroutable(Vec::new()));
+                }
+                return Ok((0, None));
+            }
+            let mut plan = Plan::default();
+            plan_push(
+                &mut state,
+                &mut plan,
+                store,
+                routing_key,
+                &[message],
+                now_ms,
+            )?;
+            let seq = commit(store, &plan)?;
+            apply(&mut state, plan);
+            dispatch(&mut state, store, routing_key, now_ms);
+            return Ok((1, seq));
+        }
         let ex = state
             .exchanges
             .get(exchange)

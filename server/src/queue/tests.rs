@@ -496,9 +496,12 @@ fn exchanges_route_as_rabbitmq_does_in_one_entry() {
         Err(QueueError::Unroutable(b"direct".to_vec()))
     );
     assert_eq!(queues.exchange_info(b"direct").unwrap().unroutable, 2);
+    // The default exchange ("") routes to the queue the routing key names.
+    assert_eq!(published("", "a", msg("dflt")).0, 1);
+    assert_eq!(published("", "nosuch", msg("x")).0, 0);
     assert_eq!(
         payloads(&pop(&store, &queues, "a", 9, A, T0)),
-        ["d", "f", "t", "u"]
+        ["d", "f", "t", "u", "dflt"]
     );
     assert_eq!(
         payloads(&pop(&store, &queues, "b", 9, A, T0)),
