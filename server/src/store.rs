@@ -54,6 +54,17 @@ impl Store {
         self.engine.begin()
     }
 
+    /// Takes keys out of the index without writing a record (`Engine::forget`): for a model
+    /// whose own record already says they are dead (a queue's floor), so compaction can drop
+    /// them. The model forgets them again after every restart.
+    pub fn forget<K: AsRef<[u8]>>(
+        &self,
+        namespace: Namespace,
+        keys: &[K],
+    ) -> flin_engine::Result<usize> {
+        self.engine.forget(namespace, keys)
+    }
+
     /// Commits what a transaction queued, as one entry (every model's writes of an EXEC
     /// together).
     pub fn commit(&self, txn: Txn<'_>) -> Result<Option<u64>, Frame> {

@@ -161,9 +161,9 @@ fn bpop_wakes_the_longest_waiter_whatever_loop_got_the_push() {
         // prove that; a QUEUE.INFO cannot see waiters), so give the loop a moment.
         std::thread::sleep(Duration::from_millis(50));
     }
-    for i in 0..4 {
+    for (i, waiter) in waiters.iter_mut().enumerate() {
         let id = producer.cmd(&["QUEUE.PUSH", "q", &format!("m{i}")]).int();
-        let got = waiters[i].read();
+        let got = waiter.read();
         let (got_id, payload, deliveries) = message(&got.items()[0]);
         assert_eq!(
             (got_id, payload, deliveries),

@@ -421,6 +421,27 @@ impl Engine {
         Ok(existed)
     }
 
+    /// Takes keys out of the namespace's index without writing a record: their records become
+    /// garbage that compaction reclaims, as an expired key's do. For a data model that records
+    /// such deaths its own way, with one record for many keys (a queue's ack floor: every
+    /// message of the queue below an id is gone): after a restart, recovery indexes those
+    /// records again, and the model, which knows they are dead, forgets them again when it
+    /// loads. Nothing else may rely on a forgotten key staying gone. Ordered with writes (the
+    /// writer lock is held). Returns how many of the keys were in the index. Refused on a
+    /// replicated engine, whose undo log could not bring a forgotten key back.
+    pub fn forget<K: AsRef<[u8]>>(&self, namespace: Namespace, keys: &[K]) -> Result<usize> {
+        if self.inner.undo.is_some() {
+            return Err(Error::Invalid(
+                "forget is not available on a replicated engine".into(),
+            ));
+        }
+        let _writer = self.inner.lock_writer();
+        Ok(keys
+            .iter()
+            .filter(|key| self.inner.forget(namespace, key.as_ref()))
+            .count())
+    }
+
     /// Applies a batch atomically; durable per the policy when this returns.
     pub fn write(&self, batch: &WriteBatch) -> Result<u64> {
         let seq = self.write_unsynced(batch)?;

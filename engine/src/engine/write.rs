@@ -340,6 +340,22 @@ impl Inner {
         }
     }
 
+    /// Takes `key` out of the index, its record counted dead (`Engine::forget`; the caller
+    /// holds the writer lock). Whether it was there.
+    pub(crate) fn forget(&self, namespace: crate::format::Namespace, key: &[u8]) -> bool {
+        let tag = namespace.tag();
+        let hash = key_hash(tag, key);
+        let mut shard = self.index.write(tag, Index::shard_of(hash));
+        let (table, segments) = shard.split_mut();
+        let Some(position) = table.find(hash, |l| Inner::record_is(segments, l, tag, key)) else {
+            return false;
+        };
+        Inner::mark_dead(segments, table.slot(position).location());
+        table.remove_at(position);
+        self.key_counts[tag as usize].fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
     /// Adds the length of the record at `location` to its segment's dead bytes (tombstones
     /// were counted dead when written).
     pub(crate) fn mark_dead(segments: &SegmentTable, location: Location) {

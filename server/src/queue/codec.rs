@@ -6,6 +6,7 @@
 //! | `Q` | the next qid (qids are never reused: a deleted queue's leftover messages never join a new one) |
 //! | `N` | the message-id high-water mark: ids below it may have been handed out |
 //! | `m` qid (u32 BE) id (u64 BE) | one message ([`StoredMessage`]) |
+//! | `w` qid (u32 BE) | the queue's floor (u64): every message of it with a lower id is gone |
 //! | `x` name | an exchange's declaration (its kind) |
 //! | `b` u16 BE len, exchange, u16 BE len, queue, binding | one binding (value: the binding) |
 //!
@@ -19,6 +20,7 @@ pub const NEXT_QID_KEY: &[u8] = b"Q";
 pub const HIGH_WATER_KEY: &[u8] = b"N";
 pub const MESSAGE_PREFIX: u8 = b'm';
 pub const EXCHANGE_PREFIX: u8 = b'x';
+pub const FLOOR_PREFIX: u8 = b'w';
 pub const BINDING_PREFIX: u8 = b'b';
 const VERSION: u8 = 1;
 
@@ -155,6 +157,21 @@ pub fn message_key(qid: u32, id: u64) -> [u8; 13] {
     key[1..5].copy_from_slice(&qid.to_be_bytes());
     key[5..].copy_from_slice(&id.to_be_bytes());
     key
+}
+
+pub fn floor_key(qid: u32) -> [u8; 5] {
+    let mut key = [FLOOR_PREFIX; 5];
+    key[1..].copy_from_slice(&qid.to_be_bytes());
+    key
+}
+
+pub fn parse_floor_key(key: &[u8]) -> Option<u32> {
+    match key {
+        [FLOOR_PREFIX, qid @ ..] if qid.len() == 4 => {
+            Some(u32::from_be_bytes(qid.try_into().ok()?))
+        }
+        _ => None,
+    }
 }
 
 /// The qid and id of a message key.

@@ -267,6 +267,11 @@ struct Queue {
     /// Deliveries so far of ready messages that were delivered before (sparse).
     returned: HashMap<u64, u32>,
     in_flight: HashMap<u64, Flight>,
+    /// The in-flight ids in order (the lowest bounds the floor).
+    in_flight_ids: BTreeSet<u64>,
+    /// Every message of this queue with a lower id is gone (acked or removed): one record
+    /// (`codec::floor_key`) stands for all of them, instead of a tombstone each.
+    floor: u64,
     /// (deadline, id) of in-flight messages with a visibility deadline.
     deadlines: BTreeSet<(u64, u64)>,
     /// A transient queue's messages, encoded as on disk.
@@ -287,6 +292,8 @@ impl Queue {
             ready_len: 0,
             returned: HashMap::new(),
             in_flight: HashMap::new(),
+            in_flight_ids: BTreeSet::new(),
+            floor: 0,
             deadlines: BTreeSet::new(),
             memory: HashMap::new(),
             consumers: Vec::new(),
@@ -337,8 +344,22 @@ impl Queue {
         None
     }
 
+    /// The lowest id still in the queue once the sorted `removed` ids are gone (`next_id`
+    /// when none is left): the floor the queue may move to.
+    fn floor_without(&self, removed: &[u64], next_id: u64) -> u64 {
+        let kept = |id: &u64| removed.binary_search(id).is_err();
+        let ready = self
+            .ready
+            .iter()
+            .filter_map(|ring| ring.iter().map(|e| e.id).find(kept))
+            .min();
+        let in_flight = self.in_flight_ids.iter().copied().find(kept);
+        ready.into_iter().chain(in_flight).min().unwrap_or(next_id)
+    }
+
     fn remove_flight(&mut self, id: u64) -> Option<Flight> {
         let flight = self.in_flight.remove(&id)?;
+        self.in_flight_ids.remove(&id);
         if flight.deadline_ms != 0 {
             self.deadlines.remove(&(flight.deadline_ms, id));
         }
@@ -389,6 +410,10 @@ struct Plan {
     /// Ids handed out by this plan: `next_id` after it commits.
     next_id: Option<u64>,
     high_water: Option<u64>,
+    /// A queue's new floor (written in `writes`), set once they commit.
+    floor: Option<(Vec<u8>, u64)>,
+    /// Message keys the new floor covers: taken out of the index once it commits.
+    forget: Vec<[u8; 13]>,
 }
 
 impl Plan {
@@ -447,7 +472,9 @@ pub type Written<T> = (T, Option<u64>);
 
 impl Queues {
     /// Loads every queue, message, exchange and binding from the engine's Queue namespace
-    /// (a walk of that namespace only), and deletes messages left by deleted queues.
+    /// (a walk of that namespace only). Messages below their queue's floor, and messages of
+    /// deleted queues, are dead: they are forgotten from the index again (compaction drops
+    /// their records); bindings and floors of deleted queues are deleted.
     pub fn load(store: &Store) -> Result<Queues> {
         let mut state = State::default();
         let mut messages: Vec<(u32, u64, u8, u32, u64)> = Vec::new();
@@ -455,6 +482,7 @@ impl Queues {
         let mut failure = None;
         let mut high_water = 0;
         let mut next_qid = 0;
+        let mut floors: HashMap<u32, u64> = HashMap::new();
         store
             .reader()
             .for_each(NS, b"", |record| {
@@ -487,6 +515,12 @@ impl Queues {
                             );
                         })
                         .ok_or(QueueError::Corrupt("exchange".into())),
+                    Some(&codec::FLOOR_PREFIX) => codec::parse_floor_key(key)
+                        .zip(u64_value(record.value))
+                        .map(|(qid, floor)| {
+                            floors.insert(qid, floor);
+                        })
+                        .ok_or(QueueError::Corrupt("floor".into())),
                     Some(&codec::BINDING_PREFIX) => codec::parse_binding(key)
                         .map(|binding| bindings.push(binding))
                         .ok_or(QueueError::Corrupt("binding".into())),
@@ -511,12 +545,22 @@ impl Queues {
             .iter()
             .map(|(name, q)| (q.qid, name.clone()))
             .collect();
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        for (qid, floor) in floors {
+            match by_qid.get(&qid) {
+                Some(name) => state.queues.get_mut(name).expect("queue by qid").floor = floor,
+                None => stale.push(codec::floor_key(qid).to_vec()),
+            }
+        }
         messages.sort_unstable_by_key(|m| m.1);
-        let mut orphans: Vec<Vec<u8>> = Vec::new();
+        let mut dead: Vec<[u8; 13]> = Vec::new();
         let mut max_id = 0;
         for (qid, id, priority, deliveries, expiry_ms) in messages {
             max_id = max_id.max(id);
             match by_qid.get(&qid) {
+                Some(name) if id < state.queues[name].floor => {
+                    dead.push(codec::message_key(qid, id))
+                }
                 Some(name) => {
                     let queue = state.queues.get_mut(name).expect("queue by qid");
                     let priority = priority.min(PRIORITIES as u8 - 1);
@@ -526,7 +570,7 @@ impl Queues {
                         queue.returned.insert(id, deliveries);
                     }
                 }
-                None => orphans.push(codec::message_key(qid, id).to_vec()),
+                None => dead.push(codec::message_key(qid, id)),
             }
         }
         for (exchange, queue, rule) in bindings {
@@ -534,14 +578,17 @@ impl Queues {
                 Some(ex) if state.queues.contains_key(&queue) => {
                     ex.bindings.insert((queue, rule));
                 }
-                _ => orphans.push(codec::binding_key(&exchange, &queue, &rule)),
+                _ => stale.push(codec::binding_key(&exchange, &queue, &rule)),
             }
         }
         let max_qid = state.queues.values().map(|q| q.qid + 1).max().unwrap_or(0);
         state.next_qid = next_qid.max(max_qid).max(1);
         state.next_id = high_water.max(max_id + 1).max(1);
         state.high_water = state.next_id;
-        for chunk in orphans.chunks(DELETE_CHUNK) {
+        if !dead.is_empty() {
+            store.forget(NS, &dead).map_err(engine_error)?;
+        }
+        for chunk in stale.chunks(DELETE_CHUNK) {
             let mut plan = Plan::default();
             chunk.iter().for_each(|key| plan.delete(key));
             commit(store, &plan)?;
@@ -625,24 +672,21 @@ impl Queues {
     pub fn purge(&self, store: &Store, name: &[u8], conn: ConnId) -> Result<Written<u64>> {
         let mut state = self.lock();
         let queue = state.queue(name, conn)?;
-        let ids: Vec<u64> = queue.ready.iter().flatten().map(|e| e.id).collect();
-        let (qid, on_disk) = (queue.qid, queue.on_disk());
-        let mut seq = None;
-        for chunk in ids.chunks(DELETE_CHUNK) {
-            let mut plan = Plan::default();
-            for &id in chunk {
-                if on_disk {
-                    plan.delete(&codec::message_key(qid, id));
-                }
-                plan.changes.push(Change::Gone {
-                    queue: name.to_vec(),
-                    id,
-                });
-            }
-            seq = commit(store, &plan)?.or(seq);
-            apply(&mut state, plan);
+        let mut ids: Vec<u64> = queue.ready.iter().flatten().map(|e| e.id).collect();
+        ids.sort_unstable();
+        let count = ids.len() as u64;
+        // One entry: the floor covers the purged messages below the lowest in flight; the
+        // ones above it get tombstones (in one batch, at most BATCH_OPS_MAX).
+        let mut plan = Plan::default();
+        plan_removal(&state, &mut plan, name, &ids);
+        if plan.writes.len() > flin_engine::BATCH_OPS_MAX {
+            return Err(QueueError::Invalid(format!(
+                "purging {count} messages above the lowest in flight needs more than {} tombstones in one entry; ack or return the in-flight messages first",
+                flin_engine::BATCH_OPS_MAX
+            )));
         }
-        Ok((ids.len() as u64, seq))
+        let seq = finish(&mut state, store, plan)?;
+        Ok((count, seq))
     }
 
     /// QUEUE.LEN: ready messages.
@@ -1348,6 +1392,11 @@ fn apply(state: &mut State, plan: Plan) {
     if let Some(high_water) = plan.high_water {
         state.high_water = high_water;
     }
+    if let Some((queue, floor)) = plan.floor {
+        if let Some(q) = state.queues.get_mut(&queue) {
+            q.floor = floor;
+        }
+    }
     for change in plan.changes {
         match change {
             Change::Ready {
@@ -1509,6 +1558,48 @@ fn read_message(
         Some(found) => codec::decode_message(&found.value).map(Some),
         None => Ok(None),
     }
+}
+
+/// Plans the removal of the sorted messages `ids` from `name`: in a queue on disk, the ones
+/// below the queue's new floor (the lowest id left) are covered by one floor record and
+/// forgotten from the index once it commits; the others get a tombstone each.
+fn plan_removal(state: &State, plan: &mut Plan, name: &[u8], ids: &[u64]) {
+    let queue = queue_of(state, name);
+    for &id in ids {
+        plan.changes.push(Change::Gone {
+            queue: name.to_vec(),
+            id,
+        });
+    }
+    if !queue.on_disk() {
+        return;
+    }
+    let floor = queue.floor_without(ids, plan.next_id.unwrap_or(state.next_id));
+    for &id in ids {
+        let key = codec::message_key(queue.qid, id);
+        if id < floor {
+            plan.forget.push(key);
+        } else {
+            plan.delete(&key);
+        }
+    }
+    if floor > queue.floor {
+        plan.put(&codec::floor_key(queue.qid), floor.to_le_bytes().to_vec());
+        plan.floor = Some((name.to_vec(), floor));
+    }
+}
+
+/// Commits a plan, applies it, and forgets what its floor covers.
+fn finish(state: &mut State, store: &Store, mut plan: Plan) -> Result<Option<u64>> {
+    let seq = commit(store, &plan)?;
+    let forget = std::mem::take(&mut plan.forget);
+    apply(state, plan);
+    if !forget.is_empty() {
+        // Refused only by a replicated engine: the records then stay indexed until the
+        // next load forgets them (the floor is written either way).
+        let _ = store.forget(NS, &forget);
+    }
+    Ok(seq)
 }
 
 /// Plans a message of `name` into its dead-letter queue (or away, when it has none): the
@@ -1685,13 +1776,11 @@ fn ack(
     conn: ConnId,
 ) -> Result<Written<u64>> {
     let queue = queue_of(state, name);
-    let ids = owned_ids(queue, ids, conn)?;
+    let mut ids = owned_ids(queue, ids, conn)?;
+    ids.sort_unstable();
     let mut plan = Plan::default();
-    for &id in &ids {
-        plan_gone(&mut plan, name, queue.qid, id, queue.on_disk())?;
-    }
-    let seq = commit(store, &plan)?;
-    apply(state, plan);
+    plan_removal(state, &mut plan, name, &ids);
+    let seq = finish(state, store, plan)?;
     state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
     Ok((ids.len() as u64, seq))
 }
@@ -1760,6 +1849,7 @@ fn take(
         } else {
             0
         };
+        queue.in_flight_ids.insert(entry.id);
         queue.in_flight.insert(
             entry.id,
             Flight {
@@ -1852,14 +1942,17 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
     }
 }
 
-/// Deletes a queue: its declaration and bindings in one entry, then its messages in chunks
-/// (a crash between leaves messages whose queue is gone: the next load deletes them, and
-/// qids are never reused).
+/// Deletes a queue: its declaration, floor and bindings in one entry; its messages are
+/// forgotten (no record each: without their queue they are dead for good, and every load
+/// forgets them again until compaction drops them).
 fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<u64>> {
     let queue = queue_of(state, name);
     let mut plan = Plan::default();
     if queue.on_disk() {
         plan.delete(&codec::queue_key(name));
+        if queue.floor > 0 {
+            plan.delete(&codec::floor_key(queue.qid));
+        }
     }
     let mut unbind = Vec::new();
     for (ex_name, ex) in &state.exchanges {
@@ -1872,7 +1965,7 @@ fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<
             }
         }
     }
-    let mut seq = commit(store, &plan)?;
+    let seq = commit(store, &plan)?;
     for (ex_name, binding) in unbind {
         if let Some(ex) = state.exchanges.get_mut(&ex_name) {
             ex.bindings.remove(&binding);
@@ -1880,20 +1973,17 @@ fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<
     }
     let queue = state.queues.remove(name).expect("present");
     if queue.on_disk() {
-        let ids: Vec<u64> = queue
+        // With the declaration gone the messages are orphans for good (qids are never
+        // reused): forgotten now, and again by every load until compaction drops them.
+        let keys: Vec<[u8; 13]> = queue
             .ready
             .iter()
             .flatten()
             .map(|e| e.id)
             .chain(queue.in_flight.keys().copied())
+            .map(|id| codec::message_key(queue.qid, id))
             .collect();
-        for chunk in ids.chunks(DELETE_CHUNK) {
-            let mut plan = Plan::default();
-            chunk
-                .iter()
-                .for_each(|&id| plan.delete(&codec::message_key(queue.qid, id)));
-            seq = commit(store, &plan)?.or(seq);
-        }
+        let _ = store.forget(NS, &keys);
     }
     for waiter in queue.waiters {
         waiter.mailbox.post(Delivery {
