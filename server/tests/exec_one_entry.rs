@@ -31,6 +31,8 @@ fn start() -> Running {
         port: 0,
         bind: "127.0.0.1".parse().unwrap(),
         threads: 2,
+        // Memory mode: no ./data directory left in the working tree.
+        data: None,
         ..Options::default()
     };
     let config = Daemon::engine_config(&options);
