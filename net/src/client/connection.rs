@@ -347,10 +347,15 @@ impl Connection {
 
     /// How long one read may block from now on; `None` blocks forever. A blocking command
     /// (QUEUE.BPOP) needs longer than the options' read timeout, a subscriber polling for
-    /// pushes shorter. A zero duration is refused, as by [`TcpStream::set_read_timeout`].
+    /// pushes shorter. A zero duration is refused, as by [`TcpStream::set_read_timeout`];
+    /// any failure breaks the connection (its reads would no longer wait as the caller
+    /// means).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         if self.read_timeout != timeout {
-            self.stream.set_read_timeout(timeout)?;
+            if let Err(error) = self.stream.set_read_timeout(timeout) {
+                self.broken = true;
+                return Err(Error::Network(error));
+            }
             self.read_timeout = timeout;
         }
         Ok(())
