@@ -219,7 +219,8 @@ impl Subscription {
     /// flight (received, not acknowledged) go back to the queue when it closes.
     pub fn unsubscribe(mut self) -> Result<()> {
         let args = args::name(&self.queue);
-        self.consumer.run("queue.unsubscribe", &args, reply::ok)
+        self.consumer
+            .run("queue.unsubscribe", &args, reply::ok_or_count)
     }
 
     /// True after a network or protocol error: every later call fails; subscribe again.

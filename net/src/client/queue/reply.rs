@@ -30,6 +30,15 @@ pub(crate) fn ok(value: &Value, opcode: u8) -> Result<()> {
     }
 }
 
+/// QUEUE.UNSUBSCRIBE: docs/commands.md's `OK`, or a count (of the connection's
+/// subscriptions left), which the server's first version answers; either means done.
+pub(crate) fn ok_or_count(value: &Value, opcode: u8) -> Result<()> {
+    match value {
+        Value::Integer(_) => count(value, opcode).map(|_| ()),
+        _ => ok(value, opcode),
+    }
+}
+
 /// A non-negative integer: a count, a message id.
 pub(crate) fn count(value: &Value, opcode: u8) -> Result<u64> {
     match value {
@@ -353,6 +362,10 @@ mod tests {
         assert!(flag(&Value::Integer(1), OPCODE).unwrap());
         assert!(!flag(&Value::Integer(0), OPCODE).unwrap());
         assert!(flag(&Value::Integer(2), OPCODE).is_err());
+        assert!(ok_or_count(&Value::Simple("OK".into()), OPCODE).is_ok());
+        assert!(ok_or_count(&Value::Integer(0), OPCODE).is_ok());
+        assert!(ok_or_count(&Value::Integer(-1), OPCODE).is_err());
+        assert!(ok_or_count(&Value::Null, OPCODE).is_err());
     }
 
     #[test]
