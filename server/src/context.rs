@@ -104,12 +104,19 @@ pub struct Shared {
     pub started: Instant,
     /// Mixed into RANDOMKEY's seed so consecutive calls pick different spots.
     random_counter: AtomicU64,
+    /// The queue model, loaded from the engine's Queue namespace.
+    pub queues: crate::queue::Queues,
 }
 
 impl Shared {
-    pub fn new(engine: Engine, options: Options) -> Shared {
-        Shared {
-            store: Store::new(engine),
+    /// The shared state over `engine`, with the queue model loaded from it.
+    pub fn open(engine: Engine, options: Options) -> Result<Shared, String> {
+        let store = Store::new(engine);
+        let queues = crate::queue::Queues::load(&store)
+            .map_err(|e| format!("cannot load the queues: {e}"))?;
+        Ok(Shared {
+            store,
+            queues,
             gates: None,
             options,
             counters: Counters::default(),
@@ -117,7 +124,12 @@ impl Shared {
             clients: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             random_counter: AtomicU64::new(0),
-        }
+        })
+    }
+
+    /// [`Shared::open`], for an engine whose queues are known to load (tests, fresh engines).
+    pub fn new(engine: Engine, options: Options) -> Shared {
+        Shared::open(engine, options).expect("queues load")
     }
 
     /// The engine's clock (tests inject a manual one).
@@ -193,6 +205,8 @@ pub struct Session {
     /// The seq the reply just written must wait for (the highest this connection's last
     /// command wrote): taken by the event loop as the reply's gate (`Service::take_reply_gate`).
     pub reply_gate: Option<u64>,
+    /// Queue state: the mailbox deliveries arrive in, a parked QUEUE.BPOP.
+    pub queue: crate::queue::session::QueueSession,
 }
 
 impl Session {
@@ -206,6 +220,7 @@ impl Session {
             multi: None,
             watched: Vec::new(),
             reply_gate: None,
+            queue: crate::queue::session::QueueSession::detached(),
         }
     }
 

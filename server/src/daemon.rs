@@ -17,6 +17,9 @@ use crate::context::Shared;
 use crate::gates::DurableGates;
 use crate::service::KvService;
 
+/// How often the queues' timer returns timed-out deliveries and expires messages.
+pub const QUEUE_TICK: Duration = Duration::from_millis(50);
+
 /// How often the watcher thread looks at the signal flag.
 const SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -56,7 +59,7 @@ impl Daemon {
             ),
             false => None,
         };
-        let mut shared = Shared::new(engine.clone(), options.clone());
+        let mut shared = Shared::open(engine.clone(), options.clone())?;
         shared.gates = gates.clone();
         let shared = Arc::new(shared);
         let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
@@ -90,9 +93,24 @@ impl Daemon {
     }
 
     /// Serves until the shutdown handle is used, then stops the flusher and flushes the
-    /// engine once more.
+    /// engine once more. A timer thread runs the queues' clock work (visibility timeouts,
+    /// expiry at the head) every [`QUEUE_TICK`].
     pub fn serve(self) -> Result<(), String> {
+        let shutdown = self.server.shutdown_handle();
+        let shared = self.shared.clone();
+        let timer = std::thread::Builder::new()
+            .name("flin-queue-timer".into())
+            .spawn(move || {
+                while !shutdown.is_shutdown() {
+                    std::thread::sleep(QUEUE_TICK);
+                    if let Err(error) = shared.queues.tick(&shared.store, shared.now_ms()) {
+                        eprintln!("flin-server: queue timer: {error}");
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the queue timer: {e}"))?;
         let served = self.server.run();
+        let _ = timer.join();
         if let Some(gates) = &self.gates {
             gates.stop();
         }

@@ -35,6 +35,18 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         }
     };
     if let Some(multi) = session.multi.as_mut() {
+        if command.group == "queue" {
+            // A queue command's effects (deliveries, waits, pushes) do not fit inside one
+            // engine transaction with key-value writes: refused, and the EXEC is doomed.
+            multi.aborted = true;
+            return (
+                Frame::error(format!(
+                    "ERR {} is not allowed inside MULTI",
+                    command.name.to_ascii_uppercase()
+                )),
+                Action::Continue,
+            );
+        }
         if !matches!(
             command.name,
             "exec" | "discard" | "multi" | "watch" | "quit"
@@ -46,6 +58,16 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         let mut call = Call::standalone(shared, session);
         flatten((command.run)(&mut call, args))
     };
+    if let Some((queue, deadline_ms)) = session.queue.park.take() {
+        // QUEUE.BPOP waits: no reply now; the service answers from `on_wake` or
+        // `on_park_timeout` (and must record how to, see `session.queue.parked`).
+        session.queue.parked = Some(crate::queue::session::Parked {
+            queue,
+            deadline_ms,
+            target: crate::queue::session::ReplyTarget::Resp,
+        });
+        return (reply, Action::Park { deadline_ms });
+    }
     let action = if command.name == "quit" {
         Action::Close
     } else {

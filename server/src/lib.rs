@@ -14,7 +14,9 @@
 //! - `kv`: the key-value data model, a folder of its own: a core (typed arguments in, typed
 //!   results or `KvError` out; no sockets or frames, tested on an in-memory engine) and a thin
 //!   command shell (`kv::commands`: parse -> core -> `Frame`). Queues, streams and documents
-//!   will each get a folder of this shape.
+//!   and documents will each get a folder of this shape.
+//! - `queue`: message queues (RabbitMQ's model), the same shape: a core ([`queue::Queues`],
+//!   the model beside the log), routing, records, the per-connection session and the shell.
 //! - `store`: [`store::Store`], the one door to the engine: a read-only [`store::Reader`] for
 //!   every command, and `Store::write`, the one write path (a typed list of engine ops,
 //!   committed as one log entry with its seq).
@@ -47,6 +49,7 @@ pub mod gates;
 pub mod glob;
 pub mod kv;
 pub mod number;
+pub mod queue;
 pub mod service;
 #[allow(unsafe_code)]
 pub mod signal;

@@ -18,6 +18,8 @@ use flin_net::{Action, ConnectionHandle, Service};
 use crate::context::{ClientInfo, Session, Shared};
 use crate::dispatch;
 use crate::frame::Frame;
+use crate::queue::session::{self as queue_session, QueueSession, ReplyTarget};
+use crate::queue::{DeliveryKind, Mailbox};
 
 /// The daemon's service: shared state behind an `Arc`, one [`Session`] per connection.
 pub struct KvService {
@@ -55,12 +57,16 @@ impl Service for KvService {
                     connected_at: Instant::now(),
                 },
             );
-        Session::new(conn_id, peer, self.shared.options.requirepass.is_none())
+        let mut session = Session::new(conn_id, peer, self.shared.options.requirepass.is_none());
+        session.queue = QueueSession::new(Mailbox::new(move || handle.wake()));
+        session
     }
 
     fn handle_resp(&self, session: &mut Session, args: &[&[u8]], out: &mut Vec<u8>) -> Action {
         let (frame, action) = dispatch::execute(&self.shared, session, args);
-        frame.encode(session.resp, out);
+        if !matches!(action, Action::Park { .. }) {
+            frame.encode(session.resp, out);
+        }
         action
     }
 
@@ -70,7 +76,86 @@ impl Service for KvService {
         request: &Request<'_>,
         out: &mut Vec<u8>,
     ) -> Action {
+        session.queue.binary = true;
         respond_binary(&self.shared, session, request, out)
+    }
+
+    /// Deliveries from the session's mailbox: pushes to a subscription are written; a
+    /// delivery for the parked QUEUE.BPOP answers it (acking first with NOACK, so the reply
+    /// waits behind that write's gate).
+    fn on_wake(&self, session: &mut Session, out: &mut Vec<u8>) -> Action {
+        let shared = &self.shared;
+        for delivery in session.queue.mailbox.take() {
+            if !queue_session::is_for_parked(&session.queue.parked, &delivery) {
+                match delivery.kind {
+                    DeliveryKind::Push => {
+                        for message in &delivery.messages {
+                            queue_session::write_push(
+                                out,
+                                session.resp,
+                                session.queue.binary,
+                                &delivery.queue,
+                                message,
+                            );
+                        }
+                    }
+                    // A pop's messages that arrived after its wait ended go back.
+                    DeliveryKind::Pop { .. } if !delivery.messages.is_empty() => {
+                        let ids: Vec<u64> = delivery.messages.iter().map(|m| m.id).collect();
+                        let _ = shared.queues.nack(
+                            &shared.store,
+                            &delivery.queue,
+                            &ids,
+                            true,
+                            session.id,
+                            shared.now_ms(),
+                        );
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let parked = session.queue.parked.take().expect("parked");
+            let frame = match delivery.kind {
+                DeliveryKind::Deleted => Frame::error(format!(
+                    "ERR QUEUE.BPOP: queue '{}' was deleted while waiting",
+                    String::from_utf8_lossy(&delivery.queue)
+                )),
+                DeliveryKind::Pop { noack: true } => {
+                    let ids: Vec<u64> = delivery.messages.iter().map(|m| m.id).collect();
+                    match shared.queues.ack(
+                        &shared.store,
+                        &delivery.queue,
+                        &ids,
+                        session.id,
+                        shared.now_ms(),
+                    ) {
+                        Ok((_, seq)) => {
+                            session.note_write(seq);
+                            queue_session::messages_frame(&delivery.messages)
+                        }
+                        Err(error) => Frame::error(format!("ERR QUEUE.BPOP: {error}")),
+                    }
+                }
+                _ => queue_session::messages_frame(&delivery.messages),
+            };
+            queue_session::write_reply(out, session.resp, parked.target, &frame);
+        }
+        queue_session::deliveries_action(&session.queue.parked)
+    }
+
+    /// A QUEUE.BPOP's timeout: it stops waiting (unless its messages arrived meanwhile) and
+    /// answers a null array.
+    fn on_park_timeout(&self, session: &mut Session, out: &mut Vec<u8>) -> Action {
+        if let Some(parked) = &session.queue.parked {
+            self.shared.queues.stop_waiting(&parked.queue, session.id);
+        }
+        let action = self.on_wake(session, out);
+        if let Some(parked) = session.queue.parked.take() {
+            queue_session::write_reply(out, session.resp, parked.target, &Frame::NullArray);
+        }
+        let _ = action;
+        Action::Continue
     }
 
     /// Under `--fsync always` (the only time the loop asks), the gate of the reply just
@@ -95,6 +180,17 @@ impl Service for KvService {
             .lock()
             .expect("client registry lock")
             .remove(&session.id);
+        // What it held goes back to its queues; its exclusive queues go.
+        if let Err(error) = self.shared.queues.connection_closed(
+            &self.shared.store,
+            session.id,
+            self.shared.now_ms(),
+        ) {
+            eprintln!(
+                "flin-server: queues of closed connection {}: {error}",
+                session.id
+            );
+        }
     }
 }
 
@@ -248,6 +344,12 @@ fn respond_with_value(
     out: &mut Vec<u8>,
 ) -> Action {
     let (frame, action) = dispatch::execute(shared, session, args);
+    if let Action::Park { .. } = action {
+        if let Some(parked) = session.queue.parked.as_mut() {
+            parked.target = ReplyTarget::Binary(request.reply_to());
+        }
+        return action;
+    }
     let written = match &frame {
         Frame::Error(message) => request
             .respond(out, error_status(message))

@@ -150,7 +150,13 @@ pub static TABLE: &[Command] = &[
 /// Every command the server knows: this module's table, then each data model's (COMMAND lists
 /// them in this order).
 pub fn commands() -> impl Iterator<Item = &'static Command> + Clone {
-    [TABLE, crate::kv::commands::TABLE].into_iter().flatten()
+    [
+        TABLE,
+        crate::kv::commands::TABLE,
+        crate::queue::commands::TABLE,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Bytes of the stack buffer a name is lower-cased into for the lookup: at least the longest

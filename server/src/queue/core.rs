@@ -1,0 +1,1906 @@
+//! The queue model's core: queues, their ready order and in-flight set, consumers and
+//! waiters, exchanges and bindings. Typed arguments in, typed results or a [`QueueError`] out;
+//! no sockets, frames or argument lists.
+//!
+//! # How state and log agree
+//! One mutex guards the whole model. An operation decides under it, builds a [`Plan`] (the
+//! log writes, and the in-memory changes they stand for), commits the writes through
+//! `Store::write` as one log entry (the engine's writer lock is taken inside the model's
+//! lock, never the other way round), and only then applies the in-memory changes. So what
+//! the model shows is always what the log holds (plus deliveries, which are memory only):
+//! a failed commit changes nothing.
+//!
+//! # What is on disk
+//! A durable queue's declaration, every message (key `m` qid id, see `codec`), its exchanges
+//! and bindings. Not on disk: which messages are in flight and to whom. After a restart every
+//! message is ready again (its consumer's connection is gone, so RabbitMQ would requeue it
+//! too), with the delivery count it had when it last came back (a delivery cut short by the
+//! crash is not counted). An ack deletes the message's record (a tombstone; compaction drops
+//! both). A transient or exclusive queue keeps its messages in memory, encoded as on disk.
+//!
+//! # Memory
+//! A ready message costs a 16-byte entry (id, expiry) in its priority's ring, plus the
+//! engine's index entry for its key; its payload and headers stay in the log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flin_engine::{Namespace, Op, RecordKind};
+
+use super::codec::{
+    self, BindingRule, ExchangeKind, Overflow, QueueOptions, StoredMessage, DELIVERIES_OFFSET,
+};
+use super::routing;
+use crate::store::Store;
+
+/// The engine namespace every queue record lives in.
+pub const NS: Namespace = Namespace::Queue;
+/// Priorities run 0 (lowest, the default) to 9.
+pub const PRIORITIES: usize = 10;
+/// The largest payload a message may carry (RabbitMQ's default `max_message_size`).
+pub const PAYLOAD_BYTES_MAX: usize = 128 << 20;
+/// Ids are reserved this many at a time (one small record per block).
+const ID_BLOCK: u64 = 1 << 20;
+/// Deletes per log entry when a queue is deleted or purged.
+const DELETE_CHUNK: usize = 64 * 1024;
+
+/// A connection, as the model knows it.
+pub type ConnId = u64;
+
+/// Why an operation was refused; the shell turns it into an error naming the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueError {
+    NoQueue(Vec<u8>),
+    NoExchange(Vec<u8>),
+    /// An exclusive queue used from a connection that did not declare it.
+    Locked(Vec<u8>),
+    /// A redeclaration whose option differs from the declared one.
+    Mismatch {
+        name: Vec<u8>,
+        option: &'static str,
+    },
+    /// An id that is not in flight on this queue.
+    NotInFlight(u64),
+    /// An id in flight to another connection.
+    Foreign(u64),
+    /// A queue at MAXLEN with OVERFLOW REJECT.
+    Full(Vec<u8>),
+    /// MANDATORY, and no queue matched.
+    Unroutable(Vec<u8>),
+    /// A binding that does not fit its exchange's kind.
+    BindingKind(&'static str),
+    Invalid(String),
+    Corrupt(String),
+    Engine(String),
+}
+
+pub type Result<T> = std::result::Result<T, QueueError>;
+
+pub(crate) fn shown(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::NoQueue(name) => write!(f, "no queue '{}'", shown(name)),
+            QueueError::NoExchange(name) => write!(f, "no exchange '{}'", shown(name)),
+            QueueError::Locked(name) => write!(
+                f,
+                "queue '{}' is exclusive to the connection that declared it",
+                shown(name)
+            ),
+            QueueError::Mismatch { name, option } => write!(
+                f,
+                "'{}' already exists with a different {option}",
+                shown(name)
+            ),
+            QueueError::NotInFlight(id) => write!(f, "message id {id} is not in flight"),
+            QueueError::Foreign(id) => {
+                write!(f, "message id {id} was delivered to another connection")
+            }
+            QueueError::Full(name) => write!(
+                f,
+                "queue '{}' is full (MAXLEN with OVERFLOW REJECT)",
+                shown(name)
+            ),
+            QueueError::Unroutable(name) => write!(
+                f,
+                "MANDATORY message matched no queue of exchange '{}'",
+                shown(name)
+            ),
+            QueueError::BindingKind(why) => write!(f, "{why}"),
+            QueueError::Invalid(why) => write!(f, "{why}"),
+            QueueError::Corrupt(what) => write!(f, "corrupt {what} record"),
+            QueueError::Engine(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// A message as delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: u64,
+    pub payload: Vec<u8>,
+    pub priority: u8,
+    /// 1 on the first delivery.
+    pub deliveries: u32,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A message to push.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewMessage {
+    pub payload: Vec<u8>,
+    pub priority: u8,
+    /// Per-message TTL in ms (0: none; the queue's TTL applies when lower).
+    pub ttl_ms: u64,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Messages handed to a waiting or subscribed connection, to be written on its own thread.
+#[derive(Debug)]
+pub struct Delivery {
+    pub queue: Vec<u8>,
+    pub kind: DeliveryKind,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// The reply to a parked QUEUE.BPOP (with NOACK: the connection acks them before it
+    /// replies).
+    Pop { noack: bool },
+    /// The queue a parked QUEUE.BPOP waited on was deleted.
+    Deleted,
+    /// A subscription's message, pushed.
+    Push,
+}
+
+/// Where a connection receives what other threads hand it; posting wakes its loop.
+pub struct Mailbox {
+    deliveries: Mutex<VecDeque<Delivery>>,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Mailbox {
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            deliveries: Mutex::new(VecDeque::new()),
+            wake: Box::new(wake),
+        })
+    }
+
+    /// Everything posted so far, oldest first.
+    pub fn take(&self) -> Vec<Delivery> {
+        self.deliveries
+            .lock()
+            .expect("mailbox lock")
+            .drain(..)
+            .collect()
+    }
+
+    fn post(&self, delivery: Delivery) {
+        self.deliveries
+            .lock()
+            .expect("mailbox lock")
+            .push_back(delivery);
+        (self.wake)();
+    }
+}
+
+/// QUEUE.INFO's figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub name: Vec<u8>,
+    pub options: QueueOptions,
+    pub ready: u64,
+    pub in_flight: u64,
+    pub consumers: u64,
+    pub pushed: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub dead_lettered: u64,
+}
+
+/// EXCHANGE.INFO's figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeInfo {
+    pub name: Vec<u8>,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub bindings: u64,
+    pub published: u64,
+    pub unroutable: u64,
+}
+
+/// A ready message: its id and absolute expiry (0: none). 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    id: u64,
+    expiry_ms: u64,
+}
+
+/// A delivered, unacknowledged message.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    owner: ConnId,
+    /// When it returns to the queue (0: never).
+    deadline_ms: u64,
+    priority: u8,
+    deliveries: u32,
+    expiry_ms: u64,
+    /// Handed to a subscription (counts against its prefetch).
+    consumer: bool,
+}
+
+struct Consumer {
+    conn: ConnId,
+    mailbox: Arc<Mailbox>,
+    prefetch: u32,
+    unacked: u32,
+}
+
+struct Waiter {
+    conn: ConnId,
+    mailbox: Arc<Mailbox>,
+    count: usize,
+    noack: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    pushed: u64,
+    delivered: u64,
+    acked: u64,
+    dead_lettered: u64,
+}
+
+struct Queue {
+    qid: u32,
+    options: QueueOptions,
+    /// The declaring connection of an exclusive queue.
+    owner: Option<ConnId>,
+    /// Ready messages by priority, each ring in id (push) order.
+    ready: [VecDeque<Entry>; PRIORITIES],
+    ready_len: u64,
+    /// Deliveries so far of ready messages that were delivered before (sparse).
+    returned: HashMap<u64, u32>,
+    in_flight: HashMap<u64, Flight>,
+    /// (deadline, id) of in-flight messages with a visibility deadline.
+    deadlines: BTreeSet<(u64, u64)>,
+    /// A transient queue's messages, encoded as on disk.
+    memory: HashMap<u64, Vec<u8>>,
+    consumers: Vec<Consumer>,
+    next_consumer: usize,
+    waiters: VecDeque<Waiter>,
+    counters: Counters,
+}
+
+impl Queue {
+    fn new(qid: u32, options: QueueOptions, owner: Option<ConnId>) -> Queue {
+        Queue {
+            qid,
+            options,
+            owner,
+            ready: Default::default(),
+            ready_len: 0,
+            returned: HashMap::new(),
+            in_flight: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            memory: HashMap::new(),
+            consumers: Vec::new(),
+            next_consumer: 0,
+            waiters: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn on_disk(&self) -> bool {
+        self.options.durable && !self.options.exclusive
+    }
+
+    /// Inserts a ready entry in id order (at the back, for a new message).
+    fn insert_ready(&mut self, priority: u8, entry: Entry) {
+        let ring = &mut self.ready[priority as usize];
+        let at = match ring.back() {
+            Some(last) if last.id > entry.id => ring.partition_point(|e| e.id < entry.id),
+            _ => ring.len(),
+        };
+        ring.insert(at, entry);
+        self.ready_len += 1;
+    }
+
+    /// Removes a ready entry by id; returns its priority.
+    fn remove_ready(&mut self, id: u64) -> Option<u8> {
+        for priority in 0..PRIORITIES {
+            let ring = &mut self.ready[priority];
+            let at = ring.partition_point(|e| e.id < id);
+            if ring.get(at).is_some_and(|e| e.id == id) {
+                ring.remove(at);
+                self.ready_len -= 1;
+                self.returned.remove(&id);
+                return Some(priority as u8);
+            }
+        }
+        None
+    }
+
+    /// The next ready message (highest priority, then oldest), removed.
+    fn pop_ready(&mut self) -> Option<(u8, Entry)> {
+        for priority in (0..PRIORITIES).rev() {
+            if let Some(entry) = self.ready[priority].pop_front() {
+                self.ready_len -= 1;
+                return Some((priority as u8, entry));
+            }
+        }
+        None
+    }
+
+    fn remove_flight(&mut self, id: u64) -> Option<Flight> {
+        let flight = self.in_flight.remove(&id)?;
+        if flight.deadline_ms != 0 {
+            self.deadlines.remove(&(flight.deadline_ms, id));
+        }
+        if flight.consumer {
+            if let Some(c) = self.consumers.iter_mut().find(|c| c.conn == flight.owner) {
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+        }
+        Some(flight)
+    }
+}
+
+struct Exchange {
+    kind: ExchangeKind,
+    durable: bool,
+    bindings: BTreeSet<(Vec<u8>, BindingRule)>,
+    published: u64,
+    unroutable: u64,
+}
+
+/// One change to apply after its log writes commit.
+enum Change {
+    /// A message joins a queue's ready set (new, returned, or dead-lettered into it).
+    Ready {
+        queue: Vec<u8>,
+        priority: u8,
+        entry: Entry,
+        /// Deliveries so far (0 for a new message).
+        deliveries: u32,
+        /// A transient queue's encoded message.
+        memory: Option<Vec<u8>>,
+    },
+    /// A message leaves its queue (acked, dropped, dead-lettered, or about to return).
+    Gone {
+        queue: Vec<u8>,
+        id: u64,
+    },
+    DeadLettered {
+        queue: Vec<u8>,
+    },
+}
+
+/// Log writes and the changes they stand for.
+#[derive(Default)]
+struct Plan {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    changes: Vec<Change>,
+    /// Ids handed out by this plan: `next_id` after it commits.
+    next_id: Option<u64>,
+    high_water: Option<u64>,
+}
+
+impl Plan {
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.writes.push((key.to_vec(), Some(value)));
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.writes.push((key.to_vec(), None));
+    }
+}
+
+/// Why a message goes to the dead-letter queue (its `x-death-reason` header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeathReason {
+    Expired,
+    Rejected,
+    MaxDeliveries,
+    MaxLen,
+}
+
+impl DeathReason {
+    fn text(self) -> &'static [u8] {
+        match self {
+            DeathReason::Expired => b"expired",
+            DeathReason::Rejected => b"rejected",
+            DeathReason::MaxDeliveries => b"maxdeliveries",
+            DeathReason::MaxLen => b"maxlen",
+        }
+    }
+}
+
+/// The header naming why a message was dead-lettered.
+pub const DEATH_REASON_HEADER: &[u8] = b"x-death-reason";
+/// The header naming the queue a dead-lettered message came from.
+pub const DEATH_QUEUE_HEADER: &[u8] = b"x-death-queue";
+
+#[derive(Default)]
+struct State {
+    queues: BTreeMap<Vec<u8>, Queue>,
+    exchanges: BTreeMap<Vec<u8>, Exchange>,
+    next_qid: u32,
+    next_id: u64,
+    /// Ids at or above this are recorded as never handed out.
+    high_water: u64,
+}
+
+/// The queue model.
+#[derive(Default)]
+pub struct Queues {
+    state: Mutex<State>,
+}
+
+/// A result and the seq of the log entry it wrote (the reply waits for it).
+pub type Written<T> = (T, Option<u64>);
+
+impl Queues {
+    /// Loads every queue, message, exchange and binding from the engine's Queue namespace
+    /// (a walk of that namespace only), and deletes messages left by deleted queues.
+    pub fn load(store: &Store) -> Result<Queues> {
+        let mut state = State::default();
+        let mut messages: Vec<(u32, u64, u8, u32, u64)> = Vec::new();
+        let mut bindings = Vec::new();
+        let mut failure = None;
+        let mut high_water = 0;
+        let mut next_qid = 0;
+        store
+            .reader()
+            .for_each(NS, b"", |record| {
+                let key = record.key;
+                let outcome = match key.first() {
+                    Some(&codec::QUEUE_PREFIX) => {
+                        codec::decode_queue(record.value).map(|(qid, options)| {
+                            state
+                                .queues
+                                .insert(key[1..].to_vec(), Queue::new(qid, options, None));
+                        })
+                    }
+                    Some(&codec::MESSAGE_PREFIX) => codec::parse_message_key(key)
+                        .zip(message_header(record.value))
+                        .map(|((qid, id), (priority, deliveries, expiry))| {
+                            messages.push((qid, id, priority, deliveries, expiry))
+                        })
+                        .ok_or(QueueError::Corrupt("message".into())),
+                    Some(&codec::EXCHANGE_PREFIX) => codec::decode_exchange(record.value)
+                        .map(|kind| {
+                            state.exchanges.insert(
+                                key[1..].to_vec(),
+                                Exchange {
+                                    kind,
+                                    durable: true,
+                                    bindings: BTreeSet::new(),
+                                    published: 0,
+                                    unroutable: 0,
+                                },
+                            );
+                        })
+                        .ok_or(QueueError::Corrupt("exchange".into())),
+                    Some(&codec::BINDING_PREFIX) => codec::parse_binding(key)
+                        .map(|binding| bindings.push(binding))
+                        .ok_or(QueueError::Corrupt("binding".into())),
+                    _ if key == codec::HIGH_WATER_KEY => u64_value(record.value)
+                        .map(|v| high_water = v)
+                        .ok_or(QueueError::Corrupt("id high-water".into())),
+                    _ if key == codec::NEXT_QID_KEY => u64_value(record.value)
+                        .map(|v| next_qid = v as u32)
+                        .ok_or(QueueError::Corrupt("next qid".into())),
+                    _ => Err(QueueError::Corrupt(format!("unknown key {:?}", shown(key)))),
+                };
+                if let Err(error) = outcome {
+                    failure.get_or_insert(error);
+                }
+            })
+            .map_err(engine_error)?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let by_qid: HashMap<u32, Vec<u8>> = state
+            .queues
+            .iter()
+            .map(|(name, q)| (q.qid, name.clone()))
+            .collect();
+        messages.sort_unstable_by_key(|m| m.1);
+        let mut orphans: Vec<Vec<u8>> = Vec::new();
+        let mut max_id = 0;
+        for (qid, id, priority, deliveries, expiry_ms) in messages {
+            max_id = max_id.max(id);
+            match by_qid.get(&qid) {
+                Some(name) => {
+                    let queue = state.queues.get_mut(name).expect("queue by qid");
+                    let priority = priority.min(PRIORITIES as u8 - 1);
+                    queue.ready[priority as usize].push_back(Entry { id, expiry_ms });
+                    queue.ready_len += 1;
+                    if deliveries > 0 {
+                        queue.returned.insert(id, deliveries);
+                    }
+                }
+                None => orphans.push(codec::message_key(qid, id).to_vec()),
+            }
+        }
+        for (exchange, queue, rule) in bindings {
+            match state.exchanges.get_mut(&exchange) {
+                Some(ex) if state.queues.contains_key(&queue) => {
+                    ex.bindings.insert((queue, rule));
+                }
+                _ => orphans.push(codec::binding_key(&exchange, &queue, &rule)),
+            }
+        }
+        let max_qid = state.queues.values().map(|q| q.qid + 1).max().unwrap_or(0);
+        state.next_qid = next_qid.max(max_qid).max(1);
+        state.next_id = high_water.max(max_id + 1).max(1);
+        state.high_water = state.next_id;
+        for chunk in orphans.chunks(DELETE_CHUNK) {
+            let mut plan = Plan::default();
+            chunk.iter().for_each(|key| plan.delete(key));
+            commit(store, &plan)?;
+        }
+        Ok(Queues {
+            state: Mutex::new(state),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ----- queues -----
+
+    /// QUEUE.DECLARE: creates the queue, or checks that the existing one has these options.
+    pub fn declare(
+        &self,
+        store: &Store,
+        name: &[u8],
+        options: QueueOptions,
+        conn: ConnId,
+    ) -> Result<Written<bool>> {
+        let mut state = self.lock();
+        if let Some(queue) = state.queues.get(name) {
+            check_owner(name, queue, conn)?;
+            let declared = &queue.options;
+            let differs = [
+                (
+                    declared.durable != options.durable,
+                    "durability (DURABLE|TRANSIENT)",
+                ),
+                (declared.exclusive != options.exclusive, "EXCLUSIVE"),
+                (declared.max_len != options.max_len, "MAXLEN"),
+                (declared.overflow != options.overflow, "OVERFLOW"),
+                (declared.ttl_ms != options.ttl_ms, "TTL"),
+                (declared.dlq != options.dlq, "DLQ"),
+                (
+                    declared.max_deliveries != options.max_deliveries,
+                    "MAXDELIVERIES",
+                ),
+                (
+                    declared.visibility_ms != options.visibility_ms,
+                    "VISIBILITY",
+                ),
+            ];
+            if let Some((_, option)) = differs.into_iter().find(|(d, _)| *d) {
+                return Err(QueueError::Mismatch {
+                    name: name.to_vec(),
+                    option,
+                });
+            }
+            return Ok((false, None));
+        }
+        let qid = state.next_qid;
+        let queue = Queue::new(qid, options, None);
+        let mut plan = Plan::default();
+        plan.put(codec::NEXT_QID_KEY, (qid as u64 + 1).to_le_bytes().to_vec());
+        if queue.on_disk() {
+            plan.put(
+                &codec::queue_key(name),
+                codec::encode_queue(qid, &queue.options),
+            );
+        }
+        let seq = commit(store, &plan)?;
+        let owner = queue.options.exclusive.then_some(conn);
+        state.next_qid = qid + 1;
+        state.queues.insert(name.to_vec(), Queue { owner, ..queue });
+        Ok((true, seq))
+    }
+
+    /// QUEUE.DELETE: the queue, its messages and its bindings; returns how many messages went.
+    pub fn delete(&self, store: &Store, name: &[u8], conn: ConnId) -> Result<Written<u64>> {
+        let mut state = self.lock();
+        let queue = state.queue(name, conn)?;
+        let count = queue.ready_len + queue.in_flight.len() as u64;
+        delete_queue(&mut state, store, name).map(|seq| (count, seq))
+    }
+
+    /// QUEUE.PURGE: drops the ready messages (in-flight ones stay); returns how many.
+    pub fn purge(&self, store: &Store, name: &[u8], conn: ConnId) -> Result<Written<u64>> {
+        let mut state = self.lock();
+        let queue = state.queue(name, conn)?;
+        let ids: Vec<u64> = queue.ready.iter().flatten().map(|e| e.id).collect();
+        let (qid, on_disk) = (queue.qid, queue.on_disk());
+        let mut seq = None;
+        for chunk in ids.chunks(DELETE_CHUNK) {
+            let mut plan = Plan::default();
+            for &id in chunk {
+                if on_disk {
+                    plan.delete(&codec::message_key(qid, id));
+                }
+                plan.changes.push(Change::Gone {
+                    queue: name.to_vec(),
+                    id,
+                });
+            }
+            seq = commit(store, &plan)?.or(seq);
+            apply(&mut state, plan);
+        }
+        Ok((ids.len() as u64, seq))
+    }
+
+    /// QUEUE.LEN: ready messages.
+    pub fn len(&self, name: &[u8], conn: ConnId) -> Result<u64> {
+        Ok(self.lock().queue(name, conn)?.ready_len)
+    }
+
+    /// QUEUE.LIST: names matching a glob pattern, in order.
+    pub fn list(&self, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
+        self.lock()
+            .queues
+            .keys()
+            .filter(|name| pattern.is_none_or(|p| crate::glob::matches(p, name)))
+            .cloned()
+            .collect()
+    }
+
+    /// QUEUE.INFO.
+    pub fn info(&self, name: &[u8], conn: ConnId) -> Result<QueueInfo> {
+        let state = self.lock();
+        let queue = state.queue(name, conn)?;
+        Ok(QueueInfo {
+            name: name.to_vec(),
+            options: queue.options.clone(),
+            ready: queue.ready_len,
+            in_flight: queue.in_flight.len() as u64,
+            consumers: queue.consumers.len() as u64,
+            pushed: queue.counters.pushed,
+            delivered: queue.counters.delivered,
+            acked: queue.counters.acked,
+            dead_lettered: queue.counters.dead_lettered,
+        })
+    }
+
+    /// QUEUE.PUSH / QUEUE.MPUSH: the messages join the queue in one log entry; returns their
+    /// ids.
+    pub fn push(
+        &self,
+        store: &Store,
+        name: &[u8],
+        messages: Vec<NewMessage>,
+        conn: ConnId,
+        now_ms: u64,
+    ) -> Result<Written<Vec<u64>>> {
+        let mut state = self.lock();
+        state.queue(name, conn)?;
+        let mut plan = Plan::default();
+        let ids = plan_push(&mut state, &mut plan, store, name, &messages, now_ms)?;
+        let seq = commit(store, &plan)?;
+        apply(&mut state, plan);
+        dispatch(&mut state, store, name, now_ms);
+        Ok((ids, seq))
+    }
+
+    /// QUEUE.POP: up to `count` messages, in flight to `conn` until acked (with `noack`,
+    /// deleted at once).
+    pub fn pop(
+        &self,
+        store: &Store,
+        name: &[u8],
+        count: usize,
+        noack: bool,
+        conn: ConnId,
+        now_ms: u64,
+    ) -> Result<Written<Vec<Message>>> {
+        let mut state = self.lock();
+        state.queue(name, conn)?;
+        let (messages, mut seq) = take(&mut state, store, name, count, conn, false, now_ms)?;
+        if noack && !messages.is_empty() {
+            let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
+            let (_, acked) = ack(&mut state, store, name, &ids, conn)?;
+            seq = acked.or(seq);
+        }
+        Ok((messages, seq))
+    }
+
+    /// QUEUE.BPOP's wait: registers `conn` as the queue's newest waiter. What arrives is
+    /// posted to `mailbox`. Returns the messages at once if some are ready.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pop_or_wait(
+        &self,
+        store: &Store,
+        name: &[u8],
+        count: usize,
+        noack: bool,
+        conn: ConnId,
+        mailbox: &Arc<Mailbox>,
+        now_ms: u64,
+    ) -> Result<Option<Written<Vec<Message>>>> {
+        {
+            let mut state = self.lock();
+            let queue = state.queue(name, conn)?;
+            // Older waiters come first: take only when nobody waits.
+            if queue.waiters.is_empty() && queue.ready_len > 0 {
+                drop(state);
+                return self.pop(store, name, count, noack, conn, now_ms).map(Some);
+            }
+            let queue = state.queue_mut(name, conn)?;
+            queue.waiters.push_back(Waiter {
+                conn,
+                mailbox: mailbox.clone(),
+                count,
+                noack,
+            });
+            dispatch(&mut state, store, name, now_ms);
+        }
+        Ok(None)
+    }
+
+    /// A parked QUEUE.BPOP gave up (timeout): `conn` no longer waits on `name`.
+    pub fn stop_waiting(&self, name: &[u8], conn: ConnId) {
+        if let Some(queue) = self.lock().queues.get_mut(name) {
+            queue.waiters.retain(|w| w.conn != conn);
+        }
+    }
+
+    /// QUEUE.ACK: every id must be in flight to `conn`, or nothing is acked.
+    pub fn ack(
+        &self,
+        store: &Store,
+        name: &[u8],
+        ids: &[u64],
+        conn: ConnId,
+        now_ms: u64,
+    ) -> Result<Written<u64>> {
+        let mut state = self.lock();
+        state.queue(name, conn)?;
+        let written = ack(&mut state, store, name, ids, conn)?;
+        dispatch(&mut state, store, name, now_ms);
+        Ok(written)
+    }
+
+    /// QUEUE.NACK: returns the messages to the queue (`requeue`), or dead-letters them.
+    pub fn nack(
+        &self,
+        store: &Store,
+        name: &[u8],
+        ids: &[u64],
+        requeue: bool,
+        conn: ConnId,
+        now_ms: u64,
+    ) -> Result<Written<u64>> {
+        let mut state = self.lock();
+        let queue = state.queue(name, conn)?;
+        let ids = owned_ids(queue, ids, conn)?;
+        let mut plan = Plan::default();
+        let flights: Vec<(u64, Flight)> = ids.iter().map(|id| (*id, queue.in_flight[id])).collect();
+        for (id, flight) in flights {
+            let reason = (!requeue).then_some(DeathReason::Rejected);
+            plan_return(
+                &mut state, &mut plan, store, name, id, flight, reason, now_ms,
+            )?;
+        }
+        let seq = commit(store, &plan)?;
+        apply(&mut state, plan);
+        dispatch(&mut state, store, name, now_ms);
+        Ok((ids.len() as u64, seq))
+    }
+
+    /// QUEUE.SUBSCRIBE: `conn` consumes pushed messages, at most `prefetch` unacked (0: no
+    /// limit). Subscribing again changes the prefetch.
+    pub fn subscribe(
+        &self,
+        store: &Store,
+        name: &[u8],
+        prefetch: u32,
+        conn: ConnId,
+        mailbox: &Arc<Mailbox>,
+        now_ms: u64,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let queue = state.queue_mut(name, conn)?;
+        match queue.consumers.iter_mut().find(|c| c.conn == conn) {
+            Some(consumer) => consumer.prefetch = prefetch,
+            None => queue.consumers.push(Consumer {
+                conn,
+                mailbox: mailbox.clone(),
+                prefetch,
+                unacked: 0,
+            }),
+        }
+        dispatch(&mut state, store, name, now_ms);
+        Ok(())
+    }
+
+    /// QUEUE.UNSUBSCRIBE: `conn` stops consuming `name` (every queue: `None`); what it holds
+    /// stays in flight until acked or until it closes. Returns the queues it left.
+    pub fn unsubscribe(&self, name: Option<&[u8]>, conn: ConnId) -> Result<u64> {
+        let mut state = self.lock();
+        if let Some(name) = name {
+            state.queue(name, conn)?;
+        }
+        let mut left = 0;
+        for (queue_name, queue) in state.queues.iter_mut() {
+            if name.is_some_and(|n| n != queue_name.as_slice()) {
+                continue;
+            }
+            let before = queue.consumers.len();
+            queue.consumers.retain(|c| c.conn != conn);
+            if queue.consumers.len() < before {
+                left += 1;
+                // Its in-flight messages no longer count against a prefetch.
+                queue
+                    .in_flight
+                    .values_mut()
+                    .filter(|f| f.owner == conn)
+                    .for_each(|f| f.consumer = false);
+            }
+        }
+        Ok(left)
+    }
+
+    /// A connection closed: its waits and subscriptions end, what it held returns to its
+    /// queues (delivery count kept), and the exclusive queues it declared are deleted.
+    pub fn connection_closed(&self, store: &Store, conn: ConnId, now_ms: u64) -> Result<()> {
+        let mut state = self.lock();
+        let mut exclusive = Vec::new();
+        let mut held = Vec::new();
+        for (name, queue) in state.queues.iter_mut() {
+            queue.waiters.retain(|w| w.conn != conn);
+            queue.consumers.retain(|c| c.conn != conn);
+            if queue.owner == Some(conn) {
+                exclusive.push(name.clone());
+                continue;
+            }
+            for (id, flight) in &queue.in_flight {
+                if flight.owner == conn {
+                    held.push((name.clone(), *id, *flight));
+                }
+            }
+        }
+        for name in exclusive {
+            delete_queue(&mut state, store, &name)?;
+        }
+        let mut plan = Plan::default();
+        let mut touched = BTreeSet::new();
+        for (name, id, flight) in held {
+            plan_return(
+                &mut state, &mut plan, store, &name, id, flight, None, now_ms,
+            )?;
+            touched.insert(name);
+        }
+        commit(store, &plan)?;
+        apply(&mut state, plan);
+        for name in touched {
+            dispatch(&mut state, store, &name, now_ms);
+        }
+        Ok(())
+    }
+
+    /// The clock's work, called every few tens of ms (and by tests with an injected time):
+    /// in-flight messages past their visibility deadline return, expired messages at the
+    /// head of their queue are dead-lettered or dropped. Returns how many messages moved.
+    pub fn tick(&self, store: &Store, now_ms: u64) -> Result<usize> {
+        let mut state = self.lock();
+        let mut plan = Plan::default();
+        let mut moved = 0;
+        let names: Vec<Vec<u8>> = state.queues.keys().cloned().collect();
+        let mut touched = Vec::new();
+        for name in names {
+            let queue = state.queues.get_mut(&name).expect("listed");
+            let due: Vec<u64> = queue
+                .deadlines
+                .range(..=(now_ms, u64::MAX))
+                .map(|(_, id)| *id)
+                .collect();
+            let mut expired = Vec::new();
+            for priority in 0..PRIORITIES {
+                while let Some(entry) = queue.ready[priority].front().copied() {
+                    if !is_expired(entry, now_ms) {
+                        break;
+                    }
+                    queue.ready[priority].pop_front();
+                    queue.ready_len -= 1;
+                    expired.push((priority as u8, entry));
+                }
+            }
+            if due.is_empty() && expired.is_empty() {
+                continue;
+            }
+            moved += due.len() + expired.len();
+            for id in due {
+                let flight = queue_of(&state, &name).in_flight[&id];
+                plan_return(
+                    &mut state, &mut plan, store, &name, id, flight, None, now_ms,
+                )?;
+            }
+            for (priority, entry) in expired {
+                let deliveries = queue_of(&state, &name)
+                    .returned
+                    .get(&entry.id)
+                    .copied()
+                    .unwrap_or(0);
+                plan_dead_letter(
+                    &mut state,
+                    &mut plan,
+                    store,
+                    &name,
+                    entry.id,
+                    priority,
+                    deliveries,
+                    DeathReason::Expired,
+                    now_ms,
+                )?;
+            }
+            touched.push(name);
+        }
+        commit(store, &plan)?;
+        apply(&mut state, plan);
+        for name in touched {
+            dispatch(&mut state, store, &name, now_ms);
+        }
+        Ok(moved)
+    }
+
+    // ----- exchanges -----
+
+    /// EXCHANGE.DECLARE.
+    pub fn exchange_declare(
+        &self,
+        store: &Store,
+        name: &[u8],
+        kind: ExchangeKind,
+        durable: bool,
+    ) -> Result<Written<bool>> {
+        let mut state = self.lock();
+        if let Some(exchange) = state.exchanges.get(name) {
+            if exchange.kind != kind {
+                return Err(QueueError::Mismatch {
+                    name: name.to_vec(),
+                    option: "type",
+                });
+            }
+            if exchange.durable != durable {
+                return Err(QueueError::Mismatch {
+                    name: name.to_vec(),
+                    option: "durability (DURABLE|TRANSIENT)",
+                });
+            }
+            return Ok((false, None));
+        }
+        let mut plan = Plan::default();
+        if durable {
+            plan.put(&codec::exchange_key(name), codec::encode_exchange(kind));
+        }
+        let seq = commit(store, &plan)?;
+        state.exchanges.insert(
+            name.to_vec(),
+            Exchange {
+                kind,
+                durable,
+                bindings: BTreeSet::new(),
+                published: 0,
+                unroutable: 0,
+            },
+        );
+        Ok((true, seq))
+    }
+
+    /// EXCHANGE.DELETE: the exchange and its bindings.
+    pub fn exchange_delete(&self, store: &Store, name: &[u8]) -> Result<Written<()>> {
+        let mut state = self.lock();
+        let exchange = state
+            .exchanges
+            .get(name)
+            .ok_or_else(|| QueueError::NoExchange(name.to_vec()))?;
+        let mut plan = Plan::default();
+        if exchange.durable {
+            plan.delete(&codec::exchange_key(name));
+            for (queue, rule) in &exchange.bindings {
+                if binding_on_disk(&state, exchange, queue) {
+                    plan.delete(&codec::binding_key(name, queue, rule));
+                }
+            }
+        }
+        let seq = commit(store, &plan)?;
+        state.exchanges.remove(name);
+        Ok(((), seq))
+    }
+
+    /// EXCHANGE.BIND (idempotent).
+    pub fn bind(
+        &self,
+        store: &Store,
+        exchange: &[u8],
+        queue: &[u8],
+        rule: BindingRule,
+        conn: ConnId,
+    ) -> Result<Written<()>> {
+        let mut state = self.lock();
+        state.queue(queue, conn)?;
+        let ex = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
+        match (&rule, ex.kind) {
+            (BindingRule::Headers { .. }, ExchangeKind::Headers) => {}
+            (BindingRule::Headers { .. }, _) => {
+                return Err(QueueError::BindingKind(
+                    "HEADERS bindings belong to HEADERS exchanges",
+                ))
+            }
+            (BindingRule::Key(_), ExchangeKind::Headers) => {
+                return Err(QueueError::BindingKind(
+                    "a HEADERS exchange binds with HEADERS ALL|ANY k v ...",
+                ))
+            }
+            (BindingRule::Key(_), _) => {}
+        }
+        let binding = (queue.to_vec(), rule);
+        if ex.bindings.contains(&binding) {
+            return Ok(((), None));
+        }
+        let mut plan = Plan::default();
+        if binding_on_disk(&state, ex, queue) {
+            plan.put(&codec::binding_key(exchange, queue, &binding.1), Vec::new());
+        }
+        let seq = commit(store, &plan)?;
+        state
+            .exchanges
+            .get_mut(exchange)
+            .expect("checked")
+            .bindings
+            .insert(binding);
+        Ok(((), seq))
+    }
+
+    /// EXCHANGE.UNBIND: whether the binding existed.
+    pub fn unbind(
+        &self,
+        store: &Store,
+        exchange: &[u8],
+        queue: &[u8],
+        rule: BindingRule,
+    ) -> Result<Written<bool>> {
+        let mut state = self.lock();
+        let ex = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
+        let binding = (queue.to_vec(), rule);
+        if !ex.bindings.contains(&binding) {
+            return Ok((false, None));
+        }
+        let mut plan = Plan::default();
+        if binding_on_disk(&state, ex, queue) {
+            plan.delete(&codec::binding_key(exchange, queue, &binding.1));
+        }
+        let seq = commit(store, &plan)?;
+        state
+            .exchanges
+            .get_mut(exchange)
+            .expect("checked")
+            .bindings
+            .remove(&binding);
+        Ok((true, seq))
+    }
+
+    /// EXCHANGE.LIST.
+    pub fn exchanges(&self) -> Vec<Vec<u8>> {
+        self.lock().exchanges.keys().cloned().collect()
+    }
+
+    /// EXCHANGE.BINDINGS: (queue, rule) pairs in order.
+    pub fn bindings(&self, exchange: &[u8]) -> Result<Vec<(Vec<u8>, BindingRule)>> {
+        let state = self.lock();
+        let ex = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
+        Ok(ex.bindings.iter().cloned().collect())
+    }
+
+    /// EXCHANGE.INFO.
+    pub fn exchange_info(&self, exchange: &[u8]) -> Result<ExchangeInfo> {
+        let state = self.lock();
+        let ex = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
+        Ok(ExchangeInfo {
+            name: exchange.to_vec(),
+            kind: ex.kind,
+            durable: ex.durable,
+            bindings: ex.bindings.len() as u64,
+            published: ex.published,
+            unroutable: ex.unroutable,
+        })
+    }
+
+    /// EXCHANGE.PUBLISH: the message joins every matching queue, in one log entry; returns
+    /// how many queues got it. A queue at MAXLEN with OVERFLOW REJECT refuses the whole
+    /// publish (RabbitMQ nacks the publish when any queue rejects it).
+    pub fn publish(
+        &self,
+        store: &Store,
+        exchange: &[u8],
+        routing_key: &[u8],
+        message: NewMessage,
+        mandatory: bool,
+        now_ms: u64,
+    ) -> Result<Written<u64>> {
+        let mut state = self.lock();
+        if exchange.is_empty() {
+            // RabbitMQ's default exchange: the routing key names the queue.
+            if !state.queues.contains_key(routing_key) {
+                if mandatory {
+                    return Err(QueueError::Unroutable(Vec::new()));
+                }
+                return Ok((0, None));
+            }
+            let mut plan = Plan::default();
+            plan_push(
+                &mut state,
+                &mut plan,
+                store,
+                routing_key,
+                &[message],
+                now_ms,
+            )?;
+            let seq = commit(store, &plan)?;
+            apply(&mut state, plan);
+            dispatch(&mut state, store, routing_key, now_ms);
+            return Ok((1, seq));
+        }
+        let ex = state
+            .exchanges
+            .get(exchange)
+            .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
+        let mut targets: Vec<Vec<u8>> = ex
+            .bindings
+            .iter()
+            .filter(|(_, rule)| match (ex.kind, rule) {
+                (ExchangeKind::Fanout, _) => true,
+                (ExchangeKind::Direct, BindingRule::Key(key)) => key == routing_key,
+                (ExchangeKind::Topic, BindingRule::Key(key)) => {
+                    routing::topic_matches(key, routing_key)
+                }
+                (ExchangeKind::Headers, BindingRule::Headers { all, pairs }) => {
+                    routing::headers_match(BindingRule::headers_mode(*all), pairs, &message.headers)
+                }
+                _ => false,
+            })
+            .map(|(queue, _)| queue.clone())
+            .collect();
+        targets.dedup();
+        if targets.is_empty() {
+            let ex = state.exchanges.get_mut(exchange).expect("checked");
+            ex.unroutable += 1;
+            if mandatory {
+                return Err(QueueError::Unroutable(exchange.to_vec()));
+            }
+            return Ok((0, None));
+        }
+        let mut plan = Plan::default();
+        let messages = [message];
+        for queue in &targets {
+            plan_push(&mut state, &mut plan, store, queue, &messages, now_ms)?;
+        }
+        let seq = commit(store, &plan)?;
+        apply(&mut state, plan);
+        state
+            .exchanges
+            .get_mut(exchange)
+            .expect("checked")
+            .published += 1;
+        for queue in &targets {
+            dispatch(&mut state, store, queue, now_ms);
+        }
+        Ok((targets.len() as u64, seq))
+    }
+
+    /// Bytes the model holds for ready messages' entries (capacity of the priority rings),
+    /// for the memory figures.
+    pub fn ready_entry_bytes(&self) -> usize {
+        self.lock()
+            .queues
+            .values()
+            .flat_map(|q| q.ready.iter())
+            .map(|ring| ring.capacity() * std::mem::size_of::<Entry>())
+            .sum()
+    }
+}
+
+impl State {
+    fn queue(&self, name: &[u8], conn: ConnId) -> Result<&Queue> {
+        let queue = self
+            .queues
+            .get(name)
+            .ok_or_else(|| QueueError::NoQueue(name.to_vec()))?;
+        check_owner(name, queue, conn)?;
+        Ok(queue)
+    }
+
+    fn queue_mut(&mut self, name: &[u8], conn: ConnId) -> Result<&mut Queue> {
+        let queue = self
+            .queues
+            .get_mut(name)
+            .ok_or_else(|| QueueError::NoQueue(name.to_vec()))?;
+        check_owner(name, queue, conn)?;
+        Ok(queue)
+    }
+
+    /// Reserves `n` ids for `plan`; writes a new high-water mark when they pass the old one.
+    fn reserve_ids(&self, plan: &mut Plan, n: u64) -> u64 {
+        let first = plan.next_id.unwrap_or(self.next_id);
+        let next = first + n;
+        plan.next_id = Some(next);
+        let high_water = plan.high_water.unwrap_or(self.high_water);
+        if next > high_water {
+            let new = next + ID_BLOCK;
+            plan.writes
+                .retain(|(key, _)| key.as_slice() != codec::HIGH_WATER_KEY);
+            plan.put(codec::HIGH_WATER_KEY, new.to_le_bytes().to_vec());
+            plan.high_water = Some(new);
+        }
+        first
+    }
+}
+
+fn queue_of<'s>(state: &'s State, name: &[u8]) -> &'s Queue {
+    state.queues.get(name).expect("queue present")
+}
+
+fn check_owner(name: &[u8], queue: &Queue, conn: ConnId) -> Result<()> {
+    match queue.owner {
+        Some(owner) if owner != conn => Err(QueueError::Locked(name.to_vec())),
+        _ => Ok(()),
+    }
+}
+
+/// A binding is on disk when its exchange is durable and its queue is on disk.
+fn binding_on_disk(state: &State, exchange: &Exchange, queue: &[u8]) -> bool {
+    exchange.durable && state.queues.get(queue).is_some_and(Queue::on_disk)
+}
+
+fn is_expired(entry: Entry, now_ms: u64) -> bool {
+    entry.expiry_ms != 0 && entry.expiry_ms <= now_ms
+}
+
+fn engine_error(error: flin_engine::Error) -> QueueError {
+    QueueError::Engine(error.to_string())
+}
+
+fn u64_value(value: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(value.try_into().ok()?))
+}
+
+/// Priority, deliveries and expiry of a stored message, without decoding the rest.
+fn message_header(value: &[u8]) -> Option<(u8, u32, u64)> {
+    if value.len() < 18 || value[0] != 1 {
+        return None;
+    }
+    Some((
+        value[1],
+        u32::from_le_bytes(value[2..6].try_into().ok()?),
+        u64::from_le_bytes(value[6..14].try_into().ok()?),
+    ))
+}
+
+/// Commits a plan's writes as one log entry (none: no entry).
+fn commit(store: &Store, plan: &Plan) -> Result<Option<u64>> {
+    if plan.writes.is_empty() {
+        return Ok(None);
+    }
+    let written = store
+        .write(|txn| {
+            for (key, value) in &plan.writes {
+                let op = match value {
+                    Some(value) => Op {
+                        kind: RecordKind::Put,
+                        namespace: NS,
+                        key,
+                        value,
+                        expiry_ms: 0,
+                    },
+                    None => Op {
+                        kind: RecordKind::Delete,
+                        namespace: NS,
+                        key,
+                        value: &[],
+                        expiry_ms: 0,
+                    },
+                };
+                txn.push(op)?;
+            }
+            Ok(())
+        })
+        .map_err(|frame| match frame {
+            crate::frame::Frame::Error(text) => {
+                QueueError::Engine(text.strip_prefix("ERR ").unwrap_or(&text).to_string())
+            }
+            other => QueueError::Engine(format!("{other:?}")),
+        })?;
+    Ok(written.seq)
+}
+
+/// Applies a committed plan's changes.
+fn apply(state: &mut State, plan: Plan) {
+    if let Some(next) = plan.next_id {
+        state.next_id = next;
+    }
+    if let Some(high_water) = plan.high_water {
+        state.high_water = high_water;
+    }
+    for change in plan.changes {
+        match change {
+            Change::Ready {
+                queue,
+                priority,
+                entry,
+                deliveries,
+                memory,
+            } => {
+                let Some(q) = state.queues.get_mut(&queue) else {
+                    continue;
+                };
+                q.insert_ready(priority, entry);
+                if deliveries > 0 {
+                    q.returned.insert(entry.id, deliveries);
+                } else {
+                    q.counters.pushed += 1;
+                }
+                if let Some(memory) = memory {
+                    q.memory.insert(entry.id, memory);
+                }
+            }
+            Change::Gone { queue, id } => {
+                let Some(q) = state.queues.get_mut(&queue) else {
+                    continue;
+                };
+                if q.remove_flight(id).is_none() {
+                    q.remove_ready(id);
+                }
+                q.returned.remove(&id);
+                q.memory.remove(&id);
+            }
+            Change::DeadLettered { queue } => {
+                if let Some(q) = state.queues.get_mut(&queue) {
+                    q.counters.dead_lettered += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Plans new messages into `name` (MAXLEN applied); returns their ids.
+fn plan_push(
+    state: &mut State,
+    plan: &mut Plan,
+    store: &Store,
+    name: &[u8],
+    messages: &[NewMessage],
+    now_ms: u64,
+) -> Result<Vec<u64>> {
+    let queue = queue_of(state, name);
+    let (qid, on_disk, options) = (queue.qid, queue.on_disk(), queue.options.clone());
+    let mut drop_heads = 0;
+    if options.max_len > 0 {
+        let pending = plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Ready { queue, .. } if queue == name))
+            .count() as u64;
+        let after = queue.ready_len + pending + messages.len() as u64;
+        if after > options.max_len {
+            match options.overflow {
+                Overflow::Reject => return Err(QueueError::Full(name.to_vec())),
+                Overflow::DropHead => {
+                    drop_heads = (after - options.max_len).min(queue.ready_len) as usize
+                }
+            }
+        }
+    }
+    if drop_heads > 0 {
+        // The messages next in line make room, as RabbitMQ's drop-head does.
+        let mut order: Vec<(u8, Entry)> = Vec::new();
+        for priority in (0..PRIORITIES).rev() {
+            for entry in &queue.ready[priority] {
+                if order.len() == drop_heads {
+                    break;
+                }
+                order.push((priority as u8, *entry));
+            }
+        }
+        for (priority, entry) in order {
+            let deliveries = queue_of(state, name)
+                .returned
+                .get(&entry.id)
+                .copied()
+                .unwrap_or(0);
+            plan_dead_letter(
+                state,
+                plan,
+                store,
+                name,
+                entry.id,
+                priority,
+                deliveries,
+                DeathReason::MaxLen,
+                now_ms,
+            )?;
+        }
+    }
+    let first = state.reserve_ids(plan, messages.len() as u64);
+    let mut ids = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        let id = first + i as u64;
+        let ttl = match (message.ttl_ms, options.ttl_ms) {
+            (0, queue) => queue,
+            (own, 0) => own,
+            (own, queue) => own.min(queue),
+        };
+        let expiry_ms = if ttl > 0 {
+            now_ms.saturating_add(ttl)
+        } else {
+            0
+        };
+        let value = codec::encode_message(&StoredMessage {
+            priority: message.priority,
+            deliveries: 0,
+            expiry_ms,
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+        });
+        let memory = if on_disk {
+            plan.put(&codec::message_key(qid, id), value);
+            None
+        } else {
+            Some(value)
+        };
+        plan.changes.push(Change::Ready {
+            queue: name.to_vec(),
+            priority: message.priority,
+            entry: Entry { id, expiry_ms },
+            deliveries: 0,
+            memory,
+        });
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// A stored message of `name` (from the log or, for a transient queue, memory).
+fn read_message(
+    state: &State,
+    plan: Option<&Plan>,
+    store: &Store,
+    name: &[u8],
+    id: u64,
+) -> Result<Option<StoredMessage>> {
+    let queue = queue_of(state, name);
+    if let Some(value) = queue.memory.get(&id) {
+        return codec::decode_message(value).map(Some);
+    }
+    let key = codec::message_key(queue.qid, id);
+    // A message this plan already rewrote (returned, then dead-lettered) reads as planned.
+    if let Some((_, Some(value))) =
+        plan.and_then(|p| p.writes.iter().rev().find(|(k, _)| *k == key))
+    {
+        return codec::decode_message(value).map(Some);
+    }
+    match store.reader().get(NS, &key).map_err(engine_error)? {
+        Some(found) => codec::decode_message(&found.value).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Plans a message of `name` into its dead-letter queue (or away, when it has none): the
+/// copy gets `x-death-reason` and `x-death-queue` headers, no expiry, a new id.
+#[allow(clippy::too_many_arguments)]
+fn plan_dead_letter(
+    state: &mut State,
+    plan: &mut Plan,
+    store: &Store,
+    name: &[u8],
+    id: u64,
+    priority: u8,
+    deliveries: u32,
+    reason: DeathReason,
+    _now_ms: u64,
+) -> Result<()> {
+    let queue = queue_of(state, name);
+    let (qid, on_disk) = (queue.qid, queue.on_disk());
+    let dlq = queue
+        .options
+        .dlq
+        .clone()
+        .filter(|dlq| state.queues.contains_key(dlq));
+    if let Some(dlq) = dlq {
+        let Some(stored) = read_message(state, Some(plan), store, name, id)? else {
+            return plan_gone(plan, name, qid, id, on_disk);
+        };
+        let mut headers = stored.headers;
+        headers.retain(|(k, _)| k != DEATH_REASON_HEADER && k != DEATH_QUEUE_HEADER);
+        headers.push((DEATH_REASON_HEADER.to_vec(), reason.text().to_vec()));
+        headers.push((DEATH_QUEUE_HEADER.to_vec(), name.to_vec()));
+        let new_id = state.reserve_ids(plan, 1);
+        let target = queue_of(state, &dlq);
+        let value = codec::encode_message(&StoredMessage {
+            priority,
+            deliveries: 0,
+            expiry_ms: 0,
+            headers,
+            payload: stored.payload,
+        });
+        let memory = if target.on_disk() {
+            plan.put(&codec::message_key(target.qid, new_id), value);
+            None
+        } else {
+            Some(value)
+        };
+        plan.changes.push(Change::Ready {
+            queue: dlq,
+            priority,
+            entry: Entry {
+                id: new_id,
+                expiry_ms: 0,
+            },
+            deliveries: 0,
+            memory,
+        });
+    }
+    let _ = deliveries;
+    plan.changes.push(Change::DeadLettered {
+        queue: name.to_vec(),
+    });
+    plan_gone(plan, name, qid, id, on_disk)
+}
+
+fn plan_gone(plan: &mut Plan, name: &[u8], qid: u32, id: u64, on_disk: bool) -> Result<()> {
+    if on_disk {
+        plan.delete(&codec::message_key(qid, id));
+    }
+    plan.changes.push(Change::Gone {
+        queue: name.to_vec(),
+        id,
+    });
+    Ok(())
+}
+
+/// Plans an in-flight message's return: dead-lettered with `reason`, or when its deliveries
+/// reached MAXDELIVERIES or its TTL passed; otherwise back to ready with its delivery count
+/// written.
+#[allow(clippy::too_many_arguments)]
+fn plan_return(
+    state: &mut State,
+    plan: &mut Plan,
+    store: &Store,
+    name: &[u8],
+    id: u64,
+    flight: Flight,
+    reason: Option<DeathReason>,
+    now_ms: u64,
+) -> Result<()> {
+    let queue = queue_of(state, name);
+    let max = queue.options.max_deliveries;
+    let reason = reason
+        .or_else(|| (max > 0 && flight.deliveries >= max).then_some(DeathReason::MaxDeliveries))
+        .or_else(|| {
+            is_expired(
+                Entry {
+                    id,
+                    expiry_ms: flight.expiry_ms,
+                },
+                now_ms,
+            )
+            .then_some(DeathReason::Expired)
+        });
+    if let Some(reason) = reason {
+        return plan_dead_letter(
+            state,
+            plan,
+            store,
+            name,
+            id,
+            flight.priority,
+            flight.deliveries,
+            reason,
+            now_ms,
+        );
+    }
+    let (qid, on_disk) = (queue.qid, queue.on_disk());
+    let mut memory = None;
+    if on_disk {
+        let key = codec::message_key(qid, id);
+        if let Some(found) = store.reader().get(NS, &key).map_err(engine_error)? {
+            let mut value = found.value;
+            if value.len() >= DELIVERIES_OFFSET + 4 {
+                value[DELIVERIES_OFFSET..DELIVERIES_OFFSET + 4]
+                    .copy_from_slice(&flight.deliveries.to_le_bytes());
+            }
+            plan.put(&key, value);
+        }
+    } else if let Some(value) = queue.memory.get(&id) {
+        let mut value = value.clone();
+        value[DELIVERIES_OFFSET..DELIVERIES_OFFSET + 4]
+            .copy_from_slice(&flight.deliveries.to_le_bytes());
+        memory = Some(value);
+    }
+    plan.changes.push(Change::Gone {
+        queue: name.to_vec(),
+        id,
+    });
+    plan.changes.push(Change::Ready {
+        queue: name.to_vec(),
+        priority: flight.priority,
+        entry: Entry {
+            id,
+            expiry_ms: flight.expiry_ms,
+        },
+        deliveries: flight.deliveries.max(1),
+        memory,
+    });
+    Ok(())
+}
+
+/// The ids, deduplicated, if every one is in flight to `conn`.
+fn owned_ids(queue: &Queue, ids: &[u64], conn: ConnId) -> Result<Vec<u64>> {
+    let mut unique = Vec::with_capacity(ids.len());
+    for &id in ids {
+        match queue.in_flight.get(&id) {
+            Some(flight) if flight.owner == conn => {
+                if !unique.contains(&id) {
+                    unique.push(id)
+                }
+            }
+            Some(_) => return Err(QueueError::Foreign(id)),
+            None => return Err(QueueError::NotInFlight(id)),
+        }
+    }
+    Ok(unique)
+}
+
+fn ack(
+    state: &mut State,
+    store: &Store,
+    name: &[u8],
+    ids: &[u64],
+    conn: ConnId,
+) -> Result<Written<u64>> {
+    let queue = queue_of(state, name);
+    let ids = owned_ids(queue, ids, conn)?;
+    let mut plan = Plan::default();
+    for &id in &ids {
+        plan_gone(&mut plan, name, queue.qid, id, queue.on_disk())?;
+    }
+    let seq = commit(store, &plan)?;
+    apply(state, plan);
+    state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
+    Ok((ids.len() as u64, seq))
+}
+
+/// Takes up to `count` ready messages for `conn` (expired heads on the way are dead-lettered)
+/// and puts them in flight.
+fn take(
+    state: &mut State,
+    store: &Store,
+    name: &[u8],
+    count: usize,
+    conn: ConnId,
+    consumer: bool,
+    now_ms: u64,
+) -> Result<Written<Vec<Message>>> {
+    let mut taken = Vec::new();
+    let mut expired = Vec::new();
+    {
+        let queue = state.queues.get_mut(name).expect("present");
+        while taken.len() < count {
+            let Some((priority, entry)) = queue.pop_ready() else {
+                break;
+            };
+            if is_expired(entry, now_ms) {
+                expired.push((priority, entry));
+            } else {
+                taken.push((priority, entry));
+            }
+        }
+    }
+    let mut seq = None;
+    if !expired.is_empty() {
+        let mut plan = Plan::default();
+        for (priority, entry) in expired {
+            // Out of the ring already: plan it as gone from in-flight-less state.
+            let deliveries = queue_of(state, name)
+                .returned
+                .get(&entry.id)
+                .copied()
+                .unwrap_or(0);
+            plan_dead_letter(
+                state,
+                &mut plan,
+                store,
+                name,
+                entry.id,
+                priority,
+                deliveries,
+                DeathReason::Expired,
+                now_ms,
+            )?;
+        }
+        seq = commit(store, &plan)?;
+        apply(state, plan);
+    }
+    let mut messages = Vec::with_capacity(taken.len());
+    for (priority, entry) in taken {
+        let Some(stored) = read_message(state, None, store, name, entry.id)? else {
+            continue; // Gone from the log (cannot happen while the model agrees with it).
+        };
+        let queue = state.queues.get_mut(name).expect("present");
+        let deliveries = queue.returned.remove(&entry.id).unwrap_or(0) + 1;
+        let visibility = queue.options.visibility_ms;
+        let deadline_ms = if visibility > 0 {
+            now_ms.saturating_add(visibility)
+        } else {
+            0
+        };
+        queue.in_flight.insert(
+            entry.id,
+            Flight {
+                owner: conn,
+                deadline_ms,
+                priority,
+                deliveries,
+                expiry_ms: entry.expiry_ms,
+                consumer,
+            },
+        );
+        if deadline_ms != 0 {
+            queue.deadlines.insert((deadline_ms, entry.id));
+        }
+        queue.counters.delivered += 1;
+        messages.push(Message {
+            id: entry.id,
+            payload: stored.payload,
+            priority,
+            deliveries,
+            headers: stored.headers,
+        });
+    }
+    Ok((messages, seq))
+}
+
+/// Hands ready messages to the queue's waiters (oldest first), then to its subscriptions
+/// (round-robin, within their prefetch), posting them to their mailboxes.
+fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
+    loop {
+        let Some(queue) = state.queues.get_mut(name) else {
+            return;
+        };
+        if queue.ready_len == 0 {
+            return;
+        }
+        if let Some(waiter) = queue.waiters.pop_front() {
+            let Ok((messages, _)) =
+                take(state, store, name, waiter.count, waiter.conn, false, now_ms)
+            else {
+                return;
+            };
+            if messages.is_empty() {
+                // Everything left had expired: the waiter keeps its place.
+                if let Some(queue) = state.queues.get_mut(name) {
+                    queue.waiters.push_front(waiter);
+                }
+                return;
+            }
+            waiter.mailbox.post(Delivery {
+                queue: name.to_vec(),
+                kind: DeliveryKind::Pop {
+                    noack: waiter.noack,
+                },
+                messages,
+            });
+            continue;
+        }
+        let n = queue.consumers.len();
+        let Some(index) = (0..n).map(|i| (queue.next_consumer + i) % n).find(|&i| {
+            let c = &queue.consumers[i];
+            c.prefetch == 0 || c.unacked < c.prefetch
+        }) else {
+            return;
+        };
+        queue.next_consumer = (index + 1) % n;
+        let (conn, mailbox) = {
+            let c = &mut queue.consumers[index];
+            c.unacked += 1;
+            (c.conn, c.mailbox.clone())
+        };
+        let Ok((messages, _)) = take(state, store, name, 1, conn, true, now_ms) else {
+            return;
+        };
+        if messages.is_empty() {
+            if let Some(c) = state
+                .queues
+                .get_mut(name)
+                .and_then(|q| q.consumers.iter_mut().find(|c| c.conn == conn))
+            {
+                c.unacked -= 1;
+            }
+            continue;
+        }
+        mailbox.post(Delivery {
+            queue: name.to_vec(),
+            kind: DeliveryKind::Push,
+            messages,
+        });
+    }
+}
+
+/// Deletes a queue: its declaration and bindings in one entry, then its messages in chunks
+/// (a crash between leaves messages whose queue is gone: the next load deletes them, and
+/// qids are never reused).
+fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<u64>> {
+    let queue = queue_of(state, name);
+    let mut plan = Plan::default();
+    if queue.on_disk() {
+        plan.delete(&codec::queue_key(name));
+    }
+    let mut unbind = Vec::new();
+    for (ex_name, ex) in &state.exchanges {
+        for (q, rule) in &ex.bindings {
+            if q.as_slice() == name {
+                if binding_on_disk(state, ex, q) {
+                    plan.delete(&codec::binding_key(ex_name, q, rule));
+                }
+                unbind.push((ex_name.clone(), (q.clone(), rule.clone())));
+            }
+        }
+    }
+    let mut seq = commit(store, &plan)?;
+    for (ex_name, binding) in unbind {
+        if let Some(ex) = state.exchanges.get_mut(&ex_name) {
+            ex.bindings.remove(&binding);
+        }
+    }
+    let queue = state.queues.remove(name).expect("present");
+    if queue.on_disk() {
+        let ids: Vec<u64> = queue
+            .ready
+            .iter()
+            .flatten()
+            .map(|e| e.id)
+            .chain(queue.in_flight.keys().copied())
+            .collect();
+        for chunk in ids.chunks(DELETE_CHUNK) {
+            let mut plan = Plan::default();
+            chunk
+                .iter()
+                .for_each(|&id| plan.delete(&codec::message_key(queue.qid, id)));
+            seq = commit(store, &plan)?.or(seq);
+        }
+    }
+    for waiter in queue.waiters {
+        waiter.mailbox.post(Delivery {
+            queue: name.to_vec(),
+            kind: DeliveryKind::Deleted,
+            messages: Vec::new(),
+        });
+    }
+    Ok(seq)
+}
