@@ -389,8 +389,7 @@ fn subscription_server(push_opcode: u8, push_queue: &'static [u8]) -> std::net::
                     out.extend(reply(h, |v| v.integer(args.len() as i64 - 1)));
                     out
                 }
-                // UNSUBSCRIBE: the server's count of subscriptions left (docs say OK; the
-                // client takes either).
+                // UNSUBSCRIBE: the count of subscriptions ended (the client takes OK too).
                 0x4B | 0x4D => reply(h, |v| v.integer(if h.opcode == 0x4B { 1 } else { 0 })),
                 _ => error_reply(h, "ERR unexpected"),
             }))

@@ -30,8 +30,8 @@ pub(crate) fn ok(value: &Value, opcode: u8) -> Result<()> {
     }
 }
 
-/// QUEUE.UNSUBSCRIBE: docs/commands.md's `OK`, or a count (of the connection's
-/// subscriptions left), which the server's first version answers; either means done.
+/// QUEUE.UNSUBSCRIBE: the count of subscriptions ended (docs/commands.md), or the `OK` the
+/// queue spec first gave it; either means done.
 pub(crate) fn ok_or_count(value: &Value, opcode: u8) -> Result<()> {
     match value {
         Value::Integer(_) => count(value, opcode).map(|_| ()),
