@@ -507,8 +507,8 @@ impl<'c> Queues<'c> {
     }
 
     /// Subscribes to `queue` on a new connection of its own: the server pushes messages to
-    /// it, at most `prefetch` unacknowledged at a time ([`DEFAULT_PREFETCH`] is QUEUE.
-    /// SUBSCRIBE's default), round-robin across the queue's consumers. Read them with
+    /// it, at most `prefetch` unacknowledged at a time (0: no limit; [`DEFAULT_PREFETCH`] is
+    /// QUEUE.SUBSCRIBE's default), round-robin across the queue's consumers. Read them with
     /// [`Subscription::next`] and ack them with [`Subscription::ack`].
     pub fn subscribe(&self, queue: impl AsRef<[u8]>, prefetch: u32) -> Result<Subscription> {
         Subscription::open(self.client, queue.as_ref(), prefetch)
