@@ -38,10 +38,12 @@
 //! connection through its `ConnectionHandle` → the loop's mailbox →
 //! `Service::on_wake` → the same output path.
 //!
-//! Data flow (client): `Kv` method → `binary::encode_*` into the
+//! Data flow (client): `Kv` method → `binary::encode_*` (a `Queues` method:
+//! its argument list → `binary::encode_command` with its table row) into the
 //! connection's output buffer → one write → read buffer → `binary::check` →
 //! push frames set aside for `Connection::receive_push` → `binary::parse_response`
-//! (request id and opcode checked) → decoded value.
+//! (request id and opcode checked) → decoded value (a queue reply: typed value →
+//! `Message`, `QueueInfo` ...).
 
 #![deny(unsafe_code)]
 

@@ -3,75 +3,16 @@
 //! pool replaces the connection. The real server is exercised in
 //! server/tests/client.rs.
 
+mod fake;
+
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flin_net::binary::{self, Header, Status, HEADER_LEN, MAGIC, VERSION};
+use fake::{fake_server, frame, push_frame, Answer};
+use flin_net::binary::{self, Header, Status, HEADER_LEN};
 use flin_net::client::{Client, ClientOptions, Connection, Error, ProtocolError, Value};
-
-/// What the fake server does with one request.
-enum Answer {
-    /// Write these bytes (none: stay silent) and wait for the next request.
-    Send(Vec<u8>),
-    /// Write these bytes, then close the connection.
-    SendAndClose(Vec<u8>),
-}
-
-/// Answers each request given its header and body.
-type Responder = dyn Fn(&Header, &[u8]) -> Option<Answer> + Send + Sync;
-
-/// A listener on 127.0.0.1 serving every connection with `respond`, each on
-/// its own thread. The threads end when their client goes away; the
-/// accepting one when the test process does.
-fn fake_server(respond: Arc<Responder>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let respond = Arc::clone(&respond);
-            std::thread::spawn(move || serve(stream, &*respond));
-        }
-    });
-    addr
-}
-
-fn serve(mut stream: TcpStream, respond: &Responder) {
-    loop {
-        let mut header = [0u8; HEADER_LEN];
-        if stream.read_exact(&mut header).is_err() {
-            return;
-        }
-        let header = binary::peek_header(&header).unwrap();
-        let mut body = vec![0u8; header.body_len];
-        if stream.read_exact(&mut body).is_err() {
-            return;
-        }
-        match respond(&header, &body) {
-            Some(Answer::Send(reply)) => {
-                if stream.write_all(&reply).is_err() {
-                    return;
-                }
-            }
-            Some(Answer::SendAndClose(reply)) => {
-                let _ = stream.write_all(&reply);
-                return;
-            }
-            None => return,
-        }
-    }
-}
-
-/// A response frame with the given fields.
-fn frame(opcode: u8, status: u8, request_id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![MAGIC, VERSION, opcode, status];
-    out.extend_from_slice(&request_id.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(body);
-    out
-}
 
 /// A client of a server that answers every request with `reply(header)`.
 fn client_of(reply: impl Fn(&Header) -> Vec<u8> + Send + Sync + 'static) -> Client {
@@ -322,13 +263,6 @@ fn a_request_over_the_limits_is_refused_before_sending() {
     // The connection was never touched.
     client.kv().set("a", "1").unwrap();
     assert_eq!(client.open_connections(), 1);
-}
-
-/// A push frame with a typed-value body.
-fn push_frame(opcode: u8, write: impl FnOnce(&mut binary::ValueWriter<'_>)) -> Vec<u8> {
-    let mut out = Vec::new();
-    binary::encode_push(&mut out, opcode, write).unwrap();
-    out
 }
 
 #[test]

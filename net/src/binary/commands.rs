@@ -60,10 +60,45 @@ impl CommandSpec {
     }
 }
 
-/// Every command with an opcode of its own beyond the typed key-value opcodes. Empty until
-/// the data-model issues add their rows (queues 0x40..=0x5F, streams 0x60..=0x7F, documents
-/// 0x80..=0x9F); until then [`super::Opcode::Call`] carries every other command.
-pub static TABLE: &[CommandSpec] = &[];
+/// A row with an argument-list body (every row today).
+const fn arguments(name: &'static str, opcode: u8, arity: i64) -> CommandSpec {
+    CommandSpec {
+        name,
+        opcode,
+        arity,
+        body: Body::Arguments,
+    }
+}
+
+/// Every command with an opcode of its own beyond the typed key-value opcodes: the message
+/// queues' rows (0x40..=0x5F, issue 11; arguments, replies and errors in docs/commands.md).
+/// Streams (0x60..=0x7F) and documents (0x80..=0x9F) add theirs with their issues; until
+/// then [`super::Opcode::Call`] carries every other command.
+pub static TABLE: &[CommandSpec] = &[
+    // Queues, 0x40..=0x4F.
+    arguments("queue.declare", 0x40, -2),
+    arguments("queue.delete", 0x41, 2),
+    arguments("queue.purge", 0x42, 2),
+    arguments("queue.len", 0x43, 2),
+    arguments("queue.list", 0x44, -1),
+    arguments("queue.info", 0x45, 2),
+    arguments("queue.push", 0x46, -3),
+    arguments("queue.mpush", 0x47, -4),
+    arguments("queue.pop", 0x48, -2),
+    arguments("queue.bpop", 0x49, -3),
+    arguments("queue.ack", 0x4A, -3),
+    arguments("queue.nack", 0x4B, -3),
+    arguments("queue.subscribe", 0x4C, -2),
+    arguments("queue.unsubscribe", 0x4D, -1),
+    // Exchanges, 0x50..=0x5F.
+    arguments("exchange.declare", 0x50, -3),
+    arguments("exchange.delete", 0x51, 2),
+    arguments("exchange.bind", 0x52, -4),
+    arguments("exchange.unbind", 0x53, -4),
+    arguments("exchange.list", 0x54, 1),
+    arguments("exchange.bindings", 0x55, 2),
+    arguments("exchange.publish", 0x56, -4),
+];
 
 /// The row for `opcode` in `table`.
 pub(crate) fn by_opcode(table: &'static [CommandSpec], opcode: u8) -> Option<&'static CommandSpec> {
@@ -122,6 +157,53 @@ mod tests {
                 by_name(spec.name.to_ascii_uppercase().as_bytes()),
                 Some(spec)
             );
+        }
+    }
+
+    /// Issue 11's rows, as docs/commands.md and the server's command table have them: every
+    /// row is a queue or exchange command in the queue range, and each is here.
+    #[test]
+    fn every_row_is_a_queue_command_in_the_queue_range() {
+        for spec in TABLE {
+            assert!(
+                QUEUE_OPCODES.contains(&spec.opcode),
+                "'{}' has opcode 0x{:02x}, outside QUEUE_OPCODES",
+                spec.name,
+                spec.opcode
+            );
+            assert!(
+                spec.name.starts_with("queue.") || spec.name.starts_with("exchange."),
+                "'{}' is not a queue command",
+                spec.name
+            );
+        }
+        let expected: [(&str, u8, i64); 21] = [
+            ("queue.declare", 0x40, -2),
+            ("queue.delete", 0x41, 2),
+            ("queue.purge", 0x42, 2),
+            ("queue.len", 0x43, 2),
+            ("queue.list", 0x44, -1),
+            ("queue.info", 0x45, 2),
+            ("queue.push", 0x46, -3),
+            ("queue.mpush", 0x47, -4),
+            ("queue.pop", 0x48, -2),
+            ("queue.bpop", 0x49, -3),
+            ("queue.ack", 0x4A, -3),
+            ("queue.nack", 0x4B, -3),
+            ("queue.subscribe", 0x4C, -2),
+            ("queue.unsubscribe", 0x4D, -1),
+            ("exchange.declare", 0x50, -3),
+            ("exchange.delete", 0x51, 2),
+            ("exchange.bind", 0x52, -4),
+            ("exchange.unbind", 0x53, -4),
+            ("exchange.list", 0x54, 1),
+            ("exchange.bindings", 0x55, 2),
+            ("exchange.publish", 0x56, -4),
+        ];
+        assert_eq!(TABLE.len(), expected.len());
+        for (name, opcode, arity) in expected {
+            let spec = by_name(name.as_bytes()).unwrap_or_else(|| panic!("no row '{name}'"));
+            assert_eq!((spec.opcode, spec.arity), (opcode, arity), "{name}");
         }
     }
 

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use super::decode;
 use super::error::{Error, ProtocolError, Result, ServerError};
@@ -78,6 +79,9 @@ pub struct Connection {
     /// Most pushes kept unread; one more is a protocol error that breaks the connection,
     /// so a subscriber that never reads cannot grow the client's memory without bound.
     max_queued_pushes: usize,
+    /// The socket's read timeout as last set, so setting it again to the same value costs
+    /// no system call (a subscriber alternates between waiting for a push and an ack).
+    read_timeout: Option<Duration>,
 }
 
 impl Connection {
@@ -102,6 +106,7 @@ impl Connection {
             max_response_body_bytes: options.max_response_body_bytes,
             pushes: VecDeque::new(),
             max_queued_pushes: options.max_queued_pushes,
+            read_timeout: options.read_timeout,
         };
         if let Some(password) = &options.password {
             let username = options.username.as_deref().unwrap_or_default();
@@ -338,6 +343,22 @@ impl Connection {
         }
         self.pushes.push_back(push);
         Ok(true)
+    }
+
+    /// How long one read may block from now on; `None` blocks forever. A blocking command
+    /// (QUEUE.BPOP) needs longer than the options' read timeout, a subscriber polling for
+    /// pushes shorter. A zero duration is refused, as by [`TcpStream::set_read_timeout`];
+    /// any failure breaks the connection (its reads would no longer wait as the caller
+    /// means).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        if self.read_timeout != timeout {
+            if let Err(error) = self.stream.set_read_timeout(timeout) {
+                self.broken = true;
+                return Err(Error::Network(error));
+            }
+            self.read_timeout = timeout;
+        }
+        Ok(())
     }
 
     /// Requests queued or sent whose responses have not been read.

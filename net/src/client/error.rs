@@ -122,6 +122,13 @@ pub enum ProtocolError {
         /// What was wrong.
         what: &'static str,
     },
+    /// A map in the response lacks a field its command always sends (QUEUE.INFO's `ready`).
+    MissingField {
+        /// The request's opcode.
+        opcode: u8,
+        /// The field's name.
+        field: &'static str,
+    },
     /// The server answered in RESP, not the binary protocol: this is what a
     /// server says before it knows the protocol, e.g. `-ERR max number of
     /// clients reached`. Holds the line without `-` and CRLF.
@@ -181,6 +188,12 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::UnexpectedValue { opcode, what } => {
                 write!(f, "{what} in the response to opcode 0x{opcode:02x}")
+            }
+            ProtocolError::MissingField { opcode, field } => {
+                write!(
+                    f,
+                    "no field '{field}' in the response to opcode 0x{opcode:02x}"
+                )
             }
             ProtocolError::Resp(line) => write!(f, "the server answered in RESP: {line}"),
             ProtocolError::UnsolicitedResponse { request_id, opcode } => write!(

@@ -2,10 +2,13 @@
 //!
 //! Layout:
 //! - [`Client`] (this file): a cheap-to-clone handle, safe to share across
-//!   threads, with one group of methods per data model: [`Client::kv`]
-//!   now; [`Client::queue`], [`Client::stream`] and [`Client::db`] are
-//!   there already and gain their methods with the issues that add those
-//!   models to the server.
+//!   threads, with one group of methods per data model: [`Client::kv`] and
+//!   [`Client::queue`] now; [`Client::stream`] and [`Client::db`] are there
+//!   already and gain their methods with the issues that add those models to
+//!   the server.
+//! - `queue`: [`Queues`] (queue and exchange commands on the pool), and
+//!   [`Consumer`] and [`Subscription`], which own a connection each, since a
+//!   message in flight belongs to the connection that received it.
 //! - `pool`: up to [`ClientOptions::pool_size`] connections; each call
 //!   checks one out, uses it, and returns it.
 //! - [`Connection`]: one socket; queues requests, writes them in one go,
@@ -45,6 +48,7 @@ pub mod error;
 mod kv;
 mod pipeline;
 mod pool;
+mod queue;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -56,6 +60,10 @@ pub use decode::{Reply, ScanPage, Ttl};
 pub use error::{Error, ProtocolError, Result, ServerError};
 pub use kv::{Kv, Scan, SetOptions};
 pub use pipeline::{KvPipeline, Pipeline};
+pub use queue::{
+    Binding, Consumer, ExchangeBinding, ExchangeKind, HeadersMatch, Message, Overflow, PushOptions,
+    QueueInfo, QueueOptions, Queues, Subscription, DEFAULT_PREFETCH, PRIORITY_MAX,
+};
 
 use crate::binary;
 
@@ -221,10 +229,11 @@ impl Client {
         Kv::new(self)
     }
 
-    /// Message queues. No methods yet: they arrive with the queue issue
-    /// (`QUEUE.PUSH`, `QUEUE.POP`, acknowledgements; opcodes 0x40..=0x5F).
-    pub fn queue(&self) -> Queue<'_> {
-        Queue { _client: self }
+    /// Message queues and exchanges (`QUEUE.*`, `EXCHANGE.*`; opcodes 0x40..=0x5F).
+    /// Consume with acknowledgements through [`Queues::consumer`] or
+    /// [`Queues::subscribe`], which own a connection each.
+    pub fn queue(&self) -> Queues<'_> {
+        Queues::new(self)
     }
 
     /// Streams. No methods yet: they arrive with the streams issue
@@ -258,8 +267,8 @@ impl Client {
     /// [`Value`]. A command that replies with an error is [`Error::Server`].
     ///
     /// Subscriptions do not belong on the pool (their pushes would arrive on a connection
-    /// other calls share): open a [`Connection`] for them and read
-    /// [`Connection::receive_push`].
+    /// other calls share): for queues use [`Queues::subscribe`]; for others open a
+    /// [`Connection`] and read [`Connection::receive_push`].
     pub fn command<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Value> {
         self.call(|out, id| binary::encode_call(out, id, args), decode::typed)
     }
@@ -295,6 +304,12 @@ impl Client {
     pub(crate) fn checkout(&self) -> Result<pool::Pooled<'_>> {
         self.pool.checkout()
     }
+
+    /// A new connection outside the pool (and its size), with the client's options: for a
+    /// consumer or subscriber, whose connection holds state other calls must not share.
+    pub(crate) fn open_dedicated(&self) -> Result<Connection> {
+        self.pool.open_connection()
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -303,12 +318,6 @@ impl std::fmt::Debug for Client {
             .field("open_connections", &self.pool.open_count())
             .finish()
     }
-}
-
-/// Message-queue commands (none yet; see [`Client::queue`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Queue<'c> {
-    _client: &'c Client,
 }
 
 /// Stream commands (none yet; see [`Client::stream`]).
