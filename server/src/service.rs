@@ -132,12 +132,12 @@ impl Service for KvService {
                     ) {
                         Ok((_, seq)) => {
                             session.note_write(seq);
-                            queue_session::messages_frame(&delivery.messages)
+                            queue_session::messages_frame(delivery.messages)
                         }
                         Err(error) => Frame::error(format!("ERR QUEUE.BPOP: {error}")),
                     }
                 }
-                _ => queue_session::messages_frame(&delivery.messages),
+                _ => queue_session::messages_frame(delivery.messages),
             };
             queue_session::write_reply(out, session.resp, parked.target, &frame);
         }

@@ -170,6 +170,32 @@ impl Txn<'_> {
     /// Appends the queued writes as one entry and returns its seq (`None`: nothing was
     /// queued, nothing written), then releases the writer lock. Does not wait for durability:
     /// pass the seq to `Engine::wait_durable`.
+    /// [`Txn::commit`], then, still under the writer lock, takes `keys` out of the index
+    /// (`Engine::forget`) if the commit succeeded. A replicated engine forgets nothing.
+    pub fn commit_then_forget<K: AsRef<[u8]>>(
+        mut self,
+        namespace: Namespace,
+        keys: &[K],
+    ) -> Result<Option<u64>> {
+        let seq = if self.batch.is_empty() {
+            None
+        } else {
+            let Txn {
+                writer,
+                inner,
+                batch,
+                ..
+            } = &mut self;
+            Some(inner.append(writer, batch)?)
+        };
+        if self.inner.undo.is_none() {
+            for key in keys {
+                self.inner.forget(namespace, key.as_ref());
+            }
+        }
+        Ok(seq)
+    }
+
     pub fn commit(mut self) -> Result<Option<u64>> {
         if self.batch.is_empty() {
             return Ok(None);

@@ -375,7 +375,7 @@ fn pop(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         )
         .map_err(refused(args))?;
     call.session.note_write(seq);
-    Ok(messages_frame(&messages))
+    Ok(messages_frame(messages))
 }
 
 /// Waits (parks the connection) when nothing is ready; the reply comes from the session's
@@ -401,7 +401,7 @@ fn bpop(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     match popped {
         Some((messages, seq)) => {
             call.session.note_write(seq);
-            Ok(messages_frame(&messages))
+            Ok(messages_frame(messages))
         }
         None => {
             let deadline = (timeout_ms > 0).then(|| wall_clock_ms().saturating_add(timeout_ms));

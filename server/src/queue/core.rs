@@ -678,7 +678,7 @@ impl Queues {
         // One entry: the floor covers the purged messages below the lowest in flight; the
         // ones above it get tombstones (in one batch, at most BATCH_OPS_MAX).
         let mut plan = Plan::default();
-        plan_removal(&state, &mut plan, name, &ids);
+        plan_removal(&state, &mut plan, name, &ids, true);
         if plan.writes.len() > flin_engine::BATCH_OPS_MAX {
             return Err(QueueError::Invalid(format!(
                 "purging {count} messages above the lowest in flight needs more than {} tombstones in one entry; ack or return the in-flight messages first",
@@ -753,12 +753,96 @@ impl Queues {
         now_ms: u64,
     ) -> Result<Written<Vec<Message>>> {
         let mut state = self.lock();
-        state.queue(name, conn)?;
-        let (messages, mut seq) = take(&mut state, store, name, count, conn, false, now_ms)?;
-        if noack && !messages.is_empty() {
-            let ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
-            let (_, acked) = ack(&mut state, store, name, &ids, conn)?;
-            seq = acked.or(seq);
+        let queue = state.queue(name, conn)?;
+        if !queue.on_disk() {
+            // A transient queue's messages are in memory: read under the lock.
+            let (messages, mut seq) =
+                take(&mut state, store, name, count, conn, false, noack, now_ms)?;
+            if noack && !messages.is_empty() {
+                let mut ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
+                ids.sort_unstable();
+                let mut plan = Plan::default();
+                plan_removal(&state, &mut plan, name, &ids, false);
+                seq = finish(&mut state, store, plan)?.or(seq);
+                state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
+            }
+            return Ok((messages, seq));
+        }
+        // A durable queue's payloads are read from the log outside the model's lock (the
+        // index lookups and the copies were the longest part of holding it). The taken ids
+        // stay in `in_flight_ids` meanwhile, so no floor passes them; with NOACK they are
+        // removed, under the lock again, once read.
+        let qid = queue.qid;
+        let (entries, mut seq) = take_entries(&mut state, store, name, count, now_ms)?;
+        let queue = state.queues.get_mut(name).expect("present");
+        let visibility = queue.options.visibility_ms;
+        let mut taken = Vec::with_capacity(entries.len());
+        for (priority, entry) in entries {
+            let deliveries = queue.returned.remove(&entry.id).unwrap_or(0) + 1;
+            queue.counters.delivered += 1;
+            queue.in_flight_ids.insert(entry.id);
+            if !noack {
+                let deadline_ms = match visibility {
+                    0 => 0,
+                    v => now_ms.saturating_add(v),
+                };
+                queue.in_flight.insert(
+                    entry.id,
+                    Flight {
+                        owner: conn,
+                        deadline_ms,
+                        priority,
+                        deliveries,
+                        expiry_ms: entry.expiry_ms,
+                        consumer: false,
+                    },
+                );
+                if deadline_ms != 0 {
+                    queue.deadlines.insert((deadline_ms, entry.id));
+                }
+            }
+            taken.push((priority, entry.id, deliveries));
+        }
+        drop(state);
+        let reader = store.reader();
+        let mut messages = Vec::with_capacity(taken.len());
+        let mut failure = None;
+        for &(priority, id, deliveries) in &taken {
+            let key = codec::message_key(qid, id);
+            match reader.get_with(NS, &key, |found| codec::decode_message(found.value)) {
+                Ok(Some(Ok(stored))) => messages.push(Message {
+                    id,
+                    payload: stored.payload,
+                    priority,
+                    deliveries,
+                    headers: stored.headers,
+                }),
+                // Gone meanwhile (its queue deleted): nothing to deliver.
+                Ok(None) => {}
+                Ok(Some(Err(error))) => {
+                    failure.get_or_insert(error);
+                }
+                Err(error) => {
+                    failure.get_or_insert(engine_error(error));
+                }
+            }
+        }
+        if noack && !taken.is_empty() {
+            let mut state = self.lock();
+            if let Some(queue) = state.queues.get_mut(name).filter(|q| q.qid == qid) {
+                let mut ids: Vec<u64> = taken.iter().map(|t| t.1).collect();
+                ids.sort_unstable();
+                for id in &ids {
+                    queue.in_flight_ids.remove(id);
+                }
+                queue.counters.acked += ids.len() as u64;
+                let mut plan = Plan::default();
+                plan_removal(&state, &mut plan, name, &ids, false);
+                seq = finish(&mut state, store, plan)?.or(seq);
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
         }
         Ok((messages, seq))
     }
@@ -1349,11 +1433,21 @@ fn message_header(value: &[u8]) -> Option<(u8, u32, u64)> {
 
 /// Commits a plan's writes as one log entry (none: no entry).
 fn commit(store: &Store, plan: &Plan) -> Result<Option<u64>> {
+    commit_forgetting(store, plan, &[])
+}
+
+/// Commits a plan's writes, then, under the same hold of the writer lock, takes `forget` out
+/// of the index (a replicated engine refuses: the records then stay indexed until the next
+/// load forgets them; the floor is written either way).
+fn commit_forgetting(store: &Store, plan: &Plan, forget: &[[u8; 13]]) -> Result<Option<u64>> {
     if plan.writes.is_empty() {
+        if !forget.is_empty() {
+            let _ = store.forget(NS, forget);
+        }
         return Ok(None);
     }
     let written = store
-        .write(|txn| {
+        .write_forgetting(NS, forget, |txn| {
             for (key, value) in &plan.writes {
                 let op = match value {
                     Some(value) => Op {
@@ -1554,22 +1648,25 @@ fn read_message(
     {
         return codec::decode_message(value).map(Some);
     }
-    match store.reader().get(NS, &key).map_err(engine_error)? {
-        Some(found) => codec::decode_message(&found.value).map(Some),
-        None => Ok(None),
-    }
+    store
+        .reader()
+        .get_with(NS, &key, |found| codec::decode_message(found.value))
+        .map_err(engine_error)?
+        .transpose()
 }
 
 /// Plans the removal of the sorted messages `ids` from `name`: in a queue on disk, the ones
 /// below the queue's new floor (the lowest id left) are covered by one floor record and
 /// forgotten from the index once it commits; the others get a tombstone each.
-fn plan_removal(state: &State, plan: &mut Plan, name: &[u8], ids: &[u64]) {
+fn plan_removal(state: &State, plan: &mut Plan, name: &[u8], ids: &[u64], in_model: bool) {
     let queue = queue_of(state, name);
-    for &id in ids {
-        plan.changes.push(Change::Gone {
-            queue: name.to_vec(),
-            id,
-        });
+    if in_model {
+        for &id in ids {
+            plan.changes.push(Change::Gone {
+                queue: name.to_vec(),
+                id,
+            });
+        }
     }
     if !queue.on_disk() {
         return;
@@ -1591,14 +1688,9 @@ fn plan_removal(state: &State, plan: &mut Plan, name: &[u8], ids: &[u64]) {
 
 /// Commits a plan, applies it, and forgets what its floor covers.
 fn finish(state: &mut State, store: &Store, mut plan: Plan) -> Result<Option<u64>> {
-    let seq = commit(store, &plan)?;
     let forget = std::mem::take(&mut plan.forget);
+    let seq = commit_forgetting(store, &plan, &forget)?;
     apply(state, plan);
-    if !forget.is_empty() {
-        // Refused only by a replicated engine: the records then stay indexed until the
-        // next load forgets them (the floor is written either way).
-        let _ = store.forget(NS, &forget);
-    }
     Ok(seq)
 }
 
@@ -1779,24 +1871,25 @@ fn ack(
     let mut ids = owned_ids(queue, ids, conn)?;
     ids.sort_unstable();
     let mut plan = Plan::default();
-    plan_removal(state, &mut plan, name, &ids);
+    plan_removal(state, &mut plan, name, &ids, true);
     let seq = finish(state, store, plan)?;
     state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
     Ok((ids.len() as u64, seq))
 }
 
 /// Takes up to `count` ready messages for `conn` (expired heads on the way are dead-lettered)
-/// and puts them in flight.
-fn take(
+/// and puts them in flight, or, with `noack`, leaves them out of every set (the caller plans
+/// their removal).
+/// Takes up to `count` ready messages out of the ready rings (highest priority, then oldest;
+/// expired ones on the way are dead-lettered); the caller puts them in flight.
+fn take_entries(
     state: &mut State,
     store: &Store,
     name: &[u8],
     count: usize,
-    conn: ConnId,
-    consumer: bool,
     now_ms: u64,
-) -> Result<Written<Vec<Message>>> {
-    let mut taken = Vec::new();
+) -> Result<Written<Vec<(u8, Entry)>>> {
+    let mut taken = Vec::with_capacity(count.min(1024));
     let mut expired = Vec::new();
     {
         let queue = state.queues.get_mut(name).expect("present");
@@ -1815,7 +1908,6 @@ fn take(
     if !expired.is_empty() {
         let mut plan = Plan::default();
         for (priority, entry) in expired {
-            // Out of the ring already: plan it as gone from in-flight-less state.
             let deliveries = queue_of(state, name)
                 .returned
                 .get(&entry.id)
@@ -1836,6 +1928,21 @@ fn take(
         seq = commit(store, &plan)?;
         apply(state, plan);
     }
+    Ok((taken, seq))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn take(
+    state: &mut State,
+    store: &Store,
+    name: &[u8],
+    count: usize,
+    conn: ConnId,
+    consumer: bool,
+    noack: bool,
+    now_ms: u64,
+) -> Result<Written<Vec<Message>>> {
+    let (taken, seq) = take_entries(state, store, name, count, now_ms)?;
     let mut messages = Vec::with_capacity(taken.len());
     for (priority, entry) in taken {
         let Some(stored) = read_message(state, None, store, name, entry.id)? else {
@@ -1843,6 +1950,18 @@ fn take(
         };
         let queue = state.queues.get_mut(name).expect("present");
         let deliveries = queue.returned.remove(&entry.id).unwrap_or(0) + 1;
+        queue.counters.delivered += 1;
+        if noack {
+            queue.memory.remove(&entry.id);
+            messages.push(Message {
+                id: entry.id,
+                payload: stored.payload,
+                priority,
+                deliveries,
+                headers: stored.headers,
+            });
+            continue;
+        }
         let visibility = queue.options.visibility_ms;
         let deadline_ms = if visibility > 0 {
             now_ms.saturating_add(visibility)
@@ -1864,7 +1983,6 @@ fn take(
         if deadline_ms != 0 {
             queue.deadlines.insert((deadline_ms, entry.id));
         }
-        queue.counters.delivered += 1;
         messages.push(Message {
             id: entry.id,
             payload: stored.payload,
@@ -1887,9 +2005,16 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
             return;
         }
         if let Some(waiter) = queue.waiters.pop_front() {
-            let Ok((messages, _)) =
-                take(state, store, name, waiter.count, waiter.conn, false, now_ms)
-            else {
+            let Ok((messages, _)) = take(
+                state,
+                store,
+                name,
+                waiter.count,
+                waiter.conn,
+                false,
+                false,
+                now_ms,
+            ) else {
                 return;
             };
             if messages.is_empty() {
@@ -1921,7 +2046,7 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
             c.unacked += 1;
             (c.conn, c.mailbox.clone())
         };
-        let Ok((messages, _)) = take(state, store, name, 1, conn, true, now_ms) else {
+        let Ok((messages, _)) = take(state, store, name, 1, conn, true, false, now_ms) else {
             return;
         };
         if messages.is_empty() {

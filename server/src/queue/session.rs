@@ -57,10 +57,10 @@ impl QueueSession {
 pub const PUSH_OPCODE: u8 = 0x4C;
 
 /// A message as a reply element: `[id, payload, priority, deliveries, headers]`.
-pub fn message_frame(message: &Message) -> Frame {
+pub fn message_frame(message: Message) -> Frame {
     Frame::Array(vec![
         Frame::Integer(message.id as i64),
-        Frame::Bulk(message.payload.clone()),
+        Frame::Bulk(message.payload),
         Frame::Integer(message.priority as i64),
         Frame::Integer(message.deliveries as i64),
         headers_frame(&message.headers),
@@ -76,8 +76,8 @@ pub fn headers_frame(headers: &[(Vec<u8>, Vec<u8>)]) -> Frame {
     )
 }
 
-pub fn messages_frame(messages: &[Message]) -> Frame {
-    Frame::Array(messages.iter().map(message_frame).collect())
+pub fn messages_frame(messages: Vec<Message>) -> Frame {
+    Frame::Array(messages.into_iter().map(message_frame).collect())
 }
 
 /// A subscription's message as a push: `["message", queue, id, payload, priority,
