@@ -7,7 +7,9 @@
 //! from the clock; printed first), `--cycles N` (100), `--fsync always|everysec|no` (always),
 //! `--segment-bytes N` (65536), `--compaction-interval-ms N` (20), `--writers N` (6),
 //! `--run-ms MIN,MAX` (20,600: writers run this long before the kill, or before aiming),
-//! `--dir PATH` (parent of the scratch directory), `--keep`, `--quiet` (no line per cycle).
+//! `--dir PATH` (parent of the scratch directory), `--keep`, `--quiet` (no line per cycle),
+//! `--queue P,C` (queue producers and consumers, default 2,2; `--queue 0,0` runs the
+//! key-value model alone).
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.
 
 use std::path::PathBuf;
@@ -59,6 +61,21 @@ fn parse_options() -> Result<Options, String> {
                     .ok_or(format!("--run-ms: '{text}' is not MIN,MAX"))?;
                 options.run_ms_min = number("--run-ms", min.into())?;
                 options.run_ms_max = number("--run-ms", max.into())?.max(options.run_ms_min);
+            }
+            "--queue" => {
+                let text = value("--queue")?;
+                let (p, c) = text
+                    .split_once(',')
+                    .ok_or(format!("--queue: '{text}' is not P,C"))?;
+                let (p, c) = (number("--queue", p.into())?, number("--queue", c.into())?);
+                options.queue = match (p, c) {
+                    (0, 0) => None,
+                    (p, c) => options.queue.map(|q| crashtest::queue::QueueSettings {
+                        producers: p as usize,
+                        consumers: c as usize,
+                        ..q
+                    }),
+                };
             }
             "--dir" => options.work_dir = Some(PathBuf::from(value("--dir")?)),
             "--keep" => options.keep = true,

@@ -5,6 +5,8 @@
 //! - [`model`]: the [`model::Model`] and [`model::Writer`] traits a data model implements,
 //!   and the [`model::Violation`] a check reports.
 //! - [`kv`]: the key-value model (SET, MSET, INCR, DEL, EXPIRE, MULTI/EXEC).
+//! - [`queue`]: the queue model (producers pushing into a durable queue, consumers popping
+//!   and acking; every acknowledged push delivered at least once, no acked message again).
 //! - [`server`]: the child process, and [`server::inspect`], which reads from the data
 //!   directory what the engine was doing (compaction, rotation, sealing) when it died.
 //! - [`client`]: a small blocking RESP client.
@@ -26,6 +28,7 @@
 pub mod client;
 pub mod kv;
 pub mod model;
+pub mod queue;
 pub mod rng;
 pub mod server;
 
@@ -74,6 +77,8 @@ pub struct Options {
     /// How long an aimed kill waits for what it aims at before it kills anyway.
     pub aim_ms_max: u64,
     pub kv: kv::KvSettings,
+    /// The queue model's producers and consumers (`None`: the queue model does not run).
+    pub queue: Option<queue::QueueSettings>,
     /// Parent of the scratch directory (default: the system's temporary directory).
     pub work_dir: Option<PathBuf>,
     /// Keep the scratch directory after a successful run too.
@@ -103,6 +108,12 @@ impl Options {
                 pipeline_max: 4,
                 value_bytes_max: 96 * 1024,
             },
+            queue: Some(queue::QueueSettings {
+                producers: 2,
+                consumers: 2,
+                pipeline_max: 4,
+                pop_max: 8,
+            }),
             work_dir: None,
             keep: false,
             verbose: false,
@@ -221,7 +232,15 @@ impl std::fmt::Display for Failure {
 
 /// Every model the harness runs. A new data model adds its line here.
 fn models(options: &Options) -> Vec<Box<dyn Model>> {
-    vec![Box::new(kv::KvModel::new(options.kv))]
+    let mut models: Vec<Box<dyn Model>> = vec![Box::new(kv::KvModel::new(options.kv))];
+    if let Some(settings) = options.queue {
+        models.push(Box::new(queue::QueueModel::new(
+            settings,
+            options.fsync,
+            options.kv.writers,
+        )));
+    }
+    models
 }
 
 fn harness_violation(what: String) -> Vec<Violation> {
