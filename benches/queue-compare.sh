@@ -8,7 +8,7 @@
 #   persistent messages, publisher confirms, manual acks, prefetch 100, against Flin's durable
 #   queue under --fsync always (RabbitMQ confirms a persistent message once it is on disk) and
 #   --fsync everysec. queue-bench runs the same workloads on both: confirmed publish, consume+ack
-#   of a filled queue, and the end-to-end latency at a rate both sustain (RATE, 2000/s).
+#   of a filled queue (by subscription; Flin also by BPOP COUNT 100 + ACK), and the end-to-end latency at a rate both sustain (RATE, 2000/s).
 # - Redis (AOF everysec): redis-benchmark -P 16 LPUSH and RPOP against Flin's QUEUE.PUSH and
 #   QUEUE.POP NOACK (the same client, commands for commands), beside queue-bench's Flin rates.
 # Payload sizes: SIZES ("100 1024"). Every server is started here, on a scratch directory,
@@ -107,6 +107,7 @@ for size in $SIZES; do
         qb flin-always $FLIN_ALWAYS 7398 flin --workload consume --messages "$MESSAGES" --size "$size"
         qb flin-everysec $FLIN_EVERYSEC 7399 flin --workload consume --messages "$MESSAGES" --size "$size"
         qb rabbit "$RABBIT_PID" 5673 rabbit --workload consume --messages "$RABBIT_MESSAGES" --size "$size"
+        qb flin-always-pop $FLIN_ALWAYS 7398 flin --workload consume --consume-by pop --messages "$MESSAGES" --size "$size"
         qb flin-always $FLIN_ALWAYS 7398 flin --workload both --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$size"
         qb rabbit "$RABBIT_PID" 5673 rabbit --workload both --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$size"
     done
@@ -155,7 +156,7 @@ sizes = sorted({k[2] for k in rows if k[1] in ("Publish", "Consume", "Both")}, k
 for size in sizes:
     for workload in ("Publish", "Consume"):
         r = med(("rabbit", workload, size), "rate")
-        for flin in ("flin-always", "flin-everysec"):
+        for flin in ("flin-always", "flin-everysec", "flin-always-pop"):
             f = med((flin, workload, size), "rate")
             if f and r:
                 cf = med((flin, workload, size), "server_cpu_us_per_msg")

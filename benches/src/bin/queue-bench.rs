@@ -11,6 +11,8 @@
 //!   subscriptions (Flin: QUEUE.SUBSCRIBE PREFETCH p; RabbitMQ: basic.consume, qos p, manual
 //!   acks) take and acknowledge them; each consumer acks what it has read in one command
 //!   (Flin: QUEUE.ACK with every id; RabbitMQ: ack with `multiple`). Reports the rate.
+//!   `--consume-by pop` (Flin only): consumers pull with QUEUE.BPOP COUNT prefetch and ack each
+//!   batch with one QUEUE.ACK, instead of subscribing.
 //! - `both`: producers and consumers at once; each payload carries its send time, so the
 //!   consumers measure the end-to-end latency (p50, p99, p99.9).
 //!
@@ -59,6 +61,8 @@ struct Args {
     server_pid: Option<u32>,
     /// Messages per second over all producers (0: as fast as the window allows).
     rate: u64,
+    /// Flin consumers take messages with QUEUE.BPOP COUNT prefetch instead of a subscription.
+    pop: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -76,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         prefetch: 100,
         server_pid: None,
         rate: 0,
+        pop: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,6 +117,15 @@ fn parse_args() -> Result<Args, String> {
             "--prefetch" => args.prefetch = number(value()?)?.clamp(1, 65535) as u16,
             "--server-pid" => args.server_pid = Some(number(value()?)? as u32),
             "--rate" => args.rate = number(value()?)?,
+            "--consume-by" => {
+                args.pop = match value()?.as_str() {
+                    "pop" => true,
+                    "subscribe" => false,
+                    other => {
+                        return Err(format!("--consume-by: '{other}' is not pop or subscribe"))
+                    }
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown flag {other} (see the top of queue-bench.rs)"
@@ -381,7 +395,54 @@ fn flin_producer(args: Args, shared: Arc<Shared>) {
     shared.confirm_us.lock().unwrap().add(&local).ok();
 }
 
+/// A consumer that pulls: QUEUE.BPOP COUNT prefetch, then one QUEUE.ACK of every id taken.
+fn flin_pop_consumer(args: Args, shared: Arc<Shared>, target: u64) {
+    let (mut stream, mut reader) = flin_connect(&args).expect("connect");
+    let count = args.prefetch.to_string();
+    let queue = args.queue.as_bytes();
+    let mut local = histogram();
+    while shared.consumed.load(Ordering::Relaxed) < target && !shared.stop.load(Ordering::Relaxed) {
+        let V::Array(messages) = flin_call(
+            &mut stream,
+            &mut reader,
+            &[b"QUEUE.BPOP", queue, b"100", b"COUNT", count.as_bytes()],
+        ) else {
+            continue; // timed out (a null array)
+        };
+        let mut ids = Vec::with_capacity(messages.len());
+        for message in &messages {
+            if let V::Array(items) = message {
+                if let (Some(V::Int(id)), Some(V::Bulk(body))) = (items.first(), items.get(1)) {
+                    ids.push(id.to_string());
+                    if let Some(stamp) = stamp_of(body) {
+                        local
+                            .record((now_ns().saturating_sub(stamp) / 1000).max(1))
+                            .ok();
+                    }
+                }
+            }
+        }
+        if ids.is_empty() {
+            continue;
+        }
+        let mut command: Vec<&[u8]> = vec![b"QUEUE.ACK", queue];
+        command.extend(ids.iter().map(|id| id.as_bytes()));
+        match flin_call(&mut stream, &mut reader, &command) {
+            V::Int(n) if n as usize == ids.len() => {}
+            V::Error(e) => panic!("QUEUE.ACK: {e}"),
+            _ => panic!("QUEUE.ACK: unexpected reply"),
+        }
+        shared
+            .consumed
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    }
+    shared.e2e_us.lock().unwrap().add(&local).ok();
+}
+
 fn flin_consumer(args: Args, shared: Arc<Shared>, target: u64) {
+    if args.pop {
+        return flin_pop_consumer(args, shared, target);
+    }
     let (mut stream, mut reader) = flin_connect(&args).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -742,8 +803,9 @@ fn main() {
     let confirm = shared.confirm_us.lock().unwrap();
     let e2e = shared.e2e_us.lock().unwrap();
     println!(
-        "target={:?} workload={:?} messages={messages} size={} producers={} consumers={} window={} prefetch={} seconds={seconds:.2} rate={:.0} confirm_us_p50/p99/p999={} e2e_us_p50/p99/p999={} server_cpu_us_per_msg={}{}",
+        "target={:?}{} workload={:?} messages={messages} size={} producers={} consumers={} window={} prefetch={} seconds={seconds:.2} rate={:.0} confirm_us_p50/p99/p999={} e2e_us_p50/p99/p999={} server_cpu_us_per_msg={}{}",
         args.target,
+        if args.pop { "-pop" } else { "" },
         args.workload,
         args.size,
         args.producers,
