@@ -691,3 +691,102 @@ fn publish(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 pub fn headers(headers: &[(Vec<u8>, Vec<u8>)]) -> Frame {
     headers_frame(headers)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::test_support::*;
+    use crate::frame::Frame;
+
+    fn int(n: i64) -> Frame {
+        Frame::Integer(n)
+    }
+
+    /// Every refusal names the command and what was wrong, and changes nothing.
+    #[test]
+    fn bad_input_is_refused_with_the_argument_named_and_nothing_changed() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run("QUEUE.PUSH nosuch x"),
+            err("ERR QUEUE.PUSH: no queue 'nosuch'")
+        );
+        assert_eq!(h.run("QUEUE.DECLARE q"), ok());
+        assert_eq!(
+            h.run("QUEUE.PUSH q x PRIORITY 12"),
+            err("ERR QUEUE.PUSH: PRIORITY must be an integer from 0 to 9, got '12'")
+        );
+        assert_eq!(
+            h.run("QUEUE.PUSH q x TTL -5"),
+            err("ERR QUEUE.PUSH: TTL must be an integer from 0 to 9223372036854775807, got '-5'")
+        );
+        assert_eq!(
+            h.run("QUEUE.PUSH q x COLOR red"),
+            err("ERR QUEUE.PUSH: unknown option 'COLOR'")
+        );
+        assert_eq!(
+            h.run("QUEUE.PUSH q x HEADER onlyname"),
+            err("ERR QUEUE.PUSH: HEADER needs a name and a value")
+        );
+        let big = vec![b'x'; super::PAYLOAD_BYTES_MAX + 1];
+        assert_eq!(
+            h.run_args(&[b"QUEUE.PUSH", b"q", &big]),
+            err(&format!(
+                "ERR QUEUE.PUSH: payload of {} bytes is over the limit of {}",
+                big.len(),
+                super::PAYLOAD_BYTES_MAX
+            ))
+        );
+        assert_eq!(h.run("QUEUE.LEN q"), int(0), "nothing was pushed");
+        assert_eq!(
+            h.run("QUEUE.ACK q 7"),
+            err("ERR QUEUE.ACK: message id 7 is not in flight")
+        );
+        assert_eq!(
+            h.run("QUEUE.ACK q seven"),
+            err("ERR QUEUE.ACK: message id must be a positive integer, got 'seven'")
+        );
+        assert_eq!(
+            h.run("QUEUE.DECLARE q TTL 5"),
+            err("ERR QUEUE.DECLARE: 'q' already exists with a different TTL")
+        );
+        assert_eq!(
+            h.run("QUEUE.DECLARE r MAXLEN 3 OVERFLOW SOMETIMES"),
+            err("ERR QUEUE.DECLARE: OVERFLOW must be REJECT or DROPHEAD")
+        );
+        assert_eq!(
+            h.run("EXCHANGE.DECLARE e SIDEWAYS"),
+            err("ERR EXCHANGE.DECLARE: exchange type must be DIRECT, FANOUT, TOPIC or HEADERS, got 'SIDEWAYS'")
+        );
+        assert_eq!(
+            h.run("EXCHANGE.PUBLISH nosuch k x"),
+            err("ERR EXCHANGE.PUBLISH: no exchange 'nosuch'")
+        );
+        assert_eq!(h.run("QUEUE.LIST"), Frame::Array(vec![Frame::bulk("q")]));
+    }
+
+    #[test]
+    fn push_pop_ack_through_the_dispatcher() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("QUEUE.DECLARE q"), ok());
+        let Frame::Integer(id) = h.run("QUEUE.PUSH q hello PRIORITY 3 HEADER k v") else {
+            panic!("id")
+        };
+        assert_eq!(
+            h.run("QUEUE.POP q COUNT 5"),
+            Frame::Array(vec![Frame::Array(vec![
+                int(id),
+                Frame::bulk("hello"),
+                int(3),
+                int(1),
+                Frame::Map(vec![(Frame::bulk("k"), Frame::bulk("v"))]),
+            ])])
+        );
+        assert_eq!(h.run(&format!("QUEUE.ACK q {id}")), int(1));
+        assert_eq!(h.run("QUEUE.POP q"), Frame::Array(vec![]));
+        let Frame::Array(ids) = h.run("QUEUE.MPUSH q PRIORITY 1 PAYLOADS a b c") else {
+            panic!("ids")
+        };
+        assert_eq!(ids.len(), 3);
+        assert_eq!(h.run("QUEUE.LEN q"), int(3));
+        assert_eq!(h.run("QUEUE.PURGE q"), int(3));
+    }
+}
