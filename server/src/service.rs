@@ -350,12 +350,19 @@ fn respond_with_value(
         }
         return action;
     }
-    let written = match &frame {
-        Frame::Error(message) => request
+    write_binary_reply(out, request.reply_to(), &frame);
+    action
+}
+
+/// Writes `frame` as the binary response to the request `reply_to` names: a typed value, or
+/// an error with the status its code maps to.
+pub fn write_binary_reply(out: &mut Vec<u8>, reply_to: flin_net::binary::ReplyTo, frame: &Frame) {
+    let written = match frame {
+        Frame::Error(message) => reply_to
             .respond(out, error_status(message))
             .raw(message.as_bytes())
             .finish(),
-        _ => request
+        _ => reply_to
             .respond(out, Status::Ok)
             .value(|value| frame.write_value(value))
             .finish(),
@@ -363,13 +370,12 @@ fn respond_with_value(
     if let Err(error) = written {
         flin_net::binary::encode_error(
             out,
-            request.op.opcode(),
-            request.request_id,
+            reply_to.opcode,
+            reply_to.request_id,
             Status::Error,
             &format!("ERR {error}"),
         );
     }
-    action
 }
 
 /// The status of an error reply, by its code.

@@ -357,6 +357,23 @@ impl Queue {
         ready.into_iter().chain(in_flight).min().unwrap_or(next_id)
     }
 
+    /// Puts a delivered message in flight (to its owner, with its visibility deadline).
+    fn put_in_flight(&mut self, id: u64, flight: Flight) {
+        self.in_flight_ids.insert(id);
+        self.in_flight.insert(id, flight);
+        if flight.deadline_ms != 0 {
+            self.deadlines.insert((flight.deadline_ms, id));
+        }
+    }
+
+    /// When a message delivered now returns to the queue unless acked (0: never).
+    fn deadline_from(&self, now_ms: u64) -> u64 {
+        match self.options.visibility_ms {
+            0 => 0,
+            visibility => now_ms.saturating_add(visibility),
+        }
+    }
+
     fn remove_flight(&mut self, id: u64) -> Option<Flight> {
         let flight = self.in_flight.remove(&id)?;
         self.in_flight_ids.remove(&id);
@@ -775,31 +792,23 @@ impl Queues {
         let qid = queue.qid;
         let (entries, mut seq) = take_entries(&mut state, store, name, count, now_ms)?;
         let queue = state.queues.get_mut(name).expect("present");
-        let visibility = queue.options.visibility_ms;
         let mut taken = Vec::with_capacity(entries.len());
         for (priority, entry) in entries {
             let deliveries = queue.returned.remove(&entry.id).unwrap_or(0) + 1;
             queue.counters.delivered += 1;
-            queue.in_flight_ids.insert(entry.id);
-            if !noack {
-                let deadline_ms = match visibility {
-                    0 => 0,
-                    v => now_ms.saturating_add(v),
+            if noack {
+                // Not in flight to anyone, but no floor may pass it until it is removed.
+                queue.in_flight_ids.insert(entry.id);
+            } else {
+                let flight = Flight {
+                    owner: conn,
+                    deadline_ms: queue.deadline_from(now_ms),
+                    priority,
+                    deliveries,
+                    expiry_ms: entry.expiry_ms,
+                    consumer: false,
                 };
-                queue.in_flight.insert(
-                    entry.id,
-                    Flight {
-                        owner: conn,
-                        deadline_ms,
-                        priority,
-                        deliveries,
-                        expiry_ms: entry.expiry_ms,
-                        consumer: false,
-                    },
-                );
-                if deadline_ms != 0 {
-                    queue.deadlines.insert((deadline_ms, entry.id));
-                }
+                queue.put_in_flight(entry.id, flight);
             }
             taken.push((priority, entry.id, deliveries));
         }
@@ -1962,27 +1971,15 @@ fn take(
             });
             continue;
         }
-        let visibility = queue.options.visibility_ms;
-        let deadline_ms = if visibility > 0 {
-            now_ms.saturating_add(visibility)
-        } else {
-            0
+        let flight = Flight {
+            owner: conn,
+            deadline_ms: queue.deadline_from(now_ms),
+            priority,
+            deliveries,
+            expiry_ms: entry.expiry_ms,
+            consumer,
         };
-        queue.in_flight_ids.insert(entry.id);
-        queue.in_flight.insert(
-            entry.id,
-            Flight {
-                owner: conn,
-                deadline_ms,
-                priority,
-                deliveries,
-                expiry_ms: entry.expiry_ms,
-                consumer,
-            },
-        );
-        if deadline_ms != 0 {
-            queue.deadlines.insert((deadline_ms, entry.id));
-        }
+        queue.put_in_flight(entry.id, flight);
         messages.push(Message {
             id: entry.id,
             payload: stored.payload,

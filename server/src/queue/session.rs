@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use flin_net::binary::{ReplyTo, Status, ValueWriter};
+use flin_net::binary::{ReplyTo, ValueWriter};
 use flin_net::resp::{Reply, RespVersion};
 use flin_net::Action;
 
@@ -115,27 +115,7 @@ pub fn write_push(
 pub fn write_reply(out: &mut Vec<u8>, resp: RespVersion, target: ReplyTarget, frame: &Frame) {
     match target {
         ReplyTarget::Resp => frame.encode(resp, out),
-        ReplyTarget::Binary(reply_to) => {
-            let written = match frame {
-                Frame::Error(message) => reply_to
-                    .respond(out, Status::Error)
-                    .raw(message.as_bytes())
-                    .finish(),
-                _ => reply_to
-                    .respond(out, Status::Ok)
-                    .value(|value| frame.write_value(value))
-                    .finish(),
-            };
-            if let Err(error) = written {
-                flin_net::binary::encode_error(
-                    out,
-                    reply_to.opcode,
-                    reply_to.request_id,
-                    Status::Error,
-                    &format!("ERR {error}"),
-                );
-            }
-        }
+        ReplyTarget::Binary(reply_to) => crate::service::write_binary_reply(out, reply_to, frame),
     }
 }
 
