@@ -1068,11 +1068,6 @@ impl Queues {
                 )?;
             }
             for (priority, entry) in expired {
-                let deliveries = queue_of(&state, &name)
-                    .returned
-                    .get(&entry.id)
-                    .copied()
-                    .unwrap_or(0);
                 plan_dead_letter(
                     &mut state,
                     &mut plan,
@@ -1080,9 +1075,7 @@ impl Queues {
                     &name,
                     entry.id,
                     priority,
-                    deliveries,
                     DeathReason::Expired,
-                    now_ms,
                 )?;
             }
             touched.push(name);
@@ -1581,11 +1574,6 @@ fn plan_push(
             }
         }
         for (priority, entry) in order {
-            let deliveries = queue_of(state, name)
-                .returned
-                .get(&entry.id)
-                .copied()
-                .unwrap_or(0);
             plan_dead_letter(
                 state,
                 plan,
@@ -1593,9 +1581,7 @@ fn plan_push(
                 name,
                 entry.id,
                 priority,
-                deliveries,
                 DeathReason::MaxLen,
-                now_ms,
             )?;
         }
     }
@@ -1713,9 +1699,7 @@ fn plan_dead_letter(
     name: &[u8],
     id: u64,
     priority: u8,
-    deliveries: u32,
     reason: DeathReason,
-    _now_ms: u64,
 ) -> Result<()> {
     let queue = queue_of(state, name);
     let (qid, on_disk) = (queue.qid, queue.on_disk());
@@ -1758,7 +1742,6 @@ fn plan_dead_letter(
             memory,
         });
     }
-    let _ = deliveries;
     plan.changes.push(Change::DeadLettered {
         queue: name.to_vec(),
     });
@@ -1805,17 +1788,7 @@ fn plan_return(
             .then_some(DeathReason::Expired)
         });
     if let Some(reason) = reason {
-        return plan_dead_letter(
-            state,
-            plan,
-            store,
-            name,
-            id,
-            flight.priority,
-            flight.deliveries,
-            reason,
-            now_ms,
-        );
+        return plan_dead_letter(state, plan, store, name, id, flight.priority, reason);
     }
     let (qid, on_disk) = (queue.qid, queue.on_disk());
     let mut memory = None;
@@ -1917,11 +1890,6 @@ fn take_entries(
     if !expired.is_empty() {
         let mut plan = Plan::default();
         for (priority, entry) in expired {
-            let deliveries = queue_of(state, name)
-                .returned
-                .get(&entry.id)
-                .copied()
-                .unwrap_or(0);
             plan_dead_letter(
                 state,
                 &mut plan,
@@ -1929,9 +1897,7 @@ fn take_entries(
                 name,
                 entry.id,
                 priority,
-                deliveries,
                 DeathReason::Expired,
-                now_ms,
             )?;
         }
         seq = commit(store, &plan)?;
