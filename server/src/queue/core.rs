@@ -41,6 +41,8 @@ pub const PRIORITIES: usize = 10;
 pub const PAYLOAD_BYTES_MAX: usize = 128 << 20;
 /// Ids are reserved this many at a time (one small record per block).
 const ID_BLOCK: u64 = 1 << 20;
+/// Expired messages a tick dead-letters at most (the rest go at the next tick).
+const TICK_MOVES_MAX: usize = 10_000;
 /// Deletes per log entry when a queue is deleted or purged.
 const DELETE_CHUNK: usize = 64 * 1024;
 
@@ -1049,7 +1051,9 @@ impl Queues {
             let mut expired = Vec::new();
             for priority in 0..PRIORITIES {
                 while let Some(entry) = queue.ready[priority].front().copied() {
-                    if !is_expired(entry, now_ms) {
+                    // Bounded per tick, so one tick never holds the model for long; the rest
+                    // waits for the next tick (50 ms later).
+                    if !is_expired(entry, now_ms) || moved + expired.len() >= TICK_MOVES_MAX {
                         break;
                     }
                     queue.ready[priority].pop_front();
@@ -1627,7 +1631,6 @@ fn plan_push(
 /// A stored message of `name` (from the log or, for a transient queue, memory).
 fn read_message(
     state: &State,
-    plan: Option<&Plan>,
     store: &Store,
     name: &[u8],
     id: u64,
@@ -1636,13 +1639,9 @@ fn read_message(
     if let Some(value) = queue.memory.get(&id) {
         return codec::decode_message(value).map(Some);
     }
+    // (No plan rewrites a message it also dead-letters: a message is either in flight, and
+    // returns, or ready, and expires; so the log holds what this plan would read.)
     let key = codec::message_key(queue.qid, id);
-    // A message this plan already rewrote (returned, then dead-lettered) reads as planned.
-    if let Some((_, Some(value))) =
-        plan.and_then(|p| p.writes.iter().rev().find(|(k, _)| *k == key))
-    {
-        return codec::decode_message(value).map(Some);
-    }
     store
         .reader()
         .get_with(NS, &key, |found| codec::decode_message(found.value))
@@ -1709,7 +1708,7 @@ fn plan_dead_letter(
         .clone()
         .filter(|dlq| state.queues.contains_key(dlq));
     if let Some(dlq) = dlq {
-        let Some(stored) = read_message(state, Some(plan), store, name, id)? else {
+        let Some(stored) = read_message(state, store, name, id)? else {
             return plan_gone(plan, name, qid, id, on_disk);
         };
         let mut headers = stored.headers;
@@ -1825,20 +1824,19 @@ fn plan_return(
     Ok(())
 }
 
-/// The ids, deduplicated, if every one is in flight to `conn`.
+/// The ids, sorted and deduplicated, if every one is in flight to `conn`. (A client may repeat
+/// an id; a linear search per id made an ACK of a million ids quadratic.)
 fn owned_ids(queue: &Queue, ids: &[u64], conn: ConnId) -> Result<Vec<u64>> {
-    let mut unique = Vec::with_capacity(ids.len());
     for &id in ids {
         match queue.in_flight.get(&id) {
-            Some(flight) if flight.owner == conn => {
-                if !unique.contains(&id) {
-                    unique.push(id)
-                }
-            }
+            Some(flight) if flight.owner == conn => {}
             Some(_) => return Err(QueueError::Foreign(id)),
             None => return Err(QueueError::NotInFlight(id)),
         }
     }
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
     Ok(unique)
 }
 
@@ -1875,7 +1873,9 @@ fn take_entries(
     let mut expired = Vec::new();
     {
         let queue = state.queues.get_mut(name).expect("present");
-        while taken.len() < count {
+        // Expired heads on the way are bounded as a tick's are: a pop behind more of them
+        // gets what it found, the next pop (or tick) goes on.
+        while taken.len() < count && expired.len() < TICK_MOVES_MAX {
             let Some((priority, entry)) = queue.pop_ready() else {
                 break;
             };
@@ -1920,7 +1920,7 @@ fn take(
     let (taken, seq) = take_entries(state, store, name, count, now_ms)?;
     let mut messages = Vec::with_capacity(taken.len());
     for (priority, entry) in taken {
-        let Some(stored) = read_message(state, None, store, name, entry.id)? else {
+        let Some(stored) = read_message(state, store, name, entry.id)? else {
             continue; // Gone from the log (cannot happen while the model agrees with it).
         };
         let queue = state.queues.get_mut(name).expect("present");
