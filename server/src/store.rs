@@ -117,6 +117,11 @@ impl<'a> Reader<'a> {
         self.engine.get_many_with(namespace, keys, read)
     }
 
+    /// Starts bringing `key`'s index slot into cache for a read soon after (`Engine::prefetch`).
+    pub fn prefetch(&self, namespace: Namespace, key: &[u8]) {
+        self.engine.prefetch(namespace, key)
+    }
+
     pub fn contains(&self, namespace: Namespace, key: &[u8]) -> flin_engine::Result<bool> {
         self.engine.contains(namespace, key)
     }

@@ -368,6 +368,18 @@ impl Engine {
         self.inner.get_many_with(namespace, keys, read)
     }
 
+    /// Starts bringing `key`'s index slot into the CPU's cache, for a lookup soon after (a
+    /// hint; nothing changes). For a reader that knows its next key before it needs it.
+    pub fn prefetch(&self, namespace: Namespace, key: &[u8]) {
+        let tag = namespace.tag();
+        let hash = key_hash(tag, key);
+        self.inner
+            .index
+            .read(tag, Index::shard_of(hash))
+            .table
+            .prefetch_home(hash);
+    }
+
     /// A key's value and expiry, copied.
     pub fn get(&self, namespace: Namespace, key: &[u8]) -> Result<Option<Value>> {
         self.get_with(namespace, key, |v| Value {
