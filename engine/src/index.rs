@@ -468,6 +468,23 @@ impl Index {
     }
 }
 
+/// A prefetch hint for `value`'s cache line.
+#[allow(unsafe_code)]
+#[inline]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address, and reads
+    // nothing into Rust-visible state; the address is that of a live reference. SSE, which
+    // the intrinsic requires, is part of the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            value as *const T as *const i8,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,21 +599,4 @@ mod tests {
         assert_eq!(slot.expiry_ms(), EXPIRY_MASK - 1);
         assert!(!slot.is_tombstone());
     }
-}
-
-/// A prefetch hint for `value`'s cache line.
-#[allow(unsafe_code)]
-#[inline]
-fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address, and reads
-    // nothing into Rust-visible state; the address is that of a live reference. SSE, which
-    // the intrinsic requires, is part of the x86_64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            value as *const T as *const i8,
-        )
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
