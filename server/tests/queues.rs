@@ -390,3 +390,35 @@ fn eight_producers_and_eight_consumers_move_100k_messages_each_acked_once() {
     let mut c = Conn::open(addr);
     assert_eq!(c.cmd(&["QUEUE.LEN", "work"]).int(), 0);
 }
+
+/// A parked BPOP with NOACK is answered from the mailbox and acks before it replies; a
+/// BPOP whose queue is deleted while it waits gets an error and the connection goes on.
+#[test]
+fn parked_bpop_noack_and_deleted_queue() {
+    let (_dir, server) = start(&["--fsync", "always"]);
+    let mut producer = Conn::open(server.addr);
+    producer.cmd(&["QUEUE.DECLARE", "q"]);
+    let mut waiter = Conn::open(server.addr);
+    waiter.send(&[b"QUEUE.BPOP", b"q", b"0", b"NOACK"]);
+    std::thread::sleep(Duration::from_millis(50));
+    producer.cmd(&["QUEUE.PUSH", "q", "m"]);
+    let got = waiter.read();
+    assert_eq!(message(&got.items()[0]).1, b"m");
+    let info = producer.cmd(&["QUEUE.INFO", "q"]);
+    let field = |name: &str| {
+        info.items()
+            .chunks(2)
+            .find(|p| p[0] == V::Bulk(name.as_bytes().to_vec()))
+            .unwrap()[1]
+            .int()
+    };
+    assert_eq!((field("inflight"), field("acked")), (0, 1));
+    waiter.send(&[b"QUEUE.BPOP", b"q", b"0"]);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(producer.cmd(&["QUEUE.DELETE", "q"]).int(), 0);
+    assert!(
+        matches!(waiter.read(), V::Error(e) if e.contains("was deleted while waiting")),
+        "the waiter is told"
+    );
+    assert_eq!(waiter.cmd(&["PING"]), V::Simple("PONG".into()));
+}
