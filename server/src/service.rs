@@ -99,6 +99,12 @@ impl Service for KvService {
                             );
                         }
                     }
+                    DeliveryKind::Cancelled => queue_session::write_cancel(
+                        out,
+                        session.resp,
+                        session.queue.binary,
+                        &delivery.queue,
+                    ),
                     // A pop's messages that arrived after its wait ended go back.
                     DeliveryKind::Pop { .. } if !delivery.messages.is_empty() => {
                         let ids: Vec<u64> = delivery.messages.iter().map(|m| m.id).collect();

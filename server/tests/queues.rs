@@ -421,4 +421,16 @@ fn parked_bpop_noack_and_deleted_queue() {
         "the waiter is told"
     );
     assert_eq!(waiter.cmd(&["PING"]), V::Simple("PONG".into()));
+    // A subscriber of a deleted queue is told its subscription ended.
+    producer.cmd(&["QUEUE.DECLARE", "s"]);
+    let mut subscriber = Conn::open(server.addr);
+    assert_eq!(
+        subscriber.cmd(&["QUEUE.SUBSCRIBE", "s"]),
+        V::Simple("OK".into())
+    );
+    producer.cmd(&["QUEUE.DELETE", "s"]);
+    assert_eq!(
+        subscriber.read(),
+        V::Array(vec![V::Bulk(b"cancelled".to_vec()), V::Bulk(b"s".to_vec())])
+    );
 }

@@ -155,6 +155,9 @@ pub enum DeliveryKind {
     Pop { noack: bool },
     /// The queue a parked QUEUE.BPOP waited on was deleted.
     Deleted,
+    /// The queue a subscription consumed was deleted: the subscription ended (RabbitMQ's
+    /// basic.cancel from the server).
+    Cancelled,
     /// A subscription's message, pushed.
     Push,
 }
@@ -2097,6 +2100,13 @@ fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<
         waiter.mailbox.post(Delivery {
             queue: name.to_vec(),
             kind: DeliveryKind::Deleted,
+            messages: Vec::new(),
+        });
+    }
+    for consumer in queue.consumers {
+        consumer.mailbox.post(Delivery {
+            queue: name.to_vec(),
+            kind: DeliveryKind::Cancelled,
             messages: Vec::new(),
         });
     }

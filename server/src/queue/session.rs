@@ -111,6 +111,23 @@ pub fn write_push(
     }
 }
 
+/// A subscription ended by the server (its queue was deleted), as a push: `["cancelled",
+/// queue]`.
+pub fn write_cancel(out: &mut Vec<u8>, resp: RespVersion, binary: bool, queue: &[u8]) {
+    let items = [Frame::bulk("cancelled"), Frame::Bulk(queue.to_vec())];
+    if binary {
+        let _ = flin_net::binary::encode_push(out, PUSH_OPCODE, |value: &mut ValueWriter<'_>| {
+            value.array(items.len());
+            items.iter().for_each(|item| item.write_value(value));
+        });
+        return;
+    }
+    Reply::new(out, resp).push(items.len());
+    for item in &items {
+        item.encode(resp, out);
+    }
+}
+
 /// Writes `frame` as the answer to a parked request.
 pub fn write_reply(out: &mut Vec<u8>, resp: RespVersion, target: ReplyTarget, frame: &Frame) {
     match target {

@@ -162,6 +162,13 @@ pub(crate) fn pushed_message(value: &Value, opcode: u8) -> Result<(Vec<u8>, Mess
     let [kind, queue, fields @ ..] = &items[..] else {
         return Err(unexpected(opcode, "a push shorter than a message"));
     };
+    if kind.as_bytes() == Some(b"cancelled") {
+        // ["cancelled", queue]: the server ended the subscription (its queue was deleted).
+        return Err(unexpected(
+            opcode,
+            "a \"cancelled\" push: the subscription's queue was deleted",
+        ));
+    }
     if kind.as_bytes() != Some(MESSAGE_PUSH) {
         return Err(unexpected(opcode, "a push other than \"message\""));
     }
