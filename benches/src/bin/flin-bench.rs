@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use flin_benches::load::report;
+use flin_benches::load::workload::{QueueWorkload, BENCH_QUEUE};
 use flin_benches::load::{run, Protocol, RunConfig, Workload};
 
 /// A count-bounded run still stops after this long, so no run is unbounded in time.
@@ -32,7 +33,12 @@ FLAGS:
     -d, --value-size <BYTES>   value size (default 3, as redis-benchmark)
     -t, --workload <LIST>      comma-separated, run in order (default set,get):
                                set, get, incr, mixed[:GET%] (default 50),
-                               mset[:KEYS] (default 10), mget[:KEYS] (default 10)
+                               mset[:KEYS] (default 10), mget[:KEYS] (default 10),
+                               qpush (QUEUE.PUSH of -d bytes to the queue flin-bench, which
+                               is declared first), qpop[:N] (QUEUE.POP COUNT N NOACK, default 1;
+                               rates count messages; with -n, the queue must hold them
+                               all, or the run is refused); subscribers, acks and
+                               end-to-end latency: queue-bench
         --seed <N>             key generator seed (default 1)
         --server-pid <PID>     report the CPU time this process (the server, on this machine)
                                used during each workload, per key
@@ -40,6 +46,42 @@ FLAGS:
     -q, --quiet                no progress line on stderr
         --help                 print this help
 ";
+
+/// One RESP command on a connection of its own (AUTH first when a password is set); the
+/// first line of its reply.
+fn resp_call(config: &RunConfig, args: &[&[u8]]) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect_timeout(&config.addr, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    if let Some(password) = &config.password {
+        flin_net::resp::encode_command(&mut out, &[b"AUTH".as_slice(), password.as_bytes()]);
+    }
+    flin_net::resp::encode_command(&mut out, args);
+    (&stream).write_all(&out).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    if config.password.is_some() {
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        line.clear();
+    }
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    match line.starts_with('-') {
+        true => Err(line.trim_end().to_string()),
+        false => Ok(line.trim_end().to_string()),
+    }
+}
+
+/// Ready messages in the bench queue.
+fn bench_queue_len(config: &RunConfig) -> Result<u64, String> {
+    let line = resp_call(config, &[b"QUEUE.LEN", BENCH_QUEUE])?;
+    line.trim_start_matches(':')
+        .parse()
+        .map_err(|_| format!("QUEUE.LEN replied {line}"))
+}
 
 struct Invocation {
     config: RunConfig,
@@ -183,9 +225,39 @@ fn main() {
         println!("flin-bench: {}", report::describe(&config));
         println!("machine: {}", flin_benches::machine_line());
     }
+    if invocation
+        .workloads
+        .iter()
+        .any(|w| matches!(w, Workload::Queue(_)))
+    {
+        if let Err(error) = resp_call(&config, &[b"QUEUE.DECLARE", BENCH_QUEUE]) {
+            eprintln!("flin-bench: cannot declare the queue: {error}");
+            std::process::exit(1);
+        }
+    }
     let mut results = Vec::new();
     for workload in invocation.workloads {
         config.workload = workload;
+        // A pop's rate counts the messages asked for: it is only a rate of messages while the
+        // queue holds them all.
+        if let (Workload::Queue(QueueWorkload::Pop { count }), Some(requests)) =
+            (workload, config.requests)
+        {
+            match bench_queue_len(&config) {
+                Ok(len) if len >= requests * count as u64 => {}
+                Ok(len) => {
+                    eprintln!(
+                        "flin-bench: {workload} with -n {requests} needs {} messages in the queue and it holds {len}: push more first (qpush with a larger -n)",
+                        requests * count as u64
+                    );
+                    std::process::exit(1);
+                }
+                Err(error) => {
+                    eprintln!("flin-bench: QUEUE.LEN: {error}");
+                    std::process::exit(1);
+                }
+            }
+        }
         match run(config.clone()) {
             Ok(result) => {
                 if !invocation.json {

@@ -171,6 +171,15 @@ fn encode_binary(out: &mut Vec<u8>, request_id: u32, op: &Op<'_>) -> flin_net::R
             }
             frame.finish()
         }
+        Op::QueuePush { queue, value } => {
+            binary::encode_command(out, request_id, queue_row("queue.push"), &[queue, value])
+        }
+        Op::QueuePop { queue, count } => binary::encode_command(
+            out,
+            request_id,
+            queue_row("queue.pop"),
+            &[queue, b"COUNT", count, b"NOACK"],
+        ),
         Op::MGet { keys } => {
             let mut frame = FrameWriter::new(
                 out,
@@ -186,6 +195,14 @@ fn encode_binary(out: &mut Vec<u8>, request_id: u32, op: &Op<'_>) -> flin_net::R
             frame.finish()
         }
     }
+}
+
+/// The opcode-table row of a queue command.
+fn queue_row(name: &str) -> &'static binary::commands::CommandSpec {
+    binary::commands::TABLE
+        .iter()
+        .find(|spec| spec.name == name)
+        .expect("queue commands are in the opcode table")
 }
 
 /// Most bytes one RESP reply may take before the bench calls it broken.
@@ -225,6 +242,12 @@ impl RespConnection {
             Op::Set { key, value } => resp::encode_command(out, &[b"SET", key, value]),
             Op::Get { key } => resp::encode_command(out, &[b"GET", key]),
             Op::Incr { key } => resp::encode_command(out, &[b"INCR", key]),
+            Op::QueuePush { queue, value } => {
+                resp::encode_command(out, &[b"QUEUE.PUSH", queue, value])
+            }
+            Op::QueuePop { queue, count } => {
+                resp::encode_command(out, &[b"QUEUE.POP", queue, b"COUNT", count, b"NOACK"])
+            }
             Op::MSet { keys, value } => {
                 resp::encode_array_header(out, 1 + 2 * keys.len());
                 resp::encode_bulk(out, b"MSET");

@@ -1,9 +1,10 @@
 //! What a load run sends: [`Workload`], one family per data model, and the
 //! protocol-independent [`Op`] each request is encoded from.
 //!
-//! Only key-value exists now. The other models slot in as siblings of
-//! [`KvWorkload`] with their issues: `Workload::Queue(QueueWorkload::{Push,
-//! Pop})`, `Workload::Stream(StreamWorkload::{Publish, Consume})`,
+//! Key-value and queues exist now ([`QueueWorkload`]: QUEUE.PUSH and QUEUE.POP NOACK
+//! on the queue [`BENCH_QUEUE`]; consumers that subscribe and ack, and end-to-end
+//! latency, are `queue-bench`'s). The other models slot in as siblings with their
+//! issues: `Workload::Stream(StreamWorkload::{Publish, Consume})`,
 //! `Workload::Document(DocumentWorkload::{Insert, Query})`, each adding its
 //! [`Op`] variants and their encodings in `wire.rs`.
 
@@ -21,6 +22,9 @@ pub const DEFAULT_BATCH_KEYS: usize = 10;
 /// GETs per 100 requests of `mixed` when it does not say.
 pub const DEFAULT_GET_PERCENT: u8 = 50;
 
+/// The queue the queue workloads push to and pop from (flin-bench declares it).
+pub const BENCH_QUEUE: &[u8] = b"flin-bench";
+
 /// One generated key.
 pub type Key = [u8; KEY_BYTES];
 
@@ -29,6 +33,17 @@ pub type Key = [u8; KEY_BYTES];
 pub enum Workload {
     /// Key-value commands.
     Kv(KvWorkload),
+    /// Queue commands.
+    Queue(QueueWorkload),
+}
+
+/// Queue loads, on [`BENCH_QUEUE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueWorkload {
+    /// QUEUE.PUSH of one message.
+    Push,
+    /// QUEUE.POP COUNT `count` NOACK (taken and acknowledged in one command).
+    Pop { count: usize },
 }
 
 /// Key-value loads.
@@ -52,11 +67,32 @@ pub enum KvWorkload {
 /// generator's buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
-    Set { key: &'a [u8], value: &'a [u8] },
-    Get { key: &'a [u8] },
-    Incr { key: &'a [u8] },
-    MSet { keys: &'a [Key], value: &'a [u8] },
-    MGet { keys: &'a [Key] },
+    Set {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Get {
+        key: &'a [u8],
+    },
+    Incr {
+        key: &'a [u8],
+    },
+    MSet {
+        keys: &'a [Key],
+        value: &'a [u8],
+    },
+    MGet {
+        keys: &'a [Key],
+    },
+    QueuePush {
+        queue: &'a [u8],
+        value: &'a [u8],
+    },
+    /// `count` as decimal digits, for the COUNT argument.
+    QueuePop {
+        queue: &'a [u8],
+        count: &'a [u8],
+    },
 }
 
 impl Workload {
@@ -94,9 +130,18 @@ impl Workload {
             "mget" => KvWorkload::MGet {
                 keys: number(DEFAULT_BATCH_KEYS, BATCH_KEYS_MAX)?,
             },
+            "qpush" if parameter.is_some() => {
+                return Err(format!("workload {name} takes no parameter"))
+            }
+            "qpush" => return Ok(Workload::Queue(QueueWorkload::Push)),
+            "qpop" => {
+                return Ok(Workload::Queue(QueueWorkload::Pop {
+                    count: number(1, 1 << 20)?,
+                }))
+            }
             _ => {
                 return Err(format!(
-                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N])"
+                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N], qpush, qpop[:N])"
                 ))
             }
         };
@@ -108,6 +153,8 @@ impl Workload {
         match self {
             Workload::Kv(KvWorkload::MSet { keys } | KvWorkload::MGet { keys }) => *keys,
             Workload::Kv(_) => 1,
+            Workload::Queue(QueueWorkload::Pop { count }) => *count,
+            Workload::Queue(QueueWorkload::Push) => 1,
         }
     }
 }
@@ -121,6 +168,8 @@ impl fmt::Display for Workload {
             Workload::Kv(KvWorkload::Mixed { get_percent }) => write!(f, "mixed:{get_percent}"),
             Workload::Kv(KvWorkload::MSet { keys }) => write!(f, "mset:{keys}"),
             Workload::Kv(KvWorkload::MGet { keys }) => write!(f, "mget:{keys}"),
+            Workload::Queue(QueueWorkload::Push) => write!(f, "qpush"),
+            Workload::Queue(QueueWorkload::Pop { count }) => write!(f, "qpop:{count}"),
         }
     }
 }
@@ -133,6 +182,8 @@ pub struct Generator {
     rng: u64,
     value: Vec<u8>,
     keys: Vec<Key>,
+    /// A queue pop's COUNT, as digits.
+    count: Vec<u8>,
 }
 
 impl Generator {
@@ -145,12 +196,27 @@ impl Generator {
             rng: crate::mix(seed) | 1,
             value: vec![b'x'; value_bytes],
             keys: vec![[0; KEY_BYTES]; batch],
+            count: batch.to_string().into_bytes(),
         }
     }
 
     /// The next request.
     pub fn next_op(&mut self) -> Op<'_> {
-        let Workload::Kv(kv) = self.workload;
+        let kv = match self.workload {
+            Workload::Kv(kv) => kv,
+            Workload::Queue(QueueWorkload::Push) => {
+                return Op::QueuePush {
+                    queue: BENCH_QUEUE,
+                    value: &self.value,
+                }
+            }
+            Workload::Queue(QueueWorkload::Pop { .. }) => {
+                return Op::QueuePop {
+                    queue: BENCH_QUEUE,
+                    count: &self.count,
+                }
+            }
+        };
         match kv {
             KvWorkload::Set => {
                 self.fill_keys(1);
@@ -227,7 +293,9 @@ mod tests {
 
     #[test]
     fn workloads_parse_and_print_back() {
-        for text in ["set", "get", "incr", "mixed:80", "mset:100", "mget:5"] {
+        for text in [
+            "set", "get", "incr", "mixed:80", "mset:100", "mget:5", "qpush", "qpop:16",
+        ] {
             assert_eq!(Workload::parse(text).unwrap().to_string(), text);
         }
         assert_eq!(
@@ -239,6 +307,8 @@ mod tests {
         assert!(Workload::parse("mset:0").is_err());
         assert!(Workload::parse("set:3").is_err());
         assert!(Workload::parse("lpush").is_err());
+        assert_eq!(Workload::parse("qpop").unwrap().to_string(), "qpop:1");
+        assert!(Workload::parse("qpush:2").is_err());
     }
 
     #[test]
