@@ -41,6 +41,8 @@ pub const PRIORITIES: usize = 10;
 pub const PAYLOAD_BYTES_MAX: usize = 128 << 20;
 /// Ids are reserved this many at a time (one small record per block).
 const ID_BLOCK: u64 = 1 << 20;
+/// Deliveries one dispatch hands out at most (the rest at the timer's next tick).
+const DISPATCH_MAX: usize = 4096;
 /// Expired messages a tick dead-letters at most (the rest go at the next tick).
 const TICK_MOVES_MAX: usize = 10_000;
 /// Deletes per log entry when a queue is deleted or purged.
@@ -1108,7 +1110,14 @@ impl Queues {
         }
         commit(store, &plan)?;
         apply(&mut state, plan);
-        for name in touched {
+        // Queues with ready messages and someone to take them: what a bounded dispatch left.
+        let waiting: Vec<Vec<u8>> = state
+            .queues
+            .iter()
+            .filter(|(_, q)| q.ready_len > 0 && (!q.consumers.is_empty() || !q.waiters.is_empty()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in touched.into_iter().chain(waiting) {
             dispatch(&mut state, store, &name, now_ms);
         }
         Ok(moved)
@@ -1983,7 +1992,9 @@ fn take(
 /// Hands ready messages to the queue's waiters (oldest first), then to its subscriptions
 /// (round-robin, within their prefetch), posting them to their mailboxes.
 fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
-    loop {
+    // Bounded per call, so a subscription without a prefetch limit on a long queue does not
+    // hold the model for the whole queue; the timer's next tick hands out the rest.
+    for _ in 0..DISPATCH_MAX {
         let Some(queue) = state.queues.get_mut(name) else {
             return;
         };

@@ -722,3 +722,24 @@ fn purge_and_delete_survive_a_restart_without_tombstones() {
     // The dead records were forgotten again at load: only live keys are indexed.
     assert_eq!(engine.len(super::NS), 2 + 1 + 1 + 1); // Q N, p's declaration, floor, message
 }
+
+/// A subscription without a prefetch limit on a long queue gets its messages in bounded
+/// rounds (the model is not held for the whole queue): the rest come with the timer's ticks.
+#[test]
+fn unlimited_prefetch_is_served_in_bounded_rounds() {
+    let (store, queues) = memory();
+    queues.declare(&store, b"q", durable(), A).unwrap();
+    let batch = (0..10_000).map(|i| msg(&i.to_string())).collect();
+    queues.push(&store, b"q", batch, A, T0).unwrap();
+    let (mailbox, _) = counting_mailbox();
+    queues.subscribe(&store, b"q", 0, A, &mailbox, T0).unwrap();
+    let first = mailbox.take().len();
+    assert!(first > 0 && first < 10_000, "{first} in the first round");
+    let mut total = first;
+    for _ in 0..10 {
+        queues.tick(&store, T0).unwrap();
+        total += mailbox.take().len();
+    }
+    assert_eq!(total, 10_000);
+    assert_eq!(queues.len(b"q", A).unwrap(), 0);
+}
