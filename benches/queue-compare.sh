@@ -10,7 +10,8 @@
 #   --fsync everysec. queue-bench runs the same workloads on both: confirmed publish, consume+ack
 #   of a filled queue (by subscription; Flin also by BPOP COUNT 100 + ACK), and the end-to-end latency at a rate both sustain (RATE, 2000/s).
 # - Redis (AOF everysec): redis-benchmark -P 16 LPUSH and RPOP against Flin's QUEUE.PUSH and
-#   QUEUE.POP NOACK (the same client, commands for commands), beside queue-bench's Flin rates.
+#   QUEUE.POP NOACK (the same client, commands for commands), and Flin's pop with acks under
+#   everysec (queue-bench --consume-by pop) beside Redis's RPOP.
 # Payload sizes: SIZES ("100 1024"). Every server is started here, on a scratch directory,
 # and stopped by its pid at the end. Each run is bounded (queue-bench stops itself at 120 s).
 set -euo pipefail
@@ -108,7 +109,9 @@ for size in $SIZES; do
         qb flin-everysec $FLIN_EVERYSEC 7399 flin --workload consume --messages "$MESSAGES" --size "$size"
         qb rabbit "$RABBIT_PID" 5673 rabbit --workload consume --messages "$RABBIT_MESSAGES" --size "$size"
         qb flin-always-pop $FLIN_ALWAYS 7398 flin --workload consume --consume-by pop --messages "$MESSAGES" --size "$size"
+        qb flin-everysec-pop $FLIN_EVERYSEC 7399 flin --workload consume --consume-by pop --messages "$MESSAGES" --size "$size"
         qb flin-always $FLIN_ALWAYS 7398 flin --workload both --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$size"
+        qb flin-everysec $FLIN_EVERYSEC 7399 flin --workload both --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$size"
         qb rabbit "$RABBIT_PID" 5673 rabbit --workload both --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$size"
     done
 done
@@ -149,6 +152,8 @@ for line in open(sys.argv[1]):
 def med(key, field):
     values = [float(r[field]) for r in rows.get(key, []) if r.get(field, "-") not in ("-", "")]
     return statistics.median(values) if values else None
+def us(value):
+    return "-" if value is None else f"{value:.2f}"
 def lat(key, field, i):
     values = [float(r[field].split("/")[i]) for r in rows.get(key, []) if r.get(field, "-") != "-"]
     return statistics.median(values) if values else None
@@ -156,25 +161,38 @@ sizes = sorted({k[2] for k in rows if k[1] in ("Publish", "Consume", "Both")}, k
 for size in sizes:
     for workload in ("Publish", "Consume"):
         r = med(("rabbit", workload, size), "rate")
-        for flin in ("flin-always", "flin-everysec", "flin-always-pop"):
+        for flin in ("flin-always", "flin-everysec", "flin-always-pop", "flin-everysec-pop"):
             f = med((flin, workload, size), "rate")
             if f and r:
                 cf = med((flin, workload, size), "server_cpu_us_per_msg")
                 cr = med(("rabbit", workload, size), "server_cpu_us_per_msg")
-                print(f"{workload:8} {size:>5} B  {flin:14} {f:>10.0f}/s  rabbit {r:>8.0f}/s  ratio {f / r:5.1f}x   server CPU us/msg {cf} vs {cr}")
+                print(f"{workload:8} {size:>5} B  {flin:17} {f:>10.0f}/s  rabbit {r:>8.0f}/s  ratio {f / r:5.1f}x   server CPU us/msg {us(cf)} vs {us(cr)}")
         f = lat((f"flin-always", workload, size), "confirm_us_p50/p99/p999", 1)
         rr = lat(("rabbit", workload, size), "confirm_us_p50/p99/p999", 1)
         if workload == "Publish" and f and rr:
             print(f"{'':8} {size:>5} B  confirm p99: flin-always {f:.0f} us, rabbit {rr:.0f} us")
-    fl = [lat(("flin-always", "Both", size), "e2e_us_p50/p99/p999", i) for i in range(3)]
     rl = [lat(("rabbit", "Both", size), "e2e_us_p50/p99/p999", i) for i in range(3)]
-    if fl[0] and rl[0]:
-        print(f"e2e at the paced rate {size:>5} B  flin-always p50/p99/p99.9 {fl[0]:.0f}/{fl[1]:.0f}/{fl[2]:.0f} us, rabbit {rl[0]:.0f}/{rl[1]:.0f}/{rl[2]:.0f} us")
+    for flin in ("flin-always", "flin-everysec"):
+        fl = [lat((flin, "Both", size), "e2e_us_p50/p99/p999", i) for i in range(3)]
+        if fl[0] and rl[0]:
+            cf = med((flin, "Both", size), "server_cpu_us_per_msg")
+            cr = med(("rabbit", "Both", size), "server_cpu_us_per_msg")
+            print(f"e2e at the paced rate {size:>5} B  {flin} p50/p99/p99.9 {fl[0]:.0f}/{fl[1]:.0f}/{fl[2]:.0f} us, rabbit {rl[0]:.0f}/{rl[1]:.0f}/{rl[2]:.0f} us   server CPU us/msg {us(cf)} vs {us(cr)}")
 for cmd_flin, cmd_redis in (("QUEUE.PUSH", "LPUSH"), ("QUEUE.POP", "RPOP")):
     f = med(("flin-everysec", cmd_flin, "100"), "rate")
     r = med(("redis", cmd_redis, "100"), "rate")
     if f and r:
         cf = med(("flin-everysec", cmd_flin, "100"), "server_cpu_us_per_msg")
         cr = med(("redis", cmd_redis, "100"), "server_cpu_us_per_msg")
-        print(f"redis-benchmark -P 16  {cmd_flin:10} {f:>10.0f}/s  vs {cmd_redis:5} {r:>10.0f}/s  ratio {f / r:4.2f}x   server CPU us/op {cf} vs {cr}")
+        print(f"redis-benchmark -P 16  {cmd_flin:10} {f:>10.0f}/s  vs {cmd_redis:5} {r:>10.0f}/s  ratio {f / r:4.2f}x   server CPU us/op {us(cf)} vs {us(cr)}")
+# Flin's pop with acks (queue-bench: 4 consumers, BPOP COUNT 100 + one ACK per batch, durable
+# queue, everysec) beside Redis's RPOP: the "durable and acknowledged" consume. Not the
+# same client (queue-bench against redis-benchmark -P 16, 50 connections): read it as a
+# rate the consumers reach, not as a command-for-command ratio.
+f = med(("flin-everysec-pop", "Consume", "100"), "rate")
+r = med(("redis", "RPOP", "100"), "rate")
+if f and r:
+    cf = med(("flin-everysec-pop", "Consume", "100"), "server_cpu_us_per_msg")
+    cr = med(("redis", "RPOP", "100"), "server_cpu_us_per_msg")
+    print(f"pop+ack (queue-bench)  BPOP+ACK   {f:>10.0f}/s  vs RPOP  {r:>10.0f}/s  ratio {f / r:4.2f}x   server CPU us/msg {us(cf)} vs {us(cr)}")
 EOF
