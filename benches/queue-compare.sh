@@ -25,6 +25,14 @@ LATENCY_MESSAGES=${LATENCY_MESSAGES:-20000}
 REDIS_REQUESTS=${REDIS_REQUESTS:-1000000}
 
 cd "$(dirname "$0")/.."
+# The ports are fixed: a second run (or anything else on them) would be measured in place of
+# the servers this run starts, so refuse to start instead.
+for port in 5673 25673 7398 7399 7400; do
+    if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
+        echo "queue-compare.sh: 127.0.0.1:$port is in use (another run?); nothing started" >&2
+        exit 1
+    fi
+done
 need=()
 command -v rabbitmq-server > /dev/null || need+=(rabbitmq-server)
 command -v redis-server > /dev/null || need+=(redis-server)
