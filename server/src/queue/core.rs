@@ -895,13 +895,20 @@ impl Queues {
         mailbox: &Arc<Mailbox>,
         now_ms: u64,
     ) -> Result<Option<Written<Vec<Message>>>> {
-        {
+        loop {
             let mut state = self.lock();
             let queue = state.queue(name, conn)?;
             // Older waiters come first: take only when nobody waits.
             if queue.waiters.is_empty() && queue.ready_len > 0 {
                 drop(state);
-                return self.pop(store, name, count, noack, conn, now_ms).map(Some);
+                // Another consumer may take what was ready before this pop locks again (the
+                // pop reads payloads outside the lock): an empty take waits, it never
+                // answers an empty array.
+                let (messages, seq) = self.pop(store, name, count, noack, conn, now_ms)?;
+                if messages.is_empty() {
+                    continue;
+                }
+                return Ok(Some((messages, seq)));
             }
             let queue = state.queue_mut(name, conn)?;
             queue.waiters.push_back(Waiter {
@@ -911,8 +918,8 @@ impl Queues {
                 noack,
             });
             dispatch(&mut state, store, name, now_ms);
+            return Ok(None);
         }
-        Ok(None)
     }
 
     /// A parked QUEUE.BPOP gave up (timeout): `conn` no longer waits on `name`.
