@@ -135,6 +135,24 @@ fn start(extra: &[&str]) -> (tempfile::TempDir, ServerGuard) {
     (dir, server)
 }
 
+/// Waits (at most 10 s) until QUEUE.INFO shows `n` connections parked in QUEUE.BPOP on `queue`.
+fn wait_for_waiters(conn: &mut Conn, queue: &str, n: i64) {
+    for _ in 0..1000 {
+        let info = conn.cmd(&["QUEUE.INFO", queue]);
+        let waiters = info
+            .items()
+            .chunks(2)
+            .find(|p| p[0] == V::Bulk(b"waiters".to_vec()))
+            .expect("waiters field")[1]
+            .int();
+        if waiters >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{n} waiters never parked on {queue}");
+}
+
 /// `[id, payload, priority, deliveries, headers]` -> (id, payload, deliveries).
 fn message(v: &V) -> (u64, Vec<u8>, i64) {
     let items = v.items();
@@ -155,11 +173,10 @@ fn bpop_wakes_the_longest_waiter_whatever_loop_got_the_push() {
     );
     // Several waiters, opened in order: with two loops, they land on both.
     let mut waiters: Vec<Conn> = (0..4).map(|_| Conn::open(server.addr)).collect();
-    for waiter in &mut waiters {
+    for (i, waiter) in waiters.iter_mut().enumerate() {
         waiter.send(&[b"QUEUE.BPOP", b"q", b"0"]);
-        // Each is parked before the next one asks (PING on the producer's side would not
-        // prove that; a QUEUE.INFO cannot see waiters), so give the loop a moment.
-        std::thread::sleep(Duration::from_millis(50));
+        // Each is parked before the next one asks.
+        wait_for_waiters(&mut producer, "q", i as i64 + 1);
     }
     for (i, waiter) in waiters.iter_mut().enumerate() {
         let id = producer.cmd(&["QUEUE.PUSH", "q", &format!("m{i}")]).int();
@@ -414,7 +431,7 @@ fn parked_bpop_noack_and_deleted_queue() {
     };
     assert_eq!((field("inflight"), field("acked")), (0, 1));
     waiter.send(&[b"QUEUE.BPOP", b"q", b"0"]);
-    std::thread::sleep(Duration::from_millis(50));
+    wait_for_waiters(&mut producer, "q", 1);
     assert_eq!(producer.cmd(&["QUEUE.DELETE", "q"]).int(), 0);
     assert!(
         matches!(waiter.read(), V::Error(e) if e.contains("was deleted while waiting")),

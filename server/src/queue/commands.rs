@@ -268,6 +268,7 @@ fn info(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         ("ready", int(info.ready)),
         ("inflight", int(info.in_flight)),
         ("consumers", int(info.consumers)),
+        ("waiters", int(info.waiters)),
         ("pushed", int(info.pushed)),
         ("delivered", int(info.delivered)),
         ("acked", int(info.acked)),

@@ -204,6 +204,8 @@ pub struct QueueInfo {
     pub ready: u64,
     pub in_flight: u64,
     pub consumers: u64,
+    /// Connections parked in QUEUE.BPOP on it.
+    pub waiters: u64,
     pub pushed: u64,
     pub delivered: u64,
     pub acked: u64,
@@ -757,6 +759,7 @@ impl Queues {
             ready: queue.ready_len,
             in_flight: queue.in_flight.len() as u64,
             consumers: queue.consumers.len() as u64,
+            waiters: queue.waiters.len() as u64,
             pushed: queue.counters.pushed,
             delivered: queue.counters.delivered,
             acked: queue.counters.acked,
