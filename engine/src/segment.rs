@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, FileHandle, Mapping};
 use crate::error::{Error, Result};
-use crate::format::{self, DecodeError, RecordView, SegmentOrigin, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    self, DecodeError, RecordView, SegmentOrigin, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 
 /// A segment's capacity (its preallocated file length) is a multiple of this. Sealing cuts the
 /// file to its last record, so an unsealed segment is told apart by its length.
@@ -69,7 +71,22 @@ pub struct Segment {
     /// Recovery loaded the index entries from a hint file instead of reading (and checking)
     /// the records: damage in them is found only when they are read.
     loaded_from_hints: AtomicBool,
+    /// A sparse seq -> offset index of the published prefix, built lazily by [`Segment::seek`]
+    /// (a data model reading its log-only records from a seq).
+    seq_marks: std::sync::Mutex<SeqMarks>,
 }
+
+/// Every [`SEQ_MARK_SPACING`] bytes or so, the seq and offset of a top-level record: a seek
+/// bisects these and scans at most that many bytes. 16 B a mark: 0.4% of the segment.
+#[derive(Default)]
+struct SeqMarks {
+    marks: Vec<(u64, usize)>,
+    /// Offset of the first record not yet looked at.
+    scanned_to: usize,
+}
+
+/// Bytes between two seq marks (at least).
+const SEQ_MARK_SPACING: usize = 4096;
 
 // SAFETY: the mapping is only read below `published` (immutable bytes, published with
 // Release and read with Acquire) and only written past it by the unique `SegmentWriter`, so
@@ -107,7 +124,53 @@ impl Segment {
             durably_sealed: AtomicBool::new(false),
             superseded: AtomicBool::new(false),
             loaded_from_hints: AtomicBool::new(false),
+            seq_marks: std::sync::Mutex::new(SeqMarks::default()),
         }
+    }
+
+    /// The offset of the first top-level record with seq >= `seq` in the readable prefix (the
+    /// readable length when there is none). Records in a segment are in seq order (the writer
+    /// and compaction both append in seq order). Extends the segment's sparse seq marks over
+    /// what was published since the last call, then bisects them, then scans at most
+    /// [`SEQ_MARK_SPACING`] bytes and a record.
+    pub(crate) fn seek(&self, seq: u64) -> usize {
+        let end = self.readable_len();
+        let mut marks = self.seq_marks.lock().expect("seq marks lock");
+        let mut offset = marks.scanned_to.max(SEGMENT_HEADER_BYTES);
+        let mut last_mark = marks.marks.last().map_or(0, |m| m.1);
+        while offset + RECORD_HEADER_BYTES <= end {
+            let header = self.bytes(offset, RECORD_HEADER_BYTES);
+            if header.iter().all(|&b| b == 0) {
+                break;
+            }
+            let (key_len, value_len) = format::peek_lengths(header);
+            let len = format::record_len(key_len, value_len);
+            if offset + len > end {
+                break;
+            }
+            if marks.marks.is_empty() || offset >= last_mark + SEQ_MARK_SPACING {
+                marks.marks.push((format::peek_seq(header), offset));
+                last_mark = offset;
+            }
+            offset += len;
+        }
+        marks.scanned_to = offset;
+        // The last mark before `seq` (marks may repeat a seq: a compacted batch's members).
+        let before = marks.marks.partition_point(|m| m.0 < seq);
+        let mut at = match before {
+            0 => SEGMENT_HEADER_BYTES,
+            n => marks.marks[n - 1].1,
+        };
+        drop(marks);
+        while at + RECORD_HEADER_BYTES <= end {
+            let header = self.bytes(at, RECORD_HEADER_BYTES);
+            if header.iter().all(|&b| b == 0) || format::peek_seq(header) >= seq {
+                return at;
+            }
+            let (key_len, value_len) = format::peek_lengths(header);
+            at += format::record_len(key_len, value_len);
+        }
+        end.min(at)
     }
 
     /// Creates a new preallocated segment file at `path` with its header written and synced.

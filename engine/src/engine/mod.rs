@@ -11,6 +11,7 @@
 //! - `seal`: the sealer thread (seal full segments, prefault new ones).
 //! - `maintenance`: background threads, active expiry, compaction's schedule.
 
+mod appends;
 mod batch;
 mod config;
 mod maintenance;
