@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use flin_engine::{Engine, Namespace, Txn, Value};
@@ -106,17 +106,36 @@ pub struct Shared {
     random_counter: AtomicU64,
     /// The queue model, loaded from the engine's Queue namespace.
     pub queues: crate::queue::Queues,
+    /// The stream model: the engine's observer of the Stream namespace ([`open_engine`]).
+    pub streams: Arc<crate::stream::Streams>,
+}
+
+/// Opens the engine with the models' observers registered (the stream model), as every
+/// engine a server runs on must be.
+pub fn open_engine(
+    config: flin_engine::Config,
+) -> Result<(Engine, Arc<crate::stream::Streams>), String> {
+    let streams = Arc::new(crate::stream::Streams::new());
+    let engine = Engine::open(config.observe(crate::stream::NS, streams.clone()))
+        .map_err(|e| format!("cannot open the engine: {e}"))?;
+    Ok((engine, streams))
 }
 
 impl Shared {
-    /// The shared state over `engine`, with the queue model loaded from it.
-    pub fn open(engine: Engine, options: Options) -> Result<Shared, String> {
+    /// The shared state over `engine` (opened by [`open_engine`], which gives `streams`), with
+    /// the queue model loaded from it.
+    pub fn open(
+        engine: Engine,
+        streams: Arc<crate::stream::Streams>,
+        options: Options,
+    ) -> Result<Shared, String> {
         let store = Store::new(engine);
         let queues = crate::queue::Queues::load(&store)
             .map_err(|e| format!("cannot load the queues: {e}"))?;
         Ok(Shared {
             store,
             queues,
+            streams,
             gates: None,
             options,
             counters: Counters::default(),
@@ -127,9 +146,10 @@ impl Shared {
         })
     }
 
-    /// [`Shared::open`], for an engine whose queues are known to load (tests, fresh engines).
-    pub fn new(engine: Engine, options: Options) -> Shared {
-        Shared::open(engine, options).expect("queues load")
+    /// [`Shared::open`] on a fresh engine of `config` (tests).
+    pub fn new(config: flin_engine::Config, options: Options) -> Shared {
+        let (engine, streams) = open_engine(config).expect("engine opens");
+        Shared::open(engine, streams, options).expect("queues load")
     }
 
     /// The engine's clock (tests inject a manual one).
@@ -207,6 +227,8 @@ pub struct Session {
     pub reply_gate: Option<u64>,
     /// Queue state: the mailbox deliveries arrive in, a parked QUEUE.BPOP.
     pub queue: crate::queue::session::QueueSession,
+    /// A parked long poll (STREAM.FETCH or STREAM.CONSUME with BLOCK).
+    pub stream: crate::stream::commands::StreamSession,
 }
 
 impl Session {
@@ -221,6 +243,7 @@ impl Session {
             watched: Vec::new(),
             reply_gate: None,
             queue: crate::queue::session::QueueSession::detached(),
+            stream: crate::stream::commands::StreamSession::default(),
         }
     }
 

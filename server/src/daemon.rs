@@ -50,8 +50,7 @@ impl Daemon {
     pub fn start(options: &Options, engine_config: Config) -> Result<Daemon, String> {
         let on_disk = !matches!(engine_config.storage, Storage::Memory);
         let always = engine_config.durability == Durability::Always;
-        let engine =
-            Engine::open(engine_config).map_err(|e| format!("cannot open the engine: {e}"))?;
+        let (engine, streams) = crate::context::open_engine(engine_config)?;
         let gates = match on_disk && always {
             true => Some(
                 DurableGates::start(engine.clone())
@@ -59,7 +58,7 @@ impl Daemon {
             ),
             false => None,
         };
-        let mut shared = Shared::open(engine.clone(), options.clone())?;
+        let mut shared = Shared::open(engine.clone(), streams, options.clone())?;
         shared.gates = gates.clone();
         let shared = Arc::new(shared);
         let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
@@ -105,6 +104,9 @@ impl Daemon {
                     std::thread::sleep(QUEUE_TICK);
                     if let Err(error) = shared.queues.tick(&shared.store, shared.now_ms()) {
                         eprintln!("flin-server: queue timer: {error}");
+                    }
+                    if let Err(error) = shared.streams.tick(&shared.store, shared.now_ms()) {
+                        eprintln!("flin-server: stream timer: {error}");
                     }
                 }
             })

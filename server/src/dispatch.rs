@@ -35,9 +35,10 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         }
     };
     if let Some(multi) = session.multi.as_mut() {
-        if command.group == "queue" {
+        if command.group == "queue" || command.group == "stream" {
             // A queue command's effects (deliveries, waits, pushes) do not fit inside one
-            // engine transaction with key-value writes: refused, and the EXEC is doomed.
+            // engine transaction with key-value writes, nor does a stream command's (offsets
+            // are assigned when a chunk is applied): refused, and the EXEC is doomed.
             multi.aborted = true;
             return (
                 Frame::error(format!(
@@ -66,6 +67,12 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
             deadline_ms,
             target: crate::queue::session::ReplyTarget::Resp,
         });
+        return (reply, Action::Park { deadline_ms });
+    }
+    if let Some(parked) = session.stream.park.take() {
+        // A long poll waits: the service answers from `on_wake` or `on_park_timeout`.
+        let deadline_ms = parked.deadline_ms;
+        session.stream.parked = Some(parked);
         return (reply, Action::Park { deadline_ms });
     }
     let action = if command.name == "quit" {

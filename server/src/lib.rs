@@ -54,3 +54,4 @@ pub mod service;
 #[allow(unsafe_code)]
 pub mod signal;
 pub mod store;
+pub mod stream;

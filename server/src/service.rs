@@ -147,6 +147,15 @@ impl Service for KvService {
             };
             queue_session::write_reply(out, session.resp, parked.target, &frame);
         }
+        if let Some(frame) = crate::stream::commands::look_again(shared, session) {
+            let parked = session.stream.parked.take().expect("parked");
+            queue_session::write_reply(out, session.resp, parked.target, &frame);
+        }
+        if let Some(parked) = &session.stream.parked {
+            return Action::Park {
+                deadline_ms: parked.deadline_ms,
+            };
+        }
         queue_session::deliveries_action(&session.queue.parked)
     }
 
@@ -159,6 +168,10 @@ impl Service for KvService {
         let action = self.on_wake(session, out);
         if let Some(parked) = session.queue.parked.take() {
             queue_session::write_reply(out, session.resp, parked.target, &Frame::NullArray);
+        }
+        // A long poll that found nothing by its deadline answers an empty array.
+        if let Some(parked) = session.stream.parked.take() {
+            queue_session::write_reply(out, session.resp, parked.target, &Frame::Array(Vec::new()));
         }
         let _ = action;
         Action::Continue
@@ -352,6 +365,9 @@ fn respond_with_value(
     let (frame, action) = dispatch::execute(shared, session, args);
     if let Action::Park { .. } = action {
         if let Some(parked) = session.queue.parked.as_mut() {
+            parked.target = ReplyTarget::Binary(request.reply_to());
+        }
+        if let Some(parked) = session.stream.parked.as_mut() {
             parked.target = ReplyTarget::Binary(request.reply_to());
         }
         return action;

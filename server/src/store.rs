@@ -152,6 +152,27 @@ impl<'a> Reader<'a> {
         self.engine.for_each(namespace, prefix, visit)
     }
 
+    /// A namespace's log-only records under a prefix from a seq (`Engine::read_appends`).
+    pub fn read_appends(
+        &self,
+        namespace: Namespace,
+        prefix: &[u8],
+        from_seq: u64,
+        visit: impl FnMut(u64, &[u8], &[u8]) -> bool,
+    ) -> flin_engine::Result<()> {
+        self.engine.read_appends(namespace, prefix, from_seq, visit)
+    }
+
+    /// Calls `wake` after every committed write under `prefix` (`Engine::wake_on`).
+    pub fn wake_on(
+        &self,
+        namespace: Namespace,
+        prefix: &[u8],
+        wake: flin_engine::Wake,
+    ) -> flin_engine::WaitHandle {
+        self.engine.wake_on(namespace, prefix, wake)
+    }
+
     pub fn random_key(
         &self,
         namespace: Namespace,

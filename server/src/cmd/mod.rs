@@ -154,6 +154,7 @@ pub fn commands() -> impl Iterator<Item = &'static Command> + Clone {
         TABLE,
         crate::kv::commands::TABLE,
         crate::queue::commands::TABLE,
+        crate::stream::commands::TABLE,
     ]
     .into_iter()
     .flatten()
@@ -277,7 +278,7 @@ pub mod test_support {
     //! dispatcher, for the families' unit tests.
     use std::sync::Arc;
 
-    use flin_engine::{Config, Engine, ManualClock};
+    use flin_engine::{Config, ManualClock};
 
     use crate::config::Options;
     use crate::context::{Session, Shared};
@@ -305,14 +306,11 @@ pub mod test_support {
 
         pub fn with_options(options: Options) -> Harness {
             let clock = Arc::new(ManualClock::new(START_MS));
-            let engine = Engine::open(
-                Config::memory()
-                    .background_compaction(false)
-                    .clock(clock.clone()),
-            )
-            .expect("memory engine");
+            let config = Config::memory()
+                .background_compaction(false)
+                .clock(clock.clone());
             let authenticated = options.requirepass.is_none();
-            let shared = Shared::new(engine, options);
+            let shared = Shared::new(config, options);
             let session = Session::new(1, "127.0.0.1:1".parse().unwrap(), authenticated);
             Harness {
                 shared,

@@ -187,6 +187,12 @@ impl Mailbox {
             .collect()
     }
 
+    /// Wakes the connection's loop with nothing posted (a stream's long poll: its
+    /// `on_wake` looks again).
+    pub fn ring(&self) {
+        (self.wake)();
+    }
+
     fn post(&self, delivery: Delivery) {
         self.deliveries
             .lock()

@@ -347,13 +347,10 @@ mod tests {
     fn pttl_of_a_live_key_is_never_zero() {
         use std::sync::Arc;
         let clock = Arc::new(TickingClock(START_MS.into()));
-        let engine = flin_engine::Engine::open(
-            flin_engine::Config::memory()
-                .background_compaction(false)
-                .clock(clock),
-        )
-        .unwrap();
-        let shared = crate::context::Shared::new(engine, crate::config::Options::default());
+        let config = flin_engine::Config::memory()
+            .background_compaction(false)
+            .clock(clock);
+        let shared = crate::context::Shared::new(config, crate::config::Options::default());
         let mut session = crate::context::Session::new(1, "127.0.0.1:1".parse().unwrap(), true);
         let mut run = |args: &[&[u8]]| crate::dispatch::execute(&shared, &mut session, args).0;
         // Several expiries, so the expiry falls on every phase of the readings' ticks.
