@@ -211,6 +211,10 @@ fn describe(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
                     Frame::bulk("oldest_timestamp"),
                     Frame::Integer(p.oldest_timestamp_ms),
                 ),
+                (
+                    Frame::bulk("index_blocks"),
+                    Frame::Integer(p.index_blocks as i64),
+                ),
             ])
         })
         .collect();

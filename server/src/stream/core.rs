@@ -279,6 +279,8 @@ pub struct PartitionInfo {
     pub bytes: u64,
     /// -1 when the partition holds no record.
     pub oldest_timestamp_ms: i64,
+    /// Entries of the partition's in-memory offset index (blocks of about `BLOCK_BYTES`).
+    pub index_blocks: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -457,6 +459,7 @@ impl Streams {
                     oldest_timestamp_ms: part
                         .and_then(|x| x.blocks.front())
                         .map_or(-1, |b| b.first_ts as i64),
+                    index_blocks: part.map_or(0, |x| x.blocks.len()),
                 }
             })
             .collect();
