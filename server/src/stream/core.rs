@@ -604,6 +604,7 @@ impl Streams {
         };
         let p = partition as u32;
         let mut records = Vec::new();
+        let mut want = offset;
         let mut bytes = 0usize;
         let mut stop_hint = None;
         let mut corrupt = None;
@@ -629,8 +630,13 @@ impl Streams {
                 };
                 for (i, (k, headers, v)) in iter.enumerate() {
                     let at = base + i as u64;
-                    if at < offset {
+                    // Only the offset wanted next: a chunk seen twice (two copies of a segment during
+                    // a compaction's swap) adds nothing, and a gap is never papered over.
+                    if at < want {
                         continue;
+                    }
+                    if at > want {
+                        return false;
                     }
                     let size = v.len() + k.map_or(0, <[u8]>::len);
                     if records.len() >= limits.count
@@ -640,6 +646,7 @@ impl Streams {
                         return false;
                     }
                     bytes += size;
+                    want += 1;
                     records.push(Record {
                         partition: p,
                         offset: at,
