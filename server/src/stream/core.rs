@@ -20,7 +20,7 @@
 //! record. Group membership is in memory only (members rejoin after a restart, as after a
 //! coordinator failover in Kafka); committed offsets are records.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
@@ -247,7 +247,7 @@ impl Topic {
 #[derive(Default)]
 struct State {
     names: BTreeMap<Vec<u8>, u32>,
-    topics: HashMap<u32, Topic>,
+    topics: BTreeMap<u32, Topic>,
     next_id: u32,
 }
 
@@ -484,6 +484,37 @@ impl Streams {
     ) -> Result<(Vec<Placed>, Option<u64>)> {
         let mut chunk = Vec::new();
         let written = write(store, |txn| {
+            if let [record] = records {
+                // One record (STREAM.PUBLISH): no routing tables, a reused chunk buffer.
+                let (id, p, base) = {
+                    let mut state = self.lock();
+                    let topic = state.topic_mut(name)?;
+                    let meta = topic.meta.expect("settings");
+                    let sticky = topic.round_robin % meta.partitions;
+                    let p = route(name, target, record.key, meta.partitions, sticky)?;
+                    if p == sticky {
+                        topic.round_robin = topic.round_robin.wrapping_add(1);
+                    }
+                    let base = topic.partitions.get(p as usize).map_or(0, |x| x.next);
+                    (meta.id, p, base)
+                };
+                ONE_CHUNK.with(|buffer| {
+                    let mut buffer = buffer.borrow_mut();
+                    codec::begin_chunk(&mut buffer, 1, now_ms);
+                    codec::push_record(&mut buffer, record);
+                    let pushed = push_op(
+                        txn,
+                        RecordKind::Append,
+                        &codec::chunk_key(id, p, base),
+                        &buffer,
+                    );
+                    if buffer.capacity() > CHUNK_BYTES_MAX {
+                        *buffer = Vec::new(); // one huge record does not pin its size
+                    }
+                    pushed
+                })?;
+                return Ok(vec![(p, base, 1)]);
+            }
             let (id, routed) = {
                 let mut state = self.lock();
                 let topic = state.topic_mut(name)?;
@@ -493,22 +524,7 @@ impl Streams {
                 // Records per partition, in order of first appearance.
                 let mut routed: Vec<(u32, u64, Vec<usize>)> = Vec::new();
                 for (i, record) in records.iter().enumerate() {
-                    let p = match (target, record.key) {
-                        (Target::Partition(p), _) => {
-                            if p >= partitions {
-                                return Err(StreamError::UnknownPartition {
-                                    topic: name.to_vec(),
-                                    partition: p as u64,
-                                    partitions,
-                                });
-                            }
-                            p
-                        }
-                        (Target::ByKey, Some(key)) => {
-                            super::partitioner::partition_for_key(key, partitions)
-                        }
-                        _ => sticky_partition,
-                    };
+                    let p = route(name, target, record.key, partitions, sticky_partition)?;
                     match routed.iter_mut().find(|r| r.0 == p) {
                         Some(r) => r.2.push(i),
                         None => {
@@ -1242,6 +1258,31 @@ impl Streams {
             }
             _ => {}
         }
+    }
+}
+
+thread_local! {
+    /// A single-record publish's chunk, reused.
+    static ONE_CHUNK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The partition a record goes to.
+fn route(
+    name: &[u8],
+    target: Target,
+    key: Option<&[u8]>,
+    partitions: u32,
+    sticky: u32,
+) -> Result<u32> {
+    match (target, key) {
+        (Target::Partition(p), _) if p >= partitions => Err(StreamError::UnknownPartition {
+            topic: name.to_vec(),
+            partition: p as u64,
+            partitions,
+        }),
+        (Target::Partition(p), _) => Ok(p),
+        (Target::ByKey, Some(key)) => Ok(super::partitioner::partition_for_key(key, partitions)),
+        _ => Ok(sticky),
     }
 }
 
