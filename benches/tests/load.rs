@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flin_benches::load::{run, Protocol, RunConfig, Workload};
-use flin_engine::{Config, Engine};
+use flin_engine::Config;
 use flin_net::{Client, Server, ServerConfig, ShutdownHandle};
 use flin_server::config::Options;
 use flin_server::context::Shared;
@@ -22,8 +22,7 @@ struct InProcess {
 
 impl InProcess {
     fn start() -> InProcess {
-        let engine = Engine::open(Config::memory()).unwrap();
-        let shared = Arc::new(Shared::new(engine, Options::default()));
+        let shared = Arc::new(Shared::new(Config::memory(), Options::default()));
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
         config.threads = 2;
         let server = Server::bind(config, Arc::new(KvService::new(shared))).unwrap();

@@ -208,4 +208,9 @@ impl<'a> Reader<'a> {
     pub fn now_ms(&self) -> u64 {
         self.engine.config().clock.now_ms()
     }
+
+    /// The engine's clock itself, for what reads it later.
+    pub fn clock(&self) -> std::sync::Arc<dyn flin_engine::Clock> {
+        self.engine.config().clock.clone()
+    }
 }

@@ -1283,7 +1283,6 @@ fn retention_by_bytes_and_by_age_moves_the_first_offset() {
 /// boundary (COUNT 1 always does) is stuck there for good, its lag never shrinking; a
 /// restart, which forgets the hints, unsticks it.
 #[test]
-#[ignore = "server bug: a fetch's end-of-chunk hint skips the rest of a multi-chunk write"]
 fn fetches_continue_across_the_chunks_of_one_large_batch() {
     let (_dir, server) = start(&[]);
     let mut c = Conn::open(server.addr);
@@ -1327,7 +1326,6 @@ fn fetches_continue_across_the_chunks_of_one_large_batch() {
 /// own and fills a fetch alone, so the fetch stops at its chunk's end; the small records
 /// published with it in one MPUBLISH must come next.
 #[test]
-#[ignore = "server bug: a fetch's end-of-chunk hint skips the rest of a multi-chunk write"]
 fn a_fetch_after_a_record_larger_than_maxbytes_gets_the_rest_of_its_batch() {
     let (_dir, server) = start(&[]);
     let mut c = Conn::open(server.addr);
@@ -1350,7 +1348,6 @@ fn a_fetch_after_a_record_larger_than_maxbytes_gets_the_rest_of_its_batch() {
 /// the waiting member stays in the group, or its wait is answered REBALANCE when it is
 /// evicted.
 #[test]
-#[ignore = "server bug: a member parked in CONSUME BLOCK is evicted after SESSION and not told"]
 fn a_member_waiting_in_consume_block_stays_a_member_or_is_told_it_left() {
     let (_dir, server) = start(&[]);
     let mut c = Conn::open(server.addr);

@@ -66,6 +66,29 @@ pub struct Parked {
     pub deadline_ms: Option<u64>,
     pub target: ReplyTarget,
     _wait: WaitHandle,
+    _member: Option<WaitingMember>,
+}
+
+/// A group member parked in CONSUME ... BLOCK: counted as alive until this is dropped (the
+/// poll answered, timed out, or its connection closed).
+struct WaitingMember {
+    streams: Arc<Streams>,
+    topic: Vec<u8>,
+    group: Vec<u8>,
+    consumer: Vec<u8>,
+    clock: Arc<dyn flin_engine::Clock>,
+}
+
+impl Drop for WaitingMember {
+    fn drop(&mut self) {
+        self.streams.member_waiting(
+            &self.topic,
+            &self.group,
+            &self.consumer,
+            false,
+            self.clock.now_ms(),
+        );
+    }
 }
 
 fn refusal(args: &[&[u8]], why: impl std::fmt::Display) -> Frame {
@@ -458,7 +481,12 @@ fn poll(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let (poll, block) = parse_poll(args)?;
     let shared = call.shared;
     let records = look(shared, args, &poll)?;
-    let Some(block_ms) = block else {
+    let count = match poll {
+        Poll::Fetch { limits, .. } => limits.count,
+        Poll::Consume { count, .. } => count,
+    };
+    // COUNT 0 asks for nothing: answered at once, BLOCK or not.
+    let Some(block_ms) = block.filter(|_| count > 0) else {
         return Ok(records_frame(records));
     };
     if !records.is_empty() {
@@ -477,12 +505,33 @@ fn poll(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     if !records.is_empty() {
         return Ok(records_frame(records));
     }
+    let member = match poll {
+        Poll::Consume {
+            topic,
+            group,
+            consumer,
+            ..
+        } => {
+            shared
+                .streams
+                .member_waiting(topic, group, consumer, true, shared.now_ms());
+            Some(WaitingMember {
+                streams: shared.streams.clone(),
+                topic: topic.to_vec(),
+                group: group.to_vec(),
+                consumer: consumer.to_vec(),
+                clock: shared.store.reader().clock(),
+            })
+        }
+        Poll::Fetch { .. } => None,
+    };
     let deadline_ms = (block_ms > 0).then(|| wall_clock_ms().saturating_add(block_ms));
     call.session.stream.park = Some(Parked {
         args: args.iter().map(|a| a.to_vec()).collect(),
         deadline_ms,
         target: ReplyTarget::Resp,
         _wait: wait,
+        _member: member,
     });
     Ok(Frame::Array(Vec::new()))
 }

@@ -678,7 +678,9 @@ impl Streams {
                 if end >= next {
                     return false;
                 }
-                stop_hint = Some((end, chunk_seq + 1));
+                // The next chunk may share this one's seq (one write's chunks of a large batch):
+                // the next fetch starts at this seq and skips what ends at or before `end`.
+                stop_hint = Some((end, chunk_seq));
                 records.len() < limits.count && bytes < limits.max_bytes
             },
         )?;
@@ -922,6 +924,32 @@ impl Streams {
         Ok(records)
     }
 
+    /// A CONSUME ... BLOCK of the member parks (`true`) or stops waiting (`false`): while one
+    /// waits the member is not evicted, and when it stops its session starts again from
+    /// `now_ms`. A member gone meanwhile is ignored.
+    pub fn member_waiting(
+        &self,
+        name: &[u8],
+        group: &[u8],
+        consumer: &[u8],
+        waiting: bool,
+        now_ms: u64,
+    ) {
+        let mut state = self.lock();
+        let member = state
+            .topic_mut(name)
+            .ok()
+            .and_then(|t| t.groups.get_mut(group))
+            .and_then(|g| g.members.get_mut(consumer));
+        if let Some(member) = member {
+            match waiting {
+                true => member.waiting += 1,
+                false => member.waiting = member.waiting.saturating_sub(1),
+            }
+            member.last_seen_ms = member.last_seen_ms.max(now_ms);
+        }
+    }
+
     /// STREAM.COMMIT: durable committed offsets, fenced by generation.
     #[allow(clippy::too_many_arguments)]
     pub fn commit(
@@ -1117,8 +1145,9 @@ impl Streams {
                 let Some(meta) = topic.meta else { continue };
                 for g in topic.groups.values_mut() {
                     let before = g.members.len();
-                    g.members
-                        .retain(|_, m| m.last_seen_ms.saturating_add(m.session_ms) >= now_ms);
+                    g.members.retain(|_, m| {
+                        m.waiting > 0 || m.last_seen_ms.saturating_add(m.session_ms) >= now_ms
+                    });
                     if g.members.len() != before {
                         evicted += before - g.members.len();
                         g.rebalance(meta.partitions);

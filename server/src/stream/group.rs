@@ -33,6 +33,9 @@ pub struct Member {
     pub positions: BTreeMap<u32, u64>,
     /// The partition the next CONSUME starts with (round robin across calls).
     pub next_index: usize,
+    /// CONSUME ... BLOCK calls of this member parked now: a member waiting for records is
+    /// alive (Kafka's consumer heartbeats while it polls), so it is not evicted meanwhile.
+    pub waiting: u32,
 }
 
 /// Reassigns `partitions` partitions among `members`, keeping what each holds as far as the

@@ -561,3 +561,57 @@ fn topics_records_offsets_and_floors_survive_a_restart_and_members_rejoin() {
         "a new topic of the name starts empty"
     );
 }
+
+#[test]
+fn a_member_waiting_in_a_long_poll_is_not_evicted_and_its_session_restarts_after() {
+    let m = memory();
+    m.streams.create(&m.store, b"t", 1, 0, 0).unwrap();
+    m.join("t", "g", "a", Reset::Earliest); // session 10 s
+    m.streams.member_waiting(b"t", b"g", b"a", true, m.now());
+    m.clock.advance(60_000);
+    assert_eq!(
+        m.streams.tick(&m.store, m.now()).unwrap().0,
+        0,
+        "waiting: alive"
+    );
+    m.streams.member_waiting(b"t", b"g", b"a", false, m.now());
+    m.clock.advance(9_000);
+    assert_eq!(
+        m.streams.tick(&m.store, m.now()).unwrap().0,
+        0,
+        "session restarted at the end of the wait"
+    );
+    m.clock.advance(2_000);
+    assert_eq!(m.streams.tick(&m.store, m.now()).unwrap().0, 1);
+}
+
+#[test]
+fn sequential_fetches_cross_the_chunks_of_one_write() {
+    let m = memory();
+    m.streams.create(&m.store, b"t", 1, 0, 0).unwrap();
+    // Four 400 KB records in one publish: two chunks of one seq (chunks stop at 1 MiB).
+    let big: Vec<Vec<u8>> = (0..4u8).map(|n| vec![n; 400_000]).collect();
+    m.publish_to("t", 0, &big);
+    m.publish_to("t", 0, &[value(4)]);
+    let mut offset = 0;
+    let mut seen = Vec::new();
+    while offset < 5 {
+        let got = m
+            .streams
+            .fetch(
+                &m.store.reader(),
+                b"t",
+                0,
+                offset,
+                FetchLimits {
+                    count: 2,
+                    max_bytes: usize::MAX,
+                },
+            )
+            .unwrap();
+        assert!(!got.is_empty(), "stuck at offset {offset}");
+        offset = got.last().unwrap().offset + 1;
+        seen.extend(got.into_iter().map(|r| r.offset));
+    }
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+}
