@@ -205,6 +205,7 @@ impl Merge<'_> {
             kind,
             namespace_tag,
             key,
+            run: None,
         });
         let location = Location {
             segment: segment.slot,
@@ -792,6 +793,7 @@ pub(crate) fn write_missing_hints(inner: &Inner) -> Result<usize> {
                     kind: op.kind,
                     namespace_tag: op.namespace.tag(),
                     key: op.key,
+                    run: None,
                 });
             }
             Ok(())

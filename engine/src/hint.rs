@@ -1,7 +1,9 @@
 //! Hint files: a sealed segment's keys with their record offsets, so recovery can rebuild the
-//! index without reading the values (Bitcask's hint files). Every record is listed, log-only
-//! records and range markers too, and the footer counts the indexed ones per namespace, so
-//! recovery sizes each namespace's tables once.
+//! index without reading the values (Bitcask's hint files). Every record is listed, range
+//! markers too, except that consecutive log-only records of one namespace are listed as one
+//! *run* (their first and last seq and offset, their count and bytes: all recovery needs of
+//! them), and the footer counts the indexed ones per namespace, so recovery sizes each
+//! namespace's tables once.
 //!
 //! A hint file is an optimization only: if it is missing, truncated or fails its checksum,
 //! recovery scans the segment instead.
@@ -13,7 +15,13 @@ use crate::error::{Error, Result};
 use crate::format::RecordKind;
 
 const HINT_MAGIC: [u8; 8] = *b"FLINHINT";
-const HINT_VERSION: u16 = 2;
+const HINT_VERSION: u16 = 3;
+/// Version 2 (no runs) is still read: its entries mean what they meant.
+const HINT_VERSION_NO_RUNS: u16 = 2;
+/// The kind byte of a run entry: the Append kind with this bit set.
+const RUN_FLAG: u8 = 0x80;
+/// Bytes of a run entry's key: last seq u64, last offset u32, count u32.
+const RUN_KEY_BYTES: usize = 16;
 pub const HINT_HEADER_BYTES: usize = 24;
 pub const HINT_ENTRY_HEADER_BYTES: usize = 32;
 /// Namespace tags counted in the footer (as `index::NAMESPACE_TAGS`).
@@ -32,6 +40,31 @@ pub struct HintEntry<'a> {
     pub kind: RecordKind,
     pub namespace_tag: u8,
     pub key: &'a [u8],
+    /// For a run of consecutive log-only records (read from a file; the writer makes runs
+    /// itself): the entry's seq, offset and kind are the first record's, `record_len` spans
+    /// the whole run, and this names the last record and the count. The key is empty.
+    pub run: Option<AppendRun>,
+}
+
+/// The last record of a run of log-only records, and how many the run holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendRun {
+    pub last_seq: u64,
+    pub last_offset: u32,
+    pub count: u32,
+}
+
+/// A run being collected: (first entry's seq, offset, namespace), end, last seq and offset,
+/// count.
+#[derive(Clone, Copy)]
+struct OpenRun {
+    first_seq: u64,
+    first_offset: u32,
+    namespace_tag: u8,
+    end: u64,
+    last_seq: u64,
+    last_offset: u32,
+    count: u32,
 }
 
 /// Builds a hint file in memory.
@@ -40,6 +73,8 @@ pub struct HintWriter {
     entries: u64,
     /// Put and delete entries per namespace tag.
     indexed_per_tag: [u64; FOOTER_TAGS],
+    /// Consecutive log-only records not yet written.
+    run: Option<OpenRun>,
 }
 
 impl HintWriter {
@@ -54,17 +89,89 @@ impl HintWriter {
             buf,
             entries: 0,
             indexed_per_tag: [0; FOOTER_TAGS],
+            run: None,
         }
     }
 
+    /// Lists a record. A log-only record right after another of its namespace joins that
+    /// one's run; a run is written when something else comes (or at the end).
     pub fn add(&mut self, entry: &HintEntry<'_>) {
+        if entry.kind == RecordKind::Append && entry.run.is_none() {
+            let end = entry.offset as u64 + entry.record_len as u64;
+            if let Some(run) = self.run.as_mut() {
+                if run.namespace_tag == entry.namespace_tag
+                    && run.end == entry.offset as u64
+                    && run.count < u32::MAX
+                {
+                    run.end = end;
+                    run.last_seq = entry.seq;
+                    run.last_offset = entry.offset;
+                    run.count += 1;
+                    return;
+                }
+            }
+            self.flush_run();
+            self.run = Some(OpenRun {
+                first_seq: entry.seq,
+                first_offset: entry.offset,
+                namespace_tag: entry.namespace_tag,
+                end,
+                last_seq: entry.seq,
+                last_offset: entry.offset,
+                count: 1,
+            });
+            return;
+        }
+        self.flush_run();
+        self.push(entry);
+    }
+
+    /// Writes the open run: as a plain entry when it holds one record.
+    fn flush_run(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        let len = (run.end - run.first_offset as u64) as u32;
+        if run.count == 1 {
+            self.push(&HintEntry {
+                seq: run.first_seq,
+                expiry_ms: 0,
+                offset: run.first_offset,
+                record_len: len,
+                kind: RecordKind::Append,
+                namespace_tag: run.namespace_tag,
+                key: &[],
+                run: None,
+            });
+            return;
+        }
+        let mut key = [0u8; RUN_KEY_BYTES];
+        key[..8].copy_from_slice(&run.last_seq.to_le_bytes());
+        key[8..12].copy_from_slice(&run.last_offset.to_le_bytes());
+        key[12..].copy_from_slice(&run.count.to_le_bytes());
+        self.push(&HintEntry {
+            seq: run.first_seq,
+            expiry_ms: 0,
+            offset: run.first_offset,
+            record_len: len,
+            kind: RecordKind::Append,
+            namespace_tag: run.namespace_tag,
+            key: &key,
+            run: Some(AppendRun {
+                last_seq: run.last_seq,
+                last_offset: run.last_offset,
+                count: run.count,
+            }),
+        });
+    }
+
+    fn push(&mut self, entry: &HintEntry<'_>) {
         self.buf.extend_from_slice(&entry.seq.to_le_bytes());
         self.buf.extend_from_slice(&entry.expiry_ms.to_le_bytes());
         self.buf.extend_from_slice(&entry.offset.to_le_bytes());
         self.buf.extend_from_slice(&entry.record_len.to_le_bytes());
         self.buf
             .extend_from_slice(&(entry.key.len() as u32).to_le_bytes());
-        self.buf.push(entry.kind as u8);
+        let flag = if entry.run.is_some() { RUN_FLAG } else { 0 };
+        self.buf.push(entry.kind as u8 | flag);
         self.buf.push(entry.namespace_tag);
         self.buf.extend_from_slice(&[0u8; 2]);
         self.buf.extend_from_slice(entry.key);
@@ -84,6 +191,7 @@ impl HintWriter {
 
     /// The file's bytes: the entries and the footer.
     fn finish(mut self) -> Vec<u8> {
+        self.flush_run();
         for count in self.indexed_per_tag {
             self.buf.extend_from_slice(&count.to_le_bytes());
         }
@@ -138,7 +246,7 @@ impl HintFile {
             return Err("bad magic bytes at byte 0".into());
         }
         let version = u16::from_le_bytes([buf[8], buf[9]]);
-        if version != HINT_VERSION {
+        if version != HINT_VERSION && version != HINT_VERSION_NO_RUNS {
             return Err(format!("unsupported version {version} at byte 8"));
         }
         let named = u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes"));
@@ -215,13 +323,24 @@ impl<'a> Iterator for HintIter<'a> {
         let u32_at = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
         let key_len = u32_at(24) as usize;
-        let kind = match RecordKind::from_u8(header[28]) {
+        let is_run = header[28] == RUN_FLAG | RecordKind::Append as u8;
+        let kind = match RecordKind::from_u8(header[28] & !RUN_FLAG) {
+            _ if header[28] & RUN_FLAG != 0 && !is_run => return bad(),
             Some(RecordKind::Batch) | None => return bad(),
             Some(kind) => kind,
         };
         let key_start = at + HINT_ENTRY_HEADER_BYTES;
         let Some(key) = self.buf.get(key_start..key_start + key_len) else {
             return bad();
+        };
+        let run = match is_run {
+            false => None,
+            true if key_len != RUN_KEY_BYTES => return bad(),
+            true => Some(AppendRun {
+                last_seq: u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
+                last_offset: u32::from_le_bytes(key[8..12].try_into().expect("4 bytes")),
+                count: u32::from_le_bytes(key[12..].try_into().expect("4 bytes")),
+            }),
         };
         self.at = key_start + key_len;
         Some(Ok(HintEntry {
@@ -231,7 +350,8 @@ impl<'a> Iterator for HintIter<'a> {
             record_len: u32_at(20),
             kind,
             namespace_tag: header[29],
-            key,
+            key: if is_run { &[] } else { key },
+            run,
         }))
     }
 }
@@ -244,7 +364,7 @@ mod tests {
     fn entry(key: &[u8], seq: u64) -> HintEntry<'_> {
         HintEntry {
             seq,
-            expiry_ms: seq * 10,
+            expiry_ms: if seq % 3 == 2 { 0 } else { seq * 10 },
             offset: 40 + seq as u32,
             record_len: 48,
             kind: match seq % 3 {
@@ -253,8 +373,70 @@ mod tests {
                 _ => RecordKind::Append,
             },
             namespace_tag: 1,
-            key,
+            // A log-only record's key is not listed.
+            key: if seq % 3 == 2 { &[] } else { key },
+            run: None,
         }
+    }
+
+    fn append(seq: u64, offset: u32, len: u32, tag: u8) -> HintEntry<'static> {
+        HintEntry {
+            seq,
+            expiry_ms: 0,
+            offset,
+            record_len: len,
+            kind: RecordKind::Append,
+            namespace_tag: tag,
+            key: b"k",
+            run: None,
+        }
+    }
+
+    #[test]
+    fn consecutive_appends_of_a_namespace_become_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        let mut writer = HintWriter::new(5);
+        // Three contiguous appends of namespace 3, one of namespace 2, a gap, then two more.
+        writer.add(&append(10, 32, 100, 3));
+        writer.add(&append(11, 132, 60, 3));
+        writer.add(&append(12, 192, 50, 3));
+        writer.add(&append(13, 242, 50, 2));
+        writer.add(&append(14, 400, 50, 2));
+        writer.add(&entry(b"put", 15));
+        writer.add(&append(16, 600, 70, 3));
+        writer.write(&Backend::Os, &path).unwrap();
+        let file = HintFile::read(&Backend::Os, &path, 5).unwrap().unwrap();
+        let entries: Vec<_> = file.iter().map(|e| e.unwrap()).collect();
+        let run = |seq, offset, len, tag, last_seq, last_offset, count| HintEntry {
+            seq,
+            expiry_ms: 0,
+            offset,
+            record_len: len,
+            kind: RecordKind::Append,
+            namespace_tag: tag,
+            key: &[],
+            run: Some(AppendRun {
+                last_seq,
+                last_offset,
+                count,
+            }),
+        };
+        let single = |seq, offset, len, tag| HintEntry {
+            key: &[],
+            ..append(seq, offset, len, tag)
+        };
+        assert_eq!(
+            entries,
+            vec![
+                run(10, 32, 210, 3, 12, 192, 3),
+                single(13, 242, 50, 2),
+                single(14, 400, 50, 2),
+                entry(b"put", 15),
+                single(16, 600, 70, 3),
+            ]
+        );
+        assert_eq!(file.entries, 5);
     }
 
     #[test]
@@ -283,7 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h");
         let mut writer = HintWriter::new(5);
-        writer.add(&entry(b"alpha", 2));
+        writer.add(&entry(b"alpha", 3));
         writer.write(&Backend::Os, &path).unwrap();
         assert!(
             HintFile::read(&Backend::Os, &path, 6).is_err(),
@@ -298,7 +480,7 @@ mod tests {
             );
         }
         let mut malformed = HintWriter::new(5);
-        malformed.add(&entry(b"alpha", 2));
+        malformed.add(&entry(b"alpha", 3));
         malformed.buf[HINT_HEADER_BYTES + 28] = 9; // an unknown kind
         malformed.write(&Backend::Os, &path).unwrap();
         let file = HintFile::read(&Backend::Os, &path, 5).unwrap().unwrap();

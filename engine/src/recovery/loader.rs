@@ -47,6 +47,11 @@ struct Found<'a> {
     expiry_ms: u64,
     record_len: usize,
     hash: u64,
+    /// A run of log-only records (from a hint file): `seq` and `location` are its last
+    /// record's, `record_len` its bytes; this is its first seq and its count. A single
+    /// record: its own seq and 1.
+    first_seq: u64,
+    count: u64,
 }
 
 impl<'a> Found<'a> {
@@ -61,6 +66,8 @@ impl<'a> Found<'a> {
             expiry_ms: record.expiry_ms,
             record_len: record.len,
             hash: key_hash(record.namespace_tag, record.key),
+            first_seq: record.seq,
+            count: 1,
         }
     }
 }
@@ -93,13 +100,13 @@ impl Loader {
     /// Takes a record: puts and deletes join `group` (resolved once it is full), log-only
     /// records are counted in their segment, range markers compete for their prefix.
     fn push<'a>(&mut self, group: &mut Vec<Found<'a>>, found: Found<'a>) {
-        self.records += 1;
+        self.records += found.count;
         if found.seq >= self.last_seq {
             self.last_seq = found.seq;
             self.last_location = Some(found.location);
         }
         self.segment_seqs = (
-            self.segment_seqs.0.min(found.seq),
+            self.segment_seqs.0.min(found.first_seq),
             self.segment_seqs.1.max(found.seq),
         );
         if found.seq > self.commit_limit && found.kind != RecordKind::Append {
@@ -254,6 +261,31 @@ impl Loader {
                 ));
             }
             previous_end = end;
+            if let Some(run) = entry.run {
+                // A run: both ends are checked, always (a segment has few runs). The first
+                // record at the entry's offset with its seq, the last one at the run's last
+                // offset with its seq, ending where the run ends.
+                let last = run.last_offset as usize;
+                let record_is = |at: usize, seq: u64| match segment.record_at(at, false) {
+                    Ok(record) => (record.seq == seq
+                        && record.kind == RecordKind::Append
+                        && record.namespace_tag == entry.namespace_tag)
+                        .then_some(at + record.len),
+                    Err(_) => None,
+                };
+                let first_ok = record_is(start, entry.seq).is_some();
+                let last_end = (last >= start && last < end)
+                    .then(|| record_is(last, run.last_seq))
+                    .flatten();
+                if run.count < 2 || !first_ok || last_end != Some(end) || run.last_seq < entry.seq {
+                    return Err(format!(
+                        "run entry at offset {} disagrees with the segment",
+                        entry.offset
+                    ));
+                }
+                entries += 1;
+                continue;
+            }
             let sampled = entries == 0
                 || entries.is_multiple_of(HINT_SAMPLE_EVERY)
                 || entries + 1 == hints.entries;
@@ -265,7 +297,8 @@ impl Loader {
                             || record.len != entry.record_len as usize
                             || record.kind != entry.kind
                             || record.namespace_tag != entry.namespace_tag
-                            || record.key != entry.key
+                            // A log-only record's key is not listed (recovery needs none).
+                            || (entry.kind != RecordKind::Append && record.key != entry.key)
                     }
                     Err(_) => true,
                 };
@@ -300,16 +333,29 @@ impl Loader {
                 }
                 _ => &[],
             };
+            let (seq, location, count) = match entry.run {
+                Some(run) => (
+                    run.last_seq,
+                    Location {
+                        segment: segment.slot,
+                        offset: run.last_offset,
+                    },
+                    run.count as u64,
+                ),
+                None => (entry.seq, location, 1),
+            };
             let found = Found {
                 kind: entry.kind,
                 namespace_tag: entry.namespace_tag,
                 key: entry.key,
                 value,
                 location,
-                seq: entry.seq,
+                seq,
                 expiry_ms: entry.expiry_ms,
                 record_len: entry.record_len as usize,
                 hash: key_hash(entry.namespace_tag, entry.key),
+                first_seq: entry.seq,
+                count,
             };
             self.push(&mut group, found);
         }
