@@ -71,9 +71,9 @@ const fn arguments(name: &'static str, opcode: u8, arity: i64) -> CommandSpec {
 }
 
 /// Every command with an opcode of its own beyond the typed key-value opcodes: the message
-/// queues' rows (0x40..=0x5F, issue 11; arguments, replies and errors in docs/commands.md).
-/// Streams (0x60..=0x7F) and documents (0x80..=0x9F) add theirs with their issues; until
-/// then [`super::Opcode::Call`] carries every other command.
+/// queues' rows (0x40..=0x5F, issue 11) and the streams' (0x60..=0x7F, issue 12); arguments,
+/// replies and errors in docs/commands.md. Documents (0x80..=0x9F) add theirs with their
+/// issue; until then [`super::Opcode::Call`] carries every other command.
 pub static TABLE: &[CommandSpec] = &[
     // Queues, 0x40..=0x4F.
     arguments("queue.declare", 0x40, -2),
@@ -98,6 +98,24 @@ pub static TABLE: &[CommandSpec] = &[
     arguments("exchange.list", 0x54, 1),
     arguments("exchange.bindings", 0x55, 2),
     arguments("exchange.publish", 0x56, -4),
+    // Streams, 0x60..=0x7F (issue 12).
+    arguments("stream.create", 0x60, -4),
+    arguments("stream.alter", 0x61, -2),
+    arguments("stream.delete", 0x62, 2),
+    arguments("stream.list", 0x63, -1),
+    arguments("stream.describe", 0x64, 2),
+    arguments("stream.publish", 0x65, -3),
+    arguments("stream.mpublish", 0x66, -4),
+    arguments("stream.fetch", 0x67, -4),
+    arguments("stream.join", 0x68, -4),
+    arguments("stream.heartbeat", 0x69, 5),
+    arguments("stream.leave", 0x6A, 4),
+    arguments("stream.consume", 0x6B, -4),
+    arguments("stream.commit", 0x6C, -7),
+    arguments("stream.offsets", 0x6D, 3),
+    arguments("stream.seek", 0x6E, 5),
+    arguments("stream.lag", 0x6F, 3),
+    arguments("stream.groups", 0x70, 2),
 ];
 
 /// The row for `opcode` in `table`.
@@ -160,24 +178,23 @@ mod tests {
         }
     }
 
-    /// Issue 11's rows, as docs/commands.md and the server's command table have them: every
-    /// row is a queue or exchange command in the queue range, and each is here.
+    /// Issues 11 and 12's rows, as docs/commands.md and the server's command table have them:
+    /// every row is a queue or exchange command in the queue range or a stream command in the
+    /// stream range, and each is here.
     #[test]
-    fn every_row_is_a_queue_command_in_the_queue_range() {
+    fn every_row_is_a_queue_or_stream_command_in_its_range() {
         for spec in TABLE {
+            let queue = spec.name.starts_with("queue.") || spec.name.starts_with("exchange.");
+            let stream = spec.name.starts_with("stream.");
             assert!(
-                QUEUE_OPCODES.contains(&spec.opcode),
-                "'{}' has opcode 0x{:02x}, outside QUEUE_OPCODES",
+                (queue && QUEUE_OPCODES.contains(&spec.opcode))
+                    || (stream && STREAM_OPCODES.contains(&spec.opcode)),
+                "'{}' (opcode 0x{:02x}) is not in its model's range",
                 spec.name,
                 spec.opcode
             );
-            assert!(
-                spec.name.starts_with("queue.") || spec.name.starts_with("exchange."),
-                "'{}' is not a queue command",
-                spec.name
-            );
         }
-        let expected: [(&str, u8, i64); 21] = [
+        let expected: [(&str, u8, i64); 38] = [
             ("queue.declare", 0x40, -2),
             ("queue.delete", 0x41, 2),
             ("queue.purge", 0x42, 2),
@@ -199,6 +216,23 @@ mod tests {
             ("exchange.list", 0x54, 1),
             ("exchange.bindings", 0x55, 2),
             ("exchange.publish", 0x56, -4),
+            ("stream.create", 0x60, -4),
+            ("stream.alter", 0x61, -2),
+            ("stream.delete", 0x62, 2),
+            ("stream.list", 0x63, -1),
+            ("stream.describe", 0x64, 2),
+            ("stream.publish", 0x65, -3),
+            ("stream.mpublish", 0x66, -4),
+            ("stream.fetch", 0x67, -4),
+            ("stream.join", 0x68, -4),
+            ("stream.heartbeat", 0x69, 5),
+            ("stream.leave", 0x6A, 4),
+            ("stream.consume", 0x6B, -4),
+            ("stream.commit", 0x6C, -7),
+            ("stream.offsets", 0x6D, 3),
+            ("stream.seek", 0x6E, 5),
+            ("stream.lag", 0x6F, 3),
+            ("stream.groups", 0x70, 2),
         ];
         assert_eq!(TABLE.len(), expected.len());
         for (name, opcode, arity) in expected {

@@ -60,6 +60,12 @@ impl Error {
         matches!(self, Error::Protocol(_))
     }
 
+    /// True for a stream group member told to join again (`REBALANCE ...`: a new generation,
+    /// or it is no longer a member). [`crate::client::GroupConsumer`] handles it itself.
+    pub fn is_rebalance(&self) -> bool {
+        matches!(self, Error::Server(error) if error.message.starts_with("REBALANCE"))
+    }
+
     /// The status of a server error.
     pub fn status(&self) -> Option<Status> {
         match self {

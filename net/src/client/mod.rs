@@ -49,6 +49,7 @@ mod kv;
 mod pipeline;
 mod pool;
 mod queue;
+mod stream;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -66,6 +67,10 @@ pub use queue::{
 };
 
 use crate::binary;
+pub use stream::{
+    Assignment, FetchOptions, GroupConsumer, GroupInfo, Lag, PartitionInfo, Producer,
+    ProducerOptions, Published, PublishedRange, Record, Reset, SeekTo, Stream, TopicInfo,
+};
 
 /// Default for [`ClientOptions::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -236,10 +241,11 @@ impl Client {
         Queues::new(self)
     }
 
-    /// Streams. No methods yet: they arrive with the streams issue
-    /// (publish, fetch by offset, consumer groups; opcodes 0x60..=0x7F).
+    /// Streams (`STREAM.*`; opcodes 0x60..=0x70): topics, publishing, fetching by offset,
+    /// consumer groups. Batch publishing through [`Stream::producer`], group consumption
+    /// through [`Stream::group_consumer`], each on a connection of its own.
     pub fn stream(&self) -> Stream<'_> {
-        Stream { _client: self }
+        Stream::new(self)
     }
 
     /// Documents. No methods yet: they arrive with the documents issue
@@ -318,12 +324,6 @@ impl std::fmt::Debug for Client {
             .field("open_connections", &self.pool.open_count())
             .finish()
     }
-}
-
-/// Stream commands (none yet; see [`Client::stream`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Stream<'c> {
-    _client: &'c Client,
 }
 
 /// Document commands (none yet; see [`Client::db`]).

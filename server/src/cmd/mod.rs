@@ -273,6 +273,20 @@ mod tests {
 }
 
 #[cfg(test)]
+mod binary_rows {
+    /// Every binary opcode-table row names a command of the server's table, with its arity:
+    /// a row the server does not know, or knows with another arity, would fail every call.
+    #[test]
+    fn every_binary_row_is_a_server_command_with_the_same_arity() {
+        for spec in flin_net::binary::commands::TABLE {
+            let command = super::lookup(spec.name.as_bytes())
+                .unwrap_or_else(|| panic!("binary row '{}' is no server command", spec.name));
+            assert_eq!(command.arity, spec.arity, "{}", spec.name);
+        }
+    }
+}
+
+#[cfg(test)]
 pub mod test_support {
     //! A server state over an in-memory engine and a helper that runs commands through the real
     //! dispatcher, for the families' unit tests.
