@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use flin_benches::load::report;
-use flin_benches::load::workload::{QueueWorkload, BENCH_QUEUE};
+use flin_benches::load::workload::{QueueWorkload, BENCH_QUEUE, BENCH_TOPIC};
 use flin_benches::load::{run, Protocol, RunConfig, Workload};
 
 /// A count-bounded run still stops after this long, so no run is unbounded in time.
@@ -38,7 +38,12 @@ FLAGS:
                                is declared first), qpop[:N] (QUEUE.POP COUNT N NOACK, default 1;
                                rates count messages; with -n, the queue must hold them
                                all, or the run is refused); subscribers, acks and
-                               end-to-end latency: queue-bench
+                               end-to-end latency: queue-bench;
+                               spub (STREAM.PUBLISH of -d bytes to the topic flin-bench,
+                               created first with one partition), smpub[:N] (STREAM.MPUBLISH
+                               VALUES of N records, default 1000; rates count records);
+                               fetch, group consume, end-to-end latency and the peers:
+                               stream-bench
         --seed <N>             key generator seed (default 1)
         --server-pid <PID>     report the CPU time this process (the server, on this machine)
                                used during each workload, per key
@@ -233,6 +238,22 @@ fn main() {
         if let Err(error) = resp_call(&config, &[b"QUEUE.DECLARE", BENCH_QUEUE]) {
             eprintln!("flin-bench: cannot declare the queue: {error}");
             std::process::exit(1);
+        }
+    }
+    if invocation
+        .workloads
+        .iter()
+        .any(|w| matches!(w, Workload::Stream(_)))
+    {
+        // Created once; an existing topic (a second run on the same server) is fine.
+        if let Err(error) = resp_call(
+            &config,
+            &[b"STREAM.CREATE", BENCH_TOPIC, b"PARTITIONS", b"1"],
+        ) {
+            if !error.contains("already exists") {
+                eprintln!("flin-bench: cannot create the topic: {error}");
+                std::process::exit(1);
+            }
         }
     }
     let mut results = Vec::new();

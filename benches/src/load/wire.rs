@@ -180,6 +180,22 @@ fn encode_binary(out: &mut Vec<u8>, request_id: u32, op: &Op<'_>) -> flin_net::R
             queue_row("queue.pop"),
             &[queue, b"COUNT", count, b"NOACK"],
         ),
+        Op::StreamPublish { topic, value } => binary::encode_command(
+            out,
+            request_id,
+            queue_row("stream.publish"),
+            &[topic, value],
+        ),
+        Op::StreamMPublish {
+            topic,
+            value,
+            count,
+        } => {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(count + 2);
+            args.extend([topic, b"VALUES".as_slice()]);
+            args.extend(std::iter::repeat_n(value, count));
+            binary::encode_command(out, request_id, queue_row("stream.mpublish"), &args)
+        }
         Op::MGet { keys } => {
             let mut frame = FrameWriter::new(
                 out,
@@ -247,6 +263,22 @@ impl RespConnection {
             }
             Op::QueuePop { queue, count } => {
                 resp::encode_command(out, &[b"QUEUE.POP", queue, b"COUNT", count, b"NOACK"])
+            }
+            Op::StreamPublish { topic, value } => {
+                resp::encode_command(out, &[b"STREAM.PUBLISH", topic, value])
+            }
+            Op::StreamMPublish {
+                topic,
+                value,
+                count,
+            } => {
+                resp::encode_array_header(out, 3 + count);
+                resp::encode_bulk(out, b"STREAM.MPUBLISH");
+                resp::encode_bulk(out, topic);
+                resp::encode_bulk(out, b"VALUES");
+                for _ in 0..count {
+                    resp::encode_bulk(out, value);
+                }
             }
             Op::MSet { keys, value } => {
                 resp::encode_array_header(out, 1 + 2 * keys.len());

@@ -25,6 +25,9 @@ pub const DEFAULT_GET_PERCENT: u8 = 50;
 /// The queue the queue workloads push to and pop from (flin-bench declares it).
 pub const BENCH_QUEUE: &[u8] = b"flin-bench";
 
+/// The topic the stream workloads publish to (flin-bench creates it, one partition).
+pub const BENCH_TOPIC: &[u8] = b"flin-bench";
+
 /// One generated key.
 pub type Key = [u8; KEY_BYTES];
 
@@ -35,6 +38,17 @@ pub enum Workload {
     Kv(KvWorkload),
     /// Queue commands.
     Queue(QueueWorkload),
+    /// Stream commands.
+    Stream(StreamWorkload),
+}
+
+/// Stream loads, on [`BENCH_TOPIC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamWorkload {
+    /// STREAM.PUBLISH of one record.
+    Publish,
+    /// STREAM.MPUBLISH ... VALUES of `count` records (one write).
+    MPublish { count: usize },
 }
 
 /// Queue loads, on [`BENCH_QUEUE`].
@@ -93,6 +107,16 @@ pub enum Op<'a> {
         queue: &'a [u8],
         count: &'a [u8],
     },
+    StreamPublish {
+        topic: &'a [u8],
+        value: &'a [u8],
+    },
+    /// STREAM.MPUBLISH topic VALUES, then `count` copies of `value`.
+    StreamMPublish {
+        topic: &'a [u8],
+        value: &'a [u8],
+        count: usize,
+    },
 }
 
 impl Workload {
@@ -139,9 +163,18 @@ impl Workload {
                     count: number(1, 1 << 20)?,
                 }))
             }
+            "spub" if parameter.is_some() => {
+                return Err(format!("workload {name} takes no parameter"))
+            }
+            "spub" => return Ok(Workload::Stream(StreamWorkload::Publish)),
+            "smpub" => {
+                return Ok(Workload::Stream(StreamWorkload::MPublish {
+                    count: number(1000, BATCH_KEYS_MAX)?,
+                }))
+            }
             _ => {
                 return Err(format!(
-                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N], qpush, qpop[:N])"
+                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N], qpush, qpop[:N], spub, smpub[:N])"
                 ))
             }
         };
@@ -155,6 +188,8 @@ impl Workload {
             Workload::Kv(_) => 1,
             Workload::Queue(QueueWorkload::Pop { count }) => *count,
             Workload::Queue(QueueWorkload::Push) => 1,
+            Workload::Stream(StreamWorkload::Publish) => 1,
+            Workload::Stream(StreamWorkload::MPublish { count }) => *count,
         }
     }
 }
@@ -170,6 +205,8 @@ impl fmt::Display for Workload {
             Workload::Kv(KvWorkload::MGet { keys }) => write!(f, "mget:{keys}"),
             Workload::Queue(QueueWorkload::Push) => write!(f, "qpush"),
             Workload::Queue(QueueWorkload::Pop { count }) => write!(f, "qpop:{count}"),
+            Workload::Stream(StreamWorkload::Publish) => write!(f, "spub"),
+            Workload::Stream(StreamWorkload::MPublish { count }) => write!(f, "smpub:{count}"),
         }
     }
 }
@@ -214,6 +251,19 @@ impl Generator {
                 return Op::QueuePop {
                     queue: BENCH_QUEUE,
                     count: &self.count,
+                }
+            }
+            Workload::Stream(StreamWorkload::Publish) => {
+                return Op::StreamPublish {
+                    topic: BENCH_TOPIC,
+                    value: &self.value,
+                }
+            }
+            Workload::Stream(StreamWorkload::MPublish { count }) => {
+                return Op::StreamMPublish {
+                    topic: BENCH_TOPIC,
+                    value: &self.value,
+                    count,
                 }
             }
         };
@@ -294,7 +344,16 @@ mod tests {
     #[test]
     fn workloads_parse_and_print_back() {
         for text in [
-            "set", "get", "incr", "mixed:80", "mset:100", "mget:5", "qpush", "qpop:16",
+            "set",
+            "get",
+            "incr",
+            "mixed:80",
+            "mset:100",
+            "mget:5",
+            "qpush",
+            "qpop:16",
+            "spub",
+            "smpub:500",
         ] {
             assert_eq!(Workload::parse(text).unwrap().to_string(), text);
         }
