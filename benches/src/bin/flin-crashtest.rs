@@ -8,8 +8,9 @@
 //! `--segment-bytes N` (65536), `--compaction-interval-ms N` (20), `--writers N` (6),
 //! `--run-ms MIN,MAX` (20,600: writers run this long before the kill, or before aiming),
 //! `--dir PATH` (parent of the scratch directory), `--keep`, `--quiet` (no line per cycle),
-//! `--queue P,C` (queue producers and consumers, default 2,2; `--queue 0,0` runs the
-//! key-value model alone).
+//! `--queue P,C` (queue producers and consumers, default 2,2; `--queue 0,0` leaves the queue
+//! model out), `--stream P,C` (stream producers and group consumers, default 2,2; `--stream
+//! 0,0` leaves the stream model out).
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.
 
 use std::path::PathBuf;
@@ -74,6 +75,21 @@ fn parse_options() -> Result<Options, String> {
                         producers: p as usize,
                         consumers: c as usize,
                         ..q
+                    }),
+                };
+            }
+            "--stream" => {
+                let text = value("--stream")?;
+                let (p, c) = text
+                    .split_once(',')
+                    .ok_or(format!("--stream: '{text}' is not P,C"))?;
+                let (p, c) = (number("--stream", p.into())?, number("--stream", c.into())?);
+                options.stream = match (p, c) {
+                    (0, 0) => None,
+                    (p, c) => options.stream.map(|s| crashtest::stream::StreamSettings {
+                        producers: p as usize,
+                        consumers: c as usize,
+                        ..s
                     }),
                 };
             }

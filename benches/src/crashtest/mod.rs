@@ -7,6 +7,9 @@
 //! - [`kv`]: the key-value model (SET, MSET, INCR, DEL, EXPIRE, MULTI/EXEC).
 //! - [`queue`]: the queue model (producers pushing into a durable queue, consumers popping
 //!   and acking; every acknowledged push delivered at least once, no acked message again).
+//! - [`stream`]: the stream model (producers publishing single and batched records to two
+//!   partitions, group consumers consuming and committing; every acknowledged record at its
+//!   offset, offsets never reused, committed offsets never going back).
 //! - [`server`]: the child process, and [`server::inspect`], which reads from the data
 //!   directory what the engine was doing (compaction, rotation, sealing) when it died.
 //! - [`client`]: a small blocking RESP client.
@@ -31,6 +34,7 @@ pub mod model;
 pub mod queue;
 pub mod rng;
 pub mod server;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +83,8 @@ pub struct Options {
     pub kv: kv::KvSettings,
     /// The queue model's producers and consumers (`None`: the queue model does not run).
     pub queue: Option<queue::QueueSettings>,
+    /// The stream model's producers and consumers (`None`: the stream model does not run).
+    pub stream: Option<stream::StreamSettings>,
     /// Parent of the scratch directory (default: the system's temporary directory).
     pub work_dir: Option<PathBuf>,
     /// Keep the scratch directory after a successful run too.
@@ -113,6 +119,11 @@ impl Options {
                 consumers: 2,
                 pipeline_max: 4,
                 pop_max: 8,
+            }),
+            stream: Some(stream::StreamSettings {
+                producers: 2,
+                consumers: 2,
+                batch_max: 50,
             }),
             work_dir: None,
             keep: false,
@@ -238,6 +249,16 @@ fn models(options: &Options) -> Vec<Box<dyn Model>> {
             settings,
             options.fsync,
             options.kv.writers,
+        )));
+    }
+    if let Some(settings) = options.stream {
+        let first_writer =
+            options.kv.writers + options.queue.map_or(0, |q| q.producers + q.consumers);
+        models.push(Box::new(stream::StreamModel::new(
+            settings,
+            options.fsync,
+            first_writer,
+            options.seed,
         )));
     }
     models
