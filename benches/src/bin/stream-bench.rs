@@ -3,7 +3,7 @@
 //! No client libraries: each peer is spoken to over a plain socket, so the three sides cost
 //! the client the same (and this bench adds no dependency).
 //!
-//! `stream-bench --target flin|redis|nats --port N --workload publish|consume|latency [options]`
+//! `stream-bench --target flin|redis|nats --port N --workload publish|consume|fetch|latency [options]`
 //!
 //! - `publish`: `--connections` connections each keep `--window` publishes unanswered until
 //!   `--messages` in all are acknowledged. Flin: STREAM.PUBLISH (one partition); Redis:
@@ -13,6 +13,8 @@
 //!   reads and acknowledges them in batches of `--batch`: Flin: STREAM.CONSUME COUNT b then
 //!   STREAM.COMMIT of the last offset + 1; Redis: XREADGROUP COUNT b then XACK of every id;
 //!   NATS: a durable pull consumer (explicit acks), a fetch of b then an ack per message.
+//! - `fetch` (Flin): fills one partition, then one connection reads it from offset 0 with
+//!   STREAM.FETCH COUNT `--batch`, request after request.
 //! - `latency` (Flin and Redis): one producer publishes `--rate` records/s carrying their
 //!   send time; one consumer waits with BLOCK (STREAM.CONSUME / XREADGROUP) and records
 //!   publish-to-receive latency (p50, p99, p99.9).
@@ -626,6 +628,28 @@ fn consume(args: &Args) -> u64 {
     got
 }
 
+/// Flin only: reads the filled partition from offset 0 with STREAM.FETCH COUNT `batch`, one
+/// request after another (a sequential reader, no group).
+fn fetch(args: &Args) -> u64 {
+    let mut c = RespConn::open(args);
+    let batch = args.batch.to_string();
+    let mut offset = 0u64;
+    let deadline = Instant::now() + TIME_LIMIT;
+    while offset < args.messages && Instant::now() < deadline {
+        let at = offset.to_string();
+        let records = items(c.call(&[
+            b"STREAM.FETCH",
+            TOPIC.as_bytes(),
+            b"0",
+            at.as_bytes(),
+            b"COUNT",
+            batch.as_bytes(),
+        ]));
+        offset += records.len() as u64;
+    }
+    offset
+}
+
 /// One producer at `rate`/s, one blocking consumer; publish-to-receive latency.
 fn latency(args: &Args) -> (u64, Histogram<u64>) {
     let mut hist = Histogram::<u64>::new(3).unwrap();
@@ -737,7 +761,7 @@ fn main() {
         }
     };
     setup(&args);
-    if args.workload == "consume" {
+    if args.workload == "consume" || args.workload == "fetch" {
         fill(&args);
     }
     let cpu_before = args.server_pid.and_then(flin_benches::process_cpu_seconds);
@@ -745,6 +769,7 @@ fn main() {
     let (count, hist) = match args.workload.as_str() {
         "publish" => (publish(&args), None),
         "consume" => (consume(&args), None),
+        "fetch" if args.target == Target::Flin => (fetch(&args), None),
         "latency" if args.target != Target::Nats => {
             let (n, h) = latency(&args);
             (n, Some(h))
