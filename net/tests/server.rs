@@ -320,10 +320,9 @@ fn binary_frames_on_the_same_port() {
     let frame = read_response(&mut client);
     assert_eq!(binary::parse_response(&frame).unwrap().value(), b"hi");
 
-    // An unknown opcode (0x61: streams have no rows yet) is answered and the connection
-    // goes on.
+    // An unknown opcode (0x7E: a free stream opcode) is answered and the connection goes on.
     client
-        .write_all(&[0xFB, 1, 0x61, 0, 9, 0, 0, 0, 0, 0, 0, 0])
+        .write_all(&[0xFB, 1, 0x7E, 0, 9, 0, 0, 0, 0, 0, 0, 0])
         .unwrap();
     let frame = read_response(&mut client);
     let response = binary::parse_response(&frame).unwrap();
@@ -331,7 +330,7 @@ fn binary_frames_on_the_same_port() {
         (response.status, response.request_id),
         (Status::UnknownOpcode, 9)
     );
-    assert_eq!(response.message(), "unknown opcode 0x61");
+    assert_eq!(response.message(), "unknown opcode 0x7e");
     // A bad version is a protocol error: answered, then closed.
     client.write_all(&[0xFB, 7]).unwrap();
     let rest = read_to_close(&mut client);

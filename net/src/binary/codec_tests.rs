@@ -211,8 +211,8 @@ fn malformed_frames_give_precise_errors() {
     assert_eq!(text(b"*1\r\n"), "bad magic 0x2a at byte 0");
     assert_eq!(text(&[0xFB, 9]), "unsupported protocol version 9 at byte 1");
     assert_eq!(
-        text(&[0xFB, 1, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-        "unknown opcode 0x61"
+        text(&[0xFB, 1, 0x7E, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        "unknown opcode 0x7e"
     );
     assert_eq!(
         text(&[0xFB, 1, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]),
@@ -261,8 +261,8 @@ static MODEL_ROWS: &[CommandSpec] = &[
         body: commands::Body::Arguments,
     },
     CommandSpec {
-        name: "stream.fetch",
-        opcode: 0x61,
+        name: "stream.future",
+        opcode: 0x7E,
         arity: 4,
         body: commands::Body::Arguments,
     },
@@ -320,14 +320,14 @@ fn every_table_row_parses_into_its_command() {
         );
         assert_eq!(response.typed_value().unwrap(), Value::Integer(7));
     }
-    // A row's opcode in a frame parsed with the real table (which lacks it: streams have no
-    // rows yet) is unknown, and recoverable: the connection goes on.
-    let stream_fetch = &MODEL_ROWS[1];
-    assert!(commands::by_opcode(TABLE, stream_fetch.opcode).is_none());
+    // A row's opcode in a frame parsed with the real table (which lacks it: 0x7E is a free
+    // stream opcode) is unknown, and recoverable: the connection goes on.
+    let future = &MODEL_ROWS[1];
+    assert!(commands::by_opcode(TABLE, future.opcode).is_none());
     let mut out = Vec::new();
-    encode_command(&mut out, 1, stream_fetch, &minimal_arguments(stream_fetch)).unwrap();
+    encode_command(&mut out, 1, future, &minimal_arguments(future)).unwrap();
     let error = parse_request(&out).unwrap_err();
-    assert!(matches!(error, Error::UnknownOpcode { opcode: 0x61 }));
+    assert!(matches!(error, Error::UnknownOpcode { opcode: 0x7E }));
     assert!(error.is_recoverable());
 }
 
@@ -337,7 +337,7 @@ fn table_rows_refuse_flags_and_wrong_arity() {
     let error = encode_command(&mut out, 1, &MODEL_ROWS[1], &[b"only one"]).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "wrong number of arguments for 'stream.fetch' command (1 after the name)"
+        "wrong number of arguments for 'stream.future' command (1 after the name)"
     );
     assert!(out.is_empty(), "a refused request leaves nothing behind");
     encode_command(&mut out, 1, &MODEL_ROWS[0], &[b"q", b"m"]).unwrap();
@@ -447,7 +447,7 @@ fn push_frames_are_told_apart_by_their_status_byte() {
 
 #[test]
 fn unknown_opcode_is_the_only_recoverable_error() {
-    let err = parse_request(&[0xFB, 1, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
+    let err = parse_request(&[0xFB, 1, 0x7F, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
     assert!(err.is_recoverable());
     assert!(!Error::BadMagic { got: 0 }.is_recoverable());
 }
