@@ -44,6 +44,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod dispatch;
+pub mod doc;
 pub mod frame;
 pub mod gates;
 pub mod glob;
