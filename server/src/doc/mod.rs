@@ -6,9 +6,12 @@
 //! - `filter`: the query language's filters, parsed from JSON into a typed tree (every error
 //!   names the operator and the path) and matched against a document with MongoDB's rules for
 //!   dotted paths, arrays and missing fields.
+//! - `update`: the update language (`$set` ... `$currentDate`, replacement documents), parsed
+//!   with refusals that name the operator and path, applied all or nothing; `_id` is fixed.
 //!
 //! Still to come with issue 13: the collection model in the Document namespace, DOC.*
-//! commands, updates, projection, aggregation, indexes and the planner, `client.db()`.
+//! commands, projection, aggregation, indexes and the planner, `client.db()`.
 
 pub mod filter;
 pub mod order;
+pub mod update;
