@@ -108,6 +108,8 @@ pub struct Shared {
     pub queues: crate::queue::Queues,
     /// The stream model: the engine's observer of the Stream namespace ([`open_engine`]).
     pub streams: Arc<crate::stream::Streams>,
+    /// The document model (first cut of issue 13).
+    pub docs: crate::doc::collection::Collections,
 }
 
 /// Opens the engine with the models' observers registered (the stream model), as every
@@ -132,10 +134,15 @@ impl Shared {
         let store = Store::new(engine);
         let queues = crate::queue::Queues::load(&store)
             .map_err(|e| format!("cannot load the queues: {e}"))?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(40);
         Ok(Shared {
             store,
             queues,
             streams,
+            docs: crate::doc::collection::Collections::new(seed),
             gates: None,
             options,
             counters: Counters::default(),

@@ -35,7 +35,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         }
     };
     if let Some(multi) = session.multi.as_mut() {
-        if command.group == "queue" || command.group == "stream" {
+        if matches!(command.group, "queue" | "stream" | "document") {
             // A queue command's effects (deliveries, waits, pushes) do not fit inside one
             // engine transaction with key-value writes, nor does a stream command's (offsets
             // are assigned when a chunk is applied): refused, and the EXEC is doomed.

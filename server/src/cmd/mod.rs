@@ -155,6 +155,7 @@ pub fn commands() -> impl Iterator<Item = &'static Command> + Clone {
         crate::kv::commands::TABLE,
         crate::queue::commands::TABLE,
         crate::stream::commands::TABLE,
+        crate::doc::commands::TABLE,
     ]
     .into_iter()
     .flatten()
