@@ -169,6 +169,11 @@ impl Engine {
         if seq >= last {
             return Ok(());
         }
+        // A seal under way swaps a segment for a read-only copy made from it: a cut set on the
+        // old object between the copy and the swap would be lost, and the cut records would
+        // come back to log readers. Finish it first (no new one starts: rotation needs the
+        // writer lock, held here).
+        inner.finish_pending_seal()?;
         let committed = inner.committed.load(Ordering::Acquire);
         if seq < committed {
             return Err(Error::Invalid(format!(
