@@ -267,7 +267,7 @@ static MODEL_ROWS: &[CommandSpec] = &[
         body: commands::Body::Arguments,
     },
     CommandSpec {
-        name: "doc.find",
+        name: "doc.future",
         opcode: 0x9F,
         arity: -2,
         body: commands::Body::Arguments,

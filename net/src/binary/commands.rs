@@ -71,9 +71,9 @@ const fn arguments(name: &'static str, opcode: u8, arity: i64) -> CommandSpec {
 }
 
 /// Every command with an opcode of its own beyond the typed key-value opcodes: the message
-/// queues' rows (0x40..=0x5F, issue 11) and the streams' (0x60..=0x7F, issue 12); arguments,
-/// replies and errors in docs/commands.md. Documents (0x80..=0x9F) add theirs with their
-/// issue; until then [`super::Opcode::Call`] carries every other command.
+/// queues' rows (0x40..=0x5F, issue 11), the streams' (0x60..=0x7F, issue 12) and the first
+/// document rows (0x80..=0x9F, issue 13); arguments, replies and errors in docs/commands.md.
+/// [`super::Opcode::Call`] carries every other command.
 pub static TABLE: &[CommandSpec] = &[
     // Queues, 0x40..=0x4F.
     arguments("queue.declare", 0x40, -2),
@@ -116,6 +116,16 @@ pub static TABLE: &[CommandSpec] = &[
     arguments("stream.seek", 0x6E, 5),
     arguments("stream.lag", 0x6F, 3),
     arguments("stream.groups", 0x70, 2),
+    // Documents, 0x80..=0x9F (issue 13, first cut).
+    arguments("doc.insert", 0x80, -3),
+    arguments("doc.get", 0x81, 3),
+    arguments("doc.find", 0x82, -3),
+    arguments("doc.count", 0x83, 3),
+    arguments("doc.update", 0x84, -4),
+    arguments("doc.replace", 0x85, -4),
+    arguments("doc.delete", 0x86, -3),
+    arguments("doc.collections", 0x87, 1),
+    arguments("doc.drop", 0x88, 2),
 ];
 
 /// The row for `opcode` in `table`.
@@ -186,15 +196,17 @@ mod tests {
         for spec in TABLE {
             let queue = spec.name.starts_with("queue.") || spec.name.starts_with("exchange.");
             let stream = spec.name.starts_with("stream.");
+            let document = spec.name.starts_with("doc.");
             assert!(
                 (queue && QUEUE_OPCODES.contains(&spec.opcode))
-                    || (stream && STREAM_OPCODES.contains(&spec.opcode)),
+                    || (stream && STREAM_OPCODES.contains(&spec.opcode))
+                    || (document && DOCUMENT_OPCODES.contains(&spec.opcode)),
                 "'{}' (opcode 0x{:02x}) is not in its model's range",
                 spec.name,
                 spec.opcode
             );
         }
-        let expected: [(&str, u8, i64); 38] = [
+        let expected: [(&str, u8, i64); 47] = [
             ("queue.declare", 0x40, -2),
             ("queue.delete", 0x41, 2),
             ("queue.purge", 0x42, 2),
@@ -233,6 +245,15 @@ mod tests {
             ("stream.seek", 0x6E, 5),
             ("stream.lag", 0x6F, 3),
             ("stream.groups", 0x70, 2),
+            ("doc.insert", 0x80, -3),
+            ("doc.get", 0x81, 3),
+            ("doc.find", 0x82, -3),
+            ("doc.count", 0x83, 3),
+            ("doc.update", 0x84, -4),
+            ("doc.replace", 0x85, -4),
+            ("doc.delete", 0x86, -3),
+            ("doc.collections", 0x87, 1),
+            ("doc.drop", 0x88, 2),
         ];
         assert_eq!(TABLE.len(), expected.len());
         for (name, opcode, arity) in expected {
