@@ -256,7 +256,6 @@ fn models(options: &Options) -> Vec<Box<dyn Model>> {
             options.kv.writers + options.queue.map_or(0, |q| q.producers + q.consumers);
         models.push(Box::new(stream::StreamModel::new(
             settings,
-            options.fsync,
             first_writer,
             options.seed,
         )));

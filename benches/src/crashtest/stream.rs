@@ -1,19 +1,34 @@
 //! The stream model: producers publish numbered records (single and batched) to a topic of
 //! two partitions, group consumers consume and commit, the server is killed under all of them.
 //!
-//! The promises checked after every restart (under `--fsync always`; other policies count
-//! what was lost and check nothing else):
+//! The model keeps every acknowledged record's (partition, offset) -> number, and the highest
+//! acknowledged commit per partition. After every restart it reads the partitions' end offsets
+//! (STREAM.LAG) and committed offsets (STREAM.OFFSETS), and fetches back every record
+//! acknowledged in the cycle, each partition's highest acknowledged offset and a sample of
+//! older ones. [`check_partition`] holds the rules.
+//!
+//! Under `--fsync always`:
 //! - every acknowledged record is fetchable at the partition and offset its publish was told,
-//!   with its value: offsets are never reused (an acknowledged offset holds the same record
-//!   for the rest of the run) and the partition's next offset is past every acknowledged one;
-//! - a group's committed offset in a partition is never below the highest commit the server
-//!   acknowledged (committed offsets never go backwards);
-//! - every record a consumer receives at an acknowledged offset is that offset's record.
+//!   with its value, and the partition's end is past every acknowledged offset (so the next
+//!   offsets handed out are new);
+//! - a group's committed offset is never below the highest commit the server acknowledged.
+//!
+//! Under every policy (what `everysec` may lose is the recent tail of the log, so what is
+//! there must still be consistent):
+//! - a record found at an acknowledged offset is the acknowledged one, and a fetch returns
+//!   dense offsets from the one asked for;
+//! - an acknowledged record that is gone is at or past the partition's end (the tail went, no
+//!   hole below the end);
+//! - the committed offset is not past the partition's end (a commit does not outlive the
+//!   records it counts);
+//! - an offset is never acknowledged twice, and a consumer gets the acknowledged record at an
+//!   acknowledged offset. The model forgets the lost tail after each restart (those offsets
+//!   are handed out again), so these hold for `everysec` as for `always`.
 //!
 //! Group membership is not durable: after a restart consumers get `REBALANCE` and join again.
 //! A publish or commit in flight at the kill may or may not have been applied.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +46,8 @@ const MODEL: &str = "stream";
 /// Old acknowledged records read back again after each restart (the cycle's new ones are all
 /// read).
 const SAMPLE_OLD: usize = 64;
+/// Records per STREAM.FETCH of the read-back.
+const FETCH_COUNT: u64 = 1000;
 
 /// How many of each.
 #[derive(Clone, Copy, Debug)]
@@ -44,8 +61,10 @@ pub struct StreamSettings {
 /// What every writer shares.
 #[derive(Default)]
 struct Shared {
-    /// (partition, offset) -> number, for every acknowledged record, over the run.
-    acked: HashMap<(u32, u64), u64>,
+    /// (partition, offset) -> number, for every acknowledged record over the run that the
+    /// model believes is there (a lost tail is dropped at the restart's check). Ordered, so
+    /// the sample and each partition's highest offset come from the seed and a range.
+    acked: BTreeMap<(u32, u64), u64>,
     /// Acknowledged this cycle (read back in full at the next verify).
     fresh: Vec<(u32, u64)>,
     /// Highest acknowledged commit per partition.
@@ -61,7 +80,6 @@ struct StreamWriter {
     next_number: u64,
     settings: StreamSettings,
     shared: Arc<Mutex<Shared>>,
-    fsync: Fsync,
 }
 
 fn int(reply: &Reply) -> Option<i64> {
@@ -166,12 +184,10 @@ impl StreamWriter {
             for i in 0..count {
                 let key = (p as u32, base as u64 + i);
                 if let Some(old) = shared.acked.insert(key, first + i) {
-                    if self.fsync == Fsync::Always {
-                        return vec![self.violation(format!(
-                            "offset {key:?} handed out twice: to {old} and then to {}",
-                            first + i
-                        ))];
-                    }
+                    return vec![self.violation(format!(
+                        "offset {key:?} handed out twice: to {old} and then to {}",
+                        first + i
+                    ))];
                 }
                 shared.fresh.push(key);
             }
@@ -234,15 +250,18 @@ impl StreamWriter {
                 let Some((p, offset, number)) = parse_record(record) else {
                     return vec![self.violation(format!("STREAM.CONSUME: malformed {record:?}"))];
                 };
-                if self.fsync == Fsync::Always {
-                    if let Some(&expected) =
-                        self.shared.lock().expect("shared").acked.get(&(p, offset))
-                    {
-                        if expected != number {
-                            return vec![self.violation(format!(
-                                "consumed ({p}, {offset}) = {number}, acknowledged as {expected}"
-                            ))];
-                        }
+                let acked = self
+                    .shared
+                    .lock()
+                    .expect("shared")
+                    .acked
+                    .get(&(p, offset))
+                    .copied();
+                if let Some(expected) = acked {
+                    if expected != number {
+                        return vec![self.violation(format!(
+                            "consumed ({p}, {offset}) = {number}, acknowledged as {expected}"
+                        ))];
                     }
                 }
                 let at = next.entry(p).or_insert(0);
@@ -328,12 +347,7 @@ pub struct StreamModel {
 }
 
 impl StreamModel {
-    pub fn new(
-        settings: StreamSettings,
-        fsync: Fsync,
-        first_writer: usize,
-        seed: u64,
-    ) -> StreamModel {
+    pub fn new(settings: StreamSettings, first_writer: usize, seed: u64) -> StreamModel {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let writers = (0..settings.producers + settings.consumers)
             .map(|i| StreamWriter {
@@ -343,7 +357,6 @@ impl StreamModel {
                 next_number: (i as u64 + 1) << 40,
                 settings,
                 shared: shared.clone(),
-                fsync,
             })
             .collect();
         StreamModel {
@@ -352,6 +365,93 @@ impl StreamModel {
             sample: Rng::new(seed ^ 0x5354_5245_414d),
         }
     }
+}
+
+/// A partition after a restart, as STREAM.LAG and STREAM.OFFSETS report it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PartitionState {
+    /// The next offset the partition hands out.
+    end: u64,
+    /// The group's committed offset (`None`: nothing committed).
+    committed: Option<u64>,
+}
+
+/// What the model expects of one partition after a restart.
+#[derive(Debug, Default)]
+struct PartitionExpected {
+    /// Acknowledged (offset, number) pairs read back: the cycle's, the highest and a sample.
+    asked: Vec<(u64, u64)>,
+    /// One past the highest offset the model holds as acknowledged (0: none).
+    acked_end: u64,
+    /// The highest acknowledged commit (0: none; a commit is always past a record).
+    acked_commit: u64,
+}
+
+/// What the check of one partition came to.
+#[derive(Debug, Default, PartialEq)]
+struct PartitionCheck {
+    /// Acknowledged offsets read back with nothing there.
+    lost: Vec<u64>,
+    /// Broken promises, in words.
+    broken: Vec<String>,
+}
+
+/// The rules of the module doc for one partition: `found` is offset -> number for what the
+/// read-back's fetches returned, `state` what the restarted server reports.
+fn check_partition(
+    partition: u32,
+    expected: &PartitionExpected,
+    found: &HashMap<u64, u64>,
+    state: PartitionState,
+    fsync: Fsync,
+) -> PartitionCheck {
+    let mut check = PartitionCheck::default();
+    let end = state.end;
+    for &(offset, number) in &expected.asked {
+        match found.get(&offset) {
+            Some(&there) if there == number => {}
+            Some(&there) => check.broken.push(format!(
+                "({partition}, {offset}) holds {there}, acknowledged as {number}"
+            )),
+            None => {
+                check.lost.push(offset);
+                if offset < end {
+                    check.broken.push(format!(
+                        "acknowledged record {number} at ({partition}, {offset}) is missing \
+                         below the partition's end {end}: a hole, not a lost tail"
+                    ));
+                } else if fsync == Fsync::Always {
+                    check.broken.push(format!(
+                        "acknowledged record {number} at ({partition}, {offset}) is not there \
+                         after the restart (the partition ends at {end})"
+                    ));
+                }
+            }
+        }
+    }
+    if fsync == Fsync::Always && end < expected.acked_end {
+        check.broken.push(format!(
+            "partition {partition} ends at {end} after the restart, but offset {} was \
+             acknowledged: offsets from {end} would be handed out again",
+            expected.acked_end - 1
+        ));
+    }
+    if fsync == Fsync::Always
+        && expected.acked_commit > 0
+        && state.committed.is_none_or(|c| c < expected.acked_commit)
+    {
+        check.broken.push(format!(
+            "partition {partition}: committed offset {:?} is below the acknowledged commit {}",
+            state.committed, expected.acked_commit
+        ));
+    }
+    if let Some(committed) = state.committed.filter(|&c| c > end) {
+        check.broken.push(format!(
+            "partition {partition}: committed offset {committed} is past the partition's end \
+             {end}: the commit outlived the records it counts"
+        ));
+    }
+    check
 }
 
 fn fetch(
@@ -377,6 +477,134 @@ fn fetch(
     }
 }
 
+/// Fetches the records at `offsets` (sorted) below `end`, in pages: offset -> number. A page
+/// must hold dense offsets from the one asked for.
+fn read_back(
+    client: &mut Client,
+    partition: u32,
+    offsets: &[u64],
+    end: u64,
+) -> Result<HashMap<u64, u64>, String> {
+    let mut found = HashMap::new();
+    let mut i = 0;
+    while i < offsets.len() && offsets[i] < end {
+        let from = offsets[i];
+        let records = fetch(client, partition, from, FETCH_COUNT)?;
+        for (k, record) in records.iter().enumerate() {
+            let (p, offset, number) = parse_record(record)
+                .ok_or_else(|| format!("STREAM.FETCH {partition} {from}: malformed {record:?}"))?;
+            if (p, offset) != (partition, from + k as u64) {
+                return Err(format!(
+                    "STREAM.FETCH {partition} {from}: record {k} is ({p}, {offset}), not \
+                     ({partition}, {}): offsets are not dense",
+                    from + k as u64
+                ));
+            }
+            found.insert(offset, number);
+        }
+        let reached = from + (records.len() as u64).max(1);
+        while i < offsets.len() && offsets[i] < reached {
+            i += 1;
+        }
+    }
+    Ok(found)
+}
+
+/// `rows` as an array of one row per partition, each starting with its partition number.
+fn partition_rows<'a>(command: &str, reply: &'a Reply) -> Result<Vec<&'a [Reply]>, String> {
+    let rows: Option<Vec<&[Reply]>> = items(reply).and_then(|rows| {
+        rows.iter()
+            .enumerate()
+            .map(|(p, row)| items(row).filter(|r| r.first().and_then(int) == Some(p as i64)))
+            .collect()
+    });
+    match rows {
+        Some(rows) if rows.len() == PARTITIONS as usize => Ok(rows),
+        _ => Err(format!(
+            "{command}: expected a row per partition, got {reply:?}"
+        )),
+    }
+}
+
+/// Each partition's end (STREAM.LAG) and committed offset (STREAM.OFFSETS; LAG must agree).
+fn partition_states(client: &mut Client) -> Result<Vec<PartitionState>, String> {
+    let lag = client
+        .call(&[b"STREAM.LAG", TOPIC, GROUP])
+        .map_err(|e| format!("STREAM.LAG: {e}"))?;
+    let offsets = client
+        .call(&[b"STREAM.OFFSETS", TOPIC, GROUP])
+        .map_err(|e| format!("STREAM.OFFSETS: {e}"))?;
+    let lag_rows = partition_rows("STREAM.LAG", &lag)?;
+    let offset_rows = partition_rows("STREAM.OFFSETS", &offsets)?;
+    lag_rows
+        .iter()
+        .zip(&offset_rows)
+        .map(|(lag_row, offset_row)| {
+            let end = lag_row.get(1).and_then(int).filter(|&e| e >= 0);
+            let committed = offset_row.get(1).and_then(int).filter(|&c| c >= -1);
+            match (end, committed) {
+                (Some(end), Some(committed)) if lag_row.get(2).and_then(int) == Some(committed) => {
+                    Ok(PartitionState {
+                        end: end as u64,
+                        committed: (committed >= 0).then_some(committed as u64),
+                    })
+                }
+                _ => Err(format!(
+                    "STREAM.LAG row {lag_row:?} and STREAM.OFFSETS row {offset_row:?} disagree or \
+                     are malformed"
+                )),
+            }
+        })
+        .collect()
+}
+
+impl StreamModel {
+    /// What to read back in `partition`: the cycle's acknowledged records, the highest
+    /// acknowledged offset, and a sample of older ones (a random offset below the highest,
+    /// rounded up to the next acknowledged one).
+    fn expected(
+        &mut self,
+        shared: &Shared,
+        partition: u32,
+        fresh: &[(u32, u64)],
+    ) -> PartitionExpected {
+        let all = (partition, 0)..=(partition, u64::MAX);
+        let mut offsets: Vec<u64> = fresh
+            .iter()
+            .filter(|k| k.0 == partition)
+            .map(|k| k.1)
+            .collect();
+        let acked_end = shared
+            .acked
+            .range(all.clone())
+            .next_back()
+            .map_or(0, |(k, _)| k.1 + 1);
+        if acked_end > 0 {
+            offsets.push(acked_end - 1);
+            for _ in 0..SAMPLE_OLD / PARTITIONS as usize {
+                let at = self.sample.below(acked_end);
+                if let Some((k, _)) = shared
+                    .acked
+                    .range((partition, at)..=(partition, u64::MAX))
+                    .next()
+                {
+                    offsets.push(k.1);
+                }
+            }
+        }
+        offsets.sort_unstable();
+        offsets.dedup();
+        PartitionExpected {
+            asked: offsets
+                .into_iter()
+                .map(|o| (o, shared.acked[&(partition, o)]))
+                .collect(),
+            acked_end,
+            acked_commit: shared.committed[partition as usize],
+        }
+    }
+}
+
 impl Model for StreamModel {
     fn name(&self) -> &'static str {
         MODEL
@@ -395,7 +623,8 @@ impl Model for StreamModel {
             writer: None,
             what,
         };
-        let mut shared = self.shared.lock().expect("shared");
+        let shared_handle = self.shared.clone();
+        let mut shared = shared_handle.lock().expect("shared");
         let mut tally = Tally {
             acknowledged: shared.acks_this_cycle,
             in_flight: shared.in_flight,
@@ -403,121 +632,115 @@ impl Model for StreamModel {
         };
         shared.acks_this_cycle = 0;
         shared.in_flight = 0;
-        let mut to_check: Vec<(u32, u64)> = std::mem::take(&mut shared.fresh);
-        if !shared.acked.is_empty() {
-            let keys: Vec<(u32, u64)> = shared.acked.keys().copied().collect();
-            for _ in 0..SAMPLE_OLD {
-                to_check.push(keys[self.sample.below(keys.len() as u64) as usize]);
-            }
-        }
-        // Read each partition's checked range in pages.
-        let mut found: HashMap<(u32, u64), u64> = HashMap::new();
+        let fresh = std::mem::take(&mut shared.fresh);
+        let states = partition_states(client).map_err(|e| vec![violation(e)])?;
         let mut violations = Vec::new();
-        for p in 0..PARTITIONS {
-            let mut offsets: Vec<u64> = to_check.iter().filter(|k| k.0 == p).map(|k| k.1).collect();
-            offsets.sort_unstable();
-            offsets.dedup();
-            let mut i = 0;
-            while i < offsets.len() {
-                let from = offsets[i];
-                let records = fetch(client, p, from, 1000).map_err(|e| vec![violation(e)])?;
-                for record in &records {
-                    if let Some((rp, offset, number)) = parse_record(record) {
-                        found.insert((rp, offset), number);
-                    }
-                }
-                let reached = records
-                    .last()
-                    .and_then(parse_record)
-                    .map_or(from + 1, |r| r.1 + 1);
-                while i < offsets.len() && offsets[i] < reached {
-                    i += 1;
-                }
-                if records.is_empty() {
-                    i += 1;
-                }
-            }
-        }
-        let mut lost = 0u64;
-        for key in &to_check {
-            let expected = shared.acked[key];
-            tally.keys_checked += 1;
-            match found.get(key) {
-                Some(&number) if number == expected => {}
-                Some(&number) => violations.push(violation(format!(
-                    "offset {key:?} holds {number}, acknowledged as {expected}"
-                ))),
-                None => {
-                    lost += 1;
-                    if facts.fsync == Fsync::Always {
-                        violations.push(violation(format!(
-                            "acknowledged record {expected} at {key:?} is not there after the restart"
-                        )));
-                    }
-                }
-            }
-        }
-        tally.acknowledged_lost = lost;
-        // The next offsets are past every acknowledged one; committed offsets did not go back.
-        let offsets = client
-            .call(&[b"STREAM.OFFSETS", TOPIC, GROUP])
-            .map_err(|e| vec![violation(format!("STREAM.OFFSETS: {e}"))])?;
-        if facts.fsync == Fsync::Always {
-            for (p, pair) in items(&offsets).unwrap_or(&[]).iter().enumerate() {
-                let committed = items(pair).and_then(|r| int(r.get(1)?)).unwrap_or(-1);
-                let acked = shared.committed[p];
-                if acked > 0 && committed < acked as i64 {
-                    violations.push(violation(format!(
-                        "partition {p}: committed offset {committed} is below the acknowledged commit {acked}"
-                    )));
-                }
-            }
-            let mut top = [0u64; PARTITIONS as usize];
-            for &(p, o) in shared.acked.keys() {
-                top[p as usize] = top[p as usize].max(o + 1);
-            }
-            for (p, &end) in top.iter().enumerate() {
-                if end == 0 {
-                    continue;
-                }
-                let records =
-                    fetch(client, p as u32, end - 1, 1).map_err(|e| vec![violation(e)])?;
-                if records.is_empty() {
-                    violations.push(violation(format!(
-                        "partition {p}: the last acknowledged offset {} reads nothing",
-                        end - 1
-                    )));
-                }
-            }
-        } else {
-            // Lost acknowledged records (allowed) free their offsets for reuse.
-            let gone: Vec<(u32, u64)> = to_check
-                .iter()
-                .filter(|k| !found.contains_key(k))
-                .copied()
+        for (p, state) in (0..PARTITIONS).zip(states) {
+            let expected = self.expected(&shared, p, &fresh);
+            let offsets: Vec<u64> = expected.asked.iter().map(|a| a.0).collect();
+            let found =
+                read_back(client, p, &offsets, state.end).map_err(|e| vec![violation(e)])?;
+            let check = check_partition(p, &expected, &found, state, facts.fsync);
+            tally.keys_checked += expected.asked.len() as u64;
+            violations.extend(check.broken.into_iter().map(violation));
+            // What is gone is the tail from the partition's end: the model forgets it (those
+            // offsets are handed out again), and takes the commit the server has.
+            let gone: Vec<(u32, u64)> = shared
+                .acked
+                .range((p, state.end)..=(p, u64::MAX))
+                .map(|(k, _)| *k)
                 .collect();
+            tally.acknowledged_lost += gone.len() as u64;
             for key in gone {
                 shared.acked.remove(&key);
             }
-            let found_committed = items(&offsets).map(|rows| {
-                rows.iter()
-                    .filter_map(|r| items(r).and_then(|r| int(r.get(1)?)))
-                    .collect::<Vec<_>>()
-            });
-            if let Some(found_committed) = found_committed {
-                for (p, c) in found_committed
-                    .into_iter()
-                    .enumerate()
-                    .take(PARTITIONS as usize)
-                {
-                    shared.committed[p] = c.max(0) as u64;
-                }
-            }
+            shared.committed[p as usize] = match facts.fsync {
+                Fsync::Always => shared.committed[p as usize].max(state.committed.unwrap_or(0)),
+                Fsync::EverySec | Fsync::No => state.committed.unwrap_or(0),
+            };
         }
         if violations.is_empty() {
             Ok(tally)
         } else {
             Err(violations)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offsets 0..4 acknowledged as numbers 100..104, commit 3 acknowledged.
+    fn expected() -> PartitionExpected {
+        PartitionExpected {
+            asked: (0..4).map(|o| (o, 100 + o)).collect(),
+            acked_end: 4,
+            acked_commit: 3,
+        }
+    }
+
+    fn found(offsets: std::ops::Range<u64>) -> HashMap<u64, u64> {
+        offsets.map(|o| (o, 100 + o)).collect()
+    }
+
+    fn state(end: u64, committed: Option<u64>) -> PartitionState {
+        PartitionState { end, committed }
+    }
+
+    #[test]
+    fn everything_there_passes_under_every_policy() {
+        for fsync in [Fsync::Always, Fsync::EverySec] {
+            let check = check_partition(0, &expected(), &found(0..4), state(4, Some(3)), fsync);
+            assert_eq!(check, PartitionCheck::default(), "{fsync:?}");
+        }
+    }
+
+    #[test]
+    fn a_lost_tail_fails_under_always_but_not_everysec() {
+        let lost_tail = (found(0..2), state(2, Some(2)));
+        let always = check_partition(0, &expected(), &lost_tail.0, lost_tail.1, Fsync::Always);
+        assert_eq!(always.lost, vec![2, 3]);
+        // Two records gone, the end below them, the commit below the acknowledged one.
+        assert_eq!(always.broken.len(), 4, "{:?}", always.broken);
+        let everysec = check_partition(0, &expected(), &lost_tail.0, lost_tail.1, Fsync::EverySec);
+        assert_eq!(everysec.lost, vec![2, 3]);
+        assert!(everysec.broken.is_empty(), "{:?}", everysec.broken);
+    }
+
+    #[test]
+    fn a_hole_or_a_changed_record_fails_under_every_policy() {
+        for fsync in [Fsync::Always, Fsync::EverySec] {
+            let mut with_hole = found(0..4);
+            with_hole.remove(&1);
+            let check = check_partition(0, &expected(), &with_hole, state(4, Some(3)), fsync);
+            assert_eq!(check.lost, vec![1]);
+            assert!(check.broken[0].contains("a hole"), "{:?}", check.broken);
+            let mut changed = found(0..4);
+            changed.insert(2, 7);
+            let check = check_partition(0, &expected(), &changed, state(4, Some(3)), fsync);
+            assert!(check.broken[0].contains("holds 7"), "{:?}", check.broken);
+        }
+    }
+
+    #[test]
+    fn commits_go_back_only_under_everysec_and_never_past_the_end() {
+        let back = check_partition(0, &expected(), &found(0..4), state(4, None), Fsync::Always);
+        assert!(back.broken[0].contains("below the acknowledged commit"));
+        let back = check_partition(
+            0,
+            &expected(),
+            &found(0..4),
+            state(4, None),
+            Fsync::EverySec,
+        );
+        assert!(back.broken.is_empty());
+        for fsync in [Fsync::Always, Fsync::EverySec] {
+            let past = check_partition(0, &expected(), &found(0..4), state(4, Some(5)), fsync);
+            assert!(
+                past.broken[0].contains("past the partition's end"),
+                "{fsync:?}"
+            );
         }
     }
 }
