@@ -207,3 +207,59 @@ fn a_blocking_fetch_over_binary_returns_when_a_record_arrives() {
         .unwrap();
     assert!(empty.is_empty(), "the deadline answers an empty array");
 }
+
+/// The document rows through `client.db()` (first cut of issue 13).
+#[test]
+fn the_document_client_round_trips_over_the_binary_rows() {
+    let (_dir, _server, client) = start();
+    let db = client.db();
+    let ids = db
+        .insert(
+            "users",
+            &[
+                r#"{"_id":1,"name":"ann","age":31}"#,
+                r#"{"_id":2,"name":"bob","age":25}"#,
+            ],
+        )
+        .unwrap();
+    assert_eq!(ids, [b"1".to_vec(), b"2".to_vec()]);
+    assert_eq!(
+        db.get("users", "2").unwrap().unwrap(),
+        br#"{"_id":2,"name":"bob","age":25}"#
+    );
+    let found = db
+        .find(
+            "users",
+            r#"{"age":{"$gt":20}}"#,
+            &flin_net::client::DocFindOptions {
+                sort: vec![("age".into(), true)],
+                limit: Some(1),
+                project: Some(r#"{"name":1,"_id":0}"#.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(found, [br#"{"name":"ann"}"#.to_vec()]);
+    assert_eq!(db.count("users", "{}").unwrap(), 2);
+    let updated = db
+        .update(
+            "users",
+            r#"{"name":"bob"}"#,
+            r#"{"$inc":{"age":1}}"#,
+            false,
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        (updated.matched, updated.modified, updated.upserted),
+        (1, 1, None)
+    );
+    let refused = db.insert("users", &["{oops"]).unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("line 1 column 2"),
+        "{refused:?}"
+    );
+    assert_eq!(db.delete("users", "{}", true).unwrap(), 2);
+    assert_eq!(db.collections().unwrap(), [b"users".to_vec()]);
+    assert!(db.drop_collection("users").unwrap());
+}

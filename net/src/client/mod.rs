@@ -43,6 +43,7 @@
 //! (its late reply would put the stream out of step).
 
 mod connection;
+mod db;
 mod decode;
 pub mod error;
 mod kv;
@@ -67,6 +68,7 @@ pub use queue::{
 };
 
 use crate::binary;
+pub use db::{Db, FindOptions as DocFindOptions, UpdateResult};
 pub use stream::{
     Assignment, FetchOptions, GroupConsumer, GroupInfo, Lag, PartitionInfo, Producer,
     ProducerOptions, Published, PublishedRange, Record, Reset, SeekTo, Stream, TopicInfo,
@@ -248,10 +250,9 @@ impl Client {
         Stream::new(self)
     }
 
-    /// Documents. No methods yet: they arrive with the documents issue
-    /// (insert, find, update, indexes; opcodes 0x80..=0x9F).
+    /// Documents (`DOC.*`, opcodes 0x80..=0x88; first cut of issue 13): JSON text in and out.
     pub fn db(&self) -> Db<'_> {
-        Db { _client: self }
+        Db::new(self)
     }
 
     /// A new, empty pipeline: queue requests, then
@@ -324,10 +325,4 @@ impl std::fmt::Debug for Client {
             .field("open_connections", &self.pool.open_count())
             .finish()
     }
-}
-
-/// Document commands (none yet; see [`Client::db`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Db<'c> {
-    _client: &'c Client,
 }
