@@ -398,31 +398,20 @@ impl Collections {
             }
             prepared.push((id, bytes));
         }
-        let mut refusal = None;
-        let written = store.write(|txn| {
-            let mut decide = || -> Result<Vec<Value>> {
-                let coll = Self::ensure_collection(txn, name)?;
-                let mut keys = std::collections::HashSet::new();
-                for (id, bytes) in &prepared {
-                    let key = document_key(coll, id);
-                    if !keys.insert(key.clone()) || txn.contains(NS, &key)? {
-                        return Err(refuse(format!(
-                            "duplicate key: _id {id} is already in the collection"
-                        )));
-                    }
-                    txn.put(NS, &key, bytes, 0)?;
+        write(store, |txn| {
+            let coll = Self::ensure_collection(txn, name)?;
+            let mut keys = std::collections::HashSet::new();
+            for (id, bytes) in &prepared {
+                let key = document_key(coll, id);
+                if !keys.insert(key.clone()) || txn.contains(NS, &key)? {
+                    return Err(refuse(format!(
+                        "duplicate key: _id {id} is already in the collection"
+                    )));
                 }
-                Ok(prepared.iter().map(|(id, _)| id.clone()).collect())
-            };
-            decide().map_err(|e| {
-                refusal = Some(e);
-                Frame::error("ERR refused")
-            })
-        });
-        match written {
-            Ok(w) => Ok((w.reply, w.seq)),
-            Err(frame) => Err(refusal.unwrap_or_else(|| refuse(format!("{frame:?}")))),
-        }
+                txn.put(NS, &key, bytes, 0)?;
+            }
+            Ok(prepared.iter().map(|(id, _)| id.clone()).collect())
+        })
     }
 
     pub fn get(&self, reader: &Reader<'_>, name: &[u8], id: &Value) -> Result<Option<Value>> {
@@ -513,83 +502,72 @@ impl Collections {
         now_ms: u64,
     ) -> Result<(UpdateOutcome, Option<u64>)> {
         let reader = store.reader();
-        let mut refusal = None;
-        let written = store.write(|txn| {
-            let mut decide = || -> Result<UpdateOutcome> {
-                let coll = Self::ensure_collection(txn, name)?;
-                let mut matched = Vec::new();
-                Self::scan(&reader, coll, |doc| {
-                    if filter.matches(&doc) {
-                        matched.push(doc);
-                    }
-                })?;
-                matched.sort_by(|a, b| compare(&a["_id"], &b["_id"]));
-                if !options.multi {
-                    matched.truncate(1);
+        write(store, |txn| {
+            let coll = Self::ensure_collection(txn, name)?;
+            let mut matched = Vec::new();
+            Self::scan(&reader, coll, |doc| {
+                if filter.matches(&doc) {
+                    matched.push(doc);
                 }
-                let mut outcome = UpdateOutcome {
-                    matched: matched.len() as u64,
-                    modified: 0,
-                    upserted: None,
-                };
-                for mut doc in matched {
-                    if update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))? {
-                        let bytes = serde_json::to_vec(&doc).expect("JSON");
-                        if bytes.len() > DOCUMENT_BYTES_MAX {
-                            return Err(refuse("the updated document is over the 16 MiB limit"));
-                        }
-                        txn.put(NS, &document_key(coll, &doc["_id"]), &bytes, 0)?;
-                        outcome.modified += 1;
-                    }
-                }
-                if outcome.matched == 0 && options.upsert {
-                    // The filter's equality fields seed the new document, as MongoDB does.
-                    let mut seed = Map::new();
-                    if let Filter::Path { path, conditions } = filter {
-                        seed_equalities(&mut seed, path, conditions);
-                    }
-                    if let Filter::And(parts) = filter {
-                        for part in parts {
-                            if let Filter::Path { path, conditions } = part {
-                                seed_equalities(&mut seed, path, conditions);
-                            }
-                        }
-                    }
-                    let mut doc = Value::Object(seed);
-                    update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))?;
-                    let id = match doc.get("_id") {
-                        Some(id) => id.clone(),
-                        None => {
-                            let id = Value::String(self.ids.next(now_ms));
-                            let Value::Object(fields) = &mut doc else {
-                                unreachable!()
-                            };
-                            let mut with_id = Map::new();
-                            with_id.insert("_id".into(), id.clone());
-                            with_id.extend(std::mem::take(fields));
-                            *fields = with_id;
-                            id
-                        }
-                    };
-                    txn.put(
-                        NS,
-                        &document_key(coll, &id),
-                        &serde_json::to_vec(&doc).expect("JSON"),
-                        0,
-                    )?;
-                    outcome.upserted = Some(id);
-                }
-                Ok(outcome)
+            })?;
+            matched.sort_by(|a, b| compare(&a["_id"], &b["_id"]));
+            if !options.multi {
+                matched.truncate(1);
+            }
+            let mut outcome = UpdateOutcome {
+                matched: matched.len() as u64,
+                modified: 0,
+                upserted: None,
             };
-            decide().map_err(|e| {
-                refusal = Some(e);
-                Frame::error("ERR refused")
-            })
-        });
-        match written {
-            Ok(w) => Ok((w.reply, w.seq)),
-            Err(frame) => Err(refusal.unwrap_or_else(|| refuse(format!("{frame:?}")))),
-        }
+            for mut doc in matched {
+                if update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))? {
+                    let bytes = serde_json::to_vec(&doc).expect("JSON");
+                    if bytes.len() > DOCUMENT_BYTES_MAX {
+                        return Err(refuse("the updated document is over the 16 MiB limit"));
+                    }
+                    txn.put(NS, &document_key(coll, &doc["_id"]), &bytes, 0)?;
+                    outcome.modified += 1;
+                }
+            }
+            if outcome.matched == 0 && options.upsert {
+                // The filter's equality fields seed the new document, as MongoDB does.
+                let mut seed = Map::new();
+                if let Filter::Path { path, conditions } = filter {
+                    seed_equalities(&mut seed, path, conditions);
+                }
+                if let Filter::And(parts) = filter {
+                    for part in parts {
+                        if let Filter::Path { path, conditions } = part {
+                            seed_equalities(&mut seed, path, conditions);
+                        }
+                    }
+                }
+                let mut doc = Value::Object(seed);
+                update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))?;
+                let id = match doc.get("_id") {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = Value::String(self.ids.next(now_ms));
+                        let Value::Object(fields) = &mut doc else {
+                            unreachable!()
+                        };
+                        let mut with_id = Map::new();
+                        with_id.insert("_id".into(), id.clone());
+                        with_id.extend(std::mem::take(fields));
+                        *fields = with_id;
+                        id
+                    }
+                };
+                txn.put(
+                    NS,
+                    &document_key(coll, &id),
+                    &serde_json::to_vec(&doc).expect("JSON"),
+                    0,
+                )?;
+                outcome.upserted = Some(id);
+            }
+            Ok(outcome)
+        })
     }
 
     /// DOC.DELETE: the first match (or every one with `multi`); how many.
@@ -601,36 +579,25 @@ impl Collections {
         multi: bool,
     ) -> Result<(u64, Option<u64>)> {
         let reader = store.reader();
-        let mut refusal = None;
-        let written = store.write(|txn| {
-            let mut decide = || -> Result<u64> {
-                let Some(coll) = Self::txn_collection_id(txn, name)? else {
-                    return Ok(0);
-                };
-                let mut ids = Vec::new();
-                Self::scan(&reader, coll, |doc| {
-                    if filter.matches(&doc) {
-                        ids.push(doc["_id"].clone());
-                    }
-                })?;
-                ids.sort_by(compare);
-                if !multi {
-                    ids.truncate(1);
-                }
-                for id in &ids {
-                    txn.delete(NS, &document_key(coll, id))?;
-                }
-                Ok(ids.len() as u64)
+        write(store, |txn| {
+            let Some(coll) = Self::txn_collection_id(txn, name)? else {
+                return Ok(0);
             };
-            decide().map_err(|e| {
-                refusal = Some(e);
-                Frame::error("ERR refused")
-            })
-        });
-        match written {
-            Ok(w) => Ok((w.reply, w.seq)),
-            Err(frame) => Err(refusal.unwrap_or_else(|| refuse(format!("{frame:?}")))),
-        }
+            let mut ids = Vec::new();
+            Self::scan(&reader, coll, |doc| {
+                if filter.matches(&doc) {
+                    ids.push(doc["_id"].clone());
+                }
+            })?;
+            ids.sort_by(compare);
+            if !multi {
+                ids.truncate(1);
+            }
+            for id in &ids {
+                txn.delete(NS, &document_key(coll, id))?;
+            }
+            Ok(ids.len() as u64)
+        })
     }
 
     pub fn collections(&self, reader: &Reader<'_>) -> Result<Vec<Vec<u8>>> {
@@ -643,31 +610,20 @@ impl Collections {
     /// DOC.DROP: the collection and its documents; whether it existed.
     pub fn drop_collection(&self, store: &Store, name: &[u8]) -> Result<(bool, Option<u64>)> {
         let reader = store.reader();
-        let mut refusal = None;
-        let written = store.write(|txn| {
-            let mut decide = || -> Result<bool> {
-                let Some(coll) = Self::txn_collection_id(txn, name)? else {
-                    return Ok(false);
-                };
-                let mut keys = Vec::new();
-                reader.for_each(NS, &documents_prefix(coll), |record| {
-                    keys.push(record.key.to_vec())
-                })?;
-                for key in &keys {
-                    txn.delete(NS, key)?;
-                }
-                txn.delete(NS, &collection_key(name))?;
-                Ok(true)
+        write(store, |txn| {
+            let Some(coll) = Self::txn_collection_id(txn, name)? else {
+                return Ok(false);
             };
-            decide().map_err(|e| {
-                refusal = Some(e);
-                Frame::error("ERR refused")
-            })
-        });
-        match written {
-            Ok(w) => Ok((w.reply, w.seq)),
-            Err(frame) => Err(refusal.unwrap_or_else(|| refuse(format!("{frame:?}")))),
-        }
+            let mut keys = Vec::new();
+            reader.for_each(NS, &documents_prefix(coll), |record| {
+                keys.push(record.key.to_vec())
+            })?;
+            for key in &keys {
+                txn.delete(NS, key)?;
+            }
+            txn.delete(NS, &collection_key(name))?;
+            Ok(true)
+        })
     }
 }
 
@@ -697,4 +653,23 @@ fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
         };
     }
     Some(at)
+}
+
+/// [`Store::write`] with the model's refusals: `decide` refuses before it queues anything, so
+/// a refusal writes nothing.
+fn write<R>(
+    store: &Store,
+    decide: impl FnOnce(&mut Txn<'_>) -> Result<R>,
+) -> Result<(R, Option<u64>)> {
+    let mut refusal = None;
+    let written = store.write(|txn| {
+        decide(txn).map_err(|e| {
+            refusal = Some(e);
+            Frame::error("ERR refused")
+        })
+    });
+    match written {
+        Ok(w) => Ok((w.reply, w.seq)),
+        Err(frame) => Err(refusal.unwrap_or_else(|| refuse(format!("{frame:?}")))),
+    }
 }
