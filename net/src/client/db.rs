@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use super::error::{Error, ProtocolError, Result};
-use super::{decode, Client};
-use crate::binary::{self, commands, Value};
+use super::Client;
+use crate::binary::Value;
 
 /// DOC.FIND's shape beyond the filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,15 +91,8 @@ impl<'c> Db<'c> {
         args: &[Cow<'_, [u8]>],
         decode_value: impl FnOnce(&Value, u8) -> Result<T>,
     ) -> Result<T> {
-        let spec = commands::by_name(command.as_bytes()).expect("a row of the table");
         let mut connection = self.client.checkout()?;
-        connection.queue(|out, id| binary::encode_command(out, id, spec, args))?;
-        let response = connection.receive()?;
-        let result = decode::typed(&response).and_then(|v| decode_value(&v, spec.opcode));
-        if matches!(&result, Err(error) if error.breaks_connection()) {
-            connection.mark_broken();
-        }
-        result
+        super::table_request(&mut connection, command, args, decode_value)
     }
 
     /// DOC.INSERT: the `_id`s (JSON text), all or nothing.

@@ -326,3 +326,28 @@ impl std::fmt::Debug for Client {
             .finish()
     }
 }
+
+/// The row of `binary::commands::TABLE` a data model's command is sent as.
+pub(crate) fn table_row(name: &'static str) -> &'static binary::CommandSpec {
+    binary::commands::by_name(name.as_bytes())
+        .unwrap_or_else(|| panic!("'{name}' is a row of binary::commands::TABLE"))
+}
+
+/// One table-row request on `connection` (pooled or owned) and its typed answer, decoded by
+/// `decode` (given the value and the row's opcode). A response that makes no sense breaks the
+/// connection, as for every other call. Queues, streams and documents all send this way.
+pub(crate) fn table_request<T>(
+    connection: &mut Connection,
+    command: &'static str,
+    args: &[std::borrow::Cow<'_, [u8]>],
+    decode: impl FnOnce(&Value, u8) -> Result<T>,
+) -> Result<T> {
+    let spec = table_row(command);
+    connection.queue(|out, id| binary::encode_command(out, id, spec, args))?;
+    let response = connection.receive()?;
+    let result = decode::typed(&response).and_then(|value| decode(&value, spec.opcode));
+    if matches!(&result, Err(error) if error.breaks_connection()) {
+        connection.mark_broken();
+    }
+    result
+}

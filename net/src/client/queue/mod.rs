@@ -25,8 +25,8 @@ use self::args::Args;
 use super::connection::Connection;
 use super::error::Result;
 use super::kv::duration_ms;
-use super::{decode, Client};
-use crate::binary::{self, commands, CommandSpec, Value};
+use super::Client;
+use crate::binary::Value;
 
 pub use consumer::{Consumer, Subscription};
 pub use reply::PRIORITY_MAX;
@@ -296,29 +296,7 @@ pub struct ExchangeBinding {
     pub binding: Binding,
 }
 
-/// The row of `binary::commands::TABLE` for a queue command.
-fn row(name: &'static str) -> &'static CommandSpec {
-    commands::by_name(name.as_bytes())
-        .unwrap_or_else(|| panic!("'{name}' is a row of binary::commands::TABLE"))
-}
-
-/// One queue request on `connection` (pooled or owned) and its typed answer, decoded. A
-/// response that makes no sense breaks the connection, as for every other call.
-fn request<T>(
-    connection: &mut Connection,
-    command: &'static str,
-    args: &Args<'_>,
-    decode: impl FnOnce(&Value, u8) -> Result<T>,
-) -> Result<T> {
-    let spec = row(command);
-    connection.queue(|out, id| binary::encode_command(out, id, spec, args))?;
-    let response = connection.receive()?;
-    let result = decode::typed(&response).and_then(|value| decode(&value, spec.opcode));
-    if matches!(&result, Err(error) if error.breaks_connection()) {
-        connection.mark_broken();
-    }
-    result
-}
+pub(crate) use super::{table_request as request, table_row as row};
 
 /// QUEUE.BPOP's wait in milliseconds: zero waits forever, and a non-zero wait shorter than a
 /// millisecond is one, so it does not turn into forever.
@@ -588,6 +566,7 @@ impl<'c> Queues<'c> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binary;
 
     /// Every command the client sends is a row, and its requests fit the row's arity, so
     /// none is refused before sending for a reason the caller cannot see.

@@ -25,8 +25,8 @@ use std::time::Duration;
 use super::connection::Connection;
 use super::error::Result;
 use super::kv::duration_ms;
-use super::{decode, Client};
-use crate::binary::{self, commands, CommandSpec, Value};
+use super::Client;
+use crate::binary::Value;
 
 pub use consumer::GroupConsumer;
 pub use producer::{Producer, ProducerOptions};
@@ -156,27 +156,7 @@ fn bytes(value: &[u8]) -> Cow<'_, [u8]> {
     Cow::Borrowed(value)
 }
 
-fn row(name: &'static str) -> &'static CommandSpec {
-    commands::by_name(name.as_bytes())
-        .unwrap_or_else(|| panic!("'{name}' is a row of binary::commands::TABLE"))
-}
-
-/// One stream request on `connection` and its typed answer, decoded.
-fn request<T>(
-    connection: &mut Connection,
-    command: &'static str,
-    args: &[Cow<'_, [u8]>],
-    decode: impl FnOnce(&Value, u8) -> Result<T>,
-) -> Result<T> {
-    let spec = row(command);
-    connection.queue(|out, id| binary::encode_command(out, id, spec, args))?;
-    let response = connection.receive()?;
-    let result = decode::typed(&response).and_then(|value| decode(&value, spec.opcode));
-    if matches!(&result, Err(error) if error.breaks_connection()) {
-        connection.mark_broken();
-    }
-    result
-}
+use super::{table_request as request, table_row as row};
 
 /// A BLOCK wait in ms: zero waits forever; a non-zero wait under a millisecond is one.
 fn block_ms(block: Duration) -> u64 {
