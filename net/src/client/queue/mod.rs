@@ -17,7 +17,7 @@
 
 mod args;
 mod consumer;
-mod reply;
+pub(crate) mod reply;
 
 use std::time::Duration;
 

@@ -18,7 +18,7 @@ const MESSAGE_FIELDS: usize = 5;
 /// The word a message push starts with.
 const MESSAGE_PUSH: &[u8] = b"message";
 
-fn unexpected(opcode: u8, what: &'static str) -> Error {
+pub(crate) fn unexpected(opcode: u8, what: &'static str) -> Error {
     Error::Protocol(ProtocolError::UnexpectedValue { opcode, what })
 }
 
@@ -56,14 +56,14 @@ pub(crate) fn flag(value: &Value, opcode: u8) -> Result<bool> {
     }
 }
 
-fn items(value: &Value, opcode: u8) -> Result<&[Value]> {
+pub(crate) fn items(value: &Value, opcode: u8) -> Result<&[Value]> {
     match value {
         Value::Array(items) | Value::Set(items) => Ok(items),
         _ => Err(unexpected(opcode, "a non-array where an array was due")),
     }
 }
 
-fn byte_string(value: &Value, opcode: u8) -> Result<Vec<u8>> {
+pub(crate) fn byte_string(value: &Value, opcode: u8) -> Result<Vec<u8>> {
     value
         .as_bytes()
         .map(<[u8]>::to_vec)
@@ -89,7 +89,7 @@ pub(crate) fn ids(value: &Value, opcode: u8, expected: usize) -> Result<Vec<u64>
 
 /// Header pairs: a map (RESP3, and every binary reply) or a flat array k v k v (RESP2's
 /// shape, accepted so a proxy that flattened maps is understood).
-fn headers(value: &Value, opcode: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn headers(value: &Value, opcode: u8) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     match value {
         Value::Map(pairs) => pairs
             .iter()

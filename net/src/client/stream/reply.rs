@@ -9,18 +9,8 @@ use super::{
     Assignment, GroupInfo, Lag, PartitionInfo, Published, PublishedRange, Record, TopicInfo,
 };
 use crate::binary::Value;
-use crate::client::error::{Error, ProtocolError, Result};
-
-fn unexpected(opcode: u8, what: &'static str) -> Error {
-    Error::Protocol(ProtocolError::UnexpectedValue { opcode, what })
-}
-
-pub(crate) fn ok(value: &Value, opcode: u8) -> Result<()> {
-    match value {
-        Value::Simple(text) if text == "OK" => Ok(()),
-        _ => Err(unexpected(opcode, "a reply other than OK")),
-    }
-}
+use crate::client::error::Result;
+pub(crate) use crate::client::queue::reply::{byte_string, items, names, ok, unexpected};
 
 fn int(value: &Value, opcode: u8) -> Result<i64> {
     match value {
@@ -47,20 +37,6 @@ fn optional(value: &Value, opcode: u8) -> Result<Option<u64>> {
     }
 }
 
-fn items(value: &Value, opcode: u8) -> Result<&[Value]> {
-    match value {
-        Value::Array(items) | Value::Set(items) => Ok(items),
-        _ => Err(unexpected(opcode, "a non-array where an array was due")),
-    }
-}
-
-fn byte_string(value: &Value, opcode: u8) -> Result<Vec<u8>> {
-    value
-        .as_bytes()
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| unexpected(opcode, "a non-string where a string was due"))
-}
-
 /// A map's fields in order, or a flat array k v k v (RESP2's shape).
 fn fields(value: &Value, opcode: u8) -> Result<Vec<(Vec<u8>, &Value)>> {
     match value {
@@ -82,13 +58,6 @@ fn field<'v>(fields: &[(Vec<u8>, &'v Value)], name: &str, opcode: u8) -> Result<
         .find(|(k, _)| k == name.as_bytes())
         .map(|(_, v)| *v)
         .ok_or_else(|| unexpected(opcode, "a map without a field it must have"))
-}
-
-pub(crate) fn names(value: &Value, opcode: u8) -> Result<Vec<Vec<u8>>> {
-    items(value, opcode)?
-        .iter()
-        .map(|name| byte_string(name, opcode))
-        .collect()
 }
 
 /// STREAM.PUBLISH: `[partition, offset]`.
