@@ -229,6 +229,36 @@ pub fn lookup(name: &[u8]) -> Option<&'static Command> {
 
 // ---- argument helpers shared by the families ----
 
+// The data models' command shells (queues, streams, documents) refuse with these.
+
+/// `ERR QUEUE.PUSH: <why>`: the command's name, then why.
+pub fn refusal(args: &[&[u8]], why: impl std::fmt::Display) -> Frame {
+    let name = String::from_utf8_lossy(args[0]).to_ascii_uppercase();
+    Frame::error(format!("ERR {name}: {why}"))
+}
+
+/// Whether an argument is the option `word` (ASCII case-insensitive).
+pub fn option_is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// A non-negative integer argument named `what`, at most `max`.
+pub fn number(args: &[&[u8]], at: usize, what: &str, max: u64) -> Result<u64, Frame> {
+    let Some(arg) = args.get(at) else {
+        return Err(refusal(args, format!("{what} needs a value")));
+    };
+    match crate::number::parse_i64(arg) {
+        Some(n) if n >= 0 && n as u64 <= max => Ok(n as u64),
+        _ => Err(refusal(
+            args,
+            format!(
+                "{what} must be an integer from 0 to {max}, got '{}'",
+                String::from_utf8_lossy(arg)
+            ),
+        )),
+    }
+}
+
 pub fn syntax_error() -> Frame {
     Frame::error("ERR syntax error")
 }

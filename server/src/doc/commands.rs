@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::collection::{parse_json, FindOptions, Projection, UpdateOptions};
 use super::filter::Filter;
 use super::update::Update;
-use crate::cmd::{command, Command, NO_KEYS, R, W, WF};
+use crate::cmd::{command, refusal, Command, NO_KEYS, R, W, WF};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
 use crate::number::parse_i64;
@@ -28,11 +28,6 @@ pub static TABLE: &[Command] = &[
 ];
 
 const NAME_BYTES_MAX: usize = 120;
-
-fn refusal(args: &[&[u8]], why: impl std::fmt::Display) -> Frame {
-    let name = String::from_utf8_lossy(args[0]).to_ascii_uppercase();
-    Frame::error(format!("ERR {name}: {why}"))
-}
 
 fn collection<'a>(args: &[&'a [u8]]) -> Result<&'a [u8], Frame> {
     let name = args[1];

@@ -8,7 +8,7 @@
 use super::codec::{BindingRule, ExchangeKind, Overflow, QueueOptions};
 use super::core::{NewMessage, QueueError, PAYLOAD_BYTES_MAX, PRIORITIES};
 use super::session::{headers_frame, messages_frame};
-use crate::cmd::{command, Command, NO_KEYS, R, RF, W, WF};
+use crate::cmd::{command, number, option_is, refusal, Command, NO_KEYS, R, RF, W, WF};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
 use crate::number::parse_i64;
@@ -43,12 +43,6 @@ pub static TABLE: &[Command] = &[
 /// Names are 1 to 255 bytes (an AMQP short string).
 const NAME_BYTES_MAX: usize = 255;
 
-/// `ERR QUEUE.PUSH: <why>`.
-fn refusal(args: &[&[u8]], why: impl std::fmt::Display) -> Frame {
-    let name = String::from_utf8_lossy(args[0]).to_ascii_uppercase();
-    Frame::error(format!("ERR {name}: {why}"))
-}
-
 fn refused<'a>(args: &'a [&'a [u8]]) -> impl Fn(QueueError) -> Frame + 'a {
     move |error| refusal(args, error)
 }
@@ -62,27 +56,6 @@ fn name<'a>(args: &[&'a [u8]], at: usize, what: &str) -> Result<&'a [u8], Frame>
         ));
     }
     Ok(name)
-}
-
-fn option_is(arg: &[u8], word: &str) -> bool {
-    arg.eq_ignore_ascii_case(word.as_bytes())
-}
-
-/// A non-negative integer argument named `what`, at most `max`.
-fn number(args: &[&[u8]], at: usize, what: &str, max: u64) -> Result<u64, Frame> {
-    let Some(arg) = args.get(at) else {
-        return Err(refusal(args, format!("{what} needs a value")));
-    };
-    match parse_i64(arg) {
-        Some(n) if n >= 0 && n as u64 <= max => Ok(n as u64),
-        _ => Err(refusal(
-            args,
-            format!(
-                "{what} must be an integer from 0 to {max}, got '{}'",
-                String::from_utf8_lossy(arg)
-            ),
-        )),
-    }
 }
 
 fn id_list(args: &[&[u8]], ids: &[&[u8]]) -> Result<Vec<u64>, Frame> {

@@ -14,10 +14,9 @@ use flin_engine::WaitHandle;
 use super::codec::{NewRecord, Record, Reset};
 use super::core::{FetchLimits, SeekTo, StreamError, Target, NS, SESSION_MS_DEFAULT};
 use super::Streams;
-use crate::cmd::{command, Command, NO_KEYS, R, W, WF};
+use crate::cmd::{command, number, option_is, refusal, Command, NO_KEYS, R, W, WF};
 use crate::context::{Call, Outcome, Session, Shared};
 use crate::frame::Frame;
-use crate::number::parse_i64;
 use crate::queue::session::ReplyTarget;
 
 /// The stream commands (joined with the other models' rows in `cmd::commands`).
@@ -91,11 +90,6 @@ impl Drop for WaitingMember {
     }
 }
 
-fn refusal(args: &[&[u8]], why: impl std::fmt::Display) -> Frame {
-    let name = String::from_utf8_lossy(args[0]).to_ascii_uppercase();
-    Frame::error(format!("ERR {name}: {why}"))
-}
-
 fn refused<'a>(args: &'a [&'a [u8]]) -> impl Fn(StreamError) -> Frame + 'a {
     move |error| match error {
         StreamError::Rebalance(why) => Frame::error(format!("REBALANCE {why}")),
@@ -112,27 +106,6 @@ fn name<'a>(args: &[&'a [u8]], at: usize, what: &str) -> Result<&'a [u8], Frame>
         ));
     }
     Ok(name)
-}
-
-fn option_is(arg: &[u8], word: &str) -> bool {
-    arg.eq_ignore_ascii_case(word.as_bytes())
-}
-
-/// A non-negative integer argument named `what`, at most `max`.
-fn number(args: &[&[u8]], at: usize, what: &str, max: u64) -> Result<u64, Frame> {
-    let Some(arg) = args.get(at) else {
-        return Err(refusal(args, format!("{what} needs a value")));
-    };
-    match parse_i64(arg) {
-        Some(n) if n >= 0 && n as u64 <= max => Ok(n as u64),
-        _ => Err(refusal(
-            args,
-            format!(
-                "{what} must be an integer from 0 to {max}, got '{}'",
-                String::from_utf8_lossy(arg)
-            ),
-        )),
-    }
 }
 
 fn unknown_option(args: &[&[u8]], at: usize) -> Frame {
