@@ -48,7 +48,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = || Config::directory(dir.path()).durability(Durability::EverySec);
     let rss_start = rss_anon_bytes();
-    let (engine, streams) = open_engine(config()).expect("open");
+    let (engine, observers) = open_engine(config()).expect("open");
+    let streams = observers.streams;
     let store = Store::new(engine.clone());
     streams
         .create(&store, b"t", partitions, 0, 0)
@@ -103,7 +104,8 @@ fn main() {
     drop(streams);
     drop(engine);
     let started = Instant::now();
-    let (engine, streams) = open_engine(config()).expect("reopen");
+    let (engine, observers) = open_engine(config()).expect("reopen");
+    let streams = observers.streams;
     let reopened = started.elapsed();
     let info = streams.describe(b"t").expect("describe");
     let next: u64 = info.partitions.iter().map(|p| p.next).sum();

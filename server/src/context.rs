@@ -108,29 +108,35 @@ pub struct Shared {
     pub queues: crate::queue::Queues,
     /// The stream model: the engine's observer of the Stream namespace ([`open_engine`]).
     pub streams: Arc<crate::stream::Streams>,
-    /// The document model (first cut of issue 13).
+    /// The document model: its catalog is the engine's observer of the Document namespace.
     pub docs: crate::doc::collection::Collections,
 }
 
-/// Opens the engine with the models' observers registered (the stream model), as every
-/// engine a server runs on must be.
-pub fn open_engine(
-    config: flin_engine::Config,
-) -> Result<(Engine, Arc<crate::stream::Streams>), String> {
-    let streams = Arc::new(crate::stream::Streams::new());
-    let engine = Engine::open(config.observe(crate::stream::NS, streams.clone()))
-        .map_err(|e| format!("cannot open the engine: {e}"))?;
-    Ok((engine, streams))
+/// The models that are the engine's observers of their namespaces ([`open_engine`]).
+pub struct Observers {
+    pub streams: Arc<crate::stream::Streams>,
+    pub documents: Arc<crate::doc::index::Indexes>,
+}
+
+/// Opens the engine with the models' observers registered (streams, the documents'
+/// catalog), as every engine a server runs on must be.
+pub fn open_engine(config: flin_engine::Config) -> Result<(Engine, Observers), String> {
+    let observers = Observers {
+        streams: Arc::new(crate::stream::Streams::new()),
+        documents: Arc::new(crate::doc::index::Indexes::default()),
+    };
+    let config = config
+        .observe(crate::stream::NS, observers.streams.clone())
+        .observe(crate::doc::collection::NS, observers.documents.clone());
+    let engine = Engine::open(config).map_err(|e| format!("cannot open the engine: {e}"))?;
+    Ok((engine, observers))
 }
 
 impl Shared {
-    /// The shared state over `engine` (opened by [`open_engine`], which gives `streams`), with
-    /// the queue model loaded from it.
-    pub fn open(
-        engine: Engine,
-        streams: Arc<crate::stream::Streams>,
-        options: Options,
-    ) -> Result<Shared, String> {
+    /// The shared state over `engine` (opened by [`open_engine`], which gives the
+    /// observers), with the queue model loaded from it and the document model's interrupted
+    /// work (index builds, drops) finished.
+    pub fn open(engine: Engine, observers: Observers, options: Options) -> Result<Shared, String> {
         let store = Store::new(engine);
         let queues = crate::queue::Queues::load(&store)
             .map_err(|e| format!("cannot load the queues: {e}"))?;
@@ -138,11 +144,14 @@ impl Shared {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(40);
+        let docs = crate::doc::collection::Collections::new(seed, observers.documents);
+        docs.finish_pending(&store)
+            .map_err(|e| format!("cannot finish the documents' index builds and drops: {e}"))?;
         Ok(Shared {
             store,
             queues,
-            streams,
-            docs: crate::doc::collection::Collections::new(seed),
+            streams: observers.streams,
+            docs,
             gates: None,
             options,
             counters: Counters::default(),
@@ -155,8 +164,8 @@ impl Shared {
 
     /// [`Shared::open`] on a fresh engine of `config` (tests).
     pub fn new(config: flin_engine::Config, options: Options) -> Shared {
-        let (engine, streams) = open_engine(config).expect("engine opens");
-        Shared::open(engine, streams, options).expect("queues load")
+        let (engine, observers) = open_engine(config).expect("engine opens");
+        Shared::open(engine, observers, options).expect("queues load")
     }
 
     /// The engine's clock (tests inject a manual one).
@@ -217,6 +226,8 @@ pub struct Watched {
     pub key: Vec<u8>,
     pub version: Option<u64>,
     pub touches: u64,
+    /// A document (DOC.WATCH): `key` is the `_id`'s key in this collection.
+    pub document: Option<Vec<u8>>,
 }
 
 /// One connection's state.
@@ -412,6 +423,27 @@ impl<'a, 't> Call<'a, 't> {
 
     pub fn is_in_transaction(&self) -> bool {
         self.txn.is_some()
+    }
+
+    /// Inside EXEC, the transaction (its reads see the writes queued before).
+    pub fn transaction(&self) -> Option<&Txn<'t>> {
+        self.txn.as_deref()
+    }
+
+    /// How a document command writes: `decide` queues its writes in a transaction, EXEC's
+    /// (joining every other queued command's writes in one entry) or its own, committed
+    /// through the one write path; the reply waits for that entry. A refusal writes nothing
+    /// (`decide` must not queue anything before it refuses).
+    pub fn model_write<R>(
+        &mut self,
+        decide: impl FnOnce(&mut Txn<'_>) -> Result<R, Frame>,
+    ) -> Result<R, Frame> {
+        if let Some(txn) = self.txn.as_deref_mut() {
+            return decide(txn);
+        }
+        let written = self.shared.store.write(decide)?;
+        self.session.note_write(written.seq);
+        Ok(written.reply)
     }
 
     /// The engine's reads (commands write only through `write`).

@@ -50,7 +50,7 @@ impl Daemon {
     pub fn start(options: &Options, engine_config: Config) -> Result<Daemon, String> {
         let on_disk = !matches!(engine_config.storage, Storage::Memory);
         let always = engine_config.durability == Durability::Always;
-        let (engine, streams) = crate::context::open_engine(engine_config)?;
+        let (engine, observers) = crate::context::open_engine(engine_config)?;
         let gates = match on_disk && always {
             true => Some(
                 DurableGates::start(engine.clone())
@@ -58,7 +58,7 @@ impl Daemon {
             ),
             false => None,
         };
-        let mut shared = Shared::open(engine.clone(), streams, options.clone())?;
+        let mut shared = Shared::open(engine.clone(), observers, options.clone())?;
         shared.gates = gates.clone();
         let shared = Arc::new(shared);
         let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));

@@ -35,10 +35,14 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         }
     };
     if let Some(multi) = session.multi.as_mut() {
-        if matches!(command.group, "queue" | "stream" | "document") {
+        if matches!(command.group, "queue" | "stream")
+            || crate::doc::commands::NOT_IN_MULTI.contains(&command.name)
+        {
             // A queue command's effects (deliveries, waits, pushes) do not fit inside one
             // engine transaction with key-value writes, nor does a stream command's (offsets
-            // are assigned when a chunk is applied): refused, and the EXEC is doomed.
+            // are assigned when a chunk is applied), nor an index build or a collection drop
+            // (done in many writes): refused, and the EXEC is doomed. Document reads and
+            // writes join EXEC's transaction.
             multi.aborted = true;
             return (
                 Frame::error(format!(

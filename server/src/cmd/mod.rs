@@ -375,10 +375,13 @@ pub mod test_support {
         }
 
         pub fn with_options(options: Options) -> Harness {
+            Harness::with_config(Config::memory(), options)
+        }
+
+        /// A harness over an engine of `config` (a directory, to reopen), clock injected.
+        pub fn with_config(config: Config, options: Options) -> Harness {
             let clock = Arc::new(ManualClock::new(START_MS));
-            let config = Config::memory()
-                .background_compaction(false)
-                .clock(clock.clone());
+            let config = config.background_compaction(false).clock(clock.clone());
             let authenticated = options.requirepass.is_none();
             let shared = Shared::new(config, options);
             let session = Session::new(1, "127.0.0.1:1".parse().unwrap(), authenticated);

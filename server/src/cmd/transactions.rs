@@ -31,7 +31,7 @@ pub fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             .session
             .watched
             .iter()
-            .any(|watched| watched.key == *key)
+            .any(|watched| watched.key == *key && watched.document.is_none())
         {
             continue;
         }
@@ -41,6 +41,7 @@ pub fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             key: key.to_vec(),
             version,
             touches,
+            document: None,
         });
     }
     Ok(Frame::ok())
@@ -66,9 +67,15 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     // Every queued command, of whatever data model, decides in one transaction: its writes
     // commit as one log entry, all or nothing, through the one write path.
     let written = shared.store.write(|txn| {
-        if watched.iter().any(|watched| {
-            txn.version(KV, &watched.key) != watched.version
-                || shared.touches.get(&watched.key) != watched.touches
+        let view = crate::doc::collection::View::in_transaction(shared.store.reader(), Some(&*txn));
+        if watched.iter().any(|watched| match &watched.document {
+            Some(collection) => {
+                shared.docs.version(&view, collection, &watched.key).ok() != Some(watched.version)
+            }
+            None => {
+                txn.version(KV, &watched.key) != watched.version
+                    || shared.touches.get(&watched.key) != watched.touches
+            }
         }) {
             return Ok(None);
         }

@@ -1,25 +1,32 @@
-//! [`Collections`]: the document model's core over the engine's Document namespace, first
-//! cut: collections of JSON objects with a unique `_id`, insert, get, find (filter, sort,
-//! skip, limit, projection), count, update, replace, delete, drop. No indexes yet: a find
-//! walks the collection's records (`Reader::for_each` on its prefix).
+//! [`Collections`]: the document model's core over the engine's Document namespace:
+//! collections of JSON objects with a unique `_id`, insert, get, find (filter, sort, skip,
+//! limit, projection) through the planner (`super::planner`) over secondary indexes
+//! (`super::index`), count, update, replace, delete, find-and-modify, drop, index builds.
 //!
-//! Records (storage-format 2.7, "Document namespace"): `c` + name -> the collection's id
-//! (u32 LE); `n` -> the next collection id; `d` + id (u32 BE) + the `_id`'s key -> the
-//! document as JSON text. An `_id`'s key is its canonical JSON text (an integral float
-//! written as an integer, so `1` and `1.0` are one `_id`, as MongoDB compares them).
+//! Records: `super::keys` (storage-format 2.7, "Document namespace"). An `_id`'s key is its
+//! canonical JSON text (an integral float written as an integer, so `1` and `1.0` are one
+//! `_id`, as MongoDB compares them).
 //!
-//! Every write decides under the engine's writer lock (`Store::write`): the reads a write
-//! depends on (does the `_id` exist, which documents match) happen in the same hold, so two
-//! writers never both insert one `_id` or both update a document from the same old state.
+//! Every write decides under the engine's writer lock, in a transaction (its own, or EXEC's
+//! shared with other commands of any model): the reads a write depends on (does the `_id`
+//! exist, which documents match, does a unique index hold the key) see the transaction's
+//! queued writes and happen in the same hold, so two writers never both insert one `_id` or
+//! both update a document from the same old state. A command's writes are kept aside until it
+//! has decided (`Writes`): a refusal queues nothing, inside EXEC too.
 
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use flin_engine::{Namespace, Txn};
-use serde_json::{Map, Number, Value};
+use serde_json::{json, Map, Number, Value};
 
-use super::filter::Filter;
+use super::filter::{Condition, Filter};
+use super::index::{CollectionState, IndexSpec, IndexState, Indexes};
+use super::keys;
 use super::order::{compare, sort_key};
+use super::planner::{self, Access, IndexPlan};
 use super::update::Update;
 use crate::frame::Frame;
 use crate::store::{Reader, Store};
@@ -262,27 +269,14 @@ impl IdGenerator {
     }
 }
 
-fn collection_key(name: &[u8]) -> Vec<u8> {
-    let mut key = vec![b'c'];
-    key.extend_from_slice(name);
-    key
-}
+/// Documents changed per engine write while an index is built or dropped.
+const CHUNK: usize = 1_000;
 
-fn documents_prefix(id: u32) -> [u8; 5] {
-    let mut key = [b'd', 0, 0, 0, 0];
-    key[1..].copy_from_slice(&id.to_be_bytes());
-    key
-}
-
-fn document_key(id: u32, doc_id: &Value) -> Vec<u8> {
-    let mut key = documents_prefix(id).to_vec();
-    key.extend_from_slice(&id_key(doc_id));
-    key
-}
-
-/// The document model.
+/// The document model: the catalog (the engine's observer of the Document namespace) and the
+/// `_id` generator.
 pub struct Collections {
     ids: IdGenerator,
+    indexes: Arc<Indexes>,
 }
 
 /// How `update` treats the documents it matches.
@@ -301,161 +295,1113 @@ pub struct UpdateOutcome {
     pub upserted: Option<Value>,
 }
 
+/// What a query examined, and how (DOC.EXPLAIN).
+#[derive(Debug, Clone, Default)]
+pub struct Examined {
+    pub keys: u64,
+    pub documents: u64,
+    pub plans: Vec<Value>,
+}
+
+/// DOC.FINDANDMODIFY's change.
+#[derive(Debug, Clone)]
+pub enum Modify {
+    Update { update: Update, upsert: bool },
+    Remove,
+}
+
+/// A command's own writes, kept aside until it has decided: a refusal leaves the transaction
+/// (EXEC's, shared with other commands) untouched. Reads see them (`View`).
+#[derive(Default)]
+struct Writes {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    latest: HashMap<Vec<u8>, usize>,
+}
+
+impl Writes {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.latest.insert(key.clone(), self.ops.len());
+        self.ops.push((key, Some(value)));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.latest.insert(key.clone(), self.ops.len());
+        self.ops.push((key, None));
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.latest.get(key).map(|&at| self.ops[at].1.as_deref())
+    }
+
+    fn apply(self, txn: &mut Txn<'_>) -> Result<()> {
+        for (key, value) in &self.ops {
+            match value {
+                Some(value) => txn.put(NS, key, value, 0)?,
+                None => {
+                    txn.delete(NS, key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A document command's reads: the committed state, or, deciding a write, the transaction's
+/// (which sees its queued writes, EXEC's earlier commands included) and the command's own.
+#[derive(Clone, Copy)]
+pub struct View<'a, 't> {
+    reader: Reader<'a>,
+    txn: Option<&'a Txn<'t>>,
+    local: Option<&'a Writes>,
+}
+
+impl<'a, 't> View<'a, 't> {
+    pub fn committed(reader: Reader<'a>) -> View<'a, 't> {
+        View {
+            reader,
+            txn: None,
+            local: None,
+        }
+    }
+
+    /// Inside EXEC: reads see the transaction's queued writes.
+    pub fn in_transaction(reader: Reader<'a>, txn: Option<&'a Txn<'t>>) -> View<'a, 't> {
+        View {
+            reader,
+            txn,
+            local: None,
+        }
+    }
+
+    /// This view, seeing a command's own writes too.
+    fn with<'w>(&self, writes: &'w Writes) -> View<'w, 't>
+    where
+        'a: 'w,
+    {
+        View {
+            reader: self.reader,
+            txn: self.txn,
+            local: Some(writes),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(found) = self.local.and_then(|local| local.get(key)) {
+            return Ok(found.map(<[u8]>::to_vec));
+        }
+        Ok(match self.txn {
+            Some(txn) => txn.get(NS, key)?.map(|v| v.value),
+            None => self.reader.get(NS, key)?.map(|v| v.value),
+        })
+    }
+
+    fn version(&self, key: &[u8]) -> Result<Option<u64>> {
+        Ok(match self.txn {
+            Some(txn) => txn.version(NS, key),
+            None => self.reader.version(NS, key)?,
+        })
+    }
+
+    fn u32_at(&self, key: &[u8]) -> Result<Option<u32>> {
+        Ok(self.get(key)?.and_then(|v| {
+            v.get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
+        }))
+    }
+
+    fn collection_id(&self, name: &[u8]) -> Result<Option<u32>> {
+        self.u32_at(&keys::collection_key(name))
+    }
+
+    fn count(&self, coll: u32) -> Result<u64> {
+        Ok(self
+            .get(&keys::count_key(coll))?
+            .and_then(|v| {
+                v.get(..8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+            })
+            .unwrap_or(0))
+    }
+
+    /// Whether writes not yet committed (the transaction's, the command's) may touch the
+    /// collection's documents: then the `_id`s they write are candidates of every query.
+    fn pending_ids(&self, coll: u32) -> Option<Vec<Vec<u8>>> {
+        let prefix = keys::prefix(keys::DOCUMENT, coll);
+        let mut ids = Vec::new();
+        if let Some(txn) = self.txn {
+            for op in txn.batch().iter() {
+                if op.namespace == NS && op.kind.is_indexed() && op.key.starts_with(&prefix) {
+                    ids.push(op.key[5..].to_vec());
+                }
+            }
+        }
+        if let Some(local) = self.local {
+            for (key, _) in &local.ops {
+                if key.starts_with(&prefix) {
+                    ids.push(key[5..].to_vec());
+                }
+            }
+        }
+        (self.txn.is_some() || self.local.is_some_and(|l| !l.ops.is_empty())).then_some(ids)
+    }
+
+    fn document(&self, coll: u32, id_key: &[u8]) -> Result<Option<Value>> {
+        match self.get(&keys::document_key(coll, id_key))? {
+            Some(bytes) => Ok(Some(parse_stored(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn parse_stored(bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| refuse(format!("a stored document does not parse: {e}")))
+}
+
+/// A document found, with its `_id` key.
+type Found = (Vec<u8>, Value);
+
+/// The documents a query selects, in order, with their `_id` keys.
+struct Selected {
+    documents: Vec<(Vec<u8>, Value)>,
+    examined: Examined,
+}
+
 impl Collections {
-    pub fn new(seed: u64) -> Collections {
+    /// The model, with its catalog: register `indexes()` as the engine's observer of the
+    /// Document namespace before the engine opens (`context::open_engine`).
+    pub fn new(seed: u64, indexes: Arc<Indexes>) -> Collections {
         Collections {
             ids: IdGenerator::new(seed),
+            indexes,
         }
     }
 
-    fn collection_id(reader: &Reader<'_>, name: &[u8]) -> Result<Option<u32>> {
-        Ok(reader.get(NS, &collection_key(name))?.and_then(|v| {
-            v.value
-                .get(..4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
-        }))
+    pub fn indexes(&self) -> &Arc<Indexes> {
+        &self.indexes
     }
 
-    fn txn_collection_id(txn: &Txn<'_>, name: &[u8]) -> Result<Option<u32>> {
-        Ok(txn.get(NS, &collection_key(name))?.and_then(|v| {
-            v.value
-                .get(..4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
-        }))
-    }
-
-    /// The collection's id, creating the collection (MongoDB creates on first insert).
-    fn ensure_collection(txn: &mut Txn<'_>, name: &[u8]) -> Result<u32> {
-        if let Some(id) = Self::txn_collection_id(txn, name)? {
+    /// The collection's id, creating the collection (MongoDB creates on first write).
+    fn ensure_collection(view: &View<'_, '_>, writes: &mut Writes, name: &[u8]) -> Result<u32> {
+        if let Some(id) = view.with(writes).collection_id(name)? {
             return Ok(id);
         }
-        let next = txn
-            .get(NS, b"n")?
-            .and_then(|v| {
-                v.value
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
-            })
-            .unwrap_or(0);
-        txn.put(NS, b"n", &(next + 1).to_le_bytes(), 0)?;
-        txn.put(NS, &collection_key(name), &next.to_le_bytes(), 0)?;
+        let next = view.u32_at(keys::NEXT_COLLECTION)?.unwrap_or(0);
+        writes.put(
+            keys::NEXT_COLLECTION.to_vec(),
+            (next + 1).to_le_bytes().to_vec(),
+        );
+        writes.put(keys::collection_key(name), next.to_le_bytes().to_vec());
         Ok(next)
     }
 
-    /// Every document of a collection (walks its records).
-    fn scan(reader: &Reader<'_>, id: u32, mut visit: impl FnMut(Value)) -> Result<()> {
-        let mut bad = None;
-        reader.for_each(
-            NS,
-            &documents_prefix(id),
-            |record| match serde_json::from_slice(record.value) {
-                Ok(doc) => visit(doc),
-                Err(e) => bad = Some(e.to_string()),
-            },
-        )?;
-        match bad {
-            Some(e) => Err(refuse(format!("a stored document does not parse: {e}"))),
-            None => Ok(()),
+    /// Runs `decide` with a view that sees its own writes, then queues those writes in `txn`
+    /// if it succeeded (a refusal queues nothing).
+    fn decide<R>(
+        reader: Reader<'_>,
+        txn: &mut Txn<'_>,
+        decide: impl FnOnce(&View<'_, '_>, &mut Writes) -> Result<R>,
+    ) -> Result<R> {
+        let mut writes = Writes::default();
+        let reply = {
+            let view = View {
+                reader,
+                txn: Some(&*txn),
+                local: None,
+            };
+            decide(&view, &mut writes)?
+        };
+        writes.apply(txn)?;
+        Ok(reply)
+    }
+
+    /// Writes one document change (`old` to `new`, either absent) with its index entries and
+    /// the count; refuses a unique-index violation or parallel arrays, naming the index.
+    fn change(
+        &self,
+        view: &View<'_, '_>,
+        writes: &mut Writes,
+        coll: u32,
+        id_key: &[u8],
+        old: Option<&Value>,
+        new: Option<(&Value, Vec<u8>)>,
+    ) -> Result<()> {
+        let specs = match self.indexes.read().collections.get(&coll) {
+            Some(state) => state.specs(),
+            None => Vec::new(),
+        };
+        for (no, spec) in specs.iter().filter(|(_, s)| !s.dropping) {
+            let before = match old {
+                Some(doc) => spec.entries(doc, id_key).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let after = match &new {
+                Some((doc, _)) => spec.entries(doc, id_key).map_err(refuse)?,
+                None => Vec::new(),
+            };
+            for (entry, _) in &before {
+                if !after.iter().any(|(e, _)| e == entry) {
+                    writes.delete(keys::entry_key(coll, *no, entry));
+                }
+            }
+            for (entry, from_array) in &after {
+                if before.iter().any(|(e, _)| e == entry) {
+                    continue;
+                }
+                let key = keys::entry_key(coll, *no, entry);
+                if spec.unique {
+                    let seen = view.with(writes).get(&key)?;
+                    if let Some(holder) = seen.filter(|h| h.get(1..) != Some(id_key)) {
+                        let doc = new.as_ref().map(|(d, _)| *d).unwrap_or(&Value::Null);
+                        return Err(refuse(format!(
+                            "duplicate key: index '{}' already holds {} (document _id {})",
+                            spec.name,
+                            key_values(spec, doc),
+                            String::from_utf8_lossy(holder.get(1..).unwrap_or_default()),
+                        )));
+                    }
+                }
+                let mut value = Vec::with_capacity(1 + id_key.len());
+                value.push(*from_array as u8);
+                value.extend_from_slice(id_key);
+                writes.put(key, value);
+            }
         }
+        let key = keys::document_key(coll, id_key);
+        match new {
+            Some((_, bytes)) => writes.put(key, bytes),
+            None => writes.delete(key),
+        }
+        Ok(())
+    }
+
+    /// Moves the collection's count by `delta`.
+    fn recount(view: &View<'_, '_>, writes: &mut Writes, coll: u32, delta: i64) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let now = view.with(writes).count(coll)?;
+        let count = (now as i64 + delta).max(0) as u64;
+        writes.put(keys::count_key(coll).to_vec(), count.to_le_bytes().to_vec());
+        Ok(())
+    }
+
+    fn with_id(&self, document: Value, now_ms: u64, what: &str) -> Result<(Value, Vec<u8>)> {
+        let Value::Object(mut fields) = document else {
+            return Err(refuse(format!("{what} is not a JSON object")));
+        };
+        match fields.get("_id") {
+            Some(Value::Array(_)) => return Err(refuse(format!("{what}: _id cannot be an array"))),
+            Some(_) => {}
+            None => {
+                let mut with_id = Map::new();
+                with_id.insert("_id".into(), Value::String(self.ids.next(now_ms)));
+                with_id.extend(fields);
+                fields = with_id;
+            }
+        }
+        let document = Value::Object(fields);
+        let bytes = serde_json::to_vec(&document).expect("JSON");
+        if bytes.len() > DOCUMENT_BYTES_MAX {
+            return Err(refuse(format!(
+                "{what} is over the limit of {DOCUMENT_BYTES_MAX} bytes"
+            )));
+        }
+        Ok((document, bytes))
     }
 
     /// DOC.INSERT: the `_id`s (given or generated), all or nothing.
     pub fn insert(
         &self,
-        store: &Store,
+        reader: Reader<'_>,
+        txn: &mut Txn<'_>,
         name: &[u8],
         documents: Vec<Value>,
         now_ms: u64,
-    ) -> Result<(Vec<Value>, Option<u64>)> {
+    ) -> Result<Vec<Value>> {
         let mut prepared = Vec::with_capacity(documents.len());
         for (i, document) in documents.into_iter().enumerate() {
-            let Value::Object(mut fields) = document else {
-                return Err(refuse(format!("document {} is not a JSON object", i + 1)));
-            };
-            let id = match fields.get("_id") {
-                Some(Value::Array(_)) => {
-                    return Err(refuse(format!(
-                        "document {}: _id cannot be an array",
-                        i + 1
-                    )))
-                }
-                Some(id) => id.clone(),
-                None => {
-                    let id = Value::String(self.ids.next(now_ms));
-                    let mut with_id = Map::new();
-                    with_id.insert("_id".into(), id.clone());
-                    with_id.extend(fields);
-                    fields = with_id;
-                    id
-                }
-            };
-            let bytes = serde_json::to_vec(&Value::Object(fields)).expect("JSON");
-            if bytes.len() > DOCUMENT_BYTES_MAX {
-                return Err(refuse(format!(
-                    "document {} is over the limit of {DOCUMENT_BYTES_MAX} bytes",
-                    i + 1
-                )));
-            }
-            prepared.push((id, bytes));
+            prepared.push(self.with_id(document, now_ms, &format!("document {}", i + 1))?);
         }
-        write(store, |txn| {
-            let coll = Self::ensure_collection(txn, name)?;
-            let mut keys = std::collections::HashSet::new();
-            for (id, bytes) in &prepared {
-                let key = document_key(coll, id);
-                if !keys.insert(key.clone()) || txn.contains(NS, &key)? {
+        Self::decide(reader, txn, |view, writes| {
+            let coll = Self::ensure_collection(view, writes, name)?;
+            let mut ids = Vec::with_capacity(prepared.len());
+            for (document, bytes) in prepared {
+                let id = document["_id"].clone();
+                let id_key = id_key(&id);
+                let key = keys::document_key(coll, &id_key);
+                if view.with(writes).get(&key)?.is_some() {
                     return Err(refuse(format!(
                         "duplicate key: _id {id} is already in the collection"
                     )));
                 }
-                txn.put(NS, &key, bytes, 0)?;
+                self.change(view, writes, coll, &id_key, None, Some((&document, bytes)))?;
+                ids.push(id);
             }
-            Ok(prepared.iter().map(|(id, _)| id.clone()).collect())
+            Self::recount(view, writes, coll, ids.len() as i64)?;
+            Ok(ids)
         })
     }
 
-    pub fn get(&self, reader: &Reader<'_>, name: &[u8], id: &Value) -> Result<Option<Value>> {
-        let Some(coll) = Self::collection_id(reader, name)? else {
-            return Ok(None);
+    /// DOC.GET: the stored JSON text.
+    pub fn get(&self, view: &View<'_, '_>, name: &[u8], id: &Value) -> Result<Option<Vec<u8>>> {
+        let coll = match view.txn {
+            None => self.indexes.read().by_name.get(name).copied(),
+            Some(_) => view.collection_id(name)?,
         };
-        match reader.get(NS, &document_key(coll, id))? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v.value).map_err(|e| refuse(e.to_string()))?,
-            )),
+        match coll {
+            Some(coll) => view.get(&keys::document_key(coll, &id_key(id))),
             None => Ok(None),
+        }
+    }
+
+    /// The documents `filter` selects, sorted, skipped and limited, through the cheapest plan.
+    fn select(
+        &self,
+        view: &View<'_, '_>,
+        coll: u32,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Selected> {
+        let wanted = options.limit.filter(|l| *l > 0).map(|l| l + options.skip);
+        let mut examined = Examined::default();
+        let pending = view.pending_ids(coll);
+        // `_id` equality or `$in`: the documents themselves, by key.
+        if let Some(ids) = id_lookup(filter) {
+            examined
+                .plans
+                .push(json!({"stage": "IDHACK", "keys": ids.len()}));
+            let mut documents = Vec::new();
+            let mut keys_seen = HashSet::new();
+            for id in ids {
+                let id_key = id_key(&id);
+                if !keys_seen.insert(id_key.clone()) {
+                    continue;
+                }
+                examined.keys += 1;
+                if let Some(doc) = view.document(coll, &id_key)? {
+                    examined.documents += 1;
+                    if filter.matches(&doc) {
+                        documents.push((id_key, doc));
+                    }
+                }
+            }
+            let documents = finish(documents, options, false);
+            return Ok(Selected {
+                documents,
+                examined,
+            });
+        }
+        let (chosen, rejected) = {
+            let catalog = self.indexes.read();
+            let empty = CollectionState {
+                count: view.count(coll)?,
+                ..CollectionState::default()
+            };
+            let state = catalog.collections.get(&coll).unwrap_or(&empty);
+            let mut plans = planner::plan(state, filter, &options.sort, wanted);
+            let chosen = plans.remove(0);
+            (chosen, plans)
+        };
+        examined.plans.push(chosen.describe());
+        examined.plans.extend(rejected.iter().map(|c| c.describe()));
+        let mut documents = Vec::new();
+        let mut sorted = false;
+        match &chosen.access {
+            Access::Scan => {
+                let prefix = keys::prefix(keys::DOCUMENT, coll);
+                match &pending {
+                    None => {
+                        let mut bad = None;
+                        view.reader.for_each(NS, &prefix, |record| {
+                            examined.documents += 1;
+                            match serde_json::from_slice::<Value>(record.value) {
+                                Ok(doc) if filter.matches(&doc) => {
+                                    documents.push((record.key[5..].to_vec(), doc))
+                                }
+                                Ok(_) => {}
+                                Err(e) => bad = Some(e),
+                            }
+                        })?;
+                        if let Some(e) = bad {
+                            return Err(refuse(format!("a stored document does not parse: {e}")));
+                        }
+                    }
+                    Some(pending) => {
+                        let mut ids: Vec<Vec<u8>> = Vec::new();
+                        view.reader
+                            .for_each(NS, &prefix, |record| ids.push(record.key[5..].to_vec()))?;
+                        ids.extend(pending.iter().cloned());
+                        ids.sort();
+                        ids.dedup();
+                        for id_key in ids {
+                            if let Some(doc) = view.document(coll, &id_key)? {
+                                examined.documents += 1;
+                                if filter.matches(&doc) {
+                                    documents.push((id_key, doc));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Access::Index(plan) => {
+                sorted = plan.sorted && pending.is_none();
+                // With the order from the index, stop once enough documents matched.
+                let stop_at = wanted.filter(|_| sorted);
+                let mut seen = HashSet::new();
+                let mut cursor = IndexCursor::new(plan);
+                loop {
+                    let batch = {
+                        let catalog = self.indexes.read();
+                        let Some(index) = catalog
+                            .collections
+                            .get(&coll)
+                            .and_then(|c| c.indexes.get(&plan.index))
+                        else {
+                            break;
+                        };
+                        cursor.next_batch(index, if stop_at.is_some() { 64 } else { usize::MAX })
+                    };
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for id_key in batch {
+                        examined.keys += 1;
+                        if plan.dedupe && !seen.insert(id_key.clone()) {
+                            continue;
+                        }
+                        if let Some(doc) = view.document(coll, &id_key)? {
+                            examined.documents += 1;
+                            if filter.matches(&doc) {
+                                documents.push((id_key.to_vec(), doc));
+                            }
+                        }
+                    }
+                    if stop_at.is_some_and(|n| documents.len() >= n) {
+                        break;
+                    }
+                }
+                if let Some(pending) = &pending {
+                    let found: HashSet<Vec<u8>> =
+                        documents.iter().map(|(k, _)| k.clone()).collect();
+                    // A document the transaction changed: its committed entries may be stale.
+                    documents.retain(|(k, _)| !pending.contains(k));
+                    for id_key in pending.iter().collect::<HashSet<_>>() {
+                        let _ = &found;
+                        if let Some(doc) = view.document(coll, id_key)? {
+                            examined.documents += 1;
+                            if filter.matches(&doc) {
+                                documents.push((id_key.clone(), doc));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let documents = finish(documents, options, sorted);
+        Ok(Selected {
+            documents,
+            examined,
+        })
+    }
+
+    fn resolve(&self, view: &View<'_, '_>, name: &[u8]) -> Result<Option<u32>> {
+        match view.txn {
+            None => Ok(self.indexes.read().by_name.get(name).copied()),
+            Some(_) => view.collection_id(name),
         }
     }
 
     /// DOC.FIND: matching documents, sorted, skipped, limited, projected.
     pub fn find(
         &self,
-        reader: &Reader<'_>,
+        view: &View<'_, '_>,
         name: &[u8],
         filter: &Filter,
         options: &FindOptions,
-    ) -> Result<Vec<Value>> {
-        let Some(coll) = Self::collection_id(reader, name)? else {
-            return Ok(Vec::new());
+    ) -> Result<(Vec<Value>, Examined)> {
+        let Some(coll) = self.resolve(view, name)? else {
+            return Ok((Vec::new(), Examined::default()));
         };
-        let mut found = Vec::new();
-        Self::scan(reader, coll, |doc| {
-            if filter.matches(&doc) {
-                found.push(doc);
+        let selected = self.select(view, coll, filter, options)?;
+        let documents = selected
+            .documents
+            .into_iter()
+            .map(|(_, doc)| match &options.projection {
+                Some(projection) => projection.apply(&doc),
+                None => doc,
+            });
+        Ok((documents.collect(), selected.examined))
+    }
+
+    /// DOC.COUNT (the kept count for an empty filter).
+    pub fn count(&self, view: &View<'_, '_>, name: &[u8], filter: &Filter) -> Result<u64> {
+        let Some(coll) = self.resolve(view, name)? else {
+            return Ok(0);
+        };
+        if matches!(filter, Filter::And(parts) if parts.is_empty()) {
+            return view.count(coll);
+        }
+        Ok(self
+            .select(view, coll, filter, &FindOptions::default())?
+            .documents
+            .len() as u64)
+    }
+
+    /// DOC.UPDATE / DOC.REPLACE: the first match (or every one with `multi`), all or nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        reader: Reader<'_>,
+        txn: &mut Txn<'_>,
+        name: &[u8],
+        filter: &Filter,
+        update: &Update,
+        options: UpdateOptions,
+        now_ms: u64,
+    ) -> Result<UpdateOutcome> {
+        Self::decide(reader, txn, |view, writes| {
+            let coll = Self::ensure_collection(view, writes, name)?;
+            let find = FindOptions {
+                limit: (!options.multi).then_some(1),
+                ..FindOptions::default()
+            };
+            let matched = self.select(view, coll, filter, &find)?.documents;
+            let mut outcome = UpdateOutcome {
+                matched: matched.len() as u64,
+                modified: 0,
+                upserted: None,
+            };
+            for (id_key, old) in matched {
+                let mut doc = old.clone();
+                if update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))? {
+                    let bytes = serde_json::to_vec(&doc).expect("JSON");
+                    if bytes.len() > DOCUMENT_BYTES_MAX {
+                        return Err(refuse("the updated document is over the 16 MiB limit"));
+                    }
+                    self.change(view, writes, coll, &id_key, Some(&old), Some((&doc, bytes)))?;
+                    outcome.modified += 1;
+                }
+            }
+            if outcome.matched == 0 && options.upsert {
+                let (doc, bytes) = self.upserted(filter, update, now_ms)?;
+                let id = doc["_id"].clone();
+                let id_key = id_key(&id);
+                if view
+                    .with(writes)
+                    .get(&keys::document_key(coll, &id_key))?
+                    .is_some()
+                {
+                    return Err(refuse(format!(
+                        "duplicate key: _id {id} is already in the collection"
+                    )));
+                }
+                self.change(view, writes, coll, &id_key, None, Some((&doc, bytes)))?;
+                Self::recount(view, writes, coll, 1)?;
+                outcome.upserted = Some(id);
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// The document an upsert inserts: the filter's equality fields, then the update.
+    fn upserted(&self, filter: &Filter, update: &Update, now_ms: u64) -> Result<(Value, Vec<u8>)> {
+        let mut seed = Map::new();
+        let parts: &[Filter] = match filter {
+            Filter::And(parts) => parts,
+            other => std::slice::from_ref(other),
+        };
+        for part in parts {
+            if let Filter::Path { path, conditions } = part {
+                seed_equalities(&mut seed, path, conditions);
+            }
+        }
+        let mut doc = Value::Object(seed);
+        update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))?;
+        self.with_id(doc, now_ms, "the upserted document")
+    }
+
+    /// DOC.DELETE: the first match (or every one with `multi`); how many.
+    pub fn delete(
+        &self,
+        reader: Reader<'_>,
+        txn: &mut Txn<'_>,
+        name: &[u8],
+        filter: &Filter,
+        multi: bool,
+    ) -> Result<u64> {
+        Self::decide(reader, txn, |view, writes| {
+            let Some(coll) = view.collection_id(name)? else {
+                return Ok(0);
+            };
+            let find = FindOptions {
+                limit: (!multi).then_some(1),
+                ..FindOptions::default()
+            };
+            let matched = self.select(view, coll, filter, &find)?.documents;
+            for (id_key, old) in &matched {
+                self.change(view, writes, coll, id_key, Some(old), None)?;
+            }
+            Self::recount(view, writes, coll, -(matched.len() as i64))?;
+            Ok(matched.len() as u64)
+        })
+    }
+
+    /// DOC.FINDANDMODIFY: updates (or removes) the first document the filter and sort select
+    /// and returns it as it was (or, with `new`, as it is now); an upsert with `new` returns
+    /// the inserted document.
+    #[allow(clippy::too_many_arguments)]
+    pub fn find_and_modify(
+        &self,
+        reader: Reader<'_>,
+        txn: &mut Txn<'_>,
+        name: &[u8],
+        filter: &Filter,
+        sort: Vec<(String, bool)>,
+        modify: &Modify,
+        return_new: bool,
+        projection: Option<&Projection>,
+        now_ms: u64,
+    ) -> Result<Option<Value>> {
+        Self::decide(reader, txn, |view, writes| {
+            let coll = Self::ensure_collection(view, writes, name)?;
+            let find = FindOptions {
+                sort,
+                limit: Some(1),
+                ..FindOptions::default()
+            };
+            let first = self
+                .select(view, coll, filter, &find)?
+                .documents
+                .into_iter()
+                .next();
+            let shown = |doc: Value| match projection {
+                Some(p) => p.apply(&doc),
+                None => doc,
+            };
+            match (first, modify) {
+                (Some((id_key, old)), Modify::Remove) => {
+                    self.change(view, writes, coll, &id_key, Some(&old), None)?;
+                    Self::recount(view, writes, coll, -1)?;
+                    Ok(Some(shown(old)))
+                }
+                (Some((id_key, old)), Modify::Update { update, .. }) => {
+                    let mut doc = old.clone();
+                    if update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))? {
+                        let bytes = serde_json::to_vec(&doc).expect("JSON");
+                        if bytes.len() > DOCUMENT_BYTES_MAX {
+                            return Err(refuse("the updated document is over the 16 MiB limit"));
+                        }
+                        self.change(view, writes, coll, &id_key, Some(&old), Some((&doc, bytes)))?;
+                    }
+                    Ok(Some(shown(if return_new { doc } else { old })))
+                }
+                (
+                    None,
+                    Modify::Update {
+                        update,
+                        upsert: true,
+                    },
+                ) => {
+                    let (doc, bytes) = self.upserted(filter, update, now_ms)?;
+                    let id_key = id_key(&doc["_id"]);
+                    self.change(view, writes, coll, &id_key, None, Some((&doc, bytes)))?;
+                    Self::recount(view, writes, coll, 1)?;
+                    Ok(return_new.then(|| shown(doc)))
+                }
+                (None, _) => Ok(None),
+            }
+        })
+    }
+
+    pub fn collections(&self, view: &View<'_, '_>) -> Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        view.reader.for_each(NS, &[keys::COLLECTION], |record| {
+            names.push(record.key[1..].to_vec())
+        })?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// A watched document's version (WATCH): its record's, `None` while it does not exist.
+    pub fn version(&self, view: &View<'_, '_>, name: &[u8], id_key: &[u8]) -> Result<Option<u64>> {
+        match view.collection_id(name)? {
+            Some(coll) => view.version(&keys::document_key(coll, id_key)),
+            None => Ok(None),
+        }
+    }
+
+    /// The collection's index specs (DOC.INDEXES), `_id_` first as MongoDB lists it.
+    pub fn index_specs(&self, name: &[u8]) -> Vec<Value> {
+        let catalog = self.indexes.read();
+        let Some((_, state)) = catalog.collection(name) else {
+            return Vec::new();
+        };
+        let mut out = vec![
+            json!({"name": "_id_", "key": [["_id", 1]], "unique": true, "sparse": false, "ready": true}),
+        ];
+        for (_, spec) in state.specs() {
+            if !spec.dropping {
+                let mut shown = spec.to_json();
+                shown.as_object_mut().expect("object").remove("dropping");
+                out.push(shown);
+            }
+        }
+        out
+    }
+
+    /// DOC.INDEX: creates an index and builds it over the collection's documents in batches
+    /// of `CHUNK` (other commands run between them; writes keep the index from its spec on).
+    /// Refuses, dropping what it built, on a unique violation or parallel arrays. Returns the
+    /// index's name, and whether it was created (an identical index already there: false).
+    pub fn create_index(
+        &self,
+        store: &Store,
+        name: &[u8],
+        mut spec: IndexSpec,
+    ) -> Result<(String, bool, Option<u64>)> {
+        spec.ready = false;
+        spec.dropping = false;
+        let (created, mut seq) = write(store, |txn| {
+            Self::decide(store.reader(), txn, |view, writes| {
+                let coll = Self::ensure_collection(view, writes, name)?;
+                let catalog = self.indexes.read();
+                let existing = catalog
+                    .collections
+                    .get(&coll)
+                    .map(|c| {
+                        c.indexes
+                            .iter()
+                            .map(|(no, i)| (*no, i.spec.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                for (_, other) in existing
+                    .iter()
+                    .filter_map(|(no, s)| Some((no, s.as_ref()?)))
+                {
+                    if other.dropping {
+                        continue;
+                    }
+                    let same_key = other.fields == spec.fields;
+                    if same_key
+                        && other.name == spec.name
+                        && other.unique == spec.unique
+                        && other.sparse == spec.sparse
+                    {
+                        return Ok(None);
+                    }
+                    if other.name == spec.name {
+                        return Err(refuse(format!(
+                            "an index named '{}' exists with another definition",
+                            spec.name
+                        )));
+                    }
+                    if same_key {
+                        return Err(refuse(format!(
+                            "index '{}' already has the key {}",
+                            other.name,
+                            spec.to_json()["key"]
+                        )));
+                    }
+                }
+                let no = existing.iter().map(|(no, _)| no + 1).max().unwrap_or(1);
+                writes.put(
+                    keys::spec_key(coll, no).to_vec(),
+                    serde_json::to_vec(&spec.to_json()).expect("JSON"),
+                );
+                Ok(Some((coll, no)))
+            })
+        })?;
+        let Some((coll, no)) = created else {
+            return Ok((spec.name, false, seq));
+        };
+        match self.build(store, coll, no, &spec) {
+            Ok(built) => seq = built.max(seq),
+            Err(e) => {
+                self.drop_index_entries(store, coll, no, &spec)?;
+                return Err(e);
+            }
+        }
+        spec.ready = true;
+        let (_, ready) = write(store, |txn| {
+            txn.put(
+                NS,
+                &keys::spec_key(coll, no),
+                &serde_json::to_vec(&spec.to_json()).expect("JSON"),
+                0,
+            )?;
+            Ok(())
+        })?;
+        Ok((spec.name, true, ready.max(seq)))
+    }
+
+    /// Puts every document's entries of a building index, `CHUNK` documents per write.
+    fn build(&self, store: &Store, coll: u32, no: u32, spec: &IndexSpec) -> Result<Option<u64>> {
+        let mut ids = Vec::new();
+        store
+            .reader()
+            .for_each(NS, &keys::prefix(keys::DOCUMENT, coll), |record| {
+                ids.push(record.key[5..].to_vec())
+            })?;
+        let mut seq = None;
+        for chunk in ids.chunks(CHUNK) {
+            let ((), written) = write(store, |txn| {
+                Self::decide(store.reader(), txn, |view, writes| {
+                    for id_key in chunk {
+                        let Some(doc) = view.document(coll, id_key)? else {
+                            continue;
+                        };
+                        for (entry, from_array) in spec.entries(&doc, id_key).map_err(refuse)? {
+                            let key = keys::entry_key(coll, no, &entry);
+                            if spec.unique {
+                                let seen = view.with(writes).get(&key)?;
+                                if let Some(holder) =
+                                    seen.filter(|h| h.get(1..) != Some(&id_key[..]))
+                                {
+                                    return Err(refuse(format!(
+                                        "duplicate key: index '{}' would hold {} twice (documents _id {} and {})",
+                                        spec.name,
+                                        key_values(spec, &doc),
+                                        String::from_utf8_lossy(holder.get(1..).unwrap_or_default()),
+                                        String::from_utf8_lossy(id_key),
+                                    )));
+                                }
+                            }
+                            let mut value = vec![from_array as u8];
+                            value.extend_from_slice(id_key);
+                            writes.put(key, value);
+                        }
+                    }
+                    Ok(())
+                })
+            })?;
+            seq = written.or(seq);
+        }
+        Ok(seq)
+    }
+
+    /// DOC.DROPINDEX: whether it existed.
+    pub fn drop_index(
+        &self,
+        store: &Store,
+        name: &[u8],
+        index: &str,
+    ) -> Result<(bool, Option<u64>)> {
+        let found = {
+            let catalog = self.indexes.read();
+            catalog.collection(name).and_then(|(coll, state)| {
+                let (no, ix) = state.index_named(index)?;
+                Some((coll, no, ix.spec.clone()?))
+            })
+        };
+        match found {
+            Some((coll, no, spec)) if !spec.dropping => {
+                Ok((true, self.drop_index_entries(store, coll, no, &spec)?))
+            }
+            _ if index == "_id_" => Err(refuse("cannot drop the _id index")),
+            _ => Ok((false, None)),
+        }
+    }
+
+    /// Marks an index dropping, deletes its entries `CHUNK` at a time, then its spec: a crash
+    /// in between leaves a dropping spec, which the next open finishes (`finish_pending`).
+    fn drop_index_entries(
+        &self,
+        store: &Store,
+        coll: u32,
+        no: u32,
+        spec: &IndexSpec,
+    ) -> Result<Option<u64>> {
+        let mut dropping = spec.clone();
+        dropping.dropping = true;
+        write(store, |txn| {
+            Ok(txn.put(
+                NS,
+                &keys::spec_key(coll, no),
+                &serde_json::to_vec(&dropping.to_json()).expect("JSON"),
+                0,
+            )?)
+        })?;
+        let prefix = keys::entries_prefix(coll, no);
+        let mut entries = Vec::new();
+        store
+            .reader()
+            .for_each(NS, &prefix, |record| entries.push(record.key.to_vec()))?;
+        for chunk in entries.chunks(CHUNK * 10) {
+            write(store, |txn| {
+                for key in chunk {
+                    txn.delete(NS, key)?;
+                }
+                Ok(())
+            })?;
+        }
+        let (_, seq) = write(store, |txn| {
+            txn.delete(NS, &keys::spec_key(coll, no))?;
+            Ok(())
+        })?;
+        Ok(seq)
+    }
+
+    /// DOC.DROP: the collection, its documents and indexes; whether it existed. The name goes
+    /// in the first write (with a `z` record naming the collection's id); the records follow
+    /// `CHUNK` x 10 per write, and the `z` record last, so a crash in between is finished at
+    /// the next open (`finish_pending`).
+    pub fn drop_collection(&self, store: &Store, name: &[u8]) -> Result<(bool, Option<u64>)> {
+        let (coll, _) = write(store, |txn| {
+            let view = View::in_transaction(store.reader(), Some(&*txn));
+            let Some(coll) = view.collection_id(name)? else {
+                return Ok(None);
+            };
+            txn.delete(NS, &keys::collection_key(name))?;
+            txn.put(NS, &keys::prefix(keys::DROPPING, coll), b"", 0)?;
+            Ok(Some(coll))
+        })?;
+        let Some(coll) = coll else {
+            return Ok((false, None));
+        };
+        Ok((true, Self::purge(store, coll)?))
+    }
+
+    /// Deletes every record of a dropped collection, then its `z` record.
+    fn purge(store: &Store, coll: u32) -> Result<Option<u64>> {
+        let mut doomed = Vec::new();
+        for tag in [keys::DOCUMENT, keys::ENTRY, keys::INDEX_SPEC, keys::COUNT] {
+            store
+                .reader()
+                .for_each(NS, &keys::prefix(tag, coll), |record| {
+                    doomed.push(record.key.to_vec())
+                })?;
+        }
+        for chunk in doomed.chunks(CHUNK * 10) {
+            write(store, |txn| {
+                for key in chunk {
+                    txn.delete(NS, key)?;
+                }
+                Ok(())
+            })?;
+        }
+        let (_, seq) = write(store, |txn| {
+            txn.delete(NS, &keys::prefix(keys::DROPPING, coll))?;
+            Ok(())
+        })?;
+        Ok(seq)
+    }
+
+    /// At open: finishes what a crash interrupted: drops of collections and indexes, index
+    /// builds (a building index is built again from its documents).
+    pub fn finish_pending(&self, store: &Store) -> Result<()> {
+        let mut dropped = Vec::new();
+        store.reader().for_each(NS, &[keys::DROPPING], |record| {
+            if let Some((coll, _)) = keys::split_coll_key(record.key) {
+                dropped.push(coll);
             }
         })?;
-        if !options.sort.is_empty() {
-            let keyed: Vec<(Vec<Value>, Value)> = found
+        for coll in dropped {
+            Self::purge(store, coll)?;
+        }
+        let unfinished: Vec<(u32, u32, IndexSpec)> = {
+            let catalog = self.indexes.read();
+            catalog
+                .collections
+                .iter()
+                .flat_map(|(coll, state)| {
+                    state
+                        .specs()
+                        .into_iter()
+                        .map(move |(no, spec)| (*coll, no, spec))
+                })
+                .filter(|(_, _, spec)| !spec.ready || spec.dropping)
+                .collect()
+        };
+        for (coll, no, mut spec) in unfinished {
+            if spec.dropping || self.build(store, coll, no, &spec).is_err() {
+                self.drop_index_entries(store, coll, no, &spec)?;
+                continue;
+            }
+            spec.ready = true;
+            write(store, |txn| {
+                Ok(txn.put(
+                    NS,
+                    &keys::spec_key(coll, no),
+                    &serde_json::to_vec(&spec.to_json()).expect("JSON"),
+                    0,
+                )?)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Walks an index plan's intervals in batches (the catalog's lock is held per batch only).
+struct IndexCursor<'p> {
+    plan: &'p IndexPlan,
+    interval: usize,
+    after: Option<Box<[u8]>>,
+}
+
+impl<'p> IndexCursor<'p> {
+    fn new(plan: &'p IndexPlan) -> IndexCursor<'p> {
+        IndexCursor {
+            plan,
+            interval: 0,
+            after: None,
+        }
+    }
+
+    fn next_batch(&mut self, index: &IndexState, most: usize) -> Vec<Box<[u8]>> {
+        let mut out = Vec::new();
+        let count = self.plan.intervals.len();
+        while self.interval < count && out.len() < most {
+            let at = if self.plan.reverse {
+                count - 1 - self.interval
+            } else {
+                self.interval
+            };
+            let interval = &self.plan.intervals[at];
+            let mut last = None;
+            for (entry, id_key) in
+                planner::range(index, interval, self.after.as_deref(), self.plan.reverse)
+            {
+                out.push(id_key.clone());
+                last = Some(entry.clone());
+                if out.len() >= most {
+                    break;
+                }
+            }
+            if out.len() >= most && last.is_some() {
+                self.after = last;
+                break;
+            }
+            self.interval += 1;
+            self.after = None;
+        }
+        out
+    }
+}
+
+/// Sorts (unless already in order), skips and limits; without a sort, `_id` order.
+fn finish(
+    mut documents: Vec<(Vec<u8>, Value)>,
+    options: &FindOptions,
+    sorted: bool,
+) -> Vec<(Vec<u8>, Value)> {
+    if !sorted {
+        if options.sort.is_empty() {
+            documents.sort_by(|a, b| compare(&a.1["_id"], &b.1["_id"]));
+        } else {
+            let mut keyed: Vec<(Vec<Value>, Found)> = documents
                 .into_iter()
                 .map(|doc| {
                     let keys = options
                         .sort
                         .iter()
-                        .map(|(path, descending)| sort_key(lookup(&doc, path), *descending))
+                        .map(|(path, descending)| sort_key(lookup(&doc.1, path), *descending))
                         .collect();
                     (keys, doc)
                 })
                 .collect();
-            let mut keyed = keyed;
             keyed.sort_by(|(a, _), (b, _)| {
                 for (i, (_, descending)) in options.sort.iter().enumerate() {
                     let order = compare(&a[i], &b[i]);
@@ -466,180 +1412,68 @@ impl Collections {
                 }
                 Ordering::Equal
             });
-            found = keyed.into_iter().map(|(_, doc)| doc).collect();
-        } else {
-            // Without a sort, `_id` order (MongoDB's natural order is unspecified).
-            found.sort_by(|a, b| compare(&a["_id"], &b["_id"]));
+            documents = keyed.into_iter().map(|(_, doc)| doc).collect();
         }
-        let found = found.into_iter().skip(options.skip);
-        let found: Vec<Value> = match options.limit {
-            Some(limit) if limit > 0 => found.take(limit).collect(),
-            _ => found.collect(),
-        };
-        Ok(match &options.projection {
-            Some(projection) => found.iter().map(|d| projection.apply(d)).collect(),
-            None => found,
-        })
     }
-
-    pub fn count(&self, reader: &Reader<'_>, name: &[u8], filter: &Filter) -> Result<u64> {
-        let Some(coll) = Self::collection_id(reader, name)? else {
-            return Ok(0);
-        };
-        let mut n = 0;
-        Self::scan(reader, coll, |doc| n += filter.matches(&doc) as u64)?;
-        Ok(n)
-    }
-
-    /// DOC.UPDATE / DOC.REPLACE: the first match (or every one with `multi`), all or nothing.
-    pub fn update(
-        &self,
-        store: &Store,
-        name: &[u8],
-        filter: &Filter,
-        update: &Update,
-        options: UpdateOptions,
-        now_ms: u64,
-    ) -> Result<(UpdateOutcome, Option<u64>)> {
-        let reader = store.reader();
-        write(store, |txn| {
-            let coll = Self::ensure_collection(txn, name)?;
-            let mut matched = Vec::new();
-            Self::scan(&reader, coll, |doc| {
-                if filter.matches(&doc) {
-                    matched.push(doc);
-                }
-            })?;
-            matched.sort_by(|a, b| compare(&a["_id"], &b["_id"]));
-            if !options.multi {
-                matched.truncate(1);
-            }
-            let mut outcome = UpdateOutcome {
-                matched: matched.len() as u64,
-                modified: 0,
-                upserted: None,
-            };
-            for mut doc in matched {
-                if update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))? {
-                    let bytes = serde_json::to_vec(&doc).expect("JSON");
-                    if bytes.len() > DOCUMENT_BYTES_MAX {
-                        return Err(refuse("the updated document is over the 16 MiB limit"));
-                    }
-                    txn.put(NS, &document_key(coll, &doc["_id"]), &bytes, 0)?;
-                    outcome.modified += 1;
-                }
-            }
-            if outcome.matched == 0 && options.upsert {
-                // The filter's equality fields seed the new document, as MongoDB does.
-                let mut seed = Map::new();
-                if let Filter::Path { path, conditions } = filter {
-                    seed_equalities(&mut seed, path, conditions);
-                }
-                if let Filter::And(parts) = filter {
-                    for part in parts {
-                        if let Filter::Path { path, conditions } = part {
-                            seed_equalities(&mut seed, path, conditions);
-                        }
-                    }
-                }
-                let mut doc = Value::Object(seed);
-                update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))?;
-                let id = match doc.get("_id") {
-                    Some(id) => id.clone(),
-                    None => {
-                        let id = Value::String(self.ids.next(now_ms));
-                        let Value::Object(fields) = &mut doc else {
-                            unreachable!()
-                        };
-                        let mut with_id = Map::new();
-                        with_id.insert("_id".into(), id.clone());
-                        with_id.extend(std::mem::take(fields));
-                        *fields = with_id;
-                        id
-                    }
-                };
-                txn.put(
-                    NS,
-                    &document_key(coll, &id),
-                    &serde_json::to_vec(&doc).expect("JSON"),
-                    0,
-                )?;
-                outcome.upserted = Some(id);
-            }
-            Ok(outcome)
-        })
-    }
-
-    /// DOC.DELETE: the first match (or every one with `multi`); how many.
-    pub fn delete(
-        &self,
-        store: &Store,
-        name: &[u8],
-        filter: &Filter,
-        multi: bool,
-    ) -> Result<(u64, Option<u64>)> {
-        let reader = store.reader();
-        write(store, |txn| {
-            let Some(coll) = Self::txn_collection_id(txn, name)? else {
-                return Ok(0);
-            };
-            let mut ids = Vec::new();
-            Self::scan(&reader, coll, |doc| {
-                if filter.matches(&doc) {
-                    ids.push(doc["_id"].clone());
-                }
-            })?;
-            ids.sort_by(compare);
-            if !multi {
-                ids.truncate(1);
-            }
-            for id in &ids {
-                txn.delete(NS, &document_key(coll, id))?;
-            }
-            Ok(ids.len() as u64)
-        })
-    }
-
-    pub fn collections(&self, reader: &Reader<'_>) -> Result<Vec<Vec<u8>>> {
-        let mut names = Vec::new();
-        reader.for_each(NS, b"c", |record| names.push(record.key[1..].to_vec()))?;
-        names.sort();
-        Ok(names)
-    }
-
-    /// DOC.DROP: the collection and its documents; whether it existed.
-    pub fn drop_collection(&self, store: &Store, name: &[u8]) -> Result<(bool, Option<u64>)> {
-        let reader = store.reader();
-        write(store, |txn| {
-            let Some(coll) = Self::txn_collection_id(txn, name)? else {
-                return Ok(false);
-            };
-            let mut keys = Vec::new();
-            reader.for_each(NS, &documents_prefix(coll), |record| {
-                keys.push(record.key.to_vec())
-            })?;
-            for key in &keys {
-                txn.delete(NS, key)?;
-            }
-            txn.delete(NS, &collection_key(name))?;
-            Ok(true)
-        })
+    let documents = documents.into_iter().skip(options.skip);
+    match options.limit {
+        Some(limit) if limit > 0 => documents.take(limit).collect(),
+        _ => documents.collect(),
     }
 }
 
-fn seed_equalities(
-    seed: &mut Map<String, Value>,
-    path: &[String],
-    conditions: &[super::filter::Condition],
-) {
+/// `{_id: v}` or `{_id: {$in: [...]}}` at the top of the filter: the `_id`s to read.
+fn id_lookup(filter: &Filter) -> Option<Vec<Value>> {
+    let parts: &[Filter] = match filter {
+        Filter::And(parts) => parts,
+        other => std::slice::from_ref(other),
+    };
+    for part in parts {
+        if let Filter::Path { path, conditions } = part {
+            if path.len() == 1 && path[0] == "_id" {
+                for condition in conditions {
+                    match condition {
+                        Condition::Eq(v) if !v.is_object() && !v.is_array() => {
+                            return Some(vec![v.clone()])
+                        }
+                        Condition::In(vs) if vs.iter().all(|v| !v.is_object() && !v.is_array()) => {
+                            return Some(vs.clone())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The indexed fields' values of a document, for an error: `{"k": 5}`.
+fn key_values(spec: &IndexSpec, doc: &Value) -> Value {
+    let mut out = Map::new();
+    for (path, _) in &spec.fields {
+        out.insert(
+            path.clone(),
+            lookup(doc, path).cloned().unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(out)
+}
+
+fn seed_equalities(seed: &mut Map<String, Value>, path: &[String], conditions: &[Condition]) {
     if path.len() != 1 {
         return;
     }
     for condition in conditions {
-        if let super::filter::Condition::Eq(value) = condition {
+        if let Condition::Eq(value) = condition {
             seed.insert(path[0].clone(), value.clone());
         }
     }
+}
+
+/// The value at a dotted path, as sorts see it (tests use it too).
+pub fn lookup_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    lookup(doc, path)
 }
 
 /// The value at a dotted path (no array traversal: sorts use the field itself).
@@ -657,7 +1491,7 @@ fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// [`Store::write`] with the model's refusals: `decide` refuses before it queues anything, so
 /// a refusal writes nothing.
-fn write<R>(
+pub fn write<R>(
     store: &Store,
     decide: impl FnOnce(&mut Txn<'_>) -> Result<R>,
 ) -> Result<(R, Option<u64>)> {

@@ -1,16 +1,19 @@
-//! The document model's command shell (first cut of issue 13): DOC.INSERT GET FIND COUNT
-//! UPDATE REPLACE DELETE COLLECTIONS DROP. Documents travel as JSON text (bulk strings);
-//! refusals read `ERR DOC.<CMD>: <why>`, naming the argument (JSON errors with line and
-//! column). Refused inside MULTI for now (cross-model transactions come with the rest of
-//! issue 13).
+//! The document model's command shell: DOC.INSERT GET FIND COUNT UPDATE REPLACE DELETE
+//! FINDANDMODIFY COLLECTIONS DROP INDEX DROPINDEX INDEXES EXPLAIN WATCH. Documents travel as
+//! JSON text (bulk strings); refusals read `ERR DOC.<CMD>: <why>`, naming the argument (JSON
+//! errors with line and column). Inside MULTI, the reads and writes join EXEC's transaction
+//! with every other model's (DOC.INDEX, DROPINDEX, DROP and WATCH are refused there).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::collection::{parse_json, FindOptions, Projection, UpdateOptions};
+use super::collection::{
+    id_key, parse_json, DocError, FindOptions, Modify, Projection, UpdateOptions, View,
+};
 use super::filter::Filter;
+use super::index::IndexSpec;
 use super::update::Update;
 use crate::cmd::{command, refusal, Command, NO_KEYS, R, W, WF};
-use crate::context::{Call, Outcome};
+use crate::context::{Call, Outcome, Watched};
 use crate::frame::Frame;
 use crate::number::parse_i64;
 
@@ -25,7 +28,16 @@ pub static TABLE: &[Command] = &[
     command!("doc.delete", -3, W, NO_KEYS, "document", "Deletes the first (or every) matching document.", delete),
     command!("doc.collections", 1, R, NO_KEYS, "document", "Lists the collections.", collections),
     command!("doc.drop", 2, W, NO_KEYS, "document", "Drops a collection and its documents.", drop),
+    command!("doc.findandmodify", -4, W, NO_KEYS, "document", "Updates or removes one document and returns it.", find_and_modify),
+    command!("doc.index", -3, W, NO_KEYS, "document", "Creates a secondary index (single-field or compound).", index),
+    command!("doc.dropindex", 3, W, NO_KEYS, "document", "Drops a secondary index by name.", drop_index),
+    command!("doc.indexes", 2, R, NO_KEYS, "document", "Lists a collection's indexes.", indexes),
+    command!("doc.explain", -3, R, NO_KEYS, "document", "Shows the plan a find uses and what it examined.", explain),
+    command!("doc.watch", -3, R, NO_KEYS, "document", "Watches documents: EXEC aborts if one changed.", watch),
 ];
+
+/// The commands refused inside MULTI (long, chunked work, or WATCH's own rule).
+pub const NOT_IN_MULTI: &[&str] = &["doc.index", "doc.dropindex", "doc.drop", "doc.watch"];
 
 const NAME_BYTES_MAX: usize = 120;
 
@@ -52,40 +64,58 @@ fn text(value: &Value) -> Frame {
     Frame::Bulk(serde_json::to_vec(value).expect("JSON"))
 }
 
+fn refused<'a>(args: &'a [&'a [u8]]) -> impl Fn(DocError) -> Frame + 'a {
+    move |e| refusal(args, e)
+}
+
+/// Parses `_id` text: JSON (`5`, `"abc"`), or else the raw text as a string.
+fn id_arg(arg: &[u8]) -> Value {
+    serde_json::from_slice(arg)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(arg).into_owned()))
+}
+
 fn insert(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let name = collection(args)?;
     let documents = (2..args.len())
         .map(|i| json(args, i, &format!("document {}", i - 1)))
         .collect::<Result<Vec<_>, _>>()?;
     let shared = call.shared;
-    let (ids, seq) = shared
-        .docs
-        .insert(&shared.store, name, documents, shared.now_ms())
-        .map_err(|e| refusal(args, e))?;
-    call.session.note_write(seq);
+    let now_ms = shared.now_ms();
+    let ids = call.model_write(|txn| {
+        shared
+            .docs
+            .insert(shared.store.reader(), txn, name, documents, now_ms)
+            .map_err(refused(args))
+    })?;
     Ok(Frame::Array(ids.iter().map(text).collect()))
 }
 
 fn get(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let name = collection(args)?;
-    // An _id as JSON (`5`, `"abc"`), or else the raw text as a string.
-    let id = serde_json::from_slice(args[2])
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(args[2]).into_owned()));
+    let view = View::in_transaction(call.read(), call.transaction());
     let found = call
         .shared
         .docs
-        .get(&call.shared.store.reader(), name, &id)
-        .map_err(|e| refusal(args, e))?;
-    Ok(found.as_ref().map_or(Frame::Null, text))
+        .get(&view, name, &id_arg(args[2]))
+        .map_err(refused(args))?;
+    Ok(found.map_or(Frame::Null, Frame::Bulk))
 }
 
-fn find(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let name = collection(args)?;
-    let filter = filter(args, 2)?;
+/// FIND's options (and EXPLAIN's, FINDANDMODIFY's SORT and PROJECT), from `from` on;
+/// `extra` handles words of the caller's own (returns how many arguments it took).
+fn find_options(
+    args: &[&[u8]],
+    from: usize,
+    mut extra: impl FnMut(&[u8], usize) -> Result<Option<usize>, Frame>,
+) -> Result<FindOptions, Frame> {
     let mut options = FindOptions::default();
-    let mut i = 3;
+    let mut i = from;
     while i < args.len() {
         let word = args[i].to_ascii_uppercase();
+        if let Some(taken) = extra(&word, i)? {
+            i += taken;
+            continue;
+        }
         let value = args.get(i + 1).ok_or_else(|| {
             refusal(
                 args,
@@ -124,8 +154,7 @@ fn find(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             }
             b"PROJECT" => {
                 options.projection = Some(
-                    Projection::parse(&json(args, i + 1, "projection")?)
-                        .map_err(|e| refusal(args, e))?,
+                    Projection::parse(&json(args, i + 1, "projection")?).map_err(refused(args))?,
                 );
             }
             _ => {
@@ -137,22 +166,56 @@ fn find(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         }
         i += 2;
     }
-    let found = call
+    Ok(options)
+}
+
+fn find(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let filter = filter(args, 2)?;
+    let options = find_options(args, 3, |_, _| Ok(None))?;
+    let view = View::in_transaction(call.read(), call.transaction());
+    let (found, _) = call
         .shared
         .docs
-        .find(&call.shared.store.reader(), name, &filter, &options)
-        .map_err(|e| refusal(args, e))?;
+        .find(&view, name, &filter, &options)
+        .map_err(refused(args))?;
     Ok(Frame::Array(found.iter().map(text).collect()))
+}
+
+fn explain(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let filter = filter(args, 2)?;
+    let options = find_options(args, 3, |_, _| Ok(None))?;
+    let view = View::in_transaction(call.read(), call.transaction());
+    let (found, examined) = call
+        .shared
+        .docs
+        .find(&view, name, &filter, &options)
+        .map_err(refused(args))?;
+    let mut plans = examined.plans.into_iter();
+    let report = json!({
+        "queryPlanner": {
+            "winningPlan": plans.next().unwrap_or(json!({"stage": "EOF"})),
+            "rejectedPlans": plans.collect::<Vec<_>>(),
+        },
+        "executionStats": {
+            "nReturned": found.len(),
+            "totalKeysExamined": examined.keys,
+            "totalDocsExamined": examined.documents,
+        },
+    });
+    Ok(text(&report))
 }
 
 fn count(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let name = collection(args)?;
     let filter = filter(args, 2)?;
+    let view = View::in_transaction(call.read(), call.transaction());
     let n = call
         .shared
         .docs
-        .count(&call.shared.store.reader(), name, &filter)
-        .map_err(|e| refusal(args, e))?;
+        .count(&view, name, &filter)
+        .map_err(refused(args))?;
     Ok(Frame::Integer(n as i64))
 }
 
@@ -178,18 +241,21 @@ fn run_update(
     let name = collection(args)?;
     let filter = filter(args, 2)?;
     let shared = call.shared;
-    let (outcome, seq) = shared
-        .docs
-        .update(
-            &shared.store,
-            name,
-            &filter,
-            &update,
-            options,
-            shared.now_ms(),
-        )
-        .map_err(|e| refusal(args, e))?;
-    call.session.note_write(seq);
+    let now_ms = shared.now_ms();
+    let outcome = call.model_write(|txn| {
+        shared
+            .docs
+            .update(
+                shared.store.reader(),
+                txn,
+                name,
+                &filter,
+                &update,
+                options,
+                now_ms,
+            )
+            .map_err(refused(args))
+    })?;
     Ok(Frame::Array(vec![
         Frame::Integer(outcome.matched as i64),
         Frame::Integer(outcome.modified as i64),
@@ -224,20 +290,85 @@ fn delete(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let filter = filter(args, 2)?;
     let multi = flags(args, 3, &["MULTI"])?.multi;
     let shared = call.shared;
-    let (n, seq) = shared
-        .docs
-        .delete(&shared.store, name, &filter, multi)
-        .map_err(|e| refusal(args, e))?;
-    call.session.note_write(seq);
+    let n = call.model_write(|txn| {
+        shared
+            .docs
+            .delete(shared.store.reader(), txn, name, &filter, multi)
+            .map_err(refused(args))
+    })?;
     Ok(Frame::Integer(n as i64))
 }
 
+/// `DOC.FINDANDMODIFY coll filter (UPDATE update | REMOVE) [SORT path 1|-1 ...] [NEW]
+/// [UPSERT] [PROJECT projection]`.
+fn find_and_modify(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let filter = filter(args, 2)?;
+    let (mut update, mut remove, mut new, mut upsert) = (None, false, false, false);
+    let options = find_options(args, 3, |word, at| {
+        Ok(match word {
+            b"UPDATE" => {
+                let parsed =
+                    Update::parse(&json(args, at + 1, "update")?).map_err(|e| refusal(args, e))?;
+                update = Some(parsed);
+                Some(2)
+            }
+            b"REMOVE" => {
+                remove = true;
+                Some(1)
+            }
+            b"NEW" => {
+                new = true;
+                Some(1)
+            }
+            b"UPSERT" => {
+                upsert = true;
+                Some(1)
+            }
+            _ => None,
+        })
+    })?;
+    if options.skip > 0 || options.limit.is_some() {
+        return Err(refusal(
+            args,
+            "SKIP and LIMIT do not apply: one document is modified",
+        ));
+    }
+    let modify = match (update, remove) {
+        (Some(update), false) => Modify::Update { update, upsert },
+        (None, true) if !upsert && !new => Modify::Remove,
+        (None, true) => return Err(refusal(args, "REMOVE takes neither NEW nor UPSERT")),
+        _ => {
+            return Err(refusal(
+                args,
+                "needs exactly one of UPDATE update and REMOVE",
+            ))
+        }
+    };
+    let shared = call.shared;
+    let now_ms = shared.now_ms();
+    let found = call.model_write(|txn| {
+        shared
+            .docs
+            .find_and_modify(
+                shared.store.reader(),
+                txn,
+                name,
+                &filter,
+                options.sort.clone(),
+                &modify,
+                new,
+                options.projection.as_ref(),
+                now_ms,
+            )
+            .map_err(refused(args))
+    })?;
+    Ok(found.as_ref().map_or(Frame::Null, text))
+}
+
 fn collections(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let names = call
-        .shared
-        .docs
-        .collections(&call.shared.store.reader())
-        .map_err(|e| refusal(args, e))?;
+    let view = View::committed(call.read());
+    let names = call.shared.docs.collections(&view).map_err(refused(args))?;
     Ok(Frame::Array(names.into_iter().map(Frame::Bulk).collect()))
 }
 
@@ -247,7 +378,123 @@ fn drop(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let (existed, seq) = shared
         .docs
         .drop_collection(&shared.store, name)
-        .map_err(|e| refusal(args, e))?;
+        .map_err(refused(args))?;
     call.session.note_write(seq);
     Ok(Frame::Integer(existed as i64))
+}
+
+/// `DOC.INDEX coll key [key ...] [UNIQUE] [SPARSE] [NAME name]`: each key a dotted path,
+/// optionally `:1` or `:-1` (descending), or one JSON key document (`{"a": 1, "b": -1}`).
+fn index(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let mut fields: Vec<(String, bool)> = Vec::new();
+    let (mut unique, mut sparse, mut index_name) = (false, false, None);
+    let mut i = 2;
+    while i < args.len() {
+        let arg = args[i];
+        match arg.to_ascii_uppercase().as_slice() {
+            b"UNIQUE" => unique = true,
+            b"SPARSE" => sparse = true,
+            b"NAME" => {
+                let value = args
+                    .get(i + 1)
+                    .ok_or_else(|| refusal(args, "NAME needs a value"))?;
+                index_name = Some(String::from_utf8_lossy(value).into_owned());
+                i += 1;
+            }
+            _ if arg.starts_with(b"{") => {
+                let Value::Object(keys) = json(args, i, "index key")? else {
+                    unreachable!("starts with {{")
+                };
+                for (path, direction) in keys {
+                    match direction.as_i64() {
+                        Some(1) => fields.push((path, false)),
+                        Some(-1) => fields.push((path, true)),
+                        _ => {
+                            return Err(refusal(
+                                args,
+                                format!("index key '{path}' must be 1 or -1, not {direction}"),
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => {
+                let text = String::from_utf8_lossy(arg).into_owned();
+                let (path, descending) = match text.rsplit_once(':') {
+                    Some((path, "1")) => (path.to_string(), false),
+                    Some((path, "-1")) => (path.to_string(), true),
+                    _ => (text, false),
+                };
+                if path.is_empty() || path.starts_with('$') || path.split('.').any(str::is_empty) {
+                    return Err(refusal(args, format!("'{path}' is not a field path")));
+                }
+                fields.push((path, descending));
+            }
+        }
+        i += 1;
+    }
+    if fields.is_empty() {
+        return Err(refusal(args, "an index needs at least one field"));
+    }
+    if fields.len() > 32 {
+        return Err(refusal(args, "an index has at most 32 fields"));
+    }
+    if fields.iter().any(|(p, _)| p == "_id") && fields.len() == 1 {
+        return Err(refusal(args, "_id is indexed already (the _id_ index)"));
+    }
+    let spec = IndexSpec {
+        name: index_name.unwrap_or_else(|| IndexSpec::default_name(&fields)),
+        fields,
+        unique,
+        sparse,
+        ready: false,
+        dropping: false,
+    };
+    let shared = call.shared;
+    let (index_name, _, seq) = shared
+        .docs
+        .create_index(&shared.store, name, spec)
+        .map_err(refused(args))?;
+    call.session.note_write(seq);
+    Ok(Frame::Bulk(index_name.into_bytes()))
+}
+
+fn drop_index(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let shared = call.shared;
+    let (existed, seq) = shared
+        .docs
+        .drop_index(&shared.store, name, &String::from_utf8_lossy(args[2]))
+        .map_err(refused(args))?;
+    call.session.note_write(seq);
+    Ok(Frame::Integer(existed as i64))
+}
+
+fn indexes(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let specs = call.shared.docs.index_specs(name);
+    Ok(Frame::Array(specs.iter().map(text).collect()))
+}
+
+/// `DOC.WATCH coll id [id ...]`: EXEC aborts if one of these documents changed (or appeared,
+/// or went) since.
+fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    for arg in &args[2..] {
+        let key = id_key(&id_arg(arg));
+        let view = View::committed(call.read());
+        let version = call
+            .shared
+            .docs
+            .version(&view, name, &key)
+            .map_err(refused(args))?;
+        call.session.watched.push(Watched {
+            key,
+            version,
+            touches: 0,
+            document: Some(name.to_vec()),
+        });
+    }
+    Ok(Frame::ok())
 }

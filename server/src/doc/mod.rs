@@ -15,7 +15,10 @@
 pub mod collection;
 pub mod commands;
 pub mod filter;
+pub mod index;
+pub mod keys;
 pub mod order;
+pub mod planner;
 pub mod update;
 
 #[cfg(test)]

@@ -26,8 +26,9 @@ struct Model {
 
 fn open(config: Config) -> Model {
     let clock = Arc::new(ManualClock::new(T0));
-    let (engine, streams) =
+    let (engine, observers) =
         open_engine(config.background_compaction(false).clock(clock.clone())).unwrap();
+    let streams = observers.streams;
     Model {
         store: Store::new(engine.clone()),
         engine,
