@@ -35,14 +35,16 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         }
     };
     if let Some(multi) = session.multi.as_mut() {
-        if matches!(command.group, "queue" | "stream")
+        let publish = matches!(command.name, "stream.publish" | "stream.mpublish");
+        if command.group == "queue"
+            || (command.group == "stream" && !publish)
             || crate::doc::commands::NOT_IN_MULTI.contains(&command.name)
         {
             // A queue command's effects (deliveries, waits, pushes) do not fit inside one
-            // engine transaction with key-value writes, nor does a stream command's (offsets
-            // are assigned when a chunk is applied), nor an index build or a collection drop
-            // (done in many writes): refused, and the EXEC is doomed. Document reads and
-            // writes join EXEC's transaction.
+            // engine transaction with key-value writes, nor do a stream's group commands
+            // (memory state beside the log), nor an index build or a collection drop (done in
+            // many writes): refused, and the EXEC is doomed. Document reads and writes and
+            // stream publishes join EXEC's transaction: the outbox.
             multi.aborted = true;
             return (
                 Frame::error(format!(

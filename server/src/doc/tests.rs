@@ -863,3 +863,50 @@ fn queries_agree_with_a_naive_evaluator_with_and_without_indexes() {
         }
     }
 }
+
+#[test]
+fn publishes_inside_exec_get_consecutive_offsets_after_the_queued_ones() {
+    let mut h = Harness::new();
+    run(&mut h, &["STREAM.CREATE", "ev", "PARTITIONS", "2"]);
+    run(
+        &mut h,
+        &["STREAM.PUBLISH", "ev", "PARTITION", "0", "before"],
+    );
+    run(&mut h, &["MULTI"]);
+    run(&mut h, &["STREAM.PUBLISH", "ev", "PARTITION", "0", "a"]);
+    run(&mut h, &["DOC.INSERT", "o", r#"{"_id":1}"#]);
+    run(&mut h, &["STREAM.PUBLISH", "ev", "PARTITION", "0", "b"]);
+    run(
+        &mut h,
+        &[
+            "STREAM.MPUBLISH",
+            "ev",
+            "PARTITION",
+            "0",
+            "VALUES",
+            "c",
+            "d",
+        ],
+    );
+    run(&mut h, &["STREAM.PUBLISH", "ev", "PARTITION", "1", "e"]);
+    let Frame::Array(replies) = run(&mut h, &["EXEC"]) else {
+        panic!()
+    };
+    let placed = |p: i64, o: i64| Frame::Array(vec![Frame::Integer(p), Frame::Integer(o)]);
+    assert_eq!(replies[0], placed(0, 1));
+    assert_eq!(replies[2], placed(0, 2));
+    assert!(matches!(&replies[3], Frame::Array(_)), "{:?}", replies[3]);
+    assert_eq!(replies[4], placed(1, 0));
+    let Frame::Array(records) = run(&mut h, &["STREAM.FETCH", "ev", "0", "0", "COUNT", "10"])
+    else {
+        panic!()
+    };
+    assert_eq!(records.len(), 5, "before, a, b, c, d at offsets 0..5");
+    // Group commands stay outside transactions, and doom the EXEC.
+    run(&mut h, &["MULTI"]);
+    let refused = run(&mut h, &["STREAM.JOIN", "ev", "g", "m"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("not allowed inside MULTI")),
+        "{refused:?}"
+    );
+}

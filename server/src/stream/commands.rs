@@ -273,11 +273,13 @@ fn publish(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         value,
     };
     let shared = call.shared;
-    let (placed, seq) = shared
-        .streams
-        .publish(&shared.store, topic, target, &[record], shared.now_ms())
-        .map_err(refused(args))?;
-    call.session.note_write(seq);
+    let now_ms = shared.now_ms();
+    let placed = call.model_write(|txn| {
+        shared
+            .streams
+            .publish_in(txn, topic, target, &[record], now_ms)
+            .map_err(refused(args))
+    })?;
     let (partition, offset, _) = placed[0];
     Ok(Frame::Array(vec![
         Frame::Integer(partition as i64),
@@ -323,11 +325,13 @@ fn mpublish(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         _ => return Err(refusal(args, "expected VALUES or KEYED")),
     }
     let shared = call.shared;
-    let (placed, seq) = shared
-        .streams
-        .publish(&shared.store, topic, target, &records, shared.now_ms())
-        .map_err(refused(args))?;
-    call.session.note_write(seq);
+    let now_ms = shared.now_ms();
+    let placed = call.model_write(|txn| {
+        shared
+            .streams
+            .publish_in(txn, topic, target, &records, now_ms)
+            .map_err(refused(args))
+    })?;
     Ok(Frame::Array(
         placed
             .into_iter()

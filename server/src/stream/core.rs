@@ -482,8 +482,25 @@ impl Streams {
         records: &[NewRecord<'_>],
         now_ms: u64,
     ) -> Result<(Vec<Placed>, Option<u64>)> {
+        write(store, |txn| {
+            self.publish_in(txn, name, target, records, now_ms)
+        })
+    }
+
+    /// [`Streams::publish`] into a transaction (its own, or EXEC's, shared with other
+    /// commands of any model: the transactional outbox). Offsets continue after the chunks
+    /// the transaction already holds for a partition, so two publishes of one EXEC never
+    /// share an offset.
+    pub fn publish_in(
+        &self,
+        txn: &mut Txn<'_>,
+        name: &[u8],
+        target: Target,
+        records: &[NewRecord<'_>],
+        now_ms: u64,
+    ) -> Result<Vec<Placed>> {
         let mut chunk = Vec::new();
-        let written = write(store, |txn| {
+        {
             if let [record] = records {
                 // One record (STREAM.PUBLISH): no routing tables, a reused chunk buffer.
                 let (id, p, base) = {
@@ -496,6 +513,7 @@ impl Streams {
                         topic.round_robin = topic.round_robin.wrapping_add(1);
                     }
                     let base = topic.partitions.get(p as usize).map_or(0, |x| x.next);
+                    let base = pending_next(txn, meta.id, p).map_or(base, |n| n.max(base));
                     (meta.id, p, base)
                 };
                 ONE_CHUNK.with(|buffer| {
@@ -529,6 +547,7 @@ impl Streams {
                         Some(r) => r.2.push(i),
                         None => {
                             let next = topic.partitions.get(p as usize).map_or(0, |x| x.next);
+                            let next = pending_next(txn, meta.id, p).map_or(next, |n| n.max(next));
                             routed.push((p, next, vec![i]));
                         }
                     }
@@ -572,8 +591,7 @@ impl Streams {
                 .iter()
                 .map(|(p, base, indexes)| (*p, *base, indexes.len() as u64))
                 .collect::<Vec<_>>())
-        });
-        written
+        }
     }
 
     // ----- fetching -------------------------------------------------------------------------
@@ -1293,6 +1311,23 @@ impl Streams {
 thread_local! {
     /// A single-record publish's chunk, reused.
     static ONE_CHUNK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The offset after the chunks a transaction already holds for a partition (`None`: it holds
+/// none; a transaction with no writes is not scanned).
+fn pending_next(txn: &Txn<'_>, id: u32, p: u32) -> Option<u64> {
+    if txn.pending() == 0 {
+        return None;
+    }
+    txn.batch()
+        .iter()
+        .filter(|op| op.namespace == NS && op.kind == RecordKind::Append)
+        .filter_map(|op| {
+            let (chunk_id, chunk_p, base) = codec::decode_chunk_key(op.key)?;
+            let (count, _) = codec::chunk_header(op.value)?;
+            (chunk_id == id && chunk_p == p).then_some(base + count as u64)
+        })
+        .max()
 }
 
 /// The partition a record goes to.
