@@ -263,3 +263,84 @@ fn the_document_client_round_trips_over_the_binary_rows() {
     assert_eq!(db.collections().unwrap(), [b"users".to_vec()]);
     assert!(db.drop_collection("users").unwrap());
 }
+
+/// The fluent queries of `client.db().collection(..)`, with an index, EXPLAIN over the
+/// binary row and find-and-modify.
+#[test]
+fn the_fluent_document_queries_use_indexes_over_the_binary_rows() {
+    use flin_net::client::{Filter, Json, Update};
+    let (_dir, _server, client) = start();
+    let db = client.db();
+    let orders = db.collection("orders");
+    let documents: Vec<Json> = (0..50)
+        .map(|i| {
+            Json::Object(vec![
+                ("_id".into(), Json::Int(i)),
+                ("total".into(), Json::Int(i * 10)),
+                (
+                    "state".into(),
+                    Json::from(if i % 2 == 0 { "new" } else { "paid" }),
+                ),
+            ])
+        })
+        .collect();
+    assert_eq!(orders.insert(documents).unwrap().len(), 50);
+    assert_eq!(
+        orders.create_index(&["total:-1"], false).unwrap(),
+        b"total_-1"
+    );
+    let find = orders
+        .find(
+            Filter::new()
+                .eq("state", "new")
+                .gte("total", 100)
+                .lt("total", 300),
+        )
+        .sort("total", true)
+        .limit(3)
+        .project(&["total"]);
+    assert_eq!(
+        find.run().unwrap(),
+        [
+            br#"{"_id":28,"total":280}"#.to_vec(),
+            br#"{"_id":26,"total":260}"#.to_vec(),
+            br#"{"_id":24,"total":240}"#.to_vec()
+        ]
+    );
+    let report = String::from_utf8(find.explain().unwrap()).unwrap();
+    assert!(report.contains(r#""index":"total_-1""#), "{report}");
+    assert_eq!(
+        orders
+            .find(Filter::new().is_in("_id", vec![1, 2, 99]))
+            .count()
+            .unwrap(),
+        2
+    );
+    let paid = orders
+        .update_many(
+            Filter::new().eq("state", "new"),
+            Update::new().set("state", "paid").inc("total", 1),
+        )
+        .unwrap();
+    assert_eq!((paid.matched, paid.modified), (25, 25));
+    let taken = orders
+        .find_one_and_update(
+            Filter::new().eq("state", "paid"),
+            Update::new().set("state", "shipped"),
+            &[("total", true)],
+            true,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        taken,
+        br#"{"_id":49,"total":490,"state":"shipped"}"#.to_vec()
+    );
+    assert_eq!(
+        orders.delete_many(Filter::new().lt("total", 100)).unwrap(),
+        10
+    );
+    let listed = db.indexes("orders").unwrap();
+    assert_eq!(listed.len(), 2, "_id_ and total_-1");
+    assert!(db.drop_index("orders", "total_-1").unwrap());
+}

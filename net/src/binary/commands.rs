@@ -116,7 +116,7 @@ pub static TABLE: &[CommandSpec] = &[
     arguments("stream.seek", 0x6E, 5),
     arguments("stream.lag", 0x6F, 3),
     arguments("stream.groups", 0x70, 2),
-    // Documents, 0x80..=0x9F (issue 13, first cut).
+    // Documents, 0x80..=0x9F (issue 13).
     arguments("doc.insert", 0x80, -3),
     arguments("doc.get", 0x81, 3),
     arguments("doc.find", 0x82, -3),
@@ -126,6 +126,12 @@ pub static TABLE: &[CommandSpec] = &[
     arguments("doc.delete", 0x86, -3),
     arguments("doc.collections", 0x87, 1),
     arguments("doc.drop", 0x88, 2),
+    arguments("doc.findandmodify", 0x89, -4),
+    arguments("doc.index", 0x8A, -3),
+    arguments("doc.dropindex", 0x8B, 3),
+    arguments("doc.indexes", 0x8C, 2),
+    arguments("doc.explain", 0x8D, -3),
+    arguments("doc.watch", 0x8E, -3),
 ];
 
 /// The row for `opcode` in `table`.
@@ -206,7 +212,7 @@ mod tests {
                 spec.opcode
             );
         }
-        let expected: [(&str, u8, i64); 47] = [
+        let expected: [(&str, u8, i64); 53] = [
             ("queue.declare", 0x40, -2),
             ("queue.delete", 0x41, 2),
             ("queue.purge", 0x42, 2),
@@ -254,6 +260,12 @@ mod tests {
             ("doc.delete", 0x86, -3),
             ("doc.collections", 0x87, 1),
             ("doc.drop", 0x88, 2),
+            ("doc.findandmodify", 0x89, -4),
+            ("doc.index", 0x8A, -3),
+            ("doc.dropindex", 0x8B, 3),
+            ("doc.indexes", 0x8C, 2),
+            ("doc.explain", 0x8D, -3),
+            ("doc.watch", 0x8E, -3),
         ];
         assert_eq!(TABLE.len(), expected.len());
         for (name, opcode, arity) in expected {

@@ -1,9 +1,9 @@
-//! Document commands (first cut of issue 13): [`Db`], the group [`super::Client::db`] returns.
+//! Document commands (issue 13): [`Db`], the group [`super::Client::db`] returns.
 //! Documents, filters, updates and projections are JSON text (`&str` or bytes) and documents
 //! come back as JSON text: this crate does not parse JSON (callers use the JSON crate they
-//! like). Each call uses one pooled connection for one request, sent as a row of
-//! `binary::commands::TABLE` (opcodes 0x80..=0x88). The query builder of issue 13 is not
-//! written yet.
+//! like); `super::query` builds filters, updates and finds fluently ([`Db::collection`]).
+//! Each call uses one pooled connection for one request, sent as a row of
+//! `binary::commands::TABLE` (opcodes 0x80..=0x8E).
 
 use std::borrow::Cow;
 
@@ -125,27 +125,7 @@ impl<'c> Db<'c> {
         filter: &str,
         options: &FindOptions,
     ) -> Result<Vec<Vec<u8>>> {
-        let mut args: Vec<Cow<'_, [u8]>> = vec![
-            Cow::Borrowed(collection.as_bytes()),
-            Cow::Borrowed(filter.as_bytes()),
-        ];
-        for (path, descending) in &options.sort {
-            args.push(Cow::Borrowed(b"SORT"));
-            args.push(Cow::Borrowed(path.as_bytes()));
-            args.push(Cow::Borrowed(if *descending { b"-1" } else { b"1" }));
-        }
-        if options.skip > 0 {
-            args.push(Cow::Borrowed(b"SKIP"));
-            args.push(Cow::Owned(options.skip.to_string().into_bytes()));
-        }
-        if let Some(limit) = options.limit {
-            args.push(Cow::Borrowed(b"LIMIT"));
-            args.push(Cow::Owned(limit.to_string().into_bytes()));
-        }
-        if let Some(project) = &options.project {
-            args.push(Cow::Borrowed(b"PROJECT"));
-            args.push(Cow::Borrowed(project.as_bytes()));
-        }
+        let args = find_args(collection, filter, options);
         self.run("doc.find", &args, list)
     }
 
@@ -220,4 +200,102 @@ impl<'c> Db<'c> {
             |v, op| Ok(count(v, op)? == 1),
         )
     }
+
+    /// DOC.FINDANDMODIFY with its arguments after the collection and filter (`UPDATE u`,
+    /// `REMOVE`, `SORT p 1`, `NEW`, `UPSERT`, `PROJECT p`): the document, old or new.
+    pub fn find_and_modify<A: AsRef<[u8]>>(
+        &self,
+        collection: &str,
+        filter: &str,
+        options: &[A],
+    ) -> Result<Option<Vec<u8>>> {
+        let mut args = vec![
+            Cow::Borrowed(collection.as_bytes()),
+            Cow::Borrowed(filter.as_bytes()),
+        ];
+        args.extend(options.iter().map(|a| Cow::Borrowed(a.as_ref())));
+        self.run("doc.findandmodify", &args, |v, op| match v {
+            Value::Null => Ok(None),
+            other => bytes_of(other, op).map(Some),
+        })
+    }
+
+    /// DOC.INDEX: `keys` are paths, each optionally `:-1` (descending); the index's name.
+    pub fn create_index(
+        &self,
+        collection: &str,
+        keys: &[&str],
+        unique: bool,
+        sparse: bool,
+    ) -> Result<Vec<u8>> {
+        let mut args = vec![Cow::Borrowed(collection.as_bytes())];
+        args.extend(keys.iter().map(|k| Cow::Borrowed(k.as_bytes())));
+        if unique {
+            args.push(Cow::Borrowed(b"UNIQUE".as_slice()));
+        }
+        if sparse {
+            args.push(Cow::Borrowed(b"SPARSE".as_slice()));
+        }
+        self.run("doc.index", &args, bytes_of)
+    }
+
+    /// DOC.DROPINDEX: whether it existed.
+    pub fn drop_index(&self, collection: &str, name: &str) -> Result<bool> {
+        let args = [
+            Cow::Borrowed(collection.as_bytes()),
+            Cow::Borrowed(name.as_bytes()),
+        ];
+        self.run("doc.dropindex", &args, |v, op| Ok(count(v, op)? == 1))
+    }
+
+    /// DOC.INDEXES: each index's spec (JSON text).
+    pub fn indexes(&self, collection: &str) -> Result<Vec<Vec<u8>>> {
+        self.run("doc.indexes", &[Cow::Borrowed(collection.as_bytes())], list)
+    }
+
+    /// DOC.EXPLAIN: the plan report (JSON text).
+    pub fn explain(
+        &self,
+        collection: &str,
+        filter: &str,
+        options: &FindOptions,
+    ) -> Result<Vec<u8>> {
+        let args = find_args(collection, filter, options);
+        self.run("doc.explain", &args, bytes_of)
+    }
+
+    /// A collection's fluent queries (`super::query`).
+    pub fn collection(&self, name: &str) -> super::query::Collection<'c> {
+        super::query::Collection::new(*self, name)
+    }
+}
+
+/// DOC.FIND's (and DOC.EXPLAIN's) arguments.
+fn find_args<'a>(
+    collection: &'a str,
+    filter: &'a str,
+    options: &'a FindOptions,
+) -> Vec<Cow<'a, [u8]>> {
+    let mut args: Vec<Cow<'_, [u8]>> = vec![
+        Cow::Borrowed(collection.as_bytes()),
+        Cow::Borrowed(filter.as_bytes()),
+    ];
+    for (path, descending) in &options.sort {
+        args.push(Cow::Borrowed(b"SORT"));
+        args.push(Cow::Borrowed(path.as_bytes()));
+        args.push(Cow::Borrowed(if *descending { b"-1" } else { b"1" }));
+    }
+    if options.skip > 0 {
+        args.push(Cow::Borrowed(b"SKIP"));
+        args.push(Cow::Owned(options.skip.to_string().into_bytes()));
+    }
+    if let Some(limit) = options.limit {
+        args.push(Cow::Borrowed(b"LIMIT"));
+        args.push(Cow::Owned(limit.to_string().into_bytes()));
+    }
+    if let Some(project) = &options.project {
+        args.push(Cow::Borrowed(b"PROJECT"));
+        args.push(Cow::Borrowed(project.as_bytes()));
+    }
+    args
 }

@@ -49,6 +49,7 @@ pub mod error;
 mod kv;
 mod pipeline;
 mod pool;
+mod query;
 mod queue;
 mod stream;
 
@@ -69,6 +70,7 @@ pub use queue::{
 
 use crate::binary;
 pub use db::{Db, FindOptions as DocFindOptions, UpdateResult};
+pub use query::{Collection, Filter, Find, Json, Update};
 pub use stream::{
     Assignment, FetchOptions, GroupConsumer, GroupInfo, Lag, PartitionInfo, Producer,
     ProducerOptions, Published, PublishedRange, Record, Reset, SeekTo, Stream, TopicInfo,
