@@ -1,16 +1,18 @@
-//! Documents (issue 13, MongoDB's model): JSON collections, queries, indexes.
+//! Documents (issue 13, MongoDB's model): JSON collections, queries, indexes, transactions.
 //!
-//! Groundwork so far, no command yet: the parts every later piece stands on, pure and tested.
-//! - `order`: MongoDB's comparison order across JSON types (what equality, ranges and sorts
-//!   use), documented in docs/commands.md when the commands land.
-//! - `filter`: the query language's filters, parsed from JSON into a typed tree (every error
-//!   names the operator and the path) and matched against a document with MongoDB's rules for
-//!   dotted paths, arrays and missing fields.
-//! - `update`: the update language (`$set` ... `$currentDate`, replacement documents), parsed
-//!   with refusals that name the operator and path, applied all or nothing; `_id` is fixed.
-//!
-//! Still to come with issue 13: the collection model in the Document namespace, DOC.*
-//! commands, projection, aggregation, indexes and the planner, `client.db()`.
+//! - `order`: MongoDB's comparison order across JSON types (equality, ranges, sorts).
+//! - `filter`: the query language, parsed once into a typed tree (every error names the
+//!   operator and the path), matched with MongoDB's rules for dotted paths, arrays and missing
+//!   fields.
+//! - `update`: the update language (`$set` ... `$currentDate`, replacements), applied all or
+//!   nothing; `_id` is fixed.
+//! - `keys`: the Document namespace's records and the order-preserving key encoding.
+//! - `index`: index specs, the entries a document yields, and the catalog (the engine's
+//!   observer of the namespace: names, counts, each index's entries in order).
+//! - `planner`: index ranges and sorts from a filter, costs, the choice DOC.EXPLAIN shows.
+//! - `collection`: the model's operations, reading and writing through a transaction (its
+//!   own, or EXEC's), index builds and drops.
+//! - `commands`: the DOC.* command shell.
 
 pub mod collection;
 pub mod commands;
