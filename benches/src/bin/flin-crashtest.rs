@@ -10,7 +10,8 @@
 //! `--dir PATH` (parent of the scratch directory), `--keep`, `--quiet` (no line per cycle),
 //! `--queue P,C` (queue producers and consumers, default 2,2; `--queue 0,0` leaves the queue
 //! model out), `--stream P,C` (stream producers and group consumers, default 2,2; `--stream
-//! 0,0` leaves the stream model out).
+//! 0,0` leaves the stream model out), `--doc N` (document outbox writers, default 2; `--doc 0`
+//! leaves the document model out).
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.
 
 use std::path::PathBuf;
@@ -91,6 +92,15 @@ fn parse_options() -> Result<Options, String> {
                         consumers: c as usize,
                         ..s
                     }),
+                };
+            }
+            "--doc" => {
+                let writers = number("--doc", value("--doc")?)? as usize;
+                options.doc = match writers {
+                    0 => None,
+                    n => options
+                        .doc
+                        .map(|d| crashtest::doc::DocSettings { writers: n, ..d }),
                 };
             }
             "--dir" => options.work_dir = Some(PathBuf::from(value("--dir")?)),

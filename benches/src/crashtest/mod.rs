@@ -10,6 +10,9 @@
 //! - [`stream`]: the stream model (producers publishing single and batched records to two
 //!   partitions, group consumers consuming and committing; every acknowledged record at its
 //!   offset, offsets never reused, committed offsets never going back).
+//! - [`doc`]: the document model (the transactional outbox: an order document, its writer's
+//!   head document, a key and a stream record in one MULTI/EXEC; no half transaction, indexes
+//!   exact, nothing acknowledged lost).
 //! - [`server`]: the child process, and [`server::inspect`], which reads from the data
 //!   directory what the engine was doing (compaction, rotation, sealing) when it died.
 //! - [`client`]: a small blocking RESP client.
@@ -29,6 +32,7 @@
 //! choices, not its interleaving.
 
 pub mod client;
+pub mod doc;
 pub mod kv;
 pub mod model;
 pub mod queue;
@@ -85,6 +89,8 @@ pub struct Options {
     pub queue: Option<queue::QueueSettings>,
     /// The stream model's producers and consumers (`None`: the stream model does not run).
     pub stream: Option<stream::StreamSettings>,
+    /// The document model's writers (`None`: the document model does not run).
+    pub doc: Option<doc::DocSettings>,
     /// Parent of the scratch directory (default: the system's temporary directory).
     pub work_dir: Option<PathBuf>,
     /// Keep the scratch directory after a successful run too.
@@ -124,6 +130,10 @@ impl Options {
                 producers: 2,
                 consumers: 2,
                 batch_max: 50,
+            }),
+            doc: Some(doc::DocSettings {
+                writers: 2,
+                pad_max: 400,
             }),
             work_dir: None,
             keep: false,
@@ -259,6 +269,12 @@ fn models(options: &Options) -> Vec<Box<dyn Model>> {
             first_writer,
             options.seed,
         )));
+    }
+    if let Some(settings) = options.doc {
+        let first_writer = options.kv.writers
+            + options.queue.map_or(0, |q| q.producers + q.consumers)
+            + options.stream.map_or(0, |s| s.producers + s.consumers);
+        models.push(Box::new(doc::DocModel::new(settings, first_writer)));
     }
     models
 }
