@@ -471,7 +471,7 @@ fn parse_operator(op: &str, operand: &Value, path: &str) -> Result<Condition, Fi
 }
 
 /// Every value a dotted path reaches in `value` (see the module doc).
-fn collect<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
+pub(super) fn collect<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
     let Some((first, rest)) = path.split_first() else {
         out.push(value);
         return;

@@ -12,6 +12,7 @@
 //! Still to come with issue 13: the collection model in the Document namespace, DOC.*
 //! commands, projection, aggregation, indexes and the planner, `client.db()`.
 
+pub mod aggregate;
 pub mod collection;
 pub mod commands;
 pub mod filter;
