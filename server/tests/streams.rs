@@ -1128,11 +1128,16 @@ fn refusals_name_what_is_wrong_and_change_nothing() {
         V::Array(vec![V::Bulk(b"t".to_vec())])
     );
 
-    // Not inside MULTI: offsets are decided when a write is applied.
+    // Group commands are not allowed inside MULTI (publishes are: the outbox, tested in
+    // server/tests/documents.rs); the refusal dooms the EXEC.
     c.ok(&["MULTI"]);
     assert_eq!(
-        c.cmd(&["STREAM.PUBLISH", "t", "v"]).error(),
-        "ERR STREAM.PUBLISH is not allowed inside MULTI"
+        c.cmd(&["STREAM.JOIN", "t", "g", "m"]).error(),
+        "ERR STREAM.JOIN is not allowed inside MULTI"
+    );
+    assert_eq!(
+        c.cmd(&["STREAM.PUBLISH", "t", "PARTITION", "0", "v"]),
+        V::Simple("QUEUED".into())
     );
     assert!(c.cmd(&["EXEC"]).error().starts_with("EXECABORT"));
     assert_eq!(describe_nexts(&mut c, "t"), vec![3, 0, 0]);

@@ -95,7 +95,7 @@ impl DocWriter {
                 b"UPSERT",
             ],
         );
-        if i % 10 == 0 && i >= 10 {
+        if i.is_multiple_of(10) && i >= 10 {
             let gone = format!(r#"{{"_id":"{w}-{}"}}"#, i - 5);
             encode(&mut out, &[b"DOC.DELETE", COLLECTION, gone.as_bytes()]);
         }
@@ -116,7 +116,7 @@ impl DocWriter {
 
     /// The EXEC's replies, each as the step expects, or what was wrong.
     fn check_exec(&self, i: u64, replies: Vec<Reply>) -> Result<(), String> {
-        let with_delete = i % 10 == 0 && i >= 10;
+        let with_delete = i.is_multiple_of(10) && i >= 10;
         if replies.len() != 4 + with_delete as usize {
             return Err(format!("EXEC of step {i}: {} replies", replies.len()));
         }
@@ -178,7 +178,7 @@ impl Writer for DocWriter {
             if client.send(&self.step(i, &mut rng)).is_err() {
                 return Vec::new();
             }
-            let with_delete = i % 10 == 0 && i >= 10;
+            let with_delete = i.is_multiple_of(10) && i >= 10;
             // +OK, a QUEUED per command, then EXEC's array.
             for _ in 0..5 + with_delete as usize {
                 match client.read_reply() {

@@ -132,6 +132,7 @@ pub static TABLE: &[CommandSpec] = &[
     arguments("doc.indexes", 0x8C, 2),
     arguments("doc.explain", 0x8D, -3),
     arguments("doc.watch", 0x8E, -3),
+    arguments("doc.aggregate", 0x8F, 3),
 ];
 
 /// The row for `opcode` in `table`.
@@ -212,7 +213,7 @@ mod tests {
                 spec.opcode
             );
         }
-        let expected: [(&str, u8, i64); 53] = [
+        let expected: [(&str, u8, i64); 54] = [
             ("queue.declare", 0x40, -2),
             ("queue.delete", 0x41, 2),
             ("queue.purge", 0x42, 2),
@@ -266,6 +267,7 @@ mod tests {
             ("doc.indexes", 0x8C, 2),
             ("doc.explain", 0x8D, -3),
             ("doc.watch", 0x8E, -3),
+            ("doc.aggregate", 0x8F, 3),
         ];
         assert_eq!(TABLE.len(), expected.len());
         for (name, opcode, arity) in expected {

@@ -3,7 +3,7 @@
 //! come back as JSON text: this crate does not parse JSON (callers use the JSON crate they
 //! like); `super::query` builds filters, updates and finds fluently ([`Db::collection`]).
 //! Each call uses one pooled connection for one request, sent as a row of
-//! `binary::commands::TABLE` (opcodes 0x80..=0x8E).
+//! `binary::commands::TABLE` (opcodes 0x80..=0x8F).
 
 use std::borrow::Cow;
 
@@ -262,6 +262,15 @@ impl<'c> Db<'c> {
     ) -> Result<Vec<u8>> {
         let args = find_args(collection, filter, options);
         self.run("doc.explain", &args, bytes_of)
+    }
+
+    /// DOC.AGGREGATE: the pipeline's output documents (JSON text).
+    pub fn aggregate(&self, collection: &str, pipeline: &str) -> Result<Vec<Vec<u8>>> {
+        let args = [
+            Cow::Borrowed(collection.as_bytes()),
+            Cow::Borrowed(pipeline.as_bytes()),
+        ];
+        self.run("doc.aggregate", &args, list)
     }
 
     /// A collection's fluent queries (`super::query`).

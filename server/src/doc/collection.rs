@@ -835,6 +835,28 @@ impl Collections {
         Ok((documents.collect(), selected.examined))
     }
 
+    /// DOC.AGGREGATE: the pipeline over the collection's documents; a leading `$match` finds
+    /// them through the planner (an index, if one serves).
+    pub fn aggregate(
+        &self,
+        view: &View<'_, '_>,
+        name: &[u8],
+        pipeline: &super::aggregate::Pipeline,
+    ) -> Result<Vec<Value>> {
+        let documents = match self.resolve(view, name)? {
+            None => Vec::new(),
+            Some(coll) => {
+                let everything = Filter::And(Vec::new());
+                let filter = pipeline.leading_match().unwrap_or(&everything);
+                self.select(view, coll, filter, &FindOptions::default())?
+                    .documents
+            }
+        };
+        pipeline
+            .run(documents.into_iter().map(|(_, doc)| doc))
+            .map_err(|e| refuse(e.to_string()))
+    }
+
     /// DOC.COUNT (the kept count for an empty filter).
     pub fn count(&self, view: &View<'_, '_>, name: &[u8], filter: &Filter) -> Result<u64> {
         let Some(coll) = self.resolve(view, name)? else {

@@ -1,5 +1,5 @@
 //! The document model's command shell: DOC.INSERT GET FIND COUNT UPDATE REPLACE DELETE
-//! FINDANDMODIFY COLLECTIONS DROP INDEX DROPINDEX INDEXES EXPLAIN WATCH. Documents travel as
+//! FINDANDMODIFY COLLECTIONS DROP INDEX DROPINDEX INDEXES EXPLAIN WATCH AGGREGATE. Documents travel as
 //! JSON text (bulk strings); refusals read `ERR DOC.<CMD>: <why>`, naming the argument (JSON
 //! errors with line and column). Inside MULTI, the reads and writes join EXEC's transaction
 //! with every other model's (DOC.INDEX, DROPINDEX, DROP and WATCH are refused there).
@@ -34,6 +34,7 @@ pub static TABLE: &[Command] = &[
     command!("doc.indexes", 2, R, NO_KEYS, "document", "Lists a collection's indexes.", indexes),
     command!("doc.explain", -3, R, NO_KEYS, "document", "Shows the plan a find uses and what it examined.", explain),
     command!("doc.watch", -3, R, NO_KEYS, "document", "Watches documents: EXEC aborts if one changed.", watch),
+    command!("doc.aggregate", 3, R, NO_KEYS, "document", "Runs an aggregation pipeline over a collection.", aggregate),
 ];
 
 /// The commands refused inside MULTI (long, chunked work, or WATCH's own rule).
@@ -497,4 +498,18 @@ fn watch(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         });
     }
     Ok(Frame::ok())
+}
+
+/// `DOC.AGGREGATE coll pipeline`: the pipeline's output documents.
+fn aggregate(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let name = collection(args)?;
+    let pipeline = super::aggregate::Pipeline::parse(&json(args, 2, "pipeline")?)
+        .map_err(|e| refusal(args, format!("pipeline: {e}")))?;
+    let view = View::in_transaction(call.read(), call.transaction());
+    let out = call
+        .shared
+        .docs
+        .aggregate(&view, name, &pipeline)
+        .map_err(refused(args))?;
+    Ok(Frame::Array(out.iter().map(text).collect()))
 }

@@ -13,15 +13,40 @@
 //!   across types is `order`'s, used by equality and sorting).
 //! - A missing field equals `null`; `$ne`, `$nin` and `$not` match a missing field, `$exists:
 //!   false` matches only a missing one.
+//! - `{path: {$regex: "pattern", $options: "imsx"}}` matches a string, or an array holding a
+//!   string, that the pattern finds a match in (anywhere, unless anchored); never a number,
+//!   object or other non-string. Options: `i` case-insensitive, `m` `^`/`$` at line ends, `s` `.`
+//!   matches a newline, `x` whitespace and `#` comments in the pattern ignored, `u` accepted and
+//!   redundant (patterns are Unicode), as MongoDB's. `$not: {$regex: ...}` matches the rest,
+//!   missing fields included. A bad pattern or option is refused with the path and the pattern.
 //!
-//! Not yet: `$regex` (it needs a regular-expression engine; the regex crate is the candidate,
-//! with a line in docs/dependencies.md), `$where`, geospatial and text operators.
+//! Patterns are the regex crate's syntax, which is PCRE's (MongoDB's engine) less lookaround and
+//! backreferences, refused as bad patterns. Two differences remain: without `m`, PCRE's `$` also
+//! matches before a final newline and ours does not; `\w`, `\d`, `\s` and `\b` are Unicode-aware
+//! here and ASCII in PCRE (unless its UCP flag is set).
+//!
+//! Limits, so a client cannot make the server compile unbounded automata: a pattern is at most
+//! [`REGEX_PATTERN_BYTES_MAX`] bytes and compiles to at most [`REGEX_COMPILED_BYTES_MAX`] (a
+//! Unicode `\w` is about 50 KB, so `\w{20}` fits and `\w{50}` does not), its lazy automaton's
+//! cache is at most [`REGEX_CACHE_BYTES_MAX`], and one filter holds at most [`REGEXES_MAX`]
+//! patterns: about 64 MiB at worst per filter.
+//!
+//! Not yet: `$where`, geospatial and text operators.
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
 use super::order::{compare, equal, type_rank};
+
+/// The longest `$regex` pattern accepted, in bytes.
+pub const REGEX_PATTERN_BYTES_MAX: usize = 32 << 10;
+/// The most one compiled pattern may take (the regex crate's `size_limit`; its default is 10 MiB).
+pub const REGEX_COMPILED_BYTES_MAX: usize = 1 << 20;
+/// The most one pattern's lazy DFA cache may grow to (the regex crate's `dfa_size_limit`).
+pub const REGEX_CACHE_BYTES_MAX: usize = 1 << 20;
+/// The most `$regex` conditions one filter may hold.
+pub const REGEXES_MAX: usize = 32;
 
 /// Why a filter was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +159,95 @@ pub enum Condition {
     /// Elements matching a filter (objects) or these conditions (values).
     ElemMatch(Box<ElemMatch>),
     Not(Vec<Condition>),
+    Regex(Pattern),
+}
+
+/// A `$regex` condition's pattern: as written (for messages and equality) and compiled.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: String,
+    options: String,
+    compiled: regex::Regex,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.source == other.source && self.options == other.options
+    }
+}
+
+impl Pattern {
+    /// Compiles `source` with MongoDB's `$options` letters; refusals name `path` and the pattern.
+    pub fn parse(source: &str, options: &str, path: &str) -> Result<Pattern, FilterError> {
+        let shown = shown_pattern(source);
+        if source.len() > REGEX_PATTERN_BYTES_MAX {
+            return Err(error(
+                path,
+                format!(
+                    "$regex {shown} is {} bytes, over the limit of {REGEX_PATTERN_BYTES_MAX}",
+                    source.len()
+                ),
+            ));
+        }
+        let mut builder = regex::RegexBuilder::new(source);
+        builder
+            .size_limit(REGEX_COMPILED_BYTES_MAX)
+            .dfa_size_limit(REGEX_CACHE_BYTES_MAX);
+        for option in options.chars() {
+            match option {
+                'i' => builder.case_insensitive(true),
+                'm' => builder.multi_line(true),
+                's' => builder.dot_matches_new_line(true),
+                'x' => builder.ignore_whitespace(true),
+                // MongoDB accepts `u` and ignores it: its patterns are always UTF-8.
+                'u' => &mut builder,
+                other => {
+                    return Err(error(
+                        path,
+                        format!("$options: unknown option '{other}' for $regex {shown}"),
+                    ))
+                }
+            };
+        }
+        let compiled = builder.build().map_err(|e| {
+            let why = match e {
+                regex::Error::CompiledTooBig(_) => format!(
+                    "it compiles to more than the limit of {REGEX_COMPILED_BYTES_MAX} bytes"
+                ),
+                // The syntax error's last line says what is wrong; the lines above draw it.
+                regex::Error::Syntax(text) => text
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string(),
+                other => other.to_string(),
+            };
+            error(
+                path,
+                format!("$regex {shown} is not a valid pattern: {why}"),
+            )
+        })?;
+        Ok(Pattern {
+            source: source.to_string(),
+            options: options.to_string(),
+            compiled,
+        })
+    }
+
+    /// Whether the pattern finds a match in `value`: a string; anything else never matches.
+    fn finds(&self, value: &Value) -> bool {
+        matches!(value, Value::String(text) if self.compiled.is_match(text))
+    }
+}
+
+/// A pattern quoted for a message, cut to its first 64 characters.
+fn shown_pattern(source: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 64;
+    match source.char_indices().nth(SHOWN_CHARS_MAX) {
+        Some((end, _)) => format!("{:?}...", &source[..end]),
+        None => format!("{source:?}"),
+    }
 }
 
 /// What `$elemMatch` applies to each element.
@@ -165,7 +279,27 @@ impl Filter {
         let Value::Object(fields) = filter else {
             return Err(error("", "a filter must be a JSON object"));
         };
-        parse_document(fields)
+        let parsed = parse_document(fields)?;
+        let patterns = parsed.regex_count();
+        if patterns > REGEXES_MAX {
+            return Err(error(
+                "",
+                format!(
+                    "the filter holds {patterns} $regex patterns, over the limit of {REGEXES_MAX}"
+                ),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// How many `$regex` conditions the filter holds (what [`REGEXES_MAX`] bounds).
+    pub fn regex_count(&self) -> usize {
+        match self {
+            Filter::And(parts) | Filter::Or(parts) | Filter::Nor(parts) => {
+                parts.iter().map(Filter::regex_count).sum()
+            }
+            Filter::Path { conditions, .. } => conditions.iter().map(Condition::regex_count).sum(),
+        }
     }
 
     /// Whether `document` matches.
@@ -248,9 +382,33 @@ fn parse_conditions(value: &Value, path: &str) -> Result<Vec<Condition>, FilterE
     let Value::Object(ops) = value else {
         unreachable!("an operator document is an object")
     };
-    ops.iter()
-        .map(|(op, operand)| parse_operator(op, operand, path))
-        .collect()
+    let mut conditions = Vec::with_capacity(ops.len());
+    for (op, operand) in ops {
+        match op.as_str() {
+            // `$options` belongs to the `$regex` beside it, whichever comes first.
+            "$options" if ops.contains_key("$regex") => {}
+            "$options" => return Err(error(path, "$options needs a $regex beside it")),
+            "$regex" => conditions.push(parse_regex(operand, ops.get("$options"), path)?),
+            _ => conditions.push(parse_operator(op, operand, path)?),
+        }
+    }
+    Ok(conditions)
+}
+
+fn parse_regex(
+    pattern: &Value,
+    options: Option<&Value>,
+    path: &str,
+) -> Result<Condition, FilterError> {
+    let Value::String(pattern) = pattern else {
+        return Err(error(path, "$regex needs a string"));
+    };
+    let options = match options {
+        None => "",
+        Some(Value::String(options)) => options.as_str(),
+        Some(_) => return Err(error(path, "$options needs a string")),
+    };
+    Ok(Condition::Regex(Pattern::parse(pattern, options, path)?))
 }
 
 fn array_operand<'a>(
@@ -308,15 +466,12 @@ fn parse_operator(op: &str, operand: &Value, path: &str) -> Result<Condition, Fi
             }
             Condition::Not(parse_conditions(operand, path)?)
         }
-        "$regex" | "$options" => {
-            return Err(error(path, format!("{op} is not supported yet")));
-        }
         other => return Err(error(path, format!("unknown operator {other}"))),
     })
 }
 
 /// Every value a dotted path reaches in `value` (see the module doc).
-fn collect<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
+pub(super) fn collect<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
     let Some((first, rest)) = path.split_first() else {
         out.push(value);
         return;
@@ -387,6 +542,19 @@ impl Condition {
                 })
             }),
             Condition::Not(conditions) => !conditions.iter().all(|c| c.holds(found)),
+            Condition::Regex(pattern) => any_value(found, |v| pattern.finds(v)),
+        }
+    }
+
+    fn regex_count(&self) -> usize {
+        match self {
+            Condition::Regex(_) => 1,
+            Condition::Not(conditions) => conditions.iter().map(Condition::regex_count).sum(),
+            Condition::ElemMatch(inner) => match inner.as_ref() {
+                ElemMatch::Value(conditions) => conditions.iter().map(Condition::regex_count).sum(),
+                ElemMatch::Document(filter) => filter.regex_count(),
+            },
+            _ => 0,
         }
     }
 }
@@ -520,6 +688,199 @@ mod tests {
         assert_eq!(
             refused(json!({"$and": [{"b": {"$gt": {"$x": 1}}}, 5]})),
             "a filter must be a JSON object (at '$and')"
+        );
+    }
+
+    /// The `$regex` examples of MongoDB's manual, over its `products` collection (written from
+    /// its semantics): each filter and the `_id`s it finds.
+    #[test]
+    fn regex_matches_as_the_mongodb_manual_describes() {
+        let products = [
+            json!({"_id": 100, "sku": "abc123", "description": "Single line description."}),
+            json!({"_id": 101, "sku": "abc789", "description": "First line\nSecond line"}),
+            json!({"_id": 102, "sku": "xyz456", "description": "Many spaces before     line"}),
+            json!({"_id": 103, "sku": "xyz789", "description": "Multiple\nline description"}),
+            json!({"_id": 104, "sku": "Abc789", "description": "SKU should be case-insensitive"}),
+        ];
+        let cases = [
+            (json!({"sku": {"$regex": "789$"}}), vec![101, 103, 104]),
+            (
+                json!({"sku": {"$regex": "^ABC", "$options": "i"}}),
+                vec![100, 101, 104],
+            ),
+            (
+                json!({"sku": {"$options": "i", "$regex": "^ABC"}}),
+                vec![100, 101, 104],
+            ),
+            (json!({"sku": {"$regex": "^ABC"}}), vec![]),
+            (
+                json!({"description": {"$regex": "^S", "$options": "m"}}),
+                vec![100, 101, 104],
+            ),
+            (json!({"description": {"$regex": "^S"}}), vec![100, 104]),
+            (json!({"description": {"$regex": "line$"}}), vec![101, 102]),
+            (
+                json!({"description": {"$regex": "^line", "$options": "m"}}),
+                vec![103],
+            ),
+            (json!({"description": {"$regex": "^line"}}), vec![]),
+            (
+                json!({"description": {"$regex": "m.*line", "$options": "si"}}),
+                vec![102, 103],
+            ),
+            (
+                json!({"description": {"$regex": "m.*line", "$options": "i"}}),
+                vec![102],
+            ),
+            (
+                json!({"sku": {"$regex": "abc #category code\n123 #item number", "$options": "x"}}),
+                vec![100],
+            ),
+            (json!({"sku": {"$regex": "(?i)^abc"}}), vec![100, 101, 104]),
+            (
+                json!({"sku": {"$regex": "", "$options": "u"}}),
+                vec![100, 101, 102, 103, 104],
+            ),
+            (
+                json!({"sku": {"$not": {"$regex": "^abc"}}}),
+                vec![102, 103, 104],
+            ),
+            (
+                json!({"sku": {"$regex": "789$", "$ne": "xyz789"}}),
+                vec![101, 104],
+            ),
+            (
+                json!({"$or": [{"sku": {"$regex": "^x"}}, {"description": {"$regex": "SKU"}}]}),
+                vec![102, 103, 104],
+            ),
+        ];
+        for (filter, expected) in cases {
+            let parsed = Filter::parse(&filter).unwrap();
+            let found: Vec<i64> = products
+                .iter()
+                .filter(|p| parsed.matches(p))
+                .map(|p| p["_id"].as_i64().unwrap())
+                .collect();
+            assert_eq!(found, expected, "{filter}");
+        }
+    }
+
+    #[test]
+    fn regex_matches_strings_and_string_elements_never_other_values() {
+        let cases = [
+            (json!({"tags": ["blue", "red"]}), true),
+            (json!({"tags": [5, {"r": "red"}, "rose"]}), true),
+            (json!({"tags": [5, {"r": "red"}, ["red"]]}), false),
+            (json!({"tags": "red"}), true),
+            (json!({"tags": "Red"}), false),
+            (json!({"tags": 12}), false),
+            (json!({"tags": true}), false),
+            (json!({"tags": null}), false),
+            (json!({"tags": {"name": "red"}}), false),
+            (json!({"other": "red"}), false),
+        ];
+        for (document, expected) in cases {
+            assert_eq!(
+                matches(json!({"tags": {"$regex": "^r"}}), document.clone()),
+                expected,
+                "{document}"
+            );
+            assert_eq!(
+                matches(
+                    json!({"tags": {"$not": {"$regex": "^r"}}}),
+                    document.clone()
+                ),
+                !expected,
+                "$not over {document}"
+            );
+        }
+        let nested = json!({"items": [{"name": "apple"}, {"name": "banana"}]});
+        assert!(matches(
+            json!({"items.name": {"$regex": "^ban"}}),
+            nested.clone()
+        ));
+        assert!(matches(
+            json!({"items": {"$elemMatch": {"name": {"$regex": "^app"}}}}),
+            nested
+        ));
+        assert!(matches(
+            json!({"name": {"$regex": "^émile$", "$options": "i"}}),
+            json!({"name": "ÉMILE"})
+        ));
+    }
+
+    #[test]
+    fn bad_patterns_and_options_are_refused_with_the_path_and_the_pattern() {
+        let refused = |filter: Value| Filter::parse(&filter).unwrap_err().to_string();
+        assert_eq!(
+            refused(json!({"name": {"$regex": "a("}})),
+            r#"$regex "a(" is not a valid pattern: unclosed group (at 'name')"#
+        );
+        assert_eq!(
+            refused(json!({"name": {"$regex": "a", "$options": "iz"}})),
+            r#"$options: unknown option 'z' for $regex "a" (at 'name')"#
+        );
+        assert_eq!(
+            refused(json!({"name": {"$options": "i"}})),
+            "$options needs a $regex beside it (at 'name')"
+        );
+        assert_eq!(
+            refused(json!({"name": {"$regex": 5}})),
+            "$regex needs a string (at 'name')"
+        );
+        assert_eq!(
+            refused(json!({"name": {"$regex": "a", "$options": 1}})),
+            "$options needs a string (at 'name')"
+        );
+        assert!(
+            refused(json!({"a.b": {"$not": {"$regex": "x(?=y)"}}}))
+                .starts_with(r#"$regex "x(?=y)" is not a valid pattern: look-around"#),
+            "lookaround is PCRE's, not ours"
+        );
+        assert!(refused(json!({"a": {"$regex": r"(a)\1"}})).ends_with("(at 'a')"));
+    }
+
+    #[test]
+    fn regex_limits_are_refused_by_name() {
+        let refused = |filter: Value| Filter::parse(&filter).unwrap_err().to_string();
+        let long = "a".repeat(REGEX_PATTERN_BYTES_MAX + 1);
+        assert_eq!(
+            refused(json!({"s": {"$regex": long}})),
+            format!(
+                "$regex \"{}\"... is {} bytes, over the limit of {REGEX_PATTERN_BYTES_MAX} (at 's')",
+                "a".repeat(64),
+                REGEX_PATTERN_BYTES_MAX + 1
+            )
+        );
+        // At the limit (spaces, which `x` ignores, so it compiles small).
+        let spaced = format!("a{}", " ".repeat(REGEX_PATTERN_BYTES_MAX - 1));
+        let at_limit = json!({"s": {"$regex": spaced, "$options": "x"}});
+        assert!(Filter::parse(&at_limit)
+            .unwrap()
+            .matches(&json!({"s": "a"})));
+        assert!(Filter::parse(&json!({"s": {"$regex": r"\w{20}"}})).is_ok());
+        assert_eq!(
+            refused(json!({"s": {"$regex": r"\w{50}"}})),
+            format!(
+                r#"$regex "\\w{{50}}" is not a valid pattern: it compiles to more than the limit of {REGEX_COMPILED_BYTES_MAX} bytes (at 's')"#
+            )
+        );
+        let many = |n: usize| {
+            let parts: Vec<Value> = (0..n)
+                .map(|i| json!({"s": {"$regex": format!("^{i}")}}))
+                .collect();
+            json!({"$or": parts})
+        };
+        assert_eq!(
+            Filter::parse(&many(REGEXES_MAX)).unwrap().regex_count(),
+            REGEXES_MAX
+        );
+        assert_eq!(
+            refused(many(REGEXES_MAX + 1)),
+            format!(
+                "the filter holds {} $regex patterns, over the limit of {REGEXES_MAX}",
+                REGEXES_MAX + 1
+            )
         );
     }
 

@@ -12,8 +12,10 @@
 //! - `planner`: index ranges and sorts from a filter, costs, the choice DOC.EXPLAIN shows.
 //! - `collection`: the model's operations, reading and writing through a transaction (its
 //!   own, or EXEC's), index builds and drops.
+//! - `aggregate`: the aggregation pipeline, pure, over an iterator of documents.
 //! - `commands`: the DOC.* command shell.
 
+pub mod aggregate;
 pub mod collection;
 pub mod commands;
 pub mod filter;

@@ -910,3 +910,52 @@ fn publishes_inside_exec_get_consecutive_offsets_after_the_queued_ones() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn aggregate_runs_the_pipeline_and_names_the_failing_stage() {
+    let mut h = Harness::new();
+    load(&mut h, "a", 700);
+    run(&mut h, &["DOC.INDEX", "a", "k"]);
+    let out = texts(run(
+        &mut h,
+        &[
+            "DOC.AGGREGATE",
+            "a",
+            r#"[{"$match":{"k":{"$lt":2}}},{"$group":{"_id":"$city","n":{"$sum":1},"top":{"$max":"$_id"}}},{"$sort":{"_id":1}},{"$limit":2}]"#,
+        ],
+    ));
+    // k < 2: _ids 0, 1, 100, 101, ... 601: 14 documents over cities c0..c6.
+    let counted: Vec<(String, i64)> = out
+        .iter()
+        .map(|g| {
+            (
+                g["_id"].as_str().unwrap().to_string(),
+                g["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = |city: i64| (0..700).filter(|i| i % 100 < 2 && i % 7 == city).count() as i64;
+    assert_eq!(
+        counted,
+        [
+            ("c0".to_string(), expected(0)),
+            ("c1".to_string(), expected(1))
+        ]
+    );
+    let bad = run(
+        &mut h,
+        &[
+            "DOC.AGGREGATE",
+            "a",
+            r#"[{"$group":{"_id":null,"m":{"$median":"$k"}}}]"#,
+        ],
+    );
+    assert!(
+        matches!(&bad, Frame::Error(e) if e.starts_with("ERR DOC.AGGREGATE: pipeline: stage 1 ($group)")),
+        "{bad:?}"
+    );
+    assert_eq!(
+        run(&mut h, &["DOC.AGGREGATE", "none", r#"[{"$count":"n"}]"#]),
+        Frame::Array(vec![])
+    );
+}
