@@ -1383,11 +1383,10 @@ impl<'p> IndexCursor<'p> {
             };
             let interval = &self.plan.intervals[at];
             let mut last = None;
-            for (entry, id_key) in
-                planner::range(index, interval, self.after.as_deref(), self.plan.reverse)
+            for element in planner::range(index, interval, self.after.as_deref(), self.plan.reverse)
             {
-                out.push(id_key.clone());
-                last = Some(entry.clone());
+                out.push(super::index::id_of(element).into());
+                last = Some(element.clone());
                 if out.len() >= most {
                     break;
                 }

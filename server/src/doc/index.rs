@@ -14,7 +14,7 @@
 //! missing (then the document has no entry); a compound index over two array fields of one
 //! document is refused ("cannot index parallel arrays", as MongoDB).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use flin_engine::{Change, Engine, Observer, Op, RecordKind, Replay};
@@ -167,14 +167,39 @@ fn values_at(at: &Value, path: &[&str], out: &mut Vec<Value>) -> bool {
     }
 }
 
-/// One index in memory: its spec and its entries in key order (entry -> `_id` key).
+/// One index in memory: its spec and its entries in key order. An element is the entry
+/// (the record key after the index's prefix), then the document's `_id` key, then that key's
+/// length (u16 LE): one allocation per entry, the `_id` found from the end ([`id_of`]).
 #[derive(Debug, Default)]
 pub struct IndexState {
     /// `None` until the spec record is seen (a replay may bring entries first).
     pub spec: Option<IndexSpec>,
-    pub entries: BTreeMap<Box<[u8]>, Box<[u8]>>,
+    pub entries: BTreeSet<Box<[u8]>>,
     /// Whether an entry came from an array element (sticky until the next open).
     pub multikey: bool,
+}
+
+/// The `_id` key an element of [`IndexState::entries`] ends with.
+pub fn id_of(element: &[u8]) -> &[u8] {
+    let n = element.len();
+    let id_len = u16::from_le_bytes([element[n - 2], element[n - 1]]) as usize;
+    &element[n - 2 - id_len..n - 2]
+}
+
+fn element(entry: &[u8], id_key: &[u8]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(entry.len() + id_key.len() + 2);
+    out.extend_from_slice(entry);
+    out.extend_from_slice(id_key);
+    out.extend_from_slice(&(id_key.len() as u16).to_le_bytes());
+    out.into_boxed_slice()
+}
+
+/// The element whose entry is exactly `entry` (a delete names the entry, not the `_id`).
+fn element_of<'a>(entries: &'a BTreeSet<Box<[u8]>>, entry: &[u8]) -> Option<&'a Box<[u8]>> {
+    entries
+        .range::<[u8], _>((std::ops::Bound::Included(entry), std::ops::Bound::Unbounded))
+        .take_while(|e| e.starts_with(entry))
+        .find(|e| e.len() - 2 - id_of(e).len() == entry.len())
 }
 
 /// One collection in memory.
@@ -270,15 +295,21 @@ impl Catalog {
                         .entry(no)
                         .or_default();
                     index.multikey |= op.value.first() == Some(&1);
-                    index
-                        .entries
-                        .insert(entry.into(), op.value.get(1..).unwrap_or_default().into());
+                    let id_key = op.value.get(1..).unwrap_or_default();
+                    if id_key.len() <= u16::MAX as usize {
+                        if let Some(old) = element_of(&index.entries, entry).cloned() {
+                            index.entries.remove(&old);
+                        }
+                        index.entries.insert(element(entry, id_key));
+                    }
                 } else if let Some(index) = self
                     .collections
                     .get_mut(&coll)
                     .and_then(|c| c.indexes.get_mut(&no))
                 {
-                    index.entries.remove(entry);
+                    if let Some(old) = element_of(&index.entries, entry).cloned() {
+                        index.entries.remove(&old);
+                    }
                 }
             }
             _ => {}

@@ -471,16 +471,13 @@ fn estimate(index: &IndexState, intervals: &[Interval], count: u64) -> u64 {
     keys
 }
 
-/// An index entry: its key, and the `_id` key of its document.
-pub type Entry<'a> = (&'a Box<[u8]>, &'a Box<[u8]>);
-
-/// An interval's entries (after `after`, exclusive, in the walk's direction).
+/// An interval's elements (after `after`, an element, exclusive, in the walk's direction).
 pub fn range<'a>(
     index: &'a IndexState,
     interval: &Interval,
     after: Option<&[u8]>,
     reverse: bool,
-) -> Box<dyn Iterator<Item = Entry<'a>> + 'a> {
+) -> Box<dyn Iterator<Item = &'a Box<[u8]>> + 'a> {
     use std::ops::Bound::{Excluded, Included, Unbounded};
     let mut start = match &interval.start {
         Some(s) => Included(s.clone().into_boxed_slice()),
