@@ -195,11 +195,12 @@ fn element(entry: &[u8], id_key: &[u8]) -> Box<[u8]> {
 }
 
 /// The element whose entry is exactly `entry` (a delete names the entry, not the `_id`).
-fn element_of<'a>(entries: &'a BTreeSet<Box<[u8]>>, entry: &[u8]) -> Option<&'a Box<[u8]>> {
+fn element_of<'a>(entries: &'a BTreeSet<Box<[u8]>>, entry: &[u8]) -> Option<&'a [u8]> {
     entries
         .range::<[u8], _>((std::ops::Bound::Included(entry), std::ops::Bound::Unbounded))
         .take_while(|e| e.starts_with(entry))
         .find(|e| e.len() - 2 - id_of(e).len() == entry.len())
+        .map(|e| &e[..])
 }
 
 /// One collection in memory.
@@ -297,8 +298,8 @@ impl Catalog {
                     index.multikey |= op.value.first() == Some(&1);
                     let id_key = op.value.get(1..).unwrap_or_default();
                     if id_key.len() <= u16::MAX as usize {
-                        if let Some(old) = element_of(&index.entries, entry).cloned() {
-                            index.entries.remove(&old);
+                        if let Some(old) = element_of(&index.entries, entry).map(<[u8]>::to_vec) {
+                            index.entries.remove(old.as_slice());
                         }
                         index.entries.insert(element(entry, id_key));
                     }
@@ -307,8 +308,8 @@ impl Catalog {
                     .get_mut(&coll)
                     .and_then(|c| c.indexes.get_mut(&no))
                 {
-                    if let Some(old) = element_of(&index.entries, entry).cloned() {
-                        index.entries.remove(&old);
+                    if let Some(old) = element_of(&index.entries, entry).map(<[u8]>::to_vec) {
+                        index.entries.remove(old.as_slice());
                     }
                 }
             }
