@@ -959,3 +959,59 @@ fn aggregate_runs_the_pipeline_and_names_the_failing_stage() {
         Frame::Array(vec![])
     );
 }
+
+/// An index build over a large collection goes in batches: another connection's writes run
+/// between them (not after the whole build), and the documents they write while it builds are
+/// in the index when it is ready.
+#[test]
+fn an_index_build_lets_other_writes_run_and_indexes_them_too() {
+    use crate::context::Session;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut h = Harness::new();
+    load(&mut h, "big", 40_000);
+    let building = AtomicBool::new(true);
+    let shared = &h.shared;
+    let written_during = std::thread::scope(|scope| {
+        let builder = scope.spawn(|| {
+            let mut session = Session::new(7, "127.0.0.1:7".parse().unwrap(), true);
+            let reply =
+                crate::dispatch::execute(shared, &mut session, &[b"DOC.INDEX", b"big", b"k"]).0;
+            building.store(false, Ordering::SeqCst);
+            reply
+        });
+        let mut session = Session::new(8, "127.0.0.1:8".parse().unwrap(), true);
+        let mut during = Vec::new();
+        let mut id = 1_000_000;
+        while building.load(Ordering::SeqCst) {
+            let doc = format!(r#"{{"_id":{id},"k":7}}"#);
+            let reply = crate::dispatch::execute(
+                shared,
+                &mut session,
+                &[b"DOC.INSERT", b"big", doc.as_bytes()],
+            )
+            .0;
+            assert!(matches!(reply, Frame::Array(_)), "{reply:?}");
+            if building.load(Ordering::SeqCst) {
+                during.push(id);
+            }
+            id += 1;
+        }
+        assert_eq!(builder.join().unwrap(), Frame::bulk("k_1"));
+        during
+    });
+    assert!(
+        !written_during.is_empty(),
+        "no write ran while the index was built"
+    );
+    let through_index = explain(&mut h, &["big", r#"{"k":7}"#]);
+    assert_eq!(through_index["queryPlanner"]["winningPlan"]["index"], "k_1");
+    let scanned = explain(&mut h, &["big", r#"{"$or":[{"k":7}]}"#]);
+    assert_eq!(
+        through_index["executionStats"]["nReturned"],
+        scanned["executionStats"]["nReturned"]
+    );
+    assert!(
+        scanned["executionStats"]["nReturned"].as_u64().unwrap()
+            >= 400 + written_during.len() as u64
+    );
+}
