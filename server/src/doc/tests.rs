@@ -1015,3 +1015,52 @@ fn an_index_build_lets_other_writes_run_and_indexes_them_too() {
             >= 400 + written_during.len() as u64
     );
 }
+
+#[test]
+fn oversized_documents_and_paths_that_cannot_apply_are_refused_and_write_nothing() {
+    let mut h = Harness::new();
+    run(&mut h, &["DOC.INSERT", "s", r#"{"_id":1,"n":5,"a":[1,2]}"#]);
+    // Over 16 MiB as sent, and over 16 MiB once an update grows it.
+    let big = format!(r#"{{"_id":2,"pad":"{}"}}"#, "x".repeat(16 << 20));
+    let refused = run(&mut h, &["DOC.INSERT", "s", &big]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("over the limit of 16777216")),
+        "{refused:?}"
+    );
+    let half = "y".repeat(9 << 20);
+    let update = format!(r#"{{"$set":{{"p":"{half}"}}}}"#);
+    assert!(matches!(
+        run(&mut h, &["DOC.UPDATE", "s", r#"{"_id":1}"#, &update]),
+        Frame::Array(_)
+    ));
+    let update = format!(r#"{{"$set":{{"q":"{half}"}}}}"#);
+    let refused = run(&mut h, &["DOC.UPDATE", "s", r#"{"_id":1}"#, &update]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("16 MiB")),
+        "{refused:?}"
+    );
+    // A path through a number, and $inc of a string: refused, naming the path.
+    let refused = run(
+        &mut h,
+        &["DOC.UPDATE", "s", r#"{"_id":1}"#, r#"{"$set":{"n.x":1}}"#],
+    );
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("'n.x'")),
+        "{refused:?}"
+    );
+    let refused = run(
+        &mut h,
+        &["DOC.UPDATE", "s", r#"{"_id":1}"#, r#"{"$inc":{"p":1}}"#],
+    );
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.contains("non-number at 'p'")),
+        "{refused:?}"
+    );
+    let doc = json_of(run(&mut h, &["DOC.GET", "s", "1"]));
+    assert_eq!(
+        (doc["n"].clone(), doc.get("q").is_none()),
+        (serde_json::json!(5), true),
+        "nothing written"
+    );
+    assert_eq!(run(&mut h, &["DOC.COUNT", "s", "{}"]), Frame::Integer(1));
+}
