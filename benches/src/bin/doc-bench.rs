@@ -32,10 +32,10 @@
 //! Before a PostgreSQL read: VACUUM ANALYZE, CHECKPOINT, and the EXPLAIN of the statement is
 //! printed (a plan without an index where one is due is flagged).
 //!
-//! Each line reports operations/s, documents/s, latency percentiles (µs), rows returned, and
-//! the server's CPU per operation: user + system time from `/proc/<pid>/stat` around the run,
-//! over the server's process and its children (PostgreSQL serves each connection from a
-//! process of its own), with `--flin-pid` / `--postgres-pid`.
+//! Each line reports operations/s (and documents/s for batched inserts), latency percentiles
+//! (µs), the rows returned, and the server's CPU per operation: user + system time from
+//! `/proc/<pid>/stat` around the run, over the server's process and its children (PostgreSQL
+//! serves each connection from a process of its own), with `--flin-pid` / `--postgres-pid`.
 //!
 //! A workload whose command the server refuses (DOC.AGGREGATE before it exists, say) is
 //! reported FAILED with the server's message, and so are `dfind`, `drange` and `dinc` on
@@ -789,13 +789,18 @@ fn report_line(
     let cpu = m
         .cpu_us_per_operation()
         .map_or(String::new(), |us| format!("  server CPU {us:.1} us/op"));
+    let documents = match workload {
+        DocumentWorkload::Insert { count } if count > 1 => {
+            format!(" ({:.0} docs/s)", m.documents as f64 / m.seconds)
+        }
+        _ => String::new(),
+    };
     let mut line = format!(
-        "{:<8} {name:<11} {} ops in {:.2} s = {:.0} ops/s ({:.0} docs/s)  latency us p50 {} p99 {} p99.9 {}{cpu}  rows {}",
+        "{:<8} {name:<11} {} ops in {:.2} s = {:.0} ops/s{documents}  latency us p50 {} p99 {} p99.9 {}{cpu}  rows {}",
         target.name(),
         m.operations,
         m.seconds,
         m.rate(),
-        m.documents as f64 / m.seconds,
         m.latency_us.value_at_quantile(0.5),
         m.latency_us.value_at_quantile(0.99),
         m.latency_us.value_at_quantile(0.999),
