@@ -71,12 +71,69 @@ fn status_bytes(path: &str, field: &str) -> Option<u64> {
 /// shared machine comes with what the server itself spent, which other users' load moves less
 /// than wall-clock throughput.
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    ticks_to_seconds(ticks)
+}
+
+/// CPU time (user + system) of process `pid` and of every process under it, running or exited,
+/// in seconds; `None` if `pid` cannot be read. PostgreSQL serves each connection from a process
+/// of its own, a child of the postmaster, so the postmaster's own figure leaves out nearly all
+/// its work. An exited child that its parent has reaped is in the parent's cutime and cstime,
+/// so each process counts its own time and its reaped children's; a difference of two readings
+/// is what the tree spent between them. For a process without children (flin-server) it is
+/// [`process_cpu_seconds`].
+pub fn process_tree_cpu_seconds(pid: u32) -> Option<f64> {
+    // (pid, parent, ticks with reaped children) of every process readable now.
+    let mut processes: Vec<(u32, u32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(fields) = stat_fields(id) else {
+            continue;
+        };
+        // ppid is field 4 (1 after the name); utime, stime, cutime, cstime fields 14 to 17.
+        let parent = fields.get(1).and_then(|f| f.parse().ok());
+        let ticks: Option<u64> = fields
+            .get(11..15)
+            .and_then(|times| times.iter().map(|t| t.parse::<u64>().ok()).sum());
+        if let (Some(parent), Some(ticks)) = (parent, ticks) {
+            processes.push((id, parent, ticks));
+        }
+    }
+    if !processes.iter().any(|(id, _, _)| *id == pid) {
+        return None;
+    }
+    let mut tree = vec![pid];
+    let mut total = 0;
+    while let Some(member) = tree.pop() {
+        for (id, parent, ticks) in &processes {
+            if *id == member {
+                total += ticks;
+            }
+            if *parent == member && *id != member {
+                tree.push(*id);
+            }
+        }
+    }
+    ticks_to_seconds(total)
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
     let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(after_name.split_whitespace().map(str::to_string).collect())
+}
+
+fn ticks_to_seconds(ticks: u64) -> Option<f64> {
     // SAFETY: sysconf takes no pointers and has no preconditions.
     #[allow(unsafe_code)]
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -139,6 +196,15 @@ mod tests {
         let spent = process_cpu_seconds(std::process::id()).unwrap();
         assert!(spent >= 0.0);
         assert_eq!(process_cpu_seconds(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_a_process_tree_cpu_time() {
+        let own = process_cpu_seconds(std::process::id()).unwrap();
+        let tree = process_tree_cpu_seconds(std::process::id()).unwrap();
+        // The tree holds this process (read later, so no less) and anything under it.
+        assert!(tree >= own, "{tree} < {own}");
+        assert_eq!(process_tree_cpu_seconds(u32::MAX), None);
     }
 
     #[test]

@@ -142,3 +142,61 @@ fn an_unreachable_server_is_an_error() {
     let error = run(config(addr, Protocol::Resp, "set", 10)).unwrap_err();
     assert!(error.to_string().contains("network error"), "{error}");
 }
+
+#[test]
+fn document_workloads_send_their_requests_over_both_protocols() {
+    use flin_benches::load::document::{insert_command, Collection};
+    use flin_benches::load::probe;
+    use flin_benches::load::workload::BENCH_COLLECTION;
+
+    let server = InProcess::start();
+    // Documents 0..64 with their _ids, as flin-bench loads them before a read workload.
+    let keyspace = 64;
+    let mut args = Vec::new();
+    insert_command(
+        &Collection::new(keyspace),
+        BENCH_COLLECTION,
+        0,
+        keyspace,
+        true,
+        &mut args,
+    );
+    let client = Client::connect(server.addr).unwrap();
+    let collection = std::str::from_utf8(BENCH_COLLECTION).unwrap();
+    assert_eq!(
+        client.db().insert(collection, &args[1..]).unwrap().len(),
+        64
+    );
+    let documents = |workload, protocol| RunConfig {
+        keyspace,
+        ..config(server.addr, protocol, workload, 101)
+    };
+    for protocol in [Protocol::Binary, Protocol::Resp] {
+        // dfind, drange and dinc pass over the collection until DOC.INDEX exists: 64 documents
+        // keep that quick.
+        for workload in ["dinsert", "dinsert:5", "dget", "dfind", "drange", "dinc"] {
+            probe(&documents(workload, protocol)).unwrap();
+            let result = run(documents(workload, protocol)).unwrap();
+            assert_eq!(result.requests, 101, "{protocol} {workload}");
+            assert_eq!(
+                result.refused, 0,
+                "{protocol} {workload}: {:?}",
+                result.first_refusal
+            );
+        }
+        // DOC.AGGREGATE may not exist yet: then the probe says so with the server's words,
+        // for flin-bench to report the workload failed.
+        if let Err(error) = probe(&documents("dagg", protocol)) {
+            assert!(
+                error.to_string().contains("DOC.AGGREGATE"),
+                "{protocol}: {error}"
+            );
+        }
+    }
+    // The inserts went to their own collection, in batches of 5: the read collection still
+    // holds its 64 documents.
+    let inserted = client.db().count("flin-bench-inserts", "{}").unwrap();
+    // Per protocol: dinsert's 101 requests and its probe's one, and as many of dinsert:5.
+    assert_eq!(inserted, 2 * (102 + 102 * 5));
+    assert_eq!(client.db().count(collection, "{}").unwrap(), 64);
+}

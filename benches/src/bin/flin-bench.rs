@@ -4,9 +4,12 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use flin_benches::load::document::{self, Collection, LOAD_BATCH_DOCUMENTS};
 use flin_benches::load::report;
-use flin_benches::load::workload::{QueueWorkload, BENCH_QUEUE, BENCH_TOPIC};
-use flin_benches::load::{run, Protocol, RunConfig, Workload};
+use flin_benches::load::workload::{
+    QueueWorkload, BENCH_COLLECTION, BENCH_INSERT_COLLECTION, BENCH_QUEUE, BENCH_TOPIC,
+};
+use flin_benches::load::{probe, run, Protocol, RunConfig, Workload};
 
 /// A count-bounded run still stops after this long, so no run is unbounded in time.
 const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
@@ -43,7 +46,20 @@ FLAGS:
                                created first with one partition), smpub[:N] (STREAM.MPUBLISH
                                VALUES of N records, default 1000; rates count records);
                                fetch, group consume, end-to-end latency and the peers:
-                               stream-bench
+                               stream-bench;
+                               documents (about 1 KB of JSON each; the field k is indexed
+                               first, DOC.INDEX): dinsert[:N] (DOC.INSERT of N documents
+                               into the collection flin-bench-inserts, default 1, the
+                               server assigning _ids; rates count documents), and, on the
+                               collection flin-bench holding documents 0..keyspace (loaded
+                               first, untimed, if missing):
+                               dget (DOC.GET by _id), dfind (equality on k), drange (a
+                               range of k, SORT k 1 LIMIT 10), dinc (DOC.UPDATE of an _id
+                               with $inc of k), dagg (DOC.AGGREGATE, $group by city with
+                               $sum: a pass over the collection, so keep -r small);
+                               the PostgreSQL comparison: doc-bench
+        --allow-unindexed      run dfind, drange and dinc even if the server refuses
+                               DOC.INDEX (they are reported as failed otherwise)
         --seed <N>             key generator seed (default 1)
         --server-pid <PID>     report the CPU time this process (the server, on this machine)
                                used during each workload, per key
@@ -92,6 +108,7 @@ struct Invocation {
     config: RunConfig,
     workloads: Vec<Workload>,
     json: bool,
+    allow_unindexed: bool,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocation>, String> {
@@ -111,6 +128,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocatio
     let mut json = false;
     let mut quiet = false;
     let mut server_pid = None;
+    let mut allow_unindexed = false;
 
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -158,6 +176,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocatio
             "--seed" => seed = number(&flag, &value()?)?,
             "--server-pid" => server_pid = Some(number(&flag, &value()?)?),
             "--json" => json = true,
+            "--allow-unindexed" => allow_unindexed = true,
             "-q" | "--quiet" => quiet = true,
             other => return Err(format!("unknown flag {other} (see --help)")),
         }
@@ -185,6 +204,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Invocatio
         },
         workloads,
         json,
+        allow_unindexed,
     }))
 }
 
@@ -211,6 +231,85 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} resolved to no address"))
+}
+
+/// The document workloads' setup: the index on `k` of both collections (DOC.INDEX; an index
+/// that exists already is fine) and, when a workload reads them, documents `0..keyspace`.
+/// Returns the server's refusal of DOC.INDEX, if it refused: the workloads whose point is the
+/// index then fail.
+fn prepare_documents(config: &RunConfig, workloads: &[Workload]) -> Result<Option<String>, String> {
+    let mut options = flin_net::ClientOptions::new().read_timeout(Some(Duration::from_secs(120)));
+    if let Some(password) = &config.password {
+        options = options.password(password.as_bytes());
+    }
+    let client = flin_net::Client::connect_with(config.addr, options).map_err(|e| e.to_string())?;
+    let mut index_refusal = None;
+    for collection in [BENCH_COLLECTION, BENCH_INSERT_COLLECTION] {
+        match client.command(&document::index_command(collection)) {
+            Ok(_) => {}
+            Err(flin_net::ClientError::Server(refusal))
+                if refusal.to_string().contains("exists") => {}
+            Err(flin_net::ClientError::Server(refusal)) => {
+                index_refusal.get_or_insert(refusal.to_string());
+            }
+            Err(error) => return Err(format!("DOC.INDEX: {error}")),
+        }
+    }
+    let reads = workloads
+        .iter()
+        .any(|w| matches!(w, Workload::Document(d) if d.needs_documents()));
+    if reads {
+        load_documents(&client, config.keyspace)?;
+    }
+    Ok(index_refusal)
+}
+
+/// Inserts documents `0..keyspace` with their `_id`s, unless the first and the last are there
+/// (a batch whose `_id`s are there already is refused whole, and skipped).
+fn load_documents(client: &flin_net::Client, keyspace: u64) -> Result<(), String> {
+    let db = client.db();
+    let collection_name = std::str::from_utf8(BENCH_COLLECTION).expect("an ASCII name");
+    let present = |id: u64| {
+        db.get(collection_name, &id.to_string())
+            .map(|found| found.is_some())
+            .map_err(|e| format!("DOC.GET: {e}"))
+    };
+    if present(0)? && present(keyspace - 1)? {
+        return Ok(());
+    }
+    eprintln!("flin-bench: loading documents 0..{keyspace} (untimed)");
+    let collection = Collection::new(keyspace);
+    let mut args = Vec::new();
+    for first in (0..keyspace).step_by(LOAD_BATCH_DOCUMENTS as usize) {
+        let count = LOAD_BATCH_DOCUMENTS.min(keyspace - first);
+        document::insert_command(&collection, BENCH_COLLECTION, first, count, true, &mut args);
+        match db.insert(collection_name, &args[1..]) {
+            Ok(_) => {}
+            Err(flin_net::ClientError::Server(refusal))
+                if refusal.to_string().contains("duplicate key") => {}
+            Err(error) => return Err(format!("DOC.INSERT: {error}")),
+        }
+    }
+    Ok(())
+}
+
+/// Why `workload` cannot be measured here, if it cannot: a document workload whose point is
+/// the index when the server refused it, or whose command the server refuses.
+fn unmeasurable(
+    config: &RunConfig,
+    workload: Workload,
+    index_refusal: Option<&str>,
+    allow_unindexed: bool,
+) -> Option<String> {
+    let Workload::Document(document) = workload else {
+        return None;
+    };
+    if let (true, Some(refusal), false) = (document.needs_index(), index_refusal, allow_unindexed) {
+        return Some(format!(
+            "it needs the index on k, and DOC.INDEX was refused: {refusal} (--allow-unindexed runs it without)"
+        ));
+    }
+    probe(config).err().map(|e| e.to_string())
 }
 
 fn main() {
@@ -256,9 +355,42 @@ fn main() {
             }
         }
     }
+    let mut index_refusal = None;
+    if invocation
+        .workloads
+        .iter()
+        .any(|w| matches!(w, Workload::Document(_)))
+    {
+        match prepare_documents(&config, &invocation.workloads) {
+            Ok(refusal) => index_refusal = refusal,
+            Err(error) => {
+                eprintln!("flin-bench: cannot set the document collection up: {error}");
+                std::process::exit(1);
+            }
+        }
+        if let Some(refusal) = &index_refusal {
+            eprintln!(
+                "flin-bench: DOC.INDEX was refused ({refusal}): the collection has no index on k"
+            );
+        }
+    }
     let mut results = Vec::new();
+    let mut failed = Vec::new();
     for workload in invocation.workloads {
         config.workload = workload;
+        if let Some(reason) = unmeasurable(
+            &config,
+            workload,
+            index_refusal.as_deref(),
+            invocation.allow_unindexed,
+        ) {
+            eprintln!("flin-bench: {workload} FAILED: {reason}");
+            failed.push(workload);
+            continue;
+        }
+        if matches!(workload, Workload::Document(d) if d.needs_index()) && index_refusal.is_some() {
+            eprintln!("flin-bench: {workload} runs WITHOUT the index on k (--allow-unindexed)");
+        }
         // A pop's rate counts the messages asked for: it is only a rate of messages while the
         // queue holds them all.
         if let (Workload::Queue(QueueWorkload::Pop { count }), Some(requests)) =
@@ -287,13 +419,18 @@ fn main() {
                 results.push(result);
             }
             Err(error) => {
-                eprintln!("flin-bench: {workload} failed: {error}");
-                std::process::exit(1);
+                eprintln!("flin-bench: {workload} FAILED: {error}");
+                failed.push(workload);
             }
         }
     }
     if invocation.json {
         let document = report::json_document(&config, &results);
         println!("{}", serde_json::to_string_pretty(&document).expect("JSON"));
+    }
+    if !failed.is_empty() {
+        let names: Vec<String> = failed.iter().map(Workload::to_string).collect();
+        eprintln!("flin-bench: failed: {}", names.join(", "));
+        std::process::exit(1);
     }
 }

@@ -230,6 +230,26 @@ pub fn run(config: RunConfig) -> Result<RunResult, WireError> {
     })
 }
 
+/// Sends one request of the configured workload (connection 0's first) on a connection of
+/// its own and reads the reply: whether the server takes the workload's command at all, so a
+/// command it does not know is reported as a failed workload instead of a run of refusals
+/// timed as if it were a measurement.
+pub fn probe(config: &RunConfig) -> Result<(), WireError> {
+    let mut wire = Wire::open(config.protocol, config.addr, config.password.as_deref())?;
+    let mut generator = Generator::new(
+        config.workload,
+        config.keyspace,
+        config.value_bytes,
+        config.seed,
+    );
+    wire.queue(&generator.next_op())?;
+    wire.flush()?;
+    match wire.receive()? {
+        Outcome::Done => Ok(()),
+        Outcome::Refused(message) => Err(WireError(format!("refused: {message}"))),
+    }
+}
+
 /// One thread's closed loop over its connections: send a batch on each,
 /// then, connection by connection, read the batch's replies and send the
 /// next one, until nothing is left to claim.

@@ -196,6 +196,18 @@ fn encode_binary(out: &mut Vec<u8>, request_id: u32, op: &Op<'_>) -> flin_net::R
             args.extend(std::iter::repeat_n(value, count));
             binary::encode_command(out, request_id, queue_row("stream.mpublish"), &args)
         }
+        // A document command with a row in the opcode table goes as that row; one without
+        // (a command newer than the table) as CALL with its name, which any command the
+        // server knows accepts, so a missing row is the server's refusal, not the bench's.
+        Op::Document { command, args } => match binary::commands::by_name(command) {
+            Some(spec) => binary::encode_command(out, request_id, spec, args),
+            None => {
+                let mut call: Vec<&[u8]> = Vec::with_capacity(1 + args.len());
+                call.push(command);
+                call.extend(args.iter().map(Vec::as_slice));
+                binary::encode_call(out, request_id, &call)
+            }
+        },
         Op::MGet { keys } => {
             let mut frame = FrameWriter::new(
                 out,
@@ -213,7 +225,7 @@ fn encode_binary(out: &mut Vec<u8>, request_id: u32, op: &Op<'_>) -> flin_net::R
     }
 }
 
-/// The opcode-table row of a queue command.
+/// The opcode-table row of a queue or stream command.
 fn queue_row(name: &str) -> &'static binary::commands::CommandSpec {
     binary::commands::TABLE
         .iter()
@@ -253,49 +265,7 @@ impl RespConnection {
     }
 
     fn queue(&mut self, op: &Op<'_>) {
-        let out = &mut self.out;
-        match *op {
-            Op::Set { key, value } => resp::encode_command(out, &[b"SET", key, value]),
-            Op::Get { key } => resp::encode_command(out, &[b"GET", key]),
-            Op::Incr { key } => resp::encode_command(out, &[b"INCR", key]),
-            Op::QueuePush { queue, value } => {
-                resp::encode_command(out, &[b"QUEUE.PUSH", queue, value])
-            }
-            Op::QueuePop { queue, count } => {
-                resp::encode_command(out, &[b"QUEUE.POP", queue, b"COUNT", count, b"NOACK"])
-            }
-            Op::StreamPublish { topic, value } => {
-                resp::encode_command(out, &[b"STREAM.PUBLISH", topic, value])
-            }
-            Op::StreamMPublish {
-                topic,
-                value,
-                count,
-            } => {
-                resp::encode_array_header(out, 3 + count);
-                resp::encode_bulk(out, b"STREAM.MPUBLISH");
-                resp::encode_bulk(out, topic);
-                resp::encode_bulk(out, b"VALUES");
-                for _ in 0..count {
-                    resp::encode_bulk(out, value);
-                }
-            }
-            Op::MSet { keys, value } => {
-                resp::encode_array_header(out, 1 + 2 * keys.len());
-                resp::encode_bulk(out, b"MSET");
-                for key in keys {
-                    resp::encode_bulk(out, key);
-                    resp::encode_bulk(out, value);
-                }
-            }
-            Op::MGet { keys } => {
-                resp::encode_array_header(out, 1 + keys.len());
-                resp::encode_bulk(out, b"MGET");
-                for key in keys {
-                    resp::encode_bulk(out, key);
-                }
-            }
-        }
+        encode_resp(&mut self.out, op);
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -349,6 +319,57 @@ impl RespConnection {
             received => {
                 self.read_end += received;
                 Ok(())
+            }
+        }
+    }
+}
+
+/// Appends `op` as a RESP multibulk request (doc-bench sends its Flin side's requests with it).
+pub fn encode_resp(out: &mut Vec<u8>, op: &Op<'_>) {
+    match *op {
+        Op::Set { key, value } => resp::encode_command(out, &[b"SET", key, value]),
+        Op::Get { key } => resp::encode_command(out, &[b"GET", key]),
+        Op::Incr { key } => resp::encode_command(out, &[b"INCR", key]),
+        Op::QueuePush { queue, value } => resp::encode_command(out, &[b"QUEUE.PUSH", queue, value]),
+        Op::QueuePop { queue, count } => {
+            resp::encode_command(out, &[b"QUEUE.POP", queue, b"COUNT", count, b"NOACK"])
+        }
+        Op::StreamPublish { topic, value } => {
+            resp::encode_command(out, &[b"STREAM.PUBLISH", topic, value])
+        }
+        Op::StreamMPublish {
+            topic,
+            value,
+            count,
+        } => {
+            resp::encode_array_header(out, 3 + count);
+            resp::encode_bulk(out, b"STREAM.MPUBLISH");
+            resp::encode_bulk(out, topic);
+            resp::encode_bulk(out, b"VALUES");
+            for _ in 0..count {
+                resp::encode_bulk(out, value);
+            }
+        }
+        Op::Document { command, args } => {
+            resp::encode_array_header(out, 1 + args.len());
+            resp::encode_bulk(out, command);
+            for arg in args {
+                resp::encode_bulk(out, arg);
+            }
+        }
+        Op::MSet { keys, value } => {
+            resp::encode_array_header(out, 1 + 2 * keys.len());
+            resp::encode_bulk(out, b"MSET");
+            for key in keys {
+                resp::encode_bulk(out, key);
+                resp::encode_bulk(out, value);
+            }
+        }
+        Op::MGet { keys } => {
+            resp::encode_array_header(out, 1 + keys.len());
+            resp::encode_bulk(out, b"MGET");
+            for key in keys {
+                resp::encode_bulk(out, key);
             }
         }
     }

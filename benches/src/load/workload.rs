@@ -1,14 +1,16 @@
 //! What a load run sends: [`Workload`], one family per data model, and the
 //! protocol-independent [`Op`] each request is encoded from.
 //!
-//! Key-value and queues exist now ([`QueueWorkload`]: QUEUE.PUSH and QUEUE.POP NOACK
-//! on the queue [`BENCH_QUEUE`]; consumers that subscribe and ack, and end-to-end
-//! latency, are `queue-bench`'s). The other models slot in as siblings with their
-//! issues: `Workload::Stream(StreamWorkload::{Publish, Consume})`,
-//! `Workload::Document(DocumentWorkload::{Insert, Query})`, each adding its
-//! [`Op`] variants and their encodings in `wire.rs`.
+//! Key-value, queues ([`QueueWorkload`]: QUEUE.PUSH and QUEUE.POP NOACK on the queue
+//! [`BENCH_QUEUE`]; consumers that subscribe and ack, and end-to-end latency, are
+//! `queue-bench`'s), streams ([`StreamWorkload`] on [`BENCH_TOPIC`]) and documents
+//! ([`DocumentWorkload`] on [`BENCH_COLLECTION`]; the documents and commands are
+//! `document.rs`'s, which doc-bench shares to run the same against PostgreSQL). Each family
+//! has its [`Op`] variants and their encodings in `wire.rs`.
 
 use std::fmt;
+
+use super::document;
 
 /// Bytes of every generated key: `key:` and 12 decimal digits, the shape
 /// of redis-benchmark's `key:__rand_int__`, so both tools write the same
@@ -19,6 +21,8 @@ pub const BATCH_KEYS_MAX: usize = 100_000;
 /// Keys per MSET/MGET when the workload does not say (redis-benchmark's
 /// MSET test uses 10).
 pub const DEFAULT_BATCH_KEYS: usize = 10;
+/// Most documents in one generated DOC.INSERT (about 1 KB each).
+pub const DOCUMENT_BATCH_MAX: usize = 10_000;
 /// GETs per 100 requests of `mixed` when it does not say.
 pub const DEFAULT_GET_PERCENT: u8 = 50;
 
@@ -27,6 +31,14 @@ pub const BENCH_QUEUE: &[u8] = b"flin-bench";
 
 /// The topic the stream workloads publish to (flin-bench creates it, one partition).
 pub const BENCH_TOPIC: &[u8] = b"flin-bench";
+
+/// The collection the document workloads read and update (flin-bench indexes `k` on it and
+/// loads documents `0..keyspace` first).
+pub const BENCH_COLLECTION: &[u8] = b"flin-bench";
+
+/// The collection `dinsert` writes to (indexed on `k` too): its own, so inserts do not grow
+/// the collection the other workloads read (and `dagg` passes over).
+pub const BENCH_INSERT_COLLECTION: &[u8] = b"flin-bench-inserts";
 
 /// One generated key.
 pub type Key = [u8; KEY_BYTES];
@@ -40,6 +52,42 @@ pub enum Workload {
     Queue(QueueWorkload),
     /// Stream commands.
     Stream(StreamWorkload),
+    /// Document commands.
+    Document(DocumentWorkload),
+}
+
+/// Document loads, on [`BENCH_COLLECTION`]; `super::document` makes the documents (about
+/// 1 KB each) and the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentWorkload {
+    /// DOC.INSERT of `count` documents in one command (`dinsert`: one, `dinsert:N`: N).
+    Insert { count: usize },
+    /// DOC.GET of an `_id` in the loaded range.
+    Get,
+    /// DOC.FIND of an equality on the indexed field `k`.
+    Find,
+    /// DOC.FIND of a range of `k`, SORT k 1 LIMIT 10.
+    Range,
+    /// DOC.UPDATE of one `_id` with `$inc` of the indexed field `k`.
+    Inc,
+    /// DOC.AGGREGATE: `$group` by city with `$sum`s (a pass over the whole collection).
+    Aggregate,
+}
+
+impl DocumentWorkload {
+    /// Whether the workload's point is the index on `k` (reading by it, or updating it), so
+    /// a run without the index measures something else.
+    pub fn needs_index(&self) -> bool {
+        matches!(
+            self,
+            DocumentWorkload::Find | DocumentWorkload::Range | DocumentWorkload::Inc
+        )
+    }
+
+    /// Whether the workload reads (or updates) the loaded documents `0..keyspace`.
+    pub fn needs_documents(&self) -> bool {
+        !matches!(self, DocumentWorkload::Insert { .. })
+    }
 }
 
 /// Stream loads, on [`BENCH_TOPIC`].
@@ -117,11 +165,17 @@ pub enum Op<'a> {
         value: &'a [u8],
         count: usize,
     },
+    /// A document command: its name (`DOC.FIND`) and its arguments, the collection first.
+    Document {
+        command: &'static [u8],
+        args: &'a [Vec<u8>],
+    },
 }
 
 impl Workload {
-    /// Parses `set`, `get`, `incr`, `mixed[:GET_PERCENT]`, `mset[:KEYS]`,
-    /// `mget[:KEYS]`.
+    /// Parses `set`, `get`, `incr`, `mixed[:GET_PERCENT]`, `mset[:KEYS]`, `mget[:KEYS]`,
+    /// `qpush`, `qpop[:N]`, `spub`, `smpub[:N]`, `dinsert[:N]`, `dget`, `dfind`, `drange`,
+    /// `dinc`, `dagg`.
     pub fn parse(text: &str) -> Result<Workload, String> {
         let (name, parameter) = match text.split_once(':') {
             Some((name, parameter)) => (name, Some(parameter)),
@@ -172,9 +226,22 @@ impl Workload {
                     count: number(1000, BATCH_KEYS_MAX)?,
                 }))
             }
+            "dinsert" => {
+                return Ok(Workload::Document(DocumentWorkload::Insert {
+                    count: number(1, DOCUMENT_BATCH_MAX)?,
+                }))
+            }
+            "dget" | "dfind" | "drange" | "dinc" | "dagg" if parameter.is_some() => {
+                return Err(format!("workload {name} takes no parameter"))
+            }
+            "dget" => return Ok(Workload::Document(DocumentWorkload::Get)),
+            "dfind" => return Ok(Workload::Document(DocumentWorkload::Find)),
+            "drange" => return Ok(Workload::Document(DocumentWorkload::Range)),
+            "dinc" => return Ok(Workload::Document(DocumentWorkload::Inc)),
+            "dagg" => return Ok(Workload::Document(DocumentWorkload::Aggregate)),
             _ => {
                 return Err(format!(
-                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N], qpush, qpop[:N], spub, smpub[:N])"
+                    "unknown workload '{text}' (set, get, incr, mixed[:GET%], mset[:N], mget[:N], qpush, qpop[:N], spub, smpub[:N], dinsert[:N], dget, dfind, drange, dinc, dagg)"
                 ))
             }
         };
@@ -190,6 +257,8 @@ impl Workload {
             Workload::Queue(QueueWorkload::Push) => 1,
             Workload::Stream(StreamWorkload::Publish) => 1,
             Workload::Stream(StreamWorkload::MPublish { count }) => *count,
+            Workload::Document(DocumentWorkload::Insert { count }) => *count,
+            Workload::Document(_) => 1,
         }
     }
 }
@@ -207,6 +276,15 @@ impl fmt::Display for Workload {
             Workload::Queue(QueueWorkload::Pop { count }) => write!(f, "qpop:{count}"),
             Workload::Stream(StreamWorkload::Publish) => write!(f, "spub"),
             Workload::Stream(StreamWorkload::MPublish { count }) => write!(f, "smpub:{count}"),
+            Workload::Document(DocumentWorkload::Insert { count: 1 }) => write!(f, "dinsert"),
+            Workload::Document(DocumentWorkload::Insert { count }) => {
+                write!(f, "dinsert:{count}")
+            }
+            Workload::Document(DocumentWorkload::Get) => write!(f, "dget"),
+            Workload::Document(DocumentWorkload::Find) => write!(f, "dfind"),
+            Workload::Document(DocumentWorkload::Range) => write!(f, "drange"),
+            Workload::Document(DocumentWorkload::Inc) => write!(f, "dinc"),
+            Workload::Document(DocumentWorkload::Aggregate) => write!(f, "dagg"),
         }
     }
 }
@@ -221,6 +299,8 @@ pub struct Generator {
     keys: Vec<Key>,
     /// A queue pop's COUNT, as digits.
     count: Vec<u8>,
+    /// A document command's arguments (buffers reused from request to request).
+    document_args: Vec<Vec<u8>>,
 }
 
 impl Generator {
@@ -234,6 +314,7 @@ impl Generator {
             value: vec![b'x'; value_bytes],
             keys: vec![[0; KEY_BYTES]; batch],
             count: batch.to_string().into_bytes(),
+            document_args: Vec::new(),
         }
     }
 
@@ -266,6 +347,7 @@ impl Generator {
                     count,
                 }
             }
+            Workload::Document(document) => return self.document_op(document),
         };
         match kv {
             KvWorkload::Set => {
@@ -306,6 +388,35 @@ impl Generator {
                 self.fill_keys(keys);
                 Op::MGet { keys: &self.keys }
             }
+        }
+    }
+
+    /// A document request on [`BENCH_COLLECTION`], holding documents `0..keyspace`, or an
+    /// insert into [`BENCH_INSERT_COLLECTION`]. An insert's documents have no `_id` (the
+    /// server assigns one, so runs never collide) and the contents of random document numbers.
+    fn document_op(&mut self, workload: DocumentWorkload) -> Op<'_> {
+        let collection = document::Collection::new(self.keyspace);
+        let number = self.next_random();
+        let command = match workload {
+            DocumentWorkload::Insert { count } => document::insert_command(
+                &collection,
+                BENCH_INSERT_COLLECTION,
+                number,
+                count as u64,
+                false,
+                &mut self.document_args,
+            ),
+            _ => document::command(
+                workload,
+                &collection,
+                BENCH_COLLECTION,
+                number,
+                &mut self.document_args,
+            ),
+        };
+        Op::Document {
+            command,
+            args: &self.document_args,
         }
     }
 
@@ -354,6 +465,13 @@ mod tests {
             "qpop:16",
             "spub",
             "smpub:500",
+            "dinsert",
+            "dinsert:100",
+            "dget",
+            "dfind",
+            "drange",
+            "dinc",
+            "dagg",
         ] {
             assert_eq!(Workload::parse(text).unwrap().to_string(), text);
         }
@@ -368,6 +486,33 @@ mod tests {
         assert!(Workload::parse("lpush").is_err());
         assert_eq!(Workload::parse("qpop").unwrap().to_string(), "qpop:1");
         assert!(Workload::parse("qpush:2").is_err());
+        assert_eq!(Workload::parse("dinsert:1").unwrap().to_string(), "dinsert");
+        assert_eq!(
+            Workload::parse("dinsert:100").unwrap().keys_per_request(),
+            100
+        );
+        assert!(Workload::parse("dinsert:0").is_err());
+        assert!(Workload::parse("dget:2").is_err());
+    }
+
+    #[test]
+    fn document_requests_stay_in_the_keyspace() {
+        let mut generator = Generator::new(Workload::parse("dget").unwrap(), 50, 3, 7);
+        for _ in 0..100 {
+            let Op::Document { command, args } = generator.next_op() else {
+                panic!("a document workload");
+            };
+            assert_eq!(command, b"DOC.GET");
+            assert_eq!(args[0], BENCH_COLLECTION);
+            let id: u64 = std::str::from_utf8(&args[1]).unwrap().parse().unwrap();
+            assert!(id < 50);
+        }
+        let mut generator = Generator::new(Workload::parse("dinsert:3").unwrap(), 50, 3, 7);
+        let Op::Document { command, args } = generator.next_op() else {
+            panic!("a document workload");
+        };
+        assert_eq!((command, args.len()), (&b"DOC.INSERT"[..], 4));
+        assert!(!args[1].starts_with(b"{\"_id\""), "the server assigns _ids");
     }
 
     #[test]
