@@ -66,7 +66,14 @@ pub struct FindOptions {
     pub skip: usize,
     pub limit: Option<usize>,
     pub projection: Option<Projection>,
+    /// Any order will do (counts, aggregation): no `_id` sort when SORT is absent.
+    pub any_order: bool,
 }
+
+/// `select` may answer with the stored text (`Selected::raw`).
+const RAW: bool = true;
+/// `select` answers with parsed documents.
+const PARSED: bool = false;
 
 /// MongoDB's projection: inclusion (`{a: 1, "b.c": 1}`, `_id` kept unless `_id: 0`) or
 /// exclusion (`{a: 0}`), never both (except `_id: 0`).
@@ -461,9 +468,11 @@ fn parse_stored(bytes: &[u8]) -> Result<Value> {
 /// A document found, with its `_id` key.
 type Found = (Vec<u8>, Value);
 
-/// The documents a query selects, in order, with their `_id` keys.
+/// The documents a query selects, in order, with their `_id` keys; or, when asked for and the
+/// index answered the filter exactly, their stored text (`raw`, `documents` then empty).
 struct Selected {
     documents: Vec<(Vec<u8>, Value)>,
+    raw: Option<Vec<Vec<u8>>>,
     examined: Examined,
 }
 
@@ -662,6 +671,7 @@ impl Collections {
         coll: u32,
         filter: &Filter,
         options: &FindOptions,
+        raw: bool,
     ) -> Result<Selected> {
         let wanted = options.limit.filter(|l| *l > 0).map(|l| l + options.skip);
         let mut examined = Examined::default();
@@ -689,6 +699,7 @@ impl Collections {
             let documents = finish(documents, options, false);
             return Ok(Selected {
                 documents,
+                raw: None,
                 examined,
             });
         }
@@ -749,9 +760,19 @@ impl Collections {
                 sorted = plan.sorted && pending.is_none();
                 // With the order from the index, stop once enough documents matched.
                 let stop_at = wanted.filter(|_| sorted);
+                // The index answers the filter exactly (every condition a bound, no arrays):
+                // the stored text goes out as it is, unparsed, unless it must be reshaped.
+                let raw_out = raw
+                    && plan.exact
+                    && pending.is_none()
+                    && options.projection.is_none()
+                    && (sorted || options.sort.is_empty());
+                let mut raw_documents = Vec::new();
                 let mut seen = HashSet::new();
                 let mut cursor = IndexCursor::new(plan);
-                loop {
+                'walk: loop {
+                    let found = documents.len() + raw_documents.len();
+                    let most = stop_at.map_or(usize::MAX, |n| n.saturating_sub(found).max(1));
                     let batch = {
                         let catalog = self.indexes.read();
                         let Some(index) = catalog
@@ -761,7 +782,7 @@ impl Collections {
                         else {
                             break;
                         };
-                        cursor.next_batch(index, if stop_at.is_some() { 64 } else { usize::MAX })
+                        cursor.next_batch(index, most)
                     };
                     if batch.is_empty() {
                         break;
@@ -771,16 +792,34 @@ impl Collections {
                         if plan.dedupe && !seen.insert(id_key.clone()) {
                             continue;
                         }
-                        if let Some(doc) = view.document(coll, &id_key)? {
+                        if raw_out {
+                            if let Some(bytes) = view.get(&keys::document_key(coll, &id_key))? {
+                                examined.documents += 1;
+                                raw_documents.push(bytes);
+                            }
+                        } else if let Some(doc) = view.document(coll, &id_key)? {
                             examined.documents += 1;
                             if filter.matches(&doc) {
                                 documents.push((id_key.to_vec(), doc));
                             }
                         }
+                        let found = documents.len() + raw_documents.len();
+                        if stop_at.is_some_and(|n| found >= n) {
+                            break 'walk;
+                        }
                     }
-                    if stop_at.is_some_and(|n| documents.len() >= n) {
-                        break;
-                    }
+                }
+                if raw_out {
+                    let raw_documents = raw_documents.into_iter().skip(options.skip);
+                    let raw_documents = match options.limit {
+                        Some(limit) if limit > 0 => raw_documents.take(limit).collect(),
+                        _ => raw_documents.collect(),
+                    };
+                    return Ok(Selected {
+                        documents: Vec::new(),
+                        raw: Some(raw_documents),
+                        examined,
+                    });
                 }
                 if let Some(pending) = &pending {
                     let found: HashSet<Vec<u8>> =
@@ -802,6 +841,7 @@ impl Collections {
         let documents = finish(documents, options, sorted);
         Ok(Selected {
             documents,
+            raw: None,
             examined,
         })
     }
@@ -820,18 +860,21 @@ impl Collections {
         name: &[u8],
         filter: &Filter,
         options: &FindOptions,
-    ) -> Result<(Vec<Value>, Examined)> {
+    ) -> Result<(Vec<Vec<u8>>, Examined)> {
         let Some(coll) = self.resolve(view, name)? else {
             return Ok((Vec::new(), Examined::default()));
         };
-        let selected = self.select(view, coll, filter, options)?;
-        let documents = selected
-            .documents
-            .into_iter()
-            .map(|(_, doc)| match &options.projection {
+        let selected = self.select(view, coll, filter, options, RAW)?;
+        if let Some(raw) = selected.raw {
+            return Ok((raw, selected.examined));
+        }
+        let documents = selected.documents.into_iter().map(|(_, doc)| {
+            let doc = match &options.projection {
                 Some(projection) => projection.apply(&doc),
                 None => doc,
-            });
+            };
+            serde_json::to_vec(&doc).expect("JSON")
+        });
         Ok((documents.collect(), selected.examined))
     }
 
@@ -848,7 +891,11 @@ impl Collections {
             Some(coll) => {
                 let everything = Filter::And(Vec::new());
                 let filter = pipeline.leading_match().unwrap_or(&everything);
-                self.select(view, coll, filter, &FindOptions::default())?
+                let unordered = FindOptions {
+                    any_order: true,
+                    ..FindOptions::default()
+                };
+                self.select(view, coll, filter, &unordered, PARSED)?
                     .documents
             }
         };
@@ -865,10 +912,14 @@ impl Collections {
         if matches!(filter, Filter::And(parts) if parts.is_empty()) {
             return view.count(coll);
         }
-        Ok(self
-            .select(view, coll, filter, &FindOptions::default())?
-            .documents
-            .len() as u64)
+        let unordered = FindOptions {
+            any_order: true,
+            ..FindOptions::default()
+        };
+        let selected = self.select(view, coll, filter, &unordered, RAW)?;
+        Ok(selected
+            .raw
+            .map_or(selected.documents.len(), |raw| raw.len()) as u64)
     }
 
     /// DOC.UPDATE / DOC.REPLACE: the first match (or every one with `multi`), all or nothing.
@@ -889,7 +940,7 @@ impl Collections {
                 limit: (!options.multi).then_some(1),
                 ..FindOptions::default()
             };
-            let matched = self.select(view, coll, filter, &find)?.documents;
+            let matched = self.select(view, coll, filter, &find, PARSED)?.documents;
             let mut outcome = UpdateOutcome {
                 matched: matched.len() as u64,
                 modified: 0,
@@ -961,7 +1012,7 @@ impl Collections {
                 limit: (!multi).then_some(1),
                 ..FindOptions::default()
             };
-            let matched = self.select(view, coll, filter, &find)?.documents;
+            let matched = self.select(view, coll, filter, &find, PARSED)?.documents;
             for (id_key, old) in &matched {
                 self.change(view, writes, coll, id_key, Some(old), None)?;
             }
@@ -994,7 +1045,7 @@ impl Collections {
                 ..FindOptions::default()
             };
             let first = self
-                .select(view, coll, filter, &find)?
+                .select(view, coll, filter, &find, PARSED)?
                 .documents
                 .into_iter()
                 .next();
@@ -1408,7 +1459,7 @@ fn finish(
     options: &FindOptions,
     sorted: bool,
 ) -> Vec<(Vec<u8>, Value)> {
-    if !sorted {
+    if !sorted && !options.any_order {
         if options.sort.is_empty() {
             documents.sort_by(|a, b| compare(&a.1["_id"], &b.1["_id"]));
         } else {

@@ -180,7 +180,7 @@ fn find(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         .docs
         .find(&view, name, &filter, &options)
         .map_err(refused(args))?;
-    Ok(Frame::Array(found.iter().map(text).collect()))
+    Ok(Frame::Array(found.into_iter().map(Frame::Bulk).collect()))
 }
 
 fn explain(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {

@@ -63,6 +63,10 @@ pub struct IndexPlan {
     pub covers_filter: bool,
     /// Whether a document may be found twice (multikey, or overlapping ranges).
     pub dedupe: bool,
+    /// Whether the index answers the filter exactly (it covers the filter and is not
+    /// multikey: each document's key is its value itself), so a document it finds needs no
+    /// check against the filter.
+    pub exact: bool,
     /// Bounds per field, for EXPLAIN.
     pub bounds: Vec<String>,
 }
@@ -451,6 +455,7 @@ fn index_plan(
             sorted,
             covers_filter,
             dedupe,
+            exact: covers_filter && !index.multikey,
             bounds,
         },
         fields_bounded,
