@@ -307,7 +307,10 @@ pub struct UpdateOutcome {
 pub struct Examined {
     pub keys: u64,
     pub documents: u64,
-    pub plans: Vec<Value>,
+    /// The chosen plan first, then the rejected ones (described only for EXPLAIN).
+    pub plans: Vec<planner::Candidate>,
+    /// The `_id` lookup's keys, when the filter named `_id`s (no plan then).
+    pub id_lookup: Option<usize>,
 }
 
 /// DOC.FINDANDMODIFY's change.
@@ -678,9 +681,7 @@ impl Collections {
         let pending = view.pending_ids(coll);
         // `_id` equality or `$in`: the documents themselves, by key.
         if let Some(ids) = id_lookup(filter) {
-            examined
-                .plans
-                .push(json!({"stage": "IDHACK", "keys": ids.len()}));
+            examined.id_lookup = Some(ids.len());
             let mut documents = Vec::new();
             let mut keys_seen = HashSet::new();
             for id in ids {
@@ -714,8 +715,8 @@ impl Collections {
             let chosen = plans.remove(0);
             (chosen, plans)
         };
-        examined.plans.push(chosen.describe());
-        examined.plans.extend(rejected.iter().map(|c| c.describe()));
+        examined.plans.push(chosen.clone());
+        examined.plans.extend(rejected);
         let mut documents = Vec::new();
         let mut sorted = false;
         match &chosen.access {
@@ -1383,7 +1384,7 @@ impl Collections {
                     state
                         .specs()
                         .into_iter()
-                        .map(move |(no, spec)| (*coll, no, spec))
+                        .map(move |(no, spec)| (*coll, no, IndexSpec::clone(&spec)))
                 })
                 .filter(|(_, _, spec)| !spec.ready || spec.dropping)
                 .collect()

@@ -193,10 +193,14 @@ fn explain(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         .docs
         .find(&view, name, &filter, &options)
         .map_err(refused(args))?;
-    let mut plans = examined.plans.into_iter();
+    let mut plans = examined.plans.iter().map(|plan| plan.describe());
+    let winning = match examined.id_lookup {
+        Some(keys) => json!({"stage": "IDHACK", "keys": keys}),
+        None => plans.next().unwrap_or(json!({"stage": "EOF"})),
+    };
     let report = json!({
         "queryPlanner": {
-            "winningPlan": plans.next().unwrap_or(json!({"stage": "EOF"})),
+            "winningPlan": winning,
             "rejectedPlans": plans.collect::<Vec<_>>(),
         },
         "executionStats": {

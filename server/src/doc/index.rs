@@ -15,7 +15,7 @@
 //! document is refused ("cannot index parallel arrays", as MongoDB).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use flin_engine::{Change, Engine, Observer, Op, RecordKind, Replay};
 use serde_json::{json, Value};
@@ -172,8 +172,9 @@ fn values_at(at: &Value, path: &[&str], out: &mut Vec<Value>) -> bool {
 /// length (u16 LE): one allocation per entry, the `_id` found from the end ([`id_of`]).
 #[derive(Debug, Default)]
 pub struct IndexState {
-    /// `None` until the spec record is seen (a replay may bring entries first).
-    pub spec: Option<IndexSpec>,
+    /// `None` until the spec record is seen (a replay may bring entries first). Shared, so
+    /// every write reads the specs without copying them.
+    pub spec: Option<Arc<IndexSpec>>,
     pub entries: BTreeSet<Box<[u8]>>,
     /// Whether an entry came from an array element (sticky until the next open).
     pub multikey: bool,
@@ -220,7 +221,7 @@ impl CollectionState {
     }
 
     /// The specs of every index (ready or building), by number.
-    pub fn specs(&self) -> Vec<(u32, IndexSpec)> {
+    pub fn specs(&self) -> Vec<(u32, Arc<IndexSpec>)> {
         self.indexes
             .iter()
             .filter_map(|(no, index)| Some((*no, index.spec.clone()?)))
@@ -276,7 +277,8 @@ impl Catalog {
                 if put {
                     let spec = serde_json::from_slice(op.value)
                         .ok()
-                        .and_then(|v| IndexSpec::from_json(&v));
+                        .and_then(|v| IndexSpec::from_json(&v))
+                        .map(Arc::new);
                     let state = self.collections.entry(coll).or_default();
                     state.indexes.entry(no).or_default().spec = spec;
                 } else if let Some(state) = self.collections.get_mut(&coll) {
