@@ -598,25 +598,42 @@ impl Collections {
         Ok(())
     }
 
-    fn with_id(&self, document: Value, now_ms: u64, what: &str) -> Result<(Value, Vec<u8>)> {
+    /// The document with its `_id` (generated, time-ordered, first, when it has none) and its
+    /// stored text: `sent`, the text the client sent, when it already had its `_id` (no
+    /// second serialization), else the document serialized.
+    fn with_id(
+        &self,
+        document: Value,
+        sent: Option<&[u8]>,
+        now_ms: u64,
+        what: impl Fn() -> String,
+    ) -> Result<(Value, Vec<u8>)> {
         let Value::Object(mut fields) = document else {
-            return Err(refuse(format!("{what} is not a JSON object")));
+            return Err(refuse(format!("{} is not a JSON object", what())));
         };
+        let mut sent = sent;
         match fields.get("_id") {
-            Some(Value::Array(_)) => return Err(refuse(format!("{what}: _id cannot be an array"))),
+            Some(Value::Array(_)) => {
+                return Err(refuse(format!("{}: _id cannot be an array", what())))
+            }
             Some(_) => {}
             None => {
                 let mut with_id = Map::new();
                 with_id.insert("_id".into(), Value::String(self.ids.next(now_ms)));
                 with_id.extend(fields);
                 fields = with_id;
+                sent = None;
             }
         }
         let document = Value::Object(fields);
-        let bytes = serde_json::to_vec(&document).expect("JSON");
+        let bytes = match sent {
+            Some(text) => text.to_vec(),
+            None => serde_json::to_vec(&document).expect("JSON"),
+        };
         if bytes.len() > DOCUMENT_BYTES_MAX {
             return Err(refuse(format!(
-                "{what} is over the limit of {DOCUMENT_BYTES_MAX} bytes"
+                "{} is over the limit of {DOCUMENT_BYTES_MAX} bytes",
+                what()
             )));
         }
         Ok((document, bytes))
@@ -631,9 +648,24 @@ impl Collections {
         documents: Vec<Value>,
         now_ms: u64,
     ) -> Result<Vec<Value>> {
+        let documents = documents.into_iter().map(|d| (d, None)).collect();
+        self.insert_sent(reader, txn, name, documents, now_ms)
+    }
+
+    /// DOC.INSERT of documents parsed from the text the client sent (kept as the stored form
+    /// of a document that has its `_id`).
+    pub fn insert_sent(
+        &self,
+        reader: Reader<'_>,
+        txn: &mut Txn<'_>,
+        name: &[u8],
+        documents: Vec<(Value, Option<&[u8]>)>,
+        now_ms: u64,
+    ) -> Result<Vec<Value>> {
         let mut prepared = Vec::with_capacity(documents.len());
-        for (i, document) in documents.into_iter().enumerate() {
-            prepared.push(self.with_id(document, now_ms, &format!("document {}", i + 1))?);
+        for (i, (document, sent)) in documents.into_iter().enumerate() {
+            let what = || format!("document {}", i + 1);
+            prepared.push(self.with_id(document, sent, now_ms, what)?);
         }
         Self::decide(reader, txn, |view, writes| {
             let coll = Self::ensure_collection(view, writes, name)?;
@@ -993,7 +1025,7 @@ impl Collections {
         }
         let mut doc = Value::Object(seed);
         update.apply(&mut doc, now_ms).map_err(|e| refuse(e.0))?;
-        self.with_id(doc, now_ms, "the upserted document")
+        self.with_id(doc, None, now_ms, || "the upserted document".into())
     }
 
     /// DOC.DELETE: the first match (or every one with `multi`); how many.

@@ -78,14 +78,19 @@ fn id_arg(arg: &[u8]) -> Value {
 fn insert(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let name = collection(args)?;
     let documents = (2..args.len())
-        .map(|i| json(args, i, &format!("document {}", i - 1)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|i| {
+            Ok((
+                json(args, i, &format!("document {}", i - 1))?,
+                Some(args[i]),
+            ))
+        })
+        .collect::<Result<Vec<_>, Frame>>()?;
     let shared = call.shared;
     let now_ms = shared.now_ms();
     let ids = call.model_write(|txn| {
         shared
             .docs
-            .insert(shared.store.reader(), txn, name, documents, now_ms)
+            .insert_sent(shared.store.reader(), txn, name, documents, now_ms)
             .map_err(refused(args))
     })?;
     Ok(Frame::Array(ids.iter().map(text).collect()))

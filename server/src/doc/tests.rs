@@ -35,6 +35,16 @@ fn insert_find_update_delete_round_trip() {
         ],
     ));
     assert_eq!(ids[..2], [serde_json::json!(1), serde_json::json!(2)]);
+    // A document that has its _id is stored as the text sent.
+    run(
+        &mut h,
+        &["DOC.INSERT", "sent", r#"{ "_id" : 7, "a" : [1, 2.50] }"#],
+    );
+    assert_eq!(
+        run(&mut h, &["DOC.GET", "sent", "7"]),
+        Frame::bulk(r#"{ "_id" : 7, "a" : [1, 2.50] }"#)
+    );
+    assert_eq!(run(&mut h, &["DOC.DROP", "sent"]), Frame::Integer(1));
     assert!(
         ids[2].as_str().is_some_and(|s| s.len() == 24),
         "a generated, time-ordered _id"
