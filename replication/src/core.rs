@@ -30,6 +30,17 @@ pub enum Role {
     Leader,
 }
 
+/// Why a node campaigns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Campaign {
+    /// Its election timeout passed: a pre-vote first, if configured.
+    Timeout,
+    /// A majority said it would vote: the real election.
+    PreVoteWon,
+    /// The leader handed over (TimeoutNow): no pre-vote, and voters ignore their lease.
+    Transfer,
+}
+
 /// What a node hands back to be persisted, sent and applied (see the module doc for the order).
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -102,6 +113,8 @@ pub struct Node {
     messages: Vec<Message>,
     /// The hard state last handed out.
     persisted_hard_state: HardState,
+    /// New proposals wait to be sent (see `propose`).
+    appends_due: bool,
     handed: Option<Handed>,
     #[cfg(test)]
     faults: Faults,
@@ -138,6 +151,7 @@ impl Node {
             rng: Rng::new(seed),
             messages: Vec::new(),
             persisted_hard_state: hard_state,
+            appends_due: false,
             handed: None,
             #[cfg(test)]
             faults: Faults::default(),
@@ -221,7 +235,7 @@ impl Node {
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
-            self.campaign(false);
+            self.campaign(Campaign::Timeout);
         }
     }
 
@@ -274,7 +288,8 @@ impl Node {
             return Err(Error::Busy);
         }
         let index = self.append_own(data);
-        self.broadcast_append();
+        // Sent from `ready`, so that the proposals made between two `Ready`s travel together.
+        self.appends_due = true;
         Ok(index)
     }
 
@@ -412,7 +427,7 @@ impl Node {
             }
             Body::TimeoutNow => {
                 if self.role == Role::Follower {
-                    self.campaign(true);
+                    self.campaign(Campaign::Transfer);
                 }
             }
             Body::AppendAccepted { match_index } => {
@@ -456,8 +471,9 @@ impl Node {
 
     // ---- Elections (§5.2, §5.4.1, pre-vote) ----
 
-    fn campaign(&mut self, transfer: bool) {
-        if self.config.pre_vote && !transfer {
+    fn campaign(&mut self, reason: Campaign) {
+        let transfer = reason == Campaign::Transfer;
+        if self.config.pre_vote && reason == Campaign::Timeout {
             self.become_pre_candidate();
         } else {
             self.become_candidate();
@@ -541,7 +557,7 @@ impl Node {
         let no = self.votes.len() - yes;
         if yes >= quorum {
             match self.role {
-                Role::PreCandidate => self.campaign(true),
+                Role::PreCandidate => self.campaign(Campaign::PreVoteWon),
                 Role::Candidate => self.become_leader(),
                 Role::Follower | Role::Leader => {}
             }
@@ -829,6 +845,7 @@ impl Node {
     /// Whether `ready` would hand back anything.
     pub fn has_ready(&self) -> bool {
         !self.messages.is_empty()
+            || self.appends_due
             || self.hard_state() != self.persisted_hard_state
             || self.log.cut_after.is_some()
             || !self.log.unstable().is_empty()
@@ -838,6 +855,9 @@ impl Node {
     /// Hands out what to persist, send and apply; call [`Node::advance`] when done.
     pub fn ready(&mut self) -> Ready {
         self.assert_advanced();
+        if std::mem::take(&mut self.appends_due) && self.role == Role::Leader {
+            self.broadcast_append();
+        }
         let hard_state = self.hard_state();
         let applied = self.log.applied;
         let ready = Ready {
