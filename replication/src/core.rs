@@ -78,6 +78,9 @@ pub(crate) struct Faults {
     pub(crate) vote_ignores_log: bool,
     /// Commit an entry of an earlier term once a majority holds it (§5.4.2 forbids it).
     pub(crate) commit_counts_old_terms: bool,
+    /// Followers take the leader's commit index as far as their own log goes, not only as
+    /// far as it was checked against the leader's (§5.3's min(leaderCommit, last new entry)).
+    pub(crate) follower_commit_unchecked: bool,
 }
 
 /// The handed-out part of a `Ready`, made official by `advance`.
@@ -129,12 +132,16 @@ impl Node {
     /// A node started from what it had persisted. It comes back as a follower of no one.
     pub fn restart(config: Config, seed: u64, persisted: Persisted) -> Node {
         config.validate();
-        let hard_state = persisted.hard_state;
+        let on_disk = persisted.hard_state;
+        let mut hard_state = on_disk;
         let log = Log::restore(persisted.entries, hard_state.commit, persisted.applied);
-        assert!(
-            log.last_term() <= hard_state.term,
-            "persisted log ahead of the persisted term"
-        );
+        if log.last_term() > hard_state.term {
+            // A crash after the entries of a `Ready` were written and before its hard state:
+            // the node had moved to the entries' term. Any vote it gave in that term was never
+            // sent (messages leave after the whole `Ready` is durable), so none is owed.
+            hard_state.term = log.last_term();
+            hard_state.vote = None;
+        }
         let mut node = Node {
             config,
             term: hard_state.term,
@@ -150,7 +157,7 @@ impl Node {
             transferee: None,
             rng: Rng::new(seed),
             messages: Vec::new(),
-            persisted_hard_state: hard_state,
+            persisted_hard_state: on_disk,
             appends_due: false,
             handed: None,
             #[cfg(test)]
@@ -725,11 +732,21 @@ impl Node {
         let beats: Vec<(NodeId, u64)> = self
             .progress
             .iter()
-            .map(|(&follower, progress)| (follower, progress.match_index.min(self.log.commit)))
+            .map(|(&follower, progress)| (follower, self.heartbeat_commit(progress)))
             .collect();
         for (follower, commit) in beats {
             self.send(follower, Body::Heartbeat { commit });
         }
+    }
+
+    /// The commit index a follower may learn from a heartbeat: no more than it is known to
+    /// hold of our log.
+    fn heartbeat_commit(&self, progress: &Progress) -> u64 {
+        #[cfg(test)]
+        if self.faults.follower_commit_unchecked {
+            return self.log.commit;
+        }
+        progress.match_index.min(self.log.commit)
     }
 
     fn handle_append(
@@ -749,7 +766,13 @@ impl Node {
         match self.log.try_append(prev_index, prev_term, entries) {
             Some(match_index) => {
                 // Only what the leader showed us matches it; beyond that our log may differ.
-                self.log.commit_to(commit.min(match_index));
+                let checked = match_index;
+                #[cfg(test)]
+                let checked = match self.faults.follower_commit_unchecked {
+                    true => self.log.last_index(),
+                    false => checked,
+                };
+                self.log.commit_to(commit.min(checked));
                 self.send(leader, Body::AppendAccepted { match_index });
             }
             None => {

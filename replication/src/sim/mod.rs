@@ -9,7 +9,7 @@ mod checker;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, Membership};
 use crate::core::{Faults, Node, Persisted, Role};
@@ -33,7 +33,8 @@ pub(crate) struct Options {
     pub(crate) propose_per_mille: u64,
     pub(crate) transfer_per_mille: u64,
     pub(crate) crash_per_mille: u64,
-    /// A crash between persisting a `Ready` and sending its messages, per handled `Ready`.
+    /// A crash while a `Ready` is written (after a random part of it), before its messages
+    /// leave, per handled `Ready`.
     pub(crate) crash_in_ready_per_mille: u64,
     pub(crate) restart_per_mille: u64,
     pub(crate) partition_per_mille: u64,
@@ -108,6 +109,8 @@ pub(crate) struct Sim {
     network: Vec<InFlight>,
     /// Each node's side of a partition (messages cross only between equal sides).
     sides: BTreeMap<NodeId, u64>,
+    /// Links that lose every message in one direction: (from, to).
+    one_way_cuts: BTreeSet<(NodeId, NodeId)>,
     checker: Checker,
     now: u64,
     /// Proposals a leader reported committed: (index, data). They must never be lost.
@@ -135,6 +138,7 @@ impl Sim {
         }
         let mut sim = Sim {
             sides: (1..=options.nodes).map(|id| (id, 0)).collect(),
+            one_way_cuts: BTreeSet::new(),
             options,
             rng,
             machines,
@@ -330,24 +334,33 @@ impl Sim {
         Ok(())
     }
 
+    /// Splits the nodes in two random sides, or cuts one link in one direction.
     fn partition(&mut self) {
-        for id in 1..=self.options.nodes {
-            let side = self.rng.below(2);
-            self.sides.insert(id, side);
+        if self.rng.chance(500) {
+            for id in 1..=self.options.nodes {
+                let side = self.rng.below(2);
+                self.sides.insert(id, side);
+            }
+            let sides: Vec<u64> = self.sides.values().copied().collect();
+            self.digest(&sides);
+        } else {
+            let from = 1 + self.rng.below(self.options.nodes);
+            let to = 1 + self.rng.below(self.options.nodes);
+            self.one_way_cuts.insert((from, to));
+            self.digest(&[9, from, to]);
         }
-        let sides: Vec<u64> = self.sides.values().copied().collect();
-        self.digest(&sides);
     }
 
     fn heal(&mut self) {
         for side in self.sides.values_mut() {
             *side = 0;
         }
+        self.one_way_cuts.clear();
         self.digest(&[3]);
     }
 
-    fn connected(&self, a: NodeId, b: NodeId) -> bool {
-        self.sides[&a] == self.sides[&b]
+    fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        self.sides[&from] == self.sides[&to] && !self.one_way_cuts.contains(&(from, to))
     }
 
     fn send(&mut self, message: Message) {
@@ -431,6 +444,13 @@ impl Sim {
         }
         let ready = node.ready();
         self.checker.persisted(node, &ready.entries)?;
+        // A crash may strike while the `Ready` is being written: the cut first, then some of
+        // the entries, then the hard state; the messages leave only after all of it.
+        let crash = !self.calm && self.rng.chance(self.options.crash_in_ready_per_mille);
+        let written = match crash {
+            true => self.rng.below(ready.entries.len() as u64 + 2) as usize,
+            false => ready.entries.len() + 1,
+        };
         let disk = &mut machine.disk;
         if let Some(index) = ready.truncate_after {
             disk.entries.truncate(index as usize);
@@ -442,18 +462,23 @@ impl Sim {
                 "a gap in the persisted log"
             );
         }
-        disk.entries.extend(ready.entries.iter().cloned());
-        if let Some(hard_state) = ready.hard_state {
-            disk.hard_state = hard_state;
+        let entries_written = written.min(ready.entries.len());
+        disk.entries
+            .extend(ready.entries[..entries_written].iter().cloned());
+        if written > ready.entries.len() {
+            if let Some(hard_state) = ready.hard_state {
+                disk.hard_state = hard_state;
+            }
         }
         self.digest(&[
             6,
             id,
             ready.entries.len() as u64,
             ready.messages.len() as u64,
+            written as u64,
         ]);
-        if !self.calm && self.rng.chance(self.options.crash_in_ready_per_mille) {
-            // On disk, but the messages never left and nothing was applied.
+        if crash {
+            // Nothing was sent or applied.
             self.crash(id);
             return Ok(());
         }

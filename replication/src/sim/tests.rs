@@ -102,10 +102,13 @@ fn a_quiet_cluster_commits_every_proposal() {
     );
 }
 
+/// Seeds a broken build gets before its test fails; a sweep stops at its first violation.
+const BROKEN_SEEDS_MAX: u64 = 1000;
+
 /// Runs a sweep against a broken build and returns the first safety violation found.
 fn first_violation(faults: Faults, options: Options) -> Option<(u64, Violation)> {
     let options = Options { faults, ..options };
-    (0..DEFAULT_SEEDS).find_map(|seed| match run(seed, &options) {
+    (0..BROKEN_SEEDS_MAX).find_map(|seed| match run(seed, &options) {
         Err(violation) if violation.property != Property::Liveness => Some((seed, violation)),
         _ => None,
     })
@@ -130,5 +133,16 @@ fn the_checker_catches_commits_of_old_terms_by_counting() {
     };
     let (seed, violation) =
         first_violation(faults, churning()).expect("counting old terms' replicas goes unnoticed");
+    eprintln!("caught at seed {seed}: {violation}");
+}
+
+#[test]
+fn the_checker_catches_followers_committing_what_they_did_not_check() {
+    let faults = Faults {
+        follower_commit_unchecked: true,
+        ..Faults::default()
+    };
+    let (seed, violation) =
+        first_violation(faults, Options::default()).expect("an unchecked commit goes unnoticed");
     eprintln!("caught at seed {seed}: {violation}");
 }
