@@ -46,6 +46,9 @@ pub(crate) struct Options {
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
     pub(crate) faults: Faults,
+    /// Print every event to stderr (`FLIN_RAFT_TRACE=1`, with `FLIN_RAFT_SEED` to follow
+    /// one failing seed).
+    pub(crate) trace: bool,
 }
 
 impl Default for Options {
@@ -68,6 +71,7 @@ impl Default for Options {
             pre_vote: true,
             check_quorum: true,
             faults: Faults::default(),
+            trace: std::env::var_os("FLIN_RAFT_TRACE").is_some(),
         }
     }
 }
@@ -175,6 +179,7 @@ impl Sim {
         machine.node = Some(node);
         machine.tick_rate = 1 + self.rng.below(3) as u32;
         self.checker.restarted(id);
+        self.trace(|| format!("start {id}"));
     }
 
     fn crash(&mut self, id: NodeId) {
@@ -183,6 +188,7 @@ impl Sim {
             machine.pending.clear();
             self.report.crashes += 1;
             self.digest(&[7, id]);
+            self.trace(|| format!("crash {id}"));
         }
     }
 
@@ -191,6 +197,12 @@ impl Sim {
             self.report.digest = (self.report.digest ^ word)
                 .wrapping_mul(0x0100_0000_01b3)
                 .rotate_left(5);
+        }
+    }
+
+    fn trace(&self, describe: impl FnOnce() -> String) {
+        if self.options.trace {
+            eprintln!("[{:>6}] {}", self.now, describe());
         }
     }
 
@@ -313,6 +325,7 @@ impl Sim {
             Ok(index) => {
                 machine.pending.insert(index, (node.term(), data));
                 self.digest(&[1, id, index]);
+                self.trace(|| format!("propose at {id}: index {index}"));
             }
             Err(_) => self.digest(&[8, id]),
         }
@@ -331,6 +344,7 @@ impl Sim {
             .expect("running");
         let _ = node.transfer_leader(to);
         self.digest(&[2, leader, to]);
+        self.trace(|| format!("transfer {leader} -> {to}"));
         Ok(())
     }
 
@@ -343,11 +357,13 @@ impl Sim {
             }
             let sides: Vec<u64> = self.sides.values().copied().collect();
             self.digest(&sides);
+            self.trace(|| format!("partition sides {sides:?}"));
         } else {
             let from = 1 + self.rng.below(self.options.nodes);
             let to = 1 + self.rng.below(self.options.nodes);
             self.one_way_cuts.insert((from, to));
             self.digest(&[9, from, to]);
+            self.trace(|| format!("cut {from} -> {to}"));
         }
     }
 
@@ -357,6 +373,7 @@ impl Sim {
         }
         self.one_way_cuts.clear();
         self.digest(&[3]);
+        self.trace(|| "heal".to_string());
     }
 
     fn connected(&self, from: NodeId, to: NodeId) -> bool {
@@ -414,6 +431,9 @@ impl Sim {
         let Some(node) = machine.node.as_mut() else {
             return Ok(());
         };
+        if self.options.trace {
+            eprintln!("[{:>6}] deliver {message:?}", self.now);
+        }
         node.step(message).expect("a well-addressed message");
         self.digest(&[4, from, to, term]);
         Ok(())
@@ -430,6 +450,7 @@ impl Sim {
             node.tick();
         }
         self.digest(&[5, id]);
+        self.trace(|| format!("tick {id}"));
         Ok(())
     }
 
@@ -477,6 +498,16 @@ impl Sim {
             ready.messages.len() as u64,
             written as u64,
         ]);
+        self.trace(|| {
+            format!(
+                "ready {id}: cut {:?}, {} entries ({written} parts written), {:?}, {} messages, {} to apply",
+                ready.truncate_after,
+                ready.entries.len(),
+                ready.hard_state,
+                ready.messages.len(),
+                ready.committed.len()
+            )
+        });
         if crash {
             // Nothing was sent or applied.
             self.crash(id);
