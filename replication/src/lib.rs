@@ -8,6 +8,8 @@
 //!   hands back a [`Ready`]: what to persist (a cut point, entries, the [`HardState`]), the
 //!   messages to send once that is durable, and the committed entries to apply. No sockets,
 //!   threads, clock reads or files; election timeouts come from a seeded generator.
+//!   `core/election.rs` holds campaigns, votes and role changes, `core/replicate.rs` the
+//!   leader's appends, the follower's side and the commit rule.
 //! - `log`: the node's copy of the log (all in memory for now) with its persisted, committed
 //!   and applied marks, and the follower's side of AppendEntries.
 //! - `progress`: what a leader knows of each follower (match and next index, probe or

@@ -45,6 +45,15 @@ fn every_seed_is_safe_and_live_while_elections_churn() {
     sweep(&churning());
 }
 
+#[test]
+fn every_seed_is_safe_and_live_with_five_nodes() {
+    // Membership is fixed at three for now, but nothing in the core assumes it.
+    sweep(&Options {
+        nodes: 5,
+        ..Options::default()
+    });
+}
+
 fn sweep(options: &Options) {
     let mut total = Report::default();
     let seeds = seeds();
