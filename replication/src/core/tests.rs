@@ -452,3 +452,46 @@ fn nothing_may_happen_between_ready_and_advance() {
     let _ready = node.ready();
     node.tick();
 }
+
+#[test]
+fn a_leader_counts_its_own_entry_only_once_persisted() {
+    // Our own log is part of the majority only as far as `advance` confirmed it on disk.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.tick_all(1);
+    let leader = cluster.node(1);
+    let index = leader.propose(b"x".to_vec()).unwrap();
+    let term = leader.term();
+    leader
+        .step(message(
+            2,
+            1,
+            term,
+            Body::AppendAccepted { match_index: index },
+        ))
+        .unwrap();
+    assert!(leader.commit_index() < index);
+    let ready = leader.ready();
+    assert_eq!(ready.entries.last().map(|entry| entry.index), Some(index));
+    leader.advance();
+    assert_eq!(leader.commit_index(), index);
+}
+
+#[test]
+fn a_restart_with_entries_ahead_of_the_hard_state_takes_their_term_without_a_vote() {
+    // A crash after a Ready's entries were written and before its hard state: any vote of
+    // that Ready never left, so the node owes none.
+    let mut disk = persisted(2, &[1, 3]);
+    disk.hard_state.vote = Some(2);
+    let mut node = Node::restart(config(1), 1, disk);
+    assert_eq!(node.term(), 3);
+    let ready = node.ready();
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 3,
+            vote: None,
+            commit: 0
+        })
+    );
+}
