@@ -28,9 +28,17 @@ pub(crate) struct Options {
     pub(crate) drop_per_mille: u64,
     pub(crate) duplicate_per_mille: u64,
     /// A message is delivered 0..=this many steps after it was sent, in random order among
-    /// those due.
+    /// those due, except that a link keeps its in-order messages in order.
     pub(crate) delay_steps_max: u64,
+    /// Messages that may overtake those sent before them on their link. Within one
+    /// connection messages keep their order; reconnections and retries are where they do not.
+    pub(crate) reorder_per_mille: u64,
     pub(crate) propose_per_mille: u64,
+    /// Of the steps left after the events above, the share (per mille) that ticks a node;
+    /// the rest deliver messages or handle a `Ready` in equal parts. Small enough that a
+    /// round trip takes well under an election timeout (raft's timing requirement, §5.6);
+    /// large, and elections churn.
+    pub(crate) tick_per_mille: u64,
     pub(crate) transfer_per_mille: u64,
     pub(crate) crash_per_mille: u64,
     /// A crash while a `Ready` is written (after a random part of it), before its messages
@@ -59,7 +67,9 @@ impl Default for Options {
             drop_per_mille: 50,
             duplicate_per_mille: 30,
             delay_steps_max: 12,
+            reorder_per_mille: 50,
             propose_per_mille: 80,
+            tick_per_mille: 100,
             transfer_per_mille: 3,
             crash_per_mille: 4,
             crash_in_ready_per_mille: 10,
@@ -103,6 +113,11 @@ struct Machine {
 
 struct InFlight {
     deliver_at: u64,
+    /// The order of sending, over the whole network.
+    sent: u64,
+    /// Delivered after every in-order message sent before it on its link (as a TCP connection
+    /// delivers); otherwise it may overtake them.
+    in_order: bool,
     message: Message,
 }
 
@@ -111,6 +126,10 @@ pub(crate) struct Sim {
     rng: Rng,
     machines: BTreeMap<NodeId, Machine>,
     network: Vec<InFlight>,
+    /// Messages sent so far (`InFlight::sent`).
+    sent: u64,
+    /// Per link (from, to): when its last in-order message is delivered.
+    link_clock: BTreeMap<(NodeId, NodeId), u64>,
     /// Each node's side of a partition (messages cross only between equal sides).
     sides: BTreeMap<NodeId, u64>,
     /// Links that lose every message in one direction: (from, to).
@@ -147,6 +166,8 @@ impl Sim {
             rng,
             machines,
             network: Vec::new(),
+            sent: 0,
+            link_clock: BTreeMap::new(),
             checker: Checker::default(),
             now: 0,
             acknowledged: Vec::new(),
@@ -284,16 +305,22 @@ impl Sim {
             }
             4 => self.partition(),
             5 => self.heal(),
-            _ => match self.rng.below(10) {
-                0..=3 => self.deliver_one()?,
-                4..=6 => self.tick_one()?,
-                _ => {
+            _ => {
+                let roll = self.rng.below(1000);
+                if roll < self.options.tick_per_mille {
+                    self.tick_one()?;
+                } else if roll < (1000 + self.options.tick_per_mille) / 2 {
+                    // A few at a time, so the network carries more than the nodes produce.
+                    for _ in 0..1 + self.rng.below(4) {
+                        self.deliver_one()?;
+                    }
+                } else {
                     let running = self.running();
                     if let Some(id) = self.pick(&running) {
                         self.handle_ready(id)?;
                     }
                 }
-            },
+            }
         }
         self.check_all()
     }
@@ -392,10 +419,20 @@ impl Sim {
         } else {
             1
         };
+        let link = (message.from, message.to);
         for _ in 0..copies {
-            let deliver_at = self.now + self.rng.below(self.delay_steps_max() + 1);
+            let mut deliver_at = self.now + self.rng.below(self.delay_steps_max() + 1);
+            let in_order = !self.rng.chance(self.options.reorder_per_mille);
+            if in_order {
+                let clock = self.link_clock.entry(link).or_insert(0);
+                deliver_at = deliver_at.max(*clock);
+                *clock = deliver_at;
+            }
+            self.sent += 1;
             self.network.push(InFlight {
                 deliver_at,
+                sent: self.sent,
+                in_order,
                 message: message.clone(),
             });
         }
@@ -417,7 +454,21 @@ impl Sim {
         if due.is_empty() {
             return Ok(());
         }
-        let position = due[self.rng.below(due.len() as u64) as usize];
+        let mut position = due[self.rng.below(due.len() as u64) as usize];
+        let chosen = &self.network[position];
+        if chosen.in_order {
+            // The link's oldest in-order message goes first.
+            let link = (chosen.message.from, chosen.message.to);
+            position = due
+                .iter()
+                .copied()
+                .filter(|&other| {
+                    let other = &self.network[other];
+                    other.in_order && (other.message.from, other.message.to) == link
+                })
+                .min_by_key(|&other| self.network[other].sent)
+                .expect("the chosen message qualifies");
+        }
         let message = self.network.swap_remove(position).message;
         self.deliver(message)
     }
@@ -558,10 +609,11 @@ impl Sim {
                 self.handle_ready(id)?;
             }
             let due: Vec<InFlight> = {
-                let (due, later) = std::mem::take(&mut self.network)
+                let (mut due, later): (Vec<InFlight>, _) = std::mem::take(&mut self.network)
                     .into_iter()
                     .partition(|in_flight| in_flight.deliver_at <= self.now);
                 self.network = later;
+                due.sort_by_key(|in_flight| (in_flight.deliver_at, in_flight.sent));
                 due
             };
             for in_flight in due {

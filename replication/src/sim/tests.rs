@@ -30,7 +30,9 @@ fn churning() -> Options {
         pre_vote: false,
         check_quorum: false,
         delay_steps_max: 40,
+        reorder_per_mille: 1000,
         propose_per_mille: 200,
+        tick_per_mille: 300,
         ..Options::default()
     }
 }
@@ -43,6 +45,21 @@ fn every_seed_is_safe_and_live() {
 #[test]
 fn every_seed_is_safe_and_live_while_elections_churn() {
     sweep(&churning());
+}
+
+#[test]
+fn every_seed_is_safe_and_live_with_few_faults() {
+    // Long stretches under one leader: full pipelines, long logs, batches at their limit.
+    sweep(&Options {
+        drop_per_mille: 5,
+        duplicate_per_mille: 5,
+        crash_per_mille: 1,
+        crash_in_ready_per_mille: 2,
+        partition_per_mille: 1,
+        heal_per_mille: 20,
+        propose_per_mille: 300,
+        ..Options::default()
+    });
 }
 
 #[test]
