@@ -1,1 +1,57 @@
-//! flin-replication: placeholder until its issue lands.
+//! flin-replication: the raft protocol core that will make three Flin nodes one cluster
+//! (issue 14). This first cut is the protocol alone, as a pure state machine, and the
+//! simulator that checks it; the server does not run it yet.
+//!
+//! # Layout
+//! - `core`: [`Node`], the state machine in raft-rs's `RawNode` style. It is driven by
+//!   [`Node::tick`], [`Node::step`] (a [`Message`] from a peer) and [`Node::propose`], and
+//!   hands back a [`Ready`]: what to persist (a cut point, entries, the [`HardState`]), the
+//!   messages to send once that is durable, and the committed entries to apply. No sockets,
+//!   threads, clock reads or files; election timeouts come from a seeded generator.
+//!   `core/election.rs` holds campaigns, votes and role changes, `core/replicate.rs` the
+//!   leader's appends, the follower's side and the commit rule.
+//! - `log`: the node's copy of the log (all in memory for now) with its persisted, committed
+//!   and applied marks, and the follower's side of AppendEntries.
+//! - `progress`: what a leader knows of each follower (match and next index, probe or
+//!   pipelined replication, appends in flight).
+//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`].
+//! - `config`: [`Config`] (timeouts in ticks, batch and pipeline limits) and [`Membership`].
+//! - `rng`: splitmix64, the one seeded generator of the crate.
+//! - `sim` (tests only): the deterministic simulator and its safety checker.
+//!
+//! # Data flow
+//! A leader's `propose` appends to its log; the next `ready` sends the new entries to every
+//! follower in batches (`append_entries_max`, `append_bytes_max`), at most
+//! `inflight_appends_max` unanswered per follower. A follower appends what matches, cuts a
+//! conflicting uncommitted suffix (`Ready::truncate_after`) and answers once its `Ready` is
+//! persisted. The leader commits the highest index a majority holds if that entry is of its
+//! own term, and every node hands committed entries out to be applied. The caller's loop is
+//! described in the `core` module (`Node`'s docs): persist, then send, then apply, then
+//! `advance`.
+//!
+//! Indexes are the engine's seqs and each entry carries its term, so a server can persist a
+//! `Ready` with the engine's replication seam: `truncate_after(seq)`, `append_entry(seq, term,
+//! batch)`, `commit_through(seq)` (docs/ARCHITECTURE.md, decision 39).
+//!
+//! # Not yet
+//! Membership changes (learners, one change at a time), log compaction and snapshots (the log
+//! is all in memory, and a follower is always fed from it), reading the log back from the
+//! engine instead of memory, read index / leases for linearizable reads, and running it in
+//! the server. docs/replication.md says what is implemented and checked.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod core;
+mod error;
+mod log;
+mod message;
+mod progress;
+mod rng;
+#[cfg(test)]
+mod sim;
+
+pub use crate::config::{Config, Membership};
+pub use crate::core::{Node, Persisted, Ready, Role};
+pub use crate::error::{Error, Result};
+pub use crate::message::{Body, Entry, HardState, Message, NodeId};

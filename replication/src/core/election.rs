@@ -1,0 +1,154 @@
+//! Elections (§5.2, §5.4.1) with etcd's pre-vote, and the role changes they drive.
+
+use super::{Campaign, Node, Role};
+use crate::message::{Body, Message, NodeId};
+use crate::progress::Progress;
+
+impl Node {
+    pub(super) fn campaign(&mut self, reason: Campaign) {
+        let transfer = reason == Campaign::Transfer;
+        if self.config.pre_vote && reason == Campaign::Timeout {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+        let (pre_vote, term) = match self.role {
+            Role::PreCandidate => (true, self.term + 1),
+            _ => (false, self.term),
+        };
+        let id = self.id();
+        let voters: Vec<NodeId> = self
+            .config
+            .membership
+            .voters()
+            .filter(|&voter| voter != id)
+            .collect();
+        for voter in voters {
+            let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+            let body = if pre_vote {
+                Body::PreVote {
+                    last_index,
+                    last_term,
+                }
+            } else {
+                Body::Vote {
+                    last_index,
+                    last_term,
+                    transfer,
+                }
+            };
+            self.messages.push(Message {
+                from: id,
+                to: voter,
+                term,
+                body,
+            });
+        }
+        self.tally(self.id(), true);
+    }
+
+    pub(super) fn answer_vote_request(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+        pre_vote: bool,
+    ) {
+        let free = if pre_vote {
+            term > self.term
+        } else {
+            self.vote == Some(from) || (self.vote.is_none() && self.leader.is_none())
+        };
+        let log_ok = self.log.is_up_to_date(last_index, last_term);
+        #[cfg(test)]
+        let log_ok = log_ok || self.faults.vote_ignores_log;
+        let granted = free && log_ok;
+        if granted && !pre_vote {
+            self.vote = Some(from);
+            self.election_elapsed = 0;
+        }
+        // A grant answers in the term asked about; a refusal in ours, so the asker can catch up.
+        let answer_term = if granted { term } else { self.term };
+        let body = if pre_vote {
+            Body::PreVoteResponse { granted }
+        } else {
+            Body::VoteResponse { granted }
+        };
+        self.messages.push(Message {
+            from: self.id(),
+            to: from,
+            term: answer_term,
+            body,
+        });
+    }
+
+    /// Records one answer to our campaign and acts on a decided outcome.
+    pub(super) fn tally(&mut self, from: NodeId, granted: bool) {
+        self.votes.entry(from).or_insert(granted);
+        let quorum = self.config.membership.quorum();
+        let yes = self.votes.values().filter(|&&granted| granted).count();
+        let no = self.votes.len() - yes;
+        if yes >= quorum {
+            match self.role {
+                Role::PreCandidate => self.campaign(Campaign::PreVoteWon),
+                Role::Candidate => self.become_leader(),
+                Role::Follower | Role::Leader => {}
+            }
+        } else if no >= quorum {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    pub(super) fn reset_timers(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        let base = self.config.election_ticks;
+        self.election_timeout = base + self.rng.below(u64::from(base)) as u32;
+        self.votes.clear();
+        self.transferee = None;
+    }
+
+    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        assert!(term >= self.term, "term going back");
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_timers();
+    }
+
+    pub(super) fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.reset_timers();
+    }
+
+    pub(super) fn become_candidate(&mut self) {
+        self.term += 1;
+        self.vote = Some(self.id());
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.reset_timers();
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.reset_timers();
+        let next_index = self.log.last_index() + 1;
+        let id = self.id();
+        self.progress = self
+            .config
+            .membership
+            .voters()
+            .filter(|&voter| voter != id)
+            .map(|voter| (voter, Progress::new(next_index)))
+            .collect();
+        // An entry of our own term, so that what earlier leaders left gets committed (§5.4.2, §8).
+        self.append_own(Vec::new());
+        self.broadcast_append();
+    }
+}

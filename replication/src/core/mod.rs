@@ -1,0 +1,532 @@
+//! The raft state machine: [`Node`], driven by [`Node::tick`], [`Node::step`] and
+//! [`Node::propose`], handing back [`Ready`] batches. No I/O, no clock, no threads: the
+//! caller owns the disk, the network and time, and the election timeouts come from a seeded
+//! generator, so a run is a function of its inputs and its seed.
+//!
+//! The caller's loop, after any call that may have changed the node:
+//! 1. `if node.has_ready() { let ready = node.ready(); ... }`
+//! 2. persist `ready.truncate_after` (cut the log after that index), then `ready.entries`,
+//!    then `ready.hard_state`, all durably;
+//! 3. send `ready.messages` (only now: a vote or an acknowledgement promises what is on disk);
+//! 4. apply `ready.committed` in order;
+//! 5. `node.advance()`. No other call may come between `ready` and `advance`.
+//!
+//! This file holds the node's state, its inputs (term handling and message dispatch) and its
+//! output; `election` holds campaigns, votes and role changes; `replicate` what a leader
+//! sends, how a follower takes it, and the commit rule.
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::message::{Body, Entry, HardState, Message, NodeId};
+use crate::progress::Progress;
+use crate::rng::Rng;
+
+/// A node's role in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    /// Asking for pre-votes, term unchanged.
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// Why a node campaigns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Campaign {
+    /// Its election timeout passed: a pre-vote first, if configured.
+    Timeout,
+    /// A majority said it would vote: the real election.
+    PreVoteWon,
+    /// The leader handed over (TimeoutNow): no pre-vote, and voters ignore their lease.
+    Transfer,
+}
+
+/// What a node hands back to be persisted, sent and applied (see the module doc for the order).
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Set when the hard state changed since the last `Ready`.
+    pub hard_state: Option<HardState>,
+    /// Cut the persisted log after this index before appending `entries` (a new leader
+    /// replaced an uncommitted suffix).
+    pub truncate_after: Option<u64>,
+    /// Entries to append to the persisted log, contiguous, following `truncate_after` or the
+    /// persisted end.
+    pub entries: Vec<Entry>,
+    /// Messages to send once everything above is durable.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply, in index order, each exactly once (across restarts: from
+    /// the `applied` index given to [`Node::restart`]).
+    pub committed: Vec<Entry>,
+}
+
+/// What a node finds on disk at restart.
+#[derive(Clone, Debug, Default)]
+pub struct Persisted {
+    pub hard_state: HardState,
+    /// The whole persisted log, from index 1.
+    pub entries: Vec<Entry>,
+    /// Entries through this index were applied before the crash (at most the persisted commit).
+    pub applied: u64,
+}
+
+/// Switches that break the protocol on purpose, so the simulator's checker can be shown to
+/// catch the bug. Test builds only.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Faults {
+    /// Grant votes without §5.4.1's up-to-date check.
+    pub(crate) vote_ignores_log: bool,
+    /// Commit an entry of an earlier term once a majority holds it (§5.4.2 forbids it).
+    pub(crate) commit_counts_old_terms: bool,
+    /// Followers take the leader's commit index as far as their own log goes, not only as
+    /// far as it was checked against the leader's (§5.3's min(leaderCommit, last new entry)).
+    pub(crate) follower_commit_unchecked: bool,
+}
+
+/// The handed-out part of a `Ready`, made official by `advance`.
+#[derive(Debug)]
+struct Handed {
+    last_index: u64,
+    applied: u64,
+    hard_state: HardState,
+}
+
+/// One raft node.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    term: u64,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: Log,
+    /// The leader's view of each other voter.
+    progress: BTreeMap<NodeId, Progress>,
+    /// Answers to this campaign (pre-vote or vote), ours included.
+    votes: BTreeMap<NodeId, bool>,
+    /// Ticks since the last reset: for a follower, since it heard from a leader or granted a
+    /// vote; for a leader, since the last quorum check.
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    /// This term's election timeout, drawn from `election_ticks..2 * election_ticks`.
+    election_timeout: u32,
+    /// The node a leadership transfer is handing over to.
+    transferee: Option<NodeId>,
+    rng: Rng,
+    messages: Vec<Message>,
+    /// The hard state last handed out.
+    persisted_hard_state: HardState,
+    /// New proposals wait to be sent (see `propose`).
+    appends_due: bool,
+    handed: Option<Handed>,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+impl Node {
+    /// A node that has never run: empty log, term 0.
+    pub fn new(config: Config, seed: u64) -> Node {
+        Node::restart(config, seed, Persisted::default())
+    }
+
+    /// A node started from what it had persisted. It comes back as a follower of no one.
+    pub fn restart(config: Config, seed: u64, persisted: Persisted) -> Node {
+        config.validate();
+        let on_disk = persisted.hard_state;
+        let mut hard_state = on_disk;
+        let log = Log::restore(persisted.entries, hard_state.commit, persisted.applied);
+        if log.last_term() > hard_state.term {
+            // A crash after the entries of a `Ready` were written and before its hard state:
+            // the node had moved to the entries' term. Any vote it gave in that term was never
+            // sent (messages leave after the whole `Ready` is durable), so none is owed.
+            hard_state.term = log.last_term();
+            hard_state.vote = None;
+        }
+        let mut node = Node {
+            config,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout: 0,
+            transferee: None,
+            rng: Rng::new(seed),
+            messages: Vec::new(),
+            persisted_hard_state: on_disk,
+            appends_due: false,
+            handed: None,
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
+        node.reset_timers();
+        node
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Who this node believes leads its term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.log.commit
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.log.last_index()
+    }
+
+    /// The entry at `index`, if the log holds one.
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// A leader's view of a follower's match index (for status pages and tests).
+    pub fn match_index(&self, follower: NodeId) -> Option<u64> {
+        match self.role {
+            Role::Leader => self
+                .progress
+                .get(&follower)
+                .map(|progress| progress.match_index),
+            _ => None,
+        }
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit,
+        }
+    }
+
+    fn assert_advanced(&self) {
+        assert!(
+            self.handed.is_none(),
+            "call advance() after ready() before anything else"
+        );
+    }
+
+    // ---- Inputs ----
+
+    /// One unit of time passed.
+    pub fn tick(&mut self) {
+        self.assert_advanced();
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(),
+        }
+    }
+
+    fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout {
+            self.campaign(Campaign::Timeout);
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.election_elapsed += 1;
+        self.heartbeat_elapsed += 1;
+        if self.election_elapsed >= self.config.election_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                self.become_follower(self.term, None);
+                return;
+            }
+            // A transfer that did not finish within an election timeout is abandoned.
+            self.transferee = None;
+        }
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Counts the voters heard from since the last check (ourselves included) and starts a
+    /// new round.
+    fn quorum_recently_active(&mut self) -> bool {
+        let mut active = 1;
+        for progress in self.progress.values_mut() {
+            active += usize::from(progress.recent_active);
+            progress.recent_active = false;
+        }
+        active >= self.config.membership.quorum()
+    }
+
+    /// Appends `data` as a new entry (leader only) and returns its index. The entry is
+    /// committed when a later `Ready` lists it in `committed` with this index and the
+    /// current term; it may instead be lost if leadership changes first.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64> {
+        self.assert_advanced();
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transferee.is_some() {
+            return Err(Error::TransferInProgress);
+        }
+        if data.len() > self.config.entry_bytes_max {
+            return Err(Error::TooLarge { bytes: data.len() });
+        }
+        if self.log.last_index() - self.log.commit >= self.config.uncommitted_entries_max {
+            return Err(Error::Busy);
+        }
+        let index = self.append_own(data);
+        // Sent from `ready`, so that the proposals made between two `Ready`s travel together.
+        self.appends_due = true;
+        Ok(index)
+    }
+
+    /// Hands leadership to `to` once its log has caught up (leader only). Proposals are
+    /// refused until it happens or an election timeout passes.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {
+        self.assert_advanced();
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if !self.config.membership.contains(to) {
+            return Err(Error::UnknownNode(to));
+        }
+        if to == self.id() {
+            return Ok(());
+        }
+        self.transferee = Some(to);
+        self.election_elapsed = 0;
+        if self.progress[&to].match_index == self.log.last_index() {
+            self.send(to, Body::TimeoutNow);
+        } else {
+            self.send_appends(to);
+        }
+        Ok(())
+    }
+
+    /// Takes in a message from another node.
+    pub fn step(&mut self, message: Message) -> Result<()> {
+        self.assert_advanced();
+        if message.to != self.id() {
+            return Err(Error::Misdelivered { to: message.to });
+        }
+        if !self.config.membership.contains(message.from) || message.from == self.id() {
+            return Err(Error::UnknownNode(message.from));
+        }
+        if message.term > self.term {
+            if !self.adopt_higher_term(&message) {
+                return Ok(());
+            }
+        } else if message.term < self.term {
+            self.answer_stale(&message);
+            return Ok(());
+        }
+        self.step_current(message);
+        Ok(())
+    }
+
+    /// A message from a higher term: returns false if it is to be ignored.
+    fn adopt_higher_term(&mut self, message: &Message) -> bool {
+        let asks_for_vote = matches!(
+            message.body,
+            Body::PreVote { .. }
+                | Body::Vote {
+                    transfer: false,
+                    ..
+                }
+        );
+        if asks_for_vote && self.in_leader_lease() {
+            // A leader we heard from recently is alive: a node that merely lost touch with
+            // it must not depose it (etcd's check-quorum lease).
+            return false;
+        }
+        match message.body {
+            // Neither a pre-vote nor a pre-vote grant changes anyone's term.
+            Body::PreVote { .. } | Body::PreVoteResponse { granted: true } => {}
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::TimeoutNow => {
+                self.become_follower(message.term, Some(message.from))
+            }
+            _ => self.become_follower(message.term, None),
+        }
+        true
+    }
+
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_ticks
+    }
+
+    /// A message from an older term: tell its sender our term where that helps it recover.
+    fn answer_stale(&mut self, message: &Message) {
+        match message.body {
+            // A deposed leader cut off by a partition learns our term and steps down. (Without
+            // this, with check-quorum, a node whose term ran ahead could never rejoin.)
+            Body::Append { .. } | Body::Heartbeat { .. } => {
+                self.send(message.from, Body::HeartbeatResponse)
+            }
+            Body::PreVote { .. } => {
+                self.send(message.from, Body::PreVoteResponse { granted: false })
+            }
+            _ => {}
+        }
+    }
+
+    /// A message whose term is ours (or a pre-vote for a later one).
+    fn step_current(&mut self, message: Message) {
+        let from = message.from;
+        match message.body {
+            Body::PreVote {
+                last_index,
+                last_term,
+            } => self.answer_vote_request(from, message.term, last_index, last_term, true),
+            Body::Vote {
+                last_index,
+                last_term,
+                ..
+            } => self.answer_vote_request(from, message.term, last_index, last_term, false),
+            Body::PreVoteResponse { granted } => {
+                if self.role == Role::PreCandidate && message.term == self.term + 1 {
+                    self.tally(from, granted);
+                }
+            }
+            Body::VoteResponse { granted } => {
+                if self.role == Role::Candidate {
+                    self.tally(from, granted);
+                }
+            }
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                if self.follow(from) {
+                    self.handle_append(from, prev_index, prev_term, &entries, commit);
+                }
+            }
+            Body::Heartbeat { commit } => {
+                if self.follow(from) {
+                    self.log.commit_to(commit.min(self.log.last_index()));
+                    self.send(from, Body::HeartbeatResponse);
+                }
+            }
+            Body::TimeoutNow => {
+                if self.role == Role::Follower {
+                    self.campaign(Campaign::Transfer);
+                }
+            }
+            Body::AppendAccepted { match_index } => {
+                if self.role == Role::Leader {
+                    self.handle_append_accepted(from, match_index);
+                }
+            }
+            Body::AppendRejected {
+                prev_index,
+                hint_index,
+                hint_term,
+            } => {
+                if self.role == Role::Leader {
+                    self.handle_append_rejected(from, prev_index, hint_index, hint_term);
+                }
+            }
+            Body::HeartbeatResponse => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(from);
+                }
+            }
+        }
+    }
+
+    /// A leader of our term spoke: follow it. Returns false if we are a leader ourselves
+    /// (two leaders in one term cannot happen; the simulator's checker would say so).
+    fn follow(&mut self, leader: NodeId) -> bool {
+        match self.role {
+            Role::Leader => false,
+            Role::PreCandidate | Role::Candidate => {
+                self.become_follower(self.term, Some(leader));
+                true
+            }
+            Role::Follower => {
+                self.leader = Some(leader);
+                self.election_elapsed = 0;
+                true
+            }
+        }
+    }
+
+    /// Whether `ready` would hand back anything.
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || self.appends_due
+            || self.hard_state() != self.persisted_hard_state
+            || self.log.cut_after.is_some()
+            || !self.log.unstable().is_empty()
+            || self.log.commit > self.log.applied
+    }
+
+    /// Hands out what to persist, send and apply; call [`Node::advance`] when done.
+    pub fn ready(&mut self) -> Ready {
+        self.assert_advanced();
+        if std::mem::take(&mut self.appends_due) && self.role == Role::Leader {
+            self.broadcast_append();
+        }
+        let hard_state = self.hard_state();
+        let applied = self.log.applied;
+        let ready = Ready {
+            hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
+            truncate_after: self.log.cut_after.take(),
+            entries: self.log.unstable().to_vec(),
+            messages: std::mem::take(&mut self.messages),
+            committed: self.log.slice(applied + 1, self.log.commit).to_vec(),
+        };
+        self.handed = Some(Handed {
+            last_index: self.log.last_index(),
+            applied: self.log.commit,
+            hard_state,
+        });
+        ready
+    }
+
+    /// The last `Ready` is persisted, sent and applied.
+    pub fn advance(&mut self) {
+        let handed = self.handed.take().expect("advance() without ready()");
+        self.persisted_hard_state = handed.hard_state;
+        self.log.stable = handed.last_index;
+        self.log.applied = handed.applied;
+        if self.role == Role::Leader {
+            // Our own entries count toward a majority now that they are on disk.
+            self.maybe_commit();
+        }
+    }
+}
+
+mod election;
+mod replicate;
+#[cfg(test)]
+mod tests;

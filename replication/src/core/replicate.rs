@@ -1,0 +1,242 @@
+//! Log replication (§5.3): what a leader sends each follower, how a follower takes it, and
+//! the commit rule (§5.4.2).
+
+use super::Node;
+use crate::message::{Body, Entry, Message, NodeId};
+use crate::progress::{Progress, ProgressState};
+
+impl Node {
+    pub(super) fn append_own(&mut self, data: Vec<u8>) -> u64 {
+        let index = self.log.last_index() + 1;
+        self.log.push(Entry {
+            term: self.term,
+            index,
+            data,
+        });
+        index
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, body: Body) {
+        self.messages.push(Message {
+            from: self.id(),
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    pub(super) fn broadcast_append(&mut self) {
+        let followers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for follower in followers {
+            self.send_appends(follower);
+        }
+    }
+
+    /// Sends what `to` lacks, as many batches as its progress allows; returns how many.
+    pub(super) fn send_appends(&mut self, to: NodeId) -> usize {
+        let mut sent = 0;
+        while self.send_append(to, false) {
+            sent += 1;
+            if self.progress[&to].state == ProgressState::Probe {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// Sends one append to `to` if its progress allows; returns whether one went out. In
+    /// `Replicate` with nothing new to send, an empty append goes out only if `send_if_empty`:
+    /// it checks that the follower really holds what we believe we sent.
+    pub(super) fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+        let progress = &self.progress[&to];
+        if !progress.can_send(self.config.inflight_appends_max) {
+            return false;
+        }
+        let next_index = progress.next_index;
+        let last_index = self.log.last_index();
+        if progress.state == ProgressState::Replicate && next_index > last_index && !send_if_empty {
+            return false;
+        }
+        let prev_index = next_index - 1;
+        let prev_term = self
+            .log
+            .term_at(prev_index)
+            .expect("no compaction yet: every index is held");
+        let entries = self.batch_from(next_index);
+        let commit = self.log.commit;
+        let progress = self.progress.get_mut(&to).expect("a follower");
+        match progress.state {
+            ProgressState::Probe => progress.probe_sent = true,
+            ProgressState::Replicate => {
+                if let Some(last) = entries.last() {
+                    progress.next_index = last.index + 1;
+                    progress.inflight.push_back(last.index);
+                }
+            }
+        }
+        self.send(
+            to,
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            },
+        );
+        true
+    }
+
+    /// Entries from `from` on, up to the batch limits (at least one if there is one).
+    pub(super) fn batch_from(&self, from: u64) -> Vec<Entry> {
+        let last_index = self.log.last_index();
+        if from > last_index {
+            return Vec::new();
+        }
+        let through = last_index.min(from + self.config.append_entries_max as u64 - 1);
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        for entry in self.log.slice(from, through) {
+            if !batch.is_empty() && bytes + entry.data.len() > self.config.append_bytes_max {
+                break;
+            }
+            bytes += entry.data.len();
+            batch.push(entry.clone());
+        }
+        batch
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let beats: Vec<(NodeId, u64)> = self
+            .progress
+            .iter()
+            .map(|(&follower, progress)| (follower, self.heartbeat_commit(progress)))
+            .collect();
+        for (follower, commit) in beats {
+            self.send(follower, Body::Heartbeat { commit });
+        }
+    }
+
+    /// The commit index a follower may learn from a heartbeat: no more than it is known to
+    /// hold of our log.
+    pub(super) fn heartbeat_commit(&self, progress: &Progress) -> u64 {
+        #[cfg(test)]
+        if self.faults.follower_commit_unchecked {
+            return self.log.commit;
+        }
+        progress.match_index.min(self.log.commit)
+    }
+
+    pub(super) fn handle_append(
+        &mut self,
+        leader: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: &[Entry],
+        commit: u64,
+    ) {
+        if prev_index < self.log.commit {
+            // Everything through our commit index matches any leader's log already.
+            let match_index = self.log.commit;
+            self.send(leader, Body::AppendAccepted { match_index });
+            return;
+        }
+        match self.log.try_append(prev_index, prev_term, entries) {
+            Some(match_index) => {
+                // Only what the leader showed us matches it; beyond that our log may differ.
+                let checked = match_index;
+                #[cfg(test)]
+                let checked = match self.faults.follower_commit_unchecked {
+                    true => self.log.last_index(),
+                    false => checked,
+                };
+                self.log.commit_to(commit.min(checked));
+                self.send(leader, Body::AppendAccepted { match_index });
+            }
+            None => {
+                let (hint_index, hint_term) =
+                    self.log.last_index_with_term_at_most(prev_index, prev_term);
+                self.send(
+                    leader,
+                    Body::AppendRejected {
+                        prev_index,
+                        hint_index,
+                        hint_term,
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn handle_append_accepted(&mut self, from: NodeId, match_index: u64) {
+        let progress = self.progress.get_mut(&from).expect("a follower");
+        progress.recent_active = true;
+        if progress.accept(match_index) {
+            self.maybe_commit();
+            if self.transferee == Some(from) && match_index == self.log.last_index() {
+                self.send(from, Body::TimeoutNow);
+            }
+        }
+        self.send_appends(from);
+    }
+
+    pub(super) fn handle_append_rejected(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        hint_index: u64,
+        hint_term: u64,
+    ) {
+        let (next_index, _) = self.log.last_index_with_term_at_most(hint_index, hint_term);
+        let progress = self.progress.get_mut(&from).expect("a follower");
+        progress.recent_active = true;
+        let stale = match progress.state {
+            ProgressState::Replicate => prev_index <= progress.match_index,
+            ProgressState::Probe => prev_index + 1 != progress.next_index,
+        };
+        if stale {
+            return;
+        }
+        // Back off below the rejected index, never below what is known to match.
+        progress.next_index = (next_index + 1)
+            .min(prev_index)
+            .max(progress.match_index + 1);
+        progress.become_probe();
+        self.send_appends(from);
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+        let inflight_appends_max = self.config.inflight_appends_max;
+        let progress = self.progress.get_mut(&from).expect("a follower");
+        progress.recent_active = true;
+        progress.probe_sent = false;
+        // A full pipeline may be full of lost appends: let one more out, whose answer
+        // (accepted or rejected) puts the progress right.
+        if progress.state == ProgressState::Replicate
+            && progress.inflight.len() >= inflight_appends_max
+        {
+            progress.inflight.pop_front();
+        }
+        // Appends may have been lost: in `Replicate` with nothing left to send, an empty one
+        // finds out (the follower rejects it if it lacks what came before).
+        if progress.match_index < self.log.last_index() && self.send_appends(from) == 0 {
+            self.send_append(from, true);
+        }
+    }
+
+    /// §5.3 and §5.4.2: the highest index a majority holds becomes committed, if its entry is
+    /// of the current term. Our own log counts only as far as it is persisted.
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let mut matched: Vec<u64> = self
+            .progress
+            .values()
+            .map(|progress| progress.match_index)
+            .collect();
+        matched.push(self.log.stable);
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let majority_index = matched[self.config.membership.quorum() - 1];
+        let current_term = self.log.term_at(majority_index) == Some(self.term);
+        #[cfg(test)]
+        let current_term = current_term || self.faults.commit_counts_old_terms;
+        current_term && self.log.commit_to(majority_index)
+    }
+}

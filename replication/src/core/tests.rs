@@ -1,0 +1,497 @@
+//! Unit tests of the core, each naming the part of the raft paper (or of etcd's design) it
+//! checks. A tiny in-process network delivers every message at once, unless a link is cut.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::config::Membership;
+
+fn config(id: NodeId) -> Config {
+    Config::new(id, Membership::new([1, 2, 3]))
+}
+
+fn entries(terms: &[u64]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(position, &term)| Entry {
+            term,
+            index: position as u64 + 1,
+            data: format!("e{}", position + 1).into_bytes(),
+        })
+        .collect()
+}
+
+fn persisted(term: u64, log_terms: &[u64]) -> Persisted {
+    Persisted {
+        hard_state: HardState {
+            term,
+            vote: None,
+            commit: 0,
+        },
+        entries: entries(log_terms),
+        applied: 0,
+    }
+}
+
+/// Three nodes and instant delivery.
+struct Cluster {
+    nodes: BTreeMap<NodeId, Node>,
+    /// Links cut in both directions.
+    cut: BTreeSet<NodeId>,
+    /// Every message delivered so far.
+    delivered: Vec<Message>,
+    applied: BTreeMap<NodeId, Vec<Entry>>,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster::restarted([
+            Persisted::default(),
+            Persisted::default(),
+            Persisted::default(),
+        ])
+    }
+
+    fn restarted(disks: [Persisted; 3]) -> Cluster {
+        let nodes = disks
+            .into_iter()
+            .enumerate()
+            .map(|(position, disk)| {
+                let id = position as u64 + 1;
+                (id, Node::restart(config(id), id * 1000, disk))
+            })
+            .collect();
+        Cluster {
+            nodes,
+            cut: BTreeSet::new(),
+            delivered: Vec::new(),
+            applied: BTreeMap::new(),
+        }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut Node {
+        self.nodes.get_mut(&id).expect("a node")
+    }
+
+    /// Handles every `Ready` and delivers every message until the cluster is quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut messages = Vec::new();
+            for (&id, node) in &mut self.nodes {
+                if node.has_ready() {
+                    let ready = node.ready();
+                    messages.extend(ready.messages);
+                    self.applied.entry(id).or_default().extend(ready.committed);
+                    node.advance();
+                }
+            }
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                if self.cut.contains(&message.from) || self.cut.contains(&message.to) {
+                    continue;
+                }
+                self.delivered.push(message.clone());
+                self.node(message.to).step(message).expect("well addressed");
+            }
+        }
+    }
+
+    /// Ticks `id` alone until it leads (every other node keeps quiet).
+    fn elect(&mut self, id: NodeId) {
+        for _ in 0..100 {
+            self.node(id).tick();
+            self.settle();
+            if self.node(id).role() == Role::Leader {
+                return;
+            }
+        }
+        panic!("node {id} was not elected");
+    }
+
+    /// Ticks every node `ticks` times, settling after each round.
+    fn tick_all(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            for node in self.nodes.values_mut() {
+                node.tick();
+            }
+            self.settle();
+        }
+    }
+
+    fn log_terms(&mut self, id: NodeId) -> Vec<u64> {
+        let node = self.node(id);
+        (1..=node.last_index())
+            .map(|index| node.entry(index).unwrap().term)
+            .collect()
+    }
+}
+
+fn message(from: NodeId, to: NodeId, term: u64, body: Body) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body,
+    }
+}
+
+/// Steps `message` into `node` and returns what the node says back.
+fn answer(node: &mut Node, message: Message) -> Vec<Message> {
+    node.step(message).expect("well addressed");
+    let ready = node.ready();
+    node.advance();
+    ready.messages
+}
+
+#[test]
+fn an_election_makes_one_leader_that_the_others_follow() {
+    // §5.2: a timed-out follower becomes candidate, wins a majority, and leads its term.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    assert_eq!(cluster.node(1).term(), 1);
+    for id in [2, 3] {
+        assert_eq!(cluster.node(id).role(), Role::Follower);
+        assert_eq!(cluster.node(id).leader(), Some(1));
+        assert_eq!(cluster.node(id).term(), 1);
+    }
+    // The leader's empty entry of its term is committed and applied everywhere (§8).
+    assert_eq!(cluster.node(1).commit_index(), 1);
+    cluster.tick_all(2);
+    assert!(cluster.applied.values().all(|applied| applied.len() == 1));
+}
+
+#[test]
+fn election_timeouts_are_randomized_within_one_to_two_timeouts() {
+    // §5.2: randomized timeouts in [election_ticks, 2 * election_ticks).
+    let mut seen = BTreeSet::new();
+    for seed in 0..50 {
+        let mut node = Node::restart(config(1), seed, Persisted::default());
+        let mut ticks = 0;
+        while node.role() == Role::Follower {
+            node.tick();
+            ticks += 1;
+        }
+        assert!((10..20).contains(&ticks), "campaigned after {ticks} ticks");
+        seen.insert(ticks);
+    }
+    assert!(seen.len() > 3, "timeouts hardly vary: {seen:?}");
+}
+
+#[test]
+fn a_vote_is_given_once_per_term_and_survives_a_restart() {
+    // §5.2: at most one vote per term, on disk before the answer leaves (Figure 2).
+    let mut node = Node::new(config(1), 1);
+    let ask = |from, term| {
+        message(
+            from,
+            1,
+            term,
+            Body::Vote {
+                last_index: 0,
+                last_term: 0,
+                transfer: false,
+            },
+        )
+    };
+    node.step(ask(2, 1)).unwrap();
+    let ready = node.ready();
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 1,
+            vote: Some(2),
+            commit: 0
+        })
+    );
+    assert_eq!(ready.messages[0].body, Body::VoteResponse { granted: true });
+    node.advance();
+    let refused = answer(&mut node, ask(3, 1));
+    assert_eq!(refused[0].body, Body::VoteResponse { granted: false });
+
+    let disk = Persisted {
+        hard_state: ready.hard_state.unwrap(),
+        ..Persisted::default()
+    };
+    let mut restarted = Node::restart(config(1), 2, disk);
+    let refused = answer(&mut restarted, ask(3, 1));
+    assert_eq!(refused[0].body, Body::VoteResponse { granted: false });
+}
+
+#[test]
+fn a_vote_is_refused_to_a_candidate_with_a_staler_log() {
+    // §5.4.1: compare last terms, then lengths.
+    for (candidate_last_index, candidate_last_term, granted) in
+        [(3, 1, false), (1, 2, false), (2, 2, true), (1, 3, true)]
+    {
+        let mut node = Node::restart(config(1), 1, persisted(2, &[1, 2]));
+        let body = Body::Vote {
+            last_index: candidate_last_index,
+            last_term: candidate_last_term,
+            transfer: false,
+        };
+        let reply = answer(&mut node, message(2, 1, 3, body));
+        assert_eq!(
+            reply[0].body,
+            Body::VoteResponse { granted },
+            "candidate's last entry {candidate_last_index} of term {candidate_last_term}"
+        );
+    }
+}
+
+/// Node 1 restarted with entries of terms [1, 2] in term 2, made leader of term 3 by hand;
+/// returns it with its own empty entry (index 3) persisted.
+fn leader_with_an_old_term_entry(faults: Faults) -> Node {
+    let mut node = Node::restart(config(1), 1, persisted(2, &[1, 2]));
+    node.set_faults(faults);
+    while node.role() != Role::PreCandidate {
+        node.tick();
+    }
+    let _ = node.ready();
+    node.advance();
+    answer(
+        &mut node,
+        message(2, 1, 3, Body::PreVoteResponse { granted: true }),
+    );
+    assert_eq!(node.role(), Role::Candidate);
+    answer(
+        &mut node,
+        message(2, 1, 3, Body::VoteResponse { granted: true }),
+    );
+    assert_eq!(node.role(), Role::Leader);
+    assert_eq!(node.last_index(), 3);
+    node
+}
+
+#[test]
+fn an_old_term_entry_is_not_committed_by_counting_replicas() {
+    // §5.4.2 (Figure 8): a majority holding entry 2 (term 2) does not commit it in term 3;
+    // the leader's own entry of term 3 reaching a majority commits both.
+    let mut node = leader_with_an_old_term_entry(Faults::default());
+    answer(
+        &mut node,
+        message(2, 1, 3, Body::AppendAccepted { match_index: 2 }),
+    );
+    assert_eq!(node.commit_index(), 0);
+    answer(
+        &mut node,
+        message(2, 1, 3, Body::AppendAccepted { match_index: 3 }),
+    );
+    assert_eq!(node.commit_index(), 3);
+}
+
+#[test]
+fn the_broken_build_does_commit_old_terms_by_counting() {
+    // The switch the simulator's checker is tested against really breaks §5.4.2.
+    let faults = Faults {
+        commit_counts_old_terms: true,
+        ..Faults::default()
+    };
+    let mut node = leader_with_an_old_term_entry(faults);
+    answer(
+        &mut node,
+        message(2, 1, 3, Body::AppendAccepted { match_index: 2 }),
+    );
+    assert_eq!(node.commit_index(), 2);
+}
+
+#[test]
+fn a_follower_replaces_a_conflicting_suffix_and_one_hint_finds_it() {
+    // §5.3: the leader backs off until the logs match, the follower drops what conflicts.
+    // With etcd's hint the whole term-2 run is skipped at once.
+    let mut cluster = Cluster::restarted([
+        persisted(3, &[1, 3, 3]),
+        persisted(2, &[1, 2, 2, 2, 2]),
+        persisted(3, &[1, 3]),
+    ]);
+    cluster.elect(1);
+    cluster.tick_all(3);
+    let leader_log = cluster.log_terms(1);
+    assert_eq!(leader_log, vec![1, 3, 3, 4]);
+    assert_eq!(cluster.log_terms(2), leader_log);
+    assert_eq!(cluster.log_terms(3), leader_log);
+    let rejections = cluster
+        .delivered
+        .iter()
+        .filter(|message| message.to == 1 && matches!(message.body, Body::AppendRejected { .. }))
+        .count();
+    assert!(rejections <= 2, "{rejections} rejections");
+}
+
+#[test]
+fn appends_are_batched_and_bounded_in_flight() {
+    let mut cluster = Cluster::new();
+    for node in cluster.nodes.values_mut() {
+        node.config.append_entries_max = 4;
+        node.config.inflight_appends_max = 2;
+    }
+    cluster.elect(1);
+    cluster.tick_all(1);
+    let leader = cluster.node(1);
+    for value in 0..20u8 {
+        leader.propose(vec![value]).unwrap();
+    }
+    let ready = leader.ready();
+    leader.advance();
+    let to_two: Vec<usize> = ready
+        .messages
+        .iter()
+        .filter(|message| message.to == 2)
+        .map(|message| match &message.body {
+            Body::Append { entries, .. } => entries.len(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    // Two appends of four entries: the pipeline's bound, not one message per proposal.
+    assert_eq!(to_two, vec![4, 4]);
+    // Everything arrives once the answers come back.
+    for message in ready.messages {
+        cluster.node(message.to).step(message).unwrap();
+    }
+    cluster.settle();
+    cluster.tick_all(2);
+    assert_eq!(cluster.node(2).commit_index(), 21);
+}
+
+#[test]
+fn pre_vote_keeps_a_rejoining_node_from_disturbing_the_leader() {
+    // etcd's pre-vote: an isolated node's timeouts do not raise its term, so when it
+    // returns, the leader stays.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.cut.insert(3);
+    cluster.tick_all(100);
+    assert_eq!(cluster.node(3).term(), 1);
+    cluster.cut.clear();
+    cluster.tick_all(30);
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+    assert_eq!(cluster.node(1).term(), 1);
+    assert_eq!(cluster.node(3).leader(), Some(1));
+}
+
+#[test]
+fn a_leader_cut_off_from_its_majority_steps_down() {
+    // check-quorum: within two election timeouts of losing its followers.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.cut.insert(1);
+    cluster.tick_all(20);
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    // The other two elect a leader of a later term among themselves.
+    cluster.tick_all(60);
+    let leaders: Vec<NodeId> = [2, 3]
+        .into_iter()
+        .filter(|&id| cluster.node(id).role() == Role::Leader)
+        .collect();
+    assert_eq!(leaders.len(), 1);
+    assert!(cluster.node(leaders[0]).term() > 1);
+}
+
+#[test]
+fn leadership_moves_on_request() {
+    // etcd's transfer: catch the target up, send TimeoutNow, it wins the next term.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.node(1).propose(b"x".to_vec()).unwrap();
+    cluster.node(1).transfer_leader(2).unwrap();
+    assert_eq!(
+        cluster.node(1).propose(b"y".to_vec()),
+        Err(Error::TransferInProgress)
+    );
+    cluster.settle();
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert_eq!(cluster.node(2).term(), 2);
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert_eq!(cluster.node(1).leader(), Some(2));
+}
+
+#[test]
+fn proposals_are_refused_where_they_cannot_go() {
+    let mut cluster = Cluster::new();
+    assert_eq!(
+        cluster.node(2).propose(vec![]),
+        Err(Error::NotLeader { leader: None })
+    );
+    cluster.elect(1);
+    assert_eq!(
+        cluster.node(2).propose(vec![]),
+        Err(Error::NotLeader { leader: Some(1) })
+    );
+    let leader = cluster.node(1);
+    leader.config.entry_bytes_max = 4;
+    leader.config.uncommitted_entries_max = 2;
+    assert_eq!(
+        leader.propose(vec![0; 5]),
+        Err(Error::TooLarge { bytes: 5 })
+    );
+    leader.propose(vec![1]).unwrap();
+    leader.propose(vec![2]).unwrap();
+    assert_eq!(leader.propose(vec![3]), Err(Error::Busy));
+}
+
+#[test]
+fn messages_from_strangers_or_for_others_are_refused() {
+    let mut node = Node::new(config(1), 1);
+    let heartbeat = Body::Heartbeat { commit: 0 };
+    assert_eq!(
+        node.step(message(9, 1, 1, heartbeat.clone())),
+        Err(Error::UnknownNode(9))
+    );
+    assert_eq!(
+        node.step(message(2, 3, 1, heartbeat)),
+        Err(Error::Misdelivered { to: 3 })
+    );
+}
+
+#[test]
+#[should_panic(expected = "advance()")]
+fn nothing_may_happen_between_ready_and_advance() {
+    let mut node = Node::new(config(1), 1);
+    let _ready = node.ready();
+    node.tick();
+}
+
+#[test]
+fn a_leader_counts_its_own_entry_only_once_persisted() {
+    // Our own log is part of the majority only as far as `advance` confirmed it on disk.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.tick_all(1);
+    let leader = cluster.node(1);
+    let index = leader.propose(b"x".to_vec()).unwrap();
+    let term = leader.term();
+    leader
+        .step(message(
+            2,
+            1,
+            term,
+            Body::AppendAccepted { match_index: index },
+        ))
+        .unwrap();
+    assert!(leader.commit_index() < index);
+    let ready = leader.ready();
+    assert_eq!(ready.entries.last().map(|entry| entry.index), Some(index));
+    leader.advance();
+    assert_eq!(leader.commit_index(), index);
+}
+
+#[test]
+fn a_restart_with_entries_ahead_of_the_hard_state_takes_their_term_without_a_vote() {
+    // A crash after a Ready's entries were written and before its hard state: any vote of
+    // that Ready never left, so the node owes none.
+    let mut disk = persisted(2, &[1, 3]);
+    disk.hard_state.vote = Some(2);
+    let mut node = Node::restart(config(1), 1, disk);
+    assert_eq!(node.term(), 3);
+    let ready = node.ready();
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 3,
+            vote: None,
+            commit: 0
+        })
+    );
+}

@@ -1,0 +1,90 @@
+//! What nodes say to each other, and what a node keeps on disk.
+//!
+//! Every message carries its sender's term; a receiver that sees a higher term than its own
+//! adopts it (except for pre-votes, which ask "would you vote?" without changing anything).
+
+/// A node's id in the cluster. Ids are chosen by the operator and never reused; 0 is not an id.
+pub type NodeId = u64;
+
+/// One log entry: the leader of `term` put `data` at `index`. Indexes start at 1 and map
+/// one-to-one onto the engine's seqs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub term: u64,
+    pub index: u64,
+    /// Opaque to the protocol; empty for the entry a new leader appends to commit its term.
+    pub data: Vec<u8>,
+}
+
+/// What must be on disk before a node sends anything that depends on it: a vote given twice
+/// in one term, or a term gone back, would break election safety after a crash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HardState {
+    pub term: u64,
+    /// Who this node voted for in `term`.
+    pub vote: Option<NodeId>,
+    /// The highest index known committed. Persisting it is an optimisation (a restarted node
+    /// applies at once what it knew was committed); losing it is safe.
+    pub commit: u64,
+}
+
+/// One message between two nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term, except a pre-vote, which carries the term its sender would campaign in.
+    pub term: u64,
+    pub body: Body,
+}
+
+/// The kinds of message, as in raft's paper plus pre-vote, heartbeats and leadership transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// "Would you vote for me in `term`?" Changes no state on either side.
+    PreVote {
+        last_index: u64,
+        last_term: u64,
+    },
+    PreVoteResponse {
+        granted: bool,
+    },
+    /// RequestVote (§5.2). `transfer` marks a campaign the leader asked for (TimeoutNow): it
+    /// overrides the receivers' leader lease.
+    Vote {
+        last_index: u64,
+        last_term: u64,
+        transfer: bool,
+    },
+    VoteResponse {
+        granted: bool,
+    },
+    /// AppendEntries (§5.3): `entries` follow the entry at `prev_index`, whose term is
+    /// `prev_term`; `commit` is the leader's commit index.
+    Append {
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
+    /// The follower's log matches the leader's through `match_index`.
+    AppendAccepted {
+        match_index: u64,
+    },
+    /// The follower has no entry at `prev_index` with the leader's `prev_term`. Its log holds
+    /// `hint_term` at `hint_index`, the last index at or below `prev_index` whose term is no
+    /// higher than `prev_term` (etcd's hint), so the leader can skip a whole term at once.
+    AppendRejected {
+        prev_index: u64,
+        hint_index: u64,
+        hint_term: u64,
+    },
+    /// The leader is alive; `commit` is capped at what this follower is known to hold, so a
+    /// follower never marks committed an entry it holds from another leader.
+    Heartbeat {
+        commit: u64,
+    },
+    HeartbeatResponse,
+    /// The leader hands over: campaign now, without waiting for a timeout or a pre-vote.
+    TimeoutNow,
+}

@@ -1,0 +1,196 @@
+//! The safety properties of raft's Figure 3, checked after every simulator step against what
+//! every node has done so far (including nodes that crashed since).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::core::{Node, Role};
+use crate::message::{Entry, NodeId};
+
+/// Which property broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Property {
+    /// At most one leader per term.
+    ElectionSafety,
+    /// Two entries with the same index and term hold the same data and follow the same log.
+    LogMatching,
+    /// An entry committed in term t is in the log of every leader of a term >= t.
+    LeaderCompleteness,
+    /// No two nodes apply (or see committed) different entries at one index.
+    StateMachineSafety,
+    /// After healing, a leader exists and every acknowledged proposal is applied everywhere.
+    Liveness,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Violation {
+    pub(crate) property: Property,
+    pub(crate) step: u64,
+    pub(crate) detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} broken at step {}: {}",
+            self.property, self.step, self.detail
+        )
+    }
+}
+
+pub(crate) type Checked = Result<(), Violation>;
+
+/// An entry as the checker remembers it: its term and a copy of its data.
+type Seen = (u64, Vec<u8>);
+
+#[derive(Default)]
+pub(crate) struct Checker {
+    pub(crate) step: u64,
+    /// The leader of each term seen so far.
+    leaders: BTreeMap<u64, NodeId>,
+    /// (index, term) -> (term of the entry before it, data): every entry any node persisted.
+    entries: HashMap<(u64, u64), (u64, Vec<u8>)>,
+    /// index -> (term, data, the lowest term in which some node saw it committed).
+    committed: BTreeMap<u64, (u64, Vec<u8>, u64)>,
+    /// index -> what was applied there.
+    applied: BTreeMap<u64, Seen>,
+    /// For each leader's term: committed entries through this index were found in its log.
+    leader_checked_through: BTreeMap<u64, u64>,
+    /// Each node's commit index when last looked at (reset on restart).
+    commit_seen: BTreeMap<NodeId, u64>,
+}
+
+impl Checker {
+    fn violation(&self, property: Property, detail: String) -> Violation {
+        Violation {
+            property,
+            step: self.step,
+            detail,
+        }
+    }
+
+    /// Entries a node is about to persist: same (index, term) must mean same data and same
+    /// term before it, which by induction means the same prefix (log matching).
+    pub(crate) fn persisted(&mut self, node: &Node, entries: &[Entry]) -> Checked {
+        for entry in entries {
+            let prev_term = match entry.index {
+                1 => 0,
+                index => node.entry(index - 1).expect("entries follow the log").term,
+            };
+            let key = (entry.index, entry.term);
+            match self.entries.get(&key) {
+                None => {
+                    self.entries.insert(key, (prev_term, entry.data.clone()));
+                }
+                Some((seen_prev_term, seen_data)) => {
+                    if *seen_prev_term != prev_term || *seen_data != entry.data {
+                        return Err(self.violation(
+                            Property::LogMatching,
+                            format!(
+                                "node {} holds index {} term {} after term {prev_term}, another node after term {seen_prev_term} (data equal: {})",
+                                node.id(),
+                                entry.index,
+                                entry.term,
+                                *seen_data == entry.data
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn applied(&mut self, node: NodeId, entry: &Entry) -> Checked {
+        match self.applied.get(&entry.index) {
+            None => {
+                self.applied
+                    .insert(entry.index, (entry.term, entry.data.clone()));
+                Ok(())
+            }
+            Some((term, data)) if *term == entry.term && *data == entry.data => Ok(()),
+            Some((term, _)) => Err(self.violation(
+                Property::StateMachineSafety,
+                format!(
+                    "node {node} applied index {} term {}, another node term {term}",
+                    entry.index, entry.term
+                ),
+            )),
+        }
+    }
+
+    pub(crate) fn restarted(&mut self, node: NodeId) {
+        self.commit_seen.remove(&node);
+    }
+
+    /// Looks at one live node after a step.
+    pub(crate) fn observe(&mut self, node: &Node) -> Checked {
+        self.observe_commit(node)?;
+        if node.role() == Role::Leader {
+            self.observe_leader(node)?;
+        }
+        Ok(())
+    }
+
+    fn observe_commit(&mut self, node: &Node) -> Checked {
+        let seen = self.commit_seen.get(&node.id()).copied().unwrap_or(0);
+        let commit = node.commit_index();
+        for index in seen + 1..=commit {
+            let entry = node.entry(index).expect("commit within the log");
+            let term_seen = node.term();
+            match self.committed.get_mut(&index) {
+                None => {
+                    self.committed
+                        .insert(index, (entry.term, entry.data.clone(), term_seen));
+                }
+                Some((term, data, first_term)) => {
+                    if *term != entry.term || *data != entry.data {
+                        let detail = format!(
+                            "node {} has index {index} committed with term {}, another node with term {term}",
+                            node.id(),
+                            entry.term
+                        );
+                        return Err(self.violation(Property::StateMachineSafety, detail));
+                    }
+                    *first_term = (*first_term).min(term_seen);
+                }
+            }
+        }
+        self.commit_seen.insert(node.id(), commit.max(seen));
+        Ok(())
+    }
+
+    fn observe_leader(&mut self, node: &Node) -> Checked {
+        let term = node.term();
+        let leader = *self.leaders.entry(term).or_insert(node.id());
+        if leader != node.id() {
+            return Err(self.violation(
+                Property::ElectionSafety,
+                format!("nodes {leader} and {} both led term {term}", node.id()),
+            ));
+        }
+        // A leader's log only grows, so what was checked stays checked.
+        let checked = self.leader_checked_through.get(&term).copied().unwrap_or(0);
+        let mut through = checked;
+        for (&index, (entry_term, data, committed_in)) in self.committed.range(checked + 1..) {
+            if *committed_in > term {
+                break; // committed after this term began: this leader need not hold it (yet)
+            }
+            let held = node.entry(index);
+            if held.map(|entry| (entry.term, &entry.data)) != Some((*entry_term, data)) {
+                return Err(self.violation(
+                    Property::LeaderCompleteness,
+                    format!(
+                        "leader {} of term {term} lacks index {index} (term {entry_term}), committed by term {committed_in}; it holds {:?}",
+                        node.id(),
+                        held.map(|entry| entry.term)
+                    ),
+                ));
+            }
+            through = index;
+        }
+        self.leader_checked_through.insert(term, through);
+        Ok(())
+    }
+}

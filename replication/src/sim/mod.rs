@@ -1,0 +1,687 @@
+//! A deterministic simulator: `nodes` raft nodes in one process, over a network that drops,
+//! delays, duplicates, reorders and partitions messages, with crashes that lose whatever was
+//! not persisted, restarts, clock skew, client proposals and leadership transfers. Every
+//! choice comes from one seed, so a failing seed replays exactly. After every step the
+//! [`checker`] checks raft's safety properties; at the end the network heals and the run must
+//! make progress (liveness).
+
+mod checker;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{Config, Membership};
+use crate::core::{Faults, Node, Persisted, Role};
+use crate::message::{Message, NodeId};
+use crate::rng::Rng;
+pub(crate) use checker::{Checked, Checker, Property, Violation};
+
+/// The longest delay of a message after the network heals, in steps.
+const CALM_DELAY_STEPS_MAX: u64 = 3;
+
+/// The knobs of one run. Rates are per mille of steps (or of messages, for the network's).
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) nodes: u64,
+    pub(crate) steps: u64,
+    pub(crate) drop_per_mille: u64,
+    pub(crate) duplicate_per_mille: u64,
+    /// A message is delivered 0..=this many steps after it was sent, in random order among
+    /// those due, except that a link keeps its in-order messages in order.
+    pub(crate) delay_steps_max: u64,
+    /// Messages that may overtake those sent before them on their link. Within one
+    /// connection messages keep their order; reconnections and retries are where they do not.
+    pub(crate) reorder_per_mille: u64,
+    pub(crate) propose_per_mille: u64,
+    /// Of the steps left after the events above, the share (per mille) that ticks a node;
+    /// the rest deliver messages or handle a `Ready` in equal parts. Small enough that a
+    /// round trip takes well under an election timeout (raft's timing requirement, §5.6);
+    /// large, and elections churn.
+    pub(crate) tick_per_mille: u64,
+    pub(crate) transfer_per_mille: u64,
+    pub(crate) crash_per_mille: u64,
+    /// A crash while a `Ready` is written (after a random part of it), before its messages
+    /// leave, per handled `Ready`.
+    pub(crate) crash_in_ready_per_mille: u64,
+    pub(crate) restart_per_mille: u64,
+    pub(crate) partition_per_mille: u64,
+    pub(crate) heal_per_mille: u64,
+    /// Steps allowed after healing for a leader to appear and every acknowledged proposal to
+    /// be applied everywhere.
+    pub(crate) liveness_rounds: u64,
+    pub(crate) append_entries_max: usize,
+    pub(crate) pre_vote: bool,
+    pub(crate) check_quorum: bool,
+    pub(crate) faults: Faults,
+    /// Print every event to stderr (`FLIN_RAFT_TRACE=1`, with `FLIN_RAFT_SEED` to follow
+    /// one failing seed).
+    pub(crate) trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            nodes: 3,
+            steps: 3000,
+            drop_per_mille: 50,
+            duplicate_per_mille: 30,
+            delay_steps_max: 12,
+            reorder_per_mille: 50,
+            propose_per_mille: 80,
+            tick_per_mille: 100,
+            transfer_per_mille: 3,
+            crash_per_mille: 4,
+            crash_in_ready_per_mille: 10,
+            restart_per_mille: 25,
+            partition_per_mille: 4,
+            heal_per_mille: 8,
+            liveness_rounds: 3000,
+            append_entries_max: 4,
+            pre_vote: true,
+            check_quorum: true,
+            faults: Faults::default(),
+            trace: std::env::var_os("FLIN_RAFT_TRACE").is_some(),
+        }
+    }
+}
+
+/// What a run did, for the sweep's summary and the replay test.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub(crate) proposals: u64,
+    pub(crate) acknowledged: u64,
+    pub(crate) crashes: u64,
+    pub(crate) terms: u64,
+    pub(crate) commit: u64,
+    /// A digest of every event in order: two runs of one seed must agree on it.
+    pub(crate) digest: u64,
+}
+
+/// One simulated machine: the node while it runs, and what survives a crash.
+struct Machine {
+    node: Option<Node>,
+    disk: Persisted,
+    /// Ticks per tick event: 1..=3, so clocks run at different rates (redrawn at restart).
+    tick_rate: u32,
+    /// Proposals this node accepted as leader and has not seen applied: index -> (term, data).
+    /// A crash forgets them (the client sees its connection drop).
+    pending: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// The state machine (durable in the simulation, as the engine's is).
+    applied: Vec<Vec<u8>>,
+}
+
+struct InFlight {
+    deliver_at: u64,
+    /// The order of sending, over the whole network.
+    sent: u64,
+    /// Delivered after every in-order message sent before it on its link (as a TCP connection
+    /// delivers); otherwise it may overtake them.
+    in_order: bool,
+    message: Message,
+}
+
+pub(crate) struct Sim {
+    options: Options,
+    rng: Rng,
+    machines: BTreeMap<NodeId, Machine>,
+    network: Vec<InFlight>,
+    /// Messages sent so far (`InFlight::sent`).
+    sent: u64,
+    /// Per link (from, to): when its last in-order message is delivered.
+    link_clock: BTreeMap<(NodeId, NodeId), u64>,
+    /// Each node's side of a partition (messages cross only between equal sides).
+    sides: BTreeMap<NodeId, u64>,
+    /// Links that lose every message in one direction: (from, to).
+    one_way_cuts: BTreeSet<(NodeId, NodeId)>,
+    checker: Checker,
+    now: u64,
+    /// Proposals a leader reported committed: (index, data). They must never be lost.
+    acknowledged: Vec<(u64, Vec<u8>)>,
+    report: Report,
+    /// The network is healed and faults are off.
+    calm: bool,
+}
+
+impl Sim {
+    pub(crate) fn new(seed: u64, options: Options) -> Sim {
+        let mut rng = Rng::new(seed);
+        let mut machines = BTreeMap::new();
+        for id in 1..=options.nodes {
+            machines.insert(
+                id,
+                Machine {
+                    node: None,
+                    disk: Persisted::default(),
+                    tick_rate: 1 + rng.below(3) as u32,
+                    pending: BTreeMap::new(),
+                    applied: Vec::new(),
+                },
+            );
+        }
+        let mut sim = Sim {
+            sides: (1..=options.nodes).map(|id| (id, 0)).collect(),
+            one_way_cuts: BTreeSet::new(),
+            options,
+            rng,
+            machines,
+            network: Vec::new(),
+            sent: 0,
+            link_clock: BTreeMap::new(),
+            checker: Checker::default(),
+            now: 0,
+            acknowledged: Vec::new(),
+            report: Report::default(),
+            calm: false,
+        };
+        for id in 1..=sim.options.nodes {
+            sim.start(id);
+        }
+        sim
+    }
+
+    fn config(&self, id: NodeId) -> Config {
+        let mut config = Config::new(id, Membership::new(1..=self.options.nodes));
+        config.append_entries_max = self.options.append_entries_max;
+        config.inflight_appends_max = 4;
+        config.pre_vote = self.options.pre_vote;
+        config.check_quorum = self.options.check_quorum;
+        config
+    }
+
+    fn start(&mut self, id: NodeId) {
+        let seed = self.rng.next_u64();
+        let config = self.config(id);
+        let faults = self.options.faults;
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        assert!(machine.node.is_none(), "node {id} is running");
+        let mut node = Node::restart(config, seed, machine.disk.clone());
+        node.set_faults(faults);
+        machine.node = Some(node);
+        machine.tick_rate = 1 + self.rng.below(3) as u32;
+        self.checker.restarted(id);
+        self.trace(|| format!("start {id}"));
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        if machine.node.take().is_some() {
+            machine.pending.clear();
+            self.report.crashes += 1;
+            self.digest(&[7, id]);
+            self.trace(|| format!("crash {id}"));
+        }
+    }
+
+    fn digest(&mut self, words: &[u64]) {
+        for &word in words {
+            self.report.digest = (self.report.digest ^ word)
+                .wrapping_mul(0x0100_0000_01b3)
+                .rotate_left(5);
+        }
+    }
+
+    fn trace(&self, describe: impl FnOnce() -> String) {
+        if self.options.trace {
+            eprintln!("[{:>6}] {}", self.now, describe());
+        }
+    }
+
+    fn running(&self) -> Vec<NodeId> {
+        self.machines
+            .iter()
+            .filter(|(_, machine)| machine.node.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn pick(&mut self, ids: &[NodeId]) -> Option<NodeId> {
+        match ids.len() {
+            0 => None,
+            len => Some(ids[self.rng.below(len as u64) as usize]),
+        }
+    }
+
+    /// The running leader of the highest term, as a client that follows redirects finds it.
+    fn leader(&self) -> Option<NodeId> {
+        self.machines
+            .iter()
+            .filter_map(|(&id, machine)| machine.node.as_ref().map(|node| (id, node)))
+            .filter(|(_, node)| node.role() == Role::Leader)
+            .max_by_key(|(_, node)| node.term())
+            .map(|(id, _)| id)
+    }
+
+    /// Runs the faulty phase, then heals and checks liveness.
+    pub(crate) fn run(mut self) -> Result<Report, Violation> {
+        for _ in 0..self.options.steps {
+            self.step()?;
+        }
+        self.heal_and_settle()?;
+        self.report.acknowledged = self.acknowledged.len() as u64;
+        Ok(self.report)
+    }
+
+    fn step(&mut self) -> Checked {
+        self.now += 1;
+        self.checker.step = self.now;
+        let options = &self.options;
+        let mut roll = self.rng.below(1000);
+        let thresholds = [
+            options.propose_per_mille,
+            options.transfer_per_mille,
+            options.crash_per_mille,
+            options.restart_per_mille,
+            options.partition_per_mille,
+            options.heal_per_mille,
+        ];
+        let mut event = thresholds.len();
+        for (kind, &threshold) in thresholds.iter().enumerate() {
+            if roll < threshold {
+                event = kind;
+                break;
+            }
+            roll -= threshold;
+        }
+        match event {
+            0 => self.propose()?,
+            1 => self.transfer()?,
+            2 => {
+                let running = self.running();
+                if let Some(id) = self.pick(&running) {
+                    self.crash(id);
+                }
+            }
+            3 => {
+                let crashed: Vec<NodeId> = self
+                    .machines
+                    .iter()
+                    .filter(|(_, m)| m.node.is_none())
+                    .map(|(&id, _)| id)
+                    .collect();
+                if let Some(id) = self.pick(&crashed) {
+                    self.start(id);
+                }
+            }
+            4 => self.partition(),
+            5 => self.heal(),
+            _ => {
+                let roll = self.rng.below(1000);
+                if roll < self.options.tick_per_mille {
+                    self.tick_one()?;
+                } else if roll < (1000 + self.options.tick_per_mille) / 2 {
+                    // A few at a time, so the network carries more than the nodes produce.
+                    for _ in 0..1 + self.rng.below(4) {
+                        self.deliver_one()?;
+                    }
+                } else {
+                    let running = self.running();
+                    if let Some(id) = self.pick(&running) {
+                        self.handle_ready(id)?;
+                    }
+                }
+            }
+        }
+        self.check_all()
+    }
+
+    fn check_all(&mut self) -> Checked {
+        for machine in self.machines.values() {
+            if let Some(node) = &machine.node {
+                self.checker.observe(node)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self) -> Checked {
+        // Most clients find the leader; some ask whoever they are connected to.
+        let target = match self.leader() {
+            Some(leader) if self.rng.chance(800) => Some(leader),
+            _ => {
+                let running = self.running();
+                self.pick(&running)
+            }
+        };
+        let Some(id) = target else { return Ok(()) };
+        self.report.proposals += 1;
+        let data = format!("p{}", self.report.proposals).into_bytes();
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        let node = machine.node.as_mut().expect("running");
+        match node.propose(data.clone()) {
+            Ok(index) => {
+                machine.pending.insert(index, (node.term(), data));
+                self.digest(&[1, id, index]);
+                self.trace(|| format!("propose at {id}: index {index}"));
+            }
+            Err(_) => self.digest(&[8, id]),
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self) -> Checked {
+        let Some(leader) = self.leader() else {
+            return Ok(());
+        };
+        let to = 1 + self.rng.below(self.options.nodes);
+        let node = self
+            .machines
+            .get_mut(&leader)
+            .and_then(|m| m.node.as_mut())
+            .expect("running");
+        let _ = node.transfer_leader(to);
+        self.digest(&[2, leader, to]);
+        self.trace(|| format!("transfer {leader} -> {to}"));
+        Ok(())
+    }
+
+    /// Splits the nodes in two random sides, or cuts one link in one direction.
+    fn partition(&mut self) {
+        if self.rng.chance(500) {
+            for id in 1..=self.options.nodes {
+                let side = self.rng.below(2);
+                self.sides.insert(id, side);
+            }
+            let sides: Vec<u64> = self.sides.values().copied().collect();
+            self.digest(&sides);
+            self.trace(|| format!("partition sides {sides:?}"));
+        } else {
+            let from = 1 + self.rng.below(self.options.nodes);
+            let to = 1 + self.rng.below(self.options.nodes);
+            self.one_way_cuts.insert((from, to));
+            self.digest(&[9, from, to]);
+            self.trace(|| format!("cut {from} -> {to}"));
+        }
+    }
+
+    fn heal(&mut self) {
+        for side in self.sides.values_mut() {
+            *side = 0;
+        }
+        self.one_way_cuts.clear();
+        self.digest(&[3]);
+        self.trace(|| "heal".to_string());
+    }
+
+    fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        self.sides[&from] == self.sides[&to] && !self.one_way_cuts.contains(&(from, to))
+    }
+
+    fn send(&mut self, message: Message) {
+        if !self.connected(message.from, message.to) {
+            return;
+        }
+        if !self.calm && self.rng.chance(self.options.drop_per_mille) {
+            return;
+        }
+        let copies = if !self.calm && self.rng.chance(self.options.duplicate_per_mille) {
+            2
+        } else {
+            1
+        };
+        let link = (message.from, message.to);
+        for _ in 0..copies {
+            let mut deliver_at = self.now + self.rng.below(self.delay_steps_max() + 1);
+            let in_order = !self.rng.chance(self.options.reorder_per_mille);
+            if in_order {
+                let clock = self.link_clock.entry(link).or_insert(0);
+                deliver_at = deliver_at.max(*clock);
+                *clock = deliver_at;
+            }
+            self.sent += 1;
+            self.network.push(InFlight {
+                deliver_at,
+                sent: self.sent,
+                in_order,
+                message: message.clone(),
+            });
+        }
+    }
+
+    /// Once calm, messages travel well within an election timeout, as raft's timing
+    /// requirement (§5.6) assumes: liveness is owed only then.
+    fn delay_steps_max(&self) -> u64 {
+        match self.calm {
+            true => self.options.delay_steps_max.min(CALM_DELAY_STEPS_MAX),
+            false => self.options.delay_steps_max,
+        }
+    }
+
+    fn deliver_one(&mut self) -> Checked {
+        let due: Vec<usize> = (0..self.network.len())
+            .filter(|&position| self.network[position].deliver_at <= self.now)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut position = due[self.rng.below(due.len() as u64) as usize];
+        let chosen = &self.network[position];
+        if chosen.in_order {
+            // The link's oldest in-order message goes first.
+            let link = (chosen.message.from, chosen.message.to);
+            position = due
+                .iter()
+                .copied()
+                .filter(|&other| {
+                    let other = &self.network[other];
+                    other.in_order && (other.message.from, other.message.to) == link
+                })
+                .min_by_key(|&other| self.network[other].sent)
+                .expect("the chosen message qualifies");
+        }
+        let message = self.network.swap_remove(position).message;
+        self.deliver(message)
+    }
+
+    fn deliver(&mut self, message: Message) -> Checked {
+        let (from, to, term) = (message.from, message.to, message.term);
+        if !self.connected(from, to) {
+            return Ok(());
+        }
+        let machine = self.machines.get_mut(&to).expect("a machine");
+        let Some(node) = machine.node.as_mut() else {
+            return Ok(());
+        };
+        if self.options.trace {
+            eprintln!("[{:>6}] deliver {message:?}", self.now);
+        }
+        node.step(message).expect("a well-addressed message");
+        self.digest(&[4, from, to, term]);
+        Ok(())
+    }
+
+    fn tick_one(&mut self) -> Checked {
+        let running = self.running();
+        let Some(id) = self.pick(&running) else {
+            return Ok(());
+        };
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        let node = machine.node.as_mut().expect("running");
+        for _ in 0..machine.tick_rate {
+            node.tick();
+        }
+        self.digest(&[5, id]);
+        self.trace(|| format!("tick {id}"));
+        Ok(())
+    }
+
+    /// Persists, sends and applies one node's `Ready`, as the server's loop will.
+    fn handle_ready(&mut self, id: NodeId) -> Checked {
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        let Some(node) = machine.node.as_mut() else {
+            return Ok(());
+        };
+        if !node.has_ready() {
+            return Ok(());
+        }
+        let ready = node.ready();
+        self.checker.persisted(node, &ready.entries)?;
+        // A crash may strike while the `Ready` is being written: the cut first, then some of
+        // the entries, then the hard state; the messages leave only after all of it.
+        let crash = !self.calm && self.rng.chance(self.options.crash_in_ready_per_mille);
+        let written = match crash {
+            true => self.rng.below(ready.entries.len() as u64 + 2) as usize,
+            false => ready.entries.len() + 1,
+        };
+        let disk = &mut machine.disk;
+        if let Some(index) = ready.truncate_after {
+            disk.entries.truncate(index as usize);
+        }
+        if let Some(first) = ready.entries.first() {
+            assert_eq!(
+                first.index,
+                disk.entries.len() as u64 + 1,
+                "a gap in the persisted log"
+            );
+        }
+        let entries_written = written.min(ready.entries.len());
+        disk.entries
+            .extend(ready.entries[..entries_written].iter().cloned());
+        if written > ready.entries.len() {
+            if let Some(hard_state) = ready.hard_state {
+                disk.hard_state = hard_state;
+            }
+        }
+        self.digest(&[
+            6,
+            id,
+            ready.entries.len() as u64,
+            ready.messages.len() as u64,
+            written as u64,
+        ]);
+        self.trace(|| {
+            format!(
+                "ready {id}: cut {:?}, {} entries ({written} parts written), {:?}, {} messages, {} to apply",
+                ready.truncate_after,
+                ready.entries.len(),
+                ready.hard_state,
+                ready.messages.len(),
+                ready.committed.len()
+            )
+        });
+        if crash {
+            // Nothing was sent or applied.
+            self.crash(id);
+            return Ok(());
+        }
+        for message in ready.messages {
+            self.send(message);
+        }
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        for entry in &ready.committed {
+            self.checker.applied(id, entry)?;
+            assert_eq!(
+                entry.index,
+                machine.applied.len() as u64 + 1,
+                "applied out of order"
+            );
+            machine.applied.push(entry.data.clone());
+            if let Some((term, data)) = machine.pending.remove(&entry.index) {
+                if term == entry.term {
+                    assert_eq!(data, entry.data, "a leader's own entry changed");
+                    self.acknowledged.push((entry.index, data));
+                }
+            }
+        }
+        machine.disk.applied = machine.applied.len() as u64;
+        machine.node.as_mut().expect("running").advance();
+        Ok(())
+    }
+
+    /// Heals the network, restarts every node, turns faults off and runs until it settles.
+    fn heal_and_settle(&mut self) -> Checked {
+        self.calm = true;
+        self.heal();
+        for id in 1..=self.options.nodes {
+            if self.machines[&id].node.is_none() {
+                self.start(id);
+            }
+        }
+        for _ in 0..self.options.liveness_rounds {
+            self.now += 1;
+            self.checker.step = self.now;
+            for id in 1..=self.options.nodes {
+                self.machines
+                    .get_mut(&id)
+                    .and_then(|m| m.node.as_mut())
+                    .expect("running")
+                    .tick();
+                self.handle_ready(id)?;
+            }
+            let due: Vec<InFlight> = {
+                let (mut due, later): (Vec<InFlight>, _) = std::mem::take(&mut self.network)
+                    .into_iter()
+                    .partition(|in_flight| in_flight.deliver_at <= self.now);
+                self.network = later;
+                due.sort_by_key(|in_flight| (in_flight.deliver_at, in_flight.sent));
+                due
+            };
+            for in_flight in due {
+                self.deliver(in_flight.message)?;
+            }
+            for id in 1..=self.options.nodes {
+                self.handle_ready(id)?;
+            }
+            self.check_all()?;
+            if self.settled() {
+                self.finish_report();
+                return Ok(());
+            }
+        }
+        let leader = self.leader();
+        let lagging: Vec<String> = self
+            .machines
+            .iter()
+            .map(|(&id, machine)| {
+                let node = machine.node.as_ref().expect("running");
+                format!(
+                    "node {id}: {:?} term {} commit {} last {} applied {}",
+                    node.role(),
+                    node.term(),
+                    node.commit_index(),
+                    node.last_index(),
+                    machine.applied.len()
+                )
+            })
+            .collect();
+        Err(Violation {
+            property: Property::Liveness,
+            step: self.now,
+            detail: format!(
+                "after {} calm rounds: leader {leader:?}, applied per node {lagging:?}, {} acknowledged",
+                self.options.liveness_rounds,
+                self.acknowledged.len()
+            ),
+        })
+    }
+
+    /// A leader has committed its whole log, every node has applied it, and so every
+    /// acknowledged proposal is applied everywhere.
+    fn settled(&self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let leader = self.machines[&leader].node.as_ref().expect("running");
+        let commit = leader.commit_index();
+        if commit != leader.last_index()
+            || self
+                .machines
+                .values()
+                .any(|machine| machine.applied.len() as u64 != commit)
+        {
+            return false;
+        }
+        self.acknowledged.iter().all(|(index, data)| {
+            self.machines
+                .values()
+                .all(|machine| machine.applied.get(*index as usize - 1) == Some(data))
+        })
+    }
+
+    fn finish_report(&mut self) {
+        let leader = self.leader().expect("settled");
+        let node = self.machines[&leader].node.as_ref().expect("running");
+        self.report.terms = node.term();
+        self.report.commit = node.commit_index();
+    }
+}
