@@ -1,1 +1,2 @@
 //! flin-replication: placeholder until its issue lands.
+pub mod linearizability;

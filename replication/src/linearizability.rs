@@ -1,0 +1,366 @@
+//! A linearizability checker for client histories: did a (replicated) store behave like one
+//! copy of the data, each operation taking effect at one instant between its call and its return?
+//!
+//! # Layout
+//! - this file: the [`Model`] seam (what a correct single copy does), the history
+//!   ([`Operation`], [`Returned`]), the [`Limits`] of a check and its [`Outcome`], and [`check`],
+//!   which splits a history into independent parts and checks each.
+//! - `search`: the search for a legal order of one part (Wing & Gong, with Lowe's just-in-time
+//!   linearization and memoization), and the explanation it builds when there is none.
+//! - `kv`: [`KvModel`], a key-value register per key with GET, SET, INCR and compare-and-set.
+//!
+//! # The algorithm
+//! A history is linearizable if its operations can be put in one sequential order that (a) the
+//! model accepts, every operation producing the output the client saw, and (b) respects real
+//! time: if A returned before B was called, A comes before B. The check is Porcupine's
+//! (Athalye's Go checker), which follows Lowe, "Testing for linearizability" (2017), itself Wing &
+//! Gong's 1993 search made practical:
+//!
+//! 1. **P-compositionality.** Linearizability is local (Herlihy & Wing): a history is
+//!    linearizable if and only if each object's sub-history is. [`Model::part`] names the object
+//!    an operation touches (for [`KvModel`], its key) and each part is searched on its own, so the
+//!    cost grows with the concurrency on one key, not with the size of the whole history.
+//! 2. **Just-in-time linearization.** Calls and returns are laid out in time order in a doubly
+//!    linked list. The search walks it from the front: at a call, it tries to linearize that
+//!    operation now (the model must accept its output from the current state); if that works,
+//!    the call and its return are lifted out of the list and the walk restarts from the front.
+//!    At a return, the operation returning has not been linearized yet although it must have
+//!    taken effect by now: every choice since the last decision is exhausted, so the search
+//!    backtracks (pops the last linearized operation, restores the state and the two entries,
+//!    and tries the next call after it). The list is empty: a legal order was found. The search
+//!    backtracks past the first decision: there is none.
+//! 3. **Memoization.** Two paths that have linearized the same *set* of operations and reached
+//!    the same model state have the same future, so each (set, state) pair is explored once.
+//!    Operations are numbered in call order, so a set is almost always "everything before some
+//!    point, plus a few": it is stored as the index of its first non-full 64-bit word and the
+//!    words from there to its last set bit, a few words however long the history.
+//!
+//! # Unknown outcomes
+//! An operation whose client never saw a reply (it timed out, the connection or the server
+//! died) may or may not have taken effect. As in Porcupine and Knossos, its return is placed
+//! after every other event and any output is accepted: the search may linearize it anywhere
+//! after its call, and linearizing it after everything else is the same as never. An unknown
+//! operation that cannot change the state ([`Model::is_read_only`], e.g. a GET) constrains
+//! nothing and is dropped before the search.
+//!
+//! # Time
+//! Times are nanoseconds from one clock that every client shares (in the simulator, its clock;
+//! across processes, a monotonic clock on one machine). Intervals are closed: an operation
+//! called at the instant another returned is concurrent with it, not after it, so equal
+//! timestamps never make a history illegal. A call recorded after the request was sent, or a
+//! return recorded before the reply arrived, would make the checker claim more order than there
+//! was: record the call before sending and the return after receiving.
+//!
+//! # Limits
+//! - The search is exponential in the worst case (the problem is NP-complete, Gibbons &
+//!   Korach 1997). In practice it is near linear when few operations on one key are concurrent,
+//!   and slows down with the number of operations on one key that overlap, above all unknown
+//!   writes: each stays a candidate from its call to the end of the history. Keep timeouts in
+//!   the harness that produces histories rare, or give each part few keys' worth of them.
+//! - Every check runs under [`Limits`]: a budget of search steps (deterministic: the same
+//!   history always ends the same way), an optional wall-clock limit, and a bound on the memory
+//!   the memo table may take. Exceeding one gives [`Outcome::Timeout`], which says nothing
+//!   either way about the history.
+//! - [`Outcome::Illegal`] is exact (a legal order does not exist); the explanation is the
+//!   deepest point the search reached, which is usually but not always where the bug is.
+//! - Only what clients saw is checked. A write that no read observes can be lost without the
+//!   checker noticing; the harness must read what it wrote (and check durability apart).
+
+mod kv;
+mod search;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::hash::Hash;
+use std::time::Duration;
+
+pub use kv::{KvCommand, KvInput, KvModel, KvOutput, KvState};
+
+/// What one correct, single copy of the data does: the specification a history is checked
+/// against.
+///
+/// The model must be deterministic given the state and the output: `step` returns the one state
+/// an operation leads to, or `None` if the output the client saw is impossible from `state`.
+pub trait Model {
+    /// The independent object an operation touches (a key). Operations on different parts never
+    /// constrain each other, so each part is checked on its own (P-compositionality).
+    type Part: Ord + Clone + fmt::Debug;
+    /// What the client asked.
+    type Input: Clone + fmt::Debug;
+    /// What the client was told.
+    type Output: Clone + fmt::Debug;
+    /// The state of one part. Equal states must have equal futures: the memo table relies on it.
+    type State: Clone + Eq + Hash + fmt::Debug;
+
+    /// The part `input` touches.
+    fn part(&self, input: &Self::Input) -> Self::Part;
+
+    /// The state of a part that no operation has touched yet.
+    fn init(&self) -> Self::State;
+
+    /// The state after applying `input` to `state`, if the store could have answered `output`;
+    /// `output` is `None` when the outcome is unknown (any output is accepted). `None` if the
+    /// output is impossible from `state`.
+    fn step(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+    ) -> Option<Self::State>;
+
+    /// True if `input` never changes the state, so an unknown outcome of it can be dropped.
+    fn is_read_only(&self, input: &Self::Input) -> bool {
+        let _ = input;
+        false
+    }
+}
+
+/// One client operation: what was asked, when, and what came back (if anything did).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation<I, O> {
+    /// The client that issued it. Only for explanations: the check does not assume a client
+    /// waits for one operation before the next (after a timeout it does not).
+    pub client: u64,
+    /// When the request was sent, in ns on the history's clock.
+    pub call_ns: u64,
+    /// What was asked.
+    pub input: I,
+    /// The reply, or `None` if the outcome is unknown: the operation may have taken effect at
+    /// any point after its call, or never.
+    pub returned: Option<Returned<O>>,
+}
+
+/// The reply to an [`Operation`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Returned<O> {
+    /// When the reply was received, in ns on the history's clock; never before the call.
+    pub at_ns: u64,
+    /// What the store answered.
+    pub output: O,
+}
+
+impl<I, O> Operation<I, O> {
+    /// An operation whose reply arrived at `return_ns`.
+    pub fn completed(client: u64, call_ns: u64, input: I, return_ns: u64, output: O) -> Self {
+        Operation {
+            client,
+            call_ns,
+            input,
+            returned: Some(Returned {
+                at_ns: return_ns,
+                output,
+            }),
+        }
+    }
+
+    /// An operation whose outcome is unknown (no reply).
+    pub fn unknown(client: u64, call_ns: u64, input: I) -> Self {
+        Operation {
+            client,
+            call_ns,
+            input,
+            returned: None,
+        }
+    }
+}
+
+/// How much a check may spend before it gives up with [`Outcome::Timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Search steps (one call tried or one backtrack) over all parts. Deterministic.
+    pub steps_max: u64,
+    /// Wall-clock time over all parts, if set. Not deterministic: for interactive tools.
+    pub time_max: Option<Duration>,
+    /// Approximate bytes the memo table of one part may hold (set words, state, overhead; not
+    /// what a state points to on the heap).
+    pub memo_bytes_max: u64,
+}
+
+impl Limits {
+    /// Search steps allowed by default: a legal history costs about one step per operation
+    /// plus its backtracks, so this is room for millions of operations.
+    pub const STEPS_MAX_DEFAULT: u64 = 50_000_000;
+    /// Memo table bytes allowed by default.
+    pub const MEMO_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            steps_max: Limits::STEPS_MAX_DEFAULT,
+            time_max: None,
+            memo_bytes_max: Limits::MEMO_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// The verdict on a history.
+#[derive(Debug)]
+pub enum Outcome<M: Model> {
+    /// Every part has a legal order: the history is linearizable.
+    Ok,
+    /// One part has no legal order (the first such part, in [`Model::Part`] order).
+    Illegal(Box<Illegal<M>>),
+    /// A limit ran out before the verdict; nothing is known about the parts not finished.
+    Timeout {
+        /// The part being searched when it ran out.
+        part: M::Part,
+        /// Which limit.
+        exhausted: Exhausted,
+    },
+}
+
+impl<M: Model> Outcome<M> {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+
+    pub fn is_illegal(&self) -> bool {
+        matches!(self, Outcome::Illegal(_))
+    }
+}
+
+/// The limit that ended a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhausted {
+    Steps,
+    Time,
+    Memory,
+}
+
+/// Why a part has no legal order, as far as the search got: the longest legal prefix it built
+/// and the operation it could not place after it.
+#[derive(Debug)]
+pub struct Illegal<M: Model> {
+    /// The part (key) with no legal order.
+    pub part: M::Part,
+    /// How many operations of the part the deepest legal prefix held.
+    pub linearized: usize,
+    /// Its last few operations, oldest first, each with the state it left.
+    pub last_linearized: Vec<Linearized<M>>,
+    /// The state at the end of that prefix.
+    pub state: M::State,
+    /// The operation that returned before any order could place it: it must come next, or one
+    /// of `pending` before it, and none of them could (or each led to a dead end).
+    pub stuck: Cited<M>,
+    /// Operations called before `stuck` returned and not in the prefix (`stuck` among them),
+    /// the first few in call order.
+    pub pending: Vec<Cited<M>>,
+}
+
+/// An operation of the history, with its index in the slice given to [`check`].
+#[derive(Debug)]
+pub struct Cited<M: Model> {
+    pub index: usize,
+    pub operation: Operation<M::Input, M::Output>,
+}
+
+/// An operation placed in a legal prefix, and the state after it.
+#[derive(Debug)]
+pub struct Linearized<M: Model> {
+    pub index: usize,
+    pub operation: Operation<M::Input, M::Output>,
+    pub state_after: M::State,
+}
+
+/// How many operations an explanation quotes from the prefix, and from the pending ones.
+pub const EXPLANATION_OPERATIONS_MAX: usize = 8;
+
+/// Checks `history` against `model` within `limits`.
+///
+/// Panics if the history is malformed (a return before its call): that is a bug in whatever
+/// recorded it, not a property of the store.
+pub fn check<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    limits: Limits,
+) -> Outcome<M> {
+    for (index, operation) in history.iter().enumerate() {
+        if let Some(returned) = &operation.returned {
+            assert!(
+                returned.at_ns >= operation.call_ns,
+                "history operation {index} returns at {} ns, before its call at {} ns",
+                returned.at_ns,
+                operation.call_ns
+            );
+        }
+    }
+    let mut budget = search::Budget::new(limits);
+    for (part, indices) in partition(model, history) {
+        match search::check_part(model, history, &indices, &mut budget) {
+            search::PartOutcome::Ok => {}
+            search::PartOutcome::Illegal(found) => {
+                return Outcome::Illegal(Box::new(found.cite::<M>(part, history)))
+            }
+            search::PartOutcome::Timeout(exhausted) => return Outcome::Timeout { part, exhausted },
+        }
+    }
+    Outcome::Ok
+}
+
+/// The operations of each part, as indices into `history` in history order, without the
+/// unknown-outcome reads (they constrain nothing).
+fn partition<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+) -> std::collections::BTreeMap<M::Part, Vec<usize>> {
+    let mut parts: std::collections::BTreeMap<M::Part, Vec<usize>> = Default::default();
+    for (index, operation) in history.iter().enumerate() {
+        if operation.returned.is_none() && model.is_read_only(&operation.input) {
+            continue;
+        }
+        parts
+            .entry(model.part(&operation.input))
+            .or_default()
+            .push(index);
+    }
+    parts
+}
+
+impl<M: Model> fmt::Display for Illegal<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "not linearizable: part {:?}: after {} operations in a legal order, in state {:?}, \
+             none of the operations pending could go next",
+            self.part, self.linearized, self.state
+        )?;
+        writeln!(f, "  the legal order ends with:")?;
+        for step in &self.last_linearized {
+            writeln!(
+                f,
+                "    {} -> state {:?}",
+                describe(step.index, &step.operation),
+                step.state_after
+            )?;
+        }
+        writeln!(
+            f,
+            "  must be placed next (it returned), or one of the pending before it:"
+        )?;
+        writeln!(
+            f,
+            "    {}",
+            describe(self.stuck.index, &self.stuck.operation)
+        )?;
+        writeln!(f, "  pending:")?;
+        for cited in &self.pending {
+            writeln!(f, "    {}", describe(cited.index, &cited.operation))?;
+        }
+        Ok(())
+    }
+}
+
+fn describe<I: fmt::Debug, O: fmt::Debug>(index: usize, operation: &Operation<I, O>) -> String {
+    match &operation.returned {
+        Some(returned) => format!(
+            "#{index} client {} [{}..{}] ns {:?} -> {:?}",
+            operation.client, operation.call_ns, returned.at_ns, operation.input, returned.output
+        ),
+        None => format!(
+            "#{index} client {} [{}..?] ns {:?} -> unknown",
+            operation.client, operation.call_ns, operation.input
+        ),
+    }
+}

@@ -1,0 +1,363 @@
+//! The search for a legal order of one part: Wing & Gong's backtracking over the calls and
+//! returns in time order, with Lowe's just-in-time linearization and a memo of
+//! (linearized set, state) pairs. See the parent module for the algorithm.
+
+use std::collections::HashSet;
+use std::mem;
+use std::time::Instant;
+
+use super::EXPLANATION_OPERATIONS_MAX;
+use super::{Cited, Exhausted, Illegal, Limits, Linearized, Model, Operation};
+
+/// What is left of a check's [`Limits`]; shared by the parts of one history.
+pub(super) struct Budget {
+    limits: Limits,
+    steps: u64,
+    started: Instant,
+}
+
+/// How often (in steps) the wall clock is read, so a step stays a few nanoseconds.
+const STEPS_BETWEEN_CLOCK_READS: u64 = 4096;
+
+impl Budget {
+    pub(super) fn new(limits: Limits) -> Budget {
+        Budget {
+            limits,
+            steps: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Takes one step, or says which limit forbids it.
+    fn spend_step(&mut self) -> Result<(), Exhausted> {
+        if self.steps >= self.limits.steps_max {
+            return Err(Exhausted::Steps);
+        }
+        self.steps += 1;
+        if let Some(time_max) = self.limits.time_max {
+            if self.steps.is_multiple_of(STEPS_BETWEEN_CLOCK_READS)
+                && self.started.elapsed() > time_max
+            {
+                return Err(Exhausted::Time);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) enum PartOutcome<S> {
+    Ok,
+    Illegal(Found<S>),
+    Timeout(Exhausted),
+}
+
+/// The deepest point the search reached in a part with no legal order, with history indices.
+pub(super) struct Found<S> {
+    linearized: usize,
+    /// The last few operations of the prefix, oldest first, with the state after each.
+    last_linearized: Vec<(usize, S)>,
+    state: S,
+    stuck: usize,
+    pending: Vec<usize>,
+}
+
+impl<S> Found<S> {
+    pub(super) fn cite<M: Model<State = S>>(
+        self,
+        part: M::Part,
+        history: &[Operation<M::Input, M::Output>],
+    ) -> Illegal<M> {
+        let cite = |index: usize| Cited {
+            index,
+            operation: history[index].clone(),
+        };
+        Illegal {
+            part,
+            linearized: self.linearized,
+            last_linearized: self
+                .last_linearized
+                .into_iter()
+                .map(|(index, state_after)| Linearized {
+                    index,
+                    operation: history[index].clone(),
+                    state_after,
+                })
+                .collect(),
+            state: self.state,
+            stuck: cite(self.stuck),
+            pending: self.pending.into_iter().map(cite).collect(),
+        }
+    }
+}
+
+/// Searches the operations `indices` of `history` (one part) for a legal order.
+pub(super) fn check_part<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    indices: &[usize],
+    budget: &mut Budget,
+) -> PartOutcome<M::State> {
+    // Number the operations in call order, so a linearized set is mostly a full prefix of
+    // bits and its memo key stays a few words long.
+    let mut operations = indices.to_vec();
+    operations.sort_by_key(|&index| (history[index].call_ns, index));
+    let mut entries = Entries::new(history, &operations);
+    let mut linearized = OperationSet::new(operations.len());
+    let mut memo: HashSet<(MemoKey, M::State)> = HashSet::new();
+    let mut memo_bytes = 0u64;
+    // Each linearized operation (local number) with the state before it, so a backtrack can
+    // restore it.
+    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut state = model.init();
+    let mut deepest: Option<Found<M::State>> = None;
+
+    let mut entry = entries.first();
+    while !entries.is_empty() {
+        if let Err(exhausted) = budget.spend_step() {
+            return PartOutcome::Timeout(exhausted);
+        }
+        assert!(
+            entry != entries.head(),
+            "the walk passed every entry without meeting a return"
+        );
+        let local = entry / 2;
+        let operation = &history[operations[local]];
+        if Entries::is_call(entry) {
+            let output = operation.returned.as_ref().map(|returned| &returned.output);
+            if let Some(next_state) = model.step(&state, &operation.input, output) {
+                linearized.insert(local);
+                let key = (linearized.memo_key(), next_state);
+                let key_bytes = key.0.bytes::<M::State>();
+                let next_state = key.1.clone();
+                if memo.insert(key) {
+                    memo_bytes += key_bytes;
+                    if memo_bytes > budget.limits.memo_bytes_max {
+                        return PartOutcome::Timeout(Exhausted::Memory);
+                    }
+                    stack.push((local, mem::replace(&mut state, next_state)));
+                    entries.lift(local);
+                    entry = entries.first();
+                    continue;
+                }
+                linearized.remove(local);
+            }
+            entry = entries.next(entry);
+        } else {
+            // This operation has returned but is not linearized: no candidate before it works
+            // from here. Note how far this path got, then undo its last decision.
+            let deeper = match &deepest {
+                Some(found) => stack.len() > found.linearized,
+                None => true,
+            };
+            if deeper {
+                deepest = Some(snapshot(&entries, &operations, &stack, &state, entry));
+            }
+            let Some((undone, previous)) = stack.pop() else {
+                let found = deepest.expect("a return was met, so a snapshot was taken");
+                return PartOutcome::Illegal(found);
+            };
+            state = previous;
+            linearized.remove(undone);
+            entries.unlift(undone);
+            entry = entries.next(Entries::call_of(undone));
+        }
+    }
+    PartOutcome::Ok
+}
+
+/// The explanation at a dead end: the prefix on `stack`, the state, the operation whose return
+/// `entry` is, and the calls still in the list before it.
+fn snapshot<S: Clone>(
+    entries: &Entries,
+    operations: &[usize],
+    stack: &[(usize, S)],
+    state: &S,
+    entry: usize,
+) -> Found<S> {
+    let tail_start = stack.len().saturating_sub(EXPLANATION_OPERATIONS_MAX);
+    let last_linearized = (tail_start..stack.len())
+        .map(|position| {
+            let state_after = match stack.get(position + 1) {
+                Some((_, before_next)) => before_next.clone(),
+                None => state.clone(),
+            };
+            (operations[stack[position].0], state_after)
+        })
+        .collect();
+    let mut pending = Vec::new();
+    let mut walk = entries.first();
+    while walk != entry && pending.len() < EXPLANATION_OPERATIONS_MAX {
+        debug_assert!(
+            Entries::is_call(walk),
+            "only calls precede the first return"
+        );
+        pending.push(operations[walk / 2]);
+        walk = entries.next(walk);
+    }
+    Found {
+        linearized: stack.len(),
+        last_linearized,
+        state: state.clone(),
+        stuck: operations[entry / 2],
+        pending,
+    }
+}
+
+/// The calls and returns of one part in time order, as a circular doubly linked list over
+/// arrays (dancing links): entry `2k` is operation `k`'s call, `2k + 1` its return, and the
+/// last slot is the head. Lifting an operation unlinks both its entries; unlifting relinks them
+/// from the links they kept, in the reverse order.
+struct Entries {
+    next: Vec<usize>,
+    previous: Vec<usize>,
+}
+
+impl Entries {
+    fn new<I, O>(history: &[Operation<I, O>], operations: &[usize]) -> Entries {
+        let count = operations.len() * 2;
+        let head = count;
+        // Sort key: (outcome unknown, time, return after call, operation). Unknown returns go
+        // after everything; at equal times calls come first, so touching intervals overlap.
+        let mut order: Vec<usize> = (0..count).collect();
+        order.sort_by_key(|&entry| {
+            let operation = &history[operations[entry / 2]];
+            if Entries::is_call(entry) {
+                (false, operation.call_ns, false, entry / 2)
+            } else {
+                match &operation.returned {
+                    Some(returned) => (false, returned.at_ns, true, entry / 2),
+                    None => (true, 0, true, entry / 2),
+                }
+            }
+        });
+        let mut next = vec![head; count + 1];
+        let mut previous = vec![head; count + 1];
+        let mut last = head;
+        for &entry in &order {
+            next[last] = entry;
+            previous[entry] = last;
+            last = entry;
+        }
+        next[last] = head;
+        previous[head] = last;
+        Entries { next, previous }
+    }
+
+    fn head(&self) -> usize {
+        self.next.len() - 1
+    }
+
+    fn first(&self) -> usize {
+        self.next[self.head()]
+    }
+
+    fn next(&self, entry: usize) -> usize {
+        self.next[entry]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first() == self.head()
+    }
+
+    fn is_call(entry: usize) -> bool {
+        entry.is_multiple_of(2)
+    }
+
+    fn call_of(operation: usize) -> usize {
+        operation * 2
+    }
+
+    fn lift(&mut self, operation: usize) {
+        self.unlink(operation * 2);
+        self.unlink(operation * 2 + 1);
+    }
+
+    fn unlift(&mut self, operation: usize) {
+        self.relink(operation * 2 + 1);
+        self.relink(operation * 2);
+    }
+
+    fn unlink(&mut self, entry: usize) {
+        let (previous, next) = (self.previous[entry], self.next[entry]);
+        self.next[previous] = next;
+        self.previous[next] = previous;
+    }
+
+    fn relink(&mut self, entry: usize) {
+        let (previous, next) = (self.previous[entry], self.next[entry]);
+        self.next[previous] = entry;
+        self.previous[next] = entry;
+    }
+}
+
+/// The set of linearized operations (local numbers), with the exact count of leading full
+/// words and of words up to the last set bit kept up to date, so its memo key is cheap.
+struct OperationSet {
+    words: Vec<u64>,
+    /// `words[..full_below]` are all ones and `words[full_below]` is not.
+    full_below: usize,
+    /// `words[used_below..]` are all zero and `words[used_below - 1]` is not.
+    used_below: usize,
+}
+
+/// A linearized set as a memo key: how many leading words are full, then the words from there
+/// to the last set bit. Canonical: equal sets give equal keys.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct MemoKey {
+    full_below: u32,
+    words: Box<[u64]>,
+}
+
+impl MemoKey {
+    /// Approximate bytes a memo entry with this key takes.
+    fn bytes<S>(&self) -> u64 {
+        const HASH_TABLE_OVERHEAD_BYTES: usize = 16;
+        (mem::size_of::<(MemoKey, S)>() + self.words.len() * 8 + HASH_TABLE_OVERHEAD_BYTES) as u64
+    }
+}
+
+impl OperationSet {
+    fn new(count: usize) -> OperationSet {
+        OperationSet {
+            words: vec![0; count.div_ceil(64)],
+            full_below: 0,
+            used_below: 0,
+        }
+    }
+
+    fn insert(&mut self, operation: usize) {
+        let word = operation / 64;
+        let bit = 1u64 << (operation % 64);
+        assert!(
+            self.words[word] & bit == 0,
+            "operation {operation} linearized twice"
+        );
+        self.words[word] |= bit;
+        self.used_below = self.used_below.max(word + 1);
+        while self.full_below < self.words.len() && self.words[self.full_below] == u64::MAX {
+            self.full_below += 1;
+        }
+    }
+
+    fn remove(&mut self, operation: usize) {
+        let word = operation / 64;
+        let bit = 1u64 << (operation % 64);
+        assert!(
+            self.words[word] & bit != 0,
+            "operation {operation} undone but not linearized"
+        );
+        self.words[word] &= !bit;
+        self.full_below = self.full_below.min(word);
+        while self.used_below > 0 && self.words[self.used_below - 1] == 0 {
+            self.used_below -= 1;
+        }
+    }
+
+    fn memo_key(&self) -> MemoKey {
+        let end = self.used_below.max(self.full_below);
+        MemoKey {
+            full_below: u32::try_from(self.full_below).expect("fewer than 2^38 operations a part"),
+            words: self.words[self.full_below..end].into(),
+        }
+    }
+}
