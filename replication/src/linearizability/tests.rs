@@ -287,3 +287,5 @@ fn a_memory_budget_ends_the_search() {
 fn a_return_before_its_call_is_a_harness_bug() {
     check_kv(&[set(1, 10, 5, "k", "a")]);
 }
+
+mod generated;
