@@ -123,8 +123,16 @@ impl Model for KvModel {
         }
     }
 
-    fn is_read_only(&self, input: &KvInput) -> bool {
-        matches!(input.command, KvCommand::Get)
+    fn is_read_only(&self, input: &KvInput, output: Option<&KvOutput>) -> bool {
+        matches!(
+            (&input.command, output),
+            (KvCommand::Get, _)
+                | (KvCommand::Incr, Some(KvOutput::Refused))
+                | (
+                    KvCommand::CompareAndSet { .. },
+                    Some(KvOutput::Swapped(false))
+                )
+        )
     }
 }
 

@@ -97,72 +97,208 @@ pub(super) fn check_part<M: Model>(
     indices: &[usize],
     budget: &mut Budget,
 ) -> PartOutcome<M::State> {
-    // Number the operations in call order, so a linearized set is mostly a full prefix of
-    // bits and its memo key stays a few words long.
-    let mut operations = indices.to_vec();
-    operations.sort_by_key(|&index| (history[index].call_ns, index));
-    let mut entries = Entries::new(history, &operations);
-    let mut linearized = OperationSet::new(operations.len());
-    let mut memo: HashSet<(MemoKey, M::State)> = HashSet::new();
-    let mut memo_bytes = 0u64;
-    // Each linearized operation (local number) with the state before it, so a backtrack can
-    // restore it.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut state = model.init();
-    let mut deepest: Option<Found<M::State>> = None;
+    let mut search = Search::new(model, history, indices, budget.limits.memo_bytes_max);
+    match search.run(budget) {
+        Ok(true) => PartOutcome::Ok,
+        Ok(false) => PartOutcome::Illegal(search.deepest.expect("a dead end was recorded")),
+        Err(exhausted) => PartOutcome::Timeout(exhausted),
+    }
+}
 
-    let mut entry = entries.first();
-    while !entries.is_empty() {
-        if let Err(exhausted) = budget.spend_step() {
-            return PartOutcome::Timeout(exhausted);
-        }
-        assert!(
-            entry != entries.head(),
-            "the walk passed every entry without meeting a return"
-        );
-        let local = entry / 2;
-        let operation = &history[operations[local]];
-        if Entries::is_call(entry) {
-            let output = operation.returned.as_ref().map(|returned| &returned.output);
-            if let Some(next_state) = model.step(&state, &operation.input, output) {
-                linearized.insert(local);
-                let key = (linearized.memo_key(), next_state);
-                let key_bytes = key.0.bytes::<M::State>();
-                let next_state = key.1.clone();
-                if memo.insert(key) {
-                    memo_bytes += key_bytes;
-                    if memo_bytes > budget.limits.memo_bytes_max {
-                        return PartOutcome::Timeout(Exhausted::Memory);
-                    }
-                    stack.push((local, mem::replace(&mut state, next_state)));
-                    entries.lift(local);
-                    entry = entries.first();
-                    continue;
-                }
-                linearized.remove(local);
-            }
-            entry = entries.next(entry);
-        } else {
-            // This operation has returned but is not linearized: no candidate before it works
-            // from here. Note how far this path got, then undo its last decision.
-            let deeper = match &deepest {
-                Some(found) => stack.len() > found.linearized,
-                None => true,
-            };
-            if deeper {
-                deepest = Some(snapshot(&entries, &operations, &stack, &state, entry));
-            }
-            let Some((undone, previous)) = stack.pop() else {
-                let found = deepest.expect("a return was met, so a snapshot was taken");
-                return PartOutcome::Illegal(found);
-            };
-            state = previous;
-            linearized.remove(undone);
-            entries.unlift(undone);
-            entry = entries.next(Entries::call_of(undone));
+/// The state of the search in one part.
+struct Search<'a, M: Model> {
+    model: &'a M,
+    history: &'a [Operation<M::Input, M::Output>],
+    /// History indices by local number, in call order: a linearized set is then mostly a full
+    /// prefix of bits, and its memo key stays a few words long.
+    operations: Vec<usize>,
+    entries: Entries,
+    linearized: OperationSet,
+    /// The (linearized set, state) pairs already reached; every one not on the current path
+    /// has no legal completion.
+    memo: HashSet<(MemoKey, M::State)>,
+    memo_bytes: u64,
+    memo_bytes_max: u64,
+    /// The current path, first decision first.
+    stack: Vec<Decision<M::State>>,
+    state: M::State,
+    /// The dead end at the deepest point so far, for the explanation.
+    deepest: Option<Found<M::State>>,
+}
+
+/// An operation linearized on the current path.
+struct Decision<S> {
+    operation: usize,
+    /// The state before it, restored when it is undone.
+    state_before: S,
+    /// It changes no state: it was linearized as soon as it could be, which is never worse
+    /// than later, so undoing it means the configuration before it is a dead end too.
+    read_only: bool,
+}
+
+/// What trying to linearize one operation next gave.
+enum Tried {
+    Linearized,
+    /// Legal, but the configuration it leads to was explored before (and failed).
+    Explored,
+    /// The model refuses its output from the current state.
+    Refused,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    fn new(
+        model: &'a M,
+        history: &'a [Operation<M::Input, M::Output>],
+        indices: &[usize],
+        memo_bytes_max: u64,
+    ) -> Self {
+        let mut operations = indices.to_vec();
+        operations.sort_by_key(|&index| (history[index].call_ns, index));
+        Search {
+            model,
+            history,
+            entries: Entries::new(history, &operations),
+            linearized: OperationSet::new(operations.len()),
+            operations,
+            memo: HashSet::new(),
+            memo_bytes: 0,
+            memo_bytes_max,
+            stack: Vec::new(),
+            state: model.init(),
+            deepest: None,
         }
     }
-    PartOutcome::Ok
+
+    /// True if a legal order exists, false if not.
+    fn run(&mut self, budget: &mut Budget) -> Result<bool, Exhausted> {
+        // At a configuration just reached, a pending read consistent with the state goes
+        // first (see `linearize_a_read`); then the calls are walked in time order.
+        let mut just_reached = true;
+        let mut entry = self.entries.first();
+        while !self.entries.is_empty() {
+            if just_reached {
+                just_reached = false;
+                match self.linearize_a_read(budget)? {
+                    Some(Tried::Linearized) => {
+                        just_reached = true;
+                        continue;
+                    }
+                    Some(Tried::Explored) => match self.backtrack() {
+                        Some(next) => {
+                            entry = next;
+                            continue;
+                        }
+                        None => return Ok(false),
+                    },
+                    Some(Tried::Refused) | None => entry = self.entries.first(),
+                }
+            }
+            budget.spend_step()?;
+            assert!(
+                entry != self.entries.head(),
+                "the walk passed every entry without meeting a return"
+            );
+            if Entries::is_call(entry) {
+                match self.try_linearize(entry / 2)? {
+                    Tried::Linearized => just_reached = true,
+                    Tried::Explored | Tried::Refused => entry = self.entries.next(entry),
+                }
+            } else {
+                // This operation has returned but is not linearized, and no call before it
+                // leads anywhere: a dead end.
+                self.note_dead_end(entry);
+                match self.backtrack() {
+                    Some(next) => entry = next,
+                    None => return Ok(false),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Linearizes the first pending operation that changes no state and whose output fits the
+    /// state, if there is one. Doing so at once is never worse than later (Lowe's argument for
+    /// reads): any legal completion with it later stays legal with it moved here, as it is
+    /// pending (called before every remaining return) and leaves every state as it was. So the
+    /// other choices at this configuration need not be tried.
+    fn linearize_a_read(&mut self, budget: &mut Budget) -> Result<Option<Tried>, Exhausted> {
+        let mut entry = self.entries.first();
+        while Entries::is_call(entry) {
+            budget.spend_step()?;
+            let local = entry / 2;
+            let operation = &self.history[self.operations[local]];
+            if self.model.is_read_only(&operation.input, output(operation)) {
+                match self.try_linearize(local)? {
+                    Tried::Refused => {}
+                    tried => return Ok(Some(tried)),
+                }
+            }
+            entry = self.entries.next(entry);
+        }
+        Ok(None)
+    }
+
+    fn try_linearize(&mut self, local: usize) -> Result<Tried, Exhausted> {
+        let operation = &self.history[self.operations[local]];
+        let output = output(operation);
+        let Some(next_state) = self.model.step(&self.state, &operation.input, output) else {
+            return Ok(Tried::Refused);
+        };
+        self.linearized.insert(local);
+        let key = self.linearized.memo_key();
+        let key_bytes = key.bytes::<M::State>();
+        if !self.memo.insert((key, next_state.clone())) {
+            self.linearized.remove(local);
+            return Ok(Tried::Explored);
+        }
+        self.memo_bytes += key_bytes;
+        if self.memo_bytes > self.memo_bytes_max {
+            return Err(Exhausted::Memory);
+        }
+        let read_only = self.model.is_read_only(&operation.input, output);
+        self.stack.push(Decision {
+            operation: local,
+            state_before: mem::replace(&mut self.state, next_state),
+            read_only,
+        });
+        self.entries.lift(local);
+        Ok(Tried::Linearized)
+    }
+
+    /// Undoes decisions up to and including the last one that was a choice, and returns the
+    /// entry after its call (the next alternative), or `None` if no choice is left.
+    fn backtrack(&mut self) -> Option<usize> {
+        loop {
+            let decision = self.stack.pop()?;
+            self.state = decision.state_before;
+            self.linearized.remove(decision.operation);
+            self.entries.unlift(decision.operation);
+            if !decision.read_only {
+                return Some(self.entries.next(Entries::call_of(decision.operation)));
+            }
+        }
+    }
+
+    /// Records the dead end at return `entry` if it is the deepest so far.
+    fn note_dead_end(&mut self, entry: usize) {
+        let deeper = match &self.deepest {
+            Some(found) => self.stack.len() > found.linearized,
+            None => true,
+        };
+        if deeper {
+            self.deepest = Some(snapshot(
+                &self.entries,
+                &self.operations,
+                &self.stack,
+                &self.state,
+                entry,
+            ));
+        }
+    }
+}
+
+fn output<I, O>(operation: &Operation<I, O>) -> Option<&O> {
+    operation.returned.as_ref().map(|returned| &returned.output)
 }
 
 /// The explanation at a dead end: the prefix on `stack`, the state, the operation whose return
@@ -170,7 +306,7 @@ pub(super) fn check_part<M: Model>(
 fn snapshot<S: Clone>(
     entries: &Entries,
     operations: &[usize],
-    stack: &[(usize, S)],
+    stack: &[Decision<S>],
     state: &S,
     entry: usize,
 ) -> Found<S> {
@@ -178,10 +314,10 @@ fn snapshot<S: Clone>(
     let last_linearized = (tail_start..stack.len())
         .map(|position| {
             let state_after = match stack.get(position + 1) {
-                Some((_, before_next)) => before_next.clone(),
+                Some(next) => next.state_before.clone(),
                 None => state.clone(),
             };
-            (operations[stack[position].0], state_after)
+            (operations[stack[position].operation], state_after)
         })
         .collect();
     let mut pending = Vec::new();

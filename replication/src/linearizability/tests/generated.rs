@@ -528,3 +528,40 @@ fn generation_follows_the_seed() {
     assert_eq!(first, again);
     assert_ne!(first, generate(8, Workload::small()).history);
 }
+
+/// Sizes and times for docs, not a pass/fail benchmark:
+/// `cargo test -p flin-replication --release large_generated_histories -- --ignored --nocapture`.
+#[test]
+#[ignore = "seconds to minutes; prints how long large histories take"]
+fn large_generated_histories() {
+    let cases = [
+        ("16 clients, 8 keys, 1% unknown", 16, 8, 1),
+        ("16 clients, 1 key, 1% unknown", 16, 1, 1),
+        ("32 clients, 1 key, no unknown", 32, 1, 0),
+        ("8 clients, 1 key, 5% unknown", 8, 1, 5),
+    ];
+    for (what, clients, keys, unknown_percent) in cases {
+        for operations_per_client in [1_000, 10_000] {
+            let workload = Workload {
+                clients,
+                operations_per_client,
+                keys,
+                unknown_percent,
+                ..Workload::small()
+            };
+            let history = generate(1, workload).history;
+            let started = std::time::Instant::now();
+            let outcome = check(&KvModel, &history, Limits::default());
+            let elapsed = started.elapsed();
+            let verdict = match &outcome {
+                Outcome::Ok => "Ok".to_owned(),
+                other => format!("{other:?}"),
+            };
+            eprintln!(
+                "{what}: {} operations: {verdict} in {:.3} s",
+                history.len(),
+                elapsed.as_secs_f64()
+            );
+        }
+    }
+}
