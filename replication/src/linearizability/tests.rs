@@ -288,4 +288,5 @@ fn a_return_before_its_call_is_a_harness_bug() {
     check_kv(&[set(1, 10, 5, "k", "a")]);
 }
 
+mod brute_force;
 mod generated;
