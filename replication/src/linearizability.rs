@@ -75,7 +75,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
-pub use kv::{KvCommand, KvInput, KvModel, KvOutput, KvState};
+pub use kv::{KvCommand, KvInput, KvKey, KvModel, KvOutput, KvState};
 
 /// What one correct, single copy of the data does: the specification a history is checked
 /// against.
@@ -333,7 +333,7 @@ impl<M: Model> fmt::Display for Illegal<M> {
         for step in &self.last_linearized {
             writeln!(
                 f,
-                "    {} -> state {:?}",
+                "    {}; then {:?}",
                 describe(step.index, &step.operation),
                 step.state_after
             )?;

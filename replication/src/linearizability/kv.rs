@@ -50,6 +50,10 @@ pub enum KvOutput {
     Swapped(bool),
 }
 
+/// A key: the part of the history an operation belongs to.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KvKey(pub Vec<u8>);
+
 /// A key's value, or `None` if it is missing.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct KvState(pub Option<Vec<u8>>);
@@ -95,13 +99,13 @@ impl KvOutput {
 }
 
 impl Model for KvModel {
-    type Part = Vec<u8>;
+    type Part = KvKey;
     type Input = KvInput;
     type Output = KvOutput;
     type State = KvState;
 
-    fn part(&self, input: &KvInput) -> Vec<u8> {
-        input.key.clone()
+    fn part(&self, input: &KvInput) -> KvKey {
+        KvKey(input.key.clone())
     }
 
     fn init(&self) -> KvState {
@@ -245,6 +249,12 @@ impl fmt::Debug for KvOutput {
             KvOutput::Refused => write!(f, "refused"),
             KvOutput::Swapped(swapped) => write!(f, "{swapped}"),
         }
+    }
+}
+
+impl fmt::Debug for KvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Text(&self.0))
     }
 }
 

@@ -74,7 +74,7 @@ fn a_stale_read_after_a_completed_write_is_illegal() {
         get(2, 40, 50, "k", Some("a")),
     ];
     let illegal = expect_illegal(&history);
-    assert_eq!(illegal.part, b"k");
+    assert_eq!(illegal.part.0, b"k");
     assert_eq!(
         illegal.stuck.index, 2,
         "the read is the one that cannot be placed:\n{illegal}"
@@ -224,7 +224,7 @@ fn keys_are_checked_apart_and_the_illegal_one_is_named() {
         get(2, 20, 30, "b", Some("2")),
     ];
     let illegal = expect_illegal(&history);
-    assert_eq!(illegal.part, b"b");
+    assert_eq!(illegal.part.0, b"b");
     assert_eq!(illegal.stuck.index, 3);
     // What would be illegal for one register is fine for two keys.
     expect_ok(&[
@@ -257,7 +257,7 @@ fn a_step_budget_ends_the_search() {
     };
     match check(&KvModel, &history, limits) {
         Outcome::Timeout { part, exhausted } => {
-            assert_eq!(part, b"n");
+            assert_eq!(part.0, b"n");
             assert_eq!(exhausted, Exhausted::Steps);
         }
         other => panic!("expected Timeout, got {other:?}"),

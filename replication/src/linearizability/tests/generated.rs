@@ -110,6 +110,8 @@ struct Planned {
 /// A generated history, with what the generator knows about it.
 struct Generated {
     history: Vec<KvOperation>,
+    /// The indices of the reads a deposed leader answered from its copy.
+    stale_reads: Vec<usize>,
     /// Stale reads that provably break linearizability: a SET on their key completed before
     /// they were called, on the new leader.
     provably_stale_reads: usize,
@@ -240,8 +242,12 @@ fn perform(rng: &mut Rng, workload: Workload, plan: &[Planned]) -> Generated {
         .map(|operation| operation.expect("every planned operation recorded"))
         .collect();
     let provably_stale_reads = count_provably_stale_reads(plan, &history, workload.deposed_at_ns);
+    let stale_reads = (0..plan.len())
+        .filter(|&index| plan[index].fate == Fate::Stale)
+        .collect();
     Generated {
         history,
+        stale_reads,
         provably_stale_reads,
     }
 }
@@ -503,7 +509,15 @@ fn a_deposed_leader_serving_stale_reads_is_caught() {
                 "seed {seed}: stale reads not caught: {outcome:?}"
             );
         }
-        caught += usize::from(outcome.is_illegal());
+        if let Outcome::Illegal(illegal) = &outcome {
+            // The explanation points at the bug: the operation it cannot place is one of the
+            // reads the deposed leader answered.
+            assert!(
+                generated.stale_reads.contains(&illegal.stuck.index),
+                "seed {seed}: the explanation misses the stale reads:\n{illegal}"
+            );
+            caught += 1;
+        }
     }
     assert!(
         exercised as u64 >= SEEDS * 9 / 10,
