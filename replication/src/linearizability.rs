@@ -6,8 +6,16 @@
 //!   ([`Operation`], [`Returned`]), the [`Limits`] of a check and its [`Outcome`], and [`check`],
 //!   which splits a history into independent parts and checks each.
 //! - `search`: the search for a legal order of one part (Wing & Gong, with Lowe's just-in-time
-//!   linearization and memoization), and the explanation it builds when there is none.
+//!   linearization and memoization, and reads first), and the explanation it builds when there
+//!   is none.
 //! - `kv`: [`KvModel`], a key-value register per key with GET, SET, INCR and compare-and-set.
+//!
+//! # Use
+//! A harness records, for each client operation, the time it sent the request, the input, and
+//! the time and content of the reply, or no reply ([`Operation::unknown`]) when the client gave
+//! up; then calls `check(&KvModel, &history, Limits::default())`. [`Outcome::Illegal`] prints
+//! (`Display`) the last operations of the longest legal order found and the one that could
+//! not follow them.
 //!
 //! # The algorithm
 //! A history is linearizable if its operations can be put in one sequential order that (a) the
@@ -34,6 +42,13 @@
 //!    Operations are numbered in call order, so a set is almost always "everything before some
 //!    point, plus a few": it is stored as the index of its first non-full 64-bit word and the
 //!    words from there to its last set bit, a few words however long the history.
+//! 4. **Reads first** (ours; Lowe's argument). A pending operation that changes no state
+//!    ([`Model::is_read_only`]: a GET, a compare-and-set that failed, a refused INCR) and whose
+//!    output fits the current state is linearized at once, and the other choices at that point
+//!    are not tried: any legal order that places it later stays legal with it moved here,
+//!    since it was already called, every remaining operation returns after that, and it leaves
+//!    every state as it found it. On one key with 16 clients this cut a check from 6.9 s to
+//!    0.4 s. A test compares every verdict with a brute-force search over all orders.
 //!
 //! # Unknown outcomes
 //! An operation whose client never saw a reply (it timed out, the connection or the server
@@ -53,10 +68,23 @@
 //!
 //! # Limits
 //! - The search is exponential in the worst case (the problem is NP-complete, Gibbons &
-//!   Korach 1997). In practice it is near linear when few operations on one key are concurrent,
-//!   and slows down with the number of operations on one key that overlap, above all unknown
-//!   writes: each stays a candidate from its call to the end of the history. Keep timeouts in
-//!   the harness that produces histories rare, or give each part few keys' worth of them.
+//!   Korach 1997). It is near linear when few operations on one key overlap, and slows down
+//!   quickly with the number of *writes* on one key in flight at once. Measured on generated
+//!   legal histories (each client busy about 75% of the time, 40% GET, 25% SET, 20% INCR, 15%
+//!   CAS; 2-core AMD EPYC VM, `cargo test -p flin-replication --release
+//!   large_generated_histories -- --ignored --nocapture`):
+//!
+//!   | history | operations | time |
+//!   |---|---|---|
+//!   | 16 clients over 8 keys, 1% unknown | 160,000 | 0.16 s |
+//!   | 8 clients on 1 key, 5% unknown | 80,000 | 0.20 s |
+//!   | 8 clients on 1 key, 25% unknown | 80,000 | 0.68 s |
+//!   | 16 clients on 1 key, 1% unknown | 160,000 | 5.7 s |
+//!   | 24 or 32 clients on 1 key | 24,000 | Timeout after 50M steps (7-10 s) |
+//!
+//!   So spread a test's clients over keys (a few clients per key at a time), as Jepsen's
+//!   independent-keys workloads do, and write unique values: then a read pins where a write
+//!   went, and unknown outcomes cost little (histories with repeated values are not measured).
 //! - Every check runs under [`Limits`]: a budget of search steps (deterministic: the same
 //!   history always ends the same way), an optional wall-clock limit, and a bound on the memory
 //!   the memo table may take. Exceeding one gives [`Outcome::Timeout`], which says nothing

@@ -550,9 +550,11 @@ fn generation_follows_the_seed() {
 fn large_generated_histories() {
     let cases = [
         ("16 clients, 8 keys, 1% unknown", 16, 8, 1),
-        ("16 clients, 1 key, 1% unknown", 16, 1, 1),
-        ("32 clients, 1 key, no unknown", 32, 1, 0),
         ("8 clients, 1 key, 5% unknown", 8, 1, 5),
+        ("8 clients, 1 key, 25% unknown", 8, 1, 25),
+        ("16 clients, 1 key, 1% unknown", 16, 1, 1),
+        ("24 clients, 1 key, no unknown", 24, 1, 0),
+        ("32 clients, 1 key, no unknown", 32, 1, 0),
     ];
     for (what, clients, keys, unknown_percent) in cases {
         for operations_per_client in [1_000, 10_000] {
