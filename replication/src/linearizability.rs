@@ -114,8 +114,9 @@ pub trait Model {
     /// The independent object an operation touches (a key). Operations on different parts never
     /// constrain each other, so each part is checked on its own (P-compositionality).
     type Part: Ord + Clone + fmt::Debug;
-    /// What the client asked.
-    type Input: Clone + fmt::Debug;
+    /// What the client asked. Equal inputs must do the same thing: the search treats two
+    /// unknown-outcome operations with equal inputs as interchangeable.
+    type Input: Clone + Eq + Hash + fmt::Debug;
     /// What the client was told.
     type Output: Clone + fmt::Debug;
     /// The state of one part. Equal states must have equal futures: the memo table relies on it.

@@ -2,7 +2,8 @@
 //! returns in time order, with Lowe's just-in-time linearization and a memo of
 //! (linearized set, state) pairs. See the parent module for the algorithm.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::mem;
 use std::time::Instant;
 
@@ -113,6 +114,9 @@ struct Search<'a, M: Model> {
     /// prefix of bits, and its memo key stays a few words long.
     operations: Vec<usize>,
     entries: Entries,
+    /// For an operation with an unknown outcome, the last one called before it with the same
+    /// input and an unknown outcome too (see `Search::new`).
+    unknown_twin_before: Vec<Option<usize>>,
     linearized: OperationSet,
     /// The (linearized set, state) pairs already reached; every one not on the current path
     /// has no legal completion.
@@ -158,6 +162,7 @@ impl<'a, M: Model> Search<'a, M> {
             model,
             history,
             entries: Entries::new(history, &operations),
+            unknown_twin_before: unknown_twins(history, &operations),
             linearized: OperationSet::new(operations.len()),
             operations,
             memo: HashSet::new(),
@@ -239,6 +244,11 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     fn try_linearize(&mut self, local: usize) -> Result<Tried, Exhausted> {
+        if let Some(twin) = self.unknown_twin_before[local] {
+            if !self.linearized.contains(twin) {
+                return Ok(Tried::Refused);
+            }
+        }
         let operation = &self.history[self.operations[local]];
         let output = output(operation);
         let Some(next_state) = self.model.step(&self.state, &operation.input, output) else {
@@ -295,6 +305,31 @@ impl<'a, M: Model> Search<'a, M> {
             ));
         }
     }
+}
+
+/// For each operation (local number) with an unknown outcome, the last one called before it
+/// with an equal input and an unknown outcome, which must be linearized first.
+///
+/// Such twins are interchangeable: both may go anywhere after their calls (their returns are
+/// at the end), accept any output and do the same thing, so in any legal order the earlier
+/// called can take the earlier of their two places. Trying only that order turns the subsets
+/// of k lost INCRs on a key (2^k sets, k + 1 states) into k + 1 configurations.
+fn unknown_twins<I: Eq + Hash, O>(
+    history: &[Operation<I, O>],
+    operations: &[usize],
+) -> Vec<Option<usize>> {
+    let mut last_unknown_with_input: HashMap<&I, usize> = HashMap::new();
+    operations
+        .iter()
+        .enumerate()
+        .map(|(local, &index)| {
+            let operation = &history[index];
+            if operation.returned.is_some() {
+                return None;
+            }
+            last_unknown_with_input.insert(&operation.input, local)
+        })
+        .collect()
 }
 
 fn output<I, O>(operation: &Operation<I, O>) -> Option<&O> {
@@ -459,6 +494,10 @@ impl OperationSet {
             full_below: 0,
             used_below: 0,
         }
+    }
+
+    fn contains(&self, operation: usize) -> bool {
+        self.words[operation / 64] & (1u64 << (operation % 64)) != 0
     }
 
     fn insert(&mut self, operation: usize) {

@@ -206,6 +206,29 @@ fn an_unknown_incr_may_or_may_not_have_counted() {
 }
 
 #[test]
+fn lost_incrs_count_zero_to_all_times() {
+    let lost = |client, call_ns| Operation::unknown(client, call_ns, KvInput::incr("n"));
+    for seen in 1..=4 {
+        let history = [
+            lost(1, 0),
+            lost(2, 5),
+            lost(3, 50),
+            incr(4, 40, 45, "n", seen),
+        ];
+        // The INCR returned before the third lost one was called: at most two came first.
+        assert_eq!(check_kv(&history).is_ok(), seen <= 3, "{seen}");
+    }
+    // Many lost INCRs on one key are as cheap as one (they are interchangeable).
+    let mut history: Vec<KvOperation> = (0..200).map(|client| lost(client, client)).collect();
+    history.push(incr(999, 1000, 1010, "n", 101));
+    let limits = Limits {
+        steps_max: 100_000,
+        ..Limits::default()
+    };
+    assert!(check(&KvModel, &history, limits).is_ok());
+}
+
+#[test]
 fn unknown_reads_are_dropped() {
     // A GET with no reply constrains nothing, even one that overlaps everything.
     expect_ok(&[
