@@ -68,23 +68,29 @@
 //!
 //! # Limits
 //! - The search is exponential in the worst case (the problem is NP-complete, Gibbons &
-//!   Korach 1997). It is near linear when few operations on one key overlap, and slows down
-//!   quickly with the number of *writes* on one key in flight at once. Measured on generated
-//!   legal histories (each client busy about 75% of the time, 40% GET, 25% SET, 20% INCR, 15%
-//!   CAS; 2-core AMD EPYC VM, `cargo test -p flin-replication --release
-//!   large_generated_histories -- --ignored --nocapture`):
+//!   Korach 1997). It is near linear when few operations on one key overlap. It slows down
+//!   with the number of blind writes (SET) on one key in flight at once, whose order only
+//!   later reads pin down, and with the number of lost (unknown-outcome) INCRs on one key:
+//!   each stays a candidate until the end of the history, so the cost grows with the
+//!   operations after them times their number. Measured on generated legal histories (each
+//!   client busy about 75% of the time; "all commands" is 40% GET, 25% SET, 20% INCR, 15%
+//!   CAS; 2-core AMD EPYC VM shared with other builds; `cargo test -p flin-replication
+//!   --release large_generated_histories -- --ignored --nocapture`):
 //!
 //!   | history | operations | time |
 //!   |---|---|---|
-//!   | 16 clients over 8 keys, 1% unknown | 160,000 | 0.16 s |
-//!   | 8 clients on 1 key, 5% unknown | 80,000 | 0.20 s |
-//!   | 8 clients on 1 key, 25% unknown | 80,000 | 0.68 s |
-//!   | 16 clients on 1 key, 1% unknown | 160,000 | 5.7 s |
-//!   | 24 or 32 clients on 1 key | 24,000 | Timeout after 50M steps (7-10 s) |
+//!   | all commands, 16 clients over 8 keys, 1% unknown | 160,000 | 0.23 s |
+//!   | all commands, 8 clients on 1 key, 25% unknown | 80,000 | 0.91 s |
+//!   | all commands, 16 clients on 1 key, 1% unknown | 160,000 | 9.1 s |
+//!   | all commands, 24 clients on 1 key | 24,000 | Timeout (50M steps, 8 s) |
+//!   | GET and SET, 12 clients on 1 key | 120,000 | 14 s |
+//!   | GET and SET, 16 clients on 1 key | 16,000 | 16 s; 160,000: Timeout |
+//!   | GET and INCR, 32 clients on 1 key | 320,000 | 0.98 s |
+//!   | GET and INCR, 4 clients on 1 key, 5% unknown | 4,000 | 0.5 s; 40,000: Timeout |
 //!
-//!   So spread a test's clients over keys (a few clients per key at a time), as Jepsen's
-//!   independent-keys workloads do, and write unique values: then a read pins where a write
-//!   went, and unknown outcomes cost little (histories with repeated values are not measured).
+//!   So a harness should spread its clients over keys (a few in flight per key) and move to a
+//!   fresh key every few thousand operations, as Jepsen's independent-keys workloads do, and
+//!   write unique values so that a read pins where a write went.
 //! - Every check runs under [`Limits`]: a budget of search steps (deterministic: the same
 //!   history always ends the same way), an optional wall-clock limit, and a bound on the memory
 //!   the memo table may take. Exceeding one gives [`Outcome::Timeout`], which says nothing

@@ -48,6 +48,8 @@ struct Workload {
     /// How many of the clients only read (the first ones): a client that writes times out on a
     /// deposed leader and finds the new one, a client that only reads may never.
     readers: u64,
+    /// Which commands the clients send.
+    mix: Mix,
     /// Of the operations that reach a working leader, how many get no reply (half of those
     /// took effect, half did not).
     unknown_percent: u64,
@@ -69,12 +71,35 @@ impl Workload {
             operations_per_client: 40,
             keys: 3,
             readers: 0,
+            mix: Mix::ALL,
             unknown_percent: 5,
             think_ns_max: 20,
             duration_ns_max: 60,
             deposed_at_ns: None,
             leader_checks_quorum: true,
         }
+    }
+}
+
+/// Percentages of GET, SET, INCR and compare-and-set (summing to 100).
+#[derive(Clone, Copy, Debug)]
+struct Mix([u64; 4]);
+
+impl Mix {
+    const ALL: Mix = Mix([40, 25, 20, 15]);
+    const SETS: Mix = Mix([40, 60, 0, 0]);
+    const INCRS: Mix = Mix([40, 0, 60, 0]);
+
+    fn pick(self, rng: &mut Rng) -> Kind {
+        let kinds = [Kind::Get, Kind::Set, Kind::Incr, Kind::CompareAndSet];
+        let mut draw = rng.below(100);
+        for (kind, percent) in kinds.into_iter().zip(self.0) {
+            if draw < percent {
+                return kind;
+            }
+            draw -= percent;
+        }
+        unreachable!("a mix sums to 100")
     }
 }
 
@@ -132,12 +157,10 @@ fn plan(rng: &mut Rng, workload: Workload) -> Vec<Planned> {
         for _ in 0..workload.operations_per_client {
             let duration_ns = 1 + rng.below(workload.duration_ns_max);
             let effect_ns = now_ns + rng.below(duration_ns + 1);
-            let kind = match rng.below(100) {
-                _ if client < workload.readers => Kind::Get,
-                0..40 => Kind::Get,
-                40..65 => Kind::Set,
-                65..85 => Kind::Incr,
-                _ => Kind::CompareAndSet,
+            let kind = if client < workload.readers {
+                Kind::Get
+            } else {
+                workload.mix.pick(rng)
             };
             let cut_off = match workload.deposed_at_ns {
                 Some(deposed_at_ns) => talks_to_old_leader && effect_ns >= deposed_at_ns,
@@ -549,19 +572,91 @@ fn generation_follows_the_seed() {
 #[ignore = "seconds to minutes; prints how long large histories take"]
 fn large_generated_histories() {
     let cases = [
-        ("16 clients, 8 keys, 1% unknown", 16, 8, 1),
-        ("8 clients, 1 key, 5% unknown", 8, 1, 5),
-        ("8 clients, 1 key, 25% unknown", 8, 1, 25),
-        ("16 clients, 1 key, 1% unknown", 16, 1, 1),
-        ("24 clients, 1 key, no unknown", 24, 1, 0),
-        ("32 clients, 1 key, no unknown", 32, 1, 0),
+        (
+            "all commands, 16 clients over 8 keys, 1% unknown",
+            Mix::ALL,
+            16,
+            8,
+            1,
+        ),
+        (
+            "all commands, 8 clients on 1 key, 5% unknown",
+            Mix::ALL,
+            8,
+            1,
+            5,
+        ),
+        (
+            "all commands, 8 clients on 1 key, 25% unknown",
+            Mix::ALL,
+            8,
+            1,
+            25,
+        ),
+        (
+            "all commands, 16 clients on 1 key, 1% unknown",
+            Mix::ALL,
+            16,
+            1,
+            1,
+        ),
+        (
+            "all commands, 24 clients on 1 key, no unknown",
+            Mix::ALL,
+            24,
+            1,
+            0,
+        ),
+        (
+            "GET and SET, 8 clients on 1 key, 1% unknown",
+            Mix::SETS,
+            8,
+            1,
+            1,
+        ),
+        (
+            "GET and SET, 12 clients on 1 key, no unknown",
+            Mix::SETS,
+            12,
+            1,
+            0,
+        ),
+        (
+            "GET and SET, 16 clients on 1 key, no unknown",
+            Mix::SETS,
+            16,
+            1,
+            0,
+        ),
+        (
+            "GET and INCR, 32 clients on 1 key, no unknown",
+            Mix::INCRS,
+            32,
+            1,
+            0,
+        ),
+        (
+            "GET and INCR, 4 clients on 1 key, 5% unknown",
+            Mix::INCRS,
+            4,
+            1,
+            5,
+        ),
+        (
+            "GET and INCR, 8 clients on 1 key, 1% unknown",
+            Mix::INCRS,
+            8,
+            1,
+            1,
+        ),
     ];
-    for (what, clients, keys, unknown_percent) in cases {
+    for (what, mix, clients, keys, unknown_percent) in cases {
         for operations_per_client in [1_000, 10_000] {
             let workload = Workload {
                 clients,
                 operations_per_client,
                 keys,
+                mix,
                 unknown_percent,
                 ..Workload::small()
             };
