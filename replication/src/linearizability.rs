@@ -91,10 +91,12 @@
 //!   So a harness should spread its clients over keys (a few in flight per key) and move to a
 //!   fresh key every few thousand operations, as Jepsen's independent-keys workloads do, and
 //!   write unique values so that a read pins where a write went.
-//! - Every check runs under [`Limits`]: a budget of search steps (deterministic: the same
-//!   history always ends the same way), an optional wall-clock limit, and a bound on the memory
-//!   the memo table may take. Exceeding one gives [`Outcome::Timeout`], which says nothing
-//!   either way about the history.
+//! - Every check runs under [`Limits`]: a budget of search steps for each part
+//!   (deterministic: the same history always ends the same way), an optional wall-clock limit
+//!   for the whole check, and a bound on the memory a part's memo table may take. A part that
+//!   exceeds one is left undecided and the other parts are still checked: an illegal part
+//!   anywhere gives [`Outcome::Illegal`]; otherwise [`Outcome::Timeout`] says nothing either
+//!   way about the history.
 //! - [`Outcome::Illegal`] is exact (a legal order does not exist); the explanation is the
 //!   deepest point the search reached, which is usually but not always where the bug is.
 //! - Only what clients saw is checked. A write that no read observes can be lost without the
@@ -107,7 +109,7 @@ mod tests;
 
 use std::fmt;
 use std::hash::Hash;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use kv::{KvCommand, KvInput, KvKey, KvModel, KvOutput, KvState};
 
@@ -206,7 +208,8 @@ impl<I, O> Operation<I, O> {
 /// How much a check may spend before it gives up with [`Outcome::Timeout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Search steps (one call tried or one backtrack) over all parts. Deterministic.
+    /// Search steps (one call tried or one backtrack) in one part. Deterministic. Per part, so
+    /// that one hard key cannot keep the others from being checked.
     pub steps_max: u64,
     /// Wall-clock time over all parts, if set. Not deterministic: for interactive tools.
     pub time_max: Option<Duration>,
@@ -216,8 +219,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Search steps allowed by default: a legal history costs about one step per operation
-    /// plus its backtracks, so this is room for millions of operations.
+    /// Search steps allowed a part by default: a legal part costs a few steps per operation
+    /// plus its backtracks, so this is room for millions of operations (about 10 s).
     pub const STEPS_MAX_DEFAULT: u64 = 50_000_000;
     /// Memo table bytes allowed by default.
     pub const MEMO_BYTES_MAX_DEFAULT: u64 = 1 << 30;
@@ -238,11 +241,13 @@ impl Default for Limits {
 pub enum Outcome<M: Model> {
     /// Every part has a legal order: the history is linearizable.
     Ok,
-    /// One part has no legal order (the first such part, in [`Model::Part`] order).
+    /// A part has no legal order (the first such part, in [`Model::Part`] order), whatever
+    /// became of the others.
     Illegal(Box<Illegal<M>>),
-    /// A limit ran out before the verdict; nothing is known about the parts not finished.
+    /// No part is illegal as far as the search got, but a limit ran out in at least one, so
+    /// the history may or may not be linearizable.
     Timeout {
-        /// The part being searched when it ran out.
+        /// The first part (in [`Model::Part`] order) where a limit ran out.
         part: M::Part,
         /// Which limit.
         exhausted: Exhausted,
@@ -324,17 +329,21 @@ pub fn check<M: Model>(
             );
         }
     }
-    let mut budget = search::Budget::new(limits);
+    let started = Instant::now();
+    let mut first_timeout = None;
     for (part, indices) in partition(model, history) {
+        let mut budget = search::Budget::new(limits, started);
         match search::check_part(model, history, &indices, &mut budget) {
             search::PartOutcome::Ok => {}
             search::PartOutcome::Illegal(found) => {
                 return Outcome::Illegal(Box::new(found.cite::<M>(part, history)))
             }
-            search::PartOutcome::Timeout(exhausted) => return Outcome::Timeout { part, exhausted },
+            search::PartOutcome::Timeout(exhausted) => {
+                first_timeout.get_or_insert(Outcome::Timeout { part, exhausted });
+            }
         }
     }
-    Outcome::Ok
+    first_timeout.unwrap_or(Outcome::Ok)
 }
 
 /// The operations of each part, as indices into `history` in history order, without the

@@ -10,7 +10,8 @@ use std::time::Instant;
 use super::EXPLANATION_OPERATIONS_MAX;
 use super::{Cited, Exhausted, Illegal, Limits, Linearized, Model, Operation};
 
-/// What is left of a check's [`Limits`]; shared by the parts of one history.
+/// What is left of a check's [`Limits`] for one part (the wall clock runs from the check's
+/// start).
 pub(super) struct Budget {
     limits: Limits,
     steps: u64,
@@ -21,11 +22,11 @@ pub(super) struct Budget {
 const STEPS_BETWEEN_CLOCK_READS: u64 = 4096;
 
 impl Budget {
-    pub(super) fn new(limits: Limits) -> Budget {
+    pub(super) fn new(limits: Limits, started: Instant) -> Budget {
         Budget {
             limits,
             steps: 0,
-            started: Instant::now(),
+            started,
         }
     }
 

@@ -288,6 +288,31 @@ fn a_step_budget_ends_the_search() {
 }
 
 #[test]
+fn a_hard_key_does_not_hide_an_illegal_one() {
+    // Key "n" (legal, but 40 operations need more than 30 steps) runs out of steps; key "z",
+    // after it, is still checked and found illegal.
+    let mut history: Vec<KvOperation> = (1..=40)
+        .map(|new| incr(1, new as u64 * 10, new as u64 * 10 + 5, "n", new))
+        .collect();
+    history.push(set(1, 0, 10, "z", "a"));
+    history.push(get(2, 20, 30, "z", None));
+    let limits = Limits {
+        steps_max: 30,
+        ..Limits::default()
+    };
+    match check(&KvModel, &history, limits) {
+        Outcome::Illegal(illegal) => assert_eq!(illegal.part.0, b"z"),
+        other => panic!("expected Illegal, got {other:?}"),
+    }
+    history.truncate(40);
+    assert!(check_kv(&history).is_ok());
+    assert!(matches!(
+        check(&KvModel, &history, limits),
+        Outcome::Timeout { .. }
+    ));
+}
+
+#[test]
 fn a_memory_budget_ends_the_search() {
     let history: Vec<KvOperation> = (0..20)
         .map(|client| incr(client, 0, 10, "n", client as i64 + 1))
