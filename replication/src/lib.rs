@@ -18,6 +18,9 @@
 //! - `config`: [`Config`] (timeouts in ticks, batch and pipeline limits) and [`Membership`].
 //! - `rng`: splitmix64, the one seeded generator of the crate.
 //! - `sim` (tests only): the deterministic simulator and its safety checker.
+//! - `linearizability`: a checker of client histories (Wing & Gong with Lowe's just-in-time
+//!   linearization, Porcupine's algorithm) against a key-value model; not wired to the
+//!   simulator or to real processes yet.
 //!
 //! # Data flow
 //! A leader's `propose` appends to its log; the next `ready` sends the new entries to every
@@ -44,6 +47,7 @@
 mod config;
 mod core;
 mod error;
+pub mod linearizability;
 mod log;
 mod message;
 mod progress;

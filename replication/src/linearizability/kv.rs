@@ -1,0 +1,325 @@
+//! [`KvModel`]: one register per key, with GET, SET, INCR and compare-and-set as Flin's KV
+//! commands do them (INCR as Redis's: a missing key counts as 0, the value is stored as its
+//! decimal text, and a value that is not a 64-bit decimal integer or would overflow is refused
+//! and left alone).
+
+use std::fmt;
+
+use super::Model;
+
+/// The key-value register model; a part is a key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvModel;
+
+/// A command on one key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KvInput {
+    pub key: Vec<u8>,
+    pub command: KvCommand,
+}
+
+/// What a client asked of a key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum KvCommand {
+    /// Answered with [`KvOutput::Value`].
+    Get,
+    /// Answered with [`KvOutput::Done`].
+    Set(Vec<u8>),
+    /// Answered with [`KvOutput::Incremented`] or [`KvOutput::Refused`].
+    Incr,
+    /// Set `new` if the value is `expected` (`None`: the key is missing). Answered with
+    /// [`KvOutput::Swapped`].
+    CompareAndSet {
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    },
+}
+
+/// What the store answered.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum KvOutput {
+    /// GET: the value, or `None` if the key is missing.
+    Value(Option<Vec<u8>>),
+    /// SET: done.
+    Done,
+    /// INCR: the new value.
+    Incremented(i64),
+    /// INCR refused: the value is not a decimal 64-bit integer, or would overflow.
+    Refused,
+    /// Compare-and-set: whether it set the value.
+    Swapped(bool),
+}
+
+/// A key: the part of the history an operation belongs to.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KvKey(pub Vec<u8>);
+
+/// A key's value, or `None` if it is missing.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct KvState(pub Option<Vec<u8>>);
+
+impl KvInput {
+    pub fn get(key: impl Into<Vec<u8>>) -> KvInput {
+        KvInput::new(key, KvCommand::Get)
+    }
+
+    pub fn set(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> KvInput {
+        KvInput::new(key, KvCommand::Set(value.into()))
+    }
+
+    pub fn incr(key: impl Into<Vec<u8>>) -> KvInput {
+        KvInput::new(key, KvCommand::Incr)
+    }
+
+    pub fn compare_and_set(
+        key: impl Into<Vec<u8>>,
+        expected: Option<&[u8]>,
+        new: impl Into<Vec<u8>>,
+    ) -> KvInput {
+        let command = KvCommand::CompareAndSet {
+            expected: expected.map(<[u8]>::to_vec),
+            new: new.into(),
+        };
+        KvInput::new(key, command)
+    }
+
+    fn new(key: impl Into<Vec<u8>>, command: KvCommand) -> KvInput {
+        KvInput {
+            key: key.into(),
+            command,
+        }
+    }
+}
+
+impl KvOutput {
+    /// A GET's answer: `value` (`None`: missing).
+    pub fn value(value: Option<&[u8]>) -> KvOutput {
+        KvOutput::Value(value.map(<[u8]>::to_vec))
+    }
+}
+
+impl Model for KvModel {
+    type Part = KvKey;
+    type Input = KvInput;
+    type Output = KvOutput;
+    type State = KvState;
+
+    fn part(&self, input: &KvInput) -> KvKey {
+        KvKey(input.key.clone())
+    }
+
+    fn init(&self) -> KvState {
+        KvState(None)
+    }
+
+    fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
+        let (next, expected) = apply(state, &input.command);
+        match output {
+            None => Some(next),
+            Some(output) if *output == expected => Some(next),
+            Some(output) => {
+                assert!(
+                    answers(&input.command, output),
+                    "history bug: {input:?} answered with {output:?}"
+                );
+                None
+            }
+        }
+    }
+
+    fn is_read_only(&self, input: &KvInput, output: Option<&KvOutput>) -> bool {
+        matches!(
+            (&input.command, output),
+            (KvCommand::Get, _)
+                | (KvCommand::Incr, Some(KvOutput::Refused))
+                | (
+                    KvCommand::CompareAndSet { .. },
+                    Some(KvOutput::Swapped(false))
+                )
+        )
+    }
+}
+
+/// What `command` does to `state`, and what it answers.
+fn apply(state: &KvState, command: &KvCommand) -> (KvState, KvOutput) {
+    match command {
+        KvCommand::Get => (state.clone(), KvOutput::Value(state.0.clone())),
+        KvCommand::Set(value) => (KvState(Some(value.clone())), KvOutput::Done),
+        KvCommand::Incr => {
+            let current = match &state.0 {
+                None => Some(0),
+                Some(value) => parse_integer(value),
+            };
+            match current.and_then(|current| current.checked_add(1)) {
+                Some(new) => (
+                    KvState(Some(new.to_string().into_bytes())),
+                    KvOutput::Incremented(new),
+                ),
+                None => (state.clone(), KvOutput::Refused),
+            }
+        }
+        KvCommand::CompareAndSet { expected, new } => {
+            if state.0 == *expected {
+                (KvState(Some(new.clone())), KvOutput::Swapped(true))
+            } else {
+                (state.clone(), KvOutput::Swapped(false))
+            }
+        }
+    }
+}
+
+/// True if `output` is the kind of answer `command` gets (a mismatch is a harness bug).
+fn answers(command: &KvCommand, output: &KvOutput) -> bool {
+    matches!(
+        (command, output),
+        (KvCommand::Get, KvOutput::Value(_))
+            | (KvCommand::Set(_), KvOutput::Done)
+            | (
+                KvCommand::Incr,
+                KvOutput::Incremented(_) | KvOutput::Refused
+            )
+            | (KvCommand::CompareAndSet { .. }, KvOutput::Swapped(_))
+    )
+}
+
+/// A value as INCR reads it, Redis's way: optional `-`, digits, no leading zero (except "0"),
+/// no `+` or spaces, within i64.
+fn parse_integer(value: &[u8]) -> Option<i64> {
+    let digits = value.strip_prefix(b"-").unwrap_or(value);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => value.len() == 1,
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Bytes as text where they are printable, escaped where not.
+struct Text<'a>(&'a [u8]);
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.escape_ascii())
+    }
+}
+
+fn text_or_missing(value: &Option<Vec<u8>>) -> String {
+    match value {
+        Some(value) => format!("{:?}", Text(value)),
+        None => "missing".to_owned(),
+    }
+}
+
+impl fmt::Debug for KvInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = Text(&self.key);
+        match &self.command {
+            KvCommand::Get => write!(f, "GET {key:?}"),
+            KvCommand::Set(value) => write!(f, "SET {key:?} {:?}", Text(value)),
+            KvCommand::Incr => write!(f, "INCR {key:?}"),
+            KvCommand::CompareAndSet { expected, new } => write!(
+                f,
+                "CAS {key:?} {} -> {:?}",
+                text_or_missing(expected),
+                Text(new)
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for KvCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let input = KvInput {
+            key: Vec::new(),
+            command: self.clone(),
+        };
+        write!(f, "{input:?}")
+    }
+}
+
+impl fmt::Debug for KvOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvOutput::Value(value) => write!(f, "{}", text_or_missing(value)),
+            KvOutput::Done => write!(f, "OK"),
+            KvOutput::Incremented(new) => write!(f, "{new}"),
+            KvOutput::Refused => write!(f, "refused"),
+            KvOutput::Swapped(swapped) => write!(f, "{swapped}"),
+        }
+    }
+}
+
+impl fmt::Debug for KvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Text(&self.0))
+    }
+}
+
+impl fmt::Debug for KvState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", text_or_missing(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(value: Option<&str>) -> KvState {
+        KvState(value.map(|value| value.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn incr_counts_a_missing_key_as_zero() {
+        let next = KvModel.step(
+            &state(None),
+            &KvInput::incr("k"),
+            Some(&KvOutput::Incremented(1)),
+        );
+        assert_eq!(next, Some(state(Some("1"))));
+    }
+
+    #[test]
+    fn incr_refuses_what_redis_refuses() {
+        for value in [
+            "abc",
+            "",
+            "-",
+            "01",
+            "+1",
+            " 1",
+            "9223372036854775807",
+            "1.5",
+        ] {
+            let (next, output) = apply(&state(Some(value)), &KvCommand::Incr);
+            assert_eq!(output, KvOutput::Refused, "{value:?}");
+            assert_eq!(next, state(Some(value)));
+        }
+        let (next, output) = apply(&state(Some("-1")), &KvCommand::Incr);
+        assert_eq!((next, output), (state(Some("0")), KvOutput::Incremented(0)));
+    }
+
+    #[test]
+    fn compare_and_set_on_a_missing_key() {
+        let input = KvInput::compare_and_set("k", None, "v");
+        let (next, output) = apply(&state(None), &input.command);
+        assert_eq!((next, output), (state(Some("v")), KvOutput::Swapped(true)));
+        let (next, output) = apply(&state(Some("w")), &input.command);
+        assert_eq!((next, output), (state(Some("w")), KvOutput::Swapped(false)));
+    }
+
+    #[test]
+    fn an_unknown_outcome_applies_the_command() {
+        let next = KvModel.step(&state(Some("41")), &KvInput::incr("k"), None);
+        assert_eq!(next, Some(state(Some("42"))));
+    }
+
+    #[test]
+    #[should_panic(expected = "history bug")]
+    fn an_answer_of_the_wrong_kind_is_a_harness_bug() {
+        KvModel.step(&state(None), &KvInput::get("k"), Some(&KvOutput::Done));
+    }
+}
