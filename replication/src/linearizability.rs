@@ -102,7 +102,7 @@
 //! - Only what clients saw is checked. A write that no read observes can be lost without the
 //!   checker noticing; the harness must read what it wrote (and check durability apart).
 
-mod kv;
+pub mod kv;
 mod search;
 #[cfg(test)]
 mod tests;

@@ -141,7 +141,9 @@ impl Model for KvModel {
 }
 
 /// What `command` does to `state`, and what it answers.
-fn apply(state: &KvState, command: &KvCommand) -> (KvState, KvOutput) {
+/// Runs `command` on a key's `state`: the new state and the answer (a replica's state machine
+/// uses it too, so the model and the system under test agree on what the commands mean).
+pub fn apply(state: &KvState, command: &KvCommand) -> (KvState, KvOutput) {
     match command {
         KvCommand::Get => (state.clone(), KvOutput::Value(state.0.clone())),
         KvCommand::Set(value) => (KvState(Some(value.clone())), KvOutput::Done),

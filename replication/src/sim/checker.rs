@@ -20,6 +20,9 @@ pub(crate) enum Property {
     StateMachineSafety,
     /// After healing, a leader exists and every acknowledged proposal is applied everywhere.
     Liveness,
+    /// The clients' history of key-value commands (proposed, answered when their entry was
+    /// applied on the node that accepted it) is linearizable.
+    Linearizability,
 }
 
 #[derive(Clone, Debug)]

@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, Membership};
 use crate::core::{Faults, Node, Persisted, Role};
+use crate::linearizability::{
+    self, kv, KvCommand, KvInput, KvModel, KvOutput, KvState, Limits, Operation, Outcome,
+};
 use crate::message::{Message, NodeId};
 use crate::rng::Rng;
 pub(crate) use checker::{Checked, Checker, Property, Violation};
@@ -96,6 +99,8 @@ pub(crate) struct Report {
     pub(crate) commit: u64,
     /// A digest of every event in order: two runs of one seed must agree on it.
     pub(crate) digest: u64,
+    /// Client histories too large for the linearizability checker's budget (not checked).
+    pub(crate) unchecked_histories: u64,
 }
 
 /// One simulated machine: the node while it runs, and what survives a crash.
@@ -107,8 +112,10 @@ struct Machine {
     /// Proposals this node accepted as leader and has not seen applied: index -> (term, data).
     /// A crash forgets them (the client sees its connection drop).
     pending: BTreeMap<u64, (u64, Vec<u8>)>,
-    /// The state machine (durable in the simulation, as the engine's is).
+    /// The state machine (durable in the simulation, as the engine's is): the entries
+    /// applied, and the key-value map they make.
     applied: Vec<Vec<u8>>,
+    kv: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 struct InFlight {
@@ -141,6 +148,54 @@ pub(crate) struct Sim {
     report: Report,
     /// The network is healed and faults are off.
     calm: bool,
+    /// Every proposal a node accepted, by proposal number: its client call (step, command)
+    /// and, once its entry was applied on the node that accepted it, the answer (step,
+    /// output). Checked for linearizability at the end of the run.
+    history: BTreeMap<u64, Call>,
+}
+
+/// One client's command in the history.
+struct Call {
+    called: u64,
+    input: KvInput,
+    answered: Option<(u64, KvOutput)>,
+}
+
+/// The keys clients use: few, so commands on one key overlap.
+const KEYS: u64 = 4;
+
+/// A proposal's data: `n|key|command`, the command `get`, `set:v`, `incr` or `cas:old:new`
+/// (`-` for a missing old value).
+fn encode(n: u64, input: &KvInput) -> Vec<u8> {
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let command = match &input.command {
+        KvCommand::Get => "get".to_string(),
+        KvCommand::Set(v) => format!("set:{}", text(v)),
+        KvCommand::Incr => "incr".to_string(),
+        KvCommand::CompareAndSet { expected, new } => format!(
+            "cas:{}:{}",
+            expected.as_deref().map_or("-".to_string(), text),
+            text(new)
+        ),
+    };
+    format!("{n}|{}|{command}", text(&input.key)).into_bytes()
+}
+
+fn decode(data: &[u8]) -> Option<(u64, KvInput)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut parts = text.splitn(3, '|');
+    let n = parts.next()?.parse().ok()?;
+    let key = parts.next()?.as_bytes().to_vec();
+    let input = match parts.next()?.split(':').collect::<Vec<_>>().as_slice() {
+        ["get"] => KvInput::get(key),
+        ["set", v] => KvInput::set(key, v.as_bytes()),
+        ["incr"] => KvInput::incr(key),
+        ["cas", old, new] => {
+            KvInput::compare_and_set(key, (*old != "-").then_some(old.as_bytes()), new.as_bytes())
+        }
+        _ => return None,
+    };
+    Some((n, input))
 }
 
 impl Sim {
@@ -156,6 +211,7 @@ impl Sim {
                     tick_rate: 1 + rng.below(3) as u32,
                     pending: BTreeMap::new(),
                     applied: Vec::new(),
+                    kv: BTreeMap::new(),
                 },
             );
         }
@@ -171,6 +227,7 @@ impl Sim {
             checker: Checker::default(),
             now: 0,
             acknowledged: Vec::new(),
+            history: BTreeMap::new(),
             report: Report::default(),
             calm: false,
         };
@@ -259,7 +316,43 @@ impl Sim {
         }
         self.heal_and_settle()?;
         self.report.acknowledged = self.acknowledged.len() as u64;
+        self.check_history()?;
         Ok(self.report)
+    }
+
+    /// The clients' history, linearizable against the key-value model (a timeout, where the
+    /// search is too large, is counted, not failed).
+    fn check_history(&mut self) -> Checked {
+        let history: Vec<Operation<KvInput, KvOutput>> = self
+            .history
+            .iter()
+            .map(|(n, call)| match &call.answered {
+                Some((at, output)) => Operation::completed(
+                    *n,
+                    call.called,
+                    call.input.clone(),
+                    (*at).max(call.called),
+                    output.clone(),
+                ),
+                None => Operation::unknown(*n, call.called, call.input.clone()),
+            })
+            .collect();
+        let limits = Limits {
+            steps_max: 2_000_000,
+            ..Limits::default()
+        };
+        match linearizability::check(&KvModel, &history, limits) {
+            Outcome::Ok => Ok(()),
+            Outcome::Timeout { .. } => {
+                self.report.unchecked_histories += 1;
+                Ok(())
+            }
+            Outcome::Illegal(illegal) => Err(Violation {
+                property: Property::Linearizability,
+                step: self.now,
+                detail: format!("{illegal}"),
+            }),
+        }
     }
 
     fn step(&mut self) -> Checked {
@@ -345,11 +438,32 @@ impl Sim {
         };
         let Some(id) = target else { return Ok(()) };
         self.report.proposals += 1;
-        let data = format!("p{}", self.report.proposals).into_bytes();
+        let n = self.report.proposals;
+        let key = format!("k{}", self.rng.below(KEYS));
+        let value = |rng: &mut Rng| rng.below(3).to_string().into_bytes();
+        let input = match self.rng.below(10) {
+            0..=2 => KvInput::get(key),
+            3..=5 => KvInput::incr(key),
+            6 | 7 => KvInput::set(key, value(&mut self.rng)),
+            _ => {
+                let old = self.rng.below(4);
+                let expected = (old < 3).then(|| old.to_string().into_bytes());
+                KvInput::compare_and_set(key, expected.as_deref(), value(&mut self.rng))
+            }
+        };
+        let data = encode(n, &input);
         let machine = self.machines.get_mut(&id).expect("a machine");
         let node = machine.node.as_mut().expect("running");
         match node.propose(data.clone()) {
             Ok(index) => {
+                self.history.insert(
+                    n,
+                    Call {
+                        called: self.now,
+                        input,
+                        answered: None,
+                    },
+                );
                 machine.pending.insert(index, (node.term(), data));
                 self.digest(&[1, id, index]);
                 self.trace(|| format!("propose at {id}: index {index}"));
@@ -576,10 +690,26 @@ impl Sim {
                 "applied out of order"
             );
             machine.applied.push(entry.data.clone());
+            // The state machine: every node runs the command; the node that accepted the
+            // proposal answers its client with the output.
+            let output = decode(&entry.data).map(|(n, input)| {
+                let state = KvState(machine.kv.get(&input.key).cloned());
+                let (state, output) = kv::apply(&state, &input.command);
+                match state.0 {
+                    Some(value) => machine.kv.insert(input.key.clone(), value),
+                    None => machine.kv.remove(&input.key),
+                };
+                (n, output)
+            });
             if let Some((term, data)) = machine.pending.remove(&entry.index) {
                 if term == entry.term {
                     assert_eq!(data, entry.data, "a leader's own entry changed");
                     self.acknowledged.push((entry.index, data));
+                    if let Some((n, output)) = output {
+                        if let Some(call) = self.history.get_mut(&n) {
+                            call.answered.get_or_insert((self.now, output));
+                        }
+                    }
                 }
             }
         }

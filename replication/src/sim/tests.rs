@@ -81,17 +81,26 @@ fn sweep(options: &Options) {
                 total.acknowledged += report.acknowledged;
                 total.crashes += report.crashes;
                 total.terms += report.terms;
+                total.unchecked_histories += report.unchecked_histories;
             }
             Err(violation) => panic!("seed {seed}: {violation} (replay: FLIN_RAFT_SEED={seed})"),
         }
     }
     eprintln!(
-        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms",
+        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} client histories too large to check for linearizability",
         seeds.len(),
         total.proposals,
         total.acknowledged,
         total.crashes,
-        total.terms
+        total.terms,
+        total.unchecked_histories
+    );
+    // Most seeds' histories are checked for linearizability, not given up on.
+    assert!(
+        total.unchecked_histories * 10 <= seeds.len() as u64,
+        "{} of {} histories too large to check",
+        total.unchecked_histories,
+        seeds.len()
     );
     // One seed may churn through elections without a proposal surviving; a sweep may not.
     assert!(
