@@ -57,6 +57,9 @@ pub(crate) struct Options {
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
     pub(crate) faults: Faults,
+    /// A broken client path (tests of the linearizability check): the accepting node answers
+    /// at once, from its own state machine as it is, instead of when the entry is applied.
+    pub(crate) answer_on_propose: bool,
     /// Print every event to stderr (`FLIN_RAFT_TRACE=1`, with `FLIN_RAFT_SEED` to follow
     /// one failing seed).
     pub(crate) trace: bool,
@@ -84,6 +87,7 @@ impl Default for Options {
             pre_vote: true,
             check_quorum: true,
             faults: Faults::default(),
+            answer_on_propose: false,
             trace: std::env::var_os("FLIN_RAFT_TRACE").is_some(),
         }
     }
@@ -456,12 +460,16 @@ impl Sim {
         let node = machine.node.as_mut().expect("running");
         match node.propose(data.clone()) {
             Ok(index) => {
+                let answered = self.options.answer_on_propose.then(|| {
+                    let state = KvState(machine.kv.get(&input.key).cloned());
+                    (self.now, kv::apply(&state, &input.command).1)
+                });
                 self.history.insert(
                     n,
                     Call {
                         called: self.now,
                         input,
-                        answered: None,
+                        answered,
                     },
                 );
                 machine.pending.insert(index, (node.term(), data));

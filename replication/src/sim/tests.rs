@@ -181,3 +181,20 @@ fn the_checker_catches_followers_committing_what_they_did_not_check() {
         first_violation(faults, Options::default()).expect("an unchecked commit goes unnoticed");
     eprintln!("caught at seed {seed}: {violation}");
 }
+
+#[test]
+fn the_linearizability_check_catches_answers_given_before_the_entry_is_applied() {
+    let options = Options {
+        answer_on_propose: true,
+        ..Options::default()
+    };
+    let (seed, violation) = (0..BROKEN_SEEDS_MAX)
+        .find_map(|seed| match run(seed, &options) {
+            Err(violation) if violation.property == Property::Linearizability => {
+                Some((seed, violation))
+            }
+            _ => None,
+        })
+        .expect("answers from the leader's unapplied state go unnoticed");
+    eprintln!("caught at seed {seed}: {violation}");
+}
