@@ -156,17 +156,20 @@ pub fn run(options: Options) -> Result<(), String> {
         daemon.local_addr()
     );
     let shutdown = daemon.shutdown_handle();
+    let stopping = admin_state.clone();
     let watcher = std::thread::Builder::new()
         .name("flin-signals".into())
         .spawn(move || {
             while !crate::signal::stop_requested() && !shutdown.is_shutdown() {
                 std::thread::sleep(SIGNAL_POLL_INTERVAL);
             }
+            // `/ready` says 503 from the moment shutdown begins, so a load balancer stops
+            // sending work while in-flight requests finish.
+            stopping.stopping();
             shutdown.shutdown();
         })
         .map_err(|e| format!("cannot start the signal watcher: {e}"))?;
     let served = daemon.serve();
-    admin_state.stopping();
     if let Some(admin) = admin {
         admin.stop();
     }
