@@ -285,6 +285,14 @@ fn metrics_move_with_their_events() {
     check_exposition(&after);
     promtool_check(&after);
     assert!(sample(&after, "flin_commands_processed_total") >= commands_before + 8.0);
+    assert_eq!(
+        sample(&after, "flin_command_calls_total{command=\"set\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "flin_command_calls_total{command=\"doc.insert\"}"),
+        1.0
+    );
     assert_eq!(sample(&after, "flin_kv_keys"), 1.0);
     assert_eq!(sample(&after, "flin_queue_ready{queue=\"jobs\"}"), 1.0);
     assert_eq!(
@@ -328,6 +336,7 @@ fn metrics_move_with_their_events() {
         (Some("orders"), Some(3))
     );
     assert_eq!(stats["queues"]["total"], 2);
+    assert_eq!(stats["commands"]["calls"]["doc.insert"], 2);
     assert_eq!(stats["streams"]["shown"][0]["records"], 1);
 }
 

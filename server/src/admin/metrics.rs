@@ -130,6 +130,15 @@ pub fn render(snapshot: &Snapshot) -> String {
         snapshot.commands_processed,
     );
 
+    x.family(
+        "flin_command_calls_total",
+        Counter,
+        "Calls of the command since startup (commands never called are left out).",
+    );
+    for (command, calls) in &snapshot.command_calls {
+        x.sample("flin_command_calls_total", &[("command", command)], calls);
+    }
+
     let engine = &snapshot.engine;
     x.single(
         "flin_engine_keys",

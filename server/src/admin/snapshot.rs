@@ -28,6 +28,9 @@ pub struct Snapshot {
     pub connections_received: u64,
     pub connections_rejected: u64,
     pub commands_processed: u64,
+    /// Calls per command name, for the commands called at least once (bounded by the
+    /// command table, not by clients), in the table's order.
+    pub command_calls: Vec<(&'static str, u64)>,
     pub engine: flin_engine::Stats,
     pub poisoned: bool,
     pub kv_keys: u64,
@@ -108,6 +111,10 @@ impl Snapshot {
             connections_received: counters.connections_received.load(Ordering::Relaxed),
             connections_rejected: counters.rejected_connections.load(Ordering::Relaxed),
             commands_processed: counters.commands_processed.load(Ordering::Relaxed),
+            command_calls: crate::cmd::commands()
+                .map(|c| (c.name, c.calls.load(Ordering::Relaxed)))
+                .filter(|(_, calls)| *calls > 0)
+                .collect(),
             engine: reader.stats(),
             poisoned: reader.poisoned().is_some(),
             kv_keys: reader.len(KV),
@@ -134,7 +141,10 @@ impl Snapshot {
                 "received": self.connections_received,
                 "rejected": self.connections_rejected,
             },
-            "commands": { "processed": self.commands_processed },
+            "commands": {
+                "processed": self.commands_processed,
+                "calls": self.command_calls.iter().map(|(name, calls)| (name.to_string(), json!(calls))).collect::<serde_json::Map<_, _>>(),
+            },
             "engine": {
                 "keys": engine.keys,
                 "kv_keys": self.kv_keys,
