@@ -250,3 +250,72 @@ fn drain(stream: &mut TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot::{Snapshot, OBJECTS_PER_MODEL_MAX};
+    use super::*;
+
+    fn get(state: &AdminState, path: &str) -> Status {
+        let request = Request {
+            method: Method::Get,
+            path: path.into(),
+            authorization: None,
+        };
+        route(state, &request).status
+    }
+
+    fn shared() -> Arc<Shared> {
+        let options = crate::config::Options::default();
+        Arc::new(Shared::new(flin_engine::Config::memory(), options))
+    }
+
+    #[test]
+    fn ready_only_between_recovery_and_shutdown() {
+        let state = AdminState::new(None);
+        assert_eq!(get(&state, "/health"), Status::Ok);
+        for path in ["/ready", "/api/stats", "/metrics"] {
+            assert_eq!(get(&state, path), Status::ServiceUnavailable, "{path}");
+        }
+        state.serving(shared(), Duration::from_millis(3));
+        for path in ["/ready", "/api/stats", "/metrics", "/api/cluster"] {
+            assert_eq!(get(&state, path), Status::Ok, "{path}");
+        }
+        state.stopping();
+        assert_eq!(get(&state, "/ready"), Status::ServiceUnavailable);
+        assert_eq!(get(&state, "/health"), Status::Ok);
+    }
+
+    #[test]
+    fn the_password_is_checked_before_readiness() {
+        let state = AdminState::new(Some(b"pw".to_vec()));
+        assert_eq!(get(&state, "/ready"), Status::Unauthorized);
+        assert_eq!(get(&state, "/health"), Status::Ok);
+        assert_eq!(get(&state, "/elsewhere"), Status::NotFound);
+    }
+
+    #[test]
+    fn objects_past_the_cap_are_counted_not_shown() {
+        let shared = shared();
+        for i in 0..OBJECTS_PER_MODEL_MAX + 3 {
+            let name = format!("q{i:04}");
+            shared
+                .queues
+                .declare(&shared.store, name.as_bytes(), Default::default(), 1)
+                .expect("declare");
+        }
+        let snapshot = Snapshot::gather(&shared, 0.0);
+        assert_eq!(snapshot.queues.len(), OBJECTS_PER_MODEL_MAX);
+        assert_eq!(snapshot.queues_total, OBJECTS_PER_MODEL_MAX + 3);
+        assert_eq!(snapshot.dropped.queues, 3);
+        assert_eq!(snapshot.queues[0].name, b"q0000");
+        let text = metrics::render(&snapshot);
+        assert!(text.contains("\nflin_metrics_series_dropped{model=\"queue\"} 3\n"));
+        assert!(text.contains("\nflin_queues 103\n"));
+        assert_eq!(
+            text.matches("flin_queue_ready{").count(),
+            OBJECTS_PER_MODEL_MAX
+        );
+        assert_eq!(snapshot.to_json()["dropped"]["queues"], 3);
+    }
+}
