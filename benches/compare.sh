@@ -91,7 +91,8 @@ start_flin() {
     local mode=$1 port dir
     port=$(free_port)
     dir=$(mktemp -d -p "$work")
-    local args=(--port "$port" --bind 127.0.0.1)
+    # No admin port: the client port is a random free one, and port + 1000 may be taken.
+    local args=(--port "$port" --bind 127.0.0.1 --admin-port 0)
     [ -n "$FLIN_THREADS" ] && args+=(--threads "$FLIN_THREADS")
     case $mode in
         memory) args+=(--memory) ;;

@@ -12,6 +12,9 @@ pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 pub const DEFAULT_COMPACTION_INTERVAL_MS: u64 = 1000;
 /// Below this the background thread would spin; the engine itself floors the interval at 10.
 pub const COMPACTION_INTERVAL_MS_MIN: u64 = 10;
+/// The admin HTTP port defaults to the client port plus this (7380 -> 8380).
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1";
 
 /// The daemon's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +45,23 @@ pub struct Options {
     /// Most bytes of incomplete requests buffered over all connections; 0 = no limit beyond
     /// each connection's own (1 GiB).
     pub max_request_memory_bytes: usize,
+    /// The admin HTTP port (health, readiness, stats, Prometheus metrics); `None` = off.
+    /// Defaults to the client port + [`ADMIN_PORT_OFFSET`], and to off when the client port
+    /// is 0 (tests pick free ports, and name an admin port when they want one).
+    pub admin_port: Option<u16>,
+    /// The address the admin HTTP port listens on.
+    pub admin_bind: IpAddr,
+}
+
+impl Options {
+    /// The admin port the flags ask for: `--admin-port` if given (0 = off), else the client
+    /// port + 1000, and off when the client port is 0 or the sum does not fit.
+    fn default_admin_port(port: u16) -> Option<u16> {
+        match port {
+            0 => None,
+            port => port.checked_add(ADMIN_PORT_OFFSET),
+        }
+    }
 }
 
 impl Default for Options {
@@ -61,6 +81,8 @@ impl Default for Options {
             request_timeout_seconds: flin_net::DEFAULT_REQUEST_TIMEOUT.as_secs(),
             output_buffer_limit_bytes: flin_net::DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
             max_request_memory_bytes: 0,
+            admin_port: Options::default_admin_port(DEFAULT_PORT),
+            admin_bind: DEFAULT_ADMIN_BIND.parse().expect("default admin address"),
         }
     }
 }
@@ -105,6 +127,11 @@ FLAGS:
                            most bytes of incomplete requests buffered over all connections;
                            the client whose read passes it gets an error and is closed
                            (default 0: no total limit, each request at most 1 GiB)
+    --admin-port <PORT>    admin HTTP port: /health, /ready, /api/stats, /metrics
+                           (Prometheus), /api/cluster (default: the client port + 1000,
+                           8380; 0: off; off by default when --port is 0); see
+                           docs/operations.md
+    --admin-bind <ADDR>    IP address the admin port listens on (default 127.0.0.1)
     --node-id <ID>         this node's name, shown by INFO (default flin-0)
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
@@ -119,6 +146,8 @@ FLAGS:
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
     let mut options = Options::default();
     let mut memory = false;
+    // `None`: not given, so it follows --port (whichever order the flags come in).
+    let mut admin_port: Option<u16> = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         // Accept --flag=value as well as --flag value.
@@ -202,6 +231,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err("--maxclients: must be at least 1".into());
                 }
             }
+            "--admin-port" => admin_port = Some(parse_number(&flag, &value(&flag)?)?),
+            "--admin-bind" => {
+                let text = value(&flag)?;
+                options.admin_bind = text
+                    .parse()
+                    .map_err(|_| format!("--admin-bind: '{text}' is not an IP address"))?;
+            }
             "--node-id" => {
                 let id = value(&flag)?;
                 if id.is_empty() || id.contains(char::is_whitespace) {
@@ -215,6 +251,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     if memory {
         options.data = None;
     }
+    options.admin_port = match admin_port {
+        Some(0) => None,
+        Some(port) => Some(port),
+        None => Options::default_admin_port(options.port),
+    };
     Ok(Invocation::Run(options))
 }
 
@@ -294,6 +335,46 @@ mod tests {
         };
         assert_eq!(options.data, None);
         assert_eq!(parse(&["--help"]).unwrap(), Invocation::Help);
+    }
+
+    fn admin(args: &[&str]) -> (Option<u16>, String) {
+        let Invocation::Run(options) = parse(args).unwrap() else {
+            panic!("expected Run")
+        };
+        (options.admin_port, options.admin_bind.to_string())
+    }
+
+    #[test]
+    fn admin_port_follows_the_client_port_unless_given() {
+        assert_eq!(admin(&[]), (Some(8380), "127.0.0.1".into()));
+        assert_eq!(admin(&["--port", "6000"]).0, Some(7000));
+        // Whichever order the flags come in.
+        assert_eq!(
+            admin(&["--admin-port", "9000", "--port", "6000"]).0,
+            Some(9000)
+        );
+        assert_eq!(admin(&["--port", "6000", "--admin-port=0"]).0, None);
+        // A free client port (tests): off unless named.
+        assert_eq!(admin(&["--port", "0"]).0, None);
+        assert_eq!(
+            admin(&["--port", "0", "--admin-port", "9001"]).0,
+            Some(9001)
+        );
+        // No room above the client port: off.
+        assert_eq!(admin(&["--port", "65000"]).0, None);
+        assert_eq!(
+            admin(&["--admin-bind", "0.0.0.0"]),
+            (Some(8380), "0.0.0.0".into())
+        );
+        assert_eq!(
+            parse(&["--admin-bind", "localhost"]).unwrap_err(),
+            "--admin-bind: 'localhost' is not an IP address"
+        );
+        assert_eq!(
+            parse(&["--admin-port", "x"]).unwrap_err(),
+            "--admin-port: 'x' is not a valid number"
+        );
+        assert!(HELP.contains("--admin-port") && HELP.contains("--admin-bind"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use flin_engine::{Config, Durability, Engine, Storage};
 use flin_net::{Server, ServerConfig, ShutdownHandle};
 
+use crate::admin::{AdminServer, AdminState};
 use crate::config::Options;
 use crate::context::Shared;
 use crate::gates::DurableGates;
@@ -125,15 +126,29 @@ impl Daemon {
 /// Runs the daemon until a signal stops it.
 pub fn run(options: Options) -> Result<(), String> {
     crate::signal::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // The admin port listens before recovery, so `/health` answers and `/ready` says 503
+    // while the engine opens.
+    let admin_state = Arc::new(AdminState::new(options.requirepass.clone()));
+    let admin = match options.admin_port {
+        Some(port) => Some(AdminServer::start(
+            SocketAddr::new(options.admin_bind, port),
+            admin_state.clone(),
+        )?),
+        None => None,
+    };
     let daemon = Daemon::start(&options, Daemon::engine_config(&options))?;
     let report = daemon.engine.recovery_report();
     let data = options
         .data
         .as_ref()
         .map_or("(memory)".to_string(), |d| d.display().to_string());
-    // One line, flushed at once: tests and operators read the bound address from it.
+    let admin_addr = admin
+        .as_ref()
+        .map_or("off".to_string(), |a| a.local_addr().to_string());
+    admin_state.serving(daemon.shared.clone(), report.duration);
+    // One line, flushed at once: tests and operators read the bound addresses from it.
     println!(
-        "flin-server {} data={data} fsync={:?} keys_recovered={} recovery_ms={:.1} listening={}",
+        "flin-server {} data={data} fsync={:?} keys_recovered={} recovery_ms={:.1} listening={} admin={admin_addr}",
         env!("CARGO_PKG_VERSION"),
         options.fsync,
         report.keys,
@@ -141,16 +156,23 @@ pub fn run(options: Options) -> Result<(), String> {
         daemon.local_addr()
     );
     let shutdown = daemon.shutdown_handle();
+    let stopping = admin_state.clone();
     let watcher = std::thread::Builder::new()
         .name("flin-signals".into())
         .spawn(move || {
             while !crate::signal::stop_requested() && !shutdown.is_shutdown() {
                 std::thread::sleep(SIGNAL_POLL_INTERVAL);
             }
+            // `/ready` says 503 from the moment shutdown begins, so a load balancer stops
+            // sending work while in-flight requests finish.
+            stopping.stopping();
             shutdown.shutdown();
         })
         .map_err(|e| format!("cannot start the signal watcher: {e}"))?;
     let served = daemon.serve();
+    if let Some(admin) = admin {
+        admin.stop();
+    }
     let _ = watcher.join();
     served?;
     eprintln!("flin-server: stopped cleanly");

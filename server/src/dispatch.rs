@@ -63,6 +63,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
     }
     let reply = {
         let mut call = Call::standalone(shared, session);
+        command.count_call();
         flatten((command.run)(&mut call, args))
     };
     if let Some((queue, deadline_ms)) = session.queue.park.take() {
@@ -151,7 +152,10 @@ fn queue(multi: &mut MultiState, args: &[&[u8]], max_bytes: usize) -> Frame {
 /// Runs a command queued by MULTI (already checked) inside EXEC's transaction.
 pub fn run_queued(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Frame {
     match cmd::lookup(args[0]) {
-        Some(command) => flatten((command.run)(call, args)),
+        Some(command) => {
+            command.count_call();
+            flatten((command.run)(call, args))
+        }
         None => unknown_command(args),
     }
 }

@@ -422,6 +422,7 @@ fn get_zero_copy(shared: &Shared, request: &Request<'_>, key: &[u8], out: &mut V
         .counters
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
+    crate::cmd::get_and_set().0.count_call();
     let found = shared
         .store
         .reader()
@@ -464,6 +465,7 @@ fn plain_set(
         .counters
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
+    crate::cmd::get_and_set().1.count_call();
     let written = crate::context::Call::standalone(shared, session).write(|txn| {
         crate::kv::strings::set(txn, key, value, &crate::kv::strings::SetOptions::PLAIN)
     });

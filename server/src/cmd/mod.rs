@@ -14,6 +14,7 @@ pub mod server;
 pub mod transactions;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::context::{Call, Outcome};
@@ -37,6 +38,12 @@ pub struct Command {
     /// theirs when they run.)
     pub subcommands: &'static [(&'static str, i64)],
     pub run: fn(&mut Call<'_, '_>, &[&[u8]]) -> Outcome,
+    /// Times the command ran since startup (inside EXEC too; a refusal before it runs is not
+    /// a call), for the admin port's `flin_command_calls_total`. One relaxed add per
+    /// command, like `Counters::commands_processed`.
+    /// (A static of its own per row: a table of rows holding the atomic itself would be an
+    /// interior-mutable temporary, which a static's initializer may not borrow.)
+    pub calls: &'static AtomicU64,
 }
 
 /// Whether `argc` arguments (the name included) satisfy Redis's `arity`: `n` exactly, `-n` at
@@ -69,6 +76,11 @@ impl Command {
             return Err(wrong_arity(&format!("{}|{name}", self.name)));
         }
         Ok(())
+    }
+
+    /// Counts one call of this command.
+    pub fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn has_flag(&self, flag: &str) -> bool {
@@ -114,6 +126,11 @@ macro_rules! command {
             summary: $summary,
             subcommands: $subcommands,
             run: $run,
+            calls: {
+                static CALLS: ::std::sync::atomic::AtomicU64 =
+                    ::std::sync::atomic::AtomicU64::new(0);
+                &CALLS
+            },
         }
     };
 }
@@ -198,6 +215,18 @@ impl std::hash::Hasher for Fnv {
 type NameHash = std::hash::BuildHasherDefault<Fnv>;
 
 /// The command named `name`, case-insensitively.
+/// The GET and SET rows, for the binary protocol's fast paths to count their calls without a
+/// lookup per request.
+pub fn get_and_set() -> (&'static Command, &'static Command) {
+    static ROWS: OnceLock<(&'static Command, &'static Command)> = OnceLock::new();
+    *ROWS.get_or_init(|| {
+        (
+            lookup(b"get").expect("GET is in the table"),
+            lookup(b"set").expect("SET is in the table"),
+        )
+    })
+}
+
 pub fn lookup(name: &[u8]) -> Option<&'static Command> {
     static BY_NAME: OnceLock<ByName> = OnceLock::new();
     let by_name = BY_NAME.get_or_init(|| {

@@ -218,6 +218,21 @@ pub struct QueueInfo {
     pub dead_lettered: u64,
 }
 
+fn queue_info(name: &[u8], queue: &Queue) -> QueueInfo {
+    QueueInfo {
+        name: name.to_vec(),
+        options: queue.options.clone(),
+        ready: queue.ready_len,
+        in_flight: queue.in_flight.len() as u64,
+        consumers: queue.consumers.len() as u64,
+        waiters: queue.waiters.len() as u64,
+        pushed: queue.counters.pushed,
+        delivered: queue.counters.delivered,
+        acked: queue.counters.acked,
+        dead_lettered: queue.counters.dead_lettered,
+    }
+}
+
 /// EXCHANGE.INFO's figures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExchangeInfo {
@@ -758,19 +773,20 @@ impl Queues {
     /// QUEUE.INFO.
     pub fn info(&self, name: &[u8], conn: ConnId) -> Result<QueueInfo> {
         let state = self.lock();
-        let queue = state.queue(name, conn)?;
-        Ok(QueueInfo {
-            name: name.to_vec(),
-            options: queue.options.clone(),
-            ready: queue.ready_len,
-            in_flight: queue.in_flight.len() as u64,
-            consumers: queue.consumers.len() as u64,
-            waiters: queue.waiters.len() as u64,
-            pushed: queue.counters.pushed,
-            delivered: queue.counters.delivered,
-            acked: queue.counters.acked,
-            dead_lettered: queue.counters.dead_lettered,
-        })
+        Ok(queue_info(name, state.queue(name, conn)?))
+    }
+
+    /// The figures of the first `max` queues in name order (exclusive ones too: this is the
+    /// operator's view, not a connection's), and how many queues there are, under one lock.
+    pub fn snapshot(&self, max: usize) -> (Vec<QueueInfo>, usize) {
+        let state = self.lock();
+        let infos = state
+            .queues
+            .iter()
+            .take(max)
+            .map(|(name, queue)| queue_info(name, queue))
+            .collect();
+        (infos, state.queues.len())
     }
 
     /// QUEUE.PUSH / QUEUE.MPUSH: the messages join the queue in one log entry; returns their

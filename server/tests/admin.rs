@@ -1,0 +1,426 @@
+//! The admin HTTP port (issue 15) through the real binary: every endpoint's status and content
+//! type, the password (bearer and Basic), metrics that move when their event happens, the
+//! exposition checked by our own validator (and by `promtool check metrics` when it is
+//! installed), and hostile HTTP that gets an error without touching the data port.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{resp, ServerGuard};
+
+/// A port free a moment ago (the admin port cannot be 0: 0 turns it off).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Admin {
+    server: ServerGuard,
+    addr: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+fn start(extra: &[&str]) -> Admin {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut args = vec!["--admin-port", &port];
+    args.extend_from_slice(extra);
+    let server = ServerGuard::start(data.path(), &args);
+    Admin {
+        server,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        _data: data,
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends raw bytes and reads the response until the server closes.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the response");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    Reply {
+        status: status.parse().unwrap(),
+        headers: lines
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_string(), v.to_string())
+            })
+            .collect(),
+        body: body.to_string(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> Reply {
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: flin\r\n{auth}\r\n").as_bytes(),
+    )
+}
+
+/// Runs a command over RESP and returns the raw reply's first line.
+fn command(server: &ServerGuard, args: &[&[u8]]) -> String {
+    let mut client = server.connect();
+    client.send(&resp(args));
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"\r\n") {
+        reply.extend(client.read_exact(1));
+    }
+    String::from_utf8(reply).unwrap()
+}
+
+/// The value of the sample `name{labels}` (`labels` as written, e.g. `queue="jobs"`).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// Our own check of the text format 0.0.4: each family's HELP and TYPE come before its
+/// samples, counters end in `_total`, every sample line is `name[{label="value",...}] number`
+/// with valid names and escapes, and no series appears twice.
+fn check_exposition(text: &str) {
+    use std::collections::{HashMap, HashSet};
+    let mut help = HashSet::new();
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut series = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(valid_name(name), "{line}");
+            assert!(help.insert(name.to_string()), "HELP twice: {line}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(matches!(kind, "counter" | "gauge"), "{line}");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+            assert!(types.insert(name.into(), kind.into()).is_none(), "{line}");
+        } else {
+            assert!(
+                !line.starts_with('#') && !line.is_empty(),
+                "stray line {line:?}"
+            );
+            let name_end = line.find(['{', ' ']).expect(line);
+            let name = &line[..name_end];
+            assert!(valid_name(name), "{line}");
+            assert!(
+                help.contains(name) && types.contains_key(name),
+                "no HELP/TYPE: {line}"
+            );
+            let mut rest = &line[name_end..];
+            if let Some(labels) = rest.strip_prefix('{') {
+                rest = parse_labels(labels, line);
+            }
+            let value = rest.strip_prefix(' ').expect(line);
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad value: {line}"));
+            assert!(
+                series.insert(line[..line.len() - value.len()].to_string()),
+                "twice: {line}"
+            );
+        }
+    }
+    assert_eq!(help.len(), types.len());
+}
+
+/// Checks `label="value",...}` and returns what follows the `}`.
+fn parse_labels<'a>(mut text: &'a str, line: &str) -> &'a str {
+    loop {
+        let eq = text.find('=').expect(line);
+        assert!(
+            valid_name(&text[..eq]) && !text[..eq].contains(':'),
+            "{line}"
+        );
+        let mut chars = text[eq + 1..].char_indices();
+        assert_eq!(chars.next().map(|c| c.1), Some('"'), "{line}");
+        let end = loop {
+            match chars.next().expect(line) {
+                (_, '\\') => assert!(matches!(chars.next().expect(line).1, '\\' | '"' | 'n')),
+                (_, '\n') => panic!("raw newline in {line}"),
+                (i, '"') => break eq + 1 + i + 1,
+                _ => {}
+            }
+        };
+        text = &text[end..];
+        match text.as_bytes().first() {
+            Some(b',') => text = &text[1..],
+            Some(b'}') => return &text[1..],
+            _ => panic!("{line}"),
+        }
+    }
+}
+
+/// `promtool check metrics` reads the exposition on stdin; skipped when it is not installed.
+fn promtool_check(text: &str) {
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool is not on PATH: `promtool check metrics` skipped");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn every_endpoint_answers_with_its_type() {
+    let admin = start(&[]);
+    let health = get(admin.addr, "/health", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    assert_eq!(
+        health.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(health.header("Connection"), Some("close"));
+    let ready = get(admin.addr, "/ready", None);
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let stats = get(admin.addr, "/api/stats?pretty", None);
+    assert_eq!(stats.status, 200);
+    assert_eq!(stats.header("Content-Type"), Some("application/json"));
+    let stats: serde_json::Value = serde_json::from_str(&stats.body).unwrap();
+    assert!(stats["uptime_seconds"].is_u64() && stats["engine"]["log_bytes"].is_u64());
+    let metrics = get(admin.addr, "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    check_exposition(&metrics.body);
+    let cluster = get(admin.addr, "/api/cluster", None);
+    assert_eq!(cluster.status, 200);
+    assert_eq!(cluster.header("Content-Type"), Some("application/json"));
+    assert_eq!(cluster.body, "{\"mode\":\"standalone\"}\n");
+    assert_eq!(get(admin.addr, "/nope", None).status, 404);
+    assert_eq!(get(admin.addr, "/", None).status, 404);
+    let head = exchange(admin.addr, b"HEAD /health HTTP/1.1\r\n\r\n");
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    assert_eq!(head.header("Content-Length"), Some("3"));
+}
+
+#[test]
+fn metrics_move_with_their_events() {
+    let admin = start(&[]);
+    let before = get(admin.addr, "/metrics", None).body;
+    let commands_before = sample(&before, "flin_commands_processed_total");
+    assert_eq!(command(&admin.server, &[b"SET", b"k", b"v"]), "+OK\r\n");
+    command(&admin.server, &[b"QUEUE.DECLARE", b"jobs"]);
+    command(&admin.server, &[b"QUEUE.PUSH", b"jobs", b"a"]);
+    command(
+        &admin.server,
+        &[b"STREAM.CREATE", b"clicks", b"PARTITIONS", b"3"],
+    );
+    command(&admin.server, &[b"STREAM.PUBLISH", b"clicks", b"hello"]);
+    command(
+        &admin.server,
+        &[
+            b"DOC.INSERT",
+            b"orders",
+            br#"{"_id":1,"state":"new"}"#,
+            br#"{"_id":2,"state":"paid"}"#,
+        ],
+    );
+    command(&admin.server, &[b"DOC.INDEX", b"orders", b"state"]);
+    // A name that needs escaping in a label.
+    command(&admin.server, &[b"QUEUE.DECLARE", b"we\"ird\\q"]);
+
+    let after = get(admin.addr, "/metrics", None).body;
+    check_exposition(&after);
+    promtool_check(&after);
+    assert!(sample(&after, "flin_commands_processed_total") >= commands_before + 8.0);
+    assert_eq!(
+        sample(&after, "flin_command_calls_total{command=\"set\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "flin_command_calls_total{command=\"doc.insert\"}"),
+        1.0
+    );
+    assert_eq!(sample(&after, "flin_kv_keys"), 1.0);
+    assert_eq!(sample(&after, "flin_queue_ready{queue=\"jobs\"}"), 1.0);
+    assert_eq!(
+        sample(&after, "flin_queue_pushed_total{queue=\"jobs\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "flin_queue_ready{queue=\"we\\\"ird\\\\q\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(&after, "flin_stream_partitions{topic=\"clicks\"}"),
+        3.0
+    );
+    assert_eq!(sample(&after, "flin_stream_records{topic=\"clicks\"}"), 1.0);
+    assert_eq!(
+        sample(&after, "flin_doc_documents{collection=\"orders\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "flin_doc_index_entries{collection=\"orders\",index=\"state_1\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&after, "flin_metrics_series_dropped{model=\"queue\"}"),
+        0.0
+    );
+    assert!(
+        sample(&after, "flin_engine_writes_total") > sample(&before, "flin_engine_writes_total")
+    );
+
+    command(&admin.server, &[b"DOC.INSERT", b"orders", br#"{"_id":3}"#]);
+    let stats: serde_json::Value =
+        serde_json::from_str(&get(admin.addr, "/api/stats", None).body).unwrap();
+    let orders = &stats["documents"]["shown"][0];
+    assert_eq!(
+        (orders["name"].as_str(), orders["documents"].as_u64()),
+        (Some("orders"), Some(3))
+    );
+    assert_eq!(stats["queues"]["total"], 2);
+    assert_eq!(stats["commands"]["calls"]["doc.insert"], 2);
+    assert_eq!(stats["streams"]["shown"][0]["records"], 1);
+}
+
+#[test]
+fn the_password_guards_all_but_health() {
+    let admin = start(&["--requirepass", "s3cret"]);
+    assert_eq!(get(admin.addr, "/health", None).status, 200);
+    for path in ["/ready", "/api/stats", "/metrics", "/api/cluster"] {
+        let refused = get(admin.addr, path, None);
+        assert_eq!(refused.status, 401, "{path}");
+        assert!(refused
+            .header("WWW-Authenticate")
+            .unwrap()
+            .starts_with("Basic realm="));
+        assert_eq!(get(admin.addr, path, Some("Bearer wrong")).status, 401);
+        assert_eq!(
+            get(admin.addr, path, Some("Bearer s3cret")).status,
+            200,
+            "{path}"
+        );
+        // "prometheus:s3cret"
+        let basic = Some("Basic cHJvbWV0aGV1czpzM2NyZXQ=");
+        assert_eq!(get(admin.addr, path, basic).status, 200, "{path}");
+    }
+    // An unknown path is 404 with or without the password.
+    assert_eq!(get(admin.addr, "/secret", None).status, 404);
+}
+
+#[test]
+fn hostile_http_gets_an_error_and_the_data_port_keeps_serving() {
+    let admin = start(&[]);
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(exchange(admin.addr, huge.as_bytes()).status, 431);
+    let post = exchange(
+        admin.addr,
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("Allow"), Some("GET, HEAD"));
+    assert_eq!(
+        exchange(admin.addr, b"DELETE / HTTP/1.1\r\n\r\n").status,
+        405
+    );
+    assert_eq!(
+        exchange(admin.addr, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").status,
+        400
+    );
+    assert_eq!(exchange(admin.addr, b"GET\r\n\r\n").status, 400);
+
+    // A client that connects and sends nothing holds the admin thread for at most its
+    // request timeout (2 s): the next request waits behind it, no longer.
+    let mut slow = TcpStream::connect(admin.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let next = std::thread::spawn({
+        let addr = admin.addr;
+        move || get(addr, "/health", None)
+    });
+    // Meanwhile the data port answers at once.
+    let mut client = admin.server.connect();
+    let ping_started = Instant::now();
+    client.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+    assert!(ping_started.elapsed() < Duration::from_secs(1));
+    assert_eq!(next.join().unwrap().status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The slow client was answered 408 and closed.
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = String::new();
+    slow.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply:?}");
+    client.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn the_admin_port_is_off_when_the_client_port_is_free_and_unnamed() {
+    let data = tempfile::tempdir().unwrap();
+    // ServerGuard passes --port 0: no admin port unless named; the server still serves.
+    let server = ServerGuard::start(data.path(), &[]);
+    server.connect().roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+}
