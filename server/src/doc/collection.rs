@@ -1231,15 +1231,7 @@ impl Collections {
             }
         }
         spec.ready = true;
-        let (_, ready) = write(store, |txn| {
-            txn.put(
-                NS,
-                &keys::spec_key(coll, no),
-                &serde_json::to_vec(&spec.to_json()).expect("JSON"),
-                0,
-            )?;
-            Ok(())
-        })?;
+        let ready = put_spec(store, coll, no, &spec)?;
         Ok((spec.name, true, ready.max(seq)))
     }
 
@@ -1322,32 +1314,14 @@ impl Collections {
     ) -> Result<Option<u64>> {
         let mut dropping = spec.clone();
         dropping.dropping = true;
-        write(store, |txn| {
-            Ok(txn.put(
-                NS,
-                &keys::spec_key(coll, no),
-                &serde_json::to_vec(&dropping.to_json()).expect("JSON"),
-                0,
-            )?)
-        })?;
+        put_spec(store, coll, no, &dropping)?;
         let prefix = keys::entries_prefix(coll, no);
         let mut entries = Vec::new();
         store
             .reader()
             .for_each(NS, &prefix, |record| entries.push(record.key.to_vec()))?;
-        for chunk in entries.chunks(CHUNK * 10) {
-            write(store, |txn| {
-                for key in chunk {
-                    txn.delete(NS, key)?;
-                }
-                Ok(())
-            })?;
-        }
-        let (_, seq) = write(store, |txn| {
-            txn.delete(NS, &keys::spec_key(coll, no))?;
-            Ok(())
-        })?;
-        Ok(seq)
+        delete_in_batches(store, &entries)?;
+        delete_in_batches(store, &[keys::spec_key(coll, no)])
     }
 
     /// DOC.DROP: the collection, its documents and indexes; whether it existed. The name goes
@@ -1380,19 +1354,8 @@ impl Collections {
                     doomed.push(record.key.to_vec())
                 })?;
         }
-        for chunk in doomed.chunks(CHUNK * 10) {
-            write(store, |txn| {
-                for key in chunk {
-                    txn.delete(NS, key)?;
-                }
-                Ok(())
-            })?;
-        }
-        let (_, seq) = write(store, |txn| {
-            txn.delete(NS, &keys::prefix(keys::DROPPING, coll))?;
-            Ok(())
-        })?;
-        Ok(seq)
+        delete_in_batches(store, &doomed)?;
+        delete_in_batches(store, &[keys::prefix(keys::DROPPING, coll)])
     }
 
     /// At open: finishes what a crash interrupted: drops of collections and indexes, index
@@ -1427,17 +1390,35 @@ impl Collections {
                 continue;
             }
             spec.ready = true;
-            write(store, |txn| {
-                Ok(txn.put(
-                    NS,
-                    &keys::spec_key(coll, no),
-                    &serde_json::to_vec(&spec.to_json()).expect("JSON"),
-                    0,
-                )?)
-            })?;
+            put_spec(store, coll, no, &spec)?;
         }
         Ok(())
     }
+}
+
+/// Writes an index's spec record, alone.
+fn put_spec(store: &Store, coll: u32, no: u32, spec: &IndexSpec) -> Result<Option<u64>> {
+    let spec = serde_json::to_vec(&spec.to_json()).expect("JSON");
+    let ((), seq) = write(store, |txn| {
+        Ok(txn.put(NS, &keys::spec_key(coll, no), &spec, 0)?)
+    })?;
+    Ok(seq)
+}
+
+/// Deletes `keys`, `CHUNK` x 10 per write (other commands run between them); the last
+/// write's seq.
+fn delete_in_batches<K: AsRef<[u8]>>(store: &Store, keys: &[K]) -> Result<Option<u64>> {
+    let mut seq = None;
+    for chunk in keys.chunks(CHUNK * 10) {
+        let ((), written) = write(store, |txn| {
+            for key in chunk {
+                txn.delete(NS, key.as_ref())?;
+            }
+            Ok(())
+        })?;
+        seq = written.or(seq);
+    }
+    Ok(seq)
 }
 
 /// Walks an index plan's intervals in batches (the catalog's lock is held per batch only).
