@@ -24,6 +24,12 @@ impl Rng {
         self.next_u64() % bound
     }
 
+    /// One of `choices` (not empty), uniformly.
+    #[cfg(test)]
+    pub(crate) fn pick<T: Clone>(&mut self, choices: &[T]) -> T {
+        choices[self.below(choices.len() as u64) as usize].clone()
+    }
+
     /// True with probability `per_mille` / 1000.
     #[cfg(test)]
     pub(crate) fn chance(&mut self, per_mille: u64) -> bool {

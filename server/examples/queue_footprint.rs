@@ -16,20 +16,9 @@ use flin_server::queue::codec::QueueOptions;
 use flin_server::queue::{NewMessage, Queues};
 use flin_server::store::Store;
 
-fn rss_anon_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("RssAnon:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+#[path = "support/measure.rs"]
+mod measure;
+use measure::rss_anon_bytes;
 
 fn main() {
     let mut messages: u64 = 10_000_000;

@@ -18,6 +18,7 @@ pub fn rss_anon_bytes() -> u64 {
 }
 
 /// The value of option `name`, or `default`.
+#[allow(dead_code)] // queue_footprint parses its own options (underscores, unknown ones refused)
 pub fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()

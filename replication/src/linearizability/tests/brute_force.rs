@@ -5,23 +5,7 @@
 
 use super::super::*;
 use super::KvOperation;
-
-struct Rng(u64);
-
-impl Rng {
-    /// splitmix64 (as in `generated`; see there).
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-
-    fn pick<T: Clone>(&mut self, choices: &[T]) -> T {
-        choices[self.below(choices.len() as u64) as usize].clone()
-    }
-}
+use crate::rng::Rng;
 
 const VALUES: [Option<&str>; 4] = [None, Some("a"), Some("b"), Some("1")];
 
@@ -154,7 +138,7 @@ fn brute_force_linearizable(history: &[KvOperation]) -> bool {
 fn verdicts_agree_with_brute_force() {
     let mut verdicts = [0usize; 2];
     for seed in 0..3000 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let length = 1 + rng.below(7);
         let history: Vec<KvOperation> = (0..length)
             .map(|client| random_operation(&mut rng, client))

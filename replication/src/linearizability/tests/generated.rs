@@ -10,29 +10,7 @@
 
 use super::super::*;
 use super::KvOperation;
-
-/// splitmix64, so every history follows from its seed. (flin-replication depends on nothing; when
-/// the raft simulator grows a seeded RNG, this should use it.)
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn percent(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use crate::rng::Rng;
 
 /// The spacing of written values: far more than the INCRs one history can make.
 const VALUE_STRIDE: u64 = 1_000_000;
@@ -143,7 +121,7 @@ struct Generated {
 }
 
 fn generate(seed: u64, workload: Workload) -> Generated {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let plan = plan(&mut rng, workload);
     perform(&mut rng, workload, &plan)
 }
@@ -175,8 +153,8 @@ fn plan(rng: &mut Rng, workload: Workload) -> Vec<Planned> {
                     talks_to_old_leader = false;
                     Fate::Lost
                 }
-            } else if rng.percent(workload.unknown_percent) {
-                if rng.percent(50) {
+            } else if rng.chance(10 * workload.unknown_percent) {
+                if rng.chance(10 * 50) {
                     Fate::Applied {
                         at_ns: effect_ns,
                         replied: false,
