@@ -1121,13 +1121,11 @@ impl Collections {
         })
     }
 
-    pub fn collections(&self, view: &View<'_, '_>) -> Result<Vec<Vec<u8>>> {
-        let mut names = Vec::new();
-        view.reader.for_each(NS, &[keys::COLLECTION], |record| {
-            names.push(record.key[1..].to_vec())
-        })?;
+    /// DOC.COLLECTIONS: the names, sorted (from the catalog: no walk of the namespace).
+    pub fn collections(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = self.indexes.read().by_name.keys().cloned().collect();
         names.sort();
-        Ok(names)
+        names
     }
 
     /// A watched document's version (WATCH): its record's, `None` while it does not exist.
@@ -1361,12 +1359,8 @@ impl Collections {
     /// At open: finishes what a crash interrupted: drops of collections and indexes, index
     /// builds (a building index is built again from its documents).
     pub fn finish_pending(&self, store: &Store) -> Result<()> {
-        let mut dropped = Vec::new();
-        store.reader().for_each(NS, &[keys::DROPPING], |record| {
-            if let Some((coll, _)) = keys::split_coll_key(record.key) {
-                dropped.push(coll);
-            }
-        })?;
+        // The catalog knows the drops a crash interrupted (their `z` records).
+        let dropped: Vec<u32> = self.indexes.read().dropping.iter().copied().collect();
         for coll in dropped {
             Self::purge(store, coll)?;
         }

@@ -234,6 +234,8 @@ impl CollectionState {
 pub struct Catalog {
     pub by_name: HashMap<Vec<u8>, u32>,
     pub collections: HashMap<u32, CollectionState>,
+    /// Dropped collections whose records are still being deleted (their `z` records).
+    pub dropping: BTreeSet<u32>,
 }
 
 impl Catalog {
@@ -283,6 +285,14 @@ impl Catalog {
                     state.indexes.entry(no).or_default().spec = spec;
                 } else if let Some(state) = self.collections.get_mut(&coll) {
                     state.indexes.remove(&no);
+                }
+            }
+            keys::DROPPING => {
+                if let Some((coll, _)) = keys::split_coll_key(op.key) {
+                    match put {
+                        true => self.dropping.insert(coll),
+                        false => self.dropping.remove(&coll),
+                    };
                 }
             }
             keys::ENTRY => {
