@@ -1,14 +1,21 @@
-//! The node's copy of the log: every entry in memory (no compaction or snapshots yet), with
-//! how far it is on disk (`stable`), committed and applied.
+//! The node's copy of the log in memory, with how far it is on disk (`stable`), committed and
+//! applied. It may start after a prefix it no longer holds (`offset`): entries through
+//! `offset` are committed and applied, and live only in the engine (a compacted prefix, or
+//! what a restarted node did not read back); only `offset`'s term is kept, for log matching.
 //!
-//! Invariants: `applied <= commit <= last_index()`; entry `i` sits at `entries[i - 1]`; terms
-//! never decrease along the log; nothing at or below `commit` is ever removed.
+//! Invariants: `offset <= applied <= commit <= last_index()`; entry `i` sits at
+//! `entries[i - offset - 1]`; terms never decrease along the log; nothing at or below
+//! `commit` is ever removed, except by `compact_through`, which forgets an applied prefix.
 
 use crate::message::Entry;
 
 #[derive(Debug)]
 pub(crate) struct Log {
     entries: Vec<Entry>,
+    /// The index before the first entry held (0: the log is held from index 1).
+    offset: u64,
+    /// The term of the entry at `offset` (0 when `offset` is 0).
+    offset_term: u64,
     /// Entries through this index have been handed out to be persisted (or came from disk).
     pub(crate) stable: u64,
     /// A persisted suffix after this index was cut and the cut is not yet handed out: the
@@ -19,28 +26,43 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    /// A log read back from disk: `entries` must start at index 1 and be contiguous.
-    pub(crate) fn restore(entries: Vec<Entry>, commit: u64, applied: u64) -> Log {
+    /// A log read back from disk: `entries` must follow `offset` (whose term is
+    /// `offset_term`) and be contiguous. Everything through `offset` counts as committed and
+    /// applied.
+    pub(crate) fn restore(
+        offset: u64,
+        offset_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        applied: u64,
+    ) -> Log {
         for (position, entry) in entries.iter().enumerate() {
-            assert_eq!(entry.index, position as u64 + 1, "persisted log has a gap");
-        }
-        for pair in entries.windows(2) {
-            assert!(
-                pair[0].term <= pair[1].term,
-                "persisted log's terms go back"
+            assert_eq!(
+                entry.index,
+                offset + position as u64 + 1,
+                "persisted log has a gap"
             );
         }
-        let stable = entries.len() as u64;
+        let mut previous = offset_term;
+        for entry in &entries {
+            assert!(entry.term >= previous, "persisted log's terms go back");
+            previous = entry.term;
+        }
+        let stable = offset + entries.len() as u64;
+        let commit = commit.max(offset);
         assert!(
             commit <= stable,
             "commit {commit} beyond the persisted log {stable}"
         );
+        let applied = applied.max(offset);
         assert!(
             applied <= commit,
             "applied {applied} beyond commit {commit}"
         );
         Log {
             entries,
+            offset,
+            offset_term,
             stable,
             cut_after: None,
             commit,
@@ -49,41 +71,71 @@ impl Log {
     }
 
     pub(crate) fn last_index(&self) -> u64 {
-        self.entries.len() as u64
+        self.offset + self.entries.len() as u64
     }
 
     pub(crate) fn last_term(&self) -> u64 {
-        self.entries.last().map_or(0, |entry| entry.term)
+        self.entries
+            .last()
+            .map_or(self.offset_term, |entry| entry.term)
     }
 
-    /// The term at `index`: `Some(0)` at 0 (before the first entry), `None` beyond the end.
+    /// The first index whose entry the log holds (`offset + 1`).
+    pub(crate) fn first_index(&self) -> u64 {
+        self.offset + 1
+    }
+
+    /// The term at `index`: `Some(0)` at 0 (before the first entry), `None` beyond the end
+    /// or before `offset` (forgotten).
     pub(crate) fn term_at(&self, index: u64) -> Option<u64> {
         match index {
-            0 => Some(0),
-            _ => self.entries.get(index as usize - 1).map(|entry| entry.term),
+            _ if index == self.offset => Some(self.offset_term),
+            _ if index < self.offset => None,
+            _ => self
+                .entries
+                .get((index - self.offset) as usize - 1)
+                .map(|entry| entry.term),
         }
     }
 
     pub(crate) fn entry(&self, index: u64) -> Option<&Entry> {
-        index
-            .checked_sub(1)
-            .and_then(|position| self.entries.get(position as usize))
+        if index <= self.offset {
+            return None;
+        }
+        self.entries.get((index - self.offset) as usize - 1)
     }
 
-    /// Entries `from..=through` (both within the log).
+    /// Entries `from..=through` (both within the held log).
     pub(crate) fn slice(&self, from: u64, through: u64) -> &[Entry] {
         assert!(
-            from >= 1 && through <= self.last_index(),
-            "slice {from}..={through}"
+            from > self.offset && through <= self.last_index(),
+            "slice {from}..={through} outside {}..={}",
+            self.first_index(),
+            self.last_index()
         );
         if from > through {
             return &[];
         }
-        &self.entries[from as usize - 1..through as usize]
+        let base = self.offset + 1;
+        &self.entries[(from - base) as usize..=(through - base) as usize]
     }
 
     pub(crate) fn unstable(&self) -> &[Entry] {
-        &self.entries[self.stable as usize..]
+        &self.entries[(self.stable - self.offset) as usize..]
+    }
+
+    /// Forgets the entries through `index` (at most `applied`; the caller's engine holds
+    /// them). Returns the new offset.
+    pub(crate) fn compact_through(&mut self, index: u64) -> u64 {
+        let index = index.min(self.applied).min(self.stable);
+        if index <= self.offset {
+            return self.offset;
+        }
+        let term = self.term_at(index).expect("an index within the held log");
+        self.entries.drain(..(index - self.offset) as usize);
+        self.offset = index;
+        self.offset_term = term;
+        self.offset
     }
 
     /// §5.4.1: a candidate's log is at least as up to date as ours.
@@ -103,9 +155,15 @@ impl Log {
     /// two logs that disagree about `index` may still agree (etcd's `findConflictByTerm`).
     pub(crate) fn last_index_with_term_at_most(&self, index: u64, term: u64) -> (u64, u64) {
         let mut index = index.min(self.last_index());
+        if index < self.offset {
+            // Forgotten here (a leader told of a follower's hint below its offset): the index
+            // stands, its term is unknown (only a snapshot could serve that follower).
+            return (index, 0);
+        }
         loop {
-            let at = self.term_at(index).expect("index within the log");
-            if at <= term {
+            let at = self.term_at(index).expect("index within the held log");
+            // At the offset the logs agree (it is committed): no need to look further back.
+            if at <= term || index == self.offset {
                 return (index, at);
             }
             index -= 1;
@@ -151,7 +209,7 @@ impl Log {
             "cutting committed entries: after {index}, commit {}",
             self.commit
         );
-        self.entries.truncate(index as usize);
+        self.entries.truncate((index - self.offset) as usize);
         if index < self.stable {
             self.stable = index;
             self.cut_after = Some(self.cut_after.map_or(index, |earlier| earlier.min(index)));
@@ -183,7 +241,7 @@ mod tests {
                 data: vec![],
             })
             .collect();
-        Log::restore(entries, 0, 0)
+        Log::restore(0, 0, entries, 0, 0)
     }
 
     fn entries(first_index: u64, terms: &[u64]) -> Vec<Entry> {
@@ -248,5 +306,28 @@ mod tests {
         assert!(log.is_up_to_date(3, 2));
         assert!(!log.is_up_to_date(2, 2));
         assert!(!log.is_up_to_date(9, 1));
+    }
+
+    #[test]
+    fn a_log_after_an_offset_knows_the_offset_term_and_nothing_before() {
+        let mut log = Log::restore(10, 3, entries(11, &[3, 4]), 11, 11);
+        assert_eq!(log.first_index(), 11);
+        assert_eq!(log.last_index(), 12);
+        assert_eq!(log.term_at(10), Some(3));
+        assert_eq!(log.term_at(9), None);
+        assert_eq!(log.entry(10), None);
+        assert_eq!(log.slice(11, 12).len(), 2);
+        assert_eq!(log.last_index_with_term_at_most(12, 2), (10, 3));
+        assert_eq!(log.try_append(12, 4, &entries(13, &[5])), Some(13));
+        assert_eq!(
+            log.try_append(9, 3, &entries(10, &[3])),
+            None,
+            "9 is forgotten"
+        );
+        log.commit_to(13);
+        log.applied = 12;
+        assert_eq!(log.compact_through(13), 12, "never past applied");
+        assert_eq!(log.term_at(12), Some(4));
+        assert_eq!(log.unstable(), &entries(13, &[5])[..]);
     }
 }

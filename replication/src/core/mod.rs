@@ -67,8 +67,13 @@ pub struct Ready {
 #[derive(Clone, Debug, Default)]
 pub struct Persisted {
     pub hard_state: HardState,
-    /// The whole persisted log, from index 1.
+    /// The persisted log from `offset + 1` on (from index 1 when `offset` is 0).
     pub entries: Vec<Entry>,
+    /// Entries through this index are committed and applied, and not handed to the node
+    /// (the caller's storage holds them: a compacted prefix).
+    pub offset: u64,
+    /// The term of the entry at `offset` (0 when `offset` is 0).
+    pub offset_term: u64,
     /// Entries through this index were applied before the crash (at most the persisted commit).
     pub applied: u64,
 }
@@ -138,7 +143,13 @@ impl Node {
         config.validate();
         let on_disk = persisted.hard_state;
         let mut hard_state = on_disk;
-        let log = Log::restore(persisted.entries, hard_state.commit, persisted.applied);
+        let log = Log::restore(
+            persisted.offset,
+            persisted.offset_term,
+            persisted.entries,
+            hard_state.commit,
+            persisted.applied,
+        );
         if log.last_term() > hard_state.term {
             // A crash after the entries of a `Ready` were written and before its hard state:
             // the node had moved to the entries' term. Any vote it gave in that term was never
@@ -199,6 +210,25 @@ impl Node {
 
     pub fn last_index(&self) -> u64 {
         self.log.last_index()
+    }
+
+    /// The first index whose entry the node holds in memory (1 unless compacted).
+    pub fn first_index(&self) -> u64 {
+        self.log.first_index()
+    }
+
+    /// The highest index handed out in `Ready::committed` and confirmed by `advance`.
+    pub fn applied_index(&self) -> u64 {
+        self.log.applied
+    }
+
+    /// Forgets the in-memory entries through `index` (never past what was applied): the
+    /// caller's storage keeps them. A follower that needs a forgotten entry can no longer be
+    /// fed from the log (it would need a snapshot, not written yet): the leader stops sending
+    /// it appends. Returns the new first index.
+    pub fn compact(&mut self, index: u64) -> u64 {
+        self.assert_advanced();
+        self.log.compact_through(index) + 1
     }
 
     /// The entry at `index`, if the log holds one.

@@ -58,10 +58,11 @@ impl Node {
             return false;
         }
         let prev_index = next_index - 1;
-        let prev_term = self
-            .log
-            .term_at(prev_index)
-            .expect("no compaction yet: every index is held");
+        let Some(prev_term) = self.log.term_at(prev_index) else {
+            // The follower needs entries this node has forgotten (`Node::compact`): only a
+            // snapshot could bring it up to date, and snapshots are not written yet.
+            return false;
+        };
         let entries = self.batch_from(next_index);
         let commit = self.log.commit;
         let progress = self.progress.get_mut(&to).expect("a follower");

@@ -31,6 +31,7 @@ fn persisted(term: u64, log_terms: &[u64]) -> Persisted {
         },
         entries: entries(log_terms),
         applied: 0,
+        ..Persisted::default()
     }
 }
 
@@ -493,5 +494,78 @@ fn a_restart_with_entries_ahead_of_the_hard_state_takes_their_term_without_a_vot
             vote: None,
             commit: 0
         })
+    );
+}
+
+#[test]
+fn a_compacted_leader_feeds_followers_from_what_it_holds_and_skips_one_it_cannot() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    for n in 0..5u8 {
+        cluster.node(1).propose(vec![n]).unwrap();
+    }
+    cluster.settle();
+    // Node 3 falls behind; the leader forgets everything applied (what its storage keeps).
+    cluster.cut.insert(3);
+    for n in 5..8u8 {
+        cluster.node(1).propose(vec![n]).unwrap();
+    }
+    cluster.settle();
+    let applied = cluster.node(1).applied_index();
+    assert_eq!(applied, 9, "the empty entry of term 1 and 8 proposals");
+    assert_eq!(cluster.node(1).compact(applied), 10);
+    assert_eq!(cluster.node(1).entry(9), None, "forgotten");
+    // Node 2 keeps up from what the leader holds.
+    cluster.node(1).propose(vec![8]).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).commit_index(), 10);
+    assert_eq!(cluster.node(2).last_index(), 10);
+    // Node 3 needs entries 7..=9, which only a snapshot could give it: the leader sends
+    // nothing it cannot (no panic), and the majority goes on committing.
+    cluster.cut.clear();
+    cluster.tick_all(6);
+    cluster.node(1).propose(vec![9]).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).commit_index(), 11);
+    assert_eq!(cluster.node(3).last_index(), 6);
+}
+
+#[test]
+fn a_node_restarted_after_an_offset_rejoins_and_catches_up() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    for n in 0..4u8 {
+        cluster.node(1).propose(vec![n]).unwrap();
+    }
+    cluster.settle();
+    // Node 2 restarts holding only its entries after 3 (its storage has the rest applied).
+    let held: Vec<Entry> = (4..=5)
+        .map(|index| cluster.node(2).entry(index).unwrap().clone())
+        .collect();
+    let disk = Persisted {
+        hard_state: HardState {
+            term: cluster.node(2).term(),
+            vote: Some(1),
+            commit: 5,
+        },
+        entries: held,
+        applied: 3,
+        offset: 3,
+        offset_term: 1,
+    };
+    cluster.nodes.insert(2, Node::restart(config(2), 77, disk));
+    assert_eq!(cluster.node(2).first_index(), 4);
+    assert_eq!(cluster.node(2).last_index(), 5);
+    cluster.node(1).propose(vec![4]).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(2).last_index(), 6);
+    assert_eq!(cluster.node(1).commit_index(), 6);
+    // The next heartbeat carries the commit index.
+    cluster.tick_all(2);
+    assert_eq!(cluster.node(2).commit_index(), 6);
+    let applied: Vec<u64> = cluster.applied[&2].iter().map(|e| e.index).collect();
+    assert!(
+        applied.ends_with(&[4, 5, 6]),
+        "after the restart node 2 applies from its applied index on: {applied:?}"
     );
 }
