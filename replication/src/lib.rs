@@ -15,6 +15,10 @@
 //! - `progress`: what a leader knows of each follower (match and next index, probe or
 //!   pipelined replication, appends in flight).
 //! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`].
+//! - `wire`: the bytes of a [`Message`] ([`wire::encode`], [`wire::decode`]), of a frame on a
+//!   peer connection ([`wire::write_frame`], [`wire::FrameReader`]) and of the hello that
+//!   opens one. Pure: it takes and returns bytes, and refuses any input it cannot decode with
+//!   a [`wire::WireError`] naming the field and byte, never a panic.
 //! - `config`: [`Config`] (timeouts in ticks, batch and pipeline limits) and [`Membership`].
 //! - `rng`: splitmix64, the one seeded generator of the crate.
 //! - `sim` (tests only): the deterministic simulator and its safety checker.
@@ -54,6 +58,7 @@ mod progress;
 mod rng;
 #[cfg(test)]
 mod sim;
+pub mod wire;
 
 pub use crate::config::{Config, Membership};
 pub use crate::core::{Node, Persisted, Ready, Role};
