@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::message::NodeId;
+use crate::wire;
 
 /// The voting members. A struct so that learners and joint configurations (membership
 /// changes, not yet written) can join it without changing every caller.
@@ -108,6 +109,21 @@ impl Config {
         assert!(
             self.uncommitted_entries_max > 0,
             "uncommitted_entries_max must be positive"
+        );
+        // An append grows past `append_bytes_max` by at most one entry, and must still fit
+        // in one message on the wire (`wire::encode` panics past the limit).
+        let append_bytes_bound = self
+            .append_bytes_max
+            .saturating_add(self.entry_bytes_max)
+            .saturating_add(
+                self.append_entries_max
+                    .saturating_mul(wire::ENTRY_HEADER_LEN),
+            )
+            .saturating_add(wire::MESSAGE_HEADER_LEN + wire::APPEND_FIXED_LEN);
+        assert!(
+            append_bytes_bound <= wire::MESSAGE_BYTES_MAX,
+            "append_bytes_max + entry_bytes_max ({append_bytes_bound} bytes with headers) \
+             must fit in wire::MESSAGE_BYTES_MAX"
         );
     }
 }

@@ -15,6 +15,14 @@
 //! - `progress`: what a leader knows of each follower (match and next index, probe or
 //!   pipelined replication, appends in flight).
 //! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`].
+//! - `wire`: the bytes of a [`Message`] ([`wire::encode`], [`wire::decode`]), of a frame on a
+//!   peer connection ([`wire::write_frame`], [`wire::FrameReader`]) and of the hello that
+//!   opens one. Pure: it takes and returns bytes, and refuses any input it cannot decode with
+//!   a [`wire::WireError`] naming the field and byte, never a panic.
+//! - `hard_state`: [`hard_state::HardStateFile`], the durable home of the [`HardState`] (a
+//!   40-byte file beside the log, replaced whole by temp file, fsync, rename and directory
+//!   fsync). It does file I/O, so it is a shell for the server to call, outside `core`, which
+//!   stays pure.
 //! - `config`: [`Config`] (timeouts in ticks, batch and pipeline limits) and [`Membership`].
 //! - `rng`: splitmix64, the one seeded generator of the crate.
 //! - `sim` (tests only): the deterministic simulator and its safety checker.
@@ -47,6 +55,7 @@
 mod config;
 mod core;
 mod error;
+pub mod hard_state;
 pub mod linearizability;
 mod log;
 mod message;
@@ -54,6 +63,7 @@ mod progress;
 mod rng;
 #[cfg(test)]
 mod sim;
+pub mod wire;
 
 pub use crate::config::{Config, Membership};
 pub use crate::core::{Node, Persisted, Ready, Role};
