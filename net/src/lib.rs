@@ -61,6 +61,6 @@ pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use event_loop::{
     Action, ConnectionHandle, GateStatus, LoopsHandle, Protocol, ReplyGates, Server, ServerConfig,
-    Service, ShutdownHandle, DEFAULT_MAX_CLIENTS, DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
+    Service, ShutdownHandle, Withdrawn, DEFAULT_MAX_CLIENTS, DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
 };

@@ -58,6 +58,8 @@ impl ReplyGates for TestGates {
         GateStatus {
             opened_through: self.opened_through.load(Ordering::SeqCst),
             failed: self.failed.lock().unwrap().clone(),
+
+            withdrawn: None,
         }
     }
 

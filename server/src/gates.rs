@@ -99,6 +99,8 @@ impl ReplyGates for DurableGates {
         GateStatus {
             opened_through: self.state.opened_through.load(Ordering::Acquire),
             failed: self.state.failed.lock().expect("gates lock").clone(),
+
+            withdrawn: None,
         }
     }
 

@@ -221,8 +221,17 @@ impl<T> Connection<T> {
     }
 
     /// Opens the gates up to `opened_through`; true if some reply may now leave.
-    pub(super) fn release_gates(&mut self, opened_through: u64) -> bool {
-        self.gates.release(opened_through)
+    pub(super) fn release_gates(
+        &mut self,
+        opened_through: u64,
+        withdrawn: Option<&super::gates::Withdrawn>,
+    ) -> bool {
+        self.gates.release(opened_through, withdrawn)
+    }
+
+    /// Whether a held reply waits on a gate in `withdrawn`.
+    pub(super) fn holds_withdrawn(&self, withdrawn: &super::gates::Withdrawn) -> bool {
+        self.gates.holds_withdrawn(withdrawn)
     }
 
     /// The gates still closed failed (`reason`): drops every reply from the first of them on,

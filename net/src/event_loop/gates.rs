@@ -34,6 +34,28 @@ pub struct GateStatus {
     /// replies are withdrawn. Says why, for the one error reply each affected client gets
     /// (`-ERR <failed>`). Final: a failed authority never opens another gate.
     pub failed: Option<String>,
+    /// Gates in `(from, through]` can never open, though later ones may (a replicated
+    /// server's writes that a new leader's log replaced: docs/ARCHITECTURE.md, decision 76).
+    /// A reply behind such a gate is withdrawn as for `failed`, even once `opened_through`
+    /// has passed it: the authority never reuses a withdrawn gate, and this range wins over
+    /// `opened_through`. An authority that withdraws twice before a loop looks may widen the
+    /// range to cover both (withdrawing too much only costs an error reply).
+    pub withdrawn: Option<Withdrawn>,
+}
+
+/// Gates that can never open, in a [`GateStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// Exclusive.
+    pub from: u64,
+    pub through: u64,
+    pub reason: String,
+}
+
+impl Withdrawn {
+    pub fn contains(&self, gate: u64) -> bool {
+        self.from < gate && gate <= self.through
+    }
 }
 
 /// Whom a reply answers, kept with its gate so a withdrawal can name the first request it
@@ -117,17 +139,23 @@ impl GateQueue {
             .unwrap_or(0)
     }
 
-    /// Opens every gate at the front up to `opened_through`. Returns true if any opened.
-    pub(super) fn release(&mut self, opened_through: u64) -> bool {
+    /// Opens every gate at the front up to `opened_through`, stopping at a withdrawn one.
+    /// Returns true if any opened.
+    pub(super) fn release(&mut self, opened_through: u64, withdrawn: Option<&Withdrawn>) -> bool {
         let before = self.entries.len();
-        while self
-            .entries
-            .front()
-            .is_some_and(|entry| entry.seq <= opened_through)
-        {
+        while self.entries.front().is_some_and(|entry| {
+            entry.seq <= opened_through && !withdrawn.is_some_and(|w| w.contains(entry.seq))
+        }) {
             self.entries.pop_front();
         }
         self.entries.len() != before
+    }
+
+    /// Whether a reply still held waits on a withdrawn gate.
+    pub(super) fn holds_withdrawn(&self, withdrawn: &Withdrawn) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| withdrawn.contains(entry.seq))
     }
 
     /// The gates still closed after `release` can never open: empties the queue and says
@@ -171,8 +199,11 @@ mod tests {
         gates.record(40, Some(6), 5, request(5));
         assert_eq!(gates.held_from(), Some(20));
         assert_eq!(gates.highest_seq(), 7);
-        assert!(!gates.release(6), "the front gate (7) is still closed");
-        assert!(gates.release(7));
+        assert!(
+            !gates.release(6, None),
+            "the front gate (7) is still closed"
+        );
+        assert!(gates.release(7, None));
         assert!(
             gates.is_empty(),
             "the reply behind it and the lower gate open with it"
@@ -185,7 +216,7 @@ mod tests {
         gates.record(0, Some(3), 0, request(1));
         gates.record(10, Some(4), 0, ReplyOrigin::Push);
         gates.record(20, None, 0, request(2));
-        gates.release(3);
+        gates.release(3, None);
         assert_eq!(
             gates.withdraw(),
             Some(Withdrawal {
@@ -195,5 +226,29 @@ mod tests {
         );
         assert!(gates.is_empty());
         assert_eq!(gates.withdraw(), None);
+    }
+
+    #[test]
+    fn a_withdrawn_gate_stops_the_release_even_below_opened_through() {
+        let mut gates = GateQueue::default();
+        gates.record(0, Some(3), 0, request(1));
+        gates.record(10, Some(5), 0, request(2));
+        gates.record(20, Some(9), 0, request(3));
+        let withdrawn = Withdrawn {
+            from: 4,
+            through: 6,
+            reason: "replaced".into(),
+        };
+        assert!(gates.release(9, Some(&withdrawn)), "gate 3 opens");
+        assert!(gates.holds_withdrawn(&withdrawn));
+        assert_eq!(
+            gates.held_from(),
+            Some(10),
+            "gate 5 never opens, nor what follows it"
+        );
+        assert_eq!(
+            gates.withdraw().map(|w| w.first_request),
+            Some(Some((0xF0, 2)))
+        );
     }
 }

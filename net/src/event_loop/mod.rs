@@ -29,7 +29,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::binary;
 use crate::clock::{Clock, SystemClock};
 use connection::{Connection, Handling, Scratch};
-pub use gates::{GateStatus, ReplyGates};
+pub use gates::{GateStatus, ReplyGates, Withdrawn};
 use timers::{Timer, Timers};
 use wake::LoopSignal;
 pub use wake::{ConnectionHandle, LoopsHandle};
@@ -722,10 +722,14 @@ impl<S: Service> EventLoop<S> {
             let connection = self.connections[slot]
                 .as_mut()
                 .expect("closed connections were dropped from the list");
-            let mut changed = connection.release_gates(status.opened_through);
+            let withdrawn = status.withdrawn.as_ref();
+            let mut changed = connection.release_gates(status.opened_through, withdrawn);
             if let Some(reason) = &status.failed {
                 changed |= connection.has_gated_replies();
                 connection.withdraw_replies(reason);
+            } else if let Some(withdrawn) = withdrawn.filter(|w| connection.holds_withdrawn(w)) {
+                changed = true;
+                connection.withdraw_replies(&withdrawn.reason);
             }
             if changed {
                 self.replies_pending.push(slot);
