@@ -102,6 +102,12 @@ impl WireError {
         }
     }
 
+    /// The same error in entry `i` of an append: its field becomes `entries[i].field`.
+    fn in_entry(mut self, i: usize) -> WireError {
+        self.field = format!("entries[{i}].{}", self.field);
+        self
+    }
+
     /// The same error, its offset counted from `by` bytes earlier (a frame's prefix).
     fn shifted(mut self, by: usize) -> WireError {
         self.offset += by;
@@ -449,25 +455,31 @@ impl<'a> Reader<'a> {
         }
         let mut entries = Vec::with_capacity(count);
         for i in 0..count {
-            let term = self.u64(&format_field(i, "term"))?;
-            let index = self.u64(&format_field(i, "index"))?;
-            let length_at = self.at;
-            let length = self.u32(&format_field(i, "data length"))? as usize;
-            if length > MESSAGE_BYTES_MAX {
-                return Err(WireError::new(
-                    format_field(i, "data length"),
-                    length_at,
-                    WireErrorKind::OverLimit {
-                        length: length as u64,
-                        limit: MESSAGE_BYTES_MAX as u64,
-                    },
-                ));
-            }
-            // `take` checks `length` against the remaining bytes before the copy allocates.
-            let data = self.take(&format_field(i, "data"), length)?.to_vec();
-            entries.push(Entry { term, index, data });
+            entries.push(self.entry().map_err(|error| error.in_entry(i))?);
         }
         Ok(entries)
+    }
+
+    /// One entry; an error's field is named within the entry (`data length`) and prefixed
+    /// with the entry's position by the caller, so a good append formats no names.
+    fn entry(&mut self) -> Result<Entry, WireError> {
+        let term = self.u64("term")?;
+        let index = self.u64("index")?;
+        let length_at = self.at;
+        let length = self.u32("data length")? as usize;
+        if length > MESSAGE_BYTES_MAX {
+            return Err(WireError::new(
+                "data length",
+                length_at,
+                WireErrorKind::OverLimit {
+                    length: length as u64,
+                    limit: MESSAGE_BYTES_MAX as u64,
+                },
+            ));
+        }
+        // `take` checks `length` against the remaining bytes before the copy allocates.
+        let data = self.take("data", length)?.to_vec();
+        Ok(Entry { term, index, data })
     }
 
     fn finish(&self, what: &str) -> Result<(), WireError> {
@@ -482,12 +494,6 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
-}
-
-/// `entries[i].name`. Built per field read: an append's cost is its data copy, and these
-/// strings are a few bytes each.
-fn format_field(i: usize, name: &str) -> String {
-    format!("entries[{i}].{name}")
 }
 
 // ---------------------------------------------------------------------------------------------
