@@ -15,6 +15,8 @@ pub const COMPACTION_INTERVAL_MS_MIN: u64 = 10;
 /// The admin HTTP port defaults to the client port plus this (7380 -> 8380).
 pub const ADMIN_PORT_OFFSET: u16 = 1000;
 pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1";
+/// A raft tick: elections after 0.5 to 1 s of silence, heartbeats every 100 ms.
+pub const DEFAULT_RAFT_TICK_MS: u64 = 50;
 
 /// The daemon's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +53,8 @@ pub struct Options {
     pub admin_port: Option<u16>,
     /// The address the admin HTTP port listens on.
     pub admin_bind: IpAddr,
+    /// `--node-id N --cluster 1=ip:port,...`: a node of a replicated cluster (issue 14).
+    pub cluster: Option<Box<crate::cluster::ClusterOptions>>,
 }
 
 impl Options {
@@ -83,6 +87,7 @@ impl Default for Options {
             max_request_memory_bytes: 0,
             admin_port: Options::default_admin_port(DEFAULT_PORT),
             admin_bind: DEFAULT_ADMIN_BIND.parse().expect("default admin address"),
+            cluster: None,
         }
     }
 }
@@ -132,7 +137,14 @@ FLAGS:
                            8380; 0: off; off by default when --port is 0); see
                            docs/operations.md
     --admin-bind <ADDR>    IP address the admin port listens on (default 127.0.0.1)
-    --node-id <ID>         this node's name, shown by INFO (default flin-0)
+    --node-id <ID>         this node's name, shown by INFO (default flin-0); with
+                           --cluster, its id there (a positive integer)
+    --cluster <MEMBERS>    run as a node of a replicated cluster: every member's id and
+                           client address, this node's included, e.g.
+                           1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382; peers
+                           talk on the client port + 10000 (docs/replication.md)
+    --raft-tick-ms <MS>    length of one raft tick (default 50): elections after 10 to 20
+                           ticks of silence, heartbeats every 2
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
     --compaction-interval-ms <MS>
@@ -148,6 +160,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut memory = false;
     // `None`: not given, so it follows --port (whichever order the flags come in).
     let mut admin_port: Option<u16> = None;
+    let mut cluster: Option<String> = None;
+    let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         // Accept --flag=value as well as --flag value.
@@ -245,11 +259,31 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
                 options.node_id = id;
             }
+            "--cluster" => cluster = Some(value(&flag)?),
+            "--raft-tick-ms" => {
+                tick_ms = parse_number(&flag, &value(&flag)?)?;
+                if !(1..=10_000).contains(&tick_ms) {
+                    return Err("--raft-tick-ms: must be within 1..=10000".into());
+                }
+            }
             other => return Err(format!("unknown flag '{other}' (see --help)")),
         }
     }
     if memory {
         options.data = None;
+    }
+    if let Some(members) = cluster {
+        if options.data.is_none() {
+            return Err(
+                "--cluster needs a data directory: a node that forgets its log and votes on restart breaks raft's safety"
+                    .into(),
+            );
+        }
+        options.cluster = Some(Box::new(crate::cluster::ClusterOptions::parse(
+            &options.node_id,
+            &members,
+            tick_ms,
+        )?));
     }
     options.admin_port = match admin_port {
         Some(0) => None,

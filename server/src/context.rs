@@ -145,8 +145,11 @@ impl Shared {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(40);
         let docs = crate::doc::collection::Collections::new(seed, observers.documents);
-        docs.finish_pending(&store)
-            .map_err(|e| format!("cannot finish the documents' index builds and drops: {e}"))?;
+        if options.cluster.is_none() {
+            // A cluster node writes only as the leader, through the log (not yet at open).
+            docs.finish_pending(&store)
+                .map_err(|e| format!("cannot finish the documents' index builds and drops: {e}"))?;
+        }
         Ok(Shared {
             store,
             queues,
@@ -247,6 +250,9 @@ pub struct Session {
     pub queue: crate::queue::session::QueueSession,
     /// A parked long poll (STREAM.FETCH or STREAM.CONSUME with BLOCK).
     pub stream: crate::stream::commands::StreamSession,
+    /// READONLY: on a cluster's follower, reads are served from its own (possibly stale)
+    /// state instead of redirected.
+    pub readonly: bool,
 }
 
 impl Session {
@@ -262,6 +268,7 @@ impl Session {
             reply_gate: None,
             queue: crate::queue::session::QueueSession::detached(),
             stream: crate::stream::commands::StreamSession::default(),
+            readonly: false,
         }
     }
 

@@ -30,6 +30,8 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     server: Server,
     gates: Option<Arc<DurableGates>>,
+    /// The raft thread of a cluster node.
+    raft: Option<crate::cluster::driver::Driver>,
 }
 
 impl Daemon {
@@ -51,8 +53,23 @@ impl Daemon {
     pub fn start(options: &Options, engine_config: Config) -> Result<Daemon, String> {
         let on_disk = !matches!(engine_config.storage, Storage::Memory);
         let always = engine_config.durability == Durability::Always;
+        let (engine_config, hard_state) = match &options.cluster {
+            Some(_) => {
+                let dir = options
+                    .data
+                    .as_ref()
+                    .ok_or("--cluster needs a data directory")?
+                    .join("cluster");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let (file, state) = flin_replication::hard_state::HardStateFile::open(&dir)
+                    .map_err(|e| format!("cannot read the raft hard state: {e}"))?;
+                (engine_config.replicated(state.commit), Some((file, state)))
+            }
+            None => (engine_config, None),
+        };
         let (engine, observers) = crate::context::open_engine(engine_config)?;
-        let gates = match on_disk && always {
+        let gates = match on_disk && always && options.cluster.is_none() {
             true => Some(
                 DurableGates::start(engine.clone())
                     .map_err(|e| format!("cannot start the flusher thread: {e}"))?,
@@ -62,6 +79,13 @@ impl Daemon {
         let mut shared = Shared::open(engine.clone(), observers, options.clone())?;
         shared.gates = gates.clone();
         let shared = Arc::new(shared);
+        let cluster = options
+            .cluster
+            .as_ref()
+            .map(|cluster| Arc::new(crate::cluster::Cluster::new((**cluster).clone())));
+        if let Some(cluster) = &cluster {
+            shared.store.attach_cluster(cluster.clone());
+        }
         let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
         server_config.threads = options.threads;
         server_config.max_clients = options.max_clients;
@@ -74,13 +98,28 @@ impl Daemon {
         if let Some(gates) = &gates {
             server_config.gates = Some(gates.clone());
         }
+        if let Some(cluster) = &cluster {
+            server_config.gates = Some(cluster.gates.clone());
+        }
         let server = Server::bind(server_config, Arc::new(KvService::new(shared.clone())))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
+        let raft = match (cluster, hard_state) {
+            (Some(cluster), Some(hard_state)) => Some(crate::cluster::driver::Driver::start(
+                cluster,
+                engine.clone(),
+                hard_state,
+                always && on_disk,
+                options.bind,
+                Arc::new(|line: &str| eprintln!("flin-server: {line}")),
+            )?),
+            _ => None,
+        };
         Ok(Daemon {
             engine,
             shared,
             server,
             gates,
+            raft,
         })
     }
 
@@ -103,6 +142,10 @@ impl Daemon {
             .spawn(move || {
                 while !shutdown.is_shutdown() {
                     std::thread::sleep(QUEUE_TICK);
+                    if !shared.store.accepts_writes() {
+                        // A cluster's follower: the leader runs the models' clocks.
+                        continue;
+                    }
                     if let Err(error) = shared.queues.tick(&shared.store, shared.now_ms()) {
                         eprintln!("flin-server: queue timer: {error}");
                     }
@@ -114,6 +157,9 @@ impl Daemon {
             .map_err(|e| format!("cannot start the queue timer: {e}"))?;
         let served = self.server.run();
         let _ = timer.join();
+        if let Some(raft) = self.raft {
+            raft.stop();
+        }
         if let Some(gates) = &self.gates {
             gates.stop();
         }

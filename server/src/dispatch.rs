@@ -34,6 +34,16 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
             return (refusal, Action::Continue);
         }
     };
+    if let Some(refusal) = shared
+        .store
+        .cluster()
+        .and_then(|cluster| cluster_refusal(cluster, session, command))
+    {
+        if let Some(multi) = session.multi.as_mut() {
+            multi.aborted = true;
+        }
+        return (refusal, Action::Continue);
+    }
     if let Some(multi) = session.multi.as_mut() {
         let publish = matches!(command.name, "stream.publish" | "stream.mpublish");
         if command.group == "queue"
@@ -88,6 +98,36 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         Action::Continue
     };
     (reply, action)
+}
+
+/// On a cluster node: the refusal of a command this node does not serve. A follower
+/// redirects every command that reads or writes data to the leader (`-MOVED`), except reads
+/// on a connection that asked for stale reads (READONLY; its writes are still redirected, by
+/// the write path). Queues are not replicated yet: their in-memory state (deliveries,
+/// visibility deadlines) lives only on the node that took the commands.
+fn cluster_refusal(
+    cluster: &crate::cluster::Cluster,
+    session: &Session,
+    command: &Command,
+) -> Option<Frame> {
+    if command.group == "queue" {
+        return Some(Frame::error(format!(
+            "ERR {} is not available on a cluster node yet: queues are not replicated",
+            command.name.to_ascii_uppercase()
+        )));
+    }
+    let anywhere = matches!(command.group, "connection" | "cluster")
+        || matches!(
+            command.name,
+            "info" | "command" | "config" | "time" | "multi" | "exec" | "discard" | "unwatch"
+        );
+    if anywhere || cluster.writable() {
+        return None;
+    }
+    if session.readonly && !command.has_flag("write") {
+        return None;
+    }
+    Some(cluster.redirect())
 }
 
 /// The checks Redis makes before running or queuing a command.

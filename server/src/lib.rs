@@ -8,6 +8,8 @@
 //!   [`context::Session`] (one per connection) and [`context::Call`], whose `write` is the one
 //!   path by which every mutating command reaches the engine (one engine transaction each, or
 //!   EXEC's shared transaction).
+//! - `cluster`: raft in the server (issue 14): the raft thread, the peers' transport, the
+//!   cluster's reply gates, redirects.
 //! - `dispatch`: lookup, arity, authentication, MULTI queuing, then the command.
 //! - `cmd`: the command table (its own rows and each data model's) and the families that
 //!   belong to no model (`connection`, `server`, `transactions`), each parse -> apply -> reply.
@@ -43,6 +45,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod context;

@@ -182,7 +182,10 @@ impl Service for KvService {
     /// nothing, so no reply leaves before what it acknowledges or shows is durable.
     fn take_reply_gate(&self, session: &mut Session) -> Option<u64> {
         let written = session.reply_gate.take();
-        written.or_else(|| self.shared.gates.as_ref()?.gate_for_read())
+        written.or_else(|| match self.shared.store.cluster() {
+            Some(cluster) => cluster.gates.gate_for_read(),
+            None => self.shared.gates.as_ref()?.gate_for_read(),
+        })
     }
 
     fn requires_auth(&self, session: &Session) -> bool {
@@ -223,7 +226,8 @@ pub fn respond_binary(
 ) -> Action {
     // The fast paths first: they are most of the traffic. Inside MULTI they would answer
     // at once what must be queued, so they are not taken there.
-    if session.authenticated && session.multi.is_none() {
+    // A cluster node takes the general path, which redirects when it is not the leader.
+    if session.authenticated && session.multi.is_none() && shared.store.cluster().is_none() {
         match &request.op {
             Op::Get { key } => {
                 get_zero_copy(shared, request, key, out);

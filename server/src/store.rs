@@ -6,17 +6,24 @@
 //! gates). The list, not code, is what crosses to the engine: the cluster's replication sits
 //! in `commit`, between "decided" and "applied".
 
+use std::sync::{Arc, OnceLock};
+
 use flin_engine::{Engine, LiveRecord, Namespace, Stats, Txn, Value, ValueRef};
 
+use crate::cluster::Cluster;
 use crate::frame::Frame;
 
 /// The engine, behind the one write path and a read-only view.
 pub struct Store {
     engine: Engine,
+    /// Set on a node of a cluster: writes are taken only on the leader, and a write's gate
+    /// is its cluster token (`cluster::gates`), not its seq.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 /// A command's decision, committed: its reply and the seq of the entry it wrote (`None`:
-/// it wrote nothing).
+/// it wrote nothing); in a cluster, the write's gate token instead of the seq (what the
+/// reply waits on either way).
 #[derive(Debug)]
 pub struct Written<R> {
     pub reply: R,
@@ -25,7 +32,24 @@ pub struct Written<R> {
 
 impl Store {
     pub fn new(engine: Engine) -> Store {
-        Store { engine }
+        Store {
+            engine,
+            cluster: OnceLock::new(),
+        }
+    }
+
+    /// Makes this a cluster node's store (once, before it serves).
+    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Whether writes are taken here now: always on a lone node; on the leader in a cluster.
+    pub fn accepts_writes(&self) -> bool {
+        self.cluster.get().is_none_or(|cluster| cluster.writable())
     }
 
     /// Reads, for any command.
@@ -43,6 +67,9 @@ impl Store {
         &self,
         decide: impl FnOnce(&mut Txn<'_>) -> Result<R, Frame>,
     ) -> Result<Written<R>, Frame> {
+        if let Some(cluster) = self.cluster.get().filter(|cluster| !cluster.writable()) {
+            return Err(cluster.redirect());
+        }
         let mut txn = self.engine.begin();
         let reply = decide(&mut txn)?;
         let seq = self.commit(txn)?;
@@ -59,6 +86,10 @@ impl Store {
         forget: &[K],
         decide: impl FnOnce(&mut Txn<'_>) -> Result<R, Frame>,
     ) -> Result<Written<R>, Frame> {
+        if self.cluster.get().is_some() {
+            // A replicated engine forgets nothing (see above).
+            return self.write(decide);
+        }
         let mut txn = self.engine.begin();
         let reply = decide(&mut txn)?;
         let seq = txn.commit_then_forget(namespace, forget)?;
@@ -83,8 +114,28 @@ impl Store {
 
     /// Commits what a transaction queued, as one entry (every model's writes of an EXEC
     /// together).
+    /// In a cluster the returned value is the write's gate token (see `Written`), and only
+    /// the leader commits: the check is made under the writer lock the transaction holds,
+    /// and the token registered before another write can commit, so tokens follow seqs.
     pub fn commit(&self, txn: Txn<'_>) -> Result<Option<u64>, Frame> {
-        Ok(txn.commit()?)
+        let Some(cluster) = self.cluster.get() else {
+            return Ok(txn.commit()?);
+        };
+        if txn.pending() == 0 {
+            return Ok(None);
+        }
+        if !cluster.writable() {
+            return Err(cluster.redirect());
+        }
+        let mut registry = cluster.gates.registry();
+        let token = txn
+            .commit()?
+            .map(|seq| registry.register(&cluster.gates, seq));
+        drop(registry);
+        if token.is_some() {
+            cluster.notify_appended();
+        }
+        Ok(token)
     }
 }
 

@@ -108,23 +108,30 @@ mod tests {
         let copied = decode(&data, entry.term, 1).unwrap();
         follower.append_entry(1, entry.term, &copied).unwrap();
         assert_eq!(follower.entry(1).unwrap().unwrap().ops, entry.ops);
-        assert_eq!(follower.get(Namespace::Kv, b"a").unwrap().unwrap().as_ref(), b"1");
+        assert_eq!(
+            follower.get(Namespace::Kv, b"a").unwrap().unwrap().value,
+            b"1"
+        );
     }
 
     #[test]
     fn every_truncation_of_an_entry_is_refused_with_where() {
         let engine = Engine::open(Config::memory()).unwrap();
         let mut batch = WriteBatch::new();
-        batch.put(Namespace::Kv, b"key", b"value", 0).delete(Namespace::Kv, b"k2");
+        batch
+            .put(Namespace::Kv, b"key", b"value", 0)
+            .delete(Namespace::Kv, b"k2");
         engine.write(&batch).unwrap();
         let data = encode(&engine.entry(1).unwrap().unwrap());
         for cut in 1..data.len() {
-            let error = decode(&data[..cut], 1, 1).err().expect("a truncation is refused");
+            let error = decode(&data[..cut], 1, 1).expect_err("a truncation is refused");
             assert!(error.contains("at byte"), "{error}");
         }
         let mut longer = data.clone();
         longer.push(0);
-        assert!(decode(&longer, 1, 1).unwrap_err().contains("after the last op"));
+        assert!(decode(&longer, 1, 1)
+            .unwrap_err()
+            .contains("after the last op"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! is `fn(&mut Call, args) -> Outcome`, with `args[0]` the name; the arity was checked by the
 //! dispatcher from the table.
 
+pub mod cluster;
 pub mod connection;
 pub mod server;
 pub mod transactions;
@@ -162,6 +163,10 @@ pub static TABLE: &[Command] = &[
     command!("discard", 1, TXN, NO_KEYS, "transactions", "Discards a transaction.", transactions::discard),
     command!("watch", -2, TXN, ALL_KEYS, "transactions", "Monitors changes to keys to determine the execution of a transaction.", transactions::watch),
     command!("unwatch", 1, TXN, NO_KEYS, "transactions", "Forgets about watched keys of a transaction.", transactions::unwatch),
+    command!("cluster", -2, CONTAINER, NO_KEYS, "cluster", "A container for cluster commands.", cluster::cluster, &[("info", 2), ("nodes", 2), ("myid", 2)]),
+    command!("cluster.transfer", 2, &["admin", "stale"], NO_KEYS, "cluster", "Hands the cluster's leadership to another node.", cluster::transfer),
+    command!("readonly", 1, FLS, NO_KEYS, "cluster", "Enables stale reads on a cluster follower for this connection.", cluster::readonly),
+    command!("readwrite", 1, FLS, NO_KEYS, "cluster", "Disables READONLY for this connection.", cluster::readwrite),
 ];
 
 /// Every command the server knows: this module's table, then each data model's (COMMAND lists

@@ -17,8 +17,13 @@ impl ServerGuard {
     /// Starts the binary on an ephemeral port with `--data <dir>` and `extra` flags, and waits
     /// for its startup line.
     pub fn start(data: &Path, extra: &[&str]) -> ServerGuard {
+        ServerGuard::start_on(0, data, extra)
+    }
+
+    /// [`ServerGuard::start`] on a given port (0: an ephemeral one).
+    pub fn start_on(port: u16, data: &Path, extra: &[&str]) -> ServerGuard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flin-server"))
-            .args(["--port", "0", "--threads", "2", "--data"])
+            .args(["--port", &port.to_string(), "--threads", "2", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())

@@ -1,0 +1,446 @@
+//! The raft thread: the one owner of the node's `flin_replication::Node`. Each turn it takes
+//! what arrived (peers' messages, "the engine appended", a transfer request), ticks when a
+//! tick is due, proposes on the leader what the engine appended since the last turn, and
+//! handles every `Ready` in the order the core asks: cut the log, append the entries, save
+//! the hard state, (under `--fsync always`, flush), send, apply, advance.
+//!
+//! "Persisting" an entry is `Engine::append_entry` at its seq and term, except where the
+//! engine already holds that seq in that term (the leader's own writes, which it committed
+//! through the write path before proposing them): same index and term, same entry (raft's
+//! log matching). "Applying" is `Engine::commit_through` and opening the writes' gates: the
+//! models already saw each entry when it was appended (they are the engine's observers), and
+//! a cut starts them again.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use flin_engine::Engine;
+use flin_replication::hard_state::HardStateFile;
+use flin_replication::{
+    Config, Entry, HardState, Membership, Message, Node, NodeId, Persisted, Ready, Role,
+};
+
+use super::transport::{Incoming, Transport};
+use super::{entry, Cluster, View};
+
+/// Entries the leader reads back from the engine per turn, at most.
+const PROPOSE_BATCH: usize = 1024;
+/// The node forgets applied entries once it holds this many more than it must.
+const COMPACT_SLACK: u64 = 4096;
+/// Most entries kept in memory for a lagging follower; past this it would need a snapshot.
+const HELD_MAX: u64 = 200_000;
+
+/// What the raft thread is told.
+pub enum Input {
+    Peer(Message),
+    /// The write path committed an entry to the engine (on the leader).
+    Appended,
+    /// CLUSTER.TRANSFER: hand leadership to this node; the answer goes back on the channel.
+    Transfer(NodeId, Sender<Result<(), String>>),
+    Stop,
+}
+
+/// A running raft thread.
+pub struct Driver {
+    inbox: Sender<Input>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Restores the node from the engine's log and the hard state file and starts the thread
+    /// and the transport. `engine` must be replicated (`Config::replicated`).
+    pub fn start(
+        cluster: Arc<Cluster>,
+        engine: Engine,
+        hard_state: (HardStateFile, HardState),
+        always: bool,
+        bind: std::net::IpAddr,
+        log: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<Driver, String> {
+        let id = cluster.id();
+        let node = restore(&cluster, &engine, hard_state.1)?;
+        let (inbox, receiver) = mpsc::channel();
+        let peers = cluster
+            .options
+            .members
+            .keys()
+            .filter(|&&peer| peer != id)
+            .map(|&peer| (peer, cluster.options.cluster_addr(peer)))
+            .collect();
+        let mut listen = cluster.options.cluster_addr(id);
+        listen.set_ip(bind);
+        let transport = Transport::start(id, listen, &peers, inbox.clone(), wrap, log.clone())?;
+        *cluster.wake.lock().expect("cluster wake lock") = Some(inbox.clone());
+        let mut raft = Raft {
+            cluster,
+            always,
+            engine,
+            proposed_through: 0,
+            node,
+            hard_state: hard_state.0,
+            transport: Some(transport),
+            log,
+            elections_won: 0,
+        };
+        let tick = Duration::from_millis(raft.cluster.options.tick_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("flin-raft".into())
+            .spawn(move || raft.run(receiver, tick))
+            .map_err(|e| format!("cannot start the raft thread: {e}"))?;
+        Ok(Driver {
+            inbox,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and the transport.
+    pub fn stop(mut self) {
+        let _ = self.inbox.send(Input::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn wrap(incoming: Incoming) -> Input {
+    match incoming {
+        Incoming::Message(message) => Input::Peer(message),
+    }
+}
+
+/// The node as the engine and the hard state file left it: entries above the engine's
+/// commit point are read back (the engine pins them: never compacted); below it the engine
+/// holds the state, and only the commit point's term is needed.
+fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<Node, String> {
+    let options = &cluster.options;
+    let mut config = Config::new(options.id, Membership::new(options.members.keys().copied()));
+    // Entries carry engine batches (up to a few MiB each).
+    config.append_bytes_max = 4 << 20;
+    config.entry_bytes_max = 32 << 20;
+    let offset = engine.committed_seq();
+    let offset_term = engine
+        .term_at(offset)
+        .map_err(|e| format!("cannot read the term at the commit point {offset}: {e}"))?
+        .unwrap_or(0);
+    let mut entries = Vec::new();
+    let mut reader = engine.reader(offset + 1);
+    while let Some(read) = reader
+        .next_entry()
+        .map_err(|e| format!("cannot read the log back from {}: {e}", offset + 1))?
+    {
+        entries.push(Entry {
+            term: read.term,
+            index: read.seq,
+            data: entry::encode(&read),
+        });
+    }
+    let mut hard_state = hard_state;
+    // Under `everysec` a crash may have lost entries the file says were committed.
+    hard_state.commit = hard_state
+        .commit
+        .clamp(offset, offset + entries.len() as u64);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ options.id.rotate_left(32);
+    Ok(Node::restart(
+        config,
+        seed,
+        Persisted {
+            hard_state,
+            entries,
+            applied: offset,
+            offset,
+            offset_term,
+        },
+    ))
+}
+
+struct Raft {
+    cluster: Arc<Cluster>,
+    engine: Engine,
+    always: bool,
+    node: Node,
+    hard_state: HardStateFile,
+    transport: Option<Transport>,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+    elections_won: u64,
+    /// The leader proposed the engine's entries through this seq, in its term: persisting
+    /// them again is a no-op, known without reading the log.
+    proposed_through: u64,
+}
+
+impl Raft {
+    fn run(&mut self, inbox: Receiver<Input>, tick: Duration) {
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match inbox.recv_timeout(wait) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut stop = false;
+            for input in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
+            {
+                match input {
+                    Input::Peer(message) => {
+                        if let Err(error) = self.node.step(message) {
+                            (self.log)(&format!("raft: a peer's message refused: {error}"));
+                        }
+                    }
+                    Input::Appended => {}
+                    Input::Transfer(to, answer) => {
+                        let _ =
+                            answer.send(self.node.transfer_leader(to).map_err(|e| e.to_string()));
+                    }
+                    Input::Stop => stop = true,
+                }
+                self.watch_role();
+            }
+            if stop {
+                break;
+            }
+            if Instant::now() >= next_tick {
+                next_tick += tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + tick;
+                }
+                self.node.tick();
+                self.watch_role();
+            }
+            self.propose_appended();
+            while self.node.has_ready() {
+                let ready = self.node.ready();
+                if let Err(error) = self.handle(ready) {
+                    // The disk failed under the log: this node cannot keep its promises.
+                    (self.log)(&format!(
+                        "raft: cannot persist: {error}; the node stops taking part"
+                    ));
+                    self.cluster.set_writable_term(0);
+                    self.stop_transport();
+                    return;
+                }
+                self.node.advance();
+                self.watch_role();
+            }
+            self.compact();
+            self.publish_view();
+        }
+        self.stop_transport();
+    }
+
+    fn stop_transport(&mut self) {
+        if let Some(transport) = self.transport.take() {
+            transport.stop();
+        }
+    }
+
+    /// Refuses writes the moment this node is no longer the leader of the term it took writes
+    /// in, and takes them once it leads and its term's empty entry is in the engine.
+    fn watch_role(&mut self) {
+        let term = self.node.term();
+        let leads = self.node.role() == Role::Leader;
+        let writable = self
+            .cluster
+            .writable_term
+            .load(std::sync::atomic::Ordering::Acquire);
+        if writable != 0 && (!leads || writable != term) {
+            self.cluster.set_writable_term(0);
+        }
+        if leads && writable != term && self.engine.last_seq() >= self.node.last_index() {
+            // The empty entry is persisted once the engine's log reaches the node's last index
+            // in this term (handle() put it there).
+            if self.engine.term_at(self.node.last_index()).ok().flatten() == Some(term) {
+                if let Err(error) = self.engine.set_term(term) {
+                    (self.log)(&format!("raft: cannot take term {term}: {error}"));
+                    return;
+                }
+                self.elections_won += 1;
+                self.cluster.set_writable_term(term);
+                (self.log)(&format!("raft: node {} leads term {term}", self.node.id()));
+            }
+        }
+    }
+
+    /// On the leader: proposes what the write path appended to the engine since the node's
+    /// last index (the core's indexes are the seqs). An entry of an older term found there
+    /// was written by a write that raced this node's loss of leadership: it is cut.
+    fn propose_appended(&mut self) {
+        if self.node.role() != Role::Leader || !self.cluster.writable() {
+            return;
+        }
+        let term = self.node.term();
+        while self.node.last_index() < self.engine.last_seq() {
+            let next = self.node.last_index() + 1;
+            let read = match self.engine.reader(next).read(PROPOSE_BATCH, 4 << 20) {
+                Ok(read) => read,
+                Err(error) => {
+                    (self.log)(&format!("raft: cannot read entry {next} back: {error}"));
+                    return;
+                }
+            };
+            if read.is_empty() {
+                return;
+            }
+            for logged in read {
+                if logged.term != term {
+                    if let Err(error) = self.cut(logged.seq - 1) {
+                        (self.log)(&format!("raft: cannot cut a stale write: {error}"));
+                    }
+                    return;
+                }
+                match self.node.propose(entry::encode(&logged)) {
+                    Ok(index) if index == logged.seq => self.proposed_through = index,
+                    Ok(index) => {
+                        (self.log)(&format!(
+                            "raft: proposal landed at {index}, not seq {}; stepping aside",
+                            logged.seq
+                        ));
+                        self.cluster.set_writable_term(0);
+                        return;
+                    }
+                    // Busy (too much uncommitted) or a transfer: again next turn.
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
+    /// Persists, sends and applies one `Ready`.
+    fn handle(&mut self, ready: Ready) -> Result<(), String> {
+        if let Some(cut) = ready.truncate_after {
+            self.cut(cut)?;
+        }
+        let has_entries = !ready.entries.is_empty();
+        for logged in &ready.entries {
+            self.persist(logged)?;
+        }
+        if let Some(hard_state) = ready.hard_state {
+            let saved = self.hard_state.saved();
+            // The commit index alone is not worth two fsyncs (losing it is safe).
+            if hard_state.term != saved.term || hard_state.vote != saved.vote {
+                self.hard_state
+                    .save(&hard_state)
+                    .map_err(|e| format!("hard state: {e}"))?;
+            }
+        }
+        if has_entries && self.always {
+            self.engine.flush().map_err(|e| format!("flush: {e}"))?;
+        }
+        if let Some(transport) = &self.transport {
+            for message in &ready.messages {
+                transport.send(message);
+            }
+        }
+        if let Some(last) = ready.committed.last() {
+            self.engine
+                .commit_through(last.index)
+                .map_err(|e| format!("commit through {}: {e}", last.index))?;
+            self.cluster.gates.committed_through(last.index);
+        }
+        Ok(())
+    }
+
+    /// Makes the engine hold `logged` at its seq.
+    fn persist(&mut self, logged: &Entry) -> Result<(), String> {
+        if logged.index <= self.proposed_through && logged.term == self.node.term() {
+            return Ok(());
+        }
+        for _ in 0..3 {
+            if logged.index <= self.engine.last_seq() {
+                let held = self
+                    .engine
+                    .term_at(logged.index)
+                    .map_err(|e| e.to_string())?;
+                if held == Some(logged.term) {
+                    return Ok(());
+                }
+                self.cut(logged.index - 1)?;
+            }
+            let leader = self.node.leader().unwrap_or(0);
+            let batch = entry::decode(&logged.data, logged.term, leader)
+                .map_err(|e| format!("entry {}: {e}", logged.index))?;
+            match self.engine.append_entry(logged.index, logged.term, &batch) {
+                Ok(_) => return Ok(()),
+                // A write that raced this node's loss of leadership took the seq: cut, retry.
+                Err(flin_engine::Error::Invalid(_)) => continue,
+                Err(error) => return Err(format!("append entry {}: {error}", logged.index)),
+            }
+        }
+        Err(format!("entry {} could not be appended", logged.index))
+    }
+
+    /// Cuts the engine's log after `seq` and withdraws the replies of the writes cut.
+    fn cut(&mut self, seq: u64) -> Result<(), String> {
+        if seq >= self.engine.last_seq() {
+            return Ok(());
+        }
+        self.engine
+            .truncate_after(seq)
+            .map_err(|e| format!("truncate after {seq}: {e}"))?;
+        self.proposed_through = self.proposed_through.min(seq);
+        self.cluster
+            .gates
+            .withdraw_after(seq, "the write was not committed: a new leader replaced it");
+        Ok(())
+    }
+
+    /// Forgets applied entries no follower needs (the engine keeps them).
+    fn compact(&mut self) {
+        let applied = self.node.applied_index();
+        let first = self.node.first_index();
+        if applied < first + COMPACT_SLACK {
+            return;
+        }
+        let mut through = applied;
+        if self.node.role() == Role::Leader {
+            let slowest = self
+                .cluster
+                .options
+                .members
+                .keys()
+                .filter(|&&peer| peer != self.node.id())
+                .filter_map(|&peer| self.node.match_index(peer))
+                .min()
+                .unwrap_or(applied);
+            through = through.min(slowest);
+            if self.node.last_index() - through > HELD_MAX {
+                (self.log)(&format!(
+                    "raft: a follower is more than {HELD_MAX} entries behind; it will need a snapshot (not implemented)"
+                ));
+                through = applied;
+            }
+        }
+        if through >= first + COMPACT_SLACK {
+            self.node.compact(through - COMPACT_SLACK / 2);
+        }
+    }
+
+    fn publish_view(&self) {
+        let id = self.node.id();
+        let matches = self
+            .cluster
+            .options
+            .members
+            .keys()
+            .filter(|&&peer| peer != id)
+            .filter_map(|&peer| self.node.match_index(peer).map(|index| (peer, index)))
+            .collect();
+        self.cluster.set_view(View {
+            role: self.node.role(),
+            term: self.node.term(),
+            leader: self.node.leader(),
+            commit: self.node.commit_index(),
+            applied: self.node.applied_index(),
+            last_index: self.node.last_index(),
+            first_index: self.node.first_index(),
+            matches,
+            elections_won: self.elections_won,
+        });
+    }
+}

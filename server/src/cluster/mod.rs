@@ -1,0 +1,197 @@
+//! Running raft in the server (issue 14): a node of a 3-node cluster decides every write on
+//! the leader, replicates it as the same engine records, and acknowledges it once a majority
+//! holds it.
+//!
+//! - `transport`: TCP between peers on the cluster port (client port + 10000).
+//! - `entry`: a log entry's data, the engine ops of one seq.
+//! - `gates`: [`ClusterGates`], replies wait until their writes are committed; replies of
+//!   writes a new leader replaced are withdrawn.
+//! - `driver`: the raft thread, the one owner of `flin_replication::Node`: it ticks, steps
+//!   peers' messages, proposes what the engine appended on the leader, persists what the
+//!   `Ready`s say through the engine's replication seam (`append_entry`, `truncate_after`,
+//!   `commit_through`) and the hard state file, sends, and opens gates.
+//!
+//! The write path stays the one in `store.rs`: on the leader a command decides under the
+//! writer lock and commits to the engine at the next seq, in the current term, exactly as a
+//! lone node does; the raft thread then reads that entry back from the log and proposes it
+//! (the core's index is the seq). A node that is not the leader refuses writes with
+//! `-MOVED 0 <leader's client address>` (Redis Cluster's redirect), and reads too unless the
+//! connection said READONLY.
+
+pub mod driver;
+pub mod entry;
+pub mod gates;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use flin_replication::{NodeId, Role};
+
+pub use gates::ClusterGates;
+
+use crate::frame::Frame;
+
+/// A node's place in its cluster, from `--node-id` and `--cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterOptions {
+    pub id: NodeId,
+    /// Every voter's client address, this node's included.
+    pub members: BTreeMap<NodeId, SocketAddr>,
+    /// The length of one raft tick (elections after 10..20 ticks, heartbeats every 2).
+    pub tick_ms: u64,
+}
+
+impl ClusterOptions {
+    /// Parses `1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382` for node `id`.
+    pub fn parse(id: &str, members: &str, tick_ms: u64) -> Result<ClusterOptions, String> {
+        let id: NodeId = id.parse().ok().filter(|&id| id > 0).ok_or_else(|| {
+            format!("--node-id: '{id}' is not a node id (a positive integer) as --cluster needs")
+        })?;
+        let mut parsed = BTreeMap::new();
+        for member in members.split(',') {
+            let (node, addr) = member
+                .split_once('=')
+                .ok_or_else(|| format!("--cluster: '{member}' is not <id>=<ip>:<port>"))?;
+            let node: NodeId = node
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&node| node > 0)
+                .ok_or_else(|| format!("--cluster: '{node}' is not a node id"))?;
+            let addr: SocketAddr = addr
+                .trim()
+                .parse()
+                .map_err(|_| format!("--cluster: '{addr}' is not <ip>:<port>"))?;
+            if addr
+                .port()
+                .checked_add(transport::CLUSTER_PORT_OFFSET)
+                .is_none()
+            {
+                return Err(format!(
+                    "--cluster: port {} leaves no room for its cluster port (+{})",
+                    addr.port(),
+                    transport::CLUSTER_PORT_OFFSET
+                ));
+            }
+            if parsed.insert(node, addr).is_some() {
+                return Err(format!("--cluster: node {node} is named twice"));
+            }
+        }
+        if !parsed.contains_key(&id) {
+            return Err(format!(
+                "--cluster: this node ({id}) is not among the members"
+            ));
+        }
+        Ok(ClusterOptions {
+            id,
+            members: parsed,
+            tick_ms,
+        })
+    }
+
+    /// A member's cluster address: its client address with the port + 10000.
+    pub fn cluster_addr(&self, node: NodeId) -> SocketAddr {
+        let mut addr = self.members[&node];
+        addr.set_port(addr.port() + transport::CLUSTER_PORT_OFFSET);
+        addr
+    }
+}
+
+/// What the raft thread last saw, for redirects, CLUSTER INFO/NODES and the admin port.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub first_index: u64,
+    /// The leader's view of each follower's match index.
+    pub matches: BTreeMap<NodeId, u64>,
+    /// Times this node became leader.
+    pub elections_won: u64,
+}
+
+/// The cluster as the rest of the server sees it.
+pub struct Cluster {
+    pub options: ClusterOptions,
+    pub gates: std::sync::Arc<ClusterGates>,
+    /// The term this node accepts writes in, once its empty entry of that term is in its log;
+    /// 0 while it is not the leader.
+    writable_term: AtomicU64,
+    view: Mutex<View>,
+    /// Wakes the raft thread when the engine appended (set once the thread runs).
+    pub(crate) wake: Mutex<Option<std::sync::mpsc::Sender<driver::Input>>>,
+}
+
+impl Cluster {
+    pub fn new(options: ClusterOptions) -> Cluster {
+        Cluster {
+            options,
+            gates: Default::default(),
+            writable_term: AtomicU64::new(0),
+            view: Mutex::new(View {
+                role: Role::Follower,
+                term: 0,
+                leader: None,
+                commit: 0,
+                applied: 0,
+                last_index: 0,
+                first_index: 1,
+                matches: BTreeMap::new(),
+                elections_won: 0,
+            }),
+            wake: Mutex::new(None),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.options.id
+    }
+
+    /// Whether this node leads and accepts writes now.
+    pub fn writable(&self) -> bool {
+        self.writable_term.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn set_writable_term(&self, term: u64) {
+        self.writable_term.store(term, Ordering::Release);
+    }
+
+    pub fn view(&self) -> View {
+        self.view.lock().expect("cluster view lock").clone()
+    }
+
+    pub(crate) fn set_view(&self, view: View) {
+        *self.view.lock().expect("cluster view lock") = view;
+    }
+
+    /// The refusal of a command this node cannot serve: `-MOVED 0 <addr>` naming the
+    /// leader's client address, or `-CLUSTERDOWN` while no leader is known.
+    pub fn redirect(&self) -> Frame {
+        let view = self.view();
+        match view.leader {
+            Some(leader) if leader != self.id() => match self.options.members.get(&leader) {
+                Some(addr) => Frame::error(format!("MOVED 0 {addr}")),
+                None => Frame::error(format!("CLUSTERDOWN leader {leader} is not a member")),
+            },
+            Some(_) => Frame::error(
+                "TRYAGAIN this node was just elected and is committing its term; retry",
+            ),
+            None => {
+                Frame::error("CLUSTERDOWN no leader is known (an election is under way); retry")
+            }
+        }
+    }
+
+    /// Tells the raft thread the engine appended an entry to propose.
+    pub fn notify_appended(&self) {
+        if let Some(wake) = &*self.wake.lock().expect("cluster wake lock") {
+            let _ = wake.send(driver::Input::Appended);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Peers talk over TCP on the cluster port (a node's client port + [`CLUSTER_PORT_OFFSET`]):
+//! each node dials every peer and sends its messages on that one outgoing connection, and
+//! reads each peer's messages on the connection the peer dialled. A connection opens with
+//! the `FLINRAFT` hello naming the sender, then carries length-prefixed messages
+//! (`flin_replication::wire`; the bytes are in docs/replication.md).
+//!
+//! Plain threads, no event loop: one acceptor, one reader per incoming connection, one
+//! sender per peer. Raft tolerates lost messages, so a sender that cannot reach its peer
+//! drops what is queued for it (the leader sends again on its next heartbeat) and dials again
+//! after a pause; a full queue drops the newest message likewise. A reader that finds a bad
+//! frame closes its connection (the stream is out of step) and says so in the log once.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use flin_replication::wire::{self, FrameReader};
+use flin_replication::{Message, NodeId};
+
+/// A node's cluster port is its client port plus this (7380 -> 17380).
+pub const CLUSTER_PORT_OFFSET: u16 = 10_000;
+/// Messages queued for one peer before new ones are dropped.
+const QUEUE_DEPTH: usize = 8192;
+/// Pause between attempts to dial an unreachable peer.
+const REDIAL_PAUSE: Duration = Duration::from_millis(100);
+const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What the transport hands the raft thread.
+pub enum Incoming {
+    Message(Message),
+}
+
+/// The sending half: a queue per peer.
+pub struct Transport {
+    queues: BTreeMap<NodeId, SyncSender<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    local: SocketAddr,
+}
+
+impl Transport {
+    /// Listens on `listen` and starts a sender per peer (`peers`: cluster addresses, this
+    /// node excluded). Incoming messages go to `inbox`, wrapped by `wrap`.
+    pub fn start<T: Send + 'static>(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: &BTreeMap<NodeId, SocketAddr>,
+        inbox: Sender<T>,
+        wrap: fn(Incoming) -> T,
+        log: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<Transport, String> {
+        let listener = TcpListener::bind(listen)
+            .map_err(|e| format!("cannot listen on the cluster port {listen}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cluster port: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let stop = stop.clone();
+            let log = log.clone();
+            threads.push(spawn("flin-raft-accept", move || {
+                accept(listener, id, inbox, wrap, stop, log)
+            })?);
+        }
+        let mut queues = BTreeMap::new();
+        for (&peer, &addr) in peers {
+            let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
+            queues.insert(peer, sender);
+            let stop = stop.clone();
+            let log = log.clone();
+            threads.push(spawn(&format!("flin-raft-to-{peer}"), move || {
+                send_loop(id, peer, addr, receiver, stop, log)
+            })?);
+        }
+        Ok(Transport {
+            queues,
+            stop,
+            threads,
+            local,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Queues `message` for its peer; drops it when the queue is full (raft resends).
+    pub fn send(&self, message: &Message) {
+        let Some(queue) = self.queues.get(&message.to) else {
+            return;
+        };
+        let mut frame = Vec::with_capacity(wire::encoded_len(message) + wire::FRAME_PREFIX_LEN);
+        wire::write_frame(message, &mut frame);
+        match queue.try_send(frame) {
+            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Stops every thread (the acceptor notices within its poll interval).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.queues.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| format!("cannot start {name}: {e}"))
+}
+
+fn accept<T: Send + 'static>(
+    listener: TcpListener,
+    id: NodeId,
+    inbox: Sender<T>,
+    wrap: fn(Incoming) -> T,
+    stop: Arc<AtomicBool>,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+) {
+    while !stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let inbox = inbox.clone();
+                let stop = stop.clone();
+                let log = log.clone();
+                let _ = spawn("flin-raft-from", move || {
+                    if let Err(reason) = read_loop(stream, id, inbox, wrap, &stop) {
+                        log(&format!("cluster connection from {peer} closed: {reason}"));
+                    }
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => {
+                log(&format!("cluster port accept failed: {error}"));
+                std::thread::sleep(REDIAL_PAUSE);
+            }
+        }
+    }
+}
+
+/// Reads one peer's messages until the connection ends, the stream goes out of step or the
+/// transport stops. Messages must come from the peer the hello named and be addressed to us.
+fn read_loop<T>(
+    mut stream: TcpStream,
+    id: NodeId,
+    inbox: Sender<T>,
+    wrap: fn(Incoming) -> T,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(Duration::from_millis(200))))
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let mut reader = FrameReader::new();
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut from = None;
+    while !stop.load(Ordering::Acquire) {
+        let read = match stream.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        reader.push(&buffer[..read]);
+        if from.is_none() {
+            match reader.take_hello() {
+                None => continue,
+                Some(Ok(peer)) => from = Some(peer),
+                Some(Err(error)) => return Err(format!("bad hello: {error}")),
+            }
+        }
+        while let Some(message) = reader.next() {
+            let message = message.map_err(|e| format!("bad frame: {e}"))?;
+            if Some(message.from) != from || message.to != id {
+                return Err(format!(
+                    "a message from {} to {} on node {:?}'s connection",
+                    message.from,
+                    message.to,
+                    from.unwrap_or(0)
+                ));
+            }
+            if inbox.send(wrap(Incoming::Message(message))).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends what is queued for `peer`, dialling as needed; logs an unreachable peer once per
+/// outage, not per attempt.
+fn send_loop(
+    id: NodeId,
+    peer: NodeId,
+    addr: SocketAddr,
+    queue: Receiver<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+) {
+    let mut stream: Option<TcpStream> = None;
+    let mut reported = false;
+    let mut batch = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let frame = match queue.recv_timeout(Duration::from_millis(200)) {
+            Ok(frame) => frame,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        batch.clear();
+        batch.extend_from_slice(&frame);
+        while batch.len() < (1 << 20) {
+            match queue.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if stream.is_none() {
+            match dial(id, addr) {
+                Ok(connected) => {
+                    if reported {
+                        log(&format!("peer {peer} at {addr} reachable again"));
+                    }
+                    reported = false;
+                    stream = Some(connected);
+                }
+                Err(error) => {
+                    if !reported {
+                        log(&format!("peer {peer} at {addr} unreachable: {error}"));
+                        reported = true;
+                    }
+                    // What was queued is dropped: raft sends again.
+                    while queue.try_recv().is_ok() {}
+                    std::thread::sleep(REDIAL_PAUSE);
+                    continue;
+                }
+            }
+        }
+        if let Some(connected) = stream.as_mut() {
+            if connected.write_all(&batch).is_err() {
+                stream = None;
+            }
+        }
+    }
+}
+
+fn dial(id: NodeId, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(&addr, DIAL_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut hello = Vec::new();
+    wire::encode_hello(id, &mut hello);
+    stream.write_all(&hello)?;
+    Ok(stream)
+}

@@ -1,0 +1,287 @@
+//! Three real `flin-server` processes as one cluster (issue 14): a leader is elected, writes
+//! of every replicated model are acknowledged once a majority holds them, followers redirect
+//! with `-MOVED`, a follower that asked for READONLY serves its replicated state, the leader
+//! killed with SIGKILL is replaced and no acknowledged write is lost, and the killed node
+//! rejoins and catches up.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::ServerGuard;
+use redis::Value;
+
+/// Three client ports whose cluster ports (+10000) are free too.
+fn free_ports() -> [u16; 3] {
+    // Tests of this file run in parallel in one process: each call starts elsewhere.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut ports = Vec::new();
+    let mut candidate = 20_000 + ((std::process::id() % 5_000) as u16 * 5 + call * 100) % 25_000;
+    while ports.len() < 3 {
+        candidate = if candidate >= 45_000 {
+            20_000
+        } else {
+            candidate + 1
+        };
+        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(candidate) && free(candidate + 10_000) {
+            ports.push(candidate);
+        }
+    }
+    [ports[0], ports[1], ports[2]]
+}
+
+struct Cluster {
+    ports: [u16; 3],
+    members: String,
+    nodes: [Option<ServerGuard>; 3],
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let ports = free_ports();
+        let members = (0..3)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            ports,
+            members,
+            nodes: [None, None, None],
+            dir,
+        };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let data = self.dir.path().join(format!("n{}", i + 1));
+        let id = (i + 1).to_string();
+        self.nodes[i] = Some(ServerGuard::start_on(
+            self.ports[i],
+            Path::new(&data),
+            &[
+                "--node-id",
+                &id,
+                "--cluster",
+                &self.members,
+                "--raft-tick-ms",
+                "20",
+                "--fsync",
+                "always",
+                "--admin-port",
+                "0",
+            ],
+        ));
+    }
+
+    fn connect(&self, i: usize) -> redis::Connection {
+        let node = self.nodes[i].as_ref().expect("running");
+        let con = redis::Client::open(node.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        con
+    }
+
+    fn info(&self, i: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut self.connect(i))
+            .unwrap()
+    }
+
+    /// Waits for the running nodes to agree on a leader that accepts writes; its index.
+    fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for i in 0..3 {
+                if self.nodes[i].is_some() && self.info(i).contains("accepting_writes:1") {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn field(info: &str, key: &str) -> u64 {
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}:")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {info}"))
+}
+
+#[test]
+fn a_cluster_replicates_redirects_and_survives_the_leader_s_kill() {
+    let mut cluster = Cluster::start();
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let mut con = cluster.connect(leader);
+
+    // Writes of every replicated model on the leader, MULTI/EXEC included.
+    for n in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{n}"))
+            .arg(n)
+            .query(&mut con)
+            .unwrap();
+    }
+    let _: Value = redis::cmd("DOC.INSERT")
+        .arg("users")
+        .arg(r#"{"_id": 1, "name": "ada"}"#)
+        .query(&mut con)
+        .unwrap();
+    let _: Value = redis::cmd("STREAM.CREATE")
+        .arg("events")
+        .arg("PARTITIONS")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+    let (_, _, published): ((), (), Value) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("outbox")
+        .arg("sent")
+        .cmd("DOC.UPDATE")
+        .arg("users")
+        .arg(r#"{"_id": 1}"#)
+        .arg(r#"{"$set": {"name": "ada l."}}"#)
+        .cmd("STREAM.PUBLISH")
+        .arg("events")
+        .arg("user 1 renamed")
+        .query(&mut con)
+        .unwrap();
+    assert!(matches!(published, Value::Array(_)), "{published:?}");
+
+    // A follower redirects reads and writes to the leader, as Redis Cluster does.
+    let mut on_follower = cluster.connect(follower);
+    let leader_addr = format!("127.0.0.1:{}", cluster.ports[leader]);
+    for command in [
+        redis::cmd("GET").arg("k1").clone(),
+        redis::cmd("SET").arg("k1").arg("x").clone(),
+    ] {
+        let error = command.query::<Value>(&mut on_follower).unwrap_err();
+        assert_eq!(error.code(), Some("MOVED"), "{error:?}");
+        assert!(error.to_string().contains(&leader_addr), "{error}");
+    }
+    // Queues are refused on a cluster node, with the reason.
+    let error = redis::cmd("QUEUE.DECLARE")
+        .arg("jobs")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("queues are not replicated"),
+        "{error}"
+    );
+
+    // Every acknowledged write is on a majority: the leader's commit index is reached by a
+    // follower, and READONLY reads there show the writes.
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while field(&cluster.info(follower), "commit_index") < commit {
+        assert!(Instant::now() < deadline, "follower never caught up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _: () = redis::cmd("READONLY").query(&mut on_follower).unwrap();
+    let value: String = redis::cmd("GET")
+        .arg("k49")
+        .query(&mut on_follower)
+        .unwrap();
+    assert_eq!(value, "49");
+    let doc: String = redis::cmd("DOC.GET")
+        .arg("users")
+        .arg(1)
+        .query(&mut on_follower)
+        .unwrap();
+    assert!(doc.contains("ada l."), "{doc}");
+    let error = redis::cmd("SET")
+        .arg("k1")
+        .arg("x")
+        .query::<Value>(&mut on_follower)
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some("MOVED"),
+        "READONLY does not make writes local"
+    );
+
+    // Kill the leader: the other two elect a new one, which has every acknowledged write.
+    let before = field(&cluster.info(follower), "term");
+    cluster.nodes[leader].take().unwrap().crash();
+    let new_leader = cluster.leader();
+    assert_ne!(new_leader, leader);
+    assert!(field(&cluster.info(new_leader), "term") > before);
+    let mut con = cluster.connect(new_leader);
+    for n in 0..50 {
+        let value: String = redis::cmd("GET")
+            .arg(format!("k{n}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(value, n.to_string());
+    }
+    let outbox: String = redis::cmd("GET").arg("outbox").query(&mut con).unwrap();
+    assert_eq!(outbox, "sent");
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("failover")
+        .query(&mut con)
+        .unwrap();
+
+    // The killed node rejoins as a follower and catches up.
+    cluster.start_node(leader);
+    let commit = field(&cluster.info(new_leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while field(&cluster.info(leader), "commit_index") < commit {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rejoined = cluster.connect(leader);
+    let _: () = redis::cmd("READONLY").query(&mut rejoined).unwrap();
+    let value: String = redis::cmd("GET").arg("after").query(&mut rejoined).unwrap();
+    assert_eq!(value, "failover");
+    assert!(cluster.info(leader).contains("role:follower"));
+}
+
+#[test]
+fn leadership_moves_on_request_and_writes_follow() {
+    let cluster = Cluster::start();
+    let leader = cluster.leader();
+    let target = (leader + 2) % 3;
+    let mut con = cluster.connect(leader);
+    let _: () = redis::cmd("SET")
+        .arg("before")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER.TRANSFER")
+        .arg(target + 1)
+        .query(&mut con)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.info(target).contains("accepting_writes:1") {
+        assert!(Instant::now() < deadline, "the transfer never happened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut con = cluster.connect(target);
+    let value: String = redis::cmd("GET").arg("before").query(&mut con).unwrap();
+    assert_eq!(value, "1");
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+    let mine = nodes.lines().find(|line| line.contains("myself")).unwrap();
+    assert!(
+        mine.contains("master") && mine.ends_with("0-16383"),
+        "{nodes}"
+    );
+}
