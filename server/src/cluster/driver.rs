@@ -78,6 +78,7 @@ impl Driver {
             always,
             engine,
             proposed_through: 0,
+            proposed_term: 0,
             node,
             hard_state: hard_state.0,
             transport: Some(transport),
@@ -167,9 +168,11 @@ struct Raft {
     transport: Option<Transport>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
     elections_won: u64,
-    /// The leader proposed the engine's entries through this seq, in its term: persisting
-    /// them again is a no-op, known without reading the log.
+    /// The leader proposed the engine's entries through this seq, in `proposed_term`:
+    /// persisting them again is a no-op (same index and term, same entry), known without
+    /// reading the log.
     proposed_through: u64,
+    proposed_term: u64,
 }
 
 impl Raft {
@@ -295,7 +298,10 @@ impl Raft {
                     return;
                 }
                 match self.node.propose(entry::encode(&logged)) {
-                    Ok(index) if index == logged.seq => self.proposed_through = index,
+                    Ok(index) if index == logged.seq => {
+                        self.proposed_through = index;
+                        self.proposed_term = term;
+                    }
                     Ok(index) => {
                         (self.log)(&format!(
                             "raft: proposal landed at {index}, not seq {}; stepping aside",
@@ -348,7 +354,7 @@ impl Raft {
 
     /// Makes the engine hold `logged` at its seq.
     fn persist(&mut self, logged: &Entry) -> Result<(), String> {
-        if logged.index <= self.proposed_through && logged.term == self.node.term() {
+        if logged.index <= self.proposed_through && logged.term == self.proposed_term {
             return Ok(());
         }
         for _ in 0..3 {
