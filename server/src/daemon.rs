@@ -110,6 +110,15 @@ impl Daemon {
                 hard_state,
                 always && on_disk,
                 options.bind,
+                {
+                    let shared = shared.clone();
+                    Box::new(move || {
+                        shared
+                            .queues
+                            .reload(&shared.store)
+                            .map_err(|e| format!("queues: {e}"))
+                    })
+                },
                 Arc::new(|line: &str| eprintln!("flin-server: {line}")),
             )?),
             _ => None,

@@ -103,19 +103,12 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
 /// On a cluster node: the refusal of a command this node does not serve. A follower
 /// redirects every command that reads or writes data to the leader (`-MOVED`), except reads
 /// on a connection that asked for stale reads (READONLY; its writes are still redirected, by
-/// the write path). Queues are not replicated yet: their in-memory state (deliveries,
-/// visibility deadlines) lives only on the node that took the commands.
+/// the write path).
 fn cluster_refusal(
     cluster: &crate::cluster::Cluster,
     session: &Session,
     command: &Command,
 ) -> Option<Frame> {
-    if command.group == "queue" {
-        return Some(Frame::error(format!(
-            "ERR {} is not available on a cluster node yet: queues are not replicated",
-            command.name.to_ascii_uppercase()
-        )));
-    }
     let anywhere = matches!(command.group, "connection" | "cluster")
         || matches!(
             command.name,

@@ -103,12 +103,18 @@ impl Store {
 
     /// Takes keys out of the index without writing a record (`Engine::forget`): for a model
     /// whose own record already says they are dead (a queue's floor), so compaction can drop
-    /// them. The model forgets them again after every restart.
+    /// them. The model forgets them again after every restart. A replicated engine forgets
+    /// nothing (its undo log could not bring a key back): this answers 0, and the dead
+    /// records stay indexed, skipped by the model, and kept by compaction (a cluster node's
+    /// known cost, until the queue model writes deletes instead).
     pub fn forget<K: AsRef<[u8]>>(
         &self,
         namespace: Namespace,
         keys: &[K],
     ) -> flin_engine::Result<usize> {
+        if self.engine.is_replicated() {
+            return Ok(0);
+        }
         self.engine.forget(namespace, keys)
     }
 

@@ -442,6 +442,11 @@ impl Engine {
     /// loads. Nothing else may rely on a forgotten key staying gone. Ordered with writes (the
     /// writer lock is held). Returns how many of the keys were in the index. Refused on a
     /// replicated engine, whose undo log could not bring a forgotten key back.
+    /// Whether replication runs on this engine (`Config::replicated`).
+    pub fn is_replicated(&self) -> bool {
+        self.inner.undo.is_some()
+    }
+
     pub fn forget<K: AsRef<[u8]>>(&self, namespace: Namespace, keys: &[K]) -> Result<usize> {
         if self.inner.undo.is_some() {
             return Err(Error::Invalid(

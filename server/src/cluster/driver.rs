@@ -57,6 +57,7 @@ impl Driver {
         hard_state: (HardStateFile, HardState),
         always: bool,
         bind: std::net::IpAddr,
+        on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
         log: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Driver, String> {
         let id = cluster.id();
@@ -79,6 +80,7 @@ impl Driver {
             engine,
             proposed_through: 0,
             proposed_term: 0,
+            on_lead,
             node,
             hard_state: hard_state.0,
             transport: Some(transport),
@@ -173,6 +175,9 @@ struct Raft {
     /// reading the log.
     proposed_through: u64,
     proposed_term: u64,
+    /// Brings the models that are not the engine's observers up to date (the queues), before
+    /// this node takes writes as the leader.
+    on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
 }
 
 impl Raft {
@@ -261,6 +266,12 @@ impl Raft {
             if self.engine.term_at(self.node.last_index()).ok().flatten() == Some(term) {
                 if let Err(error) = self.engine.set_term(term) {
                     (self.log)(&format!("raft: cannot take term {term}: {error}"));
+                    return;
+                }
+                if let Err(error) = (self.on_lead)() {
+                    (self.log)(&format!(
+                        "raft: cannot load the models to lead term {term}: {error}"
+                    ));
                     return;
                 }
                 self.elections_won += 1;

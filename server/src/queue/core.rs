@@ -654,14 +654,31 @@ impl Queues {
         if !dead.is_empty() {
             store.forget(NS, &dead).map_err(engine_error)?;
         }
-        for chunk in stale.chunks(DELETE_CHUNK) {
-            let mut plan = Plan::default();
-            chunk.iter().for_each(|key| plan.delete(key));
-            commit(store, &plan)?;
+        // Clean-up of records nothing refers to: only where writes are taken (a cluster's
+        // follower leaves it to its leader).
+        if store.accepts_writes() {
+            for chunk in stale.chunks(DELETE_CHUNK) {
+                let mut plan = Plan::default();
+                chunk.iter().for_each(|key| plan.delete(key));
+                commit(store, &plan)?;
+            }
         }
         Ok(Queues {
             state: Mutex::new(state),
         })
+    }
+
+    /// Loads the model again from the engine, replacing what it held: for a cluster node
+    /// that becomes the leader, whose model was not fed the entries it appended as a
+    /// follower. Deliveries in flight and their deadlines are not in the log: their messages
+    /// are ready again (redelivered, at least once); consumers and waiters are dropped (none
+    /// is registered on a follower, which redirects queue commands); transient queues, kept
+    /// in memory only, are gone.
+    pub fn reload(&self, store: &Store) -> Result<()> {
+        let fresh = Queues::load(store)?;
+        let state = fresh.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.lock() = state;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
