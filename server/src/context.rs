@@ -30,10 +30,10 @@ impl From<flin_engine::Error> for Frame {
     }
 }
 
-/// Process-wide counters for INFO.
+/// Process-wide counters for INFO and the admin port (commands are counted by the
+/// [`crate::recorder::Recorder`], sharded, since every command adds to them).
 #[derive(Default)]
 pub struct Counters {
-    pub commands_processed: AtomicU64,
     pub connections_received: AtomicU64,
     pub connected_clients: AtomicU64,
     pub rejected_connections: AtomicU64,
@@ -97,6 +97,10 @@ pub struct Shared {
     pub gates: Option<std::sync::Arc<crate::gates::DurableGates>>,
     pub options: Options,
     pub counters: Counters,
+    /// Commands by name and result, latency per family (the admin port's figures).
+    pub recorder: crate::recorder::Recorder,
+    /// Bytes the event loops read and wrote (given to flin-net's loops by the daemon).
+    pub io: Arc<flin_net::IoCounters>,
     /// Writes that left no record, for WATCH.
     pub touches: TouchStamps,
     /// Open connections by id (CLIENT LIST).
@@ -155,6 +159,8 @@ impl Shared {
             gates: None,
             options,
             counters: Counters::default(),
+            recorder: crate::recorder::Recorder::new(crate::cmd::count()),
+            io: Arc::new(flin_net::IoCounters::new()),
             touches: TouchStamps::new(),
             clients: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
@@ -247,6 +253,9 @@ pub struct Session {
     pub queue: crate::queue::session::QueueSession,
     /// A parked long poll (STREAM.FETCH or STREAM.CONSUME with BLOCK).
     pub stream: crate::stream::commands::StreamSession,
+    /// The family of the command just dispatched, which the service records its latency
+    /// under once the reply is encoded.
+    pub family: crate::recorder::Family,
 }
 
 impl Session {
@@ -262,6 +271,7 @@ impl Session {
             reply_gate: None,
             queue: crate::queue::session::QueueSession::detached(),
             stream: crate::stream::commands::StreamSession::default(),
+            family: crate::recorder::Family::Server,
         }
     }
 

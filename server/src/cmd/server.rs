@@ -181,7 +181,7 @@ fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
             );
             line(
                 "total_commands_processed",
-                &counters.commands_processed.load(Ordering::Relaxed),
+                &shared.recorder.processed_total(),
             );
             line(
                 "rejected_connections",

@@ -17,12 +17,23 @@ impl ServerGuard {
     /// Starts the binary on an ephemeral port with `--data <dir>` and `extra` flags, and waits
     /// for its startup line.
     pub fn start(data: &Path, extra: &[&str]) -> ServerGuard {
+        ServerGuard::spawn(data, extra, Stdio::null())
+    }
+
+    /// [`ServerGuard::start`] with the server's stderr (its log) piped to the returned reader.
+    pub fn start_logging(data: &Path, extra: &[&str]) -> (ServerGuard, std::process::ChildStderr) {
+        let mut guard = ServerGuard::spawn(data, extra, Stdio::piped());
+        let stderr = guard.child.as_mut().and_then(|c| c.stderr.take());
+        (guard, stderr.expect("stderr piped"))
+    }
+
+    fn spawn(data: &Path, extra: &[&str], stderr: Stdio) -> ServerGuard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flin-server"))
             .args(["--port", "0", "--threads", "2", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start flin-server");
         let stdout = child.stdout.take().expect("stdout");
