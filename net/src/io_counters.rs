@@ -1,5 +1,5 @@
-//! [`IoCounters`]: bytes the event loops read from and wrote to client sockets, for the
-//! daemon's metrics. Each loop adds to a slot of its own (slots are 128-byte aligned, so two
+//! [`IoCounters`]: bytes the event loops read from and wrote to client sockets, and
+//! connections refused by `max_clients`, for the daemon's metrics. Each loop adds to a slot of its own (slots are 128-byte aligned, so two
 //! loops never share a cache line): one relaxed add per read or write call, never contended
 //! while there are no more loops than [`IO_SLOTS`].
 
@@ -16,10 +16,12 @@ struct Slot {
     written: AtomicU64,
 }
 
-/// Bytes read and written over all loops.
+/// Bytes read and written over all loops, and connections refused.
 #[derive(Default)]
 pub struct IoCounters {
     slots: [Slot; IO_SLOTS],
+    /// Connections closed at once because `max_clients` were open (rare: one shared counter).
+    refused: AtomicU64,
 }
 
 impl IoCounters {
@@ -33,6 +35,15 @@ impl IoCounters {
             .iter()
             .map(|s| s.read.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Connections refused because `max_clients` were open.
+    pub fn connections_refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn refused_one(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Total bytes written to client sockets.

@@ -36,7 +36,6 @@ impl From<flin_engine::Error> for Frame {
 pub struct Counters {
     pub connections_received: AtomicU64,
     pub connected_clients: AtomicU64,
-    pub rejected_connections: AtomicU64,
 }
 
 /// What CLIENT LIST shows of a connection. Updated only when it changes (name, library, RESP

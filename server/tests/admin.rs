@@ -397,6 +397,25 @@ fn metrics_move_with_their_events() {
 }
 
 #[test]
+fn refused_connections_are_counted() {
+    let admin = start(&["--maxclients", "1"]);
+    let metrics = |admin: &Admin| get(admin.addr, "/metrics", None).body;
+    assert_eq!(
+        sample(&metrics(&admin), "flin_connections_rejected_total"),
+        0.0
+    );
+    let mut first = admin.server.connect();
+    first.send(&resp(&[b"PING"]));
+    assert_eq!(first.read_exact(7), b"+PONG\r\n");
+    let mut second = admin.server.connect();
+    let refusal = b"-ERR max number of clients reached\r\n";
+    assert_eq!(second.read_exact(refusal.len()), refusal);
+    let after = metrics(&admin);
+    assert_eq!(sample(&after, "flin_connections_rejected_total"), 1.0);
+    assert_eq!(sample(&after, "flin_connected_clients"), 1.0);
+}
+
+#[test]
 fn the_password_guards_all_but_health() {
     let admin = start(&["--requirepass", "s3cret"]);
     assert_eq!(get(admin.addr, "/health", None).status, 200);

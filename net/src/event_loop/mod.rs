@@ -542,6 +542,7 @@ impl<S: Service> EventLoop<S> {
         let previous = self.shared.client_count.fetch_add(1, Ordering::SeqCst);
         if previous >= self.shared.config.max_clients {
             self.shared.client_count.fetch_sub(1, Ordering::SeqCst);
+            self.shared.config.io.refused_one();
             // A fresh socket's send buffer has room for one line; if not,
             // the client is closed without it, which is all Redis promises.
             let _ = io::Write::write(&mut stream, b"-ERR max number of clients reached\r\n");

@@ -141,7 +141,7 @@ impl Snapshot {
             recovery_seconds,
             connected_clients: counters.connected_clients.load(Ordering::Relaxed),
             connections_received: counters.connections_received.load(Ordering::Relaxed),
-            connections_rejected: counters.rejected_connections.load(Ordering::Relaxed),
+            connections_rejected: shared.io.connections_refused(),
             commands_processed: recorded.processed,
             command_results: crate::cmd::commands()
                 .zip(recorded.results)
