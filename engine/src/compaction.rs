@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dir::{self, Manifest};
-use crate::engine::{key_hash, Inner};
+use crate::engine::{key_hash, Inner, LogLevel};
 use crate::error::{Error, Result};
 use crate::format::{self, Header, RecordKind, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::{HintEntry, HintWriter};
@@ -400,7 +400,7 @@ pub(crate) fn compact_counting(
         // The swap is committed (or may be) on disk: the next open finishes it. Keep every file,
         // and stop compacting in this process so no second merge races with it.
         inner.compaction_disabled.store(true, Ordering::Release);
-        (inner.config.logger)("compaction failed after its manifest was written; compaction is off until restart, which finishes the swap");
+        (inner.config.logger)(LogLevel::Error, "compaction failed after its manifest was written; compaction is off until restart, which finishes the swap");
     } else if result.is_err() && !merge.stopped_by_hook {
         // A real failure (a full disk, say) before the outputs were installed: abandon them.
         let mut table = inner.segments.write().expect("segment table lock");

@@ -63,9 +63,10 @@ pub mod sim;
 
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
-    Change, Clock, CompactionConfig, Config, Durability, Engine, LiveRecord, LogReader, Logger,
-    ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn, Value,
-    ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    Change, Clock, CompactionConfig, Config, Durability, Engine, LiveRecord, LogLevel, LogReader,
+    Logger, ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn,
+    Value, ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};
 pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};

@@ -33,7 +33,7 @@ fn config(disk: &SimDisk, durability: Durability) -> Config {
         .segment_bytes(4096)
         .background_compaction(false)
         .clock(Arc::new(ManualClock::new(1_000_000)))
-        .logger(Arc::new(|_: &str| {}));
+        .logger(Arc::new(|_, _: &str| {}));
     // Sealing on the writer's thread keeps every test's file operations in one order.
     config.background_sealing = false;
     config

@@ -180,7 +180,7 @@ fn config(disk: &SimDisk, clock: &Arc<ManualClock>, settings: Settings) -> Confi
         .segment_bytes(settings.segment_bytes)
         .background_compaction(false)
         .clock(clock.clone())
-        .logger(Arc::new(|line: &str| {
+        .logger(Arc::new(|_, line: &str| {
             if std::env::var_os("FLIN_POWER_DEBUG").is_some() {
                 eprintln!("engine: {line}");
             }

@@ -20,6 +20,8 @@
 //!   deadline on the injected [`Clock`] passed); `on_wake` may also push
 //!   messages. A reply may wait behind a gate ([`ReplyGates`]) without
 //!   blocking the loop.
+//! - `io_counters`: [`IoCounters`], bytes read and written over all loops (one slot per
+//!   loop), for the daemon's metrics.
 //! - `clock`: [`Clock`] and [`SystemClock`], the time parked deadlines use.
 //! - [`client`]: the blocking Rust client ([`Client`]): a thread-safe
 //!   connection pool, one group of methods per data model, pipelines, and
@@ -52,6 +54,7 @@ pub mod client;
 mod clock;
 pub mod error;
 mod event_loop;
+mod io_counters;
 pub mod resp;
 #[allow(unsafe_code)]
 mod sys;
@@ -64,3 +67,4 @@ pub use event_loop::{
     Service, ShutdownHandle, Withdrawn, DEFAULT_MAX_CLIENTS, DEFAULT_OUTPUT_BUFFER_LIMIT_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
 };
+pub use io_counters::{IoCounters, IO_SLOTS};

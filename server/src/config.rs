@@ -53,6 +53,10 @@ pub struct Options {
     pub admin_port: Option<u16>,
     /// The address the admin HTTP port listens on.
     pub admin_bind: IpAddr,
+    /// Events below this level are not logged (`crate::log`).
+    pub log_level: crate::log::Level,
+    /// How log lines are written: text or one JSON object per line.
+    pub log_format: crate::log::Format,
     /// `--node-id N --cluster 1=ip:port,...`: a node of a replicated cluster (issue 14).
     pub cluster: Option<Box<crate::cluster::ClusterOptions>>,
 }
@@ -88,6 +92,8 @@ impl Default for Options {
             admin_port: Options::default_admin_port(DEFAULT_PORT),
             admin_bind: DEFAULT_ADMIN_BIND.parse().expect("default admin address"),
             cluster: None,
+            log_level: crate::log::Level::Info,
+            log_format: crate::log::Format::Text,
         }
     }
 }
@@ -137,6 +143,10 @@ FLAGS:
                            8380; 0: off; off by default when --port is 0); see
                            docs/operations.md
     --admin-bind <ADDR>    IP address the admin port listens on (default 127.0.0.1)
+    --log-level <LEVEL>    error, warn, info (default) or debug: events below it are not
+                           logged (stderr, one line per event)
+    --log-format <FORMAT>  text (default) or json (one object per line); see
+                           docs/operations.md
     --node-id <ID>         this node's name, shown by INFO (default flin-0); with
                            --cluster, its id there (a positive integer)
     --cluster <MEMBERS>    run as a node of a replicated cluster: every member's id and
@@ -251,6 +261,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 options.admin_bind = text
                     .parse()
                     .map_err(|_| format!("--admin-bind: '{text}' is not an IP address"))?;
+            }
+            "--log-level" => {
+                options.log_level = value(&flag)?
+                    .parse()
+                    .map_err(|e| format!("--log-level: {e}"))?;
+            }
+            "--log-format" => {
+                options.log_format = value(&flag)?
+                    .parse()
+                    .map_err(|e| format!("--log-format: {e}"))?;
             }
             "--node-id" => {
                 let id = value(&flag)?;
@@ -409,6 +429,35 @@ mod tests {
             "--admin-port: 'x' is not a valid number"
         );
         assert!(HELP.contains("--admin-port") && HELP.contains("--admin-bind"));
+    }
+
+    #[test]
+    fn log_flags() {
+        use crate::log::{Format, Level};
+        let Ok(Invocation::Run(options)) = parse(&[]) else {
+            panic!("runs")
+        };
+        assert_eq!(
+            (options.log_level, options.log_format),
+            (Level::Info, Format::Text)
+        );
+        let Ok(Invocation::Run(options)) = parse(&["--log-level", "warn", "--log-format=json"])
+        else {
+            panic!("runs")
+        };
+        assert_eq!(
+            (options.log_level, options.log_format),
+            (Level::Warn, Format::Json)
+        );
+        assert_eq!(
+            parse(&["--log-level", "trace"]).unwrap_err(),
+            "--log-level: 'trace' is not a level (error, warn, info, debug)"
+        );
+        assert_eq!(
+            parse(&["--log-format", "xml"]).unwrap_err(),
+            "--log-format: 'xml' is not a log format (text, json)"
+        );
+        assert!(HELP.contains("--log-level") && HELP.contains("--log-format"));
     }
 
     #[test]

@@ -30,13 +30,12 @@ impl From<flin_engine::Error> for Frame {
     }
 }
 
-/// Process-wide counters for INFO.
+/// Process-wide counters for INFO and the admin port (commands are counted by the
+/// [`crate::recorder::Recorder`], sharded, since every command adds to them).
 #[derive(Default)]
 pub struct Counters {
-    pub commands_processed: AtomicU64,
     pub connections_received: AtomicU64,
     pub connected_clients: AtomicU64,
-    pub rejected_connections: AtomicU64,
 }
 
 /// What CLIENT LIST shows of a connection. Updated only when it changes (name, library, RESP
@@ -97,6 +96,10 @@ pub struct Shared {
     pub gates: Option<std::sync::Arc<crate::gates::DurableGates>>,
     pub options: Options,
     pub counters: Counters,
+    /// Commands by name and result, latency per family (the admin port's figures).
+    pub recorder: crate::recorder::Recorder,
+    /// Bytes the event loops read and wrote (given to flin-net's loops by the daemon).
+    pub io: Arc<flin_net::IoCounters>,
     /// Writes that left no record, for WATCH.
     pub touches: TouchStamps,
     /// Open connections by id (CLIENT LIST).
@@ -158,6 +161,8 @@ impl Shared {
             gates: None,
             options,
             counters: Counters::default(),
+            recorder: crate::recorder::Recorder::new(crate::cmd::count()),
+            io: Arc::new(flin_net::IoCounters::new()),
             touches: TouchStamps::new(),
             clients: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
@@ -253,6 +258,9 @@ pub struct Session {
     /// READONLY: on a cluster's follower, reads are served from its own (possibly stale)
     /// state instead of redirected.
     pub readonly: bool,
+    /// The family of the command just dispatched, which the service records its latency
+    /// under once the reply is encoded.
+    pub family: crate::recorder::Family,
 }
 
 impl Session {
@@ -269,6 +277,7 @@ impl Session {
             queue: crate::queue::session::QueueSession::detached(),
             stream: crate::stream::commands::StreamSession::default(),
             readonly: false,
+            family: crate::recorder::Family::Server,
         }
     }
 

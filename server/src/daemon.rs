@@ -42,7 +42,8 @@ impl Daemon {
             None => Config::memory(),
         }
         .durability(options.fsync)
-        .segment_bytes(options.segment_bytes);
+        .segment_bytes(options.segment_bytes)
+        .logger(crate::log::engine_logger());
         config.compaction.interval_ms = options.compaction_interval_ms;
         config
     }
@@ -101,6 +102,7 @@ impl Daemon {
         if let Some(cluster) = &cluster {
             server_config.gates = Some(cluster.gates.clone());
         }
+        server_config.io = shared.io.clone();
         let server = Server::bind(server_config, Arc::new(KvService::new(shared.clone())))
             .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
         let raft = match (cluster, hard_state) {
@@ -151,15 +153,17 @@ impl Daemon {
             .spawn(move || {
                 while !shutdown.is_shutdown() {
                     std::thread::sleep(QUEUE_TICK);
+                    // A failing tick fails again every tick: the log's repeat filter writes
+                    // it once a minute.
                     if !shared.store.accepts_writes() {
                         // A cluster's follower: the leader runs the models' clocks.
                         continue;
                     }
                     if let Err(error) = shared.queues.tick(&shared.store, shared.now_ms()) {
-                        eprintln!("flin-server: queue timer: {error}");
+                        crate::log::error("queue", &format!("timer: {error}"));
                     }
                     if let Err(error) = shared.streams.tick(&shared.store, shared.now_ms()) {
-                        eprintln!("flin-server: stream timer: {error}");
+                        crate::log::error("stream", &format!("timer: {error}"));
                     }
                 }
             })
@@ -180,6 +184,8 @@ impl Daemon {
 
 /// Runs the daemon until a signal stops it.
 pub fn run(options: Options) -> Result<(), String> {
+    crate::log::init(options.log_level, options.log_format);
+    crate::log::info("server", &startup_config(&options));
     crate::signal::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // The admin port listens before recovery, so `/health` answers and `/ready` says 503
     // while the engine opens.
@@ -201,6 +207,11 @@ pub fn run(options: Options) -> Result<(), String> {
         .as_ref()
         .map_or("off".to_string(), |a| a.local_addr().to_string());
     admin_state.serving(daemon.shared.clone(), report.duration);
+    crate::log::info("engine", &recovery_summary(report));
+    crate::log::info(
+        "server",
+        &format!("listening on {}, admin {admin_addr}", daemon.local_addr()),
+    );
     // One line, flushed at once: tests and operators read the bound addresses from it.
     println!(
         "flin-server {} data={data} fsync={:?} keys_recovered={} recovery_ms={:.1} listening={} admin={admin_addr}",
@@ -230,6 +241,63 @@ pub fn run(options: Options) -> Result<(), String> {
     }
     let _ = watcher.join();
     served?;
-    eprintln!("flin-server: stopped cleanly");
+    crate::log::info("server", "stopped cleanly");
     Ok(())
+}
+
+/// The startup event's message: every setting (the password only as set or not).
+fn startup_config(options: &Options) -> String {
+    let data = options
+        .data
+        .as_ref()
+        .map_or("(memory)".to_string(), |d| d.display().to_string());
+    let admin = options.admin_port.map_or("off".to_string(), |port| {
+        format!("{}:{port}", options.admin_bind)
+    });
+    format!(
+        "flin-server {} starting: bind={}:{} data={data} fsync={:?} threads={} maxclients={} \
+         requirepass={} timeout_s={} request_timeout_s={} output_buffer_limit={} \
+         max_request_memory={} segment_bytes={} compaction_interval_ms={} admin={admin} \
+         node_id={} log_level={} log_format={:?}",
+        env!("CARGO_PKG_VERSION"),
+        options.bind,
+        options.port,
+        options.fsync,
+        options.threads,
+        options.max_clients,
+        if options.requirepass.is_some() {
+            "set"
+        } else {
+            "unset"
+        },
+        options.timeout_seconds,
+        options.request_timeout_seconds,
+        options.output_buffer_limit_bytes,
+        options.max_request_memory_bytes,
+        options.segment_bytes,
+        options.compaction_interval_ms,
+        options.node_id,
+        options.log_level.name(),
+        options.log_format,
+    )
+}
+
+/// The recovery report as one event's message.
+fn recovery_summary(report: &flin_engine::RecoveryReport) -> String {
+    let torn = report.torn_tail.as_ref().map_or("none".to_string(), |t| {
+        format!("{} at byte {} ({})", t.path.display(), t.offset, t.reason)
+    });
+    format!(
+        "recovered in {:.1} ms: keys={} last_seq={} segments={} from_hints={} scanned={} \
+         records_scanned={} torn_tail={torn} bad_hints={} finished_compaction={}",
+        report.duration.as_secs_f64() * 1000.0,
+        report.keys,
+        report.last_seq,
+        report.segments,
+        report.segments_from_hints,
+        report.segments_scanned,
+        report.records_scanned,
+        report.bad_hints.len(),
+        report.finished_compaction,
+    )
 }

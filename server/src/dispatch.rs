@@ -1,13 +1,12 @@
 //! From arguments to a reply: look the command up, check arity and authentication, queue it
 //! inside MULTI, or run it. The same path serves RESP and the binary protocol.
 
-use std::sync::atomic::Ordering;
-
 use flin_net::Action;
 
 use crate::cmd::{self, Command};
 use crate::context::{Call, MultiState, Session, Shared, MULTI_QUEUED_BYTES_MAX, MULTI_QUEUED_MAX};
 use crate::frame::Frame;
+use crate::recorder::{Family, Outcome};
 
 /// Bytes of the unknown-command message's argument list, as in Redis.
 const UNKNOWN_ARGS_SHOWN_BYTES: usize = 128;
@@ -15,25 +14,35 @@ const UNKNOWN_ARGS_SHOWN_BYTES: usize = 128;
 /// Runs one command for `session`; `args[0]` is the name. Returns the reply and whether the
 /// connection should close after it (QUIT).
 pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame, Action) {
-    shared
-        .counters
-        .commands_processed
-        .fetch_add(1, Ordering::Relaxed);
+    let recorder = &shared.recorder;
+    recorder.processed();
+    session.family = Family::Server;
     let Some(name) = args.first() else {
+        recorder.unknown();
         return (Frame::error("ERR empty command"), Action::Continue);
     };
     let command = match check(shared, session, name, args) {
         Ok(command) => command,
-        Err(refusal) if cmd::lookup(name).is_some_and(|c| c.name == "exec") => {
-            return (abort_exec(session, refusal), Action::Continue);
-        }
         Err(refusal) => {
+            // A known command refused (arity, authentication) counts as its error.
+            let known = cmd::lookup(name);
+            match known {
+                Some(command) => {
+                    session.family = command.family();
+                    recorder.result(command.number(), Outcome::Error);
+                }
+                None => recorder.unknown(),
+            }
+            if known.is_some_and(|c| c.name == "exec") {
+                return (abort_exec(session, refusal), Action::Continue);
+            }
             if let Some(multi) = session.multi.as_mut() {
                 multi.aborted = true;
             }
             return (refusal, Action::Continue);
         }
     };
+    session.family = command.family();
     if let Some(refusal) = shared
         .store
         .cluster()
@@ -56,6 +65,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
             // many writes): refused, and the EXEC is doomed. Document reads and writes and
             // stream publishes join EXEC's transaction: the outbox.
             multi.aborted = true;
+            recorder.result(command.number(), Outcome::Error);
             return (
                 Frame::error(format!(
                     "ERR {} is not allowed inside MULTI",
@@ -73,8 +83,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
     }
     let reply = {
         let mut call = Call::standalone(shared, session);
-        command.count_call();
-        flatten((command.run)(&mut call, args))
+        run_counted(shared, command, &mut call, args)
     };
     if let Some((queue, deadline_ms)) = session.queue.park.take() {
         // QUEUE.BPOP waits: no reply now; the service answers from `on_wake` or
@@ -185,16 +194,26 @@ fn queue(multi: &mut MultiState, args: &[&[u8]], max_bytes: usize) -> Frame {
 /// Runs a command queued by MULTI (already checked) inside EXEC's transaction.
 pub fn run_queued(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Frame {
     match cmd::lookup(args[0]) {
-        Some(command) => {
-            command.count_call();
-            flatten((command.run)(call, args))
-        }
+        Some(command) => run_counted(call.shared, command, call, args),
         None => unknown_command(args),
     }
 }
 
-fn flatten(outcome: Result<Frame, Frame>) -> Frame {
-    outcome.unwrap_or_else(|error| error)
+/// Runs `command` and counts its result (an error reply is an error; a parked command, which
+/// has not answered yet, counts as ok).
+fn run_counted(
+    shared: &Shared,
+    command: &Command,
+    call: &mut Call<'_, '_>,
+    args: &[&[u8]],
+) -> Frame {
+    let (reply, outcome) = match (command.run)(call, args) {
+        Ok(Frame::Error(message)) => (Frame::Error(message), Outcome::Error),
+        Ok(reply) => (reply, Outcome::Ok),
+        Err(error) => (error, Outcome::Error),
+    };
+    shared.recorder.result(command.number(), outcome);
+    reply
 }
 
 /// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.

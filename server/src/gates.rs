@@ -142,7 +142,10 @@ impl State {
                 }
                 Err(error) => {
                     let reason = format!("flush failed, this write may not be durable: {error}");
-                    eprintln!("flin-server: {reason}; writes are refused from now on");
+                    crate::log::error(
+                        "durability",
+                        &format!("{reason}; writes are refused from now on"),
+                    );
                     *self.failed.lock().expect("gates lock") = Some(reason);
                     self.has_failed.store(true, Ordering::Release);
                 }

@@ -29,6 +29,9 @@
 //!   behind the gate of the seq it acknowledges.
 //! - `glob`, `number`: Redis's glob matching and number rules.
 //! - `signal`: SIGINT/SIGTERM -> a flag (the only `unsafe`).
+//! - `recorder`: [`recorder::Recorder`], the counters the request path adds to (commands by
+//!   name and result, latency histograms per command family), sharded per event loop.
+//! - `log`: the daemon's structured log lines (`--log-level`, `--log-format`).
 //! - `admin`: the admin HTTP port (`--admin-port`): health, readiness, stats as JSON,
 //!   Prometheus metrics; one thread of its own, a pure HTTP core (`admin::http`) and one
 //!   snapshot of the figures rendered both ways (`admin::snapshot`, `admin::metrics`).
@@ -56,8 +59,10 @@ pub mod frame;
 pub mod gates;
 pub mod glob;
 pub mod kv;
+pub mod log;
 pub mod number;
 pub mod queue;
+pub mod recorder;
 pub mod service;
 #[allow(unsafe_code)]
 pub mod signal;

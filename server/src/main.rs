@@ -8,10 +8,11 @@ fn main() {
         Ok(Invocation::Version) => println!("flin-server {}", env!("CARGO_PKG_VERSION")),
         Ok(Invocation::Run(options)) => {
             if let Err(message) = flin_server::daemon::run(options) {
-                eprintln!("flin-server: {message}");
+                flin_server::log::error("server", &message);
                 std::process::exit(1);
             }
         }
+        // A usage error, before any log is set up: a plain line, as for --help.
         Err(message) => {
             eprintln!("flin-server: {message}");
             std::process::exit(2);

@@ -20,6 +20,7 @@ use crate::dispatch;
 use crate::frame::Frame;
 use crate::queue::session::{self as queue_session, QueueSession, ReplyTarget};
 use crate::queue::{DeliveryKind, Mailbox};
+use crate::recorder::{Family, Outcome};
 
 /// The daemon's service: shared state behind an `Arc`, one [`Session`] per connection.
 pub struct KvService {
@@ -62,11 +63,17 @@ impl Service for KvService {
         session
     }
 
+    /// The command's latency is recorded from here (its arguments parsed) to its reply
+    /// encoded into `out` (`recorder`'s module doc says what that leaves out).
     fn handle_resp(&self, session: &mut Session, args: &[&[u8]], out: &mut Vec<u8>) -> Action {
+        let started = Instant::now();
         let (frame, action) = dispatch::execute(&self.shared, session, args);
         if !matches!(action, Action::Park { .. }) {
             frame.encode(session.resp, out);
         }
+        self.shared
+            .recorder
+            .latency(session.family, started.elapsed());
         action
     }
 
@@ -76,8 +83,13 @@ impl Service for KvService {
         request: &Request<'_>,
         out: &mut Vec<u8>,
     ) -> Action {
+        let started = Instant::now();
         session.queue.binary = true;
-        respond_binary(&self.shared, session, request, out)
+        let action = respond_binary(&self.shared, session, request, out);
+        self.shared
+            .recorder
+            .latency(session.family, started.elapsed());
+        action
     }
 
     /// Deliveries from the session's mailbox: pushes to a subscription are written; a
@@ -208,9 +220,10 @@ impl Service for KvService {
             session.id,
             self.shared.now_ms(),
         ) {
-            eprintln!(
-                "flin-server: queues of closed connection {}: {error}",
-                session.id
+            // Logged once per distinct error (the log's repeat filter), not per connection.
+            crate::log::error(
+                "queue",
+                &format!("returning a closed connection's messages failed: {error}"),
             );
         }
     }
@@ -228,6 +241,7 @@ pub fn respond_binary(
     // at once what must be queued, so they are not taken there.
     // A cluster node takes the general path, which redirects when it is not the leader.
     if session.authenticated && session.multi.is_none() && shared.store.cluster().is_none() {
+        session.family = Family::Kv;
         match &request.op {
             Op::Get { key } => {
                 get_zero_copy(shared, request, key, out);
@@ -422,11 +436,8 @@ fn error_status(message: &str) -> Status {
 /// GET is all here: count the command and refuse an unauthenticated connection (the caller
 /// sends those down the general path, which answers NOAUTH); a binary connection has no MULTI.
 fn get_zero_copy(shared: &Shared, request: &Request<'_>, key: &[u8], out: &mut Vec<u8>) {
-    shared
-        .counters
-        .commands_processed
-        .fetch_add(1, Ordering::Relaxed);
-    crate::cmd::get_and_set().0.count_call();
+    shared.recorder.processed();
+    let get = crate::cmd::get_and_set().0.number();
     let found = shared
         .store
         .reader()
@@ -434,17 +445,18 @@ fn get_zero_copy(shared: &Shared, request: &Request<'_>, key: &[u8], out: &mut V
             request.respond(out, Status::Ok).raw(found.value).finish()
         });
     let error = match found {
-        Ok(Some(Ok(()))) => return,
+        Ok(Some(Ok(()))) => return shared.recorder.result(get, Outcome::Ok),
         Ok(None) => {
             request
                 .respond(out, Status::NotFound)
                 .finish()
                 .expect("an empty body is within the limit");
-            return;
+            return shared.recorder.result(get, Outcome::Ok);
         }
         Ok(Some(Err(error))) => format!("ERR {error}"),
         Err(error) => format!("ERR {error}"),
     };
+    shared.recorder.result(get, Outcome::Error);
     flin_net::binary::encode_error(
         out,
         request.op.opcode(),
@@ -465,20 +477,23 @@ fn plain_set(
     value: &[u8],
     out: &mut Vec<u8>,
 ) {
-    shared
-        .counters
-        .commands_processed
-        .fetch_add(1, Ordering::Relaxed);
-    crate::cmd::get_and_set().1.count_call();
+    shared.recorder.processed();
+    let set = crate::cmd::get_and_set().1.number();
     let written = crate::context::Call::standalone(shared, session).write(|txn| {
         crate::kv::strings::set(txn, key, value, &crate::kv::strings::SetOptions::PLAIN)
     });
     match written {
-        Ok(_) => request
-            .respond(out, Status::Ok)
-            .finish()
-            .expect("an empty body is within the limit"),
-        Err(frame) => write_binary_response(request, frame, out),
+        Ok(_) => {
+            shared.recorder.result(set, Outcome::Ok);
+            request
+                .respond(out, Status::Ok)
+                .finish()
+                .expect("an empty body is within the limit")
+        }
+        Err(frame) => {
+            shared.recorder.result(set, Outcome::Error);
+            write_binary_response(request, frame, out)
+        }
     }
 }
 
@@ -625,11 +640,10 @@ mod tests {
 
     #[test]
     fn binary_get_and_plain_set_keep_the_commands_semantics() {
-        use std::sync::atomic::Ordering;
         let mut h = Harness::new();
         let mut buf = Vec::new();
         assert_eq!(h.run("set t old px 100000"), crate::frame::Frame::ok());
-        let before = h.shared.counters.commands_processed.load(Ordering::Relaxed);
+        let before = h.shared.recorder.totals();
         binary::encode_set(
             &mut buf,
             1,
@@ -643,8 +657,21 @@ mod tests {
         buf.clear();
         binary::encode_get(&mut buf, 2, b"t").unwrap();
         assert_eq!(round_trip(&mut h, &buf), (Status::Ok, b"new".to_vec()));
-        let counted = h.shared.counters.commands_processed.load(Ordering::Relaxed);
-        assert_eq!(counted, before + 2, "both count as commands");
+        let after = h.shared.recorder.totals();
+        assert_eq!(
+            after.processed,
+            before.processed + 2,
+            "both count as commands"
+        );
+        let (get, set) = crate::cmd::get_and_set();
+        assert_eq!(
+            after.results[get.number()][0],
+            before.results[get.number()][0] + 1
+        );
+        assert_eq!(
+            after.results[set.number()][0],
+            before.results[set.number()][0] + 1
+        );
         // A plain SET clears the TTL, as SET does.
         assert_eq!(h.run("pttl t"), crate::frame::Frame::Integer(-1));
         // An expired key is absent.

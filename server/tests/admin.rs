@@ -119,8 +119,10 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Our own check of the text format 0.0.4: each family's HELP and TYPE come before its
-/// samples, counters end in `_total`, every sample line is `name[{label="value",...}] number`
-/// with valid names and escapes, and no series appears twice.
+/// samples, counters end in `_total`, a histogram's samples are its `_bucket`, `_sum` and
+/// `_count` (a summary's, `_sum` and `_count`), every sample line is
+/// `name[{label="value",...}] number` with valid names and escapes, and no series appears
+/// twice.
 fn check_exposition(text: &str) {
     use std::collections::{HashMap, HashSet};
     let mut help = HashSet::new();
@@ -133,7 +135,10 @@ fn check_exposition(text: &str) {
             assert!(help.insert(name.to_string()), "HELP twice: {line}");
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(matches!(kind, "counter" | "gauge"), "{line}");
+            assert!(
+                matches!(kind, "counter" | "gauge" | "histogram" | "summary"),
+                "{line}"
+            );
             assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
             assert!(types.insert(name.into(), kind.into()).is_none(), "{line}");
         } else {
@@ -144,8 +149,18 @@ fn check_exposition(text: &str) {
             let name_end = line.find(['{', ' ']).expect(line);
             let name = &line[..name_end];
             assert!(valid_name(name), "{line}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let family = name.strip_suffix(suffix)?;
+                    let kind = types.get(family)?;
+                    let allowed =
+                        kind == "histogram" || (kind == "summary" && *suffix != "_bucket");
+                    allowed.then_some(family)
+                })
+                .unwrap_or(name);
             assert!(
-                help.contains(name) && types.contains_key(name),
+                help.contains(family) && types.contains_key(family),
                 "no HELP/TYPE: {line}"
             );
             let mut rest = &line[name_end..];
@@ -260,7 +275,12 @@ fn metrics_move_with_their_events() {
     let admin = start(&[]);
     let before = get(admin.addr, "/metrics", None).body;
     let commands_before = sample(&before, "flin_commands_processed_total");
+    let kv_before = sample(
+        &before,
+        "flin_command_duration_seconds_count{family=\"kv\"}",
+    );
     assert_eq!(command(&admin.server, &[b"SET", b"k", b"v"]), "+OK\r\n");
+    assert!(command(&admin.server, &[b"INCR", b"k"]).starts_with("-ERR"));
     command(&admin.server, &[b"QUEUE.DECLARE", b"jobs"]);
     command(&admin.server, &[b"QUEUE.PUSH", b"jobs", b"a"]);
     command(
@@ -285,12 +305,44 @@ fn metrics_move_with_their_events() {
     check_exposition(&after);
     promtool_check(&after);
     assert!(sample(&after, "flin_commands_processed_total") >= commands_before + 8.0);
+    for (series, value) in [
+        ("flin_commands_total{command=\"set\",result=\"ok\"}", 1.0),
+        ("flin_commands_total{command=\"set\",result=\"error\"}", 0.0),
+        (
+            "flin_commands_total{command=\"incr\",result=\"error\"}",
+            1.0,
+        ),
+        (
+            "flin_commands_total{command=\"doc.insert\",result=\"ok\"}",
+            1.0,
+        ),
+        ("flin_cluster_role{role=\"standalone\"}", 1.0),
+    ] {
+        assert_eq!(sample(&after, series), value, "{series}");
+    }
+    // SET and INCR, each from parse to reply, in the kv family's histogram.
+    let kv = "flin_command_duration_seconds_count{family=\"kv\"}";
+    assert_eq!(sample(&after, kv), kv_before + 2.0);
     assert_eq!(
-        sample(&after, "flin_command_calls_total{command=\"set\"}"),
-        1.0
+        sample(
+            &after,
+            "flin_command_duration_seconds_bucket{family=\"kv\",le=\"+Inf\"}"
+        ),
+        kv_before + 2.0
+    );
+    // Every command's request and reply went through the loops' byte counters.
+    for series in [
+        "flin_network_received_bytes_total",
+        "flin_network_sent_bytes_total",
+    ] {
+        assert!(sample(&after, series) > sample(&before, series), "{series}");
+    }
+    assert!(
+        sample(&after, "flin_connections_received_total")
+            > sample(&before, "flin_connections_received_total")
     );
     assert_eq!(
-        sample(&after, "flin_command_calls_total{command=\"doc.insert\"}"),
+        sample(&after, "flin_engine_namespace_keys{namespace=\"kv\"}"),
         1.0
     );
     assert_eq!(sample(&after, "flin_kv_keys"), 1.0);
@@ -337,7 +389,30 @@ fn metrics_move_with_their_events() {
     );
     assert_eq!(stats["queues"]["total"], 2);
     assert_eq!(stats["commands"]["calls"]["doc.insert"], 2);
+    assert_eq!(stats["commands"]["errors"]["incr"], 1);
+    assert!(stats["latency"]["kv"]["p99_seconds"].as_f64().unwrap() > 0.0);
+    assert!(stats["network"]["bytes_read"].as_u64().unwrap() > 0);
+    assert_eq!(stats["cluster"]["role"], "standalone");
     assert_eq!(stats["streams"]["shown"][0]["records"], 1);
+}
+
+#[test]
+fn refused_connections_are_counted() {
+    let admin = start(&["--maxclients", "1"]);
+    let metrics = |admin: &Admin| get(admin.addr, "/metrics", None).body;
+    assert_eq!(
+        sample(&metrics(&admin), "flin_connections_rejected_total"),
+        0.0
+    );
+    let mut first = admin.server.connect();
+    first.send(&resp(&[b"PING"]));
+    assert_eq!(first.read_exact(7), b"+PONG\r\n");
+    let mut second = admin.server.connect();
+    let refusal = b"-ERR max number of clients reached\r\n";
+    assert_eq!(second.read_exact(refusal.len()), refusal);
+    let after = metrics(&admin);
+    assert_eq!(sample(&after, "flin_connections_rejected_total"), 1.0);
+    assert_eq!(sample(&after, "flin_connected_clients"), 1.0);
 }
 
 #[test]

@@ -38,7 +38,7 @@ fn start(disk: &SimDisk) -> Running {
     };
     let config = Config::simulated(disk, "/data")
         .durability(Durability::Always)
-        .logger(Arc::new(|_: &str| {}));
+        .logger(Arc::new(|_, _: &str| {}));
     let daemon = Daemon::start(&options, config).expect("daemon starts");
     let addr = daemon.local_addr();
     let shutdown = daemon.shutdown_handle();

@@ -83,7 +83,7 @@ fn main() {
         .durability(durability)
         .background_compaction(false)
         .segment_bytes(1 << 30)
-        .logger(Arc::new(|_: &str| {}));
+        .logger(Arc::new(|_, _: &str| {}));
     let engine = Engine::open(config).expect("open");
     match mode.as_str() {
         "put" | "always" => timed_puts(&engine, n, &v),

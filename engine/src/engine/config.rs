@@ -88,8 +88,20 @@ impl Clock for ManualClock {
 }
 
 /// Where the engine reports what it notices (a truncated torn tail, a bad hint file, a
-/// compaction). The server sends it to its log.
-pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
+/// compaction), with how much it matters. The server sends it to its log.
+pub type Logger = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
+
+/// How much a logged event matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Something failed that no caller will see (a background compaction, a seal, a flush
+    /// that poisons the engine).
+    Error,
+    /// Recovery repaired something (a torn tail, a bad hint file, an interrupted compaction).
+    Warn,
+    /// Routine work done (a compaction's result).
+    Info,
+}
 
 /// Background compaction settings.
 #[derive(Clone, Debug)]
@@ -157,7 +169,9 @@ impl Config {
             compaction: CompactionConfig::default(),
             verify_checksums_on_read: true,
             clock: Arc::new(SystemClock),
-            logger: Arc::new(|line: &str| eprintln!("flin-engine: {line}")),
+            logger: Arc::new(|level: LogLevel, line: &str| {
+                eprintln!("flin-engine: {level:?}: {line}")
+            }),
             compaction_fail_point: None,
             background_sealing: true,
             observers: Vec::new(),

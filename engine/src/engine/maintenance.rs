@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{BackgroundThreads, Inner};
+use super::{BackgroundThreads, Inner, LogLevel};
 use crate::compaction;
 use crate::index::{NAMESPACE_TAGS, SHARD_COUNT};
 
@@ -47,18 +47,21 @@ impl Inner {
                 self.config.compaction.garbage_ratio_min,
                 compaction::COVERED_COUNTS_PER_ROUND,
             ) {
-                Ok(report) if report.segments_in > 0 => (self.config.logger)(&format!(
-                    "compacted {} segments into {}: reclaimed {} bytes in {} ms",
-                    report.segments_in,
-                    report.segments_out,
-                    report.bytes_reclaimed,
-                    started.elapsed().as_millis()
-                )),
+                Ok(report) if report.segments_in > 0 => (self.config.logger)(
+                    LogLevel::Info,
+                    &format!(
+                        "compacted {} segments into {}: reclaimed {} bytes in {} ms",
+                        report.segments_in,
+                        report.segments_out,
+                        report.bytes_reclaimed,
+                        started.elapsed().as_millis()
+                    ),
+                ),
                 Ok(_) => {}
-                Err(e) => (self.config.logger)(&format!("compaction failed: {e}")),
+                Err(e) => (self.config.logger)(LogLevel::Error, &format!("compaction failed: {e}")),
             }
             if let Err(e) = compaction::write_missing_hints(self) {
-                (self.config.logger)(&format!("hint file writing failed: {e}"));
+                (self.config.logger)(LogLevel::Warn, &format!("hint file writing failed: {e}"));
             }
         }
     }

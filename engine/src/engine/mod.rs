@@ -30,8 +30,8 @@ mod write;
 
 pub use batch::{Op, WriteBatch, BATCH_OPS_MAX};
 pub use config::{
-    Clock, CompactionConfig, Config, Durability, Logger, ManualClock, Storage, SystemClock,
-    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    Clock, CompactionConfig, Config, Durability, LogLevel, Logger, ManualClock, Storage,
+    SystemClock, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 pub(crate) use observe::Observers;
 pub use observe::{Change, Observer, Origin, Replay};
@@ -98,6 +98,8 @@ pub struct Stats {
     pub durable_seq: u64,
     pub writes: u64,
     pub flushes: u64,
+    /// Time spent in those flushes (msync of the log), in nanoseconds.
+    pub flush_nanos: u64,
     pub compactions: u64,
     pub compaction_reclaimed_bytes: u64,
     pub expired_keys_reclaimed: u64,
@@ -166,6 +168,8 @@ pub(crate) struct Inner {
     pub key_counts: [AtomicU64; 8],
     writes: AtomicU64,
     flushes: AtomicU64,
+    /// Nanoseconds spent in `flushes` (the metrics' fsync latency: sum over count).
+    flush_nanos: AtomicU64,
     pub compactions: AtomicU64,
     pub reclaimed_bytes: AtomicU64,
     pub expired_reclaimed: AtomicU64,
@@ -282,6 +286,7 @@ impl Engine {
             key_counts: Default::default(),
             writes: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            flush_nanos: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             reclaimed_bytes: AtomicU64::new(0),
             expired_reclaimed: AtomicU64::new(0),
@@ -648,6 +653,7 @@ impl Engine {
             durable_seq: self.durable_seq(),
             writes: inner.writes.load(Ordering::Relaxed),
             flushes: inner.flushes.load(Ordering::Relaxed),
+            flush_nanos: inner.flush_nanos.load(Ordering::Relaxed),
             compactions: inner.compactions.load(Ordering::Relaxed),
             compaction_reclaimed_bytes: inner.reclaimed_bytes.load(Ordering::Relaxed),
             expired_keys_reclaimed: inner.expired_reclaimed.load(Ordering::Relaxed),
@@ -696,9 +702,10 @@ impl Inner {
     pub(crate) fn set_poison(&self, reason: String) {
         let mut poison = self.poison.lock().expect("poison lock");
         if poison.is_none() {
-            (self.config.logger)(&format!(
-                "engine poisoned, refusing writes from now on: {reason}"
-            ));
+            (self.config.logger)(
+                LogLevel::Error,
+                &format!("engine poisoned, refusing writes from now on: {reason}"),
+            );
             *poison = Some(reason);
         }
         self.poisoned.store(true, Ordering::Release);

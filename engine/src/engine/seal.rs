@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Inner;
+use super::{Inner, LogLevel};
 use crate::error::Result;
 use crate::segment::{Segment, SEGMENT_CAPACITY_ALIGN_BYTES};
 
@@ -118,7 +118,10 @@ impl Inner {
                     // The engine is poisoned: no rotation hands over another segment, and
                     // trying this one again would retry a failed flush. The next open finishes
                     // the seal from what is on disk.
-                    (self.config.logger)(&format!("sealing segment {} failed: {e}", segment.id));
+                    (self.config.logger)(
+                        LogLevel::Error,
+                        &format!("sealing segment {} failed: {e}", segment.id),
+                    );
                     return;
                 }
             } else if prefault.is_none() && *self.shutdown.lock().expect("shutdown lock") {

@@ -1,7 +1,7 @@
 //! Durability: group commit (the first waiter flushes for everyone) and the once-a-second flush.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::error::Result;
@@ -18,6 +18,7 @@ impl Inner {
                 self.seal_pending.lock().expect("seal lock").clone(),
             )
         };
+        let started = Instant::now();
         // Records of a segment still waiting for its seal are older than the active ones: they
         // must be on disk before this flush may declare `seq` durable.
         if let Some(sealing) = sealing {
@@ -33,6 +34,8 @@ impl Inner {
         };
         segment.flush_range(from, to)?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
         let mut state = self.sync.lock().expect("sync lock");
         state.flushed_segment_id = segment.id;
         state.flushed_offset = to;

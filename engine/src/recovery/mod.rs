@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::dir::{self, Cuts, FileKind, Manifest};
-use crate::engine::{Config, SegmentTable};
+use crate::engine::{Config, LogLevel, SegmentTable};
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentOrigin, SEGMENT_HEADER_BYTES};
 use crate::hint::HintFile;
@@ -183,18 +183,24 @@ pub(crate) fn recover(config: &Config, backend: &Backend, dir: Option<&Path>) ->
         return fresh_memory(loader, config, backend, report);
     };
     if let Some(manifest) = Manifest::read(backend, dir)? {
-        (config.logger)(&format!(
-            "finishing an interrupted compaction: installing segments {:?}, removing {:?}",
-            manifest.outputs, manifest.inputs
-        ));
+        (config.logger)(
+            LogLevel::Warn,
+            &format!(
+                "finishing an interrupted compaction: installing segments {:?}, removing {:?}",
+                manifest.outputs, manifest.inputs
+            ),
+        );
         manifest.finish(backend, dir)?;
         report.finished_compaction = true;
     }
     if let Some(cuts) = Cuts::read(backend, dir)? {
-        (config.logger)(&format!(
-            "finishing a truncation of the log: cutting segments at {:?}",
-            cuts.cuts
-        ));
+        (config.logger)(
+            LogLevel::Warn,
+            &format!(
+                "finishing a truncation of the log: cutting segments at {:?}",
+                cuts.cuts
+            ),
+        );
         cuts.finish(backend, dir, SEGMENT_HEADER_BYTES as u64)?;
     }
     let segment_ids = list_directory(backend, dir)?;
@@ -446,7 +452,7 @@ fn bad_hint(
         "{}: {reason}; scanning the segment instead",
         dir::hint_path(dir, segment.id).display()
     );
-    (config.logger)(&line);
+    (config.logger)(LogLevel::Warn, &line);
     report.bad_hints.push(line);
 }
 
@@ -525,10 +531,13 @@ fn finish_seal(
     if let Some(reason) =
         stop.or_else(|| garbage_after.then(|| "non-zero bytes after the last record".to_string()))
     {
-        (config.logger)(&format!(
+        (config.logger)(
+            LogLevel::Warn,
+            &format!(
             "segment {} was waiting for its seal and is torn at byte {end} ({reason}); cut there",
             path.display()
-        ));
+        ),
+        );
         check.discard_tail = Some(format!(
             "the segment before it was torn at byte {end} of {}",
             path.display()
@@ -574,10 +583,10 @@ fn take_tail(
         let zeroed = writer.zero_tail();
         segment.flush_range(SEGMENT_HEADER_BYTES, segment.capacity())?;
         let path = segment.display_path();
-        (config.logger)(&format!(
-            "discarded {zeroed} bytes of {}: {reason}",
-            path.display()
-        ));
+        (config.logger)(
+            LogLevel::Warn,
+            &format!("discarded {zeroed} bytes of {}: {reason}", path.display()),
+        );
         report.torn_tail = Some(TornTail {
             path,
             offset: SEGMENT_HEADER_BYTES as u64,
@@ -594,10 +603,13 @@ fn take_tail(
     }
     if let Some(reason) = stop {
         let path = segment.display_path();
-        (config.logger)(&format!(
+        (config.logger)(
+            LogLevel::Warn,
+            &format!(
             "truncated torn tail of {} at byte {end} ({reason}); zeroed {zeroed} bytes after it",
             path.display()
-        ));
+        ),
+        );
         report.torn_tail = Some(TornTail {
             path,
             offset: end as u64,

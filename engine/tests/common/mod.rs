@@ -16,7 +16,7 @@ pub fn small_config(dir: &Path, clock: &Arc<ManualClock>, log: &Arc<Mutex<Vec<St
         .segment_bytes(4096)
         .background_compaction(false)
         .clock(clock.clone())
-        .logger(Arc::new(move |line: &str| {
+        .logger(Arc::new(move |_, line: &str| {
             log.lock().unwrap().push(line.to_string())
         }))
 }
@@ -26,7 +26,7 @@ pub fn quiet_config(dir: &Path) -> Config {
         .durability(Durability::No)
         .segment_bytes(4096)
         .background_compaction(false)
-        .logger(Arc::new(|_: &str| {}))
+        .logger(Arc::new(|_, _: &str| {}))
 }
 
 pub fn open(config: Config) -> Engine {

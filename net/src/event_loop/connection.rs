@@ -19,6 +19,7 @@ use super::wake::ConnectionHandle;
 use super::{Action, Protocol, Service};
 use crate::binary::{self, Status};
 use crate::error::Error;
+use crate::io_counters::IoSlot;
 use crate::resp::{self, Reply, RespVersion};
 
 /// Bytes asked of the socket per `read` call.
@@ -140,6 +141,8 @@ pub(super) struct Connection<T> {
     /// Unhandled bytes this connection last added to the server-wide count of incomplete
     /// requests (`Shared::request_bytes`; kept only under `max_request_memory_bytes`).
     accounted_request_bytes: usize,
+    /// Its loop's byte counters.
+    io: IoSlot,
 }
 
 impl<T> Connection<T> {
@@ -148,6 +151,7 @@ impl<T> Connection<T> {
         session: T,
         handle: ConnectionHandle,
         max_request_bytes: usize,
+        io: IoSlot,
     ) -> Self {
         Connection {
             stream,
@@ -172,6 +176,7 @@ impl<T> Connection<T> {
             last_received_at: Instant::now(),
             partial_request_since: None,
             accounted_request_bytes: 0,
+            io,
         }
     }
 
@@ -411,6 +416,7 @@ impl<T> Connection<T> {
                     break;
                 }
                 Ok(received) => {
+                    self.io.read(received);
                     budget = budget.saturating_sub(received);
                     self.last_received_at = now;
                 }
@@ -741,7 +747,10 @@ impl<T> Connection<T> {
         while self.write_start < sendable_end {
             match self.stream.write(&self.out[self.write_start..sendable_end]) {
                 Ok(0) => return false,
-                Ok(sent) => self.write_start += sent,
+                Ok(sent) => {
+                    self.io.written(sent);
+                    self.write_start += sent;
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,

@@ -28,6 +28,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::binary;
 use crate::clock::{Clock, SystemClock};
+use crate::io_counters::{IoCounters, IoSlot};
 use connection::{Connection, Handling, Scratch};
 pub use gates::{GateStatus, ReplyGates, Withdrawn};
 use timers::{Timer, Timers};
@@ -177,6 +178,9 @@ pub struct ServerConfig {
     /// The authority that opens reply gates; `None` (the default): replies are never held,
     /// and `Service::take_reply_gate` is never called.
     pub gates: Option<Arc<dyn ReplyGates>>,
+    /// Where the loops count the bytes they read and write (a fresh set by default; the
+    /// daemon passes the one its metrics read).
+    pub io: Arc<IoCounters>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -211,6 +215,7 @@ impl ServerConfig {
             max_request_memory_bytes: None,
             clock: Arc::new(SystemClock),
             gates: None,
+            io: Arc::new(IoCounters::new()),
         }
     }
 
@@ -322,6 +327,7 @@ impl Server {
                 mail: Vec::new(),
                 gated: Vec::new(),
                 gates_known_open: 0,
+                io: IoSlot::new(shared.config.io.clone(), index),
             };
             loops.push(Box::new(move || event_loop.run()));
         }
@@ -431,6 +437,8 @@ struct EventLoop<S: Service> {
     gated: Vec<(usize, u64)>,
     /// The highest seq this loop has seen open (gates only open further).
     gates_known_open: u64,
+    /// This loop's slot of the byte counters, handed to each connection.
+    io: IoSlot,
 }
 
 /// What a connection's handling needs from its loop. A function, not a method, so it
@@ -534,6 +542,7 @@ impl<S: Service> EventLoop<S> {
         let previous = self.shared.client_count.fetch_add(1, Ordering::SeqCst);
         if previous >= self.shared.config.max_clients {
             self.shared.client_count.fetch_sub(1, Ordering::SeqCst);
+            self.shared.config.io.refused_one();
             // A fresh socket's send buffer has room for one line; if not,
             // the client is closed without it, which is all Redis promises.
             let _ = io::Write::write(&mut stream, b"-ERR max number of clients reached\r\n");
@@ -559,7 +568,13 @@ impl<S: Service> EventLoop<S> {
         let handle = ConnectionHandle::new(Arc::clone(&self.signal), self.index, slot, id);
         let session = self.service.new_session(handle.clone(), peer);
         let max_request_bytes = self.shared.config.max_request_bytes;
-        self.connections[slot] = Some(Connection::new(stream, session, handle, max_request_bytes));
+        self.connections[slot] = Some(Connection::new(
+            stream,
+            session,
+            handle,
+            max_request_bytes,
+            self.io.clone(),
+        ));
     }
 
     fn on_ready(&mut self, slot: usize, readable: bool, writable: bool) {

@@ -7,11 +7,16 @@
 use std::fmt::Write as _;
 
 use super::snapshot::Snapshot;
+use crate::recorder::BUCKET_BOUNDS_NS;
 
 #[derive(Clone, Copy)]
 enum Kind {
     Counter,
     Gauge,
+    /// Samples `_bucket{le}` (cumulative), `_sum` and `_count`.
+    Histogram,
+    /// Here only `_sum` and `_count` (no quantiles): a mean over any interval.
+    Summary,
 }
 
 /// The text being built, one family at a time.
@@ -24,9 +29,15 @@ impl Exposition {
     fn family(&mut self, name: &str, kind: Kind, help: &str) {
         debug_assert!(valid_name(name), "metric name {name:?}");
         debug_assert_eq!(matches!(kind, Kind::Counter), name.ends_with("_total"));
+        debug_assert!(
+            !matches!(kind, Kind::Histogram | Kind::Summary) || name.ends_with("_seconds"),
+            "{name}: the only histograms and summaries are durations"
+        );
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
         };
         let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
@@ -78,7 +89,7 @@ fn escape_help(text: &str) -> String {
 
 /// The exposition of `snapshot`.
 pub fn render(snapshot: &Snapshot) -> String {
-    use Kind::{Counter, Gauge};
+    use Kind::{Counter, Gauge, Histogram, Summary};
     let mut x = Exposition { out: String::new() };
     x.family(
         "flin_build_info",
@@ -131,13 +142,72 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
 
     x.family(
-        "flin_command_calls_total",
+        "flin_commands_total",
         Counter,
-        "Calls of the command since startup (commands never called are left out).",
+        "Commands run, by name and result (an error reply, or a refusal before running, is an \
+         error; inside EXEC each queued command counts; commands never called are left out).",
     );
-    for (command, calls) in &snapshot.command_calls {
-        x.sample("flin_command_calls_total", &[("command", command)], calls);
+    for (command, [ok, error]) in &snapshot.command_results {
+        for (result, count) in [("ok", ok), ("error", error)] {
+            x.sample(
+                "flin_commands_total",
+                &[("command", command), ("result", result)],
+                count,
+            );
+        }
     }
+    x.single(
+        "flin_commands_unknown_total",
+        Counter,
+        "Requests naming no command.",
+        snapshot.commands_unknown,
+    );
+    x.family(
+        "flin_command_duration_seconds",
+        Histogram,
+        "Time from a request parsed to its reply in the output buffer, per command family \
+         (not the durability wait nor the socket write).",
+    );
+    for (family, totals) in &snapshot.latency {
+        let family = [("family", family.name())];
+        let mut cumulative = 0;
+        for (bound_ns, in_bucket) in BUCKET_BOUNDS_NS.iter().zip(&totals.buckets) {
+            cumulative += in_bucket;
+            let le = (*bound_ns as f64 / 1e9).to_string();
+            x.sample(
+                "flin_command_duration_seconds_bucket",
+                &[family[0], ("le", &le)],
+                cumulative,
+            );
+        }
+        x.sample(
+            "flin_command_duration_seconds_bucket",
+            &[family[0], ("le", "+Inf")],
+            totals.count(),
+        );
+        x.sample(
+            "flin_command_duration_seconds_sum",
+            &family,
+            totals.sum_ns as f64 / 1e9,
+        );
+        x.sample(
+            "flin_command_duration_seconds_count",
+            &family,
+            totals.count(),
+        );
+    }
+    x.single(
+        "flin_network_received_bytes_total",
+        Counter,
+        "Bytes read from client connections.",
+        snapshot.bytes_read,
+    );
+    x.single(
+        "flin_network_sent_bytes_total",
+        Counter,
+        "Bytes written to client connections.",
+        snapshot.bytes_written,
+    );
 
     let engine = &snapshot.engine;
     x.single(
@@ -146,6 +216,18 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Live keys in the engine's indexes, over all namespaces.",
         engine.keys,
     );
+    x.family(
+        "flin_engine_namespace_keys",
+        Gauge,
+        "Live keys of the engine namespace (expired ones included until reclaimed).",
+    );
+    for (namespace, keys) in &snapshot.keys_by_namespace {
+        x.sample(
+            "flin_engine_namespace_keys",
+            &[("namespace", namespace)],
+            keys,
+        );
+    }
     x.single(
         "flin_kv_keys",
         Gauge,
@@ -194,16 +276,25 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Log entries written.",
         engine.writes,
     );
-    x.single(
-        "flin_engine_flushes_total",
-        Counter,
-        "Flushes (fsync) of the log.",
+    x.family(
+        "flin_engine_flush_duration_seconds",
+        Summary,
+        "Flushes (msync/fsync) of the log and the time they took.",
+    );
+    x.sample(
+        "flin_engine_flush_duration_seconds_sum",
+        &[],
+        engine.flush_nanos as f64 / 1e9,
+    );
+    x.sample(
+        "flin_engine_flush_duration_seconds_count",
+        &[],
         engine.flushes,
     );
     x.single(
         "flin_engine_compactions_total",
         Counter,
-        "Segments compacted.",
+        "Compaction runs that finished (each merges one or more segments).",
         engine.compactions,
     );
     x.single(
@@ -369,6 +460,48 @@ pub fn render(snapshot: &Snapshot) -> String {
             );
         }
     }
+
+    x.family(
+        "flin_doc_queries_total",
+        Counter,
+        "Document selections (finds, counts, updates and deletes by filter, EXPLAIN) by the \
+         plan that found their documents: id (by _id), index, collscan.",
+    );
+    for (plan, count) in &snapshot.doc_plans {
+        x.sample("flin_doc_queries_total", &[("plan", plan)], count);
+    }
+
+    let cluster = &snapshot.cluster;
+    x.family(
+        "flin_cluster_role",
+        Gauge,
+        "1 for this node's role: standalone (no cluster yet), leader, follower or candidate.",
+    );
+    x.sample("flin_cluster_role", &[("role", cluster.role)], 1);
+    x.single(
+        "flin_cluster_term",
+        Gauge,
+        "The replication term this node is in (0 standalone).",
+        cluster.term,
+    );
+    x.single(
+        "flin_cluster_commit_index",
+        Gauge,
+        "The highest log entry known committed.",
+        cluster.commit_index,
+    );
+    x.single(
+        "flin_cluster_applied_index",
+        Gauge,
+        "The highest log entry applied.",
+        cluster.applied_index,
+    );
+    x.single(
+        "flin_cluster_elections_total",
+        Counter,
+        "Elections this node started.",
+        cluster.elections,
+    );
 
     x.family("flin_metrics_series_dropped", Gauge, "Objects of the model left out of this exposition by the per-model cap (100); a gauge, since it falls when objects are deleted.");
     let dropped = &snapshot.dropped;

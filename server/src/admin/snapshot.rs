@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 use crate::context::{Shared, KV};
 use crate::queue::QueueInfo;
+use crate::recorder::{Family, LatencyTotals};
+use flin_engine::Namespace;
 
 /// Most queues, topics, consumer groups (over all topics) and collections a snapshot shows
 /// each; the rest are counted in `dropped` (`flin_metrics_series_dropped`).
@@ -28,10 +30,22 @@ pub struct Snapshot {
     pub connections_received: u64,
     pub connections_rejected: u64,
     pub commands_processed: u64,
-    /// Calls per command name, for the commands called at least once (bounded by the
-    /// command table, not by clients), in the table's order.
-    pub command_calls: Vec<(&'static str, u64)>,
+    /// `[ok, error]` results per command name, for the commands called at least once
+    /// (bounded by the command table, not by clients), in the table's order.
+    pub command_results: Vec<(&'static str, [u64; 2])>,
+    /// Requests that named no command.
+    pub commands_unknown: u64,
+    /// Latency per command family, in [`Family::ALL`]'s order.
+    pub latency: Vec<(Family, LatencyTotals)>,
+    /// Bytes the event loops read from and wrote to client sockets.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
     pub engine: flin_engine::Stats,
+    /// Live keys per engine namespace (`kv`, `queue`, `stream`, `document`, `system`).
+    pub keys_by_namespace: Vec<(&'static str, u64)>,
+    /// Document selections by plan: by `_id`, by index, by scan.
+    pub doc_plans: [(&'static str, u64); 3],
+    pub cluster: ClusterFigures,
     pub poisoned: bool,
     pub kv_keys: u64,
     pub queues_total: usize,
@@ -42,6 +56,22 @@ pub struct Snapshot {
     pub collections: Vec<CollectionFigures>,
     /// Objects left out per model (`queue`, `topic`, `group`, `collection`).
     pub dropped: Dropped,
+}
+
+/// What this node knows of its cluster. Today every node is standalone (the server is not
+/// wired to `flin-replication` yet): [`cluster_figures`] is the hook where a replicated node
+/// will report its role, term, indexes, followers' lag and elections instead.
+#[derive(Debug)]
+pub struct ClusterFigures {
+    /// `standalone`, `leader`, `follower` or `candidate`.
+    pub role: &'static str,
+    pub term: u64,
+    /// The highest log entry known committed (a standalone node commits what it writes).
+    pub commit_index: u64,
+    /// The highest log entry applied to the models.
+    pub applied_index: u64,
+    /// Elections this node started since it started.
+    pub elections: u64,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +126,8 @@ impl Snapshot {
     pub fn gather(shared: &Shared, recovery_seconds: f64) -> Snapshot {
         let counters = &shared.counters;
         let reader = shared.store.reader();
+        let recorded = shared.recorder.totals();
+        let engine = reader.stats();
         let mut dropped = Dropped::default();
         let (queues, queues_total) = shared.queues.snapshot(OBJECTS_PER_MODEL_MAX);
         dropped.queues = queues_total - queues.len();
@@ -109,13 +141,28 @@ impl Snapshot {
             recovery_seconds,
             connected_clients: counters.connected_clients.load(Ordering::Relaxed),
             connections_received: counters.connections_received.load(Ordering::Relaxed),
-            connections_rejected: counters.rejected_connections.load(Ordering::Relaxed),
-            commands_processed: counters.commands_processed.load(Ordering::Relaxed),
-            command_calls: crate::cmd::commands()
-                .map(|c| (c.name, c.calls.load(Ordering::Relaxed)))
-                .filter(|(_, calls)| *calls > 0)
+            connections_rejected: shared.io.connections_refused(),
+            commands_processed: recorded.processed,
+            command_results: crate::cmd::commands()
+                .zip(recorded.results)
+                .filter(|(_, results)| results[0] + results[1] > 0)
+                .map(|(command, results)| (command.name, results))
                 .collect(),
-            engine: reader.stats(),
+            commands_unknown: recorded.unknown,
+            latency: Family::ALL.into_iter().zip(recorded.latency).collect(),
+            bytes_read: shared.io.bytes_read(),
+            bytes_written: shared.io.bytes_written(),
+            keys_by_namespace: Namespace::ALL
+                .into_iter()
+                .map(|namespace| (namespace_name(namespace), reader.len(namespace)))
+                .collect(),
+            doc_plans: [
+                ("id", shared.docs.plans.id_lookup.load(Ordering::Relaxed)),
+                ("index", shared.docs.plans.index.load(Ordering::Relaxed)),
+                ("collscan", shared.docs.plans.scan.load(Ordering::Relaxed)),
+            ],
+            cluster: cluster_figures(&engine),
+            engine,
             poisoned: reader.poisoned().is_some(),
             kv_keys: reader.len(KV),
             queues_total,
@@ -143,7 +190,26 @@ impl Snapshot {
             },
             "commands": {
                 "processed": self.commands_processed,
-                "calls": self.command_calls.iter().map(|(name, calls)| (name.to_string(), json!(calls))).collect::<serde_json::Map<_, _>>(),
+                "unknown": self.commands_unknown,
+                "calls": self.command_results.iter().map(|(name, [ok, error])| (name.to_string(), json!(ok + error))).collect::<serde_json::Map<_, _>>(),
+                "errors": self.command_results.iter().filter(|(_, [_, error])| *error > 0).map(|(name, [_, error])| (name.to_string(), json!(error))).collect::<serde_json::Map<_, _>>(),
+            },
+            "latency": self.latency.iter().map(|(family, totals)| (family.name().to_string(), json!({
+                "count": totals.count(),
+                "sum_seconds": totals.sum_ns as f64 / 1e9,
+                "p50_seconds": totals.quantile_seconds(0.5),
+                "p99_seconds": totals.quantile_seconds(0.99),
+            }))).collect::<serde_json::Map<_, _>>(),
+            "network": {
+                "bytes_read": self.bytes_read,
+                "bytes_written": self.bytes_written,
+            },
+            "cluster": {
+                "role": self.cluster.role,
+                "term": self.cluster.term,
+                "commit_index": self.cluster.commit_index,
+                "applied_index": self.cluster.applied_index,
+                "elections": self.cluster.elections,
             },
             "engine": {
                 "keys": engine.keys,
@@ -154,8 +220,10 @@ impl Snapshot {
                 "index_bytes": engine.index_bytes,
                 "last_seq": engine.last_seq,
                 "durable_seq": engine.durable_seq,
+                "keys_by_namespace": self.keys_by_namespace.iter().map(|(name, keys)| (name.to_string(), json!(keys))).collect::<serde_json::Map<_, _>>(),
                 "writes": engine.writes,
                 "flushes": engine.flushes,
+                "flush_seconds": engine.flush_nanos as f64 / 1e9,
                 "compactions": engine.compactions,
                 "compaction_reclaimed_bytes": engine.compaction_reclaimed_bytes,
                 "expired_keys_reclaimed": engine.expired_keys_reclaimed,
@@ -191,6 +259,7 @@ impl Snapshot {
             },
             "documents": {
                 "total": self.collections_total,
+                "queries_by_plan": self.doc_plans.iter().map(|(plan, n)| (plan.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "shown": self.collections.iter().map(|c| json!({
                     "name": c.name,
                     "documents": c.documents,
@@ -209,6 +278,30 @@ impl Snapshot {
                 "collections": self.dropped.collections,
             },
         })
+    }
+}
+
+/// The cluster as this node sees it. The server does not run `flin-replication` yet, so a
+/// node is standalone: term 0, no elections, and everything it wrote is committed and applied.
+/// When the server is wired to a cluster, this is the one place that reads its state.
+fn cluster_figures(engine: &flin_engine::Stats) -> ClusterFigures {
+    ClusterFigures {
+        role: "standalone",
+        term: 0,
+        commit_index: engine.last_seq,
+        applied_index: engine.last_seq,
+        elections: 0,
+    }
+}
+
+/// A namespace's label value.
+fn namespace_name(namespace: Namespace) -> &'static str {
+    match namespace {
+        Namespace::Kv => "kv",
+        Namespace::Queue => "queue",
+        Namespace::Stream => "stream",
+        Namespace::Document => "document",
+        Namespace::System => "system",
     }
 }
 
@@ -284,4 +377,128 @@ fn collection_figures(shared: &Shared) -> (Vec<CollectionFigures>, usize) {
         })
         .collect();
     (shown_collections, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::admin::metrics;
+    use crate::context::{open_engine, Session};
+    use crate::recorder::Family;
+
+    fn sample(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// A compaction moves the compaction counters; fsyncs move the flush summary; the
+    /// per-namespace key counts and the standalone cluster figures are shown.
+    #[test]
+    fn engine_figures_move_with_compaction_and_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = flin_engine::Config::directory(dir.path())
+            .segment_bytes(4096)
+            .background_compaction(false);
+        let (engine, observers) = open_engine(config).unwrap();
+        let shared = Arc::new(Shared::open(engine.clone(), observers, Default::default()).unwrap());
+        let mut session = Session::new(1, "127.0.0.1:1".parse().unwrap(), true);
+        let before = metrics::render(&Snapshot::gather(&shared, 0.0));
+        assert_eq!(sample(&before, "flin_engine_compactions_total"), 0.0);
+        // Overwrites of one key fill several segments with dead records.
+        let value = "v".repeat(500);
+        for _ in 0..40 {
+            let (reply, _) =
+                crate::dispatch::execute(&shared, &mut session, &[b"SET", b"k", value.as_bytes()]);
+            assert_eq!(reply, crate::frame::Frame::ok());
+        }
+        engine.flush().unwrap();
+        let report = engine.compact(0.0).unwrap();
+        assert!(report.bytes_reclaimed > 0, "{report:?}");
+        let after = metrics::render(&Snapshot::gather(&shared, 0.0));
+        assert_eq!(sample(&after, "flin_engine_compactions_total"), 1.0);
+        assert_eq!(
+            sample(&after, "flin_engine_compaction_reclaimed_bytes_total"),
+            report.bytes_reclaimed as f64
+        );
+        assert!(sample(&after, "flin_engine_flush_duration_seconds_count") >= 1.0);
+        assert!(sample(&after, "flin_engine_flush_duration_seconds_sum") > 0.0);
+        assert_eq!(
+            sample(&after, "flin_engine_namespace_keys{namespace=\"kv\"}"),
+            1.0
+        );
+        assert_eq!(
+            sample(&after, "flin_commands_total{command=\"set\",result=\"ok\"}"),
+            40.0
+        );
+        assert_eq!(
+            sample(&after, "flin_cluster_role{role=\"standalone\"}"),
+            1.0
+        );
+    }
+
+    /// Results by command, the unknown count, and the document plans; the JSON carries the
+    /// same, with p50/p99 per family computed from the buckets.
+    #[test]
+    fn commands_results_and_plans_are_counted() {
+        let shared = Shared::new(flin_engine::Config::memory(), Default::default());
+        let mut session = Session::new(1, "127.0.0.1:1".parse().unwrap(), true);
+        let mut run = |args: &[&[u8]]| crate::dispatch::execute(&shared, &mut session, args).0;
+        run(&[b"SET", b"k", b"v"]);
+        assert!(run(&[b"INCR", b"k"]).is_error());
+        assert!(
+            run(&[b"GET"]).is_error(),
+            "a refusal counts as the command's error"
+        );
+        assert!(run(&[b"NOSUCH"]).is_error());
+        run(&[b"DOC.INSERT", b"c", br#"{"_id":1,"a":1}"#]);
+        run(&[b"DOC.FIND", b"c", br#"{"_id":1}"#]);
+        run(&[b"DOC.FIND", b"c", br#"{"a":1}"#]);
+        shared
+            .recorder
+            .latency(Family::Kv, std::time::Duration::from_micros(3));
+        let snapshot = Snapshot::gather(&shared, 0.0);
+        let text = metrics::render(&snapshot);
+        for (series, value) in [
+            ("flin_commands_total{command=\"set\",result=\"ok\"}", 1.0),
+            (
+                "flin_commands_total{command=\"incr\",result=\"error\"}",
+                1.0,
+            ),
+            ("flin_commands_total{command=\"get\",result=\"error\"}", 1.0),
+            ("flin_commands_total{command=\"get\",result=\"ok\"}", 0.0),
+            ("flin_commands_unknown_total", 1.0),
+            ("flin_doc_queries_total{plan=\"id\"}", 1.0),
+            ("flin_doc_queries_total{plan=\"collscan\"}", 1.0),
+            ("flin_doc_queries_total{plan=\"index\"}", 0.0),
+            ("flin_command_duration_seconds_count{family=\"kv\"}", 1.0),
+            (
+                "flin_command_duration_seconds_bucket{family=\"kv\",le=\"0.000002048\"}",
+                0.0,
+            ),
+            (
+                "flin_command_duration_seconds_bucket{family=\"kv\",le=\"0.000004096\"}",
+                1.0,
+            ),
+            (
+                "flin_command_duration_seconds_bucket{family=\"kv\",le=\"+Inf\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, series), value, "{series}");
+        }
+        let json = snapshot.to_json();
+        assert_eq!(json["commands"]["errors"]["incr"], 1);
+        assert_eq!(json["commands"]["calls"]["set"], 1);
+        assert_eq!(json["documents"]["queries_by_plan"]["id"], 1);
+        assert_eq!(json["latency"]["kv"]["count"], 1);
+        let p50 = json["latency"]["kv"]["p50_seconds"].as_f64().unwrap();
+        assert!((2.048e-6..=4.096e-6).contains(&p50), "{p50}");
+        assert!(json["latency"]["doc"]["p99_seconds"].is_null());
+        assert_eq!(json["cluster"]["role"], "standalone");
+    }
 }

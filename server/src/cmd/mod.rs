@@ -15,11 +15,12 @@ pub mod server;
 pub mod transactions;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
+use crate::recorder::Family;
 
 /// A command's entry in the table (also what COMMAND reports).
 pub struct Command {
@@ -39,12 +40,12 @@ pub struct Command {
     /// theirs when they run.)
     pub subcommands: &'static [(&'static str, i64)],
     pub run: fn(&mut Call<'_, '_>, &[&[u8]]) -> Outcome,
-    /// Times the command ran since startup (inside EXEC too; a refusal before it runs is not
-    /// a call), for the admin port's `flin_command_calls_total`. One relaxed add per
-    /// command, like `Counters::commands_processed`.
-    /// (A static of its own per row: a table of rows holding the atomic itself would be an
-    /// interior-mutable temporary, which a static's initializer may not borrow.)
-    pub calls: &'static AtomicU64,
+    /// The command's place in [`commands`], which indexes its counters in the
+    /// [`crate::recorder::Recorder`]; set when the lookup map is built (before any command can
+    /// be found, so before any runs). A static of its own per row: a table of rows holding the
+    /// atomic itself would be an interior-mutable temporary, which a static's initializer may
+    /// not borrow.
+    pub number: &'static AtomicUsize,
 }
 
 /// Whether `argc` arguments (the name included) satisfy Redis's `arity`: `n` exactly, `-n` at
@@ -79,9 +80,16 @@ impl Command {
         Ok(())
     }
 
-    /// Counts one call of this command.
-    pub fn count_call(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+    /// The command's place in [`commands`] (its counters' index).
+    pub fn number(&self) -> usize {
+        let number = self.number.load(Ordering::Relaxed);
+        debug_assert_ne!(number, usize::MAX, "'{}' was never numbered", self.name);
+        number
+    }
+
+    /// The family its latency is recorded under.
+    pub fn family(&self) -> Family {
+        families()[self.number()]
     }
 
     pub fn has_flag(&self, flag: &str) -> bool {
@@ -127,10 +135,10 @@ macro_rules! command {
             summary: $summary,
             subcommands: $subcommands,
             run: $run,
-            calls: {
-                static CALLS: ::std::sync::atomic::AtomicU64 =
-                    ::std::sync::atomic::AtomicU64::new(0);
-                &CALLS
+            number: {
+                static NUMBER: ::std::sync::atomic::AtomicUsize =
+                    ::std::sync::atomic::AtomicUsize::new(usize::MAX);
+                &NUMBER
             },
         }
     };
@@ -169,18 +177,37 @@ pub static TABLE: &[Command] = &[
     command!("readwrite", 1, FLS, NO_KEYS, "cluster", "Disables READONLY for this connection.", cluster::readwrite),
 ];
 
+/// The tables with the family of each: this module's, then each data model's.
+fn tables() -> [(Family, &'static [Command]); 5] {
+    [
+        (Family::Server, TABLE),
+        (Family::Kv, crate::kv::commands::TABLE),
+        (Family::Queue, crate::queue::commands::TABLE),
+        (Family::Stream, crate::stream::commands::TABLE),
+        (Family::Doc, crate::doc::commands::TABLE),
+    ]
+}
+
 /// Every command the server knows: this module's table, then each data model's (COMMAND lists
 /// them in this order).
 pub fn commands() -> impl Iterator<Item = &'static Command> + Clone {
-    [
-        TABLE,
-        crate::kv::commands::TABLE,
-        crate::queue::commands::TABLE,
-        crate::stream::commands::TABLE,
-        crate::doc::commands::TABLE,
-    ]
-    .into_iter()
-    .flatten()
+    tables().into_iter().flat_map(|(_, table)| table)
+}
+
+/// How many commands there are (the recorder's table size).
+pub fn count() -> usize {
+    tables().iter().map(|(_, table)| table.len()).sum()
+}
+
+/// The family of each command, by number.
+fn families() -> &'static [Family] {
+    static FAMILIES: OnceLock<Vec<Family>> = OnceLock::new();
+    FAMILIES.get_or_init(|| {
+        tables()
+            .into_iter()
+            .flat_map(|(family, table)| table.iter().map(move |_| family))
+            .collect()
+    })
 }
 
 /// Bytes of the stack buffer a name is lower-cased into for the lookup: at least the longest
@@ -236,7 +263,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static Command> {
     static BY_NAME: OnceLock<ByName> = OnceLock::new();
     let by_name = BY_NAME.get_or_init(|| {
         let mut map = HashMap::with_hasher(NameHash::default());
-        for command in commands() {
+        for (number, command) in commands().enumerate() {
+            command.number.store(number, Ordering::Relaxed);
             assert!(
                 command.name.len() <= NAME_BUFFER_BYTES,
                 "command name '{}' is longer than the lookup's {NAME_BUFFER_BYTES}-byte buffer",

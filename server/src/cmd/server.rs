@@ -181,12 +181,9 @@ fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
             );
             line(
                 "total_commands_processed",
-                &counters.commands_processed.load(Ordering::Relaxed),
+                &shared.recorder.processed_total(),
             );
-            line(
-                "rejected_connections",
-                &counters.rejected_connections.load(Ordering::Relaxed),
-            );
+            line("rejected_connections", &shared.io.connections_refused());
             line("expired_keys", &stats.expired_keys_reclaimed);
             line("flin_writes", &stats.writes);
         }

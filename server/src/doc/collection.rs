@@ -284,6 +284,21 @@ const CHUNK: usize = 1_000;
 pub struct Collections {
     ids: IdGenerator,
     indexes: Arc<Indexes>,
+    /// Selections run, by the plan that found their documents (the admin port's
+    /// `flin_doc_queries_total{plan}`).
+    pub plans: PlanCounts,
+}
+
+/// Selections (finds, counts, updates and deletes by filter) by plan. Relaxed adds: one per
+/// selection, which costs far more than the add.
+#[derive(Default, Debug)]
+pub struct PlanCounts {
+    /// By `_id` (equality or `$in`): the documents' own keys, no plan needed.
+    pub id_lookup: AtomicU64,
+    /// A walk of a secondary index.
+    pub index: AtomicU64,
+    /// A scan of the whole collection.
+    pub scan: AtomicU64,
 }
 
 /// How `update` treats the documents it matches.
@@ -486,6 +501,7 @@ impl Collections {
         Collections {
             ids: IdGenerator::new(seed),
             indexes,
+            plans: PlanCounts::default(),
         }
     }
 
@@ -713,6 +729,7 @@ impl Collections {
         let pending = view.pending_ids(coll);
         // `_id` equality or `$in`: the documents themselves, by key.
         if let Some(ids) = id_lookup(filter) {
+            self.plans.id_lookup.fetch_add(1, AtomicOrdering::Relaxed);
             examined.id_lookup = Some(ids.len());
             let mut documents = Vec::new();
             let mut keys_seen = HashSet::new();
@@ -749,6 +766,11 @@ impl Collections {
         };
         examined.plans.push(chosen.clone());
         examined.plans.extend(rejected);
+        let counter = match &chosen.access {
+            Access::Scan => &self.plans.scan,
+            Access::Index(_) => &self.plans.index,
+        };
+        counter.fetch_add(1, AtomicOrdering::Relaxed);
         let mut documents = Vec::new();
         let mut sorted = false;
         match &chosen.access {

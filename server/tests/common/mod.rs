@@ -17,17 +17,28 @@ impl ServerGuard {
     /// Starts the binary on an ephemeral port with `--data <dir>` and `extra` flags, and waits
     /// for its startup line.
     pub fn start(data: &Path, extra: &[&str]) -> ServerGuard {
-        ServerGuard::start_on(0, data, extra)
+        ServerGuard::spawn(0, data, extra, Stdio::null())
     }
 
     /// [`ServerGuard::start`] on a given port (0: an ephemeral one).
     pub fn start_on(port: u16, data: &Path, extra: &[&str]) -> ServerGuard {
+        ServerGuard::spawn(port, data, extra, Stdio::null())
+    }
+
+    /// [`ServerGuard::start`] with the server's stderr (its log) piped to the returned reader.
+    pub fn start_logging(data: &Path, extra: &[&str]) -> (ServerGuard, std::process::ChildStderr) {
+        let mut guard = ServerGuard::spawn(0, data, extra, Stdio::piped());
+        let stderr = guard.child.as_mut().and_then(|c| c.stderr.take());
+        (guard, stderr.expect("stderr piped"))
+    }
+
+    fn spawn(port: u16, data: &Path, extra: &[&str], stderr: Stdio) -> ServerGuard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flin-server"))
             .args(["--port", &port.to_string(), "--threads", "2", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start flin-server");
         let stdout = child.stdout.take().expect("stdout");
