@@ -27,9 +27,10 @@
 //!   behind the gate of the seq it acknowledges.
 //! - `glob`, `number`: Redis's glob matching and number rules.
 //! - `signal`: SIGINT/SIGTERM -> a flag (the only `unsafe`).
-//! - `admin`: the admin HTTP port (`--admin-port`): health, readiness, stats as JSON,
-//!   Prometheus metrics; one thread of its own, a pure HTTP core (`admin::http`) and one
-//!   snapshot of the figures rendered both ways (`admin::snapshot`, `admin::metrics`).
+//! - `admin`: the admin HTTP port (`--admin-port`): the dashboard page, health, readiness,
+//!   stats as JSON, Prometheus metrics; threads of its own (at most one per connection, eight
+//!   at once), a pure HTTP core (`admin::http`) and one snapshot of the figures rendered both
+//!   ways (`admin::snapshot`, `admin::metrics`).
 //! - `daemon`: startup (open the engine, bind, log line), run, and orderly shutdown.
 //!
 //! # Data flow

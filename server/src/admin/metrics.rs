@@ -105,6 +105,22 @@ pub fn render(snapshot: &Snapshot) -> String {
         "How long opening the engine (recovery) took at startup.",
         snapshot.recovery_seconds,
     );
+    if let Some(rss) = snapshot.process.rss_bytes {
+        x.single(
+            "flin_process_resident_memory_bytes",
+            Gauge,
+            "Resident memory of the daemon (VmRSS).",
+            rss,
+        );
+    }
+    if let Some(bytes) = snapshot.process.data_dir_bytes {
+        x.single(
+            "flin_data_dir_bytes",
+            Gauge,
+            "Bytes of the regular files under the data directory (a lower bound past 100000 entries).",
+            bytes,
+        );
+    }
     x.single(
         "flin_connected_clients",
         Gauge,

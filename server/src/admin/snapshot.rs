@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub collections: Vec<CollectionFigures>,
     /// Objects left out per model (`queue`, `topic`, `group`, `collection`).
     pub dropped: Dropped,
+    /// Resident memory, the data directory's bytes, a millisecond clock (`admin::process`).
+    pub process: super::process::ProcessFigures,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +127,10 @@ impl Snapshot {
             collections_total,
             collections,
             dropped,
+            process: super::process::ProcessFigures::gather(
+                shared.started,
+                shared.options.data.as_deref(),
+            ),
         }
     }
 
@@ -208,6 +214,8 @@ impl Snapshot {
                 "groups": self.dropped.groups,
                 "collections": self.dropped.collections,
             },
+            "process": self.process.process_json(),
+            "disk": self.process.disk_json(),
         })
     }
 }
