@@ -398,8 +398,8 @@ fn hostile_http_gets_an_error_and_the_data_port_keeps_serving() {
     );
     assert_eq!(exchange(admin.addr, b"GET\r\n\r\n").status, 400);
 
-    // A client that connects and sends nothing holds the admin thread for at most its
-    // request timeout (2 s): the next request waits behind it, no longer.
+    // A client that connects and sends nothing holds its own thread for its request timeout
+    // (2 s) and no other request (slow_clients_hold_neither... below has seven).
     let mut slow = TcpStream::connect(admin.addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
@@ -706,7 +706,7 @@ fn slow_clients_hold_neither_other_requests_nor_the_data_port() {
 }
 
 #[test]
-fn past_eight_connections_the_admin_port_says_busy_at_once() {
+fn past_eight_connections_the_admin_port_says_busy() {
     let admin = start(&[]);
     let stalled: Vec<TcpStream> = (0..8)
         .map(|_| {

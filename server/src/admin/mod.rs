@@ -19,10 +19,10 @@
 //! and [`WRITE_TIMEOUT`] to take the response, then it is closed. One thread serving one
 //! connection at a time (the first cut) let a client that sends half a request hold every
 //! other request for [`REQUEST_TIMEOUT`], and seven of them for 14 s; so each connection has
-//! a thread of its own, at most [`CONNECTIONS_MAX`] at once, and one more is answered 503
-//! at once by the accepting thread. A request therefore waits for no other client: it is
-//! served or refused straight away, and the data port, served by other threads, never
-//! notices. A thread costs a few tens of microseconds to start, nothing next to a request.
+//! a thread of its own, at most [`CONNECTIONS_MAX`] at once, and one more is answered 503 by
+//! the accepting thread if no place frees within [`BUSY_WAIT`]. A request therefore waits for
+//! no other client beyond that: it is served or refused, and the data port, served by other
+//! threads, never notices. A thread costs a few tens of microseconds to start, nothing next to a request.
 
 pub mod dashboard;
 pub mod http;
@@ -32,21 +32,27 @@ pub mod snapshot;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::context::Shared;
 use http::{Method, Parsed, Request, Response, Status};
 
-/// Most connections served at once, each on its own thread; past it a connection is answered
-/// 503 (`Retry-After: 1`) and closed. Room for a few dashboards, a scraper and probes.
+/// Most connections served at once, each on its own thread; past it (after [`BUSY_WAIT`]) a
+/// connection is answered 503 (`Retry-After: 1`) and closed. Room for a few dashboards, a
+/// scraper and probes.
 pub const CONNECTIONS_MAX: usize = 8;
 /// How long a connection has to send its whole request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection has to take its response.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the accepting thread waits for a place before answering 503. A connection keeps
+/// its place until its client has read the response and closed (see [`drain`]), a moment
+/// after the client saw the response end: a client's next request must not be refused for
+/// that moment.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
 /// How long the accepting thread gives a 503 to be written when every place is taken.
 const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 /// After a refusal, how long unread request bytes are drained, so that closing does not send
@@ -164,7 +170,7 @@ impl AdminServer {
         let thread = std::thread::Builder::new()
             .name("flin-admin".into())
             .spawn(move || {
-                let active = Arc::new(AtomicUsize::new(0));
+                let places = Arc::new(Places::default());
                 for stream in listener.incoming() {
                     if stopped.load(Ordering::Acquire) {
                         break;
@@ -172,7 +178,7 @@ impl AdminServer {
                     // An accept error (a connection reset before it was accepted, too many
                     // open files) concerns that connection only.
                     if let Ok(stream) = stream {
-                        dispatch(stream, &state, &active);
+                        dispatch(stream, &state, &places);
                     }
                 }
             })
@@ -210,15 +216,47 @@ impl AdminServer {
     }
 }
 
-/// Serves `stream` on a thread of its own, or answers 503 when [`CONNECTIONS_MAX`] are being
-/// served. Only this (accepting) thread adds to `active`, so the check and the add need no
-/// compare-and-swap: the others only ever lower it.
-fn dispatch(stream: TcpStream, state: &Arc<AdminState>, active: &Arc<AtomicUsize>) {
-    if active.load(Ordering::Acquire) >= CONNECTIONS_MAX {
+/// The places for connections being served: a count, and a signal when one is given back.
+#[derive(Default)]
+struct Places {
+    taken: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Places {
+    /// A place, waiting up to [`BUSY_WAIT`] for one; `None` if all stay taken.
+    fn take(places: &Arc<Places>) -> Option<Slot> {
+        let taken = places.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut taken, _) = places
+            .freed
+            .wait_timeout_while(taken, BUSY_WAIT, |taken| *taken >= CONNECTIONS_MAX)
+            .unwrap_or_else(|e| e.into_inner());
+        if *taken >= CONNECTIONS_MAX {
+            return None;
+        }
+        *taken += 1;
+        Some(Slot(places.clone()))
+    }
+}
+
+/// One of the [`CONNECTIONS_MAX`] places, given back when dropped (a panic included).
+struct Slot(Arc<Places>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut taken = self.0.taken.lock().unwrap_or_else(|e| e.into_inner());
+        *taken -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Serves `stream` on a thread of its own, or answers 503 when [`CONNECTIONS_MAX`] are still
+/// being served after [`BUSY_WAIT`].
+fn dispatch(stream: TcpStream, state: &Arc<AdminState>, places: &Arc<Places>) {
+    let Some(slot) = Places::take(places) else {
         refuse_busy(stream);
         return;
-    }
-    let slot = Slot::take(active);
+    };
     let state = state.clone();
     // If the thread cannot start, the closure is dropped: the slot is given back and the
     // connection closed.
@@ -228,22 +266,6 @@ fn dispatch(stream: TcpStream, state: &Arc<AdminState>, active: &Arc<AtomicUsize
             let _slot = slot;
             serve_connection(stream, &state);
         });
-}
-
-/// One of the [`CONNECTIONS_MAX`] places, given back when dropped (a panic included).
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(active: &Arc<AtomicUsize>) -> Slot {
-        active.fetch_add(1, Ordering::AcqRel);
-        Slot(active.clone())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// The answer when every place is taken, written without reading the request: a few hundred
