@@ -513,10 +513,11 @@ const DASHBOARD_FIELDS: &[(&str, &str)] = &[
 ];
 
 fn field<'a>(value: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
-    path.split('.').fold(value, |value, step| match step.strip_suffix("[]") {
-        Some(name) => &value[name][0],
-        None => &value[step],
-    })
+    path.split('.')
+        .fold(value, |value, step| match step.strip_suffix("[]") {
+            Some(name) => &value[name][0],
+            None => &value[step],
+        })
 }
 
 #[test]
@@ -524,7 +525,10 @@ fn the_dashboard_is_one_page_that_reads_its_own_origin() {
     let admin = start(&[]);
     let page = get(admin.addr, "/", None);
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
     let policy = page.header("Content-Security-Policy").expect("a CSP");
     assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
     assert!(page.body.starts_with("<!doctype html>"));
@@ -565,7 +569,14 @@ fn stats_carry_every_field_the_dashboard_reads() {
         &[b"QUEUE.PUSH", b"jobs", b"a"],
         &[b"STREAM.CREATE", b"clicks", b"PARTITIONS", b"2"],
         &[b"STREAM.PUBLISH", b"clicks", b"hello"],
-        &[b"STREAM.JOIN", b"clicks", b"analytics", b"w1", b"RESET", b"EARLIEST"],
+        &[
+            b"STREAM.JOIN",
+            b"clicks",
+            b"analytics",
+            b"w1",
+            b"RESET",
+            b"EARLIEST",
+        ],
         &[b"DOC.INSERT", b"users", br#"{"_id":1,"city":"Oslo"}"#],
         &[b"DOC.INDEX", b"users", b"city"],
     ] {
@@ -586,7 +597,10 @@ fn stats_carry_every_field_the_dashboard_reads() {
         };
         assert!(matches, "/api/stats {path}: want a {kind}, got {value}");
         let last = path.rsplit('.').next().unwrap();
-        assert!(page.contains(last), "the page does not read {last} ({path})");
+        assert!(
+            page.contains(last),
+            "the page does not read {last} ({path})"
+        );
     }
     assert_eq!(field(&stats, "streams.shown[].groups[].lag"), 1);
     assert!(field(&stats, "process.rss_bytes").as_u64().unwrap() > 0);
@@ -609,8 +623,11 @@ fn oversized_heads_are_refused_and_closed() {
     assert_eq!(refused.header("Connection"), Some("close"));
     // Many small headers: refused the same way.
     let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
-    let refused = exchange_lenient(admin.addr, format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes())
-        .expect("a response");
+    let refused = exchange_lenient(
+        admin.addr,
+        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+    )
+    .expect("a response");
     assert_eq!(refused.status, 431);
     // A head that never ends (4 MiB without an empty line): answered or reset, never held.
     let endless = format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(4 << 20));
@@ -627,7 +644,9 @@ fn oversized_heads_are_refused_and_closed() {
 #[test]
 fn bad_methods_and_ambiguous_framing_are_refused() {
     let admin = start(&[]);
-    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "get"] {
+    for method in [
+        "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "get",
+    ] {
         let reply = exchange(
             admin.addr,
             format!("{method} / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes(),
