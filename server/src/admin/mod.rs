@@ -362,6 +362,8 @@ mod tests {
     fn ready_only_between_recovery_and_shutdown() {
         let state = AdminState::new(None);
         assert_eq!(get(&state, "/health"), Status::Ok);
+        // The page is served during recovery too: it shows /api/stats's 503 itself.
+        assert_eq!(get(&state, "/"), Status::Ok);
         for path in ["/ready", "/api/stats", "/metrics"] {
             assert_eq!(get(&state, path), Status::ServiceUnavailable, "{path}");
         }
@@ -378,6 +380,7 @@ mod tests {
     fn the_password_is_checked_before_readiness() {
         let state = AdminState::new(Some(b"pw".to_vec()));
         assert_eq!(get(&state, "/ready"), Status::Unauthorized);
+        assert_eq!(get(&state, "/"), Status::Unauthorized);
         assert_eq!(get(&state, "/health"), Status::Ok);
         assert_eq!(get(&state, "/elsewhere"), Status::NotFound);
     }
