@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A screenshot of the admin dashboard (GET /, issue 15) under load: docs/dashboard.png.
 #
-#   benches/dashboard-shot.sh                 # OUT=docs/dashboard.png PORT=7650 LOAD_SECONDS=16
+#   benches/dashboard-shot.sh                 # OUT=docs/dashboard.png PORT=7650 LOAD_SECONDS=30
+#   PROFILE=debug benches/dashboard-shot.sh   # the debug build (quicker to build, slower to run)
 #
-# Builds flin-server and flin-bench (release), starts the server on 127.0.0.1:$PORT with its
+# Builds flin-server and flin-bench (PROFILE, default release), starts the server on 127.0.0.1:$PORT with its
 # admin port on $PORT+1 and a scratch data directory, gives each panel something to show
 # (queues with messages ready, in flight and dead-lettered; topics with a lagging consumer
 # group; collections with indexes), then runs four bounded flin-bench loads at once (key-value,
-# queue, stream, documents; LOAD_SECONDS each) and, halfway through, opens the page in headless
+# queue, stream, documents; LOAD_SECONDS each) and, a third of the way through, opens the page in headless
 # Chromium (Debian's chromium, installed if absent; redis-cli from redis-tools likewise) and
 # saves a screenshot. Everything it starts is stopped by its pid.
 #
@@ -19,10 +20,11 @@ set -euo pipefail
 
 PORT=${PORT:-7650}
 ADMIN_PORT=$((PORT + 1))
-LOAD_SECONDS=${LOAD_SECONDS:-16}
+LOAD_SECONDS=${LOAD_SECONDS:-30}
 OUT=${OUT:-docs/dashboard.png}
 # Virtual milliseconds the page runs before the screenshot: about one poll per 1000.
-BUDGET_MS=${BUDGET_MS:-60000}
+BUDGET_MS=${BUDGET_MS:-120000}
+PROFILE=${PROFILE:-release}
 
 cd "$(dirname "$0")/.."
 for port in "$PORT" "$ADMIN_PORT"; do
@@ -38,8 +40,13 @@ if ((${#need[@]})); then
     echo "installing ${need[*]}" >&2
     apt-get install -y "${need[@]}" > /dev/null
 fi
-cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin flin-bench
-BIN=${CARGO_TARGET_DIR:-target}/release
+if [[ "$PROFILE" == release ]]; then
+    cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin flin-bench
+    BIN=${CARGO_TARGET_DIR:-target}/release
+else
+    cargo build -q -p flin-server -p flin-benches --bin flin-server --bin flin-bench
+    BIN=${CARGO_TARGET_DIR:-target}/debug
+fi
 SCRATCH=$(mktemp -d /tmp/flin-dashboard-shot.XXXXXX)
 PIDS=()
 cleanup() {
@@ -88,7 +95,7 @@ cli STREAM.JOIN orders billing worker-1 RESET EARLIEST
 
 # Documents: a collection with two indexes.
 for i in $(seq 200); do
-    echo "DOC.INSERT users {\"_id\":$i,\"city\":\"city-$((i % 7))\",\"age\":$((20 + i % 50))}"
+    echo "DOC.INSERT users '{\"_id\":$i,\"city\":\"city-$((i % 7))\",\"age\":$((20 + i % 50))}'"
 done | redis-cli -p "$PORT" > /dev/null
 cli DOC.INDEX users city
 cli DOC.INDEX users age
@@ -99,7 +106,7 @@ bench -c 16 -P 4 -r 100000 -t mixed:80
 bench -c 4 -d 64 -t qpush
 bench -c 4 -d 64 -t spub
 bench -c 2 -t dinsert:4
-sleep $((LOAD_SECONDS / 2))
+sleep $((LOAD_SECONDS / 3))
 
 mkdir -p "$(dirname "$OUT")"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
