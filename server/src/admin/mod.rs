@@ -22,7 +22,7 @@
 //! a thread of its own, at most [`CONNECTIONS_MAX`] at once, and one more is answered 503 by
 //! the accepting thread if no place frees within [`BUSY_WAIT`]. A request therefore waits for
 //! no other client beyond that: it is served or refused, and the data port, served by other
-//! threads, never notices. A thread costs a few tens of microseconds to start, nothing next to a request.
+//! threads, never notices. docs/operations.md has what this was measured to cost.
 
 pub mod dashboard;
 pub mod http;
