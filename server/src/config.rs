@@ -138,10 +138,10 @@ FLAGS:
                            most bytes of incomplete requests buffered over all connections;
                            the client whose read passes it gets an error and is closed
                            (default 0: no total limit, each request at most 1 GiB)
-    --admin-port <PORT>    admin HTTP port: /health, /ready, /api/stats, /metrics
-                           (Prometheus), /api/cluster (default: the client port + 1000,
-                           8380; 0: off; off by default when --port is 0); see
-                           docs/operations.md
+    --admin-port <PORT>    admin HTTP port: the dashboard (/), /health, /ready,
+                           /api/stats, /metrics (Prometheus), /api/cluster (default: the
+                           client port + 1000, 8380; 0: off; off by default when --port
+                           is 0); see docs/operations.md
     --admin-bind <ADDR>    IP address the admin port listens on (default 127.0.0.1)
     --log-level <LEVEL>    error, warn, info (default) or debug: events below it are not
                            logged (stderr, one line per event)

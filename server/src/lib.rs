@@ -32,9 +32,10 @@
 //! - `recorder`: [`recorder::Recorder`], the counters the request path adds to (commands by
 //!   name and result, latency histograms per command family), sharded per event loop.
 //! - `log`: the daemon's structured log lines (`--log-level`, `--log-format`).
-//! - `admin`: the admin HTTP port (`--admin-port`): health, readiness, stats as JSON,
-//!   Prometheus metrics; one thread of its own, a pure HTTP core (`admin::http`) and one
-//!   snapshot of the figures rendered both ways (`admin::snapshot`, `admin::metrics`).
+//! - `admin`: the admin HTTP port (`--admin-port`): the dashboard page, health, readiness,
+//!   stats as JSON, Prometheus metrics; threads of its own (at most one per connection, eight
+//!   at once), a pure HTTP core (`admin::http`) and one snapshot of the figures rendered both
+//!   ways (`admin::snapshot`, `admin::metrics`).
 //! - `daemon`: startup (open the engine, bind, log line), run, and orderly shutdown.
 //!
 //! # Data flow

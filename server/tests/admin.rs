@@ -1,7 +1,9 @@
 //! The admin HTTP port (issue 15) through the real binary: every endpoint's status and content
-//! type, the password (bearer and Basic), metrics that move when their event happens, the
-//! exposition checked by our own validator (and by `promtool check metrics` when it is
-//! installed), and hostile HTTP that gets an error without touching the data port.
+//! type, the password (bearer and Basic), the dashboard page and the JSON fields it reads,
+//! metrics that move when their event happens, the exposition checked by our own validator
+//! and by `promtool check metrics` (when it is installed; required when
+//! `FLIN_REQUIRE_PROMTOOL=1`, as `.ci/run` sets), and hostile HTTP (oversized heads, slow
+//! clients, bad methods, ambiguous framing) that gets an error without touching the data port.
 
 mod common;
 
@@ -207,18 +209,25 @@ fn parse_labels<'a>(mut text: &'a str, line: &str) -> &'a str {
     }
 }
 
-/// `promtool check metrics` reads the exposition on stdin; skipped when it is not installed.
+/// `promtool check metrics` reads the exposition on stdin; skipped when it is not installed,
+/// unless `FLIN_REQUIRE_PROMTOOL=1` (CI installs it, and must not pass without it).
 fn promtool_check(text: &str) {
     use std::process::{Command, Stdio};
-    let Ok(mut child) = Command::new("promtool")
+    let spawned = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("promtool is not on PATH: `promtool check metrics` skipped");
-        return;
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if std::env::var("FLIN_REQUIRE_PROMTOOL").as_deref() == Ok("1") => {
+            panic!("FLIN_REQUIRE_PROMTOOL=1 but promtool cannot run: {e}")
+        }
+        Err(_) => {
+            eprintln!("promtool is not on PATH: `promtool check metrics` skipped");
+            return;
+        }
     };
     child
         .stdin
@@ -264,7 +273,7 @@ fn every_endpoint_answers_with_its_type() {
     assert_eq!(cluster.header("Content-Type"), Some("application/json"));
     assert_eq!(cluster.body, "{\"mode\":\"standalone\"}\n");
     assert_eq!(get(admin.addr, "/nope", None).status, 404);
-    assert_eq!(get(admin.addr, "/", None).status, 404);
+    assert_eq!(get(admin.addr, "/index.html", None).status, 404);
     let head = exchange(admin.addr, b"HEAD /health HTTP/1.1\r\n\r\n");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
     assert_eq!(head.header("Content-Length"), Some("3"));
@@ -419,7 +428,7 @@ fn refused_connections_are_counted() {
 fn the_password_guards_all_but_health() {
     let admin = start(&["--requirepass", "s3cret"]);
     assert_eq!(get(admin.addr, "/health", None).status, 200);
-    for path in ["/ready", "/api/stats", "/metrics", "/api/cluster"] {
+    for path in ["/", "/ready", "/api/stats", "/metrics", "/api/cluster"] {
         let refused = get(admin.addr, path, None);
         assert_eq!(refused.status, 401, "{path}");
         assert!(refused
@@ -464,8 +473,8 @@ fn hostile_http_gets_an_error_and_the_data_port_keeps_serving() {
     );
     assert_eq!(exchange(admin.addr, b"GET\r\n\r\n").status, 400);
 
-    // A client that connects and sends nothing holds the admin thread for at most its
-    // request timeout (2 s): the next request waits behind it, no longer.
+    // A client that connects and sends nothing holds its own thread for its request timeout
+    // (2 s) and no other request (slow_clients_hold_neither... below has seven).
     let mut slow = TcpStream::connect(admin.addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
@@ -490,6 +499,337 @@ fn hostile_http_gets_an_error_and_the_data_port_keeps_serving() {
     slow.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 408 "), "{reply:?}");
     client.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+}
+
+/// Sends `request` and reads whatever comes back until the server closes or resets the
+/// connection: a server that refuses before reading everything may reset, and the response
+/// it wrote first is still read (Linux hands queued bytes over before the error). `None` if
+/// nothing came back.
+fn exchange_lenient(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The server may stop reading (and reset) before a large request is all written.
+    let _ = stream.write_all(request);
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading the response: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    Some(Reply {
+        status,
+        headers: lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: body.to_string(),
+    })
+}
+
+/// The `/api/stats` fields the dashboard reads, as dotted paths (`[]` steps into the first
+/// element of an array); each must be in the JSON with a value of its kind, and its last
+/// step must be named in the page, so a field renamed on one side fails here.
+const DASHBOARD_FIELDS: &[(&str, &str)] = &[
+    ("version", "string"),
+    ("node_id", "string"),
+    ("uptime_seconds", "number"),
+    ("process.uptime_ms", "number"),
+    ("process.rss_bytes", "number"),
+    ("disk.data_dir_bytes", "number"),
+    ("commands.processed", "number"),
+    ("commands.calls", "object"),
+    ("connections.connected", "number"),
+    ("connections.received", "number"),
+    ("connections.rejected", "number"),
+    ("engine.keys", "number"),
+    ("engine.kv_keys", "number"),
+    ("engine.segments", "number"),
+    ("engine.index_bytes", "number"),
+    ("engine.log_bytes", "number"),
+    ("engine.dead_bytes", "number"),
+    ("engine.compactions", "number"),
+    ("engine.flushes", "number"),
+    ("engine.poisoned", "bool"),
+    ("queues.total", "number"),
+    ("queues.shown[].name", "string"),
+    ("queues.shown[].ready", "number"),
+    ("queues.shown[].in_flight", "number"),
+    ("queues.shown[].dead_lettered", "number"),
+    ("queues.shown[].consumers", "number"),
+    ("queues.shown[].pushed", "number"),
+    ("queues.shown[].acked", "number"),
+    ("streams.total", "number"),
+    ("streams.shown[].name", "string"),
+    ("streams.shown[].partitions", "number"),
+    ("streams.shown[].records", "number"),
+    ("streams.shown[].bytes", "number"),
+    ("streams.shown[].groups[].name", "string"),
+    ("streams.shown[].groups[].members", "number"),
+    ("streams.shown[].groups[].lag", "number"),
+    ("documents.total", "number"),
+    ("documents.shown[].name", "string"),
+    ("documents.shown[].documents", "number"),
+    ("documents.shown[].indexes[].name", "string"),
+    ("documents.shown[].indexes[].entries", "number"),
+    ("documents.shown[].indexes[].ready", "bool"),
+    ("dropped.queues", "number"),
+    ("dropped.topics", "number"),
+    ("dropped.collections", "number"),
+];
+
+fn field<'a>(value: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    path.split('.')
+        .fold(value, |value, step| match step.strip_suffix("[]") {
+            Some(name) => &value[name][0],
+            None => &value[step],
+        })
+}
+
+#[test]
+fn the_dashboard_is_one_page_that_reads_its_own_origin() {
+    let admin = start(&[]);
+    let page = get(admin.addr, "/", None);
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    let policy = page.header("Content-Security-Policy").expect("a CSP");
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
+    assert!(page.body.starts_with("<!doctype html>"));
+    assert!(page.body.contains("<canvas") && page.body.contains("<script>"));
+    // Self-contained: no URL with a scheme or a host, no external script, style or image.
+    for outside in [
+        "http:", "https:", "ws:", "wss:", "src=", "href=", "<link", "@import", "url(",
+    ] {
+        assert!(!page.body.contains(outside), "the page has {outside:?}");
+    }
+    // What it fetches is relative to the page, and answers.
+    let targets: Vec<&str> = page
+        .body
+        .split("getJson(\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert_eq!(targets, ["api/cluster", "api/stats"]);
+    for target in targets {
+        let reply = get(admin.addr, &format!("/{target}"), None);
+        assert_eq!(reply.status, 200, "{target}");
+        assert_eq!(reply.header("Content-Type"), Some("application/json"));
+    }
+    let head = exchange(admin.addr, b"HEAD / HTTP/1.1\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(page.body.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn stats_carry_every_field_the_dashboard_reads() {
+    let admin = start(&[]);
+    for args in [
+        &[&b"QUEUE.DECLARE"[..], b"jobs"][..],
+        &[b"QUEUE.PUSH", b"jobs", b"a"],
+        &[b"STREAM.CREATE", b"clicks", b"PARTITIONS", b"2"],
+        &[b"STREAM.PUBLISH", b"clicks", b"hello"],
+        &[
+            b"STREAM.JOIN",
+            b"clicks",
+            b"analytics",
+            b"w1",
+            b"RESET",
+            b"EARLIEST",
+        ],
+        &[b"DOC.INSERT", b"users", br#"{"_id":1,"city":"Oslo"}"#],
+        &[b"DOC.INDEX", b"users", b"city"],
+    ] {
+        let reply = command(&admin.server, args);
+        assert!(!reply.starts_with('-'), "{args:?}: {reply}");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&get(admin.addr, "/api/stats", None).body).unwrap();
+    let page = get(admin.addr, "/", None).body;
+    for (path, kind) in DASHBOARD_FIELDS {
+        let value = field(&stats, path);
+        let matches = match *kind {
+            "string" => value.is_string(),
+            "number" => value.is_u64(),
+            "bool" => value.is_boolean(),
+            "object" => value.is_object(),
+            other => unreachable!("kind {other}"),
+        };
+        assert!(matches, "/api/stats {path}: want a {kind}, got {value}");
+        let last = path.rsplit('.').next().unwrap();
+        assert!(
+            page.contains(last),
+            "the page does not read {last} ({path})"
+        );
+    }
+    assert_eq!(field(&stats, "streams.shown[].groups[].lag"), 1);
+    assert!(field(&stats, "process.rss_bytes").as_u64().unwrap() > 0);
+    assert!(field(&stats, "disk.data_dir_bytes").as_u64().unwrap() > 0);
+    let metrics = get(admin.addr, "/metrics", None).body;
+    assert!(sample(&metrics, "flin_process_resident_memory_bytes") > 0.0);
+    assert!(sample(&metrics, "flin_data_dir_bytes") > 0.0);
+}
+
+#[test]
+fn oversized_heads_are_refused_and_closed() {
+    let admin = start(&[]);
+    // 64 KiB of header: refused once past 8 KiB, the rest drained, then closed.
+    let huge = format!(
+        "GET /api/stats HTTP/1.1\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let refused = exchange_lenient(admin.addr, huge.as_bytes()).expect("a response");
+    assert!(matches!(refused.status, 431 | 400), "{refused:?}");
+    assert_eq!(refused.header("Connection"), Some("close"));
+    // Many small headers: refused the same way.
+    let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+    let refused = exchange_lenient(
+        admin.addr,
+        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+    )
+    .expect("a response");
+    assert_eq!(refused.status, 431);
+    // A head that never ends (4 MiB without an empty line): answered or reset, never held.
+    let endless = format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(4 << 20));
+    if let Some(reply) = exchange_lenient(admin.addr, endless.as_bytes()) {
+        assert_eq!(reply.status, 431);
+    }
+    assert_eq!(get(admin.addr, "/health", None).status, 200);
+    admin
+        .server
+        .connect()
+        .roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn bad_methods_and_ambiguous_framing_are_refused() {
+    let admin = start(&[]);
+    for method in [
+        "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "get",
+    ] {
+        let reply = exchange(
+            admin.addr,
+            format!("{method} / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.header("Allow"), Some("GET, HEAD"));
+    }
+    for garbage in [
+        &b"\x00\x01\x02\x03\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"*1\r\n$4\r\nPING\r\n\r\n",
+    ] {
+        let reply = exchange_lenient(admin.addr, garbage).expect("a response");
+        assert_eq!(reply.status, 400, "{:?}", String::from_utf8_lossy(garbage));
+    }
+    // Request smuggling's basics: two lengths, or a length and chunked, are refused.
+    for framing in [
+        "Content-Length: 0\r\nContent-Length: 10",
+        "Content-Length: 5\r\nContent-Length: 5",
+        "Content-Length: 3\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked",
+        "Content-Length: +5",
+    ] {
+        let request = format!("GET /health HTTP/1.1\r\nHost: flin\r\n{framing}\r\n\r\n");
+        assert_eq!(
+            exchange(admin.addr, request.as_bytes()).status,
+            400,
+            "{framing:?}"
+        );
+    }
+    // A second request hidden in the first one's body is never answered: one request per
+    // connection, then it closes.
+    let reply = exchange(
+        admin.addr,
+        b"GET /health HTTP/1.1\r\nContent-Length: 36\r\n\r\nGET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn slow_clients_hold_neither_other_requests_nor_the_data_port() {
+    let admin = start(&[]);
+    // Seven clients send half a request and stall, leaving one place of eight.
+    let mut slow: Vec<TcpStream> = (0..7)
+        .map(|_| {
+            let mut stream = TcpStream::connect(admin.addr).unwrap();
+            stream.write_all(b"GET /api/stats HTTP/1.1\r\nHo").unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    for path in ["/health", "/api/stats", "/", "/metrics"] {
+        assert_eq!(get(admin.addr, path, None).status, 200, "{path}");
+    }
+    // Served one at a time, these would have waited for the seven to time out (7 x 2 s).
+    // The bound is for liveness only, far above what they take.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut client = admin.server.connect();
+    client.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+    // Each stalled client is answered 408 and closed.
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 408 "), "{reply:?}");
+    }
+    client.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn past_eight_connections_the_admin_port_says_busy() {
+    let admin = start(&[]);
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = TcpStream::connect(admin.addr).unwrap();
+            stream.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    let busy = exchange_lenient(admin.addr, b"GET /health HTTP/1.1\r\n\r\n").expect("a reply");
+    assert_eq!((busy.status, busy.body.as_str()), (503, "busy\n"));
+    assert_eq!(busy.header("Retry-After"), Some("1"));
+    admin
+        .server
+        .connect()
+        .roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+    drop(stalled);
+    // The places come back as their connections end (at once here: the clients left).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = exchange_lenient(admin.addr, b"GET /health HTTP/1.1\r\n\r\n")
+            .expect("a reply")
+            .status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "still busy after 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::ServerGuard;
 use redis::Value;
 
-/// Three client ports whose cluster ports (+10000) are free too.
+/// Three client ports whose cluster ports (+10000) and admin ports (+1000) are free too.
 fn free_ports() -> [u16; 3] {
     // Tests of this file run in parallel in one process: each call starts elsewhere.
     static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
@@ -27,7 +27,7 @@ fn free_ports() -> [u16; 3] {
             candidate + 1
         };
         let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free(candidate) && free(candidate + 10_000) {
+        if free(candidate) && free(candidate + 10_000) && free(candidate + 1_000) {
             ports.push(candidate);
         }
     }
@@ -79,7 +79,7 @@ impl Cluster {
                 "--fsync",
                 "always",
                 "--admin-port",
-                "0",
+                &(self.ports[i] + 1_000).to_string(),
             ],
         ));
     }
@@ -315,9 +315,51 @@ fn leadership_moves_on_request_and_writes_follow() {
     let value: String = redis::cmd("GET").arg("before").query(&mut con).unwrap();
     assert_eq!(value, "1");
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+
+    // The admin port shows the cluster: roles, lag, readiness.
+    let admin =
+        |i: usize, path: &str| -> (u16, String) { http_get(cluster.ports[i] + 1_000, path) };
+    let (status, body) = admin(target, "/api/cluster");
+    assert_eq!(status, 200);
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["role"], "leader", "{view}");
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 3);
+    let (_, metrics) = admin(target, "/metrics");
+    assert!(
+        metrics.contains("flin_cluster_role{role=\"leader\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flin_cluster_follower_lag{follower="),
+        "{metrics}"
+    );
+    let (status, _) = admin(leader, "/ready");
+    assert_eq!(
+        status, 200,
+        "a follower that knows its leader and applied its commits is ready"
+    );
     let mine = nodes.lines().find(|line| line.contains("myself")).unwrap();
     assert!(
         mine.contains("master") && mine.ends_with("0-16383"),
         "{nodes}"
     );
+}
+
+/// A GET on the admin port: status and body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_string();
+    (status, body)
 }

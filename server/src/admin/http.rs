@@ -2,9 +2,10 @@
 //! the error status to answer out; a [`Response`] in, bytes out; and the password check. No
 //! sockets here (`admin::serve_connection` is the shell).
 //!
-//! Only what an operator's tools send is accepted: GET or HEAD, a head of at most
-//! [`HEAD_BYTES_MAX`] bytes with at most [`HEADERS_MAX`] headers. Bodies are ignored (a GET has
-//! none) and every response closes the connection, so there is no keep-alive state to get wrong.
+//! Only what an operator's tools send is accepted: GET or HEAD of a path, a head of at most
+//! [`HEAD_BYTES_MAX`] bytes with at most [`HEADERS_MAX`] headers, and no ambiguous body framing
+//! ([`check_framing`]). Bodies are ignored (a GET has none) and every response closes the
+//! connection, so there is no keep-alive state to get wrong.
 
 /// Largest request head (request line and headers) read: past it, 431.
 pub const HEAD_BYTES_MAX: usize = 8 * 1024;
@@ -90,7 +91,14 @@ pub fn parse(buffer: &[u8]) -> Parsed {
                 Some("HEAD") => Method::Head,
                 _ => return Parsed::Refused(Status::MethodNotAllowed),
             };
+            if let Err(status) = check_framing(request.headers) {
+                return Parsed::Refused(status);
+            }
             let target = request.path.unwrap_or("/");
+            // Origin form only (`/path?query`): no absolute URLs (this is no proxy) and no `*`.
+            if !target.starts_with('/') {
+                return Parsed::Refused(Status::BadRequest);
+            }
             let path = target.split_once('?').map_or(target, |(path, _)| path);
             let authorization = request
                 .headers
@@ -108,6 +116,28 @@ pub fn parse(buffer: &[u8]) -> Parsed {
     }
 }
 
+/// Refuses what could frame a body differently here and in a proxy in front (request
+/// smuggling, RFC 9112 section 6.3): more than one `Content-Length`, one that is not a
+/// number, or any `Transfer-Encoding` (the port never reads a body, so it has no use for
+/// chunked). Every connection closes after one response anyway; this keeps a proxy that
+/// reuses its upstream connections from being told two stories.
+fn check_framing(headers: &[httparse::Header]) -> Result<(), Status> {
+    let mut content_lengths = 0;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(Status::BadRequest);
+        }
+        if header.name.eq_ignore_ascii_case("content-length") {
+            content_lengths += 1;
+            let digits = !header.value.is_empty() && header.value.iter().all(u8::is_ascii_digit);
+            if content_lengths > 1 || !digits {
+                return Err(Status::BadRequest);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A response; always `Connection: close`.
 #[derive(Debug)]
 pub struct Response {
@@ -120,6 +150,7 @@ pub struct Response {
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
+pub const HTML: &str = "text/html; charset=utf-8";
 /// Prometheus's text exposition format, version 0.0.4.
 pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -284,6 +315,26 @@ mod tests {
         );
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(HEAD_BYTES_MAX));
         assert_eq!(request(&big), Parsed::Refused(Status::HeadersTooLarge));
+        for smuggled in [
+            "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-length: 0\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET http://elsewhere/ HTTP/1.1\r\n\r\n",
+            "GET * HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                request(smuggled),
+                Parsed::Refused(Status::BadRequest),
+                "{smuggled:?}"
+            );
+        }
+        assert!(matches!(
+            request("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Parsed::Request(_)
+        ));
         let many: String = (0..=HEADERS_MAX).map(|i| format!("H{i}: v\r\n")).collect();
         assert_eq!(
             request(&format!("GET / HTTP/1.1\r\n{many}\r\n")),

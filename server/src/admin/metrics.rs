@@ -116,6 +116,22 @@ pub fn render(snapshot: &Snapshot) -> String {
         "How long opening the engine (recovery) took at startup.",
         snapshot.recovery_seconds,
     );
+    if let Some(rss) = snapshot.process.rss_bytes {
+        x.single(
+            "flin_process_resident_memory_bytes",
+            Gauge,
+            "Resident memory of the daemon (VmRSS).",
+            rss,
+        );
+    }
+    if let Some(bytes) = snapshot.process.data_dir_bytes {
+        x.single(
+            "flin_data_dir_bytes",
+            Gauge,
+            "Bytes of the regular files under the data directory (a lower bound past 100000 entries).",
+            bytes,
+        );
+    }
     x.single(
         "flin_connected_clients",
         Gauge,
@@ -475,7 +491,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     x.family(
         "flin_cluster_role",
         Gauge,
-        "1 for this node's role: standalone (no cluster yet), leader, follower or candidate.",
+        "1 for this node's role: standalone (no cluster), leader, follower, pre-candidate or candidate.",
     );
     x.sample("flin_cluster_role", &[("role", cluster.role)], 1);
     x.single(
@@ -499,9 +515,22 @@ pub fn render(snapshot: &Snapshot) -> String {
     x.single(
         "flin_cluster_elections_total",
         Counter,
-        "Elections this node started.",
+        "Elections this node won.",
         cluster.elections,
     );
+    x.family(
+        "flin_cluster_follower_lag",
+        Gauge,
+        "On the leader: entries each follower is behind the leader's last entry.",
+    );
+    for (follower, matched) in &cluster.followers {
+        let id = follower.to_string();
+        x.sample(
+            "flin_cluster_follower_lag",
+            &[("follower", &id)],
+            cluster.last_index.saturating_sub(*matched),
+        );
+    }
 
     x.family("flin_metrics_series_dropped", Gauge, "Objects of the model left out of this exposition by the per-model cap (100); a gauge, since it falls when objects are deleted.");
     let dropped = &snapshot.dropped;

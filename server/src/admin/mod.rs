@@ -5,37 +5,56 @@
 //! - `http`: the pure HTTP/1.1 core (a head parsed by `httparse` into a request or a refusal,
 //!   responses to bytes, the password check).
 //! - `snapshot`: the daemon's figures gathered from [`Shared`], rendered as JSON.
+//! - `process`: resident memory and the data directory's bytes, for the snapshot.
 //! - `metrics`: the same snapshot in Prometheus's text format.
-//! - this file: the shell: one thread, a blocking `std::net` listener, connections served one
-//!   at a time, and [`route`], from a request to a response.
+//! - `dashboard`: `GET /`, the page (`dashboard.html`, compiled in).
+//! - this file: the shell: an accepting thread, a blocking `std::net` listener, a thread per
+//!   connection up to [`CONNECTIONS_MAX`], and [`route`], from a request to a response.
 //!
-//! # Why one thread, one connection at a time
-//! The admin port is for an operator's probes and a scraper every few seconds, not for load:
-//! it must never take time from the event loops, and a hostile client must not be able to
-//! grow it. One thread with no async runtime is the least machinery that does that. Each
-//! connection gets [`REQUEST_TIMEOUT`] to send its head and [`WRITE_TIMEOUT`] to take the
-//! response, then it is closed; connections waiting meanwhile queue in the listen backlog. So
-//! a client that sends nothing delays the next request by at most [`REQUEST_TIMEOUT`], and
-//! the data port, served by other threads, never notices.
+//! # Why a thread per connection, at most eight
+//! The admin port is for an operator's probes, a scraper every few seconds and a dashboard
+//! polling once a second, not for load: it must never take time from the event loops, and a
+//! hostile client must not be able to grow it. Plain threads with no async runtime are the
+//! least machinery that does that. Each connection gets [`REQUEST_TIMEOUT`] to send its head
+//! and [`WRITE_TIMEOUT`] to take the response, then it is closed. One thread serving one
+//! connection at a time (the first cut) let a client that sends half a request hold every
+//! other request for [`REQUEST_TIMEOUT`], and seven of them for 14 s; so each connection has
+//! a thread of its own, at most [`CONNECTIONS_MAX`] at once, and one more is answered 503 by
+//! the accepting thread if no place frees within [`BUSY_WAIT`]. A request therefore waits for
+//! no other client beyond that: it is served or refused, and the data port, served by other
+//! threads, never notices. docs/operations.md has what this was measured to cost.
 
+pub mod dashboard;
 pub mod http;
 pub mod metrics;
+pub mod process;
 pub mod snapshot;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::context::Shared;
 use http::{Method, Parsed, Request, Response, Status};
 
+/// Most connections served at once, each on its own thread; past it (after [`BUSY_WAIT`]) a
+/// connection is answered 503 (`Retry-After: 1`) and closed. Room for a few dashboards, a
+/// scraper and probes.
+pub const CONNECTIONS_MAX: usize = 8;
 /// How long a connection has to send its whole request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection has to take its response.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the accepting thread waits for a place before answering 503. A connection keeps
+/// its place until its client has read the response and closed (see [`drain`]), a moment
+/// after the client saw the response end: a client's next request must not be refused for
+/// that moment.
+const BUSY_WAIT: Duration = Duration::from_millis(100);
+/// How long the accepting thread gives a 503 to be written when every place is taken.
+const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 /// After a refusal, how long unread request bytes are drained, so that closing does not send
 /// a reset that could destroy the response before the client reads it.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(100);
@@ -88,7 +107,7 @@ impl AdminState {
 pub fn route(state: &AdminState, request: &Request) -> Response {
     let known = matches!(
         request.path.as_str(),
-        "/health" | "/ready" | "/api/stats" | "/metrics" | "/api/cluster"
+        "/" | "/health" | "/ready" | "/api/stats" | "/metrics" | "/api/cluster"
     );
     if !known {
         return Response::status(Status::NotFound);
@@ -104,6 +123,10 @@ pub fn route(state: &AdminState, request: &Request) -> Response {
             );
         }
     }
+    if request.path == "/" {
+        // Served before readiness: the page itself shows "not ready" from /api/stats's 503.
+        return dashboard::page();
+    }
     let Some(shared) = state.ready() else {
         let mut response = Response::new(Status::ServiceUnavailable, http::TEXT, "not ready\n");
         response.headers.push(("Retry-After", "1"));
@@ -111,7 +134,14 @@ pub fn route(state: &AdminState, request: &Request) -> Response {
     };
     let recovery_seconds = state.recovery_seconds.get().copied().unwrap_or(0.0);
     match request.path.as_str() {
-        "/ready" => Response::new(Status::Ok, http::TEXT, "ready\n"),
+        "/ready" => match cluster_not_ready(shared) {
+            None => Response::new(Status::Ok, http::TEXT, "ready\n"),
+            Some(why) => {
+                let mut response = Response::new(Status::ServiceUnavailable, http::TEXT, why);
+                response.headers.push(("Retry-After", "1"));
+                response
+            }
+        },
         "/api/stats" => {
             let snapshot = snapshot::Snapshot::gather(shared, recovery_seconds);
             let mut body = snapshot.to_json().to_string();
@@ -122,7 +152,11 @@ pub fn route(state: &AdminState, request: &Request) -> Response {
             let snapshot = snapshot::Snapshot::gather(shared, recovery_seconds);
             Response::new(Status::Ok, http::PROMETHEUS, metrics::render(&snapshot))
         }
-        "/api/cluster" => Response::new(Status::Ok, http::JSON, "{\"mode\":\"standalone\"}\n"),
+        "/api/cluster" => {
+            let mut body = cluster_json(shared).to_string();
+            body.push('\n');
+            Response::new(Status::Ok, http::JSON, body)
+        }
         other => unreachable!("route {other} is known but not answered"),
     }
 }
@@ -147,6 +181,7 @@ impl AdminServer {
         let thread = std::thread::Builder::new()
             .name("flin-admin".into())
             .spawn(move || {
+                let places = Arc::new(Places::default());
                 for stream in listener.incoming() {
                     if stopped.load(Ordering::Acquire) {
                         break;
@@ -154,7 +189,7 @@ impl AdminServer {
                     // An accept error (a connection reset before it was accepted, too many
                     // open files) concerns that connection only.
                     if let Ok(stream) = stream {
-                        serve_connection(stream, &state);
+                        dispatch(stream, &state, &places);
                     }
                 }
             })
@@ -170,8 +205,9 @@ impl AdminServer {
         self.local_addr
     }
 
-    /// Stops the thread: sets the flag, then wakes its blocking accept with a connection of
-    /// our own. A request being served finishes first (within the timeouts).
+    /// Stops the accepting thread: sets the flag, then wakes its blocking accept with a
+    /// connection of our own. Requests being served finish on their own threads (within the
+    /// timeouts); the process may exit before they do.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
         let mut wake = self.local_addr;
@@ -189,6 +225,69 @@ impl AdminServer {
         // If the wake-up connection failed, the thread is left blocked in accept; the
         // process is exiting and ends it.
     }
+}
+
+/// The places for connections being served: a count, and a signal when one is given back.
+#[derive(Default)]
+struct Places {
+    taken: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Places {
+    /// A place, waiting up to [`BUSY_WAIT`] for one; `None` if all stay taken.
+    fn take(places: &Arc<Places>) -> Option<Slot> {
+        let taken = places.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut taken, _) = places
+            .freed
+            .wait_timeout_while(taken, BUSY_WAIT, |taken| *taken >= CONNECTIONS_MAX)
+            .unwrap_or_else(|e| e.into_inner());
+        if *taken >= CONNECTIONS_MAX {
+            return None;
+        }
+        *taken += 1;
+        Some(Slot(places.clone()))
+    }
+}
+
+/// One of the [`CONNECTIONS_MAX`] places, given back when dropped (a panic included).
+struct Slot(Arc<Places>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut taken = self.0.taken.lock().unwrap_or_else(|e| e.into_inner());
+        *taken -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Serves `stream` on a thread of its own, or answers 503 when [`CONNECTIONS_MAX`] are still
+/// being served after [`BUSY_WAIT`].
+fn dispatch(stream: TcpStream, state: &Arc<AdminState>, places: &Arc<Places>) {
+    let Some(slot) = Places::take(places) else {
+        refuse_busy(stream);
+        return;
+    };
+    let state = state.clone();
+    // If the thread cannot start, the closure is dropped: the slot is given back and the
+    // connection closed.
+    let _ = std::thread::Builder::new()
+        .name("flin-admin-conn".into())
+        .spawn(move || {
+            let _slot = slot;
+            serve_connection(stream, &state);
+        });
+}
+
+/// The answer when every place is taken, written without reading the request: a few hundred
+/// bytes into a fresh socket's buffer do not block, and the accepting thread must not wait
+/// for a client.
+fn refuse_busy(mut stream: TcpStream) {
+    let response = Response::new(Status::ServiceUnavailable, http::TEXT, "busy\n")
+        .with_header("Retry-After", "1");
+    let _ = stream.set_write_timeout(Some(BUSY_WRITE_TIMEOUT));
+    let _ = stream.write_all(&response.encode(false));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// Reads one request head (within [`REQUEST_TIMEOUT`] and [`http::HEAD_BYTES_MAX`]), answers
@@ -251,6 +350,53 @@ fn drain(stream: &mut TcpStream) {
     }
 }
 
+/// Why a cluster node is not ready (`None`: ready): it must know a leader and have applied
+/// what it knows committed. A lone node is ready once it serves.
+fn cluster_not_ready(shared: &Shared) -> Option<&'static str> {
+    let view = shared.store.cluster()?.view();
+    if view.leader.is_none() {
+        return Some("not ready: no leader known\n");
+    }
+    (view.applied < view.commit).then_some("not ready: catching up\n")
+}
+
+/// `/api/cluster`: this node's view of its cluster (`{"mode":"standalone"}` on a lone node).
+fn cluster_json(shared: &Shared) -> serde_json::Value {
+    let Some(cluster) = shared.store.cluster() else {
+        return serde_json::json!({ "mode": "standalone" });
+    };
+    let view = cluster.view();
+    let nodes: Vec<serde_json::Value> = cluster
+        .options
+        .members
+        .iter()
+        .map(|(&id, addr)| {
+            let matched = view.matches.get(&id).copied();
+            serde_json::json!({
+                "id": id,
+                "addr": addr.to_string(),
+                "self": id == cluster.id(),
+                "leader": view.leader == Some(id),
+                "match_index": matched,
+                "lag": matched.map(|m| view.last_index.saturating_sub(m)),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "mode": "cluster",
+        "id": cluster.id(),
+        "role": crate::cmd::cluster::role_name(view.role),
+        "term": view.term,
+        "leader": view.leader,
+        "accepting_writes": cluster.writable(),
+        "commit_index": view.commit,
+        "applied_index": view.applied,
+        "last_index": view.last_index,
+        "elections_won": view.elections_won,
+        "nodes": nodes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::snapshot::{Snapshot, OBJECTS_PER_MODEL_MAX};
@@ -274,6 +420,8 @@ mod tests {
     fn ready_only_between_recovery_and_shutdown() {
         let state = AdminState::new(None);
         assert_eq!(get(&state, "/health"), Status::Ok);
+        // The page is served during recovery too: it shows /api/stats's 503 itself.
+        assert_eq!(get(&state, "/"), Status::Ok);
         for path in ["/ready", "/api/stats", "/metrics"] {
             assert_eq!(get(&state, path), Status::ServiceUnavailable, "{path}");
         }
@@ -290,6 +438,7 @@ mod tests {
     fn the_password_is_checked_before_readiness() {
         let state = AdminState::new(Some(b"pw".to_vec()));
         assert_eq!(get(&state, "/ready"), Status::Unauthorized);
+        assert_eq!(get(&state, "/"), Status::Unauthorized);
         assert_eq!(get(&state, "/health"), Status::Ok);
         assert_eq!(get(&state, "/elsewhere"), Status::NotFound);
     }

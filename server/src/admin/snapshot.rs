@@ -56,22 +56,27 @@ pub struct Snapshot {
     pub collections: Vec<CollectionFigures>,
     /// Objects left out per model (`queue`, `topic`, `group`, `collection`).
     pub dropped: Dropped,
+    /// Resident memory, the data directory's bytes, a millisecond clock (`admin::process`).
+    pub process: super::process::ProcessFigures,
 }
 
-/// What this node knows of its cluster. Today every node is standalone (the server is not
-/// wired to `flin-replication` yet): [`cluster_figures`] is the hook where a replicated node
-/// will report its role, term, indexes, followers' lag and elections instead.
+/// What this node knows of its cluster ([`cluster_figures`]).
 #[derive(Debug)]
 pub struct ClusterFigures {
-    /// `standalone`, `leader`, `follower` or `candidate`.
+    /// `standalone`, `leader`, `follower`, `pre-candidate` or `candidate`.
     pub role: &'static str,
     pub term: u64,
     /// The highest log entry known committed (a standalone node commits what it writes).
     pub commit_index: u64,
     /// The highest log entry applied to the models.
     pub applied_index: u64,
-    /// Elections this node started since it started.
+    /// Elections this node won since it started.
     pub elections: u64,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    pub last_index: u64,
+    /// On the leader: each follower's id and match index.
+    pub followers: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -161,7 +166,7 @@ impl Snapshot {
                 ("index", shared.docs.plans.index.load(Ordering::Relaxed)),
                 ("collscan", shared.docs.plans.scan.load(Ordering::Relaxed)),
             ],
-            cluster: cluster_figures(&engine),
+            cluster: cluster_figures(shared, &engine),
             engine,
             poisoned: reader.poisoned().is_some(),
             kv_keys: reader.len(KV),
@@ -172,6 +177,10 @@ impl Snapshot {
             collections_total,
             collections,
             dropped,
+            process: super::process::ProcessFigures::gather(
+                shared.started,
+                shared.options.data.as_deref(),
+            ),
         }
     }
 
@@ -210,6 +219,13 @@ impl Snapshot {
                 "commit_index": self.cluster.commit_index,
                 "applied_index": self.cluster.applied_index,
                 "elections": self.cluster.elections,
+                "leader": self.cluster.leader,
+                "last_index": self.cluster.last_index,
+                "followers": self.cluster.followers.iter().map(|(id, matched)| serde_json::json!({
+                    "id": id,
+                    "match_index": matched,
+                    "lag": self.cluster.last_index.saturating_sub(*matched),
+                })).collect::<Vec<_>>(),
             },
             "engine": {
                 "keys": engine.keys,
@@ -277,20 +293,38 @@ impl Snapshot {
                 "groups": self.dropped.groups,
                 "collections": self.dropped.collections,
             },
+            "process": self.process.process_json(),
+            "disk": self.process.disk_json(),
         })
     }
 }
 
-/// The cluster as this node sees it. The server does not run `flin-replication` yet, so a
-/// node is standalone: term 0, no elections, and everything it wrote is committed and applied.
-/// When the server is wired to a cluster, this is the one place that reads its state.
-fn cluster_figures(engine: &flin_engine::Stats) -> ClusterFigures {
+/// The cluster as this node sees it: a lone node is `standalone` (term 0, no elections,
+/// everything it wrote committed and applied); a cluster node reports what its raft thread
+/// last saw (`cluster::View`).
+fn cluster_figures(shared: &Shared, engine: &flin_engine::Stats) -> ClusterFigures {
+    let Some(cluster) = shared.store.cluster() else {
+        return ClusterFigures {
+            role: "standalone",
+            term: 0,
+            commit_index: engine.last_seq,
+            applied_index: engine.last_seq,
+            elections: 0,
+            leader: None,
+            last_index: engine.last_seq,
+            followers: Vec::new(),
+        };
+    };
+    let view = cluster.view();
     ClusterFigures {
-        role: "standalone",
-        term: 0,
-        commit_index: engine.last_seq,
-        applied_index: engine.last_seq,
-        elections: 0,
+        role: crate::cmd::cluster::role_name(view.role),
+        term: view.term,
+        commit_index: view.commit,
+        applied_index: view.applied,
+        elections: view.elections_won,
+        leader: view.leader,
+        last_index: view.last_index,
+        followers: view.matches.into_iter().collect(),
     }
 }
 

@@ -40,7 +40,7 @@ pub fn cluster(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     )))
 }
 
-fn role_name(role: Role) -> &'static str {
+pub fn role_name(role: Role) -> &'static str {
     match role {
         Role::Leader => "leader",
         Role::Follower => "follower",
