@@ -3,16 +3,17 @@
 # go in docs/benchmarks.md, "Documents (issue 13)").
 #
 #   benches/doc-compare.sh     # ROUNDS=1 POLICIES="always everysec" CONNECTIONS=8 DOCUMENTS=100000
+#                              # FLIN_PORT=7420 PG_PORT=7421
 #
 # - PostgreSQL (Debian's postgresql, installed if missing): a private cluster made by initdb in
-#   a scratch directory and run as the postgres user, on 127.0.0.1:7421, fsync on, and
+#   a scratch directory and run as the postgres user, on 127.0.0.1:$PG_PORT (7421), fsync on, and
 #   synchronous_commit matching Flin's policy: --fsync always <-> on (a commit is on disk
 #   before its reply, as a Flin write is before its reply), everysec <-> off (the WAL writer
 #   flushes within about 3 x wal_writer_delay = 600 ms, as Flin's flusher does within a
 #   second). shared_buffers 1 GB, so the collection stays in memory as Flin's does in the page
 #   cache; max_wal_size 4 GB, so no run is cut by a checkpoint that WAL volume forces (doc-bench
 #   runs CHECKPOINT before each timed run).
-# - Flin: target/release/flin-server on 127.0.0.1:7420, a scratch data directory, the policy's
+# - Flin: target/release/flin-server on 127.0.0.1:$FLIN_PORT (7420), a scratch data directory, the policy's
 #   --fsync.
 # - doc-bench (benches/src/bin/doc-bench.rs) runs each workload of WORKLOADS on Flin, then on
 #   PostgreSQL, with the same documents (about 1 KB of JSON), the same questions and the same
@@ -36,13 +37,16 @@ OPERATIONS=${OPERATIONS:-50000}
 AGGREGATIONS=${AGGREGATIONS:-20}
 SECONDS_LIMIT=${SECONDS_LIMIT:-60}
 WORKLOADS=${WORKLOADS:-dinsert,dinsert:100,dget,dfind,drange,dagg,dinc}
+# Ports, for running beside another session's servers (its doc-compare.sh, say).
+FLIN_PORT=${FLIN_PORT:-7420}
+PG_PORT=${PG_PORT:-7421}
 FLAGS=()
 if [[ -n "${ALLOW_UNINDEXED:-}" ]]; then FLAGS+=(--allow-unindexed); fi
 
 cd "$(dirname "$0")/.."
-# The ports are fixed: anything else on them would be measured in place of the servers this
-# run starts, so refuse to start instead.
-for port in 7420 7421; do
+# Anything else on the ports would be measured in place of the servers this run starts, so
+# refuse to start instead.
+for port in "$FLIN_PORT" "$PG_PORT"; do
     if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
         echo "doc-compare.sh: 127.0.0.1:$port is in use (another run?); nothing started" >&2
         exit 1
@@ -92,20 +96,20 @@ start_servers() {
     if ((EUID == 0)); then chown postgres: "$SCRATCH/pg"; fi
     "${AS_PG[@]}" "$PG_BIN/initdb" -D "$SCRATCH/pg" -U postgres --auth=trust -E UTF8 --locale=C \
         > "$SCRATCH/initdb.log" 2>&1
-    "${AS_PG[@]}" "$PG_BIN/postgres" -D "$SCRATCH/pg" -c listen_addresses=127.0.0.1 -c port=7421 \
+    "${AS_PG[@]}" "$PG_BIN/postgres" -D "$SCRATCH/pg" -c listen_addresses=127.0.0.1 -c port="$PG_PORT" \
         -c unix_socket_directories="$SCRATCH/pg" -c fsync=on -c synchronous_commit=$synchronous_commit \
         -c shared_buffers=1GB -c max_wal_size=4GB > "$SCRATCH/pg.log" 2>&1 &
     PG=$!
-    "$BIN/flin-server" --bind 127.0.0.1 --port 7420 --data "$SCRATCH/flin" --fsync "$policy" \
+    "$BIN/flin-server" --bind 127.0.0.1 --port "$FLIN_PORT" --data "$SCRATCH/flin" --fsync "$policy" \
         > "$SCRATCH/flin.log" 2>&1 &
     FLIN=$!
     PIDS+=("$PG" "$FLIN")
-    wait_port 7420 && wait_port 7421
+    wait_port "$FLIN_PORT" && wait_port "$PG_PORT"
     for _ in $(seq 60); do
-        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p 7421 && break
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
         sleep 0.5
     done
-    echo "PostgreSQL: $("$PG_BIN/psql" -h 127.0.0.1 -p 7421 -U postgres -Atc \
+    echo "PostgreSQL: $("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atc \
         "SELECT version(), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('shared_buffers')" | tr '|' ' ')"
     echo "Flin: $(head -1 "$SCRATCH/flin.log")"
 }
@@ -124,7 +128,7 @@ for round in $(seq "$ROUNDS"); do
         if ! "$BIN/doc-bench" --workload "$WORKLOADS" --connections "$CONNECTIONS" \
             --documents "$DOCUMENTS" --inserts "$INSERTS" --operations "$OPERATIONS" \
             --aggregations "$AGGREGATIONS" --seconds "$SECONDS_LIMIT" \
-            --flin-port 7420 --flin-pid "$FLIN" --postgres-port 7421 --postgres-pid "$PG" \
+            --flin-port "$FLIN_PORT" --flin-pid "$FLIN" --postgres-port "$PG_PORT" --postgres-pid "$PG" \
             ${FLAGS[@]+"${FLAGS[@]}"}; then
             FAILED+=("round $round $policy")
         fi

@@ -132,7 +132,9 @@ pub struct Config {
     /// Size of a new segment; a record larger than this gets a segment of its own size.
     pub segment_bytes: usize,
     pub compaction: CompactionConfig,
-    /// Check each record's CRC when it is read (not only at recovery).
+    /// Check a record's CRC each time it is read when recovery did not read it (its segment was
+    /// loaded from a hint file); records recovery scanned or this process wrote are checked
+    /// once, at recovery or by the writer's own CRC (decision 72 in docs/ARCHITECTURE.md).
     pub verify_checksums_on_read: bool,
     pub clock: Arc<dyn Clock>,
     pub logger: Logger,

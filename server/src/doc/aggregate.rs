@@ -241,6 +241,27 @@ impl Pipeline {
         }
     }
 
+    /// The top-level fields of its input documents the pipeline reads, when it reads only
+    /// some: its stages up to the first `$group` (after which documents are the group's) are
+    /// `$match`, `$sort`, `$skip` and `$limit`, and nothing reads `$$ROOT`. Documents holding
+    /// only these fields give the same result as the whole documents, so the caller may parse
+    /// just them (`doc::partial`). `None`: the whole documents.
+    pub fn input_fields(&self) -> Option<Vec<String>> {
+        let mut fields = Vec::new();
+        for stage in &self.stages {
+            match stage {
+                Stage::Match(filter) => filter.top_level_fields(&mut fields),
+                Stage::Sort(keys) => keys.iter().for_each(|k| k.top_level_field(&mut fields)),
+                Stage::Skip(_) | Stage::Limit(_) => {}
+                Stage::Group(group) => {
+                    return group.top_level_fields(&mut fields).then_some(fields)
+                }
+                Stage::Project(_) | Stage::Unwind(_) | Stage::Count(_) => return None,
+            }
+        }
+        None
+    }
+
     /// Runs the pipeline over `documents` (JSON objects) within [`Limits::DEFAULT`].
     pub fn run(
         &self,

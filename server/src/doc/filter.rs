@@ -302,6 +302,17 @@ impl Filter {
         }
     }
 
+    /// Adds the first names of the paths the filter reads to `fields` (once each): a document
+    /// holding only those top-level fields matches exactly as the whole document does.
+    pub fn top_level_fields(&self, fields: &mut Vec<String>) {
+        match self {
+            Filter::And(parts) | Filter::Or(parts) | Filter::Nor(parts) => {
+                parts.iter().for_each(|p| p.top_level_fields(fields))
+            }
+            Filter::Path { path, .. } => add_field(fields, &path[0]),
+        }
+    }
+
     /// Whether `document` matches.
     pub fn matches(&self, document: &Value) -> bool {
         match self {
@@ -315,6 +326,13 @@ impl Filter {
                 conditions.iter().all(|c| c.holds(&found))
             }
         }
+    }
+}
+
+/// Adds `name` to `fields` unless it is there.
+pub(super) fn add_field(fields: &mut Vec<String>, name: &str) {
+    if !fields.iter().any(|f| f == name) {
+        fields.push(name.to_owned());
     }
 }
 

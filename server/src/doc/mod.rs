@@ -13,6 +13,7 @@
 //! - `collection`: the model's operations, reading and writing through a transaction (its
 //!   own, or EXEC's), index builds and drops.
 //! - `aggregate`: the aggregation pipeline, pure, over an iterator of documents.
+//! - `partial`: a stored document parsed for some top-level fields only (what a pipeline reads).
 //! - `commands`: the DOC.* command shell.
 
 pub mod aggregate;
@@ -22,6 +23,7 @@ pub mod filter;
 pub mod index;
 pub mod keys;
 pub mod order;
+pub mod partial;
 pub mod planner;
 pub mod update;
 

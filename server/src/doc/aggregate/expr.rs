@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::{path_parts, plain_name};
+use crate::doc::filter::add_field;
 
 /// An expression: what a `$project` field, a `$group` key or an accumulator computes.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,21 @@ impl Expr {
             }
             literal => Expr::Literal(literal.clone()),
         })
+    }
+
+    /// Adds the first names of the paths the expression reads to `fields`; false when it
+    /// reads the whole document (`$$ROOT`).
+    pub(super) fn top_level_fields(&self, fields: &mut Vec<String>) -> bool {
+        match self {
+            Expr::Field(path) => {
+                add_field(fields, &path[0]);
+                true
+            }
+            Expr::Root => false,
+            Expr::Literal(_) => true,
+            Expr::Object(parts) => parts.iter().all(|(_, e)| e.top_level_fields(fields)),
+            Expr::Array(items) => items.iter().all(|e| e.top_level_fields(fields)),
+        }
     }
 
     /// The value for `document`, or `None` when missing. Each value taken from the document or

@@ -47,6 +47,28 @@ impl Group {
     }
 }
 
+impl Group {
+    /// Adds the first names of the paths the group's key and accumulators read to `fields`;
+    /// false when one reads the whole document.
+    pub(super) fn top_level_fields(&self, fields: &mut Vec<String>) -> bool {
+        self.id.top_level_fields(fields)
+            && self
+                .fields
+                .iter()
+                .all(|(_, accumulator)| match accumulator {
+                    Accumulator::Count => true,
+                    Accumulator::Sum(e)
+                    | Accumulator::Avg(e)
+                    | Accumulator::Min(e)
+                    | Accumulator::Max(e)
+                    | Accumulator::Push(e)
+                    | Accumulator::AddToSet(e)
+                    | Accumulator::First(e)
+                    | Accumulator::Last(e) => e.top_level_fields(fields),
+                })
+    }
+}
+
 impl Accumulator {
     fn parse(name: &str, spec: &Value) -> Result<Accumulator, String> {
         let (operator, argument) = match spec {

@@ -13,6 +13,13 @@ pub(super) struct SortKey {
     descending: bool,
 }
 
+impl SortKey {
+    /// Adds the first name of the key's path to `fields`.
+    pub(super) fn top_level_field(&self, fields: &mut Vec<String>) {
+        crate::doc::filter::add_field(fields, &self.path[0]);
+    }
+}
+
 pub(super) fn parse_sort(spec: &Value) -> Result<Vec<SortKey>, String> {
     let Value::Object(spec) = spec else {
         return Err("needs an object of paths and 1 or -1".into());

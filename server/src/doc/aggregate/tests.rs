@@ -966,3 +966,62 @@ fn runs_stop_at_each_limit_with_the_stage_named() {
         "input document 2 is not a JSON object"
     );
 }
+
+#[test]
+fn input_fields_name_what_the_stages_before_a_group_read_and_suffice_for_the_result() {
+    let documents = vec![
+        json!({"_id": 1, "city": "Oslo", "amount": 5, "pad": "x", "a": {"b": [1, {"c": 2}]}}),
+        json!({"_id": 2, "city": "Rome", "amount": 2.5, "tags": ["t"], "a": {"b": 3}}),
+        json!({"_id": 3, "amount": "n/a", "a": null, "z": {"city": "Oslo"}}),
+        json!({"_id": 4, "city": "Oslo", "amount": 7, "a": [{"b": 9}, {"b": 1}]}),
+    ];
+    let cases = [
+        (
+            json!([{"$group": {"_id": "$city", "total": {"$sum": "$amount"}, "n": {"$sum": 1}}}]),
+            Some(vec!["city", "amount"]),
+        ),
+        (
+            json!([{"$match": {"$or": [{"a.b": {"$gt": 2}}, {"z.city": "Oslo"}]}},
+                   {"$sort": {"amount": -1}}, {"$skip": 1},
+                   {"$group": {"_id": {"k": "$a.b", "l": ["$city"]}, "f": {"$first": "$_id"},
+                               "c": {"$count": {}}}},
+                   {"$project": {"whatever": "$$ROOT"}}]),
+            Some(vec!["a", "z", "amount", "city", "_id"]),
+        ),
+        (
+            json!([{"$group": {"_id": null, "all": {"$push": "$$ROOT"}}}]),
+            None,
+        ),
+        (
+            json!([{"$project": {"city": 1}}, {"$group": {"_id": "$city"}}]),
+            None,
+        ),
+        (
+            json!([{"$unwind": "$tags"}, {"$group": {"_id": "$tags"}}]),
+            None,
+        ),
+        (json!([{"$match": {"city": "Oslo"}}, {"$limit": 2}]), None),
+        (json!([{"$count": "n"}]), None),
+    ];
+    for (spec, expected) in cases {
+        let pipeline = Pipeline::parse(&spec).unwrap();
+        let fields = pipeline.input_fields();
+        let expected: Option<Vec<String>> =
+            expected.map(|names| names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(fields, expected, "{spec}");
+        let Some(fields) = fields else { continue };
+        // Documents as the scan parses them give what the whole ones give.
+        let partial: Vec<Value> = documents
+            .iter()
+            .map(|d| {
+                let text = serde_json::to_vec(d).unwrap();
+                crate::doc::partial::parse_fields(&text, &fields).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            run(spec.clone(), &partial),
+            run(spec.clone(), &documents),
+            "{spec}"
+        );
+    }
+}
