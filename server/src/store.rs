@@ -86,6 +86,18 @@ impl Store {
     pub fn commit(&self, txn: Txn<'_>) -> Result<Option<u64>, Frame> {
         Ok(txn.commit()?)
     }
+
+    /// Commits what `txn` queued so far as one entry, then takes `forget` out of the index,
+    /// and keeps the writer lock (`Txn::commit_part`): the queue model applies its changes
+    /// and hands out deliveries before another writer decides (decision 70).
+    pub fn commit_part<K: AsRef<[u8]>>(
+        &self,
+        txn: &mut Txn<'_>,
+        namespace: Namespace,
+        forget: &[K],
+    ) -> flin_engine::Result<Option<u64>> {
+        txn.commit_part(namespace, forget)
+    }
 }
 
 /// The engine's reads, and nothing that writes.

@@ -177,6 +177,19 @@ impl Txn<'_> {
         namespace: Namespace,
         keys: &[K],
     ) -> Result<Option<u64>> {
+        self.commit_part(namespace, keys)
+    }
+
+    /// [`Txn::commit_then_forget`], keeping the writer lock: the transaction goes on, empty,
+    /// and its next commit is another entry. For a model that keeps state beside the log
+    /// and must change it after its entry committed and before any other writer decides
+    /// (the queue model, decision 70). If the append fails, nothing is forgotten and the
+    /// queued writes stay queued (drop the transaction).
+    pub fn commit_part<K: AsRef<[u8]>>(
+        &mut self,
+        namespace: Namespace,
+        keys: &[K],
+    ) -> Result<Option<u64>> {
         let seq = if self.batch.is_empty() {
             None
         } else {
@@ -185,8 +198,12 @@ impl Txn<'_> {
                 inner,
                 batch,
                 ..
-            } = &mut self;
-            Some(inner.append(writer, batch)?)
+            } = self;
+            let seq = inner.append(writer, batch)?;
+            batch.clear();
+            // Its positions named ops of the committed batch.
+            self.overlay = std::cell::OnceCell::new();
+            Some(seq)
         };
         if self.inner.undo.is_none() {
             for key in keys {

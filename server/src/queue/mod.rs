@@ -25,8 +25,8 @@ pub mod routing;
 pub mod session;
 
 pub use self::core::{
-    ConnId, Delivery, DeliveryKind, ExchangeInfo, Mailbox, Message, NewMessage, QueueError,
-    QueueInfo, Queues, Result, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS, PAYLOAD_BYTES_MAX,
+    ConnId, Delivery, DeliveryKind, ExchangeInfo, InTransaction, Mailbox, Message, NewMessage,
+    QueueError, QueueInfo, Queues, Result, Scope, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS, PAYLOAD_BYTES_MAX,
     PRIORITIES,
 };
 #[cfg(test)]
