@@ -535,7 +535,12 @@ impl<'q> InTransaction<'q> {
     /// lock; then, if queue commands ran, forgets what their floors cover and dispatches the
     /// queues they touched, or undoes their changes if the commit failed. The caller drops
     /// the transaction after this (the model's lock goes first).
-    pub fn commit(self, store: &Store, txn: &mut Txn<'q>, now_ms: u64) -> flin_engine::Result<Option<u64>> {
+    pub fn commit(
+        self,
+        store: &Store,
+        txn: &mut Txn<'q>,
+        now_ms: u64,
+    ) -> flin_engine::Result<Option<u64>> {
         let InTransaction {
             state,
             mut journal,
@@ -1063,7 +1068,9 @@ impl Queues {
 
     /// QUEUE.INFO (inside EXEC, with the EXEC's earlier changes).
     pub fn info(&self, scope: Scope<'_, '_>, name: &[u8], conn: ConnId) -> Result<QueueInfo> {
-        self.read(scope, |state| Ok(queue_info(name, state.queue(name, conn)?)))
+        self.read(scope, |state| {
+            Ok(queue_info(name, state.queue(name, conn)?))
+        })
     }
 
     /// The figures of the first `max` queues in name order (exclusive ones too: this is the

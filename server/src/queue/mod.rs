@@ -26,8 +26,10 @@ pub mod session;
 
 pub use self::core::{
     ConnId, Delivery, DeliveryKind, ExchangeInfo, InTransaction, Mailbox, Message, NewMessage,
-    QueueError, QueueInfo, Queues, Result, Scope, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS, PAYLOAD_BYTES_MAX,
-    PRIORITIES,
+    QueueError, QueueInfo, Queues, Result, Scope, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS,
+    PAYLOAD_BYTES_MAX, PRIORITIES,
 };
+#[cfg(test)]
+mod exec_tests;
 #[cfg(test)]
 mod tests;

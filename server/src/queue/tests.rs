@@ -159,7 +159,10 @@ fn ack_of_unknown_or_foreign_ids_changes_nothing() {
     let info = queues.info(Own(&store), b"q", A).unwrap();
     assert_eq!((info.in_flight, info.acked), (2, 0));
     assert_eq!(
-        queues.ack(Own(&store), b"q", &[first, first], A, T0).unwrap().0,
+        queues
+            .ack(Own(&store), b"q", &[first, first], A, T0)
+            .unwrap()
+            .0,
         1
     );
     assert_eq!(
@@ -327,10 +330,16 @@ fn ttl_expires_messages_into_the_dlq_or_away() {
         ttl_ms: 100,
         ..msg("own-ttl")
     };
-    queues.push(Own(&store), b"nodlq", vec![own], A, T0).unwrap();
+    queues
+        .push(Own(&store), b"nodlq", vec![own], A, T0)
+        .unwrap();
     assert_eq!(queues.tick(&store, T0 + 99).unwrap(), 0);
     assert_eq!(queues.tick(&store, T0 + 100).unwrap(), 1);
-    assert_eq!(queues.len(Own(&store), b"nodlq", A).unwrap(), 0, "dropped: no DLQ");
+    assert_eq!(
+        queues.len(Own(&store), b"nodlq", A).unwrap(),
+        0,
+        "dropped: no DLQ"
+    );
     // A pop past the TTL does not deliver it either.
     assert!(pop(&store, &queues, "q", 1, A, T0 + 500).is_empty());
     let dead = pop(&store, &queues, "dead", 1, A, T0 + 500);
@@ -431,13 +440,17 @@ fn subscriptions_respect_prefetch_and_take_turns() {
     assert_eq!(payloads(&got_b), ["1", "3"]);
     assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 6);
     // An ack frees one slot: exactly one more message is pushed to A.
-    queues.ack(Own(&store), b"q", &[got_a[0].id], A, T0).unwrap();
+    queues
+        .ack(Own(&store), b"q", &[got_a[0].id], A, T0)
+        .unwrap();
     let more: Vec<Message> = box_a.take().into_iter().flat_map(|d| d.messages).collect();
     assert_eq!(payloads(&more), ["4"]);
     assert!(box_b.take().is_empty());
     // Unsubscribed, A gets nothing more; what it holds stays in flight.
     queues.unsubscribe(Some(b"q"), A).unwrap();
-    queues.ack(Own(&store), b"q", &[got_a[1].id], A, T0).unwrap();
+    queues
+        .ack(Own(&store), b"q", &[got_a[1].id], A, T0)
+        .unwrap();
     assert!(box_a.take().is_empty());
     assert_eq!(queues.info(Own(&store), b"q", A).unwrap().in_flight, 3);
 }
@@ -591,7 +604,10 @@ fn purge_and_delete() {
     assert_eq!(queues.purge(Own(&store), b"q", A).unwrap().0, 2);
     assert_eq!(queues.info(Own(&store), b"q", A).unwrap().in_flight, 1);
     assert_eq!(queues.delete(&store, b"q", A).unwrap().0, 1);
-    assert_eq!(queues.len(Own(&store), b"q", A), Err(QueueError::NoQueue(b"q".to_vec())));
+    assert_eq!(
+        queues.len(Own(&store), b"q", A),
+        Err(QueueError::NoQueue(b"q".to_vec()))
+    );
     // Only the counters' records are left.
     assert_eq!(store.reader().len(super::NS), 2);
 }
