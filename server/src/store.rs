@@ -49,22 +49,6 @@ impl Store {
         Ok(Written { reply, seq })
     }
 
-    /// [`Store::write`], and once the entry is committed, under the same hold of the writer
-    /// lock, `forget` leaves the index (`Engine::forget`): keys the written entry declares
-    /// dead (a queue's floor). A replicated engine forgets nothing (its undo log could not
-    /// bring them back); the model forgets them again when it loads.
-    pub fn write_forgetting<R, K: AsRef<[u8]>>(
-        &self,
-        namespace: Namespace,
-        forget: &[K],
-        decide: impl FnOnce(&mut Txn<'_>) -> Result<R, Frame>,
-    ) -> Result<Written<R>, Frame> {
-        let mut txn = self.engine.begin();
-        let reply = decide(&mut txn)?;
-        let seq = txn.commit_then_forget(namespace, forget)?;
-        Ok(Written { reply, seq })
-    }
-
     /// A transaction several commands decide in (EXEC), committed with [`Store::commit`].
     pub fn begin(&self) -> Txn<'_> {
         self.engine.begin()

@@ -3,12 +3,21 @@
 //! no sockets, frames or argument lists.
 //!
 //! # How state and log agree
-//! One mutex guards the whole model. An operation decides under it, builds a [`Plan`] (the
-//! log writes, and the in-memory changes they stand for), commits the writes through
-//! `Store::write` as one log entry (the engine's writer lock is taken inside the model's
-//! lock, never the other way round), and only then applies the in-memory changes. So what
-//! the model shows is always what the log holds (plus deliveries, which are memory only):
-//! a failed commit changes nothing.
+//! One mutex guards the whole model. An operation that may write begins an engine
+//! transaction first (the writer lock) and takes the model's lock second; nothing that holds
+//! the model's lock waits for the writer lock (decision 70: EXEC holds the writer lock while
+//! its queue commands take the model's). It decides, builds a [`Plan`] (the log writes, and
+//! the in-memory changes they stand for), commits the writes as one log entry keeping the
+//! writer lock (`Txn::commit_part`), and only then applies the in-memory changes and hands out
+//! messages. So what the model shows is always what the log holds (plus deliveries, which
+//! are memory only): a failed commit changes nothing. Reads and memory-only changes take the
+//! model's lock alone.
+//!
+//! Inside EXEC ([`Scope::Exec`]) the EXEC keeps the model's lock from its first queue command
+//! until its entry committed: each command's writes join the EXEC's transaction and its
+//! changes apply at once, journaled, so the EXEC's later commands see them and no one else
+//! does; the commit dispatches the touched queues, a failed commit undoes the journal
+//! ([`InTransaction`]).
 //!
 //! # What is on disk
 //! A durable queue's declaration, every message (key `m` qid id, see `codec`), its exchanges
@@ -2239,9 +2248,6 @@ fn owned_ids(queue: &Queue, ids: &[u64], conn: ConnId) -> Result<Vec<u64>> {
     Ok(unique)
 }
 
-/// Takes up to `count` ready messages for `conn` (expired heads on the way are dead-lettered)
-/// and puts them in flight, or, with `noack`, leaves them out of every set (the caller plans
-/// their removal).
 /// Takes up to `count` ready messages out of the ready rings (highest priority, then oldest;
 /// expired ones on the way are dead-lettered); the caller puts them in flight.
 fn take_entries(
@@ -2290,6 +2296,9 @@ fn take_entries(
     Ok((taken, seq))
 }
 
+/// Takes up to `count` ready messages for `conn` (expired heads on the way are dead-lettered)
+/// and puts them in flight, or, with `noack`, leaves them out of every set (the caller plans
+/// their removal).
 #[allow(clippy::too_many_arguments)]
 fn take(
     state: &mut State,
