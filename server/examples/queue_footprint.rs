@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use flin_engine::{Config, Durability, Engine};
 use flin_server::queue::codec::QueueOptions;
-use flin_server::queue::{NewMessage, Queues};
+use flin_server::queue::{NewMessage, Queues, Scope};
 use flin_server::store::Store;
 
 #[path = "support/measure.rs"]
@@ -59,7 +59,9 @@ fn main() {
                 ..NewMessage::default()
             })
             .collect();
-        queues.push(&store, b"q", batch, 1, 0).expect("push");
+        queues
+            .push(Scope::Own(&store), b"q", batch, 1, 0)
+            .expect("push");
         left -= n;
     }
     let fill = started.elapsed();
@@ -78,7 +80,7 @@ fn main() {
         per(index),
         per(rss)
     );
-    assert_eq!(queues.len(b"q", 1).unwrap(), messages);
+    assert_eq!(queues.len(Scope::Own(&store), b"q", 1).unwrap(), messages);
     engine.flush().expect("flush");
     drop(queues);
     drop(store);
@@ -89,7 +91,7 @@ fn main() {
     let store = Store::new(engine.clone());
     let queues = Queues::load(&store).expect("load");
     let loaded = started.elapsed() - recovered;
-    assert_eq!(queues.len(b"q", 1).unwrap(), messages);
+    assert_eq!(queues.len(Scope::Own(&store), b"q", 1).unwrap(), messages);
     println!(
         "restart: engine recovery {:.2} s, queue load {:.2} s ({:.1} M msgs/s)",
         recovered.as_secs_f64(),

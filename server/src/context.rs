@@ -298,6 +298,9 @@ pub struct Call<'a, 't> {
     /// Inside EXEC: every key this transaction has put, because FLUSHALL must delete them too
     /// and the engine's scan sees only committed keys.
     written_in_transaction: Option<&'a mut Vec<Vec<u8>>>,
+    /// Inside EXEC: the queue model's part of the transaction (its lock, once a queue command
+    /// took it, and what to undo or dispatch at the commit).
+    queue: Option<&'a mut crate::queue::InTransaction<'t>>,
 }
 
 /// The transaction a command's `decide` step writes through: the engine's [`Txn`] restricted
@@ -411,6 +414,7 @@ impl<'a, 't> Call<'a, 't> {
             session,
             txn: None,
             written_in_transaction: None,
+            queue: None,
         }
     }
 
@@ -420,12 +424,23 @@ impl<'a, 't> Call<'a, 't> {
         session: &'a mut Session,
         txn: &'a mut Txn<'t>,
         written: &'a mut Vec<Vec<u8>>,
+        queue: &'a mut crate::queue::InTransaction<'t>,
     ) -> Self {
         Call {
             shared,
             session,
             txn: Some(txn),
             written_in_transaction: Some(written),
+            queue: Some(queue),
+        }
+    }
+
+    /// Where a queue command runs: inside EXEC, in EXEC's transaction with the queue model's
+    /// part of it; otherwise on its own.
+    pub fn queue_scope(&mut self) -> crate::queue::Scope<'_, 't> {
+        match (self.txn.as_deref_mut(), self.queue.as_deref_mut()) {
+            (Some(txn), Some(part)) => crate::queue::Scope::Exec(txn, part),
+            _ => crate::queue::Scope::Own(&self.shared.store),
         }
     }
 

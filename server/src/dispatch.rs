@@ -55,15 +55,16 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
     }
     if let Some(multi) = session.multi.as_mut() {
         let publish = matches!(command.name, "stream.publish" | "stream.mpublish");
-        if command.group == "queue"
+        if (command.group == "queue" && !crate::queue::commands::IN_MULTI.contains(&command.name))
             || (command.group == "stream" && !publish)
             || crate::doc::commands::NOT_IN_MULTI.contains(&command.name)
         {
-            // A queue command's effects (deliveries, waits, pushes) do not fit inside one
-            // engine transaction with key-value writes, nor do a stream's group commands
-            // (memory state beside the log), nor an index build or a collection drop (done in
-            // many writes): refused, and the EXEC is doomed. Document reads and writes and
-            // stream publishes join EXEC's transaction: the outbox.
+            // Pops, waits, subscriptions and declarations of queues (deliveries and state
+            // beside the log that one transaction cannot hold, see `queue::commands::
+            // IN_MULTI`), a stream's group commands (memory state beside the log), an index
+            // build or a collection drop (done in many writes): refused, and the EXEC is
+            // doomed. Document reads and writes, queue pushes, publishes, acks, nacks and
+            // purges, and stream publishes join EXEC's transaction: the outbox.
             multi.aborted = true;
             recorder.result(command.number(), Outcome::Error);
             return (

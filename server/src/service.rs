@@ -121,7 +121,7 @@ impl Service for KvService {
                     DeliveryKind::Pop { .. } if !delivery.messages.is_empty() => {
                         let ids: Vec<u64> = delivery.messages.iter().map(|m| m.id).collect();
                         let _ = shared.queues.nack(
-                            &shared.store,
+                            crate::queue::Scope::Own(&shared.store),
                             &delivery.queue,
                             &ids,
                             true,
@@ -142,7 +142,7 @@ impl Service for KvService {
                 DeliveryKind::Pop { noack: true } => {
                     let ids: Vec<u64> = delivery.messages.iter().map(|m| m.id).collect();
                     match shared.queues.ack(
-                        &shared.store,
+                        crate::queue::Scope::Own(&shared.store),
                         &delivery.queue,
                         &ids,
                         session.id,

@@ -76,26 +76,6 @@ impl Store {
         Ok(Written { reply, seq })
     }
 
-    /// [`Store::write`], and once the entry is committed, under the same hold of the writer
-    /// lock, `forget` leaves the index (`Engine::forget`): keys the written entry declares
-    /// dead (a queue's floor). A replicated engine forgets nothing (its undo log could not
-    /// bring them back); the model forgets them again when it loads.
-    pub fn write_forgetting<R, K: AsRef<[u8]>>(
-        &self,
-        namespace: Namespace,
-        forget: &[K],
-        decide: impl FnOnce(&mut Txn<'_>) -> Result<R, Frame>,
-    ) -> Result<Written<R>, Frame> {
-        if self.cluster.get().is_some() {
-            // A replicated engine forgets nothing (see above).
-            return self.write(decide);
-        }
-        let mut txn = self.engine.begin();
-        let reply = decide(&mut txn)?;
-        let seq = txn.commit_then_forget(namespace, forget)?;
-        Ok(Written { reply, seq })
-    }
-
     /// A transaction several commands decide in (EXEC), committed with [`Store::commit`].
     pub fn begin(&self) -> Txn<'_> {
         self.engine.begin()
@@ -138,6 +118,41 @@ impl Store {
             .commit()?
             .map(|seq| registry.register(&cluster.gates, seq));
         drop(registry);
+        if token.is_some() {
+            cluster.notify_appended();
+        }
+        Ok(token)
+    }
+
+    /// Commits what `txn` queued so far as one entry, then takes `forget` out of the index,
+    /// and keeps the writer lock (`Txn::commit_part`): the queue model applies its changes
+    /// and hands out deliveries before another writer decides (decision 70).
+    /// In a cluster, as [`Store::commit`]: only the leader commits, and the returned value is
+    /// the entry's gate token (registered while the writer lock is still held, so tokens
+    /// follow seqs).
+    pub fn commit_part<K: AsRef<[u8]>>(
+        &self,
+        txn: &mut Txn<'_>,
+        namespace: Namespace,
+        forget: &[K],
+    ) -> flin_engine::Result<Option<u64>> {
+        let Some(cluster) = self.cluster.get() else {
+            return txn.commit_part(namespace, forget);
+        };
+        if txn.pending() == 0 {
+            return txn.commit_part(namespace, forget);
+        }
+        if !cluster.writable() {
+            let Frame::Error(redirect) = cluster.redirect() else {
+                unreachable!("a redirect is an error frame");
+            };
+            return Err(flin_engine::Error::Invalid(format!(
+                "this node stopped leading before the write committed ({redirect})"
+            )));
+        }
+        let token = txn
+            .commit_part(namespace, forget)?
+            .map(|seq| cluster.gates.registry().register(&cluster.gates, seq));
         if token.is_some() {
             cluster.notify_appended();
         }

@@ -294,10 +294,10 @@ fn a_closed_connection_returns_its_messages_and_its_exclusive_queue_goes() {
         c.cmd(&["QUEUE.LIST"]),
         V::Array(vec![V::Bulk(b"q".to_vec())])
     );
-    // Queue commands are refused inside MULTI, and doom the EXEC.
+    // Pops are refused inside MULTI (pushes run in EXEC's transaction), and doom the EXEC.
     c.cmd(&["MULTI"]);
     assert!(
-        matches!(c.cmd(&["QUEUE.PUSH", "q", "m"]), V::Error(e) if e.contains("not allowed inside MULTI"))
+        matches!(c.cmd(&["QUEUE.POP", "q"]), V::Error(e) if e.contains("QUEUE.POP is not allowed inside MULTI"))
     );
     assert!(matches!(c.cmd(&["EXEC"]), V::Error(e) if e.starts_with("EXECABORT")));
 }

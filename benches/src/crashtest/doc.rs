@@ -5,12 +5,14 @@
 //! - DOC.UPDATE (upsert) of the writer's head document `{_id: w}`: `last = i`, `n += 1`,
 //! - every 10th step, DOC.DELETE of order `w-(i-5)`,
 //! - SET of the key `crash:doc:w` to `i`,
-//! - STREAM.PUBLISH of `w-i` to partition `w` of a topic.
+//! - STREAM.PUBLISH of `w-i` to partition `w` of a topic,
+//! - QUEUE.PUSH of `w-i` to the writer's durable queue `crash.outbox.w` (nobody pops it).
 //!
 //! The promises checked after each restart, per writer, with `L` the head's `last`:
 //! - no half transaction, under every policy: the key holds `L`, the head's `n` is `L + 1`,
-//!   partition `w` ends at offset `L + 1` with `w-L` last, and the writer's orders are exactly
-//!   `0..=L` less the deleted ones;
+//!   partition `w` ends at offset `L + 1` with `w-L` last, the writer's queue holds `L + 1`
+//!   messages (each step's message is there exactly when its document is), and the writer's
+//!   orders are exactly `0..=L` less the deleted ones;
 //! - under `--fsync always`, nothing acknowledged is lost: `L` is at least the last step
 //!   acknowledged, and at most the last sent;
 //! - the indexes are exact: the orders found through the `w` index are those a full scan
@@ -29,6 +31,8 @@ use super::rng::Rng;
 const COLLECTION: &[u8] = b"crash.orders";
 const HEADS: &[u8] = b"crash.heads";
 const TOPIC: &[u8] = b"crash.outbox";
+/// Writer `w`'s queue is this prefix and `w`.
+const QUEUE_PREFIX: &str = "crash.outbox.";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 const MODEL: &str = "document";
 /// The keys this model writes (`crash:doc:<w>`); the key-value model's key-space check leaves
@@ -110,6 +114,11 @@ impl DocWriter {
                 event.as_bytes(),
             ],
         );
+        let queue = format!("{QUEUE_PREFIX}{w}");
+        encode(
+            &mut out,
+            &[b"QUEUE.PUSH", queue.as_bytes(), event.as_bytes()],
+        );
         encode(&mut out, &[b"EXEC"]);
         out
     }
@@ -117,7 +126,7 @@ impl DocWriter {
     /// The EXEC's replies, each as the step expects, or what was wrong.
     fn check_exec(&self, i: u64, replies: Vec<Reply>) -> Result<(), String> {
         let with_delete = i.is_multiple_of(10) && i >= 10;
-        if replies.len() != 4 + with_delete as usize {
+        if replies.len() != 5 + with_delete as usize {
             return Err(format!("EXEC of step {i}: {} replies", replies.len()));
         }
         let mut at = 0;
@@ -144,7 +153,11 @@ impl DocWriter {
         expect(matches!(&replies[n], Reply::Simple(s) if s == "OK"), "SET")?;
         let placed = matches!(&replies[n + 1], Reply::Array(Some(p))
             if p.len() == 2 && p[0] == Reply::Integer(self.w as i64) && p[1] == Reply::Integer(i as i64));
-        expect(placed, "STREAM.PUBLISH (partition w, offset i)")
+        expect(placed, "STREAM.PUBLISH (partition w, offset i)")?;
+        expect(
+            matches!(&replies[n + 2], Reply::Integer(id) if *id > 0),
+            "QUEUE.PUSH",
+        )
     }
 }
 
@@ -154,7 +167,8 @@ impl Writer for DocWriter {
             return Vec::new();
         };
         let partitions = self.settings.writers.to_string();
-        let setup: [&[&[u8]]; 3] = [
+        let queue = format!("{QUEUE_PREFIX}{}", self.w);
+        let setup: [&[&[u8]]; 4] = [
             &[b"DOC.INDEX", COLLECTION, b"w"],
             &[b"DOC.INDEX", COLLECTION, b"ref", b"UNIQUE"],
             &[
@@ -163,6 +177,7 @@ impl Writer for DocWriter {
                 b"PARTITIONS",
                 partitions.as_bytes(),
             ],
+            &[b"QUEUE.DECLARE", queue.as_bytes(), b"DURABLE"],
         ];
         for args in setup {
             match client.call(args) {
@@ -180,7 +195,7 @@ impl Writer for DocWriter {
             }
             let with_delete = i.is_multiple_of(10) && i >= 10;
             // +OK, a QUEUED per command, then EXEC's array.
-            for _ in 0..5 + with_delete as usize {
+            for _ in 0..6 + with_delete as usize {
                 match client.read_reply() {
                     Ok(Reply::Simple(_)) => {}
                     Ok(other) => return vec![self.violation(format!("step {i} queued: {other:?}"))],
@@ -393,6 +408,15 @@ impl DocModel {
             return Err(format!(
                 "half a transaction: partition {w} from {from} holds {} records ending {tail:?}, the head is {last:?}",
                 records.len()
+            ));
+        }
+        // The outbox queue holds one message per step that survived.
+        let queue = format!("{QUEUE_PREFIX}{w}");
+        let len = call(client, &[b"QUEUE.LEN", queue.as_bytes()])?;
+        let want = last.map_or(0, |l| l + 1) as i64;
+        if len != Reply::Integer(want) {
+            return Err(format!(
+                "half a transaction: queue {queue} holds {len:?} messages, the head is {last:?}"
             ));
         }
         Ok(last)

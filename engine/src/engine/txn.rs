@@ -167,13 +167,15 @@ impl Txn<'_> {
         &self.batch
     }
 
-    /// Appends the queued writes as one entry and returns its seq (`None`: nothing was
-    /// queued, nothing written), then releases the writer lock. Does not wait for durability:
-    /// pass the seq to `Engine::wait_durable`.
-    /// [`Txn::commit`], then, still under the writer lock, takes `keys` out of the index
-    /// (`Engine::forget`) if the commit succeeded. A replicated engine forgets nothing.
-    pub fn commit_then_forget<K: AsRef<[u8]>>(
-        mut self,
+    /// Appends the queued writes as one entry (`None`: nothing was queued, nothing written),
+    /// then takes `keys` out of the index (`Engine::forget`) if the append succeeded, and
+    /// keeps the writer lock: the transaction goes on, empty, and its next commit is another
+    /// entry. For a model that keeps state beside the log and must change it after its entry
+    /// committed and before any other writer decides (the queue model, decision 70). A
+    /// replicated engine forgets nothing. If the append fails, the queued writes stay queued
+    /// (drop the transaction).
+    pub fn commit_part<K: AsRef<[u8]>>(
+        &mut self,
         namespace: Namespace,
         keys: &[K],
     ) -> Result<Option<u64>> {
@@ -185,8 +187,12 @@ impl Txn<'_> {
                 inner,
                 batch,
                 ..
-            } = &mut self;
-            Some(inner.append(writer, batch)?)
+            } = self;
+            let seq = inner.append(writer, batch)?;
+            batch.clear();
+            // Its positions named ops of the committed batch.
+            self.overlay = std::cell::OnceCell::new();
+            Some(seq)
         };
         if self.inner.undo.is_none() {
             for key in keys {
@@ -196,6 +202,9 @@ impl Txn<'_> {
         Ok(seq)
     }
 
+    /// Appends the queued writes as one entry and returns its seq (`None`: nothing was
+    /// queued, nothing written), then releases the writer lock. Does not wait for durability:
+    /// pass the seq to `Engine::wait_durable`.
     pub fn commit(mut self) -> Result<Option<u64>> {
         if self.batch.is_empty() {
             return Ok(None);

@@ -65,10 +65,14 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     let shared = call.shared;
     let session = &mut *call.session;
     // Every queued command, of whatever data model, decides in one transaction: its writes
-    // commit as one log entry, all or nothing, through the one write path.
-    let written = shared.store.write(|txn| {
-        let view = crate::doc::collection::View::in_transaction(shared.store.reader(), Some(&*txn));
-        if watched.iter().any(|watched| match &watched.document {
+    // commit as one log entry, all or nothing. The queue model's part holds the model's lock
+    // from the first queue command (after the writer lock: decision 70) until the entry is
+    // committed, then hands out what the EXEC pushed.
+    let mut txn = shared.store.begin();
+    let mut queue_part = shared.queues.transaction();
+    let replies = {
+        let view = crate::doc::collection::View::in_transaction(shared.store.reader(), Some(&txn));
+        let changed = watched.iter().any(|watched| match &watched.document {
             Some(collection) => {
                 shared.docs.version(&view, collection, &watched.key).ok() != Some(watched.version)
             }
@@ -76,18 +80,27 @@ pub fn exec(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
                 txn.version(KV, &watched.key) != watched.version
                     || shared.touches.get(&watched.key) != watched.touches
             }
-        }) {
-            return Ok(None);
+        });
+        if changed {
+            None
+        } else {
+            let mut replies = Vec::with_capacity(multi.queued.len());
+            let mut written = Vec::new();
+            for queued in &multi.queued {
+                let args: Vec<&[u8]> = queued.iter().map(Vec::as_slice).collect();
+                let mut inner =
+                    Call::in_transaction(shared, session, &mut txn, &mut written, &mut queue_part);
+                replies.push(dispatch::run_queued(&mut inner, &args));
+            }
+            Some(replies)
         }
-        let mut replies = Vec::with_capacity(multi.queued.len());
-        let mut written = Vec::new();
-        for queued in &multi.queued {
-            let args: Vec<&[u8]> = queued.iter().map(Vec::as_slice).collect();
-            let mut inner = Call::in_transaction(shared, session, txn, &mut written);
-            replies.push(dispatch::run_queued(&mut inner, &args));
-        }
-        Ok(Some(replies))
-    })?;
+    };
+    let seq = queue_part.commit(&shared.store, &mut txn, shared.now_ms())?;
+    drop(txn);
+    let written = crate::store::Written {
+        reply: replies,
+        seq,
+    };
     session.note_write(written.seq);
     let flushed = multi.queued.iter().any(|args| {
         args[0].eq_ignore_ascii_case(b"flushall") || args[0].eq_ignore_ascii_case(b"flushdb")

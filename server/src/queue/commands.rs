@@ -4,6 +4,9 @@
 //! - queues: QUEUE.DECLARE DELETE PURGE LEN LIST INFO PUSH MPUSH POP BPOP ACK NACK SUBSCRIBE
 //!   UNSUBSCRIBE
 //! - exchanges: EXCHANGE.DECLARE DELETE BIND UNBIND LIST BINDINGS INFO PUBLISH
+//!
+//! Inside MULTI, the commands of [`IN_MULTI`] queue and run in EXEC's transaction
+//! ([`Call::queue_scope`]); the others are refused.
 
 use super::codec::{BindingRule, ExchangeKind, Overflow, QueueOptions};
 use super::core::{NewMessage, QueueError, PAYLOAD_BYTES_MAX, PRIORITIES};
@@ -38,6 +41,24 @@ pub static TABLE: &[Command] = &[
     command!("exchange.bindings", 2, R, NO_KEYS, "queue", "Lists an exchange's bindings.", bindings),
     command!("exchange.info", 2, R, NO_KEYS, "queue", "Returns an exchange's kind and counters.", exchange_info),
     command!("exchange.publish", -4, WF, NO_KEYS, "queue", "Routes a message to the matching queues.", publish),
+];
+
+/// The queue commands EXEC runs in its one transaction (decision 70): writes that are log
+/// records and model changes the EXEC's commit decides (RabbitMQ's transactions cover
+/// publishes and acks too), and the reads that see them. The others are refused inside MULTI:
+/// a pop hands out a delivery no transaction can take back once the connection wrote it;
+/// BPOP and SUBSCRIBE wait or push, which an EXEC cannot; DECLARE, DELETE and the exchange
+/// declarations and bindings change the model's catalog, which the EXEC's undo does not
+/// cover; LIST and the exchange reads would take the model's lock the EXEC may hold.
+pub const IN_MULTI: &[&str] = &[
+    "queue.push",
+    "queue.mpush",
+    "queue.ack",
+    "queue.nack",
+    "queue.purge",
+    "queue.len",
+    "queue.info",
+    "exchange.publish",
 ];
 
 /// Names are 1 to 255 bytes (an AMQP short string).
@@ -188,20 +209,20 @@ fn delete(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 }
 
 fn purge(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let (count, seq) = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let (count, seq) = shared
         .queues
-        .purge(&call.shared.store, args[1], call.session.id)
+        .purge(call.queue_scope(), args[1], conn)
         .map_err(refused(args))?;
     call.session.note_write(seq);
     Ok(Frame::Integer(count as i64))
 }
 
 fn len(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let len = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let len = shared
         .queues
-        .len(args[1], call.session.id)
+        .len(call.queue_scope(), args[1], conn)
         .map_err(refused(args))?;
     Ok(Frame::Integer(len as i64))
 }
@@ -215,10 +236,10 @@ fn list(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
 }
 
 fn info(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
-    let info = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let info = shared
         .queues
-        .info(args[1], call.session.id)
+        .info(call.queue_scope(), args[1], conn)
         .map_err(refused(args))?;
     let o = &info.options;
     let int = |n: u64| Frame::Integer(n as i64);
@@ -261,15 +282,15 @@ fn push(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         ..NewMessage::default()
     };
     message_options(args, 3, &mut message, &[])?;
-    let (ids, seq) = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let (ids, seq) = shared
         .queues
         .push(
-            &call.shared.store,
+            call.queue_scope(),
             args[1],
             vec![message],
-            call.session.id,
-            call.shared.now_ms(),
+            conn,
+            shared.now_ms(),
         )
         .map_err(refused(args))?;
     call.session.note_write(seq);
@@ -292,16 +313,10 @@ fn mpush(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             ..template.clone()
         });
     }
-    let (ids, seq) = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let (ids, seq) = shared
         .queues
-        .push(
-            &call.shared.store,
-            args[1],
-            messages,
-            call.session.id,
-            call.shared.now_ms(),
-        )
+        .push(call.queue_scope(), args[1], messages, conn, shared.now_ms())
         .map_err(refused(args))?;
     call.session.note_write(seq);
     Ok(Frame::Array(
@@ -393,16 +408,10 @@ fn wall_clock_ms() -> u64 {
 
 fn ack(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let ids = id_list(args, &args[2..])?;
-    let (count, seq) = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let (count, seq) = shared
         .queues
-        .ack(
-            &call.shared.store,
-            args[1],
-            &ids,
-            call.session.id,
-            call.shared.now_ms(),
-        )
+        .ack(call.queue_scope(), args[1], &ids, conn, shared.now_ms())
         .map_err(refused(args))?;
     call.session.note_write(seq);
     Ok(Frame::Integer(count as i64))
@@ -423,16 +432,16 @@ fn nack(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         return Err(refusal(args, "needs at least one message id"));
     }
     let ids = id_list(args, ids)?;
-    let (count, seq) = call
-        .shared
+    let (shared, conn) = (call.shared, call.session.id);
+    let (count, seq) = shared
         .queues
         .nack(
-            &call.shared.store,
+            call.queue_scope(),
             args[1],
             &ids,
             requeue,
-            call.session.id,
-            call.shared.now_ms(),
+            conn,
+            shared.now_ms(),
         )
         .map_err(refused(args))?;
     call.session.note_write(seq);
@@ -645,16 +654,16 @@ fn publish(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         mandatory = true;
         at = message_options(args, at + 1, &mut message, &["MANDATORY"])?;
     }
-    let (count, seq) = call
-        .shared
+    let shared = call.shared;
+    let (count, seq) = shared
         .queues
         .publish(
-            &call.shared.store,
+            call.queue_scope(),
             args[1],
             args[2],
             message,
             mandatory,
-            call.shared.now_ms(),
+            shared.now_ms(),
         )
         .map_err(refused(args))?;
     call.session.note_write(seq);

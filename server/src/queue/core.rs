@@ -3,12 +3,21 @@
 //! no sockets, frames or argument lists.
 //!
 //! # How state and log agree
-//! One mutex guards the whole model. An operation decides under it, builds a [`Plan`] (the
-//! log writes, and the in-memory changes they stand for), commits the writes through
-//! `Store::write` as one log entry (the engine's writer lock is taken inside the model's
-//! lock, never the other way round), and only then applies the in-memory changes. So what
-//! the model shows is always what the log holds (plus deliveries, which are memory only):
-//! a failed commit changes nothing.
+//! One mutex guards the whole model. An operation that may write begins an engine
+//! transaction first (the writer lock) and takes the model's lock second; nothing that holds
+//! the model's lock waits for the writer lock (decision 70: EXEC holds the writer lock while
+//! its queue commands take the model's). It decides, builds a [`Plan`] (the log writes, and
+//! the in-memory changes they stand for), commits the writes as one log entry keeping the
+//! writer lock (`Txn::commit_part`), and only then applies the in-memory changes and hands out
+//! messages. So what the model shows is always what the log holds (plus deliveries, which
+//! are memory only): a failed commit changes nothing. Reads and memory-only changes take the
+//! model's lock alone.
+//!
+//! Inside EXEC ([`Scope::Exec`]) the EXEC keeps the model's lock from its first queue command
+//! until its entry committed: each command's writes join the EXEC's transaction and its
+//! changes apply at once, journaled, so the EXEC's later commands see them and no one else
+//! does; the commit dispatches the touched queues, a failed commit undoes the journal
+//! ([`InTransaction`]).
 //!
 //! # What is on disk
 //! A durable queue's declaration, every message (key `m` qid id, see `codec`), its exchanges
@@ -25,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flin_engine::{Namespace, Op, RecordKind};
+use flin_engine::{Namespace, Op, RecordKind, Txn};
 
 use super::codec::{
     self, BindingRule, ExchangeKind, Overflow, QueueOptions, StoredMessage, DELIVERIES_OFFSET,
@@ -348,16 +357,16 @@ impl Queue {
         self.ready_len += 1;
     }
 
-    /// Removes a ready entry by id; returns its priority.
-    fn remove_ready(&mut self, id: u64) -> Option<u8> {
+    /// Removes a ready entry by id; returns its priority and the entry.
+    fn remove_ready(&mut self, id: u64) -> Option<(u8, Entry)> {
         for priority in 0..PRIORITIES {
             let ring = &mut self.ready[priority];
             let at = ring.partition_point(|e| e.id < id);
             if ring.get(at).is_some_and(|e| e.id == id) {
-                ring.remove(at);
+                let entry = ring.remove(at).expect("found");
                 self.ready_len -= 1;
                 self.returned.remove(&id);
-                return Some(priority as u8);
+                return Some((priority as u8, entry));
             }
         }
         None
@@ -466,6 +475,15 @@ enum Change {
     DeadLettered {
         queue: Vec<u8>,
     },
+    /// Messages acknowledged (removed by their `Gone`), for the queue's counter.
+    Acked {
+        queue: Vec<u8>,
+        count: u64,
+    },
+    /// A publish routed to at least one queue, for the exchange's counter.
+    Published {
+        exchange: Vec<u8>,
+    },
 }
 
 /// Log writes and the changes they stand for.
@@ -490,6 +508,217 @@ impl Plan {
     fn delete(&mut self, key: &[u8]) {
         self.writes.push((key.to_vec(), None));
     }
+}
+
+/// Where a queue write runs.
+pub enum Scope<'x, 't> {
+    /// On its own: it takes the writer lock (beginning its transaction), then the model's,
+    /// commits its own entry and hands out what it made ready.
+    Own(&'x Store),
+    /// Inside EXEC: its writes join the EXEC's transaction (which holds the writer lock), and
+    /// the model's lock is the EXEC's until it committed ([`InTransaction`]).
+    Exec(&'x mut Txn<'t>, &'x mut InTransaction<'t>),
+}
+
+/// The queue model's part of an EXEC (decision 70). The first queue command takes the
+/// model's lock (after the writer lock, which the EXEC's transaction holds) and the EXEC
+/// keeps it until its entry committed, so no other connection sees the model between a
+/// command and the commit. Each command decides against the model as the EXEC's earlier
+/// commands left it (QUEUE.LEN after a QUEUE.PUSH counts the push), queues its writes in the
+/// transaction and applies its changes at once, recording in a journal how to undo them; a
+/// refused command has applied and queued nothing. [`InTransaction::commit`] commits the
+/// EXEC's entry and hands the queues' new messages to waiters and subscribers, or, if the
+/// commit fails, undoes the journal, so the model again shows what the log holds.
+pub struct InTransaction<'q> {
+    queues: &'q Queues,
+    state: Option<MutexGuard<'q, State>>,
+    journal: Journal,
+    /// Message keys the EXEC's floors cover: taken out of the index once it committed.
+    forget: Vec<[u8; 13]>,
+    /// Queues that may have messages to hand out once the EXEC committed.
+    touched: BTreeSet<Vec<u8>>,
+}
+
+impl<'q> InTransaction<'q> {
+    /// Commits the EXEC's transaction as one entry (every model's writes), keeping the writer
+    /// lock; then, if queue commands ran, forgets what their floors cover and dispatches the
+    /// queues they touched, or undoes their changes if the commit failed. The caller drops
+    /// the transaction after this (the model's lock goes first).
+    pub fn commit(
+        self,
+        store: &Store,
+        txn: &mut Txn<'q>,
+        now_ms: u64,
+    ) -> flin_engine::Result<Option<u64>> {
+        let InTransaction {
+            state,
+            mut journal,
+            forget,
+            touched,
+            ..
+        } = self;
+        let Some(mut state) = state else {
+            return store.commit_part(txn, NS, &forget);
+        };
+        match store.commit_part(txn, NS, &forget) {
+            Ok(seq) => {
+                for name in touched {
+                    dispatch(&mut state, store, txn, &name, now_ms);
+                }
+                Ok(seq)
+            }
+            Err(error) => {
+                journal.undo(&mut state);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// How to undo the changes an EXEC applied before its commit: the model's scalars as they
+/// were, and a step per change, undone newest first.
+#[derive(Default)]
+struct Journal {
+    /// `next_id` and `high_water` before the EXEC.
+    ids: (u64, u64),
+    /// Each touched queue's floor and counters before the EXEC.
+    queues: HashMap<Vec<u8>, (u64, Counters)>,
+    /// Every exchange's `published` and `unroutable` before the EXEC.
+    exchanges: Vec<(Vec<u8>, u64, u64)>,
+    steps: Vec<Undo>,
+}
+
+/// The undoing of one applied change.
+enum Undo {
+    /// A message joined `queue`'s ready set: take it out, and give back the delivery count
+    /// and transient payload it replaced.
+    Joined {
+        queue: Vec<u8>,
+        id: u64,
+        returned: Option<u32>,
+        memory: Option<Vec<u8>>,
+    },
+    /// A message left `queue`: put it back where it was, with what it had.
+    Left {
+        queue: Vec<u8>,
+        id: u64,
+        place: Place,
+        returned: Option<u32>,
+        memory: Option<Vec<u8>>,
+    },
+}
+
+/// Where a message was before it left its queue.
+enum Place {
+    Ready((u8, Entry)),
+    InFlight(Flight),
+    Nowhere,
+}
+
+impl Journal {
+    /// Called when the EXEC takes the model's lock.
+    fn begin(&mut self, state: &State) {
+        self.ids = (state.next_id, state.high_water);
+        self.exchanges = state
+            .exchanges
+            .iter()
+            .map(|(name, ex)| (name.clone(), ex.published, ex.unroutable))
+            .collect();
+    }
+
+    /// Remembers the scalars of the queues `plan` changes, before their first change.
+    fn touch(&mut self, state: &State, plan: &Plan) {
+        let names = plan
+            .changes
+            .iter()
+            .map(|change| match change {
+                Change::Ready { queue, .. }
+                | Change::Gone { queue, .. }
+                | Change::DeadLettered { queue }
+                | Change::Acked { queue, .. } => Some(queue),
+                Change::Published { .. } => None,
+            })
+            .chain(std::iter::once(plan.floor.as_ref().map(|(queue, _)| queue)))
+            .flatten();
+        for name in names {
+            if let Some(queue) = state.queues.get(name) {
+                self.queues
+                    .entry(name.clone())
+                    .or_insert((queue.floor, queue.counters));
+            }
+        }
+    }
+
+    /// Puts the model back as it was before the EXEC's first queue command.
+    fn undo(&mut self, state: &mut State) {
+        for step in self.steps.drain(..).rev() {
+            match step {
+                Undo::Joined {
+                    queue,
+                    id,
+                    returned,
+                    memory,
+                } => {
+                    let Some(q) = state.queues.get_mut(&queue) else {
+                        continue;
+                    };
+                    q.remove_ready(id);
+                    restore(q, id, returned, memory);
+                }
+                Undo::Left {
+                    queue,
+                    id,
+                    place,
+                    returned,
+                    memory,
+                } => {
+                    let Some(q) = state.queues.get_mut(&queue) else {
+                        continue;
+                    };
+                    match place {
+                        Place::Ready((priority, entry)) => q.insert_ready(priority, entry),
+                        Place::InFlight(flight) => {
+                            q.put_in_flight(id, flight);
+                            if flight.consumer {
+                                if let Some(c) =
+                                    q.consumers.iter_mut().find(|c| c.conn == flight.owner)
+                                {
+                                    c.unacked += 1;
+                                }
+                            }
+                        }
+                        Place::Nowhere => {}
+                    }
+                    restore(q, id, returned, memory);
+                }
+            }
+        }
+        (state.next_id, state.high_water) = self.ids;
+        for (name, (floor, counters)) in self.queues.drain() {
+            if let Some(q) = state.queues.get_mut(&name) {
+                q.floor = floor;
+                q.counters = counters;
+            }
+        }
+        for (name, published, unroutable) in self.exchanges.drain(..) {
+            if let Some(ex) = state.exchanges.get_mut(&name) {
+                ex.published = published;
+                ex.unroutable = unroutable;
+            }
+        }
+    }
+}
+
+/// Sets a message's delivery count and transient payload to what they were.
+fn restore(queue: &mut Queue, id: u64, returned: Option<u32>, memory: Option<Vec<u8>>) {
+    match returned {
+        Some(count) => queue.returned.insert(id, count),
+        None => queue.returned.remove(&id),
+    };
+    match memory {
+        Some(value) => queue.memory.insert(id, value),
+        None => queue.memory.remove(&id),
+    };
 }
 
 /// Why a message goes to the dead-letter queue (its `x-death-reason` header).
@@ -660,7 +889,7 @@ impl Queues {
             for chunk in stale.chunks(DELETE_CHUNK) {
                 let mut plan = Plan::default();
                 chunk.iter().for_each(|key| plan.delete(key));
-                commit(store, &plan)?;
+                commit(store, &mut store.begin(), &plan)?;
             }
         }
         Ok(Queues {
@@ -685,6 +914,69 @@ impl Queues {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The model's part of an EXEC, to pass to the commands it runs ([`Scope::Exec`]).
+    pub fn transaction(&self) -> InTransaction<'_> {
+        InTransaction {
+            queues: self,
+            state: None,
+            journal: Journal::default(),
+            forget: Vec::new(),
+            touched: BTreeSet::new(),
+        }
+    }
+
+    /// Runs a write the one way every queue write runs (the lock order of decision 70): the
+    /// engine's writer lock first, then the model's. `decide` reads the model (and the log
+    /// through the transaction, which sees the EXEC's earlier writes), plans its writes and
+    /// changes, and names the queues that may have something to hand out after them. On its
+    /// own, the plan commits as one entry with the writer lock kept, is applied, and those
+    /// queues are dispatched; inside EXEC, its writes join the EXEC's transaction and its
+    /// changes are applied at once under the model's lock, which the EXEC keeps until it
+    /// commits (undone if that commit fails); the queues are dispatched after the commit.
+    /// A refusal from `decide` leaves nothing, in the log or in memory.
+    fn write<T>(
+        &self,
+        scope: Scope<'_, '_>,
+        now_ms: u64,
+        decide: impl FnOnce(&mut State, &Txn<'_>, &mut Plan) -> Result<(T, Vec<Vec<u8>>)>,
+    ) -> Result<Written<T>> {
+        match scope {
+            Scope::Own(store) => {
+                let mut txn = store.begin();
+                let mut state = self.lock();
+                let mut plan = Plan::default();
+                let (value, touched) = decide(&mut state, &txn, &mut plan)?;
+                let seq = finish(&mut state, store, &mut txn, plan)?;
+                for name in touched {
+                    dispatch(&mut state, store, &mut txn, &name, now_ms);
+                }
+                Ok((value, seq))
+            }
+            Scope::Exec(txn, part) => {
+                let InTransaction {
+                    queues,
+                    state,
+                    journal,
+                    forget,
+                    touched: to_dispatch,
+                } = part;
+                debug_assert!(std::ptr::eq(*queues, self), "one model per EXEC");
+                let state = state.get_or_insert_with(|| {
+                    let state = queues.lock();
+                    journal.begin(&state);
+                    state
+                });
+                let mut plan = Plan::default();
+                let (value, touched) = decide(state, txn, &mut plan)?;
+                queue_writes(txn, &plan)?;
+                forget.append(&mut plan.forget);
+                apply_recording(state, plan, Some(journal));
+                to_dispatch.extend(touched);
+                Ok((value, None))
+            }
+        }
+    }
+
     // ----- queues -----
 
     /// QUEUE.DECLARE: creates the queue, or checks that the existing one has these options.
@@ -695,6 +987,7 @@ impl Queues {
         options: QueueOptions,
         conn: ConnId,
     ) -> Result<Written<bool>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         if let Some(queue) = state.queues.get(name) {
             check_owner(name, queue, conn)?;
@@ -736,7 +1029,7 @@ impl Queues {
                 codec::encode_queue(qid, &queue.options),
             );
         }
-        let seq = commit(store, &plan)?;
+        let seq = commit(store, &mut txn, &plan)?;
         let owner = queue.options.exclusive.then_some(conn);
         state.next_qid = qid + 1;
         state.queues.insert(name.to_vec(), Queue { owner, ..queue });
@@ -745,36 +1038,48 @@ impl Queues {
 
     /// QUEUE.DELETE: the queue, its messages and its bindings; returns how many messages went.
     pub fn delete(&self, store: &Store, name: &[u8], conn: ConnId) -> Result<Written<u64>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let queue = state.queue(name, conn)?;
         let count = queue.ready_len + queue.in_flight.len() as u64;
-        delete_queue(&mut state, store, name).map(|seq| (count, seq))
+        delete_queue(&mut state, store, &mut txn, name).map(|seq| (count, seq))
     }
 
     /// QUEUE.PURGE: drops the ready messages (in-flight ones stay); returns how many.
-    pub fn purge(&self, store: &Store, name: &[u8], conn: ConnId) -> Result<Written<u64>> {
-        let mut state = self.lock();
-        let queue = state.queue(name, conn)?;
-        let mut ids: Vec<u64> = queue.ready.iter().flatten().map(|e| e.id).collect();
-        ids.sort_unstable();
-        let count = ids.len() as u64;
-        // One entry: the floor covers the purged messages below the lowest in flight; the
-        // ones above it get tombstones (in one batch, at most BATCH_OPS_MAX).
-        let mut plan = Plan::default();
-        plan_removal(&state, &mut plan, name, &ids, true);
-        if plan.writes.len() > flin_engine::BATCH_OPS_MAX {
-            return Err(QueueError::Invalid(format!(
-                "purging {count} messages above the lowest in flight needs more than {} tombstones in one entry; ack or return the in-flight messages first",
-                flin_engine::BATCH_OPS_MAX
-            )));
-        }
-        let seq = finish(&mut state, store, plan)?;
-        Ok((count, seq))
+    pub fn purge(&self, scope: Scope<'_, '_>, name: &[u8], conn: ConnId) -> Result<Written<u64>> {
+        self.write(scope, 0, |state, _, plan| {
+            let queue = state.queue(name, conn)?;
+            let mut ids: Vec<u64> = queue.ready.iter().flatten().map(|e| e.id).collect();
+            ids.sort_unstable();
+            let count = ids.len() as u64;
+            // One entry: the floor covers the purged messages below the lowest in flight;
+            // the ones above it get tombstones (in one batch, at most BATCH_OPS_MAX).
+            plan_removal(state, plan, name, &ids, true);
+            if plan.writes.len() > flin_engine::BATCH_OPS_MAX {
+                return Err(QueueError::Invalid(format!(
+                    "purging {count} messages above the lowest in flight needs more than {} tombstones in one entry; ack or return the in-flight messages first",
+                    flin_engine::BATCH_OPS_MAX
+                )));
+            }
+            Ok((count, Vec::new()))
+        })
     }
 
-    /// QUEUE.LEN: ready messages.
-    pub fn len(&self, name: &[u8], conn: ConnId) -> Result<u64> {
-        Ok(self.lock().queue(name, conn)?.ready_len)
+    /// QUEUE.LEN: ready messages (inside EXEC, with the EXEC's earlier changes).
+    pub fn len(&self, scope: Scope<'_, '_>, name: &[u8], conn: ConnId) -> Result<u64> {
+        self.read(scope, |state| Ok(state.queue(name, conn)?.ready_len))
+    }
+
+    /// Runs a read under the model's lock: inside EXEC the lock the EXEC already holds (a
+    /// second lock would wait for itself), so the read sees the EXEC's earlier changes.
+    fn read<T>(&self, scope: Scope<'_, '_>, read: impl FnOnce(&State) -> Result<T>) -> Result<T> {
+        match scope {
+            Scope::Own(_) => read(&self.lock()),
+            Scope::Exec(_, part) => match &part.state {
+                Some(state) => read(state),
+                None => read(&self.lock()),
+            },
+        }
     }
 
     /// QUEUE.LIST: names matching a glob pattern, in order.
@@ -787,10 +1092,11 @@ impl Queues {
             .collect()
     }
 
-    /// QUEUE.INFO.
-    pub fn info(&self, name: &[u8], conn: ConnId) -> Result<QueueInfo> {
-        let state = self.lock();
-        Ok(queue_info(name, state.queue(name, conn)?))
+    /// QUEUE.INFO (inside EXEC, with the EXEC's earlier changes).
+    pub fn info(&self, scope: Scope<'_, '_>, name: &[u8], conn: ConnId) -> Result<QueueInfo> {
+        self.read(scope, |state| {
+            Ok(queue_info(name, state.queue(name, conn)?))
+        })
     }
 
     /// The figures of the first `max` queues in name order (exclusive ones too: this is the
@@ -810,20 +1116,17 @@ impl Queues {
     /// ids.
     pub fn push(
         &self,
-        store: &Store,
+        scope: Scope<'_, '_>,
         name: &[u8],
         messages: Vec<NewMessage>,
         conn: ConnId,
         now_ms: u64,
     ) -> Result<Written<Vec<u64>>> {
-        let mut state = self.lock();
-        state.queue(name, conn)?;
-        let mut plan = Plan::default();
-        let ids = plan_push(&mut state, &mut plan, store, name, &messages, now_ms)?;
-        let seq = commit(store, &plan)?;
-        apply(&mut state, plan);
-        dispatch(&mut state, store, name, now_ms);
-        Ok((ids, seq))
+        self.write(scope, now_ms, |state, txn, plan| {
+            state.queue(name, conn)?;
+            let ids = plan_push(state, plan, txn, name, &messages, now_ms)?;
+            Ok((ids, vec![name.to_vec()]))
+        })
     }
 
     /// QUEUE.POP: up to `count` messages, in flight to `conn` until acked (with `noack`,
@@ -837,28 +1140,33 @@ impl Queues {
         conn: ConnId,
         now_ms: u64,
     ) -> Result<Written<Vec<Message>>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let queue = state.queue(name, conn)?;
         if !queue.on_disk() {
             // A transient queue's messages are in memory: read under the lock.
-            let (messages, mut seq) =
-                take(&mut state, store, name, count, conn, false, noack, now_ms)?;
+            let (messages, mut seq) = take(
+                &mut state, store, &mut txn, name, count, conn, false, noack, now_ms,
+            )?;
             if noack && !messages.is_empty() {
                 let mut ids: Vec<u64> = messages.iter().map(|m| m.id).collect();
                 ids.sort_unstable();
                 let mut plan = Plan::default();
                 plan_removal(&state, &mut plan, name, &ids, false);
-                seq = finish(&mut state, store, plan)?.or(seq);
-                state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
+                plan.changes.push(Change::Acked {
+                    queue: name.to_vec(),
+                    count: ids.len() as u64,
+                });
+                seq = finish(&mut state, store, &mut txn, plan)?.or(seq);
             }
             return Ok((messages, seq));
         }
         // A durable queue's payloads are read from the log outside the model's lock (the
-        // index lookups and the copies were the longest part of holding it). The taken ids
-        // stay in `in_flight_ids` meanwhile, so no floor passes them; with NOACK they are
-        // removed, under the lock again, once read.
+        // index lookups and the copies were the longest part of holding it) and outside the
+        // writer lock. The taken ids stay in `in_flight_ids` meanwhile, so no floor passes
+        // them; with NOACK they are removed, under both locks again, once read.
         let qid = queue.qid;
-        let (entries, mut seq) = take_entries(&mut state, store, name, count, now_ms)?;
+        let (entries, mut seq) = take_entries(&mut state, store, &mut txn, name, count, now_ms)?;
         let queue = state.queues.get_mut(name).expect("present");
         let mut taken = Vec::with_capacity(entries.len());
         for (priority, entry) in entries {
@@ -881,6 +1189,7 @@ impl Queues {
             taken.push((priority, entry.id, deliveries));
         }
         drop(state);
+        drop(txn);
         let reader = store.reader();
         let mut messages = Vec::with_capacity(taken.len());
         let mut failure = None;
@@ -905,6 +1214,7 @@ impl Queues {
             }
         }
         if noack && !taken.is_empty() {
+            let mut txn = store.begin();
             let mut state = self.lock();
             if let Some(queue) = state.queues.get_mut(name).filter(|q| q.qid == qid) {
                 let mut ids: Vec<u64> = taken.iter().map(|t| t.1).collect();
@@ -912,10 +1222,13 @@ impl Queues {
                 for id in &ids {
                     queue.in_flight_ids.remove(id);
                 }
-                queue.counters.acked += ids.len() as u64;
                 let mut plan = Plan::default();
                 plan_removal(&state, &mut plan, name, &ids, false);
-                seq = finish(&mut state, store, plan)?.or(seq);
+                plan.changes.push(Change::Acked {
+                    queue: name.to_vec(),
+                    count: ids.len() as u64,
+                });
+                seq = finish(&mut state, store, &mut txn, plan)?.or(seq);
             }
         }
         if let Some(error) = failure {
@@ -938,11 +1251,13 @@ impl Queues {
         now_ms: u64,
     ) -> Result<Option<Written<Vec<Message>>>> {
         loop {
+            let mut txn = store.begin();
             let mut state = self.lock();
             let queue = state.queue(name, conn)?;
             // Older waiters come first: take only when nobody waits.
             if queue.waiters.is_empty() && queue.ready_len > 0 {
                 drop(state);
+                drop(txn);
                 // Another consumer may take what was ready before this pop locks again (the
                 // pop reads payloads outside the lock): an empty take waits, it never
                 // answers an empty array.
@@ -959,7 +1274,7 @@ impl Queues {
                 count,
                 noack,
             });
-            dispatch(&mut state, store, name, now_ms);
+            dispatch(&mut state, store, &mut txn, name, now_ms);
             return Ok(None);
         }
     }
@@ -974,44 +1289,45 @@ impl Queues {
     /// QUEUE.ACK: every id must be in flight to `conn`, or nothing is acked.
     pub fn ack(
         &self,
-        store: &Store,
+        scope: Scope<'_, '_>,
         name: &[u8],
         ids: &[u64],
         conn: ConnId,
         now_ms: u64,
     ) -> Result<Written<u64>> {
-        let mut state = self.lock();
-        state.queue(name, conn)?;
-        let written = ack(&mut state, store, name, ids, conn)?;
-        dispatch(&mut state, store, name, now_ms);
-        Ok(written)
+        self.write(scope, now_ms, |state, _, plan| {
+            let queue = state.queue(name, conn)?;
+            let ids = owned_ids(queue, ids, conn)?;
+            plan_removal(state, plan, name, &ids, true);
+            plan.changes.push(Change::Acked {
+                queue: name.to_vec(),
+                count: ids.len() as u64,
+            });
+            Ok((ids.len() as u64, vec![name.to_vec()]))
+        })
     }
 
     /// QUEUE.NACK: returns the messages to the queue (`requeue`), or dead-letters them.
     pub fn nack(
         &self,
-        store: &Store,
+        scope: Scope<'_, '_>,
         name: &[u8],
         ids: &[u64],
         requeue: bool,
         conn: ConnId,
         now_ms: u64,
     ) -> Result<Written<u64>> {
-        let mut state = self.lock();
-        let queue = state.queue(name, conn)?;
-        let ids = owned_ids(queue, ids, conn)?;
-        let mut plan = Plan::default();
-        let flights: Vec<(u64, Flight)> = ids.iter().map(|id| (*id, queue.in_flight[id])).collect();
-        for (id, flight) in flights {
-            let reason = (!requeue).then_some(DeathReason::Rejected);
-            plan_return(
-                &mut state, &mut plan, store, name, id, flight, reason, now_ms,
-            )?;
-        }
-        let seq = commit(store, &plan)?;
-        apply(&mut state, plan);
-        dispatch(&mut state, store, name, now_ms);
-        Ok((ids.len() as u64, seq))
+        self.write(scope, now_ms, |state, txn, plan| {
+            let queue = state.queue(name, conn)?;
+            let ids = owned_ids(queue, ids, conn)?;
+            let flights: Vec<(u64, Flight)> =
+                ids.iter().map(|id| (*id, queue.in_flight[id])).collect();
+            for (id, flight) in flights {
+                let reason = (!requeue).then_some(DeathReason::Rejected);
+                plan_return(state, plan, txn, name, id, flight, reason, now_ms)?;
+            }
+            Ok((ids.len() as u64, vec![name.to_vec()]))
+        })
     }
 
     /// QUEUE.SUBSCRIBE: `conn` consumes pushed messages, at most `prefetch` unacked (0: no
@@ -1025,6 +1341,7 @@ impl Queues {
         mailbox: &Arc<Mailbox>,
         now_ms: u64,
     ) -> Result<()> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let queue = state.queue_mut(name, conn)?;
         match queue.consumers.iter_mut().find(|c| c.conn == conn) {
@@ -1036,7 +1353,7 @@ impl Queues {
                 unacked: 0,
             }),
         }
-        dispatch(&mut state, store, name, now_ms);
+        dispatch(&mut state, store, &mut txn, name, now_ms);
         Ok(())
     }
 
@@ -1070,6 +1387,7 @@ impl Queues {
     /// A connection closed: its waits and subscriptions end, what it held returns to its
     /// queues (delivery count kept), and the exclusive queues it declared are deleted.
     pub fn connection_closed(&self, store: &Store, conn: ConnId, now_ms: u64) -> Result<()> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let mut exclusive = Vec::new();
         let mut held = Vec::new();
@@ -1087,20 +1405,17 @@ impl Queues {
             }
         }
         for name in exclusive {
-            delete_queue(&mut state, store, &name)?;
+            delete_queue(&mut state, store, &mut txn, &name)?;
         }
         let mut plan = Plan::default();
         let mut touched = BTreeSet::new();
         for (name, id, flight) in held {
-            plan_return(
-                &mut state, &mut plan, store, &name, id, flight, None, now_ms,
-            )?;
+            plan_return(&mut state, &mut plan, &txn, &name, id, flight, None, now_ms)?;
             touched.insert(name);
         }
-        commit(store, &plan)?;
-        apply(&mut state, plan);
+        finish(&mut state, store, &mut txn, plan)?;
         for name in touched {
-            dispatch(&mut state, store, &name, now_ms);
+            dispatch(&mut state, store, &mut txn, &name, now_ms);
         }
         Ok(())
     }
@@ -1109,6 +1424,7 @@ impl Queues {
     /// in-flight messages past their visibility deadline return, expired messages at the
     /// head of their queue are dead-lettered or dropped. Returns how many messages moved.
     pub fn tick(&self, store: &Store, now_ms: u64) -> Result<usize> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let mut plan = Plan::default();
         let mut moved = 0;
@@ -1140,15 +1456,13 @@ impl Queues {
             moved += due.len() + expired.len();
             for id in due {
                 let flight = queue_of(&state, &name).in_flight[&id];
-                plan_return(
-                    &mut state, &mut plan, store, &name, id, flight, None, now_ms,
-                )?;
+                plan_return(&mut state, &mut plan, &txn, &name, id, flight, None, now_ms)?;
             }
             for (priority, entry) in expired {
                 plan_dead_letter(
                     &mut state,
                     &mut plan,
-                    store,
+                    &txn,
                     &name,
                     entry.id,
                     priority,
@@ -1157,8 +1471,7 @@ impl Queues {
             }
             touched.push(name);
         }
-        commit(store, &plan)?;
-        apply(&mut state, plan);
+        finish(&mut state, store, &mut txn, plan)?;
         // Queues with ready messages and someone to take them: what a bounded dispatch left.
         let waiting: Vec<Vec<u8>> = state
             .queues
@@ -1167,7 +1480,7 @@ impl Queues {
             .map(|(name, _)| name.clone())
             .collect();
         for name in touched.into_iter().chain(waiting) {
-            dispatch(&mut state, store, &name, now_ms);
+            dispatch(&mut state, store, &mut txn, &name, now_ms);
         }
         Ok(moved)
     }
@@ -1182,6 +1495,7 @@ impl Queues {
         kind: ExchangeKind,
         durable: bool,
     ) -> Result<Written<bool>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         if let Some(exchange) = state.exchanges.get(name) {
             if exchange.kind != kind {
@@ -1202,7 +1516,7 @@ impl Queues {
         if durable {
             plan.put(&codec::exchange_key(name), codec::encode_exchange(kind));
         }
-        let seq = commit(store, &plan)?;
+        let seq = commit(store, &mut txn, &plan)?;
         state.exchanges.insert(
             name.to_vec(),
             Exchange {
@@ -1218,6 +1532,7 @@ impl Queues {
 
     /// EXCHANGE.DELETE: the exchange and its bindings.
     pub fn exchange_delete(&self, store: &Store, name: &[u8]) -> Result<Written<()>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let exchange = state
             .exchanges
@@ -1232,7 +1547,7 @@ impl Queues {
                 }
             }
         }
-        let seq = commit(store, &plan)?;
+        let seq = commit(store, &mut txn, &plan)?;
         state.exchanges.remove(name);
         Ok(((), seq))
     }
@@ -1246,6 +1561,7 @@ impl Queues {
         rule: BindingRule,
         conn: ConnId,
     ) -> Result<Written<()>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         state.queue(queue, conn)?;
         let ex = state
@@ -1274,7 +1590,7 @@ impl Queues {
         if binding_on_disk(&state, ex, queue) {
             plan.put(&codec::binding_key(exchange, queue, &binding.1), Vec::new());
         }
-        let seq = commit(store, &plan)?;
+        let seq = commit(store, &mut txn, &plan)?;
         state
             .exchanges
             .get_mut(exchange)
@@ -1292,6 +1608,7 @@ impl Queues {
         queue: &[u8],
         rule: BindingRule,
     ) -> Result<Written<bool>> {
+        let mut txn = store.begin();
         let mut state = self.lock();
         let ex = state
             .exchanges
@@ -1305,7 +1622,7 @@ impl Queues {
         if binding_on_disk(&state, ex, queue) {
             plan.delete(&codec::binding_key(exchange, queue, &binding.1));
         }
-        let seq = commit(store, &plan)?;
+        let seq = commit(store, &mut txn, &plan)?;
         state
             .exchanges
             .get_mut(exchange)
@@ -1352,81 +1669,64 @@ impl Queues {
     /// publish (RabbitMQ nacks the publish when any queue rejects it).
     pub fn publish(
         &self,
-        store: &Store,
+        scope: Scope<'_, '_>,
         exchange: &[u8],
         routing_key: &[u8],
         message: NewMessage,
         mandatory: bool,
         now_ms: u64,
     ) -> Result<Written<u64>> {
-        let mut state = self.lock();
-        if exchange.is_empty() {
-            // RabbitMQ's default exchange: the routing key names the queue.
-            if !state.queues.contains_key(routing_key) {
+        self.write(scope, now_ms, |state, txn, plan| {
+            let messages = [message];
+            if exchange.is_empty() {
+                // RabbitMQ's default exchange: the routing key names the queue.
+                if !state.queues.contains_key(routing_key) {
+                    if mandatory {
+                        return Err(QueueError::Unroutable(Vec::new()));
+                    }
+                    return Ok((0, Vec::new()));
+                }
+                plan_push(state, plan, txn, routing_key, &messages, now_ms)?;
+                return Ok((1, vec![routing_key.to_vec()]));
+            }
+            let ex = state
+                .exchanges
+                .get(exchange)
+                .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
+            let headers = &messages[0].headers;
+            let mut targets: Vec<Vec<u8>> = ex
+                .bindings
+                .iter()
+                .filter(|(_, rule)| match (ex.kind, rule) {
+                    (ExchangeKind::Fanout, _) => true,
+                    (ExchangeKind::Direct, BindingRule::Key(key)) => key == routing_key,
+                    (ExchangeKind::Topic, BindingRule::Key(key)) => {
+                        routing::topic_matches(key, routing_key)
+                    }
+                    (ExchangeKind::Headers, BindingRule::Headers { all, pairs }) => {
+                        routing::headers_match(BindingRule::headers_mode(*all), pairs, headers)
+                    }
+                    _ => false,
+                })
+                .map(|(queue, _)| queue.clone())
+                .collect();
+            targets.dedup();
+            if targets.is_empty() {
+                let ex = state.exchanges.get_mut(exchange).expect("checked");
+                ex.unroutable += 1;
                 if mandatory {
-                    return Err(QueueError::Unroutable(Vec::new()));
+                    return Err(QueueError::Unroutable(exchange.to_vec()));
                 }
-                return Ok((0, None));
+                return Ok((0, Vec::new()));
             }
-            let mut plan = Plan::default();
-            plan_push(
-                &mut state,
-                &mut plan,
-                store,
-                routing_key,
-                &[message],
-                now_ms,
-            )?;
-            let seq = commit(store, &plan)?;
-            apply(&mut state, plan);
-            dispatch(&mut state, store, routing_key, now_ms);
-            return Ok((1, seq));
-        }
-        let ex = state
-            .exchanges
-            .get(exchange)
-            .ok_or_else(|| QueueError::NoExchange(exchange.to_vec()))?;
-        let mut targets: Vec<Vec<u8>> = ex
-            .bindings
-            .iter()
-            .filter(|(_, rule)| match (ex.kind, rule) {
-                (ExchangeKind::Fanout, _) => true,
-                (ExchangeKind::Direct, BindingRule::Key(key)) => key == routing_key,
-                (ExchangeKind::Topic, BindingRule::Key(key)) => {
-                    routing::topic_matches(key, routing_key)
-                }
-                (ExchangeKind::Headers, BindingRule::Headers { all, pairs }) => {
-                    routing::headers_match(BindingRule::headers_mode(*all), pairs, &message.headers)
-                }
-                _ => false,
-            })
-            .map(|(queue, _)| queue.clone())
-            .collect();
-        targets.dedup();
-        if targets.is_empty() {
-            let ex = state.exchanges.get_mut(exchange).expect("checked");
-            ex.unroutable += 1;
-            if mandatory {
-                return Err(QueueError::Unroutable(exchange.to_vec()));
+            for queue in &targets {
+                plan_push(state, plan, txn, queue, &messages, now_ms)?;
             }
-            return Ok((0, None));
-        }
-        let mut plan = Plan::default();
-        let messages = [message];
-        for queue in &targets {
-            plan_push(&mut state, &mut plan, store, queue, &messages, now_ms)?;
-        }
-        let seq = commit(store, &plan)?;
-        apply(&mut state, plan);
-        state
-            .exchanges
-            .get_mut(exchange)
-            .expect("checked")
-            .published += 1;
-        for queue in &targets {
-            dispatch(&mut state, store, queue, now_ms);
-        }
-        Ok((targets.len() as u64, seq))
+            plan.changes.push(Change::Published {
+                exchange: exchange.to_vec(),
+            });
+            Ok((targets.len() as u64, targets))
+        })
     }
 
     /// Bytes the model holds for ready messages' entries (capacity of the priority rings),
@@ -1517,55 +1817,76 @@ fn message_header(value: &[u8]) -> Option<(u8, u32, u64)> {
     ))
 }
 
-/// Commits a plan's writes as one log entry (none: no entry).
-fn commit(store: &Store, plan: &Plan) -> Result<Option<u64>> {
-    commit_forgetting(store, plan, &[])
+/// A plan's write as an engine op.
+fn op_of((key, value): &(Vec<u8>, Option<Vec<u8>>)) -> Op<'_> {
+    match value {
+        Some(value) => Op {
+            kind: RecordKind::Put,
+            namespace: NS,
+            key,
+            value,
+            expiry_ms: 0,
+        },
+        None => Op {
+            kind: RecordKind::Delete,
+            namespace: NS,
+            key,
+            value: &[],
+            expiry_ms: 0,
+        },
+    }
 }
 
-/// Commits a plan's writes, then, under the same hold of the writer lock, takes `forget` out
-/// of the index (a replicated engine refuses: the records then stay indexed until the next
-/// load forgets them; the floor is written either way).
-fn commit_forgetting(store: &Store, plan: &Plan, forget: &[[u8; 13]]) -> Result<Option<u64>> {
-    if plan.writes.is_empty() {
-        if !forget.is_empty() {
-            let _ = store.forget(NS, forget);
-        }
-        return Ok(None);
+/// Queues a plan's writes in `txn`, all or none: every op is checked first (its sizes, and
+/// the transaction's op limit), so a refusal leaves the transaction as it was (inside EXEC
+/// it holds the other commands' writes).
+fn queue_writes(txn: &mut Txn<'_>, plan: &Plan) -> Result<()> {
+    if txn.pending() + plan.writes.len() > flin_engine::BATCH_OPS_MAX {
+        return Err(QueueError::Invalid(format!(
+            "the transaction would hold more than {} writes",
+            flin_engine::BATCH_OPS_MAX
+        )));
     }
-    let written = store
-        .write_forgetting(NS, forget, |txn| {
-            for (key, value) in &plan.writes {
-                let op = match value {
-                    Some(value) => Op {
-                        kind: RecordKind::Put,
-                        namespace: NS,
-                        key,
-                        value,
-                        expiry_ms: 0,
-                    },
-                    None => Op {
-                        kind: RecordKind::Delete,
-                        namespace: NS,
-                        key,
-                        value: &[],
-                        expiry_ms: 0,
-                    },
-                };
-                txn.push(op)?;
-            }
-            Ok(())
-        })
-        .map_err(|frame| match frame {
-            crate::frame::Frame::Error(text) => {
-                QueueError::Engine(text.strip_prefix("ERR ").unwrap_or(&text).to_string())
-            }
-            other => QueueError::Engine(format!("{other:?}")),
-        })?;
-    Ok(written.seq)
+    for write in &plan.writes {
+        op_of(write).validate().map_err(engine_error)?;
+    }
+    for write in &plan.writes {
+        txn.push(op_of(write)).map_err(engine_error)?;
+    }
+    Ok(())
+}
+
+/// Commits a plan's writes as one log entry (none: no entry), keeping the writer lock.
+fn commit(store: &Store, txn: &mut Txn<'_>, plan: &Plan) -> Result<Option<u64>> {
+    commit_forgetting(store, txn, plan, &[])
+}
+
+/// Commits a plan's writes, then, under the same hold of the writer lock (which it keeps),
+/// takes `forget` out of the index (a replicated engine forgets nothing: the records then
+/// stay indexed until the next load forgets them; the floor is written either way).
+fn commit_forgetting(
+    store: &Store,
+    txn: &mut Txn<'_>,
+    plan: &Plan,
+    forget: &[[u8; 13]],
+) -> Result<Option<u64>> {
+    queue_writes(txn, plan)?;
+    // Through the store: in a cluster only the leader commits, and the reply's gate is a
+    // token (`Store::commit_part`).
+    store.commit_part(txn, NS, forget).map_err(engine_error)
 }
 
 /// Applies a committed plan's changes.
 fn apply(state: &mut State, plan: Plan) {
+    apply_recording(state, plan, None);
+}
+
+/// Applies a plan's changes; with a journal (inside EXEC, before the commit), records how to
+/// undo each.
+fn apply_recording(state: &mut State, plan: Plan, mut journal: Option<&mut Journal>) {
+    if let Some(journal) = journal.as_deref_mut() {
+        journal.touch(state, &plan);
+    }
     if let Some(next) = plan.next_id {
         state.next_id = next;
     }
@@ -1589,6 +1910,14 @@ fn apply(state: &mut State, plan: Plan) {
                 let Some(q) = state.queues.get_mut(&queue) else {
                     continue;
                 };
+                if let Some(journal) = journal.as_deref_mut() {
+                    journal.steps.push(Undo::Joined {
+                        queue: queue.clone(),
+                        id: entry.id,
+                        returned: q.returned.get(&entry.id).copied(),
+                        memory: q.memory.get(&entry.id).cloned(),
+                    });
+                }
                 q.insert_ready(priority, entry);
                 if deliveries > 0 {
                     q.returned.insert(entry.id, deliveries);
@@ -1603,15 +1932,38 @@ fn apply(state: &mut State, plan: Plan) {
                 let Some(q) = state.queues.get_mut(&queue) else {
                     continue;
                 };
-                if q.remove_flight(id).is_none() {
-                    q.remove_ready(id);
+                let returned = q.returned.remove(&id);
+                let memory = q.memory.remove(&id);
+                let place = match q.remove_flight(id) {
+                    Some(flight) => Place::InFlight(flight),
+                    None => match q.remove_ready(id) {
+                        Some(ready) => Place::Ready(ready),
+                        None => Place::Nowhere,
+                    },
+                };
+                if let Some(journal) = journal.as_deref_mut() {
+                    journal.steps.push(Undo::Left {
+                        queue,
+                        id,
+                        place,
+                        returned,
+                        memory,
+                    });
                 }
-                q.returned.remove(&id);
-                q.memory.remove(&id);
             }
             Change::DeadLettered { queue } => {
                 if let Some(q) = state.queues.get_mut(&queue) {
                     q.counters.dead_lettered += 1;
+                }
+            }
+            Change::Acked { queue, count } => {
+                if let Some(q) = state.queues.get_mut(&queue) {
+                    q.counters.acked += count;
+                }
+            }
+            Change::Published { exchange } => {
+                if let Some(ex) = state.exchanges.get_mut(&exchange) {
+                    ex.published += 1;
                 }
             }
         }
@@ -1622,7 +1974,7 @@ fn apply(state: &mut State, plan: Plan) {
 fn plan_push(
     state: &mut State,
     plan: &mut Plan,
-    store: &Store,
+    txn: &Txn<'_>,
     name: &[u8],
     messages: &[NewMessage],
     now_ms: u64,
@@ -1661,7 +2013,7 @@ fn plan_push(
             plan_dead_letter(
                 state,
                 plan,
-                store,
+                txn,
                 name,
                 entry.id,
                 priority,
@@ -1708,10 +2060,11 @@ fn plan_push(
     Ok(ids)
 }
 
-/// A stored message of `name` (from the log or, for a transient queue, memory).
+/// A stored message of `name` (from the log, through the transaction, which sees an EXEC's
+/// earlier writes, or, for a transient queue, memory).
 fn read_message(
     state: &State,
-    store: &Store,
+    txn: &Txn<'_>,
     name: &[u8],
     id: u64,
 ) -> Result<Option<StoredMessage>> {
@@ -1722,10 +2075,9 @@ fn read_message(
     // (No plan rewrites a message it also dead-letters: a message is either in flight, and
     // returns, or ready, and expires; so the log holds what this plan would read.)
     let key = codec::message_key(queue.qid, id);
-    store
-        .reader()
-        .get_with(NS, &key, |found| codec::decode_message(found.value))
+    txn.get(NS, &key)
         .map_err(engine_error)?
+        .map(|found| codec::decode_message(&found.value))
         .transpose()
 }
 
@@ -1760,10 +2112,15 @@ fn plan_removal(state: &State, plan: &mut Plan, name: &[u8], ids: &[u64], in_mod
     }
 }
 
-/// Commits a plan, applies it, and forgets what its floor covers.
-fn finish(state: &mut State, store: &Store, mut plan: Plan) -> Result<Option<u64>> {
+/// Commits a plan (keeping the writer lock), applies it, and forgets what its floor covers.
+fn finish(
+    state: &mut State,
+    store: &Store,
+    txn: &mut Txn<'_>,
+    mut plan: Plan,
+) -> Result<Option<u64>> {
     let forget = std::mem::take(&mut plan.forget);
-    let seq = commit_forgetting(store, &plan, &forget)?;
+    let seq = commit_forgetting(store, txn, &plan, &forget)?;
     apply(state, plan);
     Ok(seq)
 }
@@ -1774,7 +2131,7 @@ fn finish(state: &mut State, store: &Store, mut plan: Plan) -> Result<Option<u64
 fn plan_dead_letter(
     state: &mut State,
     plan: &mut Plan,
-    store: &Store,
+    txn: &Txn<'_>,
     name: &[u8],
     id: u64,
     priority: u8,
@@ -1788,7 +2145,7 @@ fn plan_dead_letter(
         .clone()
         .filter(|dlq| state.queues.contains_key(dlq));
     if let Some(dlq) = dlq {
-        let Some(stored) = read_message(state, store, name, id)? else {
+        let Some(stored) = read_message(state, txn, name, id)? else {
             return plan_gone(plan, name, qid, id, on_disk);
         };
         let mut headers = stored.headers;
@@ -1845,7 +2202,7 @@ fn plan_gone(plan: &mut Plan, name: &[u8], qid: u32, id: u64, on_disk: bool) -> 
 fn plan_return(
     state: &mut State,
     plan: &mut Plan,
-    store: &Store,
+    txn: &Txn<'_>,
     name: &[u8],
     id: u64,
     flight: Flight,
@@ -1867,13 +2224,13 @@ fn plan_return(
             .then_some(DeathReason::Expired)
         });
     if let Some(reason) = reason {
-        return plan_dead_letter(state, plan, store, name, id, flight.priority, reason);
+        return plan_dead_letter(state, plan, txn, name, id, flight.priority, reason);
     }
     let (qid, on_disk) = (queue.qid, queue.on_disk());
     let mut memory = None;
     if on_disk {
         let key = codec::message_key(qid, id);
-        if let Some(found) = store.reader().get(NS, &key).map_err(engine_error)? {
+        if let Some(found) = txn.get(NS, &key).map_err(engine_error)? {
             let mut value = found.value;
             if value.len() >= DELIVERIES_OFFSET + 4 {
                 value[DELIVERIES_OFFSET..DELIVERIES_OFFSET + 4]
@@ -1920,31 +2277,12 @@ fn owned_ids(queue: &Queue, ids: &[u64], conn: ConnId) -> Result<Vec<u64>> {
     Ok(unique)
 }
 
-fn ack(
-    state: &mut State,
-    store: &Store,
-    name: &[u8],
-    ids: &[u64],
-    conn: ConnId,
-) -> Result<Written<u64>> {
-    let queue = queue_of(state, name);
-    let mut ids = owned_ids(queue, ids, conn)?;
-    ids.sort_unstable();
-    let mut plan = Plan::default();
-    plan_removal(state, &mut plan, name, &ids, true);
-    let seq = finish(state, store, plan)?;
-    state.queues.get_mut(name).expect("present").counters.acked += ids.len() as u64;
-    Ok((ids.len() as u64, seq))
-}
-
-/// Takes up to `count` ready messages for `conn` (expired heads on the way are dead-lettered)
-/// and puts them in flight, or, with `noack`, leaves them out of every set (the caller plans
-/// their removal).
 /// Takes up to `count` ready messages out of the ready rings (highest priority, then oldest;
 /// expired ones on the way are dead-lettered); the caller puts them in flight.
 fn take_entries(
     state: &mut State,
     store: &Store,
+    txn: &mut Txn<'_>,
     name: &[u8],
     count: usize,
     now_ms: u64,
@@ -1973,24 +2311,28 @@ fn take_entries(
             plan_dead_letter(
                 state,
                 &mut plan,
-                store,
+                txn,
                 name,
                 entry.id,
                 priority,
                 DeathReason::Expired,
             )?;
         }
-        seq = commit(store, &plan)?;
+        seq = commit(store, txn, &plan)?;
         apply(state, plan);
     }
     queue_of(state, name).prefetch_next(store);
     Ok((taken, seq))
 }
 
+/// Takes up to `count` ready messages for `conn` (expired heads on the way are dead-lettered)
+/// and puts them in flight, or, with `noack`, leaves them out of every set (the caller plans
+/// their removal).
 #[allow(clippy::too_many_arguments)]
 fn take(
     state: &mut State,
     store: &Store,
+    txn: &mut Txn<'_>,
     name: &[u8],
     count: usize,
     conn: ConnId,
@@ -1998,10 +2340,10 @@ fn take(
     noack: bool,
     now_ms: u64,
 ) -> Result<Written<Vec<Message>>> {
-    let (taken, seq) = take_entries(state, store, name, count, now_ms)?;
+    let (taken, seq) = take_entries(state, store, txn, name, count, now_ms)?;
     let mut messages = Vec::with_capacity(taken.len());
     for (priority, entry) in taken {
-        let Some(stored) = read_message(state, store, name, entry.id)? else {
+        let Some(stored) = read_message(state, txn, name, entry.id)? else {
             continue; // Gone from the log (cannot happen while the model agrees with it).
         };
         let queue = state.queues.get_mut(name).expect("present");
@@ -2040,7 +2382,7 @@ fn take(
 
 /// Hands ready messages to the queue's waiters (oldest first), then to its subscriptions
 /// (round-robin, within their prefetch), posting them to their mailboxes.
-fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
+fn dispatch(state: &mut State, store: &Store, txn: &mut Txn<'_>, name: &[u8], now_ms: u64) {
     // Bounded per call, so a subscription without a prefetch limit on a long queue does not
     // hold the model for the whole queue; the timer's next tick hands out the rest.
     for _ in 0..DISPATCH_MAX {
@@ -2054,6 +2396,7 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
             let Ok((messages, _)) = take(
                 state,
                 store,
+                txn,
                 name,
                 waiter.count,
                 waiter.conn,
@@ -2092,7 +2435,7 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
             c.unacked += 1;
             (c.conn, c.mailbox.clone())
         };
-        let Ok((messages, _)) = take(state, store, name, 1, conn, true, false, now_ms) else {
+        let Ok((messages, _)) = take(state, store, txn, name, 1, conn, true, false, now_ms) else {
             return;
         };
         if messages.is_empty() {
@@ -2116,7 +2459,12 @@ fn dispatch(state: &mut State, store: &Store, name: &[u8], now_ms: u64) {
 /// Deletes a queue: its declaration, floor and bindings in one entry; its messages are
 /// forgotten (no record each: without their queue they are dead for good, and every load
 /// forgets them again until compaction drops them).
-fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<u64>> {
+fn delete_queue(
+    state: &mut State,
+    store: &Store,
+    txn: &mut Txn<'_>,
+    name: &[u8],
+) -> Result<Option<u64>> {
     let queue = queue_of(state, name);
     let mut plan = Plan::default();
     if queue.on_disk() {
@@ -2136,7 +2484,7 @@ fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<
             }
         }
     }
-    let seq = commit(store, &plan)?;
+    let seq = commit(store, txn, &plan)?;
     for (ex_name, binding) in unbind {
         if let Some(ex) = state.exchanges.get_mut(&ex_name) {
             ex.bindings.remove(&binding);
@@ -2154,7 +2502,7 @@ fn delete_queue(state: &mut State, store: &Store, name: &[u8]) -> Result<Option<
             .chain(queue.in_flight.keys().copied())
             .map(|id| codec::message_key(queue.qid, id))
             .collect();
-        let _ = store.forget(NS, &keys);
+        let _ = txn.commit_part(NS, &keys);
     }
     for waiter in queue.waiters {
         waiter.mailbox.post(Delivery {

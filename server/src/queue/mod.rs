@@ -13,10 +13,12 @@
 //!   core -> `Frame`; the one place a `QueueError` becomes an error reply.
 //!
 //! # Data flow
-//! A command's arguments -> `commands` -> a `Queues` method, under the model's lock: decide,
-//! commit the plan's writes through `Store::write` (one log entry; its seq gates the reply),
-//! apply them to memory, then hand ready messages to waiters and subscribers through their
-//! [`Mailbox`] (which wakes their loop) -> `session` writes them on the connection's thread.
+//! A command's arguments -> `commands` -> a `Queues` method, under the engine's writer lock
+//! and then the model's lock (always in that order): decide, commit the plan's writes as one
+//! log entry (its seq gates the reply), apply them to memory, then hand ready messages to
+//! waiters and subscribers through their [`Mailbox`] (which wakes their loop) -> `session`
+//! writes them on the connection's thread. Inside EXEC ([`Scope::Exec`]) the writes join
+//! EXEC's entry and the hand-out waits for its commit.
 
 pub mod codec;
 pub mod commands;
@@ -25,9 +27,11 @@ pub mod routing;
 pub mod session;
 
 pub use self::core::{
-    ConnId, Delivery, DeliveryKind, ExchangeInfo, Mailbox, Message, NewMessage, QueueError,
-    QueueInfo, Queues, Result, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS, PAYLOAD_BYTES_MAX,
-    PRIORITIES,
+    ConnId, Delivery, DeliveryKind, ExchangeInfo, InTransaction, Mailbox, Message, NewMessage,
+    QueueError, QueueInfo, Queues, Result, Scope, DEATH_QUEUE_HEADER, DEATH_REASON_HEADER, NS,
+    PAYLOAD_BYTES_MAX, PRIORITIES,
 };
+#[cfg(test)]
+mod exec_tests;
 #[cfg(test)]
 mod tests;

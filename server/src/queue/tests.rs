@@ -7,7 +7,7 @@ use std::sync::Arc;
 use flin_engine::{Config, Durability, Engine, RecordKind};
 
 use super::codec::{BindingRule, ExchangeKind, Overflow, QueueOptions};
-use super::core::{DeliveryKind, Mailbox, Message, NewMessage, QueueError, Queues};
+use super::core::{DeliveryKind, Mailbox, Message, NewMessage, QueueError, Queues, Scope::Own};
 use crate::store::Store;
 
 const T0: u64 = 1_700_000_000_000;
@@ -65,7 +65,7 @@ fn payloads(messages: &[Message]) -> Vec<String> {
 
 fn push(store: &Store, queues: &Queues, queue: &str, payload: &str) -> u64 {
     queues
-        .push(store, queue.as_bytes(), vec![msg(payload)], A, T0)
+        .push(Own(store), queue.as_bytes(), vec![msg(payload)], A, T0)
         .unwrap()
         .0[0]
 }
@@ -107,18 +107,18 @@ fn higher_priority_first_and_fifo_within_one() {
         with_priority("high-2", 9),
         with_priority("mid-2", 4),
     ];
-    let (ids, seq) = queues.push(&store, b"q", batch, A, T0).unwrap();
+    let (ids, seq) = queues.push(Own(&store), b"q", batch, A, T0).unwrap();
     assert_eq!(ids.len(), 6);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
     assert!(seq.is_some());
-    assert_eq!(queues.len(b"q", A).unwrap(), 6);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 6);
     let got = pop(&store, &queues, "q", 10, A, T0);
     assert_eq!(
         payloads(&got),
         ["high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"]
     );
     assert!(got.iter().all(|m| m.deliveries == 1));
-    assert_eq!(queues.len(b"q", A).unwrap(), 0);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 0);
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn a_batch_push_is_one_log_entry() {
     let before = store.reader().last_seq();
     let (_, seq) = queues
         .push(
-            &store,
+            Own(&store),
             b"q",
             (0..100).map(|i| msg(&i.to_string())).collect(),
             A,
@@ -149,25 +149,28 @@ fn ack_of_unknown_or_foreign_ids_changes_nothing() {
     pop(&store, &queues, "q", 1, B, T0);
     // B holds `second`: A may not ack it, and the whole call is refused.
     assert_eq!(
-        queues.ack(&store, b"q", &[first, second], A, T0),
+        queues.ack(Own(&store), b"q", &[first, second], A, T0),
         Err(QueueError::Foreign(second))
     );
     assert_eq!(
-        queues.ack(&store, b"q", &[first, 999], A, T0),
+        queues.ack(Own(&store), b"q", &[first, 999], A, T0),
         Err(QueueError::NotInFlight(999))
     );
-    let info = queues.info(b"q", A).unwrap();
+    let info = queues.info(Own(&store), b"q", A).unwrap();
     assert_eq!((info.in_flight, info.acked), (2, 0));
     assert_eq!(
-        queues.ack(&store, b"q", &[first, first], A, T0).unwrap().0,
+        queues
+            .ack(Own(&store), b"q", &[first, first], A, T0)
+            .unwrap()
+            .0,
         1
     );
     assert_eq!(
-        queues.ack(&store, b"q", &[first], A, T0),
+        queues.ack(Own(&store), b"q", &[first], A, T0),
         Err(QueueError::NotInFlight(first))
     );
     assert_eq!(
-        queues.ack(&store, b"x", &[first], A, T0),
+        queues.ack(Own(&store), b"x", &[first], A, T0),
         Err(QueueError::NoQueue(b"x".to_vec()))
     );
     // The acked message is out of the index: `first` was the queue's lowest id, so its
@@ -183,21 +186,21 @@ fn in_order_acks_move_a_floor_instead_of_writing_tombstones() {
     let (engine, store, queues) = memory_with_engine();
     queues.declare(&store, b"q", durable(), A).unwrap();
     let batch = (0..100).map(|i| msg(&i.to_string())).collect();
-    let (ids, _) = queues.push(&store, b"q", batch, A, T0).unwrap();
+    let (ids, _) = queues.push(Own(&store), b"q", batch, A, T0).unwrap();
     let counters_and_declaration = 3;
     let got = pop(&store, &queues, "q", 100, A, T0);
     // The 50 oldest, in one ack: one record, a Put (the floor).
     let first_half: Vec<u64> = got[..50].iter().map(|m| m.id).collect();
-    let (n, seq) = queues.ack(&store, b"q", &first_half, A, T0).unwrap();
+    let (n, seq) = queues.ack(Own(&store), b"q", &first_half, A, T0).unwrap();
     assert_eq!(n, 50);
     assert_eq!(entry_kinds(&engine, seq), [RecordKind::Put]);
     assert_eq!(engine.len(super::NS), counters_and_declaration + 1 + 50);
     // Out of order: the newest while older ones are in flight: a tombstone.
-    let (_, seq) = queues.ack(&store, b"q", &[ids[99]], A, T0).unwrap();
+    let (_, seq) = queues.ack(Own(&store), b"q", &[ids[99]], A, T0).unwrap();
     assert_eq!(entry_kinds(&engine, seq), [RecordKind::Delete]);
     // The rest: the floor passes all of them (and the tombstoned one); only the floor moves.
     let rest: Vec<u64> = got[50..99].iter().map(|m| m.id).collect();
-    let (_, seq) = queues.ack(&store, b"q", &rest, A, T0).unwrap();
+    let (_, seq) = queues.ack(Own(&store), b"q", &rest, A, T0).unwrap();
     assert_eq!(entry_kinds(&engine, seq), [RecordKind::Put]);
     assert_eq!(engine.len(super::NS), counters_and_declaration + 1);
     // NOACK pops use the same path.
@@ -217,7 +220,7 @@ fn nack_requeues_in_place_with_a_higher_delivery_count() {
     let first = pop(&store, &queues, "q", 1, A, T0);
     assert_eq!(
         queues
-            .nack(&store, b"q", &[first[0].id], true, A, T0)
+            .nack(Own(&store), b"q", &[first[0].id], true, A, T0)
             .unwrap()
             .0,
         1
@@ -243,12 +246,12 @@ fn visibility_timeout_redelivers() {
     push(&store, &queues, "q", "m");
     let got = pop(&store, &queues, "q", 1, A, T0);
     assert_eq!(queues.tick(&store, T0 + 999).unwrap(), 0);
-    assert_eq!(queues.len(b"q", A).unwrap(), 0);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 0);
     assert_eq!(queues.tick(&store, T0 + 1000).unwrap(), 1);
-    assert_eq!(queues.len(b"q", A).unwrap(), 1);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 1);
     // The old holder's ack is refused now: the message is ready, not in flight to it.
     assert_eq!(
-        queues.ack(&store, b"q", &[got[0].id], A, T0 + 1001),
+        queues.ack(Own(&store), b"q", &[got[0].id], A, T0 + 1001),
         Err(QueueError::NotInFlight(got[0].id))
     );
     let again = pop(&store, &queues, "q", 1, B, T0 + 1001);
@@ -262,7 +265,7 @@ fn a_closed_connection_returns_what_it_held() {
     push(&store, &queues, "q", "m1");
     push(&store, &queues, "q", "m2");
     pop(&store, &queues, "q", 2, B, T0);
-    assert_eq!(queues.len(b"q", A).unwrap(), 0);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 0);
     queues.connection_closed(&store, B, T0).unwrap();
     let again = pop(&store, &queues, "q", 2, A, T0);
     assert_eq!(payloads(&again), ["m1", "m2"]);
@@ -285,16 +288,16 @@ fn max_deliveries_and_rejects_go_to_the_dlq_with_reason_and_source() {
         let got = pop(&store, &queues, "q", 1, A, T0);
         assert_eq!(got[0].deliveries, round);
         queues
-            .nack(&store, b"q", &[got[0].id], true, A, T0)
+            .nack(Own(&store), b"q", &[got[0].id], true, A, T0)
             .unwrap();
     }
     // Second return reached MAXDELIVERIES: dead-lettered, not requeued.
     let got = pop(&store, &queues, "q", 1, A, T0);
     assert_eq!(payloads(&got), ["rejected"]);
     queues
-        .nack(&store, b"q", &[got[0].id], false, A, T0)
+        .nack(Own(&store), b"q", &[got[0].id], false, A, T0)
         .unwrap();
-    assert_eq!(queues.len(b"q", A).unwrap(), 0);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 0);
     let dead = pop(&store, &queues, "dead", 10, A, T0);
     assert_eq!(payloads(&dead), ["poison", "rejected"]);
     let reason = |m: &Message| {
@@ -308,7 +311,7 @@ fn max_deliveries_and_rejects_go_to_the_dlq_with_reason_and_source() {
     assert!(dead[0]
         .headers
         .contains(&(super::DEATH_QUEUE_HEADER.to_vec(), b"q".to_vec())));
-    assert_eq!(queues.info(b"q", A).unwrap().dead_lettered, 2);
+    assert_eq!(queues.info(Own(&store), b"q", A).unwrap().dead_lettered, 2);
 }
 
 #[test]
@@ -327,10 +330,16 @@ fn ttl_expires_messages_into_the_dlq_or_away() {
         ttl_ms: 100,
         ..msg("own-ttl")
     };
-    queues.push(&store, b"nodlq", vec![own], A, T0).unwrap();
+    queues
+        .push(Own(&store), b"nodlq", vec![own], A, T0)
+        .unwrap();
     assert_eq!(queues.tick(&store, T0 + 99).unwrap(), 0);
     assert_eq!(queues.tick(&store, T0 + 100).unwrap(), 1);
-    assert_eq!(queues.len(b"nodlq", A).unwrap(), 0, "dropped: no DLQ");
+    assert_eq!(
+        queues.len(Own(&store), b"nodlq", A).unwrap(),
+        0,
+        "dropped: no DLQ"
+    );
     // A pop past the TTL does not deliver it either.
     assert!(pop(&store, &queues, "q", 1, A, T0 + 500).is_empty());
     let dead = pop(&store, &queues, "dead", 1, A, T0 + 500);
@@ -352,7 +361,7 @@ fn maxlen_rejects_or_drops_the_head() {
     push(&store, &queues, "r", "1");
     push(&store, &queues, "r", "2");
     assert_eq!(
-        queues.push(&store, b"r", vec![msg("3")], A, T0),
+        queues.push(Own(&store), b"r", vec![msg("3")], A, T0),
         Err(QueueError::Full(b"r".to_vec()))
     );
     let drop = QueueOptions {
@@ -397,7 +406,7 @@ fn exclusive_queues_belong_to_their_connection_and_go_with_it() {
     queues.declare(&store, b"mine", options.clone(), A).unwrap();
     push(&store, &queues, "mine", "m");
     assert_eq!(
-        queues.push(&store, b"mine", vec![msg("x")], B, T0),
+        queues.push(Own(&store), b"mine", vec![msg("x")], B, T0),
         Err(QueueError::Locked(b"mine".to_vec()))
     );
     assert_eq!(
@@ -429,17 +438,21 @@ fn subscriptions_respect_prefetch_and_take_turns() {
         "round-robin, 2 unacked at most"
     );
     assert_eq!(payloads(&got_b), ["1", "3"]);
-    assert_eq!(queues.len(b"q", A).unwrap(), 6);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 6);
     // An ack frees one slot: exactly one more message is pushed to A.
-    queues.ack(&store, b"q", &[got_a[0].id], A, T0).unwrap();
+    queues
+        .ack(Own(&store), b"q", &[got_a[0].id], A, T0)
+        .unwrap();
     let more: Vec<Message> = box_a.take().into_iter().flat_map(|d| d.messages).collect();
     assert_eq!(payloads(&more), ["4"]);
     assert!(box_b.take().is_empty());
     // Unsubscribed, A gets nothing more; what it holds stays in flight.
     queues.unsubscribe(Some(b"q"), A).unwrap();
-    queues.ack(&store, b"q", &[got_a[1].id], A, T0).unwrap();
+    queues
+        .ack(Own(&store), b"q", &[got_a[1].id], A, T0)
+        .unwrap();
     assert!(box_a.take().is_empty());
-    assert_eq!(queues.info(b"q", A).unwrap().in_flight, 3);
+    assert_eq!(queues.info(Own(&store), b"q", A).unwrap().in_flight, 3);
 }
 
 #[test]
@@ -471,7 +484,7 @@ fn the_longest_waiter_gets_the_message() {
     queues.stop_waiting(b"q", A);
     push(&store, &queues, "q", "m3");
     assert!(first.take().is_empty());
-    assert_eq!(queues.len(b"q", A).unwrap(), 1);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 1);
 }
 
 #[test]
@@ -530,7 +543,7 @@ fn exchanges_route_as_rabbitmq_does_in_one_entry() {
     let before = store.reader().last_seq();
     let published = |ex: &str, rk: &str, m: NewMessage| {
         queues
-            .publish(&store, ex.as_bytes(), rk.as_bytes(), m, false, T0)
+            .publish(Own(&store), ex.as_bytes(), rk.as_bytes(), m, false, T0)
             .unwrap()
     };
     let (n, seq) = published("direct", "red", msg("d"));
@@ -545,7 +558,7 @@ fn exchanges_route_as_rabbitmq_does_in_one_entry() {
     assert_eq!(published("hdr", "", pdf).0, 1);
     assert_eq!(published("direct", "green", msg("lost")).0, 0);
     assert_eq!(
-        queues.publish(&store, b"direct", b"green", msg("x"), true, T0),
+        queues.publish(Own(&store), b"direct", b"green", msg("x"), true, T0),
         Err(QueueError::Unroutable(b"direct".to_vec()))
     );
     assert_eq!(queues.exchange_info(b"direct").unwrap().unroutable, 2);
@@ -588,10 +601,13 @@ fn purge_and_delete() {
         push(&store, &queues, "q", p);
     }
     pop(&store, &queues, "q", 1, A, T0);
-    assert_eq!(queues.purge(&store, b"q", A).unwrap().0, 2);
-    assert_eq!(queues.info(b"q", A).unwrap().in_flight, 1);
+    assert_eq!(queues.purge(Own(&store), b"q", A).unwrap().0, 2);
+    assert_eq!(queues.info(Own(&store), b"q", A).unwrap().in_flight, 1);
     assert_eq!(queues.delete(&store, b"q", A).unwrap().0, 1);
-    assert_eq!(queues.len(b"q", A), Err(QueueError::NoQueue(b"q".to_vec())));
+    assert_eq!(
+        queues.len(Own(&store), b"q", A),
+        Err(QueueError::NoQueue(b"q".to_vec()))
+    );
     // Only the counters' records are left.
     assert_eq!(store.reader().len(super::NS), 2);
 }
@@ -630,9 +646,9 @@ fn a_restart_keeps_durable_state_only() {
             push(&store, &queues, "d", p);
         }
         let got = pop(&store, &queues, "d", 3, A, T0);
-        queues.ack(&store, b"d", &[got[0].id], A, T0).unwrap();
+        queues.ack(Own(&store), b"d", &[got[0].id], A, T0).unwrap();
         queues
-            .nack(&store, b"d", &[got[1].id], true, A, T0)
+            .nack(Own(&store), b"d", &[got[1].id], true, A, T0)
             .unwrap();
         queues
             .exchange_declare(&store, b"ex", ExchangeKind::Direct, true)
@@ -658,7 +674,7 @@ fn a_restart_keeps_durable_state_only() {
     );
     assert_eq!(
         queues
-            .publish(&store, b"ex", b"k", msg("routed"), false, T0)
+            .publish(Own(&store), b"ex", b"k", msg("routed"), false, T0)
             .unwrap()
             .0,
         1
@@ -674,7 +690,7 @@ fn ready_messages_cost_a_fixed_entry_not_their_payload() {
     let payload = "p".repeat(1000);
     for _ in 0..100 {
         let batch = (0..100).map(|_| msg(&payload)).collect();
-        queues.push(&store, b"q", batch, A, T0).unwrap();
+        queues.push(Own(&store), b"q", batch, A, T0).unwrap();
     }
     let bytes = queues.ready_entry_bytes();
     assert!(bytes >= 10_000 * 16, "{bytes}");
@@ -702,9 +718,9 @@ fn purge_and_delete_survive_a_restart_without_tombstones() {
         queues.declare(&store, b"p", durable(), A).unwrap();
         queues.declare(&store, b"d", durable(), A).unwrap();
         let batch = |n: usize| (0..n).map(|i| msg(&i.to_string())).collect::<Vec<_>>();
-        queues.push(&store, b"p", batch(1000), A, T0).unwrap();
-        queues.push(&store, b"d", batch(1000), A, T0).unwrap();
-        let (purged, seq) = queues.purge(&store, b"p", A).unwrap();
+        queues.push(Own(&store), b"p", batch(1000), A, T0).unwrap();
+        queues.push(Own(&store), b"d", batch(1000), A, T0).unwrap();
+        let (purged, seq) = queues.purge(Own(&store), b"p", A).unwrap();
         assert_eq!(purged, 1000);
         assert_eq!(entry_kinds(&engine, seq), [RecordKind::Put]);
         let before = engine.last_seq();
@@ -730,7 +746,7 @@ fn unlimited_prefetch_is_served_in_bounded_rounds() {
     let (store, queues) = memory();
     queues.declare(&store, b"q", durable(), A).unwrap();
     let batch = (0..10_000).map(|i| msg(&i.to_string())).collect();
-    queues.push(&store, b"q", batch, A, T0).unwrap();
+    queues.push(Own(&store), b"q", batch, A, T0).unwrap();
     let (mailbox, _) = counting_mailbox();
     queues.subscribe(&store, b"q", 0, A, &mailbox, T0).unwrap();
     let first = mailbox.take().len();
@@ -741,5 +757,5 @@ fn unlimited_prefetch_is_served_in_bounded_rounds() {
         total += mailbox.take().len();
     }
     assert_eq!(total, 10_000);
-    assert_eq!(queues.len(b"q", A).unwrap(), 0);
+    assert_eq!(queues.len(Own(&store), b"q", A).unwrap(), 0);
 }
