@@ -161,6 +161,15 @@ pub(crate) fn is_read(opcode: u8) -> bool {
     }
 }
 
+/// True if only the leader answers `opcode` without a refusal (a follower serves PING, AUTH
+/// and commands by name such as CLUSTER INFO), so an answer names the leader.
+pub(crate) fn only_the_leader_serves(opcode: u8) -> bool {
+    !matches!(
+        Opcode::from_u8(opcode),
+        Some(Opcode::Ping | Opcode::Auth | Opcode::Call)
+    )
+}
+
 /// The rows of `binary::commands::TABLE` that read only. STREAM.CONSUME is not one: it
 /// moves a group member's position. QUEUE.POP takes a message.
 const READ_COMMANDS: [&str; 17] = [

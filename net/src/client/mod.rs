@@ -419,6 +419,10 @@ impl Client {
             let (failure, moved) = match connection.receive() {
                 Ok(response) => match cluster::refusal(&response) {
                     None => {
+                        if cluster::only_the_leader_serves(opcode) {
+                            // Reached through the seeds after the leader was forgotten.
+                            self.pool.learn_leader(addr);
+                        }
                         let result = decode(&response);
                         if matches!(&result, Err(error) if error.breaks_connection()) {
                             connection.mark_broken();

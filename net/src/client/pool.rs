@@ -205,6 +205,15 @@ impl Pool {
         self.lock().leader = Some(addr);
     }
 
+    /// Cluster mode: `addr` served a data command, so it leads; recorded only if no leader is
+    /// known (a `MOVED` is newer news than a seed that answered).
+    pub(crate) fn learn_leader(&self, addr: SocketAddr) {
+        let mut state = self.lock();
+        if state.leader.is_none() {
+            state.leader = Some(addr);
+        }
+    }
+
     /// Cluster mode: `addr` failed; if it is the leader we know, forget it, so the next
     /// connection asks the seeds. (Another thread may have learned a newer leader meanwhile:
     /// that one is kept.)
