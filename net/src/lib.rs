@@ -59,7 +59,7 @@ pub mod resp;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use client::{Client, ClientOptions, Error as ClientError};
+pub use client::{Client, ClientOptions, Error as ClientError, RetryPolicy};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use event_loop::{

@@ -55,6 +55,9 @@ struct Awaiting {
 /// checks; a push never counts as one.
 pub struct Connection {
     stream: TcpStream,
+    /// The address it was opened to (kept, not asked of the socket: a cluster client compares
+    /// it with the leader's at every checkout).
+    addr: SocketAddr,
     /// Encoded requests not written yet.
     out: Vec<u8>,
     /// Received bytes: `read_start..read_end` are not parsed yet. The vector
@@ -96,6 +99,7 @@ impl Connection {
         stream.set_write_timeout(options.write_timeout)?;
         let mut connection = Connection {
             stream,
+            addr,
             out: Vec::new(),
             read_buf: vec![0; READ_BUFFER_INITIAL_BYTES],
             read_start: 0,
@@ -393,6 +397,11 @@ impl Connection {
     /// The server's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+
+    /// The address the connection was opened to (no system call).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     fn check_usable(&self) -> Result<()> {

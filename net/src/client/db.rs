@@ -2,7 +2,8 @@
 //! Documents, filters, updates and projections are JSON text (`&str` or bytes) and documents
 //! come back as JSON text: this crate does not parse JSON (callers use the JSON crate they
 //! like); `super::query` builds filters, updates and finds fluently ([`Db::collection`]).
-//! Each call uses one pooled connection for one request, sent as a row of
+//! Each call uses one pooled connection for one request (a cluster client resends it to the
+//! leader: `super::cluster`), sent as a row of
 //! `binary::commands::TABLE` (opcodes 0x80..=0x8F).
 
 use std::borrow::Cow;
@@ -91,8 +92,7 @@ impl<'c> Db<'c> {
         args: &[Cow<'_, [u8]>],
         decode_value: impl FnOnce(&Value, u8) -> Result<T>,
     ) -> Result<T> {
-        let mut connection = self.client.checkout()?;
-        super::table_request(&mut connection, command, args, decode_value)
+        self.client.table_call(command, args, decode_value)
     }
 
     /// DOC.INSERT: the `_id`s (JSON text), all or nothing.

@@ -5,10 +5,13 @@
 //! connection is fine, the request was understood and answered), the
 //! network failed ([`Error::Network`]: the request may or may not have been
 //! applied), the server's bytes made no sense ([`Error::Protocol`]), or the
-//! request was refused before anything was sent ([`Error::Request`]).
+//! request was refused before anything was sent ([`Error::Request`]). A client connected to
+//! a cluster adds two: a write whose fate is unknown ([`Error::Indeterminate`]) and a retry
+//! budget spent ([`Error::RetriesExhausted`]).
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::binary::Status;
@@ -25,7 +28,8 @@ pub enum Error {
     /// Connecting, reading or writing failed, timed out, or the server
     /// closed the connection. That connection is discarded; the next call
     /// opens a new one. A request that was written before the failure may
-    /// or may not have been applied: the client never resends it.
+    /// or may not have been applied: a client connected to one node never
+    /// resends it (a cluster client's rules are [`Error::Indeterminate`]'s).
     Network(io::Error),
     /// The server sent bytes that are not a valid answer to what was asked.
     /// That connection is discarded.
@@ -41,6 +45,29 @@ pub enum Error {
         size: usize,
         /// How long the call waited for a connection.
         waited: Duration,
+    },
+    /// Cluster mode: a write was sent and then its connection failed, or its reply was
+    /// withdrawn because a new leader replaced it, so it may or may not have been applied.
+    /// It was not resent ([`super::RetryPolicy::retry_writes`] is off); the caller decides
+    /// (read the key back, or resend a write it knows to be idempotent). Never a false
+    /// success: a write the client reports as done was acknowledged by the leader.
+    Indeterminate {
+        /// The node the request was sent to.
+        addr: SocketAddr,
+        /// What happened: [`Error::Network`], or [`Error::Server`] with the withdrawal.
+        cause: Box<Error>,
+    },
+    /// Cluster mode: the retry budget ([`super::RetryPolicy`]) ran out before a leader
+    /// answered: every node refused (no leader elected yet) or could not be reached.
+    RetriesExhausted {
+        /// Sends and connection attempts made.
+        attempts: u32,
+        /// From the first attempt to giving up.
+        elapsed: Duration,
+        /// Every address a connection was tried to, in first-use order.
+        tried: Vec<SocketAddr>,
+        /// The last attempt's failure.
+        last: Box<Error>,
     },
 }
 
@@ -58,6 +85,16 @@ impl Error {
     /// True for [`Error::Protocol`].
     pub fn is_protocol(&self) -> bool {
         matches!(self, Error::Protocol(_))
+    }
+
+    /// True for [`Error::Indeterminate`]: a write that may or may not have been applied.
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(self, Error::Indeterminate { .. })
+    }
+
+    /// True for [`Error::RetriesExhausted`].
+    pub fn is_retries_exhausted(&self) -> bool {
+        matches!(self, Error::RetriesExhausted { .. })
     }
 
     /// True for a stream group member told to join again (`REBALANCE ...`: a new generation,
@@ -79,7 +116,10 @@ impl Error {
         match self {
             Error::Server(error) => error.status == Status::ProtocolError,
             Error::Network(_) | Error::Protocol(_) => true,
-            Error::Request(_) | Error::PoolExhausted { .. } => false,
+            Error::Request(_)
+            | Error::PoolExhausted { .. }
+            | Error::Indeterminate { .. }
+            | Error::RetriesExhausted { .. } => false,
         }
     }
 }
@@ -165,6 +205,29 @@ impl fmt::Display for Error {
                 "all {size} pooled connections stayed busy for {} ms",
                 waited.as_millis()
             ),
+            Error::Indeterminate { addr, cause } => write!(
+                f,
+                "indeterminate: the write sent to {addr} may or may not have been applied ({cause})"
+            ),
+            Error::RetriesExhausted {
+                attempts,
+                elapsed,
+                tried,
+                last,
+            } => {
+                write!(
+                    f,
+                    "no cluster node served the request: {attempts} attempts in {} ms, tried ",
+                    elapsed.as_millis()
+                )?;
+                for (n, addr) in tried.iter().enumerate() {
+                    write!(f, "{}{addr}", if n == 0 { "" } else { ", " })?;
+                }
+                if tried.is_empty() {
+                    write!(f, "no address")?;
+                }
+                write!(f, "; last error: {last}")
+            }
         }
     }
 }
@@ -218,6 +281,8 @@ impl std::error::Error for Error {
         match self {
             Error::Network(error) => Some(error),
             Error::Protocol(ProtocolError::Frame(error)) | Error::Request(error) => Some(error),
+            Error::Indeterminate { cause, .. } => Some(cause.as_ref()),
+            Error::RetriesExhausted { last, .. } => Some(last.as_ref()),
             _ => None,
         }
     }

@@ -41,7 +41,22 @@
 //! Blocking calls are bounded by [`ClientOptions`]' connect, read and write
 //! timeouts; a timed-out connection is discarded like any network failure
 //! (its late reply would put the stream out of step).
+//!
+//! # A cluster
+//!
+//! [`Client::connect_cluster`] takes seed addresses and follows the leader (`cluster`,
+//! decision 78): a `MOVED` makes the call resend to the named node and routes later calls
+//! there; `CLUSTERDOWN` and `TRYAGAIN` make it back off and resend; a node that cannot be
+//! reached sends it to the seeds. Those answers mean the request did not run, so they are
+//! always retried, within the [`RetryPolicy`]'s budget. After a failure that leaves a
+//! request's fate unknown (its connection lost after it was written, a withdrawn reply) a
+//! read is resent and a write is [`Error::Indeterminate`], unless
+//! [`RetryPolicy::retry_writes`]. Single calls of every group on the pool are covered, and a
+//! pipeline refused as a whole; blocking stream fetches and the dedicated connections of
+//! consumers and producers go to the leader the pool knows but are not retried. A client of one node
+//! ([`Client::connect`]) does none of this: its calls take the path they always took.
 
+mod cluster;
 mod connection;
 mod db;
 mod decode;
@@ -56,6 +71,11 @@ mod stream;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use cluster::{
+    RetryPolicy, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_TIME,
+};
 
 pub use crate::binary::Value;
 pub use connection::{Connection, Push};
@@ -105,6 +125,7 @@ pub struct ClientOptions {
     pub(crate) pool_wait_timeout: Duration,
     pub(crate) max_response_body_bytes: usize,
     pub(crate) max_queued_pushes: usize,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -119,6 +140,7 @@ impl Default for ClientOptions {
             pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY_BYTES,
             max_queued_pushes: DEFAULT_MAX_QUEUED_PUSHES,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -190,6 +212,13 @@ impl ClientOptions {
         self.max_queued_pushes = limit.max(1);
         self
     }
+
+    /// How a client of a cluster ([`Client::connect_cluster`]) retries a call; ignored by a
+    /// client of one node, which never retries.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
 }
 
 /// A handle to a Flin server. Clones share one connection pool; it is
@@ -205,7 +234,7 @@ impl ClientOptions {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    pool: Arc<pool::Pool>,
+    pub(crate) pool: Arc<pool::Pool>,
 }
 
 impl Client {
@@ -225,7 +254,44 @@ impl Client {
                 "the address resolved to nothing",
             )));
         }
-        let pool = pool::Pool::new(addrs, options);
+        Client::with_pool(pool::Pool::new(addrs, options, false))
+    }
+
+    /// Connects to a cluster through `seeds` (any of its nodes, leader or not) with the
+    /// default [`ClientOptions`]; calls then follow the leader (see [`RetryPolicy`]).
+    ///
+    /// ```no_run
+    /// use flin_net::Client;
+    ///
+    /// let client = Client::connect_cluster(&["127.0.0.1:7380", "127.0.0.1:7381", "127.0.0.1:7382"])?;
+    /// client.kv().set("greeting", "hello")?; // sent to the leader, wherever it is
+    /// # Ok::<(), flin_net::ClientError>(())
+    /// ```
+    pub fn connect_cluster<A: ToSocketAddrs>(seeds: &[A]) -> Result<Client> {
+        Client::connect_cluster_with(seeds, ClientOptions::default())
+    }
+
+    /// [`Client::connect_cluster`] with `options` (their [`ClientOptions::retry`] policy).
+    /// One connection is opened at once, to the first seed that accepts, as
+    /// [`Client::connect`] does.
+    pub fn connect_cluster_with<A: ToSocketAddrs>(
+        seeds: &[A],
+        options: ClientOptions,
+    ) -> Result<Client> {
+        let mut addrs = Vec::new();
+        for seed in seeds {
+            addrs.extend(seed.to_socket_addrs()?);
+        }
+        if addrs.is_empty() {
+            return Err(Error::Network(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no seed address (or they resolved to nothing)",
+            )));
+        }
+        Client::with_pool(pool::Pool::new(addrs, options, true))
+    }
+
+    fn with_pool(pool: pool::Pool) -> Result<Client> {
         let first = pool.open_connection()?;
         pool.adopt(first);
         Ok(Client {
@@ -292,14 +358,24 @@ impl Client {
         &self.pool.options
     }
 
+    /// A client of a cluster: the leader's address as the last redirect named it (`None`
+    /// before one did, after it failed, and always for a client of one node).
+    pub fn cluster_leader(&self) -> Option<SocketAddr> {
+        self.pool.leader()
+    }
+
     /// One request on a pooled connection: encode, send, read the response,
     /// decode it. A response the decoder refuses discards the connection:
     /// a server that answers nonsense is not trusted with the next request.
+    /// A client of a cluster goes through [`Client::call_cluster`] instead.
     pub(crate) fn call<T>(
         &self,
         encode: impl FnOnce(&mut Vec<u8>, u32) -> crate::Result<()>,
         decode: impl FnOnce(&binary::Response<'_>) -> Result<T>,
     ) -> Result<T> {
+        if self.pool.is_cluster() {
+            return self.call_cluster(encode, decode);
+        }
         let mut connection = self.pool.checkout()?;
         connection.queue(encode)?;
         let response = connection.receive()?;
@@ -308,6 +384,130 @@ impl Client {
             connection.mark_broken();
         }
         result
+    }
+
+    /// [`Client::call`] for a client of a cluster: the request is encoded once, then sent
+    /// (with a fresh request id each time) until a node other than a refusing one answers it
+    /// or the budget is spent. See `cluster` for what each answer leads to.
+    fn call_cluster<T>(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>, u32) -> crate::Result<()>,
+        decode: impl FnOnce(&binary::Response<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut frame = Vec::new();
+        encode(&mut frame, 0).map_err(Error::Request)?;
+        let opcode = binary::peek_header(&frame)
+            .expect("encode appended a frame header")
+            .opcode;
+        let policy = self.pool.options.retry;
+        let resend_unknown = policy.retry_writes || cluster::is_read(opcode);
+        let mut budget = cluster::Budget::start(policy);
+        loop {
+            budget.attempt();
+            let mut connection = match self.pool.checkout_noting(Some(&mut budget.tried)) {
+                Ok(connection) => connection,
+                // Nothing was sent: another attempt is always safe.
+                Err(error @ Error::Network(_)) => {
+                    self.wait_or_give_up(&mut budget, false, error)?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let addr = connection.addr();
+            budget.note_tried(addr);
+            connection.queue_encoded(&frame);
+            let (failure, moved) = match connection.receive() {
+                Ok(response) => match cluster::refusal(&response) {
+                    None => {
+                        if cluster::only_the_leader_serves(opcode) {
+                            // Reached through the seeds after the leader was forgotten.
+                            self.pool.learn_leader(addr);
+                        }
+                        let result = decode(&response);
+                        if matches!(&result, Err(error) if error.breaks_connection()) {
+                            connection.mark_broken();
+                        }
+                        return result;
+                    }
+                    Some(answer) => {
+                        let error = Error::Server(ServerError {
+                            status: response.status,
+                            message: response.message().into_owned(),
+                        });
+                        match answer {
+                            cluster::Answer::Refused(cluster::Refusal::Moved(leader)) => {
+                                self.pool.set_leader(leader);
+                                (error, true)
+                            }
+                            cluster::Answer::Refused(cluster::Refusal::Busy(_)) => (error, false),
+                            cluster::Answer::Withdrawn(_) => {
+                                // The server closes the connection after this reply.
+                                connection.mark_broken();
+                                self.pool.forget_leader(addr);
+                                if !resend_unknown {
+                                    return Err(indeterminate(addr, error));
+                                }
+                                (error, false)
+                            }
+                        }
+                    }
+                },
+                // Written, then lost: the request may have run.
+                Err(error @ Error::Network(_)) => {
+                    self.pool.forget_leader(addr);
+                    if !resend_unknown {
+                        return Err(indeterminate(addr, error));
+                    }
+                    (error, false)
+                }
+                Err(error) => return Err(error),
+            };
+            drop(connection);
+            self.wait_or_give_up(&mut budget, moved, failure)?;
+        }
+    }
+
+    /// Sleeps before the next attempt, or ends the call with [`Error::RetriesExhausted`].
+    pub(crate) fn wait_or_give_up(
+        &self,
+        budget: &mut cluster::Budget,
+        after_moved: bool,
+        failure: Error,
+    ) -> Result<()> {
+        match budget.next_wait(after_moved) {
+            Some(wait) => {
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+                Ok(())
+            }
+            None => Err(Error::RetriesExhausted {
+                attempts: budget.attempts(),
+                elapsed: budget.elapsed(),
+                tried: std::mem::take(&mut budget.tried),
+                last: Box::new(failure),
+            }),
+        }
+    }
+
+    /// One row of `binary::commands::TABLE` on the pool, decoded by `decode` (given the value
+    /// and the row's opcode): [`table_request`] on a pooled connection, or, for a client of a
+    /// cluster, through the retry loop. Documents and streams send their single calls here.
+    pub(crate) fn table_call<T>(
+        &self,
+        command: &'static str,
+        args: &[std::borrow::Cow<'_, [u8]>],
+        decode: impl FnOnce(&Value, u8) -> Result<T>,
+    ) -> Result<T> {
+        if !self.pool.is_cluster() {
+            let mut connection = self.pool.checkout()?;
+            return table_request(&mut connection, command, args, decode);
+        }
+        let spec = table_row(command);
+        self.call(
+            |out, id| binary::encode_command(out, id, spec, args),
+            |response| decode::typed(response).and_then(|value| decode(&value, spec.opcode)),
+        )
     }
 
     pub(crate) fn checkout(&self) -> Result<pool::Pooled<'_>> {
@@ -326,6 +526,14 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("open_connections", &self.pool.open_count())
             .finish()
+    }
+}
+
+/// [`Error::Indeterminate`] for a request sent to `addr` whose outcome `cause` hides.
+fn indeterminate(addr: SocketAddr, cause: Error) -> Error {
+    Error::Indeterminate {
+        addr,
+        cause: Box::new(cause),
     }
 }
 

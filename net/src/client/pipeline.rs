@@ -17,8 +17,19 @@ use std::time::Duration;
 use super::decode::{Reply, ReplyKind};
 use super::error::{Error, Result, ServerError};
 use super::kv::{duration_ms, SetOptions};
-use super::Client;
+use super::{cluster, Client};
 use crate::binary::{self, SetCondition};
+
+/// A cluster node's refusals among one send's replies.
+#[derive(Debug, Default)]
+struct Refused {
+    /// Replies that were `MOVED`, `CLUSTERDOWN` or `TRYAGAIN`: requests that did not run.
+    count: usize,
+    /// One of them was a `MOVED`.
+    moved: bool,
+    /// The node the pipeline went to.
+    sent_to: Option<std::net::SocketAddr>,
+}
 
 /// Requests waiting to be sent together. Reusable: `execute` empties it and
 /// keeps its buffer.
@@ -87,7 +98,11 @@ impl<'c> Pipeline<'c> {
     /// The outer error is for the pipeline as a whole: a request refused
     /// before sending ([`Error::Request`]: nothing was sent), or a network
     /// or protocol failure midway, after which some requests may have been
-    /// applied and none is resent. A pipeline whose replies pass the
+    /// applied and none is resent. A client of a cluster resends a pipeline
+    /// that a node refused as a whole before running any of it (a follower's
+    /// `MOVED`s; `super::cluster`), within its retry budget; a pipeline
+    /// refused in part returns those refusals as server errors, and later
+    /// calls go to the leader a `MOVED` named. A pipeline whose replies pass the
     /// server's output buffer limit (256 MiB by default) is disconnected.
     pub fn execute(&mut self) -> Result<Vec<std::result::Result<Reply, ServerError>>> {
         let outcome = self.send_and_receive();
@@ -102,12 +117,57 @@ impl<'c> Pipeline<'c> {
         if self.kinds.is_empty() {
             return Ok(Vec::new());
         }
+        if !self.client.pool.is_cluster() {
+            return self.send_once(false).map(|(replies, _)| replies);
+        }
+        // A cluster: a pipeline every node refused before running any of it (a follower's
+        // MOVEDs, an election's CLUSTERDOWNs) is sent again as a whole; anything else is
+        // returned as it came, since some of it ran (see `super::cluster`).
+        let mut budget = cluster::Budget::start(self.client.pool.options.retry);
+        loop {
+            budget.attempt();
+            let (replies, refused) = self.send_once(true)?;
+            if refused.count < replies.len() {
+                return Ok(replies);
+            }
+            if let Some(addr) = refused.sent_to {
+                budget.note_tried(addr);
+            }
+            let last = replies
+                .into_iter()
+                .last()
+                .and_then(|reply| reply.err())
+                .expect("a refused pipeline has an error reply");
+            self.client
+                .wait_or_give_up(&mut budget, refused.moved, Error::Server(last))?;
+        }
+    }
+
+    /// One send of the whole pipeline on one pooled connection. With `cluster`, the replies
+    /// that are a node's refusals are counted and a `MOVED` routes the pool to the leader.
+    fn send_once(
+        &self,
+        cluster: bool,
+    ) -> Result<(Vec<std::result::Result<Reply, ServerError>>, Refused)> {
+        let mut refused = Refused::default();
         let mut connection = self.client.checkout()?;
+        if cluster {
+            refused.sent_to = Some(connection.addr());
+        }
         connection.queue_encoded(&self.frames);
         connection.flush()?;
         let mut replies = Vec::with_capacity(self.kinds.len());
         for kind in &self.kinds {
             let response = connection.receive()?;
+            if cluster {
+                if let Some(cluster::Answer::Refused(refusal)) = cluster::refusal(&response) {
+                    refused.count += 1;
+                    if let cluster::Refusal::Moved(leader) = refusal {
+                        self.client.pool.set_leader(leader);
+                        refused.moved = true;
+                    }
+                }
+            }
             match kind.decode(&response) {
                 Ok(reply) => replies.push(Ok(reply)),
                 Err(Error::Server(error)) => replies.push(Err(error)),
@@ -117,7 +177,7 @@ impl<'c> Pipeline<'c> {
                 }
             }
         }
-        Ok(replies)
+        Ok((replies, refused))
     }
 
     /// Encodes one request with a placeholder id (0), unless an earlier one

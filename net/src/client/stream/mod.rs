@@ -230,8 +230,7 @@ impl<'c> Stream<'c> {
         args: &[Cow<'_, [u8]>],
         decode: impl FnOnce(&Value, u8) -> Result<T>,
     ) -> Result<T> {
-        let mut connection = self.client.checkout()?;
-        request(&mut connection, command, args, decode)
+        self.client.table_call(command, args, decode)
     }
 
     /// STREAM.CREATE topic PARTITIONS n [RETENTION ms] [RETENTIONBYTES b].
