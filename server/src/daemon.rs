@@ -121,7 +121,7 @@ impl Daemon {
                             .map_err(|e| format!("queues: {e}"))
                     })
                 },
-                Arc::new(|line: &str| eprintln!("flin-server: {line}")),
+                Arc::new(|level, line: &str| crate::log::log(level, "cluster", line)),
             )?),
             _ => None,
         };

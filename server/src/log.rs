@@ -258,6 +258,11 @@ pub fn error(subsystem: &str, message: &str) {
     logger().log(Level::Error, subsystem, message);
 }
 
+/// An event at a level chosen at run time.
+pub fn log(level: Level, subsystem: &str, message: &str) {
+    logger().log(level, subsystem, message);
+}
+
 pub fn warn(subsystem: &str, message: &str) {
     logger().log(Level::Warn, subsystem, message);
 }

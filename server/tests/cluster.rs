@@ -323,6 +323,7 @@ fn leadership_moves_on_request_and_writes_follow() {
     assert_eq!(status, 200);
     let view: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["role"], "leader", "{view}");
+    assert!(view["elections_won"].as_u64().unwrap() >= 1, "{view}");
     assert_eq!(view["nodes"].as_array().unwrap().len(), 3);
     let (_, metrics) = admin(target, "/metrics");
     assert!(

@@ -372,11 +372,22 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
         .iter()
         .map(|(&id, addr)| {
             let matched = view.matches.get(&id).copied();
+            let me = id == cluster.id();
+            let role = match (me, view.leader == Some(id)) {
+                (true, _) => crate::cmd::cluster::role_name(view.role),
+                (false, true) => "leader",
+                (false, false) => "follower",
+            };
             serde_json::json!({
                 "id": id,
                 "addr": addr.to_string(),
-                "self": id == cluster.id(),
+                "self": me,
+                "role": role,
                 "leader": view.leader == Some(id),
+                "term": view.term,
+                // Known for this node; for the others only their match index, on the leader.
+                "commit_index": me.then_some(view.commit),
+                "applied_index": me.then_some(view.applied),
                 "match_index": matched,
                 "lag": matched.map(|m| view.last_index.saturating_sub(m)),
             })

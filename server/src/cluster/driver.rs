@@ -31,6 +31,10 @@ const PROPOSE_BATCH: usize = 1024;
 const COMPACT_SLACK: u64 = 4096;
 /// Most entries kept in memory for a lagging follower; past this it would need a snapshot.
 const HELD_MAX: u64 = 200_000;
+/// How often the commit point is made durable and handed to the engine (`persist_commit`).
+const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
+/// ... or after this many entries, whichever comes first.
+const COMMIT_SAVE_ENTRIES: u64 = 20_000;
 
 /// What the raft thread is told.
 pub enum Input {
@@ -58,7 +62,7 @@ impl Driver {
         always: bool,
         bind: std::net::IpAddr,
         on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
-        log: Arc<dyn Fn(&str) + Send + Sync>,
+        log: super::LogFn,
     ) -> Result<Driver, String> {
         let id = cluster.id();
         let node = restore(&cluster, &engine, hard_state.1)?;
@@ -74,12 +78,16 @@ impl Driver {
         listen.set_ip(bind);
         let transport = Transport::start(id, listen, &peers, inbox.clone(), wrap, log.clone())?;
         *cluster.wake.lock().expect("cluster wake lock") = Some(inbox.clone());
+        let committed = engine.committed_seq();
         let mut raft = Raft {
             cluster,
             always,
             engine,
             proposed_through: 0,
             proposed_term: 0,
+            durable_commit: committed,
+            applied: committed,
+            last_commit_save: Instant::now(),
             on_lead,
             node,
             hard_state: hard_state.0,
@@ -168,13 +176,21 @@ struct Raft {
     node: Node,
     hard_state: HardStateFile,
     transport: Option<Transport>,
-    log: Arc<dyn Fn(&str) + Send + Sync>,
+    log: super::LogFn,
     elections_won: u64,
     /// The leader proposed the engine's entries through this seq, in `proposed_term`:
     /// persisting them again is a no-op (same index and term, same entry), known without
     /// reading the log.
     proposed_through: u64,
     proposed_term: u64,
+    /// The commit point saved in the hard state file, and passed to the engine's
+    /// `commit_through` (which lets compaction take what is below it): never more than the
+    /// file says, or a restart would open at an older commit point whose entries compaction
+    /// already removed.
+    durable_commit: u64,
+    /// Entries through this index are committed and their writes' gates open.
+    applied: u64,
+    last_commit_save: Instant,
     /// Brings the models that are not the engine's observers up to date (the queues), before
     /// this node takes writes as the leader.
     on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
@@ -198,7 +214,10 @@ impl Raft {
                 match input {
                     Input::Peer(message) => {
                         if let Err(error) = self.node.step(message) {
-                            (self.log)(&format!("raft: a peer's message refused: {error}"));
+                            (self.log)(
+                                crate::log::Level::Warn,
+                                &format!("raft: a peer's message refused: {error}"),
+                            );
                         }
                     }
                     Input::Appended => {}
@@ -226,9 +245,10 @@ impl Raft {
                 let ready = self.node.ready();
                 if let Err(error) = self.handle(ready) {
                     // The disk failed under the log: this node cannot keep its promises.
-                    (self.log)(&format!(
-                        "raft: cannot persist: {error}; the node stops taking part"
-                    ));
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!("raft: cannot persist: {error}; the node stops taking part"),
+                    );
                     self.cluster.set_writable_term(0);
                     self.stop_transport();
                     return;
@@ -236,9 +256,19 @@ impl Raft {
                 self.node.advance();
                 self.watch_role();
             }
+            if let Err(error) = self.persist_commit(false) {
+                (self.log)(
+                    crate::log::Level::Error,
+                    &format!("raft: cannot persist the commit point: {error}; the node stops taking part"),
+                );
+                self.cluster.set_writable_term(0);
+                self.stop_transport();
+                return;
+            }
             self.compact();
             self.publish_view();
         }
+        let _ = self.persist_commit(true);
         self.stop_transport();
     }
 
@@ -265,18 +295,25 @@ impl Raft {
             // in this term (handle() put it there).
             if self.engine.term_at(self.node.last_index()).ok().flatten() == Some(term) {
                 if let Err(error) = self.engine.set_term(term) {
-                    (self.log)(&format!("raft: cannot take term {term}: {error}"));
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!("raft: cannot take term {term}: {error}"),
+                    );
                     return;
                 }
                 if let Err(error) = (self.on_lead)() {
-                    (self.log)(&format!(
-                        "raft: cannot load the models to lead term {term}: {error}"
-                    ));
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!("raft: cannot load the models to lead term {term}: {error}"),
+                    );
                     return;
                 }
                 self.elections_won += 1;
                 self.cluster.set_writable_term(term);
-                (self.log)(&format!("raft: node {} leads term {term}", self.node.id()));
+                (self.log)(
+                    crate::log::Level::Info,
+                    &format!("raft: node {} leads term {term}", self.node.id()),
+                );
             }
         }
     }
@@ -294,7 +331,10 @@ impl Raft {
             let read = match self.engine.reader(next).read(PROPOSE_BATCH, 4 << 20) {
                 Ok(read) => read,
                 Err(error) => {
-                    (self.log)(&format!("raft: cannot read entry {next} back: {error}"));
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!("raft: cannot read entry {next} back: {error}"),
+                    );
                     return;
                 }
             };
@@ -304,7 +344,10 @@ impl Raft {
             for logged in read {
                 if logged.term != term {
                     if let Err(error) = self.cut(logged.seq - 1) {
-                        (self.log)(&format!("raft: cannot cut a stale write: {error}"));
+                        (self.log)(
+                            crate::log::Level::Warn,
+                            &format!("raft: cannot cut a stale write: {error}"),
+                        );
                     }
                     return;
                 }
@@ -314,10 +357,13 @@ impl Raft {
                         self.proposed_term = term;
                     }
                     Ok(index) => {
-                        (self.log)(&format!(
-                            "raft: proposal landed at {index}, not seq {}; stepping aside",
-                            logged.seq
-                        ));
+                        (self.log)(
+                            crate::log::Level::Warn,
+                            &format!(
+                                "raft: proposal landed at {index}, not seq {}; stepping aside",
+                                logged.seq
+                            ),
+                        );
                         self.cluster.set_writable_term(0);
                         return;
                     }
@@ -339,10 +385,16 @@ impl Raft {
         }
         if let Some(hard_state) = ready.hard_state {
             let saved = self.hard_state.saved();
-            // The commit index alone is not worth two fsyncs (losing it is safe).
+            // Term and vote at once (a vote must be durable before it is sent); the commit
+            // index only as `persist_commit` moves it (two fsyncs per `Ready` would cost
+            // more than losing it, which is safe).
             if hard_state.term != saved.term || hard_state.vote != saved.vote {
+                let state = HardState {
+                    commit: saved.commit,
+                    ..hard_state
+                };
                 self.hard_state
-                    .save(&hard_state)
+                    .save(&state)
                     .map_err(|e| format!("hard state: {e}"))?;
             }
         }
@@ -355,11 +407,38 @@ impl Raft {
             }
         }
         if let Some(last) = ready.committed.last() {
-            self.engine
-                .commit_through(last.index)
-                .map_err(|e| format!("commit through {}: {e}", last.index))?;
+            self.applied = last.index;
             self.cluster.gates.committed_through(last.index);
         }
+        Ok(())
+    }
+
+    /// Every `COMMIT_SAVE_INTERVAL` (or sooner after many entries): flushes the engine's log
+    /// through the applied index, saves that index in the hard state file, and only then
+    /// tells the engine (`commit_through`), whose compaction pin follows it. The engine's
+    /// contract (`Config::replicated`): the commit point it opens with is one it was given
+    /// and that was recorded durably, so the entry there and everything above it are still
+    /// in the log.
+    fn persist_commit(&mut self, force: bool) -> Result<(), String> {
+        let due = self.last_commit_save.elapsed() >= COMMIT_SAVE_INTERVAL
+            || self.applied - self.durable_commit >= COMMIT_SAVE_ENTRIES;
+        if self.applied <= self.durable_commit || !(due || force) {
+            return Ok(());
+        }
+        let commit = self.applied;
+        self.engine.flush().map_err(|e| format!("flush: {e}"))?;
+        let state = HardState {
+            commit,
+            ..self.hard_state.saved()
+        };
+        self.hard_state
+            .save(&state)
+            .map_err(|e| format!("hard state: {e}"))?;
+        self.engine
+            .commit_through(commit)
+            .map_err(|e| format!("commit through {commit}: {e}"))?;
+        self.durable_commit = commit;
+        self.last_commit_save = Instant::now();
         Ok(())
     }
 
@@ -427,7 +506,7 @@ impl Raft {
                 .unwrap_or(applied);
             through = through.min(slowest);
             if self.node.last_index() - through > HELD_MAX {
-                (self.log)(&format!(
+                (self.log)(crate::log::Level::Warn, &format!(
                     "raft: a follower is more than {HELD_MAX} entries behind; it will need a snapshot (not implemented)"
                 ));
                 through = applied;

@@ -32,6 +32,10 @@ use flin_replication::{NodeId, Role};
 
 pub use gates::ClusterGates;
 
+/// Where the raft thread and the transport write their log lines (`crate::log` in the
+/// daemon), with each line's level.
+pub type LogFn = std::sync::Arc<dyn Fn(crate::log::Level, &str) + Send + Sync>;
+
 use crate::frame::Frame;
 
 /// A node's place in its cluster, from `--node-id` and `--cluster`.

@@ -52,7 +52,7 @@ impl Transport {
         peers: &BTreeMap<NodeId, SocketAddr>,
         inbox: Sender<T>,
         wrap: fn(Incoming) -> T,
-        log: Arc<dyn Fn(&str) + Send + Sync>,
+        log: super::LogFn,
     ) -> Result<Transport, String> {
         let listener = TcpListener::bind(listen)
             .map_err(|e| format!("cannot listen on the cluster port {listen}: {e}"))?;
@@ -126,7 +126,7 @@ fn accept<T: Send + 'static>(
     inbox: Sender<T>,
     wrap: fn(Incoming) -> T,
     stop: Arc<AtomicBool>,
-    log: Arc<dyn Fn(&str) + Send + Sync>,
+    log: super::LogFn,
 ) {
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
@@ -136,7 +136,10 @@ fn accept<T: Send + 'static>(
                 let log = log.clone();
                 let _ = spawn("flin-raft-from", move || {
                     if let Err(reason) = read_loop(stream, id, inbox, wrap, &stop) {
-                        log(&format!("cluster connection from {peer} closed: {reason}"));
+                        log(
+                            crate::log::Level::Warn,
+                            &format!("cluster connection from {peer} closed: {reason}"),
+                        );
                     }
                 });
             }
@@ -144,7 +147,10 @@ fn accept<T: Send + 'static>(
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(error) => {
-                log(&format!("cluster port accept failed: {error}"));
+                log(
+                    crate::log::Level::Warn,
+                    &format!("cluster port accept failed: {error}"),
+                );
                 std::thread::sleep(REDIAL_PAUSE);
             }
         }
@@ -216,7 +222,7 @@ fn send_loop(
     addr: SocketAddr,
     queue: Receiver<Vec<u8>>,
     stop: Arc<AtomicBool>,
-    log: Arc<dyn Fn(&str) + Send + Sync>,
+    log: super::LogFn,
 ) {
     let mut stream: Option<TcpStream> = None;
     let mut reported = false;
@@ -239,14 +245,20 @@ fn send_loop(
             match dial(id, addr) {
                 Ok(connected) => {
                     if reported {
-                        log(&format!("peer {peer} at {addr} reachable again"));
+                        log(
+                            crate::log::Level::Info,
+                            &format!("peer {peer} at {addr} reachable again"),
+                        );
                     }
                     reported = false;
                     stream = Some(connected);
                 }
                 Err(error) => {
                     if !reported {
-                        log(&format!("peer {peer} at {addr} unreachable: {error}"));
+                        log(
+                            crate::log::Level::Warn,
+                            &format!("peer {peer} at {addr} unreachable: {error}"),
+                        );
                         reported = true;
                     }
                     // What was queued is dropped: raft sends again.
