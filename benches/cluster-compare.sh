@@ -257,7 +257,7 @@ if [ -n "$ETCD_CHECK_PERF" ] && selected etcd; then
     start_etcd
     echo "etcdctl check perf --load l:" >&2
     ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:7840,127.0.0.1:7842,127.0.0.1:7844 \
-        check perf --load l 2>&1 | grep -v '^ *[0-9]* / [0-9]*' >&2 || true
+        check perf --load l 2>&1 | tr '\r' '\n' | grep -v ' / 60 ' >&2 || true
     stop "${SERVER_PIDS[@]}"
 fi
 
