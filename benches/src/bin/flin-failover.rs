@@ -652,3 +652,26 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{field, percentile};
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), 50.0);
+        assert_eq!(percentile(&values, 99.0), 99.0);
+        assert_eq!(percentile(&values, 100.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn cluster_info_fields_are_read_by_name() {
+        let info = "role:leader\r\naccepting_writes:1\r\ncommit_index:42\r\n";
+        assert_eq!(field(info, "accepting_writes"), Some(1));
+        assert_eq!(field(info, "commit_index"), Some(42));
+        assert_eq!(field(info, "commit"), None);
+        assert_eq!(field(info, "role"), None);
+    }
+}
