@@ -78,6 +78,7 @@ impl Driver {
             always,
             engine,
             proposed_through: 0,
+            proposal_reader: None,
             node,
             hard_state: hard_state.0,
             transport: Some(transport),
@@ -170,6 +171,11 @@ struct Raft {
     /// The leader proposed the engine's entries through this seq, in its term: persisting
     /// them again is a no-op, known without reading the log.
     proposed_through: u64,
+    /// The leader's reader of its own writes, kept from turn to turn at the next seq to
+    /// propose: a new reader finds its seq by walking the segment's records from the start,
+    /// which made every turn cost the segment's length (most of the leader's CPU under load).
+    /// Dropped off the leader and on a cut, so its compaction pin holds nothing back.
+    proposal_reader: Option<flin_engine::LogReader>,
 }
 
 impl Raft {
@@ -272,14 +278,20 @@ impl Raft {
     /// was written by a write that raced this node's loss of leadership: it is cut.
     fn propose_appended(&mut self) {
         if self.node.role() != Role::Leader || !self.cluster.writable() {
+            self.proposal_reader = None;
             return;
         }
         let term = self.node.term();
         while self.node.last_index() < self.engine.last_seq() {
             let next = self.node.last_index() + 1;
-            let read = match self.engine.reader(next).read(PROPOSE_BATCH, 4 << 20) {
+            let reader = match &mut self.proposal_reader {
+                Some(reader) if reader.next_seq() == next => reader,
+                slot => slot.insert(self.engine.reader(next)),
+            };
+            let read = match reader.read(PROPOSE_BATCH, 4 << 20) {
                 Ok(read) => read,
                 Err(error) => {
+                    self.proposal_reader = None;
                     (self.log)(&format!("raft: cannot read entry {next} back: {error}"));
                     return;
                 }
@@ -384,6 +396,7 @@ impl Raft {
             .truncate_after(seq)
             .map_err(|e| format!("truncate after {seq}: {e}"))?;
         self.proposed_through = self.proposed_through.min(seq);
+        self.proposal_reader = None;
         self.cluster
             .gates
             .withdraw_after(seq, "the write was not committed: a new leader replaced it");
