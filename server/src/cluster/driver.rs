@@ -89,6 +89,7 @@ impl Driver {
             applied: committed,
             last_commit_save: Instant::now(),
             on_lead,
+            proposal_reader: None,
             node,
             hard_state: hard_state.0,
             transport: Some(transport),
@@ -194,6 +195,11 @@ struct Raft {
     /// Brings the models that are not the engine's observers up to date (the queues), before
     /// this node takes writes as the leader.
     on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
+    /// The leader's reader of its own writes, kept from turn to turn at the next seq to
+    /// propose: a new reader finds its seq by walking the segment's records from the start,
+    /// which made every turn cost the segment's length (most of the leader's CPU under load).
+    /// Dropped off the leader and on a cut, so its compaction pin holds nothing back.
+    proposal_reader: Option<flin_engine::LogReader>,
 }
 
 impl Raft {
@@ -323,14 +329,20 @@ impl Raft {
     /// was written by a write that raced this node's loss of leadership: it is cut.
     fn propose_appended(&mut self) {
         if self.node.role() != Role::Leader || !self.cluster.writable() {
+            self.proposal_reader = None;
             return;
         }
         let term = self.node.term();
         while self.node.last_index() < self.engine.last_seq() {
             let next = self.node.last_index() + 1;
-            let read = match self.engine.reader(next).read(PROPOSE_BATCH, 4 << 20) {
+            let reader = match &mut self.proposal_reader {
+                Some(reader) if reader.next_seq() == next => reader,
+                slot => slot.insert(self.engine.reader(next)),
+            };
+            let read = match reader.read(PROPOSE_BATCH, 4 << 20) {
                 Ok(read) => read,
                 Err(error) => {
+                    self.proposal_reader = None;
                     (self.log)(
                         crate::log::Level::Warn,
                         &format!("raft: cannot read entry {next} back: {error}"),
@@ -480,6 +492,7 @@ impl Raft {
             .truncate_after(seq)
             .map_err(|e| format!("truncate after {seq}: {e}"))?;
         self.proposed_through = self.proposed_through.min(seq);
+        self.proposal_reader = None;
         self.cluster
             .gates
             .withdraw_after(seq, "the write was not committed: a new leader replaced it");
