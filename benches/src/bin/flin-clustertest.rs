@@ -49,9 +49,7 @@ fn parse_options() -> Result<Options, String> {
             }
             "--port-base" => options.port_base = port("--port-base", value("--port-base")?)?,
             "--proxy-base" => options.proxy_base = port("--proxy-base", value("--proxy-base")?)?,
-            "--clients" => {
-                options.clients = number("--clients", value("--clients")?)?.max(1)
-            }
+            "--clients" => options.clients = number("--clients", value("--clients")?)?.max(1),
             "--keys" => options.workload.keys = number("--keys", value("--keys")?)?.max(1),
             "--key-epoch-ms" => {
                 options.workload.key_epoch_ms =

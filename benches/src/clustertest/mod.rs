@@ -133,7 +133,14 @@ impl Fault {
     }
 }
 
-const FAULT_KINDS: [&str; 6] = ["kill -9", "SIGSTOP", "isolate", "one-way drop", "delay", "flap"];
+const FAULT_KINDS: [&str; 6] = [
+    "kill -9",
+    "SIGSTOP",
+    "isolate",
+    "one-way drop",
+    "delay",
+    "flap",
+];
 
 /// What a run did and found.
 #[derive(Debug, Default)]
@@ -280,9 +287,8 @@ impl Cluster {
             addrs,
             crashed: Vec::new(),
         };
-        for i in 0..NODES {
-            let node = NodeProcess::start(&cluster.settings[i])?;
-            cluster.nodes.push(Some(node));
+        for settings in &cluster.settings {
+            cluster.nodes.push(Some(NodeProcess::start(settings)?));
         }
         Ok(cluster)
     }
@@ -335,8 +341,9 @@ impl Cluster {
     fn leader(&self) -> Option<usize> {
         (0..NODES).find(|&i| {
             self.nodes[i].is_some()
-                && cluster_info(self.addrs[i])
-                    .is_some_and(|info| info.get("accepting_writes").map(String::as_str) == Some("1"))
+                && cluster_info(self.addrs[i]).is_some_and(|info| {
+                    info.get("accepting_writes").map(String::as_str) == Some("1")
+                })
         })
     }
 
@@ -485,7 +492,11 @@ pub fn run(options: &Options) -> Result<Report, Failure> {
     }
 }
 
-fn run_in(options: &Options, dir: &std::path::Path, report: &mut Report) -> Result<(), Vec<String>> {
+fn run_in(
+    options: &Options,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> Result<(), Vec<String>> {
     let one = |what: String| vec![what];
     let mut cluster = Cluster::start(options, dir).map_err(one)?;
     let clock = Instant::now();
@@ -542,13 +553,18 @@ fn run_in(options: &Options, dir: &std::path::Path, report: &mut Report) -> Resu
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    log(&format!("healed; node {} leads", leader + 1));
+    log(&format!("healed; node index {leader} leads"));
     let final_client = options.clients;
     let mut final_record = ClientRecord::default();
     let mut session = Session::new(addrs.clone(), leader, SETTLE_TIMEOUT);
     let mut final_values: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
     for key in &keys {
-        match session.perform(final_client, KvInput::get(key.clone()), clock, &mut final_record) {
+        match session.perform(
+            final_client,
+            KvInput::get(key.clone()),
+            clock,
+            &mut final_record,
+        ) {
             Some(KvOutput::Value(value)) => {
                 final_values.insert(key.clone(), value);
             }
@@ -568,7 +584,8 @@ fn run_in(options: &Options, dir: &std::path::Path, report: &mut Report) -> Resu
                 let mut copy = Session::readonly(*addr, Duration::from_secs(5));
                 let mut scratch = ClientRecord::default();
                 for (key, expected) in &final_values {
-                    let got = copy.perform(i as u64, KvInput::get(key.clone()), clock, &mut scratch);
+                    let got =
+                        copy.perform(i as u64, KvInput::get(key.clone()), clock, &mut scratch);
                     if got.as_ref() != Some(&KvOutput::Value(expected.clone())) {
                         violations.push(format!(
                             "node {} holds {:?} for {}, the leader read {:?}",
@@ -639,9 +656,9 @@ fn inject_faults(
         let leader = cluster.leader();
         let (fault, aimed) = draw_fault(&mut rng, leader);
         log(&format!(
-            "fault {}: {fault:?} (leader: {})",
+            "fault {}: {fault:?} (nodes by index 0..=2; the leader is {})",
             report.faults + 1,
-            leader.map_or("none".into(), |l| (l + 1).to_string())
+            leader.map_or("unknown".into(), |l| l.to_string())
         ));
         cluster.apply(fault, log)?;
         report.faults += 1;
@@ -678,7 +695,9 @@ fn converge(cluster: &Cluster) -> Result<(u64, u64), String> {
         let first = indexes[0];
         let agreed = first.0.is_some()
             && first.0 == first.1
-            && indexes.iter().all(|i| i.0 == first.0 && i.1 == first.1 && i.2 == first.2);
+            && indexes
+                .iter()
+                .all(|i| i.0 == first.0 && i.1 == first.1 && i.2 == first.2);
         if agreed {
             if previous == Some(first) {
                 return Ok((first.0.unwrap_or(0), first.2.unwrap_or(0)));

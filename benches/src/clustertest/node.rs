@@ -75,10 +75,13 @@ impl NodeProcess {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
+                let log = std::fs::read_to_string(&settings.log).unwrap_or_default();
+                let last = log.lines().rev().find(|l| !l.trim().is_empty());
                 return Err(format!(
-                    "node {} did not start ({other:?}); its log: {}",
+                    "node {} did not start ({other:?}); the last line of its log ({}): {}",
                     settings.id,
-                    settings.log.display()
+                    settings.log.display(),
+                    last.unwrap_or("(empty)")
                 ));
             }
         };

@@ -109,8 +109,7 @@ impl Session {
         if self.connection.is_none() {
             let mut client = Client::connect(self.nodes[self.target], CONNECT_TIMEOUT).ok()?;
             client.stream().set_read_timeout(Some(self.timeout)).ok()?;
-            if self.readonly && client.call(&[b"READONLY"]).ok()? != Reply::Simple("OK".into())
-            {
+            if self.readonly && client.call(&[b"READONLY"]).ok()? != Reply::Simple("OK".into()) {
                 return None;
             }
             self.connection = Some(client);
@@ -311,7 +310,13 @@ mod tests {
     fn the_checker_refuses_a_stale_read_from_the_recorder() {
         let key = key_name(0, Duration::ZERO, 1000);
         let set = |at: u64, value: &str| {
-            KvOperation::completed(0, at, KvInput::set(key.clone(), value), at + 10, KvOutput::Done)
+            KvOperation::completed(
+                0,
+                at,
+                KvInput::set(key.clone(), value),
+                at + 10,
+                KvOutput::Done,
+            )
         };
         let get = |call: u64, ret: u64, value: &str| {
             KvOperation::completed(

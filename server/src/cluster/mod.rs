@@ -109,9 +109,7 @@ impl ClusterOptions {
                 .parse()
                 .ok()
                 .filter(|node| self.members.contains_key(node) && *node != self.id)
-                .ok_or_else(|| {
-                    format!("--cluster-peers: '{node}' is not another member's id")
-                })?;
+                .ok_or_else(|| format!("--cluster-peers: '{node}' is not another member's id"))?;
             let addr: SocketAddr = addr
                 .trim()
                 .parse()
