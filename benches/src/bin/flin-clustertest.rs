@@ -9,7 +9,7 @@
 //! from the clock; printed first), `--faults N` (100), `--duration S` (stop injecting after S
 //! seconds even if fewer faults ran), `--port-base P` (7900: client ports P+1..P+3, cluster
 //! ports +10000), `--proxy-base P` (7940: six proxy ports), `--clients N` (4), `--keys N` (5),
-//! `--key-epoch-ms MS` (10000: fresh keys this often), `--check-seconds S` (300: the
+//! `--key-epoch-ms MS` (3000: fresh keys this often), `--check-seconds S` (300: the
 //! linearizability check's wall-clock limit), `--stale-reads` (broken on purpose: GETs read
 //! any node's copy with READONLY; the check should fail), `--dir PATH`, `--keep`, `--quiet`.
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.

@@ -95,7 +95,7 @@ impl Options {
             clients: 4,
             workload: WorkloadSettings {
                 keys: 5,
-                key_epoch_ms: 10_000,
+                key_epoch_ms: 3_000,
                 op_timeout: Duration::from_millis(1500),
                 stale_reads: false,
             },
