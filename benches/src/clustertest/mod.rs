@@ -247,19 +247,21 @@ impl Cluster {
             .iter()
             .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
             .collect();
-        let members = (0..NODES)
-            .map(|i| format!("{}={}", i + 1, addrs[i]))
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| format!("{}={addr}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut links = BTreeMap::new();
         let mut proxy_port = options.proxy_base;
         for from in 0..NODES {
-            for to in 0..NODES {
+            for (to, port) in ports.iter().enumerate() {
                 if from == to {
                     continue;
                 }
                 let listen = SocketAddr::from(([127, 0, 0, 1], proxy_port));
-                let target = SocketAddr::from(([127, 0, 0, 1], ports[to] + 10_000));
+                let target = SocketAddr::from(([127, 0, 0, 1], port + 10_000));
                 links.insert((from, to), LinkProxy::start(listen, target)?);
                 proxy_port += 1;
             }
