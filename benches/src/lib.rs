@@ -4,11 +4,14 @@
 //!   protocol and RESP.
 //! - [`crashtest`]: the crash-recovery harness behind `src/bin/flin-crashtest.rs` (and the
 //!   short run in flin-server's test suite); see docs/reliability.md.
+//! - [`clustertest`]: the real-process fault test of a 3-node cluster behind
+//!   `src/bin/flin-clustertest.rs` (and its short run in flin-server's test suite).
 //! - This file: shared helpers for the criterion benches (`benches/engine.rs`), the footprint
 //!   binary (`src/bin/engine_footprint.rs`), flin-bench and the harness: deterministic keys and
 //!   values, and a few readings from `/proc` so every figure is printed with the machine and the
 //!   load it was taken under.
 
+pub mod clustertest;
 pub mod crashtest;
 pub mod load;
 

@@ -153,6 +153,9 @@ FLAGS:
                            client address, this node's included, e.g.
                            1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382; peers
                            talk on the client port + 10000 (docs/replication.md)
+    --cluster-peers <PEERS>
+                           for tests: the address to dial for some peers instead of
+                           their cluster port, e.g. 2=127.0.0.1:7941 (a fault proxy)
     --raft-tick-ms <MS>    length of one raft tick (default 50): elections after 10 to 20
                            ticks of silence, heartbeats every 2
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
@@ -171,6 +174,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     // `None`: not given, so it follows --port (whichever order the flags come in).
     let mut admin_port: Option<u16> = None;
     let mut cluster: Option<String> = None;
+    let mut cluster_peers: Option<String> = None;
     let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -280,6 +284,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 options.node_id = id;
             }
             "--cluster" => cluster = Some(value(&flag)?),
+            "--cluster-peers" => cluster_peers = Some(value(&flag)?),
             "--raft-tick-ms" => {
                 tick_ms = parse_number(&flag, &value(&flag)?)?;
                 if !(1..=10_000).contains(&tick_ms) {
@@ -299,11 +304,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     .into(),
             );
         }
-        options.cluster = Some(Box::new(crate::cluster::ClusterOptions::parse(
-            &options.node_id,
-            &members,
-            tick_ms,
-        )?));
+        let mut cluster =
+            crate::cluster::ClusterOptions::parse(&options.node_id, &members, tick_ms)?;
+        if let Some(peers) = cluster_peers {
+            cluster.set_dial_overrides(&peers)?;
+        }
+        options.cluster = Some(Box::new(cluster));
+    } else if cluster_peers.is_some() {
+        return Err("--cluster-peers needs --cluster".into());
     }
     options.admin_port = match admin_port {
         Some(0) => None,
@@ -485,5 +493,36 @@ mod tests {
             parse(&["--bind", "localhost"]).unwrap_err(),
             "--bind: 'localhost' is not an IP address"
         );
+    }
+
+    #[test]
+    fn cluster_peers_override_what_a_node_dials() {
+        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let base = ["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
+        let with = |peers: &str| {
+            let mut args = base.to_vec();
+            args.extend(["--cluster-peers", peers]);
+            parse(&args)
+        };
+        let Invocation::Run(options) = with("2=127.0.0.1:7941").unwrap() else {
+            panic!("not a run");
+        };
+        let cluster = options.cluster.unwrap();
+        assert_eq!(cluster.dial_addr(2), "127.0.0.1:7941".parse().unwrap());
+        assert_eq!(cluster.dial_addr(3), "127.0.0.1:17902".parse().unwrap());
+        assert_eq!(cluster.cluster_addr(2), "127.0.0.1:17901".parse().unwrap());
+        assert_eq!(
+            with("1=127.0.0.1:7941").unwrap_err(),
+            "--cluster-peers: '1' is not another member's id"
+        );
+        assert_eq!(
+            with("2=x").unwrap_err(),
+            "--cluster-peers: 'x' is not <ip>:<port>"
+        );
+        assert_eq!(
+            parse(&["--cluster-peers", "2=127.0.0.1:1"]).unwrap_err(),
+            "--cluster-peers needs --cluster"
+        );
+        assert!(HELP.contains("--cluster-peers"));
     }
 }

@@ -72,7 +72,7 @@ impl Driver {
             .members
             .keys()
             .filter(|&&peer| peer != id)
-            .map(|&peer| (peer, cluster.options.cluster_addr(peer)))
+            .map(|&peer| (peer, cluster.options.dial_addr(peer)))
             .collect();
         let mut listen = cluster.options.cluster_addr(id);
         listen.set_ip(bind);

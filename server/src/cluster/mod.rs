@@ -46,6 +46,10 @@ pub struct ClusterOptions {
     pub members: BTreeMap<NodeId, SocketAddr>,
     /// The length of one raft tick (elections after 10..20 ticks, heartbeats every 2).
     pub tick_ms: u64,
+    /// `--cluster-peers`: addresses this node dials for some peers instead of their cluster
+    /// addresses, so a test can put a fault proxy on each directed link (flin-clustertest).
+    /// The node still listens on its own cluster address.
+    pub dial_overrides: BTreeMap<NodeId, SocketAddr>,
 }
 
 impl ClusterOptions {
@@ -93,7 +97,41 @@ impl ClusterOptions {
             id,
             members: parsed,
             tick_ms,
+            dial_overrides: BTreeMap::new(),
         })
+    }
+
+    /// Parses `--cluster-peers 2=127.0.0.1:7941,3=127.0.0.1:7942`: the address to dial for
+    /// each named peer (another member, not this node) instead of its cluster address.
+    pub fn set_dial_overrides(&mut self, peers: &str) -> Result<(), String> {
+        for peer in peers.split(',') {
+            let (node, addr) = peer
+                .split_once('=')
+                .ok_or_else(|| format!("--cluster-peers: '{peer}' is not <id>=<ip>:<port>"))?;
+            let node: NodeId = node
+                .trim()
+                .parse()
+                .ok()
+                .filter(|node| self.members.contains_key(node) && *node != self.id)
+                .ok_or_else(|| format!("--cluster-peers: '{node}' is not another member's id"))?;
+            let addr: SocketAddr = addr
+                .trim()
+                .parse()
+                .map_err(|_| format!("--cluster-peers: '{addr}' is not <ip>:<port>"))?;
+            if self.dial_overrides.insert(node, addr).is_some() {
+                return Err(format!("--cluster-peers: node {node} is named twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address this node dials to send to `peer`: its cluster address, unless
+    /// `--cluster-peers` named another.
+    pub fn dial_addr(&self, peer: NodeId) -> SocketAddr {
+        self.dial_overrides
+            .get(&peer)
+            .copied()
+            .unwrap_or_else(|| self.cluster_addr(peer))
     }
 
     /// A member's cluster address: its client address with the port + 10000.
