@@ -433,7 +433,7 @@ impl Raft {
     /// in the log.
     fn persist_commit(&mut self, force: bool) -> Result<(), String> {
         let due = self.last_commit_save.elapsed() >= COMMIT_SAVE_INTERVAL
-            || self.applied - self.durable_commit >= COMMIT_SAVE_ENTRIES;
+            || self.applied.saturating_sub(self.durable_commit) >= COMMIT_SAVE_ENTRIES;
         if self.applied <= self.durable_commit || !(due || force) {
             return Ok(());
         }
