@@ -518,7 +518,9 @@ impl Raft {
                 .min()
                 .unwrap_or(applied);
             through = through.min(slowest);
-            if self.node.last_index() - through > HELD_MAX {
+            // The cap is on what memory holds: a follower whose match is not known yet (0,
+            // just after an election) must not make a new leader forget everything at once.
+            if self.node.last_index().saturating_sub(first) > HELD_MAX {
                 (self.log)(crate::log::Level::Warn, &format!(
                     "raft: a follower is more than {HELD_MAX} entries behind; it will need a snapshot (not implemented)"
                 ));
