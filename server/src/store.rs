@@ -113,15 +113,7 @@ impl Store {
         if !cluster.writable() {
             return Err(cluster.redirect());
         }
-        let mut registry = cluster.gates.registry();
-        let token = txn
-            .commit()?
-            .map(|seq| registry.register(&cluster.gates, seq));
-        drop(registry);
-        if token.is_some() {
-            cluster.notify_appended();
-        }
-        Ok(token)
+        Ok(gated(cluster, || txn.commit())?)
     }
 
     /// Commits what `txn` queued so far as one entry, then takes `forget` out of the index,
@@ -150,14 +142,24 @@ impl Store {
                 "this node stopped leading before the write committed ({redirect})"
             )));
         }
-        let token = txn
-            .commit_part(namespace, forget)?
-            .map(|seq| cluster.gates.registry().register(&cluster.gates, seq));
-        if token.is_some() {
-            cluster.notify_appended();
-        }
-        Ok(token)
+        gated(cluster, || txn.commit_part(namespace, forget))
     }
+}
+
+/// A leader's commit in a cluster: runs `commit` (the engine's, under the writer lock) with
+/// the gate registry held, so that tokens follow seqs even when `commit` releases the writer
+/// lock, registers the committed seq's gate token, and wakes the raft thread to propose it.
+fn gated(
+    cluster: &Cluster,
+    commit: impl FnOnce() -> flin_engine::Result<Option<u64>>,
+) -> flin_engine::Result<Option<u64>> {
+    let mut registry = cluster.gates.registry();
+    let token = commit()?.map(|seq| registry.register(&cluster.gates, seq));
+    drop(registry);
+    if token.is_some() {
+        cluster.notify_appended();
+    }
+    Ok(token)
 }
 
 /// The engine's reads, and nothing that writes.

@@ -6,126 +6,21 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::ServerGuard;
+use common::cluster::{field, TestCluster};
 use redis::Value;
 
-/// Three client ports whose cluster ports (+10000) and admin ports (+1000) are free too.
-fn free_ports() -> [u16; 3] {
-    // Tests of this file run in parallel in one process: each call starts elsewhere.
-    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut ports = Vec::new();
-    let mut candidate = 20_000 + ((std::process::id() % 5_000) as u16 * 5 + call * 100) % 25_000;
-    while ports.len() < 3 {
-        candidate = if candidate >= 45_000 {
-            20_000
-        } else {
-            candidate + 1
-        };
-        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free(candidate) && free(candidate + 10_000) && free(candidate + 1_000) {
-            ports.push(candidate);
-        }
-    }
-    [ports[0], ports[1], ports[2]]
-}
-
-struct Cluster {
-    ports: [u16; 3],
-    members: String,
-    nodes: [Option<ServerGuard>; 3],
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let ports = free_ports();
-        let members = (0..3)
-            .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let dir = tempfile::tempdir().unwrap();
-        let mut cluster = Cluster {
-            ports,
-            members,
-            nodes: [None, None, None],
-            dir,
-        };
-        for i in 0..3 {
-            cluster.start_node(i);
-        }
-        cluster
-    }
-
-    fn start_node(&mut self, i: usize) {
-        let data = self.dir.path().join(format!("n{}", i + 1));
-        let id = (i + 1).to_string();
-        self.nodes[i] = Some(ServerGuard::start_on(
-            self.ports[i],
-            Path::new(&data),
-            &[
-                "--node-id",
-                &id,
-                "--cluster",
-                &self.members,
-                // 50 ms (the default): elections after 0.5 to 1 s of silence, so a loaded CI
-                // machine's scheduling hiccups do not move the leadership mid-test.
-                "--raft-tick-ms",
-                "50",
-                "--fsync",
-                "always",
-                "--admin-port",
-                &(self.ports[i] + 1_000).to_string(),
-            ],
-        ));
-    }
-
-    fn connect(&self, i: usize) -> redis::Connection {
-        let node = self.nodes[i].as_ref().expect("running");
-        let con = redis::Client::open(node.url())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        con
-    }
-
-    fn info(&self, i: usize) -> String {
-        redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query(&mut self.connect(i))
-            .unwrap()
-    }
-
-    /// Waits for the running nodes to agree on a leader that accepts writes; its index.
-    fn leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            for i in 0..3 {
-                if self.nodes[i].is_some() && self.info(i).contains("accepting_writes:1") {
-                    return i;
-                }
-            }
-            assert!(Instant::now() < deadline, "no leader within 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn field(info: &str, key: &str) -> u64 {
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{key}:")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{key} in {info}"))
+/// The cluster of these tests: a 50 ms tick (the default: elections after 0.5 to 1 s of
+/// silence, so a loaded CI machine's scheduling hiccups do not move the leadership
+/// mid-test) and `--fsync always`.
+fn start_cluster() -> TestCluster {
+    TestCluster::start(&["--raft-tick-ms", "50", "--fsync", "always"])
 }
 
 #[test]
 fn a_cluster_replicates_redirects_and_survives_the_leader_s_kill() {
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster();
     let leader = cluster.leader();
     let follower = (leader + 1) % 3;
     let mut con = cluster.connect(leader);
@@ -293,7 +188,7 @@ fn a_cluster_replicates_redirects_and_survives_the_leader_s_kill() {
 
 #[test]
 fn leadership_moves_on_request_and_writes_follow() {
-    let cluster = Cluster::start();
+    let cluster = start_cluster();
     let leader = cluster.leader();
     let target = (leader + 2) % 3;
     let mut con = cluster.connect(leader);

@@ -7,112 +7,21 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::ServerGuard;
-use flin_net::client::{Client, ClientOptions, Connection, Error, RetryPolicy, Value};
+use common::cluster::TestCluster;
+use flin_net::client::{Client, ClientOptions, Error, RetryPolicy};
 
-/// Client ports of this file's clusters; each cluster port is the client port + 10000.
-const PORTS_FIRST: u16 = 7960;
-const PORTS_LAST: u16 = 7989;
-
-/// Three free client ports (their cluster ports free too) from this file's range; tests run
-/// in parallel, so each call starts after the last one handed out.
-fn free_ports() -> [u16; 3] {
-    static NEXT: AtomicU16 = AtomicU16::new(PORTS_FIRST);
-    let free = |port: u16| {
-        TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
-    };
-    let mut ports = Vec::new();
-    while ports.len() < 3 {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            port <= PORTS_LAST,
-            "ran out of ports {PORTS_FIRST}-{PORTS_LAST}"
-        );
-        if free(port) {
-            ports.push(port);
-        }
-    }
-    [ports[0], ports[1], ports[2]]
-}
-
-struct Cluster {
-    addrs: [SocketAddr; 3],
-    nodes: [Option<ServerGuard>; 3],
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let ports = free_ports();
-        let members = (0..3)
-            .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let dir = tempfile::tempdir().unwrap();
-        let nodes = [0, 1, 2].map(|i| {
-            let data = dir.path().join(format!("n{}", i + 1));
-            let id = (i + 1).to_string();
-            Some(ServerGuard::start_on(
-                ports[i],
-                Path::new(&data),
-                &[
-                    "--node-id",
-                    &id,
-                    "--cluster",
-                    &members,
-                    "--raft-tick-ms",
-                    "20",
-                    "--admin-port",
-                    "0",
-                ],
-            ))
-        });
-        Cluster {
-            addrs: ports.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
-            nodes,
-            _dir: dir,
-        }
-    }
-
-    /// `CLUSTER INFO` of node `i`, asked of that node alone (not through a cluster client).
-    fn info(&self, i: usize) -> String {
-        let mut connection = Connection::open(self.addrs[i], &ClientOptions::new()).unwrap();
-        match connection.command(&["CLUSTER", "INFO"]).unwrap() {
-            Value::Bulk(text) => String::from_utf8(text).unwrap(),
-            other => panic!("CLUSTER INFO answered {other:?}"),
-        }
-    }
-
-    /// Waits for a running node to accept writes; its index.
-    fn leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            for i in 0..3 {
-                if self.nodes[i].is_some() && self.info(i).contains("accepting_writes:1") {
-                    return i;
-                }
-            }
-            assert!(Instant::now() < deadline, "no leader within 20 s");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self, i: usize) {
-        self.nodes[i].take().expect("running").crash();
-    }
+fn start_cluster() -> TestCluster {
+    TestCluster::start(&["--raft-tick-ms", "20"])
 }
 
 #[test]
 fn the_client_reaches_the_leader_from_a_follower_and_finds_the_next_one_after_a_kill() {
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster();
     let leader = cluster.leader();
     let follower = (leader + 1) % 3;
     // The follower first: the first call is redirected.
@@ -147,7 +56,7 @@ fn the_client_reaches_the_leader_from_a_follower_and_finds_the_next_one_after_a_
 
 #[test]
 fn a_write_in_flight_at_the_kill_is_acknowledged_only_if_it_was_applied() {
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster();
     let leader = cluster.leader();
     let client = Client::connect_cluster(&cluster.addrs).unwrap();
     client.kv().set("counter", "0").unwrap();
@@ -200,7 +109,7 @@ fn a_write_in_flight_at_the_kill_is_acknowledged_only_if_it_was_applied() {
 
 #[test]
 fn with_no_majority_the_budget_ends_in_an_error_naming_the_nodes_tried() {
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster();
     let leader = cluster.leader();
     let survivor = (leader + 1) % 3;
     let policy = RetryPolicy::new().time(Duration::from_millis(1500));

@@ -162,3 +162,4 @@ pub fn resp(args: &[&[u8]]) -> Vec<u8> {
     flin_net::resp::encode_command(&mut out, args);
     out
 }
+pub mod cluster;

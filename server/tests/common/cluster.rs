@@ -1,0 +1,132 @@
+//! Three real `flin-server` processes as one cluster on 127.0.0.1, for the cluster tests
+//! (server/tests/cluster.rs, cluster_client.rs): free ports, start, kill, restart, and the
+//! wait for a leader.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use super::ServerGuard;
+
+/// Three client ports whose cluster ports (+10000) and admin ports (+1000) are free too.
+pub fn free_ports() -> [u16; 3] {
+    // Tests of one file run in parallel in one process: each call starts elsewhere.
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut ports = Vec::new();
+    let mut candidate = 20_000 + ((std::process::id() % 5_000) as u16 * 5 + call * 100) % 25_000;
+    while ports.len() < 3 {
+        candidate = if candidate >= 45_000 {
+            20_000
+        } else {
+            candidate + 1
+        };
+        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(candidate) && free(candidate + 10_000) && free(candidate + 1_000) {
+            ports.push(candidate);
+        }
+    }
+    [ports[0], ports[1], ports[2]]
+}
+
+/// Nodes 1..=3 on `ports`; node `i + 1` is `nodes[i]`, its data in `n<i+1>` of a temporary
+/// directory, its admin page on its client port + 1000.
+pub struct TestCluster {
+    pub ports: [u16; 3],
+    pub addrs: [SocketAddr; 3],
+    pub nodes: [Option<ServerGuard>; 3],
+    members: String,
+    flags: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts the three nodes with `flags` added to each one's command line.
+    pub fn start(flags: &[&str]) -> TestCluster {
+        let ports = free_ports();
+        let members = (0..3)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = TestCluster {
+            ports,
+            addrs: ports.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+            nodes: [None, None, None],
+            members,
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts, on its data directory) node `i + 1`.
+    pub fn start_node(&mut self, i: usize) {
+        let data = self.dir.path().join(format!("n{}", i + 1));
+        let id = (i + 1).to_string();
+        let admin = (self.ports[i] + 1_000).to_string();
+        let mut args = vec![
+            "--node-id",
+            &id,
+            "--cluster",
+            &self.members,
+            "--admin-port",
+            &admin,
+        ];
+        args.extend(self.flags.iter().map(String::as_str));
+        self.nodes[i] = Some(ServerGuard::start_on(
+            self.ports[i],
+            Path::new(&data),
+            &args,
+        ));
+    }
+
+    /// SIGKILL of node `i + 1`.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].take().expect("running").crash();
+    }
+
+    /// A connection to node `i + 1` alone, with a 10 s read timeout.
+    pub fn connect(&self, i: usize) -> redis::Connection {
+        let node = self.nodes[i].as_ref().expect("running");
+        let con = redis::Client::open(node.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        con
+    }
+
+    /// `CLUSTER INFO` of node `i + 1`.
+    pub fn info(&self, i: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut self.connect(i))
+            .unwrap()
+    }
+
+    /// Waits (at most 20 s) for a running node that accepts writes; its index.
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for i in 0..3 {
+                if self.nodes[i].is_some() && self.info(i).contains("accepting_writes:1") {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The number after `key:` in a `CLUSTER INFO` reply.
+pub fn field(info: &str, key: &str) -> u64 {
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}:")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {info}"))
+}
