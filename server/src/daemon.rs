@@ -118,7 +118,9 @@ impl Daemon {
                         shared
                             .queues
                             .reload(&shared.store)
-                            .map_err(|e| format!("queues: {e}"))
+                            .map_err(|e| format!("queues: {e}"))?;
+                        finish_documents_when_writable(shared.clone());
+                        Ok(())
                     })
                 },
                 Arc::new(|level, line: &str| crate::log::log(level, "cluster", line)),
@@ -300,4 +302,42 @@ fn recovery_summary(report: &flin_engine::RecoveryReport) -> String {
         report.bad_hints.len(),
         report.finished_compaction,
     )
+}
+
+/// On a node that just became its cluster's leader: finishes the document index builds and
+/// drops an earlier leader left unfinished (its failover interrupted them), as a lone node
+/// does at open. On a thread of its own, since a build walks a whole collection and the raft
+/// thread that calls this must keep ticking; it starts once the node takes writes (the raft
+/// thread marks it writable after this returns) and gives up if that does not happen within
+/// 10 s (another node leads: its own turn will come). One at a time: a second leadership in
+/// quick succession leaves the work to the running one.
+fn finish_documents_when_writable(shared: Arc<Shared>) {
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering;
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("flin-doc-finish".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !shared.store.accepts_writes() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if shared.store.accepts_writes() {
+                if let Err(error) = shared.docs.finish_pending(&shared.store) {
+                    crate::log::error(
+                        "doc",
+                        &format!(
+                            "cannot finish an earlier leader's index builds and drops: {error}"
+                        ),
+                    );
+                }
+            }
+            RUNNING.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        RUNNING.store(false, Ordering::Release);
+        crate::log::error("doc", "cannot start the thread that finishes index builds");
+    }
 }

@@ -259,3 +259,84 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .to_string();
     (status, body)
 }
+
+/// The `ready` flag of index `name` in a `DOC.INDEXES` reply, if the index is listed.
+fn index_ready(con: &mut redis::Connection, coll: &str, name: &str) -> Option<bool> {
+    let specs: Vec<String> = redis::cmd("DOC.INDEXES").arg(coll).query(con).unwrap();
+    specs.iter().find_map(|spec| {
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap();
+        (spec["name"] == name).then(|| spec["ready"] == true)
+    })
+}
+
+#[test]
+fn an_index_build_cut_short_by_the_leader_s_kill_is_finished_by_the_next_leader() {
+    const DOCUMENTS: usize = 60_000;
+    let mut cluster = start_cluster();
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    for batch in 0..DOCUMENTS / 1_000 {
+        let mut insert = redis::cmd("DOC.INSERT");
+        insert.arg("people");
+        for n in batch * 1_000..(batch + 1) * 1_000 {
+            insert.arg(format!(r#"{{"_id":{n},"age":{}}}"#, n % 100));
+        }
+        let _: Value = insert.query(&mut con).unwrap();
+    }
+    let follower = (leader + 1) % 3;
+    let mut on_follower = cluster.connect(follower);
+    let _: () = redis::cmd("READONLY").query(&mut on_follower).unwrap();
+    // Start the build on the leader and kill it as soon as a follower has the index's spec
+    // (written first, `ready` false) but not yet its end (`ready` true).
+    let builder = {
+        let mut con = cluster.connect(leader);
+        std::thread::spawn(move || {
+            let _ = redis::cmd("DOC.INDEX")
+                .arg("people")
+                .arg("age")
+                .query::<Value>(&mut con);
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        if let Some(ready) = index_ready(&mut on_follower, "people", "age_1") {
+            break ready;
+        }
+        assert!(Instant::now() < deadline, "the build never started");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    cluster.kill(leader);
+    let _ = builder.join();
+    assert!(
+        !seen,
+        "the build of {DOCUMENTS} documents ended before the kill: the test needs more"
+    );
+
+    // The next leader finishes the build: the index becomes ready, and is exact.
+    let new_leader = cluster.leader();
+    let mut con = cluster.connect(new_leader);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while index_ready(&mut con, "people", "age_1") != Some(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the new leader did not finish the build"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let count: u64 = redis::cmd("DOC.COUNT")
+        .arg("people")
+        .arg(r#"{"age":7}"#)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(count, (DOCUMENTS / 100) as u64);
+    let plan: String = redis::cmd("DOC.EXPLAIN")
+        .arg("people")
+        .arg(r#"{"age":7}"#)
+        .query(&mut con)
+        .unwrap();
+    assert!(plan.contains("IXSCAN"), "{plan}");
+    assert!(
+        plan.contains(&format!(r#""nReturned":{}"#, DOCUMENTS / 100)),
+        "{plan}"
+    );
+}
