@@ -151,7 +151,8 @@ impl Node {
 
     /// A node started from what it had persisted. It comes back as a follower of no one.
     /// `config.membership` must be the membership as of `persisted.applied` (or its offset,
-    /// if higher): changes in later entries take effect as they are applied again.
+    /// if higher): the changes in the persisted entries after it are read back and in force
+    /// at once.
     pub fn restart(config: Config, seed: u64, persisted: Persisted) -> Node {
         config.validate();
         let on_disk = persisted.hard_state;
@@ -366,7 +367,8 @@ impl Node {
     pub fn propose(&mut self, data: Vec<u8>) -> Result<u64> {
         self.assert_advanced();
         if self.role != Role::Leader || !self.is_voter() {
-            // A removed leader takes nothing new while it hands over (`hand_off_after_removal`).
+            // A leader whose own removal is in its log takes nothing new; it steps down once
+            // the removal is applied.
             return Err(self.not_leader());
         }
         if self.transferee.is_some() {
