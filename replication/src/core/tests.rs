@@ -853,3 +853,24 @@ fn a_restarted_node_takes_its_applied_membership_and_the_changes_after_it() {
     assert_eq!(node.applied_membership(), &Membership::new([1, 2, 3]));
     assert!(node.membership().is_learner(4));
 }
+
+#[test]
+fn a_two_voter_cluster_that_removes_its_leader_elects_the_other() {
+    // The trap of switching on apply (etcd's rule), found by the simulator: node 2 holds the
+    // committed removal of node 1 without knowing it is committed. By the applied membership
+    // it would still need node 1's vote (refused whenever node 1 holds entries past the
+    // removal); by the membership in its log it is the only voter.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.change(1, ConfChangeKind::RemoveNode, 3).unwrap();
+    cluster.settle();
+    cluster.cut.insert(3);
+    let removal = cluster.change(1, ConfChangeKind::RemoveNode, 1).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert!(cluster.node(2).commit_index() < removal);
+    assert_eq!(cluster.voters(2), vec![2]);
+    cluster.tick_all(60);
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert!(cluster.node(2).applied_index() >= removal);
+}
