@@ -2,14 +2,17 @@
 
 use std::collections::BTreeSet;
 
-use crate::message::NodeId;
+use crate::error::{Error, Result};
+use crate::message::{ConfChange, ConfChangeKind, NodeId};
 use crate::wire;
 
-/// The voting members. A struct so that learners and joint configurations (membership
-/// changes, not yet written) can join it without changing every caller.
+/// Who is in the cluster: the voters, and the learners that receive the log but neither
+/// vote nor count in a quorum. The two sets never overlap. It changes one
+/// [`ConfChange`] at a time ([`Membership::changed`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Membership {
     voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
 }
 
 impl Membership {
@@ -18,20 +21,94 @@ impl Membership {
         let voters: BTreeSet<NodeId> = voters.into_iter().collect();
         assert!(!voters.is_empty(), "a cluster needs at least one voter");
         assert!(!voters.contains(&0), "node id 0 is reserved");
-        Membership { voters }
+        Membership {
+            voters,
+            learners: BTreeSet::new(),
+        }
+    }
+
+    /// `voters` and `learners`, as a caller restores them (panics as [`Membership::new`] and
+    /// on an id in both).
+    pub fn with_learners(
+        voters: impl IntoIterator<Item = NodeId>,
+        learners: impl IntoIterator<Item = NodeId>,
+    ) -> Membership {
+        let mut membership = Membership::new(voters);
+        for learner in learners {
+            assert!(learner != 0, "node id 0 is reserved");
+            assert!(
+                !membership.voters.contains(&learner),
+                "node {learner} is both a voter and a learner"
+            );
+            membership.learners.insert(learner);
+        }
+        membership
     }
 
     pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.voters.iter().copied()
     }
 
-    pub fn contains(&self, id: NodeId) -> bool {
+    pub fn learners(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.learners.iter().copied()
+    }
+
+    /// Voters and learners.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.union(&self.learners).copied()
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id)
+    }
+
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.contains(&id)
+    }
+
+    /// A voter or a learner.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.is_voter(id) || self.is_learner(id)
     }
 
     /// How many voters make a majority.
     pub fn quorum(&self) -> usize {
         self.voters.len() / 2 + 1
+    }
+
+    /// The membership after `change`, or why it cannot be made: an added id must be new (and
+    /// not 0), a promoted one a learner, a removed one a member, and a voter remains.
+    pub fn changed(&self, change: ConfChange) -> Result<Membership> {
+        let node = change.node;
+        let mut next = self.clone();
+        match change.kind {
+            ConfChangeKind::AddLearner => {
+                if node == 0 {
+                    return Err(Error::UnknownNode(0));
+                }
+                if self.contains(node) {
+                    return Err(Error::AlreadyMember(node));
+                }
+                next.learners.insert(node);
+            }
+            ConfChangeKind::PromoteLearner => {
+                if !next.learners.remove(&node) {
+                    return Err(Error::NotALearner(node));
+                }
+                next.voters.insert(node);
+            }
+            ConfChangeKind::RemoveNode => {
+                if !self.contains(node) {
+                    return Err(Error::UnknownNode(node));
+                }
+                if self.voters.len() == 1 && self.is_voter(node) {
+                    return Err(Error::LastVoter(node));
+                }
+                next.voters.remove(&node);
+                next.learners.remove(&node);
+            }
+        }
+        Ok(next)
     }
 }
 
@@ -40,6 +117,9 @@ impl Membership {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
+    /// The membership as of the last applied entry (at restart: `Persisted::applied`'s); a
+    /// new node that joins a running cluster starts from the initial voters, without itself,
+    /// and learns the rest from the log.
     pub membership: Membership,
     /// A follower campaigns after a silence drawn uniformly from
     /// `election_ticks..2 * election_ticks` (§5.2's randomized timeouts), and a leader checks
@@ -65,13 +145,17 @@ pub struct Config {
     pub uncommitted_entries_max: u64,
     /// The largest proposal accepted, in bytes.
     pub entry_bytes_max: usize,
+    /// A learner has caught up (and may be promoted) once its log is known to match the
+    /// leader's and its match index is within this many entries of the leader's commit index.
+    pub learner_lag_max: u64,
 }
 
 impl Config {
     /// Defaults in etcd's spirit: election after 10..20 ticks, heartbeat every 2, pre-vote and
-    /// check-quorum on.
+    /// check-quorum on. `id` need not be a member: a node joining a running cluster is not one
+    /// until the log says so, and it never campaigns before it is a voter.
     pub fn new(id: NodeId, membership: Membership) -> Config {
-        assert!(membership.contains(id), "node {id} is not among the voters");
+        assert!(id != 0, "node id 0 is reserved");
         Config {
             id,
             membership,
@@ -84,15 +168,12 @@ impl Config {
             inflight_appends_max: 8,
             uncommitted_entries_max: 4096,
             entry_bytes_max: 8 << 20,
+            learner_lag_max: 1024,
         }
     }
 
     pub(crate) fn validate(&self) {
-        assert!(
-            self.membership.contains(self.id),
-            "node {} is not a voter",
-            self.id
-        );
+        assert!(self.id != 0, "node id 0 is reserved");
         assert!(self.heartbeat_ticks > 0, "heartbeat_ticks must be positive");
         assert!(
             self.election_ticks > self.heartbeat_ticks,

@@ -17,10 +17,23 @@ pub enum Error {
     Busy,
     /// The proposal is longer than `entry_bytes_max`.
     TooLarge { bytes: usize },
-    /// The message's sender or the transfer's target is not a member.
+    /// The message's sender is 0 or this node, or the target of a transfer or a membership
+    /// change is not a member (not a voter, for a transfer).
     UnknownNode(NodeId),
     /// The message was addressed to another node.
     Misdelivered { to: NodeId },
+    /// The membership change at `index` is not applied yet: one change at a time.
+    ChangePending { index: u64 },
+    /// An added learner's id is a member already.
+    AlreadyMember(NodeId),
+    /// Only a learner can be promoted.
+    NotALearner(NodeId),
+    /// Removing this voter would leave no voter.
+    LastVoter(NodeId),
+    /// The learner's log is not caught up with the leader's (see `Config::learner_lag_max`).
+    LearnerBehind { node: NodeId, match_index: u64 },
+    /// A proposal's data starts with the prefix reserved for membership changes.
+    ReservedData,
 }
 
 impl fmt::Display for Error {
@@ -33,6 +46,20 @@ impl fmt::Display for Error {
             Error::TooLarge { bytes } => write!(f, "entry of {bytes} bytes is too large"),
             Error::UnknownNode(id) => write!(f, "node {id} is not a member"),
             Error::Misdelivered { to } => write!(f, "message for node {to}"),
+            Error::ChangePending { index } => {
+                write!(
+                    f,
+                    "the membership change at index {index} is not applied yet"
+                )
+            }
+            Error::AlreadyMember(id) => write!(f, "node {id} is a member already"),
+            Error::NotALearner(id) => write!(f, "node {id} is not a learner"),
+            Error::LastVoter(id) => write!(f, "node {id} is the last voter"),
+            Error::LearnerBehind { node, match_index } => write!(
+                f,
+                "learner {node} has not caught up (its log matches through index {match_index})"
+            ),
+            Error::ReservedData => write!(f, "data starts with the membership change prefix"),
         }
     }
 }

@@ -9,12 +9,13 @@
 //!   messages to send once that is durable, and the committed entries to apply. No sockets,
 //!   threads, clock reads or files; election timeouts come from a seeded generator.
 //!   `core/election.rs` holds campaigns, votes and role changes, `core/replicate.rs` the
-//!   leader's appends, the follower's side and the commit rule.
+//!   leader's appends, the follower's side and the commit rule, `core/membership.rs` the
+//!   membership changes (learners, one change at a time, in force once appended).
 //! - `log`: the node's copy of the log (all in memory for now) with its persisted, committed
 //!   and applied marks, and the follower's side of AppendEntries.
 //! - `progress`: what a leader knows of each follower (match and next index, probe or
 //!   pipelined replication, appends in flight).
-//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`].
+//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`], [`ConfChange`].
 //! - `wire`: the bytes of a [`Message`] ([`wire::encode`], [`wire::decode`]), of a frame on a
 //!   peer connection ([`wire::write_frame`], [`wire::FrameReader`]) and of the hello that
 //!   opens one. Pure: it takes and returns bytes, and refuses any input it cannot decode with
@@ -23,7 +24,8 @@
 //!   40-byte file beside the log, replaced whole by temp file, fsync, rename and directory
 //!   fsync). It does file I/O, so it is a shell for the server to call, outside `core`, which
 //!   stays pure.
-//! - `config`: [`Config`] (timeouts in ticks, batch and pipeline limits) and [`Membership`].
+//! - `config`: [`Config`] (timeouts in ticks, batch and pipeline limits) and [`Membership`]
+//!   (voters and learners, and what one change makes of them).
 //! - `rng`: splitmix64, the one seeded generator of the crate.
 //! - `sim` (tests only): the deterministic simulator and its safety checker.
 //! - `linearizability`: a checker of client histories (Wing & Gong with Lowe's just-in-time
@@ -45,7 +47,7 @@
 //! batch)`, `commit_through(seq)` (docs/ARCHITECTURE.md, decision 39).
 //!
 //! # Not yet
-//! Membership changes (learners, one change at a time), log compaction and snapshots (the log
+//! Joint consensus (membership changes are one server at a time), log compaction and snapshots (the log
 //! is all in memory, and a follower is always fed from it), reading the log back from the
 //! engine instead of memory, read index / leases for linearizable reads, and running it in
 //! the server. docs/replication.md says what is implemented and checked.
@@ -68,4 +70,4 @@ pub mod wire;
 pub use crate::config::{Config, Membership};
 pub use crate::core::{Node, Persisted, Ready, Role};
 pub use crate::error::{Error, Result};
-pub use crate::message::{Body, Entry, HardState, Message, NodeId};
+pub use crate::message::{Body, ConfChange, ConfChangeKind, Entry, HardState, Message, NodeId};

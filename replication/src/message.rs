@@ -16,6 +16,28 @@ pub struct Entry {
     pub data: Vec<u8>,
 }
 
+/// One membership change, the raft dissertation's single-server change (§4.1) in etcd's
+/// shape (`ConfChange`). Its entry's data is [`crate::wire::encode_conf_change`]'s bytes:
+/// a reserved prefix, the change, then the caller's own payload. A change takes effect on
+/// each node when its entry is applied, and a leader proposes no other until it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfChange {
+    pub kind: ConfChangeKind,
+    pub node: NodeId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfChangeKind {
+    /// `node` joins as a learner: it receives appends, never votes or campaigns, and counts
+    /// in no quorum.
+    AddLearner,
+    /// The learner `node` becomes a voter (the leader accepts it only once it caught up).
+    PromoteLearner,
+    /// `node` (voter or learner) leaves. A leader that removes itself steps down once the
+    /// change is applied.
+    RemoveNode,
+}
+
 /// What must be on disk before a node sends anything that depends on it: a vote given twice
 /// in one term, or a term gone back, would break election safety after a crash.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::message::{Body, Entry, Message, NodeId};
+use crate::message::{Body, ConfChange, ConfChangeKind, Entry, Message, NodeId};
 
 /// The message encoding's version, its first byte. Bumped only by an incompatible change;
 /// a new body tag is not one (an old node refuses the unknown tag, naming it).
@@ -384,6 +384,90 @@ pub fn decode_hello(bytes: &[u8]) -> Result<NodeId, WireError> {
     }
     reader.finish("hello")?;
     Ok(node_id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership changes inside entry data
+
+/// An entry whose data starts with these bytes is a membership change; the core refuses
+/// ordinary proposals that start with them (`Error::ReservedData`).
+pub const CONF_CHANGE_MAGIC: [u8; 8] = *b"FLINCONF";
+/// The change encoding's version, after the magic.
+pub const CONF_CHANGE_VERSION: u8 = 1;
+/// magic, version, kind, node id: what a change's data holds before the caller's payload.
+pub const CONF_CHANGE_HEADER_LEN: usize = 8 + 1 + 1 + 8;
+
+const _: () = assert!(CONF_CHANGE_HEADER_LEN == 18);
+
+/// Change kinds, the byte after the version. 0 is never a kind.
+mod conf_change_kind {
+    pub const ADD_LEARNER: u8 = 1;
+    pub const PROMOTE_LEARNER: u8 = 2;
+    pub const REMOVE_NODE: u8 = 3;
+}
+
+/// Appends the data of an entry carrying `change`, then `payload` (the caller's bytes for
+/// the same entry; the core never reads them), to `out`.
+pub fn encode_conf_change(change: ConfChange, payload: &[u8], out: &mut Vec<u8>) {
+    out.reserve(CONF_CHANGE_HEADER_LEN + payload.len());
+    out.extend_from_slice(&CONF_CHANGE_MAGIC);
+    out.push(CONF_CHANGE_VERSION);
+    out.push(match change.kind {
+        ConfChangeKind::AddLearner => conf_change_kind::ADD_LEARNER,
+        ConfChangeKind::PromoteLearner => conf_change_kind::PROMOTE_LEARNER,
+        ConfChangeKind::RemoveNode => conf_change_kind::REMOVE_NODE,
+    });
+    put_u64(out, change.node);
+    out.extend_from_slice(payload);
+}
+
+/// Whether `data` starts with [`CONF_CHANGE_MAGIC`].
+pub fn is_conf_change(data: &[u8]) -> bool {
+    data.starts_with(&CONF_CHANGE_MAGIC)
+}
+
+/// The change an entry's data carries and the payload after it: `None` for data that does
+/// not start with [`CONF_CHANGE_MAGIC`] (an ordinary entry), an error for a broken header.
+pub fn decode_conf_change(data: &[u8]) -> Option<Result<(ConfChange, &[u8]), WireError>> {
+    if !is_conf_change(data) {
+        return None;
+    }
+    let mut reader = Reader {
+        bytes: data,
+        at: CONF_CHANGE_MAGIC.len(),
+    };
+    let decoded = (|| {
+        let version = reader.u8("change version")?;
+        if version != CONF_CHANGE_VERSION {
+            return Err(WireError::new(
+                "change version",
+                8,
+                WireErrorKind::UnknownVersion(version),
+            ));
+        }
+        let kind = match reader.u8("change kind")? {
+            conf_change_kind::ADD_LEARNER => ConfChangeKind::AddLearner,
+            conf_change_kind::PROMOTE_LEARNER => ConfChangeKind::PromoteLearner,
+            conf_change_kind::REMOVE_NODE => ConfChangeKind::RemoveNode,
+            other => {
+                return Err(WireError::new(
+                    "change kind",
+                    9,
+                    WireErrorKind::UnknownTag(other),
+                ))
+            }
+        };
+        let node = reader.u64("change node id")?;
+        if node == 0 {
+            return Err(WireError::new(
+                "change node id",
+                10,
+                WireErrorKind::ZeroNodeId,
+            ));
+        }
+        Ok((ConfChange { kind, node }, &data[CONF_CHANGE_HEADER_LEN..]))
+    })();
+    Some(decoded)
 }
 
 /// A cursor over the input that names what it reads, so every failure says where.

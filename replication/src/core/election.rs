@@ -86,9 +86,17 @@ impl Node {
     /// Records one answer to our campaign and acts on a decided outcome.
     pub(super) fn tally(&mut self, from: NodeId, granted: bool) {
         self.votes.entry(from).or_insert(granted);
-        let quorum = self.config.membership.quorum();
-        let yes = self.votes.values().filter(|&&granted| granted).count();
-        let no = self.votes.len() - yes;
+        let membership = &self.config.membership;
+        let quorum = membership.quorum();
+        // Only voters' answers count (a node asked before a change was applied may not be one).
+        let answers = self
+            .votes
+            .iter()
+            .filter(|(&voter, _)| membership.is_voter(voter));
+        let (yes, no) = answers.fold((0, 0), |(yes, no), (_, &granted)| match granted {
+            true => (yes + 1, no),
+            false => (yes, no + 1),
+        });
         if yes >= quorum {
             match self.role {
                 Role::PreCandidate => self.campaign(Campaign::PreVoteWon),
@@ -143,12 +151,15 @@ impl Node {
         self.progress = self
             .config
             .membership
-            .voters()
-            .filter(|&voter| voter != id)
-            .map(|voter| (voter, Progress::new(next_index)))
+            .members()
+            .filter(|&member| member != id)
+            .map(|member| (member, Progress::new(next_index)))
             .collect();
         // An entry of our own term, so that what earlier leaders left gets committed (§5.4.2, §8).
-        self.append_own(Vec::new());
+        // Its index is where a new membership change may follow: any change an earlier leader
+        // left in our log is applied by then, and our term has committed an entry (the fix to
+        // the single-server change bug the dissertation's author described in 2015).
+        self.pending_conf_index = self.append_own(Vec::new());
         self.broadcast_append();
     }
 }

@@ -17,12 +17,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Config;
+use crate::config::{Config, Membership};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::message::{Body, Entry, HardState, Message, NodeId};
+use crate::message::{Body, ConfChange, Entry, HardState, Message, NodeId};
 use crate::progress::Progress;
 use crate::rng::Rng;
+use crate::wire;
 
 /// A node's role in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +128,16 @@ pub struct Node {
     persisted_hard_state: HardState,
     /// New proposals wait to be sent (see `propose`).
     appends_due: bool,
+    /// The index of the last membership change this leader may not have applied (or, after
+    /// an election, of its first entry, which follows any change an earlier leader left):
+    /// no new change is proposed until `applied` reaches it (etcd's `pendingConfIndex`).
+    pending_conf_index: u64,
+    /// The membership as of the applied index; `config.membership` is this with
+    /// `unapplied_changes` made, the one every rule uses (the dissertation's §4.1: a node uses
+    /// the latest configuration in its log, committed or not).
+    applied_membership: Membership,
+    /// The membership changes in the log after the applied index: (index, change).
+    unapplied_changes: Vec<(u64, ConfChange)>,
     handed: Option<Handed>,
     #[cfg(test)]
     faults: Faults,
@@ -139,6 +150,9 @@ impl Node {
     }
 
     /// A node started from what it had persisted. It comes back as a follower of no one.
+    /// `config.membership` must be the membership as of `persisted.applied` (or its offset,
+    /// if higher): the changes in the persisted entries after it are read back and in force
+    /// at once.
     pub fn restart(config: Config, seed: u64, persisted: Persisted) -> Node {
         config.validate();
         let on_disk = persisted.hard_state;
@@ -157,6 +171,7 @@ impl Node {
             hard_state.term = log.last_term();
             hard_state.vote = None;
         }
+        let config_membership = config.membership.clone();
         let mut node = Node {
             config,
             term: hard_state.term,
@@ -174,11 +189,15 @@ impl Node {
             messages: Vec::new(),
             persisted_hard_state: on_disk,
             appends_due: false,
+            pending_conf_index: 0,
+            applied_membership: config_membership,
+            unapplied_changes: Vec::new(),
             handed: None,
             #[cfg(test)]
             faults: Faults::default(),
         };
         node.reset_timers();
+        node.rescan_conf_changes(node.log.applied + 1);
         node
     }
 
@@ -189,6 +208,38 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.config.id
+    }
+
+    /// The membership in force: the latest in the log, applied or not.
+    pub fn membership(&self) -> &Membership {
+        &self.config.membership
+    }
+
+    /// The membership as of the applied index (what a restart must be given back).
+    pub fn applied_membership(&self) -> &Membership {
+        &self.applied_membership
+    }
+
+    /// Why a proposal is refused here: not the leader, or a leader that was removed (it
+    /// names no leader: the next one is not known yet).
+    fn not_leader(&self) -> Error {
+        Error::NotLeader {
+            leader: self.leader.filter(|&leader| leader != self.id()),
+        }
+    }
+
+    /// Whether this node is a voter in the membership in force.
+    fn is_voter(&self) -> bool {
+        self.config.membership.is_voter(self.id())
+    }
+
+    /// Whether this node may campaign (etcd's `promotable`): it is a voter in the membership
+    /// in force, or its removal is in its log but not applied. The latter must: the other
+    /// voters may lack the removal, and only a leader holding it can commit it (its own vote
+    /// does not count, `tally` counts the voters in force). A learner, a node not yet added
+    /// and one whose removal is applied never campaign.
+    fn promotable(&self) -> bool {
+        self.is_voter() || self.applied_membership.is_voter(self.id())
     }
 
     pub fn term(&self) -> u64 {
@@ -275,7 +326,7 @@ impl Node {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.election_timeout {
+        if self.election_elapsed >= self.election_timeout && self.promotable() {
             self.campaign(Campaign::Timeout);
         }
     }
@@ -299,14 +350,15 @@ impl Node {
     }
 
     /// Counts the voters heard from since the last check (ourselves included) and starts a
-    /// new round.
+    /// new round. Learners are not counted.
     fn quorum_recently_active(&mut self) -> bool {
-        let mut active = 1;
-        for progress in self.progress.values_mut() {
-            active += usize::from(progress.recent_active);
+        let membership = &self.config.membership;
+        let mut active = usize::from(membership.is_voter(self.config.id));
+        for (&follower, progress) in self.progress.iter_mut() {
+            active += usize::from(progress.recent_active && membership.is_voter(follower));
             progress.recent_active = false;
         }
-        active >= self.config.membership.quorum()
+        active >= membership.quorum()
     }
 
     /// Appends `data` as a new entry (leader only) and returns its index. The entry is
@@ -314,14 +366,22 @@ impl Node {
     /// current term; it may instead be lost if leadership changes first.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<u64> {
         self.assert_advanced();
-        if self.role != Role::Leader {
-            return Err(Error::NotLeader {
-                leader: self.leader,
-            });
+        if self.role != Role::Leader || !self.is_voter() {
+            // A leader whose own removal is in its log takes nothing new; it steps down once
+            // the removal is applied.
+            return Err(self.not_leader());
         }
         if self.transferee.is_some() {
             return Err(Error::TransferInProgress);
         }
+        if wire::is_conf_change(&data) {
+            return Err(Error::ReservedData);
+        }
+        self.append_proposal(data)
+    }
+
+    /// The checks every proposal passes, then the append.
+    fn append_proposal(&mut self, data: Vec<u8>) -> Result<u64> {
         if data.len() > self.config.entry_bytes_max {
             return Err(Error::TooLarge { bytes: data.len() });
         }
@@ -343,7 +403,7 @@ impl Node {
                 leader: self.leader,
             });
         }
-        if !self.config.membership.contains(to) {
+        if !self.config.membership.is_voter(to) {
             return Err(Error::UnknownNode(to));
         }
         if to == self.id() {
@@ -351,7 +411,9 @@ impl Node {
         }
         self.transferee = Some(to);
         self.election_elapsed = 0;
-        if self.progress[&to].match_index == self.log.last_index() {
+        if self.progress.get(&to).map(|progress| progress.match_index)
+            == Some(self.log.last_index())
+        {
             self.send(to, Body::TimeoutNow);
         } else {
             self.send_appends(to);
@@ -365,7 +427,11 @@ impl Node {
         if message.to != self.id() {
             return Err(Error::Misdelivered { to: message.to });
         }
-        if !self.config.membership.contains(message.from) || message.from == self.id() {
+        // Not checked against the membership: nodes apply changes at different times, so a
+        // candidate one node has not heard of yet may be a voter to others (the dissertation's
+        // §4.1: servers process requests without consulting their configurations). Answers
+        // from a node the leader does not track are ignored.
+        if message.from == 0 || message.from == self.id() {
             return Err(Error::UnknownNode(message.from));
         }
         if message.term > self.term {
@@ -467,7 +533,7 @@ impl Node {
                 }
             }
             Body::TimeoutNow => {
-                if self.role == Role::Follower {
+                if self.role == Role::Follower && self.promotable() {
                     self.campaign(Campaign::Transfer);
                 }
             }
@@ -549,6 +615,7 @@ impl Node {
         self.persisted_hard_state = handed.hard_state;
         self.log.stable = handed.last_index;
         self.log.applied = handed.applied;
+        self.conf_changes_applied(handed.applied);
         if self.role == Role::Leader {
             // Our own entries count toward a majority now that they are on disk.
             self.maybe_commit();
@@ -557,6 +624,7 @@ impl Node {
 }
 
 mod election;
+mod membership;
 mod replicate;
 #[cfg(test)]
 mod tests;

@@ -4,15 +4,23 @@
 use super::Node;
 use crate::message::{Body, Entry, Message, NodeId};
 use crate::progress::{Progress, ProgressState};
+use crate::wire;
 
 impl Node {
     pub(super) fn append_own(&mut self, data: Vec<u8>) -> u64 {
         let index = self.log.last_index() + 1;
+        let change = match wire::decode_conf_change(&data) {
+            Some(Ok((change, _))) => Some(change),
+            _ => None,
+        };
         self.log.push(Entry {
             term: self.term,
             index,
             data,
         });
+        if let Some(change) = change {
+            self.conf_change_appended(index, change);
+        }
         index
     }
 
@@ -143,6 +151,9 @@ impl Node {
         }
         match self.log.try_append(prev_index, prev_term, entries) {
             Some(match_index) => {
+                if let Some(first) = entries.first() {
+                    self.rescan_conf_changes(first.index);
+                }
                 // Only what the leader showed us matches it; beyond that our log may differ.
                 let checked = match_index;
                 #[cfg(test)]
@@ -169,7 +180,9 @@ impl Node {
     }
 
     pub(super) fn handle_append_accepted(&mut self, from: NodeId, match_index: u64) {
-        let progress = self.progress.get_mut(&from).expect("a follower");
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return; // not (or no longer) a member
+        };
         progress.recent_active = true;
         if progress.accept(match_index) {
             self.maybe_commit();
@@ -188,7 +201,9 @@ impl Node {
         hint_term: u64,
     ) {
         let (next_index, _) = self.log.last_index_with_term_at_most(hint_index, hint_term);
-        let progress = self.progress.get_mut(&from).expect("a follower");
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         progress.recent_active = true;
         let stale = match progress.state {
             ProgressState::Replicate => prev_index <= progress.match_index,
@@ -207,7 +222,9 @@ impl Node {
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
         let inflight_appends_max = self.config.inflight_appends_max;
-        let progress = self.progress.get_mut(&from).expect("a follower");
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         progress.recent_active = true;
         progress.probe_sent = false;
         // A full pipeline may be full of lost appends: let one more out, whose answer
@@ -224,15 +241,23 @@ impl Node {
         }
     }
 
-    /// §5.3 and §5.4.2: the highest index a majority holds becomes committed, if its entry is
-    /// of the current term. Our own log counts only as far as it is persisted.
+    /// §5.3 and §5.4.2: the highest index a majority of the voters holds becomes committed,
+    /// if its entry is of the current term. Our own log counts only as far as it is
+    /// persisted; learners do not count.
     pub(super) fn maybe_commit(&mut self) -> bool {
+        let membership = &self.config.membership;
         let mut matched: Vec<u64> = self
             .progress
-            .values()
-            .map(|progress| progress.match_index)
+            .iter()
+            .filter(|(&follower, _)| membership.is_voter(follower))
+            .map(|(_, progress)| progress.match_index)
             .collect();
-        matched.push(self.log.stable);
+        if membership.is_voter(self.config.id) {
+            matched.push(self.log.stable);
+        }
+        if matched.len() < membership.quorum() {
+            return false; // voters we do not track yet (a change applied on us, not them)
+        }
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let majority_index = matched[self.config.membership.quorum() - 1];
         let current_term = self.log.term_at(majority_index) == Some(self.term);

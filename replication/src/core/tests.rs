@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::config::Membership;
+use crate::message::{ConfChange, ConfChangeKind};
+use crate::wire;
 
 fn config(id: NodeId) -> Config {
     Config::new(id, Membership::new([1, 2, 3]))
@@ -433,17 +435,24 @@ fn proposals_are_refused_where_they_cannot_go() {
 }
 
 #[test]
-fn messages_from_strangers_or_for_others_are_refused() {
+fn messages_from_nobody_or_for_others_are_refused_and_strangers_are_heard() {
     let mut node = Node::new(config(1), 1);
     let heartbeat = Body::Heartbeat { commit: 0 };
+    for from in [0, 1] {
+        assert_eq!(
+            node.step(message(from, 1, 1, heartbeat.clone())),
+            Err(Error::UnknownNode(from))
+        );
+    }
     assert_eq!(
-        node.step(message(9, 1, 1, heartbeat.clone())),
-        Err(Error::UnknownNode(9))
-    );
-    assert_eq!(
-        node.step(message(2, 3, 1, heartbeat)),
+        node.step(message(2, 3, 1, heartbeat.clone())),
         Err(Error::Misdelivered { to: 3 })
     );
+    // The dissertation's §4.1: a node answers without consulting its membership (a voter it
+    // has not heard of yet may be a leader to others).
+    let replies = answer(&mut node, message(9, 1, 1, heartbeat));
+    assert_eq!(replies[0].body, Body::HeartbeatResponse);
+    assert_eq!(node.leader(), Some(9));
 }
 
 #[test]
@@ -568,4 +577,300 @@ fn a_node_restarted_after_an_offset_rejoins_and_catches_up() {
         applied.ends_with(&[4, 5, 6]),
         "after the restart node 2 applies from its applied index on: {applied:?}"
     );
+}
+
+// ---- Membership changes (the dissertation's §4.1, etcd's ConfChange) ----
+
+fn change(kind: ConfChangeKind, node: NodeId) -> ConfChange {
+    ConfChange { kind, node }
+}
+
+impl Cluster {
+    /// Starts node `id` as a new node joining with the initial voters' membership.
+    fn start_joining(&mut self, id: NodeId) {
+        let node = Node::new(config_joining(id), id * 1000);
+        self.nodes.insert(id, node);
+    }
+
+    fn change(&mut self, leader: NodeId, kind: ConfChangeKind, node: NodeId) -> Result<u64> {
+        self.node(leader)
+            .propose_conf_change(change(kind, node), b"payload")
+    }
+
+    fn voters(&mut self, id: NodeId) -> Vec<NodeId> {
+        self.node(id).membership().voters().collect()
+    }
+}
+
+fn config_joining(id: NodeId) -> Config {
+    Config::new(id, Membership::new([1, 2, 3]))
+}
+
+#[test]
+fn a_second_change_is_refused_until_the_first_is_applied() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.start_joining(4);
+    let first = cluster.change(1, ConfChangeKind::AddLearner, 4).unwrap();
+    assert_eq!(
+        cluster.change(1, ConfChangeKind::RemoveNode, 3),
+        Err(Error::ChangePending { index: first })
+    );
+    cluster.settle();
+    assert_eq!(cluster.node(1).applied_index(), first);
+    cluster.change(1, ConfChangeKind::RemoveNode, 3).unwrap();
+}
+
+#[test]
+fn a_new_leader_changes_nothing_before_its_first_entry_is_applied() {
+    // etcd's pendingConfIndex after an election; the fix to the single-server change bug
+    // (a leader must commit an entry of its term before changing the membership).
+    let mut node = Node::new(config(1), 1);
+    node.become_candidate();
+    node.become_leader();
+    let first = node.last_index();
+    assert_eq!(node.pending_conf_index(), first);
+    assert_eq!(
+        node.propose_conf_change(change(ConfChangeKind::AddLearner, 4), &[]),
+        Err(Error::ChangePending { index: first })
+    );
+}
+
+#[test]
+fn changes_that_do_not_fit_are_refused() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    assert_eq!(
+        cluster.change(1, ConfChangeKind::AddLearner, 2),
+        Err(Error::AlreadyMember(2))
+    );
+    assert_eq!(
+        cluster.change(1, ConfChangeKind::PromoteLearner, 3),
+        Err(Error::NotALearner(3))
+    );
+    assert_eq!(
+        cluster.change(1, ConfChangeKind::RemoveNode, 9),
+        Err(Error::UnknownNode(9))
+    );
+    assert_eq!(
+        cluster.change(2, ConfChangeKind::RemoveNode, 3),
+        Err(Error::NotLeader { leader: Some(1) })
+    );
+    let mut data = Vec::new();
+    wire::encode_conf_change(change(ConfChangeKind::RemoveNode, 3), &[], &mut data);
+    assert_eq!(cluster.node(1).propose(data), Err(Error::ReservedData));
+    let mut alone = Node::new(Config::new(1, Membership::new([1])), 1);
+    alone.tick_all_until_leader();
+    assert_eq!(
+        alone.propose_conf_change(change(ConfChangeKind::RemoveNode, 1), &[]),
+        Err(Error::LastVoter(1))
+    );
+}
+
+impl Node {
+    /// A one-voter node: tick until it elects itself, handling its `Ready`s.
+    fn tick_all_until_leader(&mut self) {
+        for _ in 0..100 {
+            self.tick();
+            if self.has_ready() {
+                self.ready();
+                self.advance();
+            }
+            if self.role() == Role::Leader && self.applied_index() == self.last_index() {
+                return;
+            }
+        }
+        panic!("a lone voter was not elected");
+    }
+}
+
+#[test]
+fn a_learner_gets_the_log_but_never_votes_counts_or_campaigns() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.node(1).propose(b"before".to_vec()).unwrap();
+    cluster.settle();
+    cluster.start_joining(4);
+    cluster.change(1, ConfChangeKind::AddLearner, 4).unwrap();
+    cluster.settle();
+    let leader_last = cluster.node(1).last_index();
+    assert_eq!(cluster.node(4).last_index(), leader_last);
+    assert!(cluster.node(4).membership().is_learner(4));
+    assert_eq!(cluster.node(1).match_index(4), Some(leader_last));
+    // Never campaigns, however long it hears nothing.
+    cluster.cut.insert(1);
+    cluster.delivered.clear();
+    for _ in 0..100 {
+        cluster.node(4).tick();
+        cluster.settle();
+    }
+    assert_eq!(cluster.node(4).role(), Role::Follower);
+    assert!(cluster.delivered.iter().all(|message| message.from != 4));
+    cluster.cut.clear();
+    // Counts in no quorum: with both other voters cut off, the learner's copy commits nothing.
+    cluster.cut.extend([2, 3]);
+    let commit = cluster.node(1).commit_index();
+    let index = cluster.node(1).propose(b"after".to_vec()).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(4).last_index(), index);
+    assert_eq!(cluster.node(1).commit_index(), commit);
+}
+
+#[test]
+fn a_learner_is_promoted_only_once_caught_up() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.start_joining(4);
+    cluster.cut.insert(4);
+    cluster.change(1, ConfChangeKind::AddLearner, 4).unwrap();
+    cluster.settle();
+    assert!(!cluster.node(1).learner_caught_up(4));
+    assert_eq!(
+        cluster.change(1, ConfChangeKind::PromoteLearner, 4),
+        Err(Error::LearnerBehind {
+            node: 4,
+            match_index: 0
+        })
+    );
+    cluster.cut.clear();
+    cluster.tick_all(cluster_heartbeat_ticks());
+    assert_eq!(cluster.node(1).caught_up_learners(), vec![4]);
+    cluster
+        .change(1, ConfChangeKind::PromoteLearner, 4)
+        .unwrap();
+    cluster.settle();
+    for id in 1..=4 {
+        assert_eq!(cluster.voters(id), vec![1, 2, 3, 4], "node {id}");
+    }
+    assert_eq!(cluster.node(1).membership().quorum(), 3);
+}
+
+fn cluster_heartbeat_ticks() -> u32 {
+    config(1).heartbeat_ticks
+}
+
+#[test]
+fn removing_a_dead_voter_shrinks_the_quorum() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.cut.insert(3);
+    cluster.change(1, ConfChangeKind::RemoveNode, 3).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.voters(1), vec![1, 2]);
+    assert_eq!(cluster.node(1).membership().quorum(), 2);
+    assert_eq!(cluster.node(1).match_index(3), None);
+    // Two of two now: with node 2 cut off as well, nothing commits.
+    cluster.cut.insert(2);
+    let commit = cluster.node(1).commit_index();
+    cluster.node(1).propose(b"x".to_vec()).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).commit_index(), commit);
+    cluster.cut.remove(&2);
+    cluster.tick_all(cluster_heartbeat_ticks());
+    assert_eq!(cluster.node(1).commit_index(), cluster.node(1).last_index());
+}
+
+#[test]
+fn a_removed_leader_steps_down_once_the_removal_is_applied_and_never_campaigns() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    let index = cluster.change(1, ConfChangeKind::RemoveNode, 1).unwrap();
+    // Not a voter in the membership in force: it takes nothing new while it commits its removal.
+    assert_eq!(
+        cluster.node(1).propose(b"x".to_vec()),
+        Err(Error::NotLeader { leader: None })
+    );
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+    cluster.settle();
+    assert!(cluster.node(1).applied_index() >= index);
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert_eq!(cluster.voters(2), vec![2, 3]);
+    cluster.tick_all(60);
+    let leaders: Vec<NodeId> = [1, 2, 3]
+        .into_iter()
+        .filter(|&id| cluster.node(id).role() == Role::Leader)
+        .collect();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0], 1);
+    // The removed node never campaigns again.
+    cluster.delivered.clear();
+    for _ in 0..100 {
+        cluster.node(1).tick();
+        cluster.settle();
+    }
+    assert!(cluster.delivered.iter().all(|message| message.from != 1));
+}
+
+#[test]
+fn a_change_cut_from_the_log_is_undone() {
+    // A follower uses the membership its log holds, applied or not; a new leader's conflicting
+    // entry cuts the change and restores the one before it.
+    let mut node = Node::new(config(2), 2);
+    let mut data = Vec::new();
+    wire::encode_conf_change(change(ConfChangeKind::RemoveNode, 3), &[], &mut data);
+    let entries = vec![
+        Entry {
+            term: 1,
+            index: 1,
+            data: Vec::new(),
+        },
+        Entry {
+            term: 1,
+            index: 2,
+            data,
+        },
+    ];
+    let append = Body::Append {
+        prev_index: 0,
+        prev_term: 0,
+        entries,
+        commit: 0,
+    };
+    answer(&mut node, message(1, 2, 1, append));
+    assert_eq!(node.membership().voters().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(node.applied_membership(), &Membership::new([1, 2, 3]));
+    let replace = Body::Append {
+        prev_index: 1,
+        prev_term: 1,
+        entries: vec![Entry {
+            term: 2,
+            index: 2,
+            data: Vec::new(),
+        }],
+        commit: 0,
+    };
+    answer(&mut node, message(3, 2, 2, replace));
+    assert_eq!(node.membership(), &Membership::new([1, 2, 3]));
+}
+
+#[test]
+fn a_restarted_node_takes_its_applied_membership_and_the_changes_after_it() {
+    let mut data = Vec::new();
+    wire::encode_conf_change(change(ConfChangeKind::AddLearner, 4), &[], &mut data);
+    let mut disk = persisted(1, &[1, 1]);
+    disk.entries[1].data = data;
+    let node = Node::restart(config(1), 1, disk);
+    assert_eq!(node.applied_membership(), &Membership::new([1, 2, 3]));
+    assert!(node.membership().is_learner(4));
+}
+
+#[test]
+fn a_two_voter_cluster_that_removes_its_leader_elects_the_other() {
+    // The trap of switching on apply (etcd's rule), found by the simulator: node 2 holds the
+    // committed removal of node 1 without knowing it is committed. By the applied membership
+    // it would still need node 1's vote (refused whenever node 1 holds entries past the
+    // removal); by the membership in its log it is the only voter.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.change(1, ConfChangeKind::RemoveNode, 3).unwrap();
+    cluster.settle();
+    cluster.cut.insert(3);
+    let removal = cluster.change(1, ConfChangeKind::RemoveNode, 1).unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert!(cluster.node(2).commit_index() < removal);
+    assert_eq!(cluster.voters(2), vec![2]);
+    cluster.tick_all(60);
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert!(cluster.node(2).applied_index() >= removal);
 }

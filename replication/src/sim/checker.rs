@@ -12,6 +12,9 @@ use crate::message::{Entry, NodeId};
 pub(crate) enum Property {
     /// At most one leader per term.
     ElectionSafety,
+    /// A leader is a voter, in the membership in force or (while its own removal is not
+    /// applied) in the applied one: never a learner or a node not added.
+    OnlyVotersLead,
     /// Two entries with the same index and term hold the same data and follow the same log.
     LogMatching,
     /// An entry committed in term t is in the log of every leader of a term >= t.
@@ -165,6 +168,18 @@ impl Checker {
     }
 
     fn observe_leader(&mut self, node: &Node) -> Checked {
+        let id = node.id();
+        if !node.membership().is_voter(id) && !node.applied_membership().is_voter(id) {
+            return Err(self.violation(
+                Property::OnlyVotersLead,
+                format!(
+                    "node {id} leads term {} with membership {:?} (applied {:?})",
+                    node.term(),
+                    node.membership(),
+                    node.applied_membership()
+                ),
+            ));
+        }
         let term = node.term();
         let leader = *self.leaders.entry(term).or_insert(node.id());
         if leader != node.id() {

@@ -16,8 +16,9 @@ use crate::core::{Faults, Node, Persisted, Role};
 use crate::linearizability::{
     self, kv, KvCommand, KvInput, KvModel, KvOutput, KvState, Limits, Operation, Outcome,
 };
-use crate::message::{Message, NodeId};
+use crate::message::{ConfChange, ConfChangeKind, Message, NodeId};
 use crate::rng::Rng;
+use crate::wire;
 pub(crate) use checker::{Checked, Checker, Property, Violation};
 
 /// The longest delay of a message after the network heals, in steps.
@@ -26,7 +27,13 @@ const CALM_DELAY_STEPS_MAX: u64 = 3;
 /// The knobs of one run. Rates are per mille of steps (or of messages, for the network's).
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
+    /// The voters at the start: nodes 1..=nodes.
     pub(crate) nodes: u64,
+    /// Nodes nodes+1..=nodes+spare_nodes, started only when a membership change adds them.
+    pub(crate) spare_nodes: u64,
+    /// A membership change proposed on the leader: promote a caught-up learner, add a spare
+    /// as a learner, or remove a member.
+    pub(crate) conf_change_per_mille: u64,
     pub(crate) steps: u64,
     pub(crate) drop_per_mille: u64,
     pub(crate) duplicate_per_mille: u64,
@@ -69,6 +76,8 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             nodes: 3,
+            spare_nodes: 0,
+            conf_change_per_mille: 0,
             steps: 3000,
             drop_per_mille: 50,
             duplicate_per_mille: 30,
@@ -105,6 +114,8 @@ pub(crate) struct Report {
     pub(crate) digest: u64,
     /// Client histories too large for the linearizability checker's budget (not checked).
     pub(crate) unchecked_histories: u64,
+    /// Membership changes applied by the most advanced node.
+    pub(crate) conf_changes: u64,
 }
 
 /// One simulated machine: the node while it runs, and what survives a crash.
@@ -120,6 +131,13 @@ struct Machine {
     /// applied, and the key-value map they make.
     applied: Vec<Vec<u8>>,
     kv: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The membership the applied entries make (durable with them), which a restart hands
+    /// to the node.
+    membership: Membership,
+    /// Membership changes among the applied entries.
+    conf_changes: u64,
+    /// The operator started this node: an initial voter, or a spare once proposed as a learner.
+    provisioned: bool,
 }
 
 struct InFlight {
@@ -206,7 +224,8 @@ impl Sim {
     pub(crate) fn new(seed: u64, options: Options) -> Sim {
         let mut rng = Rng::new(seed);
         let mut machines = BTreeMap::new();
-        for id in 1..=options.nodes {
+        let ids = 1..=options.nodes + options.spare_nodes;
+        for id in ids.clone() {
             machines.insert(
                 id,
                 Machine {
@@ -216,11 +235,16 @@ impl Sim {
                     pending: BTreeMap::new(),
                     applied: Vec::new(),
                     kv: BTreeMap::new(),
+                    // A spare, too, starts from the initial voters and learns the rest from
+                    // the log (as `flin-server --join` does).
+                    membership: Membership::new(1..=options.nodes),
+                    conf_changes: 0,
+                    provisioned: id <= options.nodes,
                 },
             );
         }
         let mut sim = Sim {
-            sides: (1..=options.nodes).map(|id| (id, 0)).collect(),
+            sides: ids.map(|id| (id, 0)).collect(),
             one_way_cuts: BTreeSet::new(),
             options,
             rng,
@@ -242,7 +266,8 @@ impl Sim {
     }
 
     fn config(&self, id: NodeId) -> Config {
-        let mut config = Config::new(id, Membership::new(1..=self.options.nodes));
+        let membership = self.machines[&id].membership.clone();
+        let mut config = Config::new(id, membership);
         config.append_entries_max = self.options.append_entries_max;
         config.inflight_appends_max = 4;
         config.pre_vote = self.options.pre_vote;
@@ -371,6 +396,7 @@ impl Sim {
             options.restart_per_mille,
             options.partition_per_mille,
             options.heal_per_mille,
+            options.conf_change_per_mille,
         ];
         let mut event = thresholds.len();
         for (kind, &threshold) in thresholds.iter().enumerate() {
@@ -393,7 +419,7 @@ impl Sim {
                 let crashed: Vec<NodeId> = self
                     .machines
                     .iter()
-                    .filter(|(_, m)| m.node.is_none())
+                    .filter(|(_, m)| m.node.is_none() && m.provisioned)
                     .map(|(&id, _)| id)
                     .collect();
                 if let Some(id) = self.pick(&crashed) {
@@ -402,6 +428,7 @@ impl Sim {
             }
             4 => self.partition(),
             5 => self.heal(),
+            6 => self.change_membership(),
             _ => {
                 let roll = self.rng.below(1000);
                 if roll < self.options.tick_per_mille {
@@ -485,7 +512,7 @@ impl Sim {
         let Some(leader) = self.leader() else {
             return Ok(());
         };
-        let to = 1 + self.rng.below(self.options.nodes);
+        let to = 1 + self.rng.below(self.machines.len() as u64);
         let node = self
             .machines
             .get_mut(&leader)
@@ -497,10 +524,69 @@ impl Sim {
         Ok(())
     }
 
+    /// What an operator does on the leader: promote a learner that caught up, add a spare as
+    /// a learner (starting it once the change is accepted), or remove a random member. The
+    /// core refuses what breaks its rules (a change pending, the last voter, a learner behind).
+    fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let spare = self
+            .machines
+            .iter()
+            .find(|(_, machine)| !machine.provisioned)
+            .map(|(&id, _)| id);
+        let node = self.machines[&leader].node.as_ref().expect("running");
+        let caught_up = node.caught_up_learners();
+        let members: Vec<NodeId> = node.membership().members().collect();
+        let change = match (caught_up.first(), spare, self.rng.below(3)) {
+            (Some(&learner), _, 0 | 1) => ConfChange {
+                kind: ConfChangeKind::PromoteLearner,
+                node: learner,
+            },
+            (_, Some(spare), 0) => ConfChange {
+                kind: ConfChangeKind::AddLearner,
+                node: spare,
+            },
+            _ => {
+                let Some(node) = self.pick(&members) else {
+                    return;
+                };
+                ConfChange {
+                    kind: ConfChangeKind::RemoveNode,
+                    node,
+                }
+            }
+        };
+        let node = self
+            .machines
+            .get_mut(&leader)
+            .and_then(|machine| machine.node.as_mut())
+            .expect("running");
+        let result = node.propose_conf_change(change, &[]);
+        self.digest(&[10, leader, change.node, u64::from(result.is_ok())]);
+        self.trace(|| format!("change at {leader}: {change:?} -> {result:?}"));
+        if result.is_ok() && change.kind == ConfChangeKind::AddLearner {
+            self.machines
+                .get_mut(&change.node)
+                .expect("a machine")
+                .provisioned = true;
+            self.start(change.node);
+        }
+    }
+
+    /// The membership the most advanced node applied: who an operator keeps running.
+    fn latest_membership(&self) -> Membership {
+        self.machines
+            .values()
+            .max_by_key(|machine| machine.applied.len())
+            .expect("a machine")
+            .membership
+            .clone()
+    }
+
     /// Splits the nodes in two random sides, or cuts one link in one direction.
     fn partition(&mut self) {
         if self.rng.chance(500) {
-            for id in 1..=self.options.nodes {
+            for id in 1..=self.machines.len() as u64 {
                 let side = self.rng.below(2);
                 self.sides.insert(id, side);
             }
@@ -508,8 +594,8 @@ impl Sim {
             self.digest(&sides);
             self.trace(|| format!("partition sides {sides:?}"));
         } else {
-            let from = 1 + self.rng.below(self.options.nodes);
-            let to = 1 + self.rng.below(self.options.nodes);
+            let from = 1 + self.rng.below(self.machines.len() as u64);
+            let to = 1 + self.rng.below(self.machines.len() as u64);
             self.one_way_cuts.insert((from, to));
             self.digest(&[9, from, to]);
             self.trace(|| format!("cut {from} -> {to}"));
@@ -637,7 +723,6 @@ impl Sim {
             return Ok(());
         }
         let ready = node.ready();
-        self.checker.persisted(node, &ready.entries)?;
         // A crash may strike while the `Ready` is being written: the cut first, then some of
         // the entries, then the hard state; the messages leave only after all of it.
         let crash = !self.calm && self.rng.chance(self.options.crash_in_ready_per_mille);
@@ -645,6 +730,13 @@ impl Sim {
             true => self.rng.below(ready.entries.len() as u64 + 2) as usize,
             false => ready.entries.len() + 1,
         };
+        // Only what reached the disk existed: entries a crash kept from being written were
+        // never seen by anyone, and the node may append others at their (index, term) after
+        // the restart. (A lone voter does: it wins the same term again when its vote was
+        // lost with the entries; found by the membership sweep, seed 4745.)
+        let entries_written = written.min(ready.entries.len());
+        self.checker
+            .persisted(node, &ready.entries[..entries_written])?;
         let disk = &mut machine.disk;
         if let Some(index) = ready.truncate_after {
             disk.entries.truncate(index as usize);
@@ -656,7 +748,6 @@ impl Sim {
                 "a gap in the persisted log"
             );
         }
-        let entries_written = written.min(ready.entries.len());
         disk.entries
             .extend(ready.entries[..entries_written].iter().cloned());
         if written > ready.entries.len() {
@@ -698,6 +789,12 @@ impl Sim {
                 "applied out of order"
             );
             machine.applied.push(entry.data.clone());
+            if let Some(Ok((change, _))) = wire::decode_conf_change(&entry.data) {
+                if let Ok(membership) = machine.membership.changed(change) {
+                    machine.membership = membership;
+                    machine.conf_changes += 1;
+                }
+            }
             // The state machine: every node runs the command; the node that accepted the
             // proposal answers its client with the output.
             let output = decode(&entry.data).map(|(n, input)| {
@@ -726,19 +823,15 @@ impl Sim {
         Ok(())
     }
 
-    /// Heals the network, restarts every node, turns faults off and runs until it settles.
+    /// Heals the network, restarts every member, turns faults off and runs until it settles.
     fn heal_and_settle(&mut self) -> Checked {
         self.calm = true;
         self.heal();
-        for id in 1..=self.options.nodes {
-            if self.machines[&id].node.is_none() {
-                self.start(id);
-            }
-        }
         for _ in 0..self.options.liveness_rounds {
+            self.run_members_only();
             self.now += 1;
             self.checker.step = self.now;
-            for id in 1..=self.options.nodes {
+            for id in self.running() {
                 self.machines
                     .get_mut(&id)
                     .and_then(|m| m.node.as_mut())
@@ -757,7 +850,7 @@ impl Sim {
             for in_flight in due {
                 self.deliver(in_flight.message)?;
             }
-            for id in 1..=self.options.nodes {
+            for id in self.running() {
                 self.handle_ready(id)?;
             }
             self.check_all()?;
@@ -770,8 +863,8 @@ impl Sim {
         let lagging: Vec<String> = self
             .machines
             .iter()
-            .map(|(&id, machine)| {
-                let node = machine.node.as_ref().expect("running");
+            .filter_map(|(&id, machine)| Some((id, machine, machine.node.as_ref()?)))
+            .map(|(id, machine, node)| {
                 format!(
                     "node {id}: {:?} term {} commit {} last {} applied {}",
                     node.role(),
@@ -793,25 +886,49 @@ impl Sim {
         })
     }
 
-    /// A leader has committed its whole log, every node has applied it, and so every
-    /// acknowledged proposal is applied everywhere.
+    /// The operator's part once calm: every member of the latest membership runs, and a node
+    /// removed from it is stopped once no member still counts it (a removed node that never
+    /// learned it was removed would otherwise campaign forever, while a member that has not
+    /// applied the removal yet may still need its vote; docs/operations.md says the same).
+    fn run_members_only(&mut self) {
+        let latest = self.latest_membership();
+        let counted: BTreeSet<NodeId> = latest
+            .members()
+            .flat_map(|id| self.machines[&id].membership.members().collect::<Vec<_>>())
+            .collect();
+        for id in self.machines.keys().copied().collect::<Vec<_>>() {
+            let running = self.machines[&id].node.is_some();
+            match (latest.contains(id), running) {
+                (true, false) => self.start(id),
+                (false, true) if !counted.contains(&id) => self.crash(id),
+                _ => {}
+            }
+        }
+    }
+
+    /// A leader has committed its whole log, every member has applied it, and so every
+    /// acknowledged proposal is applied on every member.
     fn settled(&self) -> bool {
         let Some(leader) = self.leader() else {
             return false;
         };
         let leader = self.machines[&leader].node.as_ref().expect("running");
         let commit = leader.commit_index();
+        let members: Vec<&Machine> = leader
+            .membership()
+            .members()
+            .map(|id| &self.machines[&id])
+            .collect();
         if commit != leader.last_index()
-            || self
-                .machines
-                .values()
+            || members
+                .iter()
                 .any(|machine| machine.applied.len() as u64 != commit)
         {
             return false;
         }
         self.acknowledged.iter().all(|(index, data)| {
-            self.machines
-                .values()
+            members
+                .iter()
                 .all(|machine| machine.applied.get(*index as usize - 1) == Some(data))
         })
     }
@@ -821,5 +938,6 @@ impl Sim {
         let node = self.machines[&leader].node.as_ref().expect("running");
         self.report.terms = node.term();
         self.report.commit = node.commit_index();
+        self.report.conf_changes = self.machines[&leader].conf_changes;
     }
 }

@@ -62,6 +62,30 @@ fn every_seed_is_safe_and_live_with_few_faults() {
     });
 }
 
+/// Membership changes among the faults: learners added (spares started from an empty log),
+/// promoted once caught up, members (leaders included) removed.
+fn changing_membership(options: Options) -> Options {
+    Options {
+        spare_nodes: 3,
+        conf_change_per_mille: 20,
+        ..options
+    }
+}
+
+#[test]
+fn every_seed_is_safe_and_live_while_membership_changes() {
+    let total = sweep(&changing_membership(Options::default()));
+    assert!(
+        seeds().len() < 10 || total.conf_changes > 0,
+        "no membership change was ever applied"
+    );
+}
+
+#[test]
+fn every_seed_is_safe_and_live_while_membership_changes_and_elections_churn() {
+    sweep(&changing_membership(churning()));
+}
+
 #[test]
 fn every_seed_is_safe_and_live_with_five_nodes() {
     // Membership is fixed at three for now, but nothing in the core assumes it.
@@ -71,7 +95,7 @@ fn every_seed_is_safe_and_live_with_five_nodes() {
     });
 }
 
-fn sweep(options: &Options) {
+fn sweep(options: &Options) -> Report {
     let mut total = Report::default();
     let seeds = seeds();
     for &seed in &seeds {
@@ -82,17 +106,19 @@ fn sweep(options: &Options) {
                 total.crashes += report.crashes;
                 total.terms += report.terms;
                 total.unchecked_histories += report.unchecked_histories;
+                total.conf_changes += report.conf_changes;
             }
             Err(violation) => panic!("seed {seed}: {violation} (replay: FLIN_RAFT_SEED={seed})"),
         }
     }
     eprintln!(
-        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} client histories too large to check for linearizability",
+        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} membership changes, {} client histories too large to check for linearizability",
         seeds.len(),
         total.proposals,
         total.acknowledged,
         total.crashes,
         total.terms,
+        total.conf_changes,
         total.unchecked_histories
     );
     // Most seeds' histories are checked for linearizability, not given up on.
@@ -107,6 +133,7 @@ fn sweep(options: &Options) {
         seeds.len() < 10 || total.acknowledged > 0,
         "nothing was ever committed"
     );
+    total
 }
 
 #[test]

@@ -611,3 +611,62 @@ fn a_connection_is_a_hello_then_frames() {
         assert_eq!(read, messages, "split at {split}");
     }
 }
+
+// ---- Membership changes inside entry data ----
+
+fn conf_change(kind: ConfChangeKind, node: NodeId) -> ConfChange {
+    ConfChange { kind, node }
+}
+
+#[test]
+fn a_conf_change_round_trips_with_its_payload_and_bytes_as_documented() {
+    for (kind, byte) in [
+        (ConfChangeKind::AddLearner, 1),
+        (ConfChangeKind::PromoteLearner, 2),
+        (ConfChangeKind::RemoveNode, 3),
+    ] {
+        let change = conf_change(kind, 0x0102);
+        let mut data = Vec::new();
+        encode_conf_change(change, b"ops", &mut data);
+        let mut expected = b"FLINCONF".to_vec();
+        expected.extend_from_slice(&[1, byte, 2, 1, 0, 0, 0, 0, 0, 0]);
+        expected.extend_from_slice(b"ops");
+        assert_eq!(data, expected);
+        assert_eq!(decode_conf_change(&data), Some(Ok((change, &b"ops"[..]))));
+    }
+    assert_eq!(decode_conf_change(b"n|k|get"), None);
+    assert_eq!(decode_conf_change(b""), None);
+}
+
+#[test]
+fn a_broken_conf_change_header_is_named() {
+    let mut data = Vec::new();
+    encode_conf_change(conf_change(ConfChangeKind::RemoveNode, 3), &[], &mut data);
+    for cut in CONF_CHANGE_MAGIC.len()..CONF_CHANGE_HEADER_LEN {
+        let error = decode_conf_change(&data[..cut])
+            .expect("prefixed")
+            .expect_err("truncated");
+        assert!(
+            matches!(error.kind, WireErrorKind::Truncated { .. }),
+            "{error}"
+        );
+    }
+    let mut bad = data.clone();
+    bad[8] = 9;
+    let error = decode_conf_change(&bad).unwrap().unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.offset, error.kind),
+        ("change version", 8, WireErrorKind::UnknownVersion(9))
+    );
+    let mut bad = data.clone();
+    bad[9] = 0;
+    let error = decode_conf_change(&bad).unwrap().unwrap_err();
+    assert_eq!(error.kind, WireErrorKind::UnknownTag(0));
+    let mut bad = data;
+    bad[10] = 0;
+    let error = decode_conf_change(&bad).unwrap().unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.offset, error.kind),
+        ("change node id", 10, WireErrorKind::ZeroNodeId)
+    );
+}
