@@ -153,6 +153,9 @@ FLAGS:
                            client address, this node's included, e.g.
                            1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382; peers
                            talk on the client port + 10000 (docs/replication.md)
+    --join                 with --cluster naming the running cluster's voters (not this
+                           node): join it; this node waits to be added (CLUSTER.ADD on
+                           the leader) and catches up from the leader's log
     --cluster-peers <PEERS>
                            for tests: the address to dial for some peers instead of
                            their cluster port, e.g. 2=127.0.0.1:7941 (a fault proxy)
@@ -175,6 +178,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut admin_port: Option<u16> = None;
     let mut cluster: Option<String> = None;
     let mut cluster_peers: Option<String> = None;
+    let mut join = false;
     let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -285,6 +289,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             }
             "--cluster" => cluster = Some(value(&flag)?),
             "--cluster-peers" => cluster_peers = Some(value(&flag)?),
+            "--join" => join = true,
             "--raft-tick-ms" => {
                 tick_ms = parse_number(&flag, &value(&flag)?)?;
                 if !(1..=10_000).contains(&tick_ms) {
@@ -304,14 +309,20 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     .into(),
             );
         }
-        let mut cluster =
-            crate::cluster::ClusterOptions::parse(&options.node_id, &members, tick_ms)?;
+        let mut cluster = if join {
+            let own = std::net::SocketAddr::new(options.bind, options.port);
+            crate::cluster::ClusterOptions::joining(&options.node_id, &members, tick_ms, own)?
+        } else {
+            crate::cluster::ClusterOptions::parse(&options.node_id, &members, tick_ms)?
+        };
         if let Some(peers) = cluster_peers {
             cluster.set_dial_overrides(&peers)?;
         }
         options.cluster = Some(Box::new(cluster));
     } else if cluster_peers.is_some() {
         return Err("--cluster-peers needs --cluster".into());
+    } else if join {
+        return Err("--join needs --cluster (the running cluster's voters)".into());
     }
     options.admin_port = match admin_port {
         Some(0) => None,

@@ -366,11 +366,10 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
         return serde_json::json!({ "mode": "standalone" });
     };
     let view = cluster.view();
-    let nodes: Vec<serde_json::Value> = cluster
-        .options
-        .members
-        .iter()
-        .map(|(&id, addr)| {
+    let members = view.voters.iter().chain(&view.learners).copied();
+    let nodes: Vec<serde_json::Value> = members
+        .filter_map(|id| Some((id, cluster.address(id)?)))
+        .map(|(id, addr)| {
             let matched = view.matches.get(&id).copied();
             let me = id == cluster.id();
             let role = match (me, view.leader == Some(id)) {
@@ -383,6 +382,7 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
                 "addr": addr.to_string(),
                 "self": me,
                 "role": role,
+                "learner": view.learners.contains(&id),
                 "leader": view.leader == Some(id),
                 "term": view.term,
                 // Known for this node; for the others only their match index, on the leader.

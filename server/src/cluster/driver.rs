@@ -10,7 +10,15 @@
 //! log matching). "Applying" is `Engine::commit_through` and opening the writes' gates: the
 //! models already saw each entry when it was appended (they are the engine's observers), and
 //! a cut starts them again.
+//!
+//! Membership changes (CLUSTER.ADD, CLUSTER.REMOVE, and the promotion of a learner that
+//! caught up, which this thread makes by itself): on the leader this thread writes the
+//! change's record (`membership::Record`) to the engine as one batch and proposes that entry
+//! with `Node::propose_conf_change`; followers strip the change header before appending it.
+//! The asker is answered once the entry is applied (or told it was cut). The transport
+//! follows the membership in force: it dials added peers and drops removed ones.
 
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,9 +27,11 @@ use std::time::{Duration, Instant};
 use flin_engine::Engine;
 use flin_replication::hard_state::HardStateFile;
 use flin_replication::{
-    Config, Entry, HardState, Membership, Message, Node, NodeId, Persisted, Ready, Role,
+    wire, ConfChange, ConfChangeKind, Config, Entry, Error as RaftError, HardState, Membership,
+    Message, Node, NodeId, Persisted, Ready, Role,
 };
 
+use super::membership::{Record, MEMBERSHIP_KEY};
 use super::transport::{Incoming, Transport};
 use super::{entry, Cluster, View};
 
@@ -43,7 +53,16 @@ pub enum Input {
     Appended,
     /// CLUSTER.TRANSFER: hand leadership to this node; the answer goes back on the channel.
     Transfer(NodeId, Sender<Result<(), String>>),
+    /// CLUSTER.ADD (with the new node's client address) or CLUSTER.REMOVE: answered with the
+    /// change's index once it is applied, or why not.
+    Change(ConfChange, Option<SocketAddr>, Sender<Result<u64, String>>),
     Stop,
+}
+
+/// A membership change written to the engine and not yet applied: its seq, and who waits.
+struct ChangeInFlight {
+    seq: u64,
+    answer: Option<Sender<Result<u64, String>>>,
 }
 
 /// A running raft thread.
@@ -67,12 +86,11 @@ impl Driver {
         let id = cluster.id();
         let node = restore(&cluster, &engine, hard_state.1)?;
         let (inbox, receiver) = mpsc::channel();
-        let peers = cluster
-            .options
-            .members
-            .keys()
-            .filter(|&&peer| peer != id)
-            .map(|&peer| (peer, cluster.options.dial_addr(peer)))
+        let peers = node
+            .membership()
+            .members()
+            .filter(|&peer| peer != id)
+            .filter_map(|peer| Some((peer, cluster.dial_addr(peer)?)))
             .collect();
         let mut listen = cluster.options.cluster_addr(id);
         listen.set_ip(bind);
@@ -95,6 +113,8 @@ impl Driver {
             transport: Some(transport),
             log,
             elections_won: 0,
+            change: None,
+            peers_of: None,
         };
         let tick = Duration::from_millis(raft.cluster.options.tick_ms.max(1));
         let thread = std::thread::Builder::new()
@@ -125,29 +145,57 @@ fn wrap(incoming: Incoming) -> Input {
 /// The node as the engine and the hard state file left it: entries above the engine's
 /// commit point are read back (the engine pins them: never compacted); below it the engine
 /// holds the state, and only the commit point's term is needed.
+///
+/// The membership as of the commit point is the first change read back's "before", else the
+/// engine's latest record's "after", else `--cluster`'s voters; the changes read back get
+/// their header again, so the node has them in force at once.
 fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<Node, String> {
     let options = &cluster.options;
-    let mut config = Config::new(options.id, Membership::new(options.members.keys().copied()));
-    // Entries carry engine batches (up to a few MiB each).
-    config.append_bytes_max = 4 << 20;
-    config.entry_bytes_max = 32 << 20;
+    let mut membership = None;
+    if let Some(value) = engine
+        .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
+        .map_err(|e| format!("cannot read the membership record: {e}"))?
+    {
+        let record = Record::decode(&value.value)?;
+        cluster.learn_addresses(&record.addresses);
+        membership = Some(record.after);
+    }
     let offset = engine.committed_seq();
     let offset_term = engine
         .term_at(offset)
         .map_err(|e| format!("cannot read the term at the commit point {offset}: {e}"))?
         .unwrap_or(0);
     let mut entries = Vec::new();
+    let mut first_change_before = None;
     let mut reader = engine.reader(offset + 1);
     while let Some(read) = reader
         .next_entry()
         .map_err(|e| format!("cannot read the log back from {}: {e}", offset + 1))?
     {
+        let mut data = entry::encode(&read);
+        if let Some(record) = Record::in_ops(&read.ops) {
+            let record = record.map_err(|e| format!("entry {}: {e}", read.seq))?;
+            cluster.learn_addresses(&record.addresses);
+            if first_change_before.is_none() {
+                first_change_before = Some(record.before.clone());
+            }
+            let mut with_header = Vec::new();
+            wire::encode_conf_change(record.change, &data, &mut with_header);
+            data = with_header;
+        }
         entries.push(Entry {
             term: read.term,
             index: read.seq,
-            data: entry::encode(&read),
+            data,
         });
     }
+    let membership = first_change_before
+        .or(membership)
+        .unwrap_or_else(|| Membership::new(options.initial_voters()));
+    let mut config = Config::new(options.id, membership);
+    // Entries carry engine batches (up to a few MiB each).
+    config.append_bytes_max = 4 << 20;
+    config.entry_bytes_max = 32 << 20;
     let mut hard_state = hard_state;
     // Under `everysec` a crash may have lost entries the file says were committed.
     hard_state.commit = hard_state
@@ -200,6 +248,10 @@ struct Raft {
     /// which made every turn cost the segment's length (most of the leader's CPU under load).
     /// Dropped off the leader and on a cut, so its compaction pin holds nothing back.
     proposal_reader: Option<flin_engine::LogReader>,
+    /// The membership change this node wrote and has not seen applied (one at a time).
+    change: Option<ChangeInFlight>,
+    /// The membership the transport's peers were last set from.
+    peers_of: Option<Membership>,
 }
 
 impl Raft {
@@ -231,6 +283,11 @@ impl Raft {
                         let _ =
                             answer.send(self.node.transfer_leader(to).map_err(|e| e.to_string()));
                     }
+                    Input::Change(change, addr, answer) => {
+                        if let Err(error) = self.write_change(change, addr, Some(answer.clone())) {
+                            let _ = answer.send(Err(error));
+                        }
+                    }
                     Input::Stop => stop = true,
                 }
                 self.watch_role();
@@ -246,6 +303,7 @@ impl Raft {
                 self.node.tick();
                 self.watch_role();
             }
+            self.promote_caught_up();
             self.propose_appended();
             while self.node.has_ready() {
                 let ready = self.node.ready();
@@ -272,6 +330,7 @@ impl Raft {
                 return;
             }
             self.compact();
+            self.follow_membership();
             self.publish_view();
         }
         let _ = self.persist_commit(true);
@@ -363,7 +422,15 @@ impl Raft {
                     }
                     return;
                 }
-                match self.node.propose(entry::encode(&logged)) {
+                let proposed = match Record::in_ops(&logged.ops) {
+                    Some(Ok(record)) => self
+                        .node
+                        .propose_conf_change(record.change, &entry::encode(&logged)),
+                    // Only this thread writes the record: a broken one is a bug; it goes as
+                    // it is, an ordinary entry that changes nothing.
+                    _ => self.node.propose(entry::encode(&logged)),
+                };
+                match proposed {
                     Ok(index) if index == logged.seq => {
                         self.proposed_through = index;
                         self.proposed_term = term;
@@ -380,6 +447,13 @@ impl Raft {
                         return;
                     }
                     // Busy (too much uncommitted) or a transfer: again next turn.
+                    Err(RaftError::Busy | RaftError::TransferInProgress) => return,
+                    // A change the core refuses (checked before it was written, so only if
+                    // the membership moved meanwhile): it is cut, and its asker told.
+                    Err(error) if Record::in_ops(&logged.ops).is_some() => {
+                        self.refuse_change(logged.seq, &error.to_string());
+                        return;
+                    }
                     Err(_) => return,
                 }
             }
@@ -421,6 +495,15 @@ impl Raft {
         if let Some(last) = ready.committed.last() {
             self.applied = last.index;
             self.cluster.gates.committed_through(last.index);
+            if self.change.as_ref().is_some_and(|c| c.seq <= last.index) {
+                if let Some(ChangeInFlight {
+                    seq,
+                    answer: Some(answer),
+                }) = self.change.take()
+                {
+                    let _ = answer.send(Ok(seq));
+                }
+            }
         }
         Ok(())
     }
@@ -471,8 +554,17 @@ impl Raft {
                 self.cut(logged.index - 1)?;
             }
             let leader = self.node.leader().unwrap_or(0);
-            let batch = entry::decode(&logged.data, logged.term, leader)
+            // A membership change: the core's header, then the record's entry.
+            let data = match wire::decode_conf_change(&logged.data) {
+                Some(Ok((_, payload))) => payload,
+                Some(Err(error)) => return Err(format!("entry {}: {error}", logged.index)),
+                None => &logged.data[..],
+            };
+            let batch = entry::decode(data, logged.term, leader)
                 .map_err(|e| format!("entry {}: {e}", logged.index))?;
+            if let Some(Ok(record)) = Record::in_batch(&batch) {
+                self.cluster.learn_addresses(&record.addresses);
+            }
             match self.engine.append_entry(logged.index, logged.term, &batch) {
                 Ok(_) => return Ok(()),
                 // A write that raced this node's loss of leadership took the seq: cut, retry.
@@ -496,6 +588,17 @@ impl Raft {
         self.cluster
             .gates
             .withdraw_after(seq, "the write was not committed: a new leader replaced it");
+        if self.change.as_ref().is_some_and(|change| change.seq > seq) {
+            if let Some(ChangeInFlight {
+                answer: Some(answer),
+                ..
+            }) = self.change.take()
+            {
+                let _ = answer.send(Err(
+                    "the change was not committed: a new leader replaced it".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -509,12 +612,11 @@ impl Raft {
         let mut through = applied;
         if self.node.role() == Role::Leader {
             let slowest = self
-                .cluster
-                .options
-                .members
-                .keys()
-                .filter(|&&peer| peer != self.node.id())
-                .filter_map(|&peer| self.node.match_index(peer))
+                .node
+                .membership()
+                .members()
+                .filter(|&peer| peer != self.node.id())
+                .filter_map(|peer| self.node.match_index(peer))
                 .min()
                 .unwrap_or(applied);
             through = through.min(slowest);
@@ -535,12 +637,11 @@ impl Raft {
     fn publish_view(&self) {
         let id = self.node.id();
         let matches = self
-            .cluster
-            .options
-            .members
-            .keys()
-            .filter(|&&peer| peer != id)
-            .filter_map(|&peer| self.node.match_index(peer).map(|index| (peer, index)))
+            .node
+            .membership()
+            .members()
+            .filter(|&peer| peer != id)
+            .filter_map(|peer| self.node.match_index(peer).map(|index| (peer, index)))
             .collect();
         self.cluster.set_view(View {
             role: self.node.role(),
@@ -552,6 +653,157 @@ impl Raft {
             first_index: self.node.first_index(),
             matches,
             elections_won: self.elections_won,
+            voters: self.node.membership().voters().collect(),
+            learners: self.node.membership().learners().collect(),
         });
+    }
+
+    /// On the leader: writes the record of `change` to the engine (one batch, at the next
+    /// seq), to be proposed as a membership change by `propose_appended`; `answer` hears
+    /// once it is applied. Refused (with why) when this node does not take writes, while a
+    /// change is not applied, and when the change does not fit the membership in force.
+    fn write_change(
+        &mut self,
+        change: ConfChange,
+        addr: Option<SocketAddr>,
+        answer: Option<Sender<Result<u64, String>>>,
+    ) -> Result<(), String> {
+        if self.node.role() != Role::Leader || !self.cluster.writable() {
+            return Err(match self.node.leader() {
+                Some(leader) if leader != self.node.id() => {
+                    format!("not the leader (node {leader} is)")
+                }
+                _ => "not the leader (no leader known)".into(),
+            });
+        }
+        if let Some(change) = &self.change {
+            return Err(format!(
+                "the membership change at index {} is not applied yet",
+                change.seq
+            ));
+        }
+        let pending = self.node.pending_conf_index();
+        if pending > self.node.applied_index() {
+            return Err(format!(
+                "the membership change at index {pending} is not applied yet"
+            ));
+        }
+        let before = self.node.membership().clone();
+        let after = before.changed(change).map_err(|e| e.to_string())?;
+        let mut addresses = std::collections::BTreeMap::new();
+        for member in before.members() {
+            if let Some(known) = self.cluster.address(member) {
+                addresses.insert(member, known);
+            }
+        }
+        if let Some(addr) = addr {
+            if let Some((&other, _)) = addresses.iter().find(|&(_, &known)| known == addr) {
+                return Err(format!("{addr} is node {other}'s address"));
+            }
+            addresses.insert(change.node, addr);
+        }
+        if change.kind == ConfChangeKind::AddLearner && !addresses.contains_key(&change.node) {
+            return Err(format!("node {}'s address is not known", change.node));
+        }
+        addresses.retain(|member, _| after.contains(*member) || before.contains(*member));
+        let record = Record {
+            change,
+            before,
+            after,
+            addresses,
+        };
+        let seq = self
+            .engine
+            .write(&record.batch())
+            .map_err(|e| format!("cannot write the membership record: {e}"))?;
+        self.cluster.learn_addresses(&record.addresses);
+        (self.log)(
+            crate::log::Level::Info,
+            &format!(
+                "raft: membership change {:?} of node {} written at {seq}",
+                change.kind, change.node
+            ),
+        );
+        self.change = Some(ChangeInFlight { seq, answer });
+        Ok(())
+    }
+
+    /// The core refused the change written at `seq` (the membership moved since it was
+    /// checked): cuts it and tells its asker why.
+    fn refuse_change(&mut self, seq: u64, why: &str) {
+        let answer = self
+            .change
+            .take_if(|change| change.seq == seq)
+            .and_then(|change| change.answer);
+        if let Err(error) = self.cut(seq - 1) {
+            (self.log)(
+                crate::log::Level::Warn,
+                &format!("raft: cannot cut a refused membership change: {error}"),
+            );
+        }
+        if let Some(answer) = answer {
+            let _ = answer.send(Err(why.to_string()));
+        }
+    }
+
+    /// On the leader: promotes a learner that has caught up, one at a time, through the same
+    /// path as CLUSTER.ADD (the asker of the addition has its answer already).
+    fn promote_caught_up(&mut self) {
+        if self.change.is_some() || self.node.role() != Role::Leader || !self.cluster.writable() {
+            return;
+        }
+        let Some(&learner) = self.node.caught_up_learners().first() else {
+            return;
+        };
+        let change = ConfChange {
+            kind: ConfChangeKind::PromoteLearner,
+            node: learner,
+        };
+        // Refused while a change is pending (a new leader's first entry not applied yet):
+        // tried again next turn.
+        if self.write_change(change, None, None).is_ok() {
+            (self.log)(
+                crate::log::Level::Info,
+                &format!("raft: learner {learner} caught up; promoting it to voter"),
+            );
+        }
+    }
+
+    /// Points the transport at the membership in force: dials added members, drops removed
+    /// ones (a node not yet a member keeps its `--cluster` peers, to answer the leader).
+    fn follow_membership(&mut self) {
+        let membership = self.node.membership();
+        if self.peers_of.as_ref() == Some(membership) {
+            return;
+        }
+        let Some(transport) = &mut self.transport else {
+            return;
+        };
+        let id = self.node.id();
+        let wanted: Vec<NodeId> = membership.members().filter(|&peer| peer != id).collect();
+        let mut complete = true;
+        for &peer in &wanted {
+            match self.cluster.dial_addr(peer) {
+                Some(addr) => {
+                    if let Err(error) = transport.add_peer(peer, addr) {
+                        (self.log)(crate::log::Level::Warn, &format!("raft: {error}"));
+                        complete = false;
+                    }
+                }
+                None => complete = false,
+            }
+        }
+        if membership.contains(id) {
+            let removed: Vec<NodeId> = transport
+                .peers()
+                .filter(|peer| !wanted.contains(peer))
+                .collect();
+            for peer in removed {
+                transport.remove_peer(peer);
+            }
+        }
+        if complete {
+            self.peers_of = Some(membership.clone());
+        }
     }
 }

@@ -21,6 +21,7 @@
 pub mod driver;
 pub mod entry;
 pub mod gates;
+pub mod membership;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -42,7 +43,8 @@ use crate::frame::Frame;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterOptions {
     pub id: NodeId,
-    /// Every voter's client address, this node's included.
+    /// Every voter's client address, this node's included (with `--join`: the voters, and
+    /// this node's own address, which is not a member yet).
     pub members: BTreeMap<NodeId, SocketAddr>,
     /// The length of one raft tick (elections after 10..20 ticks, heartbeats every 2).
     pub tick_ms: u64,
@@ -50,11 +52,54 @@ pub struct ClusterOptions {
     /// addresses, so a test can put a fault proxy on each directed link (flin-clustertest).
     /// The node still listens on its own cluster address.
     pub dial_overrides: BTreeMap<NodeId, SocketAddr>,
+    /// `--join`: this node joins a running cluster: it is not among the voters of `--cluster`
+    /// and waits to be added (CLUSTER.ADD) and fed by the leader.
+    pub join: bool,
 }
 
 impl ClusterOptions {
     /// Parses `1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382` for node `id`.
     pub fn parse(id: &str, members: &str, tick_ms: u64) -> Result<ClusterOptions, String> {
+        let options = ClusterOptions::parse_members(id, members, tick_ms)?;
+        if !options.members.contains_key(&options.id) {
+            return Err(format!(
+                "--cluster: this node ({}) is not among the members",
+                options.id
+            ));
+        }
+        Ok(options)
+    }
+
+    /// `--join`: node `id`, listening for clients on `own`, joins the cluster whose current
+    /// voters `--cluster` names (it is not one of them).
+    pub fn joining(
+        id: &str,
+        members: &str,
+        tick_ms: u64,
+        own: SocketAddr,
+    ) -> Result<ClusterOptions, String> {
+        let mut options = ClusterOptions::parse_members(id, members, tick_ms)?;
+        if options.members.contains_key(&options.id) {
+            return Err(format!(
+                "--join: this node ({}) is among --cluster's voters; a joining node is not a member yet",
+                options.id
+            ));
+        }
+        options.members.insert(options.id, own);
+        options.join = true;
+        Ok(options)
+    }
+
+    /// The voters `--cluster` names: the initial membership (without this node under
+    /// `--join`).
+    pub fn initial_voters(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members
+            .keys()
+            .copied()
+            .filter(move |&node| !(self.join && node == self.id))
+    }
+
+    fn parse_members(id: &str, members: &str, tick_ms: u64) -> Result<ClusterOptions, String> {
         let id: NodeId = id.parse().ok().filter(|&id| id > 0).ok_or_else(|| {
             format!("--node-id: '{id}' is not a node id (a positive integer) as --cluster needs")
         })?;
@@ -88,16 +133,12 @@ impl ClusterOptions {
                 return Err(format!("--cluster: node {node} is named twice"));
             }
         }
-        if !parsed.contains_key(&id) {
-            return Err(format!(
-                "--cluster: this node ({id}) is not among the members"
-            ));
-        }
         Ok(ClusterOptions {
             id,
             members: parsed,
             tick_ms,
             dial_overrides: BTreeMap::new(),
+            join: false,
         })
     }
 
@@ -156,6 +197,9 @@ pub struct View {
     pub matches: BTreeMap<NodeId, u64>,
     /// Times this node became leader.
     pub elections_won: u64,
+    /// The membership in force on this node (the latest in its log, applied or not).
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
 }
 
 /// The cluster as the rest of the server sees it.
@@ -166,14 +210,21 @@ pub struct Cluster {
     /// 0 while it is not the leader.
     writable_term: AtomicU64,
     view: Mutex<View>,
+    /// The client address of every node this one has known as a member: `--cluster`'s, then
+    /// those the membership records name (never forgotten: a removed node's address is
+    /// harmless, and a redirect may still need it while the removal is in flight).
+    addresses: Mutex<BTreeMap<NodeId, SocketAddr>>,
     /// Wakes the raft thread when the engine appended (set once the thread runs).
     pub(crate) wake: Mutex<Option<std::sync::mpsc::Sender<driver::Input>>>,
 }
 
 impl Cluster {
     pub fn new(options: ClusterOptions) -> Cluster {
+        let voters = options.initial_voters().collect();
+        let addresses = Mutex::new(options.members.clone());
         Cluster {
             options,
+            addresses,
             gates: Default::default(),
             writable_term: AtomicU64::new(0),
             view: Mutex::new(View {
@@ -186,6 +237,8 @@ impl Cluster {
                 first_index: 1,
                 matches: BTreeMap::new(),
                 elections_won: 0,
+                voters,
+                learners: Vec::new(),
             }),
             wake: Mutex::new(None),
         }
@@ -212,12 +265,38 @@ impl Cluster {
         *self.view.lock().expect("cluster view lock") = view;
     }
 
+    /// A node's client address, if this node knows it.
+    pub fn address(&self, node: NodeId) -> Option<SocketAddr> {
+        self.addresses
+            .lock()
+            .expect("cluster addresses lock")
+            .get(&node)
+            .copied()
+    }
+
+    /// Remembers the client addresses a membership record names.
+    pub(crate) fn learn_addresses(&self, addresses: &BTreeMap<NodeId, SocketAddr>) {
+        let mut known = self.addresses.lock().expect("cluster addresses lock");
+        known.extend(addresses);
+    }
+
+    /// The address this node dials to send to `peer`: `--cluster-peers`' if it named one,
+    /// else the peer's cluster address (client port + 10000).
+    pub fn dial_addr(&self, peer: NodeId) -> Option<SocketAddr> {
+        if let Some(&addr) = self.options.dial_overrides.get(&peer) {
+            return Some(addr);
+        }
+        let mut addr = self.address(peer)?;
+        addr.set_port(addr.port().checked_add(transport::CLUSTER_PORT_OFFSET)?);
+        Some(addr)
+    }
+
     /// The refusal of a command this node cannot serve: `-MOVED 0 <addr>` naming the
     /// leader's client address, or `-CLUSTERDOWN` while no leader is known.
     pub fn redirect(&self) -> Frame {
         let view = self.view();
         match view.leader {
-            Some(leader) if leader != self.id() => match self.options.members.get(&leader) {
+            Some(leader) if leader != self.id() => match self.address(leader) {
                 Some(addr) => Frame::error(format!("MOVED 0 {addr}")),
                 None => Frame::error(format!("CLUSTERDOWN leader {leader} is not a member")),
             },

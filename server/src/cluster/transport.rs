@@ -41,6 +41,8 @@ pub struct Transport {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     local: SocketAddr,
+    id: NodeId,
+    log: super::LogFn,
 }
 
 impl Transport {
@@ -69,22 +71,44 @@ impl Transport {
                 accept(listener, id, inbox, wrap, stop, log)
             })?);
         }
-        let mut queues = BTreeMap::new();
-        for (&peer, &addr) in peers {
-            let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
-            queues.insert(peer, sender);
-            let stop = stop.clone();
-            let log = log.clone();
-            threads.push(spawn(&format!("flin-raft-to-{peer}"), move || {
-                send_loop(id, peer, addr, receiver, stop, log)
-            })?);
-        }
-        Ok(Transport {
-            queues,
+        let mut transport = Transport {
+            queues: BTreeMap::new(),
             stop,
             threads,
             local,
-        })
+            id,
+            log,
+        };
+        for (&peer, &addr) in peers {
+            transport.add_peer(peer, addr)?;
+        }
+        Ok(transport)
+    }
+
+    /// Starts a sender to `peer` at `addr` (a member added at run time); a no-op for a peer
+    /// it sends to already.
+    pub fn add_peer(&mut self, peer: NodeId, addr: SocketAddr) -> Result<(), String> {
+        if self.queues.contains_key(&peer) {
+            return Ok(());
+        }
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
+        let (id, stop, log) = (self.id, self.stop.clone(), self.log.clone());
+        self.threads
+            .push(spawn(&format!("flin-raft-to-{peer}"), move || {
+                send_loop(id, peer, addr, receiver, stop, log)
+            })?);
+        self.queues.insert(peer, sender);
+        Ok(())
+    }
+
+    /// Stops sending to `peer` (a removed member): its sender sees its queue closed and ends.
+    pub fn remove_peer(&mut self, peer: NodeId) {
+        self.queues.remove(&peer);
+    }
+
+    /// The peers this transport sends to.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.queues.keys().copied()
     }
 
     pub fn local_addr(&self) -> SocketAddr {

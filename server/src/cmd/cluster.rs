@@ -1,11 +1,13 @@
-//! CLUSTER INFO / NODES / MYID, CLUSTER.TRANSFER, READONLY and READWRITE: a cluster node's
-//! state in Redis Cluster's shapes where they fit (one slot range, 0-16383, served by the
-//! leader; followers shown as replicas of it), and leadership transfer for rolling restarts.
+//! CLUSTER INFO / NODES / MYID, CLUSTER.TRANSFER, CLUSTER.ADD / CLUSTER.REMOVE, READONLY and
+//! READWRITE: a cluster node's state in Redis Cluster's shapes where they fit (one slot range,
+//! 0-16383, served by the leader; followers shown as replicas of it), leadership transfer for
+//! rolling restarts, and membership changes, one server at a time, to replace a dead node.
 
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use flin_replication::Role;
+use flin_replication::{ConfChange, ConfChangeKind, Role};
 
 use crate::cluster::driver::Input;
 use crate::cluster::Cluster;
@@ -15,6 +17,8 @@ use crate::frame::Frame;
 
 /// How long CLUSTER.TRANSFER waits for the raft thread to take the request.
 const TRANSFER_WAIT: Duration = Duration::from_secs(2);
+/// How long CLUSTER.ADD / CLUSTER.REMOVE wait for the change to be applied.
+const CHANGE_WAIT: Duration = Duration::from_secs(10);
 
 fn cluster_of<'a>(call: &'a Call<'_, '_>) -> Result<&'a std::sync::Arc<Cluster>, Frame> {
     call.shared
@@ -67,7 +71,7 @@ pub fn info(cluster: &Cluster) -> String {
     line("cluster_slots_assigned", "16384".into());
     line(
         "cluster_known_nodes",
-        cluster.options.members.len().to_string(),
+        (view.voters.len() + view.learners.len()).to_string(),
     );
     line("cluster_size", "1".into());
     line("cluster_current_epoch", view.term.to_string());
@@ -82,9 +86,12 @@ pub fn info(cluster: &Cluster) -> String {
     line(
         "leader_addr",
         view.leader
-            .and_then(|id| cluster.options.members.get(&id))
+            .and_then(|id| cluster.address(id))
             .map_or("none".into(), |addr| addr.to_string()),
     );
+    let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    line("voters", ids(&view.voters));
+    line("learners", ids(&view.learners));
     line("accepting_writes", u8::from(cluster.writable()).to_string());
     line("commit_index", view.commit.to_string());
     line("applied_index", view.applied.to_string());
@@ -101,28 +108,35 @@ pub fn info(cluster: &Cluster) -> String {
     out
 }
 
-/// `CLUSTER NODES`: one line per member in Redis's format: id, `ip:port@cport`, flags
-/// (`myself`, `master` for the leader, `slave` otherwise), the leader's id for a follower or
-/// `-`, ping and pong times (0), the term as config epoch, the link state, and the slots
-/// (`0-16383`) on the leader's line.
+/// `CLUSTER NODES`: one line per member (voters, then learners) in Redis's format: id,
+/// `ip:port@cport`, flags (`myself`, `master` for the leader, `slave` otherwise, and
+/// `learner` for a learner), the leader's id for a follower or `-`, ping and pong times (0),
+/// the term as config epoch, the link state, and the slots (`0-16383`) on the leader's line.
 pub fn nodes(cluster: &Cluster) -> String {
     let view = cluster.view();
     let mut out = String::new();
-    for (&id, addr) in &cluster.options.members {
+    let members = view.voters.iter().chain(&view.learners).copied();
+    for id in members {
+        let Some(addr) = cluster.address(id) else {
+            continue;
+        };
         let leads = view.leader == Some(id);
         let mut flags = Vec::new();
         if id == cluster.id() {
             flags.push("myself");
         }
         flags.push(if leads { "master" } else { "slave" });
+        if view.learners.contains(&id) {
+            flags.push("learner");
+        }
         let master = match (leads, view.leader) {
             (false, Some(leader)) => leader.to_string(),
             _ => "-".into(),
         };
-        let cluster_addr = cluster.options.cluster_addr(id);
         out.push_str(&format!(
             "{id} {addr}@{} {} {master} 0 0 {} connected{}\n",
-            cluster_addr.port(),
+            addr.port()
+                .saturating_add(crate::cluster::transport::CLUSTER_PORT_OFFSET),
             flags.join(","),
             view.term,
             if leads { " 0-16383" } else { "" }
@@ -139,10 +153,10 @@ pub fn transfer(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let to: u64 = std::str::from_utf8(args[1])
         .ok()
         .and_then(|text| text.parse().ok())
-        .filter(|id| cluster.options.members.contains_key(id))
+        .filter(|id| cluster.view().voters.contains(id))
         .ok_or_else(|| {
             Frame::error(format!(
-                "ERR CLUSTER.TRANSFER: '{}' is not a member's node id",
+                "ERR CLUSTER.TRANSFER: '{}' is not a voter's node id",
                 shown(args[1])
             ))
         })?;
@@ -164,6 +178,90 @@ pub fn transfer(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
         Err(_) => Err(Frame::error(
             "ERR CLUSTER.TRANSFER: the raft thread did not answer",
         )),
+    }
+}
+
+/// `CLUSTER.ADD <id> <ip:port>`: adds node `id`, whose clients connect to `ip:port` (its
+/// cluster port is that port + 10000), as a learner; the leader promotes it to voter by
+/// itself once its log has caught up. Answers once the addition is applied (committed).
+pub fn add(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let node = node_id("CLUSTER.ADD", args[1])?;
+    let addr: SocketAddr = std::str::from_utf8(args[2])
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .filter(|addr: &SocketAddr| {
+            addr.port()
+                .checked_add(crate::cluster::transport::CLUSTER_PORT_OFFSET)
+                .is_some()
+        })
+        .ok_or_else(|| {
+            Frame::error(format!(
+                "ERR CLUSTER.ADD: '{}' is not <ip>:<port> with room for its cluster port (+10000)",
+                shown(args[2])
+            ))
+        })?;
+    let change = ConfChange {
+        kind: ConfChangeKind::AddLearner,
+        node,
+    };
+    change_membership(call, "CLUSTER.ADD", change, Some(addr))
+}
+
+/// `CLUSTER.REMOVE <id>`: removes node `id` (a voter or a learner). Answers once the removal
+/// is applied (committed).
+pub fn remove(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
+    let node = node_id("CLUSTER.REMOVE", args[1])?;
+    let change = ConfChange {
+        kind: ConfChangeKind::RemoveNode,
+        node,
+    };
+    change_membership(call, "CLUSTER.REMOVE", change, None)
+}
+
+fn node_id(command: &str, arg: &[u8]) -> Result<u64, Frame> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .filter(|&id: &u64| id > 0)
+        .ok_or_else(|| {
+            Frame::error(format!(
+                "ERR {command}: '{}' is not a node id (a positive integer)",
+                shown(arg)
+            ))
+        })
+}
+
+/// Asks the raft thread for `change` (on the leader; elsewhere the redirect) and waits until
+/// it is applied.
+fn change_membership(
+    call: &mut Call<'_, '_>,
+    command: &str,
+    change: ConfChange,
+    addr: Option<SocketAddr>,
+) -> Outcome {
+    let cluster = cluster_of(call)?;
+    if !cluster.writable() {
+        return Err(cluster.redirect());
+    }
+    let (answer, answered) = mpsc::channel();
+    let sent = cluster
+        .wake
+        .lock()
+        .expect("cluster wake lock")
+        .as_ref()
+        .is_some_and(|wake| wake.send(Input::Change(change, addr, answer)).is_ok());
+    if !sent {
+        return Err(Frame::error(format!(
+            "ERR {command}: the raft thread is not running"
+        )));
+    }
+    match answered.recv_timeout(CHANGE_WAIT) {
+        Ok(Ok(_)) => Ok(Frame::ok()),
+        Ok(Err(reason)) => Err(Frame::error(format!("ERR {command}: {reason}"))),
+        Err(_) => Err(Frame::error(format!(
+            "ERR {command}: the change was not applied within {} s (no majority?); CLUSTER INFO shows whether it was",
+            CHANGE_WAIT.as_secs()
+        ))),
     }
 }
 

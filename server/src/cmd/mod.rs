@@ -173,6 +173,8 @@ pub static TABLE: &[Command] = &[
     command!("unwatch", 1, TXN, NO_KEYS, "transactions", "Forgets about watched keys of a transaction.", transactions::unwatch),
     command!("cluster", -2, CONTAINER, NO_KEYS, "cluster", "A container for cluster commands.", cluster::cluster, &[("info", 2), ("nodes", 2), ("myid", 2)]),
     command!("cluster.transfer", 2, &["admin", "stale"], NO_KEYS, "cluster", "Hands the cluster's leadership to another node.", cluster::transfer),
+    command!("cluster.add", 3, &["admin", "stale"], NO_KEYS, "cluster", "Adds a node to the cluster (as a learner, promoted once caught up).", cluster::add),
+    command!("cluster.remove", 2, &["admin", "stale"], NO_KEYS, "cluster", "Removes a node from the cluster.", cluster::remove),
     command!("readonly", 1, FLS, NO_KEYS, "cluster", "Enables stale reads on a cluster follower for this connection.", cluster::readonly),
     command!("readwrite", 1, FLS, NO_KEYS, "cluster", "Disables READONLY for this connection.", cluster::readwrite),
 ];

@@ -1,0 +1,213 @@
+//! The membership record: a membership change travels as one engine batch, a put of the
+//! System key [`MEMBERSHIP_KEY`] whose value names the change, the membership before and
+//! after it, and the client address of every member of either (docs/replication.md,
+//! "Membership in the server"; docs/ARCHITECTURE.md, decision 81). The leader proposes that
+//! entry with the core's change header in front (`Node::propose_conf_change`); a follower
+//! strips the header and appends the put like any entry, so every node's engine holds the
+//! latest record, and a restart finds the membership there.
+//!
+//! The value is JSON, so an operator can read it back (`DEBUG`-free: it is a System key):
+//! `{"change":"add_learner","node":4,"before":{"voters":[1,2],"learners":[]},
+//! "after":{"voters":[1,2],"learners":[4]},"addresses":{"1":"127.0.0.1:7150",...}}`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use flin_engine::{LogOp, Namespace, RecordKind, WriteBatch};
+use flin_replication::{ConfChange, ConfChangeKind, Membership, NodeId};
+use serde_json::{json, Value};
+
+/// The System key of the membership record.
+pub const MEMBERSHIP_KEY: &[u8] = b"cluster/membership";
+
+/// One membership change as the log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub change: ConfChange,
+    pub before: Membership,
+    pub after: Membership,
+    /// The client address of every member of `before` and `after`.
+    pub addresses: BTreeMap<NodeId, SocketAddr>,
+}
+
+fn kind_name(kind: ConfChangeKind) -> &'static str {
+    match kind {
+        ConfChangeKind::AddLearner => "add_learner",
+        ConfChangeKind::PromoteLearner => "promote_learner",
+        ConfChangeKind::RemoveNode => "remove_node",
+    }
+}
+
+fn membership_json(membership: &Membership) -> Value {
+    json!({
+        "voters": membership.voters().collect::<Vec<_>>(),
+        "learners": membership.learners().collect::<Vec<_>>(),
+    })
+}
+
+fn ids(value: &Value, what: &str) -> Result<Vec<NodeId>, String> {
+    value
+        .as_array()
+        .ok_or_else(|| format!("membership record: {what} is not a list"))?
+        .iter()
+        .map(|id| {
+            id.as_u64()
+                .filter(|&id| id > 0)
+                .ok_or_else(|| format!("membership record: {what} holds {id}, not a node id"))
+        })
+        .collect()
+}
+
+fn membership_of(value: &Value, what: &str) -> Result<Membership, String> {
+    let voters = ids(&value["voters"], &format!("{what}.voters"))?;
+    let learners = ids(&value["learners"], &format!("{what}.learners"))?;
+    if voters.is_empty() {
+        return Err(format!("membership record: {what} has no voter"));
+    }
+    if let Some(both) = learners.iter().find(|id| voters.contains(id)) {
+        return Err(format!(
+            "membership record: node {both} is both a voter and a learner in {what}"
+        ));
+    }
+    Ok(Membership::with_learners(voters, learners))
+}
+
+impl Record {
+    pub fn encode(&self) -> Vec<u8> {
+        let addresses: serde_json::Map<String, Value> = self
+            .addresses
+            .iter()
+            .map(|(id, addr)| (id.to_string(), Value::String(addr.to_string())))
+            .collect();
+        json!({
+            "change": kind_name(self.change.kind),
+            "node": self.change.node,
+            "before": membership_json(&self.before),
+            "after": membership_json(&self.after),
+            "addresses": addresses,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| format!("membership record: not JSON: {e}"))?;
+        let kind = match value["change"].as_str() {
+            Some("add_learner") => ConfChangeKind::AddLearner,
+            Some("promote_learner") => ConfChangeKind::PromoteLearner,
+            Some("remove_node") => ConfChangeKind::RemoveNode,
+            _ => {
+                return Err(format!(
+                    "membership record: unknown change {}",
+                    value["change"]
+                ))
+            }
+        };
+        let node = value["node"]
+            .as_u64()
+            .filter(|&node| node > 0)
+            .ok_or_else(|| format!("membership record: node {} is not an id", value["node"]))?;
+        let mut addresses = BTreeMap::new();
+        for (id, addr) in value["addresses"]
+            .as_object()
+            .ok_or("membership record: no addresses")?
+        {
+            let id: NodeId = id
+                .parse()
+                .map_err(|_| format!("membership record: address of '{id}', not a node id"))?;
+            let addr: SocketAddr = addr
+                .as_str()
+                .and_then(|addr| addr.parse().ok())
+                .ok_or_else(|| format!("membership record: node {id}'s address {addr}"))?;
+            addresses.insert(id, addr);
+        }
+        Ok(Record {
+            change: ConfChange { kind, node },
+            before: membership_of(&value["before"], "before")?,
+            after: membership_of(&value["after"], "after")?,
+            addresses,
+        })
+    }
+
+    /// The engine batch that carries this record.
+    pub fn batch(&self) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        batch.put(Namespace::System, MEMBERSHIP_KEY, &self.encode(), 0);
+        batch
+    }
+
+    /// The record an entry's ops carry, if they are exactly one put of [`MEMBERSHIP_KEY`]
+    /// (only the raft thread writes that key, and always alone).
+    pub fn in_ops(ops: &[LogOp]) -> Option<Result<Record, String>> {
+        match ops {
+            [op] if is_record(op.kind, op.namespace, &op.key) => Some(Record::decode(&op.value)),
+            _ => None,
+        }
+    }
+
+    /// The record a batch carries, as [`Record::in_ops`].
+    pub fn in_batch(batch: &WriteBatch) -> Option<Result<Record, String>> {
+        if batch.len() != 1 {
+            return None;
+        }
+        let op = batch.op(0);
+        is_record(op.kind, op.namespace, op.key).then(|| Record::decode(op.value))
+    }
+}
+
+fn is_record(kind: RecordKind, namespace: Namespace, key: &[u8]) -> bool {
+    kind == RecordKind::Put && namespace == Namespace::System && key == MEMBERSHIP_KEY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        let before = Membership::new([1, 2]);
+        let change = ConfChange {
+            kind: ConfChangeKind::AddLearner,
+            node: 4,
+        };
+        Record {
+            change,
+            after: before.changed(change).unwrap(),
+            before,
+            addresses: [1, 2, 4]
+                .into_iter()
+                .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7150 + id as u16))))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_from_its_batch() {
+        let record = record();
+        let batch = record.batch();
+        assert_eq!(Record::in_batch(&batch), Some(Ok(record.clone())));
+        assert!(String::from_utf8(record.encode())
+            .unwrap()
+            .contains(r#""learners":[4]"#));
+    }
+
+    #[test]
+    fn other_batches_are_not_records_and_broken_records_say_why() {
+        let mut batch = WriteBatch::new();
+        batch.put(Namespace::Kv, MEMBERSHIP_KEY, b"{}", 0);
+        assert_eq!(Record::in_batch(&batch), None);
+        let mut two = record().batch();
+        two.put(Namespace::Kv, b"k", b"v", 0);
+        assert_eq!(Record::in_batch(&two), None);
+        for broken in [
+            &b"not json"[..],
+            br#"{"change":"grow","node":4}"#,
+            br#"{"change":"remove_node","node":0}"#,
+            br#"{"change":"remove_node","node":3,"addresses":{},"before":{"voters":[],"learners":[]},"after":{"voters":[1],"learners":[]}}"#,
+            br#"{"change":"remove_node","node":3,"addresses":{},"before":{"voters":[1],"learners":[1]},"after":{"voters":[1],"learners":[]}}"#,
+        ] {
+            let error = Record::decode(broken).unwrap_err();
+            assert!(error.starts_with("membership record:"), "{error}");
+        }
+    }
+}
