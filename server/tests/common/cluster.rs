@@ -84,6 +84,25 @@ impl TestCluster {
         ));
     }
 
+    /// Starts node `id` on `port` with a fresh data directory, joining the running cluster
+    /// whose current voters `voters` names (`--join`); its admin page on `port` + 1000.
+    pub fn start_joining(&self, id: u64, port: u16, voters: &str) -> ServerGuard {
+        let data = self.dir.path().join(format!("n{id}"));
+        let id = id.to_string();
+        let admin = (port + 1_000).to_string();
+        let mut args = vec![
+            "--node-id",
+            &id,
+            "--cluster",
+            voters,
+            "--join",
+            "--admin-port",
+            &admin,
+        ];
+        args.extend(self.flags.iter().map(String::as_str));
+        ServerGuard::start_on(port, Path::new(&data), &args)
+    }
+
     /// SIGKILL of node `i + 1`.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].take().expect("running").crash();

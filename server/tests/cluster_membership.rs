@@ -1,0 +1,161 @@
+//! Replacing a dead node in a real 3-process cluster (issue 14): node 3 is killed and
+//! removed (CLUSTER.REMOVE), a new node 4 starts from an empty data directory with `--join`,
+//! is added (CLUSTER.ADD), catches up as a learner and is promoted to voter by the leader;
+//! then another of the old nodes is killed, and the two voters left (one of them node 4)
+//! elect a leader that takes writes. Node 4 ends with every acknowledged write.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{free_ports, TestCluster};
+use common::ServerGuard;
+use redis::{Connection, Value};
+
+fn connect(url: &str) -> Connection {
+    let con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    con
+}
+
+fn info(con: &mut Connection) -> String {
+    redis::cmd("CLUSTER").arg("INFO").query(con).unwrap()
+}
+
+/// The ids on a `CLUSTER INFO` line such as `voters:1,2,4`.
+fn ids(info: &str, key: &str) -> Vec<u64> {
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} in {info}"));
+    line.trim()
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse().unwrap())
+        .collect()
+}
+
+fn set_all(con: &mut Connection, keys: std::ops::Range<u32>) {
+    for n in keys {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{n}"))
+            .arg(n)
+            .query(con)
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_dead_node_is_replaced_by_removing_it_and_adding_a_new_one() {
+    let mut cluster = TestCluster::start(&["--raft-tick-ms", "50", "--fsync", "always"]);
+    let mut con = cluster.connect(cluster.leader());
+    set_all(&mut con, 0..30);
+
+    // Node 3 dies; the two others (a majority of three) remove it.
+    cluster.kill(2);
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    let follower = 1 - leader;
+    let error = redis::cmd("CLUSTER.REMOVE")
+        .arg(3)
+        .query::<Value>(&mut cluster.connect(follower))
+        .unwrap_err();
+    assert_eq!(error.code(), Some("MOVED"), "{error:?}");
+    let _: () = redis::cmd("CLUSTER.REMOVE").arg(3).query(&mut con).unwrap();
+    assert_eq!(ids(&cluster.info(leader), "voters"), vec![1, 2]);
+    for (command, why) in [
+        (
+            redis::cmd("CLUSTER.REMOVE").arg(3).clone(),
+            "node 3 is not a member",
+        ),
+        (
+            redis::cmd("CLUSTER.REMOVE").arg(0).clone(),
+            "is not a node id",
+        ),
+        (
+            redis::cmd("CLUSTER.ADD").arg(2).arg("127.0.0.1:1").clone(),
+            "node 2 is a member already",
+        ),
+        (
+            redis::cmd("CLUSTER.ADD")
+                .arg(5)
+                .arg(format!("127.0.0.1:{}", cluster.ports[leader]))
+                .clone(),
+            &format!("is node {}'s address", leader + 1),
+        ),
+    ] {
+        let error = command.query::<Value>(&mut con).unwrap_err();
+        assert!(error.to_string().contains(why), "{error} (wanted {why})");
+    }
+    set_all(&mut con, 30..40);
+
+    // Node 4 joins on an empty data directory and is added; it catches up as a learner and
+    // the leader promotes it.
+    let port = free_ports()[0];
+    let voters = format!(
+        "1=127.0.0.1:{},2=127.0.0.1:{}",
+        cluster.ports[0], cluster.ports[1]
+    );
+    let node4: ServerGuard = cluster.start_joining(4, port, &voters);
+    let _: () = redis::cmd("CLUSTER.ADD")
+        .arg(4)
+        .arg(format!("127.0.0.1:{port}"))
+        .query(&mut con)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ids(&cluster.info(leader), "voters").contains(&4) {
+        assert!(Instant::now() < deadline, "{}", cluster.info(leader));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ids(&cluster.info(leader), "voters"), vec![1, 2, 4]);
+    assert!(ids(&cluster.info(leader), "learners").is_empty());
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+    assert!(
+        nodes.contains(&format!("4 127.0.0.1:{port}@{}", port + 10_000)),
+        "{nodes}"
+    );
+    assert!(!nodes.lines().any(|line| line.starts_with("3 ")), "{nodes}");
+    set_all(&mut con, 40..50);
+
+    // The leader dies: node 4 and the other old node are the majority of {1, 2, 4}.
+    cluster.kill(leader);
+    let mut on_old = cluster.connect(follower);
+    let mut on_new = connect(&node4.url());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut con = loop {
+        if info(&mut on_old).contains("accepting_writes:1") {
+            break on_old;
+        }
+        if info(&mut on_new).contains("accepting_writes:1") {
+            break on_new;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader among node 4 and the other"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    set_all(&mut con, 50..60);
+
+    // Node 4 holds every acknowledged write (READONLY reads its own state once it applied
+    // the last one).
+    let mut on_new = connect(&node4.url());
+    let _: () = redis::cmd("READONLY").query(&mut on_new).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis::cmd("GET")
+        .arg("k59")
+        .query::<Option<String>>(&mut on_new)
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "node 4 did not apply k59");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in 0..60 {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("k{n}"))
+            .query(&mut on_new)
+            .unwrap();
+        assert_eq!(value, Some(n.to_string()), "k{n} on node 4");
+    }
+}
