@@ -507,6 +507,42 @@ mod tests {
     }
 
     #[test]
+    fn a_joining_node_is_not_among_the_voters_it_names() {
+        let voters = "1=127.0.0.1:7900,2=127.0.0.1:7901";
+        let join = |id: &str| {
+            parse(&[
+                "--data",
+                "/tmp/x",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "7903",
+                "--node-id",
+                id,
+                "--cluster",
+                voters,
+                "--join",
+            ])
+        };
+        let Invocation::Run(options) = join("4").unwrap() else {
+            panic!("not a run");
+        };
+        let cluster = options.cluster.unwrap();
+        assert!(cluster.join);
+        assert_eq!(cluster.initial_voters().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(cluster.cluster_addr(4), "127.0.0.1:17903".parse().unwrap());
+        assert_eq!(
+            join("2").unwrap_err(),
+            "--join: this node (2) is among --cluster's voters; a joining node is not a member yet"
+        );
+        assert_eq!(
+            parse(&["--join"]).unwrap_err(),
+            "--join needs --cluster (the running cluster's voters)"
+        );
+        assert!(HELP.contains("--join"));
+    }
+
+    #[test]
     fn cluster_peers_override_what_a_node_dials() {
         let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
         let base = ["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
