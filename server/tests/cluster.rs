@@ -39,10 +39,16 @@ struct Cluster {
     members: String,
     nodes: [Option<ServerGuard>; 3],
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A cluster whose nodes all take `extra` flags too.
+    fn start_with(extra: &[&str]) -> Cluster {
         let ports = free_ports();
         let members = (0..3)
             .map(|i| format!("{}=127.0.0.1:{}", i + 1, ports[i]))
@@ -54,6 +60,7 @@ impl Cluster {
             members,
             nodes: [None, None, None],
             dir,
+            extra: extra.iter().map(|flag| flag.to_string()).collect(),
         };
         for i in 0..3 {
             cluster.start_node(i);
@@ -64,23 +71,26 @@ impl Cluster {
     fn start_node(&mut self, i: usize) {
         let data = self.dir.path().join(format!("n{}", i + 1));
         let id = (i + 1).to_string();
+        let admin_port = (self.ports[i] + 1_000).to_string();
+        let mut args = vec![
+            "--node-id",
+            &id,
+            "--cluster",
+            &self.members,
+            // 50 ms (the default): elections after 0.5 to 1 s of silence, so a loaded CI
+            // machine's scheduling hiccups do not move the leadership mid-test.
+            "--raft-tick-ms",
+            "50",
+            "--fsync",
+            "always",
+            "--admin-port",
+            &admin_port,
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
         self.nodes[i] = Some(ServerGuard::start_on(
             self.ports[i],
             Path::new(&data),
-            &[
-                "--node-id",
-                &id,
-                "--cluster",
-                &self.members,
-                // 50 ms (the default): elections after 0.5 to 1 s of silence, so a loaded CI
-                // machine's scheduling hiccups do not move the leadership mid-test.
-                "--raft-tick-ms",
-                "50",
-                "--fsync",
-                "always",
-                "--admin-port",
-                &(self.ports[i] + 1_000).to_string(),
-            ],
+            &args,
         ));
     }
 
@@ -363,4 +373,86 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .map_or("", |(_, body)| body)
         .to_string();
     (status, body)
+}
+
+/// Issue 14's catch-up: a follower stopped while the leader writes far more than it keeps in
+/// memory (`--raft-held-entries`) and compacts its engine (small segments, frequent
+/// compaction) comes back and is fed from the leader's engine log, which the leader's
+/// compaction pin kept for it, until it holds every acknowledged write.
+#[test]
+fn a_follower_behind_what_the_leader_holds_in_memory_catches_up_from_its_log() {
+    let mut cluster = Cluster::start_with(&[
+        "--raft-held-entries",
+        "1000",
+        "--segment-bytes",
+        "65536",
+        "--compaction-interval-ms",
+        "20",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    cluster.nodes[follower].take().unwrap().crash();
+    let stopped_at = field(&cluster.info(leader), "commit_index");
+    let mut con = cluster.connect(leader);
+    const WRITES: u64 = 20_000;
+    const KEYS: u64 = 500;
+    for batch in 0..WRITES / 500 {
+        let mut pipe = redis::pipe();
+        for n in batch * 500..(batch + 1) * 500 {
+            // Overwrites (garbage for the engine's compaction) and a unique key per write.
+            pipe.cmd("SET")
+                .arg(format!("hot{}", n % KEYS))
+                .arg(n)
+                .ignore();
+            pipe.cmd("SET").arg(format!("once{n}")).arg(n).ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let info = cluster.info(leader);
+    assert!(
+        field(&info, "first_held_index") > stopped_at + 1,
+        "the leader still holds in memory what the follower needs: {info}"
+    );
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while field(&cluster.info(follower), "commit_index") < commit {
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not catch up within 60 s: {}",
+            cluster.info(follower)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rejoined = cluster.connect(follower);
+    let _: () = redis::cmd("READONLY").query(&mut rejoined).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last: Option<String> = redis::cmd("GET")
+            .arg(format!("once{}", WRITES - 1))
+            .query(&mut rejoined)
+            .unwrap();
+        if last.is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for n in (0..WRITES).step_by(97).chain([WRITES - 1]) {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("once{n}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(value, Some(n), "once{n} on the rejoined follower");
+    }
+    for key in 0..KEYS {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("hot{key}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(
+            value,
+            Some(WRITES - KEYS + key),
+            "hot{key} on the rejoined follower"
+        );
+    }
 }
