@@ -66,7 +66,7 @@ pub fn set(
         SetCondition::Always => false,
         SetCondition::IfAbsent => old.is_some(),
         SetCondition::IfPresent => old.is_none(),
-        SetCondition::IfEqual(expected) => !old.as_ref().is_some_and(|old| old.value == expected),
+        SetCondition::IfEqual(expected) => old.as_ref().is_none_or(|old| old.value != expected),
         SetCondition::IfNotEqual(other) => old.as_ref().is_some_and(|old| old.value == other),
     };
     if !condition_failed {
