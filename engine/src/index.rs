@@ -471,7 +471,7 @@ impl Index {
 /// A prefetch hint for `value`'s cache line.
 #[allow(unsafe_code)]
 #[inline]
-fn prefetch<T>(value: &T) {
+pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is only a hint: it never faults, whatever the address, and reads
     // nothing into Rust-visible state; the address is that of a live reference. SSE, which

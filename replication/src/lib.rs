@@ -68,6 +68,6 @@ mod sim;
 pub mod wire;
 
 pub use crate::config::{Config, Membership};
-pub use crate::core::{Node, Persisted, Ready, Role};
+pub use crate::core::{Node, Persisted, Ready, Role, SnapshotPoint, Wanted};
 pub use crate::error::{Error, Result};
 pub use crate::message::{Body, ConfChange, ConfChangeKind, Entry, HardState, Message, NodeId};

@@ -138,6 +138,26 @@ impl Log {
         self.offset
     }
 
+    /// Replaces the whole log by a snapshot through `index` (whose entry has `term`): the log
+    /// restarts after it, as if restored with that offset, and the snapshot's state counts as
+    /// committed, applied and on disk (the caller installs it before anything else of the
+    /// `Ready` that reports it). Only past the commit index: nothing committed is dropped.
+    pub(crate) fn restore_snapshot(&mut self, index: u64, term: u64) {
+        assert!(
+            index > self.commit,
+            "a snapshot through {index} at or below the commit index {}",
+            self.commit
+        );
+        self.entries.clear();
+        self.offset = index;
+        self.offset_term = term;
+        self.stable = index;
+        // The snapshot replaces the persisted log whole: a cut not yet handed out is moot.
+        self.cut_after = None;
+        self.commit = index;
+        self.applied = index;
+    }
+
     /// §5.4.1: a candidate's log is at least as up to date as ours.
     pub(crate) fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
         last_term > self.last_term()

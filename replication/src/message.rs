@@ -109,4 +109,14 @@ pub enum Body {
     HeartbeatResponse,
     /// The leader hands over: campaign now, without waiting for a timeout or a pre-vote.
     TimeoutNow,
+    /// The leader no longer holds the entries this follower needs: the follower's state is
+    /// replaced by the snapshot through `index`, whose entry has `term`, and its log restarts
+    /// after it. The snapshot's bytes travel outside the protocol (the two nodes' callers move
+    /// them before the leader sends this; the core never sees them). Answered with
+    /// `AppendAccepted { match_index }` once installed (or at once, if the follower already
+    /// holds the entry at `index` in `term`).
+    InstallSnapshot {
+        index: u64,
+        term: u64,
+    },
 }

@@ -58,6 +58,7 @@ mod tag {
     pub const HEARTBEAT: u8 = 8;
     pub const HEARTBEAT_RESPONSE: u8 = 9;
     pub const TIMEOUT_NOW: u8 = 10;
+    pub const INSTALL_SNAPSHOT: u8 = 11;
 }
 
 /// Why bytes are not a message (or a frame, or a hello): what was wrong, in which field, at
@@ -214,6 +215,10 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
         }
         Body::Heartbeat { commit } => put_u64(out, *commit),
         Body::HeartbeatResponse | Body::TimeoutNow => {}
+        Body::InstallSnapshot { index, term } => {
+            put_u64(out, *index);
+            put_u64(out, *term);
+        }
     }
     debug_assert_eq!(out.len() - start, len, "encoded_len disagrees with encode");
 }
@@ -235,6 +240,7 @@ pub fn encoded_len(message: &Message) -> usize {
             Body::AppendAccepted { .. } | Body::Heartbeat { .. } => 8,
             Body::AppendRejected { .. } => 24,
             Body::HeartbeatResponse | Body::TimeoutNow => 0,
+            Body::InstallSnapshot { .. } => 16,
         }
 }
 
@@ -266,6 +272,7 @@ fn body_tag(body: &Body) -> u8 {
         Body::Heartbeat { .. } => tag::HEARTBEAT,
         Body::HeartbeatResponse => tag::HEARTBEAT_RESPONSE,
         Body::TimeoutNow => tag::TIMEOUT_NOW,
+        Body::InstallSnapshot { .. } => tag::INSTALL_SNAPSHOT,
     }
 }
 
@@ -346,6 +353,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         },
         tag::HEARTBEAT_RESPONSE => Body::HeartbeatResponse,
         tag::TIMEOUT_NOW => Body::TimeoutNow,
+        tag::INSTALL_SNAPSHOT => Body::InstallSnapshot {
+            index: reader.u64("index")?,
+            term: reader.u64("term")?,
+        },
         unknown => {
             return Err(WireError::new(
                 "body tag",

@@ -161,6 +161,14 @@ FLAGS:
                            their cluster port, e.g. 2=127.0.0.1:7941 (a fault proxy)
     --raft-tick-ms <MS>    length of one raft tick (default 50): elections after 10 to 20
                            ticks of silence, heartbeats every 2
+    --raft-held-entries <N>
+                           most raft entries a node keeps in memory past what it applied
+                           (default 200000; at least 1); a follower further behind is fed
+                           from the engine's log
+    --raft-retain-entries <N>
+                           how far behind the log's end the leader's engine keeps entries
+                           for a lagging follower (default 1000000; at least 1); a follower
+                           further behind needs a snapshot
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
     --compaction-interval-ms <MS>
@@ -180,6 +188,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut cluster_peers: Option<String> = None;
     let mut join = false;
     let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
+    let mut held_entries = crate::cluster::HELD_ENTRIES_DEFAULT;
+    let mut retain_entries = crate::cluster::RETAIN_ENTRIES_DEFAULT;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         // Accept --flag=value as well as --flag value.
@@ -296,6 +306,18 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err("--raft-tick-ms: must be within 1..=10000".into());
                 }
             }
+            "--raft-held-entries" => {
+                held_entries = parse_number(&flag, &value(&flag)?)?;
+                if held_entries == 0 {
+                    return Err("--raft-held-entries: must be at least 1".into());
+                }
+            }
+            "--raft-retain-entries" => {
+                retain_entries = parse_number(&flag, &value(&flag)?)?;
+                if retain_entries == 0 {
+                    return Err("--raft-retain-entries: must be at least 1".into());
+                }
+            }
             other => return Err(format!("unknown flag '{other}' (see --help)")),
         }
     }
@@ -318,6 +340,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         if let Some(peers) = cluster_peers {
             cluster.set_dial_overrides(&peers)?;
         }
+        cluster.held_entries_max = held_entries;
+        cluster.retain_entries_max = retain_entries;
         options.cluster = Some(Box::new(cluster));
     } else if cluster_peers.is_some() {
         return Err("--cluster-peers needs --cluster".into());

@@ -15,7 +15,14 @@ use redis::Value;
 /// silence, so a loaded CI machine's scheduling hiccups do not move the leadership
 /// mid-test) and `--fsync always`.
 fn start_cluster() -> TestCluster {
-    TestCluster::start(&["--raft-tick-ms", "50", "--fsync", "always"])
+    start_cluster_with(&[])
+}
+
+/// [`start_cluster`] with `extra` flags on every node.
+fn start_cluster_with(extra: &[&str]) -> TestCluster {
+    let mut flags = vec!["--raft-tick-ms", "50", "--fsync", "always"];
+    flags.extend_from_slice(extra);
+    TestCluster::start(&flags)
 }
 
 #[test]
@@ -339,4 +346,86 @@ fn an_index_build_cut_short_by_the_leader_s_kill_is_finished_by_the_next_leader(
         plan.contains(&format!(r#""nReturned":{}"#, DOCUMENTS / 100)),
         "{plan}"
     );
+}
+
+/// Issue 14's catch-up: a follower stopped while the leader writes far more than it keeps in
+/// memory (`--raft-held-entries`) and compacts its engine (small segments, frequent
+/// compaction) comes back and is fed from the leader's engine log, which the leader's
+/// compaction pin kept for it, until it holds every acknowledged write.
+#[test]
+fn a_follower_behind_what_the_leader_holds_in_memory_catches_up_from_its_log() {
+    let mut cluster = start_cluster_with(&[
+        "--raft-held-entries",
+        "1000",
+        "--segment-bytes",
+        "65536",
+        "--compaction-interval-ms",
+        "20",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    cluster.nodes[follower].take().unwrap().crash();
+    let stopped_at = field(&cluster.info(leader), "commit_index");
+    let mut con = cluster.connect(leader);
+    const WRITES: u64 = 20_000;
+    const KEYS: u64 = 500;
+    for batch in 0..WRITES / 500 {
+        let mut pipe = redis::pipe();
+        for n in batch * 500..(batch + 1) * 500 {
+            // Overwrites (garbage for the engine's compaction) and a unique key per write.
+            pipe.cmd("SET")
+                .arg(format!("hot{}", n % KEYS))
+                .arg(n)
+                .ignore();
+            pipe.cmd("SET").arg(format!("once{n}")).arg(n).ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let info = cluster.info(leader);
+    assert!(
+        field(&info, "first_held_index") > stopped_at + 1,
+        "the leader still holds in memory what the follower needs: {info}"
+    );
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while field(&cluster.info(follower), "commit_index") < commit {
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not catch up within 60 s: {}",
+            cluster.info(follower)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rejoined = cluster.connect(follower);
+    let _: () = redis::cmd("READONLY").query(&mut rejoined).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last: Option<String> = redis::cmd("GET")
+            .arg(format!("once{}", WRITES - 1))
+            .query(&mut rejoined)
+            .unwrap();
+        if last.is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for n in (0..WRITES).step_by(97).chain([WRITES - 1]) {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("once{n}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(value, Some(n), "once{n} on the rejoined follower");
+    }
+    for key in 0..KEYS {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("hot{key}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(
+            value,
+            Some(WRITES - KEYS + key),
+            "hot{key} on the rejoined follower"
+        );
+    }
 }

@@ -57,6 +57,10 @@ fn a_cluster_under_faults_stays_linearizable_and_agrees() {
                 report.acknowledged_writes > 0,
                 "no write was acknowledged: the run tested nothing"
             );
+            assert!(
+                report.model_writes.0 > 0,
+                "no document, queue or stream write was acknowledged"
+            );
         }
         Err(failure) => panic!("{failure}"),
     }

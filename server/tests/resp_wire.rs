@@ -35,6 +35,29 @@ fn resp2_exact_replies() {
         &resp(&[b"SET", b"k", b"v", b"NX", b"XX"]),
         b"-ERR syntax error\r\n",
     );
+    // Redis 8.4's compare-and-set: +OK when it set, null when the value differs or the key
+    // is missing (not created); IFEQ/IFNE exclude NX, XX and each other.
+    c.roundtrip(&resp(&[b"SET", b"cas", b"1", b"IFEQ", b"0"]), b"$-1\r\n");
+    c.roundtrip(&resp(&[b"GET", b"cas"]), b"$-1\r\n");
+    c.roundtrip(&resp(&[b"SET", b"cas", b"1", b"IFNE", b"0"]), b"+OK\r\n");
+    c.roundtrip(&resp(&[b"SET", b"cas", b"2", b"IFEQ", b"0"]), b"$-1\r\n");
+    c.roundtrip(&resp(&[b"SET", b"cas", b"2", b"IFEQ", b"1"]), b"+OK\r\n");
+    c.roundtrip(&resp(&[b"SET", b"cas", b"3", b"IFNE", b"2"]), b"$-1\r\n");
+    c.roundtrip(
+        &resp(&[b"SET", b"cas", b"3", b"ifeq", b"2", b"GET"]),
+        b"$1\r\n2\r\n",
+    );
+    c.roundtrip(&resp(&[b"GET", b"cas"]), b"$1\r\n3\r\n");
+    for refused in [
+        &[b"SET" as &[u8], b"cas", b"4", b"IFEQ"][..],
+        &[b"SET", b"cas", b"4", b"IFEQ", b"3", b"NX"],
+        &[b"SET", b"cas", b"4", b"XX", b"IFEQ", b"3"],
+        &[b"SET", b"cas", b"4", b"IFEQ", b"3", b"IFNE", b"5"],
+        &[b"SET", b"cas", b"4", b"IFEQ", b"3", b"IFEQ", b"3"],
+    ] {
+        c.roundtrip(&resp(refused), b"-ERR syntax error\r\n");
+    }
+    c.roundtrip(&resp(&[b"GET", b"cas"]), b"$1\r\n3\r\n");
     c.roundtrip(
         &resp(&[b"SELECT", b"1"]),
         b"-ERR DB index is out of range\r\n",

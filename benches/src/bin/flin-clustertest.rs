@@ -1,7 +1,8 @@
 //! flin-clustertest: three `flin-server` processes as one cluster, a fault proxy on each link
 //! between them, concurrent clients, faults drawn from a seed (kill -9, SIGSTOP, partitions,
-//! one-way drops, delays, flapping), then heal and check: every acknowledged write present,
-//! the history linearizable, the nodes' logs and copies equal (see docs/reliability.md).
+//! one-way drops, delays, flapping), then heal and check: every acknowledged write present
+//! (keys, documents, queue, stream), the key-value history (GET, SET, INCR, compare-and-set)
+//! linearizable, the nodes' logs and copies equal (see docs/reliability.md).
 //!
 //! `cargo build --release -p flin-server -p flin-benches && target/release/flin-clustertest --faults 1000`
 //!
@@ -9,7 +10,8 @@
 //! from the clock; printed first), `--faults N` (100), `--duration S` (stop injecting after S
 //! seconds even if fewer faults ran), `--port-base P` (7900: client ports P+1..P+3, cluster
 //! ports +10000), `--proxy-base P` (7940: six proxy ports), `--clients N` (4), `--keys N` (5),
-//! `--key-epoch-ms MS` (3000: fresh keys this often), `--check-seconds S` (300: the
+//! `--key-epoch-ms MS` (3000: fresh keys this often), `--model-percent P` (30: share of
+//! operations that write documents, the queue or the stream), `--check-seconds S` (300: the
 //! linearizability check's wall-clock limit), `--stale-reads` (broken on purpose: GETs read
 //! any node's copy with READONLY; the check should fail), `--dir PATH`, `--keep`, `--quiet`.
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.
@@ -60,6 +62,10 @@ fn parse_options() -> Result<Options, String> {
                     Duration::from_secs(number("--check-seconds", value("--check-seconds")?)?)
             }
             "--stale-reads" => options.workload.stale_reads = true,
+            "--model-percent" => {
+                options.workload.model_percent =
+                    number("--model-percent", value("--model-percent")?)?.min(100)
+            }
             "--dir" => options.work_dir = Some(PathBuf::from(value("--dir")?)),
             "--keep" => options.keep = true,
             "--quiet" => options.verbose = false,

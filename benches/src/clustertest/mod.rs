@@ -6,8 +6,10 @@
 //! - [`node`]: a node as a child process (start, SIGKILL, SIGSTOP/SIGCONT).
 //! - [`proxy`]: the fault proxy of one directed link (pass, drop, delay); each node dials its
 //!   peers through them (`--cluster-peers`).
-//! - [`workload`]: the clients, which run GET, SET and INCR, follow `-MOVED`, and record the
-//!   history the linearizability checker reads.
+//! - [`workload`]: the clients, which run GET, SET, INCR and compare-and-set (`SET .. IFEQ`,
+//!   `SET .. NX`), follow `-MOVED`, and record the history the linearizability checker reads.
+//! - [`models`]: the clients' writes to documents, a queue and a stream, and each model's end
+//!   check.
 //! - this file: the run: faults one after another while the clients run, then the checks.
 //!
 //! # Faults
@@ -22,13 +24,17 @@
 //! The clients stop, every fault is healed (links pass, paused nodes resume, killed ones
 //! restart) and a leader must be elected within [`SETTLE_TIMEOUT`]. Then:
 //! 1. a final GET of every key the clients used, through the leader, joins the history, so an
-//!    acknowledged write that was lost makes the history illegal;
+//!    acknowledged write that was lost makes the history illegal; and each other model is
+//!    read back through the leader (`models`: every acknowledged document insert, queue push
+//!    and stream publish present, at the id or offset it was acknowledged with; the counter
+//!    document within what its acknowledged and unknown increments allow);
 //! 2. the three nodes' commit indexes must become equal to their last indexes, and each node's
 //!    own copy of every key (read with READONLY) must equal the leader's final read;
 //! 3. no node exited on its own during the run;
 //! 4. the history is checked for linearizability per key, and the time it took reported (a
 //!    check that runs out of its budget is reported as undecided, not passed).
 
+pub mod models;
 pub mod node;
 pub mod proxy;
 pub mod workload;
@@ -98,6 +104,7 @@ impl Options {
                 key_epoch_ms: 3_000,
                 op_timeout: Duration::from_millis(1500),
                 stale_reads: false,
+                model_percent: 30,
             },
             tick_ms: 20,
             check_time_max: Duration::from_secs(300),
@@ -154,6 +161,9 @@ pub struct Report {
     pub unknown: u64,
     pub acknowledged_writes: u64,
     pub keys: usize,
+    /// Writes to the other models: acknowledged, unknown outcome.
+    pub model_writes: (u64, u64),
+    pub models: models::ModelSummary,
     pub odd_replies: Vec<String>,
     pub odd_reply_count: u64,
     pub check_time: Duration,
@@ -188,6 +198,17 @@ impl std::fmt::Display for Report {
             f,
             "  operations: {} ({} acknowledged, {} of them writes; {} unknown outcome) on {} keys",
             self.operations, self.acknowledged, self.acknowledged_writes, self.unknown, self.keys
+        )?;
+        writeln!(
+            f,
+            "  other models: {} writes acknowledged, {} unknown; found {} documents (counter {}), \
+             {} queued messages, {} stream records, every acknowledged one among them",
+            self.model_writes.0,
+            self.model_writes.1,
+            self.models.documents,
+            self.models.counter,
+            self.models.messages,
+            self.models.records
         )?;
         writeln!(
             f,
@@ -510,6 +531,8 @@ fn run_in(
         }
     };
     let addrs = cluster.addrs.clone();
+    let mut setup = Session::new(addrs.clone(), 0, SETTLE_TIMEOUT);
+    models::setup(&mut setup).map_err(one)?;
     let (records, fault_result) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..options.clients)
             .map(|client| {
@@ -533,7 +556,9 @@ fn run_in(
     cluster.heal().map_err(one)?;
     let mut history: Vec<KvOperation> = Vec::new();
     let mut keys = BTreeSet::new();
+    let mut model_writes = models::ModelRecord::default();
     for record in records {
+        model_writes.merge(record.models);
         history.extend(record.operations);
         keys.extend(record.keys);
         report.odd_reply_count += record.odd_reply_count;
@@ -577,6 +602,8 @@ fn run_in(
         }
     }
     history.extend(final_record.operations);
+    report.model_writes = model_writes.counts();
+    report.models = models::check(&mut session, &model_writes, &mut violations);
     // 2. The nodes agree: equal commit and last indexes, then equal copies.
     match converge(&cluster) {
         Ok((commit, term)) => {
@@ -611,7 +638,10 @@ fn run_in(
         match &operation.returned {
             Some(returned) => {
                 report.acknowledged += 1;
-                if !matches!(returned.output, KvOutput::Value(_) | KvOutput::Refused) {
+                if !matches!(
+                    returned.output,
+                    KvOutput::Value(_) | KvOutput::Refused | KvOutput::Swapped(false)
+                ) {
                     report.acknowledged_writes += 1;
                 }
             }

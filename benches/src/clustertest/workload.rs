@@ -1,8 +1,16 @@
-//! The clients: each runs random GET, SET and INCR on a few keys of the cluster, follows
-//! `-MOVED` to the leader, gives up on an operation after a timeout, and records every
-//! operation for the linearizability checker (`flin_replication::linearizability`): the time
-//! it was sent, the input, and the time and content of the reply, or no reply when the outcome
-//! is unknown.
+//! The clients: each runs random GET, SET, INCR and compare-and-set on a few keys of the
+//! cluster, mixed with writes to the other models (`models`: document inserts and increments,
+//! queue pushes, stream publishes), follows `-MOVED` to the leader, gives up on an operation
+//! after a timeout, and records every key-value operation for the linearizability checker
+//! (`flin_replication::linearizability`): the time it was sent, the input, and the time and
+//! content of the reply, or no reply when the outcome is unknown.
+//!
+//! # Compare-and-set
+//! `SET key new IFEQ old` (Redis 8.4's form) when the client last saw `old` in the key, and
+//! `SET key new NX` (compare-and-set against a missing key) when it saw the key missing or
+//! does not know: `+OK` is a swap, null is a refusal ([`KvOutput::Swapped`]). What the client
+//! last saw is its own last GET, SET, INCR or successful swap on the key, so many swaps succeed
+//! and many fail (another client wrote in between).
 //!
 //! # What is unknown
 //! A write is recorded without a reply (it may or may not have taken effect, as Porcupine and
@@ -18,7 +26,7 @@
 //! figures). SET writes unique decimal values (client and sequence number), so a read pins
 //! which write it saw, and INCR works on any value a SET left.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +35,8 @@ use flin_replication::linearizability::{KvCommand, KvInput, KvOutput, Operation}
 
 use crate::crashtest::client::{Client, Reply};
 use crate::crashtest::rng::Rng;
+
+use super::models::{self, ModelRecord, ModelWrite};
 
 /// One recorded operation.
 pub type KvOperation = Operation<KvInput, KvOutput>;
@@ -50,6 +60,8 @@ pub struct WorkloadSettings {
     /// Broken on purpose (to show the checker catches it): GETs go to a random node with
     /// READONLY, which may serve a stale copy.
     pub stale_reads: bool,
+    /// Share of operations that write to the other models instead of the keys (0 to 100).
+    pub model_percent: u64,
 }
 
 /// What one client did.
@@ -60,10 +72,21 @@ pub struct ClientRecord {
     /// Replies the client did not expect (recorded as unknown outcomes).
     pub odd_replies: Vec<String>,
     pub odd_reply_count: u64,
+    /// Its writes to the other models.
+    pub models: ModelRecord,
+}
+
+impl ClientRecord {
+    fn odd(&mut self, what: String) {
+        self.odd_reply_count += 1;
+        if self.odd_replies.len() < ODD_REPLIES_KEPT {
+            self.odd_replies.push(what);
+        }
+    }
 }
 
 /// How an attempt ended.
-enum Attempt {
+pub enum Attempt {
     Reply(Reply),
     /// Sent, no usable reply: may or may not have taken effect.
     Unknown,
@@ -115,6 +138,16 @@ impl Session {
             self.connection = Some(client);
         }
         self.connection.as_mut()
+    }
+
+    /// Forgets the connection (after a reply it did not expect).
+    pub fn drop_connection(&mut self) {
+        self.connection = None;
+    }
+
+    /// Runs `args` until a node answers it or this session's timeout passes.
+    pub fn run(&mut self, args: &[&[u8]]) -> Attempt {
+        self.attempt(args, Instant::now() + self.timeout)
     }
 
     /// Runs `args` until a node answers it or `deadline` passes.
@@ -172,9 +205,14 @@ impl Session {
             KvCommand::Get => vec![b"GET", &input.key],
             KvCommand::Set(new) => vec![b"SET", &input.key, new],
             KvCommand::Incr => vec![b"INCR", &input.key],
-            KvCommand::CompareAndSet { .. } => {
-                unreachable!("the cluster workload sends no compare-and-set")
-            }
+            KvCommand::CompareAndSet {
+                expected: Some(old),
+                new,
+            } => vec![b"SET", &input.key, new, b"IFEQ", old],
+            KvCommand::CompareAndSet {
+                expected: None,
+                new,
+            } => vec![b"SET", &input.key, new, b"NX"],
         };
         let attempt = self.attempt(&args, deadline);
         let return_ns = ns_since(clock);
@@ -185,12 +223,7 @@ impl Session {
             Attempt::Reply(reply) => match output_of(&input.command, &reply) {
                 Some(output) => Some(output),
                 None => {
-                    record.odd_reply_count += 1;
-                    if record.odd_replies.len() < ODD_REPLIES_KEPT {
-                        record
-                            .odd_replies
-                            .push(format!("{input:?} answered {reply:?}"));
-                    }
+                    record.odd(format!("{input:?} answered {reply:?}"));
                     self.connection = None;
                     None
                 }
@@ -213,6 +246,10 @@ pub fn output_of(command: &KvCommand, reply: &Reply) -> Option<KvOutput> {
         (KvCommand::Get, Reply::Bulk(value)) => Some(KvOutput::Value(value.clone())),
         (KvCommand::Set(_), Reply::Simple(ok)) if ok == "OK" => Some(KvOutput::Done),
         (KvCommand::Incr, Reply::Integer(new)) => Some(KvOutput::Incremented(*new)),
+        (KvCommand::CompareAndSet { .. }, Reply::Simple(ok)) if ok == "OK" => {
+            Some(KvOutput::Swapped(true))
+        }
+        (KvCommand::CompareAndSet { .. }, Reply::Bulk(None)) => Some(KvOutput::Swapped(false)),
         (KvCommand::Incr, Reply::Error(message))
             if message.contains("not an integer") || message.contains("overflow") =>
         {
@@ -250,24 +287,61 @@ pub fn run_client(
         .map(|&node| Session::readonly(node, settings.op_timeout))
         .collect();
     let mut sequence = 0u64;
+    // What this client last saw in each key (`None`: missing), for its compare-and-sets.
+    let mut seen: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
     while !stop.load(Ordering::SeqCst) {
+        sequence += 1;
+        let model_write =
+            match rng.weighted(&[100 - settings.model_percent, settings.model_percent]) {
+                0 => None,
+                _ => Some(match rng.weighted(&[30, 20, 25, 25]) {
+                    0 => ModelWrite::DocInsert,
+                    1 => ModelWrite::DocIncrement,
+                    2 => ModelWrite::QueuePush,
+                    _ => ModelWrite::StreamPublish,
+                }),
+            };
+        if let Some(write) = model_write {
+            if let Some(odd) =
+                models::perform(&mut session, client, sequence, write, &mut record.models)
+            {
+                record.odd(odd);
+            }
+            continue;
+        }
         let slot = rng.below(settings.keys);
         let key = key_name(slot, clock.elapsed(), settings.key_epoch_ms);
-        let input = match rng.weighted(&[40, 35, 25]) {
+        // Unique, and INCR can add a million before it reaches another's value.
+        let unique = ((client + 1) * 1_000_000_000_000 + sequence * 1_000_000).to_string();
+        let input = match rng.weighted(&[35, 30, 20, 15]) {
             0 => KvInput::get(key),
-            1 => {
-                sequence += 1;
-                // Unique, and INCR can add a million before it reaches another's value.
-                let value = (client + 1) * 1_000_000_000_000 + sequence * 1_000_000;
-                KvInput::set(key, value.to_string())
+            1 => KvInput::set(key, unique),
+            2 => KvInput::incr(key),
+            _ => {
+                let expected = seen.get(&key).cloned().flatten();
+                KvInput::compare_and_set(key, expected.as_deref(), unique)
             }
-            _ => KvInput::incr(key),
         };
-        if settings.stale_reads && input.command == KvCommand::Get {
+        let output = if settings.stale_reads && input.command == KvCommand::Get {
             let node = rng.below(nodes.len() as u64) as usize;
-            stale[node].perform(client, input, clock, &mut record);
+            stale[node].perform(client, input.clone(), clock, &mut record)
         } else {
-            session.perform(client, input, clock, &mut record);
+            session.perform(client, input.clone(), clock, &mut record)
+        };
+        let now_holds = match (&input.command, output) {
+            (_, None) => None,
+            (KvCommand::Get, Some(KvOutput::Value(value))) => Some(value),
+            (KvCommand::Set(value), Some(_)) => Some(Some(value.clone())),
+            (KvCommand::Incr, Some(KvOutput::Incremented(new))) => {
+                Some(Some(new.to_string().into_bytes()))
+            }
+            (KvCommand::CompareAndSet { new, .. }, Some(KvOutput::Swapped(true))) => {
+                Some(Some(new.clone()))
+            }
+            _ => None,
+        };
+        if let Some(value) = now_holds {
+            seen.insert(input.key, value);
         }
     }
     record
@@ -301,6 +375,16 @@ mod tests {
             output_of(&KvCommand::Set(b"1".to_vec()), &Reply::Simple("OK".into())),
             Some(KvOutput::Done)
         );
+        let cas = KvInput::compare_and_set("k", Some(b"1"), "2").command;
+        assert_eq!(
+            output_of(&cas, &Reply::Simple("OK".into())),
+            Some(KvOutput::Swapped(true))
+        );
+        assert_eq!(
+            output_of(&cas, &Reply::Bulk(None)),
+            Some(KvOutput::Swapped(false))
+        );
+        assert_eq!(output_of(&cas, &Reply::Bulk(Some(b"1".to_vec()))), None);
     }
 
     /// What a deposed leader serving reads would leave in the record: an acknowledged write,

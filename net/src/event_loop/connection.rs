@@ -28,8 +28,12 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// their turn; a flooding client cannot starve the rest.
 const READ_BUDGET_BYTES: usize = 1024 * 1024;
 /// Idle buffers above this capacity are shrunk back, so one large request
-/// or reply does not pin its memory for the life of the connection.
-const IDLE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
+/// or reply does not pin its memory for the life of the connection. Large
+/// enough for a batch of a hundred 1 KB documents (DOC.INSERT of ~105 KB):
+/// at 64 KiB, every such request regrew its buffer (a fresh allocation, page
+/// faults and zeroing: ~18% of a batched insert's server time) and shrank it
+/// again (docs/benchmarks.md, "Documents").
+const IDLE_BUFFER_KEEP_BYTES: usize = 256 * 1024;
 
 /// Per-loop buffers reused across requests, so parsing a command allocates
 /// nothing once they have grown.

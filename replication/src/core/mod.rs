@@ -5,11 +5,17 @@
 //!
 //! The caller's loop, after any call that may have changed the node:
 //! 1. `if node.has_ready() { let ready = node.ready(); ... }`
-//! 2. persist `ready.truncate_after` (cut the log after that index), then `ready.entries`,
-//!    then `ready.hard_state`, all durably;
+//! 2. install `ready.snapshot` if there is one (the caller's state becomes the snapshot the
+//!    leader's caller moved to it, its log empty after the snapshot's index), then persist
+//!    `ready.truncate_after` (cut the log after that index), then `ready.entries`, then
+//!    `ready.hard_state`, all durably;
 //! 3. send `ready.messages` (only now: a vote or an acknowledgement promises what is on disk);
 //! 4. apply `ready.committed` in order;
-//! 5. `node.advance()`. No other call may come between `ready` and `advance`.
+//! 5. `node.advance()`. No other call may come between `ready` and `advance`;
+//! 6. on a leader, serve `ready.wanted`: followers that need entries the node no longer holds
+//!    in memory. Read them from storage and hand them over with [`Node::send_stored`], or,
+//!    where storage no longer holds them either, move a snapshot to the follower and call
+//!    [`Node::send_snapshot`].
 //!
 //! This file holds the node's state, its inputs (term handling and message dispatch) and its
 //! output; `election` holds campaigns, votes and role changes; `replicate` what a leader
@@ -62,6 +68,27 @@ pub struct Ready {
     /// Committed entries to apply, in index order, each exactly once (across restarts: from
     /// the `applied` index given to [`Node::restart`]).
     pub committed: Vec<Entry>,
+    /// Followers that need entries from an index this node has forgotten (`Node::compact`):
+    /// served after `advance` (see the module doc, step 6).
+    pub wanted: Vec<Wanted>,
+    /// Install this snapshot first (a follower): the leader's caller moved it here, and the
+    /// node's log now starts after it; everything through its index counts as applied.
+    pub snapshot: Option<SnapshotPoint>,
+}
+
+/// A follower that needs the entries from `from_index` on, which its leader no longer holds
+/// in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub to: NodeId,
+    pub from_index: u64,
+}
+
+/// Where a snapshot ends: the index and term of the last entry whose effect it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    pub index: u64,
+    pub term: u64,
 }
 
 /// What a node finds on disk at restart.
@@ -138,6 +165,10 @@ pub struct Node {
     applied_membership: Membership,
     /// The membership changes in the log after the applied index: (index, change).
     unapplied_changes: Vec<(u64, ConfChange)>,
+    /// Followers that need forgotten entries, by first index needed (`Ready::wanted`).
+    wanted: BTreeMap<NodeId, u64>,
+    /// A snapshot taken in and not yet handed out (`Ready::snapshot`).
+    snapshot_due: Option<SnapshotPoint>,
     handed: Option<Handed>,
     #[cfg(test)]
     faults: Faults,
@@ -192,6 +223,8 @@ impl Node {
             pending_conf_index: 0,
             applied_membership: config_membership,
             unapplied_changes: Vec::new(),
+            wanted: BTreeMap::new(),
+            snapshot_due: None,
             handed: None,
             #[cfg(test)]
             faults: Faults::default(),
@@ -274,12 +307,18 @@ impl Node {
     }
 
     /// Forgets the in-memory entries through `index` (never past what was applied): the
-    /// caller's storage keeps them. A follower that needs a forgotten entry can no longer be
-    /// fed from the log (it would need a snapshot, not written yet): the leader stops sending
-    /// it appends. Returns the new first index.
+    /// caller's storage keeps them. A follower that needs a forgotten entry is listed in
+    /// `Ready::wanted`, for the caller to serve from storage (`send_stored`) or with a
+    /// snapshot (`send_snapshot`). Returns the new first index.
     pub fn compact(&mut self, index: u64) -> u64 {
         self.assert_advanced();
         self.log.compact_through(index) + 1
+    }
+
+    /// The term of the entry at `index`, if the log holds it (or `index` is where the held
+    /// log starts after).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.log.term_at(index)
     }
 
     /// The entry at `index`, if the log holds one.
@@ -464,7 +503,10 @@ impl Node {
         match message.body {
             // Neither a pre-vote nor a pre-vote grant changes anyone's term.
             Body::PreVote { .. } | Body::PreVoteResponse { granted: true } => {}
-            Body::Append { .. } | Body::Heartbeat { .. } | Body::TimeoutNow => {
+            Body::Append { .. }
+            | Body::Heartbeat { .. }
+            | Body::TimeoutNow
+            | Body::InstallSnapshot { .. } => {
                 self.become_follower(message.term, Some(message.from))
             }
             _ => self.become_follower(message.term, None),
@@ -483,7 +525,7 @@ impl Node {
         match message.body {
             // A deposed leader cut off by a partition learns our term and steps down. (Without
             // this, with check-quorum, a node whose term ran ahead could never rejoin.)
-            Body::Append { .. } | Body::Heartbeat { .. } => {
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
                 self.send(message.from, Body::HeartbeatResponse)
             }
             Body::PreVote { .. } => {
@@ -537,6 +579,11 @@ impl Node {
                     self.campaign(Campaign::Transfer);
                 }
             }
+            Body::InstallSnapshot { index, term } => {
+                if self.follow(from) {
+                    self.handle_install_snapshot(from, SnapshotPoint { index, term });
+                }
+            }
             Body::AppendAccepted { match_index } => {
                 if self.role == Role::Leader {
                     self.handle_append_accepted(from, match_index);
@@ -584,6 +631,8 @@ impl Node {
             || self.log.cut_after.is_some()
             || !self.log.unstable().is_empty()
             || self.log.commit > self.log.applied
+            || !self.wanted.is_empty()
+            || self.snapshot_due.is_some()
     }
 
     /// Hands out what to persist, send and apply; call [`Node::advance`] when done.
@@ -600,6 +649,11 @@ impl Node {
             entries: self.log.unstable().to_vec(),
             messages: std::mem::take(&mut self.messages),
             committed: self.log.slice(applied + 1, self.log.commit).to_vec(),
+            wanted: std::mem::take(&mut self.wanted)
+                .into_iter()
+                .map(|(to, from_index)| Wanted { to, from_index })
+                .collect(),
+            snapshot: self.snapshot_due.take(),
         };
         self.handed = Some(Handed {
             last_index: self.log.last_index(),

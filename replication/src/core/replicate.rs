@@ -1,7 +1,7 @@
 //! Log replication (§5.3): what a leader sends each follower, how a follower takes it, and
 //! the commit rule (§5.4.2).
 
-use super::Node;
+use super::{Node, Role, SnapshotPoint};
 use crate::message::{Body, Entry, Message, NodeId};
 use crate::progress::{Progress, ProgressState};
 use crate::wire;
@@ -67,11 +67,19 @@ impl Node {
         }
         let prev_index = next_index - 1;
         let Some(prev_term) = self.log.term_at(prev_index) else {
-            // The follower needs entries this node has forgotten (`Node::compact`): only a
-            // snapshot could bring it up to date, and snapshots are not written yet.
+            // The follower needs entries this node has forgotten (`Node::compact`): the
+            // caller serves them from storage, or with a snapshot (`Ready::wanted`).
+            self.wanted.insert(to, next_index);
             return false;
         };
         let entries = self.batch_from(next_index);
+        self.send_append_of(to, prev_index, prev_term, entries);
+        true
+    }
+
+    /// Sends `entries` (following `prev_index`, whose term is `prev_term`) to `to`, moving its
+    /// progress as a sent append does.
+    fn send_append_of(&mut self, to: NodeId, prev_index: u64, prev_term: u64, entries: Vec<Entry>) {
         let commit = self.log.commit;
         let progress = self.progress.get_mut(&to).expect("a follower");
         match progress.state {
@@ -92,7 +100,99 @@ impl Node {
                 commit,
             },
         );
+    }
+
+    /// Sends `to` entries the caller read from its storage because this node no longer holds
+    /// them (`Ready::wanted`): `entries` start at the index `to` needs next and `prev_term` is
+    /// the term of the entry before them. They are committed entries (the node forgets only
+    /// applied ones), so every leader's log agrees with them. Returns whether an append went
+    /// out: not when this node no longer leads, `to` needs another index by now, or its
+    /// progress allows no append yet (it is listed in `wanted` again when it does).
+    pub fn send_stored(&mut self, to: NodeId, prev_term: u64, entries: Vec<Entry>) -> bool {
+        self.assert_advanced();
+        if self.role != Role::Leader {
+            return false;
+        }
+        let Some(progress) = self.progress.get(&to) else {
+            return false;
+        };
+        let Some(first) = entries.first() else {
+            return false;
+        };
+        if first.index != progress.next_index
+            || !progress.can_send(self.config.inflight_appends_max)
+        {
+            return false;
+        }
+        for (position, entry) in entries.iter().enumerate() {
+            assert_eq!(
+                entry.index,
+                first.index + position as u64,
+                "stored entries have a gap"
+            );
+        }
+        let last = entries.last().expect("not empty").index;
+        assert!(
+            last <= self.log.commit,
+            "stored entries through {last} beyond the commit index {}",
+            self.log.commit
+        );
+        self.send_append_of(to, first.index - 1, prev_term, entries);
         true
+    }
+
+    /// Tells `to` to install the snapshot through `point` that the caller has moved to it
+    /// (serving a `Ready::wanted` its storage could not serve from the log). The snapshot
+    /// must hold only committed entries. No append goes to `to` until it answers (or a
+    /// heartbeat response says it may have missed this). Returns whether it went out: not
+    /// when this node no longer leads or `to` is not a follower.
+    pub fn send_snapshot(&mut self, to: NodeId, point: SnapshotPoint) -> bool {
+        self.assert_advanced();
+        if self.role != Role::Leader || !self.progress.contains_key(&to) {
+            return false;
+        }
+        assert!(
+            point.index <= self.log.commit,
+            "a snapshot through {} beyond the commit index {}",
+            point.index,
+            self.log.commit
+        );
+        let progress = self.progress.get_mut(&to).expect("a follower");
+        progress.become_probe();
+        progress.next_index = point.index + 1;
+        progress.probe_sent = true;
+        self.send(
+            to,
+            Body::InstallSnapshot {
+                index: point.index,
+                term: point.term,
+            },
+        );
+        true
+    }
+
+    /// A follower's side of InstallSnapshot: a log that already holds the snapshot's last
+    /// entry keeps what it has (log matching makes everything through it the leader's);
+    /// otherwise the log restarts after the snapshot and the caller installs it
+    /// (`Ready::snapshot`). Either way the follower matches the leader through the snapshot.
+    pub(super) fn handle_install_snapshot(&mut self, leader: NodeId, point: SnapshotPoint) {
+        if point.index <= self.log.commit {
+            let match_index = self.log.commit;
+            self.send(leader, Body::AppendAccepted { match_index });
+            return;
+        }
+        if self.log.term_at(point.index) == Some(point.term) {
+            self.log.commit_to(point.index);
+        } else {
+            self.log.restore_snapshot(point.index, point.term);
+            self.snapshot_due = Some(point);
+        }
+        self.send(
+            leader,
+            Body::AppendAccepted {
+                match_index: point.index,
+            },
+        );
     }
 
     /// Entries from `from` on, up to the batch limits (at least one if there is one).

@@ -45,6 +45,10 @@ struct Cluster {
     /// Every message delivered so far.
     delivered: Vec<Message>,
     applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// What each leader's `Ready`s asked of storage, in order (`Ready::wanted`).
+    wanted: Vec<Wanted>,
+    /// Snapshots each node was told to install (`Ready::snapshot`).
+    installed: Vec<(NodeId, SnapshotPoint)>,
 }
 
 impl Cluster {
@@ -70,6 +74,8 @@ impl Cluster {
             cut: BTreeSet::new(),
             delivered: Vec::new(),
             applied: BTreeMap::new(),
+            wanted: Vec::new(),
+            installed: Vec::new(),
         }
     }
 
@@ -85,6 +91,9 @@ impl Cluster {
                 if node.has_ready() {
                     let ready = node.ready();
                     messages.extend(ready.messages);
+                    self.wanted.extend(ready.wanted);
+                    self.installed
+                        .extend(ready.snapshot.map(|point| (id, point)));
                     self.applied.entry(id).or_default().extend(ready.committed);
                     node.advance();
                 }
@@ -529,14 +538,19 @@ fn a_compacted_leader_feeds_followers_from_what_it_holds_and_skips_one_it_cannot
     cluster.settle();
     assert_eq!(cluster.node(1).commit_index(), 10);
     assert_eq!(cluster.node(2).last_index(), 10);
-    // Node 3 needs entries 7..=9, which only a snapshot could give it: the leader sends
-    // nothing it cannot (no panic), and the majority goes on committing.
+    // Node 3 needs entries 7..=9, which the leader forgot: it asks its caller for them
+    // (`Ready::wanted`; this cluster never serves them), sends nothing it cannot (no panic),
+    // and the majority goes on committing.
     cluster.cut.clear();
     cluster.tick_all(6);
     cluster.node(1).propose(vec![9]).unwrap();
     cluster.settle();
     assert_eq!(cluster.node(1).commit_index(), 11);
     assert_eq!(cluster.node(3).last_index(), 6);
+    assert!(cluster.wanted.contains(&Wanted {
+        to: 3,
+        from_index: 7
+    }));
 }
 
 #[test]
@@ -873,4 +887,131 @@ fn a_two_voter_cluster_that_removes_its_leader_elects_the_other() {
     cluster.tick_all(60);
     assert_eq!(cluster.node(2).role(), Role::Leader);
     assert!(cluster.node(2).applied_index() >= removal);
+}
+
+/// A cluster whose leader (node 1) forgot entries 1..=9 from memory while node 3 was cut off
+/// after entry 6; returns the leader's log as its storage keeps it.
+fn leader_that_forgot_what_node_3_needs() -> (Cluster, Vec<Entry>) {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    for n in 0..5u8 {
+        cluster.node(1).propose(vec![n]).unwrap();
+    }
+    cluster.settle();
+    cluster.cut.insert(3);
+    for n in 5..8u8 {
+        cluster.node(1).propose(vec![n]).unwrap();
+    }
+    cluster.settle();
+    let storage: Vec<Entry> = (1..=9)
+        .map(|index| cluster.node(1).entry(index).unwrap().clone())
+        .collect();
+    assert_eq!(cluster.node(1).compact(9), 10);
+    assert_eq!(cluster.node(3).last_index(), 6);
+    cluster.cut.clear();
+    (cluster, storage)
+}
+
+#[test]
+fn a_follower_behind_the_leader_s_memory_is_fed_from_its_storage() {
+    let (mut cluster, storage) = leader_that_forgot_what_node_3_needs();
+    for _ in 0..20 {
+        cluster.tick_all(1);
+        for wanted in std::mem::take(&mut cluster.wanted) {
+            assert_eq!(wanted.to, 3, "only node 3 lags");
+            let from = wanted.from_index as usize;
+            let prev_term = if from == 1 { 0 } else { storage[from - 2].term };
+            // Two at a time, so the pipeline takes several.
+            let entries = storage[from - 1..].iter().take(2).cloned().collect();
+            cluster.node(1).send_stored(3, prev_term, entries);
+        }
+        cluster.settle();
+        if cluster.node(3).commit_index() == cluster.node(1).commit_index() {
+            break;
+        }
+    }
+    assert_eq!(cluster.node(3).commit_index(), 9);
+    assert!(cluster.installed.is_empty(), "no snapshot was needed");
+    let applied: Vec<Entry> = cluster.applied[&3].clone();
+    assert_eq!(
+        applied, storage,
+        "node 3 applied the leader's log, 7..=9 from storage"
+    );
+    // Stored entries that no longer start where the follower needs them are not sent.
+    assert!(!cluster
+        .node(1)
+        .send_stored(3, storage[3].term, storage[4..6].to_vec()));
+}
+
+#[test]
+fn a_follower_behind_the_leader_s_storage_installs_a_snapshot_and_rejoins() {
+    let (mut cluster, storage) = leader_that_forgot_what_node_3_needs();
+    let point = SnapshotPoint {
+        index: 9,
+        term: storage[8].term,
+    };
+    for _ in 0..20 {
+        cluster.tick_all(1);
+        for wanted in std::mem::take(&mut cluster.wanted) {
+            assert_eq!(wanted.to, 3, "only node 3 lags");
+            assert!(cluster.node(1).send_snapshot(3, point));
+        }
+        cluster.settle();
+        if !cluster.installed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(cluster.installed, vec![(3, point)]);
+    let node = cluster.node(3);
+    assert_eq!((node.first_index(), node.commit_index()), (10, 9));
+    assert_eq!(node.applied_index(), 9, "the snapshot counts as applied");
+    assert_eq!(node.term_at(9), Some(point.term));
+    // It follows the leader from there on, through appends from memory.
+    cluster.node(1).propose(vec![42]).unwrap();
+    cluster.settle();
+    cluster.tick_all(2);
+    assert_eq!(cluster.node(3).last_index(), 10);
+    assert_eq!(cluster.node(3).commit_index(), 10);
+    assert_eq!(cluster.node(3).entry(10).unwrap().data, vec![42]);
+    // A duplicate of the InstallSnapshot changes nothing: the follower has it committed.
+    let term = cluster.node(1).term();
+    let answers = answer(
+        cluster.node(3),
+        message(
+            1,
+            3,
+            term,
+            Body::InstallSnapshot {
+                index: 9,
+                term: point.term,
+            },
+        ),
+    );
+    assert_eq!(answers[0].body, Body::AppendAccepted { match_index: 10 });
+    assert_eq!(cluster.node(3).last_index(), 10);
+}
+
+#[test]
+fn a_follower_holding_the_snapshot_s_last_entry_keeps_its_log() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.node(1).propose(vec![1]).unwrap();
+    cluster.settle();
+    // Node 2 gets entry 3 from the leader; it learns that 3 is committed only later.
+    cluster.cut.insert(3);
+    cluster.node(1).propose(vec![2]).unwrap();
+    cluster.settle();
+    let term = cluster.node(1).term();
+    let before = cluster.node(2).last_index();
+    let commit = cluster.node(2).commit_index();
+    let at = before;
+    let answers = answer(
+        cluster.node(2),
+        message(1, 2, term, Body::InstallSnapshot { index: at, term }),
+    );
+    assert!(at > commit, "node 2 does not know entry {at} committed yet");
+    assert_eq!(answers[0].body, Body::AppendAccepted { match_index: at });
+    assert_eq!(cluster.node(2).last_index(), before, "the log is kept");
+    assert_eq!(cluster.node(2).commit_index(), at);
+    assert!(cluster.installed.is_empty());
 }

@@ -173,6 +173,53 @@ fn a_double_compare_and_set_success_is_illegal() {
     ]);
 }
 
+/// The histories the real-process workload makes (`SET k v IFEQ old`, `SET k v NX`): a chain
+/// of swaps each from the value the previous one left, mixed with blind writes.
+#[test]
+fn compare_and_set_chains_follow_the_value() {
+    let chain = [
+        set(1, 0, 10, "k", "a"),
+        cas(2, 20, 30, "k", (Some("a"), "b"), true),
+        cas(3, 25, 35, "k", (Some("a"), "c"), false),
+        cas(1, 40, 50, "k", (Some("b"), "c"), true),
+        get(2, 60, 70, "k", Some("c")),
+    ];
+    expect_ok(&chain);
+    // A swap from a value overwritten before it was called (the deposed leader's view).
+    expect_illegal(&[
+        set(1, 0, 10, "k", "a"),
+        set(2, 20, 30, "k", "b"),
+        cas(3, 40, 50, "k", (Some("a"), "c"), true),
+    ]);
+    // A refusal although the value matched and nothing else ran (a lost write, or a stale
+    // copy that still shows the key missing).
+    expect_illegal(&[
+        set(1, 0, 10, "k", "a"),
+        cas(2, 20, 30, "k", (Some("a"), "b"), false),
+    ]);
+    expect_illegal(&[
+        set(1, 0, 10, "k", "a"),
+        cas(2, 20, 30, "k", (None, "b"), true),
+    ]);
+    // A swap of unknown outcome may have happened: a later read may see it or not.
+    let lost = Operation::unknown(3, 20, KvInput::compare_and_set("k", Some(b"a"), "b"));
+    expect_ok(&[
+        set(1, 0, 10, "k", "a"),
+        lost.clone(),
+        get(2, 40, 50, "k", Some("b")),
+    ]);
+    expect_ok(&[
+        set(1, 0, 10, "k", "a"),
+        lost.clone(),
+        get(2, 40, 50, "k", Some("a")),
+    ]);
+    expect_illegal(&[
+        set(1, 0, 10, "k", "x"),
+        lost,
+        get(2, 40, 50, "k", Some("b")),
+    ]);
+}
+
 #[test]
 fn an_unknown_write_may_apply_late_or_never() {
     let write = Operation::unknown(1, 0, KvInput::set("k", "a"));

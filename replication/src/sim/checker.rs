@@ -80,10 +80,9 @@ impl Checker {
     /// term before it, which by induction means the same prefix (log matching).
     pub(crate) fn persisted(&mut self, node: &Node, entries: &[Entry]) -> Checked {
         for entry in entries {
-            let prev_term = match entry.index {
-                1 => 0,
-                index => node.entry(index - 1).expect("entries follow the log").term,
-            };
+            let prev_term = node
+                .term_at(entry.index - 1)
+                .expect("entries follow the log");
             let key = (entry.index, entry.term);
             match self.entries.get(&key) {
                 None => {
@@ -126,6 +125,23 @@ impl Checker {
         }
     }
 
+    /// A node replaced its state machine by a snapshot holding the data of every entry
+    /// through its index: each must be what was applied there elsewhere.
+    pub(crate) fn snapshot_installed(&mut self, node: NodeId, data: &[Vec<u8>]) -> Checked {
+        for (position, data) in data.iter().enumerate() {
+            let index = position as u64 + 1;
+            if let Some((_, applied)) = self.applied.get(&index) {
+                if applied != data {
+                    return Err(self.violation(
+                        Property::StateMachineSafety,
+                        format!("node {node} installed a snapshot whose index {index} differs from what was applied there"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn restarted(&mut self, node: NodeId) {
         self.commit_seen.remove(&node);
     }
@@ -142,7 +158,9 @@ impl Checker {
     fn observe_commit(&mut self, node: &Node) -> Checked {
         let seen = self.commit_seen.get(&node.id()).copied().unwrap_or(0);
         let commit = node.commit_index();
-        for index in seen + 1..=commit {
+        // Below the node's first index: forgotten after it was seen committed, or part of an
+        // installed snapshot (checked by `snapshot_installed`).
+        for index in (seen + 1).max(node.first_index())..=commit {
             let entry = node.entry(index).expect("commit within the log");
             let term_seen = node.term();
             match self.committed.get_mut(&index) {
@@ -194,6 +212,11 @@ impl Checker {
         for (&index, (entry_term, data, committed_in)) in self.committed.range(checked + 1..) {
             if *committed_in > term {
                 break; // committed after this term began: this leader need not hold it (yet)
+            }
+            if index < node.first_index() {
+                // Forgotten after it was applied here (the applied check covered it).
+                through = index;
+                continue;
             }
             let held = node.entry(index);
             if held.map(|entry| (entry.term, &entry.data)) != Some((*entry_term, data)) {

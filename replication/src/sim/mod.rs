@@ -4,6 +4,13 @@
 //! choice comes from one seed, so a failing seed replays exactly. After every step the
 //! [`checker`] checks raft's safety properties; at the end the network heals and the run must
 //! make progress (liveness).
+//!
+//! Nodes forget applied entries from memory (`Node::compact`) and from their simulated disk
+//! (the disk's log then starts after an offset), so a leader serves lagging followers from
+//! its disk (`Ready::wanted`, `Node::send_stored`) or, once its disk lacks them too, with a
+//! snapshot of its state machine (`Node::send_snapshot`). The snapshot's bytes move outside
+//! the network (the server ships files over its own channel); `InstallSnapshot` travels in
+//! it like any message: dropped, delayed, duplicated.
 
 mod checker;
 #[cfg(test)]
@@ -12,7 +19,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, Membership};
-use crate::core::{Faults, Node, Persisted, Role};
+use crate::core::{Faults, Node, Persisted, Role, SnapshotPoint, Wanted};
 use crate::linearizability::{
     self, kv, KvCommand, KvInput, KvModel, KvOutput, KvState, Limits, Operation, Outcome,
 };
@@ -61,6 +68,11 @@ pub(crate) struct Options {
     /// be applied everywhere.
     pub(crate) liveness_rounds: u64,
     pub(crate) append_entries_max: usize,
+    /// Per handled `Ready`: the node forgets applied entries from memory...
+    pub(crate) compact_per_mille: u64,
+    /// ... and from its disk, whose log then starts after an offset (only a snapshot can
+    /// bring a follower that needs what is gone back).
+    pub(crate) disk_compact_per_mille: u64,
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
     pub(crate) faults: Faults,
@@ -93,6 +105,8 @@ impl Default for Options {
             heal_per_mille: 8,
             liveness_rounds: 3000,
             append_entries_max: 4,
+            compact_per_mille: 30,
+            disk_compact_per_mille: 10,
             pre_vote: true,
             check_quorum: true,
             faults: Faults::default(),
@@ -116,6 +130,10 @@ pub(crate) struct Report {
     pub(crate) unchecked_histories: u64,
     /// Membership changes applied by the most advanced node.
     pub(crate) conf_changes: u64,
+    /// Appends a leader sent from its disk (entries its memory had forgotten).
+    pub(crate) stored_appends: u64,
+    /// Snapshots followers installed.
+    pub(crate) snapshots_installed: u64,
 }
 
 /// One simulated machine: the node while it runs, and what survives a crash.
@@ -170,6 +188,9 @@ pub(crate) struct Sim {
     report: Report,
     /// The network is healed and faults are off.
     calm: bool,
+    /// Snapshots leaders moved to followers, by their point: the data of every entry they
+    /// hold (committed data is the same on every node, so one store serves all).
+    snapshots: BTreeMap<(u64, u64), Vec<Vec<u8>>>,
     /// Every proposal a node accepted, by proposal number: its client call (step, command)
     /// and, once its entry was applied on the node that accepted it, the answer (step,
     /// output). Checked for linearizability at the end of the run.
@@ -220,6 +241,33 @@ fn decode(data: &[u8]) -> Option<(u64, KvInput)> {
     Some((n, input))
 }
 
+/// The term of the entry at `index` on `disk` (its offset's term at the offset).
+fn disk_term_at(disk: &Persisted, index: u64) -> Option<u64> {
+    match index {
+        _ if index == disk.offset => Some(disk.offset_term),
+        _ if index < disk.offset => None,
+        _ => disk
+            .entries
+            .get((index - disk.offset - 1) as usize)
+            .map(|entry| entry.term),
+    }
+}
+
+/// The key-value map the commands in `applied` make, in order.
+fn state_of(applied: &[Vec<u8>]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut kv = BTreeMap::new();
+    for data in applied {
+        if let Some((_, input)) = decode(data) {
+            let state = KvState(kv.get(&input.key).cloned());
+            match kv::apply(&state, &input.command).0 .0 {
+                Some(value) => kv.insert(input.key.clone(), value),
+                None => kv.remove(&input.key),
+            };
+        }
+    }
+    kv
+}
+
 impl Sim {
     pub(crate) fn new(seed: u64, options: Options) -> Sim {
         let mut rng = Rng::new(seed);
@@ -258,6 +306,7 @@ impl Sim {
             history: BTreeMap::new(),
             report: Report::default(),
             calm: false,
+            snapshots: BTreeMap::new(),
         };
         for id in 1..=sim.options.nodes {
             sim.start(id);
@@ -737,14 +786,28 @@ impl Sim {
         let entries_written = written.min(ready.entries.len());
         self.checker
             .persisted(node, &ready.entries[..entries_written])?;
+        if let Some(point) = ready.snapshot {
+            let data = &self.snapshots[&(point.index, point.term)];
+            self.checker.snapshot_installed(id, data)?;
+            machine.applied = data.clone();
+            machine.kv = state_of(data);
+            machine.disk.entries.clear();
+            machine.disk.offset = point.index;
+            machine.disk.offset_term = point.term;
+            machine.disk.applied = point.index;
+            self.report.snapshots_installed += 1;
+            if self.options.trace {
+                eprintln!("[{:>6}] install snapshot at {id}: {point:?}", self.now);
+            }
+        }
         let disk = &mut machine.disk;
         if let Some(index) = ready.truncate_after {
-            disk.entries.truncate(index as usize);
+            disk.entries.truncate((index - disk.offset) as usize);
         }
         if let Some(first) = ready.entries.first() {
             assert_eq!(
                 first.index,
-                disk.entries.len() as u64 + 1,
+                disk.offset + disk.entries.len() as u64 + 1,
                 "a gap in the persisted log"
             );
         }
@@ -820,10 +883,73 @@ impl Sim {
         }
         machine.disk.applied = machine.applied.len() as u64;
         machine.node.as_mut().expect("running").advance();
+        for wanted in ready.wanted {
+            self.serve(id, wanted);
+        }
+        self.maybe_compact(id);
         Ok(())
     }
 
     /// Heals the network, restarts every member, turns faults off and runs until it settles.
+    /// A leader's follower needs entries from `wanted.from_index`, which the leader's memory
+    /// lost: from its disk if it holds them, else a snapshot of its state machine.
+    fn serve(&mut self, id: NodeId, wanted: Wanted) {
+        let append_entries_max = self.options.append_entries_max as u64;
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        let disk = &machine.disk;
+        let node = machine.node.as_mut().expect("running");
+        let from = wanted.from_index;
+        if from > disk.offset {
+            let prev_term = disk_term_at(disk, from - 1).expect("the disk holds what memory lost");
+            let first = (from - disk.offset - 1) as usize;
+            // Committed entries only (the disk may hold more, which memory still has).
+            let committed = (node.commit_index() - disk.offset) as usize;
+            let last = (first + append_entries_max as usize)
+                .min(disk.entries.len())
+                .min(committed);
+            let entries = disk.entries[first..last].to_vec();
+            let sent = node.send_stored(wanted.to, prev_term, entries);
+            self.report.stored_appends += u64::from(sent);
+            self.digest(&[10, id, wanted.to, from, u64::from(sent)]);
+            self.trace(|| format!("send stored {id} -> {}: from {from} ({sent})", wanted.to));
+            return;
+        }
+        let index = machine.applied.len() as u64;
+        let term = disk_term_at(disk, index).expect("the disk holds the applied entry's term");
+        let point = SnapshotPoint { index, term };
+        self.snapshots
+            .entry((index, term))
+            .or_insert_with(|| machine.applied.clone());
+        let sent = node.send_snapshot(wanted.to, point);
+        self.digest(&[11, id, wanted.to, index, u64::from(sent)]);
+        self.trace(|| format!("send snapshot {id} -> {}: {point:?} ({sent})", wanted.to));
+    }
+
+    /// Sometimes forgets applied entries: from memory, and sometimes from the disk too.
+    fn maybe_compact(&mut self, id: NodeId) {
+        let forget_memory = self.rng.chance(self.options.compact_per_mille);
+        let forget_disk = self.rng.chance(self.options.disk_compact_per_mille);
+        let keep = self.rng.below(4);
+        let machine = self.machines.get_mut(&id).expect("a machine");
+        let through = machine.disk.applied.saturating_sub(keep);
+        if forget_memory {
+            let node = machine.node.as_mut().expect("running");
+            node.compact(through);
+        }
+        let disk = &mut machine.disk;
+        if forget_disk && through > disk.offset {
+            let term = disk_term_at(disk, through).expect("an applied entry is on disk");
+            disk.entries.drain(..(through - disk.offset) as usize);
+            disk.offset = through;
+            disk.offset_term = term;
+        }
+        if forget_memory || forget_disk {
+            self.digest(&[12, id, through]);
+            self.trace(|| format!("compact {id} through {through} (disk: {forget_disk})"));
+        }
+    }
+
+    /// Heals the network, restarts every node, turns faults off and runs until it settles.
     fn heal_and_settle(&mut self) -> Checked {
         self.calm = true;
         self.heal();

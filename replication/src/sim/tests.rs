@@ -63,11 +63,16 @@ fn every_seed_is_safe_and_live_with_few_faults() {
 }
 
 /// Membership changes among the faults: learners added (spares started from an empty log),
-/// promoted once caught up, members (leaders included) removed.
+/// promoted once caught up, members (leaders included) removed. Nodes forget entries from
+/// memory (so leaders feed followers from disk) but never from disk: a snapshot carries only
+/// its index and term, not the membership as of it (etcd's `ConfState` in the snapshot's
+/// metadata), so a follower that installed one past a change would not know it. Not written
+/// yet; the server sends no snapshots (docs/replication.md, "Not covered yet").
 fn changing_membership(options: Options) -> Options {
     Options {
         spare_nodes: 3,
         conf_change_per_mille: 20,
+        disk_compact_per_mille: 0,
         ..options
     }
 }
@@ -107,18 +112,22 @@ fn sweep(options: &Options) -> Report {
                 total.terms += report.terms;
                 total.unchecked_histories += report.unchecked_histories;
                 total.conf_changes += report.conf_changes;
+                total.stored_appends += report.stored_appends;
+                total.snapshots_installed += report.snapshots_installed;
             }
             Err(violation) => panic!("seed {seed}: {violation} (replay: FLIN_RAFT_SEED={seed})"),
         }
     }
     eprintln!(
-        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} membership changes, {} client histories too large to check for linearizability",
+        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} membership changes, {} appends from disk, {} snapshots installed, {} client histories too large to check for linearizability",
         seeds.len(),
         total.proposals,
         total.acknowledged,
         total.crashes,
         total.terms,
         total.conf_changes,
+        total.stored_appends,
+        total.snapshots_installed,
         total.unchecked_histories
     );
     // Most seeds' histories are checked for linearizability, not given up on.
@@ -127,6 +136,13 @@ fn sweep(options: &Options) -> Report {
         "{} of {} histories too large to check",
         total.unchecked_histories,
         seeds.len()
+    );
+    // Compaction makes leaders feed followers from disk and, past the disk, by snapshot.
+    assert!(
+        seeds.len() < 10
+            || (total.stored_appends > 0
+                && (total.snapshots_installed > 0 || options.disk_compact_per_mille == 0)),
+        "no catch-up from disk or by snapshot was exercised"
     );
     // One seed may churn through elections without a proposal surviving; a sweep may not.
     assert!(

@@ -56,6 +56,10 @@ fn every_body() -> Vec<Message> {
         message(Body::Heartbeat { commit: 23 }),
         message(Body::HeartbeatResponse),
         message(Body::TimeoutNow),
+        message(Body::InstallSnapshot {
+            index: 29,
+            term: 31,
+        }),
     ]
 }
 
@@ -133,6 +137,10 @@ fn layout(message: &Message) -> Vec<(String, usize, usize)> {
         }
         Body::Heartbeat { .. } => field("commit", 8),
         Body::HeartbeatResponse | Body::TimeoutNow => {}
+        Body::InstallSnapshot { .. } => {
+            field("index", 8);
+            field("term", 8);
+        }
     }
     fields
 }
@@ -219,10 +227,10 @@ fn unknown_version_tag_and_bool_are_named() {
         decode(&bytes).unwrap_err(),
         WireError::new("body tag", 1, WireErrorKind::UnknownTag(0))
     );
-    bytes[1] = 11;
+    bytes[1] = 12;
     assert_eq!(
         decode(&bytes).unwrap_err().kind,
-        WireErrorKind::UnknownTag(11)
+        WireErrorKind::UnknownTag(12)
     );
     bytes[1] = tag::VOTE_RESPONSE;
     bytes[MESSAGE_HEADER_LEN] = 2;
@@ -387,6 +395,8 @@ fn arbitrary_body() -> impl Strategy<Value = Body> {
         any::<u64>().prop_map(|commit| Body::Heartbeat { commit }),
         Just(Body::HeartbeatResponse),
         Just(Body::TimeoutNow),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(index, term)| Body::InstallSnapshot { index, term }),
     ]
 }
 

@@ -17,7 +17,17 @@
 //! with `Node::propose_conf_change`; followers strip the change header before appending it.
 //! The asker is answered once the entry is applied (or told it was cut). The transport
 //! follows the membership in force: it dials added peers and drops removed ones.
+//!
+//! Catch-up: the node keeps at most `--raft-held-entries` entries in memory. A follower that
+//! needs older ones is listed in `Ready::wanted`; the leader reads them back from the engine's
+//! log (a reader per lagging follower, `serve_wanted`) and hands them to the core
+//! (`Node::send_stored`). The engine keeps them because the leader holds a compaction pin at
+//! the slowest follower's next index, never more than `--raft-retain-entries` behind the
+//! log's end (`pin_for_followers`): a follower further behind than that, or one whose
+//! entries compaction took before this node led, needs a snapshot (not shipped yet: it is
+//! logged).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -28,7 +38,7 @@ use flin_engine::Engine;
 use flin_replication::hard_state::HardStateFile;
 use flin_replication::{
     wire, ConfChange, ConfChangeKind, Config, Entry, Error as RaftError, HardState, Membership,
-    Message, Node, NodeId, Persisted, Ready, Role,
+    Message, Node, NodeId, Persisted, Ready, Role, Wanted,
 };
 
 use super::membership::{Record, MEMBERSHIP_KEY};
@@ -39,8 +49,11 @@ use super::{entry, Cluster, View};
 const PROPOSE_BATCH: usize = 1024;
 /// The node forgets applied entries once it holds this many more than it must.
 const COMPACT_SLACK: u64 = 4096;
-/// Most entries kept in memory for a lagging follower; past this it would need a snapshot.
-const HELD_MAX: u64 = 200_000;
+/// The most bytes of entry data in one append (an entry carries one engine batch).
+const APPEND_BYTES_MAX: usize = 4 << 20;
+/// Entries per append read back from the engine for a lagging follower (the core's default
+/// `append_entries_max`).
+const STORED_ENTRIES_MAX: usize = 64;
 /// How often the commit point is made durable and handed to the engine (`persist_commit`).
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// ... or after this many entries, whichever comes first.
@@ -115,6 +128,9 @@ impl Driver {
             elections_won: 0,
             change: None,
             peers_of: None,
+            catch_ups: BTreeMap::new(),
+            follower_pin: None,
+            snapshot_logged: BTreeSet::new(),
         };
         let tick = Duration::from_millis(raft.cluster.options.tick_ms.max(1));
         let thread = std::thread::Builder::new()
@@ -194,7 +210,8 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
         .unwrap_or_else(|| Membership::new(options.initial_voters()));
     let mut config = Config::new(options.id, membership);
     // Entries carry engine batches (up to a few MiB each).
-    config.append_bytes_max = 4 << 20;
+    config.append_bytes_max = APPEND_BYTES_MAX;
+    config.append_entries_max = STORED_ENTRIES_MAX;
     config.entry_bytes_max = 32 << 20;
     let mut hard_state = hard_state;
     // Under `everysec` a crash may have lost entries the file says were committed.
@@ -216,6 +233,20 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
             offset_term,
         },
     ))
+}
+
+/// An entry's data as read back from the engine's log: a membership record gets the core's
+/// change header again (as the leader proposed it).
+fn stored_data(read: &flin_engine::LogEntry) -> Vec<u8> {
+    let data = entry::encode(read);
+    match Record::in_ops(&read.ops) {
+        Some(Ok(record)) => {
+            let mut with_header = Vec::new();
+            wire::encode_conf_change(record.change, &data, &mut with_header);
+            with_header
+        }
+        _ => data,
+    }
 }
 
 struct Raft {
@@ -252,6 +283,25 @@ struct Raft {
     change: Option<ChangeInFlight>,
     /// The membership the transport's peers were last set from.
     peers_of: Option<Membership>,
+    /// On the leader: a reader of the engine's log per follower being fed entries the node
+    /// no longer holds in memory (kept, like `proposal_reader`, so each batch continues
+    /// where the last stopped).
+    catch_ups: BTreeMap<NodeId, CatchUp>,
+    /// On the leader: keeps the engine from compacting what the slowest follower needs next,
+    /// within `retain_entries_max` of the log's end (`pin_for_followers`).
+    follower_pin: Option<flin_engine::Pin>,
+    /// Followers already reported as needing a snapshot (reported once per leadership).
+    snapshot_logged: BTreeSet<NodeId>,
+}
+
+/// A lagging follower's reader of the leader's engine log.
+struct CatchUp {
+    reader: flin_engine::LogReader,
+    /// The term of the entry before the reader's next one.
+    prev_term: u64,
+    /// Entries read that the core did not take (the follower's pipeline was full): the next
+    /// batch, if the follower still needs them from there.
+    ahead: Vec<Entry>,
 }
 
 impl Raft {
@@ -270,6 +320,19 @@ impl Raft {
                 .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
             {
                 match input {
+                    // This server does not ship or install snapshots yet (its leader never
+                    // sends one): a follower must not restart its log after a state it lacks.
+                    Input::Peer(message)
+                        if matches!(
+                            message.body,
+                            flin_replication::Body::InstallSnapshot { .. }
+                        ) =>
+                    {
+                        (self.log)(
+                            crate::log::Level::Warn,
+                            "raft: a snapshot offered; installing one is not implemented yet",
+                        );
+                    }
                     Input::Peer(message) => {
                         if let Err(error) = self.node.step(message) {
                             (self.log)(
@@ -306,7 +369,8 @@ impl Raft {
             self.promote_caught_up();
             self.propose_appended();
             while self.node.has_ready() {
-                let ready = self.node.ready();
+                let mut ready = self.node.ready();
+                let wanted = std::mem::take(&mut ready.wanted);
                 if let Err(error) = self.handle(ready) {
                     // The disk failed under the log: this node cannot keep its promises.
                     (self.log)(
@@ -318,6 +382,7 @@ impl Raft {
                     return;
                 }
                 self.node.advance();
+                self.serve_wanted(wanted);
                 self.watch_role();
             }
             if let Err(error) = self.persist_commit(false) {
@@ -602,8 +667,124 @@ impl Raft {
         Ok(())
     }
 
+    /// Feeds followers that need entries the node forgot from the engine's log, as many
+    /// appends as each one's pipeline takes.
+    fn serve_wanted(&mut self, wanted: Vec<Wanted>) {
+        for Wanted { to, from_index } in wanted {
+            if let Err(error) = self.feed(to, from_index) {
+                self.catch_ups.remove(&to);
+                if matches!(error, flin_engine::Error::NotInLog { .. }) {
+                    if self.snapshot_logged.insert(to) {
+                        (self.log)(crate::log::Level::Warn, &format!(
+                            "raft: follower {to} needs entry {from_index}, which the engine's log no longer holds; it needs a snapshot (not shipped yet)"
+                        ));
+                    }
+                } else {
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!(
+                            "raft: cannot read entry {from_index} back for follower {to}: {error}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, to: NodeId, from_index: u64) -> flin_engine::Result<()> {
+        let commit = self.node.commit_index();
+        let mut next = from_index;
+        while next <= commit {
+            let catch_up = match self.catch_ups.remove(&to) {
+                Some(catch_up)
+                    if catch_up.ahead.first().map(|entry| entry.index) == Some(next)
+                        || (catch_up.ahead.is_empty() && catch_up.reader.next_seq() == next) =>
+                {
+                    catch_up
+                }
+                _ => CatchUp {
+                    prev_term: self
+                        .engine
+                        .term_at(next - 1)?
+                        .ok_or(flin_engine::Error::NotInLog { seq: next - 1 })?,
+                    reader: self.engine.reader(next),
+                    ahead: Vec::new(),
+                },
+            };
+            let mut catch_up = catch_up;
+            let entries = match std::mem::take(&mut catch_up.ahead) {
+                ahead if !ahead.is_empty() => ahead,
+                _ => {
+                    // Committed entries only: the core sends nothing beyond its commit index
+                    // from storage (what is above it is still in memory).
+                    let count = STORED_ENTRIES_MAX.min((commit - next + 1) as usize);
+                    catch_up
+                        .reader
+                        .read(count, APPEND_BYTES_MAX)?
+                        .iter()
+                        .map(|read| Entry {
+                            term: read.term,
+                            index: read.seq,
+                            data: stored_data(read),
+                        })
+                        .collect()
+                }
+            };
+            let Some(last) = entries.last() else {
+                return Ok(());
+            };
+            let (last_index, last_term) = (last.index, last.term);
+            if !self
+                .node
+                .send_stored(to, catch_up.prev_term, entries.clone())
+            {
+                catch_up.ahead = entries;
+                self.catch_ups.insert(to, catch_up);
+                return Ok(());
+            }
+            catch_up.prev_term = last_term;
+            self.catch_ups.insert(to, catch_up);
+            next = last_index + 1;
+        }
+        Ok(())
+    }
+
+    /// On the leader: holds the engine's compaction pin at the next index of the slowest
+    /// follower, but never more than `retain_entries_max` behind the log's end, so a follower
+    /// that is gone for good cannot keep the disk growing; readers of followers behind that
+    /// bound are dropped (their pins too). Off the leader nothing is held.
+    fn pin_for_followers(&mut self) {
+        if self.node.role() != Role::Leader {
+            self.follower_pin = None;
+            self.catch_ups.clear();
+            self.snapshot_logged.clear();
+            return;
+        }
+        let floor = self
+            .node
+            .last_index()
+            .saturating_sub(self.cluster.options.retain_entries_max)
+            .max(1);
+        let slowest = self
+            .node
+            .membership()
+            .members()
+            .filter(|&peer| peer != self.node.id())
+            .filter_map(|peer| self.node.match_index(peer))
+            .min()
+            .unwrap_or(0);
+        let seq = (slowest + 1).max(floor);
+        match &self.follower_pin {
+            Some(pin) => pin.advance(seq),
+            None => self.follower_pin = Some(self.engine.pin(seq)),
+        }
+        self.catch_ups
+            .retain(|_, catch_up| catch_up.reader.next_seq() >= floor);
+    }
+
     /// Forgets applied entries no follower needs (the engine keeps them).
     fn compact(&mut self) {
+        self.pin_for_followers();
         let applied = self.node.applied_index();
         let first = self.node.first_index();
         if applied < first + COMPACT_SLACK {
@@ -622,10 +803,9 @@ impl Raft {
             through = through.min(slowest);
             // The cap is on what memory holds: a follower whose match is not known yet (0,
             // just after an election) must not make a new leader forget everything at once.
-            if self.node.last_index().saturating_sub(first) > HELD_MAX {
-                (self.log)(crate::log::Level::Warn, &format!(
-                    "raft: a follower is more than {HELD_MAX} entries behind; it will need a snapshot (not implemented)"
-                ));
+            // A follower that needs what memory forgot is fed from the engine's log.
+            if self.node.last_index().saturating_sub(first) > self.cluster.options.held_entries_max
+            {
                 through = applied;
             }
         }

@@ -55,7 +55,19 @@ pub struct ClusterOptions {
     /// `--join`: this node joins a running cluster: it is not among the voters of `--cluster`
     /// and waits to be added (CLUSTER.ADD) and fed by the leader.
     pub join: bool,
+    /// `--raft-held-entries`: the most entries a node keeps in memory past what it applied;
+    /// a follower behind that is fed from the engine's log (docs/replication.md "Catch-up").
+    pub held_entries_max: u64,
+    /// `--raft-retain-entries`: how far behind the log's end the leader's engine keeps
+    /// entries for a lagging follower (a compaction pin); one further behind needs a
+    /// snapshot.
+    pub retain_entries_max: u64,
 }
+
+/// `--raft-held-entries` unless given.
+pub const HELD_ENTRIES_DEFAULT: u64 = 200_000;
+/// `--raft-retain-entries` unless given.
+pub const RETAIN_ENTRIES_DEFAULT: u64 = 1_000_000;
 
 impl ClusterOptions {
     /// Parses `1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382` for node `id`.
@@ -139,6 +151,8 @@ impl ClusterOptions {
             tick_ms,
             dial_overrides: BTreeMap::new(),
             join: false,
+            held_entries_max: HELD_ENTRIES_DEFAULT,
+            retain_entries_max: RETAIN_ENTRIES_DEFAULT,
         })
     }
 

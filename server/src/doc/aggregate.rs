@@ -84,6 +84,7 @@ use super::collection::DOCUMENT_BYTES_MAX;
 use super::filter::{Filter, REGEXES_MAX};
 use group::Group;
 use project::Project;
+pub use run::Running;
 use sort::{parse_sort, SortKey};
 
 /// The most stages a pipeline may have (MongoDB's limit).
@@ -277,6 +278,19 @@ impl Pipeline {
         limits: &Limits,
     ) -> Result<Vec<Value>, PipelineError> {
         run::run(self, documents, limits)
+    }
+
+    /// Starts a run within [`Limits::DEFAULT`] that the caller feeds one document at a time
+    /// as it reads them ([`Running::push`]), then finishes: what [`Pipeline::run`] does over
+    /// an iterator, for a caller that cannot hand one out (a scan that visits documents
+    /// under a lock).
+    pub fn start(&self) -> Running<'_> {
+        Running::start(self, &Limits::DEFAULT)
+    }
+
+    /// [`Pipeline::start`] within `limits` (tests use small ones).
+    pub fn start_within<'a>(&'a self, limits: &'a Limits) -> Running<'a> {
+        Running::start(self, limits)
     }
 }
 

@@ -74,6 +74,19 @@ pub struct FindOptions {
     pub fields: Option<Vec<String>>,
 }
 
+/// Documents parsed and given their `_id`s for an insert (`Collections::prepare_insert`).
+#[derive(Debug, Default)]
+pub struct PreparedInsert {
+    /// (document, stored text, parsed only for `fields`).
+    documents: Vec<(Value, Vec<u8>, bool)>,
+    /// The top-level fields a partial parse kept: `_id` and what the indexes read.
+    fields: Vec<String>,
+}
+
+/// What a scan hands each document it selects to (`Collections::select`): whether it wants
+/// more.
+type Sink<'a> = dyn FnMut(Value) -> Result<bool> + 'a;
+
 /// `select` may answer with the stored text (`Selected::raw`).
 const RAW: bool = true;
 /// `select` answers with parsed documents.
@@ -668,29 +681,81 @@ impl Collections {
         documents: Vec<Value>,
         now_ms: u64,
     ) -> Result<Vec<Value>> {
-        let documents = documents.into_iter().map(|d| (d, None)).collect();
-        self.insert_sent(reader, txn, name, documents, now_ms)
+        let mut prepared = PreparedInsert::default();
+        for (i, document) in documents.into_iter().enumerate() {
+            let what = || format!("document {}", i + 1);
+            let (document, bytes) = self.with_id(document, None, now_ms, what)?;
+            prepared.documents.push((document, bytes, false));
+        }
+        self.insert_prepared(reader, txn, name, prepared)
     }
 
-    /// DOC.INSERT of documents parsed from the text the client sent (kept as the stored form
-    /// of a document that has its `_id`).
-    pub fn insert_sent(
+    /// The first half of DOC.INSERT, before the writer lock: the JSON texts a client sent,
+    /// parsed and given their `_id`s; each text is kept as the stored form of its document when
+    /// it has its `_id`. Such a text is parsed for only `_id` and the fields the collection's
+    /// indexes read (`doc::partial`, the rest checked as a whole parse checks it), since
+    /// nothing else of it is needed: building and freeing the whole `Value` was the largest
+    /// part of a batched insert's own time. A text without `_id`, or one the partial parse
+    /// refuses, is parsed whole (and refused with the whole parse's line and column).
+    pub fn prepare_insert(
+        &self,
+        name: &[u8],
+        texts: &[&[u8]],
+        now_ms: u64,
+    ) -> Result<PreparedInsert> {
+        let mut fields = vec!["_id".to_string()];
+        let known = self.indexes.read().by_name.get(name).copied();
+        if let Some(coll) = known {
+            self.add_indexed_fields(coll, &mut fields);
+        }
+        let mut documents = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let partial = match text.len() <= DOCUMENT_BYTES_MAX {
+                true => partial::parse_fields_checked(text, &fields)
+                    .ok()
+                    .filter(|document| document.get("_id").is_some()),
+                false => None,
+            };
+            documents.push(match partial {
+                Some(document) => (document, true),
+                None => (parse_json(text, &format!("document {}", i + 1))?, false),
+            });
+        }
+        let mut prepared = PreparedInsert {
+            documents: Vec::with_capacity(documents.len()),
+            fields,
+        };
+        for (i, ((document, partial), text)) in documents.into_iter().zip(texts).enumerate() {
+            let what = || format!("document {}", i + 1);
+            let (document, bytes) = self.with_id(document, Some(text), now_ms, what)?;
+            prepared.documents.push((document, bytes, partial));
+        }
+        Ok(prepared)
+    }
+
+    /// The second half of DOC.INSERT, under the writer lock (or in EXEC's transaction): the
+    /// `_id`s, all or nothing.
+    pub fn insert_prepared(
         &self,
         reader: Reader<'_>,
         txn: &mut Txn<'_>,
         name: &[u8],
-        documents: Vec<(Value, Option<&[u8]>)>,
-        now_ms: u64,
+        prepared: PreparedInsert,
     ) -> Result<Vec<Value>> {
-        let mut prepared = Vec::with_capacity(documents.len());
-        for (i, (document, sent)) in documents.into_iter().enumerate() {
-            let what = || format!("document {}", i + 1);
-            prepared.push(self.with_id(document, sent, now_ms, what)?);
-        }
+        let PreparedInsert { documents, fields } = prepared;
         Self::decide(reader, txn, |view, writes| {
             let coll = Self::ensure_collection(view, writes, name)?;
-            let mut ids = Vec::with_capacity(prepared.len());
-            for (document, bytes) in prepared {
+            // An index created since the texts were parsed may read fields they left out.
+            let mut now_indexed = vec!["_id".to_string()];
+            self.add_indexed_fields(coll, &mut now_indexed);
+            let stale = now_indexed.iter().any(|f| !fields.contains(f));
+            let mut ids = Vec::with_capacity(documents.len());
+            for (document, bytes, partial) in documents {
+                let document = match partial && stale {
+                    true => serde_json::from_slice(&bytes)
+                        .map_err(|e| refuse(format!("a parsed document does not parse: {e}")))?,
+                    false => document,
+                };
                 let id = document["_id"].clone();
                 let id_key = id_key(&id);
                 let key = keys::document_key(coll, &id_key);
@@ -707,6 +772,23 @@ impl Collections {
         })
     }
 
+    /// Adds the top-level fields that `coll`'s indexes read (every index, built or not) to
+    /// `fields`.
+    fn add_indexed_fields(&self, coll: u32, fields: &mut Vec<String>) {
+        let catalog = self.indexes.read();
+        let Some(state) = catalog.collections.get(&coll) else {
+            return;
+        };
+        for (_, spec) in state.specs() {
+            for (path, _) in &spec.fields {
+                let top = path.split('.').next().unwrap_or(path);
+                if !fields.iter().any(|f| f == top) {
+                    fields.push(top.to_string());
+                }
+            }
+        }
+    }
+
     /// DOC.GET: the stored JSON text.
     pub fn get(&self, view: &View<'_, '_>, name: &[u8], id: &Value) -> Result<Option<Vec<u8>>> {
         let coll = match view.txn {
@@ -720,6 +802,10 @@ impl Collections {
     }
 
     /// The documents `filter` selects, sorted, skipped and limited, through the cheapest plan.
+    /// With a `sink` (only for `any_order` options without skip or limit), a scan outside a
+    /// transaction hands each matching document to it as it reads it instead of collecting
+    /// them (an aggregation's `$group` then holds its groups, not the collection); the sink
+    /// answers whether it wants more. Documents other plans find come back as usual.
     fn select(
         &self,
         view: &View<'_, '_>,
@@ -727,7 +813,11 @@ impl Collections {
         filter: &Filter,
         options: &FindOptions,
         raw: bool,
+        mut sink: Option<&mut Sink<'_>>,
     ) -> Result<Selected> {
+        debug_assert!(
+            sink.is_none() || (options.any_order && options.skip == 0 && options.limit.is_none())
+        );
         let wanted = options.limit.filter(|l| *l > 0).map(|l| l + options.skip);
         let mut examined = Examined::default();
         let pending = view.pending_ids(coll);
@@ -782,23 +872,37 @@ impl Collections {
                 let prefix = keys::prefix(keys::DOCUMENT, coll);
                 match &pending {
                     None => {
-                        let mut bad = None;
+                        // The first failure (a document that does not parse, or the sink's
+                        // refusal) ends the work; the walk itself cannot stop early.
+                        let mut failed = None;
+                        let mut wanted = true;
                         view.reader.for_each(NS, &prefix, |record| {
+                            if failed.is_some() || !wanted {
+                                return;
+                            }
                             examined.documents += 1;
                             let parsed = match &options.fields {
                                 Some(fields) => partial::parse_fields(record.value, fields),
                                 None => serde_json::from_slice::<Value>(record.value),
                             };
                             match parsed {
-                                Ok(doc) if filter.matches(&doc) => {
-                                    documents.push((record.key[5..].to_vec(), doc))
-                                }
+                                Ok(doc) if filter.matches(&doc) => match sink.as_mut() {
+                                    Some(sink) => match sink(doc) {
+                                        Ok(more) => wanted = more,
+                                        Err(e) => failed = Some(e),
+                                    },
+                                    None => documents.push((record.key[5..].to_vec(), doc)),
+                                },
                                 Ok(_) => {}
-                                Err(e) => bad = Some(e),
+                                Err(e) => {
+                                    failed = Some(refuse(format!(
+                                        "a stored document does not parse: {e}"
+                                    )))
+                                }
                             }
                         })?;
-                        if let Some(e) = bad {
-                            return Err(refuse(format!("a stored document does not parse: {e}")));
+                        if let Some(e) = failed {
+                            return Err(e);
                         }
                     }
                     Some(pending) => {
@@ -944,7 +1048,7 @@ impl Collections {
         let Some(coll) = self.resolve(view, name)? else {
             return Ok((Vec::new(), Examined::default()));
         };
-        let selected = self.select(view, coll, filter, options, RAW)?;
+        let selected = self.select(view, coll, filter, options, RAW, None)?;
         if let Some(raw) = selected.raw {
             return Ok((raw, selected.examined));
         }
@@ -966,23 +1070,26 @@ impl Collections {
         name: &[u8],
         pipeline: &super::aggregate::Pipeline,
     ) -> Result<Vec<Value>> {
-        let documents = match self.resolve(view, name)? {
-            None => Vec::new(),
-            Some(coll) => {
-                let everything = Filter::And(Vec::new());
-                let filter = pipeline.leading_match().unwrap_or(&everything);
-                let unordered = FindOptions {
-                    any_order: true,
-                    fields: pipeline.input_fields(),
-                    ..FindOptions::default()
-                };
-                self.select(view, coll, filter, &unordered, PARSED)?
-                    .documents
+        let failed = |e: super::aggregate::PipelineError| refuse(e.to_string());
+        let mut running = pipeline.start();
+        if let Some(coll) = self.resolve(view, name)? {
+            let everything = Filter::And(Vec::new());
+            let filter = pipeline.leading_match().unwrap_or(&everything);
+            let unordered = FindOptions {
+                any_order: true,
+                fields: pipeline.input_fields(),
+                ..FindOptions::default()
+            };
+            // A scan pushes each document through the pipeline as it reads it.
+            let mut push = |doc: Value| running.push(doc).map_err(failed);
+            let selected = self.select(view, coll, filter, &unordered, PARSED, Some(&mut push))?;
+            for (_, doc) in selected.documents {
+                if !running.push(doc).map_err(failed)? {
+                    break;
+                }
             }
-        };
-        pipeline
-            .run(documents.into_iter().map(|(_, doc)| doc))
-            .map_err(|e| refuse(e.to_string()))
+        }
+        running.finish().map_err(failed)
     }
 
     /// DOC.COUNT (the kept count for an empty filter).
@@ -997,7 +1104,7 @@ impl Collections {
             any_order: true,
             ..FindOptions::default()
         };
-        let selected = self.select(view, coll, filter, &unordered, RAW)?;
+        let selected = self.select(view, coll, filter, &unordered, RAW, None)?;
         Ok(selected
             .raw
             .map_or(selected.documents.len(), |raw| raw.len()) as u64)
@@ -1021,7 +1128,9 @@ impl Collections {
                 limit: (!options.multi).then_some(1),
                 ..FindOptions::default()
             };
-            let matched = self.select(view, coll, filter, &find, PARSED)?.documents;
+            let matched = self
+                .select(view, coll, filter, &find, PARSED, None)?
+                .documents;
             let mut outcome = UpdateOutcome {
                 matched: matched.len() as u64,
                 modified: 0,
@@ -1093,7 +1202,9 @@ impl Collections {
                 limit: (!multi).then_some(1),
                 ..FindOptions::default()
             };
-            let matched = self.select(view, coll, filter, &find, PARSED)?.documents;
+            let matched = self
+                .select(view, coll, filter, &find, PARSED, None)?
+                .documents;
             for (id_key, old) in &matched {
                 self.change(view, writes, coll, id_key, Some(old), None)?;
             }
@@ -1126,7 +1237,7 @@ impl Collections {
                 ..FindOptions::default()
             };
             let first = self
-                .select(view, coll, filter, &find, PARSED)?
+                .select(view, coll, filter, &find, PARSED, None)?
                 .documents
                 .into_iter()
                 .next();

@@ -77,20 +77,15 @@ fn id_arg(arg: &[u8]) -> Value {
 
 fn insert(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     let name = collection(args)?;
-    let documents = (2..args.len())
-        .map(|i| {
-            Ok((
-                json(args, i, &format!("document {}", i - 1))?,
-                Some(args[i]),
-            ))
-        })
-        .collect::<Result<Vec<_>, Frame>>()?;
     let shared = call.shared;
-    let now_ms = shared.now_ms();
+    let prepared = shared
+        .docs
+        .prepare_insert(name, &args[2..], shared.now_ms())
+        .map_err(refused(args))?;
     let ids = call.model_write(|txn| {
         shared
             .docs
-            .insert_sent(shared.store.reader(), txn, name, documents, now_ms)
+            .insert_prepared(shared.store.reader(), txn, name, prepared)
             .map_err(refused(args))
     })?;
     Ok(Frame::Array(ids.iter().map(text).collect()))

@@ -4,21 +4,52 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// The JSON object in `bytes` with only the top-level fields named in `fields`, in the
 /// document's order; as `serde_json::from_slice` would give, less the other fields. A field
 /// that appears twice keeps its last value at its first place, as a whole parse does.
 pub fn parse_fields(bytes: &[u8], fields: &[String]) -> serde_json::Result<Value> {
+    parse(
+        bytes,
+        Fields {
+            names: fields,
+            checked: false,
+        },
+    )
+}
+
+/// As [`parse_fields`], and the other fields are checked as a whole parse into a `Value`
+/// checks them, so the text is refused exactly when `serde_json::from_slice::<Value>` refuses
+/// it: numbers out of range, strings that are not UTF-8 or hold a lone surrogate, nesting past
+/// serde_json's depth limit (which skipping as `IgnoredAny` does not check). For text from a
+/// client that is stored as sent (an insert needs only `_id` and the indexed fields): its
+/// values are visited, not built. Slower than [`parse_fields`] (each skipped string is
+/// decoded), still far cheaper than a whole parse's allocations.
+pub fn parse_fields_checked(bytes: &[u8], fields: &[String]) -> serde_json::Result<Value> {
+    parse(
+        bytes,
+        Fields {
+            names: fields,
+            checked: true,
+        },
+    )
+}
+
+fn parse(bytes: &[u8], fields: Fields<'_>) -> serde_json::Result<Value> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let object = Fields(fields).deserialize(&mut deserializer)?;
+    let object = fields.deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(Value::Object(object))
 }
 
-/// A JSON object, keeping the named fields.
-struct Fields<'f>(&'f [String]);
+/// A JSON object, keeping the named fields; the others skipped (`IgnoredAny`) or, `checked`,
+/// visited as a `Value` would be ([`Checked`]).
+struct Fields<'f> {
+    names: &'f [String],
+    checked: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for Fields<'_> {
     type Value = Map<String, Value>;
@@ -37,18 +68,75 @@ impl<'de> Visitor<'de> for Fields<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut object = Map::new();
-        while let Some(wanted) = map.next_key_seed(Wanted(self.0))? {
+        while let Some(wanted) = map.next_key_seed(Wanted(self.names))? {
             match wanted {
                 Some(name) => {
                     let value: Value = map.next_value()?;
                     object.insert(name, value);
                 }
+                None if self.checked => map.next_value_seed(Checked)?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(object)
+    }
+}
+
+/// Any JSON value, read through the same `deserialize_any` calls a `Value` makes (so with the
+/// same refusals and depth limit), keeping nothing.
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Checked)?.is_some() {
+            map.next_value_seed(Checked)?;
+        }
+        Ok(())
     }
 }
 
@@ -130,6 +218,35 @@ mod tests {
             parse_fields(br#"{"a":1,"a":2}"#, &fields(&["a"])).unwrap(),
             json!({"a": 2})
         );
+    }
+
+    #[test]
+    fn the_checked_parse_keeps_the_same_fields_and_refuses_what_a_whole_parse_refuses() {
+        let deep = format!("{{\"a\":1,\"b\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        let cases = [
+            // Accepted by both.
+            r#"{"_id":1,"k":2,"pad":"xyz","n":[1,-2.5e3,{"x":null}],"t":true}"#.to_string(),
+            r#"{"k":"\u00e9\ud83d\ude00","_id":"a"}"#.to_string(),
+            // Refused by a whole parse; `IgnoredAny` would let some of them through.
+            r#"{"_id":1,"x":1e999}"#.to_string(),
+            r#"{"_id":1,"x":"\ud800"}"#.to_string(),
+            r#"{"_id":1,"x":[1,]}"#.to_string(),
+            r#"{"_id":1,"x":"a"#.to_string(),
+            deep,
+        ];
+        let names = fields(&["_id", "k"]);
+        for text in &cases {
+            let whole = serde_json::from_str::<Value>(text);
+            let checked = parse_fields_checked(text.as_bytes(), &names);
+            match (whole, checked) {
+                (Ok(_), Ok(parsed)) => {
+                    assert_eq!(parsed, whole_less_others(text, &["_id", "k"]), "{text}")
+                }
+                (Err(_), Err(_)) => {}
+                (whole, checked) => panic!("{text}: whole {whole:?}, checked {checked:?}"),
+            }
+        }
+        assert!(parse_fields(br#"{"_id":1,"x":1e999}"#, &names).is_ok());
     }
 
     #[test]

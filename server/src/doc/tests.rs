@@ -1074,3 +1074,72 @@ fn oversized_documents_and_paths_that_cannot_apply_are_refused_and_write_nothing
     );
     assert_eq!(run(&mut h, &["DOC.COUNT", "s", "{}"]), Frame::Integer(1));
 }
+
+#[test]
+fn an_insert_parsed_before_an_index_existed_still_gets_its_entries() {
+    let mut h = Harness::new();
+    load(&mut h, "late", 10);
+    // The texts are parsed for `_id` alone (no index yet), then an index on `k` is built
+    // before the insert takes the writer lock: the insert must parse them whole again.
+    let texts: [&[u8]; 2] = [br#"{"_id":100,"k":7,"x":1}"#, br#"{"_id":101,"k":8}"#];
+    let prepared = h.shared.docs.prepare_insert(b"late", &texts, 0).unwrap();
+    assert_eq!(run(&mut h, &["DOC.INDEX", "late", "k"]), Frame::bulk("k_1"));
+    let reader = h.shared.store.reader();
+    let ids = h
+        .shared
+        .store
+        .write(|txn| {
+            h.shared
+                .docs
+                .insert_prepared(reader, txn, b"late", prepared)
+                .map_err(|e| Frame::error(e.0))
+        })
+        .unwrap()
+        .reply;
+    assert_eq!(ids, [serde_json::json!(100), serde_json::json!(101)]);
+    let through_index = explain(&mut h, &["late", r#"{"k":7}"#]);
+    assert_eq!(through_index["queryPlanner"]["winningPlan"]["index"], "k_1");
+    // load's k is i % 100: document 7 and the late one.
+    assert_eq!(through_index["executionStats"]["nReturned"], 2);
+    assert_eq!(
+        run(&mut h, &["DOC.GET", "late", "100"]),
+        Frame::bulk(r#"{"_id":100,"k":7,"x":1}"#)
+    );
+}
+
+#[test]
+fn inserts_refuse_what_a_whole_parse_refuses_though_only_some_fields_are_read() {
+    let mut h = Harness::new();
+    assert_eq!(
+        run(&mut h, &["DOC.INDEX", "strict", "k"]),
+        Frame::bulk("k_1")
+    );
+    let deep = format!(r#"{{"_id":1,"x":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+    for text in [
+        r#"{"_id":1,"x":1e999}"#,
+        r#"{"_id":1,"x":"\ud800"}"#,
+        r#"{"_id":1,"x":[1,]}"#,
+        deep.as_str(),
+    ] {
+        let reply = run(&mut h, &["DOC.INSERT", "strict", r#"{"_id":0}"#, text]);
+        assert!(
+            matches!(&reply, Frame::Error(e) if e.starts_with("ERR DOC.INSERT: document 2 is not valid JSON")),
+            "{text}: {reply:?}"
+        );
+    }
+    assert_eq!(
+        run(&mut h, &["DOC.COUNT", "strict", "{}"]),
+        Frame::Integer(0)
+    );
+    // Accepted text is stored as sent, and its indexed field is found through the index.
+    let ok = r#"{"_id":2, "pad":"\u00e9x", "k":[3, {"y":null}], "n":-1.5e3}"#;
+    assert!(matches!(
+        run(&mut h, &["DOC.INSERT", "strict", ok]),
+        Frame::Array(_)
+    ));
+    assert_eq!(run(&mut h, &["DOC.GET", "strict", "2"]), Frame::bulk(ok));
+    assert_eq!(
+        run(&mut h, &["DOC.COUNT", "strict", r#"{"k":3}"#]),
+        Frame::Integer(1)
+    );
+}

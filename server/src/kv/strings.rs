@@ -8,29 +8,34 @@ use super::core::{put_or_expire, KvError, KvRead, KvWrite, Result, STRING_BYTES_
 use super::expiry::{ExpiryArg, ExpiryChange};
 use crate::number::{format_f64, parse_f64, parse_i64};
 
-/// SET's NX / XX.
+/// SET's NX / XX / IFEQ / IFNE.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SetCondition {
+pub enum SetCondition<'a> {
     #[default]
     Always,
     /// NX: only if the key is absent.
     IfAbsent,
     /// XX: only if it exists.
     IfPresent,
+    /// IFEQ (Redis 8.4's compare-and-set): only if the key holds exactly these bytes; a
+    /// missing key is equal to nothing and is not created.
+    IfEqual(&'a [u8]),
+    /// IFNE: only if the key is missing or holds other bytes.
+    IfNotEqual(&'a [u8]),
 }
 
 /// SET's options, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SetOptions {
-    pub condition: SetCondition,
+pub struct SetOptions<'a> {
+    pub condition: SetCondition<'a>,
     /// GET: answer the old value.
     pub get: bool,
     pub expiry: ExpiryChange,
 }
 
-impl SetOptions {
+impl SetOptions<'static> {
     /// A plain `SET key value`: unconditional, clears the TTL.
-    pub const PLAIN: SetOptions = SetOptions {
+    pub const PLAIN: SetOptions<'static> = SetOptions {
         condition: SetCondition::Always,
         get: false,
         expiry: ExpiryChange::Clear,
@@ -42,7 +47,7 @@ impl SetOptions {
 pub struct SetOutcome {
     /// The condition held and the value was written (or, with a past expiry, the key deleted).
     pub written: bool,
-    /// The old value, read only when the options needed it (GET, NX/XX, KEEPTTL).
+    /// The old value, read only when the options needed it (GET, NX/XX/IFEQ/IFNE, KEEPTTL).
     pub old: Option<Vec<u8>>,
 }
 
@@ -50,7 +55,7 @@ pub fn set(
     txn: &mut impl KvWrite,
     key: &[u8],
     value: &[u8],
-    options: &SetOptions,
+    options: &SetOptions<'_>,
 ) -> Result<SetOutcome> {
     // A plain SET needs nothing of the old value: reading it would copy it for nothing.
     let needs_old = options.condition != SetCondition::Always
@@ -61,6 +66,8 @@ pub fn set(
         SetCondition::Always => false,
         SetCondition::IfAbsent => old.is_some(),
         SetCondition::IfPresent => old.is_none(),
+        SetCondition::IfEqual(expected) => old.as_ref().is_none_or(|old| old.value != expected),
+        SetCondition::IfNotEqual(other) => old.as_ref().is_some_and(|old| old.value == other),
     };
     if !condition_failed {
         let expiry_ms = match options.expiry {
@@ -354,6 +361,36 @@ mod tests {
             };
             assert!(set(txn, b"t", b"3", &past)?.written);
             assert!(!txn.contains(b"t")?);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ifeq_and_ifne_compare_the_value() {
+        let kv = Kv::new();
+        kv.write(|txn| {
+            let when = |condition| SetOptions {
+                condition,
+                ..SetOptions::PLAIN
+            };
+            let written = |old: Option<&[u8]>| SetOutcome {
+                written: true,
+                old: old.map(<[u8]>::to_vec),
+            };
+            let refused = |old: Option<&[u8]>| SetOutcome {
+                written: false,
+                old: old.map(<[u8]>::to_vec),
+            };
+            let ifeq = when(SetCondition::IfEqual(b"a"));
+            assert_eq!(set(txn, b"k", b"b", &ifeq)?, refused(None));
+            assert!(!txn.contains(b"k")?, "IFEQ does not create a missing key");
+            let ifne = when(SetCondition::IfNotEqual(b"a"));
+            assert_eq!(set(txn, b"k", b"a", &ifne)?, written(None));
+            assert_eq!(set(txn, b"k", b"c", &ifne)?, refused(Some(b"a")));
+            assert_eq!(set(txn, b"k", b"b", &ifeq)?, written(Some(b"a")));
+            assert_eq!(set(txn, b"k", b"c", &ifeq)?, refused(Some(b"b")));
+            assert_eq!(txn.get(b"k")?.map(|found| found.value), Some(b"b".to_vec()));
+            assert_eq!(set(txn, b"k", b"c", &ifne)?, written(Some(b"b")));
             Ok(())
         });
     }

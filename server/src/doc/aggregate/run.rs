@@ -14,42 +14,86 @@ pub(super) fn run(
     documents: impl IntoIterator<Item = Value>,
     limits: &Limits,
 ) -> Result<Vec<Value>, PipelineError> {
-    let mut run = Run {
-        stages: &pipeline.stages,
-        states: pipeline
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| State::start(stage, pipeline.stages.get(i + 1)))
-            .collect(),
-        limits,
-        result: Vec::new(),
-        result_bytes: 0,
-    };
-    for (index, document) in documents.into_iter().enumerate() {
+    let mut running = Running::start(pipeline, limits);
+    for document in documents {
+        if !running.push(document)? {
+            break;
+        }
+    }
+    running.finish()
+}
+
+/// A run under way, fed one input document at a time ([`Running::push`]) by a caller that
+/// produces them as it goes (a scan hands each document in as it reads it, so a `$group`
+/// accumulates without the collection being held first), then [`Running::finish`]ed.
+pub struct Running<'a> {
+    pipeline: &'a Pipeline,
+    run: Run<'a>,
+    /// Input documents pushed so far.
+    pushed: usize,
+}
+
+impl<'a> Running<'a> {
+    pub(super) fn start(pipeline: &'a Pipeline, limits: &'a Limits) -> Running<'a> {
+        let run = Run {
+            stages: &pipeline.stages,
+            states: pipeline
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, stage)| State::start(stage, pipeline.stages.get(i + 1)))
+                .collect(),
+            limits,
+            result: Vec::new(),
+            result_bytes: 0,
+        };
+        Running {
+            pipeline,
+            run,
+            pushed: 0,
+        }
+    }
+
+    /// Pushes the next input document (a JSON object) through the stages; false once the
+    /// pipeline wants no more input (a `$limit` behind passing stages is reached), after which
+    /// further documents are ignored.
+    pub fn push(&mut self, document: Value) -> Result<bool, PipelineError> {
+        if !self.wants_more() {
+            return Ok(false);
+        }
+        self.pushed += 1;
         if !document.is_object() {
             return Err(whole(format!(
                 "input document {} is not a JSON object",
-                index + 1
+                self.pushed
             )));
         }
-        run.push(0, document)?;
-        if let Some(limit) = pipeline.input_limit {
-            if matches!(run.states[limit], State::Left(0)) {
-                break;
+        self.run.push(0, document)?;
+        Ok(self.wants_more())
+    }
+
+    fn wants_more(&self) -> bool {
+        match self.pipeline.input_limit {
+            Some(limit) => !matches!(self.run.states[limit], State::Left(0)),
+            None => true,
+        }
+    }
+
+    /// Ends the input: each holding stage, in order, passes on what it holds; the result.
+    pub fn finish(mut self) -> Result<Vec<Value>, PipelineError> {
+        let limits = self.run.limits;
+        let run = &mut self.run;
+        for index in 0..self.pipeline.stages.len() {
+            let held = std::mem::replace(&mut run.states[index], State::Done);
+            let output = held
+                .finish(&self.pipeline.stages[index], limits)
+                .map_err(|message| run.error(index, message))?;
+            for document in output {
+                run.push(index + 1, document)?;
             }
         }
+        Ok(self.run.result)
     }
-    for index in 0..pipeline.stages.len() {
-        let held = std::mem::replace(&mut run.states[index], State::Done);
-        let output = held
-            .finish(&pipeline.stages[index], limits)
-            .map_err(|message| run.error(index, message))?;
-        for document in output {
-            run.push(index + 1, document)?;
-        }
-    }
-    Ok(run.result)
 }
 
 /// A stage's state during a run.

@@ -15,15 +15,18 @@ use crate::number::{parse_f64, parse_i64};
 /// does; the expiry amount is only parsed, not checked (SET checks it at once, GETEX only
 /// once the key is found, as Redis 7.2 does).
 #[derive(Debug, Default)]
-struct StringOptions {
-    condition: SetCondition,
+struct StringOptions<'a> {
+    condition: SetCondition<'a>,
     get: bool,
     keep_ttl: bool,
     persist: bool,
     expiry: Option<ExpiryArg>,
 }
 
-fn parse_string_options(args: &[&[u8]], command: &'static str) -> Result<StringOptions, KvError> {
+fn parse_string_options<'a>(
+    args: &[&'a [u8]],
+    command: &'static str,
+) -> Result<StringOptions<'a>, KvError> {
     let is_set = command == "set";
     let mut options = StringOptions::default();
     let mut index = 0;
@@ -42,10 +45,26 @@ fn parse_string_options(args: &[&[u8]], command: &'static str) -> Result<StringO
             None
         };
         let other_unit = |unit: ExpiryUnit| options.expiry.is_some_and(|given| given.unit != unit);
-        if is_set && is(option, "NX") && options.condition != SetCondition::IfPresent {
+        // NX and XX may repeat (Redis allows it) but not meet each other, IFEQ or IFNE.
+        let nx_allowed = matches!(
+            options.condition,
+            SetCondition::Always | SetCondition::IfAbsent
+        );
+        let xx_allowed = matches!(
+            options.condition,
+            SetCondition::Always | SetCondition::IfPresent
+        );
+        if is_set && is(option, "NX") && nx_allowed {
             options.condition = SetCondition::IfAbsent;
-        } else if is_set && is(option, "XX") && options.condition != SetCondition::IfAbsent {
+        } else if is_set && is(option, "XX") && xx_allowed {
             options.condition = SetCondition::IfPresent;
+        } else if let (true, Some(compared)) = (is_set && is(option, "IFEQ"), next) {
+            options.condition = only_condition(options.condition, SetCondition::IfEqual(compared))?;
+            index += 1;
+        } else if let (true, Some(compared)) = (is_set && is(option, "IFNE"), next) {
+            let condition = SetCondition::IfNotEqual(compared);
+            options.condition = only_condition(options.condition, condition)?;
+            index += 1;
         } else if is_set && is(option, "GET") {
             options.get = true;
         } else if is_set && is(option, "KEEPTTL") && options.expiry.is_none() {
@@ -68,6 +87,18 @@ fn parse_string_options(args: &[&[u8]], command: &'static str) -> Result<StringO
         index += 1;
     }
     Ok(options)
+}
+
+/// IFEQ and IFNE exclude every other condition (NX, XX, or a second IFEQ/IFNE), as in Redis
+/// 8.4: `-ERR syntax error`.
+fn only_condition<'a>(
+    given: SetCondition<'a>,
+    new: SetCondition<'a>,
+) -> Result<SetCondition<'a>, KvError> {
+    match given {
+        SetCondition::Always => Ok(new),
+        _ => Err(KvError::Syntax),
+    }
 }
 
 pub fn get(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Issue 14, catch-up: a follower left behind while the leader took writes rejoins and is fed
+# from the leader's engine log (docs/replication.md "Catch-up from the log") while flin-bench
+# keeps loading the leader. Prints how far behind it was (entries, and the leader's data
+# directory growth while it was away), how long it took to catch up, and the leader's SET
+# latency (p50/p99) quiet and while it was feeding the follower.
+#
+#   benches/cluster-catchup.sh                 # BEHIND_SECS=20 LOAD_SECS=10 VALUE=100
+#   BEHIND_SECS=60 VALUE=1000 benches/cluster-catchup.sh
+#
+# 127.0.0.1 only: client ports 7200-7202 (cluster ports 17200-17202), admin ports off. Every
+# process it starts is stopped by its pid. Builds nothing: run
+# `cargo build --release -p flin-server -p flin-benches --bins` first (CARGO_TARGET_DIR honoured).
+set -euo pipefail
+
+BEHIND_SECS=${BEHIND_SECS:-20}
+LOAD_SECS=${LOAD_SECS:-10}
+VALUE=${VALUE:-100}
+CLIENTS=${CLIENTS:-10}
+BIN=${CARGO_TARGET_DIR:-target}/release
+PORTS=(7200 7201 7202)
+MEMBERS="1=127.0.0.1:7200,2=127.0.0.1:7201,3=127.0.0.1:7202"
+SCRATCH=$(mktemp -d)
+PIDS=(0 0 0)
+BENCH_PID=0
+
+cleanup() {
+    for pid in "${PIDS[@]}" "$BENCH_PID"; do
+        [ "$pid" -gt 0 ] && kill "$pid" 2> /dev/null || true
+    done
+    wait 2> /dev/null || true
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+start_node() {
+    local i=$1
+    "$BIN/flin-server" --port "${PORTS[$i]}" --data "$SCRATCH/n$i" --node-id $((i + 1)) \
+        --cluster "$MEMBERS" --fsync always --admin-port 0 --log-level warn \
+        > "$SCRATCH/n$i.log" 2>&1 &
+    PIDS[$i]=$!
+}
+info() { redis-cli -p "$1" CLUSTER INFO 2> /dev/null | tr -d '\r' || true; }
+field() { info "$1" | awk -F: -v key="$2" '$1 == key {print $2}'; }
+leader() {
+    for _ in $(seq 200); do
+        for i in 0 1 2; do
+            [ "${PIDS[$i]}" -gt 0 ] && info "${PORTS[$i]}" | grep -q '^accepting_writes:1' && { echo "$i"; return; }
+        done
+        sleep 0.1
+    done
+    echo "no leader within 20 s" >&2
+    exit 1
+}
+bench() {
+    "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c "$CLIENTS" -d "$VALUE" \
+        -r 1000000 -n 1000000000 --duration "$1" --json -q
+}
+latency() {
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+l = r["latency_us"]
+print("%.0f SET/s, p50 %.0f us, p99 %.0f us" % (r["requests_per_sec"], l["p50"], l["p99"]))' "$1"
+}
+
+for port in "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000)); do
+    if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
+        echo "port $port is taken" >&2
+        exit 1
+    fi
+done
+for i in 0 1 2; do start_node "$i"; done
+LEADER=$(leader)
+FOLLOWER=$(((LEADER + 1) % 3))
+kill -9 "${PIDS[$FOLLOWER]}" && wait "${PIDS[$FOLLOWER]}" 2> /dev/null || true
+PIDS[$FOLLOWER]=0
+left_at=$(field "${PORTS[$LEADER]}" commit_index)
+size_before=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
+echo "leader node $((LEADER + 1)); node $((FOLLOWER + 1)) stopped at commit $left_at"
+
+# The follower falls behind: the leader takes pipelined SETs for BEHIND_SECS.
+"$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 50 -P 32 -d "$VALUE" \
+    -r 1000000 -n 1000000000 --duration "$BEHIND_SECS" -q > /dev/null
+target=$(field "${PORTS[$LEADER]}" commit_index)
+size_after=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
+behind=$((target - left_at))
+grown=$((size_after - size_before))
+echo "behind: $behind entries; the leader's data directory grew $((grown / 1048576)) MiB"
+
+bench "$LOAD_SECS" > "$SCRATCH/quiet.json"
+echo "quiet (one follower up): $(latency "$SCRATCH/quiet.json")"
+
+# The follower comes back while the same load runs; time until it has what it missed.
+bench "$LOAD_SECS" > "$SCRATCH/during.json" &
+BENCH_PID=$!
+start=$(date +%s.%N)
+start_node "$FOLLOWER"
+while :; do
+    commit=$(field "${PORTS[$FOLLOWER]}" commit_index)
+    [ -n "$commit" ] && [ "$commit" -ge "$target" ] && break
+    sleep 0.05
+done
+took=$(python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)")
+wait "$BENCH_PID"
+BENCH_PID=0
+echo "caught up $behind entries in $took s (from process start: includes the follower's open)" \
+    "= $(python3 -c "import sys; print('%.0f entries/s, %.1f MiB/s of leader log' % (int(sys.argv[1]) / float(sys.argv[3]), int(sys.argv[2]) / 1048576 / float(sys.argv[3])))" "$behind" "$grown" "$took")"
+echo "while feeding (for the first $LOAD_SECS s after the restart): $(latency "$SCRATCH/during.json")"

@@ -1,0 +1,616 @@
+//! The writes to the other models (documents, queues, streams) the clients mix with their
+//! key-value operations, what each client remembers of them, and each model's check at the
+//! end: every acknowledged write present, nothing there that nobody wrote.
+//!
+//! # What each client writes
+//! - **Documents**: `DOC.INSERT ct {"_id":"d<client>-<n>"}` (a unique `_id` the client
+//!   chooses), and `DOC.UPDATE ct {"_id":"counter"} {"$inc":{"n":1}}` on one counter document
+//!   that [`setup`] inserted.
+//! - **Queues**: `QUEUE.PUSH ctq m<client>-<n>` (unique payloads); nobody consumes.
+//! - **Streams**: `STREAM.PUBLISH cts PARTITION 0 s<client>-<n>` (unique values) to a topic of
+//!   one partition.
+//!
+//! Each is acknowledged (the reply the command gets), unknown (sent, no usable reply: it may
+//! or may not have taken effect), or not sent (refused with a redirect until the operation's
+//! deadline: it did not happen).
+//!
+//! # The checks, through the leader once the cluster healed
+//! - Documents: every acknowledged insert is found (`DOC.FIND ct {}`), and every document found
+//!   was inserted by a client (acked or unknown); the counter's `n` lies within [acknowledged
+//!   increments, acknowledged + unknown].
+//! - Queues: drained with `QUEUE.POP ctq COUNT n` and `QUEUE.ACK`: every acknowledged push is
+//!   there once, with the id its push was answered with; nothing is there twice or that no
+//!   client pushed.
+//! - Streams: read from offset 0 with `STREAM.FETCH`: offsets are 0, 1, 2, ... with no gap;
+//!   every acknowledged record is at the offset its publish was answered with; no value twice
+//!   or that no client published.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::crashtest::client::Reply;
+
+use super::workload::{Attempt, Session};
+
+/// The collection, queue and topic the clients write.
+pub const COLLECTION: &str = "ct";
+pub const QUEUE: &str = "ctq";
+pub const TOPIC: &str = "cts";
+/// The `_id` of the counter document.
+const COUNTER_ID: &str = "counter";
+/// Messages or records read per call of the final drain.
+const READ_BATCH: u64 = 500;
+
+/// A write to one of the other models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelWrite {
+    DocInsert,
+    DocIncrement,
+    QueuePush,
+    StreamPublish,
+}
+
+/// What one client's writes to the other models came to.
+#[derive(Debug, Default)]
+pub struct ModelRecord {
+    pub inserts_acked: BTreeSet<String>,
+    pub inserts_unknown: BTreeSet<String>,
+    pub increments_acked: u64,
+    pub increments_unknown: u64,
+    /// Payload -> the message id the push was answered with.
+    pub pushes_acked: BTreeMap<String, i64>,
+    pub pushes_unknown: BTreeSet<String>,
+    /// Value -> the offset the publish was answered with.
+    pub publishes_acked: BTreeMap<String, i64>,
+    pub publishes_unknown: BTreeSet<String>,
+}
+
+impl ModelRecord {
+    /// Adds `other`'s writes to this one's (all clients' writes, for the checks).
+    pub fn merge(&mut self, other: ModelRecord) {
+        self.inserts_acked.extend(other.inserts_acked);
+        self.inserts_unknown.extend(other.inserts_unknown);
+        self.increments_acked += other.increments_acked;
+        self.increments_unknown += other.increments_unknown;
+        self.pushes_acked.extend(other.pushes_acked);
+        self.pushes_unknown.extend(other.pushes_unknown);
+        self.publishes_acked.extend(other.publishes_acked);
+        self.publishes_unknown.extend(other.publishes_unknown);
+    }
+
+    /// Acknowledged writes, and writes of unknown outcome.
+    pub fn counts(&self) -> (u64, u64) {
+        let acked = self.inserts_acked.len()
+            + self.pushes_acked.len()
+            + self.publishes_acked.len()
+            + self.increments_acked as usize;
+        let unknown = self.inserts_unknown.len()
+            + self.pushes_unknown.len()
+            + self.publishes_unknown.len()
+            + self.increments_unknown as usize;
+        (acked as u64, unknown as u64)
+    }
+}
+
+/// How a model write ended.
+enum Ended {
+    Acked(i64),
+    Unknown,
+    NotSent,
+}
+
+/// Runs `write` (the client's `sequence`-th) through `session` and records it. Returns the
+/// reply the client did not expect, if any (recorded as an unknown outcome).
+pub fn perform(
+    session: &mut Session,
+    client: u64,
+    sequence: u64,
+    write: ModelWrite,
+    record: &mut ModelRecord,
+) -> Option<String> {
+    let mut odd = None;
+    let mut run = |args: &[&[u8]], acked: fn(&Reply) -> Option<i64>| match session.run(args) {
+        Attempt::NotSent => Ended::NotSent,
+        Attempt::Unknown => Ended::Unknown,
+        Attempt::Reply(reply) => match acked(&reply) {
+            Some(number) => Ended::Acked(number),
+            None => {
+                odd = Some(format!("{} answered {reply:?}", show(args)));
+                session.drop_connection();
+                Ended::Unknown
+            }
+        },
+    };
+    match write {
+        ModelWrite::DocInsert => {
+            let id = format!("d{client}-{sequence}");
+            let document = format!("{{\"_id\":\"{id}\",\"client\":{client}}}");
+            let args: [&[u8]; 3] = [b"DOC.INSERT", COLLECTION.as_bytes(), document.as_bytes()];
+            match run(&args, inserted_one) {
+                Ended::Acked(_) => record.inserts_acked.insert(id),
+                Ended::Unknown => record.inserts_unknown.insert(id),
+                Ended::NotSent => false,
+            };
+        }
+        ModelWrite::DocIncrement => {
+            let filter = format!("{{\"_id\":\"{COUNTER_ID}\"}}");
+            let args: [&[u8]; 4] = [
+                b"DOC.UPDATE",
+                COLLECTION.as_bytes(),
+                filter.as_bytes(),
+                br#"{"$inc":{"n":1}}"#,
+            ];
+            match run(&args, modified_one) {
+                Ended::Acked(_) => record.increments_acked += 1,
+                Ended::Unknown => record.increments_unknown += 1,
+                Ended::NotSent => {}
+            }
+        }
+        ModelWrite::QueuePush => {
+            let payload = format!("m{client}-{sequence}");
+            let args: [&[u8]; 3] = [b"QUEUE.PUSH", QUEUE.as_bytes(), payload.as_bytes()];
+            match run(&args, integer) {
+                Ended::Acked(id) => drop(record.pushes_acked.insert(payload, id)),
+                Ended::Unknown => drop(record.pushes_unknown.insert(payload)),
+                Ended::NotSent => {}
+            }
+        }
+        ModelWrite::StreamPublish => {
+            let value = format!("s{client}-{sequence}");
+            let args: [&[u8]; 5] = [
+                b"STREAM.PUBLISH",
+                TOPIC.as_bytes(),
+                b"PARTITION",
+                b"0",
+                value.as_bytes(),
+            ];
+            match run(&args, published_offset) {
+                Ended::Acked(offset) => drop(record.publishes_acked.insert(value, offset)),
+                Ended::Unknown => drop(record.publishes_unknown.insert(value)),
+                Ended::NotSent => {}
+            }
+        }
+    }
+    odd
+}
+
+fn show(args: &[&[u8]]) -> String {
+    args.iter()
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn integer(reply: &Reply) -> Option<i64> {
+    match reply {
+        Reply::Integer(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// DOC.INSERT of one document: an array of one `_id`.
+fn inserted_one(reply: &Reply) -> Option<i64> {
+    match reply {
+        Reply::Array(Some(ids)) if ids.len() == 1 => Some(1),
+        _ => None,
+    }
+}
+
+/// DOC.UPDATE that modified the counter: `[1, 1, null]`.
+fn modified_one(reply: &Reply) -> Option<i64> {
+    match reply {
+        Reply::Array(Some(fields)) if fields.len() == 3 => {
+            (integer(&fields[1]) == Some(1)).then_some(1)
+        }
+        _ => None,
+    }
+}
+
+/// STREAM.PUBLISH to partition 0: `[0, offset]`.
+fn published_offset(reply: &Reply) -> Option<i64> {
+    match reply {
+        Reply::Array(Some(fields)) if fields.len() == 2 && integer(&fields[0]) == Some(0) => {
+            integer(&fields[1])
+        }
+        _ => None,
+    }
+}
+
+/// Creates what the clients write to (the queue, the topic, the counter document), through
+/// the leader, before the faults start. Idempotent: a retry after an unknown outcome finds
+/// what the first try made.
+pub fn setup(session: &mut Session) -> Result<(), String> {
+    let counter = format!("{{\"_id\":\"{COUNTER_ID}\",\"n\":0}}");
+    let steps: [(&[&[u8]], &str); 3] = [
+        (&[b"QUEUE.DECLARE", QUEUE.as_bytes()], "OK"),
+        (
+            &[b"STREAM.CREATE", TOPIC.as_bytes(), b"PARTITIONS", b"1"],
+            "already exists",
+        ),
+        (
+            &[b"DOC.INSERT", COLLECTION.as_bytes(), counter.as_bytes()],
+            "duplicate key",
+        ),
+    ];
+    for (args, also_fine) in steps {
+        let mut last = String::new();
+        let done = (0..20).any(|_| match session.run(args) {
+            Attempt::Reply(Reply::Error(message)) if message.contains(also_fine) => true,
+            Attempt::Reply(Reply::Error(message)) => {
+                last = message;
+                false
+            }
+            Attempt::Reply(_) => true,
+            Attempt::Unknown | Attempt::NotSent => {
+                last = "no reply".into();
+                false
+            }
+        });
+        if !done {
+            return Err(format!("setup: {} failed: {last}", show(args)));
+        }
+    }
+    Ok(())
+}
+
+/// What the checks found, for the report.
+#[derive(Debug, Default)]
+pub struct ModelSummary {
+    pub documents: usize,
+    pub counter: i64,
+    pub messages: usize,
+    pub records: usize,
+}
+
+/// The end checks of every model, through `session` (on the healed cluster's leader). Adds
+/// each broken promise to `violations`.
+pub fn check(
+    session: &mut Session,
+    writes: &ModelRecord,
+    violations: &mut Vec<String>,
+) -> ModelSummary {
+    let mut summary = ModelSummary::default();
+    let mut fail = |what: String| violations.push(what);
+    match check_documents(session, writes, &mut summary) {
+        Ok(found) => found.into_iter().for_each(&mut fail),
+        Err(why) => fail(format!("documents: {why}")),
+    }
+    match check_queue(session, writes, &mut summary) {
+        Ok(found) => found.into_iter().for_each(&mut fail),
+        Err(why) => fail(format!("queue: {why}")),
+    }
+    match check_stream(session, writes, &mut summary) {
+        Ok(found) => found.into_iter().for_each(&mut fail),
+        Err(why) => fail(format!("stream: {why}")),
+    }
+    summary
+}
+
+/// `args`' reply, which must come.
+fn reply(session: &mut Session, args: &[&[u8]]) -> Result<Reply, String> {
+    match session.run(args) {
+        Attempt::Reply(Reply::Error(message)) => Err(format!("{} answered -{message}", show(args))),
+        Attempt::Reply(reply) => Ok(reply),
+        Attempt::Unknown | Attempt::NotSent => Err(format!("{}: no reply", show(args))),
+    }
+}
+
+fn check_documents(
+    session: &mut Session,
+    writes: &ModelRecord,
+    summary: &mut ModelSummary,
+) -> Result<Vec<String>, String> {
+    let args: [&[u8]; 5] = [b"DOC.FIND", COLLECTION.as_bytes(), b"{}", b"LIMIT", b"0"];
+    let Reply::Array(Some(replies)) = reply(session, &args)? else {
+        return Err("DOC.FIND did not answer an array".into());
+    };
+    let mut documents = Vec::new();
+    for document in replies {
+        let Reply::Bulk(Some(text)) = document else {
+            return Err(format!(
+                "DOC.FIND answered {document:?} among the documents"
+            ));
+        };
+        let parsed: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| format!("a document is not JSON ({e}): {text:?}"))?;
+        documents.push(parsed);
+    }
+    Ok(compare_documents(&documents, writes, summary))
+}
+
+/// The documents' check, on what `DOC.FIND` returned.
+fn compare_documents(
+    documents: &[serde_json::Value],
+    writes: &ModelRecord,
+    summary: &mut ModelSummary,
+) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    let mut violations = Vec::new();
+    let mut counter = None;
+    for document in documents {
+        let id = document["_id"].as_str().unwrap_or_default().to_string();
+        if id == COUNTER_ID {
+            counter = document["n"].as_i64();
+            continue;
+        }
+        if !writes.inserts_acked.contains(&id) && !writes.inserts_unknown.contains(&id) {
+            violations.push(format!(
+                "documents: {document} is there, no client inserted it"
+            ));
+        }
+        if !found.insert(id.clone()) {
+            violations.push(format!("documents: _id {id:?} is there twice"));
+        }
+    }
+    summary.documents = found.len();
+    let lost: Vec<&String> = writes.inserts_acked.difference(&found).collect();
+    if !lost.is_empty() {
+        violations.push(format!(
+            "documents: {} acknowledged inserts lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        ));
+    }
+    let low = writes.increments_acked as i64;
+    let high = low + writes.increments_unknown as i64;
+    match counter {
+        Some(n) if (low..=high).contains(&n) => summary.counter = n,
+        Some(n) => violations.push(format!(
+            "documents: the counter is {n}, outside [{low}, {high}] (acknowledged increments, \
+             plus those of unknown outcome)"
+        )),
+        None => violations.push("documents: the counter document is missing".into()),
+    }
+    violations
+}
+
+/// One message or record read back: its id or offset, and its payload or value.
+type Found = (i64, String);
+
+fn check_queue(
+    session: &mut Session,
+    writes: &ModelRecord,
+    summary: &mut ModelSummary,
+) -> Result<Vec<String>, String> {
+    let count = READ_BATCH.to_string();
+    let mut messages = Vec::new();
+    loop {
+        let pop: [&[u8]; 4] = [b"QUEUE.POP", QUEUE.as_bytes(), b"COUNT", count.as_bytes()];
+        let Reply::Array(Some(replies)) = reply(session, &pop)? else {
+            return Err("QUEUE.POP did not answer an array".into());
+        };
+        if replies.is_empty() {
+            break;
+        }
+        let mut ids = Vec::new();
+        for message in replies {
+            let found = match &message {
+                Reply::Array(Some(fields)) if fields.len() == 5 => {
+                    id_and_text(&fields[0], &fields[1])
+                }
+                _ => None,
+            };
+            let Some((id, payload)) = found else {
+                return Err(format!("QUEUE.POP answered the message {message:?}"));
+            };
+            ids.push(id.to_string());
+            messages.push((id, payload));
+        }
+        let mut ack: Vec<&[u8]> = vec![b"QUEUE.ACK", QUEUE.as_bytes()];
+        ack.extend(ids.iter().map(|id| id.as_bytes()));
+        reply(session, &ack)?;
+    }
+    summary.messages = messages.len();
+    let acked = &writes.pushes_acked;
+    Ok(compare_log(
+        "queue",
+        "message id",
+        &messages,
+        acked,
+        &writes.pushes_unknown,
+    ))
+}
+
+fn check_stream(
+    session: &mut Session,
+    writes: &ModelRecord,
+    summary: &mut ModelSummary,
+) -> Result<Vec<String>, String> {
+    let count = READ_BATCH.to_string();
+    let mut records = Vec::new();
+    let mut violations = Vec::new();
+    let mut next = 0i64;
+    loop {
+        let from = next.to_string();
+        let fetch: [&[u8]; 6] = [
+            b"STREAM.FETCH",
+            TOPIC.as_bytes(),
+            b"0",
+            from.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ];
+        let Reply::Array(Some(replies)) = reply(session, &fetch)? else {
+            return Err("STREAM.FETCH did not answer an array".into());
+        };
+        if replies.is_empty() {
+            break;
+        }
+        for record in replies {
+            let found = match &record {
+                Reply::Array(Some(fields)) if fields.len() == 6 => {
+                    id_and_text(&fields[1], &fields[5])
+                }
+                _ => None,
+            };
+            let Some((offset, value)) = found else {
+                return Err(format!("STREAM.FETCH answered the record {record:?}"));
+            };
+            if offset != next {
+                violations.push(format!(
+                    "stream: offset {offset} follows {}: offsets must be dense",
+                    next - 1
+                ));
+            }
+            next = offset + 1;
+            records.push((offset, value));
+        }
+    }
+    summary.records = records.len();
+    let acked = &writes.publishes_acked;
+    violations.extend(compare_log(
+        "stream",
+        "offset",
+        &records,
+        acked,
+        &writes.publishes_unknown,
+    ));
+    Ok(violations)
+}
+
+fn id_and_text(id: &Reply, text: &Reply) -> Option<Found> {
+    match (id, text) {
+        (Reply::Integer(id), Reply::Bulk(Some(text))) => {
+            Some((*id, String::from_utf8_lossy(text).into_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// The queue's or the stream's check, on what was read back (`found`: id or offset, and
+/// payload): every acknowledged write there once, at the id or offset it was acknowledged
+/// with; nothing twice; nothing that no client wrote (acknowledged or unknown).
+fn compare_log(
+    model: &str,
+    place: &str,
+    found: &[Found],
+    acked: &BTreeMap<String, i64>,
+    unknown: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+    for (at, text) in found {
+        if seen.insert(text, *at).is_some() {
+            violations.push(format!("{model}: {text:?} is there twice"));
+        }
+        if !acked.contains_key(text) && !unknown.contains(text) {
+            violations.push(format!("{model}: {text:?} is there, no client wrote it"));
+        }
+    }
+    let mut lost = Vec::new();
+    for (text, at) in acked {
+        match seen.get(text.as_str()) {
+            None => lost.push(text),
+            Some(got) if got != at => violations.push(format!(
+                "{model}: {text:?} was acknowledged at {place} {at}, is there at {got}"
+            )),
+            Some(_) => {}
+        }
+    }
+    if !lost.is_empty() {
+        violations.push(format!(
+            "{model}: {} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        ));
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_that_acknowledge() {
+        let int = Reply::Integer;
+        let ids = Reply::Array(Some(vec![Reply::Bulk(Some(b"\"d1-1\"".to_vec()))]));
+        assert_eq!(inserted_one(&ids), Some(1));
+        assert_eq!(inserted_one(&Reply::Array(Some(vec![]))), None);
+        let modified = Reply::Array(Some(vec![int(1), int(1), Reply::Bulk(None)]));
+        assert_eq!(modified_one(&modified), Some(1));
+        let unmatched = Reply::Array(Some(vec![int(0), int(0), Reply::Bulk(None)]));
+        assert_eq!(modified_one(&unmatched), None);
+        assert_eq!(
+            published_offset(&Reply::Array(Some(vec![int(0), int(7)]))),
+            Some(7)
+        );
+        assert_eq!(
+            published_offset(&Reply::Array(Some(vec![int(1), int(7)]))),
+            None
+        );
+        assert_eq!(integer(&Reply::Simple("OK".into())), None);
+    }
+
+    fn writes() -> ModelRecord {
+        let mut writes = ModelRecord::default();
+        writes.pushes_acked.insert("m0-1".into(), 10);
+        writes.pushes_acked.insert("m0-2".into(), 11);
+        writes.pushes_unknown.insert("m1-1".into());
+        writes.inserts_acked.insert("d0-1".into());
+        writes.inserts_unknown.insert("d1-1".into());
+        writes.increments_acked = 3;
+        writes.increments_unknown = 2;
+        writes
+    }
+
+    fn found(entries: &[(i64, &str)]) -> Vec<Found> {
+        entries
+            .iter()
+            .map(|(at, text)| (*at, text.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_log_check_wants_every_acknowledged_write_at_its_place() {
+        let w = writes();
+        let check = |entries: &[(i64, &str)]| {
+            compare_log(
+                "queue",
+                "id",
+                &found(entries),
+                &w.pushes_acked,
+                &w.pushes_unknown,
+            )
+        };
+        assert!(check(&[(10, "m0-1"), (11, "m0-2")]).is_empty());
+        assert!(check(&[(10, "m0-1"), (11, "m0-2"), (12, "m1-1")]).is_empty());
+        let lost = check(&[(10, "m0-1"), (12, "m1-1")]);
+        assert!(lost[0].contains("1 acknowledged writes lost"), "{lost:?}");
+        let moved = check(&[(10, "m0-1"), (12, "m0-2")]);
+        assert!(
+            moved[0].contains("acknowledged at id 11, is there at 12"),
+            "{moved:?}"
+        );
+        let twice = check(&[(10, "m0-1"), (11, "m0-2"), (13, "m0-2")]);
+        assert!(twice.iter().any(|v| v.contains("twice")), "{twice:?}");
+        let invented = check(&[(10, "m0-1"), (11, "m0-2"), (12, "m9-9")]);
+        assert!(invented[0].contains("no client wrote it"), "{invented:?}");
+    }
+
+    #[test]
+    fn the_document_check_bounds_the_counter() {
+        let w = writes();
+        let doc = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let check = |n: i64, ids: &[&str]| {
+            let mut documents: Vec<_> = ids
+                .iter()
+                .map(|id| doc(&format!("{{\"_id\":\"{id}\"}}")))
+                .collect();
+            documents.push(doc(&format!("{{\"_id\":\"counter\",\"n\":{n}}}")));
+            compare_documents(&documents, &w, &mut ModelSummary::default())
+        };
+        for n in 3..=5 {
+            assert!(check(n, &["d0-1"]).is_empty(), "{n}");
+        }
+        assert!(check(2, &["d0-1"])[0].contains("outside [3, 5]"));
+        assert!(check(6, &["d0-1", "d1-1"])[0].contains("outside [3, 5]"));
+        assert!(check(3, &["d1-1"])[0].contains("acknowledged inserts lost"));
+        assert!(check(3, &["d0-1", "x"])[0].contains("no client inserted it"));
+        let no_counter = compare_documents(
+            &[doc(r#"{"_id":"d0-1"}"#)],
+            &w,
+            &mut ModelSummary::default(),
+        );
+        assert!(no_counter[0].contains("counter document is missing"));
+    }
+}
