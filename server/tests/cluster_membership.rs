@@ -2,7 +2,8 @@
 //! removed (CLUSTER.REMOVE), a new node 4 starts from an empty data directory with `--join`,
 //! is added (CLUSTER.ADD), catches up as a learner and is promoted to voter by the leader;
 //! then another of the old nodes is killed, and the two voters left (one of them node 4)
-//! elect a leader that takes writes. Node 4 ends with every acknowledged write.
+//! elect a leader that takes writes. Node 4 ends with every acknowledged write, and the old
+//! node restarted with its old `--cluster` finds the new membership in its log.
 
 mod common;
 
@@ -157,5 +158,20 @@ fn a_dead_node_is_replaced_by_removing_it_and_adding_a_new_one() {
             .query(&mut on_new)
             .unwrap();
         assert_eq!(value, Some(n.to_string()), "k{n} on node 4");
+    }
+
+    // The killed old node restarts with its old command line (`--cluster` naming 1, 2, 3):
+    // its membership comes from its log (the changes are committed: the engine's record),
+    // so it knows node 3 gone and node 4 a voter.
+    cluster.start_node(leader);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = cluster.info(leader);
+        if info.contains("leader_id:") && !info.contains("leader_id:none") {
+            assert_eq!(ids(&info, "voters"), vec![1, 2, 4], "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
