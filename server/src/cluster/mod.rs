@@ -19,6 +19,7 @@
 //! connection said READONLY.
 
 pub mod driver;
+pub mod elections;
 pub mod entry;
 pub mod gates;
 pub mod transport;
