@@ -358,6 +358,12 @@ impl Raft {
     /// last index (the core's indexes are the seqs). An entry of an older term found there
     /// was written by a write that raced this node's loss of leadership: it is cut.
     fn propose_appended(&mut self) {
+        // Cleared before the engine's last seq is read, by a read-modify-write: it reads the
+        // flag a write set after its append (so that append is visible below), and a write
+        // that swaps after it finds it clear and wakes the next turn (`notify_appended`).
+        self.cluster
+            .appended_unseen
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
         if self.node.role() != Role::Leader || !self.cluster.writable() {
             self.proposal_reader = None;
             return;
