@@ -36,6 +36,9 @@ const HELD_MAX: u64 = 200_000;
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// ... or after this many entries, whichever comes first.
 const COMMIT_SAVE_ENTRIES: u64 = 20_000;
+/// A `Ready` or a commit save that blocks the raft thread longer than this is logged: the
+/// thread neither ticks nor answers meanwhile, which stalls elections (a loaded disk's fsync).
+const SLOW_PERSIST: Duration = Duration::from_millis(250);
 
 /// What the raft thread is told.
 pub enum Input {
@@ -278,7 +281,10 @@ impl Raft {
             self.propose_appended();
             while self.node.has_ready() {
                 let ready = self.node.ready();
-                if let Err(error) = self.handle(ready) {
+                let started = Instant::now();
+                let handled = self.handle(ready);
+                self.note_slow(started, "persisting a Ready");
+                if let Err(error) = handled {
                     // The disk failed under the log: this node cannot keep its promises.
                     (self.log)(
                         crate::log::Level::Warn,
@@ -291,7 +297,10 @@ impl Raft {
                 self.node.advance();
                 self.watch_role();
             }
-            if let Err(error) = self.persist_commit(false) {
+            let started = Instant::now();
+            let persisted = self.persist_commit(false);
+            self.note_slow(started, "saving the commit point");
+            if let Err(error) = persisted {
                 (self.log)(
                     crate::log::Level::Error,
                     &format!("raft: cannot persist the commit point: {error}; the node stops taking part"),
@@ -305,6 +314,19 @@ impl Raft {
         }
         let _ = self.persist_commit(true);
         self.stop_transport();
+    }
+
+    fn note_slow(&self, started: Instant, what: &str) {
+        let took = started.elapsed();
+        if took >= SLOW_PERSIST {
+            (self.log)(
+                crate::log::Level::Warn,
+                &format!(
+                    "raft: {what} took {} ms (no ticks, no answers meanwhile)",
+                    took.as_millis()
+                ),
+            );
+        }
     }
 
     fn stop_transport(&mut self) {
