@@ -456,9 +456,9 @@ impl Raft {
     /// a follower's acknowledgements) still leaves only after the flush.
     fn handle(&mut self, mut ready: Ready) -> Result<(), String> {
         let saved = self.hard_state.saved();
-        let term_kept = ready.hard_state.map_or(true, |state| {
-            (state.term, state.vote) == (saved.term, saved.vote)
-        });
+        let term_kept = ready
+            .hard_state
+            .is_none_or(|state| (state.term, state.vote) == (saved.term, saved.vote));
         if self.node.role() == Role::Leader && term_kept {
             let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut ready.messages)
                 .into_iter()
