@@ -19,6 +19,7 @@
 //! connection said READONLY.
 
 pub mod driver;
+pub mod elections;
 pub mod entry;
 pub mod gates;
 pub mod transport;
@@ -182,6 +183,10 @@ pub struct Cluster {
     view: Mutex<View>,
     /// Wakes the raft thread when the engine appended (set once the thread runs).
     pub(crate) wake: Mutex<Option<std::sync::mpsc::Sender<driver::Input>>>,
+    /// Set by the first write since the raft thread last looked at the engine's log, which
+    /// alone sends the wake-up: under load one wake-up per raft turn, not one per write
+    /// (each was a channel send, a lock and often a futex wake).
+    pub(crate) appended_unseen: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -202,6 +207,7 @@ impl Cluster {
                 elections_won: 0,
             }),
             wake: Mutex::new(None),
+            appended_unseen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -246,6 +252,9 @@ impl Cluster {
 
     /// Tells the raft thread the engine appended an entry to propose.
     pub fn notify_appended(&self) {
+        if self.appended_unseen.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(wake) = &*self.wake.lock().expect("cluster wake lock") {
             let _ = wake.send(driver::Input::Appended);
         }
