@@ -66,6 +66,7 @@ FLAGS:
         --seed <N>             seed of the kill delays (default 1)
         --dir <PATH>           parent of the nodes' data directories (default: a temporary
                                directory, removed at the end)
+        --keep                 keep the data directories and the nodes' logs at the end
         --json                 print the summary as JSON on stdout
     -q, --quiet                no line per kill on stderr
         --help                 print this help
@@ -82,6 +83,7 @@ struct Options {
     seed: u64,
     dir: Option<PathBuf>,
     json: bool,
+    keep: bool,
     quiet: bool,
 }
 
@@ -100,6 +102,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
         seed: 1,
         dir: None,
         json: false,
+        keep: false,
         quiet: false,
     };
     let mut args = args.into_iter();
@@ -153,6 +156,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Option<Option
             "--seed" => options.seed = number("--seed", value("--seed")?)?,
             "--dir" => options.dir = Some(PathBuf::from(value("--dir")?)),
             "--json" => options.json = true,
+            "--keep" => options.keep = true,
             "-q" | "--quiet" => options.quiet = true,
             "--help" => return Ok(None),
             other => return Err(format!("unknown flag {other} (see --help)")),
@@ -606,6 +610,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if options.keep {
+        eprintln!("flin-failover: data and logs kept in {}", dir.display());
+        let _ = temporary.keep();
+    }
     let mut sorted = summary.failover_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let mut catch_up = summary.catch_up_ms.clone();

@@ -56,7 +56,7 @@ impl Node {
         pre_vote: bool,
     ) {
         let free = if pre_vote {
-            term > self.term
+            term > self.term && !self.rival_campaign(from, term, last_index, last_term)
         } else {
             self.vote == Some(from) || (self.vote.is_none() && self.leader.is_none())
         };
@@ -67,6 +67,19 @@ impl Node {
         if granted && !pre_vote {
             self.vote = Some(from);
             self.election_elapsed = 0;
+        }
+        if granted && pre_vote && self.role == Role::Follower {
+            // The asker is about to ask for real votes: a campaign of our own before its vote
+            // arrives would split the election (both candidates in one term, one vote each).
+            // Not etcd's rule (a pre-vote grant changes nothing there); it matters once
+            // followers campaign soon after forgetting a dead leader (`forget_leader`), at
+            // nearly the same time.
+            self.reset_timers();
+            // A grant means the leader's lease had run out here (`adopt_higher_term` refuses
+            // pre-votes within it); forget that leader, or the timer just reset would renew
+            // its lease and make us ignore the asker's real vote (found by the membership
+            // sweep, seed 1: a follower granted every pre-vote and ignored every vote).
+            self.leader = None;
         }
         // A grant answers in the term asked about; a refusal in ours, so the asker can catch up.
         let answer_term = if granted { term } else { self.term };
@@ -81,6 +94,21 @@ impl Node {
             term: answer_term,
             body,
         });
+    }
+
+    /// Whether a pre-vote for `term` competes with our own pre-vote for the same term and
+    /// loses the tie: two followers that lost the same leader may start pre-votes at nearly
+    /// the same time, and if each granted the other's, both would become candidates and split
+    /// the vote. The better log wins the tie, then the lower id; the loser's pre-vote stays
+    /// undecided, and the winner's real vote then reaches it (no lease: it has no leader).
+    /// A pre-vote grant promises nothing, so this refusal costs no safety.
+    fn rival_campaign(&self, from: NodeId, term: u64, last_index: u64, last_term: u64) -> bool {
+        if self.role != Role::PreCandidate || term != self.term + 1 {
+            return false;
+        }
+        let ours = (self.log.last_term(), self.log.last_index());
+        let theirs = (last_term, last_index);
+        theirs < ours || (theirs == ours && from > self.id())
     }
 
     /// Records one answer to our campaign and acts on a decided outcome.

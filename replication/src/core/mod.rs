@@ -460,6 +460,30 @@ impl Node {
         Ok(())
     }
 
+    /// A follower that knows its leader is gone forgets it, as etcd-io/raft's `ForgetLeader`
+    /// does: without a leader it is out of its lease, so it grants pre-votes at once instead
+    /// of an election timeout after the leader's last message. The caller must know, not
+    /// guess: a leader serving reads on its lease (check-quorum) relies on its followers
+    /// refusing votes for an election timeout after its last message, so only a leader that
+    /// can no longer serve (its process is gone) may be forgotten; etcd-io/raft ignores
+    /// `ForgetLeader` under lease-based reads for this reason. It also
+    /// campaigns sooner, after a random 1..=`election_ticks / 2` ticks (the spread keeps two
+    /// followers that lost the same leader from splitting the vote). A pre-vote wins only if a
+    /// majority forgot the leader too, so one follower that lost its connection alone does
+    /// not disturb a leader the others still hear; hearing from the leader again makes it a
+    /// plain follower with a full timeout. Does nothing on a node that is not a follower of a
+    /// known leader.
+    pub fn forget_leader(&mut self) {
+        self.assert_advanced();
+        if self.role != Role::Follower || self.leader.is_none() {
+            return;
+        }
+        self.leader = None;
+        let spread = u64::from((self.config.election_ticks / 2).max(1));
+        let soon = self.election_elapsed + 1 + self.rng.below(spread) as u32;
+        self.election_timeout = self.election_timeout.min(soon);
+    }
+
     /// Takes in a message from another node.
     pub fn step(&mut self, message: Message) -> Result<()> {
         self.assert_advanced();
@@ -616,6 +640,11 @@ impl Node {
                 true
             }
             Role::Follower => {
+                if self.election_timeout < self.config.election_ticks {
+                    // `forget_leader` shortened the timeout: a full one again (a normal draw
+                    // is never below `election_ticks`).
+                    self.reset_timers();
+                }
                 self.leader = Some(leader);
                 self.election_elapsed = 0;
                 true

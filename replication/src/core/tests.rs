@@ -420,6 +420,117 @@ fn leadership_moves_on_request() {
 }
 
 #[test]
+fn followers_that_forget_a_dead_leader_elect_another_within_half_an_election_timeout() {
+    // etcd-io/raft's ForgetLeader: out of their lease, the followers grant pre-votes at once,
+    // and a forgotten leader makes a follower campaign after 1..=election_ticks/2 ticks, not
+    // election_ticks..2*election_ticks after the leader's last message.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.tick_all(1);
+    cluster.cut.insert(1);
+    for id in [2, 3] {
+        cluster.node(id).forget_leader();
+        assert_eq!(cluster.node(id).leader(), None);
+    }
+    let half = config(1).election_ticks / 2;
+    cluster.tick_all(half);
+    let leaders: Vec<NodeId> = [2, 3]
+        .into_iter()
+        .filter(|&id| cluster.node(id).role() == Role::Leader)
+        .collect();
+    assert_eq!(leaders.len(), 1, "no leader within {half} ticks");
+    assert_eq!(cluster.node(leaders[0]).term(), 2);
+}
+
+#[test]
+fn one_follower_forgetting_a_live_leader_does_not_disturb_it() {
+    // The other follower still hears the leader (its lease holds), so a pre-vote of the one
+    // that forgot cannot win; the leader's next message makes it a follower again, with a
+    // full election timeout.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.node(3).forget_leader();
+    cluster.tick_all(40);
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+    assert_eq!(cluster.node(1).term(), 1);
+    assert_eq!(cluster.node(3).leader(), Some(1));
+    assert!(cluster.node(3).election_timeout >= config(3).election_ticks);
+}
+
+#[test]
+fn two_pre_votes_at_once_do_not_split_the_election() {
+    // Both followers of a dead leader start a pre-vote for the same term before either hears
+    // the other's: if each granted the other's, both would become candidates with one vote
+    // each. The tie goes to the better log, then the lower id.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.tick_all(1);
+    cluster.cut.insert(1);
+    let mut asks = Vec::new();
+    for id in [2, 3] {
+        let node = cluster.node(id);
+        node.forget_leader();
+        node.campaign(Campaign::Timeout);
+        assert_eq!(node.role(), Role::PreCandidate);
+        let ready = node.ready();
+        node.advance();
+        asks.extend(ready.messages.into_iter().filter(|m| m.to != 1));
+    }
+    let mut answers = Vec::new();
+    for ask in asks {
+        let to = ask.to;
+        answers.extend(answer(cluster.node(to), ask));
+    }
+    let grants: Vec<(NodeId, NodeId)> = answers
+        .iter()
+        .filter(|m| m.body == Body::PreVoteResponse { granted: true })
+        .map(|m| (m.from, m.to))
+        .collect();
+    assert_eq!(grants, vec![(3, 2)]);
+    for message in answers {
+        let to = message.to;
+        cluster.node(to).step(message).unwrap();
+    }
+    cluster.settle();
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert_eq!(cluster.node(2).term(), 2);
+    assert_eq!(cluster.node(3).leader(), Some(2));
+}
+
+#[test]
+fn a_follower_that_grants_a_pre_vote_waits_a_full_timeout() {
+    // The asker's real vote is on its way: campaigning before it arrives would split it.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    let node = cluster.node(3);
+    node.forget_leader();
+    let answers = answer(
+        node,
+        message(
+            2,
+            3,
+            2,
+            Body::PreVote {
+                last_index: 1,
+                last_term: 1,
+            },
+        ),
+    );
+    assert_eq!(answers[0].body, Body::PreVoteResponse { granted: true });
+    assert_eq!(node.election_elapsed, 0);
+    assert!(node.election_timeout >= config(3).election_ticks);
+}
+
+#[test]
+fn forgetting_is_for_followers_of_a_known_leader() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.node(1).forget_leader();
+    assert_eq!(cluster.node(1).leader(), Some(1));
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+}
+
+#[test]
 fn proposals_are_refused_where_they_cannot_go() {
     let mut cluster = Cluster::new();
     assert_eq!(

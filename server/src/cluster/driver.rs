@@ -37,10 +37,11 @@ use std::time::{Duration, Instant};
 use flin_engine::Engine;
 use flin_replication::hard_state::HardStateFile;
 use flin_replication::{
-    wire, ConfChange, ConfChangeKind, Config, Entry, Error as RaftError, HardState, Membership,
-    Message, Node, NodeId, Persisted, Ready, Role, Wanted,
+    wire, Body, ConfChange, ConfChangeKind, Config, Entry, Error as RaftError, HardState,
+    Membership, Message, Node, NodeId, Persisted, Ready, Role, Wanted,
 };
 
+use super::elections::ElectionLog;
 use super::membership::{Record, MEMBERSHIP_KEY};
 use super::transport::{Incoming, Transport};
 use super::{entry, Cluster, View};
@@ -58,10 +59,15 @@ const STORED_ENTRIES_MAX: usize = 64;
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// ... or after this many entries, whichever comes first.
 const COMMIT_SAVE_ENTRIES: u64 = 20_000;
+/// A `Ready` or a commit save that blocks the raft thread longer than this is logged: the
+/// thread neither ticks nor answers meanwhile, which stalls elections (a loaded disk's fsync).
+const SLOW_PERSIST: Duration = Duration::from_millis(250);
 
 /// What the raft thread is told.
 pub enum Input {
     Peer(Message),
+    /// The peer's process is gone (`transport::Incoming::Gone`).
+    PeerGone(NodeId),
     /// The write path committed an entry to the engine (on the leader).
     Appended,
     /// CLUSTER.TRANSFER: hand leadership to this node; the answer goes back on the channel.
@@ -99,7 +105,7 @@ impl Driver {
         let id = cluster.id();
         let node = restore(&cluster, &engine, hard_state.1)?;
         let (inbox, receiver) = mpsc::channel();
-        let peers = node
+        let peers: BTreeMap<NodeId, SocketAddr> = node
             .membership()
             .members()
             .filter(|&peer| peer != id)
@@ -107,10 +113,33 @@ impl Driver {
             .collect();
         let mut listen = cluster.options.cluster_addr(id);
         listen.set_ip(bind);
-        let transport = Transport::start(id, listen, &peers, inbox.clone(), wrap, log.clone())?;
+        // Where the members at start listen (a peer added later is not probed when its
+        // connection closes: it is only forgotten as leader at its election timeout).
+        let listening = peers
+            .keys()
+            .filter_map(|&peer| {
+                let mut addr = cluster.address(peer)?;
+                addr.set_port(
+                    addr.port()
+                        .checked_add(super::transport::CLUSTER_PORT_OFFSET)?,
+                );
+                Some((peer, addr))
+            })
+            .collect();
+        let transport = Transport::start(
+            id,
+            listen,
+            &peers,
+            listening,
+            inbox.clone(),
+            wrap,
+            log.clone(),
+        )?;
         *cluster.wake.lock().expect("cluster wake lock") = Some(inbox.clone());
         let committed = engine.committed_seq();
+        let elections = ElectionLog::new(&node, log.clone());
         let mut raft = Raft {
+            elections,
             cluster,
             always,
             engine,
@@ -155,6 +184,7 @@ impl Driver {
 fn wrap(incoming: Incoming) -> Input {
     match incoming {
         Incoming::Message(message) => Input::Peer(message),
+        Incoming::Gone(peer) => Input::PeerGone(peer),
     }
 }
 
@@ -258,6 +288,7 @@ struct Raft {
     transport: Option<Transport>,
     log: super::LogFn,
     elections_won: u64,
+    elections: ElectionLog,
     /// The leader proposed the engine's entries through this seq, in `proposed_term`:
     /// persisting them again is a no-op (same index and term, same entry), known without
     /// reading the log.
@@ -334,11 +365,21 @@ impl Raft {
                         );
                     }
                     Input::Peer(message) => {
+                        self.elections.received(&message, &self.node);
                         if let Err(error) = self.node.step(message) {
                             (self.log)(
                                 crate::log::Level::Warn,
                                 &format!("raft: a peer's message refused: {error}"),
                             );
+                        }
+                    }
+                    Input::PeerGone(peer) => {
+                        self.elections.peer_gone(peer, &self.node);
+                        // A dead leader's connection closes and its port refuses at once: no
+                        // need to wait out an election timeout to know (`Node::forget_leader`).
+                        // Its lease dies with it, so leader reads stay safe (decision 85).
+                        if self.node.leader() == Some(peer) {
+                            self.node.forget_leader();
                         }
                     }
                     Input::Appended => {}
@@ -371,7 +412,10 @@ impl Raft {
             while self.node.has_ready() {
                 let mut ready = self.node.ready();
                 let wanted = std::mem::take(&mut ready.wanted);
-                if let Err(error) = self.handle(ready) {
+                let started = Instant::now();
+                let handled = self.handle(ready);
+                self.note_slow(started, "persisting a Ready");
+                if let Err(error) = handled {
                     // The disk failed under the log: this node cannot keep its promises.
                     (self.log)(
                         crate::log::Level::Warn,
@@ -385,7 +429,10 @@ impl Raft {
                 self.serve_wanted(wanted);
                 self.watch_role();
             }
-            if let Err(error) = self.persist_commit(false) {
+            let started = Instant::now();
+            let persisted = self.persist_commit(false);
+            self.note_slow(started, "saving the commit point");
+            if let Err(error) = persisted {
                 (self.log)(
                     crate::log::Level::Error,
                     &format!("raft: cannot persist the commit point: {error}; the node stops taking part"),
@@ -402,6 +449,19 @@ impl Raft {
         self.stop_transport();
     }
 
+    fn note_slow(&self, started: Instant, what: &str) {
+        let took = started.elapsed();
+        if took >= SLOW_PERSIST {
+            (self.log)(
+                crate::log::Level::Warn,
+                &format!(
+                    "raft: {what} took {} ms (no ticks, no answers meanwhile)",
+                    took.as_millis()
+                ),
+            );
+        }
+    }
+
     fn stop_transport(&mut self) {
         if let Some(transport) = self.transport.take() {
             transport.stop();
@@ -411,6 +471,7 @@ impl Raft {
     /// Refuses writes the moment this node is no longer the leader of the term it took writes
     /// in, and takes them once it leads and its term's empty entry is in the engine.
     fn watch_role(&mut self) {
+        self.elections.watch(&self.node);
         let term = self.node.term();
         let leads = self.node.role() == Role::Leader;
         let writable = self
@@ -452,6 +513,12 @@ impl Raft {
     /// last index (the core's indexes are the seqs). An entry of an older term found there
     /// was written by a write that raced this node's loss of leadership: it is cut.
     fn propose_appended(&mut self) {
+        // Cleared before the engine's last seq is read, by a read-modify-write: it reads the
+        // flag a write set after its append (so that append is visible below), and a write
+        // that swaps after it finds it clear and wakes the next turn (`notify_appended`).
+        self.cluster
+            .appended_unseen
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
         if self.node.role() != Role::Leader || !self.cluster.writable() {
             self.proposal_reader = None;
             return;
@@ -526,7 +593,29 @@ impl Raft {
     }
 
     /// Persists, sends and applies one `Ready`.
-    fn handle(&mut self, ready: Ready) -> Result<(), String> {
+    ///
+    /// A leader sends its appends and heartbeats before it flushes (Ongaro's thesis §10.2.1:
+    /// the leader writes its log in parallel with replicating it), so that under `--fsync
+    /// always` a commit waits for the slower of the leader's and a follower's fsync, not for
+    /// their sum. The core counts the leader's own entries toward a majority only once
+    /// `advance` says they are persisted, and a leader's appends promise nothing about its
+    /// own disk; its term and vote, which they do rest on, were saved before it campaigned
+    /// (the early sending is skipped if this `Ready` changes them). Every other message (votes,
+    /// a follower's acknowledgements) still leaves only after the flush.
+    fn handle(&mut self, mut ready: Ready) -> Result<(), String> {
+        let saved = self.hard_state.saved();
+        let term_kept = ready
+            .hard_state
+            .is_none_or(|state| (state.term, state.vote) == (saved.term, saved.vote));
+        if self.node.role() == Role::Leader && term_kept {
+            let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut ready.messages)
+                .into_iter()
+                .partition(|message| {
+                    matches!(message.body, Body::Append { .. } | Body::Heartbeat { .. })
+                });
+            self.send_all(&early);
+            ready.messages = late;
+        }
         if let Some(cut) = ready.truncate_after {
             self.cut(cut)?;
         }
@@ -552,11 +641,7 @@ impl Raft {
         if has_entries && self.always {
             self.engine.flush().map_err(|e| format!("flush: {e}"))?;
         }
-        if let Some(transport) = &self.transport {
-            for message in &ready.messages {
-                transport.send(message);
-            }
-        }
+        self.send_all(&ready.messages);
         if let Some(last) = ready.committed.last() {
             self.applied = last.index;
             self.cluster.gates.committed_through(last.index);
@@ -571,6 +656,15 @@ impl Raft {
             }
         }
         Ok(())
+    }
+
+    fn send_all(&self, messages: &[Message]) {
+        if let Some(transport) = &self.transport {
+            for message in messages {
+                self.elections.sent(message);
+                transport.send(message);
+            }
+        }
     }
 
     /// Every `COMMIT_SAVE_INTERVAL` (or sooner after many entries): flushes the engine's log

@@ -19,6 +19,7 @@
 //! connection said READONLY.
 
 pub mod driver;
+pub mod elections;
 pub mod entry;
 pub mod gates;
 pub mod membership;
@@ -230,6 +231,10 @@ pub struct Cluster {
     addresses: Mutex<BTreeMap<NodeId, SocketAddr>>,
     /// Wakes the raft thread when the engine appended (set once the thread runs).
     pub(crate) wake: Mutex<Option<std::sync::mpsc::Sender<driver::Input>>>,
+    /// Set by the first write since the raft thread last looked at the engine's log, which
+    /// alone sends the wake-up: under load one wake-up per raft turn, not one per write
+    /// (each was a channel send, a lock and often a futex wake).
+    pub(crate) appended_unseen: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -255,6 +260,7 @@ impl Cluster {
                 learners: Vec::new(),
             }),
             wake: Mutex::new(None),
+            appended_unseen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -325,6 +331,9 @@ impl Cluster {
 
     /// Tells the raft thread the engine appended an entry to propose.
     pub fn notify_appended(&self) {
+        if self.appended_unseen.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(wake) = &*self.wake.lock().expect("cluster wake lock") {
             let _ = wake.send(driver::Input::Appended);
         }

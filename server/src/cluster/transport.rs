@@ -26,6 +26,10 @@ use flin_replication::{Message, NodeId};
 pub const CLUSTER_PORT_OFFSET: u16 = 10_000;
 /// Messages queued for one peer before new ones are dropped.
 const QUEUE_DEPTH: usize = 8192;
+/// How often, and how far apart, a peer whose connection closed is dialled to learn whether
+/// it is gone (`probe_gone`).
+const GONE_PROBES: u32 = 3;
+const GONE_PROBE_PAUSE: Duration = Duration::from_millis(10);
 /// Pause between attempts to dial an unreachable peer.
 const REDIAL_PAUSE: Duration = Duration::from_millis(100);
 const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -33,6 +37,12 @@ const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
 /// What the transport hands the raft thread.
 pub enum Incoming {
     Message(Message),
+    /// The connection a peer dialled us on ended (EOF, reset, a bad frame), and then its
+    /// cluster port refused a connection: no process listens there, so the peer is gone (a
+    /// killed process's sockets are closed by its kernel at once). A closed connection alone
+    /// says nothing (a live peer redials after a failed write), and a port that does not
+    /// answer may sit behind a partition: neither is reported.
+    Gone(NodeId),
 }
 
 /// The sending half: a queue per peer.
@@ -46,12 +56,15 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Listens on `listen` and starts a sender per peer (`peers`: cluster addresses, this
-    /// node excluded). Incoming messages go to `inbox`, wrapped by `wrap`.
+    /// Listens on `listen` and starts a sender per peer (`peers`: the addresses to dial,
+    /// this node excluded). Incoming messages go to `inbox`, wrapped by `wrap`. `listening`
+    /// holds where each peer itself listens (`Incoming::Gone` dials it there, not through a
+    /// `--cluster-peers` proxy, whose refusal would say nothing about the peer).
     pub fn start<T: Send + 'static>(
         id: NodeId,
         listen: SocketAddr,
         peers: &BTreeMap<NodeId, SocketAddr>,
+        listening: BTreeMap<NodeId, SocketAddr>,
         inbox: Sender<T>,
         wrap: fn(Incoming) -> T,
         log: super::LogFn,
@@ -68,7 +81,7 @@ impl Transport {
             let stop = stop.clone();
             let log = log.clone();
             threads.push(spawn("flin-raft-accept", move || {
-                accept(listener, id, inbox, wrap, stop, log)
+                accept(listener, id, inbox, wrap, stop, log, listening)
             })?);
         }
         let mut transport = Transport {
@@ -151,19 +164,29 @@ fn accept<T: Send + 'static>(
     wrap: fn(Incoming) -> T,
     stop: Arc<AtomicBool>,
     log: super::LogFn,
+    listening: BTreeMap<NodeId, SocketAddr>,
 ) {
+    let listening = Arc::new(listening);
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, peer)) => {
                 let inbox = inbox.clone();
                 let stop = stop.clone();
                 let log = log.clone();
+                let listening = listening.clone();
                 let _ = spawn("flin-raft-from", move || {
-                    if let Err(reason) = read_loop(stream, id, inbox, wrap, &stop) {
+                    let mut from = None;
+                    if let Err(reason) = read_loop(stream, id, &inbox, wrap, &stop, &mut from) {
                         log(
                             crate::log::Level::Warn,
                             &format!("cluster connection from {peer} closed: {reason}"),
                         );
+                    }
+                    let Some(from) = from else { return };
+                    if let Some(&addr) = listening.get(&from) {
+                        if probe_gone(addr, &stop) {
+                            let _ = inbox.send(wrap(Incoming::Gone(from)));
+                        }
                     }
                 });
             }
@@ -182,13 +205,15 @@ fn accept<T: Send + 'static>(
 }
 
 /// Reads one peer's messages until the connection ends, the stream goes out of step or the
-/// transport stops. Messages must come from the peer the hello named and be addressed to us.
+/// transport stops. Messages must come from the peer the hello named (kept in `from`) and be
+/// addressed to us.
 fn read_loop<T>(
     mut stream: TcpStream,
     id: NodeId,
-    inbox: Sender<T>,
+    inbox: &Sender<T>,
     wrap: fn(Incoming) -> T,
     stop: &AtomicBool,
+    from: &mut Option<NodeId>,
 ) -> Result<(), String> {
     stream
         .set_nonblocking(false)
@@ -197,7 +222,6 @@ fn read_loop<T>(
     let _ = stream.set_nodelay(true);
     let mut reader = FrameReader::new();
     let mut buffer = vec![0u8; 64 << 10];
-    let mut from = None;
     while !stop.load(Ordering::Acquire) {
         let read = match stream.read(&mut buffer) {
             Ok(0) => return Ok(()),
@@ -216,13 +240,13 @@ fn read_loop<T>(
         if from.is_none() {
             match reader.take_hello() {
                 None => continue,
-                Some(Ok(peer)) => from = Some(peer),
+                Some(Ok(peer)) => *from = Some(peer),
                 Some(Err(error)) => return Err(format!("bad hello: {error}")),
             }
         }
         while let Some(message) = reader.next() {
             let message = message.map_err(|e| format!("bad frame: {e}"))?;
-            if Some(message.from) != from || message.to != id {
+            if Some(message.from) != *from || message.to != id {
                 return Err(format!(
                     "a message from {} to {} on node {:?}'s connection",
                     message.from,
@@ -265,6 +289,9 @@ fn send_loop(
                 Err(_) => break,
             }
         }
+        if stream.as_ref().is_some_and(peer_closed) {
+            stream = None;
+        }
         if stream.is_none() {
             match dial(id, addr) {
                 Ok(connected) => {
@@ -298,6 +325,40 @@ fn send_loop(
             }
         }
     }
+}
+
+/// Whether nothing listens at `addr`: a connection is refused (a reset answers the SYN), a few
+/// times over `GONE_PROBES * GONE_PROBE_PAUSE`, since a dying process's listening socket may
+/// close a moment after the connection that told us. A connection accepted, or one that
+/// times out (a partition, a dropped SYN), means "not known to be gone".
+fn probe_gone(addr: SocketAddr, stop: &AtomicBool) -> bool {
+    for _ in 0..GONE_PROBES {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        match TcpStream::connect_timeout(&addr, DIAL_TIMEOUT) {
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => return true,
+            Err(_) => return false,
+            Ok(_) => std::thread::sleep(GONE_PROBE_PAUSE),
+        }
+    }
+    false
+}
+
+/// Whether the peer closed the connection we dialled. Peers never write on it, so anything
+/// to read there is its end: the process we dialled is gone (a restarted peer is another
+/// process, which never knew this connection). Without this check the first write after a
+/// peer's restart is taken by the kernel and lost (the peer answers it with a reset), which
+/// lost the first campaign's pre-vote after a failover and cost an election timeout.
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let readable = match stream.peek(&mut [0u8; 1]) {
+        Ok(_) => true,
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).is_err() || readable
 }
 
 fn dial(id: NodeId, addr: SocketAddr) -> std::io::Result<TcpStream> {
