@@ -1,6 +1,7 @@
-//! flin-replication: the raft protocol core that will make three Flin nodes one cluster
-//! (issue 14). This first cut is the protocol alone, as a pure state machine, and the
-//! simulator that checks it; the server does not run it yet.
+//! flin-replication: the raft protocol core that makes three Flin nodes one cluster (issue
+//! 14): the protocol as a pure state machine, the simulator that checks it, and the pieces the
+//! server's raft thread (server/src/cluster) drives it with (the wire codec, the hard state
+//! file).
 //!
 //! # Layout
 //! - `core`: [`Node`], the state machine in raft-rs's `RawNode` style. It is driven by
@@ -29,8 +30,8 @@
 //! - `rng`: splitmix64, the one seeded generator of the crate.
 //! - `sim` (tests only): the deterministic simulator and its safety checker.
 //! - `linearizability`: a checker of client histories (Wing & Gong with Lowe's just-in-time
-//!   linearization, Porcupine's algorithm) against a key-value model; not wired to the
-//!   simulator or to real processes yet.
+//!   linearization, Porcupine's algorithm) against a key-value model; the simulator checks its clients' histories with it, and
+//!   flin-clustertest (benches/) those of real processes.
 //!
 //! # Data flow
 //! A leader's `propose` appends to its log; the next `ready` sends the new entries to every
@@ -47,10 +48,10 @@
 //! batch)`, `commit_through(seq)` (docs/ARCHITECTURE.md, decision 39).
 //!
 //! # Not yet
-//! Joint consensus (membership changes are one server at a time), log compaction and snapshots (the log
-//! is all in memory, and a follower is always fed from it), reading the log back from the
-//! engine instead of memory, read index / leases for linearizable reads, and running it in
-//! the server. docs/replication.md says what is implemented and checked.
+//! Joint consensus (membership changes are one server at a time), a snapshot that carries the
+//! membership as of its index, read index (the server's leader reads rely on a lease),
+//! and entries shared instead of copied between the log, the `Ready` and the wire.
+//! docs/replication.md says what is implemented and checked.
 
 #![forbid(unsafe_code)]
 
