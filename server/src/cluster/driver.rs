@@ -417,12 +417,10 @@ impl Raft {
                 self.note_slow(started, "persisting a Ready");
                 if let Err(error) = handled {
                     // The disk failed under the log: this node cannot keep its promises.
-                    (self.log)(
+                    self.stop_taking_part(
                         crate::log::Level::Warn,
-                        &format!("raft: cannot persist: {error}; the node stops taking part"),
+                        &format!("cannot persist: {error}"),
                     );
-                    self.cluster.set_writable_term(0);
-                    self.stop_transport();
                     return;
                 }
                 self.node.advance();
@@ -433,12 +431,10 @@ impl Raft {
             let persisted = self.persist_commit(false);
             self.note_slow(started, "saving the commit point");
             if let Err(error) = persisted {
-                (self.log)(
+                self.stop_taking_part(
                     crate::log::Level::Error,
-                    &format!("raft: cannot persist the commit point: {error}; the node stops taking part"),
+                    &format!("cannot persist the commit point: {error}"),
                 );
-                self.cluster.set_writable_term(0);
-                self.stop_transport();
                 return;
             }
             self.compact();
@@ -460,6 +456,14 @@ impl Raft {
                 ),
             );
         }
+    }
+
+    /// A disk failure: logs `why`, refuses writes and leaves the cluster (the caller returns
+    /// from the raft loop).
+    fn stop_taking_part(&mut self, level: crate::log::Level, why: &str) {
+        (self.log)(level, &format!("raft: {why}; the node stops taking part"));
+        self.cluster.set_writable_term(0);
+        self.stop_transport();
     }
 
     fn stop_transport(&mut self) {

@@ -161,12 +161,7 @@ pub fn transfer(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
             ))
         })?;
     let (answer, answered) = mpsc::channel();
-    let sent = cluster
-        .wake
-        .lock()
-        .expect("cluster wake lock")
-        .as_ref()
-        .is_some_and(|wake| wake.send(Input::Transfer(to, answer)).is_ok());
+    let sent = ask_raft(cluster, Input::Transfer(to, answer));
     if !sent {
         return Err(Frame::error(
             "ERR CLUSTER.TRANSFER: the raft thread is not running",
@@ -244,12 +239,7 @@ fn change_membership(
         return Err(cluster.redirect());
     }
     let (answer, answered) = mpsc::channel();
-    let sent = cluster
-        .wake
-        .lock()
-        .expect("cluster wake lock")
-        .as_ref()
-        .is_some_and(|wake| wake.send(Input::Change(change, addr, answer)).is_ok());
+    let sent = ask_raft(cluster, Input::Change(change, addr, answer));
     if !sent {
         return Err(Frame::error(format!(
             "ERR {command}: the raft thread is not running"
@@ -277,4 +267,14 @@ pub fn readwrite(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     cluster_of(call)?;
     call.session.readonly = false;
     Ok(Frame::ok())
+}
+
+/// Hands `input` to the raft thread; false if it is not running.
+fn ask_raft(cluster: &Cluster, input: Input) -> bool {
+    cluster
+        .wake
+        .lock()
+        .expect("cluster wake lock")
+        .as_ref()
+        .is_some_and(|wake| wake.send(input).is_ok())
 }
