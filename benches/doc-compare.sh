@@ -20,8 +20,10 @@
 #   number of connections (CONNECTIONS, one statement per operation): inserts (one, and 100 a
 #   statement), get by _id, an equality on the indexed k, a range of k with sort and limit 10,
 #   an $inc of k by _id, a $group by city with $sum. It prints PostgreSQL's EXPLAIN for each
-#   read, each side's operations/s, latency, rows and server CPU per operation (/proc, the
-#   server's process and its children), and Flin's rate over PostgreSQL's. A workload the
+#   read, each side's operations/s, latency, rows, server CPU per operation (/proc, the
+#   server's process and its children) and the client's own CPU per operation (doc-bench's
+#   threads: on 2 cores they share the machine with the server, so a client that costs more per
+#   operation caps that side's rate), and Flin's rate over PostgreSQL's. A workload the
 #   server refuses (DOC.INDEX or DOC.AGGREGATE before they exist) is printed FAILED, and the
 #   script exits 1 at the end; ALLOW_UNINDEXED=1 runs Flin's k workloads without the index when
 #   DOC.INDEX is refused (their lines say so).

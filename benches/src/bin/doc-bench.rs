@@ -594,6 +594,9 @@ struct Measurement {
     seconds: f64,
     latency_us: Histogram<u64>,
     cpu_seconds: Option<f64>,
+    /// This process's own CPU over the run (the client threads): on a box whose cores the
+    /// client shares with the server, it bounds the rate whatever the server spends.
+    client_cpu_seconds: Option<f64>,
     stopped_by_time: bool,
     /// Why the figure is not what the workload's name says (no index on Flin's side).
     caveat: Option<String>,
@@ -606,6 +609,10 @@ impl Measurement {
 
     fn cpu_us_per_operation(&self) -> Option<f64> {
         Some(self.cpu_seconds? * 1e6 / self.operations.max(1) as f64)
+    }
+
+    fn client_cpu_us_per_operation(&self) -> Option<f64> {
+        Some(self.client_cpu_seconds? * 1e6 / self.operations.max(1) as f64)
     }
 }
 
@@ -706,6 +713,7 @@ fn drive(
     let failure: Mutex<Option<String>> = Mutex::new(None);
     let time_limit = Duration::from_secs(args.seconds);
     let cpu_before = pid.and_then(flin_benches::process_tree_cpu_seconds);
+    let client_cpu_before = flin_benches::process_tree_cpu_seconds(std::process::id());
     let started = Instant::now();
     let deadline = started + time_limit;
     let per_thread: Vec<(u64, u64, Histogram<u64>)> = std::thread::scope(|scope| {
@@ -747,6 +755,7 @@ fn drive(
     });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = pid.and_then(flin_benches::process_tree_cpu_seconds);
+    let client_cpu_after = flin_benches::process_tree_cpu_seconds(std::process::id());
     if let Some(message) = failure.into_inner().expect("failure slot") {
         return Err(message);
     }
@@ -771,6 +780,9 @@ fn drive(
         cpu_seconds: cpu_before
             .zip(cpu_after)
             .map(|(before, after)| after - before),
+        client_cpu_seconds: client_cpu_before
+            .zip(client_cpu_after)
+            .map(|(before, after)| after - before),
         stopped_by_time: operations < plan.operations,
         caveat: None,
     })
@@ -789,6 +801,9 @@ fn report_line(
     let cpu = m
         .cpu_us_per_operation()
         .map_or(String::new(), |us| format!("  server CPU {us:.1} us/op"));
+    let client_cpu = m
+        .client_cpu_us_per_operation()
+        .map_or(String::new(), |us| format!("  client CPU {us:.1} us/op"));
     let documents = match workload {
         DocumentWorkload::Insert { count } if count > 1 => {
             format!(" ({:.0} docs/s)", m.documents as f64 / m.seconds)
@@ -796,7 +811,7 @@ fn report_line(
         _ => String::new(),
     };
     let mut line = format!(
-        "{:<8} {name:<11} {} ops in {:.2} s = {:.0} ops/s{documents}  latency us p50 {} p99 {} p99.9 {}{cpu}  rows {}",
+        "{:<8} {name:<11} {} ops in {:.2} s = {:.0} ops/s{documents}  latency us p50 {} p99 {} p99.9 {}{cpu}{client_cpu}  rows {}",
         target.name(),
         m.operations,
         m.seconds,
