@@ -26,6 +26,7 @@
 # etcd clients 7840/7842/7844 and peers 7841/7843/7845. Every process is stopped by its pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 
 QUICK=${QUICK:-}
 KILLS=${KILLS:-$([ -n "$QUICK" ] && echo 20 || echo 100)}
@@ -54,23 +55,12 @@ cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin 
     --bin flin-failover --bin etcd-put-bench
 BIN=${CARGO_TARGET_DIR:-target}/release
 SCRATCH=$(mktemp -d /tmp/flin-cluster-compare.XXXXXX)
-PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-    sleep 1
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+    stop_started
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 120); do
-        (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-        sleep 0.25
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 # cpu_ticks PID...: user + system CPU of the processes so far, in clock ticks (1/100 s), summed.
 cpu_ticks() {
     local pid files=()

@@ -27,12 +27,8 @@ BUDGET_MS=${BUDGET_MS:-120000}
 PROFILE=${PROFILE:-release}
 
 cd "$(dirname "$0")/.."
-for port in "$PORT" "$ADMIN_PORT"; do
-    if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-        echo "dashboard-shot.sh: 127.0.0.1:$port is in use; nothing started" >&2
-        exit 1
-    fi
-done
+source benches/lib.sh
+refuse_busy_ports dashboard-shot.sh "$PORT" "$ADMIN_PORT"
 need=()
 command -v chromium > /dev/null || need+=(chromium)
 command -v redis-cli > /dev/null || need+=(redis-tools)
@@ -48,11 +44,8 @@ else
     BIN=${CARGO_TARGET_DIR:-target}/debug
 fi
 SCRATCH=$(mktemp -d /tmp/flin-dashboard-shot.XXXXXX)
-PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+    stop_started
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT

@@ -46,14 +46,10 @@ FLAGS=()
 if [[ -n "${ALLOW_UNINDEXED:-}" ]]; then FLAGS+=(--allow-unindexed); fi
 
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 # Anything else on the ports would be measured in place of the servers this run starts, so
 # refuse to start instead.
-for port in "$FLIN_PORT" "$PG_PORT"; do
-    if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-        echo "doc-compare.sh: 127.0.0.1:$port is in use (another run?); nothing started" >&2
-        exit 1
-    fi
-done
+refuse_busy_ports doc-compare.sh "$FLIN_PORT" "$PG_PORT"
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2> /dev/null | sort -V | tail -1; }
 if [[ -z "$(pg_bin)" ]]; then
     echo "installing postgresql" >&2
@@ -68,22 +64,11 @@ cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin 
 BIN=${CARGO_TARGET_DIR:-target}/release
 SCRATCH=$(mktemp -d /tmp/flin-doc-compare.XXXXXX)
 chmod 755 "$SCRATCH" # the postgres user needs to reach its directory
-PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-    sleep 1
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+    stop_started
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 60); do
-        (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-        sleep 0.5
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 # Fresh servers for each round and policy, so no run reads another's data.
 start_servers() {

@@ -25,14 +25,10 @@ LATENCY_MESSAGES=${LATENCY_MESSAGES:-20000}
 REDIS_REQUESTS=${REDIS_REQUESTS:-1000000}
 
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 # The ports are fixed: a second run (or anything else on them) would be measured in place of
 # the servers this run starts, so refuse to start instead.
-for port in 5673 25673 7398 7399 7400; do
-    if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-        echo "queue-compare.sh: 127.0.0.1:$port is in use (another run?); nothing started" >&2
-        exit 1
-    fi
-done
+refuse_busy_ports queue-compare.sh 5673 25673 7398 7399 7400
 need=()
 command -v rabbitmq-server > /dev/null || need+=(rabbitmq-server)
 command -v redis-server > /dev/null || need+=(redis-server)
@@ -45,26 +41,13 @@ cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin 
 BIN=target/release
 SCRATCH=$(mktemp -d /tmp/flin-queue-compare.XXXXXX)
 chmod 755 "$SCRATCH" # RabbitMQ runs as its own user and needs to reach its directory
-PIDS=()
 EPMD_OURS=""
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-    sleep 1
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+    stop_started
     if [[ -n "$EPMD_OURS" ]]; then kill "$EPMD_OURS" 2> /dev/null || true; fi
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 120); do
-        (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-        sleep 0.5
-    done
-    echo "nothing listens on port $1" >&2
-    tail -5 "$SCRATCH"/rabbit/out.log >&2 || true
-    return 1
-}
 
 # RabbitMQ: a private node (its own directories, ports, no plugins), run as the rabbitmq user.
 EPMD_BEFORE=$(pgrep -x epmd || true)
@@ -78,7 +61,10 @@ RABBITMQ_MNESIA_BASE=$SCRATCH/rabbit/mnesia RABBITMQ_LOG_BASE=$SCRATCH/rabbit/lo
     RABBITMQ_PID_FILE=$SCRATCH/rabbit/pid \
     rabbitmq-server > "$SCRATCH/rabbit/out.log" 2>&1 &
 PIDS+=($!)
-wait_port 5673
+if ! wait_port 5673 60; then
+    tail -5 "$SCRATCH"/rabbit/out.log >&2 || true
+    exit 1
+fi
 RABBIT_PID=$(cat "$SCRATCH/rabbit/pid")
 PIDS+=("$RABBIT_PID")
 if [[ -z "$EPMD_BEFORE" ]]; then EPMD_OURS=$(pgrep -x epmd || true); fi

@@ -27,12 +27,8 @@ LATENCY_MESSAGES=${LATENCY_MESSAGES:-20000}
 WINDOW=${WINDOW:-16}
 
 cd "$(dirname "$0")/.."
-for port in 7410 7411 4233; do
-    if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-        echo "stream-compare.sh: 127.0.0.1:$port is in use (another run?); nothing started" >&2
-        exit 1
-    fi
-done
+source benches/lib.sh
+refuse_busy_ports stream-compare.sh 7410 7411 4233
 need=()
 command -v redis-server > /dev/null || need+=(redis-server)
 command -v redis-benchmark > /dev/null || need+=(redis-tools)
@@ -44,22 +40,11 @@ fi
 cargo build --release -q -p flin-server -p flin-benches --bin flin-server --bin stream-bench --bin flin-bench
 BIN=target/release
 SCRATCH=$(mktemp -d /tmp/flin-stream-compare.XXXXXX)
-PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
-    sleep 1
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+    stop_started
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 60); do
-        (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-        sleep 0.5
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 VALUE=$(head -c 100 /dev/zero | tr '\0' 'x')
 

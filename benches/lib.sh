@@ -1,0 +1,45 @@
+# shellcheck shell=bash
+# What the side-by-side scripts share; sourced, not run:
+#
+#   source "$(dirname "$0")/lib.sh"
+#   refuse_busy_ports NAME PORT...   exit 1 (naming the port) if anything listens on one: it
+#                                    would be measured in place of the server the script starts
+#   wait_port PORT [SECONDS]         0 once 127.0.0.1:PORT accepts a connection, or 1 after
+#                                    SECONDS (30), saying so
+#   PIDS+=($!)                       every process the script starts; `stop_started` (call it from
+#                                    the script's EXIT trap) sends them TERM, then KILL a second
+#                                    later, and touches no other process
+
+PIDS=()
+
+port_open() {
+    (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null
+}
+
+refuse_busy_ports() {
+    local name=$1 port
+    shift
+    for port in "$@"; do
+        if port_open "$port"; then
+            echo "$name: 127.0.0.1:$port is in use (another run?); nothing started" >&2
+            exit 1
+        fi
+    done
+}
+
+wait_port() {
+    local tries=$((${2:-30} * 4))
+    for _ in $(seq "$tries"); do
+        port_open "$1" && return 0
+        sleep 0.25
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+stop_started() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
+    sleep 1
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+}
