@@ -5,18 +5,32 @@
 # directory growth while it was away), how long it took to catch up, and the leader's SET
 # latency (p50/p99) quiet and while it was feeding the follower.
 #
-#   benches/cluster-catchup.sh                 # BEHIND_SECS=20 LOAD_SECS=10 VALUE=100
+#   benches/cluster-catchup.sh                 # BEHIND_SECS=20 LOAD_SECS=10 VALUE=100 KEYS=1000000
 #   BEHIND_SECS=60 VALUE=1000 benches/cluster-catchup.sh
+#   KEYS=100000 RETAIN=100000 SEGMENT_BYTES=16777216 COMPACTION_MS=100 benches/cluster-catchup.sh
+#       # overwrites, a short retention and eager compaction: the leader's log no longer holds
+#       # what the follower missed, so it is caught up by a snapshot (the follower's snapshot
+#       # lines are printed at the end)
+#
+# RETAIN, HELD, SEGMENT_BYTES and COMPACTION_MS, when set, are passed to every node as
+# --raft-retain-entries, --raft-held-entries, --segment-bytes and --compaction-interval-ms.
 #
 # 127.0.0.1 only: client ports 7200-7202 (cluster ports 17200-17202), admin ports off. Every
 # process it starts is stopped by its pid. Builds nothing: run
 # `cargo build --release -p flin-server -p flin-benches --bins` first (CARGO_TARGET_DIR honoured).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 BEHIND_SECS=${BEHIND_SECS:-20}
 LOAD_SECS=${LOAD_SECS:-10}
 VALUE=${VALUE:-100}
 CLIENTS=${CLIENTS:-10}
+KEYS=${KEYS:-1000000}
+NODE_FLAGS=()
+[ -n "${RETAIN:-}" ] && NODE_FLAGS+=(--raft-retain-entries "$RETAIN")
+[ -n "${HELD:-}" ] && NODE_FLAGS+=(--raft-held-entries "$HELD")
+[ -n "${SEGMENT_BYTES:-}" ] && NODE_FLAGS+=(--segment-bytes "$SEGMENT_BYTES")
+[ -n "${COMPACTION_MS:-}" ] && NODE_FLAGS+=(--compaction-interval-ms "$COMPACTION_MS")
 BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS=(7200 7201 7202)
 MEMBERS="1=127.0.0.1:7200,2=127.0.0.1:7201,3=127.0.0.1:7202"
@@ -37,7 +51,7 @@ start_node() {
     local i=$1
     "$BIN/flin-server" --port "${PORTS[$i]}" --data "$SCRATCH/n$i" --node-id $((i + 1)) \
         --cluster "$MEMBERS" --fsync always --admin-port 0 --log-level warn \
-        > "$SCRATCH/n$i.log" 2>&1 &
+        ${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"} >> "$SCRATCH/n$i.log" 2>&1 &
     PIDS[$i]=$!
 }
 info() { redis-cli -p "$1" CLUSTER INFO 2> /dev/null | tr -d '\r' || true; }
@@ -54,7 +68,7 @@ leader() {
 }
 bench() {
     "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c "$CLIENTS" -d "$VALUE" \
-        -r 1000000 -n 1000000000 --duration "$1" --json -q
+        -r "$KEYS" -n 1000000000 --duration "$1" --json -q
 }
 latency() {
     python3 -c '
@@ -64,12 +78,7 @@ l = r["latency_us"]
 print("%.0f SET/s, p50 %.0f us, p99 %.0f us" % (r["requests_per_sec"], l["p50"], l["p99"]))' "$1"
 }
 
-for port in "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000)); do
-    if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-        echo "port $port is taken" >&2
-        exit 1
-    fi
-done
+refuse_busy_ports cluster-catchup.sh "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000))
 for i in 0 1 2; do start_node "$i"; done
 LEADER=$(leader)
 FOLLOWER=$(((LEADER + 1) % 3))
@@ -81,7 +90,7 @@ echo "leader node $((LEADER + 1)); node $((FOLLOWER + 1)) stopped at commit $lef
 
 # The follower falls behind: the leader takes pipelined SETs for BEHIND_SECS.
 "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 50 -P 32 -d "$VALUE" \
-    -r 1000000 -n 1000000000 --duration "$BEHIND_SECS" -q > /dev/null
+    -r "$KEYS" -n 1000000000 --duration "$BEHIND_SECS" -q > /dev/null
 target=$(field "${PORTS[$LEADER]}" commit_index)
 size_after=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
 behind=$((target - left_at))
@@ -107,3 +116,5 @@ BENCH_PID=0
 echo "caught up $behind entries in $took s (from process start: includes the follower's open)" \
     "= $(python3 -c "import sys; print('%.0f entries/s, %.1f MiB/s of leader log' % (int(sys.argv[1]) / float(sys.argv[3]), int(sys.argv[2]) / 1048576 / float(sys.argv[3])))" "$behind" "$grown" "$took")"
 echo "while feeding (for the first $LOAD_SECS s after the restart): $(latency "$SCRATCH/during.json")"
+echo "the follower's log lines about snapshots (none: it was fed from the leader's log):"
+grep -i snapshot "$SCRATCH/n$FOLLOWER.log" | tail -5 || true
