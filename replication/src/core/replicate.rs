@@ -148,8 +148,28 @@ impl Node {
     /// committed entries. No append goes to `to` until it answers (or a heartbeat response
     /// says it may have missed this). Returns whether it went out: not when this node no
     /// longer leads, `to` is not a follower, or `point` is older than the memberships this
-    /// node remembers (take a newer snapshot: one at the applied index always qualifies).
+    /// node remembers (a snapshot at the applied index always qualifies; for an older one
+    /// whose membership the caller knows, see [`Node::send_snapshot_with`]).
     pub fn send_snapshot(&mut self, to: NodeId, point: SnapshotPoint) -> bool {
+        self.assert_advanced();
+        match self.membership_at(point.index) {
+            Some(membership) => self.send_snapshot_with(to, point, membership),
+            None => false,
+        }
+    }
+
+    /// [`Node::send_snapshot`] with the membership as of `point.index` given by the caller,
+    /// for a snapshot older than what this node remembers (it restarted after the snapshot
+    /// was taken): the caller reads it from the snapshot's own state (the server: the
+    /// membership record its engine keeps). It must be the membership the committed log makes
+    /// through `point.index`; the follower adopts it as is. Returns whether it went out: not
+    /// when this node no longer leads or `to` is not a follower.
+    pub fn send_snapshot_with(
+        &mut self,
+        to: NodeId,
+        point: SnapshotPoint,
+        membership: Membership,
+    ) -> bool {
         self.assert_advanced();
         if self.role != Role::Leader || !self.progress.contains_key(&to) {
             return false;
@@ -160,9 +180,6 @@ impl Node {
             point.index,
             self.log.commit
         );
-        let Some(membership) = self.membership_at(point.index) else {
-            return false;
-        };
         let progress = self.progress.get_mut(&to).expect("a follower");
         progress.become_probe();
         progress.next_index = point.index + 1;

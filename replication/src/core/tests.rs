@@ -1358,4 +1358,28 @@ fn a_leader_knows_the_membership_as_of_any_index_since_it_started() {
         restarted.membership_at(pending).as_ref(),
         Some(node.membership())
     );
+
+    // Leading again, it refuses to guess the membership of a snapshot older than that; a
+    // caller that knows it (from the snapshot's own state) gives it.
+    let mut restarted = restarted;
+    restarted.tick_all_until_leader();
+    let old = SnapshotPoint {
+        index: applied - 1,
+        term: restarted.term_at(applied).unwrap(),
+    };
+    assert!(!restarted.send_snapshot(3, old));
+    assert!(!restarted.has_ready(), "nothing was sent");
+    let known = expected[expected.len() - 2].1.clone();
+    assert!(restarted.send_snapshot_with(3, old, known.clone()));
+    let sent = restarted.ready().messages;
+    restarted.advance();
+    let snapshot = Body::InstallSnapshot {
+        index: old.index,
+        term: old.term,
+        membership: known,
+    };
+    assert!(
+        sent.iter().any(|m| m.to == 3 && m.body == snapshot),
+        "{sent:?}"
+    );
 }
