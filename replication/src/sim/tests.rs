@@ -133,9 +133,10 @@ fn sweep(options: &Options) -> Report {
         total.snapshots_across_changes,
         total.unchecked_histories
     );
-    // Most seeds' histories are checked for linearizability, not given up on.
+    // Most seeds' histories are checked for linearizability, not given up on (a sweep's
+    // share: one seed replayed alone may be the one too large).
     assert!(
-        total.unchecked_histories * 10 <= seeds.len() as u64,
+        seeds.len() < 10 || total.unchecked_histories * 10 <= seeds.len() as u64,
         "{} of {} histories too large to check",
         total.unchecked_histories,
         seeds.len()
