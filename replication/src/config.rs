@@ -16,6 +16,11 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The most members (voters and learners together) a membership may have: an
+    /// `InstallSnapshot` lists them all, and a peer's claim of more is refused before anything
+    /// is allocated for it. Raft clusters have a handful of voters; this is far beyond need.
+    pub const MEMBERS_MAX: usize = 1024;
+
     /// Panics on an empty set or on id 0: a cluster must have a voter, and 0 means "nobody".
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Membership {
         let voters: BTreeSet<NodeId> = voters.into_iter().collect();
@@ -77,7 +82,8 @@ impl Membership {
     }
 
     /// The membership after `change`, or why it cannot be made: an added id must be new (and
-    /// not 0), a promoted one a learner, a removed one a member, and a voter remains.
+    /// not 0) and fit under [`Membership::MEMBERS_MAX`], a promoted one a learner, a removed
+    /// one a member, and a voter remains.
     pub fn changed(&self, change: ConfChange) -> Result<Membership> {
         let node = change.node;
         let mut next = self.clone();
@@ -88,6 +94,11 @@ impl Membership {
                 }
                 if self.contains(node) {
                     return Err(Error::AlreadyMember(node));
+                }
+                if self.voters.len() + self.learners.len() >= Membership::MEMBERS_MAX {
+                    return Err(Error::TooManyMembers {
+                        limit: Membership::MEMBERS_MAX,
+                    });
                 }
                 next.learners.insert(node);
             }

@@ -26,6 +26,8 @@ pub enum Error {
     ChangePending { index: u64 },
     /// An added learner's id is a member already.
     AlreadyMember(NodeId),
+    /// The membership has `Membership::MEMBERS_MAX` members already.
+    TooManyMembers { limit: usize },
     /// Only a learner can be promoted.
     NotALearner(NodeId),
     /// Removing this voter would leave no voter.
@@ -53,6 +55,12 @@ impl fmt::Display for Error {
                 )
             }
             Error::AlreadyMember(id) => write!(f, "node {id} is a member already"),
+            Error::TooManyMembers { limit } => {
+                write!(
+                    f,
+                    "the membership has {limit} members, the most it may have"
+                )
+            }
             Error::NotALearner(id) => write!(f, "node {id} is not a learner"),
             Error::LastVoter(id) => write!(f, "node {id} is the last voter"),
             Error::LearnerBehind { node, match_index } => write!(

@@ -11,7 +11,8 @@
 //!   threads, clock reads or files; election timeouts come from a seeded generator.
 //!   `core/election.rs` holds campaigns, votes and role changes, `core/replicate.rs` the
 //!   leader's appends, the follower's side and the commit rule, `core/membership.rs` the
-//!   membership changes (learners, one change at a time, in force once appended).
+//!   membership changes (learners, one change at a time, in force once appended) and the
+//!   membership as of an index, which a snapshot carries.
 //! - `log`: the node's copy of the log (all in memory for now) with its persisted, committed
 //!   and applied marks, and the follower's side of AppendEntries.
 //! - `progress`: what a leader knows of each follower (match and next index, probe or
@@ -48,9 +49,9 @@
 //! batch)`, `commit_through(seq)` (docs/ARCHITECTURE.md, decision 39).
 //!
 //! # Not yet
-//! Joint consensus (membership changes are one server at a time), a snapshot that carries the
-//! membership as of its index, read index (the server's leader reads rely on a lease),
-//! and entries shared instead of copied between the log, the `Ready` and the wire.
+//! Joint consensus (membership changes are one server at a time), read index (the server's
+//! leader reads rely on a lease), and entries shared instead of copied between the log, the
+//! `Ready` and the wire.
 //! docs/replication.md says what is implemented and checked.
 
 #![forbid(unsafe_code)]

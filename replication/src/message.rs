@@ -3,6 +3,8 @@
 //! Every message carries its sender's term; a receiver that sees a higher term than its own
 //! adopts it (except for pre-votes, which ask "would you vote?" without changing anything).
 
+use crate::config::Membership;
+
 /// A node's id in the cluster. Ids are chosen by the operator and never reused; 0 is not an id.
 pub type NodeId = u64;
 
@@ -118,5 +120,8 @@ pub enum Body {
     InstallSnapshot {
         index: u64,
         term: u64,
+        /// The membership in force as of `index` (etcd's `ConfState` in the snapshot's
+        /// metadata): the changes it results from are among the entries the follower skips.
+        membership: Membership,
     },
 }

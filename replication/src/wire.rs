@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+use crate::config::Membership;
 use crate::message::{Body, ConfChange, ConfChangeKind, Entry, Message, NodeId};
 
 /// The message encoding's version, its first byte. Bumped only by an incompatible change;
@@ -31,6 +32,9 @@ pub const MESSAGE_HEADER_LEN: usize = 1 + 1 + 8 + 8 + 8;
 pub const APPEND_FIXED_LEN: usize = 8 + 8 + 8 + 4;
 /// term, index, data length: what an entry takes before its data.
 pub const ENTRY_HEADER_LEN: usize = 8 + 8 + 4;
+/// An InstallSnapshot's index, term, voter count and learner count: what it takes besides
+/// its ids (8 bytes each).
+pub const INSTALL_SNAPSHOT_FIXED_LEN: usize = 8 + 8 + 4 + 4;
 /// The u32 length before each message on a stream.
 pub const FRAME_PREFIX_LEN: usize = 4;
 
@@ -92,6 +96,13 @@ pub enum WireErrorKind {
     BadMagic,
     /// A node id of 0 (not an id).
     ZeroNodeId,
+    /// A membership's id not above the one before it in its list (ids are listed in
+    /// ascending order, each once, so a membership has one encoding).
+    NodeIdNotAscending { previous: NodeId, id: NodeId },
+    /// A learner that is also listed as a voter.
+    LearnerIsVoter(NodeId),
+    /// A membership without a voter.
+    NoVoters,
 }
 
 impl WireError {
@@ -140,6 +151,14 @@ impl fmt::Display for WireError {
             }
             WireErrorKind::BadMagic => write!(f, "bad {field} at byte {offset}: not FLINRAFT"),
             WireErrorKind::ZeroNodeId => write!(f, "{field} 0 at byte {offset} is not a node id"),
+            WireErrorKind::NodeIdNotAscending { previous, id } => write!(
+                f,
+                "{field} {id} at byte {offset} is not above the id before it ({previous})"
+            ),
+            WireErrorKind::LearnerIsVoter(id) => {
+                write!(f, "{field} {id} at byte {offset} is a voter too")
+            }
+            WireErrorKind::NoVoters => write!(f, "{field} 0 at byte {offset}: no voter"),
         }
     }
 }
@@ -215,9 +234,15 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
         }
         Body::Heartbeat { commit } => put_u64(out, *commit),
         Body::HeartbeatResponse | Body::TimeoutNow => {}
-        Body::InstallSnapshot { index, term } => {
+        Body::InstallSnapshot {
+            index,
+            term,
+            membership,
+        } => {
             put_u64(out, *index);
             put_u64(out, *term);
+            put_ids(out, membership.voters().count(), membership.voters());
+            put_ids(out, membership.learners().count(), membership.learners());
         }
     }
     debug_assert_eq!(out.len() - start, len, "encoded_len disagrees with encode");
@@ -240,7 +265,9 @@ pub fn encoded_len(message: &Message) -> usize {
             Body::AppendAccepted { .. } | Body::Heartbeat { .. } => 8,
             Body::AppendRejected { .. } => 24,
             Body::HeartbeatResponse | Body::TimeoutNow => 0,
-            Body::InstallSnapshot { .. } => 16,
+            Body::InstallSnapshot { membership, .. } => {
+                INSTALL_SNAPSHOT_FIXED_LEN + 8 * membership.members().count()
+            }
         }
 }
 
@@ -282,6 +309,15 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// `count` (u32), then the ids in the order given (a membership's sets iterate ascending).
+/// `Membership::MEMBERS_MAX` keeps the count far below u32::MAX.
+fn put_ids(out: &mut Vec<u8>, count: usize, ids: impl Iterator<Item = NodeId>) {
+    put_u32(out, count as u32);
+    for id in ids {
+        put_u64(out, id);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,6 +392,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         tag::INSTALL_SNAPSHOT => Body::InstallSnapshot {
             index: reader.u64("index")?,
             term: reader.u64("term")?,
+            membership: reader.membership()?,
         },
         unknown => {
             return Err(WireError::new(
@@ -575,6 +612,84 @@ impl<'a> Reader<'a> {
         // `take` checks `length` against the remaining bytes before the copy allocates.
         let data = self.take("data", length)?.to_vec();
         Ok(Entry { term, index, data })
+    }
+
+    /// A membership: the voters, then the learners, each a count and ascending ids (so a
+    /// duplicate is refused too). Each count is checked against `Membership::MEMBERS_MAX` (the
+    /// two together) and against what the remaining bytes can hold before anything is
+    /// reserved; an empty voter list, an id 0 and a learner that is a voter are refused, so
+    /// `Membership::with_learners` cannot panic on what this returns.
+    fn membership(&mut self) -> Result<Membership, WireError> {
+        let voter_count_at = self.at;
+        let voters = self.ids("voter", Membership::MEMBERS_MAX)?;
+        if voters.is_empty() {
+            return Err(WireError::new(
+                "voter count",
+                voter_count_at,
+                WireErrorKind::NoVoters,
+            ));
+        }
+        let learners_at = self.at + 4;
+        let learners = self.ids("learner", Membership::MEMBERS_MAX - voters.len())?;
+        for (i, &learner) in learners.iter().enumerate() {
+            if voters.binary_search(&learner).is_ok() {
+                return Err(WireError::new(
+                    format!("learners[{i}]"),
+                    learners_at + 8 * i,
+                    WireErrorKind::LearnerIsVoter(learner),
+                ));
+            }
+        }
+        Ok(Membership::with_learners(voters, learners))
+    }
+
+    /// A count (at most `limit`) and that many ids, ascending and none 0; `what` names them
+    /// (`voter`: the fields `voter count`, `voters[i]`).
+    fn ids(&mut self, what: &str, limit: usize) -> Result<Vec<NodeId>, WireError> {
+        let count_field = format!("{what} count");
+        let count_at = self.at;
+        let count = self.u32(&count_field)? as usize;
+        if count > limit {
+            return Err(WireError::new(
+                count_field,
+                count_at,
+                WireErrorKind::OverLimit {
+                    length: count as u64,
+                    limit: limit as u64,
+                },
+            ));
+        }
+        if count > self.remaining() / 8 {
+            return Err(WireError::new(
+                count_field,
+                count_at,
+                WireErrorKind::Truncated {
+                    needed: count * 8,
+                    available: self.remaining(),
+                },
+            ));
+        }
+        let mut ids: Vec<NodeId> = Vec::with_capacity(count);
+        for i in 0..count {
+            let at = self.at;
+            let field = || format!("{what}s[{i}]");
+            // The count was checked against the bytes that remain: this read cannot fail.
+            let id = self.u64("id").map_err(|error| WireError {
+                field: field(),
+                ..error
+            })?;
+            if id == 0 {
+                return Err(WireError::new(field(), at, WireErrorKind::ZeroNodeId));
+            }
+            if let Some(&previous) = ids.last() {
+                if id <= previous {
+                    let kind = WireErrorKind::NodeIdNotAscending { previous, id };
+                    return Err(WireError::new(field(), at, kind));
+                }
+            }
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     fn finish(&self, what: &str) -> Result<(), WireError> {

@@ -11,6 +11,12 @@ use crate::message::{ConfChange, ConfChangeKind, NodeId};
 use crate::progress::{Progress, ProgressState};
 use crate::wire;
 
+/// How many applied memberships a node remembers for [`Node::membership_at`]: a snapshot
+/// taken before the `MEMBERSHIPS_KEPT`th last change cannot be sent. Changes are rare (an
+/// operator's), and a snapshot is taken at or near the applied index, so a few would do; each
+/// is a few ids.
+const MEMBERSHIPS_KEPT: usize = 64;
+
 impl Node {
     /// Appends a membership change (leader only) and returns its index; `payload` rides in
     /// the same entry after the change (the core never reads it). Refused while an earlier
@@ -129,6 +135,43 @@ impl Node {
         self.maybe_commit();
     }
 
+    /// The membership in force as of `index`: what the changes through `index` made of the
+    /// membership this node started from (the one a leader sends with a snapshot through
+    /// `index`). `None` beyond the log, and below the oldest membership this node remembers:
+    /// the index it restarted or installed a snapshot at, or the `MEMBERSHIPS_KEPT`th last
+    /// change it applied.
+    pub fn membership_at(&self, index: u64) -> Option<Membership> {
+        if index > self.log.last_index() {
+            return None;
+        }
+        if index >= self.log.applied {
+            let mut membership = self.applied_membership.clone();
+            let changes = self.unapplied_changes.iter();
+            for &(_, change) in changes.take_while(|&&(at, _)| at <= index) {
+                if let Ok(next) = membership.changed(change) {
+                    membership = next;
+                }
+            }
+            return Some(membership);
+        }
+        self.membership_history
+            .iter()
+            .rev()
+            .find(|&&(from, _)| from <= index)
+            .map(|(_, membership)| membership.clone())
+    }
+
+    /// The log restarted after a snapshot through `index`: its changes are gone with it, and
+    /// the snapshot's membership is the applied one and the one in force (no entry follows
+    /// it yet). Nothing older is known any more.
+    pub(super) fn snapshot_membership_adopted(&mut self, index: u64, membership: Membership) {
+        self.unapplied_changes.clear();
+        self.config.membership = membership.clone();
+        self.applied_membership = membership.clone();
+        self.membership_history.clear();
+        self.membership_history.push_back((index, membership));
+    }
+
     /// The entries through `through` are applied: their changes move into the applied
     /// membership. A leader whose own removal is applied, and so committed, steps down (etcd's
     /// `stepDownOnRemoval`); the remaining voters hold the change and elect a leader among
@@ -139,9 +182,13 @@ impl Node {
             .iter()
             .take_while(|&&(index, _)| index <= through)
             .count();
-        for (_, change) in self.unapplied_changes.drain(..applied) {
+        for (index, change) in self.unapplied_changes.drain(..applied) {
             if let Ok(next) = self.applied_membership.changed(change) {
-                self.applied_membership = next;
+                self.applied_membership = next.clone();
+                self.membership_history.push_back((index, next));
+                if self.membership_history.len() > MEMBERSHIPS_KEPT {
+                    self.membership_history.pop_front();
+                }
             }
         }
         if self.role == Role::Leader && !self.promotable() {

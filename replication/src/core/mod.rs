@@ -6,7 +6,8 @@
 //! The caller's loop, after any call that may have changed the node:
 //! 1. `if node.has_ready() { let ready = node.ready(); ... }`
 //! 2. install `ready.snapshot` if there is one (the caller's state becomes the snapshot the
-//!    leader's caller moved to it, its log empty after the snapshot's index), then persist
+//!    leader's caller moved to it, its log empty after the snapshot's index, and the
+//!    membership it keeps for a restart `ready.snapshot_membership`), then persist
 //!    `ready.truncate_after` (cut the log after that index), then `ready.entries`, then
 //!    `ready.hard_state`, all durably;
 //! 3. send `ready.messages` (only now: a vote or an acknowledgement promises what is on disk);
@@ -21,7 +22,7 @@
 //! output; `election` holds campaigns, votes and role changes; `replicate` what a leader
 //! sends, how a follower takes it, and the commit rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::{Config, Membership};
 use crate::error::{Error, Result};
@@ -74,6 +75,11 @@ pub struct Ready {
     /// Install this snapshot first (a follower): the leader's caller moved it here, and the
     /// node's log now starts after it; everything through its index counts as applied.
     pub snapshot: Option<SnapshotPoint>,
+    /// With `snapshot`: the membership as of its index, which the leader sent with it. The
+    /// caller keeps it with the installed state, as the membership as of the applied index
+    /// that a restart is given back (`Config::membership`): the changes it results from are
+    /// not in this node's log.
+    pub snapshot_membership: Option<Membership>,
 }
 
 /// A follower that needs the entries from `from_index` on, which its leader no longer holds
@@ -84,14 +90,19 @@ pub struct Wanted {
     pub from_index: u64,
 }
 
-/// Where a snapshot ends: the index and term of the last entry whose effect it holds.
+/// Where a snapshot ends: the index and term of the last entry whose effect it holds. The
+/// membership as of its index is not part of it: the leader's node knows it
+/// ([`Node::membership_at`]) and sends it along.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPoint {
     pub index: u64,
     pub term: u64,
 }
 
-/// What a node finds on disk at restart.
+/// What a node finds on disk at restart. The membership as of `applied` (or `offset`, if
+/// higher) is not here but in `Config::membership`: the caller keeps it with its state
+/// machine, from the changes it applies and the snapshots it installs
+/// (`Ready::snapshot_membership`), since compaction may take the change entries away.
 #[derive(Clone, Debug, Default)]
 pub struct Persisted {
     pub hard_state: HardState,
@@ -118,6 +129,9 @@ pub(crate) struct Faults {
     /// Followers take the leader's commit index as far as their own log goes, not only as
     /// far as it was checked against the leader's (§5.3's min(leaderCommit, last new entry)).
     pub(crate) follower_commit_unchecked: bool,
+    /// A follower installing a snapshot keeps the membership it had applied instead of the
+    /// one the snapshot carries (as before snapshots carried one).
+    pub(crate) snapshot_keeps_old_membership: bool,
 }
 
 /// The handed-out part of a `Ready`, made official by `advance`.
@@ -165,10 +179,15 @@ pub struct Node {
     applied_membership: Membership,
     /// The membership changes in the log after the applied index: (index, change).
     unapplied_changes: Vec<(u64, ConfChange)>,
+    /// The applied memberships, oldest first, each with the index it was in force from (the
+    /// change's, or for the first, the index this node knew it as of: its restart's applied
+    /// index or its last installed snapshot's), at most `MEMBERSHIPS_KEPT`: what
+    /// [`Node::membership_at`] answers from below the applied index.
+    membership_history: VecDeque<(u64, Membership)>,
     /// Followers that need forgotten entries, by first index needed (`Ready::wanted`).
     wanted: BTreeMap<NodeId, u64>,
-    /// A snapshot taken in and not yet handed out (`Ready::snapshot`).
-    snapshot_due: Option<SnapshotPoint>,
+    /// A snapshot taken in and not yet handed out (`Ready::snapshot`), with its membership.
+    snapshot_due: Option<(SnapshotPoint, Membership)>,
     handed: Option<Handed>,
     #[cfg(test)]
     faults: Faults,
@@ -183,7 +202,9 @@ impl Node {
     /// A node started from what it had persisted. It comes back as a follower of no one.
     /// `config.membership` must be the membership as of `persisted.applied` (or its offset,
     /// if higher): the changes in the persisted entries after it are read back and in force
-    /// at once.
+    /// at once. The caller knows it without the change entries (compaction may have taken
+    /// them): it is what the entries it applied made of the membership it had, or the last
+    /// `Ready::snapshot_membership` if a snapshot was installed since.
     pub fn restart(config: Config, seed: u64, persisted: Persisted) -> Node {
         config.validate();
         let on_disk = persisted.hard_state;
@@ -221,8 +242,9 @@ impl Node {
             persisted_hard_state: on_disk,
             appends_due: false,
             pending_conf_index: 0,
-            applied_membership: config_membership,
+            applied_membership: config_membership.clone(),
             unapplied_changes: Vec::new(),
+            membership_history: VecDeque::new(),
             wanted: BTreeMap::new(),
             snapshot_due: None,
             handed: None,
@@ -230,6 +252,8 @@ impl Node {
             faults: Faults::default(),
         };
         node.reset_timers();
+        node.membership_history
+            .push_back((node.log.applied, config_membership));
         node.rescan_conf_changes(node.log.applied + 1);
         node
     }
@@ -603,9 +627,13 @@ impl Node {
                     self.campaign(Campaign::Transfer);
                 }
             }
-            Body::InstallSnapshot { index, term } => {
+            Body::InstallSnapshot {
+                index,
+                term,
+                membership,
+            } => {
                 if self.follow(from) {
-                    self.handle_install_snapshot(from, SnapshotPoint { index, term });
+                    self.handle_install_snapshot(from, SnapshotPoint { index, term }, membership);
                 }
             }
             Body::AppendAccepted { match_index } => {
@@ -672,6 +700,10 @@ impl Node {
         }
         let hard_state = self.hard_state();
         let applied = self.log.applied;
+        let (snapshot, snapshot_membership) = match self.snapshot_due.take() {
+            Some((point, membership)) => (Some(point), Some(membership)),
+            None => (None, None),
+        };
         let ready = Ready {
             hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
             truncate_after: self.log.cut_after.take(),
@@ -682,7 +714,8 @@ impl Node {
                 .into_iter()
                 .map(|(to, from_index)| Wanted { to, from_index })
                 .collect(),
-            snapshot: self.snapshot_due.take(),
+            snapshot,
+            snapshot_membership,
         };
         self.handed = Some(Handed {
             last_index: self.log.last_index(),

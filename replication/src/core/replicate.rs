@@ -2,6 +2,7 @@
 //! the commit rule (§5.4.2).
 
 use super::{Node, Role, SnapshotPoint};
+use crate::config::Membership;
 use crate::message::{Body, Entry, Message, NodeId};
 use crate::progress::{Progress, ProgressState};
 use crate::wire;
@@ -142,11 +143,33 @@ impl Node {
     }
 
     /// Tells `to` to install the snapshot through `point` that the caller has moved to it
-    /// (serving a `Ready::wanted` its storage could not serve from the log). The snapshot
-    /// must hold only committed entries. No append goes to `to` until it answers (or a
-    /// heartbeat response says it may have missed this). Returns whether it went out: not
-    /// when this node no longer leads or `to` is not a follower.
+    /// (serving a `Ready::wanted` its storage could not serve from the log), with the
+    /// membership as of `point.index` ([`Node::membership_at`]). The snapshot must hold only
+    /// committed entries. No append goes to `to` until it answers (or a heartbeat response
+    /// says it may have missed this). Returns whether it went out: not when this node no
+    /// longer leads, `to` is not a follower, or `point` is older than the memberships this
+    /// node remembers (a snapshot at the applied index always qualifies; for an older one
+    /// whose membership the caller knows, see [`Node::send_snapshot_with`]).
     pub fn send_snapshot(&mut self, to: NodeId, point: SnapshotPoint) -> bool {
+        self.assert_advanced();
+        match self.membership_at(point.index) {
+            Some(membership) => self.send_snapshot_with(to, point, membership),
+            None => false,
+        }
+    }
+
+    /// [`Node::send_snapshot`] with the membership as of `point.index` given by the caller,
+    /// for a snapshot older than what this node remembers (it restarted after the snapshot
+    /// was taken): the caller reads it from the snapshot's own state (the server: the
+    /// membership record its engine keeps). It must be the membership the committed log makes
+    /// through `point.index`; the follower adopts it as is. Returns whether it went out: not
+    /// when this node no longer leads or `to` is not a follower.
+    pub fn send_snapshot_with(
+        &mut self,
+        to: NodeId,
+        point: SnapshotPoint,
+        membership: Membership,
+    ) -> bool {
         self.assert_advanced();
         if self.role != Role::Leader || !self.progress.contains_key(&to) {
             return false;
@@ -166,16 +189,24 @@ impl Node {
             Body::InstallSnapshot {
                 index: point.index,
                 term: point.term,
+                membership,
             },
         );
         true
     }
 
     /// A follower's side of InstallSnapshot: a log that already holds the snapshot's last
-    /// entry keeps what it has (log matching makes everything through it the leader's);
-    /// otherwise the log restarts after the snapshot and the caller installs it
-    /// (`Ready::snapshot`). Either way the follower matches the leader through the snapshot.
-    pub(super) fn handle_install_snapshot(&mut self, leader: NodeId, point: SnapshotPoint) {
+    /// entry keeps what it has (log matching makes everything through it the leader's, so
+    /// the membership it makes is the snapshot's, and a change after it stays in force);
+    /// otherwise the log restarts after the snapshot, the snapshot's membership is the one in
+    /// force, and the caller installs it (`Ready::snapshot`). Either way the follower matches
+    /// the leader through the snapshot.
+    pub(super) fn handle_install_snapshot(
+        &mut self,
+        leader: NodeId,
+        point: SnapshotPoint,
+        membership: Membership,
+    ) {
         if point.index <= self.log.commit {
             let match_index = self.log.commit;
             self.send(leader, Body::AppendAccepted { match_index });
@@ -184,8 +215,14 @@ impl Node {
         if self.log.term_at(point.index) == Some(point.term) {
             self.log.commit_to(point.index);
         } else {
+            #[cfg(test)]
+            let membership = match self.faults.snapshot_keeps_old_membership {
+                true => self.applied_membership.clone(),
+                false => membership,
+            };
             self.log.restore_snapshot(point.index, point.term);
-            self.snapshot_due = Some(point);
+            self.snapshot_membership_adopted(point.index, membership.clone());
+            self.snapshot_due = Some((point, membership));
         }
         self.send(
             leader,

@@ -47,8 +47,8 @@ struct Cluster {
     applied: BTreeMap<NodeId, Vec<Entry>>,
     /// What each leader's `Ready`s asked of storage, in order (`Ready::wanted`).
     wanted: Vec<Wanted>,
-    /// Snapshots each node was told to install (`Ready::snapshot`).
-    installed: Vec<(NodeId, SnapshotPoint)>,
+    /// Snapshots each node was told to install (`Ready::snapshot`), with their membership.
+    installed: Vec<(NodeId, SnapshotPoint, Membership)>,
 }
 
 impl Cluster {
@@ -92,8 +92,10 @@ impl Cluster {
                     let ready = node.ready();
                     messages.extend(ready.messages);
                     self.wanted.extend(ready.wanted);
-                    self.installed
-                        .extend(ready.snapshot.map(|point| (id, point)));
+                    if let Some(point) = ready.snapshot {
+                        let membership = ready.snapshot_membership.expect("with the snapshot");
+                        self.installed.push((id, point, membership));
+                    }
                     self.applied.entry(id).or_default().extend(ready.committed);
                     node.advance();
                 }
@@ -1072,7 +1074,10 @@ fn a_follower_behind_the_leader_s_storage_installs_a_snapshot_and_rejoins() {
             break;
         }
     }
-    assert_eq!(cluster.installed, vec![(3, point)]);
+    assert_eq!(
+        cluster.installed,
+        vec![(3, point, Membership::new([1, 2, 3]))]
+    );
     let node = cluster.node(3);
     assert_eq!((node.first_index(), node.commit_index()), (10, 9));
     assert_eq!(node.applied_index(), 9, "the snapshot counts as applied");
@@ -1095,6 +1100,7 @@ fn a_follower_behind_the_leader_s_storage_installs_a_snapshot_and_rejoins() {
             Body::InstallSnapshot {
                 index: 9,
                 term: point.term,
+                membership: Membership::new([1, 2, 3]),
             },
         ),
     );
@@ -1116,13 +1122,264 @@ fn a_follower_holding_the_snapshot_s_last_entry_keeps_its_log() {
     let before = cluster.node(2).last_index();
     let commit = cluster.node(2).commit_index();
     let at = before;
-    let answers = answer(
-        cluster.node(2),
-        message(1, 2, term, Body::InstallSnapshot { index: at, term }),
-    );
+    let snapshot = Body::InstallSnapshot {
+        index: at,
+        term,
+        membership: Membership::new([1, 2, 3]),
+    };
+    let answers = answer(cluster.node(2), message(1, 2, term, snapshot));
     assert!(at > commit, "node 2 does not know entry {at} committed yet");
     assert_eq!(answers[0].body, Body::AppendAccepted { match_index: at });
     assert_eq!(cluster.node(2).last_index(), before, "the log is kept");
     assert_eq!(cluster.node(2).commit_index(), at);
     assert!(cluster.installed.is_empty());
+}
+
+// ---- Snapshots and membership (etcd's ConfState in the snapshot's metadata) ----
+
+fn conf_change_entry(term: u64, index: u64, kind: ConfChangeKind, node: NodeId) -> Entry {
+    let mut data = Vec::new();
+    wire::encode_conf_change(change(kind, node), &[], &mut data);
+    Entry { term, index, data }
+}
+
+/// Feeds every `wanted` of the cluster with a snapshot of the leader at its applied index,
+/// until a snapshot is installed somewhere.
+fn serve_with_snapshots(cluster: &mut Cluster, leader: NodeId) {
+    for _ in 0..20 {
+        cluster.tick_all(1);
+        for wanted in std::mem::take(&mut cluster.wanted) {
+            let node = cluster.node(leader);
+            let index = node.applied_index();
+            let point = SnapshotPoint {
+                index,
+                term: node.term_at(index).expect("the applied entry's term"),
+            };
+            assert!(node.send_snapshot(wanted.to, point));
+        }
+        cluster.settle();
+        if !cluster.installed.is_empty() {
+            return;
+        }
+    }
+    panic!("no snapshot was installed");
+}
+
+#[test]
+fn a_snapshot_past_a_membership_change_carries_the_membership_the_follower_then_uses() {
+    // Node 3 is cut off while node 4 is added and promoted and node 2 removed; the leader
+    // then forgets the changes' entries. The snapshot it sends node 3 is all node 3 will ever
+    // learn of them.
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.cut.insert(3);
+    cluster.start_joining(4);
+    cluster.change(1, ConfChangeKind::AddLearner, 4).unwrap();
+    cluster.settle();
+    cluster
+        .change(1, ConfChangeKind::PromoteLearner, 4)
+        .unwrap();
+    cluster.settle();
+    let removal = cluster.change(1, ConfChangeKind::RemoveNode, 2).unwrap();
+    cluster.settle();
+    cluster.node(1).propose(b"after".to_vec()).unwrap();
+    cluster.settle();
+    let expected = Membership::new([1, 3, 4]);
+    assert_eq!(cluster.node(1).applied_membership(), &expected);
+    let applied = cluster.node(1).applied_index();
+    cluster.node(1).compact(applied);
+    cluster.cut.remove(&3);
+    serve_with_snapshots(&mut cluster, 1);
+
+    let (to, point, membership) = cluster.installed[0].clone();
+    assert_eq!((to, point.index), (3, applied));
+    assert!(point.index > removal, "the snapshot skips the changes");
+    assert_eq!(membership, expected, "Ready::snapshot_membership");
+    let node = cluster.node(3);
+    assert_eq!(node.membership(), &expected);
+    assert_eq!(node.applied_membership(), &expected);
+    assert_eq!(node.membership_at(point.index), Some(expected.clone()));
+    assert_eq!(
+        node.membership_at(point.index - 1),
+        None,
+        "older than it knows"
+    );
+
+    // A restart given the snapshot's membership (what the caller kept with it) and a disk
+    // whose log starts after the snapshot comes back with it.
+    let disk = Persisted {
+        hard_state: HardState {
+            term: node.term(),
+            vote: None,
+            commit: point.index,
+        },
+        entries: Vec::new(),
+        offset: point.index,
+        offset_term: point.term,
+        applied: point.index,
+    };
+    let restarted = Node::restart(Config::new(3, membership), 3, disk);
+    assert_eq!(restarted.membership(), &expected);
+    assert_eq!(restarted.applied_membership(), &expected);
+}
+
+#[test]
+fn a_follower_holding_the_snapshot_s_entry_keeps_a_later_change_in_force() {
+    // Decision 80's rule: a change is in force once appended. The follower's log holds the
+    // snapshot's last entry (index 2) and, after it, an unapplied AddLearner at index 3; log
+    // matching makes 1..=2 the leader's, so the log stays and so does the change.
+    let mut disk = persisted(1, &[1, 1]);
+    disk.entries
+        .push(conf_change_entry(1, 3, ConfChangeKind::AddLearner, 4));
+    let mut node = Node::restart(config(2), 2, disk);
+    let snapshot = Body::InstallSnapshot {
+        index: 2,
+        term: 1,
+        membership: Membership::new([1, 2, 3]),
+    };
+    node.step(message(1, 2, 1, snapshot)).unwrap();
+    let ready = node.ready();
+    node.advance();
+    assert_eq!(ready.snapshot, None, "nothing to install");
+    assert_eq!(ready.snapshot_membership, None);
+    assert_eq!(node.last_index(), 3, "the log is kept");
+    assert_eq!(node.commit_index(), 2);
+    assert_eq!(node.applied_membership(), &Membership::new([1, 2, 3]));
+    assert_eq!(
+        node.membership(),
+        &Membership::with_learners([1, 2, 3], [4]),
+        "the change after the snapshot is in force"
+    );
+}
+
+#[test]
+fn a_follower_whose_log_conflicts_drops_its_changes_and_takes_the_snapshot_s() {
+    // Node 2 holds an uncommitted AddLearner of an old term; the leader's snapshot through 5
+    // (term 2) says node 3 was removed. The log restarts after the snapshot: the old change
+    // goes with it, and the snapshot's membership is in force.
+    let mut disk = persisted(1, &[1]);
+    disk.entries
+        .push(conf_change_entry(1, 2, ConfChangeKind::AddLearner, 4));
+    let mut node = Node::restart(config(2), 2, disk);
+    assert!(node.membership().is_learner(4));
+    let snapshot_membership = Membership::new([1, 2]);
+    let snapshot = Body::InstallSnapshot {
+        index: 5,
+        term: 2,
+        membership: snapshot_membership.clone(),
+    };
+    node.step(message(1, 2, 2, snapshot)).unwrap();
+    let ready = node.ready();
+    node.advance();
+    assert_eq!(ready.snapshot, Some(SnapshotPoint { index: 5, term: 2 }));
+    assert_eq!(ready.snapshot_membership, Some(snapshot_membership.clone()));
+    assert_eq!(
+        ready.messages[0].body,
+        Body::AppendAccepted { match_index: 5 }
+    );
+    assert_eq!(node.membership(), &snapshot_membership);
+    assert_eq!(node.applied_membership(), &snapshot_membership);
+    // A change appended after the snapshot is in force at once, as any.
+    let append = Body::Append {
+        prev_index: 5,
+        prev_term: 2,
+        entries: vec![conf_change_entry(2, 6, ConfChangeKind::AddLearner, 7)],
+        commit: 5,
+    };
+    answer(&mut node, message(1, 2, 2, append));
+    assert_eq!(node.membership(), &Membership::with_learners([1, 2], [7]));
+    assert_eq!(node.applied_membership(), &snapshot_membership);
+}
+
+#[test]
+fn a_leader_knows_the_membership_as_of_any_index_since_it_started() {
+    let mut node = Node::new(Config::new(1, Membership::new([1])), 1);
+    node.tick_all_until_leader();
+    let start = node.applied_index();
+    let mut expected = vec![(start, Membership::new([1]))];
+    for learner in 2..=4 {
+        let index = node
+            .propose_conf_change(change(ConfChangeKind::AddLearner, learner), &[])
+            .unwrap();
+        node.propose(vec![learner as u8]).unwrap();
+        while node.has_ready() {
+            node.ready();
+            node.advance();
+        }
+        assert_eq!(node.applied_index(), index + 1);
+        expected.push((index, node.applied_membership().clone()));
+    }
+    // Unapplied: a change appended and not yet committed counts from its index too.
+    let pending = node
+        .propose_conf_change(change(ConfChangeKind::RemoveNode, 2), &[])
+        .unwrap();
+    expected.push((pending, node.membership().clone()));
+    for window in expected.windows(2) {
+        let ((from, membership), (next, _)) = (&window[0], &window[1]);
+        for index in *from..*next {
+            assert_eq!(
+                node.membership_at(index).as_ref(),
+                Some(membership),
+                "{index}"
+            );
+        }
+    }
+    assert_eq!(
+        node.membership_at(pending).as_ref(),
+        Some(node.membership())
+    );
+    assert_eq!(node.membership_at(pending + 1), None, "beyond the log");
+    assert_eq!(node.membership_at(0), Some(Membership::new([1])));
+
+    // Restarted from its applied index, it knows nothing older: a snapshot from before it
+    // cannot be sent with its membership.
+    let applied = node.applied_index();
+    let disk = Persisted {
+        hard_state: HardState {
+            term: node.term(),
+            vote: Some(1),
+            commit: applied,
+        },
+        entries: (applied + 1..=node.last_index())
+            .map(|index| node.entry(index).unwrap().clone())
+            .collect(),
+        offset: applied,
+        offset_term: node.term_at(applied).unwrap(),
+        applied,
+    };
+    let config = Config::new(1, node.applied_membership().clone());
+    let restarted = Node::restart(config, 1, disk);
+    assert_eq!(restarted.membership_at(applied - 1), None);
+    assert_eq!(
+        restarted.membership_at(applied).as_ref(),
+        Some(node.applied_membership())
+    );
+    assert_eq!(
+        restarted.membership_at(pending).as_ref(),
+        Some(node.membership())
+    );
+
+    // Leading again, it refuses to guess the membership of a snapshot older than that; a
+    // caller that knows it (from the snapshot's own state) gives it.
+    let mut restarted = restarted;
+    restarted.tick_all_until_leader();
+    let old = SnapshotPoint {
+        index: applied - 1,
+        term: restarted.term_at(applied).unwrap(),
+    };
+    assert!(!restarted.send_snapshot(3, old));
+    assert!(!restarted.has_ready(), "nothing was sent");
+    let known = expected[expected.len() - 2].1.clone();
+    assert!(restarted.send_snapshot_with(3, old, known.clone()));
+    let sent = restarted.ready().messages;
+    restarted.advance();
+    let snapshot = Body::InstallSnapshot {
+        index: old.index,
+        term: old.term,
+        membership: known,
+    };
+    assert!(
+        sent.iter().any(|m| m.to == 3 && m.body == snapshot),
+        "{sent:?}"
+    );
 }

@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::config::Membership;
 use crate::core::{Node, Role};
 use crate::message::{Entry, NodeId};
+use crate::wire;
 
 /// Which property broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +23,11 @@ pub(crate) enum Property {
     LeaderCompleteness,
     /// No two nodes apply (or see committed) different entries at one index.
     StateMachineSafety,
+    /// A node's applied membership is what the applied log makes of the initial membership
+    /// through its applied index (after restarts and snapshots alike); a snapshot carries the
+    /// membership in force at its index, and a node that installs one uses it with the
+    /// changes its log holds after that index.
+    MembershipAgreement,
     /// After healing, a leader exists and every acknowledged proposal is applied everywhere.
     Liveness,
     /// The clients' history of key-value commands (proposed, answered when their entry was
@@ -50,7 +57,6 @@ pub(crate) type Checked = Result<(), Violation>;
 /// An entry as the checker remembers it: its term and a copy of its data.
 type Seen = (u64, Vec<u8>);
 
-#[derive(Default)]
 pub(crate) struct Checker {
     pub(crate) step: u64,
     /// The leader of each term seen so far.
@@ -65,9 +71,52 @@ pub(crate) struct Checker {
     leader_checked_through: BTreeMap<u64, u64>,
     /// Each node's commit index when last looked at (reset on restart).
     commit_seen: BTreeMap<NodeId, u64>,
+    /// The voters every node starts from.
+    initial_membership: Membership,
+    /// index -> the membership the applied change at that index made (changes that do not
+    /// fit change nothing, as in the core).
+    memberships: BTreeMap<u64, Membership>,
 }
 
 impl Checker {
+    pub(crate) fn new(initial_membership: Membership) -> Checker {
+        Checker {
+            step: 0,
+            leaders: BTreeMap::new(),
+            entries: HashMap::new(),
+            committed: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            leader_checked_through: BTreeMap::new(),
+            commit_seen: BTreeMap::new(),
+            initial_membership,
+            memberships: BTreeMap::new(),
+        }
+    }
+
+    /// The membership in force as of `index` by the applied log. Every index up to any node's
+    /// applied index has been applied somewhere (a snapshot holds what its leader applied), and
+    /// in order, so no change at or below `index` is missing here.
+    fn membership_as_of(&self, index: u64) -> &Membership {
+        self.memberships
+            .range(..=index)
+            .next_back()
+            .map_or(&self.initial_membership, |(_, membership)| membership)
+    }
+
+    /// The membership `changes` (entries' data, in order) make of `membership`.
+    fn with_changes<'a>(
+        mut membership: Membership,
+        changes: impl Iterator<Item = &'a [u8]>,
+    ) -> Membership {
+        for data in changes {
+            if let Some(Ok((change, _))) = wire::decode_conf_change(data) {
+                if let Ok(next) = membership.changed(change) {
+                    membership = next;
+                }
+            }
+        }
+        membership
+    }
     fn violation(&self, property: Property, detail: String) -> Violation {
         Violation {
             property,
@@ -112,6 +161,11 @@ impl Checker {
             None => {
                 self.applied
                     .insert(entry.index, (entry.term, entry.data.clone()));
+                let before = self.membership_as_of(entry.index - 1);
+                let after = Checker::with_changes(before.clone(), [&entry.data[..]].into_iter());
+                if after != *before {
+                    self.memberships.insert(entry.index, after);
+                }
                 Ok(())
             }
             Some((term, data)) if *term == entry.term && *data == entry.data => Ok(()),
@@ -125,9 +179,45 @@ impl Checker {
         }
     }
 
-    /// A node replaced its state machine by a snapshot holding the data of every entry
-    /// through its index: each must be what was applied there elsewhere.
-    pub(crate) fn snapshot_installed(&mut self, node: NodeId, data: &[Vec<u8>]) -> Checked {
+    /// A node replaced its state machine by a snapshot through `index` holding the data of
+    /// every entry through it: each must be what was applied there elsewhere, `membership`
+    /// (what the leader sent with it) must be the one in force at `index`, and the node must
+    /// now use it with the changes its log holds after `index` (in force once appended).
+    pub(crate) fn snapshot_installed(
+        &mut self,
+        node: &Node,
+        index: u64,
+        data: &[Vec<u8>],
+        membership: &Membership,
+    ) -> Checked {
+        let id = node.id();
+        self.snapshot_data_installed(id, data)?;
+        let expected = self.membership_as_of(index);
+        if membership != expected {
+            return Err(self.violation(
+                Property::MembershipAgreement,
+                format!("node {id} installed a snapshot through {index} with membership {membership:?}; the log makes it {expected:?}"),
+            ));
+        }
+        let after = (index + 1..=node.last_index())
+            .filter_map(|at| node.entry(at))
+            .map(|entry| &entry.data[..]);
+        let in_force = Checker::with_changes(expected.clone(), after);
+        if *node.membership() != in_force || node.applied_membership() != expected {
+            return Err(self.violation(
+                Property::MembershipAgreement,
+                format!(
+                    "node {id} installed a snapshot through {index} ({expected:?}) and holds {} entries after it: it uses {:?} (applied {:?}), not {in_force:?}",
+                    node.last_index() - index,
+                    node.membership(),
+                    node.applied_membership()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn snapshot_data_installed(&mut self, node: NodeId, data: &[Vec<u8>]) -> Checked {
         for (position, data) in data.iter().enumerate() {
             let index = position as u64 + 1;
             if let Some((_, applied)) = self.applied.get(&index) {
@@ -149,6 +239,7 @@ impl Checker {
     /// Looks at one live node after a step.
     pub(crate) fn observe(&mut self, node: &Node) -> Checked {
         self.observe_commit(node)?;
+        self.observe_membership(node)?;
         if node.role() == Role::Leader {
             self.observe_leader(node)?;
         }
@@ -182,6 +273,22 @@ impl Checker {
             }
         }
         self.commit_seen.insert(node.id(), commit.max(seen));
+        Ok(())
+    }
+
+    fn observe_membership(&self, node: &Node) -> Checked {
+        let applied = node.applied_index();
+        let expected = self.membership_as_of(applied);
+        if node.applied_membership() != expected {
+            return Err(self.violation(
+                Property::MembershipAgreement,
+                format!(
+                    "node {} has {:?} applied through {applied}; the log makes it {expected:?}",
+                    node.id(),
+                    node.applied_membership()
+                ),
+            ));
+        }
         Ok(())
     }
 

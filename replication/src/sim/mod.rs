@@ -10,7 +10,8 @@
 //! its disk (`Ready::wanted`, `Node::send_stored`) or, once its disk lacks them too, with a
 //! snapshot of its state machine (`Node::send_snapshot`). The snapshot's bytes move outside
 //! the network (the server ships files over its own channel); `InstallSnapshot` travels in
-//! it like any message: dropped, delayed, duplicated.
+//! it like any message: dropped, delayed, duplicated. It carries the membership as of its
+//! index, which the installing machine keeps with its state machine for its restarts.
 
 mod checker;
 #[cfg(test)]
@@ -134,6 +135,9 @@ pub(crate) struct Report {
     pub(crate) stored_appends: u64,
     /// Snapshots followers installed.
     pub(crate) snapshots_installed: u64,
+    /// Of those, the ones that skipped a membership change the follower had not applied: it
+    /// learned the membership from the snapshot alone.
+    pub(crate) snapshots_across_changes: u64,
 }
 
 /// One simulated machine: the node while it runs, and what survives a crash.
@@ -149,8 +153,8 @@ struct Machine {
     /// applied, and the key-value map they make.
     applied: Vec<Vec<u8>>,
     kv: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// The membership the applied entries make (durable with them), which a restart hands
-    /// to the node.
+    /// The membership the applied entries make (durable with them), or the last installed
+    /// snapshot's with the entries applied since, which a restart hands to the node.
     membership: Membership,
     /// Membership changes among the applied entries.
     conf_changes: u64,
@@ -253,6 +257,21 @@ fn disk_term_at(disk: &Persisted, index: u64) -> Option<u64> {
     }
 }
 
+/// How many membership changes the entries in `applied` make of `membership` (as
+/// `Machine::conf_changes` counts them).
+fn conf_changes_in(mut membership: Membership, applied: &[Vec<u8>]) -> u64 {
+    let mut changes = 0;
+    for data in applied {
+        if let Some(Ok((change, _))) = wire::decode_conf_change(data) {
+            if let Ok(next) = membership.changed(change) {
+                membership = next;
+                changes += 1;
+            }
+        }
+    }
+    changes
+}
+
 /// The key-value map the commands in `applied` make, in order.
 fn state_of(applied: &[Vec<u8>]) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut kv = BTreeMap::new();
@@ -272,6 +291,7 @@ impl Sim {
     pub(crate) fn new(seed: u64, options: Options) -> Sim {
         let mut rng = Rng::new(seed);
         let mut machines = BTreeMap::new();
+        let initial_membership = Membership::new(1..=options.nodes);
         let ids = 1..=options.nodes + options.spare_nodes;
         for id in ids.clone() {
             machines.insert(
@@ -300,7 +320,7 @@ impl Sim {
             network: Vec::new(),
             sent: 0,
             link_clock: BTreeMap::new(),
-            checker: Checker::default(),
+            checker: Checker::new(initial_membership),
             now: 0,
             acknowledged: Vec::new(),
             history: BTreeMap::new(),
@@ -787,17 +807,34 @@ impl Sim {
         self.checker
             .persisted(node, &ready.entries[..entries_written])?;
         if let Some(point) = ready.snapshot {
+            let membership = ready
+                .snapshot_membership
+                .clone()
+                .expect("a snapshot comes with its membership");
             let data = &self.snapshots[&(point.index, point.term)];
-            self.checker.snapshot_installed(id, data)?;
+            self.checker
+                .snapshot_installed(node, point.index, data, &membership)?;
+            // The state machine becomes the snapshot's, its membership included (durable
+            // with it: a restart hands it back, the change entries being gone).
+            let skipped = &data[machine.applied.len()..];
+            if skipped.iter().any(|data| wire::is_conf_change(data)) {
+                self.report.snapshots_across_changes += 1;
+            }
+            let initial = Membership::new(1..=self.options.nodes);
+            machine.conf_changes = conf_changes_in(initial, data);
             machine.applied = data.clone();
             machine.kv = state_of(data);
+            machine.membership = membership;
             machine.disk.entries.clear();
             machine.disk.offset = point.index;
             machine.disk.offset_term = point.term;
             machine.disk.applied = point.index;
             self.report.snapshots_installed += 1;
             if self.options.trace {
-                eprintln!("[{:>6}] install snapshot at {id}: {point:?}", self.now);
+                eprintln!(
+                    "[{:>6}] install snapshot at {id}: {point:?}, {:?}",
+                    self.now, machine.membership
+                );
             }
         }
         let disk = &mut machine.disk;

@@ -59,6 +59,12 @@ fn every_body() -> Vec<Message> {
         message(Body::InstallSnapshot {
             index: 29,
             term: 31,
+            membership: Membership::new([1, 2, 3]),
+        }),
+        message(Body::InstallSnapshot {
+            index: 32,
+            term: 33,
+            membership: Membership::with_learners([2, 5], [4, 9, 1 << 40]),
         }),
     ]
 }
@@ -137,9 +143,17 @@ fn layout(message: &Message) -> Vec<(String, usize, usize)> {
         }
         Body::Heartbeat { .. } => field("commit", 8),
         Body::HeartbeatResponse | Body::TimeoutNow => {}
-        Body::InstallSnapshot { .. } => {
+        Body::InstallSnapshot { membership, .. } => {
             field("index", 8);
             field("term", 8);
+            field("voter count", 4);
+            for i in 0..membership.voters().count() {
+                field(&format!("voters[{i}]"), 8);
+            }
+            field("learner count", 4);
+            for i in 0..membership.learners().count() {
+                field(&format!("learners[{i}]"), 8);
+            }
         }
     }
     fields
@@ -181,6 +195,32 @@ fn every_truncation_names_its_field() {
                         };
                         WireError::new(name, offset, kind)
                     }
+                }
+                // A count claiming more ids than the rest holds is refused at the count.
+                Body::InstallSnapshot { .. } if name.ends_with(']') => {
+                    let list = if name.starts_with("voters") {
+                        "voter"
+                    } else {
+                        "learner"
+                    };
+                    let count_field = format!("{list} count");
+                    let (_, count_at, _) = fields
+                        .iter()
+                        .find(|(field, _, _)| *field == count_field)
+                        .cloned()
+                        .expect("a count");
+                    let ids = fields
+                        .iter()
+                        .filter(|(field, _, _)| field.starts_with(&format!("{list}s[")))
+                        .count();
+                    WireError::new(
+                        count_field,
+                        count_at,
+                        WireErrorKind::Truncated {
+                            needed: ids * 8,
+                            available: cut - (count_at + 4),
+                        },
+                    )
                 }
                 _ => WireError::new(
                     name,
@@ -395,9 +435,25 @@ fn arbitrary_body() -> impl Strategy<Value = Body> {
         any::<u64>().prop_map(|commit| Body::Heartbeat { commit }),
         Just(Body::HeartbeatResponse),
         Just(Body::TimeoutNow),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(index, term)| Body::InstallSnapshot { index, term }),
+        (any::<u64>(), any::<u64>(), arbitrary_membership()).prop_map(
+            |(index, term, membership)| Body::InstallSnapshot {
+                index,
+                term,
+                membership
+            }
+        ),
     ]
+}
+
+fn arbitrary_membership() -> impl Strategy<Value = Membership> {
+    (
+        prop::collection::btree_set(1u64..64, 1..6),
+        prop::collection::btree_set(1u64..64, 0..4),
+    )
+        .prop_map(|(voters, learners)| {
+            let learners: Vec<NodeId> = learners.difference(&voters).copied().collect();
+            Membership::with_learners(voters, learners)
+        })
 }
 
 fn arbitrary_message() -> impl Strategy<Value = Message> {
@@ -678,5 +734,174 @@ fn a_broken_conf_change_header_is_named() {
     assert_eq!(
         (error.field.as_str(), error.offset, error.kind),
         ("change node id", 10, WireErrorKind::ZeroNodeId)
+    );
+}
+
+// ---- InstallSnapshot's membership ----
+
+/// An InstallSnapshot's bytes with `voters` and `learners` written as given (the encoder
+/// only ever writes valid ones).
+fn install_snapshot_bytes(voters: &[u64], learners: &[u64]) -> Vec<u8> {
+    let mut bytes = encoded(&message(Body::InstallSnapshot {
+        index: 5,
+        term: 2,
+        membership: Membership::new([1]),
+    }));
+    bytes.truncate(MESSAGE_HEADER_LEN + 16);
+    for list in [voters, learners] {
+        bytes.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for id in list {
+            bytes.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// Where the voter count starts.
+const VOTER_COUNT_AT: usize = MESSAGE_HEADER_LEN + 16;
+
+#[test]
+fn install_snapshot_bytes_are_as_documented() {
+    let bytes = encoded(&message(Body::InstallSnapshot {
+        index: 0x0105,
+        term: 3,
+        membership: Membership::with_learners([1, 2], [0x0304]),
+    }));
+    let body = &bytes[MESSAGE_HEADER_LEN..];
+    let mut expected = vec![0x05, 0x01, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+    expected.extend_from_slice(&[2, 0, 0, 0]);
+    expected.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend_from_slice(&[1, 0, 0, 0]);
+    expected.extend_from_slice(&[0x04, 0x03, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(body, expected);
+    assert_eq!(bytes[1], 11, "the tag");
+    assert_eq!(body.len(), INSTALL_SNAPSHOT_FIXED_LEN + 3 * 8);
+    assert_eq!(
+        install_snapshot_bytes(&[1, 2], &[0x0304])[VOTER_COUNT_AT..],
+        body[16..]
+    );
+}
+
+#[test]
+fn a_membership_of_the_most_members_round_trips() {
+    let voters = 1..=1000u64;
+    let learners = 1001..=Membership::MEMBERS_MAX as u64;
+    let message = message(Body::InstallSnapshot {
+        index: 1,
+        term: 1,
+        membership: Membership::with_learners(voters.clone(), learners.clone()),
+    });
+    assert_eq!(decode(&encoded(&message)), Ok(message));
+    // One more is refused at the learner count, before any id is read.
+    let learners: Vec<u64> = (1001..=Membership::MEMBERS_MAX as u64 + 1).collect();
+    let voters: Vec<u64> = voters.collect();
+    let learner_count_at = VOTER_COUNT_AT + 4 + 8 * voters.len();
+    assert_eq!(
+        decode(&install_snapshot_bytes(&voters, &learners)),
+        Err(WireError::new(
+            "learner count",
+            learner_count_at,
+            WireErrorKind::OverLimit {
+                length: 25,
+                limit: 24
+            }
+        ))
+    );
+}
+
+#[test]
+fn too_many_ids_are_refused_at_their_count_without_allocating() {
+    // A count over the limit, whatever follows.
+    let mut bytes = install_snapshot_bytes(&[1], &[]);
+    bytes[VOTER_COUNT_AT..VOTER_COUNT_AT + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(
+        decode(&bytes),
+        Err(WireError::new(
+            "voter count",
+            VOTER_COUNT_AT,
+            WireErrorKind::OverLimit {
+                length: u32::MAX as u64,
+                limit: Membership::MEMBERS_MAX as u64
+            }
+        ))
+    );
+    // A count within the limit that claims more ids than the bytes that remain.
+    bytes[VOTER_COUNT_AT..VOTER_COUNT_AT + 4].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(
+        decode(&bytes),
+        Err(WireError::new(
+            "voter count",
+            VOTER_COUNT_AT,
+            WireErrorKind::Truncated {
+                needed: 24,
+                available: 12
+            }
+        ))
+    );
+    let bytes = install_snapshot_bytes(&[1, 2], &[3]);
+    let learner_count_at = VOTER_COUNT_AT + 4 + 16;
+    let mut cut = bytes[..bytes.len() - 1].to_vec();
+    assert_eq!(
+        decode(&cut),
+        Err(WireError::new(
+            "learner count",
+            learner_count_at,
+            WireErrorKind::Truncated {
+                needed: 8,
+                available: 7
+            }
+        ))
+    );
+    cut.truncate(learner_count_at + 2);
+    assert_eq!(
+        decode(&cut).unwrap_err().to_string(),
+        format!("truncated learner count at byte {learner_count_at}: needs 4 bytes, 2 left")
+    );
+}
+
+#[test]
+fn a_broken_membership_is_named() {
+    let voters_at = VOTER_COUNT_AT + 4;
+    let cases: Vec<(Vec<u8>, WireError)> = vec![
+        (
+            install_snapshot_bytes(&[], &[4]),
+            WireError::new("voter count", VOTER_COUNT_AT, WireErrorKind::NoVoters),
+        ),
+        (
+            install_snapshot_bytes(&[1, 0], &[]),
+            WireError::new("voters[1]", voters_at + 8, WireErrorKind::ZeroNodeId),
+        ),
+        (
+            install_snapshot_bytes(&[2, 2], &[]),
+            WireError::new(
+                "voters[1]",
+                voters_at + 8,
+                WireErrorKind::NodeIdNotAscending { previous: 2, id: 2 },
+            ),
+        ),
+        (
+            install_snapshot_bytes(&[1], &[5, 3]),
+            WireError::new(
+                "learners[1]",
+                voters_at + 8 + 4 + 8,
+                WireErrorKind::NodeIdNotAscending { previous: 5, id: 3 },
+            ),
+        ),
+        (
+            install_snapshot_bytes(&[1, 3], &[2, 3]),
+            WireError::new(
+                "learners[1]",
+                voters_at + 16 + 4 + 8,
+                WireErrorKind::LearnerIsVoter(3),
+            ),
+        ),
+    ];
+    for (bytes, expected) in cases {
+        assert_eq!(decode(&bytes), Err(expected));
+    }
+    let error = decode(&install_snapshot_bytes(&[1, 3], &[2, 3])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("learners[1] 3 at byte {} is a voter too", voters_at + 28)
     );
 }
