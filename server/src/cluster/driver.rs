@@ -1067,12 +1067,6 @@ impl Raft {
         point: SnapshotPoint,
         hard_state: Option<HardState>,
     ) -> Result<(), String> {
-        if self.staging.verified() != Some((point.index, point.term)) {
-            return Err(format!(
-                "the core installed a snapshot through {} (term {}), which is not staged here",
-                point.index, point.term
-            ));
-        }
         let saved = self.hard_state.saved();
         if let Some(state) = hard_state {
             if (state.term, state.vote) != (saved.term, saved.vote) {
@@ -1084,7 +1078,9 @@ impl Raft {
                     .map_err(|e| format!("hard state: {e}"))?;
             }
         }
-        install::write_marker(self.staging.dir(), point.index, point.term)?;
+        self.staging
+            .install(point.index, point.term)
+            .map_err(|e| format!("the core installed a snapshot: {e}"))?;
         self.cluster.set_writable_term(0);
         (self.log)(
             crate::log::Level::Info,

@@ -37,6 +37,8 @@ struct StagingState {
     receiving: bool,
     /// The staged snapshot's point, once every file was checked in this process.
     verified: Option<(u64, u64)>,
+    /// The install marker is written: the staged files must stay as they are.
+    installing: bool,
 }
 
 /// Clears `receiving` however the transfer ends.
@@ -99,6 +101,9 @@ impl Staging {
             let mut state = self.state.lock().expect("staging lock");
             if state.receiving {
                 return Err("another transfer is under way".into());
+            }
+            if state.installing {
+                return Err("a staged snapshot is being installed".into());
             }
             state.receiving = true;
             if state.verified != Some((offer.index, offer.term)) {
@@ -166,6 +171,19 @@ impl Staging {
         self.verify(offer)?;
         self.state.lock().expect("staging lock").verified = Some((offer.index, offer.term));
         Ok((offer.index, offer.term))
+    }
+
+    /// Writes the install marker for `(index, term)` if that is the point staged and checked
+    /// here, and from then on refuses transfers (they would rewrite the staged files).
+    pub fn install(&self, index: u64, term: u64) -> Result<(), String> {
+        let mut state = self.state.lock().expect("staging lock");
+        if state.verified != Some((index, term)) {
+            return Err(format!(
+                "no snapshot through {index} (term {term}) is staged and checked here"
+            ));
+        }
+        state.installing = true;
+        super::install::write_marker(&self.dir, index, term)
     }
 
     fn file_path(&self, name: &str) -> PathBuf {
