@@ -188,3 +188,90 @@ fn a_follower_behind_what_the_leader_s_log_holds_catches_up_by_snapshot() {
         "{info}"
     );
 }
+
+/// A node added (`--join`, CLUSTER.ADD) after the leader's compaction removed the early
+/// entries of its log cannot be fed from index 1: it is shipped a snapshot, finds the
+/// membership (itself a learner) in the snapshot's files after its restart, catches up and is
+/// promoted to voter.
+#[test]
+fn a_node_added_after_compaction_took_the_early_log_joins_by_snapshot() {
+    let cluster = TestCluster::start(&[
+        "--raft-tick-ms",
+        "50",
+        "--raft-held-entries",
+        "500",
+        "--raft-retain-entries",
+        "1000",
+        "--segment-bytes",
+        "65536",
+        "--compaction-interval-ms",
+        "20",
+    ]);
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    let padding = "q".repeat(100);
+    for batch in 0..20u64 {
+        let mut pipe = redis::pipe();
+        for n in batch * 500..(batch + 1) * 500 {
+            pipe.cmd("SET")
+                .arg(format!("hot{}", n % 20))
+                .arg(format!("{n} {padding}"))
+                .ignore();
+        }
+        pipe.cmd("SET")
+            .arg(format!("once{batch}"))
+            .arg(batch)
+            .ignore();
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let port = common::cluster::free_ports()[0];
+    let voters = (0..3)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, cluster.ports[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let node4 = cluster.start_joining(4, port, &voters);
+    let () = redis::cmd("CLUSTER.ADD")
+        .arg(4)
+        .arg(format!("127.0.0.1:{port}"))
+        .query(&mut con)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.info(leader).contains("voters:1,2,3,4") {
+        assert!(
+            Instant::now() < deadline,
+            "node 4 was not promoted within 30 s: {}",
+            cluster.info(leader)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut joined = redis::Client::open(node4.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut joined)
+        .unwrap();
+    assert!(field(&info, "snapshot_installed_index") > 1, "{info}");
+    let () = redis::cmd("READONLY").query(&mut joined).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last: Option<u64> = redis::cmd("GET").arg("once19").query(&mut joined).unwrap();
+        if last == Some(19) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 lacks once19");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for key in 0..20u64 {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("hot{key}"))
+            .query(&mut joined)
+            .unwrap();
+        assert_eq!(
+            value,
+            Some(format!("{} {padding}", 9_980 + key)),
+            "hot{key} on node 4"
+        );
+    }
+}
