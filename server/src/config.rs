@@ -573,6 +573,27 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_rate_defaults_to_100_mb_and_0_lifts_it() {
+        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let rate = |extra: &[&str]| {
+            let mut args = vec!["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
+            args.extend(extra);
+            let Invocation::Run(options) = parse(&args).unwrap() else {
+                panic!("not a run");
+            };
+            options.cluster.unwrap().snapshot_rate_mb
+        };
+        assert_eq!(rate(&[]), 100);
+        assert_eq!(rate(&["--snapshot-rate-mb", "0"]), 0);
+        assert_eq!(rate(&["--snapshot-rate-mb", "40"]), 40);
+        assert_eq!(
+            parse(&["--snapshot-rate-mb", "fast"]).unwrap_err(),
+            "--snapshot-rate-mb: 'fast' is not a valid number"
+        );
+        assert!(HELP.contains("--snapshot-rate-mb"));
+    }
+
+    #[test]
     fn cluster_peers_override_what_a_node_dials() {
         let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
         let base = ["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
