@@ -8,6 +8,9 @@
 #
 #   benches/cluster-snapshot.sh                  # UNIQUE_MB=200 RATE_MB=0 (no limit)
 #   RATE_MB=50 benches/cluster-snapshot.sh       # with --snapshot-rate-mb 50
+#   LATENCY_SECS=5 RATE_MB=40 benches/cluster-snapshot.sh
+#       also the leader's SET latency (flin-bench -c 10 -d 100, not pipelined) for
+#       LATENCY_SECS quiet, then for LATENCY_SECS from the follower's restart (while shipping)
 #
 # 127.0.0.1 only: client ports 7500-7502 (cluster ports 17500-17502), admin ports off. Every
 # process it starts is stopped by its pid. Builds nothing: run
@@ -16,6 +19,7 @@ set -euo pipefail
 
 UNIQUE_MB=${UNIQUE_MB:-200}
 RATE_MB=${RATE_MB:-0}
+LATENCY_SECS=${LATENCY_SECS:-0}
 VALUE=1000
 BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS=(7500 7501 7502)
@@ -52,6 +56,14 @@ leader() {
     echo "no leader within 20 s" >&2
     exit 1
 }
+latency() { # seconds; prints SET/s, p50, p99
+    "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 10 -d 100 \
+        -r 1000000 -n 1000000000 --duration "$1" --json -q | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["results"][0]
+l = r["latency_us"]
+print("%.0f SET/s, p50 %.0f us, p99 %.0f us" % (r["requests_per_sec"], l["p50"], l["p99"]))'
+}
 load() { # keyspace, requests
     "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 20 -P 16 -d "$VALUE" \
         -r "$1" -n "$2" -q > /dev/null
@@ -74,8 +86,15 @@ load 1000000000 $((UNIQUE_MB * 1000))            # UNIQUE_MB of (nearly) unique 
 sleep 3                                          # a compaction round or more
 commit=$(field "${PORTS[$LEADER]}" commit_index)
 echo "leader commit $commit, data directory $(du -sm "$SCRATCH/n$LEADER" | cut -f1) MiB"
+if [ "$LATENCY_SECS" -gt 0 ]; then
+    echo "leader SETs, quiet: $(latency "$LATENCY_SECS")"
+    commit=$(field "${PORTS[$LEADER]}" commit_index)
+fi
 started=$(date +%s.%N)
 start_node "$FOLLOWER"
+if [ "$LATENCY_SECS" -gt 0 ]; then
+    echo "leader SETs, shipping: $(latency "$LATENCY_SECS")"
+fi
 for _ in $(seq 1200); do
     got=$(field "${PORTS[$FOLLOWER]}" commit_index)
     [ -n "$got" ] && [ "$got" -ge "$commit" ] && break
