@@ -3,7 +3,8 @@
 //! frequent compaction) comes back to a leader whose engine log no longer holds its next
 //! entry. The leader ships it a snapshot of its engine files; the follower stages and checks
 //! them, re-executes itself, opens them through normal recovery, holds every acknowledged
-//! write and follows new ones.
+//! write and follows new ones. Also: a node added after compaction took the early log joins
+//! by snapshot, and a follower killed mid-transfer resumes from what it staged.
 
 mod common;
 
@@ -274,4 +275,111 @@ fn a_node_added_after_compaction_took_the_early_log_joins_by_snapshot() {
             "hot{key} on node 4"
         );
     }
+}
+
+/// The offered files' total length, from the follower's staged `OFFER` (index, term, file
+/// count, then per file: name length, name, length, CRC; docs/replication.md).
+fn offered_bytes(offer: &[u8]) -> u64 {
+    let u16_at = |at: usize| u16::from_le_bytes(offer[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(offer[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(offer[at..at + 8].try_into().unwrap());
+    let mut at = 20;
+    let mut total = 0;
+    for _ in 0..u32_at(16) {
+        at += 2 + u16_at(at);
+        total += u64_at(at);
+        at += 12;
+    }
+    total
+}
+
+/// A follower killed mid-transfer resumes, after its restart, from what it had staged: the
+/// leader sends the rest, not the whole snapshot again.
+#[test]
+fn a_transfer_cut_short_by_the_follower_s_kill_resumes_from_its_staged_files() {
+    let mut cluster = TestCluster::start(&[
+        "--raft-tick-ms",
+        "50",
+        "--raft-held-entries",
+        "500",
+        "--raft-retain-entries",
+        "1000",
+        "--segment-bytes",
+        "262144",
+        "--compaction-interval-ms",
+        "20",
+        "--snapshot-rate-mb",
+        "1",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    // 8,000 overwrites of 10 keys (the follower's next entries, which compaction removes;
+    // more entries than the leader keeps in memory), then about 4 MB of keys written once.
+    let value = "v".repeat(2_000);
+    let mut con = cluster.connect(leader);
+    for batch in 0..80u64 {
+        let mut pipe = redis::pipe();
+        for n in batch * 100..(batch + 1) * 100 {
+            pipe.cmd("SET")
+                .arg(format!("hot{}", n % 10))
+                .arg(&value[..500])
+                .ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    for batch in 0..20u64 {
+        let mut pipe = redis::pipe();
+        for n in batch * 100..(batch + 1) * 100 {
+            pipe.cmd("SET").arg(format!("once{n}")).arg(&value).ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    cluster.start_node(follower);
+    let staging = cluster.data_dir(follower).join("cluster/snapshot");
+    let staged = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir.join("files")).map_or(0, |files| {
+            files
+                .map(|file| file.unwrap().metadata().unwrap().len())
+                .sum()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while staged(&staging) < 1_000_000 {
+        assert!(Instant::now() < deadline, "no 1 MB staged within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(follower);
+    let staged_at_kill = staged(&staging);
+    let total = offered_bytes(&std::fs::read(staging.join("OFFER")).unwrap());
+    assert!(
+        staged_at_kill < total,
+        "the transfer was not cut short: {staged_at_kill} of {total}"
+    );
+
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(info) = try_info(&cluster, follower) {
+            if field(&info, "commit_index") >= commit {
+                assert!(field(&info, "snapshot_installed_index") > 0, "{info}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the follower did not catch up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Without resumption the leader would have sent the staged bytes twice.
+    let sent = field(&cluster.info(leader), "snapshot_bytes_sent");
+    assert!(
+        sent < total + staged_at_kill / 2,
+        "{sent} bytes sent for a snapshot of {total}, {staged_at_kill} of them staged before the kill"
+    );
+    let mut rejoined = read_only(&cluster, follower);
+    let last: Option<String> = redis::cmd("GET")
+        .arg("once1999")
+        .query(&mut rejoined)
+        .unwrap();
+    assert_eq!(last.as_deref(), Some(value.as_str()));
 }
