@@ -16,7 +16,7 @@
 //! connection of their own never queue in front of the peer connection's heartbeats), then
 //! `Done`, and waits for `Staged` (the follower checked every file) or `Refused`.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -106,7 +106,7 @@ fn prepare(engine: &Engine, dir: &Path) -> Result<Prepared, String> {
         .snapshot_into(dir)
         .map_err(|e| format!("cannot link a snapshot of the engine: {e}"))?;
     pin.advance(files.seq);
-    let prepared = Prepared {
+    let mut prepared = Prepared {
         dir: dir.to_path_buf(),
         offer: Offer {
             index: files.seq,
@@ -115,7 +115,6 @@ fn prepare(engine: &Engine, dir: &Path) -> Result<Prepared, String> {
         },
         _pin: pin,
     };
-    let mut prepared = prepared;
     for file in &files.files {
         let path = dir.join(&file.name);
         let crc = super::file_crc(&path, file.len)
@@ -147,7 +146,6 @@ pub fn ship(
         .set_write_timeout(Some(IO_TIMEOUT))
         .and_then(|()| stream.set_read_timeout(Some(IO_TIMEOUT)))
         .map_err(|e| e.to_string())?;
-    use std::io::Write;
     stream
         .write_all(&encode_hello(leader))
         .and_then(|()| write_frame(&mut stream, &Frame::Offer(prepared.offer.clone())))
@@ -260,6 +258,7 @@ mod tests {
         prepared: &Prepared,
         staging: &Arc<Staging>,
         stop: &AtomicBool,
+        sent: &AtomicU64,
     ) -> (Staged, Staged) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -270,7 +269,7 @@ mod tests {
                 staging.receive(stream)
             })
         };
-        let shipped = ship(1, addr, prepared, 0, stop, &AtomicU64::new(0));
+        let shipped = ship(1, addr, prepared, 0, stop, sent);
         (shipped, receiver.join().unwrap())
     }
 
@@ -315,7 +314,17 @@ mod tests {
         assert!(first > 0 && first < prepared.offer.bytes());
 
         // Second attempt: only the rest is sent.
-        let (shipped, received) = transfer(&prepared, &staging, &AtomicBool::new(false));
+        let staged: u64 = std::fs::read_dir(super::super::stage::files_dir(staging.dir()))
+            .unwrap()
+            .map(|file| file.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(staged > 0);
+        let sent = AtomicU64::new(0);
+        let (shipped, received) = transfer(&prepared, &staging, &AtomicBool::new(false), &sent);
+        assert_eq!(
+            sent.load(Ordering::Relaxed),
+            prepared.offer.bytes() - staged
+        );
         let point = (prepared.offer.index, prepared.offer.term);
         assert_eq!(shipped, Ok(point));
         assert_eq!(received, Ok(point));
