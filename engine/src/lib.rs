@@ -21,8 +21,9 @@
 //!   commit), `seal` (the sealer thread), `maintenance` (expiry and compaction threads), and the
 //!   seams the data models and replication use: `observe` (apply hooks, [`Observer`]), `wake`
 //!   (wake-ups on a key prefix), `pins` (compaction pins), `reader` ([`LogReader`], the exact
-//!   tail reader), `replicate` (terms, leader-chosen seqs, commit point, `truncate_after`) and
-//!   `undo` (what an uncommitted entry replaced).
+//!   tail reader), `replicate` (terms, leader-chosen seqs, commit point, `truncate_after`),
+//!   `undo` (what an uncommitted entry replaced) and `snapshot` (the files holding the state
+//!   through a seq, for a follower the log cannot catch up).
 //! - `ranges`: range markers (`DropRange` records) and what they drop.
 //! - `recovery`: open a directory: finish an interrupted compaction, hint files or full scans,
 //!   torn-tail truncation, highest-seq-wins index rebuild.
@@ -64,9 +65,9 @@ pub mod sim;
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
     Change, Clock, CompactionConfig, Config, Durability, Engine, LiveRecord, LogLevel, LogReader,
-    Logger, ManualClock, Observer, Op, Origin, Pin, Replay, Stats, Storage, SystemClock, Txn,
-    Value, ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN,
+    Logger, ManualClock, Observer, Op, Origin, Pin, Replay, SnapshotFile, SnapshotFiles, Stats,
+    Storage, SystemClock, Txn, Value, ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX,
+    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};
 pub use format::{Namespace, RecordKind, KEY_BYTES_MAX, VALUE_BYTES_MAX};

@@ -169,6 +169,9 @@ FLAGS:
                            how far behind the log's end the leader's engine keeps entries
                            for a lagging follower (default 1000000; at least 1); a follower
                            further behind needs a snapshot
+    --snapshot-rate-mb <N> MB (10^6 bytes) per second at most a leader ships a snapshot to
+                           one follower at (default 100; 0: no limit); a snapshot goes to
+                           a follower the leader's log can no longer feed
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
     --compaction-interval-ms <MS>
@@ -190,6 +193,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
     let mut held_entries = crate::cluster::HELD_ENTRIES_DEFAULT;
     let mut retain_entries = crate::cluster::RETAIN_ENTRIES_DEFAULT;
+    let mut snapshot_rate_mb = crate::cluster::snapshot::RATE_MB_DEFAULT;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         // Accept --flag=value as well as --flag value.
@@ -318,6 +322,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err("--raft-retain-entries: must be at least 1".into());
                 }
             }
+            "--snapshot-rate-mb" => snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
             other => return Err(format!("unknown flag '{other}' (see --help)")),
         }
     }
@@ -342,6 +347,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         }
         cluster.held_entries_max = held_entries;
         cluster.retain_entries_max = retain_entries;
+        cluster.snapshot_rate_mb = snapshot_rate_mb;
         options.cluster = Some(Box::new(cluster));
     } else if cluster_peers.is_some() {
         return Err("--cluster-peers needs --cluster".into());
@@ -564,6 +570,27 @@ mod tests {
             "--join needs --cluster (the running cluster's voters)"
         );
         assert!(HELP.contains("--join"));
+    }
+
+    #[test]
+    fn the_snapshot_rate_defaults_to_100_mb_and_0_lifts_it() {
+        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let rate = |extra: &[&str]| {
+            let mut args = vec!["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
+            args.extend(extra);
+            let Invocation::Run(options) = parse(&args).unwrap() else {
+                panic!("not a run");
+            };
+            options.cluster.unwrap().snapshot_rate_mb
+        };
+        assert_eq!(rate(&[]), 100);
+        assert_eq!(rate(&["--snapshot-rate-mb", "0"]), 0);
+        assert_eq!(rate(&["--snapshot-rate-mb", "40"]), 40);
+        assert_eq!(
+            parse(&["--snapshot-rate-mb", "fast"]).unwrap_err(),
+            "--snapshot-rate-mb: 'fast' is not a valid number"
+        );
+        assert!(HELP.contains("--snapshot-rate-mb"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! passes the one its flags describe, and tests pass one on the simulated disk, to make the
 //! disk fail under a running server.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,7 @@ impl Daemon {
     pub fn start(options: &Options, engine_config: Config) -> Result<Daemon, String> {
         let on_disk = !matches!(engine_config.storage, Storage::Memory);
         let always = engine_config.durability == Durability::Always;
+        let mut installed = None;
         let (engine_config, hard_state) = match &options.cluster {
             Some(_) => {
                 let dir = options
@@ -63,6 +65,17 @@ impl Daemon {
                     .join("cluster");
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                // A snapshot the raft thread installed before re-executing this process is
+                // swapped in before anything reads the directory (cluster::snapshot::install).
+                let data = options.data.as_ref().expect("checked above");
+                installed = crate::cluster::snapshot::install::finish_install(data, &dir)
+                    .map_err(|e| format!("cannot install the staged snapshot: {e}"))?;
+                if let Some((index, term)) = installed {
+                    crate::log::info(
+                        "cluster",
+                        &format!("opened the snapshot through {index} (term {term}) installed before this restart"),
+                    );
+                }
                 let (file, state) = flin_replication::hard_state::HardStateFile::open(&dir)
                     .map_err(|e| format!("cannot read the raft hard state: {e}"))?;
                 (engine_config.replicated(state.commit), Some((file, state)))
@@ -86,6 +99,11 @@ impl Daemon {
             .map(|cluster| Arc::new(crate::cluster::Cluster::new((**cluster).clone())));
         if let Some(cluster) = &cluster {
             shared.store.attach_cluster(cluster.clone());
+            if let Some((index, _)) = installed {
+                cluster
+                    .snapshot_installed_index
+                    .store(index, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         let mut server_config = ServerConfig::new(SocketAddr::new(options.bind, options.port));
         server_config.threads = options.threads;
@@ -214,8 +232,12 @@ pub fn run(options: Options) -> Result<(), String> {
         "server",
         &format!("listening on {}, admin {admin_addr}", daemon.local_addr()),
     );
-    // One line, flushed at once: tests and operators read the bound addresses from it.
-    println!(
+    // One line, flushed at once: tests and operators read the bound addresses from it. A
+    // failed write is ignored, not a panic as println!'s: a node that re-executed itself to
+    // open a snapshot (cluster::snapshot) prints it again, and whoever read the first one
+    // may have closed the pipe.
+    let _ = writeln!(
+        std::io::stdout(),
         "flin-server {} data={data} fsync={:?} keys_recovered={} recovery_ms={:.1} listening={} admin={admin_addr}",
         env!("CARGO_PKG_VERSION"),
         options.fsync,

@@ -10,6 +10,8 @@
 //! - `sync`: group commit and the once-a-second flush.
 //! - `seal`: the sealer thread (seal full segments, prefault new ones).
 //! - `maintenance`: background threads, active expiry, compaction's schedule.
+//! - `snapshot`: the segment and hint files holding exactly the state through a seq, linked
+//!   aside for a follower that lags beyond the log.
 
 mod appends;
 mod batch;
@@ -21,6 +23,7 @@ mod read;
 mod reader;
 mod replicate;
 mod seal;
+mod snapshot;
 mod sync;
 mod table;
 mod txn;
@@ -38,6 +41,7 @@ pub use observe::{Change, Observer, Origin, Replay};
 pub use pins::Pin;
 pub(crate) use pins::PinSet;
 pub use reader::LogReader;
+pub use snapshot::{SnapshotFile, SnapshotFiles};
 pub(crate) use table::SegmentTable;
 pub use txn::Txn;
 pub(crate) use wake::Waiters;

@@ -24,10 +24,14 @@
 //! (`Node::send_stored`). The engine keeps them because the leader holds a compaction pin at
 //! the slowest follower's next index, never more than `--raft-retain-entries` behind the
 //! log's end (`pin_for_followers`): a follower further behind than that, or one whose
-//! entries compaction took before this node led, needs a snapshot (not shipped yet: it is
-//! logged).
+//! entries compaction took before this node led, is shipped a snapshot (`snapshot`): a
+//! shipper thread per such follower streams the engine's files to it; once the follower
+//! says they are staged, this thread sends `InstallSnapshot` (`Node::send_snapshot`). On the
+//! follower, this thread lets the core take an `InstallSnapshot` only for the point staged
+//! here, and when the core hands it out (`Ready::snapshot`) writes the install marker and
+//! re-executes the process, which opens the snapshot at start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -38,11 +42,12 @@ use flin_engine::Engine;
 use flin_replication::hard_state::HardStateFile;
 use flin_replication::{
     wire, Body, ConfChange, ConfChangeKind, Config, Entry, Error as RaftError, HardState,
-    Membership, Message, Node, NodeId, Persisted, Ready, Role, Wanted,
+    Membership, Message, Node, NodeId, Persisted, Ready, Role, SnapshotPoint, Wanted,
 };
 
 use super::elections::ElectionLog;
 use super::membership::{Record, MEMBERSHIP_KEY};
+use super::snapshot::{install, ship, stage::Staging};
 use super::transport::{Incoming, Transport};
 use super::{entry, Cluster, View};
 
@@ -62,6 +67,10 @@ const COMMIT_SAVE_ENTRIES: u64 = 20_000;
 /// A `Ready` or a commit save that blocks the raft thread longer than this is logged: the
 /// thread neither ticks nor answers meanwhile, which stalls elections (a loaded disk's fsync).
 const SLOW_PERSIST: Duration = Duration::from_millis(250);
+/// After a snapshot transfer failed, the next attempt to the same follower waits this long.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
+/// A shipper waits at most this long for the commit index to reach its snapshot's index.
+const SNAPSHOT_COMMIT_WAIT: Duration = Duration::from_secs(30);
 
 /// What the raft thread is told.
 pub enum Input {
@@ -75,6 +84,8 @@ pub enum Input {
     /// CLUSTER.ADD (with the new node's client address) or CLUSTER.REMOVE: answered with the
     /// change's index once it is applied, or why not.
     Change(ConfChange, Option<SocketAddr>, Sender<Result<u64, String>>),
+    /// A snapshot shipper ended: the point the follower staged, or why not.
+    SnapshotShipped(NodeId, Result<(u64, u64), String>),
     Stop,
 }
 
@@ -105,6 +116,21 @@ impl Driver {
         let id = cluster.id();
         let node = restore(&cluster, &engine, hard_state.1)?;
         let (inbox, receiver) = mpsc::channel();
+        let cluster_dir = match &engine.config().storage {
+            flin_engine::Storage::Directory(data) => data.join("cluster"),
+            _ => return Err("a cluster node's engine must be in a directory".into()),
+        };
+        let staging = Arc::new(Staging::new(&cluster_dir));
+        let receive: super::transport::SnapshotHandler = {
+            let (staging, log) = (staging.clone(), log.clone());
+            Arc::new(move |stream| match staging.receive(stream) {
+                Ok((index, term)) => log(
+                    crate::log::Level::Info,
+                    &format!("raft: snapshot through {index} (term {term}) staged and checked"),
+                ),
+                Err(why) => log(crate::log::Level::Warn, &format!("raft: {why}")),
+            })
+        };
         let peers: BTreeMap<NodeId, SocketAddr> = node
             .membership()
             .members()
@@ -133,6 +159,7 @@ impl Driver {
             listening,
             inbox.clone(),
             wrap,
+            receive,
             log.clone(),
         )?;
         *cluster.wake.lock().expect("cluster wake lock") = Some(inbox.clone());
@@ -159,7 +186,11 @@ impl Driver {
             peers_of: None,
             catch_ups: BTreeMap::new(),
             follower_pin: None,
-            snapshot_logged: BTreeSet::new(),
+            inbox: inbox.clone(),
+            staging,
+            outbox: Arc::new(ship::Outbox::new(&cluster_dir)),
+            shippers: BTreeMap::new(),
+            snapshot_retry: BTreeMap::new(),
         };
         let tick = Duration::from_millis(raft.cluster.options.tick_ms.max(1));
         let thread = std::thread::Builder::new()
@@ -265,6 +296,37 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
     ))
 }
 
+/// Waits until the node still leads `term` and its commit index reached `index` (a snapshot
+/// holds committed entries only).
+fn wait_committed(
+    cluster: &Cluster,
+    term: u64,
+    index: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let view = cluster.view();
+        if view.role != Role::Leader || view.term != term {
+            return Err(format!("no longer the leader of term {term}"));
+        }
+        if view.commit >= index {
+            return Ok(());
+        }
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return Err("stopped".into());
+        }
+        if started.elapsed() > SNAPSHOT_COMMIT_WAIT {
+            return Err(format!(
+                "the commit index {} did not reach the snapshot's {index} within {} s",
+                view.commit,
+                SNAPSHOT_COMMIT_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// An entry's data as read back from the engine's log: a membership record gets the core's
 /// change header again (as the leader proposed it).
 fn stored_data(read: &flin_engine::LogEntry) -> Vec<u8> {
@@ -321,8 +383,21 @@ struct Raft {
     /// On the leader: keeps the engine from compacting what the slowest follower needs next,
     /// within `retain_entries_max` of the log's end (`pin_for_followers`).
     follower_pin: Option<flin_engine::Pin>,
-    /// Followers already reported as needing a snapshot (reported once per leadership).
-    snapshot_logged: BTreeSet<NodeId>,
+    /// This thread's own inbox (shipper threads report there).
+    inbox: Sender<Input>,
+    /// On a follower: the snapshot being received or staged (`snapshot::stage`).
+    staging: Arc<Staging>,
+    /// On the leader: the snapshot shared by the shippers (`snapshot::ship`).
+    outbox: Arc<ship::Outbox>,
+    /// On the leader: a running shipper per follower being sent a snapshot.
+    shippers: BTreeMap<NodeId, Shipper>,
+    /// On the leader: followers whose last transfer failed, and when to try again.
+    snapshot_retry: BTreeMap<NodeId, Instant>,
+}
+
+/// A shipper thread: stopped by its flag when this node stops leading.
+struct Shipper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A lagging follower's reader of the leader's engine log.
@@ -351,17 +426,17 @@ impl Raft {
                 .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
             {
                 match input {
-                    // This server does not ship or install snapshots yet (its leader never
-                    // sends one): a follower must not restart its log after a state it lacks.
-                    Input::Peer(message)
-                        if matches!(
-                            message.body,
-                            flin_replication::Body::InstallSnapshot { .. }
-                        ) =>
+                    // The core restarts its log after the snapshot's point: only for the
+                    // point whose files are staged and checked here.
+                    Input::Peer(Message {
+                        body: Body::InstallSnapshot { index, term, .. },
+                        ..
+                    }) if index > self.node.commit_index()
+                        && self.staging.verified() != Some((index, term)) =>
                     {
                         (self.log)(
                             crate::log::Level::Warn,
-                            "raft: a snapshot offered; installing one is not implemented yet",
+                            &format!("raft: InstallSnapshot through {index} (term {term}) refused: no such snapshot is staged here"),
                         );
                     }
                     Input::Peer(message) => {
@@ -392,6 +467,7 @@ impl Raft {
                             let _ = answer.send(Err(error));
                         }
                     }
+                    Input::SnapshotShipped(to, result) => self.snapshot_shipped(to, result),
                     Input::Stop => stop = true,
                 }
                 self.watch_role();
@@ -607,6 +683,9 @@ impl Raft {
     /// (the early sending is skipped if this `Ready` changes them). Every other message (votes,
     /// a follower's acknowledgements) still leaves only after the flush.
     fn handle(&mut self, mut ready: Ready) -> Result<(), String> {
+        if let Some(point) = ready.snapshot {
+            return self.install_snapshot(point, ready.hard_state);
+        }
         let saved = self.hard_state.saved();
         let term_kept = ready
             .hard_state
@@ -772,11 +851,7 @@ impl Raft {
             if let Err(error) = self.feed(to, from_index) {
                 self.catch_ups.remove(&to);
                 if matches!(error, flin_engine::Error::NotInLog { .. }) {
-                    if self.snapshot_logged.insert(to) {
-                        (self.log)(crate::log::Level::Warn, &format!(
-                            "raft: follower {to} needs entry {from_index}, which the engine's log no longer holds; it needs a snapshot (not shipped yet)"
-                        ));
-                    }
+                    self.ship_snapshot(to, from_index);
                 } else {
                     (self.log)(
                         crate::log::Level::Warn,
@@ -847,6 +922,180 @@ impl Raft {
         Ok(())
     }
 
+    /// On the leader: starts shipping a snapshot to `to`, which needs entries from
+    /// `from_index` on that the engine's log no longer holds, unless a shipper runs for it or
+    /// its last one failed less than `SNAPSHOT_RETRY` ago. The shipper thread makes (or
+    /// shares) the snapshot, waits until it is committed, streams it and reports
+    /// `Input::SnapshotShipped`.
+    fn ship_snapshot(&mut self, to: NodeId, from_index: u64) {
+        let now = Instant::now();
+        if self.shippers.contains_key(&to)
+            || self.snapshot_retry.get(&to).is_some_and(|at| now < *at)
+        {
+            return;
+        }
+        let Some(addr) = self.cluster.dial_addr(to) else {
+            return;
+        };
+        (self.log)(
+            crate::log::Level::Info,
+            &format!("raft: follower {to} needs entry {from_index}, which the engine's log no longer holds; shipping it a snapshot"),
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (engine, outbox, cluster) = (
+            self.engine.clone(),
+            self.outbox.clone(),
+            self.cluster.clone(),
+        );
+        let (inbox, log, flag) = (self.inbox.clone(), self.log.clone(), stop.clone());
+        let (leader, term) = (self.node.id(), self.node.term());
+        let rate = self
+            .cluster
+            .options
+            .snapshot_rate_mb
+            .saturating_mul(1_000_000);
+        let spawned = std::thread::Builder::new()
+            .name(format!("flin-snap-to-{to}"))
+            .spawn(move || {
+                let result = outbox
+                    .get_or_make(&engine, from_index)
+                    .and_then(|prepared| {
+                        wait_committed(&cluster, term, prepared.offer.index, &flag)?;
+                        let offer = &prepared.offer;
+                        log(crate::log::Level::Info, &format!(
+                            "raft: shipping the snapshot through {} (term {}, {} files, {} bytes) to follower {to}",
+                            offer.index, offer.term, offer.files.len(), offer.bytes()
+                        ));
+                        ship::ship(leader, addr, &prepared, rate, &flag, &cluster.snapshot_bytes_sent)
+                    });
+                let _ = inbox.send(Input::SnapshotShipped(to, result));
+            });
+        match spawned {
+            Ok(_) => {
+                self.shippers.insert(to, Shipper { stop });
+            }
+            Err(error) => (self.log)(
+                crate::log::Level::Warn,
+                &format!("raft: cannot start a snapshot shipper for follower {to}: {error}"),
+            ),
+        }
+    }
+
+    /// A shipper ended: if `to` staged the snapshot and this node still leads, the core tells
+    /// it to install it (`Node::send_snapshot`); a failure is logged and tried again later.
+    fn snapshot_shipped(&mut self, to: NodeId, result: Result<(u64, u64), String>) {
+        if self.shippers.remove(&to).is_none() {
+            return; // stopped when this node stopped leading
+        }
+        match result {
+            Ok((index, term)) => {
+                let leads = self.node.role() == Role::Leader && index <= self.node.commit_index();
+                let sent = leads && self.node.send_snapshot(to, SnapshotPoint { index, term });
+                let outcome = if sent {
+                    self.cluster
+                        .snapshots_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    "InstallSnapshot sent"
+                } else if leads {
+                    // The core no longer remembers the membership as of `index` (more than
+                    // its 64 last changes since): a newer snapshot is made at the retry.
+                    self.outbox.release();
+                    self.snapshot_retry
+                        .insert(to, Instant::now() + SNAPSHOT_RETRY);
+                    "older than the memberships the node remembers; a newer one follows"
+                } else {
+                    "no longer the leader, not installed"
+                };
+                (self.log)(
+                    crate::log::Level::Info,
+                    &format!(
+                        "raft: follower {to} staged the snapshot through {index} (term {term}); {outcome}"
+                    ),
+                );
+            }
+            Err(why) => {
+                self.snapshot_retry
+                    .insert(to, Instant::now() + SNAPSHOT_RETRY);
+                (self.log)(
+                    crate::log::Level::Warn,
+                    &format!(
+                        "raft: snapshot to follower {to} failed: {why}; trying again in {} s",
+                        SNAPSHOT_RETRY.as_secs()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Off the leader: shippers stop, and the shared snapshot goes once they have.
+    fn stop_shipping(&mut self) {
+        for shipper in std::mem::take(&mut self.shippers).into_values() {
+            shipper
+                .stop
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.snapshot_retry.clear();
+        self.outbox.release();
+    }
+
+    /// On the leader, with no shipper running: the shared snapshot goes once every follower
+    /// matches past it, or once it is more than `--raft-retain-entries` behind the log's end
+    /// (a follower that needs one then gets a newer one).
+    fn release_snapshot_when_done(&mut self) {
+        if !self.shippers.is_empty() {
+            return;
+        }
+        let Some(index) = self.outbox.index() else {
+            return;
+        };
+        let id = self.node.id();
+        let done = self
+            .node
+            .membership()
+            .members()
+            .filter(|&peer| peer != id)
+            .all(|peer| self.node.match_index(peer).unwrap_or(0) >= index);
+        let stale =
+            index.saturating_add(self.cluster.options.retain_entries_max) < self.node.last_index();
+        if done || stale {
+            self.outbox.release();
+        }
+    }
+
+    /// On a follower, the core handed out the snapshot staged here: saves the term and vote
+    /// of this `Ready` (the commit point is set by the swap), writes the install marker and
+    /// re-executes the process, whose start swaps the files in and opens them. Returns only
+    /// on failure (the marker, if written, is acted on at the next start).
+    fn install_snapshot(
+        &mut self,
+        point: SnapshotPoint,
+        hard_state: Option<HardState>,
+    ) -> Result<(), String> {
+        let saved = self.hard_state.saved();
+        if let Some(state) = hard_state {
+            if (state.term, state.vote) != (saved.term, saved.vote) {
+                self.hard_state
+                    .save(&HardState {
+                        commit: saved.commit,
+                        ..state
+                    })
+                    .map_err(|e| format!("hard state: {e}"))?;
+            }
+        }
+        self.staging
+            .install(point.index, point.term)
+            .map_err(|e| format!("the core installed a snapshot: {e}"))?;
+        self.cluster.set_writable_term(0);
+        (self.log)(
+            crate::log::Level::Info,
+            &format!(
+                "raft: installing the snapshot through {} (term {}): restarting to open it",
+                point.index, point.term
+            ),
+        );
+        Err(install::restart())
+    }
+
     /// On the leader: holds the engine's compaction pin at the next index of the slowest
     /// follower, but never more than `retain_entries_max` behind the log's end, so a follower
     /// that is gone for good cannot keep the disk growing; readers of followers behind that
@@ -855,7 +1104,7 @@ impl Raft {
         if self.node.role() != Role::Leader {
             self.follower_pin = None;
             self.catch_ups.clear();
-            self.snapshot_logged.clear();
+            self.stop_shipping();
             return;
         }
         let floor = self
@@ -883,6 +1132,7 @@ impl Raft {
     /// Forgets applied entries no follower needs (the engine keeps them).
     fn compact(&mut self) {
         self.pin_for_followers();
+        self.release_snapshot_when_done();
         let applied = self.node.applied_index();
         let first = self.node.first_index();
         if applied < first + COMPACT_SLACK {

@@ -6,6 +6,8 @@
 //! - `entry`: a log entry's data, the engine ops of one seq.
 //! - `gates`: [`ClusterGates`], replies wait until their writes are committed; replies of
 //!   writes a new leader replaced are withdrawn.
+//! - `snapshot`: a follower the leader's log cannot feed any more is shipped the engine's
+//!   files, stages them, and re-executes itself to open them (docs/replication.md).
 //! - `driver`: the raft thread, the one owner of `flin_replication::Node`: it ticks, steps
 //!   peers' messages, proposes what the engine appended on the leader, persists what the
 //!   `Ready`s say through the engine's replication seam (`append_entry`, `truncate_after`,
@@ -23,6 +25,7 @@ pub mod elections;
 pub mod entry;
 pub mod gates;
 pub mod membership;
+pub mod snapshot;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -63,6 +66,9 @@ pub struct ClusterOptions {
     /// entries for a lagging follower (a compaction pin); one further behind needs a
     /// snapshot.
     pub retain_entries_max: u64,
+    /// `--snapshot-rate-mb`: MB (10^6 bytes) per second a snapshot is shipped to one
+    /// follower at, at most (0: no limit).
+    pub snapshot_rate_mb: u64,
 }
 
 /// `--raft-held-entries` unless given.
@@ -154,6 +160,7 @@ impl ClusterOptions {
             join: false,
             held_entries_max: HELD_ENTRIES_DEFAULT,
             retain_entries_max: RETAIN_ENTRIES_DEFAULT,
+            snapshot_rate_mb: snapshot::RATE_MB_DEFAULT,
         })
     }
 
@@ -235,6 +242,12 @@ pub struct Cluster {
     /// alone sends the wake-up: under load one wake-up per raft turn, not one per write
     /// (each was a channel send, a lock and often a futex wake).
     pub(crate) appended_unseen: std::sync::atomic::AtomicBool,
+    /// Snapshots this node sent `InstallSnapshot` for, as the leader (CLUSTER INFO).
+    pub snapshots_sent: AtomicU64,
+    /// Bytes of snapshot files this node shipped, as the leader (CLUSTER INFO).
+    pub snapshot_bytes_sent: AtomicU64,
+    /// The index of the snapshot this process opened at its start (0: none; CLUSTER INFO).
+    pub snapshot_installed_index: AtomicU64,
 }
 
 impl Cluster {
@@ -261,6 +274,9 @@ impl Cluster {
             }),
             wake: Mutex::new(None),
             appended_unseen: std::sync::atomic::AtomicBool::new(false),
+            snapshots_sent: AtomicU64::new(0),
+            snapshot_bytes_sent: AtomicU64::new(0),
+            snapshot_installed_index: AtomicU64::new(0),
         }
     }
 

@@ -9,6 +9,10 @@
 //! drops what is queued for it (the leader sends again on its next heartbeat) and dials again
 //! after a pause; a full queue drops the newest message likewise. A reader that finds a bad
 //! frame closes its connection (the stream is out of step) and says so in the log once.
+//!
+//! A connection that opens with the snapshot hello (`FLINSNAP`, `snapshot`) instead is a
+//! leader shipping a snapshot: the acceptor hands it to the snapshot handler, so bulk file
+//! bytes never share a connection with the raft messages.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -33,6 +37,10 @@ const GONE_PROBE_PAUSE: Duration = Duration::from_millis(10);
 /// Pause between attempts to dial an unreachable peer.
 const REDIAL_PAUSE: Duration = Duration::from_millis(100);
 const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Receives a snapshot transfer on a connection that opened with the snapshot hello (not
+/// read yet).
+pub type SnapshotHandler = Arc<dyn Fn(TcpStream) + Send + Sync>;
 
 /// What the transport hands the raft thread.
 pub enum Incoming {
@@ -59,7 +67,9 @@ impl Transport {
     /// Listens on `listen` and starts a sender per peer (`peers`: the addresses to dial,
     /// this node excluded). Incoming messages go to `inbox`, wrapped by `wrap`. `listening`
     /// holds where each peer itself listens (`Incoming::Gone` dials it there, not through a
-    /// `--cluster-peers` proxy, whose refusal would say nothing about the peer).
+    /// `--cluster-peers` proxy, whose refusal would say nothing about the peer). Connections
+    /// that open with the snapshot hello go to `snapshots`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start<T: Send + 'static>(
         id: NodeId,
         listen: SocketAddr,
@@ -67,6 +77,7 @@ impl Transport {
         listening: BTreeMap<NodeId, SocketAddr>,
         inbox: Sender<T>,
         wrap: fn(Incoming) -> T,
+        snapshots: SnapshotHandler,
         log: super::LogFn,
     ) -> Result<Transport, String> {
         let listener = TcpListener::bind(listen)
@@ -81,7 +92,7 @@ impl Transport {
             let stop = stop.clone();
             let log = log.clone();
             threads.push(spawn("flin-raft-accept", move || {
-                accept(listener, id, inbox, wrap, stop, log, listening)
+                accept(listener, id, inbox, wrap, stop, log, listening, snapshots)
             })?);
         }
         let mut transport = Transport {
@@ -157,6 +168,7 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .map_err(|e| format!("cannot start {name}: {e}"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn accept<T: Send + 'static>(
     listener: TcpListener,
     id: NodeId,
@@ -165,6 +177,7 @@ fn accept<T: Send + 'static>(
     stop: Arc<AtomicBool>,
     log: super::LogFn,
     listening: BTreeMap<NodeId, SocketAddr>,
+    snapshots: SnapshotHandler,
 ) {
     let listening = Arc::new(listening);
     while !stop.load(Ordering::Acquire) {
@@ -174,7 +187,12 @@ fn accept<T: Send + 'static>(
                 let stop = stop.clone();
                 let log = log.clone();
                 let listening = listening.clone();
+                let snapshots = snapshots.clone();
                 let _ = spawn("flin-raft-from", move || {
+                    if opens_with_snapshot_hello(&stream) {
+                        snapshots(stream);
+                        return;
+                    }
                     let mut from = None;
                     if let Err(reason) = read_loop(stream, id, &inbox, wrap, &stop, &mut from) {
                         log(
@@ -202,6 +220,30 @@ fn accept<T: Send + 'static>(
             }
         }
     }
+}
+
+/// Whether the connection's first bytes are the snapshot hello (peeked, not read; waits at
+/// most a second for them).
+fn opens_with_snapshot_hello(stream: &TcpStream) -> bool {
+    let magic = super::snapshot::HELLO_MAGIC;
+    let mut first = [0u8; 8];
+    if stream.set_nonblocking(false).is_err()
+        || stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .is_err()
+    {
+        return false;
+    }
+    for _ in 0..20 {
+        match stream.peek(&mut first) {
+            Ok(n) if n >= magic.len() => return &first == magic,
+            // A prefix of either hello so far: wait for the rest.
+            Ok(n) if n > 0 && first[..n] != magic[..n] => return false,
+            Ok(0) | Err(_) => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    false
 }
 
 /// Reads one peer's messages until the connection ends, the stream goes out of step or the

@@ -98,6 +98,19 @@ pub fn info(cluster: &Cluster) -> String {
     line("last_index", view.last_index.to_string());
     line("first_held_index", view.first_index.to_string());
     line("elections_won", view.elections_won.to_string());
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    line(
+        "snapshots_sent",
+        counter(&cluster.snapshots_sent).to_string(),
+    );
+    line(
+        "snapshot_bytes_sent",
+        counter(&cluster.snapshot_bytes_sent).to_string(),
+    );
+    line(
+        "snapshot_installed_index",
+        counter(&cluster.snapshot_installed_index).to_string(),
+    );
     for (peer, matched) in &view.matches {
         line(&format!("follower_{peer}_match_index"), matched.to_string());
         line(

@@ -63,9 +63,14 @@ impl TestCluster {
         cluster
     }
 
+    /// Node `i + 1`'s data directory.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
     /// Starts (or restarts, on its data directory) node `i + 1`.
     pub fn start_node(&mut self, i: usize) {
-        let data = self.dir.path().join(format!("n{}", i + 1));
+        let data = self.data_dir(i);
         let id = (i + 1).to_string();
         let admin = (self.ports[i] + 1_000).to_string();
         let mut args = vec![

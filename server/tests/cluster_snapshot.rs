@@ -1,0 +1,385 @@
+//! Issue 14's catch-up by snapshot: a follower stopped while the leader writes far more than
+//! it keeps for it (`--raft-retain-entries`) and compacts what it wrote (small segments,
+//! frequent compaction) comes back to a leader whose engine log no longer holds its next
+//! entry. The leader ships it a snapshot of its engine files; the follower stages and checks
+//! them, re-executes itself, opens them through normal recovery, holds every acknowledged
+//! write and follows new ones. Also: a node added after compaction took the early log joins
+//! by snapshot, and a follower killed mid-transfer resumes from what it staged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{field, TestCluster};
+
+/// `CLUSTER INFO` of node `i + 1`, or `None` while it does not answer (it re-executes itself
+/// to open a snapshot).
+fn try_info(cluster: &TestCluster, i: usize) -> Option<String> {
+    let node = cluster.nodes[i].as_ref()?;
+    let client = redis::Client::open(node.url()).ok()?;
+    let mut con = client.get_connection().ok()?;
+    redis::cmd("CLUSTER").arg("INFO").query(&mut con).ok()
+}
+
+/// A READONLY connection to node `i + 1`.
+fn read_only(cluster: &TestCluster, i: usize) -> redis::Connection {
+    let mut con = cluster.connect(i);
+    let () = redis::cmd("READONLY").query(&mut con).unwrap();
+    con
+}
+
+#[test]
+fn a_follower_behind_what_the_leader_s_log_holds_catches_up_by_snapshot() {
+    let mut cluster = TestCluster::start(&[
+        "--raft-tick-ms",
+        "50",
+        "--fsync",
+        "always",
+        "--raft-held-entries",
+        "500",
+        "--raft-retain-entries",
+        "1000",
+        "--segment-bytes",
+        "65536",
+        "--compaction-interval-ms",
+        "20",
+        "--snapshot-rate-mb",
+        "20",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    // State of its own first, which the snapshot replaces.
+    let mut con = cluster.connect(leader);
+    for i in 0..200u64 {
+        let () = redis::cmd("SET")
+            .arg(format!("before{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while field(&cluster.info(follower), "commit_index") < commit {
+        assert!(Instant::now() < deadline, "the follower did not follow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(follower);
+    let stopped_at = field(&cluster.info(leader), "commit_index");
+
+    // 22,000 writes: 2,000 keys written once, and 20,000 overwrites of 50 keys, whose old
+    // records compaction drops (so their entries leave the leader's log for good).
+    const ONCE: u64 = 2_000;
+    const HOT: u64 = 50;
+    let padding = "p".repeat(100);
+    let mut con = cluster.connect(leader);
+    let mut hot_last = [0u64; HOT as usize];
+    let mut n = 0u64;
+    for batch in 0..ONCE / 100 {
+        let mut pipe = redis::pipe();
+        for once in batch * 100..(batch + 1) * 100 {
+            pipe.cmd("SET")
+                .arg(format!("once{once}"))
+                .arg(once)
+                .ignore();
+            for _ in 0..10 {
+                let key = n % HOT;
+                pipe.cmd("SET")
+                    .arg(format!("hot{key}"))
+                    .arg(format!("{n} {padding}"))
+                    .ignore();
+                hot_last[key as usize] = n;
+                n += 1;
+            }
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let info = cluster.info(leader);
+    assert!(
+        field(&info, "first_held_index") > stopped_at + 1,
+        "the leader still holds in memory what the follower needs: {info}"
+    );
+    assert_eq!(field(&info, "snapshots_sent"), 0, "{info}");
+
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        if let Some(info) = try_info(&cluster, follower) {
+            if field(&info, "commit_index") >= commit {
+                break info;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not catch up within 30 s: {:?}",
+            try_info(&cluster, follower)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The leader ships a snapshot only when its engine's log cannot serve the follower's next
+    // entry (`serve_wanted` found it gone): it did, and the follower opened it.
+    let installed = field(&info, "snapshot_installed_index");
+    assert!(
+        installed > stopped_at + 1,
+        "no snapshot installed past the follower's old log: {info}"
+    );
+    let leader_info = cluster.info(leader);
+    assert!(field(&leader_info, "snapshots_sent") >= 1, "{leader_info}");
+    assert!(
+        field(&leader_info, "snapshot_bytes_sent") > 0,
+        "{leader_info}"
+    );
+
+    let mut rejoined = read_only(&cluster, follower);
+    for i in (0..200u64).step_by(11) {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("before{i}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(value, Some(i), "before{i} on the follower");
+    }
+    for once in (0..ONCE).step_by(37).chain([ONCE - 1]) {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("once{once}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(value, Some(once), "once{once} on the follower");
+    }
+    for key in 0..HOT {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("hot{key}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(
+            value,
+            Some(format!("{} {padding}", hot_last[key as usize])),
+            "hot{key} on the follower"
+        );
+    }
+
+    // It follows new writes from the snapshot's index on.
+    let mut con = cluster.connect(leader);
+    for i in 0..100u64 {
+        let () = redis::cmd("SET")
+            .arg(format!("after{i}"))
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg("after99")
+            .query(&mut rejoined)
+            .unwrap();
+        if value == Some(99) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not follow new writes: {:?}",
+            try_info(&cluster, follower)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let info = cluster.info(follower);
+    assert_eq!(
+        field(&info, "snapshot_installed_index"),
+        installed,
+        "{info}"
+    );
+}
+
+/// A node added (`--join`, CLUSTER.ADD) after the leader's compaction removed the early
+/// entries of its log cannot be fed from index 1: it is shipped a snapshot, finds the
+/// membership (itself a learner) in the snapshot's files after its restart, catches up and is
+/// promoted to voter.
+#[test]
+fn a_node_added_after_compaction_took_the_early_log_joins_by_snapshot() {
+    let cluster = TestCluster::start(&[
+        "--raft-tick-ms",
+        "50",
+        "--raft-held-entries",
+        "500",
+        "--raft-retain-entries",
+        "1000",
+        "--segment-bytes",
+        "65536",
+        "--compaction-interval-ms",
+        "20",
+    ]);
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    let padding = "q".repeat(100);
+    for batch in 0..20u64 {
+        let mut pipe = redis::pipe();
+        for n in batch * 500..(batch + 1) * 500 {
+            pipe.cmd("SET")
+                .arg(format!("hot{}", n % 20))
+                .arg(format!("{n} {padding}"))
+                .ignore();
+        }
+        pipe.cmd("SET")
+            .arg(format!("once{batch}"))
+            .arg(batch)
+            .ignore();
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let port = common::cluster::free_ports()[0];
+    let voters = (0..3)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, cluster.ports[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let node4 = cluster.start_joining(4, port, &voters);
+    let () = redis::cmd("CLUSTER.ADD")
+        .arg(4)
+        .arg(format!("127.0.0.1:{port}"))
+        .query(&mut con)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.info(leader).contains("voters:1,2,3,4") {
+        assert!(
+            Instant::now() < deadline,
+            "node 4 was not promoted within 30 s: {}",
+            cluster.info(leader)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut joined = redis::Client::open(node4.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut joined)
+        .unwrap();
+    assert!(field(&info, "snapshot_installed_index") > 1, "{info}");
+    let () = redis::cmd("READONLY").query(&mut joined).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last: Option<u64> = redis::cmd("GET").arg("once19").query(&mut joined).unwrap();
+        if last == Some(19) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 lacks once19");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for key in 0..20u64 {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("hot{key}"))
+            .query(&mut joined)
+            .unwrap();
+        assert_eq!(
+            value,
+            Some(format!("{} {padding}", 9_980 + key)),
+            "hot{key} on node 4"
+        );
+    }
+}
+
+/// The offered files' total length, from the follower's staged `OFFER` (index, term, file
+/// count, then per file: name length, name, length, CRC; docs/replication.md).
+fn offered_bytes(offer: &[u8]) -> u64 {
+    let u16_at = |at: usize| u16::from_le_bytes(offer[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(offer[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(offer[at..at + 8].try_into().unwrap());
+    let mut at = 20;
+    let mut total = 0;
+    for _ in 0..u32_at(16) {
+        at += 2 + u16_at(at);
+        total += u64_at(at);
+        at += 12;
+    }
+    total
+}
+
+/// A follower killed mid-transfer resumes, after its restart, from what it had staged: the
+/// leader sends the rest, not the whole snapshot again.
+#[test]
+fn a_transfer_cut_short_by_the_follower_s_kill_resumes_from_its_staged_files() {
+    let mut cluster = TestCluster::start(&[
+        "--raft-tick-ms",
+        "50",
+        "--raft-held-entries",
+        "500",
+        "--raft-retain-entries",
+        "1000",
+        "--segment-bytes",
+        "262144",
+        "--compaction-interval-ms",
+        "20",
+        "--snapshot-rate-mb",
+        "1",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    // 8,000 overwrites of 10 keys (the follower's next entries, which compaction removes;
+    // more entries than the leader keeps in memory), then about 4 MB of keys written once.
+    let value = "v".repeat(2_000);
+    let mut con = cluster.connect(leader);
+    for batch in 0..80u64 {
+        let mut pipe = redis::pipe();
+        for n in batch * 100..(batch + 1) * 100 {
+            pipe.cmd("SET")
+                .arg(format!("hot{}", n % 10))
+                .arg(&value[..500])
+                .ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    for batch in 0..20u64 {
+        let mut pipe = redis::pipe();
+        for n in batch * 100..(batch + 1) * 100 {
+            pipe.cmd("SET").arg(format!("once{n}")).arg(&value).ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    cluster.start_node(follower);
+    let staging = cluster.data_dir(follower).join("cluster/snapshot");
+    let staged = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir.join("files")).map_or(0, |files| {
+            files
+                .map(|file| file.unwrap().metadata().unwrap().len())
+                .sum()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while staged(&staging) < 1_000_000 {
+        assert!(Instant::now() < deadline, "no 1 MB staged within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill(follower);
+    let staged_at_kill = staged(&staging);
+    let total = offered_bytes(&std::fs::read(staging.join("OFFER")).unwrap());
+    assert!(
+        staged_at_kill < total,
+        "the transfer was not cut short: {staged_at_kill} of {total}"
+    );
+
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(info) = try_info(&cluster, follower) {
+            if field(&info, "commit_index") >= commit {
+                assert!(field(&info, "snapshot_installed_index") > 0, "{info}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the follower did not catch up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Without resumption the leader would have sent the staged bytes twice.
+    let sent = field(&cluster.info(leader), "snapshot_bytes_sent");
+    assert!(
+        sent < total + staged_at_kill / 2,
+        "{sent} bytes sent for a snapshot of {total}, {staged_at_kill} of them staged before the kill"
+    );
+    let mut rejoined = read_only(&cluster, follower);
+    let last: Option<String> = redis::cmd("GET")
+        .arg("once1999")
+        .query(&mut rejoined)
+        .unwrap();
+    assert_eq!(last.as_deref(), Some(value.as_str()));
+}
