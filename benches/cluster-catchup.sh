@@ -9,11 +9,12 @@
 #   BEHIND_SECS=60 VALUE=1000 benches/cluster-catchup.sh
 #   KEYS=100000 RETAIN=100000 SEGMENT_BYTES=16777216 COMPACTION_MS=100 benches/cluster-catchup.sh
 #       # overwrites, a short retention and eager compaction: the leader's log no longer holds
-#       # what the follower missed, so it is caught up by a snapshot (the follower's snapshot
-#       # lines are printed at the end)
+#       # what the follower missed, so it is caught up by a snapshot (the leader's and the
+#       # follower's snapshot counters from CLUSTER INFO are printed at the end)
 #
-# RETAIN, HELD, SEGMENT_BYTES and COMPACTION_MS, when set, are passed to every node as
-# --raft-retain-entries, --raft-held-entries, --segment-bytes and --compaction-interval-ms.
+# RETAIN, HELD, SEGMENT_BYTES, COMPACTION_MS and SNAPSHOT_RATE_MB, when set, are passed to every
+# node as --raft-retain-entries, --raft-held-entries, --segment-bytes, --compaction-interval-ms
+# and --snapshot-rate-mb (0: no limit).
 #
 # 127.0.0.1 only: client ports 7200-7202 (cluster ports 17200-17202), admin ports off. Every
 # process it starts is stopped by its pid. Builds nothing: run
@@ -31,6 +32,7 @@ NODE_FLAGS=()
 [ -n "${HELD:-}" ] && NODE_FLAGS+=(--raft-held-entries "$HELD")
 [ -n "${SEGMENT_BYTES:-}" ] && NODE_FLAGS+=(--segment-bytes "$SEGMENT_BYTES")
 [ -n "${COMPACTION_MS:-}" ] && NODE_FLAGS+=(--compaction-interval-ms "$COMPACTION_MS")
+[ -n "${SNAPSHOT_RATE_MB:-}" ] && NODE_FLAGS+=(--snapshot-rate-mb "$SNAPSHOT_RATE_MB")
 BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS=(7200 7201 7202)
 MEMBERS="1=127.0.0.1:7200,2=127.0.0.1:7201,3=127.0.0.1:7202"
@@ -95,7 +97,7 @@ target=$(field "${PORTS[$LEADER]}" commit_index)
 size_after=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
 behind=$((target - left_at))
 grown=$((size_after - size_before))
-echo "behind: $behind entries; the leader's data directory grew $((grown / 1048576)) MiB"
+echo "behind: $behind entries (about $((behind * VALUE / 1048576)) MiB of values written); the leader's data directory grew $((grown / 1048576)) MiB"
 
 bench "$LOAD_SECS" > "$SCRATCH/quiet.json"
 echo "quiet (one follower up): $(latency "$SCRATCH/quiet.json")"
@@ -116,5 +118,6 @@ BENCH_PID=0
 echo "caught up $behind entries in $took s (from process start: includes the follower's open)" \
     "= $(python3 -c "import sys; print('%.0f entries/s, %.1f MiB/s of leader log' % (int(sys.argv[1]) / float(sys.argv[3]), int(sys.argv[2]) / 1048576 / float(sys.argv[3])))" "$behind" "$grown" "$took")"
 echo "while feeding (for the first $LOAD_SECS s after the restart): $(latency "$SCRATCH/during.json")"
-echo "the follower's log lines about snapshots (none: it was fed from the leader's log):"
+echo "snapshots: leader sent $(field "${PORTS[$LEADER]}" snapshots_sent) ($(field "${PORTS[$LEADER]}" snapshot_bytes_sent) bytes);" \
+    "the follower installed one through index $(field "${PORTS[$FOLLOWER]}" snapshot_installed_index) (0: none, fed from the log)"
 grep -i snapshot "$SCRATCH/n$FOLLOWER.log" | tail -5 || true
