@@ -13,7 +13,10 @@
 //! `--key-epoch-ms MS` (3000: fresh keys this often), `--model-percent P` (30: share of
 //! operations that write documents, the queue or the stream), `--check-seconds S` (300: the
 //! linearizability check's wall-clock limit), `--stale-reads` (broken on purpose: GETs read
-//! any node's copy with READONLY; the check should fail), `--dir PATH`, `--keep`, `--quiet`.
+//! any node's copy with READONLY; the check should fail), `--server-arg ARG` (repeatable: one
+//! more flag or value for every node, e.g. `--server-arg --raft-retain-entries --server-arg
+//! 2000` so that followers back from a fault are caught up by snapshots), `--dir PATH`,
+//! `--keep`, `--quiet`.
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.
 
 use std::path::PathBuf;
@@ -68,6 +71,7 @@ fn parse_options() -> Result<Options, String> {
             }
             "--dir" => options.work_dir = Some(PathBuf::from(value("--dir")?)),
             "--keep" => options.keep = true,
+            "--server-arg" => options.server_args.push(value("--server-arg")?),
             "--quiet" => options.verbose = false,
             other => return Err(format!("unknown option '{other}'")),
         }

@@ -80,6 +80,9 @@ pub struct Options {
     pub clients: u64,
     pub workload: WorkloadSettings,
     pub tick_ms: u64,
+    /// More flags for every node (e.g. a short `--raft-retain-entries` and small segments,
+    /// so that followers back from a fault are caught up by snapshots).
+    pub server_args: Vec<String>,
     /// Wall-clock limit of the linearizability check.
     pub check_time_max: Duration,
     /// Parent of the scratch directory (default: the system's temporary directory).
@@ -107,6 +110,7 @@ impl Options {
                 model_percent: 30,
             },
             tick_ms: 20,
+            server_args: Vec::new(),
             check_time_max: Duration::from_secs(300),
             work_dir: None,
             keep: false,
@@ -301,6 +305,7 @@ impl Cluster {
                     .collect::<Vec<_>>()
                     .join(","),
                 tick_ms: options.tick_ms,
+                extra: options.server_args.clone(),
             })
             .collect();
         let mut cluster = Cluster {

@@ -25,6 +25,8 @@ pub struct NodeSettings {
     /// `--cluster-peers`: the fault proxies this node dials (empty: none).
     pub dial: String,
     pub tick_ms: u64,
+    /// More flags, after the ones above.
+    pub extra: Vec<String>,
 }
 
 /// A running node; dropping it kills it.
@@ -53,6 +55,7 @@ impl NodeProcess {
         if !settings.dial.is_empty() {
             command.args(["--cluster-peers", &settings.dial]);
         }
+        command.args(&settings.extra);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
