@@ -16,7 +16,9 @@
 //!   and applied marks, and the follower's side of AppendEntries.
 //! - `progress`: what a leader knows of each follower (match and next index, probe or
 //!   pipelined replication, appends in flight).
-//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`], [`ConfChange`].
+//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`], [`ConfChange`], and
+//!   [`EntryData`], an entry's bytes shared (not copied) between the log, a `Ready`, every
+//!   follower's append and the decoded message.
 //! - `wire`: the bytes of a [`Message`] ([`wire::encode`], [`wire::decode`]), of a frame on a
 //!   peer connection ([`wire::write_frame`], [`wire::FrameReader`]) and of the hello that
 //!   opens one. Pure: it takes and returns bytes, and refuses any input it cannot decode with
@@ -49,8 +51,7 @@
 //!
 //! # Not yet
 //! Joint consensus (membership changes are one server at a time), a snapshot that carries the
-//! membership as of its index, read index (the server's leader reads rely on a lease),
-//! and entries shared instead of copied between the log, the `Ready` and the wire.
+//! membership as of its index, and read index (the server's leader reads rely on a lease).
 //! docs/replication.md says what is implemented and checked.
 
 #![forbid(unsafe_code)]
@@ -71,4 +72,6 @@ pub mod wire;
 pub use crate::config::{Config, Membership};
 pub use crate::core::{Node, Persisted, Ready, Role, SnapshotPoint, Wanted};
 pub use crate::error::{Error, Result};
-pub use crate::message::{Body, ConfChange, ConfChangeKind, Entry, HardState, Message, NodeId};
+pub use crate::message::{
+    Body, ConfChange, ConfChangeKind, Entry, EntryData, HardState, Message, NodeId,
+};

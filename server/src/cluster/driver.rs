@@ -232,7 +232,7 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
         entries.push(Entry {
             term: read.term,
             index: read.seq,
-            data,
+            data: data.into(),
         });
     }
     let membership = first_change_before
@@ -823,7 +823,7 @@ impl Raft {
                         .map(|read| Entry {
                             term: read.term,
                             index: read.seq,
-                            data: stored_data(read),
+                            data: stored_data(read).into(),
                         })
                         .collect()
                 }
