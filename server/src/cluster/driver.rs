@@ -617,7 +617,7 @@ impl Raft {
                 .partition(|message| {
                     matches!(message.body, Body::Append { .. } | Body::Heartbeat { .. })
                 });
-            self.send_all(&early);
+            self.send_all(early);
             ready.messages = late;
         }
         if let Some(cut) = ready.truncate_after {
@@ -645,7 +645,7 @@ impl Raft {
         if has_entries && self.always {
             self.engine.flush().map_err(|e| format!("flush: {e}"))?;
         }
-        self.send_all(&ready.messages);
+        self.send_all(std::mem::take(&mut ready.messages));
         if let Some(last) = ready.committed.last() {
             self.applied = last.index;
             self.cluster.gates.committed_through(last.index);
@@ -662,10 +662,10 @@ impl Raft {
         Ok(())
     }
 
-    fn send_all(&self, messages: &[Message]) {
+    fn send_all(&self, messages: Vec<Message>) {
         if let Some(transport) = &self.transport {
             for message in messages {
-                self.elections.sent(message);
+                self.elections.sent(&message);
                 transport.send(message);
             }
         }
