@@ -21,9 +21,10 @@
 #   QUICK=1 benches/cluster-compare.sh         # quick look: KILLS=20 ROUNDS=1 DURATION=5
 #   ONLY=failover|throughput|etcd benches/cluster-compare.sh   # one part (comma list)
 #
-# Ports (127.0.0.1 only): flin-failover 7810-7812 (tick 50) and 7820-7822 (tick 20), the
-# throughput cluster 7800-7802, the single node 7830 (cluster ports: client port + 10000),
-# etcd clients 7840/7842/7844 and peers 7841/7843/7845. Every process is stopped by its pid.
+# Ports (127.0.0.1 only), from PORT_BASE (default 7800): flin-failover +10..+12 (tick 50) and
+# +20..+22 (tick 20), the throughput cluster +0..+2, the single node +30 (cluster ports: client
+# port + 10000), etcd clients +40/+42/+44 and peers +41/+43/+45. Every process is stopped by
+# its pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -38,9 +39,12 @@ POLICIES=${POLICIES:-always everysec}
 TICKS=${TICKS:-50 20}
 ONLY=${ONLY:-failover,throughput,etcd}
 ETCD_CHECK_PERF=${ETCD_CHECK_PERF:-}
+B=${PORT_BASE:-7800}
+ETCD_ENDPOINTS=127.0.0.1:$((B + 40)),127.0.0.1:$((B + 42)),127.0.0.1:$((B + 44))
 
-for port in 7800 7801 7802 7810 7811 7812 7820 7821 7822 7830 7840 7841 7842 7843 7844 7845; do
-    for p in "$port" $((port < 7840 ? port + 10000 : port)); do
+for offset in 0 1 2 10 11 12 20 21 22 30 40 41 42 43 44 45; do
+    port=$((B + offset))
+    for p in "$port" $((offset < 40 ? port + 10000 : port)); do
         if (echo > "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
             echo "cluster-compare.sh: 127.0.0.1:$p is in use (another run?); nothing started" >&2
             exit 1
@@ -93,7 +97,7 @@ echo "commit $(git rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC'); KI
 # --- 1. Failover ---------------------------------------------------------------------------
 failover_rows=()
 if selected failover; then
-    port=7810
+    port=$((B + 10))
     for tick in $TICKS; do
         echo "flin-failover: $KILLS kills, tick $tick ms" >&2
         line=$("$BIN/flin-failover" --kills "$KILLS" --raft-tick-ms "$tick" --fsync always \
@@ -110,30 +114,30 @@ fi
 start_single() {
     local dir=$SCRATCH/single
     rm -rf "$dir" && mkdir -p "$dir"
-    "$BIN/flin-server" --bind 127.0.0.1 --port 7830 --admin-port 0 --data "$dir/data" \
+    "$BIN/flin-server" --bind 127.0.0.1 --port $((B + 30)) --admin-port 0 --data "$dir/data" \
         --fsync "$1" > "$dir/log" 2>&1 &
     SERVER_PIDS=("$!")
     PIDS+=("$!")
-    wait_port 7830
-    LEADER_PORT=7830
+    wait_port $((B + 30))
+    LEADER_PORT=$((B + 30))
 }
 start_cluster() {
-    local dir=$SCRATCH/cluster members="1=127.0.0.1:7800,2=127.0.0.1:7801,3=127.0.0.1:7802" id
+    local dir=$SCRATCH/cluster members="1=127.0.0.1:$B,2=127.0.0.1:$((B + 1)),3=127.0.0.1:$((B + 2))" id
     rm -rf "$dir" && mkdir -p "$dir"
     SERVER_PIDS=()
     for id in 1 2 3; do
-        "$BIN/flin-server" --bind 127.0.0.1 --port $((7799 + id)) --admin-port 0 \
+        "$BIN/flin-server" --bind 127.0.0.1 --port $((B - 1 + id)) --admin-port 0 \
             --data "$dir/node$id" --node-id "$id" --cluster "$members" --fsync "$1" \
             > "$dir/node$id.log" 2>&1 &
         SERVER_PIDS+=("$!")
         PIDS+=("$!")
     done
-    for id in 1 2 3; do wait_port $((7799 + id)); done
+    for id in 1 2 3; do wait_port $((B - 1 + id)); done
     LEADER_PORT=""
     for _ in $(seq 200); do
         for id in 1 2 3; do
-            if redis_info $((7799 + id)) | grep -q '^accepting_writes:1'; then
-                LEADER_PORT=$((7799 + id))
+            if redis_info $((B - 1 + id)) | grep -q '^accepting_writes:1'; then
+                LEADER_PORT=$((B - 1 + id))
                 return 0
             fi
         done
@@ -161,10 +165,10 @@ PY
 start_etcd() {
     local dir=$SCRATCH/etcd i cluster=""
     rm -rf "$dir" && mkdir -p "$dir"
-    for i in 1 2 3; do cluster+="${cluster:+,}e$i=http://127.0.0.1:$((7839 + 2 * i))"; done
+    for i in 1 2 3; do cluster+="${cluster:+,}e$i=http://127.0.0.1:$((B + 39 + 2 * i))"; done
     SERVER_PIDS=()
     for i in 1 2 3; do
-        local client=$((7838 + 2 * i)) peer=$((7839 + 2 * i))
+        local client=$((B + 38 + 2 * i)) peer=$((B + 39 + 2 * i))
         etcd --name "e$i" --data-dir "$dir/e$i" \
             --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
             --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
@@ -174,7 +178,7 @@ start_etcd() {
         PIDS+=("$!")
     done
     for _ in $(seq 120); do
-        ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:7840,127.0.0.1:7842,127.0.0.1:7844 \
+        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" \
             endpoint health > /dev/null 2>&1 && return 0
         sleep 0.25
     done
@@ -199,7 +203,7 @@ print("%.0f %.2f %d" % (r["keys_per_sec"], ticks * 1e4 / max(r["requests"], 1), 
 bench_etcd() {
     local before after line
     before=$(cpu_ticks "${SERVER_PIDS[@]}")
-    line=$("$BIN/etcd-put-bench" --endpoints 127.0.0.1:7840,127.0.0.1:7842,127.0.0.1:7844 \
+    line=$("$BIN/etcd-put-bench" --endpoints "$ETCD_ENDPOINTS" \
         -c "$CLIENTS" -d 3 -r 1000000 -n 100000000 --duration "$DURATION")
     after=$(cpu_ticks "${SERVER_PIDS[@]}")
     awk -v ticks=$((after - before)) '{for (i = 1; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}}
@@ -246,7 +250,7 @@ mc() { printf '%s\n' ${cpu[$1]:-0} | median; }
 if [ -n "$ETCD_CHECK_PERF" ] && selected etcd; then
     start_etcd
     echo "etcdctl check perf --load l:" >&2
-    ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:7840,127.0.0.1:7842,127.0.0.1:7844 \
+    ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" \
         check perf --load l 2>&1 | tr '\r' '\n' | grep -v ' / 60 ' >&2 || true
     stop "${SERVER_PIDS[@]}"
 fi

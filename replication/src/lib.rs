@@ -17,7 +17,9 @@
 //!   and applied marks, and the follower's side of AppendEntries.
 //! - `progress`: what a leader knows of each follower (match and next index, probe or
 //!   pipelined replication, appends in flight).
-//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`], [`ConfChange`].
+//! - `message`: [`Message`], [`Body`], [`Entry`], [`HardState`], [`ConfChange`], and
+//!   [`EntryData`], an entry's bytes shared (not copied) between the log, a `Ready`, every
+//!   follower's append and the decoded message.
 //! - `wire`: the bytes of a [`Message`] ([`wire::encode`], [`wire::decode`]), of a frame on a
 //!   peer connection ([`wire::write_frame`], [`wire::FrameReader`]) and of the hello that
 //!   opens one. Pure: it takes and returns bytes, and refuses any input it cannot decode with
@@ -49,9 +51,8 @@
 //! batch)`, `commit_through(seq)` (docs/ARCHITECTURE.md, decision 39).
 //!
 //! # Not yet
-//! Joint consensus (membership changes are one server at a time), read index (the server's
-//! leader reads rely on a lease), and entries shared instead of copied between the log, the
-//! `Ready` and the wire.
+//! Joint consensus (membership changes are one server at a time) and read index (the server's
+//! leader reads rely on a lease).
 //! docs/replication.md says what is implemented and checked.
 
 #![forbid(unsafe_code)]
@@ -72,4 +73,6 @@ pub mod wire;
 pub use crate::config::{Config, Membership};
 pub use crate::core::{Node, Persisted, Ready, Role, SnapshotPoint, Wanted};
 pub use crate::error::{Error, Result};
-pub use crate::message::{Body, ConfChange, ConfChangeKind, Entry, HardState, Message, NodeId};
+pub use crate::message::{
+    Body, ConfChange, ConfChangeKind, Entry, EntryData, HardState, Message, NodeId,
+};

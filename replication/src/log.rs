@@ -258,7 +258,7 @@ mod tests {
             .map(|(position, &term)| Entry {
                 term,
                 index: position as u64 + 1,
-                data: vec![],
+                data: Default::default(),
             })
             .collect();
         Log::restore(0, 0, entries, 0, 0)
@@ -271,7 +271,7 @@ mod tests {
             .map(|(offset, &term)| Entry {
                 term,
                 index: first_index + offset as u64,
-                data: vec![],
+                data: Default::default(),
             })
             .collect()
     }

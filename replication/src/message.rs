@@ -3,6 +3,10 @@
 //! Every message carries its sender's term; a receiver that sees a higher term than its own
 //! adopts it (except for pre-votes, which ask "would you vote?" without changing anything).
 
+use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
 use crate::config::Membership;
 
 /// A node's id in the cluster. Ids are chosen by the operator and never reused; 0 is not an id.
@@ -15,7 +19,110 @@ pub struct Entry {
     pub term: u64,
     pub index: u64,
     /// Opaque to the protocol; empty for the entry a new leader appends to commit its term.
-    pub data: Vec<u8>,
+    pub data: EntryData,
+}
+
+/// An entry's data, shared rather than copied: the log, a `Ready`'s entries and committed
+/// entries, and the append to each follower all hold the same bytes, and cloning is a
+/// reference count (docs/ARCHITECTURE.md, decision 94). It is a range of a buffer that may
+/// hold other entries' data too: a proposer can lay a batch of entries out in one buffer, and
+/// [`crate::wire::decode`] gives an append's entries ranges of one copy of the message.
+/// Equality compares the bytes.
+#[derive(Clone)]
+pub struct EntryData {
+    buffer: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl EntryData {
+    /// `range` of `buffer`, which the new value shares. Panics if `range` is not within it.
+    pub fn shared(buffer: &Arc<Vec<u8>>, range: Range<usize>) -> EntryData {
+        assert!(
+            range.start <= range.end && range.end <= buffer.len(),
+            "entry data {range:?} outside a buffer of {} bytes",
+            buffer.len()
+        );
+        EntryData {
+            buffer: buffer.clone(),
+            start: range.start,
+            end: range.end,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+}
+
+impl Default for EntryData {
+    fn default() -> EntryData {
+        EntryData::from(Vec::new())
+    }
+}
+
+/// Takes the vector without copying it.
+impl From<Vec<u8>> for EntryData {
+    fn from(bytes: Vec<u8>) -> EntryData {
+        let end = bytes.len();
+        EntryData {
+            buffer: Arc::new(bytes),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl From<&[u8]> for EntryData {
+    fn from(bytes: &[u8]) -> EntryData {
+        EntryData::from(bytes.to_vec())
+    }
+}
+
+impl Deref for EntryData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for EntryData {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for EntryData {
+    fn eq(&self, other: &EntryData) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for EntryData {}
+
+impl PartialEq<[u8]> for EntryData {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<Vec<u8>> for EntryData {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<EntryData> for Vec<u8> {
+    fn eq(&self, other: &EntryData) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl fmt::Debug for EntryData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 /// One membership change, the raft dissertation's single-server change (§4.1) in etcd's

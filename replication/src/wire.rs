@@ -13,9 +13,10 @@
 //! [`MESSAGE_BYTES_MAX`]; a frame claiming more is refused from its length prefix alone.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::Membership;
-use crate::message::{Body, ConfChange, ConfChangeKind, Entry, Message, NodeId};
+use crate::message::{Body, ConfChange, ConfChangeKind, Entry, EntryData, Message, NodeId};
 
 /// The message encoding's version, its first byte. Bumped only by an incompatible change;
 /// a new body tag is not one (an old node refuses the unknown tag, naming it).
@@ -335,7 +336,11 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             },
         ));
     }
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Reader {
+        bytes,
+        at: 0,
+        shared: None,
+    };
     let version = reader.u8("version")?;
     if version != VERSION {
         return Err(WireError::new(
@@ -413,7 +418,11 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
 
 /// Decodes a hello: `bytes` must be exactly [`HELLO_LEN`] bytes. Returns the peer's node id.
 pub fn decode_hello(bytes: &[u8]) -> Result<NodeId, WireError> {
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Reader {
+        bytes,
+        at: 0,
+        shared: None,
+    };
     let magic = reader.take("hello magic", HELLO_MAGIC.len())?;
     if magic != HELLO_MAGIC {
         return Err(WireError::new("hello magic", 0, WireErrorKind::BadMagic));
@@ -483,6 +492,7 @@ pub fn decode_conf_change(data: &[u8]) -> Option<Result<(ConfChange, &[u8]), Wir
     let mut reader = Reader {
         bytes: data,
         at: CONF_CHANGE_MAGIC.len(),
+        shared: None,
     };
     let decoded = (|| {
         let version = reader.u8("change version")?;
@@ -522,6 +532,9 @@ pub fn decode_conf_change(data: &[u8]) -> Option<Result<(ConfChange, &[u8]), Wir
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// An append's entries share one copy of the input (made at its first entry): one
+    /// allocation per message, not one per entry (`EntryData`).
+    shared: Option<Arc<Vec<u8>>>,
 }
 
 impl<'a> Reader<'a> {
@@ -609,8 +622,13 @@ impl<'a> Reader<'a> {
                 },
             ));
         }
-        // `take` checks `length` against the remaining bytes before the copy allocates.
-        let data = self.take("data", length)?.to_vec();
+        // `take` checks `length` against the remaining bytes before anything is copied.
+        let start = self.at;
+        self.take("data", length)?;
+        let shared = self
+            .shared
+            .get_or_insert_with(|| Arc::new(self.bytes.to_vec()));
+        let data = EntryData::shared(shared, start..start + length);
         Ok(Entry { term, index, data })
     }
 

@@ -56,12 +56,50 @@ impl LogReader {
     /// The next entry, or `None` once the reader has caught up with the log's end (call again
     /// after more writes; `Engine::wake_on` tells when).
     pub fn next_entry(&mut self) -> Result<Option<LogEntry>> {
+        let mut ops = Vec::new();
+        let read = self.next_with(|view, location| {
+            ops.push(LogOp {
+                kind: view.kind,
+                namespace: view.namespace,
+                key: view.key.to_vec(),
+                value: view.value.to_vec(),
+                expiry_ms: view.expiry_ms,
+                location,
+                record_len: view.record_len,
+            })
+        })?;
+        Ok(read.map(|(seq, term)| LogEntry { seq, term, ops }))
+    }
+
+    /// The next entry's ops handed to `visit` one by one, in the order written, borrowed from
+    /// the log (no copy, no allocation); returns the entry's seq and term, or `None` once the
+    /// reader has caught up, as [`LogReader::next_entry`]. For a reader that encodes what it
+    /// reads (the cluster's leader proposing its writes).
+    pub fn next_ops(
+        &mut self,
+        mut visit: impl FnMut(&crate::Op<'_>),
+    ) -> Result<Option<(u64, u64)>> {
+        self.next_with(|view, _| {
+            visit(&crate::Op {
+                kind: view.kind,
+                namespace: view.namespace,
+                key: view.key,
+                value: view.value,
+                expiry_ms: view.expiry_ms,
+            })
+        })
+    }
+
+    fn next_with(
+        &mut self,
+        mut visit: impl FnMut(&OpView<'_>, Location),
+    ) -> Result<Option<(u64, u64)>> {
         self.check_truncations()?;
         if self.next_seq > self.inner.last_seq.load(Ordering::Acquire) {
             return Ok(None);
         }
         loop {
-            if let Some(entry) = self.read_here()? {
+            if let Some(entry) = self.read_here(&mut visit)? {
                 self.next_seq += 1;
                 self.pin.advance(self.next_seq);
                 return Ok(Some(entry));
@@ -113,7 +151,10 @@ impl LogReader {
     /// The entry with `next_seq` at the current position, if the record there has it. Records
     /// with lower seqs (a position found by scanning from a segment's start) are skipped; a
     /// higher one means the entry is missing.
-    fn read_here(&mut self) -> Result<Option<LogEntry>> {
+    fn read_here(
+        &mut self,
+        visit: &mut impl FnMut(&OpView<'_>, Location),
+    ) -> Result<Option<(u64, u64)>> {
         let Some((segment, offset)) = &mut self.position else {
             return Ok(None);
         };
@@ -130,24 +171,20 @@ impl LogReader {
             if record.seq > self.next_seq {
                 return Err(Error::NotInLog { seq: self.next_seq });
             }
-            let mut entry = LogEntry {
-                seq: record.seq,
-                term: record.term,
-                ops: Vec::new(),
-            };
+            let (seq, term) = (record.seq, record.term);
             let taken = record.len;
-            push_ops(segment, *offset, &record, &mut entry.ops)?;
+            visit_ops(segment, *offset, &record, visit)?;
             *offset += taken;
             // A compaction output holds a former batch as consecutive records with its seq.
             while *offset + RECORD_HEADER_BYTES <= end
-                && format::peek_seq(segment.bytes(*offset, RECORD_HEADER_BYTES)) == entry.seq
+                && format::peek_seq(segment.bytes(*offset, RECORD_HEADER_BYTES)) == seq
             {
                 let member = decode(segment, *offset, end)?;
                 let taken = member.len;
-                push_ops(segment, *offset, &member, &mut entry.ops)?;
+                visit_ops(segment, *offset, &member, visit)?;
                 *offset += taken;
             }
-            return Ok(Some(entry));
+            return Ok(Some((seq, term)));
         }
     }
 
@@ -195,32 +232,45 @@ fn decode(segment: &Segment, offset: usize, end: usize) -> Result<format::Record
     })
 }
 
-/// The ops of a record (a batch's members, or the record itself).
-fn push_ops(
+/// One op as it lies in its segment.
+struct OpView<'a> {
+    kind: RecordKind,
+    namespace: crate::Namespace,
+    key: &'a [u8],
+    value: &'a [u8],
+    expiry_ms: u64,
+    record_len: usize,
+}
+
+/// Hands `visit` the ops of a record (a batch's members, or the record itself) and where each
+/// lies.
+fn visit_ops(
     segment: &Segment,
     offset: usize,
     record: &format::RecordView<'_>,
-    ops: &mut Vec<LogOp>,
+    visit: &mut impl FnMut(&OpView<'_>, Location),
 ) -> Result<()> {
     let mut op = |view: &format::RecordView<'_>, at: usize| -> Result<()> {
-        ops.push(LogOp {
+        let namespace = view.namespace().ok_or_else(|| {
+            Error::corrupt(
+                segment.display_path(),
+                at as u64,
+                "record without a namespace",
+            )
+        })?;
+        let op = OpView {
             kind: view.kind,
-            namespace: view.namespace().ok_or_else(|| {
-                Error::corrupt(
-                    segment.display_path(),
-                    at as u64,
-                    "record without a namespace",
-                )
-            })?,
-            key: view.key.to_vec(),
-            value: view.value.to_vec(),
+            namespace,
+            key: view.key,
+            value: view.value,
             expiry_ms: view.expiry_ms,
-            location: Location {
-                segment: segment.slot,
-                offset: at as u32,
-            },
             record_len: view.len,
-        });
+        };
+        let location = Location {
+            segment: segment.slot,
+            offset: at as u32,
+        };
+        visit(&op, location);
         Ok(())
     };
     if record.kind != RecordKind::Batch {

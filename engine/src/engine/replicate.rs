@@ -10,6 +10,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::batch::Ops;
 use super::reader::LogReader;
 use super::{Engine, Inner, WriteBatch};
 use crate::error::{Error, Result};
@@ -83,6 +84,16 @@ impl Engine {
     /// Appends an entry a leader chose: `seq` must be the next one (truncate first to replace
     /// a suffix) and `term` no older than the last entry's. Returns the seq.
     pub fn append_entry(&self, seq: u64, term: u64, batch: &WriteBatch) -> Result<u64> {
+        self.append_entry_of(seq, term, batch)
+    }
+
+    /// [`Engine::append_entry`] of ops borrowed from the caller (a follower's entry decoded
+    /// in place), without building a `WriteBatch`.
+    pub fn append_entry_ops(&self, seq: u64, term: u64, ops: &[crate::Op<'_>]) -> Result<u64> {
+        self.append_entry_of(seq, term, ops)
+    }
+
+    fn append_entry_of<O: Ops + ?Sized>(&self, seq: u64, term: u64, ops: &O) -> Result<u64> {
         let mut writer = self.inner.lock_writer();
         if seq != writer.next_seq {
             return Err(Error::Invalid(format!(
@@ -96,7 +107,7 @@ impl Engine {
                 writer.last_term
             )));
         }
-        self.inner.append_at(&mut writer, batch, seq, term)
+        self.inner.append_at(&mut writer, ops, seq, term)
     }
 
     /// The entry with `seq`, read from the log (`None`: beyond the log's end).

@@ -187,7 +187,7 @@ impl Node {
         // Its index is where a new membership change may follow: any change an earlier leader
         // left in our log is applied by then, and our term has committed an entry (the fix to
         // the single-server change bug the dissertation's author described in 2015).
-        self.pending_conf_index = self.append_own(Vec::new());
+        self.pending_conf_index = self.append_own(Default::default());
         self.broadcast_append();
     }
 }

@@ -46,7 +46,7 @@ impl Node {
         }
         let mut data = Vec::new();
         wire::encode_conf_change(change, payload, &mut data);
-        let index = self.append_proposal(data)?;
+        let index = self.append_proposal(data.into())?;
         self.pending_conf_index = index;
         Ok(index)
     }

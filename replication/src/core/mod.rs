@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::config::{Config, Membership};
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::message::{Body, ConfChange, Entry, HardState, Message, NodeId};
+use crate::message::{Body, ConfChange, Entry, EntryData, HardState, Message, NodeId};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::wire;
@@ -427,8 +427,9 @@ impl Node {
     /// Appends `data` as a new entry (leader only) and returns its index. The entry is
     /// committed when a later `Ready` lists it in `committed` with this index and the
     /// current term; it may instead be lost if leadership changes first.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64> {
+    pub fn propose(&mut self, data: impl Into<EntryData>) -> Result<u64> {
         self.assert_advanced();
+        let data = data.into();
         if self.role != Role::Leader || !self.is_voter() {
             // A leader whose own removal is in its log takes nothing new; it steps down once
             // the removal is applied.
@@ -444,7 +445,7 @@ impl Node {
     }
 
     /// The checks every proposal passes, then the append.
-    fn append_proposal(&mut self, data: Vec<u8>) -> Result<u64> {
+    fn append_proposal(&mut self, data: EntryData) -> Result<u64> {
         if data.len() > self.config.entry_bytes_max {
             return Err(Error::TooLarge { bytes: data.len() });
         }

@@ -3,12 +3,12 @@
 
 use super::{Node, Role, SnapshotPoint};
 use crate::config::Membership;
-use crate::message::{Body, Entry, Message, NodeId};
+use crate::message::{Body, Entry, EntryData, Message, NodeId};
 use crate::progress::{Progress, ProgressState};
 use crate::wire;
 
 impl Node {
-    pub(super) fn append_own(&mut self, data: Vec<u8>) -> u64 {
+    pub(super) fn append_own(&mut self, data: EntryData) -> u64 {
         let index = self.log.last_index() + 1;
         let change = match wire::decode_conf_change(&data) {
             Some(Ok((change, _))) => Some(change),

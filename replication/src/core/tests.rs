@@ -19,7 +19,7 @@ fn entries(terms: &[u64]) -> Vec<Entry> {
         .map(|(position, &term)| Entry {
             term,
             index: position as u64 + 1,
-            data: format!("e{}", position + 1).into_bytes(),
+            data: format!("e{}", position + 1).into_bytes().into(),
         })
         .collect()
 }
@@ -939,12 +939,12 @@ fn a_change_cut_from_the_log_is_undone() {
         Entry {
             term: 1,
             index: 1,
-            data: Vec::new(),
+            data: Default::default(),
         },
         Entry {
             term: 1,
             index: 2,
-            data,
+            data: data.into(),
         },
     ];
     let append = Body::Append {
@@ -962,7 +962,7 @@ fn a_change_cut_from_the_log_is_undone() {
         entries: vec![Entry {
             term: 2,
             index: 2,
-            data: Vec::new(),
+            data: Default::default(),
         }],
         commit: 0,
     };
@@ -975,7 +975,7 @@ fn a_restarted_node_takes_its_applied_membership_and_the_changes_after_it() {
     let mut data = Vec::new();
     wire::encode_conf_change(change(ConfChangeKind::AddLearner, 4), &[], &mut data);
     let mut disk = persisted(1, &[1, 1]);
-    disk.entries[1].data = data;
+    disk.entries[1].data = data.into();
     let node = Node::restart(config(1), 1, disk);
     assert_eq!(node.applied_membership(), &Membership::new([1, 2, 3]));
     assert!(node.membership().is_learner(4));
@@ -1140,7 +1140,11 @@ fn a_follower_holding_the_snapshot_s_last_entry_keeps_its_log() {
 fn conf_change_entry(term: u64, index: u64, kind: ConfChangeKind, node: NodeId) -> Entry {
     let mut data = Vec::new();
     wire::encode_conf_change(change(kind, node), &[], &mut data);
-    Entry { term, index, data }
+    Entry {
+        term,
+        index,
+        data: data.into(),
+    }
 }
 
 /// Feeds every `wanted` of the cluster with a snapshot of the leader at its applied index,

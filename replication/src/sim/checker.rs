@@ -135,7 +135,7 @@ impl Checker {
             let key = (entry.index, entry.term);
             match self.entries.get(&key) {
                 None => {
-                    self.entries.insert(key, (prev_term, entry.data.clone()));
+                    self.entries.insert(key, (prev_term, entry.data.to_vec()));
                 }
                 Some((seen_prev_term, seen_data)) => {
                     if *seen_prev_term != prev_term || *seen_data != entry.data {
@@ -160,7 +160,7 @@ impl Checker {
         match self.applied.get(&entry.index) {
             None => {
                 self.applied
-                    .insert(entry.index, (entry.term, entry.data.clone()));
+                    .insert(entry.index, (entry.term, entry.data.to_vec()));
                 let before = self.membership_as_of(entry.index - 1);
                 let after = Checker::with_changes(before.clone(), [&entry.data[..]].into_iter());
                 if after != *before {
@@ -257,7 +257,7 @@ impl Checker {
             match self.committed.get_mut(&index) {
                 None => {
                     self.committed
-                        .insert(index, (entry.term, entry.data.clone(), term_seen));
+                        .insert(index, (entry.term, entry.data.to_vec(), term_seen));
                 }
                 Some((term, data, first_term)) => {
                     if *term != entry.term || *data != entry.data {
@@ -326,7 +326,9 @@ impl Checker {
                 continue;
             }
             let held = node.entry(index);
-            if held.map(|entry| (entry.term, &entry.data)) != Some((*entry_term, data)) {
+            if held.map(|entry| (entry.term, entry.data.as_slice()))
+                != Some((*entry_term, data.as_slice()))
+            {
                 return Err(self.violation(
                     Property::LeaderCompleteness,
                     format!(

@@ -888,7 +888,7 @@ impl Sim {
                 machine.applied.len() as u64 + 1,
                 "applied out of order"
             );
-            machine.applied.push(entry.data.clone());
+            machine.applied.push(entry.data.to_vec());
             if let Some(Ok((change, _))) = wire::decode_conf_change(&entry.data) {
                 if let Ok(membership) = machine.membership.changed(change) {
                     machine.membership = membership;

@@ -16,7 +16,7 @@ fn entry(term: u64, index: u64, data: &[u8]) -> Entry {
     Entry {
         term,
         index,
-        data: data.to_vec(),
+        data: data.into(),
     }
 }
 
@@ -394,7 +394,11 @@ fn arbitrary_entry() -> impl Strategy<Value = Entry> {
         any::<u64>(),
         prop::collection::vec(any::<u8>(), 0..64),
     )
-        .prop_map(|(term, index, data)| Entry { term, index, data })
+        .prop_map(|(term, index, data)| Entry {
+            term,
+            index,
+            data: data.into(),
+        })
 }
 
 fn arbitrary_body() -> impl Strategy<Value = Body> {

@@ -41,18 +41,20 @@ use std::time::{Duration, Instant};
 use flin_engine::Engine;
 use flin_replication::hard_state::HardStateFile;
 use flin_replication::{
-    wire, Body, ConfChange, ConfChangeKind, Config, Entry, Error as RaftError, HardState,
-    Membership, Message, Node, NodeId, Persisted, Ready, Role, SnapshotPoint, Wanted,
+    wire, Body, ConfChange, ConfChangeKind, Config, Entry, EntryData, Error as RaftError,
+    HardState, Membership, Message, Node, NodeId, Persisted, Ready, Role, SnapshotPoint, Wanted,
 };
 
 use super::elections::ElectionLog;
-use super::membership::{Record, MEMBERSHIP_KEY};
+use super::membership::{is_record_op, Record, MEMBERSHIP_KEY};
 use super::snapshot::{install, ship, stage::Staging};
 use super::transport::{Incoming, Transport};
 use super::{entry, Cluster, View};
 
-/// Entries the leader reads back from the engine per turn, at most.
+/// Entries the leader reads back from the engine per turn, at most...
 const PROPOSE_BATCH: usize = 1024;
+/// ... and bytes of their data (past which one more entry may go).
+const PROPOSE_BYTES: usize = 4 << 20;
 /// The node forgets applied entries once it holds this many more than it must.
 const COMPACT_SLACK: u64 = 4096;
 /// The most bytes of entry data in one append (an entry carries one engine batch).
@@ -263,7 +265,7 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
         entries.push(Entry {
             term: read.term,
             index: read.seq,
-            data,
+            data: data.into(),
         });
     }
     let membership = first_change_before
@@ -398,6 +400,21 @@ struct Raft {
 /// A shipper thread: stopped by its flag when this node stops leading.
 struct Shipper {
     stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the leader read back to propose: the entries' data laid out in one buffer.
+struct Proposals {
+    buffer: Vec<u8>,
+    entries: Vec<Proposal>,
+}
+
+struct Proposal {
+    seq: u64,
+    term: u64,
+    /// Where the entry's data lies in `Proposals::buffer`.
+    data: std::ops::Range<usize>,
+    /// The entry writes a membership record.
+    membership: bool,
 }
 
 /// A lagging follower's reader of the leader's engine log.
@@ -605,28 +622,17 @@ impl Raft {
         }
         let term = self.node.term();
         while self.node.last_index() < self.engine.last_seq() {
-            let next = self.node.last_index() + 1;
-            let reader = match &mut self.proposal_reader {
-                Some(reader) if reader.next_seq() == next => reader,
-                slot => slot.insert(self.engine.reader(next)),
+            let Some(read) = self.read_proposals() else {
+                return;
             };
-            let read = match reader.read(PROPOSE_BATCH, 4 << 20) {
-                Ok(read) => read,
-                Err(error) => {
-                    self.proposal_reader = None;
-                    (self.log)(
-                        crate::log::Level::Warn,
-                        &format!("raft: cannot read entry {next} back: {error}"),
-                    );
-                    return;
-                }
-            };
-            if read.is_empty() {
+            if read.entries.is_empty() {
                 return;
             }
-            for logged in read {
-                if logged.term != term {
-                    if let Err(error) = self.cut(logged.seq - 1) {
+            let buffer = Arc::new(read.buffer);
+            for proposal in read.entries {
+                let seq = proposal.seq;
+                if proposal.term != term {
+                    if let Err(error) = self.cut(seq - 1) {
                         (self.log)(
                             crate::log::Level::Warn,
                             &format!("raft: cannot cut a stale write: {error}"),
@@ -634,16 +640,17 @@ impl Raft {
                     }
                     return;
                 }
-                let proposed = match Record::in_ops(&logged.ops) {
-                    Some(Ok(record)) => self
-                        .node
-                        .propose_conf_change(record.change, &entry::encode(&logged)),
-                    // Only this thread writes the record: a broken one is a bug; it goes as
-                    // it is, an ordinary entry that changes nothing.
-                    _ => self.node.propose(entry::encode(&logged)),
+                let data = EntryData::shared(&buffer, proposal.data);
+                let record = match proposal.membership {
+                    true => self.membership_record(seq, &data),
+                    false => None,
+                };
+                let proposed = match &record {
+                    Some(record) => self.node.propose_conf_change(record.change, &data),
+                    None => self.node.propose(data),
                 };
                 match proposed {
-                    Ok(index) if index == logged.seq => {
+                    Ok(index) if index == seq => {
                         self.proposed_through = index;
                         self.proposed_term = term;
                     }
@@ -651,24 +658,95 @@ impl Raft {
                         (self.log)(
                             crate::log::Level::Warn,
                             &format!(
-                                "raft: proposal landed at {index}, not seq {}; stepping aside",
-                                logged.seq
+                                "raft: proposal landed at {index}, not seq {seq}; stepping aside"
                             ),
                         );
                         self.cluster.set_writable_term(0);
                         return;
                     }
-                    // Busy (too much uncommitted) or a transfer: again next turn.
+                    // Busy (too much uncommitted) or a transfer: again next turn (the kept
+                    // reader is past these entries: the next turn makes a new one).
                     Err(RaftError::Busy | RaftError::TransferInProgress) => return,
                     // A change the core refuses (checked before it was written, so only if
                     // the membership moved meanwhile): it is cut, and its asker told.
-                    Err(error) if Record::in_ops(&logged.ops).is_some() => {
-                        self.refuse_change(logged.seq, &error.to_string());
+                    Err(error) if record.is_some() => {
+                        self.refuse_change(seq, &error.to_string());
                         return;
                     }
                     Err(_) => return,
                 }
             }
+        }
+    }
+
+    /// Reads what the write path appended after the node's last index through the kept
+    /// proposal reader, laying the entries' data out in one buffer (decision 94): no op is
+    /// copied out of the log but into that buffer. `None` (logged) if the log cannot be read.
+    fn read_proposals(&mut self) -> Option<Proposals> {
+        let next = self.node.last_index() + 1;
+        let reader = match &mut self.proposal_reader {
+            Some(reader) if reader.next_seq() == next => reader,
+            slot => slot.insert(self.engine.reader(next)),
+        };
+        let mut read = Proposals {
+            buffer: Vec::new(),
+            entries: Vec::new(),
+        };
+        while read.entries.len() < PROPOSE_BATCH && read.buffer.len() < PROPOSE_BYTES {
+            let start = read.buffer.len();
+            let mut writer = entry::EntryWriter::begin(&mut read.buffer);
+            let mut membership = false;
+            let next = reader.next_ops(|op| {
+                membership |= is_record_op(op);
+                writer.op(op);
+            });
+            match next {
+                Ok(Some((seq, term))) => {
+                    writer.finish();
+                    read.entries.push(Proposal {
+                        seq,
+                        term,
+                        data: start..read.buffer.len(),
+                        membership,
+                    });
+                }
+                Ok(None) => {
+                    read.buffer.truncate(start);
+                    break;
+                }
+                Err(error) => {
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!(
+                            "raft: cannot read entry {} back: {error}",
+                            reader.next_seq()
+                        ),
+                    );
+                    self.proposal_reader = None;
+                    return None;
+                }
+            }
+        }
+        Some(read)
+    }
+
+    /// The membership record the entry at `seq` carries (only this thread writes one: a
+    /// broken one is a bug, logged; it goes as it is, an ordinary entry that changes nothing).
+    fn membership_record(&self, seq: u64, data: &[u8]) -> Option<Record> {
+        let mut ops = Vec::new();
+        let decoded = entry::decode_ops(data, &[], &mut ops)
+            .ok()
+            .and_then(|()| Record::in_entry(&ops));
+        match decoded {
+            Some(Ok(record)) => Some(record),
+            Some(Err(error)) => {
+                (self.log)(
+                    crate::log::Level::Warn,
+                    &format!("raft: the membership record at {seq} is broken: {error}"),
+                );
+                None
+            }
+            None => None,
         }
     }
 
@@ -696,7 +774,7 @@ impl Raft {
                 .partition(|message| {
                     matches!(message.body, Body::Append { .. } | Body::Heartbeat { .. })
                 });
-            self.send_all(&early);
+            self.send_all(early);
             ready.messages = late;
         }
         if let Some(cut) = ready.truncate_after {
@@ -724,7 +802,7 @@ impl Raft {
         if has_entries && self.always {
             self.engine.flush().map_err(|e| format!("flush: {e}"))?;
         }
-        self.send_all(&ready.messages);
+        self.send_all(std::mem::take(&mut ready.messages));
         if let Some(last) = ready.committed.last() {
             self.applied = last.index;
             self.cluster.gates.committed_through(last.index);
@@ -741,10 +819,10 @@ impl Raft {
         Ok(())
     }
 
-    fn send_all(&self, messages: &[Message]) {
+    fn send_all(&self, messages: Vec<Message>) {
         if let Some(transport) = &self.transport {
             for message in messages {
-                self.elections.sent(message);
+                self.elections.sent(&message);
                 transport.send(message);
             }
         }
@@ -802,12 +880,17 @@ impl Raft {
                 Some(Err(error)) => return Err(format!("entry {}: {error}", logged.index)),
                 None => &logged.data[..],
             };
-            let batch = entry::decode(data, logged.term, leader)
+            let leader_value = entry::leader_value(logged.term, leader);
+            let mut ops = Vec::new();
+            entry::decode_ops(data, &leader_value, &mut ops)
                 .map_err(|e| format!("entry {}: {e}", logged.index))?;
-            if let Some(Ok(record)) = Record::in_batch(&batch) {
+            if let Some(Ok(record)) = Record::in_entry(&ops) {
                 self.cluster.learn_addresses(&record.addresses);
             }
-            match self.engine.append_entry(logged.index, logged.term, &batch) {
+            match self
+                .engine
+                .append_entry_ops(logged.index, logged.term, &ops)
+            {
                 Ok(_) => return Ok(()),
                 // A write that raced this node's loss of leadership took the seq: cut, retry.
                 Err(flin_engine::Error::Invalid(_)) => continue,
@@ -898,7 +981,7 @@ impl Raft {
                         .map(|read| Entry {
                             term: read.term,
                             index: read.seq,
-                            data: stored_data(read),
+                            data: stored_data(read).into(),
                         })
                         .collect()
                 }

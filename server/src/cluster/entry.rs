@@ -7,7 +7,7 @@
 //! it is written as one put of [`LEADER_KEY`] in the System namespace (the engine has no
 //! empty entries), holding the term and the leader's id.
 
-use flin_engine::{LogEntry, Namespace, Op, RecordKind, WriteBatch};
+use flin_engine::{LogEntry, Namespace, Op, RecordKind};
 
 /// The System key the empty entry of each term writes.
 pub const LEADER_KEY: &[u8] = b"cluster/leader";
@@ -20,27 +20,77 @@ pub fn encode(entry: &LogEntry) -> Vec<u8> {
         .map(|op| 18 + op.key.len() + op.value.len())
         .sum();
     let mut out = Vec::with_capacity(4 + bytes);
-    out.extend_from_slice(&(entry.ops.len() as u32).to_le_bytes());
+    let mut writer = EntryWriter::begin(&mut out);
     for op in &entry.ops {
+        writer.op(&op.as_op());
+    }
+    writer.finish();
+    out
+}
+
+/// Lays out one entry's data at the end of a buffer, op by op, for a reader that hands the
+/// ops over one at a time (`LogReader::next_ops`): the leader lays a whole batch of proposals
+/// out in one buffer that their `EntryData` share (docs/ARCHITECTURE.md, decision 94).
+pub struct EntryWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the op count goes, written by `finish`.
+    count_at: usize,
+    count: u32,
+}
+
+impl<'a> EntryWriter<'a> {
+    pub fn begin(out: &'a mut Vec<u8>) -> EntryWriter<'a> {
+        let count_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        EntryWriter {
+            out,
+            count_at,
+            count: 0,
+        }
+    }
+
+    pub fn op(&mut self, op: &Op<'_>) {
+        let out = &mut *self.out;
         out.push(op.kind as u8);
         out.push(op.namespace.tag());
         out.extend_from_slice(&op.expiry_ms.to_le_bytes());
         out.extend_from_slice(&(op.key.len() as u32).to_le_bytes());
-        out.extend_from_slice(&op.key);
+        out.extend_from_slice(op.key);
         out.extend_from_slice(&(op.value.len() as u32).to_le_bytes());
-        out.extend_from_slice(&op.value);
+        out.extend_from_slice(op.value);
+        self.count += 1;
     }
-    out
+
+    pub fn finish(self) {
+        self.out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+    }
 }
 
-/// The batch a leader's entry data stands for; `term` and `leader` fill the empty entry.
-pub fn decode(data: &[u8], term: u64, leader: u64) -> Result<WriteBatch, String> {
-    let mut batch = WriteBatch::new();
+/// The value the empty entry of `term` puts at [`LEADER_KEY`]: the term and the leader's id.
+pub fn leader_value(term: u64, leader: u64) -> [u8; 16] {
+    let mut value = [0; 16];
+    value[..8].copy_from_slice(&term.to_le_bytes());
+    value[8..].copy_from_slice(&leader.to_le_bytes());
+    value
+}
+
+/// The ops a leader's entry data stands for, borrowed from it, appended to `ops` (a follower
+/// appends them with `Engine::append_entry_ops`, no batch built); the empty entry stands for
+/// one put of `leader_value` (made by [`leader_value`]) at [`LEADER_KEY`].
+pub fn decode_ops<'a>(
+    data: &'a [u8],
+    leader_value: &'a [u8],
+    ops: &mut Vec<Op<'a>>,
+) -> Result<(), String> {
     if data.is_empty() {
-        let mut value = term.to_le_bytes().to_vec();
-        value.extend_from_slice(&leader.to_le_bytes());
-        batch.put(Namespace::System, LEADER_KEY, &value, 0);
-        return Ok(batch);
+        ops.push(Op {
+            kind: RecordKind::Put,
+            namespace: Namespace::System,
+            key: LEADER_KEY,
+            value: leader_value,
+            expiry_ms: 0,
+        });
+        return Ok(());
     }
     let mut at = 0;
     let count = u32::from_le_bytes(take::<4>(data, &mut at, "op count")?);
@@ -55,7 +105,7 @@ pub fn decode(data: &[u8], term: u64, leader: u64) -> Result<WriteBatch, String>
         let expiry_ms = u64::from_le_bytes(take::<8>(data, &mut at, "expiry")?);
         let key = slice(data, &mut at, "key")?;
         let value = slice(data, &mut at, "value")?;
-        batch.push_op(&Op {
+        ops.push(Op {
             kind,
             namespace,
             key,
@@ -66,7 +116,7 @@ pub fn decode(data: &[u8], term: u64, leader: u64) -> Result<WriteBatch, String>
     if at != data.len() {
         return Err(format!("{} bytes after the last op", data.len() - at));
     }
-    Ok(batch)
+    Ok(())
 }
 
 fn take<const N: usize>(data: &[u8], at: &mut usize, what: &str) -> Result<[u8; N], String> {
@@ -89,7 +139,13 @@ fn slice<'a>(data: &'a [u8], at: &mut usize, what: &str) -> Result<&'a [u8], Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flin_engine::{Config, Engine};
+    use flin_engine::{Config, Engine, WriteBatch};
+
+    fn decode(data: &[u8]) -> Result<Vec<Op<'_>>, String> {
+        let mut ops = Vec::new();
+        decode_ops(data, b"unused", &mut ops)?;
+        Ok(ops)
+    }
 
     #[test]
     fn an_entry_read_from_one_engine_appends_the_same_records_in_another() {
@@ -105,8 +161,8 @@ mod tests {
         leader.write(&batch).unwrap();
         let entry = leader.entry(1).unwrap().unwrap();
         let data = encode(&entry);
-        let copied = decode(&data, entry.term, 1).unwrap();
-        follower.append_entry(1, entry.term, &copied).unwrap();
+        let copied = decode(&data).unwrap();
+        follower.append_entry_ops(1, entry.term, &copied).unwrap();
         assert_eq!(follower.entry(1).unwrap().unwrap().ops, entry.ops);
         assert_eq!(
             follower.get(Namespace::Kv, b"a").unwrap().unwrap().value,
@@ -124,21 +180,24 @@ mod tests {
         engine.write(&batch).unwrap();
         let data = encode(&engine.entry(1).unwrap().unwrap());
         for cut in 1..data.len() {
-            let error = decode(&data[..cut], 1, 1).expect_err("a truncation is refused");
+            let error = decode(&data[..cut]).expect_err("a truncation is refused");
             assert!(error.contains("at byte"), "{error}");
         }
         let mut longer = data.clone();
         longer.push(0);
-        assert!(decode(&longer, 1, 1)
-            .unwrap_err()
-            .contains("after the last op"));
+        assert!(decode(&longer).unwrap_err().contains("after the last op"));
     }
 
     #[test]
     fn the_empty_entry_writes_the_leader_key() {
-        let batch = decode(&[], 7, 2).unwrap();
-        let op = batch.op(0);
+        let value = leader_value(7, 2);
+        let mut ops = Vec::new();
+        decode_ops(&[], &value, &mut ops).unwrap();
+        let [op] = &ops[..] else {
+            panic!("one op: {ops:?}")
+        };
         assert_eq!((op.namespace, op.key), (Namespace::System, LEADER_KEY));
         assert_eq!(&op.value[..8], &7u64.to_le_bytes());
+        assert_eq!(&op.value[8..], &2u64.to_le_bytes());
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use flin_engine::{LogOp, Namespace, RecordKind, WriteBatch};
+use flin_engine::{LogOp, Namespace, Op, RecordKind, WriteBatch};
 use flin_replication::{ConfChange, ConfChangeKind, Membership, NodeId};
 use serde_json::{json, Value};
 
@@ -146,14 +146,19 @@ impl Record {
         }
     }
 
-    /// The record a batch carries, as [`Record::in_ops`].
-    pub fn in_batch(batch: &WriteBatch) -> Option<Result<Record, String>> {
-        if batch.len() != 1 {
-            return None;
+    /// The record an entry's ops carry (decoded in place: `entry::decode_ops`), as
+    /// [`Record::in_ops`].
+    pub fn in_entry(ops: &[Op<'_>]) -> Option<Result<Record, String>> {
+        match ops {
+            [op] if is_record_op(op) => Some(Record::decode(op.value)),
+            _ => None,
         }
-        let op = batch.op(0);
-        is_record(op.kind, op.namespace, op.key).then(|| Record::decode(op.value))
     }
+}
+
+/// Whether `op` writes a membership record (alone in its entry, it is one).
+pub fn is_record_op(op: &Op<'_>) -> bool {
+    is_record(op.kind, op.namespace, op.key)
 }
 
 fn is_record(kind: RecordKind, namespace: Namespace, key: &[u8]) -> bool {
@@ -185,7 +190,10 @@ mod tests {
     fn a_record_reads_back_from_its_batch() {
         let record = record();
         let batch = record.batch();
-        assert_eq!(Record::in_batch(&batch), Some(Ok(record.clone())));
+        assert_eq!(
+            Record::in_entry(&batch.iter().collect::<Vec<_>>()),
+            Some(Ok(record.clone()))
+        );
         assert!(String::from_utf8(record.encode())
             .unwrap()
             .contains(r#""learners":[4]"#));
@@ -195,10 +203,10 @@ mod tests {
     fn other_batches_are_not_records_and_broken_records_say_why() {
         let mut batch = WriteBatch::new();
         batch.put(Namespace::Kv, MEMBERSHIP_KEY, b"{}", 0);
-        assert_eq!(Record::in_batch(&batch), None);
+        assert_eq!(Record::in_entry(&batch.iter().collect::<Vec<_>>()), None);
         let mut two = record().batch();
         two.put(Namespace::Kv, b"k", b"v", 0);
-        assert_eq!(Record::in_batch(&two), None);
+        assert_eq!(Record::in_entry(&two.iter().collect::<Vec<_>>()), None);
         for broken in [
             &b"not json"[..],
             br#"{"change":"grow","node":4}"#,

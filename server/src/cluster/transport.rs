@@ -30,6 +30,9 @@ use flin_replication::{Message, NodeId};
 pub const CLUSTER_PORT_OFFSET: u16 = 10_000;
 /// Messages queued for one peer before new ones are dropped.
 const QUEUE_DEPTH: usize = 8192;
+/// A sender writes what is queued in one `write` once this many bytes are encoded (or the
+/// queue is empty).
+const SEND_BATCH_BYTES: usize = 1 << 20;
 /// How often, and how far apart, a peer whose connection closed is dialled to learn whether
 /// it is gone (`probe_gone`).
 const GONE_PROBES: u32 = 3;
@@ -53,9 +56,12 @@ pub enum Incoming {
     Gone(NodeId),
 }
 
-/// The sending half: a queue per peer.
+/// The sending half: a queue of messages per peer. Each peer's sender thread encodes what it
+/// takes off its queue straight into the bytes it writes (decision 95): the raft thread
+/// neither encodes nor copies entry data, and the two followers' appends are encoded in
+/// parallel, each message's entries shared with the raft thread's log (`EntryData`).
 pub struct Transport {
-    queues: BTreeMap<NodeId, SyncSender<Vec<u8>>>,
+    queues: BTreeMap<NodeId, SyncSender<Message>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     local: SocketAddr,
@@ -140,13 +146,11 @@ impl Transport {
     }
 
     /// Queues `message` for its peer; drops it when the queue is full (raft resends).
-    pub fn send(&self, message: &Message) {
+    pub fn send(&self, message: Message) {
         let Some(queue) = self.queues.get(&message.to) else {
             return;
         };
-        let mut frame = Vec::with_capacity(wire::encoded_len(message) + wire::FRAME_PREFIX_LEN);
-        wire::write_frame(message, &mut frame);
-        match queue.try_send(frame) {
+        match queue.try_send(message) {
             Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
         }
     }
@@ -310,7 +314,7 @@ fn send_loop(
     id: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    queue: Receiver<Vec<u8>>,
+    queue: Receiver<Message>,
     stop: Arc<AtomicBool>,
     log: super::LogFn,
 ) {
@@ -318,16 +322,17 @@ fn send_loop(
     let mut reported = false;
     let mut batch = Vec::new();
     while !stop.load(Ordering::Acquire) {
-        let frame = match queue.recv_timeout(Duration::from_millis(200)) {
-            Ok(frame) => frame,
+        let message = match queue.recv_timeout(Duration::from_millis(200)) {
+            Ok(message) => message,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         batch.clear();
-        batch.extend_from_slice(&frame);
-        while batch.len() < (1 << 20) {
+        wire::write_frame(&message, &mut batch);
+        drop(message);
+        while batch.len() < SEND_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
+                Ok(more) => wire::write_frame(&more, &mut batch),
                 Err(_) => break,
             }
         }
