@@ -37,11 +37,11 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS=(7200 7201 7202)
 MEMBERS="1=127.0.0.1:7200,2=127.0.0.1:7201,3=127.0.0.1:7202"
 SCRATCH=$(mktemp -d)
-PIDS=(0 0 0)
+NODE_PIDS=(0 0 0)
 BENCH_PID=0
 
 cleanup() {
-    for pid in "${PIDS[@]}" "$BENCH_PID"; do
+    for pid in "${NODE_PIDS[@]}" "$BENCH_PID"; do
         [ "$pid" -gt 0 ] && kill "$pid" 2> /dev/null || true
     done
     wait 2> /dev/null || true
@@ -54,19 +54,7 @@ start_node() {
     "$BIN/flin-server" --port "${PORTS[$i]}" --data "$SCRATCH/n$i" --node-id $((i + 1)) \
         --cluster "$MEMBERS" --fsync always --admin-port 0 --log-level warn \
         ${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"} >> "$SCRATCH/n$i.log" 2>&1 &
-    PIDS[$i]=$!
-}
-info() { redis-cli -p "$1" CLUSTER INFO 2> /dev/null | tr -d '\r' || true; }
-field() { info "$1" | awk -F: -v key="$2" '$1 == key {print $2}'; }
-leader() {
-    for _ in $(seq 200); do
-        for i in 0 1 2; do
-            [ "${PIDS[$i]}" -gt 0 ] && info "${PORTS[$i]}" | grep -q '^accepting_writes:1' && { echo "$i"; return; }
-        done
-        sleep 0.1
-    done
-    echo "no leader within 20 s" >&2
-    exit 1
+    NODE_PIDS[$i]=$!
 }
 bench() {
     "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c "$CLIENTS" -d "$VALUE" \
@@ -82,18 +70,18 @@ print("%.0f SET/s, p50 %.0f us, p99 %.0f us" % (r["requests_per_sec"], l["p50"],
 
 refuse_busy_ports cluster-catchup.sh "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000))
 for i in 0 1 2; do start_node "$i"; done
-LEADER=$(leader)
+LEADER=$(cluster_leader)
 FOLLOWER=$(((LEADER + 1) % 3))
-kill -9 "${PIDS[$FOLLOWER]}" && wait "${PIDS[$FOLLOWER]}" 2> /dev/null || true
-PIDS[$FOLLOWER]=0
-left_at=$(field "${PORTS[$LEADER]}" commit_index)
+kill -9 "${NODE_PIDS[$FOLLOWER]}" && wait "${NODE_PIDS[$FOLLOWER]}" 2> /dev/null || true
+NODE_PIDS[$FOLLOWER]=0
+left_at=$(cluster_field "${PORTS[$LEADER]}" commit_index)
 size_before=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
 echo "leader node $((LEADER + 1)); node $((FOLLOWER + 1)) stopped at commit $left_at"
 
 # The follower falls behind: the leader takes pipelined SETs for BEHIND_SECS.
 "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 50 -P 32 -d "$VALUE" \
     -r "$KEYS" -n 1000000000 --duration "$BEHIND_SECS" -q > /dev/null
-target=$(field "${PORTS[$LEADER]}" commit_index)
+target=$(cluster_field "${PORTS[$LEADER]}" commit_index)
 size_after=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
 behind=$((target - left_at))
 grown=$((size_after - size_before))
@@ -108,7 +96,7 @@ BENCH_PID=$!
 start=$(date +%s.%N)
 start_node "$FOLLOWER"
 while :; do
-    commit=$(field "${PORTS[$FOLLOWER]}" commit_index)
+    commit=$(cluster_field "${PORTS[$FOLLOWER]}" commit_index)
     [ -n "$commit" ] && [ "$commit" -ge "$target" ] && break
     sleep 0.05
 done
@@ -118,6 +106,6 @@ BENCH_PID=0
 echo "caught up $behind entries in $took s (from process start: includes the follower's open)" \
     "= $(python3 -c "import sys; print('%.0f entries/s, %.1f MiB/s of leader log' % (int(sys.argv[1]) / float(sys.argv[3]), int(sys.argv[2]) / 1048576 / float(sys.argv[3])))" "$behind" "$grown" "$took")"
 echo "while feeding (for the first $LOAD_SECS s after the restart): $(latency "$SCRATCH/during.json")"
-echo "snapshots: leader sent $(field "${PORTS[$LEADER]}" snapshots_sent) ($(field "${PORTS[$LEADER]}" snapshot_bytes_sent) bytes);" \
-    "the follower installed one through index $(field "${PORTS[$FOLLOWER]}" snapshot_installed_index) (0: none, fed from the log)"
+echo "snapshots: leader sent $(cluster_field "${PORTS[$LEADER]}" snapshots_sent) ($(cluster_field "${PORTS[$LEADER]}" snapshot_bytes_sent) bytes);" \
+    "the follower installed one through index $(cluster_field "${PORTS[$FOLLOWER]}" snapshot_installed_index) (0: none, fed from the log)"
 grep -i snapshot "$SCRATCH/n$FOLLOWER.log" | tail -5 || true

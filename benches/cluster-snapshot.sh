@@ -16,6 +16,7 @@
 # process it starts is stopped by its pid. Builds nothing: run
 # `cargo build --release -p flin-server -p flin-benches --bins` first (CARGO_TARGET_DIR honoured).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 UNIQUE_MB=${UNIQUE_MB:-200}
 RATE_MB=${RATE_MB:-0}
@@ -25,10 +26,10 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS=(7500 7501 7502)
 MEMBERS="1=127.0.0.1:7500,2=127.0.0.1:7501,3=127.0.0.1:7502"
 SCRATCH=$(mktemp -d)
-PIDS=(0 0 0)
+NODE_PIDS=(0 0 0)
 
 cleanup() {
-    for pid in "${PIDS[@]}"; do
+    for pid in "${NODE_PIDS[@]}"; do
         [ "$pid" -gt 0 ] && kill "$pid" 2> /dev/null || true
     done
     wait 2> /dev/null || true
@@ -42,19 +43,7 @@ start_node() {
         --cluster "$MEMBERS" --admin-port 0 --raft-retain-entries 1000 \
         --snapshot-rate-mb "$RATE_MB" --compaction-interval-ms 100 \
         >> "$SCRATCH/n$i.out" 2>> "$SCRATCH/n$i.log" &
-    PIDS[$i]=$!
-}
-info() { redis-cli -p "$1" CLUSTER INFO 2> /dev/null | tr -d '\r' || true; }
-field() { info "$1" | awk -F: -v key="$2" '$1 == key {print $2}'; }
-leader() {
-    for _ in $(seq 200); do
-        for i in 0 1 2; do
-            [ "${PIDS[$i]}" -gt 0 ] && info "${PORTS[$i]}" | grep -q '^accepting_writes:1' && { echo "$i"; return; }
-        done
-        sleep 0.1
-    done
-    echo "no leader within 20 s" >&2
-    exit 1
+    NODE_PIDS[$i]=$!
 }
 latency() { # seconds; prints SET/s, p50, p99
     "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 10 -d 100 \
@@ -69,26 +58,21 @@ load() { # keyspace, requests
         -r "$1" -n "$2" -q > /dev/null
 }
 
-for port in "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000)); do
-    if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-        echo "port $port is taken" >&2
-        exit 1
-    fi
-done
+refuse_busy_ports cluster-snapshot.sh "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000))
 for i in 0 1 2; do start_node "$i"; done
-LEADER=$(leader)
+LEADER=$(cluster_leader)
 FOLLOWER=$(((LEADER + 1) % 3))
-kill -9 "${PIDS[$FOLLOWER]}" && wait "${PIDS[$FOLLOWER]}" 2> /dev/null || true
-PIDS[$FOLLOWER]=0
+kill -9 "${NODE_PIDS[$FOLLOWER]}" && wait "${NODE_PIDS[$FOLLOWER]}" 2> /dev/null || true
+NODE_PIDS[$FOLLOWER]=0
 echo "leader node $((LEADER + 1)); node $((FOLLOWER + 1)) stopped"
 load 100 50000                                   # 50 MB of overwrites of 100 keys: compacted away
 load 1000000000 $((UNIQUE_MB * 1000))            # UNIQUE_MB of (nearly) unique keys
 sleep 3                                          # a compaction round or more
-commit=$(field "${PORTS[$LEADER]}" commit_index)
+commit=$(cluster_field "${PORTS[$LEADER]}" commit_index)
 echo "leader commit $commit, data directory $(du -sm "$SCRATCH/n$LEADER" | cut -f1) MiB"
 if [ "$LATENCY_SECS" -gt 0 ]; then
     echo "leader SETs, quiet: $(latency "$LATENCY_SECS")"
-    commit=$(field "${PORTS[$LEADER]}" commit_index)
+    commit=$(cluster_field "${PORTS[$LEADER]}" commit_index)
 fi
 started=$(date +%s.%N)
 start_node "$FOLLOWER"
@@ -96,12 +80,12 @@ if [ "$LATENCY_SECS" -gt 0 ]; then
     echo "leader SETs, shipping: $(latency "$LATENCY_SECS")"
 fi
 for _ in $(seq 1200); do
-    got=$(field "${PORTS[$FOLLOWER]}" commit_index)
+    got=$(cluster_field "${PORTS[$FOLLOWER]}" commit_index)
     [ -n "$got" ] && [ "$got" -ge "$commit" ] && break
     sleep 0.1
 done
 caught_up=$(date +%s.%N)
-echo "follower caught up $(python3 -c "print('%.1f' % ($caught_up - $started))") s after its start; snapshot_installed_index $(field "${PORTS[$FOLLOWER]}" snapshot_installed_index)"
+echo "follower caught up $(python3 -c "print('%.1f' % ($caught_up - $started))") s after its start; snapshot_installed_index $(cluster_field "${PORTS[$FOLLOWER]}" snapshot_installed_index)"
 python3 - "$SCRATCH/n$LEADER.log" "$SCRATCH/n$FOLLOWER.log" << 'EOF'
 import re, sys
 from datetime import datetime

@@ -43,3 +43,24 @@ stop_started() {
     sleep 1
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
 }
+
+# For the scripts that run a 3-node cluster of their own, PORTS holding its client ports and
+# NODE_PIDS its pids (0 while a node is down):
+#   cluster_field PORT KEY      one field of that node's CLUSTER INFO (empty if it does not answer)
+#   cluster_leader              the index in PORTS of the node that accepts writes, within 20 s
+cluster_info() { redis-cli -p "$1" CLUSTER INFO 2> /dev/null | tr -d '\r' || true; }
+cluster_field() { cluster_info "$1" | awk -F: -v key="$2" '$1 == key {print $2}'; }
+cluster_leader() {
+    local i
+    for _ in $(seq 200); do
+        for i in 0 1 2; do
+            [ "${NODE_PIDS[$i]}" -gt 0 ] && cluster_info "${PORTS[$i]}" | grep -q '^accepting_writes:1' && {
+                echo "$i"
+                return
+            }
+        done
+        sleep 0.1
+    done
+    echo "no leader within 20 s" >&2
+    exit 1
+}

@@ -1195,21 +1195,23 @@ impl Raft {
             .last_index()
             .saturating_sub(self.cluster.options.retain_entries_max)
             .max(1);
-        let slowest = self
-            .node
-            .membership()
-            .members()
-            .filter(|&peer| peer != self.node.id())
-            .filter_map(|peer| self.node.match_index(peer))
-            .min()
-            .unwrap_or(0);
-        let seq = (slowest + 1).max(floor);
+        let seq = (self.slowest_match().unwrap_or(0) + 1).max(floor);
         match &self.follower_pin {
             Some(pin) => pin.advance(seq),
             None => self.follower_pin = Some(self.engine.pin(seq)),
         }
         self.catch_ups
             .retain(|_, catch_up| catch_up.reader.next_seq() >= floor);
+    }
+
+    /// On the leader: the lowest match index among the other members it knows one for.
+    fn slowest_match(&self) -> Option<u64> {
+        self.node
+            .membership()
+            .members()
+            .filter(|&peer| peer != self.node.id())
+            .filter_map(|peer| self.node.match_index(peer))
+            .min()
     }
 
     /// Forgets applied entries no follower needs (the engine keeps them).
@@ -1223,15 +1225,7 @@ impl Raft {
         }
         let mut through = applied;
         if self.node.role() == Role::Leader {
-            let slowest = self
-                .node
-                .membership()
-                .members()
-                .filter(|&peer| peer != self.node.id())
-                .filter_map(|peer| self.node.match_index(peer))
-                .min()
-                .unwrap_or(applied);
-            through = through.min(slowest);
+            through = through.min(self.slowest_match().unwrap_or(applied));
             // The cap is on what memory holds: a follower whose match is not known yet (0,
             // just after an election) must not make a new leader forget everything at once.
             // A follower that needs what memory forgot is fed from the engine's log.
