@@ -206,18 +206,7 @@ mod tests {
     fn leader_snapshot(dir: &Path, keys: u32) -> (Offer, std::path::PathBuf) {
         let data = dir.join("leader");
         let engine = Engine::open(quiet(&data)).unwrap();
-        for key in 0..keys {
-            let value = format!("leader {key} {}", "z".repeat(50));
-            engine
-                .put(
-                    Namespace::Kv,
-                    format!("k{key}").as_bytes(),
-                    value.as_bytes(),
-                    0,
-                )
-                .unwrap();
-        }
-        engine.write_missing_hints().unwrap();
+        super::super::put_keys(&engine, keys, "leader", 50);
         let links = dir.join("links");
         let snapshot = engine.snapshot_into(&links).unwrap();
         let files = snapshot

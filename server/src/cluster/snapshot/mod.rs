@@ -340,6 +340,24 @@ pub fn file_crc(path: &std::path::Path, len: u64) -> std::io::Result<u32> {
     Ok(hasher.finalize())
 }
 
+/// Test data for the transfer's tests: `keys` keys `k0..` whose values start with `label` and
+/// run about `pad` bytes more, then every sealed segment's hint file.
+#[cfg(test)]
+pub(super) fn put_keys(engine: &flin_engine::Engine, keys: u32, label: &str, pad: usize) {
+    for key in 0..keys {
+        let value = format!("{label} {key} {}", "p".repeat(pad));
+        engine
+            .put(
+                flin_engine::Namespace::Kv,
+                format!("k{key}").as_bytes(),
+                value.as_bytes(),
+                0,
+            )
+            .unwrap();
+    }
+    engine.write_missing_hints().unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,18 +235,7 @@ mod tests {
                 .logger(Arc::new(|_, _: &str| {})),
         )
         .unwrap();
-        for key in 0..2_000u32 {
-            let value = format!("value {key} {}", "v".repeat(100));
-            engine
-                .put(
-                    Namespace::Kv,
-                    format!("k{key}").as_bytes(),
-                    value.as_bytes(),
-                    0,
-                )
-                .unwrap();
-        }
-        engine.write_missing_hints().unwrap();
+        super::super::put_keys(&engine, 2_000, "value", 100);
         engine
     }
 
