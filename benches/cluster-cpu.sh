@@ -7,7 +7,8 @@
 # and prints the rate and the CPU (user + system, /proc/<pid>/stat) per SET of the leader, of
 # its raft thread alone, and of each follower. PERF=prefix also records `perf record -e
 # cpu-clock -g` of the leader and a follower (prefix.leader, prefix.follower). Every process
-# is stopped by its pid.
+# is stopped by its pid. "switches/SET" counts the context switches (voluntary and not) of
+# every thread of the three nodes, per SET.
 #
 #   benches/cluster-cpu.sh SERVER_BIN POLICY PIPELINE DURATION BASEPORT [LABEL]
 #   benches/cluster-cpu.sh target/release/flin-server everysec 32 8 7600 new
@@ -54,9 +55,11 @@ for _ in $(seq 300); do
 done
 [ -n "$LEADER" ] || { echo "no leader"; exit 1; }
 ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+# Context switches (voluntary + involuntary) of every thread of a process.
+switches() { local t s=0; for t in /proc/$1/task/*; do s=$((s + $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status))); done; echo $s; }
 raft_ticks() { local t s=0; for t in /proc/$1/task/*; do [ "$(cat $t/comm)" = flin-raft ] && s=$((s + $(awk '{print $14 + $15}' $t/stat))); done; echo $s; }
 declare -a before after
-for i in 0 1 2; do before[$i]=$(ticks ${PIDS[$i]}); done
+sw_before=0; for i in 0 1 2; do before[$i]=$(ticks ${PIDS[$i]}); sw_before=$((sw_before + $(switches ${PIDS[$i]}))); done
 rb=$(raft_ticks ${PIDS[$((LEADER-1))]})
 PARGS=(); [ "$PIPE" -gt 1 ] && PARGS=(-P "$PIPE")
 if [ -n "${PERF:-}" ]; then
@@ -67,10 +70,10 @@ if [ -n "${PERF:-}" ]; then
   PERFPIDS+=($!)
 fi
 json=$("$BENCH" -p $((BASE+LEADER-1)) --protocol resp -t set -c 50 -d 3 -r 1000000 -n 100000000 --duration "$DUR" --json -q "${PARGS[@]}")
-for i in 0 1 2; do after[$i]=$(ticks ${PIDS[$i]}); done
+sw_after=0; for i in 0 1 2; do after[$i]=$(ticks ${PIDS[$i]}); sw_after=$((sw_after + $(switches ${PIDS[$i]}))); done
 ra=$(raft_ticks ${PIDS[$((LEADER-1))]})
 [ ${#PERFPIDS[@]} -gt 0 ] && wait "${PERFPIDS[@]}" 2>/dev/null || true
-python3 - "$json" "$LEADER" "${before[@]}" "${after[@]}" "$LABEL $POLICY P$PIPE" $((ra - rb)) << 'PY'
+python3 - "$json" "$LEADER" "${before[@]}" "${after[@]}" "$LABEL $POLICY P$PIPE" $((ra - rb)) $((sw_after - sw_before)) << 'PY'
 import json, sys
 r = json.loads(sys.argv[1])["results"][0]
 leader = int(sys.argv[2]) - 1
@@ -78,5 +81,5 @@ b = list(map(int, sys.argv[3:6])); a = list(map(int, sys.argv[6:9]))
 n = max(r["requests"], 1)
 us = [(a[i] - b[i]) * 1e4 / n for i in range(3)]
 fol = [us[i] for i in range(3) if i != leader]
-print("%s: %.0f SET/s  leader %.2f us/SET (raft thread %.2f)  followers %.2f %.2f  total %.2f" % (sys.argv[9], r["keys_per_sec"], us[leader], int(sys.argv[10]) * 1e4 / n, fol[0], fol[1], sum(us)))
+print("%s: %.0f SET/s  leader %.2f us/SET (raft thread %.2f)  followers %.2f %.2f  total %.2f  switches/SET %.2f" % (sys.argv[9], r["keys_per_sec"], us[leader], int(sys.argv[10]) * 1e4 / n, fol[0], fol[1], sum(us), int(sys.argv[11]) / n))
 PY

@@ -68,3 +68,7 @@ pub use event_loop::{
     DEFAULT_REQUEST_TIMEOUT,
 };
 pub use io_counters::{IoCounters, IO_SLOTS};
+/// Socket calls std does not offer, for the server's cluster transport.
+pub mod socket {
+    pub use crate::sys::{peek_idle, send_nonblocking, IdleSocket};
+}

@@ -7,7 +7,9 @@
 //!   does not delay accepts on the others.
 //! - A one-syscall, non-blocking peek at an idle client socket
 //!   ([`peek_idle`]), so the client's pool finds connections the server
-//!   closed (a restart) before it sends a request on them.
+//!   closed (a restart) before it sends a request on them (and the cluster
+//!   transport, a restarted peer).
+//! - A `send(2)` that never blocks on a blocking socket ([`send_nonblocking`]).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -112,7 +114,7 @@ fn bind(listener: &TcpListener, addr: SocketAddr) -> io::Result<()> {
 
 /// What a non-blocking peek at an idle client connection found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IdleSocket {
+pub enum IdleSocket {
     /// Nothing to read: the connection is still open as far as we know.
     Quiet,
     /// The peer closed or reset it (end of stream, or an error is pending).
@@ -124,7 +126,7 @@ pub(crate) enum IdleSocket {
 /// Peeks at `stream` without blocking and without consuming anything:
 /// `recv(MSG_PEEK | MSG_DONTWAIT)` is one syscall, where std's `peek` on a
 /// blocking socket would need two more to switch it to non-blocking and back.
-pub(crate) fn peek_idle(stream: &std::net::TcpStream) -> IdleSocket {
+pub fn peek_idle(stream: &std::net::TcpStream) -> IdleSocket {
     let mut byte = 0u8;
     // SAFETY: the pointer and length describe `byte`, a live u8 on the stack
     // for the duration of the call; the fd is owned by `stream`, which the
@@ -144,6 +146,33 @@ pub(crate) fn peek_idle(stream: &std::net::TcpStream) -> IdleSocket {
             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => IdleSocket::Quiet,
             _ => IdleSocket::Closed,
         },
+    }
+}
+
+/// `send(2)` without blocking on a socket that may be in blocking mode
+/// (`MSG_DONTWAIT`), and without SIGPIPE: the bytes the socket took, 0 when it
+/// would block, or the error that ends the connection. The cluster transport's
+/// raft thread writes a peer's small messages this way, never waiting on a
+/// slow peer.
+pub fn send_nonblocking(stream: &std::net::TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `bytes`, a live slice for the
+    // duration of the call; the fd is owned by `stream`, which the borrow keeps
+    // open.
+    let sent = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent >= 0 {
+        return Ok(sent as usize);
+    }
+    let error = io::Error::last_os_error();
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(error),
     }
 }
 

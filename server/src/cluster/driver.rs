@@ -821,10 +821,10 @@ impl Raft {
 
     fn send_all(&self, messages: Vec<Message>) {
         if let Some(transport) = &self.transport {
-            for message in messages {
-                self.elections.sent(&message);
-                transport.send(message);
+            for message in &messages {
+                self.elections.sent(message);
             }
+            transport.send_all(messages);
         }
     }
 

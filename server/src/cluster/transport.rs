@@ -10,6 +10,14 @@
 //! after a pause; a full queue drops the newest message likewise. A reader that finds a bad
 //! frame closes its connection (the stream is out of step) and says so in the log once.
 //!
+//! The raft thread writes small replication messages (appends up to [`DIRECT_BYTES`], their
+//! answers, heartbeats) to the peer's connection itself when nothing is queued for that peer
+//! and the socket takes them without blocking (decision 97): waking the sender thread and
+//! putting the raft thread to sleep cost more CPU than the write, and a round trip woke
+//! two senders on the leader and one on each follower. Anything else, or a peer whose
+//! connection is busy, down or full, goes through the sender's queue, in order: the raft
+//! thread writes directly only while no message it queued earlier is still unwritten.
+//!
 //! A connection that opens with the snapshot hello (`FLINSNAP`, `snapshot`) instead is a
 //! leader shipping a snapshot: the acceptor hands it to the snapshot handler, so bulk file
 //! bytes never share a connection with the raft messages.
@@ -17,12 +25,13 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use flin_net::socket::{send_nonblocking, IdleSocket};
 use flin_replication::wire::{self, FrameReader};
 use flin_replication::{Message, NodeId};
 
@@ -33,6 +42,10 @@ const QUEUE_DEPTH: usize = 8192;
 /// A sender writes what is queued in one `write` once this many bytes are encoded (or the
 /// queue is empty).
 const SEND_BATCH_BYTES: usize = 1 << 20;
+/// The raft thread writes a peer's messages itself when they encode to at most this many
+/// bytes (larger appends are encoded by the sender thread, in parallel with the other
+/// peer's).
+pub const DIRECT_BYTES: usize = 64 << 10;
 /// How often, and how far apart, a peer whose connection closed is dialled to learn whether
 /// it is gone (`probe_gone`).
 const GONE_PROBES: u32 = 3;
@@ -61,12 +74,71 @@ pub enum Incoming {
 /// neither encodes nor copies entry data, and the two followers' appends are encoded in
 /// parallel, each message's entries shared with the raft thread's log (`EntryData`).
 pub struct Transport {
-    queues: BTreeMap<NodeId, SyncSender<Message>>,
+    peers: BTreeMap<NodeId, Peer>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     local: SocketAddr,
     id: NodeId,
     log: super::LogFn,
+}
+
+/// The raft thread's side of one peer: the sender's queue and the connection they share.
+struct Peer {
+    queue: SyncSender<Outgoing>,
+    link: Arc<Mutex<Link>>,
+    /// Messages queued and not yet written or dropped by the sender (it counts them down
+    /// under the link's lock once written): while this is not zero, a direct write would
+    /// overtake them.
+    unsent: Arc<AtomicUsize>,
+}
+
+/// The connection to a peer, written by its sender thread and, directly, by the raft thread.
+#[derive(Default)]
+struct Link {
+    stream: Option<TcpStream>,
+    /// The end of a frame the raft thread began writing and the socket did not take whole:
+    /// the sender writes it before anything else (the raft thread queues an
+    /// [`Outgoing::Rest`] to wake it).
+    rest: Vec<u8>,
+}
+
+impl Link {
+    fn close(&mut self) {
+        self.stream = None;
+        self.rest.clear();
+    }
+}
+
+/// What a sender thread takes off its queue.
+enum Outgoing {
+    Message(Message),
+    /// Write `Link::rest`.
+    Rest,
+}
+
+/// Whether the raft thread may write `message` itself: the replication traffic, which is
+/// sent on every round trip, not votes (a sender checks first whether a restarted peer
+/// closed the connection, so that a campaign's first message is not lost) or snapshots.
+fn direct(message: &Message) -> bool {
+    use flin_replication::Body;
+    matches!(
+        message.body,
+        Body::Append { .. }
+            | Body::AppendAccepted { .. }
+            | Body::AppendRejected { .. }
+            | Body::Heartbeat { .. }
+            | Body::HeartbeatResponse
+    )
+}
+
+/// Locks a peer's link (a sender that panicked holding it left it usable: a connection and
+/// a frame tail, which `close` resets).
+fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
+    link.lock().unwrap_or_else(|poisoned| {
+        let mut link = poisoned.into_inner();
+        link.close();
+        link
+    })
 }
 
 impl Transport {
@@ -102,7 +174,7 @@ impl Transport {
             })?);
         }
         let mut transport = Transport {
-            queues: BTreeMap::new(),
+            peers: BTreeMap::new(),
             stop,
             threads,
             local,
@@ -118,49 +190,151 @@ impl Transport {
     /// Starts a sender to `peer` at `addr` (a member added at run time); a no-op for a peer
     /// it sends to already.
     pub fn add_peer(&mut self, peer: NodeId, addr: SocketAddr) -> Result<(), String> {
-        if self.queues.contains_key(&peer) {
+        if self.peers.contains_key(&peer) {
             return Ok(());
         }
-        let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
-        let (id, stop, log) = (self.id, self.stop.clone(), self.log.clone());
+        let (queue, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
+        let link = Arc::new(Mutex::new(Link::default()));
+        let unsent = Arc::new(AtomicUsize::new(0));
+        let sender = SendLoop {
+            id: self.id,
+            peer,
+            addr,
+            queue: receiver,
+            link: link.clone(),
+            unsent: unsent.clone(),
+            stop: self.stop.clone(),
+            log: self.log.clone(),
+        };
         self.threads
             .push(spawn(&format!("flin-raft-to-{peer}"), move || {
-                send_loop(id, peer, addr, receiver, stop, log)
+                sender.run()
             })?);
-        self.queues.insert(peer, sender);
+        self.peers.insert(
+            peer,
+            Peer {
+                queue,
+                link,
+                unsent,
+            },
+        );
         Ok(())
     }
 
     /// Stops sending to `peer` (a removed member): its sender sees its queue closed and ends.
     pub fn remove_peer(&mut self, peer: NodeId) {
-        self.queues.remove(&peer);
+        self.peers.remove(&peer);
     }
 
     /// The peers this transport sends to.
     pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.queues.keys().copied()
+        self.peers.keys().copied()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Queues `message` for its peer; drops it when the queue is full (raft resends).
-    pub fn send(&self, message: Message) {
-        let Some(queue) = self.queues.get(&message.to) else {
-            return;
-        };
-        match queue.try_send(message) {
-            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+    /// Sends `messages` in their order (each peer's in order): a peer's run of small
+    /// replication messages is written by this thread in one `send(2)` when that peer's
+    /// connection is idle (nothing queued, nothing half-written) and its socket takes it
+    /// without blocking; the rest is queued for the peer's sender, and dropped when its queue
+    /// is full (raft resends).
+    pub fn send_all(&self, messages: Vec<Message>) {
+        let mut messages = messages.into_iter().peekable();
+        let mut frames = Vec::new();
+        while let Some(first) = messages.next() {
+            let Some(peer) = self.peers.get(&first.to) else {
+                continue;
+            };
+            // The run of messages to this peer that may go directly, within DIRECT_BYTES.
+            let mut run = vec![first];
+            let mut bytes = wire::encoded_len(&run[0]);
+            while let Some(next) = messages.peek() {
+                if next.to != run[0].to || !direct(next) || !direct(&run[0]) {
+                    break;
+                }
+                let len = wire::encoded_len(next);
+                if bytes + len > DIRECT_BYTES {
+                    break;
+                }
+                bytes += len;
+                run.extend(messages.next());
+            }
+            if direct(&run[0]) && bytes <= DIRECT_BYTES {
+                frames.clear();
+                for message in &run {
+                    wire::write_frame(message, &mut frames);
+                }
+                if peer.write_directly(&frames) {
+                    continue;
+                }
+            }
+            for message in run {
+                peer.queue_message(message);
+            }
         }
+    }
+
+    /// Queues one message for its peer (`send_all` of one).
+    pub fn send(&self, message: Message) {
+        self.send_all(vec![message]);
     }
 
     /// Stops every thread (the acceptor notices within its poll interval).
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
-        self.queues.clear();
+        self.peers.clear();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+    }
+}
+
+impl Peer {
+    /// Writes `frames` on the connection if it is idle: whether they left (whole, or with
+    /// the tail handed to the sender). `false`: nothing was written; queue them instead.
+    fn write_directly(&self, frames: &[u8]) -> bool {
+        if self.unsent.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let Ok(mut link) = self.link.try_lock() else {
+            return false;
+        };
+        // Counted down under this lock once written: zero here means every message queued
+        // before these is on the wire.
+        if self.unsent.load(Ordering::Acquire) != 0 || !link.rest.is_empty() {
+            return false;
+        }
+        let Some(stream) = link.stream.as_ref() else {
+            return false;
+        };
+        match send_nonblocking(stream, frames) {
+            Ok(0) => false,
+            Ok(sent) if sent == frames.len() => true,
+            Ok(sent) => {
+                link.rest.extend_from_slice(&frames[sent..]);
+                drop(link);
+                self.queue(Outgoing::Rest);
+                true
+            }
+            // The sender dials again when the queued copies come.
+            Err(_) => {
+                link.close();
+                false
+            }
+        }
+    }
+
+    fn queue_message(&self, message: Message) {
+        self.queue(Outgoing::Message(message));
+    }
+
+    /// Queues for the sender; drops when its queue is full or gone (raft resends).
+    fn queue(&self, outgoing: Outgoing) {
+        self.unsent.fetch_add(1, Ordering::AcqRel);
+        if self.queue.try_send(outgoing).is_err() {
+            self.unsent.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -308,68 +482,94 @@ fn read_loop<T>(
     Ok(())
 }
 
-/// Sends what is queued for `peer`, dialling as needed; logs an unreachable peer once per
-/// outage, not per attempt.
-fn send_loop(
+/// A peer's sender thread: writes what is queued for the peer, dialling as needed.
+struct SendLoop {
     id: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    queue: Receiver<Message>,
+    queue: Receiver<Outgoing>,
+    link: Arc<Mutex<Link>>,
+    unsent: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     log: super::LogFn,
-) {
-    let mut stream: Option<TcpStream> = None;
-    let mut reported = false;
-    let mut batch = Vec::new();
-    while !stop.load(Ordering::Acquire) {
-        let message = match queue.recv_timeout(Duration::from_millis(200)) {
-            Ok(message) => message,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        batch.clear();
-        wire::write_frame(&message, &mut batch);
-        drop(message);
-        while batch.len() < SEND_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(more) => wire::write_frame(&more, &mut batch),
-                Err(_) => break,
+}
+
+impl SendLoop {
+    /// Sends what is queued, dialling as needed; logs an unreachable peer once per outage,
+    /// not per attempt.
+    fn run(self) {
+        let mut reported = false;
+        let mut batch = Vec::new();
+        while !self.stop.load(Ordering::Acquire) {
+            let first = match self.queue.recv_timeout(Duration::from_millis(200)) {
+                Ok(outgoing) => outgoing,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            // Encoded before the lock is taken (the raft thread writes directly meanwhile only
+            // if `unsent` is zero, and these are still counted).
+            batch.clear();
+            let mut taken = 1;
+            if let Outgoing::Message(message) = first {
+                wire::write_frame(&message, &mut batch);
             }
-        }
-        if stream.as_ref().is_some_and(peer_closed) {
-            stream = None;
-        }
-        if stream.is_none() {
-            match dial(id, addr) {
-                Ok(connected) => {
-                    if reported {
-                        log(
-                            crate::log::Level::Info,
-                            &format!("peer {peer} at {addr} reachable again"),
-                        );
-                    }
-                    reported = false;
-                    stream = Some(connected);
+            while batch.len() < SEND_BATCH_BYTES {
+                match self.queue.try_recv() {
+                    Ok(Outgoing::Message(more)) => wire::write_frame(&more, &mut batch),
+                    Ok(Outgoing::Rest) => {}
+                    Err(_) => break,
                 }
-                Err(error) => {
-                    if !reported {
-                        log(
-                            crate::log::Level::Warn,
-                            &format!("peer {peer} at {addr} unreachable: {error}"),
-                        );
-                        reported = true;
+                taken += 1;
+            }
+            let mut link = lock(&self.link);
+            if link.stream.as_ref().is_some_and(peer_closed) {
+                link.close();
+            }
+            if link.stream.is_none() {
+                match dial(self.id, self.addr) {
+                    Ok(connected) => {
+                        if reported {
+                            (self.log)(
+                                crate::log::Level::Info,
+                                &format!("peer {} at {} reachable again", self.peer, self.addr),
+                            );
+                        }
+                        reported = false;
+                        link.stream = Some(connected);
                     }
-                    // What was queued is dropped: raft sends again.
-                    while queue.try_recv().is_ok() {}
-                    std::thread::sleep(REDIAL_PAUSE);
-                    continue;
+                    Err(error) => {
+                        if !reported {
+                            (self.log)(
+                                crate::log::Level::Warn,
+                                &format!(
+                                    "peer {} at {} unreachable: {error}",
+                                    self.peer, self.addr
+                                ),
+                            );
+                            reported = true;
+                        }
+                        // What was queued is dropped: raft sends again.
+                        while self.queue.try_recv().is_ok() {
+                            taken += 1;
+                        }
+                        self.unsent.fetch_sub(taken, Ordering::AcqRel);
+                        drop(link);
+                        std::thread::sleep(REDIAL_PAUSE);
+                        continue;
+                    }
                 }
             }
-        }
-        if let Some(connected) = stream.as_mut() {
-            if connected.write_all(&batch).is_err() {
-                stream = None;
+            let rest = std::mem::take(&mut link.rest);
+            let written = match link.stream.as_mut() {
+                Some(stream) => stream
+                    .write_all(&rest)
+                    .and_then(|()| stream.write_all(&batch)),
+                None => Ok(()),
+            };
+            if written.is_err() {
+                link.close();
             }
+            self.unsent.fetch_sub(taken, Ordering::AcqRel);
         }
     }
 }
@@ -398,14 +598,8 @@ fn probe_gone(addr: SocketAddr, stop: &AtomicBool) -> bool {
 /// peer's restart is taken by the kernel and lost (the peer answers it with a reset), which
 /// lost the first campaign's pre-vote after a failover and cost an election timeout.
 fn peer_closed(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let readable = match stream.peek(&mut [0u8; 1]) {
-        Ok(_) => true,
-        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
-    };
-    stream.set_nonblocking(false).is_err() || readable
+    // One `recv(MSG_PEEK | MSG_DONTWAIT)`: bytes or the end of the stream both mean closed.
+    flin_net::socket::peek_idle(stream) != IdleSocket::Quiet
 }
 
 fn dial(id: NodeId, addr: SocketAddr) -> std::io::Result<TcpStream> {
@@ -416,4 +610,104 @@ fn dial(id: NodeId, addr: SocketAddr) -> std::io::Result<TcpStream> {
     wire::encode_hello(id, &mut hello);
     stream.write_all(&hello)?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flin_replication::{Body, Entry};
+
+    fn append(n: u64, bytes: usize) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: n,
+            body: Body::Append {
+                prev_index: n,
+                prev_term: 1,
+                entries: vec![Entry {
+                    term: 1,
+                    index: n + 1,
+                    data: vec![(n % 251) as u8; bytes].into(),
+                }],
+                commit: 0,
+            },
+        }
+    }
+
+    /// A peer that reads slowly fills the socket: the raft thread's direct writes find it
+    /// full (nothing written, or a frame's head written and its tail handed to the sender),
+    /// the rest goes through the queue, and the peer still reads every message once, whole and
+    /// in the order sent, behind one hello.
+    #[test]
+    fn a_slow_peer_gets_every_message_in_order_through_direct_and_queued_writes() {
+        let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peers = BTreeMap::from([(2, peer.local_addr().unwrap())]);
+        let (inbox, _incoming) = mpsc::channel::<Incoming>();
+        let log: super::super::LogFn = Arc::new(|_, _| {});
+        let transport = Transport::start(
+            1,
+            "127.0.0.1:0".parse().unwrap(),
+            &peers,
+            BTreeMap::new(),
+            inbox,
+            |incoming| incoming,
+            Arc::new(|_| {}),
+            log,
+        )
+        .unwrap();
+        // The first message dials (through the queue); once connected, later ones may go
+        // directly.
+        transport.send(append(0, 10));
+        let (mut stream, _) = peer.accept().unwrap();
+        let count = 3000u64;
+        let sender = std::thread::spawn(move || {
+            for n in 1..count {
+                // Small ones (direct) and ones past DIRECT_BYTES (queued), in runs.
+                let bytes = match n % 97 {
+                    50..=54 => DIRECT_BYTES,
+                    _ => 4000 + (n as usize % 7) * 1000,
+                };
+                transport.send_all(vec![append(n, bytes)]);
+                // Let the sender drain its queue now and then, so that direct writes resume.
+                if n % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            transport
+        });
+        // Read nothing for a while: the socket's buffers fill.
+        std::thread::sleep(Duration::from_millis(300));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = FrameReader::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut next = 0u64;
+        let mut hello = None;
+        while next < count {
+            let read = stream
+                .read(&mut buffer)
+                .expect("the peer reads every message");
+            assert!(read > 0, "the connection closed after {next} messages");
+            reader.push(&buffer[..read]);
+            if hello.is_none() {
+                hello = reader.take_hello();
+                if hello.is_none() {
+                    continue;
+                }
+            }
+            while let Some(message) = reader.next() {
+                let message = message.expect("whole frames");
+                assert_eq!(message.term, next, "messages out of order or lost");
+                let Body::Append { entries, .. } = &message.body else {
+                    panic!("not an append")
+                };
+                assert!(entries[0].data.iter().all(|&b| b == (next % 251) as u8));
+                next += 1;
+            }
+        }
+        assert_eq!(hello.unwrap().unwrap(), 1);
+        sender.join().unwrap().stop();
+    }
 }
