@@ -151,18 +151,21 @@ impl Node {
             self.term = term;
             self.vote = None;
         }
+        self.forget_unsynced();
         self.role = Role::Follower;
         self.leader = leader;
         self.reset_timers();
     }
 
     pub(super) fn become_pre_candidate(&mut self) {
+        self.forget_unsynced();
         self.role = Role::PreCandidate;
         self.leader = None;
         self.reset_timers();
     }
 
     pub(super) fn become_candidate(&mut self) {
+        self.forget_unsynced();
         self.term += 1;
         self.vote = Some(self.id());
         self.role = Role::Candidate;

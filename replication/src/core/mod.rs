@@ -138,6 +138,9 @@ pub(crate) struct Faults {
 #[derive(Debug)]
 struct Handed {
     last_index: u64,
+    /// The `Ready` handed entries to persist: its caller flushed (or, for
+    /// `advance_unsynced`, wrote) them.
+    had_entries: bool,
     applied: u64,
     hard_state: HardState,
 }
@@ -189,6 +192,10 @@ pub struct Node {
     /// A snapshot taken in and not yet handed out (`Ready::snapshot`), with its membership.
     snapshot_due: Option<(SnapshotPoint, Membership)>,
     handed: Option<Handed>,
+    /// On a leader whose caller wrote entries without waiting for them to be durable
+    /// ([`Node::advance_unsynced`]): the last index known durable. Its own log counts toward
+    /// a majority, and it applies, only through here; `None`: through `log.stable`.
+    own_synced: Option<u64>,
     #[cfg(test)]
     faults: Faults,
 }
@@ -248,6 +255,7 @@ impl Node {
             wanted: BTreeMap::new(),
             snapshot_due: None,
             handed: None,
+            own_synced: None,
             #[cfg(test)]
             faults: Faults::default(),
         };
@@ -688,7 +696,7 @@ impl Node {
             || self.hard_state() != self.persisted_hard_state
             || self.log.cut_after.is_some()
             || !self.log.unstable().is_empty()
-            || self.log.commit > self.log.applied
+            || self.apply_limit() > self.log.applied
             || !self.wanted.is_empty()
             || self.snapshot_due.is_some()
     }
@@ -701,16 +709,18 @@ impl Node {
         }
         let hard_state = self.hard_state();
         let applied = self.log.applied;
+        let apply_through = self.apply_limit();
         let (snapshot, snapshot_membership) = match self.snapshot_due.take() {
             Some((point, membership)) => (Some(point), Some(membership)),
             None => (None, None),
         };
+        let had_entries = !self.log.unstable().is_empty();
         let ready = Ready {
             hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
             truncate_after: self.log.cut_after.take(),
             entries: self.log.unstable().to_vec(),
             messages: std::mem::take(&mut self.messages),
-            committed: self.log.slice(applied + 1, self.log.commit).to_vec(),
+            committed: self.log.slice(applied + 1, apply_through).to_vec(),
             wanted: std::mem::take(&mut self.wanted)
                 .into_iter()
                 .map(|(to, from_index)| Wanted { to, from_index })
@@ -720,22 +730,103 @@ impl Node {
         };
         self.handed = Some(Handed {
             last_index: self.log.last_index(),
-            applied: self.log.commit,
+            had_entries,
+            applied: apply_through,
             hard_state,
         });
         ready
     }
 
-    /// The last `Ready` is persisted, sent and applied.
+    /// The last `Ready` is persisted, sent and applied. If it had entries, they were made
+    /// durable by a flush, which made everything written before durable too.
     pub fn advance(&mut self) {
+        if self
+            .handed
+            .as_ref()
+            .is_some_and(|handed| handed.had_entries)
+        {
+            self.own_synced = None;
+        }
+        self.advance_with(None);
+    }
+
+    /// Like [`Node::advance`], on a leader whose caller wrote the `Ready`'s entries (its own
+    /// proposals) and sent its messages without waiting for the entries to be durable: a
+    /// flush runs elsewhere and [`Node::synced`] reports it. Until then the leader's own log
+    /// counts toward a majority, and the leader hands out entries to apply, only through what
+    /// was durable before (commit may still move on the followers' acknowledgements), and the
+    /// raft thread is free to take those acknowledgements meanwhile (decision 98). Everything
+    /// else of the `Ready` (a cut, the hard state) must be durable as with `advance`. If the
+    /// node leaves the leadership with entries not known durable, it hands them out again in
+    /// its next `Ready` as entries to persist, so that it acknowledges nothing as a follower
+    /// on the strength of a write that may not survive.
+    pub fn advance_unsynced(&mut self) {
+        let durable = self.own_durable();
+        self.advance_with(Some(durable));
+    }
+
+    /// A flush the caller ran for [`Node::advance_unsynced`] made the log durable through
+    /// `index`, asked while this node led `term`. Ignored unless the node still leads that
+    /// term (a node leads a term once, and a leader never cuts its own log, so the entries
+    /// through `index` are the ones that were flushed).
+    pub fn synced(&mut self, index: u64, term: u64) {
+        let Some(synced) = self.own_synced else {
+            return;
+        };
+        if self.role != Role::Leader || term != self.term {
+            return;
+        }
+        let index = index.min(self.log.stable);
+        if index <= synced {
+            return;
+        }
+        self.own_synced = (index < self.log.stable).then_some(index);
+        self.maybe_commit();
+    }
+
+    /// How far this node's own log is durable.
+    pub fn own_durable(&self) -> u64 {
+        self.own_synced.unwrap_or(self.log.stable)
+    }
+
+    /// Through where a `Ready` may hand out entries to apply: the commit index, on a leader
+    /// with entries not known durable no further than what is.
+    fn apply_limit(&self) -> u64 {
+        match self.own_synced {
+            Some(synced) => self.log.commit.min(synced.max(self.log.applied)),
+            None => self.log.commit,
+        }
+    }
+
+    /// `unsynced_before`: the durable end before this `Ready`, when its entries may not be
+    /// durable yet.
+    fn advance_with(&mut self, unsynced_before: Option<u64>) {
         let handed = self.handed.take().expect("advance() without ready()");
         self.persisted_hard_state = handed.hard_state;
         self.log.stable = handed.last_index;
         self.log.applied = handed.applied;
         self.conf_changes_applied(handed.applied);
+        if let Some(durable) = unsynced_before {
+            if self.log.stable > durable {
+                self.own_synced = Some(durable);
+            }
+            if self.role != Role::Leader {
+                // Not a leader's own entries: the next `Ready` hands them out again.
+                self.forget_unsynced();
+            }
+        }
         if self.role == Role::Leader {
             // Our own entries count toward a majority now that they are on disk.
             self.maybe_commit();
+        }
+    }
+
+    /// Leaving the leadership: entries written and not known durable count as not persisted
+    /// (`log.stable` goes back), so the next `Ready` hands them out again and the caller
+    /// persists them durably before this node acknowledges anything.
+    pub(super) fn forget_unsynced(&mut self) {
+        if let Some(synced) = self.own_synced.take() {
+            self.log.stable = self.log.stable.min(synced);
         }
     }
 }

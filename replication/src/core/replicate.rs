@@ -380,7 +380,7 @@ impl Node {
 
     /// §5.3 and §5.4.2: the highest index a majority of the voters holds becomes committed,
     /// if its entry is of the current term. Our own log counts only as far as it is
-    /// persisted; learners do not count.
+    /// durable (`own_durable`); learners do not count.
     pub(super) fn maybe_commit(&mut self) -> bool {
         let membership = &self.config.membership;
         let mut matched: Vec<u64> = self
@@ -390,7 +390,7 @@ impl Node {
             .map(|(_, progress)| progress.match_index)
             .collect();
         if membership.is_voter(self.config.id) {
-            matched.push(self.log.stable);
+            matched.push(self.own_durable());
         }
         if matched.len() < membership.quorum() {
             return false; // voters we do not track yet (a change applied on us, not them)

@@ -609,6 +609,110 @@ fn a_leader_counts_its_own_entry_only_once_persisted() {
     assert_eq!(leader.commit_index(), index);
 }
 
+/// A leader of a settled 3-node cluster that proposed `b"x"` and handed it out in a
+/// `Ready` it wrote without a flush (`advance_unsynced`): (cluster, index, term, the
+/// appends it sent).
+fn leader_with_an_unsynced_entry() -> (Cluster, u64, u64) {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    cluster.tick_all(1);
+    let leader = cluster.node(1);
+    let index = leader.propose(b"x".to_vec()).unwrap();
+    let term = leader.term();
+    let ready = leader.ready();
+    assert_eq!(ready.entries.last().map(|entry| entry.index), Some(index));
+    leader.advance_unsynced();
+    (cluster, index, term)
+}
+
+#[test]
+fn a_leader_s_unsynced_entry_counts_and_applies_only_once_its_flush_is_reported() {
+    // Decision 98: the leader's own entry written without a flush is not part of its majority
+    // until `synced`; the followers' acknowledgements alone can commit it, but the leader
+    // hands it out to apply only once its own flush is reported.
+    let (mut cluster, index, term) = leader_with_an_unsynced_entry();
+    let leader = cluster.node(1);
+    let accepted = |from| message(from, 1, term, Body::AppendAccepted { match_index: index });
+    leader.step(accepted(2)).unwrap();
+    assert!(
+        leader.commit_index() < index,
+        "one follower and an unflushed leader committed"
+    );
+    assert_eq!(leader.own_durable(), index - 1);
+    leader.step(accepted(3)).unwrap();
+    assert_eq!(
+        leader.commit_index(),
+        index,
+        "both followers are a majority"
+    );
+    let ready = leader.ready();
+    assert!(ready.committed.iter().all(|entry| entry.index < index));
+    leader.advance();
+    // A flush asked in an older term, or not reaching the entry, changes nothing.
+    leader.synced(index, term - 1);
+    leader.synced(index - 1, term);
+    assert_eq!(leader.own_durable(), index - 1);
+    assert!(!leader.has_ready());
+    leader.synced(index, term);
+    assert_eq!(leader.own_durable(), index);
+    let ready = leader.ready();
+    assert_eq!(ready.committed.last().map(|entry| entry.index), Some(index));
+    leader.advance();
+}
+
+#[test]
+fn a_leader_s_unsynced_entry_and_one_follower_commit_once_the_flush_is_reported() {
+    let (mut cluster, index, term) = leader_with_an_unsynced_entry();
+    let leader = cluster.node(1);
+    leader
+        .step(message(
+            2,
+            1,
+            term,
+            Body::AppendAccepted { match_index: index },
+        ))
+        .unwrap();
+    assert!(leader.commit_index() < index);
+    leader.synced(index, term);
+    assert_eq!(leader.commit_index(), index);
+}
+
+#[test]
+fn a_leader_that_steps_down_with_unsynced_entries_persists_them_again() {
+    // Stepping down, the node counts them as not persisted: its next `Ready` hands them out
+    // again (so its caller flushes them before it acknowledges anything as a follower), and
+    // an empty `Ready` in between does not count as a flush.
+    let (mut cluster, index, term) = leader_with_an_unsynced_entry();
+    let leader = cluster.node(1);
+    let _ = leader.ready();
+    leader.advance();
+    assert_eq!(
+        leader.own_durable(),
+        index - 1,
+        "a Ready without entries flushed nothing"
+    );
+    leader
+        .step(message(2, 1, term + 1, Body::Heartbeat { commit: 0 }))
+        .unwrap();
+    assert_eq!(leader.role(), Role::Follower);
+    let ready = leader.ready();
+    assert_eq!(
+        ready
+            .entries
+            .iter()
+            .map(|entry| entry.index)
+            .collect::<Vec<_>>(),
+        vec![index],
+        "the unsynced entry is handed out to persist again"
+    );
+    assert!(ready.truncate_after.is_none());
+    leader.advance();
+    assert!(!leader.has_ready());
+    // A report of the old flush arriving now changes nothing.
+    leader.synced(index, term);
+    assert_eq!(leader.own_durable(), index);
+}
+
 #[test]
 fn a_restart_with_entries_ahead_of_the_hard_state_takes_their_term_without_a_vote() {
     // A crash after a Ready's entries were written and before its hard state: any vote of

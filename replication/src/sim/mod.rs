@@ -24,7 +24,7 @@ use crate::core::{Faults, Node, Persisted, Role, SnapshotPoint, Wanted};
 use crate::linearizability::{
     self, kv, KvCommand, KvInput, KvModel, KvOutput, KvState, Limits, Operation, Outcome,
 };
-use crate::message::{ConfChange, ConfChangeKind, Message, NodeId};
+use crate::message::{ConfChange, ConfChangeKind, HardState, Message, NodeId};
 use crate::rng::Rng;
 use crate::wire;
 pub(crate) use checker::{Checked, Checker, Property, Violation};
@@ -74,6 +74,11 @@ pub(crate) struct Options {
     /// ... and from its disk, whose log then starts after an offset (only a snapshot can
     /// bring a follower that needs what is gone back).
     pub(crate) disk_compact_per_mille: u64,
+    /// Per handled `Ready` of a leader with entries: the leader writes them without waiting
+    /// for them to be durable (`Node::advance_unsynced`); a flush completes 1..=this many
+    /// steps later (`Node::synced`), and a crash before it loses them.
+    pub(crate) unsynced_per_mille: u64,
+    pub(crate) unsynced_flush_steps_max: u64,
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
     pub(crate) faults: Faults,
@@ -108,6 +113,8 @@ impl Default for Options {
             append_entries_max: 4,
             compact_per_mille: 30,
             disk_compact_per_mille: 10,
+            unsynced_per_mille: 500,
+            unsynced_flush_steps_max: 20,
             pre_vote: true,
             check_quorum: true,
             faults: Faults::default(),
@@ -138,6 +145,10 @@ pub(crate) struct Report {
     /// Of those, the ones that skipped a membership change the follower had not applied: it
     /// learned the membership from the snapshot alone.
     pub(crate) snapshots_across_changes: u64,
+    /// Leaders' `Ready`s written without waiting for a flush, and the entries crashes took
+    /// from leaders' disks before a flush made them durable.
+    pub(crate) unsynced_readys: u64,
+    pub(crate) unsynced_lost: u64,
 }
 
 /// One simulated machine: the node while it runs, and what survives a crash.
@@ -160,6 +171,11 @@ struct Machine {
     conf_changes: u64,
     /// The operator started this node: an initial voter, or a spare once proposed as a learner.
     provisioned: bool,
+    /// The first entry on `disk` not known durable (a leader's, written unsynced): a crash
+    /// loses it and what follows.
+    unsynced_from: Option<u64>,
+    /// Flushes under way: (the step it completes at, durable through index, asked in term).
+    flushes: Vec<(u64, u64, u64)>,
 }
 
 struct InFlight {
@@ -308,6 +324,8 @@ impl Sim {
                     membership: Membership::new(1..=options.nodes),
                     conf_changes: 0,
                     provisioned: id <= options.nodes,
+                    unsynced_from: None,
+                    flushes: Vec::new(),
                 },
             );
         }
@@ -362,9 +380,63 @@ impl Sim {
         let machine = self.machines.get_mut(&id).expect("a machine");
         if machine.node.take().is_some() {
             machine.pending.clear();
+            // What a leader wrote and no flush made durable is gone.
+            machine.flushes.clear();
+            if let Some(first) = machine.unsynced_from.take() {
+                let disk = &mut machine.disk;
+                let end = disk.offset + disk.entries.len() as u64;
+                self.report.unsynced_lost += (end + 1).saturating_sub(first);
+                disk.entries
+                    .truncate((first - 1).saturating_sub(disk.offset) as usize);
+                let end = disk.offset + disk.entries.len() as u64;
+                assert!(
+                    disk.applied <= end && disk.hard_state.commit <= end,
+                    "node {id} applied or committed entries that were not durable"
+                );
+            }
             self.report.crashes += 1;
             self.digest(&[7, id]);
             self.trace(|| format!("crash {id}"));
+        }
+    }
+
+    /// Flushes that complete at this step: the disk is durable through their index, and the
+    /// node is told (`Node::synced`), if it still leads the term the flush was asked in (a
+    /// node leads a term once and never cuts its own log meanwhile; otherwise the entries
+    /// flushed may have been replaced since, and the disk is left as it is, the stricter case).
+    fn complete_flushes(&mut self) {
+        let now = self.now;
+        let mut completed = Vec::new();
+        for (&id, machine) in self.machines.iter_mut() {
+            let Some(node) = machine.node.as_mut() else {
+                continue;
+            };
+            let mut i = 0;
+            while i < machine.flushes.len() {
+                if machine.flushes[i].0 > now {
+                    i += 1;
+                    continue;
+                }
+                let (_, through, term) = machine.flushes.swap_remove(i);
+                if node.role() != Role::Leader || node.term() != term {
+                    continue;
+                }
+                let end = machine.disk.offset + machine.disk.entries.len() as u64;
+                if machine.unsynced_from.is_some_and(|first| first <= through) {
+                    machine.unsynced_from = (through < end).then_some(through + 1);
+                }
+                node.synced(through, term);
+                // The commit index saved so far stopped at what was durable (`handle_ready`):
+                // it follows the flush, as the server's periodic commit save does.
+                let durable = machine.unsynced_from.map_or(end, |first| first - 1);
+                let commit = &mut machine.disk.hard_state.commit;
+                *commit = (*commit).max(node.commit_index().min(durable));
+                completed.push((id, through));
+            }
+        }
+        for (id, through) in completed {
+            self.digest(&[8, id, through]);
+            self.trace(|| format!("flushed {id} through {through}"));
         }
     }
 
@@ -456,6 +528,7 @@ impl Sim {
     fn step(&mut self) -> Checked {
         self.now += 1;
         self.checker.step = self.now;
+        self.complete_flushes();
         let options = &self.options;
         let mut roll = self.rng.below(1000);
         let thresholds = [
@@ -791,6 +864,8 @@ impl Sim {
         if !node.has_ready() {
             return Ok(());
         }
+        let leads = node.role() == Role::Leader;
+        let term = node.term();
         let ready = node.ready();
         // A crash may strike while the `Ready` is being written: the cut first, then some of
         // the entries, then the hard state; the messages leave only after all of it.
@@ -826,6 +901,7 @@ impl Sim {
             machine.kv = state_of(data);
             machine.membership = membership;
             machine.disk.entries.clear();
+            machine.unsynced_from = None;
             machine.disk.offset = point.index;
             machine.disk.offset_term = point.term;
             machine.disk.applied = point.index;
@@ -841,18 +917,62 @@ impl Sim {
         if let Some(index) = ready.truncate_after {
             disk.entries.truncate((index - disk.offset) as usize);
         }
-        if let Some(first) = ready.entries.first() {
-            assert_eq!(
-                first.index,
-                disk.offset + disk.entries.len() as u64 + 1,
-                "a gap in the persisted log"
-            );
+        // Entries a leader wrote unsynced come again once it stepped down (the core counts
+        // them as not persisted): those still on disk in the same term are kept, as the
+        // server's `persist` keeps them; at the first that differs the disk is cut.
+        let mut to_write = &ready.entries[..entries_written];
+        while let Some(first) = to_write.first() {
+            let end = disk.offset + disk.entries.len() as u64;
+            if first.index > end {
+                break;
+            }
+            if disk_term_at(disk, first.index) == Some(first.term) {
+                to_write = &to_write[1..];
+            } else {
+                disk.entries
+                    .truncate((first.index - 1 - disk.offset) as usize);
+                break;
+            }
         }
-        disk.entries
-            .extend(ready.entries[..entries_written].iter().cloned());
+        let end = disk.offset + disk.entries.len() as u64;
+        if machine.unsynced_from.is_some_and(|first| first > end) {
+            machine.unsynced_from = None;
+        }
+        if let Some(first) = to_write.first() {
+            assert_eq!(first.index, end + 1, "a gap in the persisted log");
+        }
+        disk.entries.extend(to_write.iter().cloned());
+        // A leader's own entries, written without waiting for a flush (`advance_unsynced`);
+        // any other `Ready` with entries flushes, which makes everything written durable.
+        let unsynced = !crash
+            && leads
+            && !ready.entries.is_empty()
+            && self.rng.chance(self.options.unsynced_per_mille);
+        if unsynced {
+            self.report.unsynced_readys += 1;
+            if let Some(first) = to_write.first() {
+                let from = machine
+                    .unsynced_from
+                    .map_or(first.index, |u| u.min(first.index));
+                machine.unsynced_from = Some(from);
+            }
+            let through = disk.offset + disk.entries.len() as u64;
+            let due = self.now + 1 + self.rng.below(self.options.unsynced_flush_steps_max);
+            machine.flushes.push((due, through, term));
+        } else if !ready.entries.is_empty() && !crash {
+            machine.unsynced_from = None;
+        }
         if written > ready.entries.len() {
             if let Some(hard_state) = ready.hard_state {
-                disk.hard_state = hard_state;
+                // The commit index is saved only as far as the log is durable (the server
+                // flushes its log before it saves one).
+                let durable = machine
+                    .unsynced_from
+                    .map_or(disk.offset + disk.entries.len() as u64, |first| first - 1);
+                disk.hard_state = HardState {
+                    commit: hard_state.commit.min(durable),
+                    ..hard_state
+                };
             }
         }
         self.digest(&[
@@ -861,6 +981,7 @@ impl Sim {
             ready.entries.len() as u64,
             ready.messages.len() as u64,
             written as u64,
+            u64::from(unsynced),
         ]);
         self.trace(|| {
             format!(
@@ -919,7 +1040,11 @@ impl Sim {
             }
         }
         machine.disk.applied = machine.applied.len() as u64;
-        machine.node.as_mut().expect("running").advance();
+        let node = machine.node.as_mut().expect("running");
+        match unsynced {
+            true => node.advance_unsynced(),
+            false => node.advance(),
+        }
         for wanted in ready.wanted {
             self.serve(id, wanted);
         }
@@ -994,6 +1119,7 @@ impl Sim {
             self.run_members_only();
             self.now += 1;
             self.checker.step = self.now;
+            self.complete_flushes();
             for id in self.running() {
                 self.machines
                     .get_mut(&id)

@@ -116,12 +116,14 @@ fn sweep(options: &Options) -> Report {
                 total.stored_appends += report.stored_appends;
                 total.snapshots_installed += report.snapshots_installed;
                 total.snapshots_across_changes += report.snapshots_across_changes;
+                total.unsynced_readys += report.unsynced_readys;
+                total.unsynced_lost += report.unsynced_lost;
             }
             Err(violation) => panic!("seed {seed}: {violation} (replay: FLIN_RAFT_SEED={seed})"),
         }
     }
     eprintln!(
-        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} membership changes, {} appends from disk, {} snapshots installed ({} across a membership change), {} client histories too large to check for linearizability",
+        "{} seeds: {} proposals, {} acknowledged, {} crashes, {} terms, {} membership changes, {} appends from disk, {} snapshots installed ({} across a membership change), {} leader Readys unsynced ({} entries lost with a crash), {} client histories too large to check for linearizability",
         seeds.len(),
         total.proposals,
         total.acknowledged,
@@ -131,7 +133,14 @@ fn sweep(options: &Options) -> Report {
         total.stored_appends,
         total.snapshots_installed,
         total.snapshots_across_changes,
+        total.unsynced_readys,
+        total.unsynced_lost,
         total.unchecked_histories
+    );
+    // Leaders write without waiting for flushes, and crashes take such writes.
+    assert!(
+        seeds.len() < 10 || options.unsynced_per_mille == 0 || total.unsynced_lost > 0,
+        "no crash took a leader's unsynced entries"
     );
     // Most seeds' histories are checked for linearizability, not given up on (a sweep's
     // share: one seed replayed alone may be the one too large).

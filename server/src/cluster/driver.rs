@@ -2,7 +2,10 @@
 //! what arrived (peers' messages, "the engine appended", a transfer request), ticks when a
 //! tick is due, proposes on the leader what the engine appended since the last turn, and
 //! handles every `Ready` in the order the core asks: cut the log, append the entries, save
-//! the hard state, (under `--fsync always`, flush), send, apply, advance.
+//! the hard state, (under `--fsync always`, flush), send, apply, advance. A leader's `Ready`
+//! of only its own writes is flushed by the flusher thread instead (`Flusher`, decision 98):
+//! this thread calls `Node::advance_unsynced` and goes on taking acknowledgements, and the
+//! flusher's `Input::Synced` becomes `Node::synced`.
 //!
 //! "Persisting" an entry is `Engine::append_entry` at its seq and term, except where the
 //! engine already holds that seq in that term (the leader's own writes, which it committed
@@ -88,7 +91,60 @@ pub enum Input {
     Change(ConfChange, Option<SocketAddr>, Sender<Result<u64, String>>),
     /// A snapshot shipper ended: the point the follower staged, or why not.
     SnapshotShipped(NodeId, Result<(u64, u64), String>),
+    /// The leader's flusher made the engine's log durable through this index, asked while
+    /// this node led this term (`Node::synced`); or the flush failed.
+    Synced(Result<(u64, u64), String>),
     Stop,
+}
+
+/// The leader's flusher thread under `--fsync always` (decision 98): flushes the engine
+/// off the raft thread, which meanwhile takes the followers' acknowledgements, and reports
+/// `Input::Synced`. Requests queued while a flush runs are served by the next one.
+struct Flusher {
+    requests: Option<Sender<(u64, u64)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(engine: Engine, inbox: Sender<Input>) -> Result<Flusher, String> {
+        let (requests, receiver) = mpsc::channel::<(u64, u64)>();
+        let thread = std::thread::Builder::new()
+            .name("flin-raft-flush".into())
+            .spawn(move || {
+                while let Ok(mut request) = receiver.recv() {
+                    while let Ok(later) = receiver.try_recv() {
+                        request = request.max(later);
+                    }
+                    let synced = engine
+                        .flush()
+                        .map(|()| request)
+                        .map_err(|e| format!("flush: {e}"));
+                    let failed = synced.is_err();
+                    if inbox.send(Input::Synced(synced)).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the raft flusher: {e}"))?;
+        Ok(Flusher {
+            requests: Some(requests),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for the log to be made durable through `index` (the leader's, in `term`).
+    fn request(&self, index: u64, term: u64) {
+        if let Some(requests) = &self.requests {
+            let _ = requests.send((index, term));
+        }
+    }
+
+    fn stop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A membership change written to the engine and not yet applied: its seq, and who waits.
@@ -167,7 +223,12 @@ impl Driver {
         *cluster.wake.lock().expect("cluster wake lock") = Some(inbox.clone());
         let committed = engine.committed_seq();
         let elections = ElectionLog::new(&node, log.clone());
+        let flusher = match always {
+            true => Some(Flusher::start(engine.clone(), inbox.clone())?),
+            false => None,
+        };
         let mut raft = Raft {
+            flusher,
             elections,
             cluster,
             always,
@@ -347,6 +408,8 @@ struct Raft {
     cluster: Arc<Cluster>,
     engine: Engine,
     always: bool,
+    /// Under `--fsync always`: flushes the leader's own entries off this thread.
+    flusher: Option<Flusher>,
     node: Node,
     hard_state: HardStateFile,
     transport: Option<Transport>,
@@ -395,6 +458,13 @@ struct Raft {
     shippers: BTreeMap<NodeId, Shipper>,
     /// On the leader: followers whose last transfer failed, and when to try again.
     snapshot_retry: BTreeMap<NodeId, Instant>,
+}
+
+/// Whether a handled `Ready`'s entries are durable (`Node::advance`), or their flush was
+/// handed to the flusher (`Node::advance_unsynced`).
+enum Flushed {
+    Yes,
+    Asked,
 }
 
 /// A shipper thread: stopped by its flag when this node stops leading.
@@ -485,6 +555,16 @@ impl Raft {
                         }
                     }
                     Input::SnapshotShipped(to, result) => self.snapshot_shipped(to, result),
+                    Input::Synced(Ok((index, term))) => self.node.synced(index, term),
+                    Input::Synced(Err(error)) => {
+                        // The disk failed under the log: this node cannot keep its promises.
+                        self.stop_taking_part(
+                            crate::log::Level::Warn,
+                            &format!("cannot persist: {error}"),
+                        );
+                        self.stop_flusher();
+                        return;
+                    }
                     Input::Stop => stop = true,
                 }
                 self.watch_role();
@@ -508,15 +588,19 @@ impl Raft {
                 let started = Instant::now();
                 let handled = self.handle(ready);
                 self.note_slow(started, "persisting a Ready");
-                if let Err(error) = handled {
-                    // The disk failed under the log: this node cannot keep its promises.
-                    self.stop_taking_part(
-                        crate::log::Level::Warn,
-                        &format!("cannot persist: {error}"),
-                    );
-                    return;
+                match handled {
+                    Ok(Flushed::Yes) => self.node.advance(),
+                    Ok(Flushed::Asked) => self.node.advance_unsynced(),
+                    Err(error) => {
+                        // The disk failed under the log: this node cannot keep its promises.
+                        self.stop_taking_part(
+                            crate::log::Level::Warn,
+                            &format!("cannot persist: {error}"),
+                        );
+                        self.stop_flusher();
+                        return;
+                    }
                 }
-                self.node.advance();
                 self.serve_wanted(wanted);
                 self.watch_role();
             }
@@ -536,6 +620,13 @@ impl Raft {
         }
         let _ = self.persist_commit(true);
         self.stop_transport();
+        self.stop_flusher();
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(mut flusher) = self.flusher.take() {
+            flusher.stop();
+        }
     }
 
     fn note_slow(&self, started: Instant, what: &str) {
@@ -760,10 +851,18 @@ impl Raft {
     /// own disk; its term and vote, which they do rest on, were saved before it campaigned
     /// (the early sending is skipped if this `Ready` changes them). Every other message (votes,
     /// a follower's acknowledgements) still leaves only after the flush.
-    fn handle(&mut self, mut ready: Ready) -> Result<(), String> {
+    fn handle(&mut self, mut ready: Ready) -> Result<Flushed, String> {
         if let Some(point) = ready.snapshot {
-            return self.install_snapshot(point, ready.hard_state);
+            return self
+                .install_snapshot(point, ready.hard_state)
+                .map(|()| Flushed::Yes);
         }
+        // The leader's own writes, which the write path put in the engine (`persist` keeps
+        // them as they are): their flush may run off this thread.
+        let own = self.node.role() == Role::Leader
+            && ready.entries.iter().all(|logged| {
+                logged.index <= self.proposed_through && logged.term == self.proposed_term
+            });
         let saved = self.hard_state.saved();
         let term_kept = ready
             .hard_state
@@ -799,8 +898,15 @@ impl Raft {
                     .map_err(|e| format!("hard state: {e}"))?;
             }
         }
+        let mut flushed = Flushed::Yes;
         if has_entries && self.always {
-            self.engine.flush().map_err(|e| format!("flush: {e}"))?;
+            match (&self.flusher, own, ready.entries.last()) {
+                (Some(flusher), true, Some(last)) => {
+                    flusher.request(last.index, self.node.term());
+                    flushed = Flushed::Asked;
+                }
+                _ => self.engine.flush().map_err(|e| format!("flush: {e}"))?,
+            }
         }
         self.send_all(std::mem::take(&mut ready.messages));
         if let Some(last) = ready.committed.last() {
@@ -816,7 +922,7 @@ impl Raft {
                 }
             }
         }
-        Ok(())
+        Ok(flushed)
     }
 
     fn send_all(&self, messages: Vec<Message>) {
