@@ -1,5 +1,7 @@
-//! The raft thread: the one owner of the node's `flin_replication::Node`. Each turn it takes
-//! what arrived (peers' messages, "the engine appended", a transfer request), ticks when a
+//! The raft thread: the one owner of the node's `flin_replication::Node`. It waits in a
+//! `mio::Poll` on its peers' connections, which it reads itself, and on its `Inbox`'s waker
+//! (decision 99). Each turn it takes what arrived (peers' messages, "the engine appended", a
+//! transfer request), ticks when a
 //! tick is due, proposes on the leader what the engine appended since the last turn, and
 //! handles every `Ready` in the order the core asks: cut the log, append the entries, save
 //! the hard state, (under `--fsync always`, flush), send, apply, advance. A leader's `Ready`
@@ -36,7 +38,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,7 +53,7 @@ use flin_replication::{
 use super::elections::ElectionLog;
 use super::membership::{is_record_op, Record, MEMBERSHIP_KEY};
 use super::snapshot::{install, ship, stage::Staging};
-use super::transport::{Incoming, Transport};
+use super::transport::{Incoming, PeerStream, Transport};
 use super::{entry, Cluster, View};
 
 /// Entries the leader reads back from the engine per turn, at most...
@@ -77,9 +79,33 @@ const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 /// A shipper waits at most this long for the commit index to reach its snapshot's index.
 const SNAPSHOT_COMMIT_WAIT: Duration = Duration::from_secs(30);
 
+/// The raft thread's inbox: a channel, and the waker of the poll the thread waits in (it
+/// also reads its peers' connections there: decision 99). Every input is sent through this.
+#[derive(Clone)]
+pub struct Inbox {
+    sender: Sender<Input>,
+    waker: Arc<mio::Waker>,
+}
+
+impl Inbox {
+    /// Hands `input` to the raft thread; false once it stopped.
+    pub fn send(&self, input: Input) -> bool {
+        if self.sender.send(input).is_err() {
+            return false;
+        }
+        let _ = self.waker.wake();
+        true
+    }
+}
+
+/// The poll token of the inbox's waker (peer connections take the others).
+const WAKER: mio::Token = mio::Token(0);
+
 /// What the raft thread is told.
 pub enum Input {
     Peer(Message),
+    /// A peer dialled us (`transport::Incoming::Connection`): the raft thread reads it.
+    Connection(std::net::TcpStream),
     /// The peer's process is gone (`transport::Incoming::Gone`).
     PeerGone(NodeId),
     /// The write path committed an entry to the engine (on the leader).
@@ -106,7 +132,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn start(engine: Engine, inbox: Sender<Input>) -> Result<Flusher, String> {
+    fn start(engine: Engine, inbox: Inbox) -> Result<Flusher, String> {
         let (requests, receiver) = mpsc::channel::<(u64, u64)>();
         let thread = std::thread::Builder::new()
             .name("flin-raft-flush".into())
@@ -120,7 +146,7 @@ impl Flusher {
                         .map(|()| request)
                         .map_err(|e| format!("flush: {e}"));
                     let failed = synced.is_err();
-                    if inbox.send(Input::Synced(synced)).is_err() || failed {
+                    if !inbox.send(Input::Synced(synced)) || failed {
                         return;
                     }
                 }
@@ -155,7 +181,7 @@ struct ChangeInFlight {
 
 /// A running raft thread.
 pub struct Driver {
-    inbox: Sender<Input>,
+    inbox: Inbox,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -173,7 +199,15 @@ impl Driver {
     ) -> Result<Driver, String> {
         let id = cluster.id();
         let node = restore(&cluster, &engine, hard_state.1)?;
-        let (inbox, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::channel();
+        let poll =
+            mio::Poll::new().map_err(|e| format!("cannot make the raft thread's poll: {e}"))?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)
+            .map_err(|e| format!("cannot make the raft thread's waker: {e}"))?;
+        let inbox = Inbox {
+            sender,
+            waker: Arc::new(waker),
+        };
         let cluster_dir = match &engine.config().storage {
             flin_engine::Storage::Directory(data) => data.join("cluster"),
             _ => return Err("a cluster node's engine must be in a directory".into()),
@@ -210,16 +244,17 @@ impl Driver {
                 Some((peer, addr))
             })
             .collect();
-        let transport = Transport::start(
-            id,
-            listen,
-            &peers,
-            listening,
-            inbox.clone(),
-            wrap,
-            receive,
-            log.clone(),
-        )?;
+        let deliver: super::transport::Deliver = {
+            let inbox = inbox.clone();
+            Arc::new(move |incoming| {
+                let _ = inbox.send(match incoming {
+                    Incoming::Connection(stream) => Input::Connection(stream),
+                    Incoming::Gone(peer) => Input::PeerGone(peer),
+                });
+            })
+        };
+        let transport =
+            Transport::start(id, listen, &peers, listening, deliver, receive, log.clone())?;
         *cluster.wake.lock().expect("cluster wake lock") = Some(inbox.clone());
         let committed = engine.committed_seq();
         let elections = ElectionLog::new(&node, log.clone());
@@ -229,6 +264,10 @@ impl Driver {
         };
         let mut raft = Raft {
             flusher,
+            poll,
+            connections: BTreeMap::new(),
+            next_token: WAKER.0 + 1,
+            read_buffer: vec![0; 64 << 10],
             elections,
             cluster,
             always,
@@ -272,13 +311,6 @@ impl Driver {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-fn wrap(incoming: Incoming) -> Input {
-    match incoming {
-        Incoming::Message(message) => Input::Peer(message),
-        Incoming::Gone(peer) => Input::PeerGone(peer),
     }
 }
 
@@ -408,6 +440,12 @@ struct Raft {
     cluster: Arc<Cluster>,
     engine: Engine,
     always: bool,
+    /// What this thread waits in: its inbox's waker and its peers' connections.
+    poll: mio::Poll,
+    /// The connections peers dialled us on, by poll token.
+    connections: BTreeMap<usize, PeerStream>,
+    next_token: usize,
+    read_buffer: Vec<u8>,
     /// Under `--fsync always`: flushes the leader's own entries off this thread.
     flusher: Option<Flusher>,
     node: Node,
@@ -449,7 +487,7 @@ struct Raft {
     /// within `retain_entries_max` of the log's end (`pin_for_followers`).
     follower_pin: Option<flin_engine::Pin>,
     /// This thread's own inbox (shipper threads report there).
-    inbox: Sender<Input>,
+    inbox: Inbox,
     /// On a follower: the snapshot being received or staged (`snapshot::stage`).
     staging: Arc<Staging>,
     /// On the leader: the snapshot shared by the shippers (`snapshot::ship`).
@@ -500,18 +538,47 @@ struct CatchUp {
 impl Raft {
     fn run(&mut self, inbox: Receiver<Input>, tick: Duration) {
         let mut next_tick = Instant::now() + tick;
+        let mut events = mio::Events::with_capacity(64);
+        let mut arrived = Vec::new();
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let first = match inbox.recv_timeout(wait) {
-                Ok(input) => Some(input),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
+            // Messages a new connection brought (`take_connection`) are taken at once.
+            let wait = match arrived.is_empty() {
+                true => next_tick.saturating_duration_since(Instant::now()),
+                false => Duration::ZERO,
             };
+            if let Err(error) = self.poll.poll(&mut events, Some(wait)) {
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    (self.log)(
+                        crate::log::Level::Warn,
+                        &format!("raft: poll failed: {error}"),
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            // Peers' messages first (each connection's in order), then the inbox.
+            for event in events.iter() {
+                if event.token() != WAKER {
+                    self.read_peer(event.token().0, &mut arrived);
+                }
+            }
             let mut stop = false;
-            for input in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
-            {
+            let mut disconnected = false;
+            let inputs = arrived
+                .drain(..)
+                .map(Input::Peer)
+                .chain(std::iter::from_fn(|| match inbox.try_recv() {
+                    Ok(input) => Some(input),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        None
+                    }
+                }))
+                .collect::<Vec<_>>();
+            if disconnected {
+                stop = true;
+            }
+            for input in inputs {
                 match input {
                     // The core restarts its log after the snapshot's point: only for the
                     // point whose files are staged and checked here.
@@ -545,6 +612,7 @@ impl Raft {
                         }
                     }
                     Input::Appended => {}
+                    Input::Connection(stream) => self.take_connection(stream, &mut arrived),
                     Input::Transfer(to, answer) => {
                         let _ =
                             answer.send(self.node.transfer_leader(to).map_err(|e| e.to_string()));
@@ -621,6 +689,59 @@ impl Raft {
         let _ = self.persist_commit(true);
         self.stop_transport();
         self.stop_flusher();
+    }
+
+    /// Starts reading a connection a peer dialled us on: registers it with the poll and
+    /// reads what already arrived (into `arrived`, for the next turn).
+    fn take_connection(&mut self, stream: std::net::TcpStream, arrived: &mut Vec<Message>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        let registered = PeerStream::new(stream).and_then(|mut peer| {
+            self.poll.registry().register(
+                peer.source(),
+                mio::Token(token),
+                mio::Interest::READABLE,
+            )?;
+            Ok(peer)
+        });
+        match registered {
+            Ok(peer) => {
+                self.connections.insert(token, peer);
+                self.read_peer(token, arrived);
+            }
+            Err(error) => (self.log)(
+                crate::log::Level::Warn,
+                &format!("raft: cannot read a peer's connection: {error}"),
+            ),
+        }
+    }
+
+    /// Reads what a peer's connection holds into `arrived`; a connection that ended is
+    /// dropped, and the transport probes whether its peer is gone.
+    fn read_peer(&mut self, token: usize, arrived: &mut Vec<Message>) {
+        let Some(peer) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let id = self.node.id();
+        let Err(ended) = peer.read(id, &mut self.read_buffer, arrived) else {
+            return;
+        };
+        let Some(mut peer) = self.connections.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(peer.source());
+        if let Some(reason) = ended {
+            (self.log)(
+                crate::log::Level::Warn,
+                &format!(
+                    "cluster connection from {} closed: {reason}",
+                    peer.addr().map_or("?".into(), |addr| addr.to_string())
+                ),
+            );
+        }
+        if let (Some(from), Some(transport)) = (peer.from(), &self.transport) {
+            transport.watch_gone(from);
+        }
     }
 
     fn stop_flusher(&mut self) {

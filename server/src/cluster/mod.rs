@@ -237,7 +237,7 @@ pub struct Cluster {
     /// harmless, and a redirect may still need it while the removal is in flight).
     addresses: Mutex<BTreeMap<NodeId, SocketAddr>>,
     /// Wakes the raft thread when the engine appended (set once the thread runs).
-    pub(crate) wake: Mutex<Option<std::sync::mpsc::Sender<driver::Input>>>,
+    pub(crate) wake: Mutex<Option<driver::Inbox>>,
     /// Set by the first write since the raft thread last looked at the engine's log, which
     /// alone sends the wake-up: under load one wake-up per raft turn, not one per write
     /// (each was a channel send, a lock and often a futex wake).

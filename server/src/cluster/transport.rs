@@ -4,11 +4,12 @@
 //! the `FLINRAFT` hello naming the sender, then carries length-prefixed messages
 //! (`flin_replication::wire`; the bytes are in docs/replication.md).
 //!
-//! Plain threads, no event loop: one acceptor, one reader per incoming connection, one
-//! sender per peer. Raft tolerates lost messages, so a sender that cannot reach its peer
+//! Plain threads, no event loop of their own: one acceptor, one sender per peer; the
+//! connections peers dial us on are read by the raft thread itself, in the poll it waits in
+//! ([`PeerStream`], decision 99). Raft tolerates lost messages, so a sender that cannot reach its peer
 //! drops what is queued for it (the leader sends again on its next heartbeat) and dials again
-//! after a pause; a full queue drops the newest message likewise. A reader that finds a bad
-//! frame closes its connection (the stream is out of step) and says so in the log once.
+//! after a pause; a full queue drops the newest message likewise. A connection with a bad
+//! frame is closed by the raft thread (the stream is out of step), which says so in the log once.
 //!
 //! The raft thread writes small replication messages (appends up to [`DIRECT_BYTES`], their
 //! answers, heartbeats) to the peer's connection itself when nothing is queued for that peer
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,7 +61,9 @@ pub type SnapshotHandler = Arc<dyn Fn(TcpStream) + Send + Sync>;
 
 /// What the transport hands the raft thread.
 pub enum Incoming {
-    Message(Message),
+    /// A peer dialled us and opened with the raft hello (not read yet): the raft thread reads
+    /// this connection itself ([`PeerStream`], decision 99).
+    Connection(TcpStream),
     /// The connection a peer dialled us on ended (EOF, reset, a bad frame), and then its
     /// cluster port refused a connection: no process listens there, so the peer is gone (a
     /// killed process's sockets are closed by its kernel at once). A closed connection alone
@@ -69,12 +72,18 @@ pub enum Incoming {
     Gone(NodeId),
 }
 
+/// Where the transport hands what it has for the raft thread.
+pub type Deliver = Arc<dyn Fn(Incoming) + Send + Sync>;
+
 /// The sending half: a queue of messages per peer. Each peer's sender thread encodes what it
 /// takes off its queue straight into the bytes it writes (decision 95): the raft thread
 /// neither encodes nor copies entry data, and the two followers' appends are encoded in
 /// parallel, each message's entries shared with the raft thread's log (`EntryData`).
 pub struct Transport {
     peers: BTreeMap<NodeId, Peer>,
+    /// Where each peer listens (`watch_gone` dials it there).
+    listening: Arc<BTreeMap<NodeId, SocketAddr>>,
+    deliver: Deliver,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     local: SocketAddr,
@@ -143,18 +152,18 @@ fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
 
 impl Transport {
     /// Listens on `listen` and starts a sender per peer (`peers`: the addresses to dial,
-    /// this node excluded). Incoming messages go to `inbox`, wrapped by `wrap`. `listening`
-    /// holds where each peer itself listens (`Incoming::Gone` dials it there, not through a
-    /// `--cluster-peers` proxy, whose refusal would say nothing about the peer). Connections
-    /// that open with the snapshot hello go to `snapshots`.
+    /// this node excluded). Connections peers open with the raft hello go to `deliver`, as do
+    /// peers found gone. `listening` holds where each peer itself listens
+    /// (`Incoming::Gone` dials it there, not through a `--cluster-peers` proxy, whose refusal
+    /// would say nothing about the peer). Connections that open with the snapshot hello go to
+    /// `snapshots`.
     #[allow(clippy::too_many_arguments)]
-    pub fn start<T: Send + 'static>(
+    pub fn start(
         id: NodeId,
         listen: SocketAddr,
         peers: &BTreeMap<NodeId, SocketAddr>,
         listening: BTreeMap<NodeId, SocketAddr>,
-        inbox: Sender<T>,
-        wrap: fn(Incoming) -> T,
+        deliver: Deliver,
         snapshots: SnapshotHandler,
         log: super::LogFn,
     ) -> Result<Transport, String> {
@@ -167,14 +176,15 @@ impl Transport {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         {
-            let stop = stop.clone();
-            let log = log.clone();
+            let (stop, log, deliver) = (stop.clone(), log.clone(), deliver.clone());
             threads.push(spawn("flin-raft-accept", move || {
-                accept(listener, id, inbox, wrap, stop, log, listening, snapshots)
+                accept(listener, deliver, stop, log, snapshots)
             })?);
         }
         let mut transport = Transport {
             peers: BTreeMap::new(),
+            listening: Arc::new(listening),
+            deliver,
             stop,
             threads,
             local,
@@ -185,6 +195,20 @@ impl Transport {
             transport.add_peer(peer, addr)?;
         }
         Ok(transport)
+    }
+
+    /// The connection `from` dialled us on ended: probes, on a thread of its own, whether
+    /// anything still listens where that peer does, and delivers `Incoming::Gone` if not.
+    pub fn watch_gone(&self, from: NodeId) {
+        let Some(&addr) = self.listening.get(&from) else {
+            return;
+        };
+        let (stop, deliver) = (self.stop.clone(), self.deliver.clone());
+        let _ = spawn("flin-raft-probe", move || {
+            if probe_gone(addr, &stop) {
+                deliver(Incoming::Gone(from));
+            }
+        });
     }
 
     /// Starts a sender to `peer` at `addr` (a member added at run time); a no-op for a peer
@@ -346,43 +370,24 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .map_err(|e| format!("cannot start {name}: {e}"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn accept<T: Send + 'static>(
+fn accept(
     listener: TcpListener,
-    id: NodeId,
-    inbox: Sender<T>,
-    wrap: fn(Incoming) -> T,
+    deliver: Deliver,
     stop: Arc<AtomicBool>,
     log: super::LogFn,
-    listening: BTreeMap<NodeId, SocketAddr>,
     snapshots: SnapshotHandler,
 ) {
-    let listening = Arc::new(listening);
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, peer)) => {
-                let inbox = inbox.clone();
-                let stop = stop.clone();
-                let log = log.clone();
-                let listening = listening.clone();
+            Ok((stream, _)) => {
+                let deliver = deliver.clone();
                 let snapshots = snapshots.clone();
-                let _ = spawn("flin-raft-from", move || {
+                // The peek waits (up to a second) for the hello: not on this thread.
+                let _ = spawn("flin-raft-hello", move || {
                     if opens_with_snapshot_hello(&stream) {
                         snapshots(stream);
-                        return;
-                    }
-                    let mut from = None;
-                    if let Err(reason) = read_loop(stream, id, &inbox, wrap, &stop, &mut from) {
-                        log(
-                            crate::log::Level::Warn,
-                            &format!("cluster connection from {peer} closed: {reason}"),
-                        );
-                    }
-                    let Some(from) = from else { return };
-                    if let Some(&addr) = listening.get(&from) {
-                        if probe_gone(addr, &stop) {
-                            let _ = inbox.send(wrap(Incoming::Gone(from)));
-                        }
+                    } else {
+                        deliver(Incoming::Connection(stream));
                     }
                 });
             }
@@ -424,62 +429,83 @@ fn opens_with_snapshot_hello(stream: &TcpStream) -> bool {
     false
 }
 
-/// Reads one peer's messages until the connection ends, the stream goes out of step or the
-/// transport stops. Messages must come from the peer the hello named (kept in `from`) and be
-/// addressed to us.
-fn read_loop<T>(
-    mut stream: TcpStream,
-    id: NodeId,
-    inbox: &Sender<T>,
-    wrap: fn(Incoming) -> T,
-    stop: &AtomicBool,
-    from: &mut Option<NodeId>,
-) -> Result<(), String> {
-    stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(Duration::from_millis(200))))
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let mut reader = FrameReader::new();
-    let mut buffer = vec![0u8; 64 << 10];
-    while !stop.load(Ordering::Acquire) {
-        let read = match stream.read(&mut buffer) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
+/// A connection a peer dialled us on, read by the raft thread itself when its poll says it
+/// is readable (decision 99): no reader thread, no hand-off through a channel. Messages must
+/// come from the peer the hello named and be addressed to us.
+pub struct PeerStream {
+    stream: mio::net::TcpStream,
+    reader: FrameReader,
+    from: Option<NodeId>,
+    addr: Option<SocketAddr>,
+}
+
+impl PeerStream {
+    pub fn new(stream: TcpStream) -> std::io::Result<PeerStream> {
+        stream.set_nonblocking(true)?;
+        let _ = stream.set_nodelay(true);
+        let addr = stream.peer_addr().ok();
+        Ok(PeerStream {
+            stream: mio::net::TcpStream::from_std(stream),
+            reader: FrameReader::new(),
+            from: None,
+            addr,
+        })
+    }
+
+    /// The source to register with the raft thread's poll.
+    pub fn source(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.stream
+    }
+
+    /// The node the hello named, once read.
+    pub fn from(&self) -> Option<NodeId> {
+        self.from
+    }
+
+    /// Where the connection comes from, for the log.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Reads everything that arrived (until the socket would block) into `out`, through
+    /// `buffer`. `Err(None)`: the peer closed the connection; `Err(Some(why))`: it failed or
+    /// went out of step. Either way the caller drops it (the messages read before are good).
+    pub fn read(
+        &mut self,
+        id: NodeId,
+        buffer: &mut [u8],
+        out: &mut Vec<Message>,
+    ) -> Result<(), Option<String>> {
+        loop {
+            let read = match self.stream.read(buffer) {
+                Ok(0) => return Err(None),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Some(e.to_string())),
+            };
+            self.reader.push(&buffer[..read]);
+            if self.from.is_none() {
+                match self.reader.take_hello() {
+                    None => continue,
+                    Some(Ok(peer)) => self.from = Some(peer),
+                    Some(Err(error)) => return Err(Some(format!("bad hello: {error}"))),
+                }
             }
-            Err(e) => return Err(e.to_string()),
-        };
-        reader.push(&buffer[..read]);
-        if from.is_none() {
-            match reader.take_hello() {
-                None => continue,
-                Some(Ok(peer)) => *from = Some(peer),
-                Some(Err(error)) => return Err(format!("bad hello: {error}")),
-            }
-        }
-        while let Some(message) = reader.next() {
-            let message = message.map_err(|e| format!("bad frame: {e}"))?;
-            if Some(message.from) != *from || message.to != id {
-                return Err(format!(
-                    "a message from {} to {} on node {:?}'s connection",
-                    message.from,
-                    message.to,
-                    from.unwrap_or(0)
-                ));
-            }
-            if inbox.send(wrap(Incoming::Message(message))).is_err() {
-                return Ok(());
+            while let Some(message) = self.reader.next() {
+                let message = message.map_err(|e| Some(format!("bad frame: {e}")))?;
+                if Some(message.from) != self.from || message.to != id {
+                    return Err(Some(format!(
+                        "a message from {} to {} on node {:?}'s connection",
+                        message.from,
+                        message.to,
+                        self.from.unwrap_or(0)
+                    )));
+                }
+                out.push(message);
             }
         }
     }
-    Ok(())
 }
 
 /// A peer's sender thread: writes what is queued for the peer, dialling as needed.
@@ -643,15 +669,13 @@ mod tests {
     fn a_slow_peer_gets_every_message_in_order_through_direct_and_queued_writes() {
         let peer = TcpListener::bind("127.0.0.1:0").unwrap();
         let peers = BTreeMap::from([(2, peer.local_addr().unwrap())]);
-        let (inbox, _incoming) = mpsc::channel::<Incoming>();
         let log: super::super::LogFn = Arc::new(|_, _| {});
         let transport = Transport::start(
             1,
             "127.0.0.1:0".parse().unwrap(),
             &peers,
             BTreeMap::new(),
-            inbox,
-            |incoming| incoming,
+            Arc::new(|_| {}),
             Arc::new(|_| {}),
             log,
         )

@@ -289,5 +289,5 @@ fn ask_raft(cluster: &Cluster, input: Input) -> bool {
         .lock()
         .expect("cluster wake lock")
         .as_ref()
-        .is_some_and(|wake| wake.send(input).is_ok())
+        .is_some_and(|wake| wake.send(input))
 }
