@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{field, TestCluster};
+use common::cluster::{field, http_get, TestCluster};
 use redis::Value;
 
 /// The cluster of these tests: a 50 ms tick (the default: elections after 0.5 to 1 s of
@@ -246,25 +246,6 @@ fn leadership_moves_on_request_and_writes_follow() {
         mine.contains("master") && mine.ends_with("0-16383"),
         "{nodes}"
     );
-}
-
-/// A GET on the admin port: status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_string();
-    (status, body)
 }
 
 /// The `ready` flag of index `name` in a `DOC.INDEXES` reply, if the index is listed.

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{field, TestCluster};
+use common::cluster::{field, http_get, TestCluster};
 
 /// `CLUSTER INFO` of node `i + 1`, or `None` while it does not answer (it re-executes itself
 /// to open a snapshot).
@@ -128,6 +128,27 @@ fn a_follower_behind_what_the_leader_s_log_holds_catches_up_by_snapshot() {
     assert!(
         field(&leader_info, "snapshot_bytes_sent") > 0,
         "{leader_info}"
+    );
+    // The admin page's /api/cluster counts the same.
+    let api = |i: usize| -> serde_json::Value {
+        let (status, body) = http_get(cluster.ports[i] + 1_000, "/api/cluster");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let leader_view = api(leader);
+    assert!(
+        leader_view["snapshots_sent"].as_u64() >= Some(1),
+        "{leader_view}"
+    );
+    assert!(
+        leader_view["snapshot_bytes_sent"].as_u64() > Some(0),
+        "{leader_view}"
+    );
+    let follower_view = api(follower);
+    assert_eq!(
+        follower_view["snapshot_installed_index"].as_u64(),
+        Some(installed),
+        "{follower_view}"
     );
 
     let mut rejoined = read_only(&cluster, follower);

@@ -366,6 +366,7 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
         return serde_json::json!({ "mode": "standalone" });
     };
     let view = cluster.view();
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let members = view.voters.iter().chain(&view.learners).copied();
     let nodes: Vec<serde_json::Value> = members
         .filter_map(|id| Some((id, cluster.address(id)?)))
@@ -404,6 +405,9 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
         "applied_index": view.applied,
         "last_index": view.last_index,
         "elections_won": view.elections_won,
+        "snapshots_sent": counter(&cluster.snapshots_sent),
+        "snapshot_bytes_sent": counter(&cluster.snapshot_bytes_sent),
+        "snapshot_installed_index": counter(&cluster.snapshot_installed_index),
         "nodes": nodes,
     })
 }
