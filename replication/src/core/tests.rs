@@ -588,12 +588,8 @@ fn nothing_may_happen_between_ready_and_advance() {
 #[test]
 fn a_leader_counts_its_own_entry_only_once_persisted() {
     // Our own log is part of the majority only as far as `advance` confirmed it on disk.
-    let mut cluster = Cluster::new();
-    cluster.elect(1);
-    cluster.tick_all(1);
+    let (mut cluster, index, term) = leader_with_a_proposal();
     let leader = cluster.node(1);
-    let index = leader.propose(b"x".to_vec()).unwrap();
-    let term = leader.term();
     leader
         .step(message(
             2,
@@ -609,16 +605,23 @@ fn a_leader_counts_its_own_entry_only_once_persisted() {
     assert_eq!(leader.commit_index(), index);
 }
 
-/// A leader of a settled 3-node cluster that proposed `b"x"` and handed it out in a
-/// `Ready` it wrote without a flush (`advance_unsynced`): (cluster, index, term, the
-/// appends it sent).
-fn leader_with_an_unsynced_entry() -> (Cluster, u64, u64) {
+/// Node 1 leading a settled 3-node cluster, having proposed `b"x"` (not yet handed out):
+/// (cluster, the proposal's index, the term).
+fn leader_with_a_proposal() -> (Cluster, u64, u64) {
     let mut cluster = Cluster::new();
     cluster.elect(1);
     cluster.tick_all(1);
     let leader = cluster.node(1);
     let index = leader.propose(b"x".to_vec()).unwrap();
     let term = leader.term();
+    (cluster, index, term)
+}
+
+/// `leader_with_a_proposal`, the proposal then handed out in a `Ready` written without a
+/// flush (`advance_unsynced`).
+fn leader_with_an_unsynced_entry() -> (Cluster, u64, u64) {
+    let (mut cluster, index, term) = leader_with_a_proposal();
+    let leader = cluster.node(1);
     let ready = leader.ready();
     assert_eq!(ready.entries.last().map(|entry| entry.index), Some(index));
     leader.advance_unsynced();

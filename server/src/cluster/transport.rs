@@ -271,21 +271,17 @@ impl Transport {
             let Some(peer) = self.peers.get(&first.to) else {
                 continue;
             };
-            // The run of messages to this peer that may go directly, within DIRECT_BYTES.
+            let (to, may_go_directly) = (first.to, direct(&first));
+            let mut bytes = wire::encoded_len(&first);
             let mut run = vec![first];
-            let mut bytes = wire::encoded_len(&run[0]);
-            while let Some(next) = messages.peek() {
-                if next.to != run[0].to || !direct(next) || !direct(&run[0]) {
-                    break;
+            if may_go_directly && bytes <= DIRECT_BYTES {
+                // The run of messages to this peer that may go directly, within DIRECT_BYTES.
+                while let Some(next) = messages.next_if(|next| {
+                    next.to == to && direct(next) && bytes + wire::encoded_len(next) <= DIRECT_BYTES
+                }) {
+                    bytes += wire::encoded_len(&next);
+                    run.push(next);
                 }
-                let len = wire::encoded_len(next);
-                if bytes + len > DIRECT_BYTES {
-                    break;
-                }
-                bytes += len;
-                run.extend(messages.next());
-            }
-            if direct(&run[0]) && bytes <= DIRECT_BYTES {
                 frames.clear();
                 for message in &run {
                     wire::write_frame(message, &mut frames);
@@ -295,14 +291,9 @@ impl Transport {
                 }
             }
             for message in run {
-                peer.queue_message(message);
+                peer.queue(Outgoing::Message(message));
             }
         }
-    }
-
-    /// Queues one message for its peer (`send_all` of one).
-    pub fn send(&self, message: Message) {
-        self.send_all(vec![message]);
     }
 
     /// Stops every thread (the acceptor notices within its poll interval).
@@ -348,10 +339,6 @@ impl Peer {
                 false
             }
         }
-    }
-
-    fn queue_message(&self, message: Message) {
-        self.queue(Outgoing::Message(message));
     }
 
     /// Queues for the sender; drops when its queue is full or gone (raft resends).
@@ -682,7 +669,7 @@ mod tests {
         .unwrap();
         // The first message dials (through the queue); once connected, later ones may go
         // directly.
-        transport.send(append(0, 10));
+        transport.send_all(vec![append(0, 10)]);
         let (mut stream, _) = peer.accept().unwrap();
         let count = 3000u64;
         let sender = std::thread::spawn(move || {
