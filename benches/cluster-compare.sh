@@ -14,7 +14,9 @@
 # 3. etcd: a 3-member etcd cluster (Debian's etcd 3.4, which fsyncs every commit: compared with
 #    --fsync always) and etcd-put-bench (the v3 HTTP/JSON gateway, POST /v3/kv/put, CLIENTS
 #    connections spread over the three members, one put in flight each), the same seconds;
-#    the ratio flin-cluster/etcd for plain and pipelined Flin. ETCD_CHECK_PERF=1 adds one
+#    the ratio flin-cluster/etcd for plain and pipelined Flin; etcd runs twice, with CLIENTS
+#    connections (as many puts in flight as plain Flin has SETs) and with CLIENTS x PIPELINE
+#    (as many as pipelined Flin), so each ratio compares equal concurrency. ETCD_CHECK_PERF=1 adds one
 #    `etcdctl check perf --load l` (60 s, gRPC) as a cross-check.
 #
 #   benches/cluster-compare.sh                 # full: KILLS=100 ROUNDS=3 DURATION=10
@@ -200,11 +202,12 @@ ticks = int(sys.argv[2])
 print("%.0f %.2f %d" % (r["keys_per_sec"], ticks * 1e4 / max(r["requests"], 1), r["refused"]))
 ' "$json" $((after - before))
 }
+# bench_etcd CONNECTIONS: etcd-put-bench (one put in flight per connection).
 bench_etcd() {
     local before after line
     before=$(cpu_ticks "${SERVER_PIDS[@]}")
     line=$("$BIN/etcd-put-bench" --endpoints "$ETCD_ENDPOINTS" \
-        -c "$CLIENTS" -d 3 -r 1000000 -n 100000000 --duration "$DURATION")
+        -c "$1" -d 3 -r 1000000 -n 100000000 --duration "$DURATION")
     after=$(cpu_ticks "${SERVER_PIDS[@]}")
     awk -v ticks=$((after - before)) '{for (i = 1; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}}
         END {printf "%.0f %.2f %d\n", v["puts_per_sec"], ticks * 1e4 / (v["puts"] > 0 ? v["puts"] : 1), v["failed"]}' <<< "$line"
@@ -234,7 +237,8 @@ if selected throughput || selected etcd; then
                 echo "round $round, $policy, $kind" >&2
                 "start_$kind" "$policy"
                 if [ "$kind" = etcd ]; then
-                    record "etcd-$policy-plain" "$(bench_etcd)"
+                    record "etcd-$policy-plain" "$(bench_etcd "$CLIENTS")"
+                    record "etcd-$policy-deep" "$(bench_etcd $((CLIENTS * PIPELINE)))"
                 else
                     record "$kind-$policy-plain" "$(bench_flin)"
                     record "$kind-$policy-pipelined" "$(bench_flin -P "$PIPELINE")"
@@ -287,11 +291,13 @@ if selected etcd; then
     echo
     echo "| | puts/s or SET/s | server CPU us/op (3 nodes) | flin/etcd |"
     echo "|---|---|---|---|"
-    printf '| etcd put (HTTP/JSON gateway, one in flight per connection) | %.0f | %s | 1.00 |\n' "$e" "$(mc etcd-always-plain)"
-    for mode in plain pipelined; do
-        c=$(m "cluster-always-$mode")
-        printf '| flin cluster SET %s | %.0f | %s | %s |\n' "$([ $mode = plain ] && echo "plain" || echo "-P $PIPELINE")" "$c" \
-            "$(mc "cluster-always-$mode")" "$(ratio "$c" "$e")"
-    done
-    echo "(etcd failed puts: ${refused[etcd-always-plain]:-0})"
+    deep=$(m etcd-always-deep)
+    printf '| etcd put (HTTP/JSON gateway, one in flight per connection), %s connections | %.0f | %s | 1.00 |\n' "$CLIENTS" "$e" "$(mc etcd-always-plain)"
+    c=$(m cluster-always-plain)
+    printf '| flin cluster SET plain (%s in flight) | %.0f | %s | %s |\n' "$CLIENTS" "$c" "$(mc cluster-always-plain)" "$(ratio "$c" "$e")"
+    printf '| etcd put, %s connections (as many in flight as flin -P %s) | %.0f | %s | 1.00 |\n' "$((CLIENTS * PIPELINE))" "$PIPELINE" "$deep" "$(mc etcd-always-deep)"
+    c=$(m cluster-always-pipelined)
+    printf '| flin cluster SET -P %s (%s in flight) | %.0f | %s | %s (against etcd at %s connections: %s) |\n' "$PIPELINE" "$((CLIENTS * PIPELINE))" "$c" \
+        "$(mc cluster-always-pipelined)" "$(ratio "$c" "$deep")" "$CLIENTS" "$(ratio "$c" "$e")"
+    echo "(etcd failed puts: ${refused[etcd-always-plain]:-0} at $CLIENTS connections, ${refused[etcd-always-deep]:-0} at $((CLIENTS * PIPELINE)))"
 fi

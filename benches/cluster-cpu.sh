@@ -8,7 +8,8 @@
 # its raft thread alone, and of each follower. PERF=prefix also records `perf record -e
 # cpu-clock -g` of the leader and a follower (prefix.leader, prefix.follower). Every process
 # is stopped by its pid. "switches/SET" counts the context switches (voluntary and not) of
-# every thread of the three nodes, per SET.
+# every thread of the three nodes, per SET. THREADS=1 also prints, per node and thread name, the
+# CPU, context switches and system calls (syscr + syscw of /proc/<pid>/task/<tid>/io) per SET.
 #
 #   benches/cluster-cpu.sh SERVER_BIN POLICY PIPELINE DURATION BASEPORT [LABEL]
 #   benches/cluster-cpu.sh target/release/flin-server everysec 32 8 7600 new
@@ -58,6 +59,11 @@ ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 # Context switches (voluntary + involuntary) of every thread of a process.
 switches() { local t s=0; for t in /proc/$1/task/*; do s=$((s + $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status))); done; echo $s; }
 raft_ticks() { local t s=0; for t in /proc/$1/task/*; do [ "$(cat $t/comm)" = flin-raft ] && s=$((s + $(awk '{print $14 + $15}' $t/stat))); done; echo $s; }
+# One line per thread: node index, thread name, CPU ticks, context switches, read and write calls.
+threads() { local i t; for i in 0 1 2; do for t in /proc/${PIDS[$i]}/task/*; do
+  echo "$i $(tr ' ' _ < $t/comm) $(awk '{print $14 + $15}' $t/stat) $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status) $(awk '/^sysc[rw]/ {n += $2} END {print n}' $t/io 2>/dev/null || echo 0)"
+done; done; }
+[ -n "${THREADS:-}" ] && threads > "$DIR/threads.before"
 declare -a before after
 sw_before=0; for i in 0 1 2; do before[$i]=$(ticks ${PIDS[$i]}); sw_before=$((sw_before + $(switches ${PIDS[$i]}))); done
 rb=$(raft_ticks ${PIDS[$((LEADER-1))]})
@@ -72,6 +78,7 @@ fi
 json=$("$BENCH" -p $((BASE+LEADER-1)) --protocol resp -t set -c 50 -d 3 -r 1000000 -n 100000000 --duration "$DUR" --json -q "${PARGS[@]}")
 sw_after=0; for i in 0 1 2; do after[$i]=$(ticks ${PIDS[$i]}); sw_after=$((sw_after + $(switches ${PIDS[$i]}))); done
 ra=$(raft_ticks ${PIDS[$((LEADER-1))]})
+[ -n "${THREADS:-}" ] && threads > "$DIR/threads.after"
 [ ${#PERFPIDS[@]} -gt 0 ] && wait "${PERFPIDS[@]}" 2>/dev/null || true
 python3 - "$json" "$LEADER" "${before[@]}" "${after[@]}" "$LABEL $POLICY P$PIPE" $((ra - rb)) $((sw_after - sw_before)) << 'PY'
 import json, sys
@@ -83,3 +90,25 @@ us = [(a[i] - b[i]) * 1e4 / n for i in range(3)]
 fol = [us[i] for i in range(3) if i != leader]
 print("%s: %.0f SET/s  leader %.2f us/SET (raft thread %.2f)  followers %.2f %.2f  total %.2f  switches/SET %.2f" % (sys.argv[9], r["keys_per_sec"], us[leader], int(sys.argv[10]) * 1e4 / n, fol[0], fol[1], sum(us), int(sys.argv[11]) / n))
 PY
+if [ -n "${THREADS:-}" ]; then
+  python3 - "$DIR/threads.before" "$DIR/threads.after" "$json" "$LEADER" << 'PY'
+import collections, json, sys
+def load(path):
+    d = collections.defaultdict(lambda: [0, 0, 0])
+    for line in open(path):
+        node, name, cpu, sw, calls = line.split()
+        v = d[(int(node), name)]
+        v[0] += int(cpu); v[1] += int(sw); v[2] += int(calls)
+    return d
+b, a = load(sys.argv[1]), load(sys.argv[2])
+n = max(json.loads(sys.argv[3])["results"][0]["requests"], 1)
+leader = int(sys.argv[4]) - 1
+print("node       thread            us/SET  switches/SET  syscalls/SET")
+for key in sorted(a):
+    d = [a[key][i] - b.get(key, [0, 0, 0])[i] for i in range(3)]
+    if d[0] == 0 and d[1] * 1000 < n:
+        continue
+    role = "leader" if key[0] == leader else "follower%d" % (key[0] + 1)
+    print("%-10s %-16s %7.2f %13.3f %13.3f" % (role, key[1], d[0] * 1e4 / n, d[1] / n, d[2] / n))
+PY
+fi
