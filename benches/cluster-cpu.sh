@@ -9,7 +9,7 @@
 # cpu-clock -g` of the leader and a follower (prefix.leader, prefix.follower). Every process
 # is stopped by its pid. "switches/SET" counts the context switches (voluntary and not) of
 # every thread of the three nodes, per SET. THREADS=1 also prints, per node and thread name, the
-# CPU, context switches and system calls (syscr + syscw of /proc/<pid>/task/<tid>/io) per SET.
+# CPU and context switches per SET.
 #
 #   benches/cluster-cpu.sh SERVER_BIN POLICY PIPELINE DURATION BASEPORT [LABEL]
 #   benches/cluster-cpu.sh target/release/flin-server everysec 32 8 7600 new
@@ -59,9 +59,9 @@ ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 # Context switches (voluntary + involuntary) of every thread of a process.
 switches() { local t s=0; for t in /proc/$1/task/*; do s=$((s + $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status))); done; echo $s; }
 raft_ticks() { local t s=0; for t in /proc/$1/task/*; do [ "$(cat $t/comm)" = flin-raft ] && s=$((s + $(awk '{print $14 + $15}' $t/stat))); done; echo $s; }
-# One line per thread: node index, thread name, CPU ticks, context switches, read and write calls.
+# One line per thread: node index, thread name, CPU ticks, context switches.
 threads() { local i t; for i in 0 1 2; do for t in /proc/${PIDS[$i]}/task/*; do
-  echo "$i $(tr ' ' _ < $t/comm) $(awk '{print $14 + $15}' $t/stat) $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status) $(awk '/^sysc[rw]/ {n += $2} END {print n}' $t/io 2>/dev/null || echo 0)"
+  echo "$i $(tr ' ' _ < $t/comm) $(awk '{print $14 + $15}' $t/stat) $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status)"
 done; done; }
 [ -n "${THREADS:-}" ] && threads > "$DIR/threads.before"
 declare -a before after
@@ -94,21 +94,21 @@ if [ -n "${THREADS:-}" ]; then
   python3 - "$DIR/threads.before" "$DIR/threads.after" "$json" "$LEADER" << 'PY'
 import collections, json, sys
 def load(path):
-    d = collections.defaultdict(lambda: [0, 0, 0])
+    d = collections.defaultdict(lambda: [0, 0])
     for line in open(path):
-        node, name, cpu, sw, calls = line.split()
+        node, name, cpu, sw = line.split()
         v = d[(int(node), name)]
-        v[0] += int(cpu); v[1] += int(sw); v[2] += int(calls)
+        v[0] += int(cpu); v[1] += int(sw)
     return d
 b, a = load(sys.argv[1]), load(sys.argv[2])
 n = max(json.loads(sys.argv[3])["results"][0]["requests"], 1)
 leader = int(sys.argv[4]) - 1
-print("node       thread            us/SET  switches/SET  syscalls/SET")
+print("node       thread            us/SET  switches/SET")
 for key in sorted(a):
-    d = [a[key][i] - b.get(key, [0, 0, 0])[i] for i in range(3)]
+    d = [a[key][i] - b.get(key, [0, 0])[i] for i in range(2)]
     if d[0] == 0 and d[1] * 1000 < n:
         continue
     role = "leader" if key[0] == leader else "follower%d" % (key[0] + 1)
-    print("%-10s %-16s %7.2f %13.3f %13.3f" % (role, key[1], d[0] * 1e4 / n, d[1] / n, d[2] / n))
+    print("%-10s %-16s %7.2f %13.3f" % (role, key[1], d[0] * 1e4 / n, d[1] / n))
 PY
 fi
