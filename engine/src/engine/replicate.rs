@@ -25,8 +25,8 @@ impl Engine {
         let inner = &self.inner;
         let undo = inner.undo.as_ref().expect("a replicated engine");
         let mut reader = self.reader(committed + 1);
+        let mut items = Vec::new();
         while let Some(entry) = reader.next_entry()? {
-            let mut items = Vec::new();
             for op in &entry.ops {
                 let segment = inner.segments_read().get(op.location.segment).clone();
                 match op.kind {
@@ -51,7 +51,9 @@ impl Engine {
                     RecordKind::Append | RecordKind::Batch => {}
                 }
             }
-            undo.lock().expect("undo log lock").push(entry.seq, items);
+            undo.lock()
+                .expect("undo log lock")
+                .push(entry.seq, &mut items);
         }
         Ok(())
     }

@@ -102,28 +102,38 @@ impl Hasher for LocationHasher {
 type HeldMap = HashMap<Location, usize, BuildHasherDefault<LocationHasher>>;
 
 /// The uncommitted entries' undo items, oldest first, and how many items hold each record.
+///
+/// The items of every entry lie in one queue, each entry's after the one before, so logging an
+/// entry allocates nothing once the queue has grown (a `Vec` per entry cost a follower a
+/// `malloc` and a `free` for every write: docs/benchmarks.md, "Cluster (issue 14)").
 #[derive(Default)]
 pub(crate) struct UndoLog {
-    entries: VecDeque<(u64, Vec<UndoItem>)>,
+    /// Every uncommitted entry's items, oldest entry first, each entry's in write order.
+    items: VecDeque<UndoItem>,
+    /// Each uncommitted entry's seq and how many of `items` are its, oldest first.
+    entries: VecDeque<(u64, usize)>,
     held: HeldMap,
 }
 
 impl UndoLog {
-    pub fn push(&mut self, seq: u64, items: Vec<UndoItem>) {
-        for item in &items {
+    /// Logs the items of the entry at `seq` (the newest), taking them out of `items`.
+    pub fn push(&mut self, seq: u64, items: &mut Vec<UndoItem>) {
+        for item in &*items {
             if let Some(location) = item.held() {
                 *self.held.entry(location).or_default() += 1;
             }
         }
-        self.entries.push_back((seq, items));
+        self.entries.push_back((seq, items.len()));
+        self.items.extend(items.drain(..));
     }
 
     /// Forgets the entries through `seq` (committed: nothing will undo them).
     pub fn trim_through(&mut self, seq: u64) {
-        while self.entries.front().is_some_and(|(s, _)| *s <= seq) {
-            let (_, items) = self.entries.pop_front().expect("front exists");
-            for item in &items {
-                self.release(item);
+        while let Some(&(_, count)) = self.entries.front().filter(|(s, _)| *s <= seq) {
+            self.entries.pop_front();
+            for _ in 0..count {
+                let item = self.items.pop_front().expect("an entry's items are logged");
+                self.release(&item);
             }
         }
     }
@@ -146,12 +156,10 @@ impl UndoLog {
     /// Compaction moved records: the references follow them.
     pub fn relocate(&mut self, moved: &HashMap<Location, Location>) {
         let mut held = HeldMap::with_capacity_and_hasher(self.held.len(), Default::default());
-        for (_, items) in &mut self.entries {
-            for item in items.iter_mut() {
-                item.relocate(moved);
-                if let Some(location) = item.held() {
-                    *held.entry(location).or_default() += 1;
-                }
+        for item in self.items.iter_mut() {
+            item.relocate(moved);
+            if let Some(location) = item.held() {
+                *held.entry(location).or_default() += 1;
             }
         }
         self.held = held;
@@ -160,12 +168,13 @@ impl UndoLog {
     /// Takes the entries after `seq`, newest first.
     pub fn take_after(&mut self, seq: u64) -> Vec<(u64, Vec<UndoItem>)> {
         let mut taken = Vec::new();
-        while self.entries.back().is_some_and(|(s, _)| *s > seq) {
-            let entry = self.entries.pop_back().expect("back exists");
-            for item in &entry.1 {
+        while let Some(&(entry_seq, count)) = self.entries.back().filter(|(s, _)| *s > seq) {
+            self.entries.pop_back();
+            let items: Vec<UndoItem> = self.items.split_off(self.items.len() - count).into();
+            for item in &items {
                 self.release(item);
             }
-            taken.push(entry);
+            taken.push((entry_seq, items));
         }
         taken
     }
@@ -267,6 +276,60 @@ mod tests {
     use std::hash::Hash;
 
     use super::*;
+
+    fn replaced(offset: u32) -> UndoItem {
+        UndoItem::Slot {
+            tag: 0,
+            hash: u64::from(offset),
+            written: Some(Location { segment: 2, offset }),
+            before: Some(Slot::new(
+                u64::from(offset),
+                Location { segment: 1, offset },
+                0,
+            )),
+        }
+    }
+
+    fn offsets(items: &[UndoItem]) -> Vec<u32> {
+        items
+            .iter()
+            .map(|item| item.held().expect("holds").offset)
+            .collect()
+    }
+
+    /// Entries of two, none and one items share one queue: each entry gets back its own items
+    /// in order, and a record stays held while any uncommitted item holds it.
+    #[test]
+    fn entries_keep_their_own_items_in_the_shared_queue() {
+        let mut log = UndoLog::default();
+        let mut items = vec![replaced(10), replaced(20)];
+        log.push(5, &mut items);
+        assert!(items.is_empty(), "the log takes the items");
+        log.push(6, &mut items);
+        items.push(replaced(20));
+        log.push(7, &mut items);
+        items.push(replaced(30));
+        log.push(8, &mut items);
+        let held = |log: &UndoLog, offset| log.holds(Location { segment: 1, offset });
+
+        let taken = log.take_after(7);
+        assert_eq!(taken.len(), 1);
+        assert_eq!((taken[0].0, offsets(&taken[0].1)), (8, vec![30]));
+        assert!(!held(&log, 30));
+        assert!(held(&log, 20), "entries 5 and 7 both hold 20");
+
+        log.trim_through(5);
+        assert!(!held(&log, 10));
+        assert!(held(&log, 20), "entry 7 still holds 20");
+        let taken = log.take_after(5);
+        let taken: Vec<(u64, Vec<u32>)> = taken
+            .into_iter()
+            .map(|(seq, items)| (seq, offsets(&items)))
+            .collect();
+        assert_eq!(taken, vec![(7, vec![20]), (6, vec![])]);
+        assert!(!held(&log, 20));
+        assert!(log.items.is_empty() && log.entries.is_empty());
+    }
 
     /// The map picks a bucket by the hash's low bits: locations of records laid out at a
     /// fixed stride in a few segments must spread over them about as random keys would

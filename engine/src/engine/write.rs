@@ -25,6 +25,9 @@ pub(crate) struct ApplyScratch {
     shards: Vec<usize>,
     /// For each indexed op, its shard's place, then the position of that shard's guard.
     guard_of: Vec<usize>,
+    /// A replicated engine's undo items of the write being applied, before the undo log
+    /// takes them (kept, empty, for the next write).
+    undo: Vec<UndoItem>,
 }
 
 impl Inner {
@@ -74,11 +77,14 @@ impl Inner {
             .undo
             .as_ref()
             .map(|log| log.lock().expect("undo log lock"));
-        let mut undo = undo_log.as_ref().map(|_| Vec::new());
+        let mut undo = undo_log
+            .as_ref()
+            .map(|_| std::mem::take(&mut writer.scratch.undo));
         let scratch = &mut writer.scratch;
         self.apply_to_index(&segment, first_record, ops, seq, undo.as_mut(), scratch);
-        if let (Some(log), Some(items)) = (undo_log.as_mut(), undo) {
-            log.push(seq, items);
+        if let (Some(log), Some(mut items)) = (undo_log.as_mut(), undo) {
+            log.push(seq, &mut items);
+            writer.scratch.undo = items;
         }
         drop(undo_log);
         writer.last_term = term;
@@ -185,6 +191,7 @@ impl Inner {
             indexed,
             shards,
             guard_of,
+            ..
         } = scratch;
         indexed.clear();
         shards.clear();
