@@ -24,14 +24,19 @@ pub(crate) enum UndoItem {
         written: Option<Location>,
         before: Option<Slot>,
     },
-    /// A range marker: the one in effect before it (`None`: none).
-    Marker {
-        tag: u8,
-        prefix: Vec<u8>,
-        written: Location,
-        record_len: usize,
-        before: Option<Marker>,
-    },
+    /// A range marker (rare, so boxed: the log copies every item, and a slot's is a third of
+    /// a marker's size).
+    Marker(Box<MarkerUndo>),
+}
+
+/// What a range marker's write replaced: the marker in effect before it (`None`: none).
+#[derive(Clone, Debug)]
+pub(crate) struct MarkerUndo {
+    pub tag: u8,
+    pub prefix: Vec<u8>,
+    pub written: Location,
+    pub record_len: usize,
+    pub before: Option<Marker>,
 }
 
 impl UndoItem {
@@ -39,7 +44,7 @@ impl UndoItem {
     fn held(&self) -> Option<Location> {
         match self {
             UndoItem::Slot { before, .. } => before.map(|slot| slot.location()),
-            UndoItem::Marker { before, .. } => before.as_ref().map(|m| m.location),
+            UndoItem::Marker(marker) => marker.before.as_ref().map(|m| m.location),
         }
     }
 
@@ -54,12 +59,11 @@ impl UndoItem {
                     *slot = Slot::new(*hash, to, slot.expiry_ms());
                 }
             }
-            UndoItem::Marker {
-                before: Some(marker),
-                ..
-            } => {
-                if let Some(&to) = moved.get(&marker.location) {
-                    marker.location = to;
+            UndoItem::Marker(undo) => {
+                if let Some(marker) = &mut undo.before {
+                    if let Some(&to) = moved.get(&marker.location) {
+                        marker.location = to;
+                    }
                 }
             }
             _ => {}
@@ -237,13 +241,14 @@ impl Inner {
                     }
                 }
             }
-            UndoItem::Marker {
-                tag,
-                prefix,
-                written,
-                record_len,
-                before,
-            } => {
+            UndoItem::Marker(undo) => {
+                let MarkerUndo {
+                    tag,
+                    prefix,
+                    written,
+                    record_len,
+                    before,
+                } = *undo;
                 let segments = self.segments_read();
                 segments.get(written.segment).add_dead(record_len);
                 if let Some(old) = &before {
@@ -295,6 +300,16 @@ mod tests {
             .iter()
             .map(|item| item.held().expect("holds").offset)
             .collect()
+    }
+
+    /// Every item is copied into the queue and out of it: an indexed write's stays small.
+    #[test]
+    fn an_item_is_a_slot_s_size() {
+        assert!(
+            std::mem::size_of::<UndoItem>() <= 48,
+            "{} bytes",
+            std::mem::size_of::<UndoItem>()
+        );
     }
 
     /// Entries of two, none and one items share one queue: each entry gets back its own items

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::batch::{encode_batch, encoded_len, Ops};
-use super::undo::UndoItem;
+use super::undo::{MarkerUndo, UndoItem};
 use super::{key_hash, Inner, Op, Origin, SegmentTable, Writer, BATCH_OPS_MAX, SEGMENT_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::format::{self, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
@@ -281,13 +281,13 @@ impl Inner {
             segments.get(old.location.segment).add_dead(old.record_len);
         }
         if let Some(undo) = undo {
-            undo.push(UndoItem::Marker {
+            undo.push(UndoItem::Marker(Box::new(MarkerUndo {
                 tag: op.namespace.tag(),
                 prefix: op.key.to_vec(),
                 written: location,
                 record_len: op.record_len(),
                 before: replaced,
-            });
+            })));
         }
     }
 
