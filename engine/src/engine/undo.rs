@@ -6,6 +6,7 @@
 //! *held*. Compaction copies held records like live ones (an index that does not point at them
 //! any more would otherwise let it drop them) and moves the undo log's references with them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -122,13 +123,13 @@ pub(crate) struct UndoLog {
 impl UndoLog {
     /// Logs the items of the entry at `seq` (the newest), taking them out of `items`.
     pub fn push(&mut self, seq: u64, items: &mut Vec<UndoItem>) {
-        for item in &*items {
+        self.entries.push_back((seq, items.len()));
+        for item in items.drain(..) {
             if let Some(location) = item.held() {
                 *self.held.entry(location).or_default() += 1;
             }
+            self.items.push_back(item);
         }
-        self.entries.push_back((seq, items.len()));
-        self.items.extend(items.drain(..));
     }
 
     /// Forgets the entries through `seq` (committed: nothing will undo them).
@@ -144,10 +145,12 @@ impl UndoLog {
 
     fn release(&mut self, item: &UndoItem) {
         if let Some(location) = item.held() {
-            let count = self.held.get_mut(&location).expect("held counted");
-            *count -= 1;
-            if *count == 0 {
-                self.held.remove(&location);
+            match self.held.entry(location) {
+                Entry::Occupied(mut count) if *count.get() > 1 => *count.get_mut() -= 1,
+                Entry::Occupied(count) => {
+                    count.remove();
+                }
+                Entry::Vacant(_) => unreachable!("a held record is counted"),
             }
         }
     }
