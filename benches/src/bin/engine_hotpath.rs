@@ -1,12 +1,12 @@
 //! A fixed workload for counting the instructions of the engine's put and get paths with
 //! callgrind, which is steady where wall-clock timings on a shared machine are not.
 //!
-//! `engine_hotpath put|batch|get|miss|always|follower N`: N puts of fresh keys (one at a time, or in batches of 100) (`Durability::No`, one 1 GiB
-//! segment, so no rotation), N gets that hit or N that miss (after N keys written in batches),
-//! N puts under `Durability::Always` (for counting system calls), or a follower's path: a
-//! replicated engine holding N keys takes N entries of one overwrite each
-//! (`append_entry_ops`), committing every `FOLLOWER_COMMIT_EVERY` (the undo log's push and
-//! trim included). Only the functions named
+//! `engine_hotpath put|batch|get|miss|always|follower N`: N puts of fresh keys (one at a time,
+//! or in batches of 100) (`Durability::No`, one 1 GiB segment, so no rotation), N gets that
+//! hit or N that miss (after N keys written in batches), N puts under `Durability::Always`
+//! (for counting system calls), or a follower's path: a replicated engine holding N keys takes
+//! N entries of one overwrite each (`append_entry_ops`), committing every
+//! `FOLLOWER_COMMIT_EVERY` (the undo log's push and trim included). Only the functions named
 //! `timed_*` are meant to be counted:
 //!
 //!     cargo build --release -p flin-benches --bin engine_hotpath

@@ -25,8 +25,8 @@ pub(crate) enum UndoItem {
         written: Option<Location>,
         before: Option<Slot>,
     },
-    /// A range marker (rare, so boxed: the log copies every item, and a slot's is a third of
-    /// a marker's size).
+    /// A range marker (rare, so boxed: the log copies every item, and a slot's is half a
+    /// marker's 96 bytes).
     Marker(Box<MarkerUndo>),
 }
 

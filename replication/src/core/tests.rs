@@ -590,19 +590,17 @@ fn a_leader_counts_its_own_entry_only_once_persisted() {
     // Our own log is part of the majority only as far as `advance` confirmed it on disk.
     let (mut cluster, index, term) = leader_with_a_proposal();
     let leader = cluster.node(1);
-    leader
-        .step(message(
-            2,
-            1,
-            term,
-            Body::AppendAccepted { match_index: index },
-        ))
-        .unwrap();
+    leader.step(accepted(2, term, index)).unwrap();
     assert!(leader.commit_index() < index);
     let ready = leader.ready();
     assert_eq!(ready.entries.last().map(|entry| entry.index), Some(index));
     leader.advance();
     assert_eq!(leader.commit_index(), index);
+}
+
+/// Follower `from`'s acknowledgement to leader 1 of its log through `index`, in `term`.
+fn accepted(from: NodeId, term: u64, index: u64) -> Message {
+    message(from, 1, term, Body::AppendAccepted { match_index: index })
 }
 
 /// Node 1 leading a settled 3-node cluster, having proposed `b"x"` (not yet handed out):
@@ -635,14 +633,13 @@ fn a_leader_s_unsynced_entry_counts_and_applies_only_once_its_flush_is_reported(
     // hands it out to apply only once its own flush is reported.
     let (mut cluster, index, term) = leader_with_an_unsynced_entry();
     let leader = cluster.node(1);
-    let accepted = |from| message(from, 1, term, Body::AppendAccepted { match_index: index });
-    leader.step(accepted(2)).unwrap();
+    leader.step(accepted(2, term, index)).unwrap();
     assert!(
         leader.commit_index() < index,
         "one follower and an unflushed leader committed"
     );
     assert_eq!(leader.own_durable(), index - 1);
-    leader.step(accepted(3)).unwrap();
+    leader.step(accepted(3, term, index)).unwrap();
     assert_eq!(
         leader.commit_index(),
         index,
@@ -667,14 +664,7 @@ fn a_leader_s_unsynced_entry_counts_and_applies_only_once_its_flush_is_reported(
 fn a_leader_s_unsynced_entry_and_one_follower_commit_once_the_flush_is_reported() {
     let (mut cluster, index, term) = leader_with_an_unsynced_entry();
     let leader = cluster.node(1);
-    leader
-        .step(message(
-            2,
-            1,
-            term,
-            Body::AppendAccepted { match_index: index },
-        ))
-        .unwrap();
+    leader.step(accepted(2, term, index)).unwrap();
     assert!(leader.commit_index() < index);
     leader.synced(index, term);
     assert_eq!(leader.commit_index(), index);
