@@ -139,6 +139,9 @@ impl Node {
             self.log.commit
         );
         self.send_append_of(to, first.index - 1, prev_term, entries);
+        // What `to` was listed as wanting is answered: a `Ready` after this one must not ask
+        // for it again (the caller would read it back twice).
+        self.wanted.remove(&to);
         true
     }
 
@@ -184,6 +187,7 @@ impl Node {
         progress.become_probe();
         progress.next_index = point.index + 1;
         progress.probe_sent = true;
+        self.wanted.remove(&to);
         self.send(
             to,
             Body::InstallSnapshot {

@@ -1154,6 +1154,47 @@ fn a_follower_behind_the_leader_s_memory_is_fed_from_its_storage() {
 }
 
 #[test]
+fn a_want_served_before_the_next_ready_is_not_asked_for_again() {
+    let (mut cluster, storage) = leader_that_forgot_what_node_3_needs();
+    let term = cluster.node(1).term();
+    // Node 3 refuses an append after entry 9 (it has 6): the leader backs off to 7, which it
+    // no longer holds in memory, so node 3 is listed as wanting entry 7 in the next `Ready`.
+    let rejected = Body::AppendRejected {
+        prev_index: 9,
+        hint_index: 6,
+        hint_term: storage[5].term,
+    };
+    cluster
+        .node(1)
+        .step(message(3, 1, term, rejected.clone()))
+        .unwrap();
+    // The caller serves it before taking that `Ready` (the server's paced feed does).
+    assert!(cluster
+        .node(1)
+        .send_stored(3, storage[5].term, storage[6..8].to_vec()));
+    let ready = cluster.node(1).ready();
+    assert!(
+        ready.wanted.is_empty(),
+        "entry 7 was sent already: {:?}",
+        ready.wanted
+    );
+    cluster.node(1).advance();
+    // Without the send, the want is handed out.
+    let (mut cluster, _) = leader_that_forgot_what_node_3_needs();
+    cluster
+        .node(1)
+        .step(message(3, 1, term, rejected.clone()))
+        .unwrap();
+    assert_eq!(
+        cluster.node(1).ready().wanted,
+        vec![Wanted {
+            to: 3,
+            from_index: 7
+        }]
+    );
+}
+
+#[test]
 fn a_follower_behind_the_leader_s_storage_installs_a_snapshot_and_rejoins() {
     let (mut cluster, storage) = leader_that_forgot_what_node_3_needs();
     let point = SnapshotPoint {
