@@ -3,7 +3,8 @@
 # from the leader's engine log (docs/replication.md "Catch-up from the log") while flin-bench
 # keeps loading the leader. Prints how far behind it was (entries, and the leader's data
 # directory growth while it was away), how long it took to catch up, and the leader's SET
-# latency (p50/p99) quiet and while it was feeding the follower.
+# latency (p50/p99) quiet (the follower down), while it was feeding the follower, and settled
+# (all three up again, nothing behind).
 #
 #   benches/cluster-catchup.sh                 # BEHIND_SECS=20 LOAD_SECS=10 VALUE=100 KEYS=1000000
 #   BEHIND_SECS=60 VALUE=1000 benches/cluster-catchup.sh
@@ -12,9 +13,9 @@
 #       # what the follower missed, so it is caught up by a snapshot (the leader's and the
 #       # follower's snapshot counters from CLUSTER INFO are printed at the end)
 #
-# RETAIN, HELD, SEGMENT_BYTES, COMPACTION_MS and SNAPSHOT_RATE_MB, when set, are passed to every
-# node as --raft-retain-entries, --raft-held-entries, --segment-bytes, --compaction-interval-ms
-# and --snapshot-rate-mb (0: no limit).
+# RETAIN, HELD, SEGMENT_BYTES, COMPACTION_MS, SNAPSHOT_RATE_MB and CATCH_UP_RATE_MB, when set,
+# are passed to every node as --raft-retain-entries, --raft-held-entries, --segment-bytes,
+# --compaction-interval-ms, --snapshot-rate-mb and --catch-up-rate-mb (0: no limit).
 #
 # 127.0.0.1 only: client ports 7200-7202 (cluster ports 17200-17202), admin ports off. Every
 # process it starts is stopped by its pid. Builds nothing: run
@@ -33,6 +34,7 @@ NODE_FLAGS=()
 [ -n "${SEGMENT_BYTES:-}" ] && NODE_FLAGS+=(--segment-bytes "$SEGMENT_BYTES")
 [ -n "${COMPACTION_MS:-}" ] && NODE_FLAGS+=(--compaction-interval-ms "$COMPACTION_MS")
 [ -n "${SNAPSHOT_RATE_MB:-}" ] && NODE_FLAGS+=(--snapshot-rate-mb "$SNAPSHOT_RATE_MB")
+[ -n "${CATCH_UP_RATE_MB:-}" ] && NODE_FLAGS+=(--catch-up-rate-mb "$CATCH_UP_RATE_MB")
 BIN=${CARGO_TARGET_DIR:-target}/release
 PORTS=(7200 7201 7202)
 MEMBERS="1=127.0.0.1:7200,2=127.0.0.1:7201,3=127.0.0.1:7202"
@@ -52,7 +54,7 @@ trap cleanup EXIT
 start_node() {
     local i=$1
     "$BIN/flin-server" --port "${PORTS[$i]}" --data "$SCRATCH/n$i" --node-id $((i + 1)) \
-        --cluster "$MEMBERS" --fsync always --admin-port 0 --log-level warn \
+        --cluster "$MEMBERS" --fsync "${FSYNC:-always}" --admin-port 0 --log-level warn \
         ${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"} >> "$SCRATCH/n$i.log" 2>&1 &
     NODE_PIDS[$i]=$!
 }
@@ -68,6 +70,7 @@ l = r["latency_us"]
 print("%.0f SET/s, p50 %.0f us, p99 %.0f us" % (r["requests_per_sec"], l["p50"], l["p99"]))' "$1"
 }
 
+need_redis_cli
 refuse_busy_ports cluster-catchup.sh "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000))
 for i in 0 1 2; do start_node "$i"; done
 LEADER=$(cluster_leader)
@@ -106,6 +109,10 @@ BENCH_PID=0
 echo "caught up $behind entries in $took s (from process start: includes the follower's open)" \
     "= $(python3 -c "import sys; print('%.0f entries/s, %.1f MiB/s of leader log' % (int(sys.argv[1]) / float(sys.argv[3]), int(sys.argv[2]) / 1048576 / float(sys.argv[3])))" "$behind" "$grown" "$took")"
 echo "while feeding (for the first $LOAD_SECS s after the restart): $(latency "$SCRATCH/during.json")"
+# The same load once all three are up and level: the quiet value of a healthy cluster (on
+# one host the third node's work competes for the same cores even when nothing is behind).
+bench "$LOAD_SECS" > "$SCRATCH/settled.json"
+echo "settled (all three up, caught up): $(latency "$SCRATCH/settled.json")"
 echo "snapshots: leader sent $(cluster_field "${PORTS[$LEADER]}" snapshots_sent) ($(cluster_field "${PORTS[$LEADER]}" snapshot_bytes_sent) bytes);" \
     "the follower installed one through index $(cluster_field "${PORTS[$FOLLOWER]}" snapshot_installed_index) (0: none, fed from the log)"
 grep -i snapshot "$SCRATCH/n$FOLLOWER.log" | tail -5 || true

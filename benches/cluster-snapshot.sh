@@ -58,6 +58,7 @@ load() { # keyspace, requests
         -r "$1" -n "$2" -q > /dev/null
 }
 
+need_redis_cli
 refuse_busy_ports cluster-snapshot.sh "${PORTS[@]}" $((PORTS[0] + 10000)) $((PORTS[1] + 10000)) $((PORTS[2] + 10000))
 for i in 0 1 2; do start_node "$i"; done
 LEADER=$(cluster_leader)

@@ -48,6 +48,12 @@ stop_started() {
 # NODE_PIDS its pids (0 while a node is down):
 #   cluster_field PORT KEY      one field of that node's CLUSTER INFO (empty if it does not answer)
 #   cluster_leader              the index in PORTS of the node that accepts writes, within 20 s
+#   need_redis_cli              installs redis-tools if redis-cli is missing (the two above use it)
+need_redis_cli() {
+    command -v redis-cli > /dev/null && return
+    echo "installing redis-tools (redis-cli) from Debian" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools > /dev/null
+}
 cluster_info() { redis-cli -p "$1" CLUSTER INFO 2> /dev/null | tr -d '\r' || true; }
 cluster_field() { cluster_info "$1" | awk -F: -v key="$2" '$1 == key {print $2}'; }
 cluster_leader() {

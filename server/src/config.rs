@@ -172,6 +172,9 @@ FLAGS:
     --snapshot-rate-mb <N> MB (10^6 bytes) per second at most a leader ships a snapshot to
                            one follower at (default 100; 0: no limit); a snapshot goes to
                            a follower the leader's log can no longer feed
+    --catch-up-rate-mb <N> MB (10^6 bytes) per second of entries at most a leader feeds
+                           one lagging follower from its log at (default 16; 0: no
+                           limit): the leader's own clients keep their latency meanwhile
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
     --compaction-interval-ms <MS>
@@ -194,6 +197,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut held_entries = crate::cluster::HELD_ENTRIES_DEFAULT;
     let mut retain_entries = crate::cluster::RETAIN_ENTRIES_DEFAULT;
     let mut snapshot_rate_mb = crate::cluster::snapshot::RATE_MB_DEFAULT;
+    let mut catch_up_rate_mb = crate::cluster::pace::CATCH_UP_RATE_MB_DEFAULT;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         // Accept --flag=value as well as --flag value.
@@ -323,6 +327,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
             }
             "--snapshot-rate-mb" => snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
+            "--catch-up-rate-mb" => catch_up_rate_mb = parse_number(&flag, &value(&flag)?)?,
             other => return Err(format!("unknown flag '{other}' (see --help)")),
         }
     }
@@ -348,6 +353,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         cluster.held_entries_max = held_entries;
         cluster.retain_entries_max = retain_entries;
         cluster.snapshot_rate_mb = snapshot_rate_mb;
+        cluster.catch_up_rate_mb = catch_up_rate_mb;
         options.cluster = Some(Box::new(cluster));
     } else if cluster_peers.is_some() {
         return Err("--cluster-peers needs --cluster".into());
@@ -591,6 +597,27 @@ mod tests {
             "--snapshot-rate-mb: 'fast' is not a valid number"
         );
         assert!(HELP.contains("--snapshot-rate-mb"));
+    }
+
+    #[test]
+    fn the_catch_up_rate_defaults_to_16_mb_and_0_lifts_it() {
+        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let rate = |extra: &[&str]| {
+            let mut args = vec!["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
+            args.extend(extra);
+            let Invocation::Run(options) = parse(&args).unwrap() else {
+                panic!("not a run");
+            };
+            options.cluster.unwrap().catch_up_rate_mb
+        };
+        assert_eq!(rate(&[]), 16);
+        assert_eq!(rate(&["--catch-up-rate-mb", "0"]), 0);
+        assert_eq!(rate(&["--catch-up-rate-mb=40"]), 40);
+        assert_eq!(
+            parse(&["--catch-up-rate-mb", "-1"]).unwrap_err(),
+            "--catch-up-rate-mb: '-1' is not a valid number"
+        );
+        assert!(HELP.contains("--catch-up-rate-mb"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod elections;
 pub mod entry;
 pub mod gates;
 pub mod membership;
+pub mod pace;
 pub mod snapshot;
 pub mod transport;
 
@@ -69,6 +70,9 @@ pub struct ClusterOptions {
     /// `--snapshot-rate-mb`: MB (10^6 bytes) per second a snapshot is shipped to one
     /// follower at, at most (0: no limit).
     pub snapshot_rate_mb: u64,
+    /// `--catch-up-rate-mb`: MB (10^6 bytes) per second of entries, at most, the leader
+    /// feeds one follower from its engine's log (0: no limit; `pace`).
+    pub catch_up_rate_mb: u64,
 }
 
 /// `--raft-held-entries` unless given.
@@ -161,6 +165,7 @@ impl ClusterOptions {
             held_entries_max: HELD_ENTRIES_DEFAULT,
             retain_entries_max: RETAIN_ENTRIES_DEFAULT,
             snapshot_rate_mb: snapshot::RATE_MB_DEFAULT,
+            catch_up_rate_mb: pace::CATCH_UP_RATE_MB_DEFAULT,
         })
     }
 
