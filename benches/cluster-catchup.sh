@@ -98,12 +98,7 @@ bench "$LOAD_SECS" > "$SCRATCH/during.json" &
 BENCH_PID=$!
 start=$(date +%s.%N)
 start_node "$FOLLOWER"
-while :; do
-    commit=$(cluster_field "${PORTS[$FOLLOWER]}" commit_index)
-    [ -n "$commit" ] && [ "$commit" -ge "$target" ] && break
-    sleep 0.05
-done
-took=$(python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)")
+took=$(wait_commit "${PORTS[$FOLLOWER]}" "$target" "$start")
 wait "$BENCH_PID"
 BENCH_PID=0
 echo "caught up $behind entries in $took s (from process start: includes the follower's open)" \
