@@ -404,3 +404,73 @@ fn a_transfer_cut_short_by_the_follower_s_kill_resumes_from_its_staged_files() {
         .unwrap();
     assert_eq!(last.as_deref(), Some(value.as_str()));
 }
+
+/// A leader that writes more than `--raft-retain-entries` while a snapshot is in transit keeps
+/// what the follower needs after it (decision 101): the follower installs one snapshot and
+/// goes on from the log, where it would be shipped one snapshot after another.
+#[test]
+fn writes_during_a_transfer_past_the_retention_bound_need_no_second_snapshot() {
+    let mut cluster = TestCluster::start(&[
+        "--raft-retain-entries",
+        "500",
+        "--raft-held-entries",
+        "100",
+        "--snapshot-rate-mb",
+        "1",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    cluster.nodes[follower].take().unwrap().crash();
+    let mut con = cluster.connect(leader);
+    let value = "v".repeat(350);
+    // About 2 MB of keys, more than the leader keeps in memory (4,096 entries at most): a
+    // transfer of 2 s or more at 1 MB/s.
+    for batch in 0..60 {
+        let mut pipe = redis::pipe();
+        for n in batch * 100..(batch + 1) * 100 {
+            pipe.cmd("SET").arg(format!("k{n}")).arg(&value).ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    cluster.start_node(follower);
+    // While the snapshot ships (2 s or more): 6,000 writes, past both the retention bound and
+    // what the leader keeps in memory, so the follower's next entry after the snapshot can
+    // only come from the engine's log that the hold kept.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while field(&cluster.info(leader), "snapshot_bytes_sent") == 0 {
+        assert!(Instant::now() < deadline, "no snapshot shipped within 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    const DURING: u64 = 6_000;
+    for batch in 0..DURING / 500 {
+        let mut pipe = redis::pipe();
+        for n in batch * 500..(batch + 1) * 500 {
+            pipe.cmd("SET").arg(format!("during{n}")).arg(n).ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let commit = field(&cluster.info(leader), "commit_index");
+    loop {
+        let caught_up =
+            try_info(&cluster, follower).is_some_and(|info| field(&info, "commit_index") >= commit);
+        if caught_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not catch up within 60 s: {:?}",
+            try_info(&cluster, follower)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = cluster.info(leader);
+    assert_eq!(field(&info, "snapshots_sent"), 1, "one snapshot: {info}");
+    let mut rejoined = read_only(&cluster, follower);
+    for n in (0..DURING).step_by(97).chain([DURING - 1]) {
+        let got: Option<u64> = redis::cmd("GET")
+            .arg(format!("during{n}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(got, Some(n), "during{n} on the rejoined follower");
+    }
+}
