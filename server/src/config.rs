@@ -578,17 +578,20 @@ mod tests {
         assert!(HELP.contains("--join"));
     }
 
+    /// The cluster options of node 1 of a 3-node cluster started with `extra` flags.
+    fn cluster_options(extra: &[&str]) -> crate::cluster::ClusterOptions {
+        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let mut args = vec!["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
+        args.extend(extra);
+        let Invocation::Run(options) = parse(&args).unwrap() else {
+            panic!("not a run");
+        };
+        *options.cluster.unwrap()
+    }
+
     #[test]
     fn the_snapshot_rate_defaults_to_100_mb_and_0_lifts_it() {
-        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
-        let rate = |extra: &[&str]| {
-            let mut args = vec!["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
-            args.extend(extra);
-            let Invocation::Run(options) = parse(&args).unwrap() else {
-                panic!("not a run");
-            };
-            options.cluster.unwrap().snapshot_rate_mb
-        };
+        let rate = |extra: &[&str]| cluster_options(extra).snapshot_rate_mb;
         assert_eq!(rate(&[]), 100);
         assert_eq!(rate(&["--snapshot-rate-mb", "0"]), 0);
         assert_eq!(rate(&["--snapshot-rate-mb", "40"]), 40);
@@ -601,15 +604,7 @@ mod tests {
 
     #[test]
     fn the_catch_up_rate_defaults_to_16_mb_and_0_lifts_it() {
-        let cluster = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
-        let rate = |extra: &[&str]| {
-            let mut args = vec!["--data", "/tmp/x", "--node-id", "1", "--cluster", cluster];
-            args.extend(extra);
-            let Invocation::Run(options) = parse(&args).unwrap() else {
-                panic!("not a run");
-            };
-            options.cluster.unwrap().catch_up_rate_mb
-        };
+        let rate = |extra: &[&str]| cluster_options(extra).catch_up_rate_mb;
         assert_eq!(rate(&[]), 16);
         assert_eq!(rate(&["--catch-up-rate-mb", "0"]), 0);
         assert_eq!(rate(&["--catch-up-rate-mb=40"]), 40);

@@ -369,15 +369,7 @@ fn a_follower_behind_what_the_leader_holds_in_memory_catches_up_from_its_log() {
     );
     cluster.start_node(follower);
     let commit = field(&cluster.info(leader), "commit_index");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while field(&cluster.info(follower), "commit_index") < commit {
-        assert!(
-            Instant::now() < deadline,
-            "the follower did not catch up within 60 s: {}",
-            cluster.info(follower)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cluster.wait_commit(follower, commit, Duration::from_secs(60));
     let mut rejoined = cluster.connect(follower);
     let _: () = redis::cmd("READONLY").query(&mut rejoined).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -434,15 +426,7 @@ fn a_paced_feed_from_the_log_keeps_to_its_rate_and_finishes_on_an_idle_leader() 
     let commit = field(&cluster.info(leader), "commit_index");
     let started = Instant::now();
     cluster.start_node(follower);
-    let deadline = started + Duration::from_secs(60);
-    while field(&cluster.info(follower), "commit_index") < commit {
-        assert!(
-            Instant::now() < deadline,
-            "the follower did not catch up within 60 s: {}",
-            cluster.info(follower)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_commit(follower, commit, Duration::from_secs(60));
     // The leader keeps at most 4,096 entries in memory (`COMPACT_SLACK`), so at least 3,900
     // entries of more than 256 bytes and their 32 counted for overhead came from the log: more
     // than 1.1 MB at 1 MB/s (a lower bound only: a loaded machine is slower, never faster).

@@ -12,15 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{field, http_get, TestCluster};
 
-/// `CLUSTER INFO` of node `i + 1`, or `None` while it does not answer (it re-executes itself
-/// to open a snapshot).
-fn try_info(cluster: &TestCluster, i: usize) -> Option<String> {
-    let node = cluster.nodes[i].as_ref()?;
-    let client = redis::Client::open(node.url()).ok()?;
-    let mut con = client.get_connection().ok()?;
-    redis::cmd("CLUSTER").arg("INFO").query(&mut con).ok()
-}
-
 /// A READONLY connection to node `i + 1`.
 fn read_only(cluster: &TestCluster, i: usize) -> redis::Connection {
     let mut con = cluster.connect(i);
@@ -102,20 +93,7 @@ fn a_follower_behind_what_the_leader_s_log_holds_catches_up_by_snapshot() {
 
     cluster.start_node(follower);
     let commit = field(&cluster.info(leader), "commit_index");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let info = loop {
-        if let Some(info) = try_info(&cluster, follower) {
-            if field(&info, "commit_index") >= commit {
-                break info;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower did not catch up within 30 s: {:?}",
-            try_info(&cluster, follower)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
     // The leader ships a snapshot only when its engine's log cannot serve the follower's next
     // entry (`serve_wanted` found it gone): it did, and the follower opened it.
     let installed = field(&info, "snapshot_installed_index");
@@ -199,7 +177,7 @@ fn a_follower_behind_what_the_leader_s_log_holds_catches_up_by_snapshot() {
         assert!(
             Instant::now() < deadline,
             "the follower did not follow new writes: {:?}",
-            try_info(&cluster, follower)
+            cluster.try_info(follower)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -380,17 +358,8 @@ fn a_transfer_cut_short_by_the_follower_s_kill_resumes_from_its_staged_files() {
 
     cluster.start_node(follower);
     let commit = field(&cluster.info(leader), "commit_index");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(info) = try_info(&cluster, follower) {
-            if field(&info, "commit_index") >= commit {
-                assert!(field(&info, "snapshot_installed_index") > 0, "{info}");
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the follower did not catch up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    assert!(field(&info, "snapshot_installed_index") > 0, "{info}");
     // Without resumption the leader would have sent the staged bytes twice.
     let sent = field(&cluster.info(leader), "snapshot_bytes_sent");
     assert!(
@@ -450,19 +419,7 @@ fn writes_during_a_transfer_past_the_retention_bound_need_no_second_snapshot() {
         let () = pipe.query(&mut con).unwrap();
     }
     let commit = field(&cluster.info(leader), "commit_index");
-    loop {
-        let caught_up =
-            try_info(&cluster, follower).is_some_and(|info| field(&info, "commit_index") >= commit);
-        if caught_up {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower did not catch up within 60 s: {:?}",
-            try_info(&cluster, follower)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cluster.wait_commit(follower, commit, Duration::from_secs(60));
     let info = cluster.info(leader);
     assert_eq!(field(&info, "snapshots_sent"), 1, "one snapshot: {info}");
     let mut rejoined = read_only(&cluster, follower);

@@ -5,7 +5,7 @@
 //! tick is due, proposes on the leader what the engine appended since the last turn, and
 //! handles every `Ready` in the order the core asks: cut the log, append the entries, save
 //! the hard state, (under `--fsync always`, flush), send, apply, advance. A leader's `Ready`
-//! of only its own writes is flushed by the flusher thread instead (`Flusher`, decision 98):
+//! of only its own writes is flushed by the flusher thread instead (`start_flusher`, decision 98):
 //! this thread calls `Node::advance_unsynced` and goes on taking acknowledgements, and the
 //! flusher's `Input::Synced` becomes `Node::synced`.
 //!
@@ -130,45 +130,50 @@ pub enum Input {
     Stop,
 }
 
-/// The leader's flusher thread under `--fsync always` (decision 98): flushes the engine
-/// off the raft thread, which meanwhile takes the followers' acknowledgements, and reports
-/// `Input::Synced`. Requests queued while a flush runs are served by the next one.
-struct Flusher {
-    requests: Option<Sender<(u64, u64)>>,
+/// A thread that does one kind of disk work off the raft thread and reports each result to
+/// its inbox: the leader's flusher under `--fsync always` (decision 98: flushes the engine
+/// while the raft thread takes the followers' acknowledgements, reports `Input::Synced`) and
+/// the commit saver (decision 102: `save_commit`, reports `Input::CommitSaved`; measured at
+/// 1-5 ms a save, ten a second, which every write waiting to commit waited out when it ran on
+/// the raft thread). Requests queued while it works are served by its next turn, for the
+/// highest of them.
+struct Worker<T> {
+    requests: Option<Sender<T>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Flusher {
-    fn start(engine: Engine, inbox: Inbox) -> Result<Flusher, String> {
-        let (requests, receiver) = mpsc::channel::<(u64, u64)>();
+impl<T: Ord + Send + 'static> Worker<T> {
+    /// `work` does a request and says what to report and whether to go on (not after a
+    /// failure: the raft thread stops taking part).
+    fn start(
+        name: &str,
+        inbox: Inbox,
+        mut work: impl FnMut(T) -> (Input, bool) + Send + 'static,
+    ) -> Result<Worker<T>, String> {
+        let (requests, receiver) = mpsc::channel::<T>();
         let thread = std::thread::Builder::new()
-            .name("flin-raft-flush".into())
+            .name(name.into())
             .spawn(move || {
                 while let Ok(mut request) = receiver.recv() {
                     while let Ok(later) = receiver.try_recv() {
                         request = request.max(later);
                     }
-                    let synced = engine
-                        .flush()
-                        .map(|()| request)
-                        .map_err(|e| format!("flush: {e}"));
-                    let failed = synced.is_err();
-                    if !inbox.send(Input::Synced(synced)) || failed {
+                    let (report, go_on) = work(request);
+                    if !inbox.send(report) || !go_on {
                         return;
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the raft flusher: {e}"))?;
-        Ok(Flusher {
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        Ok(Worker {
             requests: Some(requests),
             thread: Some(thread),
         })
     }
 
-    /// Asks for the log to be made durable through `index` (the leader's, in `term`).
-    fn request(&self, index: u64, term: u64) {
+    fn request(&self, request: T) {
         if let Some(requests) = &self.requests {
-            let _ = requests.send((index, term));
+            let _ = requests.send(request);
         }
     }
 
@@ -180,56 +185,30 @@ impl Flusher {
     }
 }
 
-/// Saves the commit point off the raft thread (decision 102): flushes the engine's log,
-/// writes the commit index into the hard state file (which the raft thread shares, for the
-/// term and vote it saves there), hands it to the engine's `commit_through`, and reports
-/// `Input::CommitSaved`. Measured at 1-5 ms a save on this machine's disk, ten saves a
-/// second: on the raft thread, every write waiting to commit waited that long too.
-struct CommitSaver {
-    requests: Option<Sender<u64>>,
-    thread: Option<JoinHandle<()>>,
+/// The leader's flusher: asked to make the log durable through (index, term), the leader's
+/// in that term.
+fn start_flusher(engine: Engine, inbox: Inbox) -> Result<Worker<(u64, u64)>, String> {
+    Worker::start("flin-raft-flush", inbox, move |request| {
+        let synced = engine
+            .flush()
+            .map(|()| request)
+            .map_err(|e| format!("flush: {e}"));
+        let ok = synced.is_ok();
+        (Input::Synced(synced), ok)
+    })
 }
 
-impl CommitSaver {
-    fn start(
-        engine: Engine,
-        file: Arc<Mutex<HardStateFile>>,
-        inbox: Inbox,
-    ) -> Result<CommitSaver, String> {
-        let (requests, receiver) = mpsc::channel::<u64>();
-        let thread = std::thread::Builder::new()
-            .name("flin-raft-commit".into())
-            .spawn(move || {
-                while let Ok(mut commit) = receiver.recv() {
-                    while let Ok(later) = receiver.try_recv() {
-                        commit = commit.max(later);
-                    }
-                    let saved = save_commit(&engine, &file, commit);
-                    let failed = saved.is_err();
-                    if !inbox.send(Input::CommitSaved(saved)) || failed {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the raft commit saver: {e}"))?;
-        Ok(CommitSaver {
-            requests: Some(requests),
-            thread: Some(thread),
-        })
-    }
-
-    fn request(&self, commit: u64) {
-        if let Some(requests) = &self.requests {
-            let _ = requests.send(commit);
-        }
-    }
-
-    fn stop(&mut self) {
-        self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The commit saver: asked to save a commit point.
+fn start_commit_saver(
+    engine: Engine,
+    file: Arc<Mutex<HardStateFile>>,
+    inbox: Inbox,
+) -> Result<Worker<u64>, String> {
+    Worker::start("flin-raft-commit", inbox, move |commit| {
+        let saved = save_commit(&engine, &file, commit);
+        let ok = saved.is_ok();
+        (Input::CommitSaved(saved), ok)
+    })
 }
 
 /// Makes the commit point `commit` durable: the engine's log through it first (the file must
@@ -340,11 +319,11 @@ impl Driver {
         let committed = engine.committed_seq();
         let elections = ElectionLog::new(&node, log.clone());
         let flusher = match always {
-            true => Some(Flusher::start(engine.clone(), inbox.clone())?),
+            true => Some(start_flusher(engine.clone(), inbox.clone())?),
             false => None,
         };
         let hard_state_file = Arc::new(Mutex::new(hard_state.0));
-        let commit_saver = Some(CommitSaver::start(
+        let commit_saver = Some(start_commit_saver(
             engine.clone(),
             hard_state_file.clone(),
             inbox.clone(),
@@ -541,9 +520,9 @@ struct Raft {
     next_token: usize,
     read_buffer: Vec<u8>,
     /// Under `--fsync always`: flushes the leader's own entries off this thread.
-    flusher: Option<Flusher>,
+    flusher: Option<Worker<(u64, u64)>>,
     /// Saves the commit point off this thread (`persist_commit`); `None` once stopped.
-    commit_saver: Option<CommitSaver>,
+    commit_saver: Option<Worker<u64>>,
     /// A save was asked of the commit saver and it has not answered yet.
     commit_save_pending: bool,
     node: Node,
@@ -1153,7 +1132,7 @@ impl Raft {
         if has_entries && self.always {
             match (&self.flusher, own, ready.entries.last()) {
                 (Some(flusher), true, Some(last)) => {
-                    flusher.request(last.index, self.node.term());
+                    flusher.request((last.index, self.node.term()));
                     flushed = Flushed::Asked;
                 }
                 _ => self.engine.flush().map_err(|e| format!("flush: {e}"))?,

@@ -132,6 +132,35 @@ impl TestCluster {
             .unwrap()
     }
 
+    /// `CLUSTER INFO` of node `i + 1`, or `None` while it is down or does not answer (it
+    /// re-executes itself to open a snapshot).
+    pub fn try_info(&self, i: usize) -> Option<String> {
+        let node = self.nodes[i].as_ref()?;
+        let client = redis::Client::open(node.url()).ok()?;
+        let mut con = client.get_connection().ok()?;
+        redis::cmd("CLUSTER").arg("INFO").query(&mut con).ok()
+    }
+
+    /// Waits at most `within` until node `i + 1` reports a commit index of at least `commit`
+    /// (a follower catching up); its `CLUSTER INFO` then.
+    pub fn wait_commit(&self, i: usize, commit: u64, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(info) = self.try_info(i) {
+                if field(&info, "commit_index") >= commit {
+                    return info;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not reach commit index {commit} within {within:?}: {:?}",
+                i + 1,
+                self.try_info(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (at most 20 s) for a running node that accepts writes; its index.
     pub fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
