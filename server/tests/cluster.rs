@@ -2,7 +2,8 @@
 //! of every replicated model are acknowledged once a majority holds them, followers redirect
 //! with `-MOVED`, a follower that asked for READONLY serves its replicated state, the leader
 //! killed with SIGKILL is replaced and no acknowledged write is lost (queues included: the new
-//! leader loads them from its log), and the killed node rejoins and catches up.
+//! leader loads them from its log; a stream group's committed offsets do not go back), and the
+//! killed node rejoins and catches up.
 
 mod common;
 
@@ -191,6 +192,168 @@ fn a_cluster_replicates_redirects_and_survives_the_leader_s_kill() {
     let value: String = redis::cmd("GET").arg("after").query(&mut rejoined).unwrap();
     assert_eq!(value, "failover");
     assert!(cluster.info(leader).contains("role:follower"));
+}
+
+/// `[partition, offset]` pairs of a reply that is an array of arrays starting with two ints
+/// (STREAM.OFFSETS, or records from STREAM.CONSUME).
+fn int_pairs(reply: &Value) -> Vec<(i64, i64)> {
+    let Value::Array(items) = reply else {
+        panic!("not an array: {reply:?}");
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Array(fields) => match (&fields[0], &fields[1]) {
+                (Value::Int(a), Value::Int(b)) => (*a, *b),
+                other => panic!("not two ints: {other:?}"),
+            },
+            other => panic!("not an array: {other:?}"),
+        })
+        .collect()
+}
+
+/// A stream group's state across the leader's kill (docs/replication.md, "Model state kept in
+/// memory"): its committed offsets are log records, so the new leader has every acknowledged
+/// commit and none goes back (a commit fenced by the old generation changes nothing); its
+/// members lived on the old leader only, so the member's heartbeat is answered with
+/// `-REBALANCE`, it joins again and consumes from the committed offsets: only the records
+/// published after the failover, nothing committed delivered twice.
+#[test]
+fn a_stream_group_s_committed_offsets_survive_the_leader_s_kill_and_its_members_rejoin() {
+    let mut cluster = start_cluster();
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    let _: Value = redis::cmd("STREAM.CREATE")
+        .arg("orders")
+        .arg("PARTITIONS")
+        .arg(2)
+        .query(&mut con)
+        .unwrap();
+    for n in 0..20 {
+        let _: Value = redis::cmd("STREAM.PUBLISH")
+            .arg("orders")
+            .arg(format!("before-{n}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    let joined: Value = redis::cmd("STREAM.JOIN")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .arg("RESET")
+        .arg("EARLIEST")
+        .query(&mut con)
+        .unwrap();
+    let Value::Array(joined) = joined else {
+        panic!("{joined:?}")
+    };
+    let Value::Int(generation) = joined[0] else {
+        panic!("{joined:?}")
+    };
+    let consumed: Value = redis::cmd("STREAM.CONSUME")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .arg("COUNT")
+        .arg(14)
+        .query(&mut con)
+        .unwrap();
+    let mut next = [0i64; 2];
+    for (partition, offset) in int_pairs(&consumed) {
+        next[partition as usize] = next[partition as usize].max(offset + 1);
+    }
+    assert!(
+        next.iter().all(|&n| n > 0),
+        "both partitions consumed: {next:?}"
+    );
+    let _: () = redis::cmd("STREAM.COMMIT")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .arg(generation)
+        .arg(0)
+        .arg(next[0])
+        .arg(1)
+        .arg(next[1])
+        .query(&mut con)
+        .unwrap();
+    let committed = vec![(0, next[0]), (1, next[1])];
+
+    // No wait for the followers: an acknowledged commit is on a majority already.
+    cluster.nodes[leader].take().unwrap().crash();
+    let new_leader = cluster.leader();
+    let mut con = cluster.connect(new_leader);
+    let offsets: Value = redis::cmd("STREAM.OFFSETS")
+        .arg("orders")
+        .arg("billing")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(int_pairs(&offsets), committed, "the committed offsets");
+
+    // The member is unknown here: heartbeat and commit are refused, and the stale commit
+    // (offsets back at 0) changes nothing.
+    let error = redis::cmd("STREAM.HEARTBEAT")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .arg(generation)
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert_eq!(error.code(), Some("REBALANCE"), "{error:?}");
+    let error = redis::cmd("STREAM.COMMIT")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .arg(generation)
+        .arg(0)
+        .arg(0)
+        .arg(1)
+        .arg(0)
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert_eq!(error.code(), Some("REBALANCE"), "{error:?}");
+    let offsets: Value = redis::cmd("STREAM.OFFSETS")
+        .arg("orders")
+        .arg("billing")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        int_pairs(&offsets),
+        committed,
+        "a fenced commit moves nothing"
+    );
+
+    // Joined again, the member reads on from the committed offsets: the six records it had
+    // not committed, then what was published after the failover.
+    for n in 0..4 {
+        let _: Value = redis::cmd("STREAM.PUBLISH")
+            .arg("orders")
+            .arg(format!("after-{n}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    let _: Value = redis::cmd("STREAM.JOIN")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .query(&mut con)
+        .unwrap();
+    let consumed: Value = redis::cmd("STREAM.CONSUME")
+        .arg("orders")
+        .arg("billing")
+        .arg("m1")
+        .arg("COUNT")
+        .arg(100)
+        .query(&mut con)
+        .unwrap();
+    let got = int_pairs(&consumed);
+    assert_eq!(got.len(), 20 - 14 + 4, "{got:?}");
+    for (partition, offset) in got {
+        assert!(
+            offset >= next[partition as usize],
+            "partition {partition} offset {offset} was committed (next {next:?})"
+        );
+    }
 }
 
 #[test]
