@@ -206,12 +206,14 @@ impl std::fmt::Display for Report {
         writeln!(
             f,
             "  other models: {} writes acknowledged, {} unknown; found {} documents (counter {}), \
-             {} queued messages, {} stream records, every acknowledged one among them",
+             {} queued messages ({} taken by the clients, acked), {} stream records, every \
+             acknowledged one among them",
             self.model_writes.0,
             self.model_writes.1,
             self.models.documents,
             self.models.counter,
             self.models.messages,
+            self.models.taken,
             self.models.records
         )?;
         writeln!(

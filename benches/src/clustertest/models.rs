@@ -6,7 +6,11 @@
 //! - **Documents**: `DOC.INSERT ct {"_id":"d<client>-<n>"}` (a unique `_id` the client
 //!   chooses), and `DOC.UPDATE ct {"_id":"counter"} {"$inc":{"n":1}}` on one counter document
 //!   that [`setup`] inserted.
-//! - **Queues**: `QUEUE.PUSH ctq m<client>-<n>` (unique payloads); nobody consumes.
+//! - **Queues**: `QUEUE.PUSH ctq m<client>-<n>` (unique payloads), and takes: `QUEUE.POP ctq`
+//!   then `QUEUE.ACK ctq <id>` of the message it got, on the same connection. An ack answered
+//!   `1` consumed the message; an ack refused (`-ERR ... not in flight`, `... delivered to
+//!   another connection`: the pop's connection was lost, or the leader changed in between)
+//!   or never sent did not; an ack without a reply may have.
 //! - **Streams**: `STREAM.PUBLISH cts PARTITION 0 s<client>-<n>` (unique values) to a topic of
 //!   one partition.
 //!
@@ -18,9 +22,12 @@
 //! - Documents: every acknowledged insert is found (`DOC.FIND ct {}`), and every document found
 //!   was inserted by a client (acked or unknown); the counter's `n` lies within [acknowledged
 //!   increments, acknowledged + unknown].
-//! - Queues: drained with `QUEUE.POP ctq COUNT n` and `QUEUE.ACK`: every acknowledged push is
-//!   there once, with the id its push was answered with; nothing is there twice or that no
-//!   client pushed.
+//! - Queues: drained with `QUEUE.POP ctq COUNT n` and `QUEUE.ACK`: every acknowledged push
+//!   not taken is there once, with the id its push was answered with; nothing is there twice
+//!   or that no client pushed; a message whose ack was acknowledged is not there, was taken
+//!   with an acknowledged ack only once, at its push's id, and was pushed by a client (an
+//!   acknowledged ack is a majority's tombstone: the message is never delivered again, across
+//!   failovers included).
 //! - Streams: read from offset 0 with `STREAM.FETCH`: offsets are 0, 1, 2, ... with no gap;
 //!   every acknowledged record is at the offset its publish was answered with; no value twice
 //!   or that no client published.
@@ -46,6 +53,7 @@ pub enum ModelWrite {
     DocInsert,
     DocIncrement,
     QueuePush,
+    QueueTake,
     StreamPublish,
 }
 
@@ -59,6 +67,10 @@ pub struct ModelRecord {
     /// Payload -> the message id the push was answered with.
     pub pushes_acked: BTreeMap<String, i64>,
     pub pushes_unknown: BTreeSet<String>,
+    /// Messages taken with an acknowledged ack: (payload, id), in the order taken.
+    pub takes_acked: Vec<(String, i64)>,
+    /// Messages whose ack got no reply: consumed or not.
+    pub takes_unknown: BTreeSet<String>,
     /// Value -> the offset the publish was answered with.
     pub publishes_acked: BTreeMap<String, i64>,
     pub publishes_unknown: BTreeSet<String>,
@@ -73,6 +85,8 @@ impl ModelRecord {
         self.increments_unknown += other.increments_unknown;
         self.pushes_acked.extend(other.pushes_acked);
         self.pushes_unknown.extend(other.pushes_unknown);
+        self.takes_acked.extend(other.takes_acked);
+        self.takes_unknown.extend(other.takes_unknown);
         self.publishes_acked.extend(other.publishes_acked);
         self.publishes_unknown.extend(other.publishes_unknown);
     }
@@ -81,10 +95,12 @@ impl ModelRecord {
     pub fn counts(&self) -> (u64, u64) {
         let acked = self.inserts_acked.len()
             + self.pushes_acked.len()
+            + self.takes_acked.len()
             + self.publishes_acked.len()
             + self.increments_acked as usize;
         let unknown = self.inserts_unknown.len()
             + self.pushes_unknown.len()
+            + self.takes_unknown.len()
             + self.publishes_unknown.len()
             + self.increments_unknown as usize;
         (acked as u64, unknown as u64)
@@ -152,6 +168,52 @@ pub fn perform(
                 Ended::Acked(id) => drop(record.pushes_acked.insert(payload, id)),
                 Ended::Unknown => drop(record.pushes_unknown.insert(payload)),
                 Ended::NotSent => {}
+            }
+        }
+        ModelWrite::QueueTake => {
+            let pop: [&[u8]; 2] = [b"QUEUE.POP", QUEUE.as_bytes()];
+            let message = match session.run(&pop) {
+                Attempt::Reply(Reply::Array(Some(messages))) => match messages.as_slice() {
+                    [] => None,
+                    [Reply::Array(Some(fields))] if fields.len() == 5 => {
+                        let found = id_and_text(&fields[0], &fields[1]);
+                        if found.is_none() {
+                            odd = Some(format!("QUEUE.POP answered the message {fields:?}"));
+                        }
+                        found
+                    }
+                    other => {
+                        odd = Some(format!("QUEUE.POP answered {other:?}"));
+                        None
+                    }
+                },
+                Attempt::Reply(reply) => {
+                    odd = Some(format!("QUEUE.POP answered {reply:?}"));
+                    None
+                }
+                // A delivery that may have happened returns when its connection closes.
+                Attempt::Unknown | Attempt::NotSent => None,
+            };
+            if odd.is_some() {
+                session.drop_connection();
+            }
+            let Some((id, payload)) = message else {
+                return odd;
+            };
+            let id_text = id.to_string();
+            let ack: [&[u8]; 3] = [b"QUEUE.ACK", QUEUE.as_bytes(), id_text.as_bytes()];
+            match session.run(&ack) {
+                Attempt::Reply(Reply::Integer(1)) => record.takes_acked.push((payload, id)),
+                Attempt::Reply(Reply::Error(message))
+                    if message.contains("not in flight")
+                        || message.contains("delivered to another connection") => {}
+                Attempt::Reply(reply) => {
+                    odd = Some(format!("QUEUE.ACK {id} answered {reply:?}"));
+                    session.drop_connection();
+                    record.takes_unknown.insert(payload);
+                }
+                Attempt::Unknown => drop(record.takes_unknown.insert(payload)),
+                Attempt::NotSent => {}
             }
         }
         ModelWrite::StreamPublish => {
@@ -258,6 +320,8 @@ pub struct ModelSummary {
     pub documents: usize,
     pub counter: i64,
     pub messages: usize,
+    /// Messages taken by the clients with an acknowledged ack.
+    pub taken: usize,
     pub records: usize,
 }
 
@@ -400,14 +464,66 @@ fn check_queue(
         reply(session, &ack)?;
     }
     summary.messages = messages.len();
-    let acked = &writes.pushes_acked;
-    Ok(compare_log(
+    summary.taken = writes.takes_acked.len();
+    Ok(compare_queue(&messages, writes))
+}
+
+/// The queue's check, on the messages drained at the end: `compare_log` over the pushes not
+/// taken (those taken with an ack of unknown outcome may be there or not), and the takes:
+/// each acknowledged one pushed by a client, at its push's id, once, and not there any more.
+fn compare_queue(drained: &[Found], writes: &ModelRecord) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut taken: BTreeMap<&str, i64> = BTreeMap::new();
+    for (payload, id) in &writes.takes_acked {
+        if taken.insert(payload, *id).is_some() {
+            violations.push(format!(
+                "queue: {payload:?} was taken twice with an acknowledged ack"
+            ));
+        }
+        match writes.pushes_acked.get(payload) {
+            Some(pushed) if pushed != id => violations.push(format!(
+                "queue: {payload:?} was pushed as message id {pushed}, taken as {id}"
+            )),
+            None if !writes.pushes_unknown.contains(payload) => {
+                violations.push(format!("queue: {payload:?} was taken, no client pushed it"))
+            }
+            _ => {}
+        }
+    }
+    for (id, payload) in drained {
+        if taken.contains_key(payload.as_str()) {
+            violations.push(format!(
+                "queue: {payload:?} (id {id}) is there after an acknowledged ack took it"
+            ));
+        }
+    }
+    let not_taken: BTreeMap<String, i64> = writes
+        .pushes_acked
+        .iter()
+        .filter(|(payload, _)| {
+            !taken.contains_key(payload.as_str()) && !writes.takes_unknown.contains(*payload)
+        })
+        .map(|(payload, id)| (payload.clone(), *id))
+        .collect();
+    let mut maybe: BTreeSet<String> = writes.pushes_unknown.clone();
+    maybe.extend(
+        writes
+            .takes_unknown
+            .iter()
+            .filter(|payload| writes.pushes_acked.contains_key(*payload))
+            .cloned(),
+    );
+    // A taken message is "written by no client" to compare_log only if it is there, which is
+    // reported above.
+    maybe.extend(taken.keys().map(|payload| payload.to_string()));
+    violations.extend(compare_log(
         "queue",
         "message id",
-        &messages,
-        acked,
-        &writes.pushes_unknown,
-    ))
+        drained,
+        &not_taken,
+        &maybe,
+    ));
+    violations
 }
 
 fn check_stream(
@@ -585,6 +701,48 @@ mod tests {
         assert!(twice.iter().any(|v| v.contains("twice")), "{twice:?}");
         let invented = check(&[(10, "m0-1"), (11, "m0-2"), (12, "m9-9")]);
         assert!(invented[0].contains("no client wrote it"), "{invented:?}");
+    }
+
+    /// Takes: an acknowledged take removes its message from what must be there, and must not
+    /// be there itself, nor taken twice, nor at another id; a take of unknown outcome may or
+    /// may not be there.
+    #[test]
+    fn the_queue_check_accounts_for_the_messages_taken() {
+        let mut w = writes();
+        w.pushes_acked.insert("m0-3".into(), 12);
+        w.takes_acked.push(("m0-2".into(), 11));
+        w.takes_unknown.insert("m0-3".into());
+        let check = |w: &ModelRecord, entries: &[(i64, &str)]| compare_queue(&found(entries), w);
+        assert!(check(&w, &[(10, "m0-1")]).is_empty());
+        assert!(check(&w, &[(10, "m0-1"), (12, "m0-3"), (13, "m1-1")]).is_empty());
+        let back = check(&w, &[(10, "m0-1"), (11, "m0-2")]);
+        assert!(
+            back[0].contains("after an acknowledged ack took it"),
+            "{back:?}"
+        );
+        let lost = check(&w, &[]);
+        assert!(lost[0].contains("1 acknowledged writes lost"), "{lost:?}");
+        let mut twice = writes();
+        twice.takes_acked.push(("m0-2".into(), 11));
+        twice.takes_acked.push(("m0-2".into(), 11));
+        let found_twice = check(&twice, &[(10, "m0-1")]);
+        assert!(found_twice[0].contains("taken twice"), "{found_twice:?}");
+        let mut moved = writes();
+        moved.takes_acked.push(("m0-2".into(), 15));
+        let at = check(&moved, &[(10, "m0-1")]);
+        assert!(
+            at[0].contains("pushed as message id 11, taken as 15"),
+            "{at:?}"
+        );
+        let mut invented = writes();
+        invented.takes_acked.push(("m9-9".into(), 20));
+        let none = check(&invented, &[(10, "m0-1"), (11, "m0-2")]);
+        assert!(none[0].contains("no client pushed it"), "{none:?}");
+        // A take of unknown outcome of a push of unknown outcome: there or not.
+        let mut both = writes();
+        both.takes_unknown.insert("m1-1".into());
+        assert!(check(&both, &[(10, "m0-1"), (11, "m0-2")]).is_empty());
+        assert!(check(&both, &[(10, "m0-1"), (11, "m0-2"), (13, "m1-1")]).is_empty());
     }
 
     #[test]

@@ -294,10 +294,11 @@ pub fn run_client(
         let model_write =
             match rng.weighted(&[100 - settings.model_percent, settings.model_percent]) {
                 0 => None,
-                _ => Some(match rng.weighted(&[30, 20, 25, 25]) {
+                _ => Some(match rng.weighted(&[25, 15, 25, 15, 20]) {
                     0 => ModelWrite::DocInsert,
                     1 => ModelWrite::DocIncrement,
                     2 => ModelWrite::QueuePush,
+                    3 => ModelWrite::QueueTake,
                     _ => ModelWrite::StreamPublish,
                 }),
             };
