@@ -1,7 +1,8 @@
 //! flin-clustertest: three `flin-server` processes as one cluster, a fault proxy on each link
 //! between them, concurrent clients, faults drawn from a seed (kill -9, SIGSTOP, partitions,
 //! one-way drops, delays, flapping), then heal and check: every acknowledged write present
-//! (keys, documents, queue, stream), the key-value history (GET, SET, INCR, compare-and-set)
+//! (keys, documents, queue, stream; no acknowledged queue ack undone, no committed group offset
+//! gone back), the key-value history (GET, SET, INCR, compare-and-set)
 //! linearizable, the nodes' logs and copies equal (see docs/reliability.md).
 //!
 //! `cargo build --release -p flin-server -p flin-benches && target/release/flin-clustertest --faults 1000`

@@ -8,8 +8,8 @@
 //!   peers through them (`--cluster-peers`).
 //! - [`workload`]: the clients, which run GET, SET, INCR and compare-and-set (`SET .. IFEQ`,
 //!   `SET .. NX`), follow `-MOVED`, and record the history the linearizability checker reads.
-//! - [`models`]: the clients' writes to documents, a queue and a stream, and each model's end
-//!   check.
+//! - [`models`]: the clients' writes to documents, a queue (pushes, and takes: pop then ack)
+//!   and a stream (publishes, and a consumer group's steps), and each model's end check.
 //! - this file: the run: faults one after another while the clients run, then the checks.
 //!
 //! # Faults
@@ -26,8 +26,10 @@
 //! 1. a final GET of every key the clients used, through the leader, joins the history, so an
 //!    acknowledged write that was lost makes the history illegal; and each other model is
 //!    read back through the leader (`models`: every acknowledged document insert, queue push
-//!    and stream publish present, at the id or offset it was acknowledged with; the counter
-//!    document within what its acknowledged and unknown increments allow);
+//!    and stream publish present, at the id or offset it was acknowledged with, unless an
+//!    acknowledged ack took the message, which must then be gone; the counter document within
+//!    what its acknowledged and unknown increments allow; the group's committed offset never
+//!    gone back);
 //! 2. the three nodes' commit indexes must become equal to their last indexes, and each node's
 //!    own copy of every key (read with READONLY) must equal the leader's final read;
 //! 3. no node exited on its own during the run;
@@ -207,14 +209,17 @@ impl std::fmt::Display for Report {
             f,
             "  other models: {} writes acknowledged, {} unknown; found {} documents (counter {}), \
              {} queued messages ({} taken by the clients, acked), {} stream records, every \
-             acknowledged one among them",
+             acknowledged one among them; group offset {} after {} acknowledged commits, none \
+             gone back",
             self.model_writes.0,
             self.model_writes.1,
             self.models.documents,
             self.models.counter,
             self.models.messages,
             self.models.taken,
-            self.models.records
+            self.models.records,
+            self.models.committed,
+            self.models.commits
         )?;
         writeln!(
             f,

@@ -12,7 +12,11 @@
 //!   another connection`: the pop's connection was lost, or the leader changed in between)
 //!   or never sent did not; an ack without a reply may have.
 //! - **Streams**: `STREAM.PUBLISH cts PARTITION 0 s<client>-<n>` (unique values) to a topic of
-//!   one partition.
+//!   one partition, and consumer-group steps ([`group_step`]): every client is a member
+//!   `c<client>` of the group `ctg` on that topic; it joins (`RESET EARLIEST`) when it is not a
+//!   member as far as it knows, and then, if it holds the partition, `STREAM.CONSUME` a few
+//!   records and `STREAM.COMMIT` past the last it got, or else `STREAM.HEARTBEAT`; a `-REBALANCE`
+//!   sends it back to join (after a failover every member must: members live on the leader).
 //!
 //! Each is acknowledged (the reply the command gets), unknown (sent, no usable reply: it may
 //! or may not have taken effect), or not sent (refused with a redirect until the operation's
@@ -30,7 +34,9 @@
 //!   failovers included).
 //! - Streams: read from offset 0 with `STREAM.FETCH`: offsets are 0, 1, 2, ... with no gap;
 //!   every acknowledged record is at the offset its publish was answered with; no value twice
-//!   or that no client published.
+//!   or that no client published. The group's committed offset never goes back: an
+//!   acknowledged commit sent after another's reply came commits at least as far, and
+//!   `STREAM.OFFSETS cts ctg` at the end is at least the commits that could have been the last.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +48,10 @@ use super::workload::{Attempt, Session};
 pub const COLLECTION: &str = "ct";
 pub const QUEUE: &str = "ctq";
 pub const TOPIC: &str = "cts";
+/// The consumer group the clients share on the topic.
+pub const GROUP: &str = "ctg";
+/// Records a member consumes per group step.
+const CONSUME_BATCH: &str = "20";
 /// The `_id` of the counter document.
 const COUNTER_ID: &str = "counter";
 /// Messages or records read per call of the final drain.
@@ -55,6 +65,8 @@ pub enum ModelWrite {
     QueuePush,
     QueueTake,
     StreamPublish,
+    /// A consumer-group step ([`group_step`]).
+    GroupStep,
 }
 
 /// What one client's writes to the other models came to.
@@ -74,6 +86,29 @@ pub struct ModelRecord {
     /// Value -> the offset the publish was answered with.
     pub publishes_acked: BTreeMap<String, i64>,
     pub publishes_unknown: BTreeSet<String>,
+    /// The group's acknowledged commits.
+    pub commits_acked: Vec<GroupCommit>,
+    pub commits_unknown: u64,
+}
+
+/// An acknowledged `STREAM.COMMIT`: when it was sent and when its reply came (ns on the run's
+/// clock), and the offset it committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupCommit {
+    pub sent_ns: u64,
+    pub replied_ns: u64,
+    pub offset: i64,
+}
+
+/// What a client knows of its membership in the group.
+#[derive(Debug, Default)]
+pub struct Member {
+    /// The generation it joined at; `None`: it must join (again).
+    generation: Option<i64>,
+    /// It holds partition 0.
+    holds: bool,
+    /// Past the last record it consumed since it joined.
+    next: Option<i64>,
 }
 
 impl ModelRecord {
@@ -89,6 +124,8 @@ impl ModelRecord {
         self.takes_unknown.extend(other.takes_unknown);
         self.publishes_acked.extend(other.publishes_acked);
         self.publishes_unknown.extend(other.publishes_unknown);
+        self.commits_acked.extend(other.commits_acked);
+        self.commits_unknown += other.commits_unknown;
     }
 
     /// Acknowledged writes, and writes of unknown outcome.
@@ -97,11 +134,13 @@ impl ModelRecord {
             + self.pushes_acked.len()
             + self.takes_acked.len()
             + self.publishes_acked.len()
+            + self.commits_acked.len()
             + self.increments_acked as usize;
         let unknown = self.inserts_unknown.len()
             + self.pushes_unknown.len()
             + self.takes_unknown.len()
             + self.publishes_unknown.len()
+            + self.commits_unknown as usize
             + self.increments_unknown as usize;
         (acked as u64, unknown as u64)
     }
@@ -216,6 +255,7 @@ pub fn perform(
                 Attempt::NotSent => {}
             }
         }
+        ModelWrite::GroupStep => unreachable!("group steps go through group_step"),
         ModelWrite::StreamPublish => {
             let value = format!("s{client}-{sequence}");
             let args: [&[u8]; 5] = [
@@ -233,6 +273,131 @@ pub fn perform(
         }
     }
     odd
+}
+
+/// One consumer-group step of client `client` (see the module doc), on the run's `clock`.
+/// Returns the reply the client did not expect, if any.
+pub fn group_step(
+    session: &mut Session,
+    client: u64,
+    member: &mut Member,
+    clock: std::time::Instant,
+    record: &mut ModelRecord,
+) -> Option<String> {
+    let consumer = format!("c{client}");
+    let (topic, group) = (TOPIC.as_bytes(), GROUP.as_bytes());
+    let rebalance = |reply: &Reply| matches!(reply, Reply::Error(m) if m.starts_with("REBALANCE"));
+    let Some(generation) = member.generation else {
+        let join: [&[u8]; 6] = [
+            b"STREAM.JOIN",
+            topic,
+            group,
+            consumer.as_bytes(),
+            b"RESET",
+            b"EARLIEST",
+        ];
+        return match session.run(&join) {
+            Attempt::Reply(Reply::Array(Some(fields)))
+                if fields.len() == 2 && integer(&fields[0]).is_some() =>
+            {
+                let partitions = match &fields[1] {
+                    Reply::Array(Some(partitions)) => partitions.clone(),
+                    _ => Vec::new(),
+                };
+                *member = Member {
+                    generation: integer(&fields[0]),
+                    holds: partitions.contains(&Reply::Integer(0)),
+                    next: None,
+                };
+                None
+            }
+            Attempt::Reply(reply) => Some(format!("STREAM.JOIN answered {reply:?}")),
+            Attempt::Unknown | Attempt::NotSent => None,
+        };
+    };
+    let generation_text = generation.to_string();
+    if !member.holds {
+        let heartbeat: [&[u8]; 5] = [
+            b"STREAM.HEARTBEAT",
+            topic,
+            group,
+            consumer.as_bytes(),
+            generation_text.as_bytes(),
+        ];
+        return match session.run(&heartbeat) {
+            Attempt::Reply(Reply::Simple(ok)) if ok == "OK" => None,
+            Attempt::Reply(reply) if rebalance(&reply) => {
+                member.generation = None;
+                None
+            }
+            Attempt::Reply(reply) => Some(format!("STREAM.HEARTBEAT answered {reply:?}")),
+            Attempt::Unknown | Attempt::NotSent => None,
+        };
+    }
+    let consume: [&[u8]; 6] = [
+        b"STREAM.CONSUME",
+        topic,
+        group,
+        consumer.as_bytes(),
+        b"COUNT",
+        CONSUME_BATCH.as_bytes(),
+    ];
+    match session.run(&consume) {
+        Attempt::Reply(Reply::Array(Some(records))) => {
+            for found in &records {
+                match found {
+                    Reply::Array(Some(fields)) if fields.len() == 6 => {
+                        if let Some(offset) = integer(&fields[1]) {
+                            member.next = Some(member.next.unwrap_or(0).max(offset + 1));
+                        }
+                    }
+                    other => return Some(format!("STREAM.CONSUME answered the record {other:?}")),
+                }
+            }
+        }
+        Attempt::Reply(reply) if rebalance(&reply) => {
+            member.generation = None;
+            return None;
+        }
+        Attempt::Reply(reply) => return Some(format!("STREAM.CONSUME answered {reply:?}")),
+        // Records it may have been given are delivered again to whoever holds the partition.
+        Attempt::Unknown | Attempt::NotSent => return None,
+    }
+    let next = member.next?;
+    let next_text = next.to_string();
+    let commit: [&[u8]; 7] = [
+        b"STREAM.COMMIT",
+        topic,
+        group,
+        consumer.as_bytes(),
+        generation_text.as_bytes(),
+        b"0",
+        next_text.as_bytes(),
+    ];
+    let sent_ns = super::workload::ns_since(clock);
+    match session.run(&commit) {
+        Attempt::Reply(Reply::Simple(ok)) if ok == "OK" => {
+            record.commits_acked.push(GroupCommit {
+                sent_ns,
+                replied_ns: super::workload::ns_since(clock),
+                offset: next,
+            });
+            None
+        }
+        Attempt::Reply(reply) if rebalance(&reply) => {
+            member.generation = None;
+            None
+        }
+        Attempt::Reply(reply) => {
+            record.commits_unknown += 1;
+            Some(format!("STREAM.COMMIT answered {reply:?}"))
+        }
+        Attempt::Unknown => {
+            record.commits_unknown += 1;
+            None
+        }
+        Attempt::NotSent => None,
+    }
 }
 
 fn show(args: &[&[u8]]) -> String {
@@ -323,6 +488,9 @@ pub struct ModelSummary {
     /// Messages taken by the clients with an acknowledged ack.
     pub taken: usize,
     pub records: usize,
+    /// The group's committed offset at the end, and the acknowledged commits.
+    pub committed: i64,
+    pub commits: usize,
 }
 
 /// The end checks of every model, through `session` (on the healed cluster's leader). Adds
@@ -345,6 +513,10 @@ pub fn check(
     match check_stream(session, writes, &mut summary) {
         Ok(found) => found.into_iter().for_each(&mut fail),
         Err(why) => fail(format!("stream: {why}")),
+    }
+    match check_group(session, writes, &mut summary) {
+        Ok(found) => found.into_iter().for_each(&mut fail),
+        Err(why) => fail(format!("group: {why}")),
     }
     summary
 }
@@ -583,6 +755,74 @@ fn check_stream(
     Ok(violations)
 }
 
+fn check_group(
+    session: &mut Session,
+    writes: &ModelRecord,
+    summary: &mut ModelSummary,
+) -> Result<Vec<String>, String> {
+    let offsets: [&[u8]; 3] = [b"STREAM.OFFSETS", TOPIC.as_bytes(), GROUP.as_bytes()];
+    let committed = match reply(session, &offsets)? {
+        Reply::Array(Some(pairs)) => match pairs.as_slice() {
+            [] => -1,
+            [Reply::Array(Some(pair))] if pair.len() == 2 => {
+                integer(&pair[1]).ok_or_else(|| format!("STREAM.OFFSETS answered {pair:?}"))?
+            }
+            other => return Err(format!("STREAM.OFFSETS answered {other:?}")),
+        },
+        other => return Err(format!("STREAM.OFFSETS answered {other:?}")),
+    };
+    summary.committed = committed;
+    summary.commits = writes.commits_acked.len();
+    Ok(compare_commits(&writes.commits_acked, committed))
+}
+
+/// The group's check: no acknowledged commit goes back. A commit sent after another's reply
+/// came commits at least as far (fencing: only the partition's holder in the current
+/// generation commits, and it starts from the committed offset), and the offset read at the
+/// end is at least that of the commits that could have been the last.
+fn compare_commits(acked: &[GroupCommit], committed_at_end: i64) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut by_reply: Vec<&GroupCommit> = acked.iter().collect();
+    by_reply.sort_by_key(|commit| commit.replied_ns);
+    // The highest offset of the commits whose replies came first, and which one.
+    let mut highest: Vec<&GroupCommit> = Vec::with_capacity(by_reply.len());
+    for commit in &by_reply {
+        let top = match highest.last() {
+            Some(top) if top.offset >= commit.offset => top,
+            _ => commit,
+        };
+        highest.push(top);
+    }
+    for commit in acked {
+        let before = by_reply.partition_point(|earlier| earlier.replied_ns < commit.sent_ns);
+        if let Some(earlier) = before.checked_sub(1).map(|i| highest[i]) {
+            if earlier.offset > commit.offset {
+                violations.push(format!(
+                    "group: a commit of offset {} acknowledged at {} ns went back to {} (sent at \
+                     {} ns, acknowledged)",
+                    earlier.offset, earlier.replied_ns, commit.offset, commit.sent_ns
+                ));
+            }
+        }
+    }
+    // The read at the end sees the last commit in some order the replies allow: one that no
+    // other commit was sent after the reply of, or one of unknown outcome (those the holder
+    // sends are not below its acknowledged ones).
+    let last_sent = acked.iter().map(|commit| commit.sent_ns).max().unwrap_or(0);
+    let lowest_last = acked
+        .iter()
+        .filter(|commit| commit.replied_ns >= last_sent)
+        .map(|commit| commit.offset)
+        .min();
+    if let Some(lowest_last) = lowest_last.filter(|&offset| offset > committed_at_end) {
+        violations.push(format!(
+            "group: committed offset {committed_at_end} at the end, below every acknowledged \
+             commit that could be the last ({lowest_last} and up)"
+        ));
+    }
+    violations
+}
+
 fn id_and_text(id: &Reply, text: &Reply) -> Option<Found> {
     match (id, text) {
         (Reply::Integer(id), Reply::Bulk(Some(text))) => {
@@ -743,6 +983,33 @@ mod tests {
         both.takes_unknown.insert("m1-1".into());
         assert!(check(&both, &[(10, "m0-1"), (11, "m0-2")]).is_empty());
         assert!(check(&both, &[(10, "m0-1"), (11, "m0-2"), (13, "m1-1")]).is_empty());
+    }
+
+    /// A commit acknowledged after another's reply, at a lower offset, is caught, as is an
+    /// end offset below an acknowledged commit; concurrent commits may land in either order.
+    #[test]
+    fn the_group_check_wants_no_acknowledged_commit_to_go_back() {
+        let commit = |sent_ns, replied_ns, offset| GroupCommit {
+            sent_ns,
+            replied_ns,
+            offset,
+        };
+        let ordered = [commit(0, 10, 5), commit(20, 30, 9), commit(40, 50, 9)];
+        assert!(compare_commits(&ordered, 9).is_empty());
+        assert!(compare_commits(&[], -1).is_empty());
+        let back = [commit(0, 10, 5), commit(20, 30, 9), commit(40, 50, 7)];
+        let found = compare_commits(&back, 9);
+        assert!(
+            found[0].contains("offset 9 acknowledged at 30 ns went back to 7"),
+            "{found:?}"
+        );
+        let concurrent = [commit(0, 30, 9), commit(20, 40, 7)];
+        assert!(compare_commits(&concurrent, 7).is_empty());
+        assert!(compare_commits(&concurrent, 9).is_empty());
+        let end = compare_commits(&ordered, 8);
+        assert!(end[0].contains("committed offset 8 at the end"), "{end:?}");
+        let below_both = compare_commits(&concurrent, 6);
+        assert!(below_both[0].contains("(7 and up)"), "{below_both:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The clients: each runs random GET, SET, INCR and compare-and-set on a few keys of the
 //! cluster, mixed with writes to the other models (`models`: document inserts and increments,
-//! queue pushes, stream publishes), follows `-MOVED` to the leader, gives up on an operation
+//! queue pushes and takes, stream publishes and consumer-group steps), follows `-MOVED` to the leader, gives up on an operation
 //! after a timeout, and records every key-value operation for the linearizability checker
 //! (`flin_replication::linearizability`): the time it was sent, the input, and the time and
 //! content of the reply, or no reply when the outcome is unknown.
@@ -287,6 +287,7 @@ pub fn run_client(
         .map(|&node| Session::readonly(node, settings.op_timeout))
         .collect();
     let mut sequence = 0u64;
+    let mut member = models::Member::default();
     // What this client last saw in each key (`None`: missing), for its compare-and-sets.
     let mut seen: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
     while !stop.load(Ordering::SeqCst) {
@@ -294,18 +295,23 @@ pub fn run_client(
         let model_write =
             match rng.weighted(&[100 - settings.model_percent, settings.model_percent]) {
                 0 => None,
-                _ => Some(match rng.weighted(&[25, 15, 25, 15, 20]) {
+                _ => Some(match rng.weighted(&[20, 15, 20, 15, 15, 15]) {
                     0 => ModelWrite::DocInsert,
                     1 => ModelWrite::DocIncrement,
                     2 => ModelWrite::QueuePush,
                     3 => ModelWrite::QueueTake,
-                    _ => ModelWrite::StreamPublish,
+                    4 => ModelWrite::StreamPublish,
+                    _ => ModelWrite::GroupStep,
                 }),
             };
         if let Some(write) = model_write {
-            if let Some(odd) =
-                models::perform(&mut session, client, sequence, write, &mut record.models)
-            {
+            let odd = match write {
+                ModelWrite::GroupStep => {
+                    models::group_step(&mut session, client, &mut member, clock, &mut record.models)
+                }
+                _ => models::perform(&mut session, client, sequence, write, &mut record.models),
+            };
+            if let Some(odd) = odd {
                 record.odd(odd);
             }
             continue;
