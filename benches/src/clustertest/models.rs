@@ -65,8 +65,6 @@ pub enum ModelWrite {
     QueuePush,
     QueueTake,
     StreamPublish,
-    /// A consumer-group step ([`group_step`]).
-    GroupStep,
 }
 
 /// What one client's writes to the other models came to.
@@ -255,7 +253,6 @@ pub fn perform(
                 Attempt::NotSent => {}
             }
         }
-        ModelWrite::GroupStep => unreachable!("group steps go through group_step"),
         ModelWrite::StreamPublish => {
             let value = format!("s{client}-{sequence}");
             let args: [&[u8]; 5] = [

@@ -292,24 +292,22 @@ pub fn run_client(
     let mut seen: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
     while !stop.load(Ordering::SeqCst) {
         sequence += 1;
-        let model_write =
-            match rng.weighted(&[100 - settings.model_percent, settings.model_percent]) {
-                0 => None,
-                _ => Some(match rng.weighted(&[20, 15, 20, 15, 15, 15]) {
-                    0 => ModelWrite::DocInsert,
-                    1 => ModelWrite::DocIncrement,
-                    2 => ModelWrite::QueuePush,
-                    3 => ModelWrite::QueueTake,
-                    4 => ModelWrite::StreamPublish,
-                    _ => ModelWrite::GroupStep,
-                }),
+        if rng.weighted(&[100 - settings.model_percent, settings.model_percent]) == 1 {
+            let write = match rng.weighted(&[20, 15, 20, 15, 15, 15]) {
+                0 => Some(ModelWrite::DocInsert),
+                1 => Some(ModelWrite::DocIncrement),
+                2 => Some(ModelWrite::QueuePush),
+                3 => Some(ModelWrite::QueueTake),
+                4 => Some(ModelWrite::StreamPublish),
+                _ => None,
             };
-        if let Some(write) = model_write {
             let odd = match write {
-                ModelWrite::GroupStep => {
+                Some(write) => {
+                    models::perform(&mut session, client, sequence, write, &mut record.models)
+                }
+                None => {
                     models::group_step(&mut session, client, &mut member, clock, &mut record.models)
                 }
-                _ => models::perform(&mut session, client, sequence, write, &mut record.models),
             };
             if let Some(odd) = odd {
                 record.odd(odd);
