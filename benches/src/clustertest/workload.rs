@@ -1,9 +1,10 @@
 //! The clients: each runs random GET, SET, INCR and compare-and-set on a few keys of the
 //! cluster, mixed with writes to the other models (`models`: document inserts and increments,
-//! queue pushes and takes, stream publishes and consumer-group steps), follows `-MOVED` to the leader, gives up on an operation
-//! after a timeout, and records every key-value operation for the linearizability checker
-//! (`flin_replication::linearizability`): the time it was sent, the input, and the time and
-//! content of the reply, or no reply when the outcome is unknown.
+//! queue pushes and takes, stream publishes and consumer-group steps), follows `-MOVED` to the
+//! leader, gives up on an operation after a timeout, and records every key-value operation
+//! for the linearizability checker (`flin_replication::linearizability`): the time it was
+//! sent, the input, and the time and content of the reply, or no reply when the outcome is
+//! unknown.
 //!
 //! # Compare-and-set
 //! `SET key new IFEQ old` (Redis 8.4's form) when the client last saw `old` in the key, and
