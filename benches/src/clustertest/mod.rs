@@ -31,7 +31,9 @@
 //!    what its acknowledged and unknown increments allow; the group's committed offset never
 //!    gone back);
 //! 2. the three nodes' commit indexes must become equal to their last indexes, and each node's
-//!    own copy of every key (read with READONLY) must equal the leader's final read;
+//!    own copy of every key (read with READONLY) must equal the leader's final read, and its
+//!    copy of the other models (`models::ModelCopy`: document count, counter, stream end,
+//!    group offset) what the checks read through the leader;
 //! 3. no node exited on its own during the run;
 //! 4. the history is checked for linearizability per key, and the time it took reported (a
 //!    check that runs out of its budget is reported as undecided, not passed).
@@ -635,6 +637,17 @@ fn run_in(
                             String::from_utf8_lossy(key),
                             KvOutput::Value(expected.clone())
                         ));
+                    }
+                }
+                let expected = models::ModelCopy::expected(&report.models);
+                match models::read_copy(&mut copy) {
+                    Ok(held) if held == expected => {}
+                    Ok(held) => violations.push(format!(
+                        "node {}'s copy of the other models is {held:?}, the leader's {expected:?}",
+                        i + 1
+                    )),
+                    Err(why) => {
+                        violations.push(format!("node {}'s copy of the other models: {why}", i + 1))
                     }
                 }
             }

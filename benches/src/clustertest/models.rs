@@ -518,6 +518,70 @@ pub fn check(
     summary
 }
 
+/// What a node's own copy of the other models says, read with READONLY once the nodes agree
+/// on one log: the collection's document count (the counter included), the counter's `n`, the
+/// stream's end offset and the group's committed offset (`STREAM.LAG`). Queues are left out: a
+/// follower's queue model is loaded from its log only when it leads (docs/replication.md).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ModelCopy {
+    pub documents: i64,
+    pub counter: i64,
+    pub end: i64,
+    pub committed: i64,
+}
+
+impl ModelCopy {
+    /// The copy every node must hold, from what the checks read through the leader.
+    pub fn expected(summary: &ModelSummary) -> ModelCopy {
+        ModelCopy {
+            documents: summary.documents as i64 + 1,
+            counter: summary.counter,
+            end: summary.records as i64,
+            committed: summary.committed,
+        }
+    }
+}
+
+/// Reads a node's [`ModelCopy`] through `session` (READONLY on that node).
+pub fn read_copy(session: &mut Session) -> Result<ModelCopy, String> {
+    let count: [&[u8]; 3] = [b"DOC.COUNT", COLLECTION.as_bytes(), b"{}"];
+    let documents = match reply(session, &count)? {
+        Reply::Integer(n) => n,
+        other => return Err(format!("DOC.COUNT answered {other:?}")),
+    };
+    let filter = format!("{{\"_id\":\"{COUNTER_ID}\"}}");
+    let find: [&[u8]; 3] = [b"DOC.FIND", COLLECTION.as_bytes(), filter.as_bytes()];
+    let counter = match reply(session, &find)? {
+        Reply::Array(Some(found)) => match found.as_slice() {
+            [Reply::Bulk(Some(text))] => serde_json::from_slice::<serde_json::Value>(text)
+                .ok()
+                .and_then(|document| document["n"].as_i64()),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or("DOC.FIND of the counter did not answer one document with a number n")?;
+    let lag: [&[u8]; 3] = [b"STREAM.LAG", TOPIC.as_bytes(), GROUP.as_bytes()];
+    let (end, committed) = match reply(session, &lag)? {
+        Reply::Array(Some(partitions)) => match partitions.as_slice() {
+            [Reply::Array(Some(fields))] if fields.len() == 4 => {
+                (integer(&fields[1]), integer(&fields[2]))
+            }
+            _ => (None, None),
+        },
+        _ => (None, None),
+    };
+    let (Some(end), Some(committed)) = (end, committed) else {
+        return Err("STREAM.LAG did not answer one partition's offsets".into());
+    };
+    Ok(ModelCopy {
+        documents,
+        counter,
+        end,
+        committed,
+    })
+}
+
 /// `args`' reply, which must come.
 fn reply(session: &mut Session, args: &[&[u8]]) -> Result<Reply, String> {
     match session.run(args) {
