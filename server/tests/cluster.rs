@@ -212,6 +212,11 @@ fn int_pairs(reply: &Value) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Runs the command `args` (name first) on `con`.
+fn run(con: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
+    redis::cmd(args[0]).arg(&args[1..]).query(con)
+}
+
 /// A stream group's state across the leader's kill (docs/replication.md, "Model state kept in
 /// memory"): its committed offsets are log records, so the new leader has every acknowledged
 /// commit and none goes back (a commit fenced by the old generation changes nothing); its
@@ -223,41 +228,34 @@ fn a_stream_group_s_committed_offsets_survive_the_leader_s_kill_and_its_members_
     let mut cluster = start_cluster();
     let leader = cluster.leader();
     let mut con = cluster.connect(leader);
-    let _: Value = redis::cmd("STREAM.CREATE")
-        .arg("orders")
-        .arg("PARTITIONS")
-        .arg(2)
-        .query(&mut con)
-        .unwrap();
+    run(&mut con, &["STREAM.CREATE", "orders", "PARTITIONS", "2"]).unwrap();
     for n in 0..20 {
-        let _: Value = redis::cmd("STREAM.PUBLISH")
-            .arg("orders")
-            .arg(format!("before-{n}"))
-            .query(&mut con)
-            .unwrap();
-    }
-    let joined: Value = redis::cmd("STREAM.JOIN")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .arg("RESET")
-        .arg("EARLIEST")
-        .query(&mut con)
+        run(
+            &mut con,
+            &["STREAM.PUBLISH", "orders", &format!("before-{n}")],
+        )
         .unwrap();
-    let Value::Array(joined) = joined else {
-        panic!("{joined:?}")
+    }
+    let join = [
+        "STREAM.JOIN",
+        "orders",
+        "billing",
+        "m1",
+        "RESET",
+        "EARLIEST",
+    ];
+    let Value::Array(joined) = run(&mut con, &join).unwrap() else {
+        panic!("STREAM.JOIN did not answer an array")
     };
     let Value::Int(generation) = joined[0] else {
         panic!("{joined:?}")
     };
-    let consumed: Value = redis::cmd("STREAM.CONSUME")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .arg("COUNT")
-        .arg(14)
-        .query(&mut con)
-        .unwrap();
+    let generation = generation.to_string();
+    let consumed = run(
+        &mut con,
+        &["STREAM.CONSUME", "orders", "billing", "m1", "COUNT", "14"],
+    )
+    .unwrap();
     let mut next = [0i64; 2];
     for (partition, offset) in int_pairs(&consumed) {
         next[partition as usize] = next[partition as usize].max(offset + 1);
@@ -266,59 +264,42 @@ fn a_stream_group_s_committed_offsets_survive_the_leader_s_kill_and_its_members_
         next.iter().all(|&n| n > 0),
         "both partitions consumed: {next:?}"
     );
-    let _: () = redis::cmd("STREAM.COMMIT")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .arg(generation)
-        .arg(0)
-        .arg(next[0])
-        .arg(1)
-        .arg(next[1])
-        .query(&mut con)
-        .unwrap();
+    let (next0, next1) = (next[0].to_string(), next[1].to_string());
+    let commit = |con: &mut redis::Connection, at0: &str, at1: &str| {
+        let args = [
+            "STREAM.COMMIT",
+            "orders",
+            "billing",
+            "m1",
+            &generation,
+            "0",
+            at0,
+            "1",
+            at1,
+        ];
+        run(con, &args)
+    };
+    commit(&mut con, &next0, &next1).unwrap();
     let committed = vec![(0, next[0]), (1, next[1])];
+    let offsets = ["STREAM.OFFSETS", "orders", "billing"];
 
     // No wait for the followers: an acknowledged commit is on a majority already.
     cluster.nodes[leader].take().unwrap().crash();
     let new_leader = cluster.leader();
     let mut con = cluster.connect(new_leader);
-    let offsets: Value = redis::cmd("STREAM.OFFSETS")
-        .arg("orders")
-        .arg("billing")
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(int_pairs(&offsets), committed, "the committed offsets");
+    let found = run(&mut con, &offsets).unwrap();
+    assert_eq!(int_pairs(&found), committed, "the committed offsets");
 
     // The member is unknown here: heartbeat and commit are refused, and the stale commit
     // (offsets back at 0) changes nothing.
-    let error = redis::cmd("STREAM.HEARTBEAT")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .arg(generation)
-        .query::<Value>(&mut con)
-        .unwrap_err();
-    assert_eq!(error.code(), Some("REBALANCE"), "{error:?}");
-    let error = redis::cmd("STREAM.COMMIT")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .arg(generation)
-        .arg(0)
-        .arg(0)
-        .arg(1)
-        .arg(0)
-        .query::<Value>(&mut con)
-        .unwrap_err();
-    assert_eq!(error.code(), Some("REBALANCE"), "{error:?}");
-    let offsets: Value = redis::cmd("STREAM.OFFSETS")
-        .arg("orders")
-        .arg("billing")
-        .query(&mut con)
-        .unwrap();
+    let heartbeat = ["STREAM.HEARTBEAT", "orders", "billing", "m1", &generation];
+    for refused in [run(&mut con, &heartbeat), commit(&mut con, "0", "0")] {
+        let error = refused.unwrap_err();
+        assert_eq!(error.code(), Some("REBALANCE"), "{error:?}");
+    }
+    let found = run(&mut con, &offsets).unwrap();
     assert_eq!(
-        int_pairs(&offsets),
+        int_pairs(&found),
         committed,
         "a fenced commit moves nothing"
     );
@@ -326,26 +307,18 @@ fn a_stream_group_s_committed_offsets_survive_the_leader_s_kill_and_its_members_
     // Joined again, the member reads on from the committed offsets: the six records it had
     // not committed, then what was published after the failover.
     for n in 0..4 {
-        let _: Value = redis::cmd("STREAM.PUBLISH")
-            .arg("orders")
-            .arg(format!("after-{n}"))
-            .query(&mut con)
-            .unwrap();
+        run(
+            &mut con,
+            &["STREAM.PUBLISH", "orders", &format!("after-{n}")],
+        )
+        .unwrap();
     }
-    let _: Value = redis::cmd("STREAM.JOIN")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .query(&mut con)
-        .unwrap();
-    let consumed: Value = redis::cmd("STREAM.CONSUME")
-        .arg("orders")
-        .arg("billing")
-        .arg("m1")
-        .arg("COUNT")
-        .arg(100)
-        .query(&mut con)
-        .unwrap();
+    run(&mut con, &join[..4]).unwrap();
+    let consumed = run(
+        &mut con,
+        &["STREAM.CONSUME", "orders", "billing", "m1", "COUNT", "100"],
+    )
+    .unwrap();
     let got = int_pairs(&consumed);
     assert_eq!(got.len(), 20 - 14 + 4, "{got:?}");
     for (partition, offset) in got {

@@ -297,13 +297,9 @@ pub fn group_step(
             Attempt::Reply(Reply::Array(Some(fields)))
                 if fields.len() == 2 && integer(&fields[0]).is_some() =>
             {
-                let partitions = match &fields[1] {
-                    Reply::Array(Some(partitions)) => partitions.clone(),
-                    _ => Vec::new(),
-                };
                 *member = Member {
                     generation: integer(&fields[0]),
-                    holds: partitions.contains(&Reply::Integer(0)),
+                    holds: matches!(&fields[1], Reply::Array(Some(held)) if held.contains(&Reply::Integer(0))),
                     next: None,
                 };
                 None
