@@ -9,7 +9,7 @@
 # cpu-clock -g` of the leader and a follower (prefix.leader, prefix.follower). Every process
 # is stopped by its pid. "switches/SET" counts the context switches (voluntary and not) of
 # every thread of the three nodes, per SET. THREADS=1 also prints, per node and thread name, the
-# CPU and context switches per SET.
+# CPU and context switches per SET. SERVER_ARGS adds flags to every node (e.g. "--threads 1").
 #
 #   benches/cluster-cpu.sh SERVER_BIN POLICY PIPELINE DURATION BASEPORT [LABEL]
 #   benches/cluster-cpu.sh target/release/flin-server everysec 32 8 7600 new
@@ -32,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 members="1=127.0.0.1:$BASE,2=127.0.0.1:$((BASE+1)),3=127.0.0.1:$((BASE+2))"
 for id in 1 2 3; do
-  "$BIN" --bind 127.0.0.1 --port $((BASE+id-1)) --admin-port 0 --data "$DIR/n$id" --node-id $id --cluster "$members" --fsync "$POLICY" > "$DIR/n$id.log" 2>&1 &
+  "$BIN" --bind 127.0.0.1 --port $((BASE+id-1)) --admin-port 0 --data "$DIR/n$id" --node-id $id --cluster "$members" --fsync "$POLICY" ${SERVER_ARGS:-} > "$DIR/n$id.log" 2>&1 &
   PIDS+=($!)
 done
 info() { python3 - "$1" << 'PY' 2>/dev/null || true

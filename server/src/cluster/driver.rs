@@ -7,7 +7,10 @@
 //! the hard state, (under `--fsync always`, flush), send, apply, advance. A leader's `Ready`
 //! of only its own writes is flushed by the flusher thread instead (`start_flusher`, decision 98):
 //! this thread calls `Node::advance_unsynced` and goes on taking acknowledgements, and the
-//! flusher's `Input::Synced` becomes `Node::synced`.
+//! flusher's `Input::Synced` becomes `Node::synced`. It asks that flush only after
+//! `OWN_FLUSH_DELAY`, or at once unless the followers keeping up make a majority by themselves,
+//! and opens its writes' gates at the core's commit index, which the followers' durable
+//! acknowledgements alone can move (`flush_own_when_due`, decision 103).
 //!
 //! "Persisting" an entry is `Engine::append_entry` at its seq and term, except where the
 //! engine already holds that seq in that term (the leader's own writes, which it committed
@@ -72,6 +75,10 @@ const STORED_ENTRIES_MAX: usize = 64;
 /// How long the leader holds, past the retention bound, what a follower it shipped a snapshot
 /// needs next while that follower makes no progress (`pin_for_followers`).
 const SNAPSHOT_HOLD: Duration = Duration::from_secs(60);
+/// Under `--fsync always`, how long the leader's own writes may wait for its flush while
+/// both followers keep up (decision 103): their acknowledgements alone commit them, and the
+/// flush comes this much later, covering every batch written meanwhile.
+const OWN_FLUSH_DELAY: Duration = Duration::from_millis(5);
 /// How often the commit point is made durable and handed to the engine (`persist_commit`).
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// ... or after this many entries, whichever comes first.
@@ -332,6 +339,10 @@ impl Driver {
             flusher,
             commit_saver,
             commit_save_pending: false,
+            own_unflushed: None,
+            heard: BTreeMap::new(),
+            live_window: Duration::from_millis(3 * cluster.options.tick_ms.max(1)),
+            gates_opened: 0,
             poll,
             connections: BTreeMap::new(),
             next_token: WAKER.0 + 1,
@@ -525,6 +536,15 @@ struct Raft {
     commit_saver: Option<Worker<u64>>,
     /// A save was asked of the commit saver and it has not answered yet.
     commit_save_pending: bool,
+    /// On the leader under `--fsync always`: its own entries written without a flush asked
+    /// yet, through which index and in which term, and since when (decision 103).
+    own_unflushed: Option<OwnUnflushed>,
+    /// When each peer's last message arrived: a follower not heard from for
+    /// `live_window` does not count on to commit the leader's writes without its flush.
+    heard: BTreeMap<NodeId, Instant>,
+    live_window: Duration,
+    /// The leader opened its writes' gates through this index (`flush_own_when_due`).
+    gates_opened: u64,
     node: Node,
     /// The hard state file, shared with the commit saver: this thread saves the term and
     /// vote, the saver the commit point.
@@ -599,6 +619,30 @@ enum Flushed {
     Asked,
 }
 
+/// Whether the voters of `membership` other than `leader` that were `heard_lately` and hold
+/// everything through `commit` (their `matched` index) are a majority by themselves.
+fn followers_make_a_majority(
+    membership: &Membership,
+    leader: NodeId,
+    commit: u64,
+    heard_lately: impl Fn(NodeId) -> bool,
+    matched: impl Fn(NodeId) -> Option<u64>,
+) -> bool {
+    let keeping_up = membership
+        .voters()
+        .filter(|&voter| voter != leader && heard_lately(voter))
+        .filter(|&voter| matched(voter).is_some_and(|index| index >= commit))
+        .count();
+    keeping_up >= membership.quorum()
+}
+
+/// The leader's own entries written and not yet handed to its flusher.
+struct OwnUnflushed {
+    through: u64,
+    term: u64,
+    since: Instant,
+}
+
 /// A shipper thread: stopped by its flag when this node stops leading.
 struct Shipper {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -638,10 +682,16 @@ impl Raft {
         let mut arrived = Vec::new();
         loop {
             // Messages a new connection brought (`take_connection`) are taken at once.
-            let wake = match self.paced.values().map(|&(_, at)| at).min() {
-                Some(at) => at.min(next_tick),
-                None => next_tick,
-            };
+            let own_flush = self
+                .own_unflushed
+                .as_ref()
+                .map(|own| own.since + OWN_FLUSH_DELAY);
+            let wake = self
+                .paced
+                .values()
+                .map(|&(_, at)| at)
+                .chain(own_flush)
+                .fold(next_tick, Instant::min);
             let wait = match arrived.is_empty() {
                 true => wake.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
@@ -694,6 +744,7 @@ impl Raft {
                         );
                     }
                     Input::Peer(message) => {
+                        self.heard.insert(message.from, Instant::now());
                         self.elections.received(&message, &self.node);
                         if let Err(error) = self.node.step(message) {
                             (self.log)(
@@ -785,6 +836,7 @@ impl Raft {
                 self.serve_wanted(wanted);
                 self.watch_role();
             }
+            self.flush_own_when_due();
             let started = Instant::now();
             let persisted = self.persist_commit(false);
             self.note_slow(started, "saving the commit point");
@@ -1131,8 +1183,17 @@ impl Raft {
         let mut flushed = Flushed::Yes;
         if has_entries && self.always {
             match (&self.flusher, own, ready.entries.last()) {
-                (Some(flusher), true, Some(last)) => {
-                    flusher.request((last.index, self.node.term()));
+                (Some(_), true, Some(last)) => {
+                    // Asked by `flush_own_when_due`.
+                    let since = self
+                        .own_unflushed
+                        .as_ref()
+                        .map_or_else(Instant::now, |own| own.since);
+                    self.own_unflushed = Some(OwnUnflushed {
+                        through: last.index,
+                        term: self.node.term(),
+                        since,
+                    });
                     flushed = Flushed::Asked;
                 }
                 _ => self.engine.flush().map_err(|e| format!("flush: {e}"))?,
@@ -1153,6 +1214,56 @@ impl Raft {
             }
         }
         Ok(flushed)
+    }
+
+    /// On the leader: opens the gates of its writes through the commit index, and hands its
+    /// own entries written since the last flush to the flusher once they waited
+    /// `OWN_FLUSH_DELAY`, or at once unless enough followers keep up to commit them alone
+    /// (decision 103). The core counts the leader's own log toward a majority only as far as
+    /// a flush reported it durable, so a commit index past that is one the followers' durable
+    /// copies make: a majority has those writes on disk, and their replies may leave. The core
+    /// still hands them out to apply (and the commit point is saved) only after the flush.
+    fn flush_own_when_due(&mut self) {
+        if self.node.role() != Role::Leader {
+            self.own_unflushed = None;
+            return;
+        }
+        let commit = self.node.commit_index();
+        if commit > self.gates_opened {
+            self.gates_opened = commit;
+            self.cluster.gates.committed_through(commit);
+        }
+        let Some(own) = &self.own_unflushed else {
+            return;
+        };
+        if own.term != self.node.term() {
+            self.own_unflushed = None;
+            return;
+        }
+        let now = Instant::now();
+        if now < own.since + OWN_FLUSH_DELAY && self.followers_keep_up(now) {
+            return;
+        }
+        if let Some(flusher) = &self.flusher {
+            flusher.request((own.through, own.term));
+        }
+        self.own_unflushed = None;
+    }
+
+    /// Enough voters besides the leader to make a majority were heard from lately and hold
+    /// everything committed: their acknowledgements alone can commit what the leader writes.
+    fn followers_keep_up(&self, now: Instant) -> bool {
+        followers_make_a_majority(
+            self.node.membership(),
+            self.node.id(),
+            self.node.commit_index(),
+            |voter| {
+                self.heard
+                    .get(&voter)
+                    .is_some_and(|&at| now.saturating_duration_since(at) <= self.live_window)
+            },
+            |voter| self.node.match_index(voter),
+        )
     }
 
     fn send_all(&self, messages: Vec<Message>) {
@@ -1858,5 +1969,51 @@ impl Raft {
         if complete {
             self.peers_of = Some(membership.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_s_flush_waits_only_while_followers_alone_make_a_majority() {
+        let three = Membership::new([1, 2, 3]);
+        let all = |_: NodeId| true;
+        let at_commit = |_: NodeId| Some(10);
+        assert!(followers_make_a_majority(&three, 1, 10, all, at_commit));
+        // One follower not heard from lately (dead, stopped, cut off): the leader flushes.
+        assert!(!followers_make_a_majority(
+            &three,
+            1,
+            10,
+            |v| v != 3,
+            at_commit
+        ));
+        // One follower behind the commit point (being caught up): the same.
+        let behind = |v: NodeId| Some(if v == 2 { 7 } else { 10 });
+        assert!(!followers_make_a_majority(&three, 1, 10, all, behind));
+        // A follower the leader does not track yet counts as behind.
+        let untracked = |v: NodeId| (v != 3).then_some(10);
+        assert!(!followers_make_a_majority(&three, 1, 10, all, untracked));
+        // Five voters: three of the four followers make a majority without the leader.
+        let five = Membership::new([1, 2, 3, 4, 5]);
+        assert!(followers_make_a_majority(
+            &five,
+            1,
+            10,
+            |v| v != 5,
+            at_commit
+        ));
+        assert!(!followers_make_a_majority(
+            &five,
+            1,
+            10,
+            |v| v <= 3,
+            at_commit
+        ));
+        // A learner does not count.
+        let learner = Membership::with_learners([1, 2], [3]);
+        assert!(!followers_make_a_majority(&learner, 1, 10, all, at_commit));
     }
 }
