@@ -33,7 +33,9 @@
 //! 2. the three nodes' commit indexes must become equal to their last indexes, and each node's
 //!    own copy of every key (read with READONLY) must equal the leader's final read, and its
 //!    copy of the other models (`models::ModelCopy`: document count, counter, stream end,
-//!    group offset) what the checks read through the leader;
+//!    group offset) what the checks read through the leader; then each node is made leader
+//!    in turn (CLUSTER.TRANSFER) and its queue, which it rebuilds from its own log when it
+//!    leads, must hold as many messages not acked (ready or in flight) as the first leader's;
 //! 3. no node exited on its own during the run;
 //! 4. the history is checked for linearizability per key, and the time it took reported (a
 //!    check that runs out of its budget is reported as undecided, not passed).
@@ -179,6 +181,9 @@ pub struct Report {
     pub verdict: String,
     pub commit_index: u64,
     pub term: u64,
+    /// The messages not acked that each node made leader in turn held in its queue, rebuilt
+    /// from its own log (all equal, or the run failed).
+    pub queue_copies: Vec<i64>,
     pub duration: Duration,
 }
 
@@ -225,11 +230,13 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  history: {} in {:.2} s; nodes agree at commit index {} (term {})",
+            "  history: {} in {:.2} s; nodes agree at commit index {} (term {}); each node made \
+             leader held {:?} messages not acked in its rebuilt queue",
             self.verdict,
             self.check_time.as_secs_f64(),
             self.commit_index,
-            self.term
+            self.term,
+            self.queue_copies
         )?;
         write!(f, "  unexpected replies: {}", self.odd_reply_count)?;
         for odd in &self.odd_replies {
@@ -654,6 +661,39 @@ fn run_in(
         }
         Err(why) => violations.push(why),
     }
+    // 2b. Each node's queue: made leader in turn, each rebuilds the queue from its own log,
+    // and must hold as many messages not acked (ready or in flight) as the first did; after
+    // the drain above, normally none. An ack one node's log lacks would bring its message back
+    // there.
+    if violations.is_empty() {
+        let first = cluster.leader();
+        let order = first
+            .into_iter()
+            .chain((0..NODES).filter(|&n| Some(n) != first));
+        let mut expected = None;
+        for node in order {
+            let read = lead_with(&cluster, node).and_then(|()| {
+                let mut session = Session::new(vec![addrs[node]], 0, SETTLE_TIMEOUT);
+                models::read_queue(&mut session)
+                    .map_err(|why| format!("node {}'s queue: {why}", node + 1))
+            });
+            match (read, expected) {
+                (Ok((ready, in_flight)), None) => {
+                    expected = Some(ready + in_flight);
+                    report.queue_copies.push(ready + in_flight);
+                }
+                (Ok((ready, in_flight)), Some(held)) if ready + in_flight == held => {
+                    report.queue_copies.push(held);
+                }
+                (Ok((ready, in_flight)), Some(held)) => violations.push(format!(
+                    "node {} made leader holds {ready} ready and {in_flight} in-flight messages in {}, the first leader {held} not acked",
+                    node + 1,
+                    models::QUEUE
+                )),
+                (Err(why), _) => violations.push(why),
+            }
+        }
+    }
     // 3. No node died on its own.
     cluster.look_for_crashes();
     violations.extend(cluster.crashed.iter().cloned());
@@ -729,6 +769,32 @@ fn inject_faults(
 
 /// Waits until every node reports one commit index equal to its last index (and to the
 /// others'), stable over two probes; returns it and the term.
+/// Makes `node` the leader (CLUSTER.TRANSFER through the leader, again until it leads or
+/// `SETTLE_TIMEOUT` passes).
+fn lead_with(cluster: &Cluster, node: usize) -> Result<(), String> {
+    let started = Instant::now();
+    let id = (node + 1).to_string();
+    while started.elapsed() < SETTLE_TIMEOUT {
+        match cluster.leader() {
+            Some(leader) if leader == node => return Ok(()),
+            Some(leader) => {
+                if let Ok(mut client) = Client::connect(cluster.addrs[leader], PROBE_TIMEOUT) {
+                    let _ = client.call(&[b"CLUSTER.TRANSFER", id.as_bytes()]);
+                }
+                let asked = Instant::now();
+                while asked.elapsed() < Duration::from_secs(2) && cluster.leader() != Some(node) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    Err(format!(
+        "node {} did not take the leadership within {SETTLE_TIMEOUT:?} (CLUSTER.TRANSFER {id})",
+        node + 1
+    ))
+}
+
 fn converge(cluster: &Cluster) -> Result<(u64, u64), String> {
     let started = Instant::now();
     let mut previous = None;

@@ -578,6 +578,24 @@ pub fn read_copy(session: &mut Session) -> Result<ModelCopy, String> {
     })
 }
 
+/// The queue `ctq` as the node behind `session` holds it: (ready, in flight), from
+/// `QUEUE.INFO`. A node loads its queue model from its own log when it takes the leadership
+/// (docs/replication.md), so this reads a node's copy only while it leads.
+pub fn read_queue(session: &mut Session) -> Result<(i64, i64), String> {
+    let info: [&[u8]; 2] = [b"QUEUE.INFO", QUEUE.as_bytes()];
+    let Reply::Array(Some(fields)) = reply(session, &info)? else {
+        return Err("QUEUE.INFO did not answer a map".into());
+    };
+    let field = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|pair| matches!(&pair[0], Reply::Bulk(Some(key)) if key == name.as_bytes()))
+            .and_then(|pair| pair.get(1).and_then(integer))
+            .ok_or_else(|| format!("QUEUE.INFO answered no integer {name}: {fields:?}"))
+    };
+    Ok((field("ready")?, field("inflight")?))
+}
+
 /// `args`' reply, which must come.
 fn reply(session: &mut Session, args: &[&[u8]]) -> Result<Reply, String> {
     match session.run(args) {
