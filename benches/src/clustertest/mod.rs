@@ -51,7 +51,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use flin_replication::linearizability::{self, KvInput, KvModel, KvOutput, Limits, Outcome};
+use flin_replication::linearizability::{
+    self, KvCommand, KvInput, KvModel, KvOutput, Limits, Outcome,
+};
 
 use crate::crashtest::client::{Client, Reply};
 use crate::crashtest::rng::Rng;
@@ -723,7 +725,10 @@ fn run_in(
     match outcome {
         Outcome::Ok => report.verdict = "linearizable".into(),
         Outcome::Timeout { part, exhausted } => {
-            report.verdict = format!("undecided (key {part:?}: the {exhausted:?} limit ran out)")
+            report.verdict = format!(
+                "undecided (key {part:?}: the {exhausted:?} limit ran out; {})",
+                describe_part(&history, &part.0)
+            )
         }
         Outcome::Illegal(illegal) => violations.push(format!("{illegal}")),
     }
@@ -769,6 +774,49 @@ fn inject_faults(
 
 /// Waits until every node reports one commit index equal to its last index (and to the
 /// others'), stable over two probes; returns it and the term.
+/// What makes one key's history hard to check: its operations, those of unknown outcome by
+/// command, and the most that were in flight at once (an unknown one stays in flight to the
+/// end).
+fn describe_part(history: &[KvOperation], key: &[u8]) -> String {
+    let part: Vec<&KvOperation> = history.iter().filter(|op| op.input.key == key).collect();
+    let mut unknown = BTreeMap::<&str, usize>::new();
+    let mut events = Vec::new();
+    for op in &part {
+        events.push((op.call_ns, 1i64));
+        match &op.returned {
+            Some(returned) => events.push((returned.at_ns.saturating_add(1), -1)),
+            None => {
+                let name = match op.input.command {
+                    KvCommand::Get => "GET",
+                    KvCommand::Set(_) => "SET",
+                    KvCommand::Incr => "INCR",
+                    KvCommand::CompareAndSet { .. } => "CAS",
+                };
+                *unknown.entry(name).or_default() += 1;
+            }
+        }
+    }
+    events.sort_unstable();
+    let (mut open, mut most) = (0i64, 0i64);
+    for (_, change) in events {
+        open += change;
+        most = most.max(open);
+    }
+    let unknown: Vec<String> = unknown
+        .iter()
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    format!(
+        "{} operations, unknown outcome: {}; at most {most} in flight",
+        part.len(),
+        if unknown.is_empty() {
+            "none".into()
+        } else {
+            unknown.join(", ")
+        }
+    )
+}
+
 /// Makes `node` the leader (CLUSTER.TRANSFER through the leader, again until it leads or
 /// `SETTLE_TIMEOUT` passes).
 fn lead_with(cluster: &Cluster, node: usize) -> Result<(), String> {
@@ -834,4 +882,31 @@ fn converge(cluster: &Cluster) -> Result<(u64, u64), String> {
     Err(format!(
         "the nodes did not agree on one log within {SETTLE_TIMEOUT:?}: (commit, last, term) per node {last_seen:?}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecided_key_is_described_by_its_unknown_outcomes_and_concurrency() {
+        let history = vec![
+            KvOperation::completed(1, 0, KvInput::get("a"), 10, KvOutput::value(None)),
+            KvOperation::unknown(2, 5, KvInput::incr("a")),
+            KvOperation::completed(3, 6, KvInput::set("a", "x"), 20, KvOutput::Done),
+            // Another key's operations do not count, and one that returned before the next
+            // call leaves the flight.
+            KvOperation::unknown(4, 7, KvInput::set("b", "y")),
+            KvOperation::completed(1, 30, KvInput::get("a"), 40, KvOutput::value(Some(b"x"))),
+            KvOperation::unknown(1, 50, KvInput::set("a", "z")),
+        ];
+        assert_eq!(
+            describe_part(&history, b"a"),
+            "5 operations, unknown outcome: 1 INCR, 1 SET; at most 3 in flight"
+        );
+        assert_eq!(
+            describe_part(&history[..1], b"a"),
+            "1 operations, unknown outcome: none; at most 1 in flight"
+        );
+    }
 }
