@@ -679,20 +679,19 @@ fn run_in(
                 models::read_queue(&mut session)
                     .map_err(|why| format!("node {}'s queue: {why}", node + 1))
             });
-            match (read, expected) {
-                (Ok((ready, in_flight)), None) => {
-                    expected = Some(ready + in_flight);
-                    report.queue_copies.push(ready + in_flight);
+            match read {
+                Ok((ready, in_flight)) => {
+                    let held = *expected.get_or_insert(ready + in_flight);
+                    match ready + in_flight == held {
+                        true => report.queue_copies.push(held),
+                        false => violations.push(format!(
+                            "node {} made leader holds {ready} ready and {in_flight} in-flight messages in {}, the first leader {held} not acked",
+                            node + 1,
+                            models::QUEUE
+                        )),
+                    }
                 }
-                (Ok((ready, in_flight)), Some(held)) if ready + in_flight == held => {
-                    report.queue_copies.push(held);
-                }
-                (Ok((ready, in_flight)), Some(held)) => violations.push(format!(
-                    "node {} made leader holds {ready} ready and {in_flight} in-flight messages in {}, the first leader {held} not acked",
-                    node + 1,
-                    models::QUEUE
-                )),
-                (Err(why), _) => violations.push(why),
+                Err(why) => violations.push(why),
             }
         }
     }
@@ -772,8 +771,6 @@ fn inject_faults(
     Ok(())
 }
 
-/// Waits until every node reports one commit index equal to its last index (and to the
-/// others'), stable over two probes; returns it and the term.
 /// What makes one key's history hard to check: its operations, those of unknown outcome by
 /// command, and the most that were in flight at once (an unknown one stays in flight to the
 /// end).
@@ -843,6 +840,8 @@ fn lead_with(cluster: &Cluster, node: usize) -> Result<(), String> {
     ))
 }
 
+/// Waits until every node reports one commit index equal to its last index (and to the
+/// others'), stable over two probes; returns it and the term.
 fn converge(cluster: &Cluster) -> Result<(u64, u64), String> {
     let started = Instant::now();
     let mut previous = None;

@@ -728,6 +728,7 @@ impl Raft {
             if disconnected {
                 stop = true;
             }
+            let arrived_at = Instant::now();
             for input in inputs {
                 match input {
                     // The core restarts its log after the snapshot's point: only for the
@@ -744,7 +745,7 @@ impl Raft {
                         );
                     }
                     Input::Peer(message) => {
-                        self.heard.insert(message.from, Instant::now());
+                        self.heard.insert(message.from, arrived_at);
                         self.elections.received(&message, &self.node);
                         if let Err(error) = self.node.step(message) {
                             (self.log)(
