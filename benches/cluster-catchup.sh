@@ -16,6 +16,8 @@
 # RETAIN, HELD, SEGMENT_BYTES, COMPACTION_MS, SNAPSHOT_RATE_MB and CATCH_UP_RATE_MB, when set,
 # are passed to every node as --raft-retain-entries, --raft-held-entries, --segment-bytes,
 # --compaction-interval-ms, --snapshot-rate-mb and --catch-up-rate-mb (0: no limit).
+# LOG_LEVEL (default warn) is every node's --log-level (info logs each snapshot's steps, and
+# the last of them are printed at the end); KEEP=1 keeps the nodes' directories and logs.
 #
 # 127.0.0.1 only: client ports 7200-7202 (cluster ports 17200-17202), admin ports off. Every
 # process it starts is stopped by its pid. Builds nothing: run
@@ -47,20 +49,24 @@ cleanup() {
         [ "$pid" -gt 0 ] && kill "$pid" 2> /dev/null || true
     done
     wait 2> /dev/null || true
-    rm -rf "$SCRATCH"
+    if [ -n "${KEEP:-}" ]; then echo "kept $SCRATCH"; else rm -rf "$SCRATCH"; fi
 }
 trap cleanup EXIT
 
 start_node() {
     local i=$1
     "$BIN/flin-server" --port "${PORTS[$i]}" --data "$SCRATCH/n$i" --node-id $((i + 1)) \
-        --cluster "$MEMBERS" --fsync "${FSYNC:-always}" --admin-port 0 --log-level warn \
+        --cluster "$MEMBERS" --fsync "${FSYNC:-always}" --admin-port 0 --log-level "${LOG_LEVEL:-warn}" \
         ${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"} >> "$SCRATCH/n$i.log" 2>&1 &
     NODE_PIDS[$i]=$!
 }
 bench() {
     "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c "$CLIENTS" -d "$VALUE" \
         -r "$KEYS" -n 1000000000 --duration "$1" --json -q
+}
+# A data directory's size: compaction may remove a file while du walks it (du then fails).
+dir_bytes() {
+    { du -sb "$1" 2> /dev/null || true; } | cut -f1
 }
 latency() {
     python3 -c '
@@ -78,14 +84,14 @@ FOLLOWER=$(((LEADER + 1) % 3))
 kill -9 "${NODE_PIDS[$FOLLOWER]}" && wait "${NODE_PIDS[$FOLLOWER]}" 2> /dev/null || true
 NODE_PIDS[$FOLLOWER]=0
 left_at=$(cluster_field "${PORTS[$LEADER]}" commit_index)
-size_before=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
+size_before=$(dir_bytes "$SCRATCH/n$LEADER")
 echo "leader node $((LEADER + 1)); node $((FOLLOWER + 1)) stopped at commit $left_at"
 
 # The follower falls behind: the leader takes pipelined SETs for BEHIND_SECS.
 "$BIN/flin-bench" -p "${PORTS[$LEADER]}" --protocol resp -t set -c 50 -P 32 -d "$VALUE" \
     -r "$KEYS" -n 1000000000 --duration "$BEHIND_SECS" -q > /dev/null
 target=$(cluster_field "${PORTS[$LEADER]}" commit_index)
-size_after=$(du -sb "$SCRATCH/n$LEADER" | cut -f1)
+size_after=$(dir_bytes "$SCRATCH/n$LEADER")
 behind=$((target - left_at))
 grown=$((size_after - size_before))
 echo "behind: $behind entries (about $((behind * VALUE / 1048576)) MiB of values written); the leader's data directory grew $((grown / 1048576)) MiB"
@@ -110,4 +116,4 @@ bench "$LOAD_SECS" > "$SCRATCH/settled.json"
 echo "settled (all three up, caught up): $(latency "$SCRATCH/settled.json")"
 echo "snapshots: leader sent $(cluster_field "${PORTS[$LEADER]}" snapshots_sent) ($(cluster_field "${PORTS[$LEADER]}" snapshot_bytes_sent) bytes);" \
     "the follower installed one through index $(cluster_field "${PORTS[$FOLLOWER]}" snapshot_installed_index) (0: none, fed from the log)"
-grep -i snapshot "$SCRATCH/n$FOLLOWER.log" | tail -5 || true
+grep -i snapshot "$SCRATCH/n$FOLLOWER.log" "$SCRATCH/n$LEADER.log" | tail -12 || true

@@ -174,7 +174,8 @@ FLAGS:
                            a follower the leader's log can no longer feed
     --catch-up-rate-mb <N> MB (10^6 bytes) per second of entries at most a leader feeds
                            one lagging follower from its log at (default 16; 0: no
-                           limit): the leader's own clients keep their latency meanwhile
+                           limit), or twice the leader's own write rate if that is more:
+                           the leader's own clients keep their latency meanwhile
     --segment-bytes <N>    size of a log segment file (default 67108864 = 64 MiB; at least
                            4096): smaller means more frequent rotation and compaction
     --compaction-interval-ms <MS>

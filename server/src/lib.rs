@@ -62,6 +62,8 @@ pub mod glob;
 pub mod kv;
 pub mod log;
 pub mod number;
+#[allow(unsafe_code)]
+pub mod os;
 pub mod queue;
 pub mod recorder;
 pub mod service;

@@ -560,6 +560,10 @@ fn a_paced_feed_from_the_log_keeps_to_its_rate_and_finishes_on_an_idle_leader() 
         let () = pipe.query(&mut con).unwrap();
     }
     let commit = field(&cluster.info(leader), "commit_index");
+    // A feed goes at least twice the leader's write rate over the last whole second
+    // (`pace::FEED_OVER_WRITES`): idle for two seconds, the leader's rate is 0 again and the
+    // feed is paced at the 1 MB/s asked.
+    std::thread::sleep(Duration::from_millis(2_100));
     let started = Instant::now();
     cluster.start_node(follower);
     cluster.wait_commit(follower, commit, Duration::from_secs(60));

@@ -56,7 +56,7 @@ use flin_replication::{
 
 use super::elections::ElectionLog;
 use super::membership::{is_record_op, Record, MEMBERSHIP_KEY};
-use super::pace::{self, Pacer};
+use super::pace::{self, Pacer, WriteRate};
 use super::snapshot::{install, ship, stage::Staging};
 use super::transport::{Incoming, PeerStream, Transport};
 use super::{entry, Cluster, View};
@@ -282,12 +282,16 @@ impl Driver {
         let staging = Arc::new(Staging::new(&cluster_dir));
         let receive: super::transport::SnapshotHandler = {
             let (staging, log) = (staging.clone(), log.clone());
-            Arc::new(move |stream| match staging.receive(stream) {
-                Ok((index, term)) => log(
-                    crate::log::Level::Info,
-                    &format!("raft: snapshot through {index} (term {term}) staged and checked"),
-                ),
-                Err(why) => log(crate::log::Level::Warn, &format!("raft: {why}")),
+            Arc::new(move |stream| {
+                // This thread is the connection's own (the acceptor's hello thread).
+                crate::os::lower_this_thread(super::snapshot::NICE);
+                match staging.receive(stream) {
+                    Ok((index, term)) => log(
+                        crate::log::Level::Info,
+                        &format!("raft: snapshot through {index} (term {term}) staged and checked"),
+                    ),
+                    Err(why) => log(crate::log::Level::Warn, &format!("raft: {why}")),
+                }
             })
         };
         let peers: BTreeMap<NodeId, SocketAddr> = node
@@ -368,6 +372,7 @@ impl Driver {
             peers_of: None,
             catch_ups: BTreeMap::new(),
             feed_pacers: BTreeMap::new(),
+            write_rate: WriteRate::new(Instant::now()),
             paced: BTreeMap::new(),
             follower_pin: None,
             inbox: inbox.clone(),
@@ -587,6 +592,8 @@ struct Raft {
     catch_ups: BTreeMap<NodeId, CatchUp>,
     /// On the leader: the pace of each follower's feed from the log (`--catch-up-rate-mb`).
     feed_pacers: BTreeMap<NodeId, Pacer>,
+    /// On the leader: its own write rate, which a paced feed outruns (`FEED_OVER_WRITES`).
+    write_rate: WriteRate,
     /// On the leader: followers whose feed waits for its pacer, the index each needs next and
     /// when it may go on (the poll wakes then: `resume_paced`).
     paced: BTreeMap<NodeId, (u64, Instant)>,
@@ -1012,6 +1019,12 @@ impl Raft {
                 return;
             }
             let buffer = Arc::new(read.buffer);
+            let written = read
+                .entries
+                .iter()
+                .map(|proposal| proposal.data.len() as u64 + pace::ENTRY_OVERHEAD_BYTES)
+                .sum();
+            self.write_rate.note(written, Instant::now());
             for proposal in read.entries {
                 let seq = proposal.seq;
                 if proposal.term != term {
@@ -1420,20 +1433,34 @@ impl Raft {
     /// Feeds `to` from `from_index` on from the engine's log, or ships it a snapshot if the
     /// log no longer holds that entry.
     fn serve(&mut self, to: NodeId, from_index: u64) {
+        // A want kept while its pacer waited (`paced`) is stale once the core has fed the
+        // follower from memory meanwhile: it holds what was asked for, and a leader that took
+        // the want as needing entries below the pin shipped it a second snapshot (seen: match
+        // 5,121,615, a paced want from 5,120,656, 0.5 s after a 1.5 GB install).
+        if self
+            .node
+            .match_index(to)
+            .is_some_and(|matched| from_index <= matched)
+        {
+            self.catch_ups.remove(&to);
+            self.paced.remove(&to);
+            return;
+        }
         // Below what the pin holds (the retention bound, or a snapshot's hold) a reader
         // would be dropped at once (`pin_for_followers`) and found again, a walk of its
         // segment, on every turn: a snapshot is what such a follower gets.
         if from_index < self.pinned_from {
             self.catch_ups.remove(&to);
             self.paced.remove(&to);
-            self.ship_snapshot(to, from_index);
+            let why = format!("the log is held for followers from {}", self.pinned_from);
+            self.ship_snapshot(to, from_index, &why);
             return;
         }
         if let Err(error) = self.feed(to, from_index) {
             self.catch_ups.remove(&to);
             self.paced.remove(&to);
             if matches!(error, flin_engine::Error::NotInLog { .. }) {
-                self.ship_snapshot(to, from_index);
+                self.ship_snapshot(to, from_index, &error.to_string());
             } else {
                 (self.log)(
                     crate::log::Level::Warn,
@@ -1451,18 +1478,24 @@ impl Raft {
     fn feed(&mut self, to: NodeId, from_index: u64) -> flin_engine::Result<()> {
         let commit = self.node.commit_index();
         let mut next = from_index;
-        let rate = self
+        let asked = self
             .cluster
             .options
             .catch_up_rate_mb
             .saturating_mul(1_000_000);
+        let rate = asked.max(
+            self.write_rate
+                .per_second(Instant::now())
+                .saturating_mul(pace::FEED_OVER_WRITES),
+        );
         self.paced.remove(&to);
         while next <= commit {
             let now = Instant::now();
             let pacer = self
                 .feed_pacers
                 .entry(to)
-                .or_insert_with(|| Pacer::new(rate, now));
+                .or_insert_with(|| Pacer::new(asked, now));
+            pacer.set_rate(rate);
             if let Some(at) = pacer.wait_until(now) {
                 self.paced.insert(to, (next, at));
                 return Ok(());
@@ -1533,7 +1566,7 @@ impl Raft {
     /// its last one failed less than `SNAPSHOT_RETRY` ago. The shipper thread makes (or
     /// shares) the snapshot, waits until it is committed, streams it and reports
     /// `Input::SnapshotShipped`.
-    fn ship_snapshot(&mut self, to: NodeId, from_index: u64) {
+    fn ship_snapshot(&mut self, to: NodeId, from_index: u64, why: &str) {
         let now = Instant::now();
         if self.shippers.contains_key(&to)
             || self.snapshot_retry.get(&to).is_some_and(|at| now < *at)
@@ -1545,7 +1578,10 @@ impl Raft {
         };
         (self.log)(
             crate::log::Level::Info,
-            &format!("raft: follower {to} needs entry {from_index}, which the engine's log no longer holds; shipping it a snapshot"),
+            &format!(
+                "raft: follower {to} (match {}) needs entry {from_index}, which the engine's log no longer holds ({why}); shipping it a snapshot",
+                self.node.match_index(to).unwrap_or(0)
+            ),
         );
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (engine, outbox, cluster) = (
@@ -1565,6 +1601,7 @@ impl Raft {
         let spawned = std::thread::Builder::new()
             .name(format!("flin-snap-to-{to}"))
             .spawn(move || {
+                crate::os::lower_this_thread(super::snapshot::NICE);
                 let result = outbox
                     .get_or_make(&engine, from_index)
                     .and_then(|prepared| {
@@ -1718,7 +1755,8 @@ impl Raft {
         // the bound, or it would be shipped one snapshot after another (measured: 1.5 GB at
         // 100 MB/s against a bound of 100,000 entries). The hold ends once the follower is
         // within the bound, or when it has made no progress for `SNAPSHOT_HOLD` (a follower
-        // gone for good must not keep the disk growing).
+        // gone for good must not keep the disk growing). Once within the bound it stays
+        // there: its feed outruns the leader's writes (`pace::FEED_OVER_WRITES`).
         let now = Instant::now();
         for (&to, shipper) in &self.shippers {
             let point = shipper.point.load(Ordering::Relaxed);

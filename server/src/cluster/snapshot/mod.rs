@@ -40,6 +40,11 @@ pub const FRAME_BYTES_MAX: usize = 1 << 20;
 /// `--snapshot-rate-mb` unless given: MB (10^6 bytes) per second per follower.
 pub const RATE_MB_DEFAULT: u64 = 100;
 
+/// The nice value of the threads that move a snapshot (the leader's shipper, the follower's
+/// stager; decision 104): below the event loops and raft threads (nice 0), so the copy takes
+/// the cores' spare time first and a client's request waits less behind it.
+pub const NICE: i32 = 10;
+
 /// What the leader offers: the snapshot's point and its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Offer {

@@ -121,6 +121,8 @@ impl Staging {
         )
         .map_err(|e| format!("sending where to resume: {e}"))?;
         let mut writing: Option<File> = None;
+        // Where this file's writeback was last started (a resumed file: its start).
+        let mut written_back = offset;
         loop {
             match read_frame(stream)? {
                 Frame::Chunk {
@@ -150,6 +152,10 @@ impl Staging {
                     out.write_all(&data)
                         .map_err(|e| format!("writing {}: {e}", path.display()))?;
                     offset += data.len() as u64;
+                    if offset - written_back >= WRITE_BEHIND {
+                        crate::os::start_writeback(out, written_back, offset - written_back);
+                        written_back = offset;
+                    }
                     // A file complete: synced, and the next one starts at 0.
                     while file < offer.files.len() && offset == offer.files[file].len {
                         if let Some(out) = writing.take() {
@@ -161,6 +167,7 @@ impl Staging {
                         }
                         file += 1;
                         offset = 0;
+                        written_back = 0;
                     }
                 }
                 Frame::Done => break,
@@ -275,6 +282,11 @@ pub fn read_offer(dir: &Path) -> Result<Option<Offer>, String> {
 pub fn files_dir(dir: &Path) -> PathBuf {
     dir.join(FILES_DIR)
 }
+
+/// A staged file's writeback is started every this many bytes (`os::start_writeback`), so
+/// that its final fsync finds little left and the disk takes the transfer in small pieces
+/// between the cluster's own flushes rather than a segment at a time.
+const WRITE_BEHIND: u64 = 1 << 20;
 
 /// Opens a staged file for writing at `offset` (its length now; 0 creates or empties it).
 fn open_at(path: &Path, offset: u64) -> Result<File, String> {
