@@ -170,8 +170,9 @@ FLAGS:
                            for a lagging follower (default 1000000; at least 1); a follower
                            further behind needs a snapshot
     --snapshot-rate-mb <N> MB (10^6 bytes) per second at most a leader ships a snapshot to
-                           one follower at (default 100; 0: no limit); a snapshot goes to
-                           a follower the leader's log can no longer feed
+                           one follower at (default 0: no limit; on a shared link, less
+                           than the link's); a snapshot goes to a follower the leader's
+                           log can no longer feed
     --catch-up-rate-mb <N> MB (10^6 bytes) per second of entries at most a leader feeds
                            one lagging follower from its log at (default 16; 0: no
                            limit), or twice the leader's own write rate if that is more:
@@ -591,9 +592,9 @@ mod tests {
     }
 
     #[test]
-    fn the_snapshot_rate_defaults_to_100_mb_and_0_lifts_it() {
+    fn the_snapshot_rate_defaults_to_no_limit_and_a_number_sets_one() {
         let rate = |extra: &[&str]| cluster_options(extra).snapshot_rate_mb;
-        assert_eq!(rate(&[]), 100);
+        assert_eq!(rate(&[]), 0);
         assert_eq!(rate(&["--snapshot-rate-mb", "0"]), 0);
         assert_eq!(rate(&["--snapshot-rate-mb", "40"]), 40);
         assert_eq!(
