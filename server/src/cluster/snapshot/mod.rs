@@ -38,8 +38,8 @@ pub const CHUNK_BYTES: usize = 256 << 10;
 /// The longest frame: a chunk and its header, or an offer (which bounds the file count).
 pub const FRAME_BYTES_MAX: usize = 1 << 20;
 /// `--snapshot-rate-mb` unless given: MB (10^6 bytes) per second per follower; 0, no limit
-/// (decision 104: in the background a transfer at disk speed keeps the leader's p99 within
-/// 1.3-1.7x; on a shared slow link, set a rate below the link's).
+/// (decision 104: in the background a transfer at disk speed kept the leader's p99 within
+/// 1.15-1.7x of quiet; on a shared slow link, set a rate below the link's).
 pub const RATE_MB_DEFAULT: u64 = 0;
 
 /// The nice value of the threads that move a snapshot (the leader's shipper, the follower's
