@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{field, http_get, TestCluster};
+use common::cluster::{field, http_get, set_pipelined, TestCluster};
 use redis::Value;
 
 /// The cluster of these tests: a 50 ms tick (the default: elections after 0.5 to 1 s of
@@ -552,13 +552,7 @@ fn a_paced_feed_from_the_log_keeps_to_its_rate_and_finishes_on_an_idle_leader() 
     let mut con = cluster.connect(leader);
     const WRITES: u64 = 8_000;
     let value = "v".repeat(256);
-    for batch in 0..WRITES / 100 {
-        let mut pipe = redis::pipe();
-        for n in batch * 100..(batch + 1) * 100 {
-            pipe.cmd("SET").arg(format!("k{n}")).arg(&value).ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
+    set_pipelined(&mut con, 0..WRITES, |n| format!("k{n}"), &value);
     let commit = field(&cluster.info(leader), "commit_index");
     // A feed goes at least twice the leader's write rate over the last whole second
     // (`pace::FEED_OVER_WRITES`): idle for two seconds, the leader's rate is 0 again and the
@@ -611,13 +605,7 @@ fn a_follower_fed_from_the_log_while_the_leader_writes_needs_no_snapshot() {
     cluster.nodes[follower].take().unwrap().crash();
     let mut con = cluster.connect(leader);
     let value = "v".repeat(256);
-    for batch in 0..30 {
-        let mut pipe = redis::pipe();
-        for n in batch * 100..(batch + 1) * 100 {
-            pipe.cmd("SET").arg(format!("k{n}")).arg(&value).ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
+    set_pipelined(&mut con, 0..3_000, |n| format!("k{n}"), &value);
     cluster.start_node(follower);
     // Writes go on while the follower catches up, one at a time, for 4 s.
     let started = Instant::now();

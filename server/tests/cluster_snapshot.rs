@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{field, http_get, TestCluster};
+use common::cluster::{field, http_get, set_pipelined, TestCluster};
 
 /// A READONLY connection to node `i + 1`.
 fn read_only(cluster: &TestCluster, i: usize) -> redis::Connection {
@@ -317,23 +317,13 @@ fn a_transfer_cut_short_by_the_follower_s_kill_resumes_from_its_staged_files() {
     // more entries than the leader keeps in memory), then about 4 MB of keys written once.
     let value = "v".repeat(2_000);
     let mut con = cluster.connect(leader);
-    for batch in 0..80u64 {
-        let mut pipe = redis::pipe();
-        for n in batch * 100..(batch + 1) * 100 {
-            pipe.cmd("SET")
-                .arg(format!("hot{}", n % 10))
-                .arg(&value[..500])
-                .ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
-    for batch in 0..20u64 {
-        let mut pipe = redis::pipe();
-        for n in batch * 100..(batch + 1) * 100 {
-            pipe.cmd("SET").arg(format!("once{n}")).arg(&value).ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
+    set_pipelined(
+        &mut con,
+        0..8_000,
+        |n| format!("hot{}", n % 10),
+        &value[..500],
+    );
+    set_pipelined(&mut con, 0..2_000, |n| format!("once{n}"), &value);
     cluster.start_node(follower);
     let staging = cluster.data_dir(follower).join("cluster/snapshot");
     let staged = |dir: &std::path::Path| -> u64 {
@@ -394,13 +384,7 @@ fn writes_during_a_transfer_past_the_retention_bound_need_no_second_snapshot() {
     let value = "v".repeat(350);
     // About 2 MB of keys, more than the leader keeps in memory (4,096 entries at most): a
     // transfer of 2 s or more at 1 MB/s.
-    for batch in 0..60 {
-        let mut pipe = redis::pipe();
-        for n in batch * 100..(batch + 1) * 100 {
-            pipe.cmd("SET").arg(format!("k{n}")).arg(&value).ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
+    set_pipelined(&mut con, 0..6_000, |n| format!("k{n}"), &value);
     cluster.start_node(follower);
     // While the snapshot ships (2 s or more): 6,000 writes, past both the retention bound and
     // what the leader keeps in memory, so the follower's next entry after the snapshot can

@@ -176,6 +176,23 @@ impl TestCluster {
     }
 }
 
+/// SETs `key(n)` to `value` for every `n` in `numbers`, pipelined 100 at a time.
+pub fn set_pipelined(
+    con: &mut redis::Connection,
+    numbers: std::ops::Range<u64>,
+    key: impl Fn(u64) -> String,
+    value: &str,
+) {
+    let numbers: Vec<u64> = numbers.collect();
+    for batch in numbers.chunks(100) {
+        let mut pipe = redis::pipe();
+        for &n in batch {
+            pipe.cmd("SET").arg(key(n)).arg(value).ignore();
+        }
+        let () = pipe.query(con).unwrap();
+    }
+}
+
 /// The number after `key:` in a `CLUSTER INFO` reply.
 pub fn field(info: &str, key: &str) -> u64 {
     info.lines()
