@@ -1018,13 +1018,11 @@ impl Raft {
             if read.entries.is_empty() {
                 return;
             }
-            let buffer = Arc::new(read.buffer);
-            let written = read
-                .entries
-                .iter()
-                .map(|proposal| proposal.data.len() as u64 + pace::ENTRY_OVERHEAD_BYTES)
-                .sum();
+            // The buffer holds exactly the entries' data, one after another.
+            let written =
+                read.buffer.len() as u64 + read.entries.len() as u64 * pace::ENTRY_OVERHEAD_BYTES;
             self.write_rate.note(written, Instant::now());
+            let buffer = Arc::new(read.buffer);
             for proposal in read.entries {
                 let seq = proposal.seq;
                 if proposal.term != term {
