@@ -13,9 +13,15 @@
 #       # what the follower missed, so it is caught up by a snapshot (the leader's and the
 #       # follower's snapshot counters from CLUSTER INFO are printed at the end)
 #
-# RETAIN, HELD, SEGMENT_BYTES, COMPACTION_MS, SNAPSHOT_RATE_MB and CATCH_UP_RATE_MB, when set,
-# are passed to every node as --raft-retain-entries, --raft-held-entries, --segment-bytes,
-# --compaction-interval-ms, --snapshot-rate-mb and --catch-up-rate-mb (0: no limit).
+#   VALUE=1000 BEHIND_SECS=5 LOAD_SECS=4 benches/cluster-catchup.sh
+#       # about 0.8 GB behind a log that holds it all: more than --raft-retain-mb (256) and a
+#       # quarter of the log, so a snapshot (decision 105); add RETAIN_MB=100000 to feed it
+#       # from the log instead, as before that decision
+#
+# RETAIN, RETAIN_MB, HELD, SEGMENT_BYTES, COMPACTION_MS, SNAPSHOT_RATE_MB and CATCH_UP_RATE_MB,
+# when set, are passed to every node as --raft-retain-entries, --raft-retain-mb,
+# --raft-held-entries, --segment-bytes, --compaction-interval-ms, --snapshot-rate-mb and
+# --catch-up-rate-mb (0: no limit).
 # LOG_LEVEL (default warn) is every node's --log-level (info logs each snapshot's steps, and
 # the last of them are printed at the end); KEEP=1 keeps the nodes' directories and logs.
 #
@@ -32,6 +38,7 @@ CLIENTS=${CLIENTS:-10}
 KEYS=${KEYS:-1000000}
 NODE_FLAGS=()
 [ -n "${RETAIN:-}" ] && NODE_FLAGS+=(--raft-retain-entries "$RETAIN")
+[ -n "${RETAIN_MB:-}" ] && NODE_FLAGS+=(--raft-retain-mb "$RETAIN_MB")
 [ -n "${HELD:-}" ] && NODE_FLAGS+=(--raft-held-entries "$HELD")
 [ -n "${SEGMENT_BYTES:-}" ] && NODE_FLAGS+=(--segment-bytes "$SEGMENT_BYTES")
 [ -n "${COMPACTION_MS:-}" ] && NODE_FLAGS+=(--compaction-interval-ms "$COMPACTION_MS")

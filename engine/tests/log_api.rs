@@ -554,3 +554,55 @@ mod wakeups {
         assert!(woken_rx.try_recv().is_err(), "no extra wake-ups");
     }
 }
+
+/// `seq_within_bytes` counts whole segments newest first: no budget keeps the newest segment
+/// only, the whole log's bytes keep every entry, and a larger budget never keeps less. The
+/// budget is asked with the bytes of every segment, and what the answer keeps can be read.
+#[test]
+fn the_tail_within_a_byte_budget_is_whole_segments_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(common::quiet_config(dir.path()));
+    for i in 0..200u32 {
+        engine
+            .put(Namespace::Kv, format!("key-{i}").as_bytes(), &[7u8; 200], 0)
+            .unwrap();
+    }
+    let last = engine.last_seq();
+    assert_eq!(last, 200);
+    let total = engine.stats().log_bytes;
+    assert!(engine.stats().segments > 5, "the test needs many segments");
+
+    let mut asked = 0;
+    let everything = engine.seq_within_bytes(|all| {
+        asked = all;
+        all
+    });
+    assert_eq!(asked, total);
+    assert_eq!(everything, 1);
+
+    let newest_only = engine.seq_within_bytes(|_| 0);
+    assert!(
+        1 < newest_only && newest_only <= last,
+        "the newest segment alone holds {newest_only}..={last}"
+    );
+    // A 4,096-byte segment holds at most 16 of these ~250-byte records.
+    assert!(last - newest_only < 16);
+
+    let mut previous = newest_only;
+    for budget in (0..=total).step_by(2048) {
+        let floor = engine.seq_within_bytes(|_| budget);
+        assert!(floor <= previous, "budget {budget}: {floor} > {previous}");
+        previous = floor;
+        // Everything from the floor on is in the log, read back in order.
+        let mut reader = engine.reader(floor);
+        let read = reader.read(1_000, usize::MAX).unwrap();
+        assert_eq!(read.first().map(|e| e.seq), Some(floor));
+        assert_eq!(read.last().map(|e| e.seq), Some(last));
+    }
+    // Half of the bytes keep about half of the entries (segments of equal records).
+    let half = engine.seq_within_bytes(|all| all / 2);
+    assert!(
+        (70..=130).contains(&half),
+        "half the bytes keep from {half}"
+    );
+}

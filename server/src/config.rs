@@ -169,6 +169,10 @@ FLAGS:
                            how far behind the log's end the leader's engine keeps entries
                            for a lagging follower (default 1000000; at least 1); a follower
                            further behind needs a snapshot
+    --raft-retain-mb <N>   MB (10^6 bytes) of log at least the leader keeps for a lagging
+                           follower (default 256), or a quarter of its log if that is
+                           more; a follower missing more gets a snapshot, which moves at
+                           disk speed
     --snapshot-rate-mb <N> MB (10^6 bytes) per second at most a leader ships a snapshot to
                            one follower at (default 0: no limit; on a shared link, less
                            than the link's); a snapshot goes to a follower the leader's
@@ -198,6 +202,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
     let mut held_entries = crate::cluster::HELD_ENTRIES_DEFAULT;
     let mut retain_entries = crate::cluster::RETAIN_ENTRIES_DEFAULT;
+    let mut retain_mb = crate::cluster::RETAIN_MB_DEFAULT;
     let mut snapshot_rate_mb = crate::cluster::snapshot::RATE_MB_DEFAULT;
     let mut catch_up_rate_mb = crate::cluster::pace::CATCH_UP_RATE_MB_DEFAULT;
     let mut args = args.into_iter();
@@ -328,6 +333,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err("--raft-retain-entries: must be at least 1".into());
                 }
             }
+            "--raft-retain-mb" => retain_mb = parse_number(&flag, &value(&flag)?)?,
             "--snapshot-rate-mb" => snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
             "--catch-up-rate-mb" => catch_up_rate_mb = parse_number(&flag, &value(&flag)?)?,
             other => return Err(format!("unknown flag '{other}' (see --help)")),
@@ -354,6 +360,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         }
         cluster.held_entries_max = held_entries;
         cluster.retain_entries_max = retain_entries;
+        cluster.retain_mb = retain_mb;
         cluster.snapshot_rate_mb = snapshot_rate_mb;
         cluster.catch_up_rate_mb = catch_up_rate_mb;
         options.cluster = Some(Box::new(cluster));
@@ -615,6 +622,19 @@ mod tests {
             "--catch-up-rate-mb: '-1' is not a valid number"
         );
         assert!(HELP.contains("--catch-up-rate-mb"));
+    }
+
+    #[test]
+    fn the_log_kept_for_followers_defaults_to_256_mb() {
+        let kept = |extra: &[&str]| cluster_options(extra).retain_mb;
+        assert_eq!(kept(&[]), 256);
+        assert_eq!(kept(&["--raft-retain-mb", "0"]), 0);
+        assert_eq!(kept(&["--raft-retain-mb=1024"]), 1024);
+        assert_eq!(
+            parse(&["--raft-retain-mb", "1G"]).unwrap_err(),
+            "--raft-retain-mb: '1G' is not a valid number"
+        );
+        assert!(HELP.contains("--raft-retain-mb"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! entry. The leader ships it a snapshot of its engine files; the follower stages and checks
 //! them, re-executes itself, opens them through normal recovery, holds every acknowledged
 //! write and follows new ones. Also: a node added after compaction took the early log joins
-//! by snapshot, and a follower killed mid-transfer resumes from what it staged.
+//! by snapshot, and a follower killed mid-transfer resumes from what it staged. And: a
+//! follower missing more bytes than the leader keeps its log for (`--raft-retain-mb`, a
+//! quarter of its log) is shipped a snapshot though the log still holds every entry.
 
 mod common;
 
@@ -414,4 +416,76 @@ fn writes_during_a_transfer_past_the_retention_bound_need_no_second_snapshot() {
             .unwrap();
         assert_eq!(got, Some(n), "during{n} on the rejoined follower");
     }
+}
+
+/// Decision 105: a follower that misses more of the log's bytes than the leader keeps for it
+/// (`--raft-retain-mb 2` here, more than a quarter of this log) is caught up by a snapshot
+/// though the leader's log still holds every entry it missed (unique keys, a retention bound
+/// of a million entries); one that misses less is fed from the log.
+#[test]
+fn a_follower_missing_more_bytes_than_the_leader_keeps_for_it_gets_a_snapshot() {
+    let mut cluster = TestCluster::start(&[
+        "--raft-retain-mb",
+        "2",
+        "--segment-bytes",
+        "262144",
+        "--raft-held-entries",
+        "500",
+    ]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    let stopped_at = field(&cluster.info(leader), "commit_index");
+    // About 6 MB of keys written once each (nothing for compaction to take), more entries
+    // than the leader keeps in memory (4,096 at most), so the follower's next entry can only
+    // come from the engine's log or a snapshot.
+    let mut con = cluster.connect(leader);
+    let value = "v".repeat(1_000);
+    set_pipelined(&mut con, 0..6_000, |n| format!("far{n}"), &value);
+    assert_eq!(field(&cluster.info(leader), "snapshots_sent"), 0);
+
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    let installed = field(&info, "snapshot_installed_index");
+    assert!(
+        installed > stopped_at + 1,
+        "6 MB behind a 2 MB bound, fed from the log: {info}"
+    );
+    let leader_info = cluster.info(leader);
+    assert_eq!(field(&leader_info, "snapshots_sent"), 1, "{leader_info}");
+    let mut rejoined = read_only(&cluster, follower);
+    for n in (0..6_000u64).step_by(29).chain([5_999]) {
+        let got: Option<String> = redis::cmd("GET")
+            .arg(format!("far{n}"))
+            .query(&mut rejoined)
+            .unwrap();
+        assert_eq!(
+            got.as_deref(),
+            Some(value.as_str()),
+            "far{n} on the follower"
+        );
+    }
+
+    // 5,000 short writes, about 0.5 MB, well within the bound but more entries than the
+    // leader keeps in memory: the engine's log feeds it, no second snapshot.
+    cluster.kill(follower);
+    set_pipelined(&mut con, 0..5_000, |n| format!("near{n}"), "n");
+    cluster.start_node(follower);
+    let commit = field(&cluster.info(leader), "commit_index");
+    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    // (The field names a snapshot installed since the process started: none here.)
+    assert_eq!(
+        field(&info, "snapshot_installed_index"),
+        0,
+        "a second snapshot for 0.5 MB: {info}"
+    );
+    let leader_info = cluster.info(leader);
+    assert_eq!(field(&leader_info, "snapshots_sent"), 1, "{leader_info}");
+    let mut rejoined = read_only(&cluster, follower);
+    let got: Option<String> = redis::cmd("GET")
+        .arg("near4999")
+        .query(&mut rejoined)
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("n"));
 }

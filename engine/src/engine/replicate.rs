@@ -129,6 +129,43 @@ impl Engine {
         Ok(self.entry(seq)?.map(|entry| entry.term))
     }
 
+    /// How much of the log's tail fits a byte budget: `budget` is given the bytes of every
+    /// segment (published lengths, the active one included) and returns how many bytes of the
+    /// newest segments to count; the answer is the lowest seq of the newest segments that fit
+    /// it (the newest, with the active one, always counts), or the log's next seq when it is
+    /// empty. Segments are counted whole, newest `max_seq` first. A replicated leader holds
+    /// its log for a lagging follower from there on and no further back (a follower behind it
+    /// gets a snapshot): what that follower misses is then at most about `budget` bytes.
+    pub fn seq_within_bytes(&self, budget: impl FnOnce(u64) -> u64) -> u64 {
+        let mut segments: Vec<(u64, u64, u64)> = {
+            let table = self.inner.segments_read();
+            table
+                .all()
+                .filter(|s| !s.is_superseded())
+                .map(|s| {
+                    (
+                        s.max_seq.load(Ordering::Relaxed),
+                        s.min_seq.load(Ordering::Relaxed),
+                        s.published() as u64,
+                    )
+                })
+                .collect()
+        };
+        let budget = budget(segments.iter().map(|&(_, _, bytes)| bytes).sum());
+        segments.retain(|&(_, min_seq, _)| min_seq != u64::MAX);
+        segments.sort_unstable_by_key(|&(max_seq, _, _)| std::cmp::Reverse(max_seq));
+        let mut floor = self.last_seq() + 1;
+        let mut counted = 0u64;
+        for (i, &(_, min_seq, bytes)) in segments.iter().enumerate() {
+            counted = counted.saturating_add(bytes);
+            if i > 0 && counted > budget {
+                break;
+            }
+            floor = floor.min(min_seq);
+        }
+        floor.max(1)
+    }
+
     /// A reader of the log from `from_seq` on (see [`LogReader`]).
     pub fn reader(&self, from_seq: u64) -> LogReader {
         LogReader::new(self.inner.clone(), from_seq)

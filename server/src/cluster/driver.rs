@@ -75,6 +75,9 @@ const STORED_ENTRIES_MAX: usize = 64;
 /// How long the leader holds, past the retention bound, what a follower it shipped a snapshot
 /// needs next while that follower makes no progress (`pin_for_followers`).
 const SNAPSHOT_HOLD: Duration = Duration::from_secs(60);
+/// How often the leader measures again which seq the log's bytes kept for followers reach
+/// back to (`retain_floor`).
+const BYTES_FLOOR_EVERY: Duration = Duration::from_millis(100);
 /// Under `--fsync always`, how long the leader's own writes may wait for its flush while
 /// both followers keep up (decision 103): their acknowledgements alone commit them, and the
 /// flush comes this much later, covering every batch written meanwhile.
@@ -382,6 +385,7 @@ impl Driver {
             snapshot_retry: BTreeMap::new(),
             snapshot_holds: BTreeMap::new(),
             pinned_from: 0,
+            bytes_floor: None,
         };
         let tick = Duration::from_millis(raft.cluster.options.tick_ms.max(1));
         let thread = std::thread::Builder::new()
@@ -617,6 +621,9 @@ struct Raft {
     /// On the leader: the first seq the follower pin holds; a follower that needs an older
     /// entry is shipped a snapshot (`serve`).
     pinned_from: u64,
+    /// On the leader: the oldest seq within the log's bytes kept for followers
+    /// (`--raft-retain-mb`, a share of the log), and when it was measured (`retain_floor`).
+    bytes_floor: Option<(u64, Instant)>,
 }
 
 /// Whether a handled `Ready`'s entries are durable (`Node::advance`), or their flush was
@@ -1429,7 +1436,8 @@ impl Raft {
     }
 
     /// Feeds `to` from `from_index` on from the engine's log, or ships it a snapshot if the
-    /// log no longer holds that entry.
+    /// log no longer holds that entry or the leader no longer holds it for followers (below
+    /// `pinned_from`: too many entries or bytes behind, `retain_floor`).
     fn serve(&mut self, to: NodeId, from_index: u64) {
         // A want kept while its pacer waited (`paced`) is stale once the core has fed the
         // follower from memory meanwhile: it holds what was asked for, and a leader that took
@@ -1450,7 +1458,10 @@ impl Raft {
         if from_index < self.pinned_from {
             self.catch_ups.remove(&to);
             self.paced.remove(&to);
-            let why = format!("the log is held for followers from {}", self.pinned_from);
+            let why = format!(
+                "the leader holds its log for followers from {} (--raft-retain-entries, --raft-retain-mb)",
+                self.pinned_from
+            );
             self.ship_snapshot(to, from_index, &why);
             return;
         }
@@ -1458,7 +1469,8 @@ impl Raft {
             self.catch_ups.remove(&to);
             self.paced.remove(&to);
             if matches!(error, flin_engine::Error::NotInLog { .. }) {
-                self.ship_snapshot(to, from_index, &error.to_string());
+                let why = format!("the engine's log no longer holds it: {error}");
+                self.ship_snapshot(to, from_index, &why);
             } else {
                 (self.log)(
                     crate::log::Level::Warn,
@@ -1560,8 +1572,9 @@ impl Raft {
     }
 
     /// On the leader: starts shipping a snapshot to `to`, which needs entries from
-    /// `from_index` on that the engine's log no longer holds, unless a shipper runs for it or
-    /// its last one failed less than `SNAPSHOT_RETRY` ago. The shipper thread makes (or
+    /// `from_index` on that the engine's log no longer holds or the leader no longer holds
+    /// for followers (`why` says which), unless a shipper runs for it or its last one failed
+    /// less than `SNAPSHOT_RETRY` ago. The shipper thread makes (or
     /// shares) the snapshot, waits until it is committed, streams it and reports
     /// `Input::SnapshotShipped`.
     fn ship_snapshot(&mut self, to: NodeId, from_index: u64, why: &str) {
@@ -1577,7 +1590,7 @@ impl Raft {
         (self.log)(
             crate::log::Level::Info,
             &format!(
-                "raft: follower {to} (match {}) needs entry {from_index}, which the engine's log no longer holds ({why}); shipping it a snapshot",
+                "raft: follower {to} (match {}) needs entry {from_index}; {why}; shipping it a snapshot",
                 self.node.match_index(to).unwrap_or(0)
             ),
         );
@@ -1744,6 +1757,7 @@ impl Raft {
             self.paced.clear();
             self.snapshot_holds.clear();
             self.pinned_from = 0;
+            self.bytes_floor = None;
             self.stop_shipping();
             return;
         }
@@ -1762,7 +1776,7 @@ impl Raft {
                 self.snapshot_holds.insert(to, (point, now));
             }
         }
-        let floor = self.retain_floor();
+        let floor = self.retain_floor(now);
         let mut seq = (self.slowest_match().unwrap_or(0) + 1).max(floor);
         let matched: BTreeMap<NodeId, u64> = self
             .snapshot_holds
@@ -1791,13 +1805,29 @@ impl Raft {
             .retain(|_, catch_up| catch_up.reader.next_seq() >= seq);
     }
 
-    /// The oldest entry the leader keeps in its engine's log for a lagging follower:
-    /// `retain_entries_max` behind the log's end.
-    fn retain_floor(&self) -> u64 {
-        self.node
+    /// The oldest entry the leader keeps in its engine's log for a lagging follower: at most
+    /// `retain_entries_max` behind the log's end, and within the newest segments that hold
+    /// `--raft-retain-mb`, or a quarter of the log if that is more (decision 105: a follower
+    /// missing more is caught up sooner by a snapshot). The bytes are measured again every
+    /// `BYTES_FLOOR_EVERY`: a walk of the segment table, kept off most turns.
+    fn retain_floor(&mut self, now: Instant) -> u64 {
+        let by_entries = self
+            .node
             .last_index()
             .saturating_sub(self.cluster.options.retain_entries_max)
-            .max(1)
+            .max(1);
+        let by_bytes = match self.bytes_floor {
+            Some((floor, at)) if now.duration_since(at) < BYTES_FLOOR_EVERY => floor,
+            _ => {
+                let least = self.cluster.options.retain_mb.saturating_mul(1_000_000);
+                let floor = self
+                    .engine
+                    .seq_within_bytes(|all| least.max(all / super::RETAIN_LOG_SHARE));
+                self.bytes_floor = Some((floor, now));
+                floor
+            }
+        };
+        by_entries.max(by_bytes.min(self.node.last_index().max(1)))
     }
 
     /// On the leader: the lowest match index among the other members it knows one for.

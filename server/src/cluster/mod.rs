@@ -73,12 +73,23 @@ pub struct ClusterOptions {
     /// `--catch-up-rate-mb`: MB (10^6 bytes) per second of entries, at most, the leader
     /// feeds one follower from its engine's log (0: no limit; `pace`).
     pub catch_up_rate_mb: u64,
+    /// `--raft-retain-mb`: MB (10^6 bytes) of log, at least, the leader keeps for a lagging
+    /// follower; it keeps a quarter of its engine's log when that is more. A follower further
+    /// behind is shipped a snapshot (decision 105).
+    pub retain_mb: u64,
 }
 
 /// `--raft-held-entries` unless given.
 pub const HELD_ENTRIES_DEFAULT: u64 = 200_000;
 /// `--raft-retain-entries` unless given.
 pub const RETAIN_ENTRIES_DEFAULT: u64 = 1_000_000;
+/// `--raft-retain-mb` unless given.
+pub const RETAIN_MB_DEFAULT: u64 = 256;
+/// The share of the engine's log (every segment's bytes: what a snapshot ships, about) a
+/// leader keeps for a lagging follower when it is more than `--raft-retain-mb`: a follower
+/// missing more than that is caught up sooner by a snapshot, which moves files at disk speed,
+/// than by entries the raft thread reads and paces (decision 105).
+pub const RETAIN_LOG_SHARE: u64 = 4;
 
 impl ClusterOptions {
     /// Parses `1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382` for node `id`.
@@ -166,6 +177,7 @@ impl ClusterOptions {
             retain_entries_max: RETAIN_ENTRIES_DEFAULT,
             snapshot_rate_mb: snapshot::RATE_MB_DEFAULT,
             catch_up_rate_mb: pace::CATCH_UP_RATE_MB_DEFAULT,
+            retain_mb: RETAIN_MB_DEFAULT,
         })
     }
 
