@@ -58,6 +58,23 @@
 //! operation that cannot change the state ([`Model::is_read_only`], e.g. a GET) constrains
 //! nothing and is dropped before the search.
 //!
+//! Each unknown write stays a candidate at every point until the end of the history, so a key
+//! where a failover left tens of them in flight multiplies the configurations by every subset
+//! of them linearized so far: real-process histories ran out of their step budget on such a
+//! key (docs/reliability.md). Two rules, for a write whose effect is recognisable
+//! ([`Model::written`]: it leaves state `w`) and that no other operation of the part may
+//! produce ([`Model::may_produce`]; and `w` is not the initial state), so that the state is `w`
+//! only after it took effect:
+//! - **Seen: its return is bounded.** If completed operations were possible only from `w`
+//!   ([`Model::only_from`]: a GET that returned its value), it took effect before the first of
+//!   them returned: its return is placed there instead of at the end. Exact (sound and
+//!   complete): every legal order already has it there.
+//! - **Never seen: left out first.** Leaving out an unknown operation is one of the outcomes
+//!   it may have had, so a legal order without the unseen ones is a legal order of the
+//!   history: the part is searched without them first, and only if that finds none (an unseen
+//!   write can still explain, say, a compare-and-set that failed) searched again with them,
+//!   under a budget of its own.
+//!
 //! # Time
 //! Times are nanoseconds from one clock that every client shares (in the simulator, its clock;
 //! across processes, a monotonic clock on one machine). Intervals are closed: an operation
@@ -87,6 +104,12 @@
 //!   | GET and SET, 16 clients on 1 key | 16,000 | 16 s; 160,000: Timeout |
 //!   | GET and INCR, 32 clients on 1 key | 320,000 | 0.98 s |
 //!   | GET and INCR, 4 clients on 1 key, 5% unknown | 4,000 | 0.5 s; 40,000: Timeout |
+//!
+//!   Unknown writes of values only they write no longer linger (the two rules under "Unknown
+//!   outcomes"): 24 of them in flight before a successful swap are decided within 2 M steps,
+//!   where the plain search (`Limits::unknown_write_rules` off) runs out
+//!   (`unknown_writes_left_by_a_failover_do_not_exhaust_the_budget`). An illegal part gets no
+//!   such help: its second search has every unknown write in it.
 //!
 //!   So a harness should spread its clients over keys (a few in flight per key) and move to a
 //!   fresh key every few thousand operations, as Jepsen's independent-keys workloads do, and
@@ -154,6 +177,31 @@ pub trait Model {
         let _ = (input, output);
         false
     }
+
+    /// The state `input` leaves whenever it takes effect and changes the state, whatever the
+    /// state before (a SET's value; a compare-and-set's new value). With [`Model::may_produce`]
+    /// and [`Model::only_from`] it lets the check tie an unknown-outcome write to what others
+    /// saw of it (see "Unknown outcomes" in the module doc). `None` (the default): no such
+    /// state, and the write is searched as any unknown operation.
+    fn written(&self, input: &Self::Input) -> Option<Self::State> {
+        let _ = input;
+        None
+    }
+
+    /// True if `input` may change a part's state into `state` (from a different one). Must
+    /// be true whenever that can happen: answering true is always correct, only slower.
+    fn may_produce(&self, input: &Self::Input, state: &Self::State) -> bool {
+        let _ = (input, state);
+        true
+    }
+
+    /// True if `input` answered `output` is possible only from `state` (a GET that returned
+    /// it; a compare-and-set that succeeded expecting it). Answering false is always correct,
+    /// only slower.
+    fn only_from(&self, input: &Self::Input, output: &Self::Output, state: &Self::State) -> bool {
+        let _ = (input, output, state);
+        false
+    }
 }
 
 /// One client operation: what was asked, when, and what came back (if anything did).
@@ -216,6 +264,10 @@ pub struct Limits {
     /// Approximate bytes the memo table of one part may hold (set words, state, overhead; not
     /// what a state points to on the heap).
     pub memo_bytes_max: u64,
+    /// Apply the rules for unknown-outcome writes ("Unknown outcomes" in the module doc). On
+    /// by default; off, every unknown write is searched to the end of the history, as before
+    /// the rules (to compare the two on one history: `flin-clustertest --recheck --plain`).
+    pub unknown_write_rules: bool,
 }
 
 impl Limits {
@@ -232,6 +284,7 @@ impl Default for Limits {
             steps_max: Limits::STEPS_MAX_DEFAULT,
             time_max: None,
             memo_bytes_max: Limits::MEMO_BYTES_MAX_DEFAULT,
+            unknown_write_rules: true,
         }
     }
 }
@@ -332,8 +385,25 @@ pub fn check<M: Model>(
     let started = Instant::now();
     let mut first_timeout = None;
     for (part, indices) in partition(model, history) {
+        let unknown = match limits.unknown_write_rules {
+            true => unknown_writes(model, history, &indices),
+            false => UnknownWrites::none(),
+        };
+        if !unknown.unseen.is_empty() {
+            let seen_only: Vec<usize> = indices
+                .iter()
+                .copied()
+                .filter(|index| !unknown.unseen.contains(index))
+                .collect();
+            let mut budget = search::Budget::new(limits, started);
+            let outcome =
+                search::check_part(model, history, &seen_only, &unknown.returns, &mut budget);
+            if matches!(outcome, search::PartOutcome::Ok) {
+                continue;
+            }
+        }
         let mut budget = search::Budget::new(limits, started);
-        match search::check_part(model, history, &indices, &mut budget) {
+        match search::check_part(model, history, &indices, &unknown.returns, &mut budget) {
             search::PartOutcome::Ok => {}
             search::PartOutcome::Illegal(found) => {
                 return Outcome::Illegal(Box::new(found.cite::<M>(part, history)))
@@ -344,6 +414,69 @@ pub fn check<M: Model>(
         }
     }
     first_timeout.unwrap_or(Outcome::Ok)
+}
+
+/// The unknown-outcome writes of one part whose effect only they produce (see "Unknown
+/// outcomes" in the module doc).
+struct UnknownWrites {
+    /// Those some completed operation saw: history index -> the latest it may return at (the
+    /// first return of an operation possible only from the state it leaves).
+    returns: std::collections::HashMap<usize, u64>,
+    /// Those no completed operation saw (history indices).
+    unseen: std::collections::HashSet<usize>,
+}
+
+impl UnknownWrites {
+    fn none() -> UnknownWrites {
+        UnknownWrites {
+            returns: Default::default(),
+            unseen: Default::default(),
+        }
+    }
+}
+
+fn unknown_writes<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    indices: &[usize],
+) -> UnknownWrites {
+    let mut unknown = UnknownWrites::none();
+    let init = model.init();
+    for &index in indices {
+        let operation = &history[index];
+        if operation.returned.is_some() {
+            continue;
+        }
+        let Some(written) = model.written(&operation.input) else {
+            continue;
+        };
+        let alone = written != init
+            && indices.iter().all(|&other| {
+                other == index || !model.may_produce(&history[other].input, &written)
+            });
+        if !alone {
+            continue;
+        }
+        let first_seen = indices
+            .iter()
+            .filter_map(|&other| {
+                let returned = history[other].returned.as_ref()?;
+                model
+                    .only_from(&history[other].input, &returned.output, &written)
+                    .then_some(returned.at_ns)
+            })
+            .min();
+        match first_seen {
+            // Seen before it was called: no legal order, which the search reports.
+            Some(at_ns) => {
+                unknown.returns.insert(index, at_ns.max(operation.call_ns));
+            }
+            None => {
+                unknown.unseen.insert(index);
+            }
+        }
+    }
+    unknown
 }
 
 /// The operations of each part, as indices into `history` in history order, without the

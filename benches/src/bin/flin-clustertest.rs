@@ -19,6 +19,12 @@
 //! 2000` so that followers back from a fault are caught up by snapshots), `--dir PATH`,
 //! `--keep`, `--quiet`.
 //! Exit status 0 when every check passed, 1 on a broken promise, 2 on bad arguments.
+//!
+//! A key whose history the check left undecided is saved (`flin-clustertest-<seed>.history`,
+//! the path in the verdict); `flin-clustertest --recheck FILE [--check-seconds S]` checks it
+//! again, alone, and prints the verdict and the time (exit 0 linearizable, 1 not, 3
+//! undecided); `--plain` checks it without the rules for unknown-outcome writes (the
+//! checker's module doc), to compare.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,7 +86,69 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// `--recheck FILE [--check-seconds S]`: checks a saved history again.
+fn recheck(mut args: impl Iterator<Item = String>) -> i32 {
+    use flin_replication::linearizability::{self, KvModel, Limits, Outcome};
+    let (mut file, mut seconds, mut plain) = (None, 300u64, false);
+    while let Some(arg) = args.next() {
+        if arg == "--plain" {
+            plain = true;
+            continue;
+        }
+        match (arg.as_str(), args.next()) {
+            ("--recheck", Some(path)) => file = Some(path),
+            ("--check-seconds", Some(text)) => match text.parse() {
+                Ok(number) => seconds = number,
+                Err(_) => {
+                    eprintln!("flin-clustertest: --check-seconds: '{text}' is not a number");
+                    return 2;
+                }
+            },
+            _ => {
+                eprintln!("flin-clustertest: --recheck FILE [--check-seconds S] [--plain]");
+                return 2;
+            }
+        }
+    }
+    let Some(file) = file else { return 2 };
+    let history = match std::fs::read_to_string(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| clustertest::history::decode(&text))
+    {
+        Ok(history) => history,
+        Err(why) => {
+            eprintln!("flin-clustertest: {file}: {why}");
+            return 2;
+        }
+    };
+    let unknown = history.iter().filter(|op| op.returned.is_none()).count();
+    let limits = Limits {
+        time_max: Some(Duration::from_secs(seconds)),
+        unknown_write_rules: !plain,
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let outcome = linearizability::check(&KvModel, &history, limits);
+    let took = started.elapsed().as_secs_f64();
+    let (verdict, code) = match &outcome {
+        Outcome::Ok => ("linearizable".to_string(), 0),
+        Outcome::Illegal(illegal) => (format!("{illegal}"), 1),
+        Outcome::Timeout { part, exhausted } => (
+            format!("undecided (key {part:?}: the {exhausted:?} limit ran out)"),
+            3,
+        ),
+    };
+    println!(
+        "{file}: {} operations ({unknown} unknown): {verdict} in {took:.2} s",
+        history.len()
+    );
+    code
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--recheck") {
+        std::process::exit(recheck(std::env::args().skip(1)));
+    }
     let options = match parse_options() {
         Ok(options) => options,
         Err(why) => {

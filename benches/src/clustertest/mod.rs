@@ -40,6 +40,7 @@
 //! 4. the history is checked for linearizability per key, and the time it took reported (a
 //!    check that runs out of its budget is reported as undecided, not passed).
 
+pub mod history;
 pub mod models;
 pub mod node;
 pub mod proxy;
@@ -724,8 +725,9 @@ fn run_in(
     match outcome {
         Outcome::Ok => report.verdict = "linearizable".into(),
         Outcome::Timeout { part, exhausted } => {
+            let saved = save_part(options, &history, &part.0);
             report.verdict = format!(
-                "undecided (key {part:?}: the {exhausted:?} limit ran out; {})",
+                "undecided (key {part:?}: the {exhausted:?} limit ran out; {}; {saved})",
                 describe_part(&history, &part.0)
             )
         }
@@ -774,6 +776,19 @@ fn inject_faults(
 /// What makes one key's history hard to check: its operations, those of unknown outcome by
 /// command, and the most that were in flight at once (an unknown one stays in flight to the
 /// end).
+/// Writes the operations on `key` to `flin-clustertest-<seed>.history` in the work
+/// directory's parent (`--dir`, or the system's temporary directory), for `--recheck`; says
+/// where, or why not.
+fn save_part(options: &Options, history: &[KvOperation], key: &[u8]) -> String {
+    let part: Vec<&KvOperation> = history.iter().filter(|op| op.input.key == key).collect();
+    let dir = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("flin-clustertest-{}.history", options.seed));
+    match std::fs::write(&path, history::encode(&part)) {
+        Ok(()) => format!("its history: {}, for --recheck", path.display()),
+        Err(error) => format!("its history not saved: {}: {error}", path.display()),
+    }
+}
+
 fn describe_part(history: &[KvOperation], key: &[u8]) -> String {
     let part: Vec<&KvOperation> = history.iter().filter(|op| op.input.key == key).collect();
     let mut unknown = BTreeMap::<&str, usize>::new();

@@ -138,6 +138,37 @@ impl Model for KvModel {
                 )
         )
     }
+
+    fn written(&self, input: &KvInput) -> Option<KvState> {
+        match &input.command {
+            KvCommand::Set(value) | KvCommand::CompareAndSet { new: value, .. } => {
+                Some(KvState(Some(value.clone())))
+            }
+            KvCommand::Get | KvCommand::Incr => None,
+        }
+    }
+
+    fn may_produce(&self, input: &KvInput, state: &KvState) -> bool {
+        match (&input.command, &state.0) {
+            (KvCommand::Get, _) => false,
+            (KvCommand::Set(value) | KvCommand::CompareAndSet { new: value, .. }, Some(into)) => {
+                value == into
+            }
+            // INCR leaves a decimal integer (and a refused one leaves the state alone).
+            (KvCommand::Incr, Some(into)) => parse_integer(into).is_some(),
+            (_, None) => false,
+        }
+    }
+
+    fn only_from(&self, input: &KvInput, output: &KvOutput, state: &KvState) -> bool {
+        match (&input.command, output) {
+            (KvCommand::Get, KvOutput::Value(value)) => *value == state.0,
+            (KvCommand::CompareAndSet { expected, .. }, KvOutput::Swapped(true)) => {
+                *expected == state.0
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What `command` does to `state`, and what it answers.

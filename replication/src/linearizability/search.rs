@@ -92,14 +92,23 @@ impl<S> Found<S> {
     }
 }
 
-/// Searches the operations `indices` of `history` (one part) for a legal order.
+/// Searches the operations `indices` of `history` (one part) for a legal order. `returns`
+/// places the return of some unknown-outcome operations (history index -> ns) instead of at
+/// the end (`UnknownWrites`).
 pub(super) fn check_part<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
     indices: &[usize],
+    returns: &HashMap<usize, u64>,
     budget: &mut Budget,
 ) -> PartOutcome<M::State> {
-    let mut search = Search::new(model, history, indices, budget.limits.memo_bytes_max);
+    let mut search = Search::new(
+        model,
+        history,
+        indices,
+        returns,
+        budget.limits.memo_bytes_max,
+    );
     match search.run(budget) {
         Ok(true) => PartOutcome::Ok,
         Ok(false) => PartOutcome::Illegal(search.deepest.expect("a dead end was recorded")),
@@ -155,6 +164,7 @@ impl<'a, M: Model> Search<'a, M> {
         model: &'a M,
         history: &'a [Operation<M::Input, M::Output>],
         indices: &[usize],
+        returns: &HashMap<usize, u64>,
         memo_bytes_max: u64,
     ) -> Self {
         let mut operations = indices.to_vec();
@@ -162,7 +172,7 @@ impl<'a, M: Model> Search<'a, M> {
         Search {
             model,
             history,
-            entries: Entries::new(history, &operations),
+            entries: Entries::new(history, &operations, returns),
             unknown_twin_before: unknown_twins(history, &operations),
             linearized: OperationSet::new(operations.len()),
             operations,
@@ -385,20 +395,27 @@ struct Entries {
 }
 
 impl Entries {
-    fn new<I, O>(history: &[Operation<I, O>], operations: &[usize]) -> Entries {
+    fn new<I, O>(
+        history: &[Operation<I, O>],
+        operations: &[usize],
+        returns: &HashMap<usize, u64>,
+    ) -> Entries {
         let count = operations.len() * 2;
         let head = count;
         // Sort key: (outcome unknown, time, return after call, operation). Unknown returns go
-        // after everything; at equal times calls come first, so touching intervals overlap.
+        // after everything unless `returns` places them; at equal times calls come first, so
+        // touching intervals overlap.
         let mut order: Vec<usize> = (0..count).collect();
         order.sort_by_key(|&entry| {
-            let operation = &history[operations[entry / 2]];
+            let index = operations[entry / 2];
+            let operation = &history[index];
             if Entries::is_call(entry) {
                 (false, operation.call_ns, false, entry / 2)
             } else {
-                match &operation.returned {
-                    Some(returned) => (false, returned.at_ns, true, entry / 2),
-                    None => (true, 0, true, entry / 2),
+                match (&operation.returned, returns.get(&index)) {
+                    (Some(returned), _) => (false, returned.at_ns, true, entry / 2),
+                    (None, Some(&at_ns)) => (false, at_ns, true, entry / 2),
+                    (None, None) => (true, 0, true, entry / 2),
                 }
             }
         });
