@@ -61,10 +61,9 @@
 //! Each unknown write stays a candidate at every point until the end of the history, so a key
 //! where a failover left tens of them in flight multiplies the configurations by every subset
 //! of them linearized so far: real-process histories ran out of their step budget on such a
-//! key (docs/reliability.md). Two rules, for a write whose effect is recognisable
-//! ([`Model::written`]: it leaves state `w`) and that no other operation of the part may
-//! produce ([`Model::may_produce`]; and `w` is not the initial state), so that the state is `w`
-//! only after it took effect:
+//! key (docs/reliability.md). Two rules, for a write whose effect no other operation of the
+//! part can produce ([`Model::sole_writes`]: it leaves state `w`, which is not the initial
+//! state), so that the state is `w` only after it took effect:
 //! - **Seen: its return is bounded.** If completed operations were possible only from `w`
 //!   ([`Model::only_from`]: a GET that returned its value), it took effect before the first of
 //!   them returned: its return is placed there instead of at the end. Exact (sound and
@@ -178,21 +177,15 @@ pub trait Model {
         false
     }
 
-    /// The state `input` leaves whenever it takes effect and changes the state, whatever the
-    /// state before (a SET's value; a compare-and-set's new value). With [`Model::may_produce`]
-    /// and [`Model::only_from`] it lets the check tie an unknown-outcome write to what others
-    /// saw of it (see "Unknown outcomes" in the module doc). `None` (the default): no such
-    /// state, and the write is searched as any unknown operation.
-    fn written(&self, input: &Self::Input) -> Option<Self::State> {
-        let _ = input;
-        None
-    }
-
-    /// True if `input` may change a part's state into `state` (from a different one). Must
-    /// be true whenever that can happen: answering true is always correct, only slower.
-    fn may_produce(&self, input: &Self::Input, state: &Self::State) -> bool {
-        let _ = (input, state);
-        true
+    /// For each operation of one part (`inputs`, in any order), the state it leaves whenever it
+    /// takes effect and changes the state, if no other operation of the part can leave that
+    /// state and it is not the initial one (a SET of a value nothing else writes, nor an INCR
+    /// could reach): then the state is that only after the operation took effect. With
+    /// [`Model::only_from`] it lets the check tie an unknown-outcome write to what others saw
+    /// of it (see "Unknown outcomes" in the module doc). `None` is always correct, only
+    /// slower; the default answers `None` for every operation.
+    fn sole_writes(&self, inputs: &[&Self::Input]) -> Vec<Option<Self::State>> {
+        vec![None; inputs.len()]
     }
 
     /// True if `input` answered `output` is possible only from `state` (a GET that returned
@@ -442,21 +435,16 @@ fn unknown_writes<M: Model>(
 ) -> UnknownWrites {
     let mut unknown = UnknownWrites::none();
     let init = model.init();
-    for &index in indices {
+    let inputs: Vec<&M::Input> = indices.iter().map(|&index| &history[index].input).collect();
+    let sole = model.sole_writes(&inputs);
+    for (&index, written) in indices.iter().zip(sole) {
         let operation = &history[index];
         if operation.returned.is_some() {
             continue;
         }
-        let Some(written) = model.written(&operation.input) else {
+        let Some(written) = written.filter(|written| *written != init) else {
             continue;
         };
-        let alone = written != init
-            && indices.iter().all(|&other| {
-                other == index || !model.may_produce(&history[other].input, &written)
-            });
-        if !alone {
-            continue;
-        }
         let first_seen = indices
             .iter()
             .filter_map(|&other| {

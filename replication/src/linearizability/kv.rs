@@ -139,25 +139,45 @@ impl Model for KvModel {
         )
     }
 
-    fn written(&self, input: &KvInput) -> Option<KvState> {
-        match &input.command {
+    /// A SET's or compare-and-set's value is its own if no other SET or compare-and-set of
+    /// the key writes it and no INCR can reach it: INCRs step from 0 (a missing key) or from a
+    /// written integer, one at a time, so with `m` INCRs on the key they reach only values 1 to
+    /// `m` above one of those.
+    fn sole_writes(&self, inputs: &[&KvInput]) -> Vec<Option<KvState>> {
+        let written = |input: &KvInput| match &input.command {
             KvCommand::Set(value) | KvCommand::CompareAndSet { new: value, .. } => {
-                Some(KvState(Some(value.clone())))
+                Some(value.clone())
             }
             KvCommand::Get | KvCommand::Incr => None,
-        }
-    }
-
-    fn may_produce(&self, input: &KvInput, state: &KvState) -> bool {
-        match (&input.command, &state.0) {
-            (KvCommand::Get, _) => false,
-            (KvCommand::Set(value) | KvCommand::CompareAndSet { new: value, .. }, Some(into)) => {
-                value == into
+        };
+        let mut writers: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let mut bases = vec![0i64];
+        let mut incrs = 0i64;
+        for input in inputs {
+            if matches!(input.command, KvCommand::Incr) {
+                incrs += 1;
             }
-            // INCR leaves a decimal integer (and a refused one leaves the state alone).
-            (KvCommand::Incr, Some(into)) => parse_integer(into).is_some(),
-            (_, None) => false,
+            if let Some(value) = written(input) {
+                bases.extend(parse_integer(&value));
+                *writers.entry(value).or_default() += 1;
+            }
         }
+        bases.sort_unstable();
+        let reached_by_incr = |value: &[u8]| {
+            parse_integer(value).is_some_and(|value| {
+                // A base in value - incrs ..= value - 1.
+                let low = value.saturating_sub(incrs);
+                let from = bases.partition_point(|&base| base < low);
+                bases.get(from).is_some_and(|&base| base < value)
+            })
+        };
+        inputs
+            .iter()
+            .map(|input| {
+                let value = written(input)?;
+                (writers[&value] == 1 && !reached_by_incr(&value)).then_some(KvState(Some(value)))
+            })
+            .collect()
     }
 
     fn only_from(&self, input: &KvInput, output: &KvOutput, state: &KvState) -> bool {
@@ -348,6 +368,43 @@ mod tests {
     fn an_unknown_outcome_applies_the_command() {
         let next = KvModel.step(&state(Some("41")), &KvInput::incr("k"), None);
         assert_eq!(next, Some(state(Some("42"))));
+    }
+
+    #[test]
+    fn a_value_is_a_write_s_own_unless_another_write_or_an_incr_reaches_it() {
+        let inputs = [
+            KvInput::set("k", "a"),
+            KvInput::set("k", "b"),
+            KvInput::compare_and_set("k", None, "b"),
+            KvInput::set("k", "10"),
+            KvInput::set("k", "12"),
+            KvInput::set("k", "15"),
+            KvInput::set("k", "2"),
+            KvInput::incr("k"),
+            KvInput::incr("k"),
+            KvInput::get("k"),
+        ];
+        let refs: Vec<&KvInput> = inputs.iter().collect();
+        let sole: Vec<Option<KvState>> = KvModel.sole_writes(&refs);
+        // "a": its own. "b": written twice. "10": its own (10 - 2 = 8 is no base). "12": two
+        // INCRs from "10" reach it. "15": its own. "2": two INCRs from a missing key (0) reach
+        // it. INCR and GET write nothing of their own.
+        let own = |value: &str| Some(state(Some(value)));
+        assert_eq!(
+            sole,
+            vec![
+                own("a"),
+                None,
+                None,
+                own("10"),
+                None,
+                own("15"),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
     }
 
     #[test]
