@@ -341,6 +341,38 @@ mod tests {
         assert_eq!(sent.load(Ordering::Relaxed), 0);
     }
 
+    /// Bytes that arrive different from what the offer's CRC-32 says (here the leader's
+    /// linked file changed after the offer was made) are caught by the follower's check after
+    /// the last byte: refused, and the file deleted to be sent again.
+    #[test]
+    fn bytes_that_differ_from_the_offer_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir.path().join("leader"));
+        let outbox = Outbox::new(&dir.path().join("cluster-leader"));
+        let prepared = outbox.get_or_make(&engine, 1).unwrap();
+        let victim = prepared.offer.files.last().unwrap();
+        let path = prepared.dir.join(&victim.name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[victim.len as usize / 2] ^= 0x10;
+        // A new file under the link's name, so the engine's own file stays as it was.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let staging = Arc::new(Staging::new(&dir.path().join("cluster-follower")));
+        let (shipped, received) = transfer(
+            &prepared,
+            &staging,
+            &AtomicBool::new(false),
+            &AtomicU64::new(0),
+        );
+        let why = received.unwrap_err();
+        assert!(why.contains("CRC") && why.contains(&victim.name), "{why}");
+        assert!(shipped.unwrap_err().contains("refused"));
+        assert_eq!(staging.verified(), None);
+        assert!(!super::super::stage::files_dir(staging.dir())
+            .join(&victim.name)
+            .exists());
+    }
+
     /// The snapshot's files outlive later compactions, and go when its last handle does.
     #[test]
     fn a_snapshot_s_links_go_with_its_last_handle() {
