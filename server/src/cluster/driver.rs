@@ -1574,9 +1574,8 @@ impl Raft {
     /// On the leader: starts shipping a snapshot to `to`, which needs entries from
     /// `from_index` on that the engine's log no longer holds or the leader no longer holds
     /// for followers (`why` says which), unless a shipper runs for it or its last one failed
-    /// less than `SNAPSHOT_RETRY` ago. The shipper thread makes (or
-    /// shares) the snapshot, waits until it is committed, streams it and reports
-    /// `Input::SnapshotShipped`.
+    /// less than `SNAPSHOT_RETRY` ago. The shipper thread makes (or shares) the snapshot,
+    /// waits until it is committed, streams it and reports `Input::SnapshotShipped`.
     fn ship_snapshot(&mut self, to: NodeId, from_index: u64, why: &str) {
         let now = Instant::now();
         if self.shippers.contains_key(&to)
