@@ -189,7 +189,7 @@ pub trait Model {
     }
 
     /// True if `input` answered `output` is possible only from `state` (a GET that returned
-    /// it; a compare-and-set that succeeded expecting it). Answering false is always correct,
+    /// it; a compare-and-set that succeeded expecting it; an INCR that answered one more). Answering false is always correct,
     /// only slower.
     fn only_from(&self, input: &Self::Input, output: &Self::Output, state: &Self::State) -> bool {
         let _ = (input, output, state);

@@ -186,6 +186,13 @@ impl Model for KvModel {
             (KvCommand::CompareAndSet { expected, .. }, KvOutput::Swapped(true)) => {
                 *expected == state.0
             }
+            // An INCR that answered n found n - 1 (or, for 1, a missing key or "0").
+            (KvCommand::Incr, KvOutput::Incremented(n)) => {
+                *n != 1
+                    && n.checked_sub(1).is_some_and(|before| {
+                        state.0.as_deref() == Some(before.to_string().as_bytes())
+                    })
+            }
             _ => false,
         }
     }
@@ -405,6 +412,39 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn what_an_answer_proves_the_state_was() {
+        let only = |input: &KvInput, output: KvOutput, value: Option<&str>| {
+            KvModel.only_from(input, &output, &state(value))
+        };
+        assert!(only(
+            &KvInput::get("k"),
+            KvOutput::value(Some(b"v")),
+            Some("v")
+        ));
+        assert!(!only(&KvInput::get("k"), KvOutput::value(None), Some("v")));
+        let cas = KvInput::compare_and_set("k", Some(b"a"), "b");
+        assert!(only(&cas, KvOutput::Swapped(true), Some("a")));
+        assert!(!only(&cas, KvOutput::Swapped(false), Some("b")));
+        assert!(only(
+            &KvInput::incr("k"),
+            KvOutput::Incremented(42),
+            Some("41")
+        ));
+        assert!(!only(
+            &KvInput::incr("k"),
+            KvOutput::Incremented(42),
+            Some("42")
+        ));
+        // 1 may come from a missing key as well as from "0".
+        assert!(!only(
+            &KvInput::incr("k"),
+            KvOutput::Incremented(1),
+            Some("0")
+        ));
+        assert!(!only(&KvInput::incr("k"), KvOutput::Refused, Some("x")));
     }
 
     #[test]
