@@ -503,9 +503,7 @@ fn a_follower_behind_what_the_leader_holds_in_memory_catches_up_from_its_log() {
         field(&info, "first_held_index") > stopped_at + 1,
         "the leader still holds in memory what the follower needs: {info}"
     );
-    cluster.start_node(follower);
-    let commit = field(&cluster.info(leader), "commit_index");
-    cluster.wait_commit(follower, commit, Duration::from_secs(60));
+    cluster.rejoin(follower, leader, Duration::from_secs(60));
     let mut rejoined = cluster.connect(follower);
     let _: () = redis::cmd("READONLY").query(&mut rejoined).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

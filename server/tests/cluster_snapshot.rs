@@ -93,9 +93,7 @@ fn a_follower_behind_what_the_leader_s_log_holds_catches_up_by_snapshot() {
     );
     assert_eq!(field(&info, "snapshots_sent"), 0, "{info}");
 
-    cluster.start_node(follower);
-    let commit = field(&cluster.info(leader), "commit_index");
-    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    let info = cluster.rejoin(follower, leader, Duration::from_secs(30));
     // The leader ships a snapshot only when its engine's log cannot serve the follower's next
     // entry (`serve_wanted` found it gone): it did, and the follower opened it.
     let installed = field(&info, "snapshot_installed_index");
@@ -348,9 +346,7 @@ fn a_transfer_cut_short_by_the_follower_s_kill_resumes_from_its_staged_files() {
         "the transfer was not cut short: {staged_at_kill} of {total}"
     );
 
-    cluster.start_node(follower);
-    let commit = field(&cluster.info(leader), "commit_index");
-    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    let info = cluster.rejoin(follower, leader, Duration::from_secs(30));
     assert!(field(&info, "snapshot_installed_index") > 0, "{info}");
     // Without resumption the leader would have sent the staged bytes twice.
     let sent = field(&cluster.info(leader), "snapshot_bytes_sent");
@@ -444,9 +440,7 @@ fn a_follower_missing_more_bytes_than_the_leader_keeps_for_it_gets_a_snapshot() 
     set_pipelined(&mut con, 0..6_000, |n| format!("far{n}"), &value);
     assert_eq!(field(&cluster.info(leader), "snapshots_sent"), 0);
 
-    cluster.start_node(follower);
-    let commit = field(&cluster.info(leader), "commit_index");
-    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    let info = cluster.rejoin(follower, leader, Duration::from_secs(30));
     let installed = field(&info, "snapshot_installed_index");
     assert!(
         installed > stopped_at + 1,
@@ -471,9 +465,7 @@ fn a_follower_missing_more_bytes_than_the_leader_keeps_for_it_gets_a_snapshot() 
     // leader keeps in memory: the engine's log feeds it, no second snapshot.
     cluster.kill(follower);
     set_pipelined(&mut con, 0..5_000, |n| format!("near{n}"), "n");
-    cluster.start_node(follower);
-    let commit = field(&cluster.info(leader), "commit_index");
-    let info = cluster.wait_commit(follower, commit, Duration::from_secs(30));
+    let info = cluster.rejoin(follower, leader, Duration::from_secs(30));
     // (The field names a snapshot installed since the process started: none here.)
     assert_eq!(
         field(&info, "snapshot_installed_index"),

@@ -161,6 +161,15 @@ impl TestCluster {
         }
     }
 
+    /// Restarts node `i + 1` and waits at most `within` until it has the commit index that
+    /// node `leader + 1` reports once it started (a follower back from a stop, caught up); its
+    /// `CLUSTER INFO` then.
+    pub fn rejoin(&mut self, i: usize, leader: usize, within: Duration) -> String {
+        self.start_node(i);
+        let commit = field(&self.info(leader), "commit_index");
+        self.wait_commit(i, commit, within)
+    }
+
     /// Waits (at most 20 s) for a running node that accepts writes; its index.
     pub fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
