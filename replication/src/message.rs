@@ -212,10 +212,17 @@ pub enum Body {
     },
     /// The leader is alive; `commit` is capped at what this follower is known to hold, so a
     /// follower never marks committed an entry it holds from another leader.
+    /// `round` counts the leader's heartbeat broadcasts; the follower sends it back, and the
+    /// rounds a majority answered date the leader's lease (`Node::lease_round`).
     Heartbeat {
         commit: u64,
+        round: u64,
     },
-    HeartbeatResponse,
+    /// Answers a `Heartbeat` with its `round` (0 when it answers a stale leader's message
+    /// with this node's newer term).
+    HeartbeatResponse {
+        round: u64,
+    },
     /// The leader hands over: campaign now, without waiting for a timeout or a pre-vote.
     TimeoutNow,
     /// The leader no longer holds the entries this follower needs: the follower's state is

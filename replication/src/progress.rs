@@ -27,6 +27,8 @@ pub(crate) struct Progress {
     pub(crate) inflight: VecDeque<u64>,
     /// We heard from the follower since the last quorum check.
     pub(crate) recent_active: bool,
+    /// The latest heartbeat round the follower answered in this term (0: none).
+    pub(crate) acked_round: u64,
 }
 
 impl Progress {
@@ -38,6 +40,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recent_active: false,
+            acked_round: 0,
         }
     }
 

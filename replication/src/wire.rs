@@ -233,8 +233,12 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
             put_u64(out, *hint_index);
             put_u64(out, *hint_term);
         }
-        Body::Heartbeat { commit } => put_u64(out, *commit),
-        Body::HeartbeatResponse | Body::TimeoutNow => {}
+        Body::Heartbeat { commit, round } => {
+            put_u64(out, *commit);
+            put_u64(out, *round);
+        }
+        Body::HeartbeatResponse { round } => put_u64(out, *round),
+        Body::TimeoutNow => {}
         Body::InstallSnapshot {
             index,
             term,
@@ -263,9 +267,10 @@ pub fn encoded_len(message: &Message) -> usize {
                         .map(|entry| ENTRY_HEADER_LEN + entry.data.len())
                         .sum::<usize>()
             }
-            Body::AppendAccepted { .. } | Body::Heartbeat { .. } => 8,
+            Body::AppendAccepted { .. } | Body::HeartbeatResponse { .. } => 8,
+            Body::Heartbeat { .. } => 16,
             Body::AppendRejected { .. } => 24,
-            Body::HeartbeatResponse | Body::TimeoutNow => 0,
+            Body::TimeoutNow => 0,
             Body::InstallSnapshot { membership, .. } => {
                 INSTALL_SNAPSHOT_FIXED_LEN + 8 * membership.members().count()
             }
@@ -298,7 +303,7 @@ fn body_tag(body: &Body) -> u8 {
         Body::AppendAccepted { .. } => tag::APPEND_ACCEPTED,
         Body::AppendRejected { .. } => tag::APPEND_REJECTED,
         Body::Heartbeat { .. } => tag::HEARTBEAT,
-        Body::HeartbeatResponse => tag::HEARTBEAT_RESPONSE,
+        Body::HeartbeatResponse { .. } => tag::HEARTBEAT_RESPONSE,
         Body::TimeoutNow => tag::TIMEOUT_NOW,
         Body::InstallSnapshot { .. } => tag::INSTALL_SNAPSHOT,
     }
@@ -391,8 +396,11 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         },
         tag::HEARTBEAT => Body::Heartbeat {
             commit: reader.u64("commit")?,
+            round: reader.u64("round")?,
         },
-        tag::HEARTBEAT_RESPONSE => Body::HeartbeatResponse,
+        tag::HEARTBEAT_RESPONSE => Body::HeartbeatResponse {
+            round: reader.u64("round")?,
+        },
         tag::TIMEOUT_NOW => Body::TimeoutNow,
         tag::INSTALL_SNAPSHOT => Body::InstallSnapshot {
             index: reader.u64("index")?,

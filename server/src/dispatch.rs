@@ -48,6 +48,9 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         .cluster()
         .and_then(|cluster| cluster_refusal(cluster, session, command))
     {
+        if command.name == "exec" {
+            return (abort_exec(session, refusal), Action::Continue);
+        }
         if let Some(multi) = session.multi.as_mut() {
             multi.aborted = true;
         }
@@ -113,18 +116,37 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
 /// On a cluster node: the refusal of a command this node does not serve. A follower
 /// redirects every command that reads or writes data to the leader (`-MOVED`), except reads
 /// on a connection that asked for stale reads (READONLY; its writes are still redirected, by
-/// the write path).
+/// the write path). The leader refuses reads (`-TRYAGAIN`) while its lease has run out, and an
+/// EXEC whose queued commands only read (each was checked as it was queued, maybe long
+/// before): a write needs no lease, since it is answered only once a majority has it.
 fn cluster_refusal(
     cluster: &crate::cluster::Cluster,
     session: &Session,
     command: &Command,
 ) -> Option<Frame> {
+    let reads_only_exec = command.name == "exec"
+        && session.multi.as_ref().is_some_and(|multi| {
+            multi.queued.iter().all(|args| {
+                args.first()
+                    .and_then(|name| cmd::lookup(name))
+                    .is_none_or(|queued| !queued.has_flag("write"))
+            })
+        });
     let anywhere = matches!(command.group, "connection" | "cluster")
         || matches!(
             command.name,
-            "info" | "command" | "config" | "time" | "multi" | "exec" | "discard" | "unwatch"
-        );
-    if anywhere || cluster.writable() {
+            "info" | "command" | "config" | "time" | "multi" | "discard" | "unwatch"
+        )
+        || (command.name == "exec" && !reads_only_exec);
+    if anywhere {
+        return None;
+    }
+    if cluster.writable() {
+        let reads = !command.has_flag("write");
+        return (reads && !cluster.readable()).then(|| cluster.lease_refusal());
+    }
+    if command.name == "exec" {
+        // On a follower an EXEC of reads runs as its queued commands did (READONLY or not).
         return None;
     }
     if session.readonly && !command.has_flag("write") {

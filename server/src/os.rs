@@ -43,6 +43,29 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// Nanoseconds on the clock leader leases are kept in: `CLOCK_BOOTTIME` on Linux, which,
+/// unlike `Instant` (`CLOCK_MONOTONIC`), also counts the time the machine was suspended, so a
+/// lease cannot outlive a suspend either. Only differences between two readings mean anything.
+pub fn lease_clock_ns() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which `now` is, and reads nothing else.
+        let result = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+        assert_eq!(result, 0, "CLOCK_BOOTTIME is always there on Linux");
+        now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let base = *BASE.get_or_init(std::time::Instant::now);
+        base.elapsed().as_nanos() as u64 + 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +73,14 @@ mod tests {
 
     /// This thread's nice value, as the kernel reports it (field 19 of its stat line; the
     /// command name, field 2, may hold spaces and ends at the last ')').
+    #[test]
+    fn the_lease_clock_moves_forward_by_at_least_the_time_slept() {
+        let before = lease_clock_ns();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let after = lease_clock_ns();
+        assert!(after >= before + 20_000_000, "{before} -> {after}");
+    }
+
     #[cfg(target_os = "linux")]
     fn own_nice() -> i32 {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();

@@ -625,3 +625,86 @@ fn a_follower_fed_from_the_log_while_the_leader_writes_needs_no_snapshot() {
         "{written} writes during the catch-up; fed from the log and memory only: {info}"
     );
 }
+
+/// Sends SIGSTOP or SIGCONT to node `i + 1`.
+fn signal(cluster: &TestCluster, i: usize, signal: i32) {
+    let pid = cluster.nodes[i].as_ref().expect("running").pid();
+    // SAFETY: kill takes integers; the pid is a child this test started and still holds.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_serves_no_read_when_it_resumes() {
+    // The leader is stopped (SIGSTOP, as a VM or GC pause) longer than an election timeout;
+    // the others elect a new leader, which takes a write. A read sent to the old leader
+    // while it was stopped waits in its socket; when it resumes, its event loop may run
+    // before its raft thread learns of the new term. Its lease (a majority's answers to its
+    // heartbeats, dated on its clock) has run out by then, so it must not answer from its
+    // own, stale, state.
+    let cluster = start_cluster();
+    let old = cluster.leader();
+    let mut con = cluster.connect(old);
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("old")
+        .query(&mut con)
+        .unwrap();
+    let value: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert_eq!(value, "old");
+
+    signal(&cluster, old, libc::SIGSTOP);
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new = loop {
+        let leading = others.iter().copied().find(|&i| {
+            cluster
+                .try_info(i)
+                .is_some_and(|info| info.contains("accepting_writes:1"))
+        });
+        if let Some(i) = leading {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no new leader within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut new_con = cluster.connect(new);
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("new")
+        .query(&mut new_con)
+        .unwrap();
+
+    // Reads go out on several connections while the old leader is stopped (each a chance to
+    // be served before its raft thread steps down), then it resumes.
+    let mut raws: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut raw = std::net::TcpStream::connect(cluster.addrs[old]).unwrap();
+            raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            std::io::Write::write_all(&mut raw, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
+            raw
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    signal(&cluster, old, libc::SIGCONT);
+    for raw in &mut raws {
+        let reply = read_reply_line(raw);
+        assert!(
+            reply.starts_with("-TRYAGAIN")
+                || reply.starts_with("-MOVED")
+                || reply == "$3\r\nnew\r\n",
+            "the resumed old leader answered {reply:?}"
+        );
+    }
+}
+
+/// One RESP reply that is an error, or a bulk string on two lines.
+fn read_reply_line(raw: &mut std::net::TcpStream) -> String {
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    let lines = |reply: &[u8]| reply.iter().filter(|&&b| b == b'\n').count();
+    while lines(&reply) < if reply.starts_with(b"$") { 2 } else { 1 } {
+        assert_eq!(std::io::Read::read(raw, &mut byte).unwrap(), 1, "closed");
+        reply.push(byte[0]);
+    }
+    String::from_utf8_lossy(&reply).to_string()
+}

@@ -192,5 +192,8 @@ impl Node {
         // the single-server change bug the dissertation's author described in 2015).
         self.pending_conf_index = self.append_own(Default::default());
         self.broadcast_append();
+        // The first round of the lease at once, not a heartbeat interval later: until a
+        // majority answers one, this leader serves no reads.
+        self.broadcast_heartbeat();
     }
 }

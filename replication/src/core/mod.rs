@@ -162,6 +162,12 @@ pub struct Node {
     /// vote; for a leader, since the last quorum check.
     election_elapsed: u32,
     heartbeat_elapsed: u32,
+    /// Heartbeat broadcasts this node made as leader, in any term (`Body::Heartbeat::round`).
+    heartbeat_round: u64,
+    /// A node restarted from a term above 0 refuses votes for its first election timeout, as
+    /// if it had just heard from a leader: before its crash it may have promised a leader
+    /// exactly that (the lease), and it does not remember.
+    start_hold: bool,
     /// This term's election timeout, drawn from `election_ticks..2 * election_ticks`.
     election_timeout: u32,
     /// The node a leadership transfer is handing over to.
@@ -242,6 +248,8 @@ impl Node {
             votes: BTreeMap::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            heartbeat_round: 0,
+            start_hold: hard_state.term > 0,
             election_timeout: 0,
             transferee: None,
             rng: Rng::new(seed),
@@ -397,6 +405,9 @@ impl Node {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
+        if self.election_elapsed >= self.config.election_ticks {
+            self.start_hold = false;
+        }
         if self.election_elapsed >= self.election_timeout && self.promotable() {
             self.campaign(Campaign::Timeout);
         }
@@ -573,8 +584,42 @@ impl Node {
 
     fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && self.leader.is_some()
+            && (self.leader.is_some() || self.start_hold)
             && self.election_elapsed < self.config.election_ticks
+    }
+
+    /// The leader's lease, as the oldest heartbeat round a majority of voters (this node
+    /// counting as the latest) answered in this term: each of them received a heartbeat of
+    /// that round or a later one, and refuses (pre-)votes for `election_ticks` of its ticks
+    /// after (`in_leader_lease`), so no other leader can be elected before the caller's clock
+    /// shows the round's sending time plus about that long (docs/replication.md, "Reads on
+    /// the leader"). `None` off a leader, without check-quorum, during a leadership transfer
+    /// (the transferee's vote ignores leases), and before a majority answered any round.
+    pub fn lease_round(&self) -> Option<u64> {
+        if self.role != Role::Leader || self.transferee.is_some() || !self.config.check_quorum {
+            return None;
+        }
+        let membership = &self.config.membership;
+        let mut rounds: Vec<u64> = membership
+            .voters()
+            .map(|voter| match voter == self.id() {
+                true => self.heartbeat_round,
+                false => self.progress.get(&voter).map_or(0, |p| p.acked_round),
+            })
+            .collect();
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let round = *rounds.get(membership.quorum().checked_sub(1)?)?;
+        (round > 0).then_some(round)
+    }
+
+    /// The configuration the node runs with (its membership is the latest in its log).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Heartbeat broadcasts this node made as leader (the round of the last one).
+    pub fn heartbeat_round(&self) -> u64 {
+        self.heartbeat_round
     }
 
     /// A message from an older term: tell its sender our term where that helps it recover.
@@ -583,7 +628,7 @@ impl Node {
             // A deposed leader cut off by a partition learns our term and steps down. (Without
             // this, with check-quorum, a node whose term ran ahead could never rejoin.)
             Body::Append { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
-                self.send(message.from, Body::HeartbeatResponse)
+                self.send(message.from, Body::HeartbeatResponse { round: 0 })
             }
             Body::PreVote { .. } => {
                 self.send(message.from, Body::PreVoteResponse { granted: false })
@@ -625,10 +670,10 @@ impl Node {
                     self.handle_append(from, prev_index, prev_term, &entries, commit);
                 }
             }
-            Body::Heartbeat { commit } => {
+            Body::Heartbeat { commit, round } => {
                 if self.follow(from) {
                     self.log.commit_to(commit.min(self.log.last_index()));
-                    self.send(from, Body::HeartbeatResponse);
+                    self.send(from, Body::HeartbeatResponse { round });
                 }
             }
             Body::TimeoutNow => {
@@ -659,9 +704,9 @@ impl Node {
                     self.handle_append_rejected(from, prev_index, hint_index, hint_term);
                 }
             }
-            Body::HeartbeatResponse => {
+            Body::HeartbeatResponse { round } => {
                 if self.role == Role::Leader {
-                    self.handle_heartbeat_response(from);
+                    self.handle_heartbeat_response(from, round);
                 }
             }
         }
@@ -684,6 +729,7 @@ impl Node {
                 }
                 self.leader = Some(leader);
                 self.election_elapsed = 0;
+                self.start_hold = false;
                 true
             }
         }

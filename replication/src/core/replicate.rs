@@ -256,13 +256,15 @@ impl Node {
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
+        self.heartbeat_round += 1;
+        let round = self.heartbeat_round;
         let beats: Vec<(NodeId, u64)> = self
             .progress
             .iter()
             .map(|(&follower, progress)| (follower, self.heartbeat_commit(progress)))
             .collect();
         for (follower, commit) in beats {
-            self.send(follower, Body::Heartbeat { commit });
+            self.send(follower, Body::Heartbeat { commit, round });
         }
     }
 
@@ -361,12 +363,14 @@ impl Node {
         self.send_appends(from);
     }
 
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
         let inflight_appends_max = self.config.inflight_appends_max;
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
         progress.recent_active = true;
+        // Never above the rounds this node sent (a peer's word is not trusted further).
+        progress.acked_round = progress.acked_round.max(round.min(self.heartbeat_round));
         progress.probe_sent = false;
         // A full pipeline may be full of lost appends: let one more out, whose answer
         // (accepted or rejected) puts the progress right.

@@ -66,7 +66,10 @@ impl Cluster {
             .enumerate()
             .map(|(position, disk)| {
                 let id = position as u64 + 1;
-                (id, Node::restart(config(id), id * 1000, disk))
+                let mut node = Node::restart(config(id), id * 1000, disk);
+                // Restarted long ago: the start hold (a lease it may have promised) is over.
+                node.start_hold = false;
+                (id, node)
             })
             .collect();
         Cluster {
@@ -241,6 +244,7 @@ fn a_vote_is_refused_to_a_candidate_with_a_staler_log() {
         [(3, 1, false), (1, 2, false), (2, 2, true), (1, 3, true)]
     {
         let mut node = Node::restart(config(1), 1, persisted(2, &[1, 2]));
+        node.start_hold = false; // restarted long ago
         let body = Body::Vote {
             last_index: candidate_last_index,
             last_term: candidate_last_term,
@@ -559,7 +563,10 @@ fn proposals_are_refused_where_they_cannot_go() {
 #[test]
 fn messages_from_nobody_or_for_others_are_refused_and_strangers_are_heard() {
     let mut node = Node::new(config(1), 1);
-    let heartbeat = Body::Heartbeat { commit: 0 };
+    let heartbeat = Body::Heartbeat {
+        commit: 0,
+        round: 4,
+    };
     for from in [0, 1] {
         assert_eq!(
             node.step(message(from, 1, 1, heartbeat.clone())),
@@ -573,7 +580,7 @@ fn messages_from_nobody_or_for_others_are_refused_and_strangers_are_heard() {
     // The dissertation's §4.1: a node answers without consulting its membership (a voter it
     // has not heard of yet may be a leader to others).
     let replies = answer(&mut node, message(9, 1, 1, heartbeat));
-    assert_eq!(replies[0].body, Body::HeartbeatResponse);
+    assert_eq!(replies[0].body, Body::HeartbeatResponse { round: 4 });
     assert_eq!(node.leader(), Some(9));
 }
 
@@ -685,7 +692,15 @@ fn a_leader_that_steps_down_with_unsynced_entries_persists_them_again() {
         "a Ready without entries flushed nothing"
     );
     leader
-        .step(message(2, 1, term + 1, Body::Heartbeat { commit: 0 }))
+        .step(message(
+            2,
+            1,
+            term + 1,
+            Body::Heartbeat {
+                commit: 0,
+                round: 1,
+            },
+        ))
         .unwrap();
     assert_eq!(leader.role(), Role::Follower);
     let ready = leader.ready();
@@ -1524,4 +1539,100 @@ fn a_leader_knows_the_membership_as_of_any_index_since_it_started() {
         sent.iter().any(|m| m.to == 3 && m.body == snapshot),
         "{sent:?}"
     );
+}
+
+#[test]
+fn a_node_restarted_in_a_term_refuses_votes_for_its_first_election_timeout() {
+    // Before its crash it may have answered a leader's heartbeat, which promised that leader
+    // no vote for anyone else for an election timeout (the lease); it does not remember.
+    let ticks = config(1).election_ticks;
+    let vote = |transfer| Body::Vote {
+        last_index: 3,
+        last_term: 3,
+        transfer,
+    };
+    let mut node = Node::restart(config(1), 1, persisted(2, &[1, 2]));
+    for _ in 0..ticks - 1 {
+        assert!(answer(&mut node, message(2, 1, 3, vote(false))).is_empty());
+        node.tick();
+    }
+    assert!(answer(&mut node, message(2, 1, 3, vote(false))).is_empty());
+    assert_eq!(node.term(), 2, "an ignored vote request changes no term");
+    node.tick();
+    let granted = answer(&mut node, message(2, 1, 3, vote(false)));
+    assert_eq!(granted[0].body, Body::VoteResponse { granted: true });
+
+    // A transfer's vote ignores leases, this one too.
+    let mut node = Node::restart(config(1), 1, persisted(2, &[1, 2]));
+    let granted = answer(&mut node, message(2, 1, 3, vote(true)));
+    assert_eq!(granted[0].body, Body::VoteResponse { granted: true });
+
+    // A node that never ran promised nothing.
+    let mut node = Node::new(config(1), 1);
+    let granted = answer(&mut node, message(2, 1, 1, vote(false)));
+    assert_eq!(granted[0].body, Body::VoteResponse { granted: true });
+
+    // Hearing from a leader ends the hold: from then on the lease is that leader's.
+    let mut node = Node::restart(config(1), 1, persisted(2, &[1, 2]));
+    let beat = Body::Heartbeat {
+        commit: 0,
+        round: 1,
+    };
+    answer(&mut node, message(3, 1, 2, beat));
+    assert!(!node.start_hold);
+}
+
+#[test]
+fn the_lease_round_is_the_oldest_heartbeat_round_a_majority_answered() {
+    let mut cluster = Cluster::new();
+    cluster.elect(1);
+    // The new leader's first round went out with its first append and was answered.
+    let first = cluster.node(1).heartbeat_round();
+    assert!(first >= 1);
+    assert_eq!(cluster.node(1).lease_round(), Some(first));
+    assert_eq!(
+        cluster.node(2).lease_round(),
+        None,
+        "a follower has no lease"
+    );
+
+    // Both followers cut off: new rounds go out unanswered, the lease stays where it was.
+    cluster.cut.extend([2, 3]);
+    for _ in 0..config(1).heartbeat_ticks {
+        cluster.node(1).tick();
+        cluster.settle();
+    }
+    assert!(cluster.node(1).heartbeat_round() > first);
+    assert_eq!(cluster.node(1).lease_round(), Some(first));
+
+    // One follower back: it and the leader are a majority, and it answers the next round.
+    cluster.cut.remove(&3);
+    for _ in 0..config(1).heartbeat_ticks {
+        cluster.node(1).tick();
+        cluster.settle();
+    }
+    let latest = cluster.node(1).heartbeat_round();
+    assert_eq!(cluster.node(1).lease_round(), Some(latest));
+
+    // An answer naming a round not sent yet counts only as far as the rounds sent: it
+    // must not answer the rounds to come.
+    let forged = Body::HeartbeatResponse {
+        round: latest + 100,
+    };
+    let term = cluster.node(1).term();
+    cluster.node(1).step(message(2, 1, term, forged)).unwrap();
+    cluster.node(1).ready();
+    cluster.node(1).advance();
+    cluster.cut.extend([2, 3]);
+    for _ in 0..config(1).heartbeat_ticks {
+        cluster.node(1).tick();
+        cluster.settle();
+    }
+    assert!(cluster.node(1).heartbeat_round() > latest);
+    assert_eq!(cluster.node(1).lease_round(), Some(latest));
+
+    // A transfer hands out a vote that ignores leases: no lease while one is under way.
+    cluster.cut.clear();
+    cluster.node(1).transfer_leader(2).unwrap();
+    assert_eq!(cluster.node(1).lease_round(), None);
 }

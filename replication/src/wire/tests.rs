@@ -53,8 +53,11 @@ fn every_body() -> Vec<Message> {
             hint_index: 21,
             hint_term: 22,
         }),
-        message(Body::Heartbeat { commit: 23 }),
-        message(Body::HeartbeatResponse),
+        message(Body::Heartbeat {
+            commit: 23,
+            round: 7,
+        }),
+        message(Body::HeartbeatResponse { round: 7 }),
         message(Body::TimeoutNow),
         message(Body::InstallSnapshot {
             index: 29,
@@ -90,11 +93,15 @@ fn header_bytes_are_as_documented() {
         from: 0x0102,
         to: 3,
         term: u64::MAX,
-        body: Body::Heartbeat { commit: 5 },
+        body: Body::Heartbeat {
+            commit: 5,
+            round: 2,
+        },
     });
     let mut expected = vec![1, 8, 0x02, 0x01, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
     expected.extend_from_slice(&[0xFF; 8]);
     expected.extend_from_slice(&[5, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(bytes, expected);
 }
 
@@ -141,8 +148,12 @@ fn layout(message: &Message) -> Vec<(String, usize, usize)> {
             field("hint_index", 8);
             field("hint_term", 8);
         }
-        Body::Heartbeat { .. } => field("commit", 8),
-        Body::HeartbeatResponse | Body::TimeoutNow => {}
+        Body::Heartbeat { .. } => {
+            field("commit", 8);
+            field("round", 8);
+        }
+        Body::HeartbeatResponse { .. } => field("round", 8),
+        Body::TimeoutNow => {}
         Body::InstallSnapshot { membership, .. } => {
             field("index", 8);
             field("term", 8);
@@ -436,8 +447,8 @@ fn arbitrary_body() -> impl Strategy<Value = Body> {
                 hint_term
             }
         ),
-        any::<u64>().prop_map(|commit| Body::Heartbeat { commit }),
-        Just(Body::HeartbeatResponse),
+        (any::<u64>(), any::<u64>()).prop_map(|(commit, round)| Body::Heartbeat { commit, round }),
+        any::<u64>().prop_map(|round| Body::HeartbeatResponse { round }),
         Just(Body::TimeoutNow),
         (any::<u64>(), any::<u64>(), arbitrary_membership()).prop_map(
             |(index, term, membership)| Body::InstallSnapshot {

@@ -39,7 +39,7 @@
 //! here, and when the core hands it out (`Ready::snapshot`) writes the install marker and
 //! re-executes the process, which opens the snapshot at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -84,6 +84,21 @@ const BYTES_FLOOR_EVERY: Duration = Duration::from_millis(100);
 const OWN_FLUSH_DELAY: Duration = Duration::from_millis(5);
 /// How often the commit point is made durable and handed to the engine (`persist_commit`).
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
+/// Heartbeat rounds dated at most (`Raft::round_times`): a majority answers within a few.
+const ROUND_TIMES_MAX: usize = 1024;
+/// The clocks' rates may differ by this part at most (the lease's clock assumption).
+const CLOCK_DRIFT_MAX: f64 = 0.1;
+
+/// How long after a heartbeat round left this leader it may serve reads once a majority
+/// answered it. A follower that received the round refuses (pre-)votes until its tick count
+/// since reaches `election_ticks` (`Node::in_leader_lease`); its ticks never come faster
+/// than one per `tick_ms` after the first (the driver's `next_tick` is at most one tick
+/// late), so that is at least `(election_ticks - 2) * tick_ms` of its clock after the round
+/// left, and at least `1 - CLOCK_DRIFT_MAX` of that on this node's clock.
+fn lease_span_ns(election_ticks: u32, tick_ms: u64) -> u64 {
+    let ticks = u64::from(election_ticks.saturating_sub(2));
+    (ticks as f64 * tick_ms.max(1) as f64 * 1e6 * (1.0 - CLOCK_DRIFT_MAX)) as u64
+}
 /// ... or after this many entries, whichever comes first.
 const COMMIT_SAVE_ENTRIES: u64 = 20_000;
 /// A `Ready` or a commit save that blocks the raft thread longer than this is logged: the
@@ -342,7 +357,12 @@ impl Driver {
             hard_state_file.clone(),
             inbox.clone(),
         )?);
+        let lease_span_ns = lease_span_ns(node.config().election_ticks, cluster.options.tick_ms);
         let mut raft = Raft {
+            turn_started_ns: crate::os::lease_clock_ns(),
+            round_times: VecDeque::new(),
+            lease_span_ns,
+            lease_until_ns: 0,
             flusher,
             commit_saver,
             commit_save_pending: false,
@@ -531,6 +551,17 @@ fn stored_data(read: &flin_engine::LogEntry) -> Vec<u8> {
 
 struct Raft {
     cluster: Arc<Cluster>,
+    /// When this turn started, on the lease clock (`os::lease_clock_ns`): no heartbeat round
+    /// made during the turn left earlier.
+    turn_started_ns: u64,
+    /// Heartbeat rounds made as leader, with the start of the turn that made them, oldest
+    /// first: (the last round made by then, turn start). Pruned below the lease's round.
+    round_times: VecDeque<(u64, u64)>,
+    /// How long after a round left a majority that answered it refuses other candidates, as
+    /// this node may count on it (`lease_span`).
+    lease_span_ns: u64,
+    /// The lease last published (`Cluster::readable`), 0 for none.
+    lease_until_ns: u64,
     engine: Engine,
     always: bool,
     /// What this thread waits in: its inbox's waker and its peers' connections.
@@ -710,7 +741,9 @@ impl Raft {
                 true => wake.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
             };
-            if let Err(error) = self.poll.poll(&mut events, Some(wait)) {
+            let polled = self.poll.poll(&mut events, Some(wait));
+            self.turn_started_ns = crate::os::lease_clock_ns();
+            if let Err(error) = polled {
                 if error.kind() != std::io::ErrorKind::Interrupted {
                     (self.log)(
                         crate::log::Level::Warn,
@@ -966,6 +999,7 @@ impl Raft {
     /// in, and takes them once it leads and its term's empty entry is in the engine.
     fn watch_role(&mut self) {
         self.elections.watch(&self.node);
+        self.publish_lease();
         let term = self.node.term();
         let leads = self.node.role() == Role::Leader;
         let writable = self
@@ -1000,6 +1034,42 @@ impl Raft {
                     &format!("raft: node {} leads term {term}", self.node.id()),
                 );
             }
+        }
+    }
+
+    /// Dates the heartbeat rounds the core made since the last call (every input, tick and
+    /// `Ready` is followed by one, in the same turn, before any message leaves), and publishes
+    /// the lease of the round a majority answered: its turn's start plus `lease_span_ns`.
+    /// Cleared at once when the core has no lease (not the leader, a transfer under way).
+    fn publish_lease(&mut self) {
+        let made = self.node.heartbeat_round();
+        if self
+            .round_times
+            .back()
+            .is_none_or(|&(round, _)| round < made)
+        {
+            if self.round_times.len() == ROUND_TIMES_MAX {
+                self.round_times.pop_front(); // a lease round older than this has no date
+            }
+            self.round_times.push_back((made, self.turn_started_ns));
+        }
+        let until = match self.node.lease_round() {
+            None => 0,
+            Some(round) => {
+                // The first record at or after `round` dates it: the rounds between the
+                // record before and it were made in its turn.
+                while self.round_times.len() > 1 && self.round_times[1].0 <= round {
+                    self.round_times.pop_front();
+                }
+                match self.round_times.iter().find(|&&(made, _)| made >= round) {
+                    Some(&(_, started)) => (started + self.lease_span_ns).max(self.lease_until_ns),
+                    None => 0,
+                }
+            }
+        };
+        if until != self.lease_until_ns {
+            self.lease_until_ns = until;
+            self.cluster.set_lease_until(until);
         }
     }
 

@@ -248,6 +248,9 @@ pub struct Cluster {
     /// The term this node accepts writes in, once its empty entry of that term is in its log;
     /// 0 while it is not the leader.
     writable_term: AtomicU64,
+    /// Until when (`os::lease_clock_ns`) this leader may serve reads from its own state: no
+    /// other leader can be elected before (the driver's `publish_lease`); 0: no lease.
+    lease_until: AtomicU64,
     view: Mutex<View>,
     /// The client address of every node this one has known as a member: `--cluster`'s, then
     /// those the membership records name (never forgotten: a removed node's address is
@@ -276,6 +279,7 @@ impl Cluster {
             addresses,
             gates: Default::default(),
             writable_term: AtomicU64::new(0),
+            lease_until: AtomicU64::new(0),
             view: Mutex::new(View {
                 role: Role::Follower,
                 term: 0,
@@ -308,6 +312,23 @@ impl Cluster {
 
     pub(crate) fn set_writable_term(&self, term: u64) {
         self.writable_term.store(term, Ordering::Release);
+    }
+
+    /// Whether this node leads and may serve a read from its own state now: it accepts
+    /// writes and its lease holds (docs/replication.md, "Reads on the leader"). Read at the
+    /// moment of asking: a caller reads the state right after, not a turn later.
+    pub fn readable(&self) -> bool {
+        self.writable() && crate::os::lease_clock_ns() < self.lease_until.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_lease_until(&self, until_ns: u64) {
+        self.lease_until.store(until_ns, Ordering::Release);
+    }
+
+    /// The refusal of a read on a leader whose lease has run out: a majority has not answered
+    /// its heartbeats for most of an election timeout, so another leader may exist.
+    pub fn lease_refusal(&self) -> Frame {
+        Frame::error("TRYAGAIN the leader has not heard from a majority within its lease; retry")
     }
 
     pub fn view(&self) -> View {

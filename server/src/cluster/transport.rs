@@ -136,7 +136,7 @@ fn direct(message: &Message) -> bool {
             | Body::AppendAccepted { .. }
             | Body::AppendRejected { .. }
             | Body::Heartbeat { .. }
-            | Body::HeartbeatResponse
+            | Body::HeartbeatResponse { .. }
     )
 }
 
