@@ -53,8 +53,15 @@ impl Progress {
     /// An accepted append: returns whether the match index moved.
     pub(crate) fn accept(&mut self, match_index: u64) -> bool {
         if match_index <= self.match_index {
-            // A duplicate or a late answer; in `Probe` it still means the probe is answered.
+            // A duplicate or a late answer; in `Probe` it still means the probe is answered,
+            // and the follower holds what it was known to: appends go on from there (else a
+            // probe below the known match, as a snapshot's can be, is answered with no
+            // higher match again and again).
             self.probe_sent = false;
+            if self.state == ProgressState::Probe {
+                self.state = ProgressState::Replicate;
+                self.next_index = self.next_index.max(self.match_index + 1);
+            }
             return false;
         }
         self.match_index = match_index;

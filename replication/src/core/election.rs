@@ -175,6 +175,7 @@ impl Node {
 
     pub(super) fn become_leader(&mut self) {
         self.role = Role::Leader;
+        self.handed_over = false;
         self.leader = Some(self.id());
         self.reset_timers();
         let next_index = self.log.last_index() + 1;

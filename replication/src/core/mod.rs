@@ -132,6 +132,9 @@ pub(crate) struct Faults {
     /// A follower installing a snapshot keeps the membership it had applied instead of the
     /// one the snapshot carries (as before snapshots carried one).
     pub(crate) snapshot_keeps_old_membership: bool,
+    /// A leader that sent `TimeoutNow` keeps its lease and its leadership once the transfer
+    /// is abandoned (the build before `handed_over`).
+    pub(crate) lease_ignores_handover: bool,
 }
 
 /// The handed-out part of a `Ready`, made official by `advance`.
@@ -172,6 +175,10 @@ pub struct Node {
     election_timeout: u32,
     /// The node a leadership transfer is handing over to.
     transferee: Option<NodeId>,
+    /// This leader sent `TimeoutNow` in its term: the campaign it starts ignores every
+    /// voter's lease, at any time the message arrives, so this leader holds no lease for the
+    /// rest of its term, and steps down at its next quorum check if it still leads.
+    handed_over: bool,
     rng: Rng,
     messages: Vec<Message>,
     /// The hard state last handed out.
@@ -231,10 +238,13 @@ impl Node {
         );
         if log.last_term() > hard_state.term {
             // A crash after the entries of a `Ready` were written and before its hard state:
-            // the node had moved to the entries' term. Any vote it gave in that term was never
-            // sent (messages leave after the whole `Ready` is durable), so none is owed.
+            // the node had moved to the entries' term. A vote it gave to another in that term
+            // was never sent (messages leave after the whole `Ready` is durable), but a lone
+            // voter's vote for itself needs no message: it won the term in memory and its own
+            // entries of the term are these. So it counts as having voted for itself, which
+            // only keeps it from voting in that term again.
             hard_state.term = log.last_term();
-            hard_state.vote = None;
+            hard_state.vote = Some(config.id);
         }
         let config_membership = config.membership.clone();
         let mut node = Node {
@@ -252,6 +262,7 @@ impl Node {
             start_hold: hard_state.term > 0,
             election_timeout: 0,
             transferee: None,
+            handed_over: false,
             rng: Rng::new(seed),
             messages: Vec::new(),
             persisted_hard_state: on_disk,
@@ -418,7 +429,11 @@ impl Node {
         self.heartbeat_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
-            if self.config.check_quorum && !self.quorum_recently_active() {
+            #[cfg(test)]
+            let handed_over = self.handed_over && !self.faults.lease_ignores_handover;
+            #[cfg(not(test))]
+            let handed_over = self.handed_over;
+            if self.config.check_quorum && (!self.quorum_recently_active() || handed_over) {
                 self.become_follower(self.term, None);
                 return;
             }
@@ -497,6 +512,7 @@ impl Node {
         if self.progress.get(&to).map(|progress| progress.match_index)
             == Some(self.log.last_index())
         {
+            self.handed_over = true;
             self.send(to, Body::TimeoutNow);
         } else {
             self.send_appends(to);
@@ -596,7 +612,15 @@ impl Node {
     /// the leader"). `None` off a leader, without check-quorum, during a leadership transfer
     /// (the transferee's vote ignores leases), and before a majority answered any round.
     pub fn lease_round(&self) -> Option<u64> {
-        if self.role != Role::Leader || self.transferee.is_some() || !self.config.check_quorum {
+        #[cfg(test)]
+        let handed_over = self.handed_over && !self.faults.lease_ignores_handover;
+        #[cfg(not(test))]
+        let handed_over = self.handed_over;
+        if self.role != Role::Leader
+            || self.transferee.is_some()
+            || handed_over
+            || !self.config.check_quorum
+        {
             return None;
         }
         let membership = &self.config.membership;

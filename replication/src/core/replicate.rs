@@ -185,7 +185,11 @@ impl Node {
         );
         let progress = self.progress.get_mut(&to).expect("a follower");
         progress.become_probe();
-        progress.next_index = point.index + 1;
+        // Never below what the follower is known to hold: a probe from there is answered
+        // with a match no higher than the one known, which moves no progress, and the
+        // same append would go out again forever (a stale `wanted` served by a snapshot
+        // older than the follower's match; the one-clock membership sweep, seed 10575).
+        progress.next_index = (point.index + 1).max(progress.match_index + 1);
         progress.probe_sent = true;
         self.wanted.remove(&to);
         self.send(
@@ -330,6 +334,7 @@ impl Node {
         if progress.accept(match_index) {
             self.maybe_commit();
             if self.transferee == Some(from) && match_index == self.log.last_index() {
+                self.handed_over = true;
                 self.send(from, Body::TimeoutNow);
             }
         }

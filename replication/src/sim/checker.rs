@@ -33,6 +33,9 @@ pub(crate) enum Property {
     /// The clients' history of key-value commands (proposed, answered when their entry was
     /// applied on the node that accepted it) is linearizable.
     Linearizability,
+    /// Under one shared clock, no node leads a term while a leader of an older term still
+    /// holds a lease (`Node::lease_round` dated as the server dates it).
+    LeaseSafety,
 }
 
 #[derive(Clone, Debug)]
@@ -230,6 +233,14 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// `node` led `term` in memory only and crashed before anything of it was written or
+    /// sent: that leadership never happened.
+    pub(crate) fn forget_leader(&mut self, term: u64, node: NodeId) {
+        if self.leaders.get(&term) == Some(&node) {
+            self.leaders.remove(&term);
+        }
     }
 
     pub(crate) fn restarted(&mut self, node: NodeId) {

@@ -81,6 +81,15 @@ pub(crate) struct Options {
     pub(crate) unsynced_flush_steps_max: u64,
     pub(crate) pre_vote: bool,
     pub(crate) check_quorum: bool,
+    /// 0: ticks are events of their own, one random node at a time at its own rate (clocks
+    /// that agree on nothing). N: a clock every node shares, ticking every node once every N
+    /// steps and never otherwise, under which leader leases (`Node::lease_round`) are
+    /// checked: no node may lead a term while a leader of another term holds a lease
+    /// (`Property::LeaseSafety`).
+    pub(crate) lease_tick_steps: u64,
+    /// How many ticks after its round's date a lease runs (`election_ticks - 2`, as the
+    /// server's; tests of the check raise it).
+    pub(crate) lease_ticks: u64,
     pub(crate) faults: Faults,
     /// A broken client path (tests of the linearizability check): the accepting node answers
     /// at once, from its own state machine as it is, instead of when the entry is applied.
@@ -117,6 +126,8 @@ impl Default for Options {
             unsynced_flush_steps_max: 20,
             pre_vote: true,
             check_quorum: true,
+            lease_tick_steps: 0,
+            lease_ticks: u64::from(Config::new(1, Membership::new([1])).election_ticks - 2),
             faults: Faults::default(),
             answer_on_propose: false,
             trace: std::env::var_os("FLIN_RAFT_TRACE").is_some(),
@@ -211,10 +222,21 @@ pub(crate) struct Sim {
     /// Snapshots leaders moved to followers, by their point: the data of every entry they
     /// hold (committed data is the same on every node, so one store serves all).
     snapshots: BTreeMap<(u64, u64), Vec<Vec<u8>>>,
+    /// Leases by node, under `lease_tick_steps`.
+    leases: BTreeMap<NodeId, LeaseWatch>,
     /// Every proposal a node accepted, by proposal number: its client call (step, command)
     /// and, once its entry was applied on the node that accepted it, the answer (step,
     /// output). Checked for linearizability at the end of the run.
     history: BTreeMap<u64, Call>,
+}
+
+/// What a leader's lease is, as the server computes it: its heartbeat rounds dated by the
+/// step that made them, and the step its lease runs to (0: none).
+#[derive(Default)]
+struct LeaseWatch {
+    dates: Vec<(u64, u64)>,
+    term: u64,
+    until: u64,
 }
 
 /// One client's command in the history.
@@ -342,6 +364,7 @@ impl Sim {
             now: 0,
             acknowledged: Vec::new(),
             history: BTreeMap::new(),
+            leases: BTreeMap::new(),
             report: Report::default(),
             calm: false,
             snapshots: BTreeMap::new(),
@@ -378,7 +401,17 @@ impl Sim {
 
     fn crash(&mut self, id: NodeId) {
         let machine = self.machines.get_mut(&id).expect("a machine");
-        if machine.node.take().is_some() {
+        if let Some(node) = machine.node.take() {
+            let disk = &machine.disk;
+            let disk_term = disk.entries.last().map_or(disk.offset_term, |e| e.term);
+            if node.role() == Role::Leader && disk.hard_state.term.max(disk_term) < node.term() {
+                // A lone voter wins its election inside one step, in memory; its term and
+                // vote were never written, nor did any message leave (they leave after the
+                // `Ready` is written). Nothing of that leadership survives, and after the
+                // restart the node may vote for another in the same term (seed 7258 of the
+                // one-clock membership sweep).
+                self.checker.forget_leader(node.term(), id);
+            }
             machine.pending.clear();
             // What a leader wrote and no flush made durable is gone.
             machine.flushes.clear();
@@ -529,6 +562,14 @@ impl Sim {
         self.now += 1;
         self.checker.step = self.now;
         self.complete_flushes();
+        let period = self.options.lease_tick_steps;
+        if period > 0 && self.now.is_multiple_of(period) {
+            for id in self.running() {
+                let node = self.machines.get_mut(&id).and_then(|m| m.node.as_mut());
+                node.expect("running").tick();
+                self.digest(&[5, id]);
+            }
+        }
         let options = &self.options;
         let mut roll = self.rng.below(1000);
         let thresholds = [
@@ -574,7 +615,9 @@ impl Sim {
             _ => {
                 let roll = self.rng.below(1000);
                 if roll < self.options.tick_per_mille {
-                    self.tick_one()?;
+                    if self.options.lease_tick_steps == 0 {
+                        self.tick_one()?;
+                    }
                 } else if roll < (1000 + self.options.tick_per_mille) / 2 {
                     // A few at a time, so the network carries more than the nodes produce.
                     for _ in 0..1 + self.rng.below(4) {
@@ -595,6 +638,57 @@ impl Sim {
         for machine in self.machines.values() {
             if let Some(node) = &machine.node {
                 self.checker.observe(node)?;
+            }
+        }
+        self.check_leases()
+    }
+
+    /// Under `lease_tick_steps`: dates every heartbeat round by the step that made it (it
+    /// leaves later), computes each leader's lease as the server does (the date of
+    /// `lease_round` plus `lease_ticks` ticks), and fails if a node leads a term while
+    /// another node's lease of an older term still runs: that node could serve a read that
+    /// misses a write the new leader acknowledged.
+    fn check_leases(&mut self) -> Checked {
+        if self.options.lease_tick_steps == 0 || self.calm {
+            return Ok(());
+        }
+        let span = self.options.lease_ticks * self.options.lease_tick_steps;
+        for (&id, machine) in &self.machines {
+            let watch = self.leases.entry(id).or_default();
+            let Some(node) = machine.node.as_ref() else {
+                *watch = LeaseWatch::default(); // a crashed node serves nothing
+                continue;
+            };
+            let made = node.heartbeat_round();
+            if watch.dates.last().is_none_or(|&(round, _)| round < made) {
+                watch.dates.push((made, self.now));
+            }
+            watch.term = node.term();
+            watch.until = node
+                .lease_round()
+                .and_then(|round| watch.dates.iter().find(|&&(made, _)| made >= round))
+                .map_or(0, |&(_, date)| (date + span).max(watch.until));
+        }
+        for (&id, machine) in &self.machines {
+            let Some(node) = machine.node.as_ref() else {
+                continue;
+            };
+            if node.role() != Role::Leader {
+                continue;
+            }
+            for (&other, watch) in &self.leases {
+                if other != id && watch.until > self.now && watch.term < node.term() {
+                    return Err(Violation {
+                        property: Property::LeaseSafety,
+                        step: self.now,
+                        detail: format!(
+                            "node {id} leads term {} while node {other}'s lease of term {} runs to step {}",
+                            node.term(),
+                            watch.term,
+                            watch.until
+                        ),
+                    });
+                }
             }
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! Seed sweeps of the simulator, and proof that its checker catches broken builds.
 //!
 //! `FLIN_RAFT_SEEDS=10000` widens the sweep; `FLIN_RAFT_SEED=n` runs one seed (a failure
-//! prints its seed; rerunning that seed replays the failure exactly).
+//! prints its seed; rerunning that seed replays the failure exactly). `FLIN_BROKEN_SEEDS=n`
+//! gives each broken build n seeds to be caught in (default 1,000).
 
 use super::{Options, Property, Report, Sim, Violation};
 use crate::core::Faults;
@@ -101,6 +102,25 @@ fn every_seed_is_safe_and_live_with_five_nodes() {
     });
 }
 
+/// One clock for every node (each ticks once every 10 steps), under which leases are
+/// checked: no node leads a term while another's lease of an older term runs.
+fn one_clock(options: Options) -> Options {
+    Options {
+        lease_tick_steps: 10,
+        ..options
+    }
+}
+
+#[test]
+fn every_seed_keeps_leases_safe_under_one_clock() {
+    sweep(&one_clock(Options::default()));
+}
+
+#[test]
+fn every_seed_keeps_leases_safe_under_one_clock_while_membership_changes() {
+    sweep(&one_clock(changing_membership(Options::default())));
+}
+
 fn sweep(options: &Options) -> Report {
     let mut total = Report::default();
     let seeds = seeds();
@@ -194,12 +214,14 @@ fn a_quiet_cluster_commits_every_proposal() {
 }
 
 /// Seeds a broken build gets before its test fails; a sweep stops at its first violation.
+/// (`FLIN_BROKEN_SEEDS=n` runs n.)
 const BROKEN_SEEDS_MAX: u64 = 1000;
 
 /// Runs a sweep against a broken build and returns the first safety violation found.
 fn first_violation(faults: Faults, options: Options) -> Option<(u64, Violation)> {
     let options = Options { faults, ..options };
-    (0..BROKEN_SEEDS_MAX).find_map(|seed| match run(seed, &options) {
+    let max = std::env::var("FLIN_BROKEN_SEEDS").map_or(BROKEN_SEEDS_MAX, |n| n.parse().unwrap());
+    (0..max).find_map(|seed| match run(seed, &options) {
         Err(violation) if violation.property != Property::Liveness => Some((seed, violation)),
         _ => None,
     })
@@ -269,4 +291,30 @@ fn the_linearizability_check_catches_answers_given_before_the_entry_is_applied()
         })
         .expect("answers from the leader's unapplied state go unnoticed");
     eprintln!("caught at seed {seed}: {violation}");
+}
+
+#[test]
+fn the_lease_check_catches_a_lease_longer_than_the_followers_promise() {
+    // Followers refuse votes for `election_ticks` ticks after a round; a lease of
+    // `election_ticks + 2` ticks outlives that promise.
+    let options = Options {
+        lease_ticks: 16,
+        ..one_clock(Options::default())
+    };
+    let (seed, violation) =
+        first_violation(Faults::default(), options).expect("a lease too long goes unnoticed");
+    eprintln!("caught at seed {seed}: {violation}");
+    assert_eq!(violation.property, Property::LeaseSafety);
+}
+
+#[test]
+fn the_lease_check_catches_a_leader_that_keeps_its_lease_after_handing_over() {
+    let faults = Faults {
+        lease_ignores_handover: true,
+        ..Faults::default()
+    };
+    let (seed, violation) = first_violation(faults, one_clock(Options::default()))
+        .expect("a lease kept after TimeoutNow goes unnoticed");
+    eprintln!("caught at seed {seed}: {violation}");
+    assert_eq!(violation.property, Property::LeaseSafety);
 }
