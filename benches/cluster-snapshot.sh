@@ -97,7 +97,7 @@ follower = open(sys.argv[2]).read().splitlines()
 ship = [l for l in leader if "shipping the snapshot through" in l][-1]
 staged = [l for l in follower if "staged and checked" in l][-1]
 opened = [l for l in follower if "opened the snapshot" in l][-1]
-size = int(re.search(r"(\d+) bytes\)", ship).group(1))
+size = int(re.search(r"(\d+) bytes[;)]", ship).group(1))
 secs = at(staged) - at(ship)
 print("snapshot %.1f MB (%s files); transfer and check %.2f s = %.0f MB/s; re-exec and swap %.2f s"
       % (size / 1e6, re.search(r"(\d+) files", ship).group(1), secs, size / 1e6 / secs,

@@ -306,7 +306,10 @@ impl Driver {
                 match staging.receive(stream) {
                     Ok((index, term)) => log(
                         crate::log::Level::Info,
-                        &format!("raft: snapshot through {index} (term {term}) staged and checked"),
+                        &format!(
+                            "raft: snapshot through {index} (term {term}) staged and checked (the check read the files back in {} ms)",
+                            staging.checked_in().as_millis()
+                        ),
                     ),
                     Err(why) => log(crate::log::Level::Warn, &format!("raft: {why}")),
                 }
@@ -1689,8 +1692,9 @@ impl Raft {
                         wait_committed(&cluster, term, prepared.offer.index, &flag)?;
                         let offer = &prepared.offer;
                         log(crate::log::Level::Info, &format!(
-                            "raft: shipping the snapshot through {} (term {}, {} files, {} bytes) to follower {to}",
-                            offer.index, offer.term, offer.files.len(), offer.bytes()
+                            "raft: shipping the snapshot through {} (term {}, {} files, {} bytes; made in {} ms to link and {} ms to checksum) to follower {to}",
+                            offer.index, offer.term, offer.files.len(), offer.bytes(),
+                            prepared.linked_in.as_millis(), prepared.checksummed_in.as_millis()
                         ));
                         ship::ship(leader, addr, &prepared, rate, &flag, &cluster.snapshot_bytes_sent)
                     });

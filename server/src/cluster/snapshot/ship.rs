@@ -39,6 +39,10 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Prepared {
     dir: PathBuf,
     pub offer: Offer,
+    /// How long the making took: linking the files (the engine's rotation, seal and links,
+    /// under its compaction lock), then reading each for its CRC-32.
+    pub linked_in: std::time::Duration,
+    pub checksummed_in: std::time::Duration,
     _pin: flin_engine::Pin,
 }
 
@@ -101,11 +105,13 @@ fn prepare(engine: &Engine, dir: &Path) -> Result<Prepared, String> {
     }
     // Taken before the files are listed: the entry at the snapshot's index (whose term the
     // follower's next append names) and everything after it stay in the log.
+    let started = std::time::Instant::now();
     let pin = engine.pin(engine.last_seq());
     let files = engine
         .snapshot_into(dir)
         .map_err(|e| format!("cannot link a snapshot of the engine: {e}"))?;
     pin.advance(files.seq);
+    let linked = std::time::Instant::now();
     let mut prepared = Prepared {
         dir: dir.to_path_buf(),
         offer: Offer {
@@ -113,6 +119,8 @@ fn prepare(engine: &Engine, dir: &Path) -> Result<Prepared, String> {
             term: files.term,
             files: Vec::with_capacity(files.files.len()),
         },
+        linked_in: linked - started,
+        checksummed_in: std::time::Duration::ZERO,
         _pin: pin,
     };
     for file in &files.files {
@@ -125,6 +133,7 @@ fn prepare(engine: &Engine, dir: &Path) -> Result<Prepared, String> {
             crc,
         });
     }
+    prepared.checksummed_in = linked.elapsed();
     Ok(prepared)
 }
 

@@ -39,6 +39,9 @@ struct StagingState {
     verified: Option<(u64, u64)>,
     /// The install marker is written: the staged files must stay as they are.
     installing: bool,
+    /// How long the last transfer's check took (every file read back for its CRC-32), for
+    /// the log line that reports it.
+    checked_in: std::time::Duration,
 }
 
 /// Clears `receiving` however the transfer ends.
@@ -61,6 +64,11 @@ impl Staging {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How long the last transfer received took to check (its files read back for CRC-32s).
+    pub fn checked_in(&self) -> std::time::Duration {
+        self.state.lock().expect("staging lock").checked_in
     }
 
     /// The point of the snapshot staged and checked in this process, if any.
@@ -175,8 +183,12 @@ impl Staging {
             }
         }
         drop(writing);
+        let checking = std::time::Instant::now();
         self.verify(offer)?;
-        self.state.lock().expect("staging lock").verified = Some((offer.index, offer.term));
+        let mut state = self.state.lock().expect("staging lock");
+        state.verified = Some((offer.index, offer.term));
+        state.checked_in = checking.elapsed();
+        drop(state);
         Ok((offer.index, offer.term))
     }
 
