@@ -84,23 +84,13 @@ const BYTES_FLOOR_EVERY: Duration = Duration::from_millis(100);
 const OWN_FLUSH_DELAY: Duration = Duration::from_millis(5);
 /// How often the commit point is made durable and handed to the engine (`persist_commit`).
 const COMMIT_SAVE_INTERVAL: Duration = Duration::from_millis(100);
-/// Heartbeat rounds dated at most (`Raft::round_times`): a majority answers within a few.
-const ROUND_TIMES_MAX: usize = 1024;
-/// The clocks' rates may differ by this part at most (the lease's clock assumption).
-const CLOCK_DRIFT_MAX: f64 = 0.1;
-
-/// How long after a heartbeat round left this leader it may serve reads once a majority
-/// answered it. A follower that received the round refuses (pre-)votes until its tick count
-/// since reaches `election_ticks` (`Node::in_leader_lease`); its ticks never come faster
-/// than one per `tick_ms` after the first (the driver's `next_tick` is at most one tick
-/// late), so that is at least `(election_ticks - 2) * tick_ms` of its clock after the round
-/// left, and at least `1 - CLOCK_DRIFT_MAX` of that on this node's clock.
-fn lease_span_ns(election_ticks: u32, tick_ms: u64) -> u64 {
-    let ticks = u64::from(election_ticks.saturating_sub(2));
-    (ticks as f64 * tick_ms.max(1) as f64 * 1e6 * (1.0 - CLOCK_DRIFT_MAX)) as u64
-}
 /// ... or after this many entries, whichever comes first.
 const COMMIT_SAVE_ENTRIES: u64 = 20_000;
+/// Heartbeat rounds dated at most (`Raft::round_times`): a majority answers within a few.
+const ROUND_TIMES_MAX: usize = 1024;
+/// The clocks' rates may differ by this many percent at most (the lease's clock assumption).
+const CLOCK_DRIFT_MAX_PERCENT: u64 = 10;
+
 /// A `Ready` or a commit save that blocks the raft thread longer than this is logged: the
 /// thread neither ticks nor answers meanwhile, which stalls elections (a loaded disk's fsync).
 const SLOW_PERSIST: Duration = Duration::from_millis(250);
@@ -108,6 +98,17 @@ const SLOW_PERSIST: Duration = Duration::from_millis(250);
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 /// A shipper waits at most this long for the commit index to reach its snapshot's index.
 const SNAPSHOT_COMMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// How long after a heartbeat round left this leader it may serve reads once a majority
+/// answered it. A follower that received the round refuses (pre-)votes until its tick count
+/// since reaches `election_ticks` (`Node::in_leader_lease`); its ticks never come faster
+/// than one per `tick_ms` after the first (the driver's `next_tick` is at most one tick
+/// late), so that is at least `(election_ticks - 2) * tick_ms` of its clock after the round
+/// left, and at least `100 - CLOCK_DRIFT_MAX_PERCENT` percent of that on this node's clock.
+fn lease_span_ns(election_ticks: u32, tick_ms: u64) -> u64 {
+    let ticks = u64::from(election_ticks.saturating_sub(2));
+    ticks * tick_ms.max(1) * 1_000_000 / 100 * (100 - CLOCK_DRIFT_MAX_PERCENT)
+}
 
 /// The raft thread's inbox: a channel, and the waker of the poll the thread waits in (it
 /// also reads its peers' connections there: decision 99). Every input is sent through this.
@@ -561,7 +562,7 @@ struct Raft {
     /// first: (the last round made by then, turn start). Pruned below the lease's round.
     round_times: VecDeque<(u64, u64)>,
     /// How long after a round left a majority that answered it refuses other candidates, as
-    /// this node may count on it (`lease_span`).
+    /// this node may count on it (`lease_span_ns`).
     lease_span_ns: u64,
     /// The lease last published (`Cluster::readable`), 0 for none.
     lease_until_ns: u64,
@@ -2115,6 +2116,18 @@ impl Raft {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_runs_the_ticks_a_follower_surely_waits_less_the_drift() {
+        // Defaults: 10 ticks of 50 ms; a follower waits at least 8 full ticks after a round.
+        assert_eq!(lease_span_ns(10, 50), 360_000_000);
+        assert_eq!(lease_span_ns(10, 20), 144_000_000);
+        assert_eq!(
+            lease_span_ns(2, 50),
+            0,
+            "no lease when the timeout is that short"
+        );
+    }
 
     #[test]
     fn the_leader_s_flush_waits_only_while_followers_alone_make_a_majority() {
