@@ -361,6 +361,7 @@ fn leadership_moves_on_request_and_writes_follow() {
     assert_eq!(status, 200);
     let view: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["role"], "leader", "{view}");
+    assert_eq!(view["serving_reads"], true, "{view}");
     assert!(view["elections_won"].as_u64().unwrap() >= 1, "{view}");
     assert_eq!(view["nodes"].as_array().unwrap().len(), 3);
     let (_, metrics) = admin(target, "/metrics");
@@ -651,6 +652,9 @@ fn a_leader_paused_past_its_lease_serves_no_read_when_it_resumes() {
         .unwrap();
     let value: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
     assert_eq!(value, "old");
+    assert!(cluster.info(old).contains("serving_reads:1"));
+    let follower = (old + 1) % 3;
+    assert!(cluster.info(follower).contains("serving_reads:0"));
 
     signal(&cluster, old, libc::SIGSTOP);
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();

@@ -401,6 +401,7 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
         "term": view.term,
         "leader": view.leader,
         "accepting_writes": cluster.writable(),
+        "serving_reads": cluster.readable(),
         "commit_index": view.commit,
         "applied_index": view.applied,
         "last_index": view.last_index,

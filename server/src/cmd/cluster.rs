@@ -93,6 +93,7 @@ pub fn info(cluster: &Cluster) -> String {
     line("voters", ids(&view.voters));
     line("learners", ids(&view.learners));
     line("accepting_writes", u8::from(cluster.writable()).to_string());
+    line("serving_reads", u8::from(cluster.readable()).to_string());
     line("commit_index", view.commit.to_string());
     line("applied_index", view.applied.to_string());
     line("last_index", view.last_index.to_string());
