@@ -429,10 +429,7 @@ impl Node {
         self.heartbeat_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
-            #[cfg(test)]
-            let handed_over = self.handed_over && !self.faults.lease_ignores_handover;
-            #[cfg(not(test))]
-            let handed_over = self.handed_over;
+            let handed_over = self.handed_over();
             if self.config.check_quorum && (!self.quorum_recently_active() || handed_over) {
                 self.become_follower(self.term, None);
                 return;
@@ -612,13 +609,9 @@ impl Node {
     /// the leader"). `None` off a leader, without check-quorum, during a leadership transfer
     /// (the transferee's vote ignores leases), and before a majority answered any round.
     pub fn lease_round(&self) -> Option<u64> {
-        #[cfg(test)]
-        let handed_over = self.handed_over && !self.faults.lease_ignores_handover;
-        #[cfg(not(test))]
-        let handed_over = self.handed_over;
         if self.role != Role::Leader
             || self.transferee.is_some()
-            || handed_over
+            || self.handed_over()
             || !self.config.check_quorum
         {
             return None;
@@ -634,6 +627,15 @@ impl Node {
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         let round = *rounds.get(membership.quorum().checked_sub(1)?)?;
         (round > 0).then_some(round)
+    }
+
+    /// Whether this leader sent `TimeoutNow` in its term (a test build may pretend not).
+    fn handed_over(&self) -> bool {
+        #[cfg(test)]
+        if self.faults.lease_ignores_handover {
+            return false;
+        }
+        self.handed_over
     }
 
     /// The configuration the node runs with (its membership is the latest in its log).
