@@ -172,9 +172,15 @@ impl TestCluster {
 
     /// Waits (at most 20 s) for a running node that accepts writes; its index.
     pub fn leader(&self) -> usize {
+        self.leader_other_than(None)
+    }
+
+    /// [`TestCluster::leader`] among the nodes but `skip` (one that is stopped, whose
+    /// `CLUSTER INFO` would not answer).
+    pub fn leader_other_than(&self, skip: Option<usize>) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            for i in 0..3 {
+            for i in (0..3).filter(|&i| Some(i) != skip) {
                 if self.nodes[i].is_some() && self.info(i).contains("accepting_writes:1") {
                     return i;
                 }
