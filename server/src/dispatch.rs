@@ -43,18 +43,21 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         }
     };
     session.family = command.family();
-    if let Some(refusal) = shared
-        .store
-        .cluster()
-        .and_then(|cluster| cluster_refusal(cluster, session, command))
-    {
-        if command.name == "exec" {
-            return (abort_exec(session, refusal), Action::Continue);
+    let mut under_lease = None;
+    if let Some(cluster) = shared.store.cluster() {
+        match cluster_refusal(cluster, session, command) {
+            Serve::Refuse(refusal) => {
+                if command.name == "exec" {
+                    return (abort_exec(session, refusal), Action::Continue);
+                }
+                if let Some(multi) = session.multi.as_mut() {
+                    multi.aborted = true;
+                }
+                return (refusal, Action::Continue);
+            }
+            Serve::UnderLease => under_lease = Some(cluster),
+            Serve::Freely => {}
         }
-        if let Some(multi) = session.multi.as_mut() {
-            multi.aborted = true;
-        }
-        return (refusal, Action::Continue);
     }
     if let Some(multi) = session.multi.as_mut() {
         let publish = matches!(command.name, "stream.publish" | "stream.mpublish");
@@ -85,6 +88,8 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
             return (queue(multi, args, MULTI_QUEUED_BYTES_MAX), Action::Continue);
         }
     }
+    #[cfg(test)]
+    std::thread::sleep(tests::PAUSE_BEFORE_RUN.get());
     let reply = {
         let mut call = Call::standalone(shared, session);
         run_counted(shared, command, &mut call, args)
@@ -105,12 +110,37 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         session.stream.parked = Some(parked);
         return (reply, Action::Park { deadline_ms });
     }
+    if let Some(cluster) = under_lease {
+        // The lease again, now that the read has read: a leader paused (or slow) between
+        // the check above and its read may have read after its lease ran out, from a state
+        // another leader has since moved past. A read whose state was taken while the lease
+        // held is linearizable at that moment, however late its reply leaves.
+        if !cluster.readable() {
+            let refusal = cluster.lease_refusal();
+            if command.name == "exec" {
+                return (abort_exec(session, refusal), Action::Continue);
+            }
+            return (refusal, Action::Continue);
+        }
+    }
     let action = if command.name == "quit" {
         Action::Close
     } else {
         Action::Continue
     };
     (reply, action)
+}
+
+/// What a cluster node does with a command, before it runs.
+enum Serve {
+    /// Runs it: a write (answered once a majority has it), a command that touches no data,
+    /// or a stale read a connection asked for.
+    Freely,
+    /// Runs it on the leader's own state, and answers only if the lease held both before and
+    /// after it read.
+    UnderLease,
+    /// Answers this refusal instead: a redirect, or the lease's TRYAGAIN.
+    Refuse(Frame),
 }
 
 /// On a cluster node: the refusal of a command this node does not serve. A follower
@@ -123,7 +153,7 @@ fn cluster_refusal(
     cluster: &crate::cluster::Cluster,
     session: &Session,
     command: &Command,
-) -> Option<Frame> {
+) -> Serve {
     let reads_only_exec = command.name == "exec"
         && session.multi.as_ref().is_some_and(|multi| {
             multi.queued.iter().all(|args| {
@@ -139,20 +169,25 @@ fn cluster_refusal(
         )
         || (command.name == "exec" && !reads_only_exec);
     if anywhere {
-        return None;
+        return Serve::Freely;
     }
     if cluster.writable() {
-        let reads = !command.has_flag("write");
-        return (reads && !cluster.readable()).then(|| cluster.lease_refusal());
+        if command.has_flag("write") {
+            return Serve::Freely;
+        }
+        return match cluster.readable() {
+            true => Serve::UnderLease,
+            false => Serve::Refuse(cluster.lease_refusal()),
+        };
     }
     if command.name == "exec" {
         // On a follower an EXEC of reads runs as its queued commands did (READONLY or not).
-        return None;
+        return Serve::Freely;
     }
     if session.readonly && !command.has_flag("write") {
-        return None;
+        return Serve::Freely;
     }
-    Some(cluster.redirect())
+    Serve::Refuse(cluster.redirect())
 }
 
 /// The checks Redis makes before running or queuing a command.
@@ -258,8 +293,66 @@ fn unknown_command(args: &[&[u8]]) -> Frame {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::cluster::{Cluster, ClusterOptions};
     use crate::cmd::test_support::*;
     use crate::config::Options;
+
+    thread_local! {
+        /// A pause between the checks `execute` makes and the command's run: the moment a
+        /// leader stopped by SIGSTOP, or descheduled, would lose there.
+        pub(super) static PAUSE_BEFORE_RUN: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    }
+
+    /// A leader whose lease holds when a read is checked but runs out before the read reads
+    /// (a pause between the two) answers TRYAGAIN, not the state it read: another leader may
+    /// have taken writes since. The same for an EXEC of reads. Without the check after the
+    /// run both would answer `old`.
+    #[test]
+    fn a_read_that_outlives_the_lease_it_began_under_is_refused() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("SET k old"), ok());
+        let members = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let cluster = Arc::new(Cluster::new(
+            ClusterOptions::parse("1", members, 50).unwrap(),
+        ));
+        h.shared.store.attach_cluster(cluster.clone());
+        cluster.set_writable_term(1);
+        let lease_for = |ms: u64| {
+            cluster.set_lease_until(crate::os::lease_clock_ns() + ms * 1_000_000);
+        };
+        let pause = |ms: u64| PAUSE_BEFORE_RUN.set(Duration::from_millis(ms));
+        let tryagain = cluster.lease_refusal();
+
+        lease_for(300);
+        assert_eq!(h.run("GET k"), bulk("old"), "served inside the lease");
+        lease_for(300);
+        pause(600);
+        assert_eq!(h.run("GET k"), tryagain, "read after the lease ran out");
+
+        pause(0);
+        lease_for(60_000);
+        assert_eq!(h.run("MULTI"), crate::frame::Frame::Simple("OK".into()));
+        assert_eq!(h.run("GET k"), crate::frame::Frame::Simple("QUEUED".into()));
+        lease_for(300);
+        pause(600);
+        assert_eq!(
+            h.run("EXEC"),
+            err(
+                "EXECABORT Transaction discarded because of: TRYAGAIN the leader has not \
+                 heard from a majority within its lease; retry"
+            )
+        );
+        pause(0);
+        assert!(h.session.multi.is_none());
+
+        // Past the lease before the check: refused without running.
+        cluster.set_lease_until(0);
+        assert_eq!(h.run("GET k"), tryagain);
+    }
 
     #[test]
     fn a_multi_queue_is_capped_in_bytes_and_the_refusal_dooms_exec() {

@@ -160,6 +160,7 @@ impl Service for KvService {
             queue_session::write_reply(out, session.resp, parked.target, &frame);
         }
         if let Some(frame) = crate::stream::commands::look_again(shared, session) {
+            let frame = under_lease(shared, session, frame);
             let parked = session.stream.parked.take().expect("parked");
             queue_session::write_reply(out, session.resp, parked.target, &frame);
         }
@@ -183,7 +184,8 @@ impl Service for KvService {
         }
         // A long poll that found nothing by its deadline answers an empty array.
         if let Some(parked) = session.stream.parked.take() {
-            queue_session::write_reply(out, session.resp, parked.target, &Frame::Array(Vec::new()));
+            let frame = under_lease(&self.shared, session, Frame::Array(Vec::new()));
+            queue_session::write_reply(out, session.resp, parked.target, &frame);
         }
         let _ = action;
         Action::Continue
@@ -226,6 +228,17 @@ impl Service for KvService {
                 &format!("returning a closed connection's messages failed: {error}"),
             );
         }
+    }
+}
+
+/// The reply of a parked read (a long poll's records, or the empty array of its deadline),
+/// answered a while after the command ran: on a cluster node, only if this node still leads
+/// under its lease now, as `dispatch` checks a read that answers at once (a connection that
+/// asked for stale reads takes the node's state as it is).
+fn under_lease(shared: &Shared, session: &Session, frame: Frame) -> Frame {
+    match shared.store.cluster() {
+        Some(cluster) if !session.readonly && !cluster.readable() => cluster.lease_refusal(),
+        _ => frame,
     }
 }
 
