@@ -110,9 +110,14 @@ pub const HELP: &str = "\
 flin-server: Flin's daemon (Redis-compatible RESP and Flin's binary protocol on one port)
 
 USAGE:
-    flin-server [FLAGS]
+    flin-server [CONFIG-FILE] [FLAGS]
+
+A configuration file holds one flag per line without its dashes (`port 7381`,
+`cluster 1=127.0.0.1:7380,...`, `join yes`; `#` starts a comment); flags given on the
+command line override it (docs/operations.md).
 
 FLAGS:
+    --config <FILE>        read flags from FILE first (as a first argument, the same)
     --port <PORT>          TCP port to listen on (default 7380; 0 picks a free port,
                            and the startup line says which)
     --bind <ADDR>          IP address to listen on (default 127.0.0.1)
@@ -190,23 +195,160 @@ FLAGS:
     --version, -V          print the version and exit
 ";
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name: flags, and a configuration file's directives
+/// (`--config FILE`, or the file's path as the first argument, as `redis-server FILE` takes
+/// it), applied before every flag of the command line, which override them.
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
-    let mut options = Options::default();
-    let mut memory = false;
-    // `None`: not given, so it follows --port (whichever order the flags come in).
-    let mut admin_port: Option<u16> = None;
-    let mut cluster: Option<String> = None;
-    let mut cluster_peers: Option<String> = None;
-    let mut join = false;
-    let mut tick_ms: u64 = DEFAULT_RAFT_TICK_MS;
-    let mut held_entries = crate::cluster::HELD_ENTRIES_DEFAULT;
-    let mut retain_entries = crate::cluster::RETAIN_ENTRIES_DEFAULT;
-    let mut retain_mb = crate::cluster::RETAIN_MB_DEFAULT;
-    let mut snapshot_rate_mb = crate::cluster::snapshot::RATE_MB_DEFAULT;
-    let mut catch_up_rate_mb = crate::cluster::pace::CATCH_UP_RATE_MB_DEFAULT;
+    let mut args: Vec<String> = args.into_iter().collect();
+    let mut flags = Flags::default();
+    if let Some(path) = take_config_path(&mut args)? {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("--config: cannot read {path}: {e}"))?;
+        for (number, line) in text.lines().enumerate() {
+            let Some((flag, value)) = directive(line) else {
+                continue;
+            };
+            let at = |message: String| format!("{path} line {}: {message}", number + 1);
+            if flag == "--config" {
+                return Err(at("a configuration file cannot name another".into()));
+            }
+            let mut value = value.into_iter();
+            if let Taken::Exit(_) = flags.take(flag.clone(), &mut value).map_err(at)? {
+                return Err(at(format!("{flag} is not a directive")));
+            }
+            if let Some(extra) = value.next() {
+                return Err(at(format!("{flag} takes no value, found '{extra}'")));
+            }
+        }
+    }
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
+        if let Taken::Exit(invocation) = flags.take(flag, &mut args)? {
+            return Ok(invocation);
+        }
+    }
+    flags.finish()
+}
+
+/// The configuration file's path, taken out of `args`: `--config FILE` (or `--config=FILE`)
+/// anywhere, or a first argument that is not a flag.
+fn take_config_path(args: &mut Vec<String>) -> Result<Option<String>, String> {
+    if args.first().is_some_and(|first| !first.starts_with('-')) {
+        return Ok(Some(args.remove(0)));
+    }
+    let Some(at) = args
+        .iter()
+        .position(|arg| arg == "--config" || arg.starts_with("--config="))
+    else {
+        return Ok(None);
+    };
+    let path = match args.remove(at).strip_prefix("--config=") {
+        Some(path) => path.to_string(),
+        None if at < args.len() => args.remove(at),
+        None => return Err("flag --config needs a value (see --help)".into()),
+    };
+    if path.is_empty() {
+        return Err("--config: the path must not be empty".into());
+    }
+    Ok(Some(path))
+}
+
+/// A configuration file's line as a flag and its value: `port 7381` is `--port 7381`, the
+/// value being the rest of the line (trimmed; double quotes around it are dropped, so a
+/// value may hold spaces). A flag without a value (`memory`, `join`) may be written alone
+/// or followed by `yes`; `no` leaves it off. Blank lines and lines starting with `#` are
+/// nothing.
+fn directive(line: &str) -> Option<(String, Option<String>)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (name, rest) = line
+        .split_once(char::is_whitespace)
+        .map_or((line, ""), |(name, rest)| (name, rest.trim()));
+    let flag = format!("--{}", name.trim_start_matches("--"));
+    let rest = rest
+        .strip_prefix('"')
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or(rest);
+    if SWITCHES.contains(&flag.as_str()) {
+        return match rest {
+            "" | "yes" => Some((flag, None)),
+            "no" => None,
+            other => Some((flag, Some(other.to_string()))),
+        };
+    }
+    Some((flag, (!rest.is_empty()).then(|| rest.to_string())))
+}
+
+/// The flags that take no value.
+const SWITCHES: &[&str] = &["--memory", "--join"];
+
+/// What one flag did.
+enum Taken {
+    /// It set an option.
+    Flag,
+    /// The invocation ends here (--help, --version).
+    Exit(Invocation),
+}
+
+/// The flags seen so far, before the checks that span several of them (`finish`).
+struct Flags {
+    options: Options,
+    memory: bool,
+    /// `None`: not given, so it follows --port (whichever order the flags come in).
+    admin_port: Option<u16>,
+    cluster: Option<String>,
+    cluster_peers: Option<String>,
+    join: bool,
+    tick_ms: u64,
+    held_entries: u64,
+    retain_entries: u64,
+    retain_mb: u64,
+    snapshot_rate_mb: u64,
+    catch_up_rate_mb: u64,
+}
+
+impl Default for Flags {
+    fn default() -> Flags {
+        Flags {
+            options: Options::default(),
+            memory: false,
+            admin_port: None,
+            cluster: None,
+            cluster_peers: None,
+            join: false,
+            tick_ms: DEFAULT_RAFT_TICK_MS,
+            held_entries: crate::cluster::HELD_ENTRIES_DEFAULT,
+            retain_entries: crate::cluster::RETAIN_ENTRIES_DEFAULT,
+            retain_mb: crate::cluster::RETAIN_MB_DEFAULT,
+            snapshot_rate_mb: crate::cluster::snapshot::RATE_MB_DEFAULT,
+            catch_up_rate_mb: crate::cluster::pace::CATCH_UP_RATE_MB_DEFAULT,
+        }
+    }
+}
+
+impl Flags {
+    /// Applies `flag`, taking its value (if it has one) from `--flag=value` or `args`.
+    fn take(
+        &mut self,
+        flag: String,
+        args: &mut impl Iterator<Item = String>,
+    ) -> Result<Taken, String> {
+        let Flags {
+            options,
+            memory,
+            admin_port,
+            cluster,
+            cluster_peers,
+            join,
+            tick_ms,
+            held_entries,
+            retain_entries,
+            retain_mb,
+            snapshot_rate_mb,
+            catch_up_rate_mb,
+        } = self;
         // Accept --flag=value as well as --flag value.
         let (flag, inline_value) = match flag.split_once('=') {
             Some((name, value)) if name.starts_with("--") => {
@@ -221,8 +363,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 .ok_or_else(|| format!("flag {name} needs a value (see --help)"))
         };
         match flag.as_str() {
-            "--help" | "-h" => return Ok(Invocation::Help),
-            "--version" | "-V" => return Ok(Invocation::Version),
+            "--help" | "-h" => return Ok(Taken::Exit(Invocation::Help)),
+            "--version" | "-V" => return Ok(Taken::Exit(Invocation::Version)),
             "--port" => options.port = parse_number(&flag, &value(&flag)?)?,
             "--bind" => {
                 let text = value(&flag)?;
@@ -237,7 +379,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
                 options.data = Some(PathBuf::from(text));
             }
-            "--memory" => memory = true,
+            "--memory" => *memory = true,
             "--fsync" => {
                 options.fsync = value(&flag)?.parse().map_err(|e| format!("--fsync: {e}"))?;
             }
@@ -288,7 +430,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err("--maxclients: must be at least 1".into());
                 }
             }
-            "--admin-port" => admin_port = Some(parse_number(&flag, &value(&flag)?)?),
+            "--admin-port" => *admin_port = Some(parse_number(&flag, &value(&flag)?)?),
             "--admin-bind" => {
                 let text = value(&flag)?;
                 options.admin_bind = text
@@ -312,69 +454,88 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
                 options.node_id = id;
             }
-            "--cluster" => cluster = Some(value(&flag)?),
-            "--cluster-peers" => cluster_peers = Some(value(&flag)?),
-            "--join" => join = true,
+            "--cluster" => *cluster = Some(value(&flag)?),
+            "--cluster-peers" => *cluster_peers = Some(value(&flag)?),
+            "--join" => *join = true,
             "--raft-tick-ms" => {
-                tick_ms = parse_number(&flag, &value(&flag)?)?;
-                if !(1..=10_000).contains(&tick_ms) {
+                *tick_ms = parse_number(&flag, &value(&flag)?)?;
+                if !(1..=10_000).contains(tick_ms) {
                     return Err("--raft-tick-ms: must be within 1..=10000".into());
                 }
             }
             "--raft-held-entries" => {
-                held_entries = parse_number(&flag, &value(&flag)?)?;
-                if held_entries == 0 {
+                *held_entries = parse_number(&flag, &value(&flag)?)?;
+                if *held_entries == 0 {
                     return Err("--raft-held-entries: must be at least 1".into());
                 }
             }
             "--raft-retain-entries" => {
-                retain_entries = parse_number(&flag, &value(&flag)?)?;
-                if retain_entries == 0 {
+                *retain_entries = parse_number(&flag, &value(&flag)?)?;
+                if *retain_entries == 0 {
                     return Err("--raft-retain-entries: must be at least 1".into());
                 }
             }
-            "--raft-retain-mb" => retain_mb = parse_number(&flag, &value(&flag)?)?,
-            "--snapshot-rate-mb" => snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
-            "--catch-up-rate-mb" => catch_up_rate_mb = parse_number(&flag, &value(&flag)?)?,
+            "--raft-retain-mb" => *retain_mb = parse_number(&flag, &value(&flag)?)?,
+            "--snapshot-rate-mb" => *snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
+            "--catch-up-rate-mb" => *catch_up_rate_mb = parse_number(&flag, &value(&flag)?)?,
             other => return Err(format!("unknown flag '{other}' (see --help)")),
         }
+        Ok(Taken::Flag)
     }
-    if memory {
-        options.data = None;
-    }
-    if let Some(members) = cluster {
-        if options.data.is_none() {
-            return Err(
+
+    /// The checks that span several flags, and the options.
+    fn finish(self) -> Result<Invocation, String> {
+        let Flags {
+            mut options,
+            memory,
+            admin_port,
+            cluster,
+            cluster_peers,
+            join,
+            tick_ms,
+            held_entries,
+            retain_entries,
+            retain_mb,
+            snapshot_rate_mb,
+            catch_up_rate_mb,
+        } = self;
+        if memory {
+            options.data = None;
+        }
+        if let Some(members) = cluster {
+            if options.data.is_none() {
+                return Err(
                 "--cluster needs a data directory: a node that forgets its log and votes on restart breaks raft's safety"
                     .into(),
             );
+            }
+            let mut cluster = if join {
+                let own = std::net::SocketAddr::new(options.bind, options.port);
+                crate::cluster::ClusterOptions::joining(&options.node_id, &members, tick_ms, own)?
+            } else {
+                crate::cluster::ClusterOptions::parse(&options.node_id, &members, tick_ms)?
+            };
+            if let Some(peers) = cluster_peers {
+                cluster.set_dial_overrides(&peers)?;
+            }
+            cluster.held_entries_max = held_entries;
+            cluster.retain_entries_max = retain_entries;
+            cluster.retain_mb = retain_mb;
+            cluster.snapshot_rate_mb = snapshot_rate_mb;
+            cluster.catch_up_rate_mb = catch_up_rate_mb;
+            options.cluster = Some(Box::new(cluster));
+        } else if cluster_peers.is_some() {
+            return Err("--cluster-peers needs --cluster".into());
+        } else if join {
+            return Err("--join needs --cluster (the running cluster's voters)".into());
         }
-        let mut cluster = if join {
-            let own = std::net::SocketAddr::new(options.bind, options.port);
-            crate::cluster::ClusterOptions::joining(&options.node_id, &members, tick_ms, own)?
-        } else {
-            crate::cluster::ClusterOptions::parse(&options.node_id, &members, tick_ms)?
+        options.admin_port = match admin_port {
+            Some(0) => None,
+            Some(port) => Some(port),
+            None => Options::default_admin_port(options.port),
         };
-        if let Some(peers) = cluster_peers {
-            cluster.set_dial_overrides(&peers)?;
-        }
-        cluster.held_entries_max = held_entries;
-        cluster.retain_entries_max = retain_entries;
-        cluster.retain_mb = retain_mb;
-        cluster.snapshot_rate_mb = snapshot_rate_mb;
-        cluster.catch_up_rate_mb = catch_up_rate_mb;
-        options.cluster = Some(Box::new(cluster));
-    } else if cluster_peers.is_some() {
-        return Err("--cluster-peers needs --cluster".into());
-    } else if join {
-        return Err("--join needs --cluster (the running cluster's voters)".into());
+        Ok(Invocation::Run(options))
     }
-    options.admin_port = match admin_port {
-        Some(0) => None,
-        Some(port) => Some(port),
-        None => Options::default_admin_port(options.port),
-    };
-    Ok(Invocation::Run(options))
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
@@ -388,6 +549,122 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Invocation, String> {
         parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    /// Parses `args` after writing `text` to a file, whose path replaces `FILE` in them.
+    fn parse_with_file(text: &str, args: &[&str]) -> Result<Invocation, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flin.conf");
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap();
+        parse_args(args.iter().map(|arg| arg.replace("FILE", path)))
+    }
+
+    #[test]
+    fn a_configuration_file_gives_flags_that_the_command_line_overrides() {
+        let text = "\
+# node 2 of three
+port 7381
+data \"/tmp/flin node 2\"
+fsync always
+node-id 2
+cluster 1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382
+  raft-tick-ms   20
+
+memory no
+log-level warn
+";
+        let expected = |port: u16, level: &str| {
+            let Invocation::Run(options) = parse(&[
+                "--port",
+                &port.to_string(),
+                "--data",
+                "/tmp/flin node 2",
+                "--fsync",
+                "always",
+                "--node-id",
+                "2",
+                "--cluster",
+                "1=127.0.0.1:7380,2=127.0.0.1:7381,3=127.0.0.1:7382",
+                "--raft-tick-ms",
+                "20",
+                "--log-level",
+                level,
+            ])
+            .unwrap() else {
+                panic!("not a run");
+            };
+            Invocation::Run(options)
+        };
+        for args in [&["FILE"][..], &["--config", "FILE"], &["--config=FILE"]] {
+            assert_eq!(parse_with_file(text, args).unwrap(), expected(7381, "warn"));
+        }
+        // The command line wins, whether it comes before or after --config.
+        assert_eq!(
+            parse_with_file(text, &["FILE", "--port", "7390", "--log-level", "debug"]).unwrap(),
+            expected(7390, "debug")
+        );
+        assert_eq!(
+            parse_with_file(
+                text,
+                &["--log-level", "debug", "--config", "FILE", "--port", "7390"]
+            )
+            .unwrap(),
+            expected(7390, "debug")
+        );
+        // A switch alone or with yes is on.
+        let Invocation::Run(options) = parse_with_file("memory\n", &["FILE"]).unwrap() else {
+            panic!("not a run");
+        };
+        assert_eq!(options.data, None);
+        let Invocation::Run(options) = parse_with_file("memory yes\n", &["FILE"]).unwrap() else {
+            panic!("not a run");
+        };
+        assert_eq!(options.data, None);
+    }
+
+    #[test]
+    fn a_bad_configuration_file_is_refused_naming_its_line() {
+        let refusal = |text: &str| {
+            let error = parse_with_file(text, &["FILE"]).unwrap_err();
+            // The path is the temporary file's; what follows it is the point.
+            error[error.find(" line ").expect(&error)..].to_string()
+        };
+        assert_eq!(
+            refusal("port 7381\nprot 7382\n"),
+            " line 2: unknown flag '--prot' (see --help)"
+        );
+        assert_eq!(
+            refusal("# comment\n\nport seven\n"),
+            " line 3: --port: 'seven' is not a valid number"
+        );
+        assert_eq!(
+            refusal("port\n"),
+            " line 1: flag --port needs a value (see --help)"
+        );
+        assert_eq!(
+            refusal("join maybe\n"),
+            " line 1: --join takes no value, found 'maybe'"
+        );
+        assert_eq!(refusal("help\n"), " line 1: --help is not a directive");
+        assert_eq!(
+            refusal("config other.conf\n"),
+            " line 1: a configuration file cannot name another"
+        );
+        let missing = parse(&["/nonexistent/flin.conf"]).unwrap_err();
+        assert!(
+            missing.starts_with("--config: cannot read /nonexistent/flin.conf: "),
+            "{missing}"
+        );
+        assert_eq!(
+            parse(&["--config"]).unwrap_err(),
+            "flag --config needs a value (see --help)"
+        );
+        // Checks across flags still run on the whole.
+        assert_eq!(
+            parse_with_file("join\n", &["FILE"]).unwrap_err(),
+            "--join needs --cluster (the running cluster's voters)"
+        );
     }
 
     #[test]
