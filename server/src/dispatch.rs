@@ -53,7 +53,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
                 if let Some(multi) = session.multi.as_mut() {
                     multi.aborted = true;
                 }
-                return (refusal, Action::Continue);
+                return (with_key_slot(refusal, command, args), Action::Continue);
             }
             Serve::UnderLease => under_lease = Some(cluster),
             Serve::Freely => {}
@@ -128,7 +128,30 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
     } else {
         Action::Continue
     };
-    (reply, action)
+    (with_key_slot(reply, command, args), action)
+}
+
+/// A redirect (`-MOVED 0 <addr>`, from the refusal above or from the write path of a node
+/// that is not the leader) names the slot of the command's first key, as Redis Cluster's
+/// does: a cluster client moves that slot to the leader. A command without keys keeps slot 0.
+fn with_key_slot(reply: Frame, command: &Command, args: &[&[u8]]) -> Frame {
+    match reply {
+        Frame::Error(message) if message.starts_with("MOVED 0 ") => {
+            let key = usize::try_from(command.keys.0)
+                .ok()
+                .filter(|&first| first > 0)
+                .and_then(|first| args.get(first));
+            match key {
+                Some(key) => Frame::Error(format!(
+                    "MOVED {} {}",
+                    crate::cluster::slot::key_slot(key),
+                    &message["MOVED 0 ".len()..]
+                )),
+                None => Frame::Error(message),
+            }
+        }
+        other => other,
+    }
 }
 
 /// What a cluster node does with a command, before it runs.

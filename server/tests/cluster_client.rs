@@ -135,3 +135,129 @@ fn with_no_majority_the_budget_ends_in_an_error_naming_the_nodes_tried() {
         "{message}"
     );
 }
+
+/// A Redis Cluster client works against a Flin cluster unchanged: redis-rs's `ClusterClient`,
+/// given the three nodes, reads `CLUSTER SLOTS` (one range, the leader first, the other voters
+/// as its replicas) and sends every key to the leader; after a leadership transfer the old
+/// leader answers `-MOVED <the key's slot> <new leader>`, and the client refreshes its slots
+/// and resends without the caller doing anything; after the new leader is killed, a fresh
+/// connection finds the next one. Every acknowledged value is read back at each step.
+#[test]
+fn a_redis_cluster_client_follows_the_slots_through_a_transfer_and_a_kill() {
+    use redis::Commands;
+    let mut cluster = start_cluster();
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+
+    // CLUSTER SLOTS, asked of a follower: the leader first.
+    let slots: redis::Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query(&mut cluster.connect(follower))
+        .unwrap();
+    let redis::Value::Array(ranges) = &slots else {
+        panic!("CLUSTER SLOTS: {slots:?}");
+    };
+    let redis::Value::Array(range) = &ranges[0] else {
+        panic!("CLUSTER SLOTS: {slots:?}");
+    };
+    assert_eq!(ranges.len(), 1, "{slots:?}");
+    assert_eq!(range[0], redis::Value::Int(0));
+    assert_eq!(range[1], redis::Value::Int(16383));
+    assert_eq!(range.len(), 5, "the leader and two replicas: {slots:?}");
+    let redis::Value::Array(first) = &range[2] else {
+        panic!("CLUSTER SLOTS: {slots:?}");
+    };
+    assert_eq!(
+        first[1],
+        redis::Value::Int(i64::from(cluster.ports[leader])),
+        "{slots:?}"
+    );
+
+    // CLUSTER SHARDS (RESP2: maps as flat arrays): the one shard, the leader as its master.
+    let shards: redis::Value = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query(&mut cluster.connect(follower))
+        .unwrap();
+    let text = format!("{shards:?}");
+    let leader_entry = format!(
+        "bulk-string('\"id\"'), bulk-string('\"{}\"'), bulk-string('\"port\"'), int({})",
+        leader + 1,
+        cluster.ports[leader]
+    );
+    assert!(text.contains(&leader_entry), "{text}");
+    assert_eq!(text.matches("\"master\"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"replica\"").count(), 2, "{text}");
+
+    let nodes: Vec<String> = cluster
+        .addrs
+        .iter()
+        .map(|addr| format!("redis://{addr}"))
+        .collect();
+    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+        .retries(30)
+        .build()
+        .unwrap();
+    let mut con = client.get_connection().unwrap();
+    for i in 0..50 {
+        let _: () = con.set(format!("key:{i}"), i).unwrap();
+    }
+    let read_back = |con: &mut redis::cluster::ClusterConnection| {
+        for i in 0..50 {
+            let value: i64 = con.get(format!("key:{i}")).unwrap();
+            assert_eq!(value, i);
+        }
+    };
+    read_back(&mut con);
+
+    // The old leader redirects to the new one, naming each key's slot.
+    let _: () = redis::cmd("CLUSTER.TRANSFER")
+        .arg(follower + 1)
+        .query(&mut cluster.connect(leader))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.info(follower).contains("accepting_writes:1") {
+        assert!(Instant::now() < deadline, "the transfer never happened");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let refusal = redis::cmd("SET")
+        .arg("key:7")
+        .arg("x")
+        .query::<()>(&mut cluster.connect(leader))
+        .unwrap_err();
+    let new_leader = cluster.addrs[follower].to_string();
+    assert_eq!(
+        refusal.redirect_node(),
+        Some((
+            new_leader.as_str(),
+            flin_server::cluster::slot::key_slot(b"key:7")
+        )),
+        "{refusal}"
+    );
+    let _: () = con.set("after", "transfer").unwrap();
+    let _: () = con.incr("key:49", 1).unwrap();
+    let value: i64 = con.get("key:49").unwrap();
+    assert_eq!(value, 50);
+    let _: () = con.set("key:49", 49).unwrap();
+    read_back(&mut con);
+
+    // The new leader killed: a fresh connection (redis-rs's synchronous client refreshes its
+    // slots on MOVED, not on a refused connection) finds the next leader.
+    cluster.kill(follower);
+    let next = cluster.leader_other_than(Some(follower));
+    let client = redis::cluster::ClusterClientBuilder::new(
+        [leader, (leader + 2) % 3].map(|i| format!("redis://{}", cluster.addrs[i])),
+    )
+    .retries(30)
+    .build()
+    .unwrap();
+    let mut con = client.get_connection().unwrap();
+    read_back(&mut con);
+    let after: String = con.get("after").unwrap();
+    assert_eq!(after, "transfer");
+    let _: () = con.set("after", "kill").unwrap();
+    let value: String = redis::cmd("GET")
+        .arg("after")
+        .query(&mut cluster.connect(next))
+        .unwrap();
+    assert_eq!(value, "kill");
+}

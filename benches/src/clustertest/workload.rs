@@ -173,7 +173,12 @@ impl Session {
             let Reply::Error(message) = &reply else {
                 return Attempt::Reply(reply);
             };
-            if let Some(addr) = message.strip_prefix("MOVED 0 ") {
+            // `MOVED <slot> <addr>`: the slot is the key's, the address the leader's.
+            let moved = message
+                .strip_prefix("MOVED ")
+                .and_then(|rest| rest.split_once(' '))
+                .map(|(_, addr)| addr);
+            if let Some(addr) = moved {
                 self.connection = None;
                 match self.nodes.iter().position(|n| n.to_string() == addr) {
                     Some(index) => self.target = index,

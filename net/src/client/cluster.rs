@@ -8,7 +8,7 @@
 //!
 //! | answer (status ERROR) | meaning | the client |
 //! |---|---|---|
-//! | `MOVED 0 <ip:port>` | not the leader; that node is | resends to it at once (the first time), and routes every later call there |
+//! | `MOVED <slot> <ip:port>` | not the leader; that node is | resends to it at once (the first time), and routes every later call there |
 //! | `CLUSTERDOWN ...` | no leader known (an election) | backs off, resends |
 //! | `TRYAGAIN ...` | just elected, committing its term | backs off, resends |
 //! | `ERR the write was not committed ...` + close | a new leader cut the write | like a lost connection: indeterminate |
@@ -103,7 +103,7 @@ impl RetryPolicy {
 /// A node's answer that says it did not run the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// `MOVED 0 <addr>`: the leader is there.
+    /// `MOVED <slot> <addr>`: the leader is there (the slot, the key's, is not used).
     Moved(SocketAddr),
     /// `CLUSTERDOWN` or `TRYAGAIN`: no node can take it now; the message as sent.
     Busy(String),
@@ -282,6 +282,12 @@ mod tests {
     fn refusals_are_read_from_the_server_s_messages() {
         assert_eq!(
             refusal(&error("MOVED 0 127.0.0.1:7381")),
+            Some(Answer::Refused(Refusal::Moved(
+                "127.0.0.1:7381".parse().unwrap()
+            )))
+        );
+        assert_eq!(
+            refusal(&error("MOVED 12182 127.0.0.1:7381")),
             Some(Answer::Refused(Refusal::Moved(
                 "127.0.0.1:7381".parse().unwrap()
             )))

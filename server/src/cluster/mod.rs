@@ -17,7 +17,8 @@
 //! writer lock and commits to the engine at the next seq, in the current term, exactly as a
 //! lone node does; the raft thread then reads that entry back from the log and proposes it
 //! (the core's index is the seq). A node that is not the leader refuses writes with
-//! `-MOVED 0 <leader's client address>` (Redis Cluster's redirect), and reads too unless the
+//! `-MOVED <slot> <leader's client address>` (Redis Cluster's redirect; `dispatch` puts in the
+//! slot of the command's first key), and reads too unless the
 //! connection said READONLY.
 
 pub mod driver;
@@ -26,6 +27,7 @@ pub mod entry;
 pub mod gates;
 pub mod membership;
 pub mod pace;
+pub mod slot;
 pub mod snapshot;
 pub mod transport;
 
@@ -366,7 +368,8 @@ impl Cluster {
     }
 
     /// The refusal of a command this node cannot serve: `-MOVED 0 <addr>` naming the
-    /// leader's client address, or `-CLUSTERDOWN` while no leader is known.
+    /// leader's client address (`dispatch::with_key_slot` replaces the 0 with the slot of the
+    /// command's first key), or `-CLUSTERDOWN` while no leader is known.
     pub fn redirect(&self) -> Frame {
         let view = self.view();
         match view.leader {

@@ -38,10 +38,102 @@ pub fn cluster(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
     if is(sub, "myid") {
         return Ok(Frame::bulk(cluster_of(call)?.id().to_string()));
     }
+    if is(sub, "slots") {
+        return Ok(slots(cluster_of(call)?));
+    }
+    if is(sub, "shards") {
+        return Ok(shards(cluster_of(call)?));
+    }
+    if is(sub, "keyslot") {
+        cluster_of(call)?;
+        return Ok(Frame::Integer(i64::from(crate::cluster::slot::key_slot(
+            args[2],
+        ))));
+    }
     Err(Frame::error(format!(
-        "ERR unknown subcommand '{}'. Try CLUSTER INFO, CLUSTER NODES or CLUSTER MYID.",
+        "ERR unknown subcommand '{}'. Try CLUSTER INFO, NODES, MYID, SLOTS, SHARDS or KEYSLOT.",
         shown(sub)
     )))
+}
+
+/// The one shard as Redis Cluster clients read it: the leader, then the other voters whose
+/// client address this node knows, each as its address and id. Empty while no leader is
+/// known (a client then has no slot covered and asks again, as during a Redis failover).
+fn shard_nodes(cluster: &Cluster) -> Vec<(u64, SocketAddr)> {
+    let view = cluster.view();
+    let Some(leader) = view.leader else {
+        return Vec::new();
+    };
+    let others = view.voters.iter().copied().filter(|&id| id != leader);
+    std::iter::once(leader)
+        .chain(others)
+        .filter_map(|id| Some((id, cluster.address(id)?)))
+        .collect()
+}
+
+/// `CLUSTER SLOTS`: one range, 0-16383, served by the leader, the other voters as its
+/// replicas: `[[0, 16383, [ip, port, id], [ip, port, id]...]]` (Redis's shape; a client
+/// that reads from replicas sends them READONLY, which a follower honours).
+fn slots(cluster: &Cluster) -> Frame {
+    let nodes = shard_nodes(cluster);
+    if nodes.is_empty() {
+        return Frame::Array(Vec::new());
+    }
+    let mut range = vec![
+        Frame::Integer(0),
+        Frame::Integer(i64::from(crate::cluster::slot::SLOTS - 1)),
+    ];
+    range.extend(nodes.into_iter().map(|(id, addr)| {
+        Frame::Array(vec![
+            Frame::bulk(addr.ip().to_string()),
+            Frame::Integer(i64::from(addr.port())),
+            Frame::bulk(id.to_string()),
+        ])
+    }));
+    Frame::Array(vec![Frame::Array(range)])
+}
+
+/// `CLUSTER SHARDS` (Redis 7): the one shard, its slots `[0, 16383]` and its nodes, each a
+/// map of id, port, ip, endpoint, role (`master` for the leader, `replica`), replication
+/// offset (on the leader: each follower's match index and its own last index; elsewhere 0
+/// for the others) and health (`online`).
+fn shards(cluster: &Cluster) -> Frame {
+    let nodes = shard_nodes(cluster);
+    if nodes.is_empty() {
+        return Frame::Array(Vec::new());
+    }
+    let view = cluster.view();
+    let key = |name: &str| Frame::bulk(name);
+    let nodes = nodes
+        .into_iter()
+        .map(|(id, addr)| {
+            let leads = view.leader == Some(id);
+            let offset = match view.matches.get(&id) {
+                Some(matched) => *matched,
+                None if id == cluster.id() => view.last_index,
+                None => 0,
+            };
+            Frame::Map(vec![
+                (key("id"), Frame::bulk(id.to_string())),
+                (key("port"), Frame::Integer(i64::from(addr.port()))),
+                (key("ip"), Frame::bulk(addr.ip().to_string())),
+                (key("endpoint"), Frame::bulk(addr.ip().to_string())),
+                (key("role"), key(if leads { "master" } else { "replica" })),
+                (key("replication-offset"), Frame::Integer(offset as i64)),
+                (key("health"), key("online")),
+            ])
+        })
+        .collect();
+    Frame::Array(vec![Frame::Map(vec![
+        (
+            key("slots"),
+            Frame::Array(vec![
+                Frame::Integer(0),
+                Frame::Integer(i64::from(crate::cluster::slot::SLOTS - 1)),
+            ]),
+        ),
+        (key("nodes"), Frame::Array(nodes)),
+    ])])
 }
 
 pub fn role_name(role: Role) -> &'static str {

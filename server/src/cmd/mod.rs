@@ -171,7 +171,7 @@ pub static TABLE: &[Command] = &[
     command!("discard", 1, TXN, NO_KEYS, "transactions", "Discards a transaction.", transactions::discard),
     command!("watch", -2, TXN, ALL_KEYS, "transactions", "Monitors changes to keys to determine the execution of a transaction.", transactions::watch),
     command!("unwatch", 1, TXN, NO_KEYS, "transactions", "Forgets about watched keys of a transaction.", transactions::unwatch),
-    command!("cluster", -2, CONTAINER, NO_KEYS, "cluster", "A container for cluster commands.", cluster::cluster, &[("info", 2), ("nodes", 2), ("myid", 2)]),
+    command!("cluster", -2, CONTAINER, NO_KEYS, "cluster", "A container for cluster commands.", cluster::cluster, &[("info", 2), ("nodes", 2), ("myid", 2), ("slots", 2), ("shards", 2), ("keyslot", 3)]),
     command!("cluster.transfer", 2, &["admin", "stale"], NO_KEYS, "cluster", "Hands the cluster's leadership to another node.", cluster::transfer),
     command!("cluster.add", 3, &["admin", "stale"], NO_KEYS, "cluster", "Adds a node to the cluster (as a learner, promoted once caught up).", cluster::add),
     command!("cluster.remove", 2, &["admin", "stale"], NO_KEYS, "cluster", "Removes a node from the cluster.", cluster::remove),
