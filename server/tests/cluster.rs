@@ -68,6 +68,36 @@ fn a_cluster_replicates_redirects_and_survives_the_leader_s_kill() {
         .unwrap();
     assert!(matches!(published, Value::Array(_)), "{published:?}");
 
+    // INFO's replication section in Redis's fields: the leader a master with two replicas,
+    // a follower a replica of it.
+    let info = |i: usize, section: &str| -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query(&mut cluster.connect(i))
+            .unwrap()
+    };
+    let on_leader = info(leader, "replication");
+    assert!(
+        on_leader.contains("role:master\r\nconnected_slaves:2\r\n"),
+        "{on_leader}"
+    );
+    for other in (0..3).filter(|&i| i != leader) {
+        let line = format!(
+            "ip=127.0.0.1,port={},state=online,offset=",
+            cluster.ports[other]
+        );
+        assert!(on_leader.contains(&line), "{on_leader}");
+    }
+    let on_follower = info(follower, "replication");
+    let master = format!(
+        "role:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:{}\r\nmaster_link_status:up\r\n",
+        cluster.ports[leader]
+    );
+    assert!(on_follower.contains(&master), "{on_follower}");
+    let server = info(follower, "server");
+    assert!(server.contains("redis_mode:cluster\r\n"), "{server}");
+    assert!(info(follower, "cluster").contains("cluster_enabled:1\r\n"));
+
     // A follower redirects reads and writes to the leader, as Redis Cluster does.
     let mut on_follower = cluster.connect(follower);
     let leader_addr = format!("127.0.0.1:{}", cluster.ports[leader]);

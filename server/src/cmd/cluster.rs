@@ -214,6 +214,57 @@ pub fn info(cluster: &Cluster) -> String {
     out
 }
 
+/// INFO's `# Replication` section on a cluster node, in Redis's fields: the leader is
+/// `role:master` with a `slaveN:ip=...,port=...,state=online,offset=<match index>` line per
+/// other voter whose address it knows (no `lag`: the leader does not time its followers'
+/// answers), and `master_repl_offset` its last index; a follower is `role:slave` with the
+/// leader's address (`master_link_status:down` while no leader is known) and its applied
+/// index as `slave_repl_offset`. Offsets are raft indexes, not bytes as in Redis.
+pub fn replication_info(cluster: &Cluster, line: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+    let view = cluster.view();
+    if view.leader == Some(cluster.id()) {
+        line("role", &"master");
+        let followers: Vec<(u64, SocketAddr)> = view
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != cluster.id())
+            .filter_map(|id| Some((id, cluster.address(id)?)))
+            .collect();
+        line("connected_slaves", &followers.len());
+        for (n, (id, addr)) in followers.iter().enumerate() {
+            let offset = view.matches.get(id).copied().unwrap_or(0);
+            line(
+                &format!("slave{n}"),
+                &format_args!(
+                    "ip={},port={},state=online,offset={offset}",
+                    addr.ip(),
+                    addr.port()
+                ),
+            );
+        }
+        line("master_repl_offset", &view.last_index);
+        return;
+    }
+    line("role", &"slave");
+    match view.leader.and_then(|id| cluster.address(id)) {
+        Some(addr) => {
+            line("master_host", &addr.ip());
+            line("master_port", &addr.port());
+            line("master_link_status", &"up");
+        }
+        None => {
+            line("master_host", &"?");
+            line("master_port", &0);
+            line("master_link_status", &"down");
+        }
+    }
+    line("slave_repl_offset", &view.applied);
+    line("slave_read_only", &1);
+    line("connected_slaves", &0);
+    line("master_repl_offset", &view.last_index);
+}
+
 /// `CLUSTER NODES`: one line per member (voters, then learners) in Redis's format: id,
 /// `ip:port@cport`, flags (`myself`, `master` for the leader, `slave` otherwise, and
 /// `learner` for a learner), the leader's id for a follower or `-`, ping and pong times (0),

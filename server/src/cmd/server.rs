@@ -88,6 +88,8 @@ const INFO_SECTIONS: &[&str] = &[
     "memory",
     "persistence",
     "stats",
+    "replication",
+    "cluster",
     "keyspace",
 ];
 
@@ -126,7 +128,11 @@ fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
         "server" => {
             line("redis_version", &REDIS_COMPAT_VERSION);
             line("flin_version", &env!("CARGO_PKG_VERSION"));
-            line("redis_mode", &"standalone");
+            let mode = match shared.store.cluster() {
+                Some(_) => "cluster",
+                None => "standalone",
+            };
+            line("redis_mode", &mode);
             line("os", &std::env::consts::OS);
             line("arch_bits", &(usize::BITS));
             line("process_id", &std::process::id());
@@ -187,6 +193,18 @@ fn write_info_section(call: &Call<'_, '_>, section: &str, out: &mut String) {
             line("expired_keys", &stats.expired_keys_reclaimed);
             line("flin_writes", &stats.writes);
         }
+        "replication" => match shared.store.cluster() {
+            Some(cluster) => crate::cmd::cluster::replication_info(cluster, &mut line),
+            None => {
+                line("role", &"master");
+                line("connected_slaves", &0);
+                line("master_repl_offset", &stats.last_seq);
+            }
+        },
+        "cluster" => line(
+            "cluster_enabled",
+            &u8::from(shared.store.cluster().is_some()),
+        ),
         "keyspace" => {
             let keys = shared.store.reader().len(KV);
             if keys > 0 {
@@ -620,6 +638,8 @@ mod tests {
             "# Memory",
             "# Persistence",
             "# Stats",
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:",
+            "# Cluster\r\ncluster_enabled:0\r\n",
             "# Keyspace",
             "db0:keys=1,",
         ] {
