@@ -97,6 +97,19 @@ fn a_cluster_replicates_redirects_and_survives_the_leader_s_kill() {
     let server = info(follower, "server");
     assert!(server.contains("redis_mode:cluster\r\n"), "{server}");
     assert!(info(follower, "cluster").contains("cluster_enabled:1\r\n"));
+    // ROLE in Redis's shapes.
+    let role = |i: usize| -> Value { redis::cmd("ROLE").query(&mut cluster.connect(i)).unwrap() };
+    let Value::Array(on_leader) = role(leader) else {
+        panic!("ROLE");
+    };
+    assert_eq!(on_leader[0], Value::BulkString(b"master".to_vec()));
+    assert!(matches!(&on_leader[2], Value::Array(replicas) if replicas.len() == 2));
+    let Value::Array(on_follower) = role(follower) else {
+        panic!("ROLE");
+    };
+    assert_eq!(on_follower[0], Value::BulkString(b"slave".to_vec()));
+    assert_eq!(on_follower[2], Value::Int(i64::from(cluster.ports[leader])));
+    assert_eq!(on_follower[3], Value::BulkString(b"connected".to_vec()));
 
     // A follower redirects reads and writes to the leader, as Redis Cluster does.
     let mut on_follower = cluster.connect(follower);

@@ -1,4 +1,4 @@
-//! CLUSTER INFO / NODES / MYID, CLUSTER.TRANSFER, CLUSTER.ADD / CLUSTER.REMOVE, READONLY and
+//! CLUSTER INFO / NODES / MYID / SLOTS / SHARDS / KEYSLOT, ROLE, CLUSTER.TRANSFER, CLUSTER.ADD / CLUSTER.REMOVE, READONLY and
 //! READWRITE: a cluster node's state in Redis Cluster's shapes where they fit (one slot range,
 //! 0-16383, served by the leader; followers shown as replicas of it), leadership transfer for
 //! rolling restarts, and membership changes, one server at a time, to replace a dead node.
@@ -263,6 +263,55 @@ pub fn replication_info(cluster: &Cluster, line: &mut dyn FnMut(&str, &dyn std::
     line("slave_read_only", &1);
     line("connected_slaves", &0);
     line("master_repl_offset", &view.last_index);
+}
+
+/// `ROLE`, in Redis's shapes: a lone node or a cluster leader is `["master", <last index>,
+/// [[ip, port, offset]...]]` (each other voter whose address it knows, with its match index;
+/// port and offset as bulk strings, as Redis sends them); a follower is `["slave", <leader's
+/// ip>, <port>, "connected", <applied index>]`, or `"connecting"` with ip `?` and port 0
+/// while no leader is known. Offsets are raft indexes (a lone node's: the log's last seq).
+pub fn role(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
+    let Some(cluster) = call.shared.store.cluster() else {
+        let last = call.shared.store.reader().stats().last_seq;
+        return Ok(Frame::Array(vec![
+            Frame::bulk("master"),
+            Frame::Integer(last as i64),
+            Frame::Array(Vec::new()),
+        ]));
+    };
+    let view = cluster.view();
+    if view.leader == Some(cluster.id()) {
+        let replicas = view
+            .voters
+            .iter()
+            .filter(|&&id| id != cluster.id())
+            .filter_map(|&id| {
+                let addr = cluster.address(id)?;
+                let offset = view.matches.get(&id).copied().unwrap_or(0);
+                Some(Frame::Array(vec![
+                    Frame::bulk(addr.ip().to_string()),
+                    Frame::bulk(addr.port().to_string()),
+                    Frame::bulk(offset.to_string()),
+                ]))
+            })
+            .collect();
+        return Ok(Frame::Array(vec![
+            Frame::bulk("master"),
+            Frame::Integer(view.last_index as i64),
+            Frame::Array(replicas),
+        ]));
+    }
+    let (ip, port, state) = match view.leader.and_then(|id| cluster.address(id)) {
+        Some(addr) => (addr.ip().to_string(), addr.port(), "connected"),
+        None => ("?".to_string(), 0, "connecting"),
+    };
+    Ok(Frame::Array(vec![
+        Frame::bulk("slave"),
+        Frame::bulk(ip),
+        Frame::Integer(i64::from(port)),
+        Frame::bulk(state),
+        Frame::Integer(view.applied as i64),
+    ]))
 }
 
 /// `CLUSTER NODES`: one line per member (voters, then learners) in Redis's format: id,

@@ -177,6 +177,7 @@ pub static TABLE: &[Command] = &[
     command!("cluster.remove", 2, &["admin", "stale"], NO_KEYS, "cluster", "Removes a node from the cluster.", cluster::remove),
     command!("readonly", 1, FLS, NO_KEYS, "cluster", "Enables stale reads on a cluster follower for this connection.", cluster::readonly),
     command!("readwrite", 1, FLS, NO_KEYS, "cluster", "Disables READONLY for this connection.", cluster::readwrite),
+    command!("role", 1, FLS, NO_KEYS, "cluster", "Returns the replication role.", cluster::role),
 ];
 
 /// The tables with the family of each: this module's, then each data model's.

@@ -649,6 +649,13 @@ mod tests {
             panic!()
         };
         assert!(info.starts_with("# Keyspace\r\n") && !info.contains("# Server"));
+        // A lone node is a master without replicas; its offset is the log's last seq.
+        let Frame::Array(role) = h.run("role") else {
+            panic!()
+        };
+        assert_eq!(role[0], bulk("master"));
+        assert!(matches!(role[1], Frame::Integer(seq) if seq >= 1));
+        assert_eq!(role[2], Frame::Array(Vec::new()));
         assert_eq!(
             h.run("config get save"),
             Frame::Map(vec![(bulk("save"), bulk(""))])
