@@ -105,16 +105,22 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         return (reply, Action::Park { deadline_ms });
     }
     if let Some(parked) = session.stream.park.take() {
-        // A long poll waits: the service answers from `on_wake` or `on_park_timeout`.
+        // A long poll waits: the service answers from `on_wake` or `on_park_timeout`, under
+        // the lease then (`service::under_lease`); one that starts outside it does not wait.
+        if under_lease.is_some_and(|cluster| !cluster.readable()) {
+            drop(parked);
+            return (under_lease.unwrap().lease_refusal(), Action::Continue);
+        }
         let deadline_ms = parked.deadline_ms;
         session.stream.parked = Some(parked);
         return (reply, Action::Park { deadline_ms });
     }
     if let Some(cluster) = under_lease {
-        // The lease again, now that the read has read: a leader paused (or slow) between
-        // the check above and its read may have read after its lease ran out, from a state
-        // another leader has since moved past. A read whose state was taken while the lease
-        // held is linearizable at that moment, however late its reply leaves.
+        // The lease, checked once the read has read: a read whose state was taken while the
+        // lease held is linearizable at that moment, however late its reply leaves; one that
+        // read after (a leader paused, or slow, before or during the read) may have read a
+        // state another leader has since moved past. Checked only here, not before as well:
+        // a read refused here has changed nothing, and one clock read per read is the cost.
         if !cluster.readable() {
             let refusal = cluster.lease_refusal();
             if command.name == "exec" {
@@ -159,8 +165,8 @@ enum Serve {
     /// Runs it: a write (answered once a majority has it), a command that touches no data,
     /// or a stale read a connection asked for.
     Freely,
-    /// Runs it on the leader's own state, and answers only if the lease held both before and
-    /// after it read.
+    /// Runs it on the leader's own state, and answers only if the lease still holds once it
+    /// has read (or, queued in MULTI, once EXEC has run it).
     UnderLease,
     /// Answers this refusal instead: a redirect, or the lease's TRYAGAIN.
     Refuse(Frame),
@@ -169,9 +175,9 @@ enum Serve {
 /// On a cluster node: the refusal of a command this node does not serve. A follower
 /// redirects every command that reads or writes data to the leader (`-MOVED`), except reads
 /// on a connection that asked for stale reads (READONLY; its writes are still redirected, by
-/// the write path). The leader refuses reads (`-TRYAGAIN`) while its lease has run out, and an
-/// EXEC whose queued commands only read (each was checked as it was queued, maybe long
-/// before): a write needs no lease, since it is answered only once a majority has it.
+/// the write path). The leader runs reads, and EXECs whose queued commands only read, under
+/// its lease: `execute` answers `-TRYAGAIN` instead if the lease ran out before the read had
+/// read. A write needs no lease, since it is answered only once a majority has it.
 fn cluster_refusal(
     cluster: &crate::cluster::Cluster,
     session: &Session,
@@ -195,12 +201,9 @@ fn cluster_refusal(
         return Serve::Freely;
     }
     if cluster.writable() {
-        if command.has_flag("write") {
-            return Serve::Freely;
-        }
-        return match cluster.readable() {
-            true => Serve::UnderLease,
-            false => Serve::Refuse(cluster.lease_refusal()),
+        return match command.has_flag("write") {
+            true => Serve::Freely,
+            false => Serve::UnderLease,
         };
     }
     if command.name == "exec" {
@@ -372,7 +375,7 @@ mod tests {
         pause(0);
         assert!(h.session.multi.is_none());
 
-        // Past the lease before the check: refused without running.
+        // Past the lease from the start: refused.
         cluster.set_lease_until(0);
         assert_eq!(h.run("GET k"), tryagain);
     }
