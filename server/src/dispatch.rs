@@ -341,6 +341,7 @@ mod tests {
     fn a_read_that_outlives_the_lease_it_began_under_is_refused() {
         let mut h = Harness::new();
         assert_eq!(h.run("SET k old"), ok());
+        assert_eq!(h.run("STREAM.CREATE t PARTITIONS 1"), ok());
         let members = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
         let cluster = Arc::new(Cluster::new(
             ClusterOptions::parse("1", members, 50).unwrap(),
@@ -375,9 +376,16 @@ mod tests {
         pause(0);
         assert!(h.session.multi.is_none());
 
-        // Past the lease from the start: refused.
+        // A long poll inside the lease waits (checked again when it answers: service.rs)...
+        lease_for(60_000);
+        h.run("STREAM.FETCH t 0 0 BLOCK 1000");
+        assert!(h.session.stream.parked.take().is_some(), "parked");
+
+        // Past the lease from the start: refused; a long poll does not start waiting.
         cluster.set_lease_until(0);
         assert_eq!(h.run("GET k"), tryagain);
+        assert_eq!(h.run("STREAM.FETCH t 0 0 BLOCK 1000"), tryagain);
+        assert!(h.session.stream.parked.is_none());
     }
 
     #[test]
