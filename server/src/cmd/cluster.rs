@@ -71,6 +71,14 @@ fn shard_nodes(cluster: &Cluster) -> Vec<(u64, SocketAddr)> {
         .collect()
 }
 
+/// The one slot range, 0-16383, as a start and an end.
+fn every_slot() -> Vec<Frame> {
+    vec![
+        Frame::Integer(0),
+        Frame::Integer(i64::from(crate::cluster::slot::SLOTS - 1)),
+    ]
+}
+
 /// `CLUSTER SLOTS`: one range, 0-16383, served by the leader, the other voters as its
 /// replicas: `[[0, 16383, [ip, port, id], [ip, port, id]...]]` (Redis's shape; a client
 /// that reads from replicas sends them READONLY, which a follower honours).
@@ -79,10 +87,7 @@ fn slots(cluster: &Cluster) -> Frame {
     if nodes.is_empty() {
         return Frame::Array(Vec::new());
     }
-    let mut range = vec![
-        Frame::Integer(0),
-        Frame::Integer(i64::from(crate::cluster::slot::SLOTS - 1)),
-    ];
+    let mut range = every_slot();
     range.extend(nodes.into_iter().map(|(id, addr)| {
         Frame::Array(vec![
             Frame::bulk(addr.ip().to_string()),
@@ -125,13 +130,7 @@ fn shards(cluster: &Cluster) -> Frame {
         })
         .collect();
     Frame::Array(vec![Frame::Map(vec![
-        (
-            key("slots"),
-            Frame::Array(vec![
-                Frame::Integer(0),
-                Frame::Integer(i64::from(crate::cluster::slot::SLOTS - 1)),
-            ]),
-        ),
+        (key("slots"), Frame::Array(every_slot())),
         (key("nodes"), Frame::Array(nodes)),
     ])])
 }
@@ -214,6 +213,19 @@ pub fn info(cluster: &Cluster) -> String {
     out
 }
 
+/// On the leader: the other voters whose client address it knows, each with its match index
+/// (0 before the first answer), as INFO and ROLE list replicas.
+fn replicas(cluster: &Cluster, view: &crate::cluster::View) -> Vec<(SocketAddr, u64)> {
+    view.voters
+        .iter()
+        .filter(|&&id| id != cluster.id())
+        .filter_map(|&id| {
+            let offset = view.matches.get(&id).copied().unwrap_or(0);
+            Some((cluster.address(id)?, offset))
+        })
+        .collect()
+}
+
 /// INFO's `# Replication` section on a cluster node, in Redis's fields: the leader is
 /// `role:master` with a `slaveN:ip=...,port=...,state=online,offset=<match index>` line per
 /// other voter whose address it knows (no `lag`: the leader does not time its followers'
@@ -224,16 +236,9 @@ pub fn replication_info(cluster: &Cluster, line: &mut dyn FnMut(&str, &dyn std::
     let view = cluster.view();
     if view.leader == Some(cluster.id()) {
         line("role", &"master");
-        let followers: Vec<(u64, SocketAddr)> = view
-            .voters
-            .iter()
-            .copied()
-            .filter(|&id| id != cluster.id())
-            .filter_map(|id| Some((id, cluster.address(id)?)))
-            .collect();
-        line("connected_slaves", &followers.len());
-        for (n, (id, addr)) in followers.iter().enumerate() {
-            let offset = view.matches.get(id).copied().unwrap_or(0);
+        let replicas = replicas(cluster, &view);
+        line("connected_slaves", &replicas.len());
+        for (n, (addr, offset)) in replicas.iter().enumerate() {
             line(
                 &format!("slave{n}"),
                 &format_args!(
@@ -281,18 +286,14 @@ pub fn role(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     };
     let view = cluster.view();
     if view.leader == Some(cluster.id()) {
-        let replicas = view
-            .voters
-            .iter()
-            .filter(|&&id| id != cluster.id())
-            .filter_map(|&id| {
-                let addr = cluster.address(id)?;
-                let offset = view.matches.get(&id).copied().unwrap_or(0);
-                Some(Frame::Array(vec![
+        let replicas = replicas(cluster, &view)
+            .into_iter()
+            .map(|(addr, offset)| {
+                Frame::Array(vec![
                     Frame::bulk(addr.ip().to_string()),
                     Frame::bulk(addr.port().to_string()),
                     Frame::bulk(offset.to_string()),
-                ]))
+                ])
             })
             .collect();
         return Ok(Frame::Array(vec![
