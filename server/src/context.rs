@@ -255,6 +255,8 @@ pub struct Session {
     pub queue: crate::queue::session::QueueSession,
     /// A parked long poll (STREAM.FETCH or STREAM.CONSUME with BLOCK).
     pub stream: crate::stream::commands::StreamSession,
+    /// A parked WAIT.
+    pub waiting: Option<crate::cmd::wait::Waiting>,
     /// READONLY: on a cluster's follower, reads are served from its own (possibly stale)
     /// state instead of redirected.
     pub readonly: bool,
@@ -276,6 +278,7 @@ impl Session {
             reply_gate: None,
             queue: crate::queue::session::QueueSession::detached(),
             stream: crate::stream::commands::StreamSession::default(),
+            waiting: None,
             readonly: false,
             family: crate::recorder::Family::Server,
         }

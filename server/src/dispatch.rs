@@ -115,6 +115,11 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         session.stream.parked = Some(parked);
         return (reply, Action::Park { deadline_ms });
     }
+    if let Some(waiting) = session.waiting.as_ref().filter(|_| command.name == "wait") {
+        // WAIT parks until its count or its deadline (`service`'s `answer_wait`).
+        let deadline_ms = crate::cmd::wait::next_look_ms(shared, waiting);
+        return (reply, Action::Park { deadline_ms });
+    }
     if let Some(cluster) = under_lease {
         // The lease, checked once the read has read: a read whose state was taken while the
         // lease held is linearizable at that moment, however late its reply leaves; one that
@@ -194,7 +199,7 @@ fn cluster_refusal(
     let anywhere = matches!(command.group, "connection" | "cluster")
         || matches!(
             command.name,
-            "info" | "command" | "config" | "time" | "multi" | "discard" | "unwatch"
+            "info" | "command" | "config" | "time" | "multi" | "discard" | "unwatch" | "wait"
         )
         || (command.name == "exec" && !reads_only_exec);
     if anywhere {

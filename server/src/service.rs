@@ -169,12 +169,18 @@ impl Service for KvService {
                 deadline_ms: parked.deadline_ms,
             };
         }
+        if session.waiting.is_some() {
+            return answer_wait(&self.shared, session, out);
+        }
         queue_session::deliveries_action(&session.queue.parked)
     }
 
     /// A QUEUE.BPOP's timeout: it stops waiting (unless its messages arrived meanwhile) and
     /// answers a null array.
     fn on_park_timeout(&self, session: &mut Session, out: &mut Vec<u8>) -> Action {
+        if session.waiting.is_some() {
+            return answer_wait(&self.shared, session, out);
+        }
         if let Some(parked) = &session.queue.parked {
             self.shared.queues.stop_waiting(&parked.queue, session.id);
         }
@@ -229,6 +235,19 @@ impl Service for KvService {
             );
         }
     }
+}
+
+/// A parked WAIT: its answer if it has one now, else the next time to look.
+fn answer_wait(shared: &Shared, session: &mut Session, out: &mut Vec<u8>) -> Action {
+    let Some(frame) = crate::cmd::wait::look_again(shared, session) else {
+        let waiting = session.waiting.as_ref().expect("a parked WAIT");
+        return Action::Park {
+            deadline_ms: crate::cmd::wait::next_look_ms(shared, waiting),
+        };
+    };
+    let waiting = session.waiting.take().expect("a parked WAIT");
+    queue_session::write_reply(out, session.resp, waiting.target, &frame);
+    Action::Continue
 }
 
 /// The reply of a parked read (a long poll's records, or the empty array of its deadline),
@@ -400,6 +419,9 @@ fn respond_with_value(
         }
         if let Some(parked) = session.stream.parked.as_mut() {
             parked.target = ReplyTarget::Binary(request.reply_to());
+        }
+        if let Some(waiting) = session.waiting.as_mut() {
+            waiting.target = ReplyTarget::Binary(request.reply_to());
         }
         return action;
     }

@@ -742,3 +742,53 @@ fn read_reply_line(raw: &mut std::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&reply).to_string()
 }
+
+/// WAIT on the leader counts the followers that hold every write before it: both, at once or
+/// within moments, while all three run; with one follower killed it waits out its timeout and
+/// answers 1 (the survivor), having parked the connection, not blocked the node (another
+/// connection is served meanwhile). A follower refuses it, as a Redis replica does.
+#[test]
+fn wait_counts_the_followers_that_hold_the_writes_and_waits_out_its_timeout() {
+    let mut cluster = start_cluster();
+    let leader = cluster.leader();
+    let (one, other) = ((leader + 1) % 3, (leader + 2) % 3);
+    let mut con = cluster.connect(leader);
+    let _: () = redis::cmd("SET").arg("w").arg("1").query(&mut con).unwrap();
+    let both: i64 = redis::cmd("WAIT").arg(2).arg(5000).query(&mut con).unwrap();
+    assert_eq!(both, 2);
+    let at_once: i64 = redis::cmd("WAIT").arg(1).arg(0).query(&mut con).unwrap();
+    assert!(at_once >= 1, "{at_once}");
+
+    let refusal = redis::cmd("WAIT")
+        .arg(1)
+        .arg(0)
+        .query::<i64>(&mut cluster.connect(one))
+        .unwrap_err();
+    assert!(
+        refusal
+            .to_string()
+            .contains("WAIT cannot be used with replica instances"),
+        "{refusal}"
+    );
+
+    cluster.kill(other);
+    let _: () = redis::cmd("SET").arg("w").arg("2").query(&mut con).unwrap();
+    let waiter = std::thread::spawn({
+        let mut con = cluster.connect(leader);
+        move || {
+            let started = Instant::now();
+            let count: i64 = redis::cmd("WAIT").arg(2).arg(400).query(&mut con).unwrap();
+            (count, started.elapsed())
+        }
+    });
+    // The node keeps serving while that connection waits.
+    std::thread::sleep(Duration::from_millis(100));
+    let value: String = redis::cmd("GET").arg("w").query(&mut con).unwrap();
+    assert_eq!(value, "2");
+    let (count, took) = waiter.join().unwrap();
+    assert_eq!(
+        count, 1,
+        "the survivor holds the write; the killed follower cannot"
+    );
+    assert!(took >= Duration::from_millis(400), "waited {took:?}");
+}

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod connection;
 pub mod server;
 pub mod transactions;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -178,6 +179,7 @@ pub static TABLE: &[Command] = &[
     command!("readonly", 1, FLS, NO_KEYS, "cluster", "Enables stale reads on a cluster follower for this connection.", cluster::readonly),
     command!("readwrite", 1, FLS, NO_KEYS, "cluster", "Disables READONLY for this connection.", cluster::readwrite),
     command!("role", 1, FLS, NO_KEYS, "cluster", "Returns the replication role.", cluster::role),
+    command!("wait", 3, &["noscript"], NO_KEYS, "generic", "Blocks until the writes sent before it are on this many replicas, or the timeout.", wait::wait),
 ];
 
 /// The tables with the family of each: this module's, then each data model's.
