@@ -90,10 +90,30 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
     }
     #[cfg(test)]
     std::thread::sleep(tests::PAUSE_BEFORE_RUN.get());
-    let reply = {
+    let (reply, outcome) = {
         let mut call = Call::standalone(shared, session);
-        run_counted(shared, command, &mut call, args)
+        run(command, &mut call, args)
     };
+    // The lease, checked once a read has read: a read whose state was taken while the lease
+    // held is linearizable at that moment, however late its reply leaves; one that read after
+    // (a leader paused, or slow, before or during the read) may have read a state another
+    // leader has since moved past. Checked only here, not before as well: a read refused here
+    // has changed nothing, and one clock read per read is the cost. A long poll that would
+    // start waiting outside the lease does not; one that waits is checked again when it
+    // answers (`service::under_lease`).
+    let (reply, outcome) = match under_lease {
+        Some(cluster) if !cluster.readable() => {
+            session.stream.park = None;
+            let refusal = cluster.lease_refusal();
+            let refusal = match command.name {
+                "exec" => abort_exec(session, refusal),
+                _ => refusal,
+            };
+            (refusal, Outcome::Error)
+        }
+        _ => (reply, outcome),
+    };
+    shared.recorder.result(command.number(), outcome);
     if let Some((queue, deadline_ms)) = session.queue.park.take() {
         // QUEUE.BPOP waits: no reply now; the service answers from `on_wake` or
         // `on_park_timeout` (and must record how to, see `session.queue.parked`).
@@ -105,12 +125,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         return (reply, Action::Park { deadline_ms });
     }
     if let Some(parked) = session.stream.park.take() {
-        // A long poll waits: the service answers from `on_wake` or `on_park_timeout`, under
-        // the lease then (`service::under_lease`); one that starts outside it does not wait.
-        if under_lease.is_some_and(|cluster| !cluster.readable()) {
-            drop(parked);
-            return (under_lease.unwrap().lease_refusal(), Action::Continue);
-        }
+        // A long poll waits: the service answers from `on_wake` or `on_park_timeout`.
         let deadline_ms = parked.deadline_ms;
         session.stream.parked = Some(parked);
         return (reply, Action::Park { deadline_ms });
@@ -119,20 +134,6 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]]) -> (Frame
         // WAIT parks until its count or its deadline (`service`'s `answer_wait`).
         let deadline_ms = crate::cmd::wait::next_look_ms(shared, waiting);
         return (reply, Action::Park { deadline_ms });
-    }
-    if let Some(cluster) = under_lease {
-        // The lease, checked once the read has read: a read whose state was taken while the
-        // lease held is linearizable at that moment, however late its reply leaves; one that
-        // read after (a leader paused, or slow, before or during the read) may have read a
-        // state another leader has since moved past. Checked only here, not before as well:
-        // a read refused here has changed nothing, and one clock read per read is the cost.
-        if !cluster.readable() {
-            let refusal = cluster.lease_refusal();
-            if command.name == "exec" {
-                return (abort_exec(session, refusal), Action::Continue);
-            }
-            return (refusal, Action::Continue);
-        }
     }
     let action = if command.name == "quit" {
         Action::Close
@@ -280,29 +281,27 @@ fn queue(multi: &mut MultiState, args: &[&[u8]], max_bytes: usize) -> Frame {
     Frame::Simple("QUEUED".into())
 }
 
-/// Runs a command queued by MULTI (already checked) inside EXEC's transaction.
+/// Runs a command queued by MULTI (already checked) inside EXEC's transaction, and counts its
+/// result.
 pub fn run_queued(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Frame {
     match cmd::lookup(args[0]) {
-        Some(command) => run_counted(call.shared, command, call, args),
+        Some(command) => {
+            let (reply, outcome) = run(command, call, args);
+            call.shared.recorder.result(command.number(), outcome);
+            reply
+        }
         None => unknown_command(args),
     }
 }
 
-/// Runs `command` and counts its result (an error reply is an error; a parked command, which
-/// has not answered yet, counts as ok).
-fn run_counted(
-    shared: &Shared,
-    command: &Command,
-    call: &mut Call<'_, '_>,
-    args: &[&[u8]],
-) -> Frame {
-    let (reply, outcome) = match (command.run)(call, args) {
+/// Runs `command`: its reply and how it counts (an error reply is an error; a parked command,
+/// which has not answered yet, counts as ok).
+fn run(command: &Command, call: &mut Call<'_, '_>, args: &[&[u8]]) -> (Frame, Outcome) {
+    match (command.run)(call, args) {
         Ok(Frame::Error(message)) => (Frame::Error(message), Outcome::Error),
         Ok(reply) => (reply, Outcome::Ok),
         Err(error) => (error, Outcome::Error),
-    };
-    shared.recorder.result(command.number(), outcome);
-    reply
+    }
 }
 
 /// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
@@ -386,9 +385,14 @@ mod tests {
         h.run("STREAM.FETCH t 0 0 BLOCK 1000");
         assert!(h.session.stream.parked.take().is_some(), "parked");
 
-        // Past the lease from the start: refused; a long poll does not start waiting.
+        // Past the lease from the start: refused (and counted as an error of GET); a long
+        // poll does not start waiting.
         cluster.set_lease_until(0);
+        let get = crate::cmd::lookup(b"get").unwrap().number();
+        let errors = |h: &Harness| h.shared.recorder.totals().results[get][1];
+        let before = errors(&h);
         assert_eq!(h.run("GET k"), tryagain);
+        assert_eq!(errors(&h), before + 1);
         assert_eq!(h.run("STREAM.FETCH t 0 0 BLOCK 1000"), tryagain);
         assert!(h.session.stream.parked.is_none());
     }
