@@ -790,5 +790,6 @@ fn wait_counts_the_followers_that_hold_the_writes_and_waits_out_its_timeout() {
         count, 1,
         "the survivor holds the write; the killed follower cannot"
     );
-    assert!(took >= Duration::from_millis(400), "waited {took:?}");
+    // The deadline is counted in whole milliseconds of the wall clock: up to 1 ms early.
+    assert!(took >= Duration::from_millis(398), "waited {took:?}");
 }
