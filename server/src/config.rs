@@ -335,20 +335,7 @@ impl Flags {
         flag: String,
         args: &mut impl Iterator<Item = String>,
     ) -> Result<Taken, String> {
-        let Flags {
-            options,
-            memory,
-            admin_port,
-            cluster,
-            cluster_peers,
-            join,
-            tick_ms,
-            held_entries,
-            retain_entries,
-            retain_mb,
-            snapshot_rate_mb,
-            catch_up_rate_mb,
-        } = self;
+        let options = &mut self.options;
         // Accept --flag=value as well as --flag value.
         let (flag, inline_value) = match flag.split_once('=') {
             Some((name, value)) if name.starts_with("--") => {
@@ -379,7 +366,7 @@ impl Flags {
                 }
                 options.data = Some(PathBuf::from(text));
             }
-            "--memory" => *memory = true,
+            "--memory" => self.memory = true,
             "--fsync" => {
                 options.fsync = value(&flag)?.parse().map_err(|e| format!("--fsync: {e}"))?;
             }
@@ -430,7 +417,7 @@ impl Flags {
                     return Err("--maxclients: must be at least 1".into());
                 }
             }
-            "--admin-port" => *admin_port = Some(parse_number(&flag, &value(&flag)?)?),
+            "--admin-port" => self.admin_port = Some(parse_number(&flag, &value(&flag)?)?),
             "--admin-bind" => {
                 let text = value(&flag)?;
                 options.admin_bind = text
@@ -454,30 +441,30 @@ impl Flags {
                 }
                 options.node_id = id;
             }
-            "--cluster" => *cluster = Some(value(&flag)?),
-            "--cluster-peers" => *cluster_peers = Some(value(&flag)?),
-            "--join" => *join = true,
+            "--cluster" => self.cluster = Some(value(&flag)?),
+            "--cluster-peers" => self.cluster_peers = Some(value(&flag)?),
+            "--join" => self.join = true,
             "--raft-tick-ms" => {
-                *tick_ms = parse_number(&flag, &value(&flag)?)?;
-                if !(1..=10_000).contains(tick_ms) {
+                self.tick_ms = parse_number(&flag, &value(&flag)?)?;
+                if !(1..=10_000).contains(&self.tick_ms) {
                     return Err("--raft-tick-ms: must be within 1..=10000".into());
                 }
             }
             "--raft-held-entries" => {
-                *held_entries = parse_number(&flag, &value(&flag)?)?;
-                if *held_entries == 0 {
+                self.held_entries = parse_number(&flag, &value(&flag)?)?;
+                if self.held_entries == 0 {
                     return Err("--raft-held-entries: must be at least 1".into());
                 }
             }
             "--raft-retain-entries" => {
-                *retain_entries = parse_number(&flag, &value(&flag)?)?;
-                if *retain_entries == 0 {
+                self.retain_entries = parse_number(&flag, &value(&flag)?)?;
+                if self.retain_entries == 0 {
                     return Err("--raft-retain-entries: must be at least 1".into());
                 }
             }
-            "--raft-retain-mb" => *retain_mb = parse_number(&flag, &value(&flag)?)?,
-            "--snapshot-rate-mb" => *snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
-            "--catch-up-rate-mb" => *catch_up_rate_mb = parse_number(&flag, &value(&flag)?)?,
+            "--raft-retain-mb" => self.retain_mb = parse_number(&flag, &value(&flag)?)?,
+            "--snapshot-rate-mb" => self.snapshot_rate_mb = parse_number(&flag, &value(&flag)?)?,
+            "--catch-up-rate-mb" => self.catch_up_rate_mb = parse_number(&flag, &value(&flag)?)?,
             other => return Err(format!("unknown flag '{other}' (see --help)")),
         }
         Ok(Taken::Flag)
