@@ -189,8 +189,9 @@ impl Service for KvService {
             queue_session::write_reply(out, session.resp, parked.target, &Frame::NullArray);
         }
         // A long poll that found nothing by its deadline answers an empty array.
-        if let Some(parked) = session.stream.parked.take() {
+        if session.stream.parked.is_some() {
             let frame = under_lease(&self.shared, session, Frame::Array(Vec::new()));
+            let parked = session.stream.parked.take().expect("parked");
             queue_session::write_reply(out, session.resp, parked.target, &frame);
         }
         let _ = action;
@@ -250,13 +251,22 @@ fn answer_wait(shared: &Shared, session: &mut Session, out: &mut Vec<u8>) -> Act
     Action::Continue
 }
 
-/// The reply of a parked read (a long poll's records, or the empty array of its deadline),
+/// The reply of a parked read (STREAM.FETCH's records, or the empty array of its deadline),
 /// answered a while after the command ran: on a cluster node, only if this node still leads
 /// under its lease now, as `dispatch` checks a read that answers at once (a connection that
-/// asked for stale reads takes the node's state as it is).
+/// asked for stale reads takes the node's state as it is). A parked STREAM.CONSUME is a
+/// write, answered as it is: its records are the member's, its position moved past them.
 fn under_lease(shared: &Shared, session: &Session, frame: Frame) -> Frame {
+    let reads = session
+        .stream
+        .parked
+        .as_ref()
+        .and_then(|parked| crate::cmd::lookup(parked.args.first()?))
+        .is_some_and(|command| !command.has_flag("write"));
     match shared.store.cluster() {
-        Some(cluster) if !session.readonly && !cluster.readable() => cluster.lease_refusal(),
+        Some(cluster) if reads && !session.readonly && !cluster.readable() => {
+            cluster.lease_refusal()
+        }
         _ => frame,
     }
 }
@@ -606,6 +616,44 @@ mod tests {
     use flin_net::binary::{self, parse_request, parse_response, Status};
 
     use crate::cmd::test_support::Harness;
+
+    /// A parked STREAM.FETCH answers under the lease when it answers: TRYAGAIN once the
+    /// lease has run out, its frame while it holds or on a READONLY connection. A parked
+    /// STREAM.CONSUME (a write: the member's position moved) answers as it is.
+    #[test]
+    fn a_parked_read_answers_only_under_the_lease() {
+        use crate::cluster::{Cluster, ClusterOptions};
+        use crate::frame::Frame;
+        let mut h = Harness::new();
+        h.run("STREAM.CREATE t PARTITIONS 1");
+        h.run("STREAM.JOIN t g c");
+        let members = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let cluster = std::sync::Arc::new(Cluster::new(
+            ClusterOptions::parse("1", members, 50).unwrap(),
+        ));
+        h.shared.store.attach_cluster(cluster.clone());
+        cluster.set_writable_term(1);
+        cluster.set_lease_until(crate::os::lease_clock_ns() + 60_000_000_000);
+        let records = Frame::Array(vec![Frame::bulk("r")]);
+        let answer = |h: &Harness| super::under_lease(&h.shared, &h.session, records.clone());
+
+        h.run("STREAM.FETCH t 0 0 BLOCK 1000");
+        assert!(h.session.stream.parked.is_some(), "parked");
+        assert_eq!(answer(&h), records, "inside the lease");
+        cluster.set_lease_until(0);
+        assert_eq!(answer(&h), cluster.lease_refusal());
+        h.session.readonly = true;
+        assert_eq!(answer(&h), records, "READONLY takes the state as it is");
+        h.session.readonly = false;
+        h.session.stream.parked = None;
+
+        cluster.set_lease_until(crate::os::lease_clock_ns() + 60_000_000_000);
+        h.run("STREAM.CONSUME t g c BLOCK 1000");
+        assert!(h.session.stream.parked.is_some(), "parked");
+        cluster.set_lease_until(0);
+        assert_eq!(answer(&h), records, "a consume is a write");
+        h.session.stream.parked = None;
+    }
 
     fn round_trip(h: &mut Harness, request: &[u8]) -> (Status, Vec<u8>) {
         let len = binary::check(request, binary::MAX_REQUEST_BODY_BYTES).unwrap();
