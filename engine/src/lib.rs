@@ -64,9 +64,9 @@ pub mod sim;
 
 pub use compaction::{CompactionReport, CompactionStep};
 pub use engine::{
-    Change, Clock, CompactionConfig, Config, Durability, Engine, LiveRecord, LogLevel, LogReader,
-    Logger, ManualClock, Observer, Op, Origin, Pin, Replay, SnapshotFile, SnapshotFiles, Stats,
-    Storage, SystemClock, Txn, Value, ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX,
+    Change, Clock, CompactionConfig, Config, Durability, Engine, EntryOps, LiveRecord, LogLevel,
+    LogReader, Logger, ManualClock, Observer, Op, Origin, Pin, Replay, SnapshotFile, SnapshotFiles,
+    Stats, Storage, SystemClock, Txn, Value, ValueRef, WaitHandle, Wake, WriteBatch, BATCH_OPS_MAX,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
 };
 pub use error::{Corruption, Error, Result};

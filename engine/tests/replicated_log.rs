@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use common::small_config;
-use flin_engine::{Engine, ManualClock, Namespace, RecordKind, WriteBatch};
+use flin_engine::{Engine, EntryOps, ManualClock, Namespace, Op, RecordKind, WriteBatch};
 use proptest::prelude::*;
 
 const NAMESPACES: [Namespace; 2] = [Namespace::Kv, Namespace::Queue];
@@ -49,10 +49,13 @@ enum Step {
     /// A new term begins (this node leads it).
     NewTerm,
     /// A follower append: the entries after the `keep`-th uncommitted one are replaced by
-    /// `count` entries of a newer term (as a new leader's log would replace them).
+    /// `count` entries of a newer term (as a new leader's log would replace them), appended
+    /// one by one or `together` (`append_entries_ops`, as a follower appends a message's
+    /// entries; every other entry also deletes the key the one before it put).
     Replace {
         keep: u8,
         count: u8,
+        together: bool,
     },
     /// Commit this share (in 1/4) of the uncommitted entries.
     Commit(u8),
@@ -71,7 +74,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u8..4).prop_map(Step::Append),
         1 => (0u8..4).prop_map(Step::Drop),
         1 => Just(Step::NewTerm),
-        2 => (0u8..6, 1u8..4).prop_map(|(keep, count)| Step::Replace { keep, count }),
+        2 => (0u8..6, 1u8..6, any::<bool>())
+            .prop_map(|(keep, count, together)| Step::Replace { keep, count, together }),
         3 => (0u8..5).prop_map(Step::Commit),
         2 => (0u8..6).prop_map(Step::Truncate),
         1 => Just(Step::Compact),
@@ -148,6 +152,17 @@ fn batch_of(ops: &[ModelOp]) -> WriteBatch {
         };
     }
     batch
+}
+
+/// The engine's borrowed op for a model op.
+fn op_of(op: &ModelOp) -> Op<'_> {
+    Op {
+        kind: op.kind,
+        namespace: op.namespace,
+        key: &op.key,
+        value: &op.value,
+        expiry_ms: 0,
+    }
 }
 
 fn open(dir: &std::path::Path, clock: &Arc<ManualClock>, committed: u64) -> Engine {
@@ -291,28 +306,61 @@ fn run(steps: Vec<Step>) {
                 model.term += 1;
                 engine.set_term(model.term).unwrap();
             }
-            Step::Replace { keep, count } => {
+            Step::Replace {
+                keep,
+                count,
+                together,
+            } => {
                 let keep = model.committed + (keep as u64).min(model.uncommitted());
                 engine.truncate_after(keep).unwrap();
                 model.log.truncate(keep as usize);
                 model.term += 1;
-                for i in 0..count {
-                    let ops = vec![ModelOp {
+                let key = |i: usize| format!("k{}", (i + number) % 12).into_bytes();
+                let mut entries = Vec::new();
+                for i in 0..count as usize {
+                    let mut ops = vec![ModelOp {
                         kind: RecordKind::Put,
                         namespace: Namespace::Kv,
-                        key: format!("k{}", (i as usize + number) % 12).into_bytes(),
+                        key: key(i),
                         value: format!("leader {number}/{i}").into_bytes(),
                     }];
-                    let seq = model.last_seq() + 1;
-                    engine
-                        .append_entry(seq, model.term, &batch_of(&ops))
-                        .unwrap();
-                    model.log.push(ModelEntry {
-                        seq,
+                    if together && i % 2 == 1 {
+                        ops.push(ModelOp {
+                            kind: RecordKind::Delete,
+                            namespace: Namespace::Kv,
+                            key: key(i - 1),
+                            value: Vec::new(),
+                        });
+                    }
+                    entries.push(ModelEntry {
+                        seq: model.last_seq() + 1 + i as u64,
                         term: model.term,
                         ops,
                     });
                 }
+                if together {
+                    let ops: Vec<Vec<Op<'_>>> = entries
+                        .iter()
+                        .map(|entry| entry.ops.iter().map(op_of).collect())
+                        .collect();
+                    let run: Vec<EntryOps<'_>> = entries
+                        .iter()
+                        .zip(&ops)
+                        .map(|(entry, ops)| EntryOps {
+                            seq: entry.seq,
+                            term: entry.term,
+                            ops,
+                        })
+                        .collect();
+                    engine.append_entries_ops(&run).unwrap();
+                } else {
+                    for entry in &entries {
+                        engine
+                            .append_entry(entry.seq, entry.term, &batch_of(&entry.ops))
+                            .unwrap();
+                    }
+                }
+                model.log.extend(entries);
                 engine.set_term(model.term).unwrap();
             }
             Step::Commit(quarters) => {
@@ -479,14 +527,26 @@ fn a_tombstone_shadowed_by_an_uncommitted_put_survives_compaction() {
         Write(vec![(0, None, 0)]),
         Write(vec![(0, None, 0)]),
         Write(vec![(0, None, 0)]),
-        Replace { keep: 1, count: 1 },
+        Replace {
+            keep: 1,
+            count: 1,
+            together: false,
+        },
         Write(vec![(0, None, 0)]),
         Write(vec![(0, None, 0)]),
         Commit(3),
         Write(vec![(10, None, 1)]),
         Compact,
-        Replace { keep: 2, count: 1 },
-        Replace { keep: 2, count: 1 },
+        Replace {
+            keep: 2,
+            count: 1,
+            together: false,
+        },
+        Replace {
+            keep: 2,
+            count: 1,
+            together: false,
+        },
         Write(vec![(10, Some(0), 1)]),
         Commit(3),
         Compact,

@@ -46,6 +46,7 @@ pub(crate) use table::SegmentTable;
 pub use txn::Txn;
 pub(crate) use wake::Waiters;
 pub use wake::{WaitHandle, Wake};
+pub use write::EntryOps;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 //! index at it, and rotates to a new segment when the active one is full.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLockWriteGuard};
 
 use super::batch::{encode_batch, encoded_len, Ops};
 use super::undo::{MarkerUndo, UndoItem};
@@ -28,6 +28,16 @@ pub(crate) struct ApplyScratch {
     /// A replicated engine's undo items of the write being applied, before the undo log
     /// takes them (kept, empty, for the next write).
     undo: Vec<UndoItem>,
+    /// `append_run`'s record of each entry it wrote: its segment and first write's offset.
+    placed: Vec<(Arc<Segment>, usize)>,
+}
+
+/// One entry of a run a follower appends at once (`Engine::append_entries_ops`): its seq, its
+/// term and its writes.
+pub struct EntryOps<'a> {
+    pub seq: u64,
+    pub term: u64,
+    pub ops: &'a [Op<'a>],
 }
 
 impl Inner {
@@ -47,30 +57,7 @@ impl Inner {
         seq: u64,
         term: u64,
     ) -> Result<u64> {
-        self.check_writable()?;
-        let total = self.check_group(ops)?;
-        assert_eq!(seq, writer.next_seq, "appends take the next seq");
-        // A sealed active segment means an earlier rotation sealed it but could not create the
-        // next one (a full disk, say): try again rather than write past its end.
-        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
-            self.rotate(writer, total)?;
-        }
-        let single = ops.count() == 1;
-        let start = writer
-            .active
-            .append(total, |out| encode_batch(out, ops, seq, term));
-        writer.active.publish();
-        let segment = writer.active.segment.clone();
-        segment.note_appended_seq(seq);
-        let first_record = if single {
-            start
-        } else {
-            start + RECORD_HEADER_BYTES
-        };
-        if !single {
-            // The batch header itself is overhead compaction reclaims.
-            segment.add_dead(RECORD_HEADER_BYTES);
-        }
+        let (segment, first_record) = self.write_record(writer, ops, seq, term)?;
         // The undo log is locked across the index update, so compaction, which asks the index
         // first and the undo log second, finds a replaced record in one or the other.
         let mut undo_log = self
@@ -104,6 +91,99 @@ impl Inner {
         self.writes
             .store(self.writes.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         Ok(seq)
+    }
+
+    /// Writes a group of writes as the record of `seq` (which must be the next one) in
+    /// `term` and publishes it, the index not yet pointed at it. Returns its segment and the
+    /// offset of its first write's record.
+    fn write_record<O: Ops + ?Sized>(
+        &self,
+        writer: &mut Writer,
+        ops: &O,
+        seq: u64,
+        term: u64,
+    ) -> Result<(Arc<Segment>, usize)> {
+        self.check_writable()?;
+        let total = self.check_group(ops)?;
+        assert_eq!(seq, writer.next_seq, "appends take the next seq");
+        // A sealed active segment means an earlier rotation sealed it but could not create the
+        // next one (a full disk, say): try again rather than write past its end.
+        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
+            self.rotate(writer, total)?;
+        }
+        let single = ops.count() == 1;
+        let start = writer
+            .active
+            .append(total, |out| encode_batch(out, ops, seq, term));
+        writer.active.publish();
+        let segment = writer.active.segment.clone();
+        segment.note_appended_seq(seq);
+        if single {
+            Ok((segment, start))
+        } else {
+            // The batch header itself is overhead compaction reclaims.
+            segment.add_dead(RECORD_HEADER_BYTES);
+            Ok((segment, start + RECORD_HEADER_BYTES))
+        }
+    }
+
+    /// Appends a run of entries a leader chose (`Engine::append_entries_ops`), each the next
+    /// seq in a term no older than the last, whose writes are all puts and deletes that no
+    /// observer watches: their records first, then the index in one pass over every write of
+    /// the run, whose cache misses overlap (`apply_run_to_index`). On an error, the entries
+    /// before the failing one are in the log and the index, as if appended one by one.
+    pub(crate) fn append_run(&self, writer: &mut Writer, entries: &[EntryOps<'_>]) -> Result<()> {
+        let mut placed = std::mem::take(&mut writer.scratch.placed);
+        placed.clear();
+        let mut outcome = Ok(());
+        for entry in entries {
+            let written = Inner::check_next(writer, entry.seq, entry.term)
+                .and_then(|()| self.write_record(writer, entry.ops, entry.seq, entry.term));
+            match written {
+                Ok(record) => placed.push(record),
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+            // The seq is taken (the next entry's check reads it); readers see it once the
+            // index points at the run (`last_seq` below).
+            writer.next_seq += 1;
+            writer.last_term = entry.term;
+        }
+        let written = &entries[..placed.len()];
+        if let Some(last) = written.last() {
+            self.apply_run_to_index(written, &placed, &mut writer.scratch);
+            self.last_seq.store(last.seq, Ordering::Release);
+            for entry in written {
+                self.waiters.wake_for(entry.ops);
+            }
+            self.writes.store(
+                self.writes.load(Ordering::Relaxed) + written.len() as u64,
+                Ordering::Relaxed,
+            );
+        }
+        placed.clear();
+        writer.scratch.placed = placed;
+        outcome
+    }
+
+    /// Whether an entry at `seq` in `term` may be appended next: the log's next seq, in a
+    /// term no older than its last entry's.
+    pub(crate) fn check_next(writer: &Writer, seq: u64, term: u64) -> Result<()> {
+        if seq != writer.next_seq {
+            return Err(Error::Invalid(format!(
+                "entry {seq} does not follow the log's last entry {}",
+                writer.next_seq - 1
+            )));
+        }
+        if term < writer.last_term {
+            return Err(Error::Invalid(format!(
+                "entry {seq} has term {term}, older than the last entry's {}",
+                writer.last_term
+            )));
+        }
+        Ok(())
     }
 
     /// Checks a group of writes before any byte of it is written: its size, each op's limits,
@@ -218,20 +298,51 @@ impl Inner {
             }
             offset += op.record_len();
         }
-        // The shards of every indexed op, locked in (namespace, shard) order.
+        let mut guards = self.lock_shards(shards, guard_of);
+        Inner::warm(indexed, guard_of, &guards);
+        for (&(i, hash, offset), &at) in indexed.iter().zip(guard_of.iter()) {
+            let op = ops.at(i);
+            self.apply_one(
+                &mut guards[at],
+                segment,
+                &op,
+                hash,
+                offset,
+                undo.as_deref_mut(),
+            );
+        }
+    }
+
+    /// Locks the shards `guard_of` names (`Index::place`s), in (namespace, shard) order so
+    /// two writers cannot deadlock, and turns each entry of `guard_of` into the position of
+    /// its shard's guard.
+    fn lock_shards(
+        &self,
+        shards: &mut Vec<usize>,
+        guard_of: &mut [usize],
+    ) -> Vec<RwLockWriteGuard<'_, Shard>> {
+        shards.clear();
         shards.extend_from_slice(guard_of);
         shards.sort_unstable();
         shards.dedup();
-        let mut guards: Vec<_> = shards
+        let guards: Vec<_> = shards
             .iter()
             .map(|&place| self.index.write_at(place))
             .collect();
         for slot in guard_of.iter_mut() {
             *slot = shards.binary_search(slot).expect("shard locked");
         }
-        // As in `get_many_with`: load every key's home slot, then the record a matching tag
-        // points at (an overwrite compares keys there), before changing anything, so the
-        // batch's cache misses overlap instead of coming one per key.
+        guards
+    }
+
+    /// As in `get_many_with`: loads every key's home slot, then the record a matching tag
+    /// points at (an overwrite compares keys there), before anything changes, so that the
+    /// cache misses of a batch's keys overlap instead of coming one per key.
+    fn warm(
+        indexed: &[(usize, u64, usize)],
+        guard_of: &[usize],
+        guards: &[RwLockWriteGuard<'_, Shard>],
+    ) {
         let mut touched = 0u64;
         for (&(_, hash, _), &at) in indexed.iter().zip(guard_of.iter()) {
             touched ^= guards[at].table.home_tag(hash) as u64;
@@ -244,16 +355,62 @@ impl Inner {
             }
         }
         std::hint::black_box(touched);
-        for (&(i, hash, offset), &at) in indexed.iter().zip(guard_of.iter()) {
-            let op = ops.at(i);
-            self.apply_one(
-                &mut guards[at],
-                segment,
-                &op,
-                hash,
-                offset,
-                undo.as_deref_mut(),
-            );
+    }
+
+    /// `apply_to_index` for a run of entries (`append_run`), each written at its `placed`
+    /// segment and offset: every shard the run touches is locked at once and every key warmed
+    /// before the first change, then the entries are applied in order, each with its own
+    /// undo entry.
+    fn apply_run_to_index(
+        &self,
+        entries: &[EntryOps<'_>],
+        placed: &[(Arc<Segment>, usize)],
+        scratch: &mut ApplyScratch,
+    ) {
+        // Locked across the index update, as in `append_at`.
+        let mut undo_log = self
+            .undo
+            .as_ref()
+            .map(|log| log.lock().expect("undo log lock"));
+        let ApplyScratch {
+            indexed,
+            shards,
+            guard_of,
+            undo,
+            ..
+        } = scratch;
+        indexed.clear();
+        guard_of.clear();
+        for (entry, (_, first_record)) in entries.iter().zip(placed) {
+            let mut offset = *first_record;
+            for (i, op) in entry.ops.iter().enumerate() {
+                debug_assert!(matches!(op.kind, RecordKind::Put | RecordKind::Delete));
+                let hash = key_hash(op.namespace.tag(), op.key);
+                indexed.push((i, hash, offset));
+                guard_of.push(Index::place(op.namespace.tag(), Index::shard_of(hash)));
+                offset += op.record_len();
+            }
+        }
+        let mut guards = self.lock_shards(shards, guard_of);
+        Inner::warm(indexed, guard_of, &guards);
+        let mut next = 0;
+        for (entry, (segment, _)) in entries.iter().zip(placed) {
+            for _ in entry.ops {
+                let (i, hash, offset) = indexed[next];
+                let items = undo_log.as_ref().map(|_| &mut *undo);
+                self.apply_one(
+                    &mut guards[guard_of[next]],
+                    segment,
+                    &entry.ops[i],
+                    hash,
+                    offset,
+                    items,
+                );
+                next += 1;
+            }
+            if let Some(log) = undo_log.as_mut() {
+                log.push(entry.seq, undo);
+            }
         }
     }
 
