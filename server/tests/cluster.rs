@@ -792,4 +792,57 @@ fn wait_counts_the_followers_that_hold_the_writes_and_waits_out_its_timeout() {
     );
     // The deadline is counted in whole milliseconds of the wall clock: up to 1 ms early.
     assert!(took >= Duration::from_millis(398), "waited {took:?}");
+
+    // The killed follower goes silent: once 20 ticks passed without a word from
+    // it, the leader lists the survivor alone as a connected replica (with `lag`), reports
+    // the dead one `failed` in CLUSTER SHARDS and `fail?` and `disconnected` in CLUSTER
+    // NODES; the survivor still hears its leader.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut con)
+            .unwrap();
+        if info.contains("connected_slaves:1\r\n") {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let survivor = format!(
+        "slave0:ip=127.0.0.1,port={},state=online,offset=",
+        cluster.ports[one]
+    );
+    assert!(info.contains(&survivor), "{info}");
+    assert!(info.contains(",lag=0\r\n"), "{info}");
+    let shards: Value = redis::cmd("CLUSTER").arg("SHARDS").query(&mut con).unwrap();
+    let text = format!("{shards:?}");
+    assert_eq!(text.matches("\"failed\"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"online\"").count(), 2, "{text}");
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+    let line_of = |i: usize| -> String {
+        let prefix = format!("{} ", i + 1);
+        nodes
+            .lines()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{nodes}"))
+            .to_string()
+    };
+    let dead = line_of(other);
+    assert!(
+        dead.contains(",fail? ") && dead.contains(" disconnected"),
+        "{nodes}"
+    );
+    let alive = line_of(one);
+    let fields: Vec<&str> = alive.split(' ').collect();
+    assert_eq!(fields[7], "connected", "{nodes}");
+    assert!(fields[5].parse::<u64>().unwrap() > 0, "pong-recv: {nodes}");
+    let on_survivor: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut cluster.connect(one))
+        .unwrap();
+    assert!(
+        on_survivor.contains("master_link_status:up\r\nmaster_last_io_seconds_ago:0\r\n"),
+        "{on_survivor}"
+    );
 }

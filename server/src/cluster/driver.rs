@@ -2036,6 +2036,7 @@ impl Raft {
             elections_won: self.elections_won,
             voters: self.node.membership().voters().collect(),
             learners: self.node.membership().learners().collect(),
+            heard: self.heard.clone(),
         });
     }
 

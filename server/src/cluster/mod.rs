@@ -241,6 +241,27 @@ pub struct View {
     /// The membership in force on this node (the latest in its log, applied or not).
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// When this node last received a message from each peer (a leader hears its followers'
+    /// answers, a follower its leader): INFO's `lag`, CLUSTER SHARDS' health, CLUSTER NODES'
+    /// link state.
+    pub heard: BTreeMap<NodeId, std::time::Instant>,
+}
+
+/// A peer not heard from for this many ticks (the longest election timeout at the core's
+/// defaults, 1 s at 50 ms ticks: heartbeats go every 2 ticks, so a live peer is heard ten
+/// times in it) is reported down: `failed` in CLUSTER SHARDS, `fail?` and `disconnected` in CLUSTER NODES, and
+/// no longer a connected replica in INFO.
+pub const SILENT_TICKS_MAX: u64 = 20;
+
+/// How a node looks from this one, by when it was last heard from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contact {
+    /// This node itself.
+    Myself,
+    /// Heard from within `SILENT_TICKS_MAX` ticks, this long ago.
+    Live(std::time::Duration),
+    /// Heard from longer ago, or never (`None`).
+    Silent(Option<std::time::Duration>),
 }
 
 /// The cluster as the rest of the server sees it.
@@ -294,6 +315,7 @@ impl Cluster {
                 elections_won: 0,
                 voters,
                 learners: Vec::new(),
+                heard: BTreeMap::new(),
             }),
             wake: Mutex::new(None),
             appended_unseen: std::sync::atomic::AtomicBool::new(false),
@@ -335,6 +357,18 @@ impl Cluster {
 
     pub fn view(&self) -> View {
         self.view.lock().expect("cluster view lock").clone()
+    }
+
+    /// How `id` looks from this node in `view`, by when it was last heard from.
+    pub fn contact(&self, view: &View, id: NodeId) -> Contact {
+        if id == self.id() {
+            return Contact::Myself;
+        }
+        let silent_max = std::time::Duration::from_millis(SILENT_TICKS_MAX * self.options.tick_ms);
+        match view.heard.get(&id).map(|at| at.elapsed()) {
+            Some(ago) if ago <= silent_max => Contact::Live(ago),
+            ago => Contact::Silent(ago),
+        }
     }
 
     pub(crate) fn set_view(&self, view: View) {

@@ -5,12 +5,12 @@
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flin_replication::{ConfChange, ConfChangeKind, Role};
+use flin_replication::{ConfChange, ConfChangeKind, NodeId, Role};
 
 use crate::cluster::driver::Input;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Contact, View};
 use crate::cmd::{is, shown};
 use crate::context::{Call, Outcome};
 use crate::frame::Frame;
@@ -101,7 +101,7 @@ fn slots(cluster: &Cluster) -> Frame {
 /// `CLUSTER SHARDS` (Redis 7): the one shard, its slots `[0, 16383]` and its nodes, each a
 /// map of id, port, ip, endpoint, role (`master` for the leader, `replica`), replication
 /// offset (on the leader: each follower's match index and its own last index; elsewhere 0
-/// for the others) and health (`online`).
+/// for the others) and health (`health`).
 fn shards(cluster: &Cluster) -> Frame {
     let nodes = shard_nodes(cluster);
     if nodes.is_empty() {
@@ -125,7 +125,7 @@ fn shards(cluster: &Cluster) -> Frame {
                 (key("endpoint"), Frame::bulk(addr.ip().to_string())),
                 (key("role"), key(if leads { "master" } else { "replica" })),
                 (key("replication-offset"), Frame::Integer(offset as i64)),
-                (key("health"), key("online")),
+                (key("health"), key(health(cluster, &view, id))),
             ])
         })
         .collect();
@@ -209,42 +209,54 @@ pub fn info(cluster: &Cluster) -> String {
             &format!("follower_{peer}_lag"),
             view.last_index.saturating_sub(*matched).to_string(),
         );
+        if let Some(at) = view.heard.get(peer) {
+            line(
+                &format!("follower_{peer}_heard_ms_ago"),
+                at.elapsed().as_millis().to_string(),
+            );
+        }
     }
     out
 }
 
-/// On the leader: the other voters whose client address it knows, each with its match index
-/// (0 before the first answer), as INFO and ROLE list replicas.
-fn replicas(cluster: &Cluster, view: &crate::cluster::View) -> Vec<(SocketAddr, u64)> {
+/// On the leader: the other voters it heard from lately (`Contact::Live`) whose client
+/// address it knows, each with its match index (0 before the first answer) and how long ago
+/// it last answered, as INFO and ROLE list connected replicas.
+fn replicas(cluster: &Cluster, view: &crate::cluster::View) -> Vec<(SocketAddr, u64, Duration)> {
     view.voters
         .iter()
-        .filter(|&&id| id != cluster.id())
         .filter_map(|&id| {
+            let Contact::Live(ago) = cluster.contact(view, id) else {
+                return None;
+            };
             let offset = view.matches.get(&id).copied().unwrap_or(0);
-            Some((cluster.address(id)?, offset))
+            Some((cluster.address(id)?, offset, ago))
         })
         .collect()
 }
 
 /// INFO's `# Replication` section on a cluster node, in Redis's fields: the leader is
-/// `role:master` with a `slaveN:ip=...,port=...,state=online,offset=<match index>` line per
-/// other voter whose address it knows (no `lag`: the leader does not time its followers'
-/// answers), and `master_repl_offset` its last index; a follower is `role:slave` with the
-/// leader's address (`master_link_status:down` while no leader is known) and its applied
-/// index as `slave_repl_offset`. Offsets are raft indexes, not bytes as in Redis.
+/// `role:master` with a `slaveN:ip=...,port=...,state=online,offset=<match index>,lag=<s>`
+/// line per other voter heard from within `SILENT_TICKS_MAX` ticks (`lag`: whole seconds
+/// since its last answer, as Redis counts since a replica's last ACK), and
+/// `master_repl_offset` its last index; a follower is `role:slave` with the leader's address
+/// (`master_link_status:down` while no leader is known or it has gone silent) and its applied
+/// index as `slave_repl_offset`, with `master_last_io_seconds_ago`. Offsets are raft indexes,
+/// not bytes as in Redis.
 pub fn replication_info(cluster: &Cluster, line: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
     let view = cluster.view();
     if view.leader == Some(cluster.id()) {
         line("role", &"master");
         let replicas = replicas(cluster, &view);
         line("connected_slaves", &replicas.len());
-        for (n, (addr, offset)) in replicas.iter().enumerate() {
+        for (n, (addr, offset, ago)) in replicas.iter().enumerate() {
             line(
                 &format!("slave{n}"),
                 &format_args!(
-                    "ip={},port={},state=online,offset={offset}",
+                    "ip={},port={},state=online,offset={offset},lag={}",
                     addr.ip(),
-                    addr.port()
+                    addr.port(),
+                    ago.as_secs()
                 ),
             );
         }
@@ -252,11 +264,16 @@ pub fn replication_info(cluster: &Cluster, line: &mut dyn FnMut(&str, &dyn std::
         return;
     }
     line("role", &"slave");
-    match view.leader.and_then(|id| cluster.address(id)) {
-        Some(addr) => {
+    match view.leader.and_then(|id| Some((id, cluster.address(id)?))) {
+        Some((id, addr)) => {
             line("master_host", &addr.ip());
             line("master_port", &addr.port());
-            line("master_link_status", &"up");
+            let contact = cluster.contact(&view, id);
+            let up = matches!(contact, Contact::Live(_));
+            line("master_link_status", &if up { "up" } else { "down" });
+            if let Contact::Live(ago) | Contact::Silent(Some(ago)) = contact {
+                line("master_last_io_seconds_ago", &ago.as_secs());
+            }
         }
         None => {
             line("master_host", &"?");
@@ -271,7 +288,7 @@ pub fn replication_info(cluster: &Cluster, line: &mut dyn FnMut(&str, &dyn std::
 }
 
 /// `ROLE`, in Redis's shapes: a lone node or a cluster leader is `["master", <last index>,
-/// [[ip, port, offset]...]]` (each other voter whose address it knows, with its match index;
+/// [[ip, port, offset]...]]` (each other voter heard from lately whose address it knows, with its match index;
 /// port and offset as bulk strings, as Redis sends them); a follower is `["slave", <leader's
 /// ip>, <port>, "connected", <applied index>]`, or `"connecting"` with ip `?` and port 0
 /// while no leader is known. Offsets are raft indexes (a lone node's: the log's last seq).
@@ -288,7 +305,7 @@ pub fn role(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     if view.leader == Some(cluster.id()) {
         let replicas = replicas(cluster, &view)
             .into_iter()
-            .map(|(addr, offset)| {
+            .map(|(addr, offset, _)| {
                 Frame::Array(vec![
                     Frame::bulk(addr.ip().to_string()),
                     Frame::bulk(addr.port().to_string()),
@@ -315,10 +332,29 @@ pub fn role(call: &mut Call<'_, '_>, _args: &[&[u8]]) -> Outcome {
     ]))
 }
 
+/// Whether this node expects to hear from `id`: a leader from every member, a follower from
+/// its leader (followers do not talk to each other).
+fn expects(cluster: &Cluster, view: &View, id: NodeId) -> bool {
+    view.leader == Some(cluster.id()) || view.leader == Some(id)
+}
+
+/// A node's health in CLUSTER SHARDS: `failed` if this node expects to hear from it
+/// (`expects`) and has not within `SILENT_TICKS_MAX` ticks, else `online` (a follower
+/// reports the other followers, which it does not hear from, as `online`).
+fn health(cluster: &Cluster, view: &View, id: NodeId) -> &'static str {
+    match cluster.contact(view, id) {
+        Contact::Silent(_) if expects(cluster, view, id) => "failed",
+        _ => "online",
+    }
+}
+
 /// `CLUSTER NODES`: one line per member (voters, then learners) in Redis's format: id,
 /// `ip:port@cport`, flags (`myself`, `master` for the leader, `slave` otherwise, and
-/// `learner` for a learner), the leader's id for a follower or `-`, ping and pong times (0),
-/// the term as config epoch, the link state, and the slots (`0-16383`) on the leader's line.
+/// `learner` for a learner, `fail?` for a node this one expects to hear from and has not
+/// within `SILENT_TICKS_MAX` ticks), the leader's id for a follower or `-`, ping-sent (0) and
+/// pong-recv (the Unix time in ms of its last message to this node, 0 if none or unknown),
+/// the term as config epoch, the link state (`disconnected` for a `fail?` node), and the slots
+/// (`0-16383`) on the leader's line.
 pub fn nodes(cluster: &Cluster) -> String {
     let view = cluster.view();
     let mut out = String::new();
@@ -336,16 +372,29 @@ pub fn nodes(cluster: &Cluster) -> String {
         if view.learners.contains(&id) {
             flags.push("learner");
         }
+        let contact = cluster.contact(&view, id);
+        let down = matches!(contact, Contact::Silent(_)) && expects(cluster, &view, id);
+        if down {
+            flags.push("fail?");
+        }
         let master = match (leads, view.leader) {
             (false, Some(leader)) => leader.to_string(),
             _ => "-".into(),
         };
+        let pong_recv = match contact {
+            Contact::Live(ago) | Contact::Silent(Some(ago)) => SystemTime::now()
+                .checked_sub(ago)
+                .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |at| at.as_millis()),
+            _ => 0,
+        };
         out.push_str(&format!(
-            "{id} {addr}@{} {} {master} 0 0 {} connected{}\n",
+            "{id} {addr}@{} {} {master} 0 {pong_recv} {} {}{}\n",
             addr.port()
                 .saturating_add(crate::cluster::transport::CLUSTER_PORT_OFFSET),
             flags.join(","),
             view.term,
+            if down { "disconnected" } else { "connected" },
             if leads { " 0-16383" } else { "" }
         ));
     }
