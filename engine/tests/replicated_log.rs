@@ -553,3 +553,103 @@ fn a_tombstone_shadowed_by_an_uncommitted_put_survives_compaction() {
         Truncate(0),
     ]);
 }
+
+/// A follower's runs of entries (`append_entries_ops`, records written through the file, not
+/// the mapping) across many segment rotations are what a crash leaves: a copy of the data
+/// directory taken while the engine is open (the page cache, as kill -9 leaves it) opens with
+/// every entry at its seq and term and the index of the last write of each key, and takes the
+/// next entry.
+#[test]
+fn runs_written_through_the_file_across_rotations_are_what_a_crash_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let engine = open(dir.path(), &clock, 0);
+    let key = |i: u64| format!("k{}", i % 37).into_bytes();
+    let value = |i: u64| format!("entry {i} {}", "v".repeat(60 + (i % 50) as usize)).into_bytes();
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut seq = 1;
+    for (run, term) in [(40u64, 1u64), (75, 1), (1, 2), (60, 3)] {
+        let entries: Vec<Vec<ModelOp>> = (seq..seq + run)
+            .map(|i| {
+                let mut ops = vec![ModelOp {
+                    kind: RecordKind::Put,
+                    namespace: Namespace::Kv,
+                    key: key(i),
+                    value: value(i),
+                }];
+                if i % 5 == 0 {
+                    ops.push(ModelOp {
+                        kind: RecordKind::Delete,
+                        namespace: Namespace::Kv,
+                        key: key(i + 3),
+                        value: Vec::new(),
+                    });
+                }
+                ops
+            })
+            .collect();
+        let ops: Vec<Vec<Op<'_>>> = entries
+            .iter()
+            .map(|ops| ops.iter().map(op_of).collect())
+            .collect();
+        let batch: Vec<EntryOps<'_>> = ops
+            .iter()
+            .enumerate()
+            .map(|(n, ops)| EntryOps {
+                seq: seq + n as u64,
+                term,
+                ops,
+            })
+            .collect();
+        engine.append_entries_ops(&batch).unwrap();
+        for ops in &entries {
+            for op in ops {
+                match op.kind {
+                    RecordKind::Put => model.insert(op.key.clone(), op.value.clone()),
+                    _ => model.remove(&op.key),
+                };
+            }
+        }
+        seq += run;
+    }
+    assert_eq!(engine.last_entry(), (seq - 1, 3));
+    assert!(
+        engine.stats().segments >= 5,
+        "the runs crossed rotations: {} segments",
+        engine.stats().segments
+    );
+    let holds_the_model = |engine: &Engine, what: &str| {
+        for i in 0..37u64 {
+            let key = key(i);
+            let held = engine.get(Namespace::Kv, &key).unwrap().map(|v| v.value);
+            assert_eq!(held.as_ref(), model.get(&key), "{what}: key {i}");
+        }
+    };
+    holds_the_model(&engine, "before the crash");
+    let image = tempfile::tempdir().unwrap();
+    common::copy_dir(dir.path(), image.path());
+    drop(engine);
+    let engine = open(image.path(), &clock, 0);
+    assert_eq!(engine.last_entry(), (seq - 1, 3));
+    holds_the_model(&engine, "after the crash");
+    let read = read_all(&engine, 1);
+    assert_eq!(read.len() as u64, seq - 1);
+    for (n, entry) in read.iter().enumerate() {
+        assert_eq!(entry.seq, n as u64 + 1);
+        assert_eq!(
+            entry.term,
+            if entry.seq < 116 {
+                1
+            } else if entry.seq == 116 {
+                2
+            } else {
+                3
+            }
+        );
+        assert_eq!(entry.ops[0].value, value(entry.seq), "entry {}", entry.seq);
+    }
+    let mut batch = WriteBatch::new();
+    batch.put(Namespace::Kv, b"after", b"crash", 0);
+    engine.append_entry(seq, 3, &batch).unwrap();
+    assert_eq!(engine.last_entry(), (seq, 3));
+}

@@ -119,6 +119,9 @@ pub(crate) struct Writer {
     pub last_term: u64,
     /// The write path's reusable bookkeeping.
     pub scratch: write::ApplyScratch,
+    /// The last append wrote its records through the file (`append_run`, a follower's)
+    /// rather than through the mapping: the next segment is not prefaulted.
+    pub writes_through_file: bool,
     /// A batch buffer `begin` lends to its transaction and takes back, emptied, at its end,
     /// so a transaction allocates nothing once the buffer has grown.
     pub spare_batch: WriteBatch,
@@ -278,6 +281,7 @@ impl Engine {
                 last_term: recovered.last_term,
                 scratch: write::ApplyScratch::default(),
                 spare_batch: WriteBatch::new(),
+                writes_through_file: false,
             }),
             sync: Mutex::new(SyncState {
                 durable_seq: recovered.last_seq,

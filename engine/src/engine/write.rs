@@ -30,6 +30,8 @@ pub(crate) struct ApplyScratch {
     undo: Vec<UndoItem>,
     /// `append_run`'s record of each entry it wrote: its segment and first write's offset.
     placed: Vec<(Arc<Segment>, usize)>,
+    /// `append_run`'s records, encoded before they are written.
+    run_bytes: Vec<u8>,
 }
 
 /// One entry of a run a follower appends at once (`Engine::append_entries_ops`): its seq, its
@@ -57,6 +59,7 @@ impl Inner {
         seq: u64,
         term: u64,
     ) -> Result<u64> {
+        writer.writes_through_file = false;
         let (segment, first_record) = self.write_record(writer, ops, seq, term)?;
         // The undo log is locked across the index update, so compaction, which asks the index
         // first and the undo log second, finds a replaced record in one or the other.
@@ -129,43 +132,111 @@ impl Inner {
 
     /// Appends a run of entries a leader chose (`Engine::append_entries_ops`), each the next
     /// seq in a term no older than the last, whose writes are all puts and deletes that no
-    /// observer watches: their records first, then the index in one pass over every write of
-    /// the run, whose cache misses overlap (`apply_run_to_index`). On an error, the entries
-    /// before the failing one are in the log and the index, as if appended one by one.
+    /// observer watches: their records are encoded into one buffer and written with one
+    /// `pwrite` per segment they land in (`SegmentWriter::write`: the follower's appends leave
+    /// no writable page-table entries for its flush to write-protect), then the index is
+    /// pointed at them in one pass over every write of the run, whose cache misses overlap
+    /// (`apply_run_to_index`). On an error, the entries before the failing one are in the log
+    /// and the index, as if appended one by one, and no later one is.
     pub(crate) fn append_run(&self, writer: &mut Writer, entries: &[EntryOps<'_>]) -> Result<()> {
+        writer.writes_through_file = true;
         let mut placed = std::mem::take(&mut writer.scratch.placed);
+        let mut bytes = std::mem::take(&mut writer.scratch.run_bytes);
         placed.clear();
+        bytes.clear();
+        let (seq_before, term_before) = (writer.next_seq, writer.last_term);
+        // Entries of `placed` whose records are written and published.
+        let mut written = 0;
         let mut outcome = Ok(());
         for entry in entries {
-            let written = Inner::check_next(writer, entry.seq, entry.term)
-                .and_then(|()| self.write_record(writer, entry.ops, entry.seq, entry.term));
-            match written {
-                Ok(record) => placed.push(record),
+            let checked = Inner::check_next(writer, entry.seq, entry.term).and_then(|()| {
+                self.check_writable()?;
+                self.check_group(entry.ops)
+            });
+            let total = match checked {
+                Ok(total) => total,
                 Err(error) => {
                     outcome = Err(error);
                     break;
                 }
+            };
+            // A sealed active segment: as in `write_record`.
+            if total > writer.active.remaining() - bytes.len() || writer.active.segment.is_sealed()
+            {
+                // The run's records for this segment first, then the next segment.
+                let rotated = Inner::write_run_bytes(writer, &mut bytes)
+                    .inspect(|()| written = placed.len())
+                    .and_then(|()| self.rotate(writer, total));
+                if let Err(error) = rotated {
+                    outcome = Err(error);
+                    break;
+                }
             }
+            let at = writer.active.offset() + bytes.len();
+            let start = bytes.len();
+            bytes.resize(start + total, 0);
+            encode_batch(&mut bytes[start..], entry.ops, entry.seq, entry.term);
+            let first_record = match entry.ops.len() {
+                1 => at,
+                _ => at + RECORD_HEADER_BYTES,
+            };
+            placed.push((writer.active.segment.clone(), first_record));
             // The seq is taken (the next entry's check reads it); readers see it once the
             // index points at the run (`last_seq` below).
             writer.next_seq += 1;
             writer.last_term = entry.term;
         }
-        let written = &entries[..placed.len()];
-        if let Some(last) = written.last() {
-            self.apply_run_to_index(written, &placed, &mut writer.scratch);
+        match Inner::write_run_bytes(writer, &mut bytes) {
+            Ok(()) => written = placed.len(),
+            Err(error) => outcome = outcome.and(Err(error)),
+        }
+        // Entries encoded but not written are not in the log.
+        if written < placed.len() {
+            placed.truncate(written);
+            writer.next_seq = seq_before + written as u64;
+            writer.last_term = match written {
+                0 => term_before,
+                n => entries[n - 1].term,
+            };
+        }
+        let done = &entries[..written];
+        for (entry, (segment, _)) in done.iter().zip(&placed) {
+            segment.note_appended_seq(entry.seq);
+            if entry.ops.len() > 1 {
+                // The batch header itself is overhead compaction reclaims.
+                segment.add_dead(RECORD_HEADER_BYTES);
+            }
+        }
+        if let Some(last) = done.last() {
+            self.apply_run_to_index(done, &placed, &mut writer.scratch);
             self.last_seq.store(last.seq, Ordering::Release);
-            for entry in written {
+            for entry in done {
                 self.waiters.wake_for(entry.ops);
             }
             self.writes.store(
-                self.writes.load(Ordering::Relaxed) + written.len() as u64,
+                self.writes.load(Ordering::Relaxed) + done.len() as u64,
                 Ordering::Relaxed,
             );
         }
         placed.clear();
+        bytes.clear();
         writer.scratch.placed = placed;
+        writer.scratch.run_bytes = bytes;
         outcome
+    }
+
+    /// Writes the records `append_run` encoded for the active segment at its write position
+    /// and publishes them; `bytes` is left empty (on an error too: none of them are in the
+    /// log then).
+    fn write_run_bytes(writer: &mut Writer, bytes: &mut Vec<u8>) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let written = writer.active.write(bytes);
+        bytes.clear();
+        written?;
+        writer.active.publish();
+        Ok(())
     }
 
     /// Whether an entry at `seq` in `term` may be appended next: the log's next seq, in a
@@ -569,7 +640,9 @@ impl Inner {
             .max(self.config.segment_bytes)
             .next_multiple_of(SEGMENT_CAPACITY_ALIGN_BYTES);
         let segment = self.create_segment(capacity)?;
-        if self.config.background_sealing {
+        // Prefaulting maps the pages writable: a writer that writes through the file
+        // (`append_run`) wants none of them so.
+        if self.config.background_sealing && !writer.writes_through_file {
             self.request_prefault(segment.clone());
         }
         writer.active = SegmentWriter::new(segment).expect("new segment has no writer");
