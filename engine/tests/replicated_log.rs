@@ -165,6 +165,24 @@ fn op_of(op: &ModelOp) -> Op<'_> {
     }
 }
 
+/// Appends `entries` at once (`append_entries_ops`), as a follower appends a message's.
+fn append_together(engine: &Engine, entries: &[ModelEntry]) {
+    let ops: Vec<Vec<Op<'_>>> = entries
+        .iter()
+        .map(|entry| entry.ops.iter().map(op_of).collect())
+        .collect();
+    let run: Vec<EntryOps<'_>> = entries
+        .iter()
+        .zip(&ops)
+        .map(|(entry, ops)| EntryOps {
+            seq: entry.seq,
+            term: entry.term,
+            ops,
+        })
+        .collect();
+    engine.append_entries_ops(&run).unwrap();
+}
+
 fn open(dir: &std::path::Path, clock: &Arc<ManualClock>, committed: u64) -> Engine {
     let log = Arc::new(Mutex::new(Vec::new()));
     Engine::open(small_config(dir, clock, &log).replicated(committed)).expect("engine opens")
@@ -339,20 +357,7 @@ fn run(steps: Vec<Step>) {
                     });
                 }
                 if together {
-                    let ops: Vec<Vec<Op<'_>>> = entries
-                        .iter()
-                        .map(|entry| entry.ops.iter().map(op_of).collect())
-                        .collect();
-                    let run: Vec<EntryOps<'_>> = entries
-                        .iter()
-                        .zip(&ops)
-                        .map(|(entry, ops)| EntryOps {
-                            seq: entry.seq,
-                            term: entry.term,
-                            ops,
-                        })
-                        .collect();
-                    engine.append_entries_ops(&run).unwrap();
+                    append_together(&engine, &entries);
                 } else {
                     for entry in &entries {
                         engine
@@ -569,7 +574,7 @@ fn runs_written_through_the_file_across_rotations_are_what_a_crash_leaves() {
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut seq = 1;
     for (run, term) in [(40u64, 1u64), (75, 1), (1, 2), (60, 3)] {
-        let entries: Vec<Vec<ModelOp>> = (seq..seq + run)
+        let entries: Vec<ModelEntry> = (seq..seq + run)
             .map(|i| {
                 let mut ops = vec![ModelOp {
                     kind: RecordKind::Put,
@@ -585,25 +590,12 @@ fn runs_written_through_the_file_across_rotations_are_what_a_crash_leaves() {
                         value: Vec::new(),
                     });
                 }
-                ops
+                ModelEntry { seq: i, term, ops }
             })
             .collect();
-        let ops: Vec<Vec<Op<'_>>> = entries
-            .iter()
-            .map(|ops| ops.iter().map(op_of).collect())
-            .collect();
-        let batch: Vec<EntryOps<'_>> = ops
-            .iter()
-            .enumerate()
-            .map(|(n, ops)| EntryOps {
-                seq: seq + n as u64,
-                term,
-                ops,
-            })
-            .collect();
-        engine.append_entries_ops(&batch).unwrap();
-        for ops in &entries {
-            for op in ops {
+        append_together(&engine, &entries);
+        for entry in &entries {
+            for op in &entry.ops {
                 match op.kind {
                     RecordKind::Put => model.insert(op.key.clone(), op.value.clone()),
                     _ => model.remove(&op.key),

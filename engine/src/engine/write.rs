@@ -42,6 +42,15 @@ pub struct EntryOps<'a> {
     pub ops: &'a [Op<'a>],
 }
 
+/// The offset of the first write's record in a record of `count` writes written at `start`
+/// (a batch's writes follow its header).
+fn first_record(start: usize, count: usize) -> usize {
+    match count {
+        1 => start,
+        _ => start + RECORD_HEADER_BYTES,
+    }
+}
+
 impl Inner {
     /// Appends a group of writes as one record (or a batch record) at the next seq, in the
     /// writer's current term, and updates the index. Caller holds the writer lock.
@@ -106,27 +115,40 @@ impl Inner {
         seq: u64,
         term: u64,
     ) -> Result<(Arc<Segment>, usize)> {
-        self.check_writable()?;
-        let total = self.check_group(ops)?;
+        let total = self.checked_len(ops)?;
         assert_eq!(seq, writer.next_seq, "appends take the next seq");
-        // A sealed active segment means an earlier rotation sealed it but could not create the
-        // next one (a full disk, say): try again rather than write past its end.
-        if total > writer.active.remaining() || writer.active.segment.is_sealed() {
+        if Inner::needs_rotation(writer, total, 0) {
             self.rotate(writer, total)?;
         }
-        let single = ops.count() == 1;
         let start = writer
             .active
             .append(total, |out| encode_batch(out, ops, seq, term));
         writer.active.publish();
         let segment = writer.active.segment.clone();
+        Inner::note_record(&segment, seq, ops.count());
+        Ok((segment, first_record(start, ops.count())))
+    }
+
+    /// The bytes a group of writes takes in the log, once the engine takes writes and the
+    /// group passes `check_group`.
+    fn checked_len<O: Ops + ?Sized>(&self, ops: &O) -> Result<usize> {
+        self.check_writable()?;
+        self.check_group(ops)
+    }
+
+    /// Whether a record of `total` bytes, after `pending` bytes not yet written, needs a new
+    /// segment. A sealed active segment means an earlier rotation sealed it but could not
+    /// create the next one (a full disk, say): try again rather than write past its end.
+    fn needs_rotation(writer: &Writer, total: usize, pending: usize) -> bool {
+        total > writer.active.remaining() - pending || writer.active.segment.is_sealed()
+    }
+
+    /// Notes in `segment` a record of `count` writes written at `seq`.
+    fn note_record(segment: &Segment, seq: u64, count: usize) {
         segment.note_appended_seq(seq);
-        if single {
-            Ok((segment, start))
-        } else {
+        if count > 1 {
             // The batch header itself is overhead compaction reclaims.
             segment.add_dead(RECORD_HEADER_BYTES);
-            Ok((segment, start + RECORD_HEADER_BYTES))
         }
     }
 
@@ -149,10 +171,8 @@ impl Inner {
         let mut written = 0;
         let mut outcome = Ok(());
         for entry in entries {
-            let checked = Inner::check_next(writer, entry.seq, entry.term).and_then(|()| {
-                self.check_writable()?;
-                self.check_group(entry.ops)
-            });
+            let checked = Inner::check_next(writer, entry.seq, entry.term)
+                .and_then(|()| self.checked_len(entry.ops));
             let total = match checked {
                 Ok(total) => total,
                 Err(error) => {
@@ -160,9 +180,7 @@ impl Inner {
                     break;
                 }
             };
-            // A sealed active segment: as in `write_record`.
-            if total > writer.active.remaining() - bytes.len() || writer.active.segment.is_sealed()
-            {
+            if Inner::needs_rotation(writer, total, bytes.len()) {
                 // The run's records for this segment first, then the next segment.
                 let rotated = Inner::write_run_bytes(writer, &mut bytes)
                     .inspect(|()| written = placed.len())
@@ -176,11 +194,10 @@ impl Inner {
             let start = bytes.len();
             bytes.resize(start + total, 0);
             encode_batch(&mut bytes[start..], entry.ops, entry.seq, entry.term);
-            let first_record = match entry.ops.len() {
-                1 => at,
-                _ => at + RECORD_HEADER_BYTES,
-            };
-            placed.push((writer.active.segment.clone(), first_record));
+            placed.push((
+                writer.active.segment.clone(),
+                first_record(at, entry.ops.len()),
+            ));
             // The seq is taken (the next entry's check reads it); readers see it once the
             // index points at the run (`last_seq` below).
             writer.next_seq += 1;
@@ -201,11 +218,7 @@ impl Inner {
         }
         let done = &entries[..written];
         for (entry, (segment, _)) in done.iter().zip(&placed) {
-            segment.note_appended_seq(entry.seq);
-            if entry.ops.len() > 1 {
-                // The batch header itself is overhead compaction reclaims.
-                segment.add_dead(RECORD_HEADER_BYTES);
-            }
+            Inner::note_record(segment, entry.seq, entry.ops.len());
         }
         if let Some(last) = done.last() {
             self.apply_run_to_index(done, &placed, &mut writer.scratch);
