@@ -287,6 +287,9 @@ pub struct Cluster {
     pub(crate) appended_unseen: std::sync::atomic::AtomicBool,
     /// Snapshots this node sent `InstallSnapshot` for, as the leader (CLUSTER INFO).
     pub snapshots_sent: AtomicU64,
+    /// The mailboxes of connections parked in WAIT on this leader: rung (and forgotten) when
+    /// a follower's match index moves (`set_view`), so a WAIT looks again at once.
+    ack_waiters: Mutex<Vec<std::sync::Arc<crate::queue::Mailbox>>>,
     /// Bytes of snapshot files this node shipped, as the leader (CLUSTER INFO).
     pub snapshot_bytes_sent: AtomicU64,
     /// The index of the snapshot this process opened at its start (0: none; CLUSTER INFO).
@@ -320,6 +323,7 @@ impl Cluster {
             wake: Mutex::new(None),
             appended_unseen: std::sync::atomic::AtomicBool::new(false),
             snapshots_sent: AtomicU64::new(0),
+            ack_waiters: Mutex::new(Vec::new()),
             snapshot_bytes_sent: AtomicU64::new(0),
             snapshot_installed_index: AtomicU64::new(0),
         }
@@ -372,7 +376,31 @@ impl Cluster {
     }
 
     pub(crate) fn set_view(&self, view: View) {
-        *self.view.lock().expect("cluster view lock") = view;
+        let moved = {
+            let mut held = self.view.lock().expect("cluster view lock");
+            let moved = held.matches != view.matches;
+            *held = view;
+            moved
+        };
+        if moved {
+            let waiters = std::mem::take(&mut *self.ack_waiters.lock().expect("ack waiters lock"));
+            for mailbox in waiters {
+                mailbox.ring();
+            }
+        }
+    }
+
+    /// Rings `mailbox` the next time a follower's match index moves (once: a WAIT that
+    /// still waits asks again).
+    pub fn wake_on_ack(&self, mailbox: std::sync::Arc<crate::queue::Mailbox>) {
+        let mut waiters = self.ack_waiters.lock().expect("ack waiters lock");
+        // Once each: a WAIT with no follower answering asks at every look.
+        if !waiters
+            .iter()
+            .any(|waiter| std::sync::Arc::ptr_eq(waiter, &mailbox))
+        {
+            waiters.push(mailbox);
+        }
     }
 
     /// A node's client address, if this node knows it.

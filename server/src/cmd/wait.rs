@@ -4,16 +4,19 @@
 //! always does by then), waiting until `numreplicas` do or `timeout` milliseconds pass (0:
 //! no limit). A lone node has no replicas: 0, at once when 0 were asked for, else after the
 //! timeout, as a Redis master without replicas. A follower refuses it as a Redis replica does.
-//! The wait parks the connection (the event loop's `Action::Park`) and looks again every
-//! `POLL_MS`: nothing wakes a connection when a follower's acknowledgement arrives.
+//! The wait parks the connection (the event loop's `Action::Park`); the raft thread rings its
+//! mailbox when a follower's match index moves (`Cluster::wake_on_ack`, asked before each
+//! look, so a move between the look and the park still rings), and it looks again then, or
+//! every `POLL_MS` at the latest.
 
 use crate::cluster::Cluster;
 use crate::context::{Call, Outcome, Session, Shared};
 use crate::frame::Frame;
 use crate::queue::session::ReplyTarget;
 
-/// How often a parked WAIT on a cluster's leader looks at its followers' match indexes.
-const POLL_MS: u64 = 2;
+/// How often a parked WAIT on a cluster's leader looks at its followers' match indexes if
+/// nothing rang it (the raft thread rings it when one moves: this is the safety net).
+const POLL_MS: u64 = 100;
 
 /// A WAIT that has not reached its count yet.
 #[derive(Debug)]
@@ -46,7 +49,11 @@ pub fn wait(call: &mut Call<'_, '_>, args: &[&[u8]]) -> Outcome {
                 "ERR WAIT cannot be used with replica instances (this node is not the leader)",
             ));
         }
-        Some(cluster) => cluster.view().last_index,
+        Some(cluster) => {
+            // Before the first look: a follower that answers after it still rings.
+            cluster.wake_on_ack(call.session.queue.mailbox.clone());
+            cluster.view().last_index
+        }
         None => 0,
     };
     let acked = acknowledged(cluster.map(|c| &**c), index);
@@ -96,6 +103,10 @@ pub fn next_look_ms(shared: &Shared, waiting: &Waiting) -> Option<u64> {
 pub fn look_again(shared: &Shared, session: &Session) -> Option<Frame> {
     let waiting = session.waiting.as_ref()?;
     let cluster = shared.store.cluster().map(|c| &**c);
+    if let Some(cluster) = cluster {
+        // Before the look, as in `wait`; a spare ring after the answer only wakes the loop.
+        cluster.wake_on_ack(session.queue.mailbox.clone());
+    }
     let acked = acknowledged(cluster, waiting.index);
     let done = acked >= waiting.replicas
         || waiting
