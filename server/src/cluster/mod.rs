@@ -458,3 +458,39 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use super::{Cluster, ClusterOptions};
+    use crate::queue::Mailbox;
+
+    /// A WAIT's mailbox is rung once when a follower's match index moves, not when a view
+    /// leaves them as they were, and a mailbox asked for twice is rung once.
+    #[test]
+    fn a_waiting_mailbox_rings_once_when_a_match_index_moves() {
+        let members = "1=127.0.0.1:7900,2=127.0.0.1:7901,3=127.0.0.1:7902";
+        let cluster = Cluster::new(ClusterOptions::parse("1", members, 50).unwrap());
+        let rings = Arc::new(AtomicU64::new(0));
+        let mailbox = Mailbox::new({
+            let rings = rings.clone();
+            move || {
+                rings.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        cluster.wake_on_ack(mailbox.clone());
+        cluster.wake_on_ack(mailbox.clone());
+        let mut view = cluster.view();
+        view.commit = 7;
+        cluster.set_view(view.clone());
+        assert_eq!(rings.load(Ordering::SeqCst), 0, "no match index moved");
+        view.matches.insert(2, 5);
+        cluster.set_view(view.clone());
+        assert_eq!(rings.load(Ordering::SeqCst), 1, "rung once");
+        view.matches.insert(2, 6);
+        cluster.set_view(view);
+        assert_eq!(rings.load(Ordering::SeqCst), 1, "forgotten once rung");
+    }
+}
