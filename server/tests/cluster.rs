@@ -407,6 +407,21 @@ fn leadership_moves_on_request_and_writes_follow() {
     assert_eq!(view["serving_reads"], true, "{view}");
     assert!(view["elections_won"].as_u64().unwrap() >= 1, "{view}");
     assert_eq!(view["nodes"].as_array().unwrap().len(), 3);
+    // All three online: a new leader counts a follower's silence from its election (it may
+    // not have heard yet from the follower whose vote it did not need), and it has heard
+    // from at least the one that voted for it.
+    let nodes_json = view["nodes"].as_array().unwrap();
+    for node in nodes_json {
+        assert_eq!(node["health"], "online", "{view}");
+    }
+    let heard = |me: bool| {
+        nodes_json
+            .iter()
+            .filter(|node| node["self"] == me && node["heard_ms_ago"].is_u64())
+            .count()
+    };
+    assert_eq!(heard(true), 0, "{view}");
+    assert!(heard(false) >= 1, "{view}");
     let (_, metrics) = admin(target, "/metrics");
     assert!(
         metrics.contains("flin_cluster_role{role=\"leader\"} 1"),

@@ -391,6 +391,10 @@ fn cluster_json(shared: &Shared) -> serde_json::Value {
                 "applied_index": me.then_some(view.applied),
                 "match_index": matched,
                 "lag": matched.map(|m| view.last_index.saturating_sub(m)),
+                // When this node last heard from it (null: never, or itself), and the health
+                // CLUSTER SHARDS reports.
+                "heard_ms_ago": view.heard.get(&id).map(|at| at.elapsed().as_millis() as u64),
+                "health": crate::cmd::cluster::health(cluster, &view, id),
             })
         })
         .collect();

@@ -374,6 +374,7 @@ impl Driver {
             commit_save_pending: false,
             own_unflushed: None,
             heard: BTreeMap::new(),
+            leading_since: None,
             live_window: Duration::from_millis(3 * cluster.options.tick_ms.max(1)),
             gates_opened: 0,
             poll,
@@ -591,6 +592,8 @@ struct Raft {
     /// `live_window` does not count on to commit the leader's writes without its flush.
     heard: BTreeMap<NodeId, Instant>,
     live_window: Duration,
+    /// When this node's current leadership was first published (`View::leading_since`).
+    leading_since: Option<Instant>,
     /// The leader opened its writes' gates through this index (`flush_own_when_due`).
     gates_opened: u64,
     node: Node,
@@ -2015,8 +2018,12 @@ impl Raft {
         }
     }
 
-    fn publish_view(&self) {
+    fn publish_view(&mut self) {
         let id = self.node.id();
+        self.leading_since = match self.node.role() {
+            Role::Leader => Some(self.leading_since.unwrap_or_else(Instant::now)),
+            _ => None,
+        };
         let matches = self
             .node
             .membership()
@@ -2037,6 +2044,7 @@ impl Raft {
             voters: self.node.membership().voters().collect(),
             learners: self.node.membership().learners().collect(),
             heard: self.heard.clone(),
+            leading_since: self.leading_since,
         });
     }
 

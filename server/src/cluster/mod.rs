@@ -245,6 +245,10 @@ pub struct View {
     /// answers, a follower its leader): INFO's `lag`, CLUSTER SHARDS' health, CLUSTER NODES'
     /// link state.
     pub heard: BTreeMap<NodeId, std::time::Instant>,
+    /// Since when this node leads (`None` while it does not): a new leader counts a
+    /// follower's silence from its election, not from before it (as a follower it never
+    /// heard from the other followers).
+    pub leading_since: Option<std::time::Instant>,
 }
 
 /// A peer not heard from for this many ticks (the longest election timeout at the core's
@@ -258,7 +262,8 @@ pub const SILENT_TICKS_MAX: u64 = 20;
 pub enum Contact {
     /// This node itself.
     Myself,
-    /// Heard from within `SILENT_TICKS_MAX` ticks, this long ago.
+    /// Heard from within `SILENT_TICKS_MAX` ticks, this long ago (on a leader: at most as
+    /// long ago as its election).
     Live(std::time::Duration),
     /// Heard from longer ago, or never (`None`).
     Silent(Option<std::time::Duration>),
@@ -319,6 +324,7 @@ impl Cluster {
                 voters,
                 learners: Vec::new(),
                 heard: BTreeMap::new(),
+                leading_since: None,
             }),
             wake: Mutex::new(None),
             appended_unseen: std::sync::atomic::AtomicBool::new(false),
@@ -369,7 +375,11 @@ impl Cluster {
             return Contact::Myself;
         }
         let silent_max = std::time::Duration::from_millis(SILENT_TICKS_MAX * self.options.tick_ms);
-        match view.heard.get(&id).map(|at| at.elapsed()) {
+        let since = match (view.heard.get(&id).copied(), view.leading_since) {
+            (Some(heard), Some(leading)) => Some(heard.max(leading)),
+            (heard, leading) => heard.or(leading),
+        };
+        match since.map(|at| at.elapsed()) {
             Some(ago) if ago <= silent_max => Contact::Live(ago),
             ago => Contact::Silent(ago),
         }

@@ -341,7 +341,7 @@ fn expects(cluster: &Cluster, view: &View, id: NodeId) -> bool {
 /// A node's health in CLUSTER SHARDS: `failed` if this node expects to hear from it
 /// (`expects`) and has not within `SILENT_TICKS_MAX` ticks, else `online` (a follower
 /// reports the other followers, which it does not hear from, as `online`).
-fn health(cluster: &Cluster, view: &View, id: NodeId) -> &'static str {
+pub(crate) fn health(cluster: &Cluster, view: &View, id: NodeId) -> &'static str {
     match cluster.contact(view, id) {
         Contact::Silent(_) if expects(cluster, view, id) => "failed",
         _ => "online",
@@ -381,13 +381,12 @@ pub fn nodes(cluster: &Cluster) -> String {
             (false, Some(leader)) => leader.to_string(),
             _ => "-".into(),
         };
-        let pong_recv = match contact {
-            Contact::Live(ago) | Contact::Silent(Some(ago)) => SystemTime::now()
-                .checked_sub(ago)
+        let pong_recv = view.heard.get(&id).map_or(0, |at| {
+            SystemTime::now()
+                .checked_sub(at.elapsed())
                 .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |at| at.as_millis()),
-            _ => 0,
-        };
+                .map_or(0, |at| at.as_millis())
+        });
         out.push_str(&format!(
             "{id} {addr}@{} {} {master} 0 {pong_recv} {} {}{}\n",
             addr.port()
