@@ -580,29 +580,19 @@ impl SegmentWriter {
             "write of {} bytes past the segment end",
             bytes.len()
         );
+        let Some(FileHandle::Os(file)) = &self.segment.file else {
+            return Ok(self.append(bytes.len(), |out| out.copy_from_slice(bytes)));
+        };
         let at = self.offset;
-        match &self.segment.file {
-            Some(FileHandle::Os(file)) => {
-                use std::os::unix::fs::FileExt;
-                file.write_all_at(bytes, at as u64).map_err(|e| {
-                    let path = self
-                        .segment
-                        .path
-                        .as_deref()
-                        .unwrap_or(Path::new("<segment>"));
-                    Error::io(path, "write log records", e)
-                })?;
-            }
-            // SAFETY: as in `append`: `[at, at + len)` lies past `published` and inside the
-            // mapping, and this writer is the only one.
-            _ => unsafe {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    self.segment.map.as_mut_ptr().add(at),
-                    bytes.len(),
-                );
-            },
-        }
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(bytes, at as u64).map_err(|e| {
+            let path = self
+                .segment
+                .path
+                .as_deref()
+                .unwrap_or(Path::new("<segment>"));
+            Error::io(path, "write log records", e)
+        })?;
         self.offset += bytes.len();
         Ok(at)
     }

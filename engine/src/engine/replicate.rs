@@ -98,8 +98,7 @@ impl Engine {
 
     fn append_entry_of<O: Ops + ?Sized>(&self, seq: u64, term: u64, ops: &O) -> Result<u64> {
         let mut writer = self.inner.lock_writer();
-        Inner::check_next(&writer, seq, term)?;
-        self.inner.append_at(&mut writer, ops, seq, term)
+        self.inner.append_next(&mut writer, ops, seq, term)
     }
 
     /// Appends consecutive entries a leader chose, as [`Engine::append_entry_ops`] of each in
@@ -127,9 +126,8 @@ impl Engine {
                 at += run;
             } else {
                 let entry = &entries[at];
-                Inner::check_next(&writer, entry.seq, entry.term)?;
                 self.inner
-                    .append_at(&mut writer, entry.ops, entry.seq, entry.term)?;
+                    .append_next(&mut writer, entry.ops, entry.seq, entry.term)?;
                 at += 1;
             }
         }

@@ -70,12 +70,7 @@ impl Inner {
     ) -> Result<u64> {
         writer.writes_through_file = false;
         let (segment, first_record) = self.write_record(writer, ops, seq, term)?;
-        // The undo log is locked across the index update, so compaction, which asks the index
-        // first and the undo log second, finds a replaced record in one or the other.
-        let mut undo_log = self
-            .undo
-            .as_ref()
-            .map(|log| log.lock().expect("undo log lock"));
+        let mut undo_log = self.lock_undo_log();
         let mut undo = undo_log
             .as_ref()
             .map(|_| std::mem::take(&mut writer.scratch.undo));
@@ -250,6 +245,28 @@ impl Inner {
         written?;
         writer.active.publish();
         Ok(())
+    }
+
+    /// A replicated engine's undo log, locked. It stays locked across an index update, so
+    /// that compaction, which asks the index first and the undo log second, finds a replaced
+    /// record in one or the other.
+    fn lock_undo_log(&self) -> Option<std::sync::MutexGuard<'_, super::undo::UndoLog>> {
+        self.undo
+            .as_ref()
+            .map(|log| log.lock().expect("undo log lock"))
+    }
+
+    /// Appends an entry a leader chose at `seq` in `term`, if it may come next
+    /// (`check_next`).
+    pub(crate) fn append_next<O: Ops + ?Sized>(
+        &self,
+        writer: &mut Writer,
+        ops: &O,
+        seq: u64,
+        term: u64,
+    ) -> Result<u64> {
+        Inner::check_next(writer, seq, term)?;
+        self.append_at(writer, ops, seq, term)
     }
 
     /// Whether an entry at `seq` in `term` may be appended next: the log's next seq, in a
@@ -458,11 +475,7 @@ impl Inner {
         placed: &[(Arc<Segment>, usize)],
         scratch: &mut ApplyScratch,
     ) {
-        // Locked across the index update, as in `append_at`.
-        let mut undo_log = self
-            .undo
-            .as_ref()
-            .map(|log| log.lock().expect("undo log lock"));
+        let mut undo_log = self.lock_undo_log();
         let ApplyScratch {
             indexed,
             shards,
