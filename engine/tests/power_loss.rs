@@ -678,3 +678,145 @@ fn a_write_too_large_for_an_empty_segment_survives_power_loss() {
     }
     assert_every_image_is_a_prefix(&disk, vec![put_change(b"big", &big)], 1);
 }
+
+/// Writes `key` under `Durability::Always` on a thread named `name`; the receiver gets the
+/// put's result once it returns.
+fn put_on_thread(
+    engine: &Arc<Engine>,
+    name: &str,
+    key: &'static [u8],
+) -> std::sync::mpsc::Receiver<flin_engine::Result<()>> {
+    let (done, result) = std::sync::mpsc::channel();
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _ = done.send(engine.put(KV, key, b"value", 0).map(|_| ()));
+        })
+        .unwrap();
+    result
+}
+
+/// Waits (up to 10 s) until the disk has seen `syncs` syncs.
+fn wait_for_syncs(disk: &SimDisk, syncs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while disk.syncs() < syncs {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} syncs, expected {syncs}",
+            disk.syncs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Two flushes at once (decision 108): a write that arrives while a flush is under way starts
+/// its own flush of the bytes after that flush's range instead of waiting for it. That later
+/// flush may land first; it must acknowledge nothing until the earlier one has landed too,
+/// and nothing at all if the earlier one never does (power lost under it).
+fn a_later_flush_landing_first(power_lost: bool) {
+    let disk = SimDisk::new();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let settings = Settings {
+        durability: Durability::Always,
+        background_sealing: false,
+        segment_bytes: 1 << 20,
+    };
+    let engine = Arc::new(Engine::open(config(&disk, &clock, settings)).unwrap());
+    let before = disk.syncs();
+    disk.pause_thread("first");
+    let first = put_on_thread(&engine, "first", b"first");
+    // The first flush is under way (its thread waits at the disk), so the second write starts
+    // a flush of its own: it reaches the disk while the first is held.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let second = put_on_thread(&engine, "second", b"second");
+    wait_for_syncs(&disk, before + 1);
+    let waited = second.recv_timeout(std::time::Duration::from_millis(300));
+    assert!(
+        waited.is_err(),
+        "the second write was acknowledged while the flush of the first one's bytes was still under way: {waited:?}"
+    );
+    assert!(first.try_recv().is_err());
+    if power_lost {
+        disk.crash_now();
+    }
+    disk.resume_threads();
+    let first = first.recv().unwrap();
+    let second = second.recv().unwrap();
+    match power_lost {
+        true => {
+            assert!(first.is_err(), "{first:?}");
+            assert!(second.is_err(), "{second:?}");
+        }
+        false => {
+            first.unwrap();
+            second.unwrap();
+            drop(engine);
+            disk.crash_now();
+            let writes = vec![
+                put_change(b"first", b"value"),
+                put_change(b"second", b"value"),
+            ];
+            assert_every_image_is_a_prefix(&disk, writes, 2);
+        }
+    }
+}
+
+#[test]
+fn a_later_flush_that_lands_first_waits_for_the_earlier_one() {
+    a_later_flush_landing_first(false);
+}
+
+#[test]
+fn a_later_flush_that_lands_first_acknowledges_nothing_when_the_earlier_one_fails() {
+    a_later_flush_landing_first(true);
+}
+
+/// A flush whose range was taken before a truncation covers the entries the cut removed, not
+/// the ones written at their seqs after it: when it lands it must not declare those durable
+/// (they were acknowledged unflushed; found while making flushes overlap, decision 108).
+#[test]
+fn a_flush_under_way_across_a_truncation_declares_only_what_the_cut_kept() {
+    let disk = SimDisk::new();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let settings = Settings {
+        durability: Durability::No,
+        background_sealing: false,
+        segment_bytes: 1 << 20,
+    };
+    let engine = Arc::new(Engine::open(config(&disk, &clock, settings).replicated(0)).unwrap());
+    for key in 1..=10 {
+        engine.put(KV, &key_bytes(key), b"old", 0).unwrap();
+    }
+    assert_eq!(engine.last_seq(), 10);
+    disk.pause_thread("flusher");
+    let (done, flushed) = std::sync::mpsc::channel();
+    let flusher = engine.clone();
+    std::thread::Builder::new()
+        .name("flusher".into())
+        .spawn(move || {
+            let _ = done.send(flusher.flush());
+        })
+        .unwrap();
+    // The flusher takes its range (through seq 10) and waits at the disk.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    engine.truncate_after(5).unwrap();
+    engine.set_term(2).unwrap();
+    for seq in 6..=8 {
+        let mut batch = WriteBatch::new();
+        batch.put(KV, &key_bytes(seq), b"new", 0);
+        engine.append_entry(seq, 2, &batch).unwrap();
+    }
+    disk.resume_threads();
+    // Asked before the cut, answered after it: it makes durable what is written now, the
+    // new entries 6..=8 included.
+    flushed.recv().unwrap().unwrap();
+    assert_eq!(engine.durable_seq(), 8);
+    disk.crash_now();
+    drop(engine);
+    let mut writes: Vec<Change> = (1..=5)
+        .map(|key| put_change(&key_bytes(key), b"old"))
+        .collect();
+    writes.extend((6..=8).map(|key| put_change(&key_bytes(key), b"new")));
+    assert_every_image_is_a_prefix(&disk, writes, 8);
+}

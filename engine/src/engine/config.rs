@@ -154,6 +154,10 @@ pub struct Config {
     /// `truncate_after` can remove them; they are never compacted. `None`: a lone node, which
     /// commits as it writes.
     pub replicated: Option<u64>,
+    /// How many flushes may run at once, each over the bytes written since the one before
+    /// it began (decision 108). 1: a write that arrives during a flush waits for it to end
+    /// before its own starts.
+    pub flushes_in_flight: usize,
 }
 
 /// Smallest segment size accepted (room for the header and some records).
@@ -178,6 +182,7 @@ impl Config {
             background_sealing: true,
             observers: Vec::new(),
             replicated: None,
+            flushes_in_flight: 2,
         }
     }
 
@@ -223,6 +228,11 @@ impl Config {
 
     pub fn logger(mut self, logger: Logger) -> Config {
         self.logger = logger;
+        self
+    }
+
+    pub fn flushes_in_flight(mut self, flushes: usize) -> Config {
+        self.flushes_in_flight = flushes.max(1);
         self
     }
 

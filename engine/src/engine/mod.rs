@@ -131,11 +131,16 @@ pub(crate) struct Writer {
 struct SyncState {
     /// Every record with seq <= this is on disk.
     durable_seq: u64,
-    /// A thread is flushing; others wait for it instead of flushing again.
-    flushing: bool,
-    /// How far the active segment has been flushed: (segment id, offset).
-    flushed_segment_id: u64,
-    flushed_offset: usize,
+    /// The flushes under way, oldest first (at most `Config::flushes_in_flight`): each
+    /// covers the bytes written after the one before it, so a later one may finish first.
+    flights: std::collections::VecDeque<sync::Flight>,
+    /// Threads that took a flush's place and are about to say which range it covers.
+    starting: usize,
+    /// Where the next flush starts: (segment id, offset) of the end of the last one taken.
+    taken_segment_id: u64,
+    taken_offset: usize,
+    /// Numbers the flushes taken, so a finished one finds its place in `flights`.
+    next_flight: u64,
 }
 
 pub(crate) struct Inner {

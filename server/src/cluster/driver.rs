@@ -155,6 +155,9 @@ pub enum Input {
     Synced(Result<(u64, u64), String>),
     /// The commit saver saved the commit point through this index; or it failed.
     CommitSaved(Result<u64, String>),
+    /// A follower's flusher made the engine's log durable through this seq (messages held
+    /// for it may leave: `release_held`); or the flush failed.
+    Durable(Result<u64, String>),
     Stop,
 }
 
@@ -167,36 +170,54 @@ pub enum Input {
 /// highest of them.
 struct Worker<T> {
     requests: Option<Sender<T>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl<T: Ord + Send + 'static> Worker<T> {
     /// `work` does a request and says what to report and whether to go on (not after a
-    /// failure: the raft thread stops taking part).
+    /// failure: the raft thread stops taking part). `threads` threads take requests from one
+    /// queue: while one works, another takes the next request.
     fn start(
         name: &str,
+        threads: usize,
         inbox: Inbox,
-        mut work: impl FnMut(T) -> (Input, bool) + Send + 'static,
+        work: impl FnMut(T) -> (Input, bool) + Send + Clone + 'static,
     ) -> Result<Worker<T>, String> {
         let (requests, receiver) = mpsc::channel::<T>();
-        let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                while let Ok(mut request) = receiver.recv() {
-                    while let Ok(later) = receiver.try_recv() {
-                        request = request.max(later);
-                    }
+        let receiver = Arc::new(Mutex::new(receiver));
+        let mut worker = Worker {
+            requests: Some(requests),
+            threads: Vec::new(),
+        };
+        for _ in 0..threads.max(1) {
+            let (receiver, inbox, mut work) = (receiver.clone(), inbox.clone(), work.clone());
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || loop {
+                    let request = {
+                        let receiver = receiver.lock().unwrap_or_else(|e| e.into_inner());
+                        let Ok(mut request) = receiver.recv() else {
+                            return;
+                        };
+                        while let Ok(later) = receiver.try_recv() {
+                            request = request.max(later);
+                        }
+                        request
+                    };
                     let (report, go_on) = work(request);
                     if !inbox.send(report) || !go_on {
                         return;
                     }
+                });
+            match thread {
+                Ok(thread) => worker.threads.push(thread),
+                Err(e) => {
+                    worker.stop();
+                    return Err(format!("cannot start {name}: {e}"));
                 }
-            })
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok(Worker {
-            requests: Some(requests),
-            thread: Some(thread),
-        })
+            }
+        }
+        Ok(worker)
     }
 
     fn request(&self, request: T) {
@@ -207,7 +228,7 @@ impl<T: Ord + Send + 'static> Worker<T> {
 
     fn stop(&mut self) {
         self.requests = None;
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -216,7 +237,7 @@ impl<T: Ord + Send + 'static> Worker<T> {
 /// The leader's flusher: asked to make the log durable through (index, term), the leader's
 /// in that term.
 fn start_flusher(engine: Engine, inbox: Inbox) -> Result<Worker<(u64, u64)>, String> {
-    Worker::start("flin-raft-flush", inbox, move |request| {
+    Worker::start("flin-raft-flush", 1, inbox, move |request| {
         let synced = engine
             .flush()
             .map(|()| request)
@@ -226,13 +247,37 @@ fn start_flusher(engine: Engine, inbox: Inbox) -> Result<Worker<(u64, u64)>, Str
     })
 }
 
+/// A follower's flushers under `--fsync always` (decision 108): asked to make the log durable
+/// through a seq, the entries the raft thread wrote. Two threads, so that a batch written
+/// while one flushes starts its own flush at once (the engine runs both: its ranges are
+/// disjoint) instead of waiting for the first to end.
+fn start_follower_flushers(engine: Engine, inbox: Inbox) -> Result<Worker<u64>, String> {
+    Worker::start(
+        "flin-raft-fflush",
+        FOLLOWER_FLUSHERS,
+        inbox,
+        move |_through| {
+            let durable = engine
+                .flush()
+                .map(|()| engine.durable_seq())
+                .map_err(|e| format!("flush: {e}"));
+            let ok = durable.is_ok();
+            (Input::Durable(durable), ok)
+        },
+    )
+}
+
+/// A follower's flush threads (`start_follower_flushers`): as many as the engine runs
+/// flushes at once by default.
+const FOLLOWER_FLUSHERS: usize = 2;
+
 /// The commit saver: asked to save a commit point.
 fn start_commit_saver(
     engine: Engine,
     file: Arc<Mutex<HardStateFile>>,
     inbox: Inbox,
 ) -> Result<Worker<u64>, String> {
-    Worker::start("flin-raft-commit", inbox, move |commit| {
+    Worker::start("flin-raft-commit", 1, inbox, move |commit| {
         let saved = save_commit(&engine, &file, commit);
         let ok = saved.is_ok();
         (Input::CommitSaved(saved), ok)
@@ -357,6 +402,10 @@ impl Driver {
             true => Some(start_flusher(engine.clone(), inbox.clone())?),
             false => None,
         };
+        let follower_flushers = match always {
+            true => Some(start_follower_flushers(engine.clone(), inbox.clone())?),
+            false => None,
+        };
         let hard_state_file = Arc::new(Mutex::new(hard_state.0));
         let commit_saver = Some(start_commit_saver(
             engine.clone(),
@@ -370,6 +419,8 @@ impl Driver {
             lease_span_ns,
             lease_until_ns: 0,
             flusher,
+            follower_flushers,
+            held: HeldMessages::default(),
             commit_saver,
             commit_save_pending: false,
             own_unflushed: None,
@@ -581,6 +632,11 @@ struct Raft {
     read_buffer: Vec<u8>,
     /// Under `--fsync always`: flushes the leader's own entries off this thread.
     flusher: Option<Worker<(u64, u64)>>,
+    /// Under `--fsync always`: flush the entries this node writes as a follower, off this
+    /// thread, two at a time (`start_follower_flushers`).
+    follower_flushers: Option<Worker<u64>>,
+    /// Messages that leave only once the engine's log is durable through their entries.
+    held: HeldMessages,
     /// Saves the commit point off this thread (`persist_commit`); `None` once stopped.
     commit_saver: Option<Worker<u64>>,
     /// A save was asked of the commit saver and it has not answered yet.
@@ -690,6 +746,61 @@ fn followers_make_a_majority(
         .filter(|&voter| matched(voter).is_some_and(|index| index >= commit))
         .count();
     keeping_up >= membership.quorum()
+}
+
+/// Messages that may leave only once the engine's log is durable through a seq, oldest first:
+/// a follower's acknowledgements of entries its flushers are flushing, and every message made
+/// after them, so that none overtakes them (decision 108).
+#[derive(Default)]
+struct HeldMessages {
+    queue: VecDeque<(u64, Vec<Message>)>,
+    /// The last entry of the latest flush handed off and not known durable yet: every
+    /// message made after it waits for it, even with nothing queued before.
+    flushing_through: Option<u64>,
+}
+
+impl HeldMessages {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.flushing_through.is_none()
+    }
+
+    /// Queues `messages` of a `Ready` whose entries' flush was handed off (`through`: its
+    /// last entry), or of any `Ready` while others wait (`None`: behind them). Returns them
+    /// if they need not wait.
+    fn hold(&mut self, through: Option<u64>, messages: Vec<Message>) -> Option<Vec<Message>> {
+        let through = through.or(self.flushing_through);
+        match through {
+            Some(through) => {
+                self.flushing_through = Some(through);
+                if !messages.is_empty() {
+                    self.queue.push_back((through, messages));
+                }
+                None
+            }
+            None => Some(messages),
+        }
+    }
+
+    /// The held messages free to leave now the log is durable through `durable`, in order.
+    fn release(&mut self, durable: u64) -> Vec<Message> {
+        let mut free = Vec::new();
+        while self
+            .queue
+            .front()
+            .is_some_and(|&(through, _)| through <= durable)
+        {
+            if let Some((_, messages)) = self.queue.pop_front() {
+                free.extend(messages);
+            }
+        }
+        if self
+            .flushing_through
+            .is_some_and(|through| through <= durable)
+        {
+            self.flushing_through = None;
+        }
+        free
+    }
 }
 
 /// The leader's own entries written and not yet handed to its flusher.
@@ -834,7 +945,8 @@ impl Raft {
                     }
                     Input::SnapshotShipped(to, result) => self.snapshot_shipped(to, result),
                     Input::Synced(Ok((index, term))) => self.node.synced(index, term),
-                    Input::Synced(Err(error)) => {
+                    Input::Durable(Ok(durable)) => self.release_held(durable),
+                    Input::Synced(Err(error)) | Input::Durable(Err(error)) => {
                         // The disk failed under the log: this node cannot keep its promises.
                         self.stop_taking_part(
                             crate::log::Level::Warn,
@@ -973,6 +1085,9 @@ impl Raft {
     fn stop_flusher(&mut self) {
         if let Some(mut flusher) = self.flusher.take() {
             flusher.stop();
+        }
+        if let Some(mut flushers) = self.follower_flushers.take() {
+            flushers.stop();
         }
         if let Some(mut saver) = self.commit_saver.take() {
             saver.stop();
@@ -1244,6 +1359,7 @@ impl Raft {
     /// a follower's acknowledgements) still leaves only after the flush.
     fn handle(&mut self, mut ready: Ready) -> Result<Flushed, String> {
         if let Some(point) = ready.snapshot {
+            self.flush_held()?;
             return self
                 .install_snapshot(point, ready.hard_state)
                 .map(|()| Flushed::Yes);
@@ -1268,6 +1384,8 @@ impl Raft {
             ready.messages = late;
         }
         if let Some(cut) = ready.truncate_after {
+            // What a held acknowledgement promised must be durable before the cut removes it.
+            self.flush_held()?;
             self.cut(cut)?;
         }
         let has_entries = !ready.entries.is_empty();
@@ -1279,8 +1397,22 @@ impl Raft {
             self.save_vote(hard_state)?;
         }
         let mut flushed = Flushed::Yes;
+        let mut handed_off = None;
         if has_entries && self.always {
+            let offload = self.node.role() != Role::Leader
+                && ready.entries.len() as u64 >= self.cluster.options.flush_offload_entries
+                && self.follower_flushers.is_some();
             match (&self.flusher, own, ready.entries.last()) {
+                (_, false, Some(last)) if offload => {
+                    // Off this thread (decision 108): the core counts the entries as
+                    // persisted, and every message it makes from here on waits in `held`
+                    // until the log is durable through them. What it hands out to apply
+                    // is committed, so durable on a majority already.
+                    if let Some(flushers) = &self.follower_flushers {
+                        flushers.request(last.index);
+                    }
+                    handed_off = Some(last.index);
+                }
                 (Some(_), true, Some(last)) => {
                     // Asked by `flush_own_when_due`.
                     let since = self
@@ -1294,10 +1426,19 @@ impl Raft {
                     });
                     flushed = Flushed::Asked;
                 }
-                _ => self.engine.flush().map_err(|e| format!("flush: {e}"))?,
+                _ => {
+                    self.engine.flush().map_err(|e| format!("flush: {e}"))?;
+                    // It covered every entry written before it, those of held messages too.
+                    if !self.held.is_empty() {
+                        self.release_held(self.engine.durable_seq());
+                    }
+                }
             }
         }
-        self.send_all(std::mem::take(&mut ready.messages));
+        let messages = std::mem::take(&mut ready.messages);
+        if let Some(free) = self.held.hold(handed_off, messages) {
+            self.send_all(free);
+        }
         if let Some(last) = ready.committed.last() {
             self.applied = last.index;
             self.cluster.gates.committed_through(last.index);
@@ -1362,6 +1503,25 @@ impl Raft {
             },
             |voter| self.node.match_index(voter),
         )
+    }
+
+    /// Sends the held messages whose entries are durable now (through `durable`), in order.
+    fn release_held(&mut self, durable: u64) {
+        let free = self.held.release(durable);
+        if !free.is_empty() {
+            self.send_all(free);
+        }
+    }
+
+    /// Flushes here and sends every held message: before a cut or a snapshot install changes
+    /// the log that they speak of.
+    fn flush_held(&mut self) -> Result<(), String> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.engine.flush().map_err(|e| format!("flush: {e}"))?;
+        self.release_held(u64::MAX);
+        Ok(())
     }
 
     fn send_all(&self, messages: Vec<Message>) {
@@ -2201,6 +2361,49 @@ impl Raft {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(term: u64) -> Message {
+        Message {
+            from: 2,
+            to: 1,
+            term,
+            body: Body::TimeoutNow,
+        }
+    }
+
+    fn terms(messages: &[Message]) -> Vec<u64> {
+        messages.iter().map(|message| message.term).collect()
+    }
+
+    #[test]
+    fn held_messages_leave_in_order_once_their_entries_are_durable() {
+        let mut held = HeldMessages::default();
+        // Nothing held: a Ready's messages leave at once.
+        assert_eq!(
+            held.hold(None, vec![message(1)]).map(|m| terms(&m)),
+            Some(vec![1])
+        );
+        // An acknowledgement of entries through 10, being flushed elsewhere.
+        assert!(held.hold(Some(10), vec![message(2)]).is_none());
+        // A later Ready with no entries (a heartbeat's answer) waits behind it.
+        assert!(held.hold(None, vec![message(3)]).is_none());
+        assert!(held.hold(Some(20), vec![message(4)]).is_none());
+        // A Ready with nothing to send holds nothing, but what comes after it waits for its
+        // entries too.
+        assert!(held.hold(Some(25), Vec::new()).is_none());
+        assert!(held.release(9).is_empty(), "entry 10 is not durable yet");
+        assert_eq!(terms(&held.release(19)), vec![2, 3]);
+        assert!(!held.is_empty());
+        assert_eq!(terms(&held.release(20)), vec![4]);
+        assert!(held.hold(None, vec![message(5)]).is_none());
+        assert!(held.release(24).is_empty());
+        assert_eq!(terms(&held.release(25)), vec![5]);
+        assert!(held.is_empty());
+        assert_eq!(
+            held.hold(None, vec![message(6)]).map(|m| terms(&m)),
+            Some(vec![6])
+        );
+    }
 
     #[test]
     fn a_lease_runs_the_ticks_a_follower_surely_waits_less_the_drift() {

@@ -79,7 +79,14 @@ pub struct ClusterOptions {
     /// follower; it keeps a quarter of its engine's log when that is more. A follower further
     /// behind is shipped a snapshot (decision 105).
     pub retain_mb: u64,
+    /// `--raft-flush-offload`: under `--fsync always`, a follower hands the flush of a
+    /// `Ready` of at least this many entries to its flush threads (decision 108).
+    pub flush_offload_entries: u64,
 }
+
+/// `--raft-flush-offload` unless given: a full pipeline's appends are 256 entries, a plain
+/// load's a few dozen at most.
+pub const FLUSH_OFFLOAD_ENTRIES_DEFAULT: u64 = 64;
 
 /// `--raft-held-entries` unless given.
 pub const HELD_ENTRIES_DEFAULT: u64 = 200_000;
@@ -179,6 +186,7 @@ impl ClusterOptions {
             retain_entries_max: RETAIN_ENTRIES_DEFAULT,
             snapshot_rate_mb: snapshot::RATE_MB_DEFAULT,
             catch_up_rate_mb: pace::CATCH_UP_RATE_MB_DEFAULT,
+            flush_offload_entries: FLUSH_OFFLOAD_ENTRIES_DEFAULT,
             retain_mb: RETAIN_MB_DEFAULT,
         })
     }
