@@ -9,7 +9,8 @@
 # cpu-clock -g` of the leader and a follower (prefix.leader, prefix.follower). Every process
 # is stopped by its pid. "switches/SET" counts the context switches (voluntary and not) of
 # every thread of the three nodes, per SET. THREADS=1 also prints, per node and thread name, the
-# CPU and context switches per SET. SERVER_ARGS adds flags to every node (e.g. "--threads 1").
+# CPU and context switches per SET. SERVER_ARGS adds flags to every node (e.g. "--threads 1");
+# WARM=S runs S seconds of plain SETs first, unmeasured.
 #
 #   benches/cluster-cpu.sh SERVER_BIN POLICY PIPELINE DURATION BASEPORT [LABEL]
 #   benches/cluster-cpu.sh target/release/flin-server everysec 32 8 7600 new
@@ -63,6 +64,11 @@ raft_ticks() { local t s=0; for t in /proc/$1/task/*; do [ "$(cat $t/comm)" = fl
 threads() { local i t; for i in 0 1 2; do for t in /proc/${PIDS[$i]}/task/*; do
   echo "$i $(tr ' ' _ < $t/comm) $(awk '{print $14 + $15}' $t/stat) $(awk '/ctxt_switches/ {n += $2} END {print n}' $t/status)"
 done; done; }
+# WARM=S: a plain load of S seconds first, not measured (cluster-compare.sh measures the
+# pipelined load right after the plain one, on the same nodes).
+if [ -n "${WARM:-}" ]; then
+  "$BENCH" -p $((BASE+LEADER-1)) --protocol resp -t set -c 50 -d 3 -r 1000000 -n 100000000 --duration "$WARM" --json -q > /dev/null
+fi
 [ -n "${THREADS:-}" ] && threads > "$DIR/threads.before"
 declare -a before after
 sw_before=0; for i in 0 1 2; do before[$i]=$(ticks ${PIDS[$i]}); sw_before=$((sw_before + $(switches ${PIDS[$i]}))); done

@@ -179,9 +179,10 @@ FLAGS:
                            more; a follower missing more gets a snapshot, which moves at
                            disk speed
     --snapshot-rate-mb <N> MB (10^6 bytes) per second at most a leader ships a snapshot to
-                           one follower at (default 0: no limit; on a shared link, less
-                           than the link's); a snapshot goes to a follower the leader's
-                           log can no longer feed
+                           one follower at (default 500; 0: no limit, faster but the
+                           copying takes the cores from the clients; on a shared link,
+                           less than the link's); a snapshot goes to a follower the
+                           leader's log can no longer feed
     --catch-up-rate-mb <N> MB (10^6 bytes) per second of entries at most a leader feeds
                            one lagging follower from its log at (default 16; 0: no
                            limit), or twice the leader's own write rate if that is more:
@@ -878,9 +879,9 @@ log-level warn
     }
 
     #[test]
-    fn the_snapshot_rate_defaults_to_no_limit_and_a_number_sets_one() {
+    fn the_snapshot_rate_defaults_to_500_mb_and_0_lifts_it() {
         let rate = |extra: &[&str]| cluster_options(extra).snapshot_rate_mb;
-        assert_eq!(rate(&[]), 0);
+        assert_eq!(rate(&[]), 500);
         assert_eq!(rate(&["--snapshot-rate-mb", "0"]), 0);
         assert_eq!(rate(&["--snapshot-rate-mb", "40"]), 40);
         assert_eq!(
