@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 
 use flin_engine::Engine;
 
-use super::{encode_hello, read_frame, write_frame, Frame, Offer, OfferedFile, CHUNK_BYTES};
+use super::{
+    encode_hello, read_frame, write_chunk, write_frame, Frame, Offer, OfferedFile, CHUNK_BYTES,
+    CHUNK_HEADER_BYTES,
+};
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// A write of one chunk, or the follower's answer to the offer, taking longer than this ends
@@ -172,7 +175,7 @@ pub fn ship(
     }
     let started = Instant::now();
     let mut sent = 0u64;
-    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut chunk = vec![0u8; CHUNK_HEADER_BYTES + CHUNK_BYTES];
     for (number, offered) in files.iter().enumerate().skip(first) {
         let path = prepared.dir.join(&offered.name);
         let mut file =
@@ -184,17 +187,11 @@ pub fn ship(
                 return Err("stopped (this node no longer leads, or stops)".into());
             }
             let len = CHUNK_BYTES.min((offered.len - offset) as usize);
-            file.read_exact(&mut chunk[..len])
+            let framed = &mut chunk[..CHUNK_HEADER_BYTES + len];
+            file.read_exact(&mut framed[CHUNK_HEADER_BYTES..])
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            write_frame(
-                &mut stream,
-                &Frame::Chunk {
-                    file: number as u32,
-                    offset,
-                    data: chunk[..len].to_vec(),
-                },
-            )
-            .map_err(|e| format!("sending {} at {offset}: {e}", offered.name))?;
+            write_chunk(&mut stream, number as u32, offset, framed)
+                .map_err(|e| format!("sending {} at {offset}: {e}", offered.name))?;
             offset += len as u64;
             sent += len as u64;
             sent_bytes.fetch_add(len as u64, Ordering::Relaxed);
