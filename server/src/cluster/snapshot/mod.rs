@@ -258,9 +258,32 @@ pub fn read_frame(stream: &mut impl Read) -> Result<Frame, String> {
             "a frame of {len} bytes (1..={FRAME_BYTES_MAX} allowed)"
         ));
     }
-    let mut body = vec![0u8; len];
+    // A chunk's data is read into its own buffer straight from the stream (the bulk of a
+    // transfer: no second copy); every other frame, and a chunk whose fields disagree with
+    // its length, is read whole and decoded (which names what is wrong).
+    let mut head = [0u8; CHUNK_HEADER_BYTES - 4];
+    let head_len = len.min(head.len());
     stream
-        .read_exact(&mut body)
+        .read_exact(&mut head[..head_len])
+        .map_err(|e| format!("reading a frame of {len} bytes: {e}"))?;
+    if head[0] == TAG_CHUNK && head_len == head.len() {
+        let data_len = u32::from_le_bytes(head[13..17].try_into().expect("4 bytes")) as usize;
+        if data_len == len - head.len() {
+            let mut data = vec![0u8; data_len];
+            stream
+                .read_exact(&mut data)
+                .map_err(|e| format!("reading a frame of {len} bytes: {e}"))?;
+            return Ok(Frame::Chunk {
+                file: u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")),
+                offset: u64::from_le_bytes(head[5..13].try_into().expect("8 bytes")),
+                data,
+            });
+        }
+    }
+    let mut body = vec![0u8; len];
+    body[..head_len].copy_from_slice(&head[..head_len]);
+    stream
+        .read_exact(&mut body[head_len..])
         .map_err(|e| format!("reading a frame of {len} bytes: {e}"))?;
     decode_frame(&body)
 }
@@ -434,6 +457,32 @@ mod tests {
         write_frame(&mut expected, &chunk).unwrap();
         assert_eq!(in_place, expected);
         assert_eq!(read_frame(&mut &in_place[..]).unwrap(), chunk);
+    }
+
+    #[test]
+    fn a_chunk_whose_length_disagrees_with_its_frame_is_refused() {
+        let chunk = Frame::Chunk {
+            file: 1,
+            offset: 8,
+            data: vec![5; 10],
+        };
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &chunk).unwrap();
+        for claimed in [11u32, 9, 0] {
+            let mut wrong = bytes.clone();
+            wrong[17..21].copy_from_slice(&claimed.to_le_bytes());
+            let error = read_frame(&mut &wrong[..]).unwrap_err();
+            assert!(
+                error.contains("chunk data") || error.contains("after the frame's last field"),
+                "{claimed}: {error}"
+            );
+        }
+        // A stream that ends inside the data.
+        let error = read_frame(&mut &bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(error.contains("reading a frame of 27 bytes"), "{error}");
+        // A chunk frame too short to hold its header.
+        let short = [5u8, 0, 0, 0, TAG_CHUNK, 1, 0, 0, 0];
+        assert!(read_frame(&mut &short[..]).is_err());
     }
 
     #[test]
