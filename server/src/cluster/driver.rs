@@ -1384,8 +1384,6 @@ impl Raft {
             ready.messages = late;
         }
         if let Some(cut) = ready.truncate_after {
-            // What a held acknowledgement promised must be durable before the cut removes it.
-            self.flush_held()?;
             self.cut(cut)?;
         }
         let has_entries = !ready.entries.is_empty();
@@ -1703,6 +1701,9 @@ impl Raft {
         if seq >= self.engine.last_seq() {
             return Ok(());
         }
+        // A held acknowledgement speaks of entries the cut removes: it leaves first, with
+        // them durable, or it would leave later claiming entries this log no longer holds.
+        self.flush_held()?;
         self.engine
             .truncate_after(seq)
             .map_err(|e| format!("truncate after {seq}: {e}"))?;
