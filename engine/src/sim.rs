@@ -75,6 +75,8 @@ pub struct SimDisk {
     /// Names of threads whose operations wait until `resume_threads` (a test holding the
     /// sealer back, say).
     paused: Arc<(Mutex<BTreeSet<String>>, Condvar)>,
+    /// How many threads wait in `wait_if_paused` now.
+    held: Arc<AtomicUsize>,
 }
 
 /// A planned failure of one sync.
@@ -470,6 +472,7 @@ impl SimDisk {
                 trace: VecDeque::new(),
             })),
             paused: Arc::new((Mutex::new(BTreeSet::new()), Condvar::new())),
+            held: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -497,9 +500,20 @@ impl SimDisk {
         let name = std::thread::current().name().map(str::to_string);
         let Some(name) = name else { return };
         let mut set = paused.lock().unwrap_or_else(|e| e.into_inner());
+        if !set.contains(&name) {
+            return;
+        }
+        self.held.fetch_add(1, Ordering::AcqRel);
         while set.contains(&name) {
             set = resumed.wait(set).unwrap_or_else(|e| e.into_inner());
         }
+        self.held.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// How many paused threads are waiting at the disk now (a test waits for a thread to
+    /// get there before it goes on).
+    pub fn threads_held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -161,6 +161,16 @@ struct Settings {
 }
 
 impl Settings {
+    /// Sealing inline (every file operation in the order the writer decides), for the
+    /// hand-made crashes.
+    fn inline(durability: Durability, segment_bytes: usize) -> Settings {
+        Settings {
+            durability,
+            background_sealing: false,
+            segment_bytes,
+        }
+    }
+
     fn of(seed: u64) -> Settings {
         Settings {
             durability: if seed % 4 < 2 {
@@ -403,11 +413,7 @@ fn describe(state: &State) -> String {
 /// Opens the image and returns the number of writes it holds: the state must be exactly the
 /// one after some prefix of the writes, at least the acknowledged ones.
 fn recover_prefix(image: &SimDisk, run: &Run, extra: &State, what: &str) -> (usize, State) {
-    let settings = Settings {
-        durability: Durability::Always,
-        background_sealing: false,
-        segment_bytes: 4096,
-    };
+    let settings = Settings::inline(Durability::Always, 4096);
     let engine = Engine::open(config(image, &run.clock, settings))
         .unwrap_or_else(|e| panic!("{what}: recovery failed: {e}\n{}", image.trace()));
     let recovered = read_state(&engine);
@@ -458,11 +464,7 @@ fn recover_prefix(image: &SimDisk, run: &Run, extra: &State, what: &str) -> (usi
 /// Recovers one image, writes to it, loses power again, and recovers the second image.
 fn check_image(image: &SimDisk, run: &Run, image_seed: u64, what: &str) -> usize {
     let (held, recovered) = recover_prefix(image, run, &State::new(), what);
-    let settings = Settings {
-        durability: Durability::Always,
-        background_sealing: false,
-        segment_bytes: 4096,
-    };
+    let settings = Settings::inline(Durability::Always, 4096);
     {
         let engine = Engine::open(config(image, &run.clock, settings)).expect("reopen");
         engine
@@ -580,11 +582,7 @@ fn assert_every_image_is_a_prefix(disk: &SimDisk, writes: Vec<Change>, acknowled
 fn compaction_keeps_a_replaced_record_until_its_replacement_is_durable() {
     let disk = SimDisk::new();
     let clock = Arc::new(ManualClock::new(START_MS));
-    let settings = Settings {
-        durability: Durability::No,
-        background_sealing: false,
-        segment_bytes: 4096,
-    };
+    let settings = Settings::inline(Durability::No, 4096);
     let mut writes = Vec::new();
     {
         let engine = Engine::open(config(&disk, &clock, settings)).unwrap();
@@ -691,10 +689,27 @@ fn put_on_thread(
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let _ = done.send(engine.put(KV, key, b"value", 0).map(|_| ()));
+            let result = engine.put(KV, key, b"value", 0).map(|_| ());
+            // Gone before the result is: the test may then drop the last handle and read
+            // the disk, which needs the engine's mappings closed.
+            drop(engine);
+            let _ = done.send(result);
         })
         .unwrap();
     result
+}
+
+/// Waits (up to 10 s) until `threads` paused threads wait at the disk.
+fn wait_for_held(disk: &SimDisk, threads: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while disk.threads_held() < threads {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} threads held at the disk, expected {threads}",
+            disk.threads_held()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Waits (up to 10 s) until the disk has seen `syncs` syncs.
@@ -717,18 +732,14 @@ fn wait_for_syncs(disk: &SimDisk, syncs: u64) {
 fn a_later_flush_landing_first(power_lost: bool) {
     let disk = SimDisk::new();
     let clock = Arc::new(ManualClock::new(START_MS));
-    let settings = Settings {
-        durability: Durability::Always,
-        background_sealing: false,
-        segment_bytes: 1 << 20,
-    };
+    let settings = Settings::inline(Durability::Always, 1 << 20);
     let engine = Arc::new(Engine::open(config(&disk, &clock, settings)).unwrap());
     let before = disk.syncs();
     disk.pause_thread("first");
     let first = put_on_thread(&engine, "first", b"first");
     // The first flush is under way (its thread waits at the disk), so the second write starts
     // a flush of its own: it reaches the disk while the first is held.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    wait_for_held(&disk, 1);
     let second = put_on_thread(&engine, "second", b"second");
     wait_for_syncs(&disk, before + 1);
     let waited = second.recv_timeout(std::time::Duration::from_millis(300));
@@ -779,11 +790,7 @@ fn a_later_flush_that_lands_first_acknowledges_nothing_when_the_earlier_one_fail
 fn a_flush_under_way_across_a_truncation_declares_only_what_the_cut_kept() {
     let disk = SimDisk::new();
     let clock = Arc::new(ManualClock::new(START_MS));
-    let settings = Settings {
-        durability: Durability::No,
-        background_sealing: false,
-        segment_bytes: 1 << 20,
-    };
+    let settings = Settings::inline(Durability::No, 1 << 20);
     let engine = Arc::new(Engine::open(config(&disk, &clock, settings).replicated(0)).unwrap());
     for key in 1..=10 {
         engine.put(KV, &key_bytes(key), b"old", 0).unwrap();
@@ -795,11 +802,13 @@ fn a_flush_under_way_across_a_truncation_declares_only_what_the_cut_kept() {
     std::thread::Builder::new()
         .name("flusher".into())
         .spawn(move || {
-            let _ = done.send(flusher.flush());
+            let result = flusher.flush();
+            drop(flusher);
+            let _ = done.send(result);
         })
         .unwrap();
     // The flusher takes its range (through seq 10) and waits at the disk.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    wait_for_held(&disk, 1);
     engine.truncate_after(5).unwrap();
     engine.set_term(2).unwrap();
     for seq in 6..=8 {
