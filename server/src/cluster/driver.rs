@@ -2239,6 +2239,25 @@ impl Raft {
                 "the membership change at index {pending} is not applied yet"
             ));
         }
+        // The latest record (the change before this one is applied, so it is in force).
+        let previous = match self
+            .engine
+            .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
+            .map_err(|e| format!("cannot read the membership record: {e}"))?
+        {
+            Some(value) => Some(Record::decode(&value.value)?),
+            None => None,
+        };
+        if change.kind == ConfChangeKind::AddLearner
+            && previous
+                .as_ref()
+                .is_some_and(|r| r.removed.contains(&change.node))
+        {
+            return Err(format!(
+                "node {} was removed from the cluster and its id is not used again (add the new node under a new id)",
+                change.node
+            ));
+        }
         let before = self.node.membership().clone();
         let after = before.changed(change).map_err(|e| e.to_string())?;
         let mut addresses = std::collections::BTreeMap::new();
@@ -2258,6 +2277,7 @@ impl Raft {
         }
         addresses.retain(|member, _| after.contains(*member) || before.contains(*member));
         let record = Record {
+            removed: Record::removed_after(previous.as_ref(), change),
             change,
             before,
             after,

@@ -8,9 +8,15 @@
 //!
 //! The value is JSON, so an operator can read it back (`DEBUG`-free: it is a System key):
 //! `{"change":"add_learner","node":4,"before":{"voters":[1,2],"learners":[]},
-//! "after":{"voters":[1,2],"learners":[4]},"addresses":{"1":"127.0.0.1:7150",...}}`.
+//! "after":{"voters":[1,2],"learners":[4]},"addresses":{"1":"127.0.0.1:7150",...},
+//! "removed":[3]}`.
+//!
+//! `removed` lists every node any change so far removed, carried from record to record, so
+//! that a removed id is never added again (etcd refuses it too: a node that comes back under a
+//! removed id may hold an old log or, on a wiped disk, have forgotten a vote it cast). A
+//! record written before the list existed reads as having none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use flin_engine::{LogOp, Namespace, Op, RecordKind, WriteBatch};
@@ -28,6 +34,8 @@ pub struct Record {
     pub after: Membership,
     /// The client address of every member of `before` and `after`.
     pub addresses: BTreeMap<NodeId, SocketAddr>,
+    /// Every node removed by this change or an earlier one.
+    pub removed: BTreeSet<NodeId>,
 }
 
 fn kind_name(kind: ConfChangeKind) -> &'static str {
@@ -85,6 +93,7 @@ impl Record {
             "before": membership_json(&self.before),
             "after": membership_json(&self.after),
             "addresses": addresses,
+            "removed": self.removed,
         })
         .to_string()
         .into_bytes()
@@ -122,12 +131,27 @@ impl Record {
                 .ok_or_else(|| format!("membership record: node {id}'s address {addr}"))?;
             addresses.insert(id, addr);
         }
+        let removed = match &value["removed"] {
+            Value::Null => BTreeSet::new(),
+            list => ids(list, "removed")?.into_iter().collect(),
+        };
         Ok(Record {
             change: ConfChange { kind, node },
             before: membership_of(&value["before"], "before")?,
             after: membership_of(&value["after"], "after")?,
             addresses,
+            removed,
         })
+    }
+
+    /// The nodes removed once this change is made: `removed` of the record before it (none
+    /// when there was none) and the node this change removes.
+    pub fn removed_after(previous: Option<&Record>, change: ConfChange) -> BTreeSet<NodeId> {
+        let mut removed = previous.map(|r| r.removed.clone()).unwrap_or_default();
+        if change.kind == ConfChangeKind::RemoveNode {
+            removed.insert(change.node);
+        }
+        removed
     }
 
     /// The engine batch that carries this record.
@@ -183,6 +207,7 @@ mod tests {
                 .into_iter()
                 .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7150 + id as u16))))
                 .collect(),
+            removed: BTreeSet::from([3]),
         }
     }
 
@@ -194,9 +219,39 @@ mod tests {
             Record::in_entry(&batch.iter().collect::<Vec<_>>()),
             Some(Ok(record.clone()))
         );
-        assert!(String::from_utf8(record.encode())
-            .unwrap()
-            .contains(r#""learners":[4]"#));
+        let text = String::from_utf8(record.encode()).unwrap();
+        assert!(text.contains(r#""learners":[4]"#), "{text}");
+        assert!(text.contains(r#""removed":[3]"#), "{text}");
+    }
+
+    #[test]
+    fn removed_nodes_carry_from_record_to_record() {
+        let first = record();
+        let removal = ConfChange {
+            kind: ConfChangeKind::RemoveNode,
+            node: 2,
+        };
+        assert_eq!(
+            Record::removed_after(Some(&first), removal),
+            BTreeSet::from([2, 3])
+        );
+        assert_eq!(
+            Record::removed_after(Some(&first), first.change),
+            BTreeSet::from([3])
+        );
+        assert_eq!(Record::removed_after(None, removal), BTreeSet::from([2]));
+        // A record written before the list existed has none.
+        let mut old: Value = serde_json::from_slice(&first.encode()).unwrap();
+        old.as_object_mut().unwrap().remove("removed");
+        let old = Record::decode(old.to_string().as_bytes()).unwrap();
+        assert!(old.removed.is_empty());
+        assert_eq!(
+            Record {
+                removed: first.removed.clone(),
+                ..old
+            },
+            first
+        );
     }
 
     #[test]
@@ -213,6 +268,8 @@ mod tests {
             br#"{"change":"remove_node","node":0}"#,
             br#"{"change":"remove_node","node":3,"addresses":{},"before":{"voters":[],"learners":[]},"after":{"voters":[1],"learners":[]}}"#,
             br#"{"change":"remove_node","node":3,"addresses":{},"before":{"voters":[1],"learners":[1]},"after":{"voters":[1],"learners":[]}}"#,
+            br#"{"change":"remove_node","node":3,"addresses":{},"before":{"voters":[1,3],"learners":[]},"after":{"voters":[1],"learners":[]},"removed":[0]}"#,
+            br#"{"change":"remove_node","node":3,"addresses":{},"before":{"voters":[1,3],"learners":[]},"after":{"voters":[1],"learners":[]},"removed":3}"#,
         ] {
             let error = Record::decode(broken).unwrap_err();
             assert!(error.starts_with("membership record:"), "{error}");
