@@ -130,16 +130,22 @@ impl Daemon {
                 hard_state,
                 always && on_disk,
                 options.bind,
-                {
-                    let shared = shared.clone();
-                    Box::new(move || {
-                        shared
-                            .queues
-                            .reload(&shared.store)
-                            .map_err(|e| format!("queues: {e}"))?;
-                        finish_documents_when_writable(shared.clone());
-                        Ok(())
-                    })
+                crate::cluster::driver::Hooks {
+                    on_lead: {
+                        let shared = shared.clone();
+                        Box::new(move || {
+                            shared
+                                .queues
+                                .reload(&shared.store)
+                                .map_err(|e| format!("queues: {e}"))?;
+                            finish_documents_when_writable(shared.clone());
+                            Ok(())
+                        })
+                    },
+                    on_removed: {
+                        let shutdown = server.shutdown_handle();
+                        Box::new(move || shutdown.shutdown())
+                    },
                 },
                 Arc::new(|level, line: &str| crate::log::log(level, "cluster", line)),
             )?),

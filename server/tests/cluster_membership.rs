@@ -5,6 +5,8 @@
 //! elect a leader that takes writes. Node 4 ends with every acknowledged write, and the old
 //! node restarted with its old `--cluster`, and node 4 restarted, find the new membership in
 //! their logs. Node 3's id is refused by CLUSTER.ADD from its removal on, on every leader.
+//! Last, node 4 is made the leader and removed: it stops by itself once it applies its
+//! removal, and does not start again.
 
 mod common;
 
@@ -208,7 +210,7 @@ fn a_dead_node_is_replaced_by_removing_it_and_adding_a_new_one() {
     // comes from the engine's record, not from an uncommitted suffix) and started again with
     // the same `--cluster 1,2 --join`: it is a voter, not a node waiting to join.
     assert!(node4.terminate().success());
-    let node4 = cluster.start_joining(4, port, &voters);
+    let mut node4 = cluster.start_joining(4, port, &voters);
     let mut on_new = connect(&node4.url());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -220,4 +222,131 @@ fn a_dead_node_is_replaced_by_removing_it_and_adding_a_new_one() {
         assert!(Instant::now() < deadline, "{info}");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // Node 4 is made the leader and removed: a removed leader commits its removal and
+    // applies it, and then stops by itself, cleanly, as etcd's removed member does. (A removed
+    // follower applies its removal only if its commit reaches it: the leader stops sending to
+    // it once the removal is appended.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut con = loop {
+        let mut found = None;
+        for url in [
+            node4.url(),
+            format!("redis://127.0.0.1:{}/", cluster.ports[0]),
+            format!("redis://127.0.0.1:{}/", cluster.ports[1]),
+        ] {
+            let mut con = connect(&url);
+            if info(&mut con).contains("accepting_writes:1") {
+                found = Some(con);
+                break;
+            }
+        }
+        if let Some(con) = found {
+            break con;
+        }
+        assert!(Instant::now() < deadline, "no leader among 1, 2 and 4");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut on_new = connect(&node4.url());
+    if !info(&mut on_new).contains("accepting_writes:1") {
+        let _: () = redis::cmd("CLUSTER.TRANSFER")
+            .arg(4)
+            .query(&mut con)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !info(&mut on_new).contains("accepting_writes:1") {
+            assert!(Instant::now() < deadline, "node 4 did not take over");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _: () = redis::cmd("CLUSTER.REMOVE")
+        .arg(4)
+        .query(&mut on_new)
+        .unwrap();
+    let status = node4.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "node 4 did not stop by itself after its removal: {status:?}"
+    );
+    // Nodes 1 and 2 go on (writes need both now).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut con = loop {
+        let leader = (0..2).find(|&i| {
+            cluster
+                .try_info(i)
+                .is_some_and(|info| info.contains("accepting_writes:1"))
+        });
+        if let Some(leader) = leader {
+            break cluster.connect(leader);
+        }
+        assert!(Instant::now() < deadline, "no leader among 1 and 2");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ids(&info(&mut con), "voters"), vec![1, 2]);
+    set_all(&mut con, 60..70);
+
+    // Started again on its data, node 4 refuses to run.
+    let (data, args) = cluster.joining(4, port, &voters);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stderr) = ServerGuard::run_to_exit(port, &data, &args, Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "a removed node started again: {status:?} {stderr}"
+    );
+    assert!(
+        stderr.contains("node 4 was removed from the cluster"),
+        "{stderr}"
+    );
+}
+
+/// A removed follower gets no more entries (the leader stops sending to it once the removal is
+/// appended), so the leader tells it once the removal is applied (the removal notice), and it
+/// stops by itself; started again, it refuses to run.
+#[test]
+fn a_removed_follower_is_told_and_stops_by_itself() {
+    let mut cluster = TestCluster::start(&["--raft-tick-ms", "50"]);
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    set_all(&mut con, 0..10);
+    let follower = (leader + 1) % 3;
+    let _: () = redis::cmd("CLUSTER.REMOVE")
+        .arg(follower + 1)
+        .query(&mut con)
+        .unwrap();
+    let status = cluster.nodes[follower]
+        .as_mut()
+        .expect("running")
+        .wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "the removed follower did not stop by itself: {status:?}"
+    );
+    cluster.nodes[follower] = None;
+    // The two others go on.
+    set_all(&mut con, 10..20);
+    let info = cluster.info(leader);
+    assert!(
+        !ids(&info, "voters").contains(&(follower as u64 + 1)),
+        "{info}"
+    );
+
+    let args = cluster.node_args(follower);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stderr) = ServerGuard::run_to_exit(
+        cluster.ports[follower],
+        &cluster.data_dir(follower),
+        &args,
+        Duration::from_secs(15),
+    );
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "a removed node started again: {status:?} {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "node {} was removed from the cluster",
+            follower + 1
+        )),
+        "{stderr}"
+    );
 }

@@ -39,7 +39,7 @@
 //! here, and when the core hands it out (`Ready::snapshot`) writes the install marker and
 //! re-executes the process, which opens the snapshot at start.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -55,7 +55,7 @@ use flin_replication::{
 };
 
 use super::elections::ElectionLog;
-use super::membership::{is_record_op, Record, MEMBERSHIP_KEY};
+use super::membership::{is_record_op, Notice, Record, MEMBERSHIP_KEY};
 use super::pace::{self, Pacer, WriteRate};
 use super::snapshot::{install, ship, stage::Staging};
 use super::transport::{Incoming, PeerStream, Transport};
@@ -100,6 +100,13 @@ const SLOW_PERSIST: Duration = Duration::from_millis(250);
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 /// A shipper waits at most this long for the commit index to reach its snapshot's index.
 const SNAPSHOT_COMMIT_WAIT: Duration = Duration::from_secs(30);
+/// A node that applied its own removal stops this many ticks later (1 s at the default tick):
+/// time for the asker's answer to leave and, if it led, for its commit of the removal to
+/// reach the others in a heartbeat.
+const REMOVED_STOP_TICKS: u64 = 20;
+/// In the `cluster` directory: written when this node learns it was removed (why, one line);
+/// a node that finds it does not start.
+const REMOVED_FILE: &str = "removed";
 
 /// How long after a heartbeat round left this leader it may serve reads once a majority
 /// answered it. A follower that received the round refuses (pre-)votes until its tick count
@@ -158,6 +165,8 @@ pub enum Input {
     /// A follower's flusher made the engine's log durable through this seq (messages held
     /// for it may leave: `release_held`); or the flush failed.
     Durable(Result<u64, String>),
+    /// A leader says this node's removal is applied (`transport::Incoming::Removed`).
+    Removed(Notice),
     Stop,
 }
 
@@ -318,6 +327,15 @@ pub struct Driver {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What the raft thread calls on the server around it.
+pub struct Hooks {
+    /// Brings the models that are not the engine's observers up to date (the queues), before
+    /// this node takes writes as the leader.
+    pub on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
+    /// Stops the server: this node was removed from the cluster (`Raft::watch_removals`).
+    pub on_removed: Box<dyn FnOnce() + Send>,
+}
+
 impl Driver {
     /// Restores the node from the engine's log and the hard state file and starts the thread
     /// and the transport. `engine` must be replicated (`Config::replicated`).
@@ -327,11 +345,26 @@ impl Driver {
         hard_state: (HardStateFile, HardState),
         always: bool,
         bind: std::net::IpAddr,
-        on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
+        hooks: Hooks,
         log: super::LogFn,
     ) -> Result<Driver, String> {
+        let Hooks {
+            on_lead,
+            on_removed,
+        } = hooks;
         let id = cluster.id();
+        let cluster_dir = match &engine.config().storage {
+            flin_engine::Storage::Directory(data) => data.join("cluster"),
+            _ => return Err("a cluster node's engine must be in a directory".into()),
+        };
+        if let Ok(why) = std::fs::read_to_string(cluster_dir.join(REMOVED_FILE)) {
+            return Err(format!(
+                "node {id} was removed from the cluster ({}): a removed node does not start again; start a new node under a new id on an empty data directory",
+                why.trim()
+            ));
+        }
         let node = restore(&cluster, &engine, hard_state.1)?;
+        let applied_members = node.applied_membership().members().collect();
         let (sender, receiver) = mpsc::channel();
         let poll =
             mio::Poll::new().map_err(|e| format!("cannot make the raft thread's poll: {e}"))?;
@@ -340,10 +373,6 @@ impl Driver {
         let inbox = Inbox {
             sender,
             waker: Arc::new(waker),
-        };
-        let cluster_dir = match &engine.config().storage {
-            flin_engine::Storage::Directory(data) => data.join("cluster"),
-            _ => return Err("a cluster node's engine must be in a directory".into()),
         };
         let staging = Arc::new(Staging::new(&cluster_dir));
         let receive: super::transport::SnapshotHandler = {
@@ -390,6 +419,7 @@ impl Driver {
                 let _ = inbox.send(match incoming {
                     Incoming::Connection(stream) => Input::Connection(stream),
                     Incoming::Gone(peer) => Input::PeerGone(peer),
+                    Incoming::Removed(notice) => Input::Removed(notice),
                 });
             })
         };
@@ -442,6 +472,9 @@ impl Driver {
             applied: committed,
             last_commit_save: Instant::now(),
             on_lead,
+            applied_members,
+            removed_at: None,
+            on_removed: Some(on_removed),
             proposal_reader: None,
             node,
             saved_vote: hard_state.1,
@@ -459,6 +492,7 @@ impl Driver {
             inbox: inbox.clone(),
             staging,
             outbox: Arc::new(ship::Outbox::new(&cluster_dir)),
+            cluster_dir,
             shippers: BTreeMap::new(),
             snapshot_retry: BTreeMap::new(),
             snapshot_holds: BTreeMap::new(),
@@ -492,15 +526,22 @@ impl Driver {
 /// The membership as of the commit point is the first change read back's "before", else the
 /// engine's latest record's "after", else `--cluster`'s voters; the changes read back get
 /// their header again, so the node has them in force at once.
+///
+/// A node whose removal is committed does not start (etcd's removed member does not either):
+/// it would get no entries, and its id is never added again.
 fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<Node, String> {
     let options = &cluster.options;
     let mut membership = None;
+    // The nodes removed as of the commit point: the latest record's list, or, when changes
+    // follow the commit point, the first one's without its own removal.
+    let mut removed = BTreeSet::new();
     if let Some(value) = engine
         .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
         .map_err(|e| format!("cannot read the membership record: {e}"))?
     {
         let record = Record::decode(&value.value)?;
         cluster.learn_addresses(&record.addresses);
+        removed = record.removed;
         membership = Some(record.after);
     }
     let offset = engine.committed_seq();
@@ -521,6 +562,10 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
             cluster.learn_addresses(&record.addresses);
             if first_change_before.is_none() {
                 first_change_before = Some(record.before.clone());
+                removed = record.removed.clone();
+                if record.change.kind == ConfChangeKind::RemoveNode {
+                    removed.remove(&record.change.node);
+                }
             }
             let mut with_header = Vec::new();
             wire::encode_conf_change(record.change, &data, &mut with_header);
@@ -531,6 +576,12 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
             index: read.seq,
             data: data.into(),
         });
+    }
+    if removed.contains(&options.id) {
+        return Err(format!(
+            "node {} was removed from the cluster (its membership record says so at the commit point {offset}): a removed node does not start again; start a new node under a new id on an empty data directory",
+            options.id
+        ));
     }
     let membership = first_change_before
         .or(membership)
@@ -679,6 +730,12 @@ struct Raft {
     /// Brings the models that are not the engine's observers up to date (the queues), before
     /// this node takes writes as the leader.
     on_lead: Box<dyn Fn() -> Result<(), String> + Send>,
+    /// The members of the membership this node applied (`watch_removals`).
+    applied_members: BTreeSet<NodeId>,
+    /// When this node applied its own removal: it stops `REMOVED_STOP_TICKS` later.
+    removed_at: Option<Instant>,
+    /// Stops the server (etcd's member stops once it is removed); taken when called.
+    on_removed: Option<Box<dyn FnOnce() + Send>>,
     /// The leader's reader of its own writes, kept from turn to turn at the next seq to
     /// propose: a new reader finds its seq by walking the segment's records from the start,
     /// which made every turn cost the segment's length (most of the leader's CPU under load).
@@ -708,6 +765,8 @@ struct Raft {
     staging: Arc<Staging>,
     /// On the leader: the snapshot shared by the shippers (`snapshot::ship`).
     outbox: Arc<ship::Outbox>,
+    /// The data directory's `cluster` directory (hard state, snapshots, `REMOVED_FILE`).
+    cluster_dir: std::path::PathBuf,
     /// On the leader: a running shipper per follower being sent a snapshot.
     shippers: BTreeMap<NodeId, Shipper>,
     /// On the leader: followers whose last transfer failed, and when to try again.
@@ -967,6 +1026,21 @@ impl Raft {
                         self.stop_flusher();
                         return;
                     }
+                    Input::Removed(notice) if notice.node == self.node.id() => {
+                        self.removed(&format!(
+                            "node {} told it its removal was applied at index {} (term {})",
+                            notice.leader, notice.index, notice.term
+                        ));
+                    }
+                    Input::Removed(notice) => (self.log)(
+                        crate::log::Level::Warn,
+                        &format!(
+                            "raft: a removal notice for node {} from node {} ignored: this is node {}",
+                            notice.node,
+                            notice.leader,
+                            self.node.id()
+                        ),
+                    ),
                     Input::Stop => stop = true,
                 }
                 self.watch_role();
@@ -1021,6 +1095,7 @@ impl Raft {
             self.compact();
             self.follow_membership();
             self.publish_view();
+            self.watch_removals();
         }
         // The saver first: the last save runs here, after any it had under way.
         self.stop_flusher();
@@ -2336,6 +2411,90 @@ impl Raft {
             (self.log)(
                 crate::log::Level::Info,
                 &format!("raft: learner {learner} caught up; promoting it to voter"),
+            );
+        }
+    }
+
+    /// Nodes that left the membership this node applied: this node itself (`removed`), or,
+    /// on the leader, another, which is told (`transport::send_notice`): the leader stops
+    /// sending to a node once its removal is appended, so a removed follower would not learn
+    /// that it was committed. Then stops the server `REMOVED_STOP_TICKS` after this node
+    /// learned of its own removal, as etcd's removed member stops.
+    fn watch_removals(&mut self) {
+        let id = self.node.id();
+        let members: BTreeSet<NodeId> = self.node.applied_membership().members().collect();
+        if members != self.applied_members {
+            let gone: Vec<NodeId> = self.applied_members.difference(&members).copied().collect();
+            for node in gone {
+                if node == id {
+                    self.removed(&format!(
+                        "it applied its removal at index {}",
+                        self.node.applied_index()
+                    ));
+                } else if self.node.role() == Role::Leader {
+                    let notice = Notice {
+                        leader: id,
+                        node,
+                        index: self.node.applied_index(),
+                        term: self.node.term(),
+                    };
+                    match self.cluster.dial_addr(node) {
+                        Some(to) => {
+                            if let Err(error) =
+                                super::transport::send_notice(to, notice, self.log.clone())
+                            {
+                                (self.log)(crate::log::Level::Warn, &format!("raft: {error}"));
+                            }
+                        }
+                        None => (self.log)(
+                            crate::log::Level::Warn,
+                            &format!("raft: node {node}'s address is not known: it is not told of its removal"),
+                        ),
+                    }
+                }
+            }
+            self.applied_members = members;
+        }
+        let Some(at) = self.removed_at else {
+            return;
+        };
+        let delay = Duration::from_millis(REMOVED_STOP_TICKS * self.cluster.options.tick_ms);
+        if at.elapsed() >= delay {
+            if let Some(stop) = self.on_removed.take() {
+                (self.log)(
+                    crate::log::Level::Warn,
+                    &format!("raft: this node ({id}) was removed from the cluster; stopping"),
+                );
+                stop();
+            }
+        }
+    }
+
+    /// This node learned that its removal is committed (`why`): it writes `REMOVED_FILE`
+    /// (so it does not start again) and stops `REMOVED_STOP_TICKS` later.
+    fn removed(&mut self, why: &str) {
+        if self.removed_at.is_some() {
+            return;
+        }
+        self.removed_at = Some(Instant::now());
+        let id = self.node.id();
+        (self.log)(
+            crate::log::Level::Warn,
+            &format!(
+                "raft: this node ({id}) was removed from the cluster: {why}; it stops in {} ms",
+                REMOVED_STOP_TICKS * self.cluster.options.tick_ms
+            ),
+        );
+        let path = self.cluster_dir.join(REMOVED_FILE);
+        let written = std::fs::File::create(&path).and_then(|mut file| {
+            use std::io::Write;
+            writeln!(file, "{why}")?;
+            file.sync_all()
+        });
+        if let Err(error) = written {
+            (self.log)(
+                crate::log::Level::Warn,
+                &format!("raft: cannot write {}: {error}", path.display()),
             );
         }
     }

@@ -180,6 +180,68 @@ impl Record {
     }
 }
 
+/// The first bytes of a removal notice (a raft connection starts with `FLINRAFT`, a snapshot
+/// connection with `FLINSNAP`): the cluster port's acceptor peeks them.
+pub const NOTICE_MAGIC: &[u8; 8] = b"FLINGONE";
+/// The version of the notice's bytes.
+pub const NOTICE_VERSION: u8 = 1;
+/// Magic, version, the leader's id, the removed node's id, the removal's index and term.
+pub const NOTICE_BYTES: usize = 41;
+
+/// What a leader that applied a node's removal sends that node on a connection of its own
+/// (docs/replication.md, "Removal notice, byte by byte"): the leader stops sending it entries
+/// once the removal is appended, so without it a removed follower would not learn that its
+/// removal was committed. The node stops itself on it (etcd's removed member is told the same
+/// way: its peers answer it "removed"). Only a removal that is applied (so committed) is
+/// noticed, and a removed id is never added again, so the notice stays true.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub leader: NodeId,
+    pub node: NodeId,
+    pub index: u64,
+    pub term: u64,
+}
+
+impl Notice {
+    pub fn encode(&self) -> [u8; NOTICE_BYTES] {
+        let mut bytes = [0u8; NOTICE_BYTES];
+        bytes[..8].copy_from_slice(NOTICE_MAGIC);
+        bytes[8] = NOTICE_VERSION;
+        for (at, field) in [self.leader, self.node, self.index, self.term]
+            .into_iter()
+            .enumerate()
+        {
+            bytes[9 + 8 * at..17 + 8 * at].copy_from_slice(&field.to_le_bytes());
+        }
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8; NOTICE_BYTES]) -> Result<Notice, String> {
+        if &bytes[..8] != NOTICE_MAGIC {
+            return Err("removal notice: bad magic at byte 0".into());
+        }
+        if bytes[8] != NOTICE_VERSION {
+            return Err(format!(
+                "removal notice: version {} at byte 8 (not {NOTICE_VERSION})",
+                bytes[8]
+            ));
+        }
+        let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let notice = Notice {
+            leader: field(9),
+            node: field(17),
+            index: field(25),
+            term: field(33),
+        };
+        for (name, value, at) in [("leader", notice.leader, 9), ("node", notice.node, 17)] {
+            if value == 0 {
+                return Err(format!("removal notice: {name} id 0 at byte {at}"));
+            }
+        }
+        Ok(notice)
+    }
+}
+
 /// Whether `op` writes a membership record (alone in its entry, it is one).
 pub fn is_record_op(op: &Op<'_>) -> bool {
     is_record(op.kind, op.namespace, op.key)
@@ -252,6 +314,32 @@ mod tests {
             },
             first
         );
+    }
+
+    #[test]
+    fn a_notice_reads_back_and_broken_ones_say_where() {
+        let notice = Notice {
+            leader: 1,
+            node: 4,
+            index: 1234,
+            term: 7,
+        };
+        let bytes = notice.encode();
+        assert_eq!(&bytes[..9], b"FLINGONE\x01");
+        assert_eq!(Notice::decode(&bytes), Ok(notice));
+        for (at, byte, why) in [
+            (0, b'X', "bad magic at byte 0"),
+            (8, 2, "version 2 at byte 8"),
+        ] {
+            let mut broken = bytes;
+            broken[at] = byte;
+            let error = Notice::decode(&broken).unwrap_err();
+            assert!(error.contains(why), "{error}");
+        }
+        let zero = Notice { node: 0, ..notice }.encode();
+        assert!(Notice::decode(&zero)
+            .unwrap_err()
+            .contains("node id 0 at byte 17"));
     }
 
     #[test]

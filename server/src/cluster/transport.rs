@@ -64,6 +64,8 @@ pub enum Incoming {
     /// A peer dialled us and opened with the raft hello (not read yet): the raft thread reads
     /// this connection itself ([`PeerStream`], decision 99).
     Connection(TcpStream),
+    /// A leader told this node that its removal is applied (`membership::Notice`).
+    Removed(super::membership::Notice),
     /// The connection a peer dialled us on ended (EOF, reset, a bad frame), and then its
     /// cluster port refused a connection: no process listens there, so the peer is gone (a
     /// killed process's sockets are closed by its kernel at once). A closed connection alone
@@ -370,12 +372,14 @@ fn accept(
                 let deliver = deliver.clone();
                 let snapshots = snapshots.clone();
                 // The peek waits (up to a second) for the hello: not on this thread.
-                let _ = spawn("flin-raft-hello", move || {
-                    if opens_with_snapshot_hello(&stream) {
-                        snapshots(stream);
-                    } else {
-                        deliver(Incoming::Connection(stream));
-                    }
+                let log = log.clone();
+                let _ = spawn("flin-raft-hello", move || match opening(&stream) {
+                    Opening::Snapshot => snapshots(stream),
+                    Opening::Raft => deliver(Incoming::Connection(stream)),
+                    Opening::Notice => match read_notice(stream) {
+                        Ok(notice) => deliver(Incoming::Removed(notice)),
+                        Err(why) => log(crate::log::Level::Warn, &format!("raft: {why}")),
+                    },
                 });
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -392,28 +396,103 @@ fn accept(
     }
 }
 
-/// Whether the connection's first bytes are the snapshot hello (peeked, not read; waits at
-/// most a second for them).
-fn opens_with_snapshot_hello(stream: &TcpStream) -> bool {
-    let magic = super::snapshot::HELLO_MAGIC;
+/// What a connection to the cluster port opened with.
+#[derive(Debug, PartialEq, Eq)]
+enum Opening {
+    /// `FLINRAFT`, or anything else: the raft thread reads it (and refuses a bad hello).
+    Raft,
+    /// `FLINSNAP`: a snapshot transfer.
+    Snapshot,
+    /// `FLINGONE`: a removal notice.
+    Notice,
+}
+
+/// What the connection's first bytes are (peeked, not read; waits at most a second for
+/// them).
+fn opening(stream: &TcpStream) -> Opening {
+    let magics = [
+        (super::snapshot::HELLO_MAGIC, Opening::Snapshot),
+        (super::membership::NOTICE_MAGIC, Opening::Notice),
+    ];
     let mut first = [0u8; 8];
     if stream.set_nonblocking(false).is_err()
         || stream
             .set_read_timeout(Some(Duration::from_secs(1)))
             .is_err()
     {
-        return false;
+        return Opening::Raft;
     }
     for _ in 0..20 {
         match stream.peek(&mut first) {
-            Ok(n) if n >= magic.len() => return &first == magic,
-            // A prefix of either hello so far: wait for the rest.
-            Ok(n) if n > 0 && first[..n] != magic[..n] => return false,
-            Ok(0) | Err(_) => return false,
+            Ok(n) if n >= first.len() => {
+                return magics
+                    .into_iter()
+                    .find(|(magic, _)| *magic == &first)
+                    .map_or(Opening::Raft, |(_, opening)| opening);
+            }
+            // A prefix of another hello so far: wait for the rest.
+            Ok(n) if n > 0 && magics.iter().all(|(magic, _)| first[..n] != magic[..n]) => {
+                return Opening::Raft;
+            }
+            Ok(0) | Err(_) => return Opening::Raft,
             Ok(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
-    false
+    Opening::Raft
+}
+
+/// Reads the removal notice a connection carries (its read timeout is set by `opening`).
+fn read_notice(mut stream: TcpStream) -> Result<super::membership::Notice, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; super::membership::NOTICE_BYTES];
+    stream
+        .read_exact(&mut bytes)
+        .map_err(|e| format!("removal notice: cannot read its {} bytes: {e}", bytes.len()))?;
+    super::membership::Notice::decode(&bytes)
+}
+
+/// Sends `notice` to `to` (the removed node's cluster port) on a connection of its own, on a
+/// thread of its own: tried up to 5 times a second apart (the node may be restarting); a
+/// node that never gets it stays up until stopped.
+pub fn send_notice(
+    to: SocketAddr,
+    notice: super::membership::Notice,
+    log: super::LogFn,
+) -> Result<(), String> {
+    spawn("flin-raft-notice", move || {
+        let mut last_error = String::new();
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let sent =
+                TcpStream::connect_timeout(&to, Duration::from_secs(1)).and_then(|mut stream| {
+                    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+                    stream.write_all(&notice.encode())
+                });
+            match sent {
+                Ok(()) => {
+                    log(
+                        crate::log::Level::Info,
+                        &format!(
+                            "raft: told node {} ({to}) of its removal at index {}",
+                            notice.node, notice.index
+                        ),
+                    );
+                    return;
+                }
+                Err(error) => last_error = error.to_string(),
+            }
+        }
+        log(
+            crate::log::Level::Warn,
+            &format!(
+                "raft: could not tell node {} ({to}) of its removal: {last_error}",
+                notice.node
+            ),
+        );
+    })
+    .map(|_| ())
 }
 
 /// A connection a peer dialled us on, read by the raft thread itself when its poll says it
@@ -629,6 +708,43 @@ fn dial(id: NodeId, addr: SocketAddr) -> std::io::Result<TcpStream> {
 mod tests {
     use super::*;
     use flin_replication::{Body, Entry};
+
+    /// The accepting side of a connection on which `first` was written (and, after 30 ms,
+    /// `rest`), classified by `opening`.
+    fn opening_of(first: &[u8], rest: &[u8]) -> Opening {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut dialled = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        dialled.write_all(first).unwrap();
+        let rest = rest.to_vec();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            dialled.write_all(&rest).unwrap();
+            dialled
+        });
+        let opening = opening(&accepted);
+        drop(writer.join().unwrap());
+        opening
+    }
+
+    #[test]
+    fn a_connection_is_told_apart_by_its_first_eight_bytes() {
+        let notice = super::super::membership::Notice {
+            leader: 1,
+            node: 3,
+            index: 10,
+            term: 2,
+        }
+        .encode();
+        assert_eq!(opening_of(&notice, b""), Opening::Notice);
+        assert_eq!(opening_of(b"FLINSNAP\x01", b""), Opening::Snapshot);
+        assert_eq!(opening_of(b"FLINRAFT\x01", b""), Opening::Raft);
+        // A prefix of a hello waits for the rest.
+        assert_eq!(opening_of(b"FLIN", b"GONE"), Opening::Notice);
+        assert_eq!(opening_of(b"FLINS", b"NAP"), Opening::Snapshot);
+        // Anything else is the raft thread's to refuse.
+        assert_eq!(opening_of(b"GET x\r\n\r\n", b""), Opening::Raft);
+    }
 
     fn append(n: u64, bytes: usize) -> Message {
         Message {

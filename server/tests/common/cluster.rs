@@ -3,7 +3,6 @@
 //! wait for a leader.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -70,42 +69,57 @@ impl TestCluster {
 
     /// Starts (or restarts, on its data directory) node `i + 1`.
     pub fn start_node(&mut self, i: usize) {
-        let data = self.data_dir(i);
-        let id = (i + 1).to_string();
-        let admin = (self.ports[i] + 1_000).to_string();
-        let mut args = vec![
+        let args = self.node_args(i);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.nodes[i] = Some(ServerGuard::start_on(
+            self.ports[i],
+            &self.data_dir(i),
+            &args,
+        ));
+    }
+
+    /// The flags `start_node` gives node `i + 1` (besides its port and data directory).
+    pub fn node_args(&self, i: usize) -> Vec<String> {
+        let mut args: Vec<String> = [
             "--node-id",
-            &id,
+            &(i + 1).to_string(),
             "--cluster",
             &self.members,
             "--admin-port",
-            &admin,
-        ];
-        args.extend(self.flags.iter().map(String::as_str));
-        self.nodes[i] = Some(ServerGuard::start_on(
-            self.ports[i],
-            Path::new(&data),
-            &args,
-        ));
+            &(self.ports[i] + 1_000).to_string(),
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(self.flags.iter().cloned());
+        args
     }
 
     /// Starts node `id` on `port` with a fresh data directory, joining the running cluster
     /// whose current voters `voters` names (`--join`); its admin page on `port` + 1000.
     pub fn start_joining(&self, id: u64, port: u16, voters: &str) -> ServerGuard {
+        let (data, args) = self.joining(id, port, voters);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ServerGuard::start_on(port, &data, &args)
+    }
+
+    /// The data directory and flags `start_joining` gives node `id`.
+    pub fn joining(&self, id: u64, port: u16, voters: &str) -> (std::path::PathBuf, Vec<String>) {
         let data = self.dir.path().join(format!("n{id}"));
-        let id = id.to_string();
-        let admin = (port + 1_000).to_string();
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "--node-id",
-            &id,
+            &id.to_string(),
             "--cluster",
             voters,
             "--join",
             "--admin-port",
-            &admin,
-        ];
-        args.extend(self.flags.iter().map(String::as_str));
-        ServerGuard::start_on(port, Path::new(&data), &args)
+            &(port + 1_000).to_string(),
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(self.flags.iter().cloned());
+        (data, args)
     }
 
     /// SIGKILL of node `i + 1`.

@@ -73,6 +73,61 @@ impl ServerGuard {
         child.wait().expect("wait for flin-server")
     }
 
+    /// Waits up to `within` for the server to exit by itself: its status, or None (still
+    /// running; Drop kills it).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs the binary on `port` with `--data <dir>` and `extra`, expecting it to exit within
+    /// `within` without serving (a refused start): its status (None: it did not exit, and was
+    /// killed) and its stderr.
+    pub fn run_to_exit(
+        port: u16,
+        data: &Path,
+        extra: &[&str],
+        within: Duration,
+    ) -> (Option<ExitStatus>, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flin-server"))
+            .args(["--port", &port.to_string(), "--threads", "2", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start flin-server");
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr piped")
+            .read_to_string(&mut stderr);
+        (status, stderr)
+    }
+
     /// SIGKILL: a crash.
     pub fn crash(mut self) {
         let mut child = self.child.take().expect("running");
