@@ -79,11 +79,17 @@ stop() {
     local pid
     for pid in "$@"; do kill "$pid" 2> /dev/null || true; done
     for pid in "$@"; do
+        # An exited child stays a zombie (kill -0 succeeds) until it is waited for.
         for _ in $(seq 100); do
             kill -0 "$pid" 2> /dev/null || break
+            [ "$(awk '{print $3}' "/proc/$pid/stat" 2> /dev/null)" = Z ] && break
             sleep 0.05
         done
         kill -9 "$pid" 2> /dev/null || true
+        # Reaped before the next start: a process still dying holds its ports (an etcd
+        # member started next failed to bind its peer port once, and the script waited on
+        # a cluster without a quorum).
+        wait "$pid" 2> /dev/null || true
     done
     local kept=() p
     for p in "${PIDS[@]}"; do [[ " $* " == *" $p "* ]] || kept+=("$p"); done
@@ -180,7 +186,7 @@ start_etcd() {
         PIDS+=("$!")
     done
     for _ in $(seq 120); do
-        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" \
+        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 1s --command-timeout 1s \
             endpoint health > /dev/null 2>&1 && return 0
         sleep 0.25
     done
