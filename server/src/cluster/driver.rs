@@ -2486,16 +2486,17 @@ impl Raft {
             ),
         );
         let path = self.cluster_dir.join(REMOVED_FILE);
-        let written = std::fs::File::create(&path).and_then(|mut file| {
-            use std::io::Write;
-            writeln!(file, "{why}")?;
-            file.sync_all()
-        });
+        // The file and then its directory entry made durable.
+        let written = std::fs::File::create(&path)
+            .and_then(|mut file| {
+                use std::io::Write;
+                writeln!(file, "{why}")?;
+                file.sync_all()
+            })
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .and_then(|()| super::snapshot::stage::sync_dir(&self.cluster_dir));
         if let Err(error) = written {
-            (self.log)(
-                crate::log::Level::Warn,
-                &format!("raft: cannot write {}: {error}", path.display()),
-            );
+            (self.log)(crate::log::Level::Warn, &format!("raft: {error}"));
         }
     }
 
