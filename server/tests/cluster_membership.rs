@@ -350,3 +350,48 @@ fn a_removed_follower_is_told_and_stops_by_itself() {
         "{stderr}"
     );
 }
+
+/// A node removed while it was down missed the leader's notice, and comes back believing it is
+/// a member (its log does not hold its removal): the first member it sends a message to tells
+/// it that it was removed, and it stops by itself.
+#[test]
+fn a_node_removed_while_down_is_told_when_it_comes_back() {
+    let mut cluster = TestCluster::start(&["--raft-tick-ms", "50"]);
+    let leader = cluster.leader();
+    let mut con = cluster.connect(leader);
+    set_all(&mut con, 0..10);
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    let _: () = redis::cmd("CLUSTER.REMOVE")
+        .arg(follower + 1)
+        .query(&mut con)
+        .unwrap();
+    // The leader's notice is tried 5 times a second apart: all of them find the node down.
+    std::thread::sleep(Duration::from_secs(6));
+    set_all(&mut con, 10..20);
+
+    cluster.start_node(follower);
+    let status = cluster.nodes[follower]
+        .as_mut()
+        .expect("running")
+        .wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "the removed node did not stop by itself once back: {status:?}"
+    );
+    cluster.nodes[follower] = None;
+    let args = cluster.node_args(follower);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stderr) = ServerGuard::run_to_exit(
+        cluster.ports[follower],
+        &cluster.data_dir(follower),
+        &args,
+        Duration::from_secs(15),
+    );
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "a removed node started again: {status:?} {stderr}"
+    );
+    assert!(stderr.contains("was removed from the cluster"), "{stderr}");
+    set_all(&mut con, 20..30);
+}

@@ -107,6 +107,8 @@ const REMOVED_STOP_TICKS: u64 = 20;
 /// In the `cluster` directory: written when this node learns it was removed (why, one line);
 /// a node that finds it does not start.
 const REMOVED_FILE: &str = "removed";
+/// A removed node that keeps sending messages is told it was removed at most this often.
+const TELL_REMOVED_EVERY: Duration = Duration::from_secs(10);
 
 /// How long after a heartbeat round left this leader it may serve reads once a majority
 /// answered it. A follower that received the round refuses (pre-)votes until its tick count
@@ -475,6 +477,7 @@ impl Driver {
             applied_members,
             removed_at: None,
             on_removed: Some(on_removed),
+            told_removed: BTreeMap::new(),
             proposal_reader: None,
             node,
             saved_vote: hard_state.1,
@@ -736,6 +739,8 @@ struct Raft {
     removed_at: Option<Instant>,
     /// Stops the server (etcd's member stops once it is removed); taken when called.
     on_removed: Option<Box<dyn FnOnce() + Send>>,
+    /// Removed nodes that sent this node a message, and when it last told them so.
+    told_removed: BTreeMap<NodeId, Instant>,
     /// The leader's reader of its own writes, kept from turn to turn at the next seq to
     /// propose: a new reader finds its seq by walking the segment's records from the start,
     /// which made every turn cost the segment's length (most of the leader's CPU under load).
@@ -974,6 +979,9 @@ impl Raft {
                     }
                     Input::Peer(message) => {
                         self.heard.insert(message.from, arrived_at);
+                        if !self.applied_members.contains(&message.from) {
+                            self.tell_if_removed(message.from);
+                        }
                         self.elections.received(&message, &self.node);
                         if let Err(error) = self.node.step(message) {
                             (self.log)(
@@ -1029,7 +1037,7 @@ impl Raft {
                     Input::Removed(notice) if notice.node == self.node.id() => {
                         self.removed(&format!(
                             "node {} told it its removal was applied at index {} (term {})",
-                            notice.leader, notice.index, notice.term
+                            notice.from, notice.index, notice.term
                         ));
                     }
                     Input::Removed(notice) => (self.log)(
@@ -1037,7 +1045,7 @@ impl Raft {
                         &format!(
                             "raft: a removal notice for node {} from node {} ignored: this is node {}",
                             notice.node,
-                            notice.leader,
+                            notice.from,
                             self.node.id()
                         ),
                     ),
@@ -2432,25 +2440,7 @@ impl Raft {
                         self.node.applied_index()
                     ));
                 } else if self.node.role() == Role::Leader {
-                    let notice = Notice {
-                        leader: id,
-                        node,
-                        index: self.node.applied_index(),
-                        term: self.node.term(),
-                    };
-                    match self.cluster.dial_addr(node) {
-                        Some(to) => {
-                            if let Err(error) =
-                                super::transport::send_notice(to, notice, self.log.clone())
-                            {
-                                (self.log)(crate::log::Level::Warn, &format!("raft: {error}"));
-                            }
-                        }
-                        None => (self.log)(
-                            crate::log::Level::Warn,
-                            &format!("raft: node {node}'s address is not known: it is not told of its removal"),
-                        ),
-                    }
+                    self.send_notice(node);
                 }
             }
             self.applied_members = members;
@@ -2467,6 +2457,66 @@ impl Raft {
                 );
                 stop();
             }
+        }
+    }
+
+    /// Tells `node` that its removal is applied (`transport::send_notice`).
+    fn send_notice(&mut self, node: NodeId) {
+        let notice = Notice {
+            from: self.node.id(),
+            node,
+            index: self.node.applied_index(),
+            term: self.node.term(),
+        };
+        self.told_removed.insert(node, Instant::now());
+        match self.cluster.dial_addr(node) {
+            Some(to) => {
+                if let Err(error) = super::transport::send_notice(to, notice, self.log.clone()) {
+                    (self.log)(crate::log::Level::Warn, &format!("raft: {error}"));
+                }
+            }
+            None => (self.log)(
+                crate::log::Level::Warn,
+                &format!("raft: node {node}'s address is not known: it is not told of its removal"),
+            ),
+        }
+    }
+
+    /// A message came from `from`, no member of the membership this node applied: if the
+    /// applied membership record lists it as removed, it is told so (at most every
+    /// `TELL_REMOVED_EVERY`), as etcd's peers answer a removed member. This reaches a removed
+    /// node that was down when the leader sent its notice and came back believing it is a
+    /// member (it dials its old peers).
+    fn tell_if_removed(&mut self, from: NodeId) {
+        if self
+            .told_removed
+            .get(&from)
+            .is_some_and(|at| at.elapsed() < TELL_REMOVED_EVERY)
+        {
+            return;
+        }
+        // The latest record is the applied one unless a change is pending.
+        if self.node.pending_conf_index() > self.node.applied_index() {
+            return;
+        }
+        let removed = match self
+            .engine
+            .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
+        {
+            Ok(Some(value)) => {
+                Record::decode(&value.value).is_ok_and(|record| record.removed.contains(&from))
+            }
+            _ => false,
+        };
+        if removed {
+            (self.log)(
+                crate::log::Level::Info,
+                &format!("raft: removed node {from} sent a message; telling it it was removed"),
+            );
+            self.send_notice(from);
+        } else {
+            // Not removed (a node not added yet): asked again after the interval.
+            self.told_removed.insert(from, Instant::now());
         }
     }
 

@@ -185,18 +185,22 @@ impl Record {
 pub const NOTICE_MAGIC: &[u8; 8] = b"FLINGONE";
 /// The version of the notice's bytes.
 pub const NOTICE_VERSION: u8 = 1;
-/// Magic, version, the leader's id, the removed node's id, the removal's index and term.
+/// Magic, version, the sender's id, the removed node's id, an index and a term.
 pub const NOTICE_BYTES: usize = 41;
 
-/// What a leader that applied a node's removal sends that node on a connection of its own
-/// (docs/replication.md, "Removal notice, byte by byte"): the leader stops sending it entries
-/// once the removal is appended, so without it a removed follower would not learn that its
-/// removal was committed. The node stops itself on it (etcd's removed member is told the same
-/// way: its peers answer it "removed"). Only a removal that is applied (so committed) is
-/// noticed, and a removed id is never added again, so the notice stays true.
+/// What a leader that applied a node's removal sends that node on a connection of its own, and
+/// what any member sends a removed node that sent it a message (docs/replication.md, "Removal
+/// notice, byte by byte"): the leader stops sending a node entries once its removal is
+/// appended, so without it a removed follower would not learn that its removal was committed,
+/// and one that was down would come back believing it is a member. The node stops itself on
+/// it (etcd's removed member is told the same way: its peers answer it "removed"). Only a
+/// removal that is applied (so committed) is noticed, and a removed id is never added again,
+/// so the notice stays true.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Notice {
-    pub leader: NodeId,
+    /// The node that sends it: the leader that applied the removal, or a member the removed
+    /// node sent a message to.
+    pub from: NodeId,
     pub node: NodeId,
     pub index: u64,
     pub term: u64,
@@ -207,7 +211,7 @@ impl Notice {
         let mut bytes = [0u8; NOTICE_BYTES];
         bytes[..8].copy_from_slice(NOTICE_MAGIC);
         bytes[8] = NOTICE_VERSION;
-        for (at, field) in [self.leader, self.node, self.index, self.term]
+        for (at, field) in [self.from, self.node, self.index, self.term]
             .into_iter()
             .enumerate()
         {
@@ -228,12 +232,12 @@ impl Notice {
         }
         let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let notice = Notice {
-            leader: field(9),
+            from: field(9),
             node: field(17),
             index: field(25),
             term: field(33),
         };
-        for (name, value, at) in [("leader", notice.leader, 9), ("node", notice.node, 17)] {
+        for (name, value, at) in [("sender", notice.from, 9), ("node", notice.node, 17)] {
             if value == 0 {
                 return Err(format!("removal notice: {name} id 0 at byte {at}"));
             }
@@ -319,7 +323,7 @@ mod tests {
     #[test]
     fn a_notice_reads_back_and_broken_ones_say_where() {
         let notice = Notice {
-            leader: 1,
+            from: 1,
             node: 4,
             index: 1234,
             term: 7,

@@ -730,7 +730,7 @@ mod tests {
     #[test]
     fn a_connection_is_told_apart_by_its_first_eight_bytes() {
         let notice = super::super::membership::Notice {
-            leader: 1,
+            from: 1,
             node: 3,
             index: 10,
             term: 2,
