@@ -699,30 +699,32 @@ fn put_on_thread(
     result
 }
 
-/// Waits (up to 10 s) until `threads` paused threads wait at the disk.
-fn wait_for_held(disk: &SimDisk, threads: usize) {
+/// Waits (up to 10 s) until `count` of the disk reaches `at_least` (`what` names it).
+fn wait_for(disk: &SimDisk, count: impl Fn(&SimDisk) -> u64, at_least: u64, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while disk.threads_held() < threads {
+    while count(disk) < at_least {
         assert!(
             std::time::Instant::now() < deadline,
-            "{} threads held at the disk, expected {threads}",
-            disk.threads_held()
+            "{} {what}, expected {at_least}",
+            count(disk)
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
+/// Waits (up to 10 s) until `threads` paused threads wait at the disk.
+fn wait_for_held(disk: &SimDisk, threads: usize) {
+    wait_for(
+        disk,
+        |disk| disk.threads_held() as u64,
+        threads as u64,
+        "threads held at the disk",
+    );
+}
+
 /// Waits (up to 10 s) until the disk has seen `syncs` syncs.
 fn wait_for_syncs(disk: &SimDisk, syncs: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while disk.syncs() < syncs {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} syncs, expected {syncs}",
-            disk.syncs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_for(disk, SimDisk::syncs, syncs, "syncs");
 }
 
 /// Two flushes at once (decision 108): a write that arrives while a flush is under way starts

@@ -62,6 +62,29 @@ fn adding_node_3_again_is_refused(con: &mut Connection) {
     }
 }
 
+/// The removed node `node` stops by itself (a clean exit) within 15 s.
+fn stops_by_itself(node: &mut ServerGuard, what: &str) {
+    let status = node.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "{what} did not stop by itself: {status:?}"
+    );
+}
+
+/// Started on `data` with `args`, removed node `id` refuses to run, naming its removal.
+fn refuses_to_start(id: u64, port: u16, data: &std::path::Path, args: &[String]) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, stderr) = ServerGuard::run_to_exit(port, data, &args, Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "a removed node started again: {status:?} {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("node {id} was removed from the cluster")),
+        "{stderr}"
+    );
+}
+
 fn set_all(con: &mut Connection, keys: std::ops::Range<u32>) {
     for n in keys {
         let _: () = redis::cmd("SET")
@@ -263,11 +286,7 @@ fn a_dead_node_is_replaced_by_removing_it_and_adding_a_new_one() {
         .arg(4)
         .query(&mut on_new)
         .unwrap();
-    let status = node4.wait_exit(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|status| status.success()),
-        "node 4 did not stop by itself after its removal: {status:?}"
-    );
+    stops_by_itself(&mut node4, "node 4, removed as the leader,");
     // Nodes 1 and 2 go on (writes need both now).
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut con = loop {
@@ -287,16 +306,7 @@ fn a_dead_node_is_replaced_by_removing_it_and_adding_a_new_one() {
 
     // Started again on its data, node 4 refuses to run.
     let (data, args) = cluster.joining(4, port, &voters);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, stderr) = ServerGuard::run_to_exit(port, &data, &args, Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|status| !status.success()),
-        "a removed node started again: {status:?} {stderr}"
-    );
-    assert!(
-        stderr.contains("node 4 was removed from the cluster"),
-        "{stderr}"
-    );
+    refuses_to_start(4, port, &data, &args);
 }
 
 /// A removed follower gets no more entries (the leader stops sending to it once the removal is
@@ -313,13 +323,9 @@ fn a_removed_follower_is_told_and_stops_by_itself() {
         .arg(follower + 1)
         .query(&mut con)
         .unwrap();
-    let status = cluster.nodes[follower]
-        .as_mut()
-        .expect("running")
-        .wait_exit(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|status| status.success()),
-        "the removed follower did not stop by itself: {status:?}"
+    stops_by_itself(
+        cluster.nodes[follower].as_mut().expect("running"),
+        "the removed follower",
     );
     cluster.nodes[follower] = None;
     // The two others go on.
@@ -330,24 +336,11 @@ fn a_removed_follower_is_told_and_stops_by_itself() {
         "{info}"
     );
 
-    let args = cluster.node_args(follower);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, stderr) = ServerGuard::run_to_exit(
+    refuses_to_start(
+        follower as u64 + 1,
         cluster.ports[follower],
         &cluster.data_dir(follower),
-        &args,
-        Duration::from_secs(15),
-    );
-    assert!(
-        status.is_some_and(|status| !status.success()),
-        "a removed node started again: {status:?} {stderr}"
-    );
-    assert!(
-        stderr.contains(&format!(
-            "node {} was removed from the cluster",
-            follower + 1
-        )),
-        "{stderr}"
+        &cluster.node_args(follower),
     );
 }
 
@@ -371,27 +364,16 @@ fn a_node_removed_while_down_is_told_when_it_comes_back() {
     set_all(&mut con, 10..20);
 
     cluster.start_node(follower);
-    let status = cluster.nodes[follower]
-        .as_mut()
-        .expect("running")
-        .wait_exit(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|status| status.success()),
-        "the removed node did not stop by itself once back: {status:?}"
+    stops_by_itself(
+        cluster.nodes[follower].as_mut().expect("running"),
+        "the node removed while down, once back,",
     );
     cluster.nodes[follower] = None;
-    let args = cluster.node_args(follower);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, stderr) = ServerGuard::run_to_exit(
+    refuses_to_start(
+        follower as u64 + 1,
         cluster.ports[follower],
         &cluster.data_dir(follower),
-        &args,
-        Duration::from_secs(15),
+        &cluster.node_args(follower),
     );
-    assert!(
-        status.is_some_and(|status| !status.success()),
-        "a removed node started again: {status:?} {stderr}"
-    );
-    assert!(stderr.contains("was removed from the cluster"), "{stderr}");
     set_all(&mut con, 20..30);
 }

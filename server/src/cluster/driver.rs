@@ -55,7 +55,7 @@ use flin_replication::{
 };
 
 use super::elections::ElectionLog;
-use super::membership::{is_record_op, Notice, Record, MEMBERSHIP_KEY};
+use super::membership::{is_record_op, Notice, Record};
 use super::pace::{self, Pacer, WriteRate};
 use super::snapshot::{install, ship, stage::Staging};
 use super::transport::{Incoming, PeerStream, Transport};
@@ -538,11 +538,7 @@ fn restore(cluster: &Cluster, engine: &Engine, hard_state: HardState) -> Result<
     // The nodes removed as of the commit point: the latest record's list, or, when changes
     // follow the commit point, the first one's without its own removal.
     let mut removed = BTreeSet::new();
-    if let Some(value) = engine
-        .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
-        .map_err(|e| format!("cannot read the membership record: {e}"))?
-    {
-        let record = Record::decode(&value.value)?;
+    if let Some(record) = Record::latest(engine)? {
         cluster.learn_addresses(&record.addresses);
         removed = record.removed;
         membership = Some(record.after);
@@ -2323,14 +2319,7 @@ impl Raft {
             ));
         }
         // The latest record (the change before this one is applied, so it is in force).
-        let previous = match self
-            .engine
-            .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
-            .map_err(|e| format!("cannot read the membership record: {e}"))?
-        {
-            Some(value) => Some(Record::decode(&value.value)?),
-            None => None,
-        };
+        let previous = Record::latest(&self.engine)?;
         if change.kind == ConfChangeKind::AddLearner
             && previous
                 .as_ref()
@@ -2499,15 +2488,8 @@ impl Raft {
         if self.node.pending_conf_index() > self.node.applied_index() {
             return;
         }
-        let removed = match self
-            .engine
-            .get(flin_engine::Namespace::System, MEMBERSHIP_KEY)
-        {
-            Ok(Some(value)) => {
-                Record::decode(&value.value).is_ok_and(|record| record.removed.contains(&from))
-            }
-            _ => false,
-        };
+        let removed = Record::latest(&self.engine)
+            .is_ok_and(|record| record.is_some_and(|record| record.removed.contains(&from)));
         if removed {
             (self.log)(
                 crate::log::Level::Info,

@@ -144,6 +144,15 @@ impl Record {
         })
     }
 
+    /// The latest record the engine holds (the System key's current value), if any.
+    pub fn latest(engine: &flin_engine::Engine) -> Result<Option<Record>, String> {
+        engine
+            .get(Namespace::System, MEMBERSHIP_KEY)
+            .map_err(|e| format!("cannot read the membership record: {e}"))?
+            .map(|value| Record::decode(&value.value))
+            .transpose()
+    }
+
     /// The nodes removed once this change is made: `removed` of the record before it (none
     /// when there was none) and the node this change removes.
     pub fn removed_after(previous: Option<&Record>, change: ConfChange) -> BTreeSet<NodeId> {
