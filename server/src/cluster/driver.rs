@@ -2419,8 +2419,12 @@ impl Raft {
     /// learned of its own removal, as etcd's removed member stops.
     fn watch_removals(&mut self) {
         let id = self.node.id();
-        let members: BTreeSet<NodeId> = self.node.applied_membership().members().collect();
-        if members != self.applied_members {
+        // Every turn: compared in place, collected only when it changed.
+        let applied = self.node.applied_membership();
+        let same = applied.members().count() == self.applied_members.len()
+            && applied.members().all(|m| self.applied_members.contains(&m));
+        if !same {
+            let members: BTreeSet<NodeId> = applied.members().collect();
             let gone: Vec<NodeId> = self.applied_members.difference(&members).copied().collect();
             for node in gone {
                 if node == id {
