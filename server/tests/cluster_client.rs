@@ -149,11 +149,20 @@ fn a_redis_cluster_client_follows_the_slots_through_a_transfer_and_a_kill() {
     let leader = cluster.leader();
     let follower = (leader + 1) % 3;
 
-    // CLUSTER SLOTS, asked of a follower: the leader first.
-    let slots: redis::Value = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query(&mut cluster.connect(follower))
-        .unwrap();
+    // CLUSTER SLOTS, asked of a follower: the leader first. The leader takes writes once its
+    // term's first entry is in its own log, which may be before the follower has heard from
+    // it (an empty array then: no leader known): asked until the follower knows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let slots: redis::Value = loop {
+        let slots: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut cluster.connect(follower))
+            .unwrap();
+        if slots != redis::Value::Array(vec![]) || Instant::now() >= deadline {
+            break slots;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let redis::Value::Array(ranges) = &slots else {
         panic!("CLUSTER SLOTS: {slots:?}");
     };
